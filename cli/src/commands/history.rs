@@ -1,0 +1,30 @@
+use crate::Ctx;
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Space name or id.
+    space: String,
+    /// Only states that changed this path.
+    path: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let home = ctx.open_home()?;
+    let space = ctx.open_space(&home, &a.space)?;
+    let items = space.history(a.path.as_deref())?;
+    if ctx.json {
+        return ctx.print_json(&items);
+    }
+    if items.is_empty() {
+        println!("no history yet");
+    }
+    for h in items {
+        let what = match &h.action {
+            Some(act) => act.clone(),
+            None => format!("+{} ~{} -{} ({} renamed)", h.added, h.changed, h.deleted, h.renamed),
+        };
+        println!("{}  {}  {}  {}", h.id, h.time, &h.device[..8], what);
+    }
+    Ok(())
+}

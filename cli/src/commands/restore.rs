@@ -1,0 +1,63 @@
+use super::bytes;
+use crate::Ctx;
+use anyhow::{Context, Result, bail};
+use cobox_engine::At;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Space name or id.
+    space: String,
+    /// Where to write the files (created if missing; existing files of the same name are replaced).
+    dir: PathBuf,
+    /// An RFC 3339 time (2026-11-24T10:00:00Z) or a history id; default: the latest state.
+    #[arg(long)]
+    at: Option<String>,
+    /// Restore only this file or folder.
+    #[arg(long)]
+    path: Option<String>,
+}
+
+/// Parse `--at`: an RFC 3339 time, else a history id (hex).
+pub fn parse_at(s: &str) -> Result<At> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(At::Time(t.timestamp_millis()));
+    }
+    if s.len() >= 4 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(At::Snapshot(s.to_owned()));
+    }
+    bail!("--at {s:?} is neither an RFC 3339 time (like 2026-11-24T10:00:00Z) nor a history id (see `cobox history`)")
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let at = match &a.at {
+        Some(s) => parse_at(s)?,
+        None => At::Latest,
+    };
+    let home = ctx.open_home()?;
+    let space = ctx.open_space(&home, &a.space)?;
+    let bar = crate::progress::Bar::new();
+    let r = space
+        .restore(&a.dir, &at, a.path.as_deref(), &bar)
+        .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?;
+    drop(bar);
+    if ctx.json {
+        ctx.print_json(&r)?;
+    } else {
+        println!(
+            "restored {} files ({}), {} folders, {} symlinks into {}",
+            r.files,
+            bytes(r.bytes),
+            r.dirs,
+            r.symlinks,
+            a.dir.display()
+        );
+        for e in &r.errors {
+            println!("failed: {e}");
+        }
+    }
+    if !r.errors.is_empty() {
+        bail!("{} paths could not be restored: {}", r.errors.len(), r.errors[0]);
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+use super::bytes;
+use crate::Ctx;
+use anyhow::{Context, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Space name or id.
+    space: String,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let home = ctx.open_home()?;
+    let mut space = ctx.open_space(&home, &a.space)?;
+    let bar = crate::progress::Bar::new();
+    let r = space
+        .scan(&bar)
+        .with_context(|| format!("scanning {}", space.info().path.display()))?;
+    drop(bar);
+    if ctx.json {
+        return ctx.print_json(&r);
+    }
+    println!(
+        "scanned {} files ({}): {} added, {} changed, {} deleted ({} renamed), {} unchanged",
+        r.files,
+        bytes(r.bytes_total),
+        r.added,
+        r.changed,
+        r.deleted,
+        r.renamed,
+        r.unchanged
+    );
+    println!("read {}, stored {} new blobs ({})", bytes(r.bytes_read), r.new_blobs, bytes(r.new_blob_bytes));
+    match &r.snapshot {
+        Some(id) => println!("history entry {id}"),
+        None => println!("no changes to record"),
+    }
+    if !r.warnings.is_empty() {
+        println!("{} warnings (shown above)", r.warnings.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+use crate::Ctx;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum SpaceCmd {
+    /// Create a space over a folder (created if missing); prints the space id.
+    Create {
+        /// A local name for the space.
+        name: String,
+        /// The folder to keep.
+        #[arg(long)]
+        path: PathBuf,
+    },
+    /// List this device's spaces.
+    List,
+}
+
+pub fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
+    let home = ctx.open_home()?;
+    match cmd {
+        SpaceCmd::Create { name, path } => {
+            let info = home
+                .create_space(&name, &path)
+                .with_context(|| format!("creating space {name:?} over {}", path.display()))?;
+            if ctx.json {
+                ctx.print_json(&serde_json::json!({
+                    "id": info.id.to_string(), "name": info.name, "path": info.path,
+                }))
+            } else {
+                println!("{}", info.id);
+                Ok(())
+            }
+        }
+        SpaceCmd::List => {
+            let spaces = home.spaces()?;
+            if ctx.json {
+                let list: Vec<_> = spaces
+                    .iter()
+                    .map(|s| serde_json::json!({ "id": s.id.to_string(), "name": s.name, "path": s.path }))
+                    .collect();
+                return ctx.print_json(&list);
+            }
+            if spaces.is_empty() {
+                println!("no spaces yet: `cobox space create NAME --path DIR` makes one");
+            }
+            for s in spaces {
+                println!("{}  {:<20}  {}", s.id.short(), s.name, s.path.display());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,40 @@
+use super::bytes;
+use crate::Ctx;
+use anyhow::{Result, bail};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Space name or id.
+    space: String,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+    let home = ctx.open_home()?;
+    let space = ctx.open_space(&home, &a.space)?;
+    let bar = crate::progress::Bar::new();
+    let r = space.verify(&bar)?;
+    drop(bar);
+    if ctx.json {
+        ctx.print_json(&r)?;
+    } else {
+        for (what, list) in [("corrupt", &r.corrupt), ("missing", &r.missing)] {
+            for b in list {
+                let files = if b.files.is_empty() { "no current file".to_owned() } else { b.files.join(", ") };
+                println!("{what} blob {} (used by: {files})", b.blob);
+            }
+        }
+        println!("checked {} blobs ({})", r.blobs_checked, bytes(r.bytes_checked));
+    }
+    if !r.ok() {
+        let first = r.corrupt.first().or(r.missing.first()).map(|b| b.blob.clone()).unwrap_or_default();
+        bail!(
+            "verify found {} corrupt and {} missing blobs (first: {first}); restore affected files from another copy",
+            r.corrupt.len(),
+            r.missing.len()
+        );
+    }
+    if !ctx.json {
+        println!("all blobs intact");
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `cobox`: the command line. It only translates between people and `cobox-engine`.
+
+mod commands;
+mod progress;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// CoBox: a peer-to-peer cooperative cloud. Your folder, chunked, encrypted and versioned.
+#[derive(Parser)]
+#[command(name = "cobox", version, about, propagate_version = true)]
+struct Cli {
+    /// State directory of this device (default: $COBOX_HOME, else the platform data dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Print one JSON value on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print this device's id (created on first use).
+    Id,
+    /// Create and list spaces.
+    #[command(subcommand)]
+    Space(commands::space::SpaceCmd),
+    /// Record the folder's local changes in the manifest.
+    Scan(commands::scan::Args),
+    /// Files, bytes, storage, last scan and pending local changes.
+    Status(commands::status::Args),
+    /// Past states of a space, or of one path, newest first.
+    History(commands::history::Args),
+    /// Write a space (or one path) as it is now or as it was at a time.
+    Restore(commands::restore::Args),
+    /// Re-hash every stored blob and report what is corrupt or missing.
+    Verify(commands::verify::Args),
+    /// Remove blobs that no retained state references.
+    Gc(commands::gc::Args),
+}
+
+/// What every command gets.
+pub struct Ctx {
+    home: PathBuf,
+    json: bool,
+}
+
+impl Ctx {
+    fn open_home(&self) -> Result<cobox_engine::Home> {
+        use anyhow::Context;
+        cobox_engine::Home::open(&self.home).with_context(|| format!("opening cobox home {}", self.home.display()))
+    }
+
+    fn open_space(&self, home: &cobox_engine::Home, space: &str) -> Result<cobox_engine::Space> {
+        use anyhow::Context;
+        home.open_space(space).with_context(|| format!("opening space {space:?}"))
+    }
+
+    /// Print a value as JSON.
+    fn print_json<T: serde::Serialize>(&self, v: &T) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = Ctx { home: cli.home.clone().unwrap_or_else(cobox_engine::Home::default_root), json: cli.json };
+    let result = match cli.cmd {
+        Cmd::Id => commands::id::run(&ctx),
+        Cmd::Space(c) => commands::space::run(&ctx, c),
+        Cmd::Scan(a) => commands::scan::run(&ctx, a),
+        Cmd::Status(a) => commands::status::run(&ctx, a),
+        Cmd::History(a) => commands::history::run(&ctx, a),
+        Cmd::Restore(a) => commands::restore::run(&ctx, a),
+        Cmd::Verify(a) => commands::verify::run(&ctx, a),
+        Cmd::Gc(a) => commands::gc::run(&ctx, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `cobox` binary as separate processes, each device with its own
+//! `COBOX_HOME`, on real folders in temp dirs.
+
+mod util;
+
+mod crash;
+mod foundation;

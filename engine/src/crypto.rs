@@ -1,0 +1,329 @@
+//! Key derivation and blob sealing. Pure: no I/O.
+//!
+//! Sealed blob layout (all kinds):
+//! `version(1) | kind(1) | flags(1) | nonce(24) | ciphertext | tag(16) [| signature(64)]`.
+//! The first 27 bytes are the AEAD associated data. Chunk and chunk-list blobs use a nonce
+//! derived from the plaintext with a keyed BLAKE3, so equal content seals to equal bytes (dedup)
+//! and opening re-derives the nonce to check the content. Change blobs use a random nonce and
+//! carry an ed25519 signature by the space key over everything before it, which anyone holding
+//! only the space id can check.
+
+use crate::ids::{BlobId, SpaceId};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+/// Current sealed-blob format version.
+pub const BLOB_VERSION: u8 = 1;
+/// Bytes of header before the ciphertext.
+pub const HEADER_LEN: usize = 27;
+/// AEAD tag length.
+pub const TAG_LEN: usize = 16;
+/// Signature length on change blobs.
+pub const SIG_LEN: usize = 64;
+const FLAG_ZSTD: u8 = 1;
+const CHANGE_SIG_DOMAIN: &[u8] = b"cobox change blob signature v1\0";
+/// Largest plaintext a chunk or chunk list may decompress to; bounds memory on hostile input.
+const MAX_PLAINTEXT: usize = 256 << 20;
+
+/// What a sealed blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// A piece of file content.
+    Chunk = 0,
+    /// The ordered chunk ids of a file with more than one chunk.
+    ChunkList = 1,
+    /// A signed manifest change.
+    Change = 2,
+}
+
+impl BlobKind {
+    /// Parse the kind byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Chunk),
+            1 => Some(Self::ChunkList),
+            2 => Some(Self::Change),
+            _ => None,
+        }
+    }
+}
+
+/// Why a blob could not be opened.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenError {
+    /// Shorter than a header and tag.
+    #[error("blob is truncated ({0} bytes)")]
+    Truncated(usize),
+    /// Unknown format version.
+    #[error("blob has unsupported format version {0}")]
+    Version(u8),
+    /// Unknown kind byte.
+    #[error("blob has unknown kind {0}")]
+    Kind(u8),
+    /// The kind is not the one the caller expected.
+    #[error("blob is a {found:?}, expected a {expected:?}")]
+    WrongKind {
+        /// What the caller wanted.
+        expected: BlobKind,
+        /// What the header says.
+        found: BlobKind,
+    },
+    /// AEAD authentication failed: tampered, truncated, or another space's key.
+    #[error("blob failed authentication (tampered, or sealed with another key)")]
+    Auth,
+    /// Decompression failed or exceeded the size bound.
+    #[error("blob content does not decompress")]
+    Decompress,
+    /// The decrypted content does not hash to the nonce it was sealed with.
+    #[error("blob content does not match its content hash")]
+    ContentHash,
+    /// The decrypted content is not in the expected format.
+    #[error("blob content is malformed")]
+    Malformed,
+    /// The space signature on a change blob is missing or wrong.
+    #[error("change blob is not signed by this space")]
+    Signature,
+}
+
+/// The keys of one space, each derived from the space's root secret for one purpose.
+#[derive(Clone)]
+pub struct SpaceKeys {
+    seal: [u8; 32],
+    nonce: [u8; 32],
+    /// Seeds the chunker's gear table.
+    pub gear: [u8; 32],
+    /// Keys the hash that assigns paths to manifest shards.
+    pub path: [u8; 32],
+}
+
+impl SpaceKeys {
+    /// Derive every purpose key from the root secret.
+    pub fn derive(root: &[u8; 32]) -> Self {
+        Self {
+            seal: blake3::derive_key("cobox 2026-11 blob seal key v1", root),
+            nonce: blake3::derive_key("cobox 2026-11 deterministic nonce key v1", root),
+            gear: blake3::derive_key("cobox 2026-11 chunker gear table v1", root),
+            path: blake3::derive_key("cobox 2026-11 manifest path shard key v1", root),
+        }
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&Key::from(self.seal))
+    }
+
+    /// Seal content deterministically: equal plaintext gives equal bytes within this space.
+    pub fn seal(&self, kind: BlobKind, plaintext: &[u8]) -> Vec<u8> {
+        let mut h = blake3::Hasher::new_keyed(&self.nonce);
+        h.update(&[kind as u8]);
+        h.update(plaintext);
+        let mut nonce = [0u8; 24];
+        nonce.copy_from_slice(&h.finalize().as_bytes()[..24]);
+        let compressed = compress_if_smaller(plaintext);
+        let (flags, body) = match &compressed {
+            Some(c) => (FLAG_ZSTD, c.as_slice()),
+            None => (0, plaintext),
+        };
+        self.seal_with(kind, flags, nonce, body)
+    }
+
+    fn seal_with(&self, kind: BlobKind, flags: u8, nonce: [u8; 24], body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN + SIG_LEN);
+        out.extend_from_slice(&[BLOB_VERSION, kind as u8, flags]);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(body);
+        let (header, rest) = out.split_at_mut(HEADER_LEN);
+        let tag = self
+            .cipher()
+            .encrypt_inout_detached(&XNonce::from(nonce), header, rest.into())
+            // Only fails for messages over 256 GiB; chunks and changes are far below.
+            .unwrap_or_else(|_| unreachable!("plaintext within AEAD limits"));
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Seal a manifest change with a random nonce and sign it with the space key.
+    pub fn seal_change(&self, signer: &SigningKey, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 24];
+        crate::random_bytes(&mut nonce);
+        let mut out = self.seal_with(BlobKind::Change, 0, nonce, plaintext);
+        let sig = signer.sign(&change_sig_message(&out));
+        out.extend_from_slice(&sig.to_bytes());
+        out
+    }
+
+    /// Open a blob of the expected kind, verifying authenticity and content hash.
+    pub fn open(&self, expected: BlobKind, blob: &[u8]) -> Result<Vec<u8>, OpenError> {
+        let (kind, flags, nonce) = parse_header(blob)?;
+        if kind != expected {
+            return Err(OpenError::WrongKind { expected, found: kind });
+        }
+        let end = match kind {
+            BlobKind::Change => blob.len().checked_sub(SIG_LEN).ok_or(OpenError::Truncated(blob.len()))?,
+            _ => blob.len(),
+        };
+        if end < HEADER_LEN + TAG_LEN {
+            return Err(OpenError::Truncated(blob.len()));
+        }
+        let (header, rest) = blob[..end].split_at(HEADER_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let tag_arr: [u8; TAG_LEN] = tag.try_into().map_err(|_| OpenError::Truncated(blob.len()))?;
+        let mut buf = ct.to_vec();
+        self.cipher()
+            .decrypt_inout_detached(
+                &XNonce::from(nonce),
+                header,
+                buf.as_mut_slice().into(),
+                &chacha20poly1305::Tag::from(tag_arr),
+            )
+            .map_err(|_| OpenError::Auth)?;
+        let plain = if flags & FLAG_ZSTD != 0 {
+            zstd::bulk::decompress(&buf, MAX_PLAINTEXT).map_err(|_| OpenError::Decompress)?
+        } else {
+            buf
+        };
+        if kind != BlobKind::Change {
+            let mut h = blake3::Hasher::new_keyed(&self.nonce);
+            h.update(&[kind as u8]);
+            h.update(&plain);
+            if h.finalize().as_bytes()[..24] != nonce {
+                return Err(OpenError::ContentHash);
+            }
+        }
+        Ok(plain)
+    }
+}
+
+fn change_sig_message(signed_part: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CHANGE_SIG_DOMAIN.len() + signed_part.len());
+    m.extend_from_slice(CHANGE_SIG_DOMAIN);
+    m.extend_from_slice(signed_part);
+    m
+}
+
+fn parse_header(blob: &[u8]) -> Result<(BlobKind, u8, [u8; 24]), OpenError> {
+    if blob.len() < HEADER_LEN + TAG_LEN {
+        return Err(OpenError::Truncated(blob.len()));
+    }
+    if blob[0] != BLOB_VERSION {
+        return Err(OpenError::Version(blob[0]));
+    }
+    let kind = BlobKind::from_u8(blob[1]).ok_or(OpenError::Kind(blob[1]))?;
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&blob[3..HEADER_LEN]);
+    Ok((kind, blob[2], nonce))
+}
+
+/// The kind a sealed blob declares, without opening it.
+pub fn blob_kind(blob: &[u8]) -> Result<BlobKind, OpenError> {
+    parse_header(blob).map(|(k, _, _)| k)
+}
+
+/// Check a change blob's space signature. Needs only the space id, so seeders can run it.
+pub fn verify_change_signature(space: &SpaceId, blob: &[u8]) -> Result<(), OpenError> {
+    let (kind, _, _) = parse_header(blob)?;
+    if kind != BlobKind::Change {
+        return Err(OpenError::WrongKind { expected: BlobKind::Change, found: kind });
+    }
+    let split = blob.len().checked_sub(SIG_LEN).ok_or(OpenError::Truncated(blob.len()))?;
+    let key = VerifyingKey::from_bytes(space.as_bytes()).map_err(|_| OpenError::Signature)?;
+    let sig_bytes: [u8; SIG_LEN] = blob[split..].try_into().map_err(|_| OpenError::Signature)?;
+    key.verify_strict(&change_sig_message(&blob[..split]), &Signature::from_bytes(&sig_bytes))
+        .map_err(|_| OpenError::Signature)
+}
+
+/// Compress with zstd when that saves space. A cheap probe of the first 64 KiB skips
+/// incompressible data (most large media) without paying for a full compression pass.
+fn compress_if_smaller(plaintext: &[u8]) -> Option<Vec<u8>> {
+    const PROBE: usize = 64 * 1024;
+    if plaintext.len() < 128 {
+        return None;
+    }
+    if plaintext.len() > PROBE {
+        let probe = zstd::bulk::compress(&plaintext[..PROBE], 1).ok()?;
+        if probe.len() * 100 > PROBE * 97 {
+            return None;
+        }
+    }
+    let c = zstd::bulk::compress(plaintext, 3).ok()?;
+    (c.len() < plaintext.len()).then_some(c)
+}
+
+/// Id of a sealed blob (re-exported here for the pure pipeline).
+pub fn blob_id(sealed: &[u8]) -> BlobId {
+    BlobId::of(sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys() -> SpaceKeys {
+        SpaceKeys::derive(&[7u8; 32])
+    }
+
+    #[test]
+    fn deterministic_and_space_bound() {
+        let k = keys();
+        let a = k.seal(BlobKind::Chunk, b"same content");
+        assert_eq!(a, k.seal(BlobKind::Chunk, b"same content"));
+        let other = SpaceKeys::derive(&[8u8; 32]);
+        assert_ne!(a, other.seal(BlobKind::Chunk, b"same content"));
+        assert_eq!(other.open(BlobKind::Chunk, &a), Err(OpenError::Auth));
+    }
+
+    #[test]
+    fn compressible_content_shrinks() {
+        let k = keys();
+        let text = "<html><body>hello cooperative world</body></html>\n".repeat(2000);
+        let sealed = k.seal(BlobKind::Chunk, text.as_bytes());
+        assert!(sealed.len() < text.len() / 5, "sealed {} of {}", sealed.len(), text.len());
+        assert_eq!(k.open(BlobKind::Chunk, &sealed).unwrap(), text.as_bytes());
+    }
+
+    #[test]
+    fn change_blobs_are_signed() {
+        let k = keys();
+        let signer = SigningKey::from_bytes(&[3u8; 32]);
+        let space = SpaceId(signer.verifying_key().to_bytes());
+        let blob = k.seal_change(&signer, b"manifest change");
+        verify_change_signature(&space, &blob).unwrap();
+        assert_eq!(k.open(BlobKind::Change, &blob).unwrap(), b"manifest change");
+        let other = SpaceId(SigningKey::from_bytes(&[4u8; 32]).verifying_key().to_bytes());
+        assert_eq!(verify_change_signature(&other, &blob), Err(OpenError::Signature));
+        let mut bad = blob.clone();
+        let n = bad.len();
+        bad[n - 70] ^= 1;
+        assert_eq!(verify_change_signature(&space, &bad), Err(OpenError::Signature));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..20_000), rep in 1usize..4) {
+            let k = keys();
+            let data: Vec<u8> = data.repeat(rep);
+            let sealed = k.seal(BlobKind::Chunk, &data);
+            prop_assert_eq!(k.open(BlobKind::Chunk, &sealed).unwrap(), data);
+        }
+
+        #[test]
+        fn any_flipped_byte_is_refused(data in proptest::collection::vec(any::<u8>(), 1..5_000), pos in any::<usize>(), bit in 0u8..8) {
+            let k = keys();
+            let mut sealed = k.seal(BlobKind::Chunk, &data);
+            let i = pos % sealed.len();
+            sealed[i] ^= 1 << bit;
+            prop_assert!(k.open(BlobKind::Chunk, &sealed).is_err());
+        }
+
+        #[test]
+        fn truncation_is_refused(data in proptest::collection::vec(any::<u8>(), 1..5_000), cut in any::<usize>()) {
+            let k = keys();
+            let sealed = k.seal(BlobKind::Chunk, &data);
+            let n = cut % sealed.len();
+            prop_assert!(k.open(BlobKind::Chunk, &sealed[..n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The engine's error type. Each variant names what failed and, where it helps, what to do.
+
+use crate::crypto::OpenError;
+use crate::ids::BlobId;
+use crate::manifest::ManifestError;
+use crate::store::StoreError;
+use std::path::PathBuf;
+
+/// Engine errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The disk filled up; what was stored before is intact.
+    #[error("disk full while writing {path}: free some space and run the command again")]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// The blob store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The manifest is corrupt.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A stored blob failed to open.
+    #[error("blob {blob}: {source}")]
+    Blob {
+        /// The blob.
+        blob: BlobId,
+        /// Why.
+        source: OpenError,
+    },
+    /// Another process owns this home.
+    #[error("{home} is in use by another cobox process{pid}; stop it or use another COBOX_HOME")]
+    Locked {
+        /// The home directory.
+        home: PathBuf,
+        /// " (pid N)" when known.
+        pid: String,
+    },
+    /// No space has that name or id.
+    #[error("no space named {0:?}; `cobox space list` shows the spaces on this device")]
+    SpaceNotFound(String),
+    /// A name or id prefix matches several spaces.
+    #[error("{0:?} matches several spaces; use the full space id")]
+    Ambiguous(String),
+    /// The name or folder is taken.
+    #[error("{0}")]
+    SpaceExists(String),
+    /// A manifest path or argument is unsafe or malformed.
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    /// The requested history state does not exist.
+    #[error("{0}")]
+    NoHistory(String),
+    /// A state file in the home is malformed.
+    #[error("{path} is malformed: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wrap an I/O error with its path, recognising a full disk.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            Error::DiskFull { path }
+        } else {
+            Error::Io { path, source }
+        }
+    }
+}
+
+/// Shorthand for `map_err(|e| Error::io(path, e))`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, Error>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, Error> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

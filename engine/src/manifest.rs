@@ -1,0 +1,451 @@
+//! The manifest: the folder's state as Automerge documents. Pure: no I/O.
+//!
+//! Shaped by Automerge's measured limits (docs/architecture.md): each path is one scalar (an
+//! encoded [`Entry`]) under its key in the root map of one of N shard documents, chosen by a keyed
+//! hash of the path; a separate history document records one [`Snapshot`] per commit with the
+//! heads of every shard, so any past state can be read back with `*_at(heads)`. Changes leave as
+//! `save_after(previous heads)` bytes per document, bundled into one [`ChangeBody`].
+
+use crate::entry::{Entry, EntryError};
+use crate::ids::DeviceId;
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ChangeHash, ROOT, ReadDoc, ScalarValue, Value, ValueRef};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Index of the history document inside a [`ChangeBody`].
+pub const HISTORY_DOC: u16 = u16::MAX;
+const CHANGE_BODY_VERSION: u8 = 1;
+
+/// Manifest errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Automerge refused a document or change.
+    #[error("manifest document is corrupt: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// An entry failed to decode.
+    #[error(transparent)]
+    Entry(#[from] EntryError),
+    /// A change body failed to decode or names an unknown document.
+    #[error("manifest change is malformed: {0}")]
+    Body(String),
+}
+
+/// One commit of the folder state, as listed by `cobox history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When it was committed, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The device that committed it.
+    pub device: DeviceId,
+    /// Paths that appeared.
+    pub added: u32,
+    /// Paths whose content or metadata changed.
+    pub changed: u32,
+    /// Paths that disappeared.
+    pub deleted: u32,
+    /// Of the added/deleted, how many pairs were renames (same content).
+    pub renamed: u32,
+    /// Heads of every shard after the commit.
+    pub heads: Vec<(u16, Vec<[u8; 32]>)>,
+}
+
+impl Snapshot {
+    /// Short id: hex of the first 8 bytes of BLAKE3 of the encoded record.
+    pub fn id(&self) -> String {
+        hex::encode(&blake3::hash(&self.encode()).as_bytes()[..8])
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    /// Files touched.
+    pub fn files_changed(&self) -> u32 {
+        self.added + self.changed + self.deleted
+    }
+}
+
+/// The Automerge changes of one commit, per document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeBody {
+    /// (document index, `save_after` bytes); [`HISTORY_DOC`] is the history document.
+    pub docs: Vec<(u16, Vec<u8>)>,
+}
+
+impl ChangeBody {
+    /// Encode with a version byte.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![CHANGE_BODY_VERSION];
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decode, checking the version byte.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        match bytes.split_first() {
+            Some((&CHANGE_BODY_VERSION, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| ManifestError::Body(e.to_string()))
+            }
+            _ => Err(ManifestError::Body("unknown change body version".into())),
+        }
+    }
+}
+
+/// Heads per shard: the state to read at.
+pub type ShardHeads = Vec<Vec<ChangeHash>>;
+
+/// The manifest of one space as held by one device.
+pub struct Manifest {
+    shards: Vec<AutoCommit>,
+    history: AutoCommit,
+    path_key: [u8; 32],
+    /// Heads of each shard before the pending edits; `Some` marks a shard as touched.
+    pending: Vec<Option<Vec<ChangeHash>>>,
+}
+
+fn entry_from_value(v: &Value<'_>) -> Result<Option<Entry>, EntryError> {
+    match v {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Bytes(b) => Entry::decode(b).map(Some),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
+fn entry_from_ref(v: &ValueRef<'_>) -> Option<Entry> {
+    match v {
+        ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => Entry::decode(b).ok(),
+        _ => None,
+    }
+}
+
+impl Manifest {
+    /// An empty manifest with `n` shards.
+    pub fn new(n: u16, path_key: [u8; 32], actor: &[u8]) -> Self {
+        let mk = || AutoCommit::new().with_actor(ActorId::from(actor));
+        Self {
+            shards: (0..n).map(|_| mk()).collect(),
+            history: mk(),
+            path_key,
+            pending: vec![None; n as usize],
+        }
+    }
+
+    /// Load from full saves (one per shard, then the history document).
+    pub fn load(shards: &[Vec<u8>], history: &[u8], path_key: [u8; 32], actor: &[u8]) -> Result<Self, ManifestError> {
+        use rayon::prelude::*;
+        let loaded: Result<Vec<AutoCommit>, _> = shards
+            .par_iter()
+            .map(|b| AutoCommit::load(b).map(|d| d.with_actor(ActorId::from(actor))))
+            .collect();
+        let shards = loaded?;
+        let n = shards.len();
+        Ok(Self {
+            shards,
+            history: AutoCommit::load(history)?.with_actor(ActorId::from(actor)),
+            path_key,
+            pending: vec![None; n],
+        })
+    }
+
+    /// Number of shard documents.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Which shard holds `path`.
+    pub fn shard_of(&self, path: &str) -> usize {
+        let h = blake3::keyed_hash(&self.path_key, path.as_bytes());
+        let b = h.as_bytes();
+        (u16::from_le_bytes([b[0], b[1]]) as usize) % self.shards.len()
+    }
+
+    /// The current (winning) entry of a path, tombstones included.
+    pub fn get(&self, path: &str) -> Result<Option<Entry>, ManifestError> {
+        let doc = &self.shards[self.shard_of(path)];
+        match doc.get(ROOT, path)? {
+            Some((v, _)) => Ok(entry_from_value(&v)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Every concurrent value of a path (more than one means a conflict).
+    pub fn get_all(&self, path: &str) -> Result<Vec<Entry>, ManifestError> {
+        let doc = &self.shards[self.shard_of(path)];
+        let mut out = Vec::new();
+        for (v, _) in doc.get_all(ROOT, path)? {
+            if let Some(e) = entry_from_value(&v)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record a path's new state (not yet committed).
+    pub fn set(&mut self, path: &str, entry: &Entry) -> Result<(), ManifestError> {
+        let s = self.shard_of(path);
+        if self.pending[s].is_none() {
+            self.pending[s] = Some(self.shards[s].get_heads());
+        }
+        self.shards[s].put(ROOT, path, ScalarValue::Bytes(entry.encode()))?;
+        Ok(())
+    }
+
+    /// Whether there are uncommitted edits.
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(Option::is_some)
+    }
+
+    /// Every current entry, tombstones included, in no particular order.
+    pub fn entries(&self) -> Vec<(String, Entry)> {
+        let mut out = Vec::new();
+        for doc in &self.shards {
+            for item in doc.map_range(ROOT, ..) {
+                if let Some(e) = entry_from_ref(&item.value) {
+                    out.push((item.key.into_owned(), e));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every entry as at the given heads.
+    pub fn entries_at(&self, heads: &ShardHeads) -> Vec<(String, Entry)> {
+        let mut out = Vec::new();
+        for (doc, h) in self.shards.iter().zip(heads) {
+            if h.is_empty() {
+                continue;
+            }
+            for item in doc.map_range_at(ROOT, .., h) {
+                if let Some(e) = entry_from_ref(&item.value) {
+                    out.push((item.key.into_owned(), e));
+                }
+            }
+        }
+        out
+    }
+
+    /// One path as at the given heads.
+    pub fn get_at(&self, path: &str, heads: &ShardHeads) -> Result<Option<Entry>, ManifestError> {
+        let s = self.shard_of(path);
+        if heads[s].is_empty() {
+            return Ok(None);
+        }
+        match self.shards[s].get_at(ROOT, path, &heads[s])? {
+            Some((v, _)) => Ok(entry_from_value(&v)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Commit pending edits and record a snapshot. Returns the change to persist and share,
+    /// or `None` when nothing was edited.
+    pub fn commit(&mut self, mut snap: Snapshot) -> Option<(ChangeBody, Snapshot)> {
+        if !self.has_pending() {
+            return None;
+        }
+        let opts = CommitOptions::default().with_time(snap.time_ms / 1000);
+        let mut body = ChangeBody::default();
+        for (i, before) in self.pending.iter_mut().enumerate() {
+            if let Some(before) = before.take() {
+                let doc = &mut self.shards[i];
+                doc.commit_with(CommitOptions::default().with_time(snap.time_ms / 1000));
+                body.docs.push((i as u16, doc.save_after(&before)));
+            }
+        }
+        snap.heads = self.current_heads_raw();
+        let before = self.history.get_heads();
+        // put on the root map of a live document only fails on a closed transaction.
+        let _ = self.history.put(ROOT, snap.id(), ScalarValue::Bytes(snap.encode()));
+        self.history.commit_with(opts);
+        body.docs.push((HISTORY_DOC, self.history.save_after(&before)));
+        Some((body, snap))
+    }
+
+    fn current_heads_raw(&mut self) -> Vec<(u16, Vec<[u8; 32]>)> {
+        self.shards
+            .iter_mut()
+            .enumerate()
+            .map(|(i, d)| (i as u16, d.get_heads().into_iter().map(|h| h.0).collect()))
+            .collect()
+    }
+
+    /// Apply a change body (ours or another device's). Idempotent and order-independent.
+    pub fn apply(&mut self, body: &ChangeBody) -> Result<(), ManifestError> {
+        for (doc, bytes) in &body.docs {
+            let target = if *doc == HISTORY_DOC {
+                &mut self.history
+            } else {
+                self.shards
+                    .get_mut(*doc as usize)
+                    .ok_or_else(|| ManifestError::Body(format!("unknown shard {doc}")))?
+            };
+            target.load_incremental(bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Full saves of every shard and the history document (for the local cache).
+    pub fn save_all(&mut self) -> (Vec<Vec<u8>>, Vec<u8>) {
+        use rayon::prelude::*;
+        let shards = self.shards.par_iter_mut().map(|d| d.save()).collect();
+        (shards, self.history.save())
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        let mut out: Vec<Snapshot> = self
+            .history
+            .map_range(ROOT, ..)
+            .filter_map(|item| match item.value {
+                ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => postcard::from_bytes(&b).ok(),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(|a: &Snapshot, b| (a.time_ms, a.id()).cmp(&(b.time_ms, b.id())));
+        out
+    }
+
+    /// The state as at a set of snapshots: for each shard, the union of their heads. Reading
+    /// at the union of every device's latest snapshot gives the merged state as of then.
+    pub fn heads_of(&self, snaps: &[&Snapshot]) -> ShardHeads {
+        let mut per: Vec<Vec<ChangeHash>> = vec![Vec::new(); self.shards.len()];
+        for s in snaps {
+            for (i, hs) in &s.heads {
+                if let Some(slot) = per.get_mut(*i as usize) {
+                    for h in hs {
+                        let h = ChangeHash(*h);
+                        if !slot.contains(&h) {
+                            slot.push(h);
+                        }
+                    }
+                }
+            }
+        }
+        per
+    }
+
+    /// Heads as of a time: the latest snapshot of each device at or before `time_ms`.
+    pub fn heads_at_time(&self, time_ms: i64) -> Option<ShardHeads> {
+        let snaps = self.snapshots();
+        let mut latest: BTreeMap<DeviceId, &Snapshot> = BTreeMap::new();
+        for s in snaps.iter().filter(|s| s.time_ms <= time_ms) {
+            latest.insert(s.device, s);
+        }
+        if latest.is_empty() {
+            return None;
+        }
+        let list: Vec<&Snapshot> = latest.into_values().collect();
+        Some(self.heads_of(&list))
+    }
+
+    /// Heads of the current state.
+    pub fn current_heads(&mut self) -> ShardHeads {
+        self.shards.iter_mut().map(|d| d.get_heads()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Content, Kind};
+    use crate::ids::BlobId;
+    use proptest::prelude::*;
+
+    fn file(n: u8) -> Entry {
+        Entry {
+            kind: Kind::File { size: n as u64, content: Content::Single(BlobId([n; 32])) },
+            mtime_ns: n as i64,
+            mode: 0o644,
+            device: [n; 8],
+        }
+    }
+
+    fn snap(t: i64, dev: u8) -> Snapshot {
+        Snapshot { time_ms: t, device: DeviceId([dev; 32]), added: 1, changed: 0, deleted: 0, renamed: 0, heads: vec![] }
+    }
+
+    #[test]
+    fn commit_load_and_history() {
+        let mut m = Manifest::new(4, [1; 32], &[1; 16]);
+        m.set("a.txt", &file(1)).unwrap();
+        m.set("dir/b.txt", &file(2)).unwrap();
+        let (body1, s1) = m.commit(snap(1000, 1)).unwrap();
+        m.set("a.txt", &file(3)).unwrap();
+        let (body2, _) = m.commit(snap(2000, 1)).unwrap();
+        assert!(m.commit(snap(3000, 1)).is_none());
+
+        // A fresh replica built from the change bodies, in reverse order, agrees.
+        let mut r = Manifest::new(4, [1; 32], &[2; 16]);
+        r.apply(&ChangeBody::decode(&body2.encode()).unwrap()).unwrap();
+        r.apply(&body1).unwrap();
+        assert_eq!(r.get("a.txt").unwrap(), Some(file(3)));
+        let snaps = r.snapshots();
+        assert_eq!(snaps.len(), 2);
+        assert_eq!(snaps[0].id(), s1.id());
+        let old = r.heads_at_time(1500).unwrap();
+        assert_eq!(r.get_at("a.txt", &old).unwrap(), Some(file(1)));
+        assert!(r.heads_at_time(10).is_none());
+
+        let (shards, hist) = r.save_all();
+        let l = Manifest::load(&shards, &hist, [1; 32], &[2; 16]).unwrap();
+        let mut e = l.entries();
+        e.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(e, vec![("a.txt".into(), file(3)), ("dir/b.txt".into(), file(2))]);
+    }
+
+    #[test]
+    fn concurrent_edits_are_visible_as_conflicts() {
+        let mut a = Manifest::new(2, [1; 32], &[1; 16]);
+        let mut b = Manifest::new(2, [1; 32], &[2; 16]);
+        a.set("x", &file(1)).unwrap();
+        let (ba, _) = a.commit(snap(1, 1)).unwrap();
+        b.set("x", &file(2)).unwrap();
+        let (bb, _) = b.commit(snap(1, 2)).unwrap();
+        a.apply(&bb).unwrap();
+        b.apply(&ba).unwrap();
+        assert_eq!(a.get("x").unwrap(), b.get("x").unwrap());
+        assert_eq!(a.get_all("x").unwrap().len(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Applying any subset of changes in any order converges, with every edit present.
+        #[test]
+        fn merge_converges(edits in proptest::collection::vec((0u8..3, 0u8..6, 1u8..200), 1..12), seed in any::<u64>()) {
+            let mut devs: Vec<Manifest> = (0..3).map(|d| Manifest::new(3, [1; 32], &[d + 1; 16])).collect();
+            let mut bodies = Vec::new();
+            for (dev, path, val) in &edits {
+                let m = &mut devs[*dev as usize];
+                m.set(&format!("p{path}"), &file(*val)).unwrap();
+                bodies.push(m.commit(snap(*val as i64, *dev)).unwrap().0);
+            }
+            let mut order: Vec<usize> = (0..bodies.len()).collect();
+            let mut x = seed;
+            for i in (1..order.len()).rev() {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                order.swap(i, (x >> 33) as usize % (i + 1));
+            }
+            let mut a = Manifest::new(3, [1; 32], &[9; 16]);
+            let mut b = Manifest::new(3, [1; 32], &[10; 16]);
+            for &i in &order { a.apply(&bodies[i]).unwrap(); }
+            for b_ in bodies.iter().rev() { b.apply(b_).unwrap(); }
+            let mut ea = a.entries(); ea.sort_by(|x, y| x.0.cmp(&y.0));
+            let mut eb = b.entries(); eb.sort_by(|x, y| x.0.cmp(&y.0));
+            prop_assert_eq!(&ea, &eb);
+            // No edit lost: devices never saw each other's edits, so every device's last edit of a
+            // path is one of its concurrent values, and nothing else is.
+            for path in 0u8..6 {
+                let mut expected: Vec<Vec<u8>> = (0u8..3)
+                    .filter_map(|d| edits.iter().rev().find(|(dd, p, _)| *dd == d && *p == path).map(|e| file(e.2).encode()))
+                    .collect();
+                let mut actual: Vec<Vec<u8>> = a.get_all(&format!("p{path}")).unwrap().iter().map(Entry::encode).collect();
+                expected.sort();
+                actual.sort();
+                prop_assert_eq!(actual, expected);
+            }
+            prop_assert_eq!(a.snapshots().len(), edits.len());
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Folder → manifest. Walks the folder, reuses the scan cache for files whose metadata is
+//! unchanged, chunks + seals + stores the rest on every core, and commits the differences.
+
+use crate::chunk::MAX_SIZE;
+use crate::crypto::BlobKind;
+use crate::entry::{Content, Entry, Kind, encode_chunk_list};
+use crate::error::Error;
+use crate::ids::BlobId;
+use crate::manifest::Snapshot;
+use crate::space::{Pending, Space, by_path};
+use crate::Progress;
+use rayon::prelude::*;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// path → (metadata at last read, entry recorded from it).
+const SCAN_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("scan_cache");
+/// Read buffer per file being chunked; each fill yields several chunks to seal in parallel.
+const READ_BUF: usize = 24 << 20;
+/// Prefix of the materialiser's and restore's temp files; never recorded.
+pub(crate) const TMP_PREFIX: &str = ".cobox-tmp-";
+
+/// What a scan did, as `cobox scan --json` prints it.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ScanReport {
+    /// Regular files in the folder.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Paths new since the last scan.
+    pub added: u64,
+    /// Paths whose content or metadata changed.
+    pub changed: u64,
+    /// Paths deleted.
+    pub deleted: u64,
+    /// Deleted+added pairs with the same content.
+    pub renamed: u64,
+    /// Paths unchanged.
+    pub unchanged: u64,
+    /// Bytes in all files.
+    pub bytes_total: u64,
+    /// Bytes read from disk (files whose metadata changed).
+    pub bytes_read: u64,
+    /// New blobs stored.
+    pub new_blobs: u64,
+    /// Bytes of new blobs stored (after compression and encryption).
+    pub new_blob_bytes: u64,
+    /// Files skipped or problems met; the scan went on.
+    pub warnings: Vec<String>,
+    /// Id of the history entry this scan made, if anything changed.
+    pub snapshot: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    mode: u32,
+}
+
+impl Meta {
+    fn of(m: &fs::Metadata) -> Self {
+        Self {
+            size: m.len(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
+            ino: m.ino(),
+            mode: m.mode() & 0o7777,
+        }
+    }
+}
+
+enum FoundKind {
+    File,
+    Dir,
+    Symlink(String),
+}
+
+struct Found {
+    path: String,
+    meta: Meta,
+    kind: FoundKind,
+}
+
+#[derive(Default)]
+struct Walk {
+    found: Vec<Found>,
+    /// Paths (and, with a trailing '/', subtrees) we could not read: keep their old entries.
+    protected: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Walk {
+    fn is_protected(&self, path: &str) -> bool {
+        self.protected.iter().any(|p| match p.strip_suffix('/') {
+            Some(dir) => path == dir || path.starts_with(p.as_str()),
+            None => path == p,
+        })
+    }
+}
+
+fn walk(root: &Path) -> Walk {
+    let mut w = Walk::default();
+    let mut it = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
+    while let Some(res) = it.next() {
+        let ent = match res {
+            Ok(e) => e,
+            Err(err) => {
+                let rel = err.path().and_then(|p| p.strip_prefix(root).ok()).and_then(Path::to_str).unwrap_or("");
+                w.warnings.push(format!("cannot read {}: {}", if rel.is_empty() { "." } else { rel }, err));
+                w.protected.push(format!("{rel}/"));
+                continue;
+            }
+        };
+        if ent.depth() == 0 {
+            continue;
+        }
+        let Ok(rel) = ent.path().strip_prefix(root) else { continue };
+        let Some(rel) = rel.to_str() else {
+            w.warnings.push(format!(
+                "skipping {:?}: its name is not valid UTF-8; rename it to sync it",
+                rel.to_string_lossy()
+            ));
+            if ent.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            continue;
+        };
+        if ent.file_name().to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+            continue;
+        }
+        let meta = match ent.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                w.warnings.push(format!("cannot read {rel}: {e}"));
+                w.protected.push(rel.to_owned());
+                continue;
+            }
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            FoundKind::Dir
+        } else if ft.is_file() {
+            FoundKind::File
+        } else if ft.is_symlink() {
+            match fs::read_link(ent.path()).map(|t| t.to_str().map(str::to_owned)) {
+                Ok(Some(t)) => FoundKind::Symlink(t),
+                Ok(None) => {
+                    w.warnings.push(format!("skipping symlink {rel}: its target is not valid UTF-8"));
+                    w.protected.push(rel.to_owned());
+                    continue;
+                }
+                Err(e) => {
+                    w.warnings.push(format!("cannot read symlink {rel}: {e}"));
+                    w.protected.push(rel.to_owned());
+                    continue;
+                }
+            }
+        } else {
+            w.warnings.push(format!("skipping {rel}: not a regular file, directory or symlink"));
+            continue;
+        };
+        w.found.push(Found { path: rel.to_owned(), meta: Meta::of(&meta), kind });
+    }
+    w
+}
+
+struct Counters {
+    read: AtomicU64,
+    new_blobs: AtomicU64,
+    new_bytes: AtomicU64,
+}
+
+impl Space {
+    fn load_scan_cache(&self) -> Result<HashMap<String, (Meta, Vec<u8>)>, Error> {
+        let r = self.store.db().begin_read().map_err(crate::store::StoreError::from)?;
+        let t = match r.open_table(SCAN_CACHE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Err(e) => return Err(crate::store::StoreError::from(e).into()),
+        };
+        let mut out = HashMap::new();
+        for item in t.iter().map_err(crate::store::StoreError::from)? {
+            let (k, v) = item.map_err(crate::store::StoreError::from)?;
+            if let Ok(rec) = postcard::from_bytes::<(Meta, Vec<u8>)>(v.value()) {
+                out.insert(k.value().to_owned(), rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn simple_entry(&self, f: &Found) -> Option<Entry> {
+        let kind = match &f.kind {
+            FoundKind::Dir => Kind::Dir,
+            FoundKind::Symlink(t) => Kind::Symlink { target: t.clone() },
+            FoundKind::File => return None,
+        };
+        // Directory mtimes change with every child; recording them would churn history.
+        let mtime_ns = if matches!(kind, Kind::Dir) { 0 } else { f.meta.mtime_ns };
+        Some(Entry { kind, mtime_ns, mode: f.meta.mode, device: self.device_short() })
+    }
+
+    /// Record the folder's local changes in the manifest.
+    pub fn scan(&mut self, progress: &dyn Progress) -> Result<crate::ScanReport, Error> {
+        let start_ns = crate::now_ms().saturating_mul(1_000_000);
+        let root = self.info.path.clone();
+        if !root.is_dir() {
+            return Err(Error::InvalidPath(format!("the folder {} of this space is missing", root.display())));
+        }
+        let w = walk(&root);
+        for msg in &w.warnings {
+            progress.warn(msg);
+        }
+        let cache = self.load_scan_cache()?;
+        let mut report = crate::ScanReport { warnings: w.warnings.clone(), ..Default::default() };
+        let mut new_entries: Vec<(String, Entry)> = Vec::new();
+        let mut to_read: Vec<&Found> = Vec::new();
+        for f in &w.found {
+            match f.kind {
+                FoundKind::Dir => report.dirs += 1,
+                FoundKind::Symlink(_) => report.symlinks += 1,
+                FoundKind::File => {
+                    report.files += 1;
+                    report.bytes_total += f.meta.size;
+                }
+            }
+            if let Some(e) = self.simple_entry(f) {
+                new_entries.push((f.path.clone(), e));
+                continue;
+            }
+            match cache.get(&f.path) {
+                Some((m, enc)) if *m == f.meta => match Entry::decode(enc) {
+                    Ok(e) => new_entries.push((f.path.clone(), e)),
+                    Err(_) => to_read.push(f),
+                },
+                _ => to_read.push(f),
+            }
+        }
+        progress.start("scanning", to_read.iter().map(|f| f.meta.size).sum());
+        let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
+        let results: Vec<Result<Result<(Entry, Meta), String>, Error>> = to_read
+            .par_iter()
+            .map(|f| self.ingest(&root, f, &counters, progress))
+            .collect();
+        let mut protected_now: HashSet<String> = HashSet::new();
+        let mut cache_updates: Vec<(String, Meta, Vec<u8>)> = Vec::new();
+        for (f, r) in to_read.iter().zip(results) {
+            match r? {
+                Ok((e, meta)) => {
+                    // A file modified within the clock's granularity of this scan could change
+                    // again without its mtime moving; leave it out of the cache so it is re-read.
+                    if meta.mtime_ns < start_ns - 2_000_000_000 {
+                        cache_updates.push((f.path.clone(), meta, e.encode()));
+                    }
+                    new_entries.push((f.path.clone(), e));
+                }
+                Err(msg) => {
+                    progress.warn(&msg);
+                    report.warnings.push(msg);
+                    protected_now.insert(f.path.clone());
+                }
+            }
+        }
+        report.bytes_read = counters.read.load(Ordering::Relaxed);
+
+        // Differences against the manifest.
+        let current = by_path(self.manifest.entries());
+        let seen: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
+        let mut added_content: HashMap<Content, u32> = HashMap::new();
+        for (path, e) in &new_entries {
+            match current.get(path) {
+                Some(old) if old.is_live() && old.same_state(e) => report.unchanged += 1,
+                old => {
+                    if old.is_some_and(Entry::is_live) {
+                        report.changed += 1;
+                    } else {
+                        report.added += 1;
+                        if let Kind::File { content, .. } = &e.kind {
+                            *added_content.entry(content.clone()).or_default() += 1;
+                        }
+                    }
+                    self.manifest.set(path, e)?;
+                }
+            }
+        }
+        let now_ns = crate::now_ms().saturating_mul(1_000_000);
+        let mut deleted_paths = Vec::new();
+        for (path, old) in &current {
+            if !old.is_live() || seen.contains(path.as_str()) || w.is_protected(path) || protected_now.contains(path) {
+                continue;
+            }
+            report.deleted += 1;
+            if let Kind::File { content, .. } = &old.kind {
+                if let Some(n) = added_content.get_mut(content).filter(|n| **n > 0) {
+                    *n -= 1;
+                    report.renamed += 1;
+                }
+            }
+            let tomb = Entry { kind: Kind::Deleted, mtime_ns: now_ns, mode: 0, device: self.device_short() };
+            self.manifest.set(path, &tomb)?;
+            deleted_paths.push(path.clone());
+        }
+        // Files that kept changing keep their cache rows out too: seen but unrecorded.
+        let snap = Snapshot {
+            time_ms: crate::now_ms(),
+            device: self.device,
+            added: report.added as u32,
+            changed: report.changed as u32,
+            deleted: report.deleted as u32,
+            renamed: report.renamed as u32,
+            heads: Vec::new(),
+        };
+        if let Some((body, snap)) = self.manifest.commit(snap) {
+            self.persist_change(&body)?;
+            report.snapshot = Some(snap.id());
+        } else {
+            self.store.flush()?;
+        }
+        report.new_blobs = counters.new_blobs.load(Ordering::Relaxed);
+        report.new_blob_bytes = counters.new_bytes.load(Ordering::Relaxed);
+        self.update_scan_cache(&cache_updates, &deleted_paths, &cache, &seen)?;
+        Ok(report)
+    }
+
+    fn update_scan_cache(
+        &self,
+        updates: &[(String, Meta, Vec<u8>)],
+        deleted: &[String],
+        cache: &HashMap<String, (Meta, Vec<u8>)>,
+        seen: &HashSet<&str>,
+    ) -> Result<(), Error> {
+        use crate::store::StoreError;
+        let w = self.store.db().begin_write().map_err(StoreError::from)?;
+        {
+            let mut t = w.open_table(SCAN_CACHE).map_err(StoreError::from)?;
+            for (path, meta, enc) in updates {
+                let rec = postcard::to_stdvec(&(meta, enc)).unwrap_or_default();
+                t.insert(path.as_str(), rec.as_slice()).map_err(StoreError::from)?;
+            }
+            for path in deleted.iter().map(String::as_str).chain(cache.keys().map(String::as_str).filter(|p| !seen.contains(p))) {
+                t.remove(path).map_err(StoreError::from)?;
+            }
+            let mut m = w.open_table(crate::store::META).map_err(StoreError::from)?;
+            m.insert("last_scan", crate::now_ms().to_le_bytes().as_slice()).map_err(StoreError::from)?;
+        }
+        w.commit().map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Chunk, seal and store one file. The outer error aborts the scan (store failure, full
+    /// disk); the inner one is a per-file warning.
+    fn ingest(
+        &self,
+        root: &Path,
+        f: &Found,
+        counters: &Counters,
+        progress: &dyn Progress,
+    ) -> Result<Result<(Entry, Meta), String>, Error> {
+        let abs = root.join(&f.path);
+        let mut meta = f.meta;
+        for _attempt in 0..3 {
+            let mut file = match File::open(&abs) {
+                Ok(h) => h,
+                Err(e) => return Ok(Err(format!("cannot read {}: {e}", f.path))),
+            };
+            let cap = if meta.size < MAX_SIZE as u64 { meta.size as usize + 1 } else { READ_BUF };
+            let mut buf = vec![0u8; cap];
+            let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
+            let mut chunks: Vec<(BlobId, u32)> = Vec::new();
+            loop {
+                if !eof && end - start < MAX_SIZE {
+                    buf.copy_within(start..end, 0);
+                    end -= start;
+                    start = 0;
+                    if end == buf.len() && buf.len() < READ_BUF {
+                        buf.resize(READ_BUF, 0);
+                    }
+                    while end < buf.len() {
+                        match file.read(&mut buf[end..]) {
+                            Ok(0) => {
+                                eof = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                end += n;
+                                total += n as u64;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => return Ok(Err(format!("cannot read {}: {e}", f.path))),
+                        }
+                    }
+                }
+                if start == end {
+                    break;
+                }
+                let mut pieces = Vec::new();
+                while start < end && (eof || end - start >= MAX_SIZE) {
+                    let n = self.chunker.next_len(&buf[start..end]);
+                    pieces.push(start..start + n);
+                    start += n;
+                }
+                let sealed: Vec<(BlobId, Vec<u8>, u32)> = pieces
+                    .par_iter()
+                    .map(|r| {
+                        let b = self.keys.seal(BlobKind::Chunk, &buf[r.clone()]);
+                        (BlobId::of(&b), b, r.len() as u32)
+                    })
+                    .collect();
+                for (id, b, n) in sealed {
+                    if self.store.put(id, BlobKind::Chunk, &b)? {
+                        counters.new_blobs.fetch_add(1, Ordering::Relaxed);
+                        counters.new_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    }
+                    chunks.push((id, n));
+                    progress.advance(n as u64);
+                }
+            }
+            counters.read.fetch_add(total, Ordering::Relaxed);
+            let after = match fs::symlink_metadata(&abs) {
+                Ok(m) => Meta::of(&m),
+                Err(e) => return Ok(Err(format!("cannot read {}: {e}", f.path))),
+            };
+            if after.size != total || after.mtime_ns != meta.mtime_ns || after.size != meta.size {
+                // Changed while we read it: read again with the new metadata.
+                meta = after;
+                continue;
+            }
+            let content = match chunks.len() {
+                0 => Content::Empty,
+                1 => Content::Single(chunks[0].0),
+                n => {
+                    let list = self.keys.seal(BlobKind::ChunkList, &encode_chunk_list(&chunks));
+                    let id = BlobId::of(&list);
+                    if self.store.put(id, BlobKind::ChunkList, &list)? {
+                        counters.new_blobs.fetch_add(1, Ordering::Relaxed);
+                        counters.new_bytes.fetch_add(list.len() as u64, Ordering::Relaxed);
+                    }
+                    Content::List { list: id, chunks: n as u32 }
+                }
+            };
+            let entry = Entry {
+                kind: Kind::File { size: total, content },
+                mtime_ns: meta.mtime_ns,
+                mode: meta.mode,
+                device: self.device_short(),
+            };
+            return Ok(Ok((entry, after)));
+        }
+        Ok(Err(format!("{} kept changing while it was read; skipped until the next scan", f.path)))
+    }
+
+    /// Local changes a scan would record, judged from metadata alone.
+    pub fn pending(&self) -> Result<Pending, Error> {
+        let w = walk(&self.info.path);
+        let current = by_path(self.manifest.entries());
+        let mut p = Pending::default();
+        for f in &w.found {
+            match current.get(&f.path).filter(|e| e.is_live()) {
+                None => p.added += 1,
+                Some(old) => {
+                    let same = match self.simple_entry(f) {
+                        Some(e) => e.same_state(old),
+                        // A file counts as unchanged when size, mtime and mode match the record.
+                        None => {
+                            old.size() == f.meta.size
+                                && matches!(old.kind, Kind::File { .. })
+                                && old.mtime_ns == f.meta.mtime_ns
+                                && old.mode == f.meta.mode
+                        }
+                    };
+                    if !same {
+                        p.changed += 1;
+                    }
+                }
+            }
+        }
+        let seen: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
+        p.deleted = current
+            .iter()
+            .filter(|(path, e)| e.is_live() && !seen.contains(path.as_str()) && !w.is_protected(path))
+            .count() as u64;
+        Ok(p)
+    }
+}

@@ -1,0 +1,474 @@
+//! The blob store of one space: append-only pack files with a redb index.
+//!
+//! Crash safety: a pack is written to a temp file, fsynced, renamed into place and its directory
+//! fsynced *before* the redb transaction that indexes its blobs commits. So every indexed blob is
+//! durable, a crash leaves at most an unindexed pack (removed by `gc`) or a temp file (removed on
+//! open), and the store always opens and verifies. Packs are never modified in place: `gc`
+//! writes live blobs to a new pack, re-points the index, then deletes the old pack.
+
+use crate::crypto::BlobKind;
+use crate::ids::BlobId;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
+/// Small key/value facts about the space (last scan time, prune horizon).
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PACK_MAGIC: &[u8; 8] = b"CBXPACK1";
+const PACK_END: &[u8; 8] = b"CBXPEND1";
+/// A pack is written once its buffered blobs reach this size.
+pub const PACK_TARGET: usize = 16 << 20;
+
+/// Blob store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk is full; nothing half-written was indexed.
+    #[error("disk full while writing {path}: free some space and run the command again")]
+    DiskFull {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// Another I/O failure.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The index database failed.
+    #[error("blob index error: {0}")]
+    Db(#[from] redb::Error),
+    /// A blob's bytes do not hash to its id.
+    #[error("blob {0} is corrupt (its bytes do not match its id)")]
+    Corrupt(BlobId),
+    /// A blob is not in the store, or its pack is gone.
+    #[error("blob {0} is missing from the store")]
+    Missing(BlobId),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { StoreError::Db(e.into()) } })*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| {
+        if source.kind() == io::ErrorKind::StorageFull {
+            StoreError::DiskFull { path: path.to_owned() }
+        } else {
+            StoreError::Io { path: path.to_owned(), source }
+        }
+    }
+}
+
+/// Where a blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    /// Pack number.
+    pub pack: u64,
+    /// Byte offset in the pack.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// The blob's kind.
+    pub kind: BlobKind,
+}
+
+impl Loc {
+    fn encode(&self) -> [u8; 21] {
+        let mut b = [0u8; 21];
+        b[..8].copy_from_slice(&self.pack.to_le_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_le_bytes());
+        b[16..20].copy_from_slice(&self.len.to_le_bytes());
+        b[20] = self.kind as u8;
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != 21 {
+            return None;
+        }
+        Some(Self {
+            pack: u64::from_le_bytes(b[..8].try_into().ok()?),
+            offset: u64::from_le_bytes(b[8..16].try_into().ok()?),
+            len: u32::from_le_bytes(b[16..20].try_into().ok()?),
+            kind: BlobKind::from_u8(b[20])?,
+        })
+    }
+}
+
+#[derive(Default)]
+struct PackBuf {
+    data: Vec<u8>,
+    entries: Vec<(BlobId, u64, u32, BlobKind)>,
+    ids: HashSet<BlobId>,
+}
+
+/// Results of re-hashing every stored blob.
+#[derive(Debug, Default)]
+pub struct StoreCheck {
+    /// Blobs checked.
+    pub blobs: u64,
+    /// Bytes hashed.
+    pub bytes: u64,
+    /// Blobs whose bytes do not match their id.
+    pub corrupt: Vec<BlobId>,
+    /// Indexed blobs whose pack is missing or too short.
+    pub missing: Vec<BlobId>,
+}
+
+/// Results of removing blobs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RemoveStats {
+    /// Blobs dropped.
+    pub blobs: u64,
+    /// Bytes freed on disk (blob bytes plus orphaned packs).
+    pub bytes: u64,
+    /// Packs rewritten or deleted.
+    pub packs: u64,
+}
+
+/// Packs, index and pending write buffer of one space.
+pub struct BlobStore {
+    packs: PathBuf,
+    db: Arc<Database>,
+    buf: Mutex<PackBuf>,
+}
+
+impl BlobStore {
+    /// Open (creating if needed) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let packs = dir.join("packs");
+        fs::create_dir_all(&packs).map_err(io_err(&packs))?;
+        // Temp files are packs whose write never finished; nothing indexes them.
+        for e in fs::read_dir(&packs).map_err(io_err(&packs))?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let db_path = dir.join("index.redb");
+        let db = Database::create(&db_path).map_err(StoreError::from)?;
+        let w = db.begin_write()?;
+        w.open_table(BLOBS)?;
+        w.open_table(META)?;
+        w.commit()?;
+        Ok(Self { packs, db: Arc::new(db), buf: Mutex::new(PackBuf::default()) })
+    }
+
+    /// The index database, shared with the scan cache.
+    pub fn db(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    fn pack_path(&self, pack: u64) -> PathBuf {
+        self.packs.join(format!("{pack:016x}.pack"))
+    }
+
+    /// Where an indexed blob lives.
+    pub fn locate(&self, id: &BlobId) -> Result<Option<Loc>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOBS)?;
+        Ok(t.get(id.as_bytes())?.and_then(|v| Loc::decode(v.value())))
+    }
+
+    /// Whether the blob is stored or buffered for storing.
+    pub fn contains(&self, id: &BlobId) -> Result<bool, StoreError> {
+        if self.lock().ids.contains(id) {
+            return Ok(true);
+        }
+        Ok(self.locate(id)?.is_some())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PackBuf> {
+        // A panic while holding the lock leaves a buffer that is still consistent.
+        self.buf.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add a sealed blob. Returns `false` when it was already stored (dedup).
+    pub fn put(&self, id: BlobId, kind: BlobKind, bytes: &[u8]) -> Result<bool, StoreError> {
+        let mut buf = self.lock();
+        if buf.ids.contains(&id) || self.locate(&id)?.is_some() {
+            return Ok(false);
+        }
+        if buf.data.is_empty() {
+            buf.data.extend_from_slice(PACK_MAGIC);
+        }
+        let off = buf.data.len() as u64;
+        buf.data.extend_from_slice(bytes);
+        buf.entries.push((id, off, bytes.len() as u32, kind));
+        buf.ids.insert(id);
+        if buf.data.len() >= PACK_TARGET {
+            self.write_pack(&mut buf)?;
+        }
+        Ok(true)
+    }
+
+    /// Write any buffered blobs to a pack and index them.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let mut buf = self.lock();
+        self.write_pack(&mut buf)
+    }
+
+    fn write_pack(&self, buf: &mut PackBuf) -> Result<(), StoreError> {
+        if buf.entries.is_empty() {
+            return Ok(());
+        }
+        let mut raw = [0u8; 8];
+        crate::random_bytes(&mut raw);
+        let pack = u64::from_le_bytes(raw) >> 1;
+        let trailer: Vec<([u8; 32], u64, u32, u8)> =
+            buf.entries.iter().map(|(id, off, len, k)| (id.0, *off, *len, *k as u8)).collect();
+        let trailer = postcard::to_stdvec(&trailer).unwrap_or_default();
+        buf.data.extend_from_slice(&trailer);
+        buf.data.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        buf.data.extend_from_slice(PACK_END);
+        let result = self.persist_pack(pack, &buf.data).and_then(|()| {
+            let w = self.db.begin_write()?;
+            {
+                let mut t = w.open_table(BLOBS)?;
+                for (id, off, len, kind) in &buf.entries {
+                    let loc = Loc { pack, offset: *off, len: *len, kind: *kind };
+                    t.insert(id.as_bytes(), loc.encode().as_slice())?;
+                }
+            }
+            w.commit()?;
+            Ok(())
+        });
+        // On failure the buffered blobs are dropped: callers abort and nothing references them.
+        *buf = PackBuf::default();
+        if result.is_err() {
+            let _ = fs::remove_file(self.pack_path(pack));
+        }
+        result
+    }
+
+    fn persist_pack(&self, pack: u64, data: &[u8]) -> Result<(), StoreError> {
+        let tmp = self.packs.join(format!(".tmp-{pack:016x}"));
+        let dest = self.pack_path(pack);
+        let write = || -> Result<(), StoreError> {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(data).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            File::open(&self.packs).and_then(|d| d.sync_all()).map_err(io_err(&self.packs))
+        };
+        let r = write();
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        r
+    }
+
+    /// Read a blob and check it hashes to its id.
+    pub fn get(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
+        {
+            let buf = self.lock();
+            if let Some((_, off, len, _)) = buf.entries.iter().find(|e| &e.0 == id) {
+                return Ok(buf.data[*off as usize..*off as usize + *len as usize].to_vec());
+            }
+        }
+        let loc = self.locate(id)?.ok_or(StoreError::Missing(*id))?;
+        let path = self.pack_path(loc.pack);
+        let f = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::Missing(*id),
+            _ => io_err(&path)(e),
+        })?;
+        let mut out = vec![0u8; loc.len as usize];
+        f.read_exact_at(&mut out, loc.offset).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => StoreError::Missing(*id),
+            _ => io_err(&path)(e),
+        })?;
+        if BlobId::of(&out) != *id {
+            return Err(StoreError::Corrupt(*id));
+        }
+        Ok(out)
+    }
+
+    /// Every indexed blob.
+    pub fn list(&self) -> Result<Vec<(BlobId, Loc)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOBS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            if let Some(loc) = Loc::decode(v.value()) {
+                out.push((BlobId(*k.value()), loc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of blobs and their total stored bytes.
+    pub fn usage(&self) -> Result<(u64, u64), StoreError> {
+        let list = self.list()?;
+        Ok((list.len() as u64, list.iter().map(|(_, l)| l.len as u64).sum()))
+    }
+
+    /// Re-hash every indexed blob, reading each pack sequentially once.
+    pub fn check(&self, progress: &dyn Fn(u64)) -> Result<StoreCheck, StoreError> {
+        let mut by_pack: BTreeMap<u64, Vec<(BlobId, Loc)>> = BTreeMap::new();
+        for (id, loc) in self.list()? {
+            by_pack.entry(loc.pack).or_default().push((id, loc));
+        }
+        let mut report = StoreCheck::default();
+        for (pack, blobs) in by_pack {
+            let path = self.pack_path(pack);
+            let data = match File::open(&path) {
+                Ok(mut f) => {
+                    let mut d = Vec::new();
+                    f.read_to_end(&mut d).map_err(io_err(&path))?;
+                    d
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            for (id, loc) in blobs {
+                report.blobs += 1;
+                let (s, e) = (loc.offset as usize, loc.offset as usize + loc.len as usize);
+                match data.get(s..e) {
+                    None => report.missing.push(id),
+                    Some(bytes) => {
+                        report.bytes += bytes.len() as u64;
+                        progress(bytes.len() as u64);
+                        if BlobId::of(bytes) != id {
+                            report.corrupt.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Drop the given blobs: packs holding only dead blobs are deleted, packs holding some are
+    /// rewritten with their live blobs. Also deletes pack files nothing indexes.
+    pub fn remove(&self, dead: &HashSet<BlobId>) -> Result<RemoveStats, StoreError> {
+        self.flush()?;
+        let mut stats = RemoveStats::default();
+        let mut by_pack: HashMap<u64, Vec<(BlobId, Loc)>> = HashMap::new();
+        for (id, loc) in self.list()? {
+            by_pack.entry(loc.pack).or_default().push((id, loc));
+        }
+        for (pack, blobs) in &by_pack {
+            let dead_here: Vec<&(BlobId, Loc)> = blobs.iter().filter(|(id, _)| dead.contains(id)).collect();
+            if dead_here.is_empty() {
+                continue;
+            }
+            let live: Vec<&(BlobId, Loc)> = blobs.iter().filter(|(id, _)| !dead.contains(id)).collect();
+            // Live blobs move to a new pack (re-pointing their index entries) before the dead
+            // entries are dropped and the old pack deleted, so a crash at any step loses nothing.
+            if !live.is_empty() {
+                let mut buf = PackBuf::default();
+                buf.data.extend_from_slice(PACK_MAGIC);
+                for (id, loc) in &live {
+                    let bytes = self.get(id)?;
+                    let off = buf.data.len() as u64;
+                    buf.data.extend_from_slice(&bytes);
+                    buf.entries.push((*id, off, loc.len, loc.kind));
+                }
+                self.write_pack(&mut buf)?;
+            }
+            let w = self.db.begin_write()?;
+            {
+                let mut t = w.open_table(BLOBS)?;
+                for (id, _) in &dead_here {
+                    t.remove(id.as_bytes())?;
+                }
+            }
+            w.commit()?;
+            stats.blobs += dead_here.len() as u64;
+            stats.bytes += dead_here.iter().map(|(_, l)| l.len as u64).sum::<u64>();
+            stats.packs += 1;
+            let _ = fs::remove_file(self.pack_path(*pack));
+        }
+        // Packs written but never indexed (a crash between rename and index commit).
+        let indexed: HashSet<u64> = self.list()?.iter().map(|(_, l)| l.pack).collect();
+        for e in fs::read_dir(&self.packs).map_err(io_err(&self.packs))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(hexid) = name.strip_suffix(".pack") {
+                if let Ok(p) = u64::from_str_radix(hexid, 16) {
+                    if !indexed.contains(&p) {
+                        stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                        stats.packs += 1;
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Read a META value.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Write a META value.
+    pub fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let w = self.db.begin_write()?;
+        w.open_table(META)?.insert(key, value)?;
+        w.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_dedup_reopen_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let a = b"blob a".to_vec();
+        let b = vec![7u8; 1000];
+        let (ia, ib) = (BlobId::of(&a), BlobId::of(&b));
+        assert!(s.put(ia, BlobKind::Chunk, &a).unwrap());
+        assert!(!s.put(ia, BlobKind::Chunk, &a).unwrap());
+        assert_eq!(s.get(&ia).unwrap(), a);
+        s.put(ib, BlobKind::Chunk, &b).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let s = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(&ib).unwrap(), b);
+        assert_eq!(s.usage().unwrap(), (2, (a.len() + b.len()) as u64));
+        let check = s.check(&|_| {}).unwrap();
+        assert!(check.corrupt.is_empty() && check.missing.is_empty());
+        let stats = s.remove(&[ia].into_iter().collect()).unwrap();
+        assert_eq!(stats.blobs, 1);
+        assert!(matches!(s.get(&ia), Err(StoreError::Missing(_))));
+        assert_eq!(s.get(&ib).unwrap(), b);
+        assert_eq!(fs::read_dir(dir.path().join("packs")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn flipped_byte_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let a = vec![1u8; 500];
+        let id = BlobId::of(&a);
+        s.put(id, BlobKind::Chunk, &a).unwrap();
+        s.flush().unwrap();
+        let loc = s.locate(&id).unwrap().unwrap();
+        let path = s.pack_path(loc.pack);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[loc.offset as usize + 10] ^= 0x20;
+        fs::write(&path, bytes).unwrap();
+        assert!(matches!(s.get(&id), Err(StoreError::Corrupt(x)) if x == id));
+        assert_eq!(s.check(&|_| {}).unwrap().corrupt, vec![id]);
+    }
+}
