@@ -44,7 +44,7 @@ enum Cmd {
 }
 
 /// What every command gets.
-pub struct Ctx {
+pub(crate) struct Ctx {
     home: PathBuf,
     json: bool,
 }

@@ -4,10 +4,10 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar for one command.
-pub struct Bar(ProgressBar);
+pub(crate) struct Bar(ProgressBar);
 
 impl Bar {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let pb = ProgressBar::new(0);
         pb.set_style(
             ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")

@@ -259,7 +259,9 @@ impl Space {
                 Ok((e, meta)) => {
                     // A file modified within the clock's granularity of this scan could change
                     // again without its mtime moving; leave it out of the cache so it is re-read.
-                    if meta.mtime_ns < start_ns - 2_000_000_000 {
+                    // Whole-second mtimes mean a coarse filesystem clock: widen the window.
+                    let window = if meta.mtime_ns % 1_000_000_000 == 0 { 2_000_000_000 } else { 100_000_000 };
+                    if meta.mtime_ns < start_ns - window {
                         cache_updates.push((f.path.clone(), meta, e.encode()));
                     }
                     new_entries.push((f.path.clone(), e));

@@ -5,7 +5,7 @@ use eframe::egui;
 use std::path::PathBuf;
 
 /// The app.
-pub struct CoboxApp {
+pub(crate) struct CoboxApp {
     home: PathBuf,
     spaces: Result<Vec<SpaceInfo>, String>,
     new_name: String,
@@ -15,7 +15,7 @@ pub struct CoboxApp {
 
 impl CoboxApp {
     /// An app over the given home directory.
-    pub fn new(home: PathBuf) -> Self {
+    pub(crate) fn new(home: PathBuf) -> Self {
         let mut app = Self { home, spaces: Ok(Vec::new()), new_name: String::new(), new_path: String::new(), message: None };
         app.refresh();
         app
@@ -40,7 +40,7 @@ impl CoboxApp {
     }
 
     /// Draw one frame.
-    pub fn ui(&mut self, ui: &mut egui::Ui) {
+    pub(crate) fn ui(&mut self, ui: &mut egui::Ui) {
         egui::Frame::central_panel(ui.style()).show(ui, |ui| {
             ui.heading("Your spaces");
             if ui.button("Refresh").clicked() {

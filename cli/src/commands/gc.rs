@@ -3,7 +3,7 @@ use crate::Ctx;
 use anyhow::{Context, Result};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Space name or id.
     space: String,
     /// Keep states restorable for this long (e.g. 30d, 12h); older ones are pruned.
@@ -12,7 +12,7 @@ pub struct Args {
     keep_within: Option<String>,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let keep = match &a.keep_within {
         Some(s) => Some(
             humantime::parse_duration(s)

@@ -2,14 +2,14 @@ use crate::Ctx;
 use anyhow::Result;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Space name or id.
     space: String,
     /// Only states that changed this path.
     path: Option<String>,
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let home = ctx.open_home()?;
     let space = ctx.open_space(&home, &a.space)?;
     let items = space.history(a.path.as_deref())?;

@@ -1,7 +1,7 @@
 use crate::Ctx;
 use anyhow::Result;
 
-pub fn run(ctx: &Ctx) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx) -> Result<()> {
     // Read without the lock when the key exists, so `cobox id` works while the daemon runs.
     let id = match cobox_engine::Home::peek_device_id(&ctx.home)? {
         Some(id) => id,

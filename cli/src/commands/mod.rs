@@ -1,15 +1,15 @@
 //! One module per subcommand.
 
-pub mod gc;
-pub mod history;
-pub mod id;
-pub mod restore;
-pub mod scan;
-pub mod space;
-pub mod status;
-pub mod verify;
+pub(crate) mod gc;
+pub(crate) mod history;
+pub(crate) mod id;
+pub(crate) mod restore;
+pub(crate) mod scan;
+pub(crate) mod space;
+pub(crate) mod status;
+pub(crate) mod verify;
 
 /// Bytes for people.
-pub fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }

@@ -5,7 +5,7 @@ use cobox_engine::At;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Space name or id.
     space: String,
     /// Where to write the files (created if missing; existing files of the same name are replaced).
@@ -19,7 +19,7 @@ pub struct Args {
 }
 
 /// Parse `--at`: an RFC 3339 time, else a history id (hex).
-pub fn parse_at(s: &str) -> Result<At> {
+pub(crate) fn parse_at(s: &str) -> Result<At> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(At::Time(t.timestamp_millis()));
     }
@@ -29,7 +29,7 @@ pub fn parse_at(s: &str) -> Result<At> {
     bail!("--at {s:?} is neither an RFC 3339 time (like 2026-11-24T10:00:00Z) nor a history id (see `cobox history`)")
 }
 
-pub fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let at = match &a.at {
         Some(s) => parse_at(s)?,
         None => At::Latest,

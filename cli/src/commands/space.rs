@@ -4,7 +4,7 @@ use clap::Subcommand;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
-pub enum SpaceCmd {
+pub(crate) enum SpaceCmd {
     /// Create a space over a folder (created if missing); prints the space id.
     Create {
         /// A local name for the space.
@@ -17,7 +17,7 @@ pub enum SpaceCmd {
     List,
 }
 
-pub fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
     let home = ctx.open_home()?;
     match cmd {
         SpaceCmd::Create { name, path } => {

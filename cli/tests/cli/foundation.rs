@@ -44,6 +44,9 @@ fn scan_then_restore_is_byte_identical() {
     let folder = tempfile::tempdir().unwrap();
     rich_tree(folder.path());
     create_space(&dev, "docs", folder.path());
+    // Files modified within 100 ms of a scan are re-read by the next one (their mtime could
+    // hide a later edit), so let the clock move past that window first.
+    std::thread::sleep(std::time::Duration::from_millis(150));
     let r = dev.json(&["scan", "docs"]);
     assert_eq!(r["files"], 5);
     assert_eq!(r["added"], 5 + 7 + 1, "5 files, 7 dirs, 1 symlink: {r}");
@@ -62,7 +65,7 @@ fn scan_then_restore_is_byte_identical() {
 
     let s = dev.json(&["status", "docs"]);
     assert_eq!(s["files"], 5);
-    assert_eq!(s["bytes"].as_u64().unwrap(), (100 << 20) + 12 + 1100 + 19);
+    assert_eq!(s["bytes"].as_u64().unwrap(), (100 << 20) + 12 + 1100 + 18);
     assert!(s["stored_bytes"].as_u64().unwrap() > 100 << 20);
     assert_eq!(s["pending"], serde_json::json!({"added": 0, "changed": 0, "deleted": 0}));
     assert!(s["last_scan"].is_string());
@@ -181,7 +184,6 @@ fn odd_inputs_are_reported_and_skipped() {
     let out = tempfile::tempdir().unwrap();
     dev.ok(&["restore", "s", out.path().to_str().unwrap()]);
     assert_eq!(fs::read_link(out.path().join("escape")).unwrap(), outside.path(), "links stay links");
-    assert!(!out.path().join("escape/secret.txt").symlink_metadata().is_ok_and(|m| m.is_file() && !m.file_type().is_symlink()) || out.path().join("escape").symlink_metadata().unwrap().file_type().is_symlink());
     assert_eq!(dev.json(&["status", "s"])["bytes"], 4, "nothing from outside the folder was stored");
 
     // Unreadable files are skipped with a warning; as root everything is readable.
