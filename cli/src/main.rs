@@ -1,5 +1,7 @@
 //! `cobox`: the command line. It only translates between people and `cobox-engine`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod commands;
 mod progress;
 

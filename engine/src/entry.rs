@@ -110,7 +110,7 @@ pub fn encode_chunk_list(chunks: &[(BlobId, u32)]) -> Vec<u8> {
 
 /// Decode a chunk list.
 pub fn decode_chunk_list(bytes: &[u8]) -> Result<Vec<(BlobId, u32)>, EntryError> {
-    if bytes.len() % 36 != 0 {
+    if !bytes.len().is_multiple_of(36) {
         return Err(EntryError(format!("chunk list length {} is not a multiple of 36", bytes.len())));
     }
     Ok(bytes

@@ -61,10 +61,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 fn read_key(path: &Path) -> Result<Option<[u8; 32]>, Error> {
     match fs::read(path) {
-        Ok(b) => b.try_into().map(Some).map_err(|_| Error::Config {
-            path: path.to_owned(),
-            reason: "expected a 32-byte key".into(),
-        }),
+        Ok(b) => b
+            .try_into()
+            .map(Some)
+            .map_err(|_| Error::Config { path: path.to_owned(), reason: "expected a 32-byte key".into() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -88,7 +88,8 @@ impl Home {
         fs::create_dir_all(root).at(root)?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
         let lock_path = root.join("lock");
-        let mut lock = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).at(&lock_path)?;
+        let mut lock =
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).at(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
@@ -230,10 +231,9 @@ impl Home {
         let dir = self.space_dir(&info.id);
         let secret_path = dir.join("secret.key");
         let secret = fs::read(&secret_path).at(&secret_path)?;
-        let secret: [u8; 64] = secret.try_into().map_err(|_| Error::Config {
-            path: secret_path.clone(),
-            reason: "expected 64 bytes".into(),
-        })?;
+        let secret: [u8; 64] = secret
+            .try_into()
+            .map_err(|_| Error::Config { path: secret_path.clone(), reason: "expected 64 bytes".into() })?;
         Space::open(info, dir, &secret, self.device_id())
     }
 }

@@ -14,6 +14,9 @@
 //!
 //! Libraries return typed errors ([`Error`]); front ends add context for people.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs)]
+
 pub mod chunk;
 pub mod crypto;
 pub mod entry;
@@ -43,10 +46,7 @@ pub fn random_bytes(buf: &mut [u8]) {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Progress reporting for long operations; front ends draw it (the CLI on stderr).

@@ -125,21 +125,14 @@ impl Manifest {
     /// An empty manifest with `n` shards.
     pub fn new(n: u16, path_key: [u8; 32], actor: &[u8]) -> Self {
         let mk = || AutoCommit::new().with_actor(ActorId::from(actor));
-        Self {
-            shards: (0..n).map(|_| mk()).collect(),
-            history: mk(),
-            path_key,
-            pending: vec![None; n as usize],
-        }
+        Self { shards: (0..n).map(|_| mk()).collect(), history: mk(), path_key, pending: vec![None; n as usize] }
     }
 
     /// Load from full saves (one per shard, then the history document).
     pub fn load(shards: &[Vec<u8>], history: &[u8], path_key: [u8; 32], actor: &[u8]) -> Result<Self, ManifestError> {
         use rayon::prelude::*;
-        let loaded: Result<Vec<AutoCommit>, _> = shards
-            .par_iter()
-            .map(|b| AutoCommit::load(b).map(|d| d.with_actor(ActorId::from(actor))))
-            .collect();
+        let loaded: Result<Vec<AutoCommit>, _> =
+            shards.par_iter().map(|b| AutoCommit::load(b).map(|d| d.with_actor(ActorId::from(actor)))).collect();
         let shards = loaded?;
         let n = shards.len();
         Ok(Self {
@@ -277,9 +270,7 @@ impl Manifest {
             let target = if *doc == HISTORY_DOC {
                 &mut self.history
             } else {
-                self.shards
-                    .get_mut(*doc as usize)
-                    .ok_or_else(|| ManifestError::Body(format!("unknown shard {doc}")))?
+                self.shards.get_mut(*doc as usize).ok_or_else(|| ManifestError::Body(format!("unknown shard {doc}")))?
             };
             target.load_incremental(bytes)?;
         }
@@ -303,7 +294,7 @@ impl Manifest {
                 _ => None,
             })
             .collect();
-        out.sort_by(|a: &Snapshot, b| (a.time_ms, a.id()).cmp(&(b.time_ms, b.id())));
+        out.sort_by_key(|s: &Snapshot| (s.time_ms, s.id()));
         out
     }
 
@@ -363,7 +354,15 @@ mod tests {
     }
 
     fn snap(t: i64, dev: u8) -> Snapshot {
-        Snapshot { time_ms: t, device: DeviceId([dev; 32]), added: 1, changed: 0, deleted: 0, renamed: 0, heads: vec![] }
+        Snapshot {
+            time_ms: t,
+            device: DeviceId([dev; 32]),
+            added: 1,
+            changed: 0,
+            deleted: 0,
+            renamed: 0,
+            heads: vec![],
+        }
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! written to a temp file beside the target and renamed into place; nothing is written through
 //! a symlink or outside the destination.
 
+use crate::Progress;
 use crate::crypto::BlobKind;
 use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::{Error, IoContext};
 use crate::manifest::ShardHeads;
 use crate::scan::TMP_PREFIX;
 use crate::space::{Space, rfc3339};
-use crate::Progress;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fs::{self, File};
@@ -60,7 +60,9 @@ fn safe_target(dest: &Path, rel: &str) -> Result<PathBuf, String> {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(format!("refusing to write {rel:?}: {} is a symlink", cur.display()));
             }
-            Ok(m) if !m.is_dir() => return Err(format!("refusing to write {rel:?}: {} is not a directory", cur.display())),
+            Ok(m) if !m.is_dir() => {
+                return Err(format!("refusing to write {rel:?}: {} is not a directory", cur.display()));
+            }
             Ok(_) => {}
             Err(_) => fs::create_dir(&cur).map_err(|e| format!("cannot create {}: {e}", cur.display()))?,
         }
@@ -86,7 +88,10 @@ impl Space {
                 self.manifest.heads_at_time(*t).map(Some).ok_or_else(|| {
                     let first = self.manifest.snapshots().first().map(|s| rfc3339(s.time_ms));
                     Error::NoHistory(match first {
-                        Some(f) => format!("nothing was recorded at or before {}; the first history entry is at {f}", rfc3339(*t)),
+                        Some(f) => format!(
+                            "nothing was recorded at or before {}; the first history entry is at {f}",
+                            rfc3339(*t)
+                        ),
                         None => "this space has no history yet; run `cobox scan` first".into(),
                     })
                 })
@@ -101,7 +106,13 @@ impl Space {
     }
 
     /// Write the state `at` (or one path of it) into `dest`.
-    pub fn restore(&self, dest: &Path, at: &At, only: Option<&str>, progress: &dyn Progress) -> Result<RestoreReport, Error> {
+    pub fn restore(
+        &self,
+        dest: &Path,
+        at: &At,
+        only: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<RestoreReport, Error> {
         let heads = self.resolve_at(at)?;
         let only = only.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
         if let Some(p) = only {
@@ -112,10 +123,8 @@ impl Space {
             .into_iter()
             .filter(|(p, e)| e.is_live() && only.is_none_or(|o| p == o || p.starts_with(&format!("{o}/"))))
             .collect();
-        if entries.is_empty() {
-            if let Some(p) = only {
-                return Err(Error::NoHistory(format!("{p:?} does not exist in that state")));
-            }
+        if let Some(p) = only.filter(|_| entries.is_empty()) {
+            return Err(Error::NoHistory(format!("{p:?} does not exist in that state")));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         fs::create_dir_all(dest).at(dest)?;
@@ -129,7 +138,9 @@ impl Space {
             match safe_target(&dest, p).and_then(|t| match fs::symlink_metadata(&t) {
                 Ok(m) if m.is_dir() => Ok(t),
                 Ok(_) => Err(format!("refusing to replace {} with a directory", t.display())),
-                Err(_) => fs::create_dir(&t).map(|()| t.clone()).map_err(|err| format!("cannot create {}: {err}", t.display())),
+                Err(_) => fs::create_dir(&t)
+                    .map(|()| t.clone())
+                    .map_err(|err| format!("cannot create {}: {err}", t.display())),
             }) {
                 Ok(t) => {
                     report.dirs += 1;
@@ -138,8 +149,10 @@ impl Space {
                 Err(msg) => report.errors.push(msg),
             }
         }
-        let files: Vec<&(String, Entry)> = entries.iter().filter(|(_, e)| matches!(e.kind, Kind::File { .. })).collect();
-        let results: Vec<Result<u64, String>> = files.par_iter().map(|(p, e)| self.restore_file(&dest, p, e, progress)).collect();
+        let files: Vec<&(String, Entry)> =
+            entries.iter().filter(|(_, e)| matches!(e.kind, Kind::File { .. })).collect();
+        let results: Vec<Result<u64, String>> =
+            files.par_iter().map(|(p, e)| self.restore_file(&dest, p, e, progress)).collect();
         for r in results {
             match r {
                 Ok(n) => {
@@ -158,7 +171,8 @@ impl Space {
                     }
                     fs::remove_file(&t).map_err(|err| format!("cannot replace {}: {err}", t.display()))?;
                 }
-                std::os::unix::fs::symlink(target, &t).map_err(|err| format!("cannot create symlink {}: {err}", t.display()))
+                std::os::unix::fs::symlink(target, &t)
+                    .map_err(|err| format!("cannot create symlink {}: {err}", t.display()))
             });
             match r {
                 Ok(()) => report.symlinks += 1,
@@ -208,7 +222,8 @@ impl Space {
             if written != *size {
                 return Err(format!("{rel}: restored {written} bytes but the manifest records {size}"));
             }
-            f.set_permissions(fs::Permissions::from_mode(e.mode)).map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
+            f.set_permissions(fs::Permissions::from_mode(e.mode))
+                .map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
             let mtime = UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
             f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
             drop(f);

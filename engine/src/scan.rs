@@ -1,6 +1,7 @@
 //! Folder → manifest. Walks the folder, reuses the scan cache for files whose metadata is
 //! unchanged, chunks + seals + stores the rest on every core, and commits the differences.
 
+use crate::Progress;
 use crate::chunk::MAX_SIZE;
 use crate::crypto::BlobKind;
 use crate::entry::{Content, Entry, Kind, encode_chunk_list};
@@ -8,7 +9,6 @@ use crate::error::Error;
 use crate::ids::BlobId;
 use crate::manifest::Snapshot;
 use crate::space::{Pending, Space, by_path};
-use crate::Progress;
 use rayon::prelude::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -175,6 +175,9 @@ fn walk(root: &Path) -> Walk {
     w
 }
 
+/// A file's new entry and the metadata it was read with, or a warning that it was skipped.
+type Ingested = Result<(Entry, Meta), String>;
+
 struct Counters {
     read: AtomicU64,
     new_blobs: AtomicU64,
@@ -248,10 +251,8 @@ impl Space {
         }
         progress.start("scanning", to_read.iter().map(|f| f.meta.size).sum());
         let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
-        let results: Vec<Result<Result<(Entry, Meta), String>, Error>> = to_read
-            .par_iter()
-            .map(|f| self.ingest(&root, f, &counters, progress))
-            .collect();
+        let results: Vec<Result<Ingested, Error>> =
+            to_read.par_iter().map(|f| self.ingest(&root, f, &counters, progress)).collect();
         let mut protected_now: HashSet<String> = HashSet::new();
         let mut cache_updates: Vec<(String, Meta, Vec<u8>)> = Vec::new();
         for (f, r) in to_read.iter().zip(results) {
@@ -302,11 +303,11 @@ impl Space {
                 continue;
             }
             report.deleted += 1;
-            if let Kind::File { content, .. } = &old.kind {
-                if let Some(n) = added_content.get_mut(content).filter(|n| **n > 0) {
-                    *n -= 1;
-                    report.renamed += 1;
-                }
+            if let Kind::File { content, .. } = &old.kind
+                && let Some(n) = added_content.get_mut(content).filter(|n| **n > 0)
+            {
+                *n -= 1;
+                report.renamed += 1;
             }
             let tomb = Entry { kind: Kind::Deleted, mtime_ns: now_ns, mode: 0, device: self.device_short() };
             self.manifest.set(path, &tomb)?;
@@ -349,7 +350,9 @@ impl Space {
                 let rec = postcard::to_stdvec(&(meta, enc)).unwrap_or_default();
                 t.insert(path.as_str(), rec.as_slice()).map_err(StoreError::from)?;
             }
-            for path in deleted.iter().map(String::as_str).chain(cache.keys().map(String::as_str).filter(|p| !seen.contains(p))) {
+            for path in
+                deleted.iter().map(String::as_str).chain(cache.keys().map(String::as_str).filter(|p| !seen.contains(p)))
+            {
                 t.remove(path).map_err(StoreError::from)?;
             }
             let mut m = w.open_table(crate::store::META).map_err(StoreError::from)?;
@@ -361,13 +364,7 @@ impl Space {
 
     /// Chunk, seal and store one file. The outer error aborts the scan (store failure, full
     /// disk); the inner one is a per-file warning.
-    fn ingest(
-        &self,
-        root: &Path,
-        f: &Found,
-        counters: &Counters,
-        progress: &dyn Progress,
-    ) -> Result<Result<(Entry, Meta), String>, Error> {
+    fn ingest(&self, root: &Path, f: &Found, counters: &Counters, progress: &dyn Progress) -> Result<Ingested, Error> {
         let abs = root.join(&f.path);
         let mut meta = f.meta;
         for _attempt in 0..3 {

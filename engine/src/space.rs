@@ -159,10 +159,8 @@ impl Space {
         root.copy_from_slice(&secret[32..]);
         let keys = SpaceKeys::derive(&root);
         let store = BlobStore::open(&dir)?;
-        let actor = hex::decode(&info.actor).map_err(|e| Error::Config {
-            path: dir.join("space.json"),
-            reason: format!("actor: {e}"),
-        })?;
+        let actor = hex::decode(&info.actor)
+            .map_err(|e| Error::Config { path: dir.join("space.json"), reason: format!("actor: {e}") })?;
         let (manifest, included) = load_cache(&dir, &info, &keys, &actor)?;
         let mut space = Self {
             chunker: Chunker::new(&keys.gear),
@@ -249,7 +247,8 @@ impl Space {
             Content::Single(id) => Ok(vec![(*id, 0)]),
             Content::List { list, .. } => {
                 let blob = self.store.get(list)?;
-                let plain = self.keys.open(BlobKind::ChunkList, &blob).map_err(|source| Error::Blob { blob: *list, source })?;
+                let plain =
+                    self.keys.open(BlobKind::ChunkList, &blob).map_err(|source| Error::Blob { blob: *list, source })?;
                 decode_chunk_list(&plain)
                     .map_err(|_| Error::Blob { blob: *list, source: crate::crypto::OpenError::Malformed })
             }
@@ -425,11 +424,7 @@ impl Space {
 
     /// States strictly before this time were pruned by `gc`.
     pub(crate) fn pruned_before(&self) -> Result<Option<i64>, Error> {
-        Ok(self
-            .store
-            .meta_get("pruned_before")?
-            .and_then(|b| b.try_into().ok())
-            .map(i64::from_le_bytes))
+        Ok(self.store.meta_get("pruned_before")?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes))
     }
 
     /// Files, sizes, storage and pending changes.
@@ -452,7 +447,8 @@ impl Space {
         }
         conflicts.sort();
         let (blobs, stored_bytes) = self.store.usage()?;
-        let last_scan = self.store.meta_get("last_scan")?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes).map(rfc3339);
+        let last_scan =
+            self.store.meta_get("last_scan")?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes).map(rfc3339);
         Ok(Status {
             id: self.info.id.to_string(),
             name: self.info.name.clone(),

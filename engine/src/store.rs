@@ -55,13 +55,7 @@ pub enum StoreError {
 macro_rules! db_err {
     ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { StoreError::Db(e.into()) } })*};
 }
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+db_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| {
@@ -397,14 +391,13 @@ impl BlobStore {
         let indexed: HashSet<u64> = self.list()?.iter().map(|(_, l)| l.pack).collect();
         for e in fs::read_dir(&self.packs).map_err(io_err(&self.packs))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(hexid) = name.strip_suffix(".pack") {
-                if let Ok(p) = u64::from_str_radix(hexid, 16) {
-                    if !indexed.contains(&p) {
-                        stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                        stats.packs += 1;
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
+            if let Some(hexid) = name.strip_suffix(".pack")
+                && let Ok(p) = u64::from_str_radix(hexid, 16)
+                && !indexed.contains(&p)
+            {
+                stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                stats.packs += 1;
+                let _ = fs::remove_file(e.path());
             }
         }
         Ok(stats)

@@ -16,7 +16,8 @@ pub(crate) struct CoboxApp {
 impl CoboxApp {
     /// An app over the given home directory.
     pub(crate) fn new(home: PathBuf) -> Self {
-        let mut app = Self { home, spaces: Ok(Vec::new()), new_name: String::new(), new_path: String::new(), message: None };
+        let mut app =
+            Self { home, spaces: Ok(Vec::new()), new_name: String::new(), new_path: String::new(), message: None };
         app.refresh();
         app
     }
@@ -27,7 +28,8 @@ impl CoboxApp {
     }
 
     fn create(&mut self) {
-        let result = Home::open(&self.home).and_then(|h| h.create_space(&self.new_name, &PathBuf::from(self.new_path.trim())));
+        let result =
+            Home::open(&self.home).and_then(|h| h.create_space(&self.new_name, &PathBuf::from(self.new_path.trim())));
         self.message = Some(match result {
             Ok(info) => {
                 self.new_name.clear();
@@ -68,12 +70,12 @@ impl CoboxApp {
             ui.separator();
             ui.heading("New space");
             ui.horizontal(|ui| {
-                ui.label("Name");
-                ui.text_edit_singleline(&mut self.new_name);
+                let label = ui.label("Name");
+                ui.text_edit_singleline(&mut self.new_name).labelled_by(label.id);
             });
             ui.horizontal(|ui| {
-                ui.label("Folder");
-                ui.text_edit_singleline(&mut self.new_path);
+                let label = ui.label("Folder");
+                ui.text_edit_singleline(&mut self.new_path).labelled_by(label.id);
             });
             let ready = !self.new_name.trim().is_empty() && !self.new_path.trim().is_empty();
             if ui.add_enabled(ready, egui::Button::new("Create space")).clicked() {

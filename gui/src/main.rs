@@ -1,5 +1,7 @@
 //! `cobox-gui`: the CoBox desktop app. It talks to the engine only through its public API.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod app;
 
 fn main() -> eframe::Result {

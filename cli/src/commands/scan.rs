@@ -12,9 +12,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let home = ctx.open_home()?;
     let mut space = ctx.open_space(&home, &a.space)?;
     let bar = crate::progress::Bar::new();
-    let r = space
-        .scan(&bar)
-        .with_context(|| format!("scanning {}", space.info().path.display()))?;
+    let r = space.scan(&bar).with_context(|| format!("scanning {}", space.info().path.display()))?;
     drop(bar);
     if ctx.json {
         return ctx.print_json(&r);

@@ -22,7 +22,12 @@ fn kill_9_during_scan_leaves_a_store_that_verifies() {
         write(&f.join(format!("big{}.bin", round % 4)), &random_bytes(24 << 20, 100 + round));
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = 20 + (seed >> 33) % 600;
-        let mut child = dev.cmd(&["scan", "s"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = dev
+            .cmd(&["scan", "s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();
         let _ = child.wait();

@@ -6,31 +6,31 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_cobox");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_cobox");
 
 /// One device: a COBOX_HOME of its own.
-pub struct Device {
-    pub home: tempfile::TempDir,
+pub(crate) struct Device {
+    pub(crate) home: tempfile::TempDir,
 }
 
 impl Device {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { home: tempfile::tempdir().expect("temp home") }
     }
 
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.env("COBOX_HOME", self.home.path()).args(args);
         c
     }
 
     /// Run and return the output, whatever the exit code.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run cobox")
     }
 
     /// Run, require success, return stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -42,7 +42,7 @@ impl Device {
     }
 
     /// Run with --json, require success, parse stdout.
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
         a.push("--json");
         let s = self.ok(&a);
@@ -50,13 +50,17 @@ impl Device {
     }
 
     /// Run, require failure, return stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(!out.status.success(), "cobox {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "cobox {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8(out.stderr).expect("utf-8 stderr")
     }
 
-    pub fn pack_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn pack_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for space in fs::read_dir(self.home.path().join("spaces")).expect("spaces dir").flatten() {
             if let Ok(rd) = fs::read_dir(space.path().join("packs")) {
@@ -70,13 +74,13 @@ impl Device {
 
 /// What a tree holds: path → (kind, content hash or link target, exec bit, mtime secs for files).
 #[derive(Debug, PartialEq, Eq, Clone)]
-pub enum Node {
+pub(crate) enum Node {
     File { hash: String, exec: bool, mtime: i64 },
     Dir,
     Link(String),
 }
 
-pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     let mut out = BTreeMap::new();
     for e in walkdir(root) {
         let rel = e.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
@@ -87,7 +91,11 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Node> {
             Node::Dir
         } else {
             let bytes = fs::read(&e).expect("read file");
-            Node::File { hash: blake3::hash(&bytes).to_hex().to_string(), exec: m.permissions().mode() & 0o111 != 0, mtime: m.mtime() }
+            Node::File {
+                hash: blake3::hash(&bytes).to_hex().to_string(),
+                exec: m.permissions().mode() & 0o111 != 0,
+                mtime: m.mtime(),
+            }
         };
         out.insert(rel, node);
     }
@@ -111,13 +119,13 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Deterministic pseudo-random bytes (BLAKE3 XOF), fast enough for 100 MiB.
-pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut out = vec![0u8; n];
     blake3::Hasher::new_keyed(&[seed as u8; 32]).update(&seed.to_le_bytes()).finalize_xof().fill(&mut out);
     out
 }
 
-pub fn write(path: &Path, bytes: &[u8]) {
+pub(crate) fn write(path: &Path, bytes: &[u8]) {
     if let Some(p) = path.parent() {
         fs::create_dir_all(p).expect("mkdir");
     }
@@ -125,7 +133,7 @@ pub fn write(path: &Path, bytes: &[u8]) {
 }
 
 /// Create a space over `folder` on `dev`, returning its id.
-pub fn create_space(dev: &Device, name: &str, folder: &Path) -> String {
+pub(crate) fn create_space(dev: &Device, name: &str, folder: &Path) -> String {
     let v = dev.json(&["space", "create", name, "--path", folder.to_str().expect("utf-8 path")]);
     v["id"].as_str().expect("id").to_owned()
 }
