@@ -1,1 +1,58 @@
-fn main() {}
+//! Criterion benchmarks of the hot paths, each beside its ceiling in the same run: memcpy and
+//! raw BLAKE3 over the same bytes.
+
+use cobox_engine::chunk::Chunker;
+use cobox_engine::crypto::{BlobKind, SpaceKeys};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+fn data(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    blake3::Hasher::new().update(b"bench").finalize_xof().fill(&mut v);
+    v
+}
+
+fn pipeline(c: &mut Criterion) {
+    let input = data(32 << 20);
+    let keys = SpaceKeys::derive(&[1; 32]);
+    let chunker = Chunker::new(&keys.gear);
+    let mut g = c.benchmark_group("pipeline-32MiB");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.sample_size(10);
+    g.bench_function("memcpy", |b| b.iter(|| black_box(input.clone())));
+    g.bench_function("blake3", |b| b.iter(|| black_box(blake3::hash(&input))));
+    g.bench_function("chunk (keyed fastcdc)", |b| b.iter(|| black_box(chunker.chunks(&input).count())));
+    g.bench_function("chunk+seal+id (one core)", |b| {
+        b.iter(|| {
+            for ch in chunker.chunks(&input) {
+                let s = keys.seal(BlobKind::Chunk, ch);
+                black_box(cobox_engine::BlobId::of(&s));
+            }
+        })
+    });
+    let sealed: Vec<Vec<u8>> = chunker.chunks(&input).map(|ch| keys.seal(BlobKind::Chunk, ch)).collect();
+    g.bench_function("open (one core)", |b| {
+        b.iter(|| {
+            for s in &sealed {
+                black_box(keys.open(BlobKind::Chunk, s).ok());
+            }
+        })
+    });
+    g.finish();
+}
+
+fn entries(c: &mut Criterion) {
+    use cobox_engine::entry::{Content, Entry, Kind};
+    let e = Entry {
+        kind: Kind::File { size: 123_456, content: Content::Single(cobox_engine::BlobId([3; 32])) },
+        mtime_ns: 1_760_000_000_000_000_000,
+        mode: 0o644,
+        device: [1; 8],
+    };
+    let enc = e.encode();
+    c.bench_function("entry encode", |b| b.iter(|| black_box(e.encode())));
+    c.bench_function("entry decode", |b| b.iter(|| black_box(Entry::decode(&enc).ok())));
+}
+
+criterion_group!(benches, pipeline, entries);
+criterion_main!(benches);
