@@ -80,19 +80,17 @@ fn ingest(data: &Path) -> Result<()> {
     for phase in ["cold", "warm"] {
         let c = Cobox::new(work.path().join(format!("cobox-{phase}")))?;
         c.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8 path")?])?;
-        if phase == "cold" {
-            drop_caches();
-        }
+        settle(phase == "cold");
         let (_, m) = c.run(&["scan", "bench"])?;
-        let stored = dir_bytes(&c.home.join("spaces"));
+        // What a seeder would hold: the packs (blobs plus pack trailers). The redb index and
+        // scan cache are local, like restic's cache, which is kept outside its repository here.
+        let stored = packs_bytes(&c.home);
         row(&format!("cobox scan ({phase})"), total, &m, Some(stored));
         let mut r = None;
         if with_restic {
             let repo = work.path().join(format!("restic-{phase}"));
             measure(&mut restic(&repo, &["init"]))?;
-            if phase == "cold" {
-                drop_caches();
-            }
+            settle(phase == "cold");
             let (_, rm) = measure(&mut restic(&repo, &["backup", data.to_str().context("utf-8")?]))?;
             let rstored = dir_bytes(&repo);
             row(&format!("restic backup ({phase})"), total, &rm, Some(rstored));
@@ -109,15 +107,32 @@ fn ingest(data: &Path) -> Result<()> {
     // Restore from the warm stores into fresh folders.
     let (c, repo) = &results[1];
     let out = work.path().join("restore-cobox");
+    settle(false);
     let (_, m) = c.run(&["restore", "bench", out.to_str().context("utf-8")?])?;
     row("cobox restore (warm)", total, &m, None);
     if let Some(repo) = repo {
         let rout = work.path().join("restore-restic");
+        settle(false);
         let (_, rm) = measure(&mut restic(repo, &["restore", "latest", "--target", rout.to_str().context("utf-8")?]))?;
         row("restic restore (warm)", total, &rm, None);
         println!("  ratio restore: cobox is {:.2}x restic's speed", rm.wall.as_secs_f64() / m.wall.as_secs_f64());
     }
     Ok(())
+}
+
+/// Flush other runs' dirty pages so they do not slow this one; drop the cache for a cold run.
+fn settle(cold: bool) {
+    if cold {
+        drop_caches();
+    } else {
+        let _ = Command::new("sync").status();
+    }
+}
+
+fn packs_bytes(home: &Path) -> u64 {
+    std::fs::read_dir(home.join("spaces"))
+        .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path().join("packs"))).sum())
+        .unwrap_or(0)
 }
 
 fn rescan(n: usize) -> Result<()> {
