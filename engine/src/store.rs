@@ -57,6 +57,23 @@ macro_rules! db_err {
 }
 db_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
+impl StoreError {
+    /// A copy for reporting a sticky failure again (io and redb errors are not `Clone`).
+    fn duplicate(&self) -> Self {
+        match self {
+            StoreError::DiskFull { path } => StoreError::DiskFull { path: path.clone() },
+            StoreError::Io { path, source } => {
+                StoreError::Io { path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+            }
+            StoreError::Db(e) => {
+                StoreError::Io { path: PathBuf::from("index.redb"), source: io::Error::other(e.to_string()) }
+            }
+            StoreError::Corrupt(id) => StoreError::Corrupt(*id),
+            StoreError::Missing(id) => StoreError::Missing(*id),
+        }
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| {
         if source.kind() == io::ErrorKind::StorageFull {
@@ -140,7 +157,8 @@ struct State {
     buf: PackBuf,
     /// Blobs handed to the writer thread but not yet indexed.
     inflight: HashSet<BlobId>,
-    /// The writer's first failure; reported by the next `put` or `flush`.
+    /// The writer's first failure. Sticky: once a pack is lost, nothing later may be written
+    /// (a manifest change must never land without its chunks) and every `put`/`flush` fails.
     error: Option<StoreError>,
     /// Pack buffers handed back by the writer, reused to avoid faulting in fresh pages.
     spare: Vec<Vec<u8>>,
@@ -247,7 +265,8 @@ impl BlobStore {
                     for job in rx {
                         match job {
                             Job::Pack(mut buf) => {
-                                let r = write_pack(&packs, &db, &mut buf, &mut stage);
+                                let failed = state.lock().unwrap_or_else(|p| p.into_inner()).error.is_some();
+                                let r = if failed { Ok(()) } else { write_pack(&packs, &db, &mut buf, &mut stage) };
                                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                                 for (id, ..) in &buf.entries {
                                     st.inflight.remove(id);
@@ -282,8 +301,8 @@ impl BlobStore {
     pub fn put(&self, id: BlobId, kind: BlobKind, bytes: &[u8]) -> Result<bool, StoreError> {
         let full = {
             let mut st = self.lock();
-            if let Some(e) = st.error.take() {
-                return Err(e);
+            if let Some(e) = &st.error {
+                return Err(e.duplicate());
             }
             if st.buf.ids.contains(&id) || st.inflight.contains(&id) || self.locate(&id)?.is_some() {
                 return Ok(false);
@@ -316,8 +335,8 @@ impl BlobStore {
             self.send(Job::Flush(reply))?;
             let _ = done.recv();
         }
-        match self.lock().error.take() {
-            Some(e) => Err(e),
+        match &self.lock().error {
+            Some(e) => Err(e.duplicate()),
             None => Ok(()),
         }
     }
