@@ -104,8 +104,13 @@ fn ingest(data: &Path) -> Result<()> {
         }
         results.push((c, r));
     }
-    // Restore from the warm stores into fresh folders.
+    // Restore from the warm stores into fresh folders. Packs are written with O_DIRECT and so
+    // are not in the page cache afterwards; read both stores once so "warm" means warm for both.
     let (c, repo) = &results[1];
+    read_all(&c.home);
+    if let Some(r) = repo {
+        read_all(r);
+    }
     let out = work.path().join("restore-cobox");
     settle(false);
     let (_, m) = c.run(&["restore", "bench", out.to_str().context("utf-8")?])?;
@@ -117,6 +122,30 @@ fn ingest(data: &Path) -> Result<()> {
         row("restic restore (warm)", total, &rm, None);
         println!("  ratio restore: cobox is {:.2}x restic's speed", rm.wall.as_secs_f64() / m.wall.as_secs_f64());
     }
+    // The same restores into a tmpfs: without the target filesystem's inode allocation, which
+    // dominates creating 10,000 files on this machine's ext4.
+    let ram = work.path().join("ram");
+    std::fs::create_dir_all(&ram)?;
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3g", "tmpfs"])
+        .arg(&ram)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if mounted {
+        let (_, m) = c.run(&["restore", "bench", ram.join("cobox").to_str().context("utf-8")?])?;
+        row("cobox restore (to tmpfs)", total, &m, None);
+        if let Some(repo) = repo {
+            let t = ram.join("restic");
+            let (_, rm) = measure(&mut restic(repo, &["restore", "latest", "--target", t.to_str().context("utf-8")?]))?;
+            row("restic restore (to tmpfs)", total, &rm, None);
+            println!(
+                "  ratio restore to tmpfs: cobox is {:.2}x restic's speed",
+                rm.wall.as_secs_f64() / m.wall.as_secs_f64()
+            );
+        }
+        let _ = Command::new("umount").arg(&ram).status();
+    }
     Ok(())
 }
 
@@ -126,6 +155,22 @@ fn settle(cold: bool) {
         drop_caches();
     } else {
         let _ = Command::new("sync").status();
+    }
+}
+
+/// Read every file under `dir` (to bring it into the page cache).
+fn read_all(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => {
+                    let _ = std::fs::read(e.path());
+                }
+                _ => {}
+            }
+        }
     }
 }
 
