@@ -226,8 +226,17 @@ impl Space {
         }
         let cache = self.load_scan_cache()?;
         let mut report = crate::ScanReport { warnings: w.warnings.clone(), ..Default::default() };
+        let mut renamed_rows: Vec<(String, Meta, Vec<u8>)> = Vec::new();
         let mut new_entries: Vec<(String, Entry)> = Vec::new();
         let mut to_read: Vec<&Found> = Vec::new();
+        // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
+        // cached under the old path instead of reading the file again.
+        let seen_paths: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
+        let moved: HashMap<(u64, u64, i64, u32), &Vec<u8>> = cache
+            .iter()
+            .filter(|(p, _)| !seen_paths.contains(p.as_str()))
+            .map(|(_, (m, enc))| ((m.ino, m.size, m.mtime_ns, m.mode), enc))
+            .collect();
         for f in &w.found {
             match f.kind {
                 FoundKind::Dir => report.dirs += 1,
@@ -241,11 +250,17 @@ impl Space {
                 new_entries.push((f.path.clone(), e));
                 continue;
             }
-            match cache.get(&f.path) {
-                Some((m, enc)) if *m == f.meta => match Entry::decode(enc) {
-                    Ok(e) => new_entries.push((f.path.clone(), e)),
-                    Err(_) => to_read.push(f),
-                },
+            let cached = match cache.get(&f.path) {
+                Some((m, enc)) if *m == f.meta => Some(enc),
+                _ => moved.get(&(f.meta.ino, f.meta.size, f.meta.mtime_ns, f.meta.mode)).copied(),
+            };
+            match cached.map(|enc| Entry::decode(enc)) {
+                Some(Ok(e)) => {
+                    if cache.get(&f.path).is_none_or(|(m, _)| *m != f.meta) {
+                        renamed_rows.push((f.path.clone(), f.meta, e.encode()));
+                    }
+                    new_entries.push((f.path.clone(), e));
+                }
                 _ => to_read.push(f),
             }
         }
@@ -254,7 +269,7 @@ impl Space {
         let results: Vec<Result<Ingested, Error>> =
             to_read.par_iter().map(|f| self.ingest(&root, f, &counters, progress)).collect();
         let mut protected_now: HashSet<String> = HashSet::new();
-        let mut cache_updates: Vec<(String, Meta, Vec<u8>)> = Vec::new();
+        let mut cache_updates = renamed_rows;
         for (f, r) in to_read.iter().zip(results) {
             match r? {
                 Ok((e, meta)) => {
@@ -278,7 +293,7 @@ impl Space {
 
         // Differences against the manifest.
         let current = by_path(self.manifest.entries());
-        let seen: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
+        let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
         for (path, e) in &new_entries {
             match current.get(path) {

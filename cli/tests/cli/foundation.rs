@@ -84,6 +84,7 @@ fn history_and_restore_at_an_earlier_time() {
     write(&f.join("b.txt"), b"two");
     write(&f.join("dir/c.txt"), &random_bytes(3 << 20, 9));
     create_space(&dev, "s", f);
+    std::thread::sleep(std::time::Duration::from_millis(150));
     dev.ok(&["scan", "s"]);
     let before = snapshot(f);
     let h1 = dev.json(&["history", "s"]);
@@ -98,6 +99,7 @@ fn history_and_restore_at_an_earlier_time() {
     assert_eq!((r["changed"].as_u64(), r["deleted"].as_u64(), r["added"].as_u64()), (Some(1), Some(2), Some(2)), "{r}");
     assert_eq!(r["renamed"], 1);
     assert_eq!(r["new_blobs"], 2, "the renamed file's chunks are reused: {r}");
+    assert_eq!(r["bytes_read"], 11 + 4, "only the edited and the new file are read, not the renamed one: {r}");
 
     let h = dev.json(&["history", "s"]);
     assert_eq!(h.as_array().unwrap().len(), 2);
