@@ -19,6 +19,7 @@
 
 pub mod chunk;
 pub mod crypto;
+mod direct;
 pub mod entry;
 pub mod error;
 pub mod home;

@@ -12,8 +12,7 @@ use crate::scan::TMP_PREFIX;
 use crate::space::{Space, rfc3339};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -197,7 +196,8 @@ impl Space {
         crate::random_bytes(&mut rnd);
         let tmp = parent.join(format!("{TMP_PREFIX}{}", hex::encode(rnd)));
         let result = (|| -> Result<u64, String> {
-            let mut f = File::create(&tmp).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+            let mut f = crate::direct::DirectWriter::create(&tmp, *size)
+                .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
             let chunks = match content {
                 Content::Empty => Vec::new(),
                 c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
@@ -214,7 +214,7 @@ impl Space {
                     .collect();
                 for p in plain {
                     let p = p?;
-                    f.write_all(&p).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+                    f.write(&p).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
                     written += p.len() as u64;
                     progress.advance(p.len() as u64);
                 }
@@ -222,6 +222,7 @@ impl Space {
             if written != *size {
                 return Err(format!("{rel}: restored {written} bytes but the manifest records {size}"));
             }
+            let f = f.finish().map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
             f.set_permissions(fs::Permissions::from_mode(e.mode))
                 .map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
             let mtime = UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);

@@ -7,11 +7,12 @@
 //! writes live blobs to a new pack, re-points the index, then deletes the old pack.
 
 use crate::crypto::BlobKind;
+use crate::direct::ALIGN;
 use crate::ids::BlobId;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -525,9 +526,6 @@ fn pack_path(packs: &Path, pack: u64) -> PathBuf {
     packs.join(format!("{pack:016x}.pack"))
 }
 
-/// Direct I/O alignment for pack files.
-const ALIGN: usize = 4096;
-
 /// Write one pack (temp, fsync, rename, fsync dir) and then index its blobs.
 ///
 /// Layout: `CBXPACK1 | blobs | zero padding | trailer | trailer length (u32 LE) | CBXPEND1`,
@@ -573,31 +571,11 @@ fn write_pack(packs: &Path, db: &Database, buf: &mut PackBuf, stage: &mut Vec<u8
     result
 }
 
-/// Write with O_DIRECT when `data` is aligned and the filesystem allows it: in VMs the page
-/// cache copy was the single largest cost of a scan. Falls back to a buffered write.
-fn write_direct(path: &Path, data: &[u8]) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let aligned = data.as_ptr().align_offset(ALIGN) == 0 && data.len().is_multiple_of(ALIGN);
-    if aligned
-        && let Ok(mut f) =
-            fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path)
-    {
-        match f.write_all(data) {
-            Ok(()) => return Ok(f),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let mut f = File::create(path)?;
-    f.write_all(data)?;
-    Ok(f)
-}
-
 fn persist_pack(packs: &Path, pack: u64, data: &[u8]) -> Result<(), StoreError> {
     let tmp = packs.join(format!(".tmp-{pack:016x}"));
     let dest = pack_path(packs, pack);
     let write = || -> Result<(), StoreError> {
-        let f = write_direct(&tmp, data).map_err(io_err(&tmp))?;
+        let f = crate::direct::write_file(&tmp, data).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
         File::open(packs).and_then(|d| d.sync_all()).map_err(io_err(packs))
