@@ -1,0 +1,61 @@
+//! A file that grows while it is being scanned is either recorded consistently (a prefix of what
+//! was written, whole) or reported and skipped; never recorded half-read.
+
+use cobox_engine::{At, Home, NoProgress};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[test]
+fn a_file_growing_during_the_scan_is_recorded_consistently_or_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("growing.log");
+    let block: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&path, block.repeat(8)).unwrap();
+
+    let h = Home::open(home.path()).unwrap();
+    h.create_space("s", folder.path()).unwrap();
+    let mut space = h.open_space("s").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, path, block) = (stop.clone(), path.clone(), block.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 200 {
+                f.write_all(&block).unwrap();
+                n += 1;
+            }
+        })
+    };
+    let report = space.scan(&NoProgress).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+
+    let skipped = report.warnings.iter().any(|w| w.contains("growing.log") && w.contains("kept changing"));
+    if !skipped {
+        let out = tempfile::tempdir().unwrap();
+        let r = space.restore(out.path(), &At::Latest, None, &NoProgress).unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let restored = std::fs::read(out.path().join("growing.log")).unwrap();
+        let now = std::fs::read(&path).unwrap();
+        assert!(restored.len() >= 8 << 20 && restored.len() % (1 << 20) == 0, "{} bytes", restored.len());
+        assert_eq!(&now[..restored.len()], &restored[..], "the recorded version is a whole prefix");
+    }
+    // Once the file is still, the next scan records it in full.
+    let again = space.scan(&NoProgress).unwrap();
+    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    let out = tempfile::tempdir().unwrap();
+    space.restore(out.path(), &At::Latest, None, &NoProgress).unwrap();
+    assert_eq!(std::fs::read(out.path().join("growing.log")).unwrap(), std::fs::read(&path).unwrap());
+}
+
+#[test]
+fn a_home_is_locked_against_a_second_owner() {
+    let home = tempfile::tempdir().unwrap();
+    let _first = Home::open(home.path()).unwrap();
+    let err = Home::open(home.path()).err().expect("second open must fail").to_string();
+    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+}
