@@ -32,15 +32,15 @@ enum Cmd {
     #[command(subcommand)]
     Space(commands::space::SpaceCmd),
     /// Record the folder's local changes in the manifest.
-    Scan(commands::scan::Args),
+    Scan(commands::SpaceArg),
     /// Files, bytes, storage, last scan and pending local changes.
-    Status(commands::status::Args),
+    Status(commands::SpaceArg),
     /// Past states of a space, or of one path, newest first.
     History(commands::history::Args),
     /// Write a space (or one path) as it is now or as it was at a time.
     Restore(commands::restore::Args),
     /// Re-hash every stored blob and report what is corrupt or missing.
-    Verify(commands::verify::Args),
+    Verify(commands::SpaceArg),
     /// Remove blobs that no retained state references.
     Gc(commands::gc::Args),
 }

@@ -9,6 +9,13 @@ pub(crate) mod space;
 pub(crate) mod status;
 pub(crate) mod verify;
 
+/// Commands that take only a space.
+#[derive(clap::Args)]
+pub(crate) struct SpaceArg {
+    /// Space name or id.
+    pub(crate) space: String,
+}
+
 /// Bytes for people.
 pub(crate) fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()

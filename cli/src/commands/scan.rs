@@ -2,13 +2,7 @@ use super::bytes;
 use crate::Ctx;
 use anyhow::{Context, Result};
 
-#[derive(clap::Args)]
-pub(crate) struct Args {
-    /// Space name or id.
-    space: String,
-}
-
-pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
+pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     let home = ctx.open_home()?;
     let mut space = ctx.open_space(&home, &a.space)?;
     let bar = crate::progress::Bar::new();
