@@ -43,6 +43,14 @@ enum Cmd {
     Verify(commands::SpaceArg),
     /// Remove blobs that no retained state references.
     Gc(commands::gc::Args),
+    /// Print a member invite code for a space.
+    Invite(commands::SpaceArg),
+    /// Join a space from an invite code.
+    Join(commands::invite::JoinArgs),
+    /// Sync a space with a peer now, both ways, until both hold the same state.
+    Sync(commands::net::SyncArgs),
+    /// The daemon: accept syncs, rescan and sync with known peers; SIGINT/SIGTERM stop it.
+    Up(commands::net::UpArgs),
 }
 
 /// What every command gets.
@@ -81,6 +89,10 @@ fn main() -> ExitCode {
         Cmd::Restore(a) => commands::restore::run(&ctx, a),
         Cmd::Verify(a) => commands::verify::run(&ctx, a),
         Cmd::Gc(a) => commands::gc::run(&ctx, a),
+        Cmd::Invite(a) => commands::invite::invite(&ctx, a),
+        Cmd::Join(a) => commands::invite::join(&ctx, a),
+        Cmd::Sync(a) => commands::net::sync(&ctx, a),
+        Cmd::Up(a) => commands::net::up(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

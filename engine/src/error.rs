@@ -60,6 +60,12 @@ pub enum Error {
     /// The requested history state does not exist.
     #[error("{0}")]
     NoHistory(String),
+    /// A peer's data or request was refused.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The network failed.
+    #[error("network: {0}")]
+    Net(String),
     /// A state file in the home is malformed.
     #[error("{path} is malformed: {reason}")]
     Config {

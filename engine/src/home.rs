@@ -59,6 +59,28 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::rename(&tmp, path).at(path)
 }
 
+fn resolve_in<'a>(spaces: &'a [SpaceInfo], query: &str) -> Result<&'a SpaceInfo, Error> {
+    if let Some(s) = spaces.iter().find(|s| s.name == query || s.id.to_string() == query) {
+        return Ok(s);
+    }
+    let q = query.to_ascii_lowercase();
+    let hits: Vec<&SpaceInfo> = spaces.iter().filter(|s| q.len() >= 4 && s.id.to_string().starts_with(&q)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::SpaceNotFound(query.to_owned())),
+        _ => Err(Error::Ambiguous(query.to_owned())),
+    }
+}
+
+/// Read a JSON file, or the default when it does not exist.
+fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
+    match fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 fn read_key(path: &Path) -> Result<Option<[u8; 32]>, Error> {
     match fs::read(path) {
         Ok(b) => b
@@ -140,9 +162,18 @@ impl Home {
 
     /// Every space on this device, by name.
     pub fn spaces(&self) -> Result<Vec<SpaceInfo>, Error> {
-        let dir = self.root.join("spaces");
+        Self::list_spaces(&self.root)
+    }
+
+    fn list_spaces(root: &Path) -> Result<Vec<SpaceInfo>, Error> {
+        let dir = root.join("spaces");
         let mut out = Vec::new();
-        for e in fs::read_dir(&dir).at(&dir)? {
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for e in rd {
             let e = e.at(&dir)?;
             let cfg = e.path().join("space.json");
             if !cfg.exists() {
@@ -159,22 +190,32 @@ impl Home {
 
     /// Find a space by name, full id, or unambiguous id prefix (at least 4 characters).
     pub fn resolve(&self, query: &str) -> Result<SpaceInfo, Error> {
-        let spaces = self.spaces()?;
-        if let Some(s) = spaces.iter().find(|s| s.name == query || s.id.to_string() == query) {
-            return Ok(s.clone());
-        }
-        let q = query.to_ascii_lowercase();
-        let hits: Vec<&SpaceInfo> =
-            spaces.iter().filter(|s| q.len() >= 4 && s.id.to_string().starts_with(&q)).collect();
-        match hits.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(Error::SpaceNotFound(query.to_owned())),
-            _ => Err(Error::Ambiguous(query.to_owned())),
-        }
+        resolve_in(&self.spaces()?, query).cloned()
     }
 
     /// Create a new space over `path` (created if missing).
     pub fn create_space(&self, name: &str, path: &Path) -> Result<SpaceInfo, Error> {
+        let mut secret = [0u8; 64];
+        crate::random_bytes(&mut secret);
+        self.register_space(name, path, &secret)
+    }
+
+    /// Join a space from an invite: register it over `path` (created if missing). The folder
+    /// fills on the first sync. `name` defaults to the inviter's name for the space.
+    pub fn join(&self, invite: &crate::codes::Invite, path: &Path, name: Option<&str>) -> Result<SpaceInfo, Error> {
+        if self.spaces()?.iter().any(|s| s.id == invite.space) {
+            return Err(Error::SpaceExists(format!("this device already holds space {}", invite.space.short())));
+        }
+        let secret: [u8; 64] =
+            invite.secret.as_slice().try_into().map_err(|_| Error::Refused("invite secret length".into()))?;
+        let info = self.register_space(name.unwrap_or(&invite.name), path, &secret)?;
+        for p in &invite.peers {
+            self.remember_peer(&p.device, &p.addrs)?;
+        }
+        Ok(info)
+    }
+
+    fn register_space(&self, name: &str, path: &Path, secret: &[u8; 64]) -> Result<SpaceInfo, Error> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.contains('/') || name.chars().any(char::is_control) {
             return Err(Error::SpaceExists(format!(
@@ -201,12 +242,9 @@ impl Home {
         if let Some(s) = spaces.iter().find(|s| s.path == path) {
             return Err(Error::SpaceExists(format!("{} is already the folder of space {:?}", path.display(), s.name)));
         }
-        let mut secret = [0u8; 64];
-        crate::random_bytes(&mut secret);
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&secret[..32]);
-        let signer = SigningKey::from_bytes(&seed);
-        let id = SpaceId(signer.verifying_key().to_bytes());
+        let id = SpaceId(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
         let mut actor = [0u8; 16];
         crate::random_bytes(&mut actor);
         let info = SpaceInfo {
@@ -219,10 +257,57 @@ impl Home {
         };
         let dir = self.space_dir(&id);
         fs::create_dir_all(&dir).at(&dir)?;
-        write_secret(&dir.join("secret.key"), &secret)?;
+        write_secret(&dir.join("secret.key"), secret)?;
         let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
         write_atomic(&dir.join("space.json"), &json)?;
         Ok(info)
+    }
+
+    /// The device key seed (for the network endpoint, whose identity it is).
+    pub fn device_seed(&self) -> [u8; 32] {
+        self.signer.to_bytes()
+    }
+
+    /// Remember where a peer was reached, for later syncs without `--peer`.
+    pub fn remember_peer(&self, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
+        let mut book = self.peers()?;
+        let entry = book.entry(device.to_string()).or_default();
+        for a in addrs {
+            if !entry.contains(a) {
+                entry.push(a.clone());
+            }
+        }
+        let json = serde_json::to_vec_pretty(&book).unwrap_or_default();
+        write_atomic(&self.root.join("peers.json"), &json)
+    }
+
+    /// The address book: device id → addresses it was reached at.
+    pub fn peers(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+        read_json(&self.root.join("peers.json"))
+    }
+
+    /// Record the addresses the running daemon listens on (read by `cobox invite`).
+    pub fn set_listening(&self, addrs: &[String]) -> Result<(), Error> {
+        write_atomic(&self.root.join("listen.json"), &serde_json::to_vec(addrs).unwrap_or_default())
+    }
+
+    /// Make a member invite for a space. Reads only files, so it works while the daemon runs.
+    pub fn invite(root: &Path, query: &str) -> Result<crate::codes::Invite, Error> {
+        let spaces = Self::list_spaces(root)?;
+        let info = resolve_in(&spaces, query)?;
+        let secret_path = root.join("spaces").join(info.id.to_string()).join("secret.key");
+        let secret = fs::read(&secret_path).at(&secret_path)?;
+        let device = Self::peek_device_id(root)?.ok_or_else(|| Error::Config {
+            path: root.join("device.key"),
+            reason: "missing; run any cobox command once to create it".into(),
+        })?;
+        let addrs: Vec<String> = read_json(&root.join("listen.json"))?;
+        Ok(crate::codes::Invite {
+            space: info.id,
+            secret,
+            name: info.name.clone(),
+            peers: vec![crate::codes::PeerAddr { device, addrs }],
+        })
     }
 
     /// Open a space by name or id.

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod chunk;
+pub mod codes;
 pub mod crypto;
 mod direct;
 pub mod entry;
@@ -25,14 +26,17 @@ pub mod error;
 pub mod home;
 pub mod ids;
 pub mod manifest;
+mod materialize;
 mod restore;
 mod scan;
 pub mod space;
 pub mod store;
+pub mod sync;
 
 pub use error::Error;
 pub use home::{Home, SpaceInfo};
 pub use ids::{BlobId, DeviceId, SpaceId};
+pub use materialize::{MaterializeReport, conflict_name};
 pub use restore::{At, RestoreReport};
 pub use scan::ScanReport;
 pub use space::{GcReport, HistoryItem, Pending, Space, Status, VerifyReport};

@@ -45,7 +45,7 @@ pub struct RestoreReport {
 
 /// Refuse to go through a symlink or outside `dest`: returns `dest/rel` once every existing
 /// ancestor below `dest` is a real directory.
-fn safe_target(dest: &Path, rel: &str) -> Result<PathBuf, String> {
+pub(crate) fn safe_target(dest: &Path, rel: &str) -> Result<PathBuf, String> {
     validate_path(rel)?;
     let rel_path = Path::new(rel);
     if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {

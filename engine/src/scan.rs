@@ -59,17 +59,18 @@ pub struct ScanReport {
     pub snapshot: Option<String>,
 }
 
+/// The metadata a scan compares to decide whether a file changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Meta {
+pub(crate) struct Meta {
     size: u64,
-    mtime_ns: i64,
+    pub(crate) mtime_ns: i64,
     ctime_ns: i64,
     ino: u64,
     mode: u32,
 }
 
 impl Meta {
-    fn of(m: &fs::Metadata) -> Self {
+    pub(crate) fn of(m: &fs::Metadata) -> Self {
         Self {
             size: m.len(),
             mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
@@ -185,7 +186,7 @@ struct Counters {
 }
 
 impl Space {
-    fn load_scan_cache(&self) -> Result<HashMap<String, (Meta, Vec<u8>)>, Error> {
+    pub(crate) fn load_scan_cache(&self) -> Result<HashMap<String, (Meta, Vec<u8>)>, Error> {
         let r = self.store.db().begin_read().map_err(crate::store::StoreError::from)?;
         let t = match r.open_table(SCAN_CACHE) {
             Ok(t) => t,
@@ -348,6 +349,31 @@ impl Space {
         report.new_blob_bytes = counters.new_bytes.load(Ordering::Relaxed);
         self.update_scan_cache(&cache_updates, &deleted_paths, &cache, &seen)?;
         Ok(report)
+    }
+
+    /// Set (or with `None` remove) scan-cache rows, e.g. for files the materialiser wrote.
+    pub(crate) fn write_scan_cache(&self, rows: &[(String, Option<(Meta, Vec<u8>)>)]) -> Result<(), Error> {
+        use crate::store::StoreError;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let w = self.store.db().begin_write().map_err(StoreError::from)?;
+        {
+            let mut t = w.open_table(SCAN_CACHE).map_err(StoreError::from)?;
+            for (path, row) in rows {
+                match row {
+                    Some(rec) => {
+                        let bytes = postcard::to_stdvec(rec).unwrap_or_default();
+                        t.insert(path.as_str(), bytes.as_slice()).map_err(StoreError::from)?;
+                    }
+                    None => {
+                        t.remove(path.as_str()).map_err(StoreError::from)?;
+                    }
+                }
+            }
+        }
+        w.commit().map_err(StoreError::from)?;
+        Ok(())
     }
 
     fn update_scan_cache(

@@ -211,6 +211,53 @@ impl Space {
         Ok(id)
     }
 
+    /// Every blob id this device holds for the space.
+    pub fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        self.store.flush()?;
+        Ok(self.store.list()?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// A stored blob's bytes (checked against its id).
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
+        Ok(self.store.get(id)?)
+    }
+
+    /// Accept a blob from a peer: its bytes must hash to `id`, and a manifest change must carry
+    /// the space's signature. Anything else is refused and not stored.
+    pub fn receive_blob(&self, id: &BlobId, data: &[u8]) -> Result<bool, Error> {
+        if BlobId::of(data) != *id {
+            return Err(Error::Refused(format!("blob {id} does not match its id")));
+        }
+        let kind = crate::crypto::blob_kind(data).map_err(|source| Error::Blob { blob: *id, source })?;
+        if kind == BlobKind::Change {
+            verify_change_signature(&self.info.id, data).map_err(|source| Error::Blob { blob: *id, source })?;
+        }
+        Ok(self.store.put(*id, kind, data)?)
+    }
+
+    /// Make received blobs durable and apply received manifest changes. Returns how many
+    /// changes were new.
+    pub fn apply_received(&mut self) -> Result<usize, Error> {
+        self.store.flush()?;
+        let before = self.applied.len();
+        self.apply_stored_changes()?;
+        let n = self.applied.len() - before;
+        if self.applied.len() - self.included.len() >= COMPACT_AFTER {
+            self.compact()?;
+        }
+        Ok(n)
+    }
+
+    /// The space's signing key (members prove membership with it).
+    pub(crate) fn space_key(&self) -> &SigningKey {
+        &self.signer
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
     /// Rewrite the manifest cache as full saves that include every applied change.
     pub fn compact(&mut self) -> Result<(), Error> {
         let mdir = self.dir.join("manifest");
@@ -441,7 +488,7 @@ impl Space {
                 Kind::Symlink { .. } => symlinks += 1,
                 Kind::Deleted => continue,
             }
-            if self.manifest.get_all(&path)?.len() > 1 {
+            if path.contains(".sync-conflict-") || self.manifest.get_all(&path)?.len() > 1 {
                 conflicts.push(path);
             }
         }

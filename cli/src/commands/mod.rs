@@ -3,6 +3,8 @@
 pub(crate) mod gc;
 pub(crate) mod history;
 pub(crate) mod id;
+pub(crate) mod invite;
+pub(crate) mod net;
 pub(crate) mod restore;
 pub(crate) mod scan;
 pub(crate) mod space;

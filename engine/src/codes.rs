@@ -1,0 +1,166 @@
+//! Invite codes: short, copy-pasteable text that carries what a new member device needs.
+//!
+//! `cobox-invite-` followed by lowercase RFC 4648 base32 (no padding) of
+//! `version (1) | kind (1 = member invite) | postcard(InvitePayload) | checksum`, where the
+//! checksum is the first 4 bytes of BLAKE3 over everything before it. Whitespace and case are
+//! ignored when parsing, so a code survives being wrapped or retyped in capitals.
+
+use crate::ids::{DeviceId, SpaceId};
+use serde::{Deserialize, Serialize};
+
+/// Text every invite code starts with.
+pub const INVITE_PREFIX: &str = "cobox-invite-";
+const CODE_VERSION: u8 = 1;
+const KIND_INVITE: u8 = 1;
+
+/// A peer to dial: its device id and the socket addresses it was last seen at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddr {
+    /// The device.
+    pub device: DeviceId,
+    /// `IP:PORT` strings.
+    pub addrs: Vec<String>,
+}
+
+/// What a member invite carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    /// The space.
+    pub space: SpaceId,
+    /// The space secret: signing seed (32) then root key (32).
+    pub secret: Vec<u8>,
+    /// The inviter's name for the space, suggested to the new device.
+    pub name: String,
+    /// Devices to sync with first.
+    pub peers: Vec<PeerAddr>,
+}
+
+/// Why a code was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodeError {
+    /// Not an invite code at all.
+    #[error("this is not a CoBox invite code: it should start with {INVITE_PREFIX}")]
+    Prefix,
+    /// A character outside the code's alphabet.
+    #[error("the code has a character that cannot be in a CoBox code near position {0}; check for typos")]
+    Alphabet(usize),
+    /// The checksum does not match: mistyped, truncated or altered.
+    #[error("the code is mistyped or incomplete (its checksum does not match); copy it again")]
+    Checksum,
+    /// Made by a newer CoBox.
+    #[error("the code was made by a newer CoBox (code version {0}); update CoBox to use it")]
+    Version(u8),
+    /// Right checksum, wrong content.
+    #[error("the code is damaged: {0}")]
+    Malformed(String),
+}
+
+impl Invite {
+    /// Encode as text.
+    pub fn encode(&self) -> String {
+        let mut raw = vec![CODE_VERSION, KIND_INVITE];
+        raw.extend(postcard::to_stdvec(self).unwrap_or_default());
+        let sum = blake3::hash(&raw);
+        raw.extend_from_slice(&sum.as_bytes()[..4]);
+        format!("{INVITE_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase())
+    }
+
+    /// Parse a code, with an error that says what to do.
+    pub fn parse(text: &str) -> Result<Self, CodeError> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+        let body = compact.strip_prefix(INVITE_PREFIX).ok_or(CodeError::Prefix)?;
+        let upper = body.to_ascii_uppercase();
+        let raw = data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).map_err(|e| match e.kind {
+            data_encoding::DecodeKind::Length => CodeError::Checksum,
+            _ => CodeError::Alphabet(INVITE_PREFIX.len() + e.position),
+        })?;
+        if raw.len() < 6 {
+            return Err(CodeError::Checksum);
+        }
+        let (payload, sum) = raw.split_at(raw.len() - 4);
+        if blake3::hash(payload).as_bytes()[..4] != *sum {
+            return Err(CodeError::Checksum);
+        }
+        if payload[0] != CODE_VERSION {
+            return Err(CodeError::Version(payload[0]));
+        }
+        if payload[1] != KIND_INVITE {
+            return Err(CodeError::Malformed(format!("unknown code kind {}", payload[1])));
+        }
+        let inv: Invite = postcard::from_bytes(&payload[2..]).map_err(|e| CodeError::Malformed(e.to_string()))?;
+        if inv.secret.len() != 64 {
+            return Err(CodeError::Malformed("the space secret has the wrong length".into()));
+        }
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&inv.secret[..32]);
+        if ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes() != inv.space.0 {
+            return Err(CodeError::Malformed("the space secret does not belong to the space id".into()));
+        }
+        Ok(inv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Invite {
+        let mut secret = vec![5u8; 64];
+        secret[40] = 9;
+        let seed: [u8; 32] = secret[..32].try_into().unwrap();
+        let space = SpaceId(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+        Invite {
+            space,
+            secret,
+            name: "co-op files".into(),
+            peers: vec![PeerAddr { device: DeviceId([1; 32]), addrs: vec!["127.0.0.1:4433".into()] }],
+        }
+    }
+
+    #[test]
+    fn round_trip_tolerates_case_and_wrapping() {
+        let code = sample().encode();
+        assert!(code.starts_with(INVITE_PREFIX));
+        assert_eq!(Invite::parse(&code).unwrap(), sample());
+        let wrapped: String = code
+            .to_uppercase()
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| if i % 40 == 39 { vec![c, '\n', ' '] } else { vec![c] })
+            .collect();
+        assert_eq!(Invite::parse(&wrapped).unwrap(), sample());
+    }
+
+    #[test]
+    fn typos_get_clear_errors() {
+        let code = sample().encode();
+        assert_eq!(Invite::parse("hello"), Err(CodeError::Prefix));
+        assert_eq!(Invite::parse(&code[..code.len() - 7]), Err(CodeError::Checksum));
+        let mut bad: Vec<char> = code.chars().collect();
+        let i = INVITE_PREFIX.len() + 10;
+        bad[i] = if bad[i] == 'a' { 'b' } else { 'a' };
+        assert_eq!(Invite::parse(&bad.iter().collect::<String>()), Err(CodeError::Checksum));
+        bad[i] = '1';
+        assert!(matches!(Invite::parse(&bad.iter().collect::<String>()), Err(CodeError::Alphabet(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn any_single_substitution_is_refused(pos in 0usize..1000, ch in "[a-z2-7]") {
+            let code = sample().encode();
+            let mut chars: Vec<char> = code.chars().collect();
+            let i = INVITE_PREFIX.len() + pos % (chars.len() - INVITE_PREFIX.len());
+            let c = ch.chars().next().unwrap();
+            prop_assume!(chars[i] != c);
+            chars[i] = c;
+            prop_assert!(Invite::parse(&chars.iter().collect::<String>()).is_err());
+        }
+
+        #[test]
+        fn garbage_never_panics(s in ".{0,300}") {
+            let _ = Invite::parse(&s);
+            let _ = Invite::parse(&format!("{INVITE_PREFIX}{s}"));
+        }
+    }
+}

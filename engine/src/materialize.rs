@@ -1,0 +1,289 @@
+//! Manifest → folder after a sync: the materialiser.
+//!
+//! Runs right after a scan, so the scan cache describes the folder. For each path whose winning
+//! entry differs from what the cache says is on disk, it writes the remote version (temp file in
+//! the same directory, then rename), deletes, or creates. It never overwrites a file that changed
+//! since the scan (the local version is moved to a conflict copy first), never writes outside the
+//! folder or through a symlink, and refuses unsafe manifest paths. Concurrent versions of a path
+//! are settled first, identically on every device: an edit beats a delete, one version keeps the
+//! name (Automerge's winner) and each other becomes `NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE.EXT`.
+
+use crate::crypto::BlobKind;
+use crate::entry::{Content, Entry, Kind, validate_path};
+use crate::error::Error;
+use crate::manifest::Snapshot;
+use crate::restore::safe_target;
+use crate::scan::{Meta, TMP_PREFIX};
+use crate::space::Space;
+use serde::Serialize;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// What the materialiser did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaterializeReport {
+    /// Files, links and folders written or created.
+    pub written: u64,
+    /// Paths removed.
+    pub deleted: u64,
+    /// Conflict copies made (their paths).
+    pub conflicts: Vec<String>,
+    /// Paths whose blobs have not all arrived yet; done on a later sync.
+    pub waiting: Vec<String>,
+    /// Paths refused: unsafe names, symlinks in the way, write errors.
+    pub refused: Vec<String>,
+}
+
+/// The conflict-copy name of `path` for a version by `device` at `mtime_ns`.
+pub fn conflict_name(path: &str, mtime_ns: i64, device: &[u8; 8]) -> String {
+    let (dir, file) = match path.rsplit_once('/') {
+        Some((d, f)) => (format!("{d}/"), f),
+        None => (String::new(), path),
+    };
+    let (stem, ext) = match file.rfind('.') {
+        Some(i) if i > 0 => (&file[..i], &file[i..]),
+        _ => (file, ""),
+    };
+    let t = chrono::DateTime::from_timestamp_nanos(mtime_ns).format("%Y%m%d-%H%M%S");
+    format!("{dir}{stem}.sync-conflict-{t}-{}{ext}", hex::encode(&device[..4]))
+}
+
+/// Whether two concurrent values are really different versions (not the same state written twice).
+fn distinct(versions: &[Entry]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    for v in versions {
+        if !out.iter().any(|o| o.same_state(v)) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+impl Space {
+    /// Settle concurrent versions in the manifest (deterministically on every device) and commit.
+    /// Returns the conflict copies created.
+    pub(crate) fn resolve_conflicts(&mut self) -> Result<Vec<String>, Error> {
+        let mut copies = Vec::new();
+        let paths: Vec<String> = self.manifest.entries().into_iter().map(|(p, _)| p).collect();
+        for path in paths {
+            let all = self.manifest.get_all(&path)?;
+            if all.len() < 2 {
+                continue;
+            }
+            let versions = distinct(&all);
+            let winner = match self.manifest.get(&path)? {
+                // An edit beats a concurrent delete.
+                Some(w) if !w.is_live() => versions.iter().find(|e| e.is_live()).cloned().unwrap_or(w),
+                Some(w) => w,
+                None => continue,
+            };
+            for v in versions.iter().filter(|v| v.is_live() && !v.same_state(&winner)) {
+                if matches!(v.kind, Kind::Dir) {
+                    continue;
+                }
+                let name = conflict_name(&path, v.mtime_ns, &v.device);
+                if self.manifest.get(&name)?.is_none_or(|e| !e.is_live()) {
+                    self.manifest.set(&name, v)?;
+                    copies.push(name);
+                }
+            }
+            // One new value supersedes the concurrent ones, so the path stops being a conflict.
+            self.manifest.set(&path, &winner)?;
+        }
+        let snap = Snapshot {
+            time_ms: crate::now_ms(),
+            device: self.device,
+            added: copies.len() as u32,
+            changed: 0,
+            deleted: 0,
+            renamed: 0,
+            heads: Vec::new(),
+        };
+        if let Some((body, _)) = self.manifest.commit(snap) {
+            self.persist_change(&body)?;
+        }
+        Ok(copies)
+    }
+
+    /// Write the manifest's current state into the folder. Call right after [`Space::scan`].
+    pub fn materialize(&mut self) -> Result<MaterializeReport, Error> {
+        let mut report = MaterializeReport { conflicts: self.resolve_conflicts()?, ..Default::default() };
+        let root = self.info.path.clone();
+        let cache = self.load_scan_cache()?;
+        let mut entries = self.manifest.entries();
+        // Parents before children when creating; children before parents when deleting.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut updates: Vec<(String, Option<(Meta, Vec<u8>)>)> = Vec::new();
+        let mut dir_deletes = Vec::new();
+        for (path, entry) in &entries {
+            if let Err(why) = validate_path(path) {
+                report.refused.push(format!("{path:?}: {why}"));
+                continue;
+            }
+            let target = root.join(path);
+            let local = fs::symlink_metadata(&target).ok();
+            let cached = cache.get(path);
+            // Changed on disk since the scan: never overwrite or delete it.
+            let unscanned_edit = match (&local, cached) {
+                (Some(m), Some((cm, _))) => m.is_file() && Meta::of(m) != *cm,
+                (Some(m), None) => m.is_file(),
+                (None, _) => false,
+            };
+            let recorded = cached.and_then(|(_, enc)| Entry::decode(enc).ok());
+            match &entry.kind {
+                Kind::Deleted => {
+                    let Some(m) = &local else { continue };
+                    if m.is_dir() {
+                        dir_deletes.push(path.clone());
+                    } else if !unscanned_edit {
+                        if fs::remove_file(&target).is_ok() {
+                            report.deleted += 1;
+                            updates.push((path.clone(), None));
+                        }
+                    }
+                }
+                Kind::Dir => {
+                    if local.as_ref().is_some_and(|m| m.is_dir()) {
+                        continue;
+                    }
+                    let created = safe_target(&root, path).and_then(|t| {
+                        fs::create_dir(&t).map_err(|e| format!("{path}: {e}"))?;
+                        // The recorded mode, so the next scan sees no change.
+                        fs::set_permissions(&t, fs::Permissions::from_mode(entry.mode))
+                            .map_err(|e| format!("{path}: {e}"))
+                    });
+                    match created {
+                        Ok(()) => report.written += 1,
+                        Err(why) => report.refused.push(why),
+                    }
+                }
+                Kind::Symlink { target: to } => {
+                    if fs::read_link(&target).ok().is_some_and(|t| t.as_os_str() == to.as_str()) {
+                        continue;
+                    }
+                    if local.as_ref().is_some_and(|m| m.is_dir()) || unscanned_edit {
+                        report.refused.push(format!("{path}: a local file or folder is in the way of a link"));
+                        continue;
+                    }
+                    let r = safe_target(&root, path).and_then(|t| {
+                        let _ = fs::remove_file(&t);
+                        std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))
+                    });
+                    match r {
+                        Ok(()) => report.written += 1,
+                        Err(why) => report.refused.push(why),
+                    }
+                }
+                Kind::File { content, .. } => {
+                    let up_to_date = !unscanned_edit
+                        && local.as_ref().is_some_and(|m| m.is_file())
+                        && recorded.as_ref().is_some_and(|r| r.same_state(entry));
+                    if up_to_date {
+                        continue;
+                    }
+                    if !self.has_content(content)? {
+                        report.waiting.push(path.clone());
+                        continue;
+                    }
+                    if unscanned_edit {
+                        // Keep the local edit under a conflict name; the next scan records it.
+                        let lm = local.as_ref().map(Meta::of);
+                        let name = conflict_name(path, lm.map_or(0, |m| m.mtime_ns), &self.device_short());
+                        if let Err(e) = fs::rename(&target, root.join(&name)) {
+                            report.refused.push(format!("{path}: cannot keep the local edit aside: {e}"));
+                            continue;
+                        }
+                        report.conflicts.push(name);
+                    } else if local.as_ref().is_some_and(|m| m.is_dir()) {
+                        report.refused.push(format!("{path}: a local folder is in the way of a file"));
+                        continue;
+                    }
+                    match self.write_file(&root, path, entry) {
+                        Ok(meta) => {
+                            report.written += 1;
+                            updates.push((path.clone(), Some((meta, entry.encode()))));
+                        }
+                        Err(why) => report.refused.push(why),
+                    }
+                }
+            }
+        }
+        for path in dir_deletes.iter().rev() {
+            // Only empty folders go: anything left inside was not deleted everywhere.
+            if fs::remove_dir(root.join(path)).is_ok() {
+                report.deleted += 1;
+            }
+        }
+        self.write_scan_cache(&updates)?;
+        Ok(report)
+    }
+
+    fn has_content(&self, content: &Content) -> Result<bool, Error> {
+        match content {
+            Content::Empty => Ok(true),
+            Content::Single(id) => Ok(self.store.contains(id)?),
+            Content::List { list, .. } => {
+                if !self.store.contains(list)? {
+                    return Ok(false);
+                }
+                for (id, _) in self.content_blobs(content)? {
+                    if !self.store.contains(&id)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Write one file via a temp file beside it; returns its metadata for the scan cache.
+    fn write_file(&self, root: &Path, rel: &str, e: &Entry) -> Result<Meta, String> {
+        let Kind::File { content, size } = &e.kind else { return Err(format!("{rel}: not a file")) };
+        let target = safe_target(root, rel)?;
+        let parent = target.parent().unwrap_or(root);
+        let mut rnd = [0u8; 8];
+        crate::random_bytes(&mut rnd);
+        let tmp = parent.join(format!("{TMP_PREFIX}{}", hex::encode(rnd)));
+        let r = (|| -> Result<Meta, String> {
+            let mut w = crate::direct::DirectWriter::create(&tmp, *size).map_err(|err| format!("{rel}: {err}"))?;
+            let chunks = match content {
+                Content::Empty => Vec::new(),
+                c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
+            };
+            for (id, _) in chunks {
+                let blob = self.store.get(&id).map_err(|err| format!("{rel}: {err}"))?;
+                let plain = self.keys.open(BlobKind::Chunk, &blob).map_err(|err| format!("{rel}: blob {id}: {err}"))?;
+                w.write(&plain).map_err(|err| format!("{rel}: {err}"))?;
+            }
+            let f = w.finish().map_err(|err| format!("{rel}: {err}"))?;
+            f.set_permissions(fs::Permissions::from_mode(e.mode)).map_err(|err| format!("{rel}: {err}"))?;
+            f.set_modified(UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64))
+                .map_err(|err| format!("{rel}: {err}"))?;
+            drop(f);
+            fs::rename(&tmp, &target).map_err(|err| format!("{rel}: {err}"))?;
+            fs::symlink_metadata(&target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
+        })();
+        if r.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names() {
+        let t = 1_764_000_000_000_000_000; // 2025-11-24 16:00:00 UTC
+        assert_eq!(
+            conflict_name("docs/report.final.txt", t, &[0xab, 0xcd, 0xef, 0x01, 9, 9, 9, 9]),
+            "docs/report.final.sync-conflict-20251124-160000-abcdef01.txt"
+        );
+        assert_eq!(conflict_name("Makefile", t, &[0; 8]), "Makefile.sync-conflict-20251124-160000-00000000");
+        assert_eq!(conflict_name(".bashrc", t, &[0; 8]), ".bashrc.sync-conflict-20251124-160000-00000000");
+    }
+}
