@@ -115,7 +115,7 @@ impl Space {
         let mut entries = self.manifest.entries();
         // Parents before children when creating; children before parents when deleting.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut updates: Vec<(String, Option<(Meta, Vec<u8>)>)> = Vec::new();
+        let mut updates: Vec<crate::scan::CacheRow> = Vec::new();
         let mut dir_deletes = Vec::new();
         for (path, entry) in &entries {
             if let Err(why) = validate_path(path) {
@@ -137,11 +137,9 @@ impl Space {
                     let Some(m) = &local else { continue };
                     if m.is_dir() {
                         dir_deletes.push(path.clone());
-                    } else if !unscanned_edit {
-                        if fs::remove_file(&target).is_ok() {
-                            report.deleted += 1;
-                            updates.push((path.clone(), None));
-                        }
+                    } else if !unscanned_edit && fs::remove_file(&target).is_ok() {
+                        report.deleted += 1;
+                        updates.push((path.clone(), None));
                     }
                 }
                 Kind::Dir => {
@@ -275,6 +273,62 @@ impl Space {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Home;
+    use crate::ids::BlobId;
+
+    fn space() -> (tempfile::TempDir, tempfile::TempDir, Space) {
+        let home = tempfile::tempdir().unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let h = Home::open(home.path()).unwrap();
+        h.create_space("s", folder.path()).unwrap();
+        let s = h.open_space("s").unwrap();
+        (home, folder, s)
+    }
+
+    #[test]
+    fn unsafe_manifest_paths_are_refused() {
+        let (_h, folder, mut s) = space();
+        let e =
+            Entry { kind: Kind::File { size: 0, content: Content::Empty }, mtime_ns: 0, mode: 0o644, device: [1; 8] };
+        for bad in ["../evil.txt", "/etc/evil", "a/../../evil"] {
+            s.manifest.set(bad, &e).unwrap();
+        }
+        // A folder link pointing outside, then a file "through" it.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), folder.path().join("link")).unwrap();
+        s.manifest.set("link/inside.txt", &e).unwrap();
+        s.manifest.commit(Snapshot {
+            time_ms: 1,
+            device: s.device,
+            added: 4,
+            changed: 0,
+            deleted: 0,
+            renamed: 0,
+            heads: vec![],
+        });
+        let r = s.materialize().unwrap();
+        assert_eq!(r.refused.len(), 4, "{:?}", r.refused);
+        assert!(!folder.path().parent().unwrap().join("evil.txt").exists());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
+    }
+
+    #[test]
+    fn tampered_and_unsigned_blobs_are_refused_and_not_stored() {
+        let (_h, _f, s) = space();
+        let good = s.keys.seal(BlobKind::Chunk, b"content");
+        let id = BlobId::of(&good);
+        let mut bad = good.clone();
+        bad[30] ^= 1;
+        assert!(matches!(s.receive_blob(&id, &bad), Err(Error::Refused(_))));
+        assert!(!s.store.contains(&id).unwrap());
+        assert!(s.receive_blob(&id, &good).unwrap());
+        // A change sealed with the right key but signed by someone else.
+        let forger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let forged = s.keys.seal_change(&forger, b"not from the space");
+        let fid = BlobId::of(&forged);
+        assert!(matches!(s.receive_blob(&fid, &forged), Err(Error::Blob { .. })));
+        assert!(!s.store.contains(&fid).unwrap());
+    }
 
     #[test]
     fn conflict_names() {

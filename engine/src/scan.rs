@@ -176,6 +176,9 @@ fn walk(root: &Path) -> Walk {
     w
 }
 
+/// A scan-cache row to set (path, metadata, encoded entry), or with `None` to remove.
+pub(crate) type CacheRow = (String, Option<(Meta, Vec<u8>)>);
+
 /// A file's new entry and the metadata it was read with, or a warning that it was skipped.
 type Ingested = Result<(Entry, Meta), String>;
 
@@ -352,7 +355,7 @@ impl Space {
     }
 
     /// Set (or with `None` remove) scan-cache rows, e.g. for files the materialiser wrote.
-    pub(crate) fn write_scan_cache(&self, rows: &[(String, Option<(Meta, Vec<u8>)>)]) -> Result<(), Error> {
+    pub(crate) fn write_scan_cache(&self, rows: &[CacheRow]) -> Result<(), Error> {
         use crate::store::StoreError;
         if rows.is_empty() {
             return Ok(());

@@ -41,7 +41,7 @@ fn a_file_growing_during_the_scan_is_recorded_consistently_or_reported() {
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         let restored = std::fs::read(out.path().join("growing.log")).unwrap();
         let now = std::fs::read(&path).unwrap();
-        assert!(restored.len() >= 8 << 20 && restored.len() % (1 << 20) == 0, "{} bytes", restored.len());
+        assert!(restored.len() >= 8 << 20 && restored.len().is_multiple_of(1 << 20), "{} bytes", restored.len());
         assert_eq!(&now[..restored.len()], &restored[..], "the recorded version is a whole prefix");
     }
     // Once the file is still, the next scan records it in full.

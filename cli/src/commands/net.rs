@@ -72,10 +72,10 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
         match r {
             Ok(stats) => {
                 ok += 1;
-                if let Some((dev, addrs)) = p.split_once('@') {
-                    if let Ok(d) = dev.parse() {
-                        home.remember_peer(&d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
-                    }
+                if let Some((dev, addrs)) = p.split_once('@')
+                    && let Ok(d) = dev.parse()
+                {
+                    home.remember_peer(&d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
                 }
                 report.push(serde_json::json!({ "peer": p, "stats": stats }));
                 if !ctx.json {

@@ -5,3 +5,4 @@ mod util;
 
 mod crash;
 mod foundation;
+mod sync;

@@ -137,3 +137,75 @@ pub(crate) fn create_space(dev: &Device, name: &str, folder: &Path) -> String {
     let v = dev.json(&["space", "create", name, "--path", folder.to_str().expect("utf-8 path")]);
     v["id"].as_str().expect("id").to_owned()
 }
+
+/// A running `cobox up` on loopback with relays off; stopped with SIGTERM on drop.
+pub(crate) struct Daemon {
+    child: std::process::Child,
+    pub(crate) addr: String,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Daemon {
+    pub(crate) fn start(dev: &Device) -> Self {
+        use std::io::BufRead;
+        let mut child = dev
+            .cmd(&["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", "3600"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start cobox up");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut s);
+            s
+        });
+        Self { child, addr, stderr }
+    }
+
+    /// Stop with SIGTERM, wait, and return what the daemon logged.
+    pub(crate) fn stop(mut self) -> String {
+        self.terminate();
+        let h = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
+        h.join().unwrap_or_default()
+    }
+
+    fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub(crate) fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// Sync `dev`'s space with a running daemon until both hold the same state.
+pub(crate) fn sync_with(dev: &Device, space: &str, d: &Daemon) -> serde_json::Value {
+    dev.json(&["sync", space, "--peer", &d.addr, "--once", "--no-relay"])
+}

@@ -414,8 +414,9 @@ impl Node {
         Err(Error::Net(format!("not converged after {rounds} sync rounds; the peer keeps changing")))
     }
 
-    /// Close connections and the endpoint.
+    /// Close connections and the endpoint. A graceful close waits for peers to acknowledge; a
+    /// dead peer never does, so give up after a few seconds.
     pub async fn shutdown(self) {
-        let _ = self.router.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.router.shutdown()).await;
     }
 }

@@ -1,0 +1,211 @@
+//! Issue: member devices sync over iroh (invites, offline edits, conflicts, refusals).
+
+use crate::util::*;
+use std::fs;
+use std::path::Path;
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Conflict copies of `name` in `dir`.
+fn conflict_copies(dir: &Path, stem: &str) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{stem}.sync-conflict-")))
+        .collect();
+    v.sort();
+    v
+}
+
+fn pause() {
+    // Let mtimes move past the scan cache's racy window.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
+#[test]
+fn invite_join_and_offline_edits_merge_with_conflict_copies() {
+    let (a, b) = (Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (fa.path(), fb.path());
+    write(&pa.join("common.txt"), b"shared from the start\n");
+    write(&pa.join("edit-me.txt"), b"original\n");
+    write(&pa.join("delete-me.txt"), b"to be deleted\n");
+    write(&pa.join("rename-me.bin"), &random_bytes(1 << 20, 3));
+    write(&pa.join("sub/keep.txt"), b"kept\n");
+    create_space(&a, "team", pa);
+    pause();
+    a.ok(&["scan", "team"]);
+
+    let code = a.ok(&["invite", "team"]).trim().to_owned();
+    let err = b.fails(&["join", &code[..code.len() - 3], "--path", pb.to_str().unwrap()]);
+    assert!(err.contains("mistyped or incomplete"), "{err}");
+    assert!(b.run(&["space", "list", "--json"]).stdout.starts_with(b"[]"), "a bad code joins nothing");
+    b.ok(&["join", &code, "--path", pb.to_str().unwrap()]);
+    let d = Daemon::start(&a);
+    let s = sync_with(&b, "team", &d);
+    assert!(s[0]["stats"]["received_blobs"].as_u64().unwrap() >= 5, "{s}");
+    d.stop();
+    assert_eq!(snapshot(pa), snapshot(pb), "the joined folder is materialised byte for byte");
+
+    // Both devices edit while the other is stopped.
+    pause();
+    write(&pa.join("edit-me.txt"), b"A's version\n");
+    write(&pa.join("a-only.txt"), b"from A\n");
+    fs::remove_file(pa.join("delete-me.txt")).unwrap();
+    write(&pa.join("sub/keep.txt"), b"kept, and edited on A\n");
+    write(&pb.join("edit-me.txt"), b"B's version, longer\n");
+    write(&pb.join("b-only.txt"), b"from B\n");
+    fs::rename(pb.join("rename-me.bin"), pb.join("renamed.bin")).unwrap();
+    fs::remove_file(pb.join("sub/keep.txt")).unwrap();
+    pause();
+    a.ok(&["scan", "team"]);
+    b.ok(&["scan", "team"]);
+
+    let d = Daemon::start(&a);
+    sync_with(&b, "team", &d);
+    d.stop();
+
+    assert_eq!(snapshot(pa), snapshot(pb), "both folders end identical");
+    for p in ["common.txt", "a-only.txt", "b-only.txt", "renamed.bin", "sub/keep.txt", "edit-me.txt"] {
+        assert!(pa.join(p).exists(), "{p} missing");
+    }
+    assert!(!pa.join("delete-me.txt").exists() && !pa.join("rename-me.bin").exists());
+    assert_eq!(read(&pa.join("sub/keep.txt")), "kept, and edited on A\n", "an edit beats a concurrent delete");
+    let copies = conflict_copies(pa, "edit-me");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(copies[0].ends_with(".txt"));
+    let mut versions = vec![read(&pa.join("edit-me.txt")), read(&pa.join(&copies[0]))];
+    versions.sort();
+    assert_eq!(versions, ["A's version\n", "B's version, longer\n"], "no edit is lost");
+    let st = b.json(&["status", "team"]);
+    assert_eq!(st["conflicts"], serde_json::json!([copies[0]]), "{st}");
+}
+
+#[test]
+fn three_devices_converge_whatever_the_order() {
+    let devs = [Device::new(), Device::new(), Device::new()];
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let p = |i: usize| dirs[i].path();
+    write(&p(0).join("shared.txt"), b"v0\n");
+    write(&p(0).join("x.txt"), b"x\n");
+    create_space(&devs[0], "s", p(0));
+    pause();
+    devs[0].ok(&["scan", "s"]);
+    let code = devs[0].ok(&["invite", "s"]).trim().to_owned();
+    let d0 = Daemon::start(&devs[0]);
+    for (i, dev) in devs.iter().enumerate().skip(1) {
+        dev.ok(&["join", &code, "--path", p(i).to_str().unwrap()]);
+        sync_with(dev, "s", &d0);
+    }
+    d0.stop();
+
+    pause();
+    write(&p(0).join("a.txt"), b"from 0\n");
+    write(&p(1).join("b.txt"), b"from 1\n");
+    write(&p(1).join("shared.txt"), b"edited on 1\n");
+    write(&p(2).join("shared.txt"), b"edited on 2\n");
+    fs::remove_file(p(2).join("x.txt")).unwrap();
+    fs::create_dir_all(p(2).join("new dir/inner")).unwrap();
+    pause();
+    for d in &devs {
+        d.ok(&["scan", "s"]);
+    }
+
+    // 2 with 1, then 1 with 0, then 2 with 0, then 1 with 0 again.
+    let d1 = Daemon::start(&devs[1]);
+    sync_with(&devs[2], "s", &d1);
+    d1.stop();
+    let d0 = Daemon::start(&devs[0]);
+    sync_with(&devs[1], "s", &d0);
+    sync_with(&devs[2], "s", &d0);
+    sync_with(&devs[1], "s", &d0);
+    d0.stop();
+
+    let (s0, s1, s2) = (snapshot(p(0)), snapshot(p(1)), snapshot(p(2)));
+    assert_eq!(s0, s1);
+    assert_eq!(s0, s2);
+    assert!(!p(0).join("x.txt").exists());
+    assert!(p(0).join("new dir/inner").is_dir());
+    let copies = conflict_copies(p(0), "shared");
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let mut versions = vec![read(&p(0).join("shared.txt")), read(&p(0).join(&copies[0]))];
+    versions.sort();
+    assert_eq!(versions, ["edited on 1\n", "edited on 2\n"]);
+}
+
+#[test]
+fn non_members_and_unknown_spaces_are_refused_and_logged() {
+    let (a, c) = (Device::new(), Device::new());
+    let (fa, fc) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(&fa.path().join("secret-plan.txt"), b"members only\n");
+    let id = create_space(&a, "s", fa.path());
+    a.ok(&["scan", "s"]);
+    // C claims the space: it copies the space's registration but has no space secret.
+    let src = a.home.path().join("spaces").join(&id);
+    let dst = c.home.path().join("spaces").join(&id);
+    c.ok(&["id"]);
+    fs::create_dir_all(&dst).unwrap();
+    let cfg = read(&src.join("space.json"))
+        .replace(fa.path().canonicalize().unwrap().to_str().unwrap(), fc.path().to_str().unwrap());
+    fs::write(dst.join("space.json"), cfg).unwrap();
+    fs::write(dst.join("secret.key"), random_bytes(64, 77)).unwrap();
+    // And a space A does not hold.
+    let other = tempfile::tempdir().unwrap();
+    c.ok(&["space", "create", "other", "--path", other.path().to_str().unwrap()]);
+
+    let d = Daemon::start(&a);
+    let err = c.fails(&["sync", &id, "--peer", &d.addr, "--once", "--no-relay"]);
+    assert!(err.contains("did not prove membership"), "{err}");
+    let err = c.fails(&["sync", "other", "--peer", &d.addr, "--once", "--no-relay"]);
+    assert!(err.contains("does not hold space"), "{err}");
+    let log = d.stop();
+    assert!(log.contains("did not prove membership"), "the refusal is logged: {log}");
+    assert!(!fc.path().join("secret-plan.txt").exists(), "nothing reached the non-member");
+    assert!(c.pack_files().iter().all(|p| fs::metadata(p).unwrap().len() < 100_000), "no blobs were sent");
+}
+
+#[test]
+fn an_interrupted_transfer_resumes_without_resending() {
+    let (a, b) = (Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for i in 0..6 {
+        write(&fa.path().join(format!("big{i}.bin")), &random_bytes(16 << 20, 40 + i));
+    }
+    create_space(&a, "s", fa.path());
+    a.ok(&["scan", "s"]);
+    let code = a.ok(&["invite", "s"]).trim().to_owned();
+    b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
+    let total: u64 = 6 * (16 << 20);
+
+    let d = Daemon::start(&a);
+    let mut child = b
+        .cmd(&["sync", "s", "--peer", &d.addr, "--once", "--no-relay", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Cut the sender once part of the data has arrived.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while b.pack_files().iter().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum::<u64>() < total / 4 {
+        assert!(std::time::Instant::now() < deadline, "no data arrived");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Both ends die: the sender first, then the receiver mid-stream. What reached the
+    // receiver's packs is durable; the rest must come on the next sync, and only the rest.
+    d.kill9();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the first sync was cut before it finished");
+    let kept: u64 = b.pack_files().iter().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    assert!(kept >= total / 4, "{kept}");
+
+    let d = Daemon::start(&a);
+    let s = sync_with(&b, "s", &d);
+    d.stop();
+    assert_eq!(snapshot(fa.path()), snapshot(fb.path()));
+    let again = s[0]["stats"]["received_bytes"].as_u64().unwrap();
+    assert!(again + kept <= total + (1 << 20), "the resumed sync re-sent finished blobs: {again} + {kept} of {total}");
+}
