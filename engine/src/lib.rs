@@ -32,6 +32,7 @@ mod scan;
 pub mod space;
 pub mod store;
 pub mod sync;
+pub mod watch;
 
 pub use error::Error;
 pub use home::{Home, SpaceInfo};

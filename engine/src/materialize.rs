@@ -13,7 +13,7 @@ use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::Error;
 use crate::manifest::Snapshot;
 use crate::restore::safe_target;
-use crate::scan::{Meta, TMP_PREFIX};
+use crate::scan::{CacheRec, Meta, TMP_PREFIX};
 use crate::space::Space;
 use serde::Serialize;
 use std::fs;
@@ -127,11 +127,11 @@ impl Space {
             let cached = cache.get(path);
             // Changed on disk since the scan: never overwrite or delete it.
             let unscanned_edit = match (&local, cached) {
-                (Some(m), Some((cm, _))) => m.is_file() && Meta::of(m) != *cm,
+                (Some(m), Some(r)) => m.is_file() && Meta::of(m) != r.meta,
                 (Some(m), None) => m.is_file(),
                 (None, _) => false,
             };
-            let recorded = cached.and_then(|(_, enc)| Entry::decode(enc).ok());
+            let recorded = cached.and_then(|r| Entry::decode(&r.entry).ok());
             match &entry.kind {
                 Kind::Deleted => {
                     let Some(m) = &local else { continue };
@@ -201,7 +201,7 @@ impl Space {
                     match self.write_file(&root, path, entry) {
                         Ok(meta) => {
                             report.written += 1;
-                            updates.push((path.clone(), Some((meta, entry.encode()))));
+                            updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
                         }
                         Err(why) => report.refused.push(why),
                     }

@@ -176,8 +176,18 @@ fn walk(root: &Path) -> Walk {
     w
 }
 
-/// A scan-cache row to set (path, metadata, encoded entry), or with `None` to remove.
-pub(crate) type CacheRow = (String, Option<(Meta, Vec<u8>)>);
+/// What the scan cache knows of a path: the metadata it was read with and the entry recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CacheRec {
+    pub(crate) meta: Meta,
+    pub(crate) entry: Vec<u8>,
+    /// False when the file was modified within the clock's granularity of the scan: the next
+    /// scan re-reads it even if the metadata matches. The materialiser still compares metadata.
+    pub(crate) trusted: bool,
+}
+
+/// A scan-cache row to set, or with `None` to remove.
+pub(crate) type CacheRow = (String, Option<CacheRec>);
 
 /// A file's new entry and the metadata it was read with, or a warning that it was skipped.
 type Ingested = Result<(Entry, Meta), String>;
@@ -189,7 +199,7 @@ struct Counters {
 }
 
 impl Space {
-    pub(crate) fn load_scan_cache(&self) -> Result<HashMap<String, (Meta, Vec<u8>)>, Error> {
+    pub(crate) fn load_scan_cache(&self) -> Result<HashMap<String, CacheRec>, Error> {
         let r = self.store.db().begin_read().map_err(crate::store::StoreError::from)?;
         let t = match r.open_table(SCAN_CACHE) {
             Ok(t) => t,
@@ -199,7 +209,7 @@ impl Space {
         let mut out = HashMap::new();
         for item in t.iter().map_err(crate::store::StoreError::from)? {
             let (k, v) = item.map_err(crate::store::StoreError::from)?;
-            if let Ok(rec) = postcard::from_bytes::<(Meta, Vec<u8>)>(v.value()) {
+            if let Ok(rec) = postcard::from_bytes::<CacheRec>(v.value()) {
                 out.insert(k.value().to_owned(), rec);
             }
         }
@@ -230,7 +240,7 @@ impl Space {
         }
         let cache = self.load_scan_cache()?;
         let mut report = crate::ScanReport { warnings: w.warnings.clone(), ..Default::default() };
-        let mut renamed_rows: Vec<(String, Meta, Vec<u8>)> = Vec::new();
+        let mut renamed_rows: Vec<CacheRow> = Vec::new();
         let mut new_entries: Vec<(String, Entry)> = Vec::new();
         let mut to_read: Vec<&Found> = Vec::new();
         // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
@@ -238,8 +248,8 @@ impl Space {
         let seen_paths: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
         let moved: HashMap<(u64, u64, i64, u32), &Vec<u8>> = cache
             .iter()
-            .filter(|(p, _)| !seen_paths.contains(p.as_str()))
-            .map(|(_, (m, enc))| ((m.ino, m.size, m.mtime_ns, m.mode), enc))
+            .filter(|(p, r)| r.trusted && !seen_paths.contains(p.as_str()))
+            .map(|(_, r)| ((r.meta.ino, r.meta.size, r.meta.mtime_ns, r.meta.mode), &r.entry))
             .collect();
         for f in &w.found {
             match f.kind {
@@ -255,13 +265,14 @@ impl Space {
                 continue;
             }
             let cached = match cache.get(&f.path) {
-                Some((m, enc)) if *m == f.meta => Some(enc),
+                Some(r) if r.trusted && r.meta == f.meta => Some(&r.entry),
                 _ => moved.get(&(f.meta.ino, f.meta.size, f.meta.mtime_ns, f.meta.mode)).copied(),
             };
             match cached.map(|enc| Entry::decode(enc)) {
                 Some(Ok(e)) => {
-                    if cache.get(&f.path).is_none_or(|(m, _)| *m != f.meta) {
-                        renamed_rows.push((f.path.clone(), f.meta, e.encode()));
+                    if cache.get(&f.path).is_none_or(|r| r.meta != f.meta) {
+                        renamed_rows
+                            .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode(), trusted: true })));
                     }
                     new_entries.push((f.path.clone(), e));
                 }
@@ -278,12 +289,11 @@ impl Space {
             match r? {
                 Ok((e, meta)) => {
                     // A file modified within the clock's granularity of this scan could change
-                    // again without its mtime moving; leave it out of the cache so it is re-read.
+                    // again without its mtime moving; mark its row so the next scan re-reads it.
                     // Whole-second mtimes mean a coarse filesystem clock: widen the window.
                     let window = if meta.mtime_ns % 1_000_000_000 == 0 { 2_000_000_000 } else { 100_000_000 };
-                    if meta.mtime_ns < start_ns - window {
-                        cache_updates.push((f.path.clone(), meta, e.encode()));
-                    }
+                    let trusted = meta.mtime_ns < start_ns - window;
+                    cache_updates.push((f.path.clone(), Some(CacheRec { meta, entry: e.encode(), trusted })));
                     new_entries.push((f.path.clone(), e));
                 }
                 Err(msg) => {
@@ -350,7 +360,15 @@ impl Space {
         }
         report.new_blobs = counters.new_blobs.load(Ordering::Relaxed);
         report.new_blob_bytes = counters.new_bytes.load(Ordering::Relaxed);
-        self.update_scan_cache(&cache_updates, &deleted_paths, &cache, &seen)?;
+        for p in deleted_paths
+            .iter()
+            .map(String::as_str)
+            .chain(cache.keys().map(String::as_str).filter(|p| !seen.contains(p)))
+        {
+            cache_updates.push((p.to_owned(), None));
+        }
+        self.write_scan_cache(&cache_updates)?;
+        self.store.meta_set("last_scan", &crate::now_ms().to_le_bytes())?;
         Ok(report)
     }
 
@@ -374,33 +392,6 @@ impl Space {
                     }
                 }
             }
-        }
-        w.commit().map_err(StoreError::from)?;
-        Ok(())
-    }
-
-    fn update_scan_cache(
-        &self,
-        updates: &[(String, Meta, Vec<u8>)],
-        deleted: &[String],
-        cache: &HashMap<String, (Meta, Vec<u8>)>,
-        seen: &HashSet<&str>,
-    ) -> Result<(), Error> {
-        use crate::store::StoreError;
-        let w = self.store.db().begin_write().map_err(StoreError::from)?;
-        {
-            let mut t = w.open_table(SCAN_CACHE).map_err(StoreError::from)?;
-            for (path, meta, enc) in updates {
-                let rec = postcard::to_stdvec(&(meta, enc)).unwrap_or_default();
-                t.insert(path.as_str(), rec.as_slice()).map_err(StoreError::from)?;
-            }
-            for path in
-                deleted.iter().map(String::as_str).chain(cache.keys().map(String::as_str).filter(|p| !seen.contains(p)))
-            {
-                t.remove(path).map_err(StoreError::from)?;
-            }
-            let mut m = w.open_table(crate::store::META).map_err(StoreError::from)?;
-            m.insert("last_scan", crate::now_ms().to_le_bytes().as_slice()).map_err(StoreError::from)?;
         }
         w.commit().map_err(StoreError::from)?;
         Ok(())

@@ -50,7 +50,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     if peers.is_empty() {
         bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
     }
-    let cfg = NetConfig { bind: None, no_relay: a.net.no_relay, relay: a.net.relay.clone() };
+    let cfg = NetConfig { bind: None, no_relay: a.net.no_relay, relay: a.net.relay.clone(), relay_ca_der: Vec::new() };
     let rt = runtime()?;
     let results = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
@@ -124,37 +124,34 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         spaces.push(ctx.open_space(&home, &info.id.to_string())?);
     }
     let ids: Vec<_> = spaces.iter().map(|s| s.info().id).collect();
-    let cfg = NetConfig { bind: a.bind, no_relay: a.net.no_relay, relay: a.net.relay.clone() };
+    let folders: Vec<_> = spaces.iter().map(|s| (s.info().id, s.info().path.clone())).collect();
+    let cfg =
+        NetConfig { bind: a.bind, no_relay: a.net.no_relay, relay: a.net.relay.clone(), relay_ca_der: Vec::new() };
     let rt = runtime()?;
     rt.block_on(async {
         let node = Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?;
         let addr = node.addr_string();
-        let listen: Vec<String> = addr.split_once('@').map(|(_, a)| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
+        let listen: Vec<String> =
+            addr.split_once('@').map(|(_, a)| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
         home.set_listening(&listen)?;
         println!("listening {addr}");
         eprintln!("cobox up: {} spaces, listening on {addr}; Ctrl-C stops", ids.len());
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+        // Changes in the folders arrive debounced; the periodic tick is the fallback for
+        // filesystems where events are lost (network mounts) and for peers' changes.
+        let (_watch, mut changed) = cobox_engine::watch::watch(&folders, Duration::from_secs(2))?;
         let mut tick = tokio::time::interval(Duration::from_secs(a.interval.max(1)));
-        tick.tick().await;
+        // The first tick fires at once: catch up with known peers on start.
         loop {
-            tokio::select! {
+            let todo: Vec<cobox_engine::SpaceId> = tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = tick.tick() => {
-                    for id in &ids {
-                        if let Some(s) = node.space(id) {
-                            let mut s = s.lock().await;
-                            if let Err(e) = s.scan(&cobox_engine::NoProgress).and_then(|_| s.materialize().map(|_| ())) {
-                                eprintln!("scan of {} failed: {e}", id.short());
-                            }
-                        }
-                        for (dev, addrs) in home.peers().unwrap_or_default() {
-                            if let Ok(p) = parse_peer(&format!("{dev}@{}", addrs.join(","))) {
-                                let _ = node.sync_once(id, p).await;
-                            }
-                        }
-                    }
-                }
+                Some(id) = changed.recv() => vec![id],
+                _ = tick.tick() => ids.clone(),
+            };
+            for id in &todo {
+                refresh(&node, &home, id).await;
             }
         }
         eprintln!("cobox up: shutting down");
@@ -162,4 +159,25 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         let _ = home.set_listening(&[]);
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// Record local changes of a space, then sync it with every known peer.
+async fn refresh(node: &Node, home: &cobox_engine::Home, id: &cobox_engine::SpaceId) {
+    if let Some(s) = node.space(id) {
+        let mut s = s.lock().await;
+        match s.scan(&cobox_engine::NoProgress) {
+            Ok(r) if r.snapshot.is_some() => {
+                eprintln!("space {}: {} added, {} changed, {} deleted", id.short(), r.added, r.changed, r.deleted)
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("scan of {} failed: {e}", id.short()),
+        }
+    }
+    for (dev, addrs) in home.peers().unwrap_or_default() {
+        if let Ok(p) = parse_peer(&format!("{dev}@{}", addrs.join(","))) {
+            if let Err(e) = node.sync_once(id, p).await {
+                eprintln!("sync of {} with {} failed: {e}", id.short(), &dev[..8.min(dev.len())]);
+            }
+        }
+    }
 }

@@ -209,3 +209,32 @@ fn an_interrupted_transfer_resumes_without_resending() {
     let again = s[0]["stats"]["received_bytes"].as_u64().unwrap();
     assert!(again + kept <= total + (1 << 20), "the resumed sync re-sent finished blobs: {again} + {kept} of {total}");
 }
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_daemon_watches_the_folder_and_pushes_changes_to_known_peers() {
+    let (a, b) = (Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(&fa.path().join("from-a.txt"), b"hello from A\n");
+    create_space(&a, "s", fa.path());
+    a.ok(&["scan", "s"]);
+    let da = Daemon::start(&a);
+    // Made while A's daemon runs, the code carries A's address: B needs no --peer.
+    let code = a.ok(&["invite", "s"]).trim().to_owned();
+    b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
+    let db = Daemon::start(&b);
+    wait_for("B's first sync on start", || fb.path().join("from-a.txt").exists());
+    write(&fb.path().join("from-b.txt"), b"saved on B, no command run\n");
+    wait_for("B's change to reach A", || fa.path().join("from-b.txt").exists());
+    assert_eq!(fs::read(fa.path().join("from-b.txt")).unwrap(), b"saved on B, no command run\n");
+    let log = db.stop();
+    assert!(log.contains("shutting down"), "SIGTERM stops the daemon cleanly: {log}");
+    da.stop();
+}

@@ -32,6 +32,9 @@ pub struct NetConfig {
     pub no_relay: bool,
     /// A cooperative's own iroh-relay server.
     pub relay: Option<String>,
+    /// Extra trusted certificates (DER) for relay servers, e.g. a cooperative relay's own
+    /// self-signed certificate.
+    pub relay_ca_der: Vec<Vec<u8>>,
 }
 
 /// Bytes and blobs moved by one session.
@@ -77,6 +80,10 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint
     } else {
         b.relay_mode(RelayMode::Default)
     };
+    if !cfg.relay_ca_der.is_empty() {
+        let roots = cfg.relay_ca_der.iter().map(|d| rustls_pki_types::CertificateDer::from(d.clone()));
+        b = b.ca_tls_config(iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots));
+    }
     if let Some(addr) = cfg.bind {
         b = b.bind_addr(addr).map_err(net)?;
     }
@@ -279,18 +286,27 @@ impl ProtocolHandler for Handler {
         let (send, recv) = conn.accept_bi().await?;
         let mut io = Framed { send, recv, bytes: 0, pending: None };
         match self.serve(&mut io, peer).await {
-            Ok((space, stats)) => (self.log)(&format!(
-                "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
-                space.short(),
-                peer.short(),
-                stats.received_blobs,
-                stats.received_bytes,
-                stats.sent_blobs,
-                stats.sent_bytes
-            )),
-            Err(e) => (self.log)(&format!("sync with {} failed: {e}", peer.short())),
+            Ok((space, stats)) => {
+                (self.log)(&format!(
+                    "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
+                    space.short(),
+                    peer.short(),
+                    stats.received_blobs,
+                    stats.received_bytes,
+                    stats.sent_blobs,
+                    stats.sent_bytes
+                ));
+                // Let the dialer read the last frames and close; do not wait on it forever.
+                let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+            }
+            Err(e) => {
+                (self.log)(&format!("sync with {} refused or failed: {e}", peer.short()));
+                // Give the peer two seconds to read the refusal and hang up, then end the
+                // connection ourselves: garbage and stalled sessions hold nothing for long.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                conn.close(1u32.into(), b"refused");
+            }
         }
-        conn.closed().await;
         Ok(())
     }
 }

@@ -1,0 +1,115 @@
+//! The iroh transport with real connections on loopback: through a local relay with direct
+//! addresses withheld, and against a peer that sends garbage.
+
+use cobox_engine::sync::net::{NetConfig, Node};
+use cobox_engine::{Home, NoProgress, Space};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn quiet() -> cobox_engine::sync::net::Log {
+    Arc::new(|_: &str| {})
+}
+
+/// A home with one space over a folder holding `files`; returns (home dir, folder, seed, space).
+fn device(
+    files: &[(&str, &[u8])],
+    invite_from: Option<&cobox_engine::codes::Invite>,
+) -> (tempfile::TempDir, tempfile::TempDir, [u8; 32], Space) {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    for (p, b) in files {
+        std::fs::write(folder.path().join(p), b).unwrap();
+    }
+    let h = Home::open(home.path()).unwrap();
+    match invite_from {
+        Some(inv) => h.join(inv, folder.path(), None).unwrap(),
+        None => h.create_space("s", folder.path()).unwrap(),
+    };
+    let mut s = h.open_space("s").unwrap();
+    s.scan(&NoProgress).unwrap();
+    let seed = h.device_seed();
+    drop(s);
+    let s = h.open_space("s").unwrap();
+    // The lock goes with `h`; the test owns the space from here on.
+    drop(h);
+    (home, folder, seed, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
+    let (certs, server_config) = iroh_relay::server::testing::self_signed_tls_certs_and_config();
+    let mut relay = iroh_relay::server::RelayConfig::new((std::net::Ipv4Addr::LOCALHOST, 0));
+    relay.tls = Some(iroh_relay::server::TlsConfig::new(
+        (std::net::Ipv4Addr::LOCALHOST, 0),
+        iroh_relay::server::CertConfig::Manual { server_config },
+    ));
+    let mut config = iroh_relay::server::ServerConfig::default();
+    config.relay = Some(relay);
+    let server = iroh_relay::server::Server::spawn(config).await.unwrap();
+    let url: iroh::RelayUrl = format!("https://{}", server.https_addr().unwrap()).parse().unwrap();
+    let (ha, fa, seed_a, sa) = device(&[("hello.txt", b"over the relay\n")], None);
+    let inv = Home::invite(ha.path(), "s").unwrap();
+    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let space = sa.info().id;
+    let cfg = NetConfig {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        no_relay: false,
+        relay: Some(url.to_string()),
+        relay_ca_der: certs.iter().map(|c| c.to_vec()).collect(),
+    };
+    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    // Dial by id and relay URL only: no IP address of A is given to B.
+    let addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
+        .with_relay_url(url.clone());
+    let stats =
+        tokio::time::timeout(Duration::from_secs(60), b.sync_until_converged(&space, addr, 4)).await.unwrap().unwrap();
+    assert!(stats.received_blobs >= 2, "{stats:?}");
+    assert_eq!(
+        std::fs::read(fb.path().join("hello.txt")).unwrap(),
+        std::fs::read(fa.path().join("hello.txt")).unwrap()
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_stalling_peers_do_not_stop_the_node() {
+    let (ha, fa, seed_a, sa) = device(&[("doc.txt", b"still served\n")], None);
+    let inv = Home::invite(ha.path(), "s").unwrap();
+    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let space = sa.info().id;
+    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() };
+    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let a_addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
+        .with_addrs(a.bound().into_iter().map(iroh::TransportAddr::Ip));
+
+    // A stranger connects with the right ALPN: one stalls, one claims a 4 GiB frame, one sends noise.
+    let stranger = cobox_engine::sync::net::endpoint([42; 32], &cfg).await.unwrap();
+    let alpn = cobox_engine::sync::proto::ALPN;
+    let stall = stranger.connect(a_addr.clone(), alpn).await.unwrap();
+    let (mut s1, _r1) = stall.open_bi().await.unwrap();
+    s1.write_all(&[1, 0]).await.unwrap();
+    let huge = stranger.connect(a_addr.clone(), alpn).await.unwrap();
+    let (mut s2, mut r2) = huge.open_bi().await.unwrap();
+    s2.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), r2.read_to_end(1 << 16)).await.unwrap();
+    assert!(answer.map(|b| b.len() < 1000).unwrap_or(true), "a refusal at most, never a huge reply");
+    let noise = stranger.connect(a_addr.clone(), alpn).await.unwrap();
+    let (mut s3, _r3) = noise.open_bi().await.unwrap();
+    s3.write_all(&[8, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4]).await.unwrap();
+
+    // A member still syncs while the staller is connected.
+    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(30), b.sync_until_converged(&space, a_addr, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stats.received_blobs >= 2);
+    assert_eq!(std::fs::read(fb.path().join("doc.txt")).unwrap(), std::fs::read(fa.path().join("doc.txt")).unwrap());
+    drop((stall, huge, noise));
+    b.shutdown().await;
+    a.shutdown().await;
+    stranger.close().await;
+}
