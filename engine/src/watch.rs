@@ -29,10 +29,10 @@ pub fn watch(
             if tmp {
                 continue;
             }
-            if let Some((id, _)) = roots.iter().find(|(_, root)| ev.path.starts_with(root)) {
-                if !seen.contains(id) {
-                    seen.push(*id);
-                }
+            if let Some((id, _)) = roots.iter().find(|(_, root)| ev.path.starts_with(root))
+                && !seen.contains(id)
+            {
+                seen.push(*id);
             }
         }
         for id in seen {

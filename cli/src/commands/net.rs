@@ -174,10 +174,10 @@ async fn refresh(node: &Node, home: &cobox_engine::Home, id: &cobox_engine::Spac
         }
     }
     for (dev, addrs) in home.peers().unwrap_or_default() {
-        if let Ok(p) = parse_peer(&format!("{dev}@{}", addrs.join(","))) {
-            if let Err(e) = node.sync_once(id, p).await {
-                eprintln!("sync of {} with {} failed: {e}", id.short(), &dev[..8.min(dev.len())]);
-            }
+        if let Ok(p) = parse_peer(&format!("{dev}@{}", addrs.join(",")))
+            && let Err(e) = node.sync_once(id, p).await
+        {
+            eprintln!("sync of {} with {} failed: {e}", id.short(), &dev[..8.min(dev.len())]);
         }
     }
 }
