@@ -117,6 +117,7 @@ impl Space {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut updates: Vec<crate::scan::CacheRow> = Vec::new();
         let mut dir_deletes = Vec::new();
+        let mut to_write: Vec<(String, Entry)> = Vec::new();
         for (path, entry) in &entries {
             if let Err(why) = validate_path(path) {
                 report.refused.push(format!("{path:?}: {why}"));
@@ -150,10 +151,14 @@ impl Space {
                         fs::create_dir(&t).map_err(|e| format!("{path}: {e}"))?;
                         // The recorded mode, so the next scan sees no change.
                         fs::set_permissions(&t, fs::Permissions::from_mode(entry.mode))
-                            .map_err(|e| format!("{path}: {e}"))
+                            .map_err(|e| format!("{path}: {e}"))?;
+                        fs::symlink_metadata(&t).map(|m| Meta::of(&m)).map_err(|e| format!("{path}: {e}"))
                     });
                     match created {
-                        Ok(()) => report.written += 1,
+                        Ok(meta) => {
+                            report.written += 1;
+                            updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
+                        }
                         Err(why) => report.refused.push(why),
                     }
                 }
@@ -167,10 +172,14 @@ impl Space {
                     }
                     let r = safe_target(&root, path).and_then(|t| {
                         let _ = fs::remove_file(&t);
-                        std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))
+                        std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))?;
+                        fs::symlink_metadata(&t).map(|m| Meta::of(&m)).map_err(|e| format!("{path}: {e}"))
                     });
                     match r {
-                        Ok(()) => report.written += 1,
+                        Ok(meta) => {
+                            report.written += 1;
+                            updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
+                        }
                         Err(why) => report.refused.push(why),
                     }
                 }
@@ -198,20 +207,29 @@ impl Space {
                         report.refused.push(format!("{path}: a local folder is in the way of a file"));
                         continue;
                     }
-                    match self.write_file(&root, path, entry) {
-                        Ok(meta) => {
-                            report.written += 1;
-                            updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
-                        }
-                        Err(why) => report.refused.push(why),
-                    }
+                    to_write.push((path.clone(), entry.clone()));
                 }
+            }
+        }
+        // Files are written on every core; each goes to its own temp file and rename.
+        let written: Vec<(String, Result<Meta, String>)> = {
+            use rayon::prelude::*;
+            to_write.par_iter().map(|(p, e)| (p.clone(), self.write_file(&root, p, e))).collect()
+        };
+        for ((path, entry), (_, r)) in to_write.iter().zip(written) {
+            match r {
+                Ok(meta) => {
+                    report.written += 1;
+                    updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
+                }
+                Err(why) => report.refused.push(why),
             }
         }
         for path in dir_deletes.iter().rev() {
             // Only empty folders go: anything left inside was not deleted everywhere.
             if fs::remove_dir(root.join(path)).is_ok() {
                 report.deleted += 1;
+                updates.push((path.clone(), None));
             }
         }
         self.write_scan_cache(&updates)?;

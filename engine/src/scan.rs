@@ -261,6 +261,11 @@ impl Space {
                 }
             }
             if let Some(e) = self.simple_entry(f) {
+                // Folders and links get a cache row too: it records that this device saw them.
+                if cache.get(&f.path).is_none_or(|r| r.meta != f.meta) {
+                    renamed_rows
+                        .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode(), trusted: true })));
+                }
                 new_entries.push((f.path.clone(), e));
                 continue;
             }
@@ -329,6 +334,12 @@ impl Space {
         let mut deleted_paths = Vec::new();
         for (path, old) in &current {
             if !old.is_live() || seen.contains(path.as_str()) || w.is_protected(path) || protected_now.contains(path) {
+                continue;
+            }
+            // Only what this device saw on disk can have been deleted here. A path it never saw
+            // came from another device and is not materialised yet (a sync cut between applying
+            // and writing, or a scan racing the materialiser): recording a delete would lose it.
+            if !cache.contains_key(path) {
                 continue;
             }
             report.deleted += 1;
@@ -497,6 +508,7 @@ impl Space {
     pub fn pending(&self) -> Result<Pending, Error> {
         let w = walk(&self.info.path);
         let current = by_path(self.manifest.entries());
+        let cache = self.load_scan_cache()?;
         let mut p = Pending::default();
         for f in &w.found {
             match current.get(&f.path).filter(|e| e.is_live()) {
@@ -521,7 +533,9 @@ impl Space {
         let seen: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
         p.deleted = current
             .iter()
-            .filter(|(path, e)| e.is_live() && !seen.contains(path.as_str()) && !w.is_protected(path))
+            .filter(|(path, e)| {
+                e.is_live() && !seen.contains(path.as_str()) && !w.is_protected(path) && cache.contains_key(*path)
+            })
             .count() as u64;
         Ok(p)
     }

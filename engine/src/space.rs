@@ -248,6 +248,18 @@ impl Space {
         Ok(n)
     }
 
+    /// Make received blobs durable without applying them (a session that broke off).
+    pub fn flush_received(&self) -> Result<(), Error> {
+        Ok(self.store.flush()?)
+    }
+
+    /// Apply received changes and write them into the folder, as one step: a scan between the
+    /// two would see the manifest ahead of the folder.
+    pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
+        let n = self.apply_received()?;
+        Ok((n, self.materialize()?))
+    }
+
     /// The space's signing key (members prove membership with it).
     pub(crate) fn space_key(&self) -> &SigningKey {
         &self.signer

@@ -59,3 +59,32 @@ fn a_home_is_locked_against_a_second_owner() {
     let err = Home::open(home.path()).err().expect("second open must fail").to_string();
     assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
 }
+
+/// Regression: a change applied but not yet materialised (a sync cut in between, or a scan
+/// racing the materialiser) must not read as a local delete.
+#[test]
+fn a_scan_never_deletes_what_this_device_has_not_materialised() {
+    let (ha, fa) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hb, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(fa.path().join("remote.txt"), b"made on A").unwrap();
+    let a = Home::open(ha.path()).unwrap();
+    a.create_space("s", fa.path()).unwrap();
+    let mut sa = a.open_space("s").unwrap();
+    sa.scan(&NoProgress).unwrap();
+    let inv = Home::invite(ha.path(), "s").unwrap();
+    let b = Home::open(hb.path()).unwrap();
+    b.join(&inv, fb.path(), None).unwrap();
+    let mut sb = b.open_space("s").unwrap();
+    for id in sa.blob_ids().unwrap() {
+        sb.receive_blob(&id, &sa.read_blob(&id).unwrap()).unwrap();
+    }
+    sb.apply_received().unwrap();
+    let r = sb.scan(&NoProgress).unwrap();
+    assert_eq!(r.deleted, 0, "{r:?}");
+    assert!(r.snapshot.is_none(), "nothing to record: {r:?}");
+    sb.materialize().unwrap();
+    assert_eq!(std::fs::read(fb.path().join("remote.txt")).unwrap(), b"made on A");
+    // Once it has been on disk here, removing it is a real delete.
+    std::fs::remove_file(fb.path().join("remote.txt")).unwrap();
+    assert_eq!(sb.scan(&NoProgress).unwrap().deleted, 1);
+}

@@ -6,6 +6,10 @@
 //! target/release/workflow rescan N       # unchanged rescan of an N-file folder (vs restic)
 //! target/release/workflow manifest N     # manifest at N files vs a bare Automerge document
 //! target/release/workflow dedup          # one byte inserted at the start of a 64 MiB file
+//! target/release/workflow sync DIR       # two devices on loopback vs one raw iroh stream of the same bytes
+//! target/release/workflow sync-small N   # the same for N small files
+//! target/release/workflow reconcile N D  # two N-id sets differing by D: bytes and time
+//! target/release/workflow idle N         # the daemon idle with an N-file space: CPU and RSS
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -23,7 +27,18 @@ fn main() -> Result<()> {
         Some("manifest") => manifest(n_arg(1, 100_000)),
         Some("manifest-child") => manifest_child(args.get(1).map(String::as_str).unwrap_or("cobox"), n_arg(2, 1000)),
         Some("dedup") => dedup(),
-        _ => bail!("usage: workflow ingest DIR | rescan N | manifest N | dedup"),
+        Some("sync") => sync(Path::new(args.get(1).context("sync DIR")?)),
+        Some("sync-small") => {
+            let work = tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?;
+            let folder = work.path().join("small");
+            small_files(&folder, n_arg(1, 10_000))?;
+            sync(&folder)
+        }
+        Some("reconcile") => reconcile(n_arg(1, 1_000_000), n_arg(2, 10)),
+        Some("idle") => idle(n_arg(1, 100_000)),
+        _ => bail!(
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | reconcile N DIFF | idle N"
+        ),
     }
 }
 
@@ -362,6 +377,185 @@ fn dedup() -> Result<()> {
         "64 MiB file: {} chunks at first; after a one-byte insert at the start: {chunks} new chunks ({} bytes stored)",
         first["new_blobs"].as_u64().unwrap_or(0).saturating_sub(1),
         second["new_blob_bytes"]
+    );
+    Ok(())
+}
+
+/// A daemon child process for benches; SIGTERM on drop.
+struct Up {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Up {
+    fn start(c: &Cobox) -> Result<Self> {
+        use std::io::BufRead;
+        let mut child = c
+            .cmd(&["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", "3600"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let addr = line.trim().strip_prefix("listening ").context("no listening line")?.to_owned();
+        Ok(Self { child, addr })
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn sync(data: &Path) -> Result<()> {
+    let data = std::fs::canonicalize(data)?;
+    let total = dir_bytes(&data);
+    let work = tempfile::tempdir_in(data.parent().unwrap_or(Path::new("/tmp")))?;
+    let a = Cobox::new(work.path().join("a"))?;
+    a.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8")?])?;
+    a.run(&["scan", "bench"])?;
+    let up = Up::start(&a)?;
+    let (inv, _) = a.run(&["invite", "bench"])?;
+    let code = inv["code"].as_str().context("code")?.to_owned();
+    let b = Cobox::new(work.path().join("b"))?;
+    let dest = work.path().join("dest");
+    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    settle(false);
+    let (r, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"])?;
+    drop(up);
+    let wire = r[0]["stats"]["received_bytes"].as_u64().unwrap_or(0);
+    let files = std::fs::read_dir(&data).map(|_| ()).ok();
+    let _ = files;
+    println!(
+        "cobox sync of {:.1} MiB ({} blob bytes): {:.2} s, {:.1} MB/s of folder data, receiver peak {} MiB RSS",
+        total as f64 / 1048576.0,
+        wire,
+        m.wall.as_secs_f64(),
+        mbps(total, m.wall),
+        m.peak_rss_kib / 1024
+    );
+    let raw = tokio::runtime::Runtime::new()?.block_on(raw_stream(wire))?;
+    println!(
+        "one raw iroh stream moving the same {wire} bytes: {:.2} s, {:.1} MB/s",
+        raw.as_secs_f64(),
+        mbps(wire, raw)
+    );
+    println!(
+        "  ratio: cobox sync reaches {:.0}% of the raw stream's speed",
+        100.0 * raw.as_secs_f64() / m.wall.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Time one QUIC stream carrying `bytes` between two endpoints on loopback.
+async fn raw_stream(bytes: u64) -> Result<Duration> {
+    use cobox_engine::sync::net::{NetConfig, endpoint};
+    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, ..Default::default() };
+    let server = endpoint([1; 32], &cfg).await?;
+    let client = endpoint([2; 32], &cfg).await?;
+    let addr = iroh::EndpointAddr::new(server.id())
+        .with_addrs(server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));
+    let alpn = cobox_engine::sync::proto::ALPN;
+    let srv = server.clone();
+    let sink = tokio::spawn(async move {
+        let conn = srv.accept().await.context("no connection")?.await?;
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        while let Some(k) = recv.read(&mut buf).await? {
+            n += k as u64;
+        }
+        send.write_all(&n.to_le_bytes()).await?;
+        send.finish()?;
+        conn.closed().await;
+        anyhow::Ok(n)
+    });
+    let start = Instant::now();
+    let conn = client.connect(addr, alpn).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let chunk = vec![7u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(chunk.len() as u64) as usize;
+        send.write_all(&chunk[..k]).await?;
+        left -= k as u64;
+    }
+    send.finish()?;
+    let ack = recv.read_to_end(8).await?;
+    let took = start.elapsed();
+    conn.close(0u32.into(), b"done");
+    if ack.len() != 8 {
+        bail!("raw stream: no acknowledgement");
+    }
+    let _ = sink.await;
+    client.close().await;
+    server.close().await;
+    Ok(took)
+}
+
+fn reconcile(n: usize, diff: usize) -> Result<()> {
+    use cobox_engine::sync::reconcile::Reconciler;
+    let id = |k: usize| cobox_engine::BlobId(*blake3::hash(&(k as u64).to_le_bytes()).as_bytes());
+    let common: std::collections::BTreeSet<_> = (0..n).map(id).collect();
+    let mut a = common.clone();
+    let mut b = common;
+    for k in 0..diff {
+        if k % 2 == 0 {
+            a.insert(id(n + 1 + k));
+        } else {
+            b.insert(id(n + 1 + k));
+        }
+    }
+    let t = Instant::now();
+    let (mut ra, mut rb) = (Reconciler::new(a), Reconciler::new(b));
+    let mut msg = ra.start();
+    let (mut bytes, mut rounds, mut b_turn) = (0usize, 0usize, true);
+    while !msg.is_empty() {
+        bytes += postcard_len(&msg);
+        msg = if b_turn { rb.respond(&msg) } else { ra.respond(&msg) };
+        rounds += 1;
+        b_turn = !b_turn;
+    }
+    println!(
+        "reconcile two {n}-id sets differing by {diff}: {} found, {bytes} bytes exchanged in {rounds} messages, {:.3} s",
+        ra.want.len() + rb.want.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn postcard_len(items: &[cobox_engine::sync::reconcile::Item]) -> usize {
+    cobox_engine::sync::proto::Msg::Reconcile(items.to_vec()).frame().len()
+}
+
+fn idle(n: usize) -> Result<()> {
+    let work = tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?;
+    let folder = work.path().join("files");
+    small_files(&folder, n)?;
+    let c = Cobox::new(work.path().join("home"))?;
+    c.run(&["space", "create", "bench", "--path", folder.to_str().context("utf-8")?])?;
+    c.run(&["scan", "bench"])?;
+    let up = Up::start(&c)?;
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let f: Vec<&str> = s.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let pid = up.child.id();
+    let before = cpu(pid);
+    let secs = 30;
+    std::thread::sleep(Duration::from_secs(secs));
+    let ticks = cpu(pid) - before;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("").to_owned();
+    println!(
+        "daemon idle with a {n}-file space for {secs} s: {:.2}% of one core ({ticks} clock ticks), {}",
+        ticks as f64 / (secs as f64 * 100.0) * 100.0,
+        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
     );
     Ok(())
 }

@@ -143,7 +143,7 @@ enum Role {
 
 /// Membership proofs, reconciliation and transfer. `peer_nonce` is the nonce from the peer's Hello.
 async fn session(
-    space: &Mutex<Space>,
+    space: &Arc<Mutex<Space>>,
     io: &mut Framed,
     role: Role,
     me: DeviceId,
@@ -191,6 +191,10 @@ async fn session(
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
         send_blobs(space, io, &theirs, &mut stats).await?;
         io.send(&Msg::Done).await?;
+        let _ = io.send.finish();
+        // Closing now could drop the Done in flight: wait until the listener ends its side,
+        // which it does once it has read everything.
+        let _ = tokio::time::timeout(STALL, io.recv.read_to_end(1 << 16)).await;
     } else {
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
         send_blobs(space, io, &theirs, &mut stats).await?;
@@ -198,62 +202,97 @@ async fn session(
         receive_until(space, io, &want, &mut stats, true).await?;
     }
     let _ = io.send.finish();
-    stats.changes_applied = space.lock().await.apply_received()? as u64;
     stats.wire_bytes = io.bytes;
     Ok(stats)
 }
 
-async fn send_blobs(space: &Mutex<Space>, io: &mut Framed, ids: &[BlobId], stats: &mut SyncStats) -> Result<(), Error> {
-    for id in ids {
-        let data = match space.lock().await.read_blob(id) {
-            Ok(d) => d,
+async fn send_blobs(
+    space: &Arc<Mutex<Space>>,
+    io: &mut Framed,
+    ids: &[BlobId],
+    stats: &mut SyncStats,
+) -> Result<(), Error> {
+    // Blobs are read on a blocking thread a few dozen ahead of the network.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
+    let (s, ids) = (space.clone(), ids.to_vec());
+    let reader = tokio::task::spawn_blocking(move || {
+        for id in ids {
             // Asked for something we do not hold (or hold damaged): skip it, the peer keeps wanting it.
-            Err(_) => continue,
-        };
+            let Ok(data) = s.blocking_lock().read_blob(&id) else { continue };
+            if tx.blocking_send((id, data)).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some((id, data)) = rx.recv().await {
         stats.sent_blobs += 1;
         stats.sent_bytes += data.len() as u64;
-        io.send(&Msg::Blob { id: *id, data }).await?;
+        if let Err(e) = io.send(&Msg::Blob { id, data }).await {
+            drop(rx);
+            let _ = reader.await;
+            return Err(e);
+        }
     }
+    let _ = reader.await;
     Ok(())
 }
 
 /// Receive blobs until the peer's next Want (dialer) or Done (listener). Only blobs we asked
-/// for are accepted, each checked against its id before it is stored.
+/// for are accepted; a blocking worker checks each against its id and stores it while the next
+/// frames arrive.
 async fn receive_until(
-    space: &Mutex<Space>,
+    space: &Arc<Mutex<Space>>,
     io: &mut Framed,
     wanted: &[BlobId],
     stats: &mut SyncStats,
     until_done: bool,
 ) -> Result<(), Error> {
-    let wanted: std::collections::HashSet<&BlobId> = wanted.iter().collect();
-    loop {
+    let wanted: std::collections::HashSet<BlobId> = wanted.iter().copied().collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
+    let s = space.clone();
+    let store = tokio::task::spawn_blocking(move || -> Result<(), Error> {
+        while let Some((id, data)) = rx.blocking_recv() {
+            s.blocking_lock().receive_blob(&id, &data)?;
+        }
+        Ok(())
+    });
+    let net_result = loop {
         match io.recv().await {
             Ok(Msg::Blob { id, data }) => {
                 if !wanted.contains(&id) {
-                    return Err(io.refuse(format!("unrequested blob {id}")).await);
-                }
-                let n = data.len() as u64;
-                if let Err(e) = space.lock().await.receive_blob(&id, &data) {
-                    return Err(io.refuse(e.to_string()).await);
+                    break Err(format!("unrequested blob {id}"));
                 }
                 stats.received_blobs += 1;
-                stats.received_bytes += n;
+                stats.received_bytes += data.len() as u64;
+                if tx.send((id, data)).await.is_err() {
+                    break Ok(()); // the worker stopped on a bad blob; its error is reported below
+                }
             }
-            Ok(Msg::Done) if until_done => return Ok(()),
+            Ok(Msg::Done) if until_done => break Ok(()),
             Ok(m @ Msg::Want(_)) if !until_done => {
                 // The peer's own Want ends our transfer; the caller reads it next.
                 io.pending = Some(m);
-                return Ok(());
+                break Ok(());
             }
-            Ok(_) => return Err(io.refuse("unexpected message during transfer".into()).await),
+            Ok(_) => break Err("unexpected message during transfer".to_owned()),
             Err(e) => {
+                drop(tx);
+                let _ = store.await;
                 // Keep what arrived: a broken connection resumes without re-sending it.
-                let _ = space.lock().await.apply_received();
+                let _ = space.lock().await.flush_received();
                 return Err(e);
             }
         }
+    };
+    drop(tx);
+    let stored = store.await.map_err(|e| Error::Net(e.to_string()))?;
+    if let Err(e) = stored {
+        return Err(io.refuse(e.to_string()).await);
     }
+    if let Err(why) = net_result {
+        return Err(io.refuse(why).await);
+    }
+    Ok(())
 }
 
 /// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.
@@ -327,8 +366,20 @@ impl Handler {
         io.send(&Msg::Hello { space, device: self.me, nonce }).await?;
         // Record local edits before telling the peer what we hold.
         s.lock().await.scan(&crate::NoProgress)?;
-        let stats = session(&s, io, Role::Listener, self.me, peer, nonce, peer_nonce).await?;
-        s.lock().await.materialize()?;
+        let mut stats = session(&s, io, Role::Listener, self.me, peer, nonce, peer_nonce).await?;
+        let (applied, m) = s.lock().await.apply_and_materialize()?;
+        stats.changes_applied = applied as u64;
+        if m.written + m.deleted > 0 || !m.waiting.is_empty() || !m.refused.is_empty() || !m.conflicts.is_empty() {
+            (self.log)(&format!(
+                "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
+                space.short(),
+                m.written,
+                m.deleted,
+                m.waiting,
+                m.refused,
+                m.conflicts
+            ));
+        }
         Ok((space, stats))
     }
 }
@@ -394,8 +445,9 @@ impl Node {
         }
         let result = session(&s, &mut io, Role::Dialer, self.me, peer_id, nonce, peer_nonce).await;
         conn.close(0u32.into(), b"done");
-        let stats = result?;
-        s.lock().await.materialize()?;
+        let mut stats = result?;
+        let (applied, _) = s.lock().await.apply_and_materialize()?;
+        stats.changes_applied = applied as u64;
         (self.log)(&format!(
             "synced with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
             peer_id.short(),
