@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# A single-device tour of CoBox on loopback-free local folders: create a space, scan, change files,
-# rescan, list history, restore the earlier state, verify, and catch a corrupted blob.
+# A tour of CoBox in a temp dir: create a space, scan, change files, rescan, list history, restore
+# an earlier state; then a second device joins with an invite and both edit offline and sync over
+# iroh on loopback (a conflict copy keeps both edits); finally a corrupted blob is caught.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p cobox
 BIN="$PWD/target/release/cobox"
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+UP_PID=""
+trap '[ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 export COBOX_HOME="$WORK/home"
 step() { printf '\n== %s\n' "$*"; }
 
@@ -41,6 +43,34 @@ step "restore the first state ($FIRST) elsewhere"
 "$BIN" restore coop "$WORK/restored" --at "$FIRST"
 cat "$WORK/restored/notes/budget.txt"
 ls "$WORK/restored" "$WORK/restored/notes"
+
+step "a second device joins with an invite code"
+CODE="$("$BIN" invite coop)"
+echo "${CODE:0:60}..."
+"$BIN" up --bind 127.0.0.1:0 --no-relay --interval 3600 > "$WORK/up.out" 2> "$WORK/up.log" &
+UP_PID=$!
+for _ in $(seq 1 50); do grep -q listening "$WORK/up.out" 2>/dev/null && break; sleep 0.1; done
+PEER="$(sed -n 's/^listening //p' "$WORK/up.out")"
+COBOX_HOME="$WORK/home2" "$BIN" join "$CODE" --path "$WORK/laptop" --name coop
+COBOX_HOME="$WORK/home2" "$BIN" sync coop --peer "$PEER" --once --no-relay 2>/dev/null
+ls "$WORK/laptop" "$WORK/laptop/notes"
+
+step "both edit the budget while apart, then sync"
+kill "$UP_PID"; wait "$UP_PID" 2>/dev/null || true; UP_PID=""
+sleep 0.2
+echo "budget: 1500, approved" > "$WORK/folder/notes/budget.txt"
+echo "budget: 1600, proposed on the laptop" > "$WORK/laptop/notes/budget.txt"
+"$BIN" scan coop > /dev/null
+COBOX_HOME="$WORK/home2" "$BIN" scan coop > /dev/null
+"$BIN" up --bind 127.0.0.1:0 --no-relay --interval 3600 > "$WORK/up.out" 2> "$WORK/up.log" &
+UP_PID=$!
+for _ in $(seq 1 50); do grep -q listening "$WORK/up.out" 2>/dev/null && break; sleep 0.1; done
+PEER="$(sed -n 's/^listening //p' "$WORK/up.out")"
+COBOX_HOME="$WORK/home2" "$BIN" sync coop --peer "$PEER" --once --no-relay 2>/dev/null
+kill "$UP_PID"; wait "$UP_PID" 2>/dev/null || true; UP_PID=""
+echo "on both devices now:"
+for f in "$WORK"/laptop/notes/budget*; do echo "  $(basename "$f"): $(cat "$f")"; done
+diff -r "$WORK/folder" "$WORK/laptop" && echo "the two folders are identical"
 
 step "verify, then flip one byte in a stored pack and verify again"
 "$BIN" verify coop
