@@ -129,7 +129,8 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         NetConfig { bind: a.bind, no_relay: a.net.no_relay, relay: a.net.relay.clone(), relay_ca_der: Vec::new() };
     let rt = runtime()?;
     rt.block_on(async {
-        let node = Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?;
+        let node = Arc::new(Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?);
+        let mut syncs = tokio::task::JoinSet::new();
         let addr = node.addr_string();
         let listen: Vec<String> =
             addr.split_once('@').map(|(_, a)| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
@@ -150,19 +151,31 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                 Some(id) = changed.recv() => vec![id],
                 _ = tick.tick() => ids.clone(),
             };
+            let peers = home.peers().unwrap_or_default();
             for id in &todo {
-                refresh(&node, &home, id).await;
+                refresh(&node, &peers, id, &mut syncs).await;
             }
+            // Reap finished peer syncs.
+            while syncs.try_join_next().is_some() {}
         }
         eprintln!("cobox up: shutting down");
-        node.shutdown().await;
+        syncs.shutdown().await;
+        if let Ok(node) = Arc::try_unwrap(node) {
+            node.shutdown().await;
+        }
         let _ = home.set_listening(&[]);
         Ok::<_, anyhow::Error>(())
     })
 }
 
-/// Record local changes of a space, then sync it with every known peer.
-async fn refresh(node: &Node, home: &cobox_engine::Home, id: &cobox_engine::SpaceId) {
+/// Record local changes of a space, then sync it with every known peer. Peer syncs run as
+/// background tasks: dialing a peer that is off must not hold up the daemon or other peers.
+async fn refresh(
+    node: &Arc<Node>,
+    peers: &std::collections::BTreeMap<String, Vec<String>>,
+    id: &cobox_engine::SpaceId,
+    syncs: &mut tokio::task::JoinSet<()>,
+) {
     if let Some(s) = node.space(id) {
         let mut s = s.lock().await;
         match s.scan(&cobox_engine::NoProgress) {
@@ -173,11 +186,15 @@ async fn refresh(node: &Node, home: &cobox_engine::Home, id: &cobox_engine::Spac
             Err(e) => eprintln!("scan of {} failed: {e}", id.short()),
         }
     }
-    for (dev, addrs) in home.peers().unwrap_or_default() {
-        if let Ok(p) = parse_peer(&format!("{dev}@{}", addrs.join(",")))
-            && let Err(e) = node.sync_once(id, p).await
-        {
-            eprintln!("sync of {} with {} failed: {e}", id.short(), &dev[..8.min(dev.len())]);
-        }
+    for (dev, addrs) in peers {
+        let Ok(p) = parse_peer(&format!("{dev}@{}", addrs.join(","))) else { continue };
+        let (node, id, short) = (node.clone(), *id, dev.chars().take(8).collect::<String>());
+        syncs.spawn(async move {
+            match tokio::time::timeout(Duration::from_secs(120), node.sync_once(&id, p)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("sync of {} with {short} failed: {e}", id.short()),
+                Err(_) => eprintln!("sync of {} with {short} timed out", id.short()),
+            }
+        });
     }
 }
