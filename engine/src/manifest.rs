@@ -319,7 +319,12 @@ impl Manifest {
 
     /// Heads as of a time: the latest snapshot of each device at or before `time_ms`.
     pub fn heads_at_time(&self, time_ms: i64) -> Option<ShardHeads> {
-        let snaps = self.snapshots();
+        self.heads_at_time_in(&self.snapshots(), time_ms)
+    }
+
+    /// [`Manifest::heads_at_time`] over snapshots already read, for callers that walk history
+    /// (reading them per step would be quadratic in its length).
+    pub fn heads_at_time_in(&self, snaps: &[Snapshot], time_ms: i64) -> Option<ShardHeads> {
         let mut latest: BTreeMap<DeviceId, &Snapshot> = BTreeMap::new();
         for s in snaps.iter().filter(|s| s.time_ms <= time_ms) {
             latest.insert(s.device, s);

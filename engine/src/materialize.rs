@@ -8,18 +8,15 @@
 //! are settled first, identically on every device: an edit beats a delete, one version keeps the
 //! name (Automerge's winner) and each other becomes `NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE.EXT`.
 
-use crate::crypto::BlobKind;
 use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::Error;
 use crate::manifest::Snapshot;
 use crate::restore::safe_target;
-use crate::scan::{CacheRec, Meta, TMP_PREFIX};
+use crate::scan::{CacheRec, Meta};
 use crate::space::Space;
 use serde::Serialize;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// What the materialiser did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -214,7 +211,7 @@ impl Space {
         // Files are written on every core; each goes to its own temp file and rename.
         let written: Vec<(String, Result<Meta, String>)> = {
             use rayon::prelude::*;
-            to_write.par_iter().map(|(p, e)| (p.clone(), self.write_file(&root, p, e))).collect()
+            to_write.par_iter().map(|(p, e)| (p.clone(), self.write_entry(&root, p, e, &crate::NoProgress))).collect()
         };
         for ((path, entry), (_, r)) in to_write.iter().zip(written) {
             match r {
@@ -253,45 +250,13 @@ impl Space {
             }
         }
     }
-
-    /// Write one file via a temp file beside it; returns its metadata for the scan cache.
-    fn write_file(&self, root: &Path, rel: &str, e: &Entry) -> Result<Meta, String> {
-        let Kind::File { content, size } = &e.kind else { return Err(format!("{rel}: not a file")) };
-        let target = safe_target(root, rel)?;
-        let parent = target.parent().unwrap_or(root);
-        let mut rnd = [0u8; 8];
-        crate::random_bytes(&mut rnd);
-        let tmp = parent.join(format!("{TMP_PREFIX}{}", hex::encode(rnd)));
-        let r = (|| -> Result<Meta, String> {
-            let mut w = crate::direct::DirectWriter::create(&tmp, *size).map_err(|err| format!("{rel}: {err}"))?;
-            let chunks = match content {
-                Content::Empty => Vec::new(),
-                c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
-            };
-            for (id, _) in chunks {
-                let blob = self.store.get(&id).map_err(|err| format!("{rel}: {err}"))?;
-                let plain = self.keys.open(BlobKind::Chunk, &blob).map_err(|err| format!("{rel}: blob {id}: {err}"))?;
-                w.write(&plain).map_err(|err| format!("{rel}: {err}"))?;
-            }
-            let f = w.finish().map_err(|err| format!("{rel}: {err}"))?;
-            f.set_permissions(fs::Permissions::from_mode(e.mode)).map_err(|err| format!("{rel}: {err}"))?;
-            f.set_modified(UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64))
-                .map_err(|err| format!("{rel}: {err}"))?;
-            drop(f);
-            fs::rename(&tmp, &target).map_err(|err| format!("{rel}: {err}"))?;
-            fs::symlink_metadata(&target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
-        })();
-        if r.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        r
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Home;
+    use crate::crypto::BlobKind;
     use crate::ids::BlobId;
 
     fn space() -> (tempfile::TempDir, tempfile::TempDir, Space) {

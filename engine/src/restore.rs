@@ -8,7 +8,7 @@ use crate::crypto::BlobKind;
 use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::{Error, IoContext};
 use crate::manifest::ShardHeads;
-use crate::scan::TMP_PREFIX;
+use crate::scan::{Meta, TMP_PREFIX};
 use crate::space::{Space, rfc3339};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -151,7 +151,7 @@ impl Space {
         let files: Vec<&(String, Entry)> =
             entries.iter().filter(|(_, e)| matches!(e.kind, Kind::File { .. })).collect();
         let results: Vec<Result<u64, String>> =
-            files.par_iter().map(|(p, e)| self.restore_file(&dest, p, e, progress)).collect();
+            files.par_iter().map(|(p, e)| self.write_entry(&dest, p, e, progress).map(|m| m.size)).collect();
         for r in results {
             match r {
                 Ok(n) => {
@@ -185,8 +185,16 @@ impl Space {
         Ok(report)
     }
 
-    fn restore_file(&self, dest: &Path, rel: &str, e: &Entry, progress: &dyn Progress) -> Result<u64, String> {
-        let Kind::File { size, content } = &e.kind else { return Ok(0) };
+    /// Write one file entry under `dest` via a temp file beside the target, every chunk verified;
+    /// returns the written file's metadata. Shared by restore and the materialiser.
+    pub(crate) fn write_entry(
+        &self,
+        dest: &Path,
+        rel: &str,
+        e: &Entry,
+        progress: &dyn Progress,
+    ) -> Result<Meta, String> {
+        let Kind::File { size, content } = &e.kind else { return Err(format!("{rel}: not a file")) };
         let target = safe_target(dest, rel)?;
         if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
             return Err(format!("refusing to replace directory {} with a file", target.display()));
@@ -195,7 +203,7 @@ impl Space {
         let mut rnd = [0u8; 8];
         crate::random_bytes(&mut rnd);
         let tmp = parent.join(format!("{TMP_PREFIX}{}", hex::encode(rnd)));
-        let result = (|| -> Result<u64, String> {
+        let result = (|| -> Result<Meta, String> {
             let mut f = crate::direct::DirectWriter::create(&tmp, *size)
                 .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
             let chunks = match content {
@@ -229,7 +237,7 @@ impl Space {
             f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
             drop(f);
             fs::rename(&tmp, &target).map_err(|err| format!("cannot write {}: {err}", target.display()))?;
-            Ok(written)
+            fs::symlink_metadata(&target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);

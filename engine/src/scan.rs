@@ -62,7 +62,7 @@ pub struct ScanReport {
 /// The metadata a scan compares to decide whether a file changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Meta {
-    size: u64,
+    pub(crate) size: u64,
     pub(crate) mtime_ns: i64,
     ctime_ns: i64,
     ino: u64,

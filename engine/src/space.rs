@@ -322,7 +322,7 @@ impl Space {
         for s in &snaps {
             let mut action = None;
             if let Some(p) = path {
-                let heads = self.manifest.heads_at_time(s.time_ms).unwrap_or_default();
+                let heads = self.manifest.heads_at_time_in(&snaps, s.time_ms).unwrap_or_default();
                 let now = self.manifest.get_at(p, &heads)?;
                 let was_live = prev.as_ref().is_some_and(Entry::is_live);
                 action = match (&now, was_live) {
@@ -430,7 +430,7 @@ impl Space {
             let within = cutoff.is_none_or(|c| s.time_ms >= c);
             // The newest snapshot per device at or before the cutoff anchors the window's start.
             if within || devices.insert(s.device) {
-                states.push(self.manifest.heads_at_time(s.time_ms));
+                states.push(self.manifest.heads_at_time_in(&snaps, s.time_ms));
                 kept += 1;
             }
             if within {
