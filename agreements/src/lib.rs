@@ -1,8 +1,27 @@
-//! CoBox seeding agreements: who stores which space's encrypted blobs, on what terms.
+//! CoBox seeding agreements: who stores which space's encrypted blobs, on what terms, and
+//! whether they still hold them.
 //!
-//! This crate will hold the agreement document, its canonical signed encoding, validation and
-//! the Automerge ledger (see docs/architecture.md). The single-device core does not use it yet;
-//! it exists now so the workspace's dependency direction (`engine` → `agreements`) is fixed.
+//! Pure: no I/O, no clock (callers pass `now_ms`), no randomness (callers pass nonces).
+//! - [`Agreement`]: the terms, with a canonical, versioned, domain-separated encoding.
+//! - [`Entry`]: what the ledger holds, each one signed: a proposal (owner device and space key),
+//!   an acceptance (seeder device), a revocation (either party) and an audit result (auditor
+//!   device and space key).
+//! - [`Ledger`]: the Automerge document of entries, one scalar per entry, merged by union.
+//! - [`evaluate`]: verifies every entry and derives each agreement's state; an invalid entry
+//!   is reported with the reason and never honoured.
+//! - [`audit`]: the challenge and answer arithmetic.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
+
+pub mod audit;
+mod entry;
+mod ledger;
+mod view;
+
+pub use entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_TERMS, Party, Revocation};
+pub use ledger::{Ledger, LedgerError};
+pub use view::{AgreementView, AuditView, InvalidEntry, LedgerView, State, evaluate};
+
+/// A 32-byte public key (a device id or a space id), as raw bytes.
+pub type Key32 = [u8; 32];

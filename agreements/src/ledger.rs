@@ -1,0 +1,112 @@
+//! The ledger: an Automerge document whose root map holds one bytes scalar per entry, keyed
+//! by the entry's hash. Entries are only ever added, so merging two ledgers is their union and
+//! the document stays fast at any size (one scalar per key; see DESIGN.md's measured limits).
+
+use crate::entry::Entry;
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ROOT, ReadDoc, ScalarValue, ValueRef};
+
+/// The ledger document could not be loaded or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Automerge refused the bytes or the change.
+    #[error("ledger document: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+/// The Automerge ledger of one space.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    doc: AutoCommit,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Load a saved ledger.
+    pub fn load(bytes: &[u8]) -> Result<Self, LedgerError> {
+        Ok(Self { doc: AutoCommit::load(bytes)? })
+    }
+
+    /// The whole document, compressed.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// Add an entry; returns false when the ledger already held it.
+    pub fn insert(&mut self, entry: &Entry) -> Result<bool, LedgerError> {
+        let key = entry.key();
+        if self.doc.get(ROOT, &key)?.is_some() {
+            return Ok(false);
+        }
+        self.doc.put(ROOT, key, ScalarValue::Bytes(entry.encode()))?;
+        Ok(true)
+    }
+
+    /// Fold another ledger in; returns how many entries were new.
+    pub fn merge(&mut self, other: &mut Ledger) -> Result<usize, LedgerError> {
+        let before = self.len();
+        self.doc.merge(&mut other.doc)?;
+        Ok(self.len() - before)
+    }
+
+    /// Merge a peer's saved ledger.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<usize, LedgerError> {
+        let mut other = Self::load(bytes)?;
+        self.merge(&mut other)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.doc.length(ROOT)
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry as `(key, stored bytes)`. Values that are not bytes (another program's
+    /// writes) come back empty, so `evaluate` reports them as malformed.
+    pub fn raw_entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.doc
+            .map_range(ROOT, ..)
+            .map(|item| {
+                let bytes = match item.value {
+                    ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => b.to_vec(),
+                    _ => Vec::new(),
+                };
+                (item.key.into_owned(), bytes)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::tests::{keys, sample};
+
+    #[test]
+    fn merge_is_union_and_idempotent() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut l1 = Ledger::new();
+        assert!(l1.insert(&Entry::propose(a.clone(), &o, &s)).unwrap());
+        assert!(!l1.insert(&Entry::propose(a.clone(), &o, &s)).unwrap(), "stored once");
+        let mut l2 = Ledger::load(&l1.save()).unwrap();
+        l2.insert(&Entry::accept(&a, &d)).unwrap();
+        assert_eq!(l1.merge_bytes(&l2.save()).unwrap(), 1);
+        assert_eq!(l1.merge_bytes(&l2.save()).unwrap(), 0);
+        assert_eq!(l1.len(), 2);
+        assert!(l1.raw_entries().iter().all(|(k, b)| Entry::decode(b).unwrap().key() == *k));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(Ledger::load(b"not automerge").is_err());
+    }
+}

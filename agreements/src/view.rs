@@ -1,0 +1,346 @@
+//! Evaluate a ledger: verify every entry, derive each agreement's state. Nothing unverified
+//! is honoured; everything that fails is reported with its reason.
+
+use crate::Key32;
+use crate::entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, Revocation};
+use std::collections::BTreeMap;
+
+/// Where an agreement stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum State {
+    /// Signed by the owner, not yet by the seeder (or its term has not begun).
+    Proposed,
+    /// Signed by both and within its term.
+    Active,
+    /// Revoked by either party.
+    Revoked,
+    /// Past its end.
+    Expired,
+    /// Its proposal does not verify: never honoured.
+    Invalid,
+}
+
+impl State {
+    /// Lowercase name, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Proposed => "proposed",
+            State::Active => "active",
+            State::Revoked => "revoked",
+            State::Expired => "expired",
+            State::Invalid => "invalid",
+        }
+    }
+}
+
+/// A verified audit result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditView {
+    /// The result.
+    pub record: AuditRecord,
+}
+
+/// One agreement as the ledger shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgreementView {
+    /// Its id.
+    pub id: AgreementId,
+    /// The terms (as proposed; for an invalid proposal, as claimed).
+    pub agreement: Agreement,
+    /// Where it stands.
+    pub state: State,
+    /// The proposal's signatures, and the acceptance's if there is one, verify.
+    pub signatures_ok: bool,
+    /// The seeder countersigned.
+    pub accepted: bool,
+    /// The first valid revocation.
+    pub revoked: Option<Revocation>,
+    /// Valid audit results, oldest first.
+    pub audits: Vec<AuditRecord>,
+    /// Why it is invalid, when it is.
+    pub problem: Option<String>,
+}
+
+impl AgreementView {
+    /// The newest audit result.
+    pub fn last_audit(&self) -> Option<&AuditRecord> {
+        self.audits.last()
+    }
+
+    /// Active, and its newest audit passed within `window_ms` of `now_ms`.
+    pub fn verified(&self, now_ms: i64, window_ms: i64) -> bool {
+        self.state == State::Active && self.last_audit().is_some_and(|a| a.ok() && now_ms - a.time_ms <= window_ms)
+    }
+}
+
+/// An entry that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEntry {
+    /// Its ledger key.
+    pub key: String,
+    /// The agreement it claims to be about, when it decodes.
+    pub agreement: Option<AgreementId>,
+    /// Why it is not honoured.
+    pub reason: String,
+}
+
+/// A whole ledger, evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerView {
+    /// Every agreement, valid or not, ordered by start time.
+    pub agreements: Vec<AgreementView>,
+    /// Entries that are not honoured, with reasons.
+    pub invalid: Vec<InvalidEntry>,
+}
+
+impl LedgerView {
+    /// Seeders with an active agreement whose newest audit passed within the window.
+    pub fn replicas(&self, now_ms: i64, window_ms: i64) -> usize {
+        let mut seeders: Vec<Key32> =
+            self.agreements.iter().filter(|a| a.verified(now_ms, window_ms)).map(|a| a.agreement.seeder).collect();
+        seeders.sort();
+        seeders.dedup();
+        seeders.len()
+    }
+
+    /// The active agreement with the largest quota for this seeder.
+    pub fn active_for(&self, seeder: &Key32) -> Option<&AgreementView> {
+        self.agreements
+            .iter()
+            .filter(|a| a.state == State::Active && a.agreement.seeder == *seeder)
+            .max_by_key(|a| a.agreement.quota)
+    }
+
+    /// A validly proposed agreement (any state but invalid) names this device as seeder.
+    pub fn names_seeder(&self, seeder: &Key32) -> bool {
+        self.agreements.iter().any(|a| a.state != State::Invalid && a.agreement.seeder == *seeder)
+    }
+
+    /// Find an agreement by full id or unambiguous hex prefix (at least 6 characters).
+    pub fn find(&self, query: &str) -> Result<&AgreementView, String> {
+        let q = query.trim().to_ascii_lowercase();
+        let hits: Vec<&AgreementView> =
+            self.agreements.iter().filter(|a| q.len() >= 6 && a.id.to_string().starts_with(&q)).collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => Err(format!("no agreement {query:?} in this ledger")),
+            _ => Err(format!("{query:?} matches several agreements; give more characters")),
+        }
+    }
+}
+
+/// Verify every entry of a space's ledger and derive each agreement's state at `now_ms`.
+pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64) -> LedgerView {
+    let mut invalid = Vec::new();
+    let mut decoded = Vec::new();
+    for (key, bytes) in entries {
+        match Entry::decode(bytes) {
+            Ok(e) if e.key() == *key => decoded.push((key.clone(), e)),
+            Ok(e) => invalid.push(InvalidEntry {
+                key: key.clone(),
+                agreement: Some(e.agreement_id()),
+                reason: "stored under a key that is not its hash".into(),
+            }),
+            Err(err) => invalid.push(InvalidEntry { key: key.clone(), agreement: None, reason: err.to_string() }),
+        }
+    }
+    // Proposals first: every other entry is checked against the agreement it names.
+    let mut views: BTreeMap<AgreementId, AgreementView> = BTreeMap::new();
+    for (key, e) in &decoded {
+        let Entry::Proposal { agreement, owner_sig, space_sig } = e else { continue };
+        let id = agreement.id();
+        let verdict = Entry::verify_proposal(agreement, owner_sig, space_sig, space);
+        let valid_exists = views.get(&id).is_some_and(|v| v.state != State::Invalid);
+        match verdict {
+            Ok(()) if !valid_exists => {
+                views.insert(id, view_of(id, agreement.clone(), None));
+            }
+            Ok(()) => {}
+            Err(err) => {
+                invalid.push(InvalidEntry { key: key.clone(), agreement: Some(id), reason: err.to_string() });
+                views.entry(id).or_insert_with(|| view_of(id, agreement.clone(), Some(err)));
+            }
+        }
+    }
+    for (key, e) in &decoded {
+        if matches!(e, Entry::Proposal { .. }) {
+            continue;
+        }
+        let id = e.agreement_id();
+        let Some(v) = views.get_mut(&id).filter(|v| v.state != State::Invalid) else {
+            invalid.push(InvalidEntry {
+                key: key.clone(),
+                agreement: Some(id),
+                reason: "refers to an agreement with no valid proposal in this ledger".into(),
+            });
+            continue;
+        };
+        if let Err(err) = e.verify_against(&v.agreement) {
+            invalid.push(InvalidEntry { key: key.clone(), agreement: Some(id), reason: err.to_string() });
+            if matches!(e, Entry::Acceptance { .. }) {
+                v.signatures_ok = v.accepted;
+            }
+            continue;
+        }
+        match e {
+            Entry::Acceptance { .. } => {
+                v.accepted = true;
+                v.signatures_ok = true;
+            }
+            Entry::Revocation { revocation, .. } => {
+                if v.revoked.as_ref().is_none_or(|r| revocation.time_ms < r.time_ms) {
+                    v.revoked = Some(revocation.clone());
+                }
+            }
+            Entry::Audit { record, .. } => v.audits.push(record.clone()),
+            Entry::Proposal { .. } => {}
+        }
+    }
+    let mut agreements: Vec<AgreementView> = views.into_values().collect();
+    for v in &mut agreements {
+        v.audits.sort_by_key(|a| a.time_ms);
+        if v.state == State::Invalid {
+            continue;
+        }
+        v.state = if v.revoked.as_ref().is_some_and(|r| r.time_ms <= now_ms) {
+            State::Revoked
+        } else if now_ms >= v.agreement.end_ms {
+            State::Expired
+        } else if v.accepted && v.agreement.in_term(now_ms) {
+            State::Active
+        } else {
+            State::Proposed
+        };
+    }
+    agreements.sort_by_key(|a| (a.agreement.start_ms, a.id));
+    LedgerView { agreements, invalid }
+}
+
+fn view_of(id: AgreementId, agreement: Agreement, problem: Option<EntryError>) -> AgreementView {
+    AgreementView {
+        id,
+        agreement,
+        state: if problem.is_some() { State::Invalid } else { State::Proposed },
+        signatures_ok: problem.is_none(),
+        accepted: false,
+        revoked: None,
+        audits: Vec::new(),
+        problem: problem.map(|p| p.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Party;
+    use crate::entry::tests::{keys, sample};
+    use crate::ledger::Ledger;
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+
+    fn eval(l: &Ledger, space: &SigningKey, now: i64) -> LedgerView {
+        evaluate(&space.verifying_key().to_bytes(), &l.raw_entries(), now)
+    }
+
+    fn audit(a: &Agreement, auditor: &SigningKey, space: &SigningKey, t: i64, passed: u32) -> Entry {
+        let r = AuditRecord {
+            agreement: a.id(),
+            auditor: auditor.verifying_key().to_bytes(),
+            time_ms: t,
+            challenged: 4,
+            passed,
+            stored_bytes: 10,
+        };
+        Entry::audit(r, auditor, space)
+    }
+
+    #[test]
+    fn lifecycle_proposed_active_audited_revoked_expired() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut l = Ledger::new();
+        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        assert_eq!(eval(&l, &s, 2_000).agreements[0].state, State::Proposed);
+        l.insert(&Entry::accept(&a, &d)).unwrap();
+        let v = eval(&l, &s, 2_000);
+        assert_eq!(v.agreements[0].state, State::Active);
+        assert!(v.agreements[0].signatures_ok);
+        assert_eq!(v.replicas(2_000, 1_000), 0, "no audit yet");
+        l.insert(&audit(&a, &o, &s, 2_000, 4)).unwrap();
+        assert_eq!(eval(&l, &s, 2_500).replicas(2_500, 1_000), 1);
+        assert_eq!(eval(&l, &s, 9_000).replicas(9_000, 1_000), 0, "the audit is too old");
+        l.insert(&audit(&a, &o, &s, 3_000, 3)).unwrap();
+        assert_eq!(eval(&l, &s, 3_000).replicas(3_000, 1_000), 0, "the newest audit failed");
+        assert_eq!(eval(&l, &s, 2_000_000).agreements[0].state, State::Expired);
+        let r = Revocation {
+            agreement: a.id(),
+            device: d.verifying_key().to_bytes(),
+            party: Party::Seeder,
+            time_ms: 5_000,
+        };
+        l.insert(&Entry::revoke(r, &d, None)).unwrap();
+        assert_eq!(eval(&l, &s, 4_000).agreements[0].state, State::Active);
+        assert_eq!(eval(&l, &s, 5_000).agreements[0].state, State::Revoked);
+        assert!(eval(&l, &s, 5_000).invalid.is_empty());
+    }
+
+    #[test]
+    fn forgeries_are_shown_invalid_and_not_honoured() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let outsider = SigningKey::from_bytes(&[9; 32]);
+        let mut l = Ledger::new();
+        // The wrong signer: an outsider signs as the owner, without the space key.
+        let mut forged = a.clone();
+        forged.nonce = [1; 16];
+        l.insert(&Entry::propose(forged.clone(), &outsider, &outsider)).unwrap();
+        // Replayed for another space: a valid proposal of another space's ledger.
+        let other = SigningKey::from_bytes(&[5; 32]);
+        let elsewhere = sample(&other, &o, &d);
+        l.insert(&Entry::propose(elsewhere.clone(), &o, &other)).unwrap();
+        // An acceptance signed by someone else than the seeder.
+        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::accept(&a, &outsider)).unwrap();
+        // A revocation by a non-party.
+        let r = Revocation {
+            agreement: a.id(),
+            device: outsider.verifying_key().to_bytes(),
+            party: Party::Owner,
+            time_ms: 1,
+        };
+        l.insert(&Entry::revoke(r, &outsider, None)).unwrap();
+        // An audit result without the space key.
+        let mut fake = audit(&a, &o, &s, 2_000, 4);
+        if let Entry::Audit { space_sig, .. } = &mut fake {
+            space_sig[0] ^= 1;
+        }
+        l.insert(&fake).unwrap();
+        let v = eval(&l, &s, 2_000);
+        let by_id = |id: AgreementId| v.agreements.iter().find(|x| x.id == id).unwrap();
+        assert_eq!(by_id(forged.id()).state, State::Invalid);
+        assert!(!by_id(forged.id()).signatures_ok);
+        assert_eq!(by_id(elsewhere.id()).problem.as_deref(), Some("made for another space"));
+        let real = by_id(a.id());
+        assert_eq!(real.state, State::Proposed, "a forged acceptance does not activate it");
+        assert!(real.revoked.is_none() && real.audits.is_empty());
+        assert_eq!(v.invalid.len(), 5, "{:#?}", v.invalid);
+        assert_eq!(v.replicas(2_000, 10_000), 0);
+    }
+
+    proptest! {
+        /// Flip any one byte of any stored entry: the ledger never honours more than before.
+        #[test]
+        fn a_flipped_byte_is_never_honoured(which in 0usize..3, pos in any::<usize>(), bit in 0u8..8) {
+            let (s, o, d) = keys();
+            let a = sample(&s, &o, &d);
+            let good = [Entry::propose(a.clone(), &o, &s), Entry::accept(&a, &d), audit(&a, &o, &s, 2_000, 4)];
+            let mut raw: Vec<(String, Vec<u8>)> = good.iter().map(|e| (e.key(), e.encode())).collect();
+            let b = &mut raw[which].1;
+            let i = pos % b.len();
+            b[i] ^= 1 << bit;
+            let v = evaluate(&s.verifying_key().to_bytes(), &raw, 2_000);
+            prop_assert_eq!(v.replicas(2_000, 10_000), 0);
+            prop_assert!(!v.invalid.is_empty());
+        }
+    }
+}
