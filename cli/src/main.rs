@@ -49,8 +49,17 @@ enum Cmd {
     Join(commands::invite::JoinArgs),
     /// Sync a space with a peer now, both ways, until both hold the same state.
     Sync(commands::net::SyncArgs),
-    /// The daemon: accept syncs, rescan and sync with known peers; SIGINT/SIGTERM stop it.
+    /// The daemon: accept syncs, rescan and sync with known peers, seed, audit; SIGINT/SIGTERM stop it.
     Up(commands::net::UpArgs),
+    /// Seeding agreements: propose, list, revoke.
+    #[command(subcommand)]
+    Agreement(commands::seeding::AgreementCmd),
+    /// On a seeder: countersign a proposal from its seed code and take the space's blobs.
+    Seed(commands::seeding::SeedArgs),
+    /// Challenge a space's seeders to prove they hold its blobs; results go to the ledger.
+    Audit(commands::seeding::AuditArgs),
+    /// Bytes this device seeds for others and others seed for it, and the share ratio.
+    Stats,
 }
 
 /// What every command gets.
@@ -93,6 +102,10 @@ fn main() -> ExitCode {
         Cmd::Join(a) => commands::invite::join(&ctx, a),
         Cmd::Sync(a) => commands::net::sync(&ctx, a),
         Cmd::Up(a) => commands::net::up(&ctx, a),
+        Cmd::Agreement(c) => commands::seeding::agreement(&ctx, c),
+        Cmd::Seed(a) => commands::seeding::seed(&ctx, a),
+        Cmd::Audit(a) => commands::seeding::audit(&ctx, a),
+        Cmd::Stats => commands::seeding::stats(&ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
-//! Invite codes: short, copy-pasteable text that carries what a new member device needs.
+//! Invite and seed codes: short, copy-pasteable text that carries what a new member device
+//! (invite) or a seeder (seed code: no secret) needs.
 //!
-//! `cobox-invite-` followed by lowercase RFC 4648 base32 (no padding) of
-//! `version (1) | kind (1 = member invite) | postcard(InvitePayload) | checksum`, where the
+//! `cobox-invite-` or `cobox-seed-` followed by lowercase RFC 4648 base32 (no padding) of
+//! `version (1) | kind (1 = member invite, 2 = seed code) | postcard(payload) | checksum`, where the
 //! checksum is the first 4 bytes of BLAKE3 over everything before it. Whitespace and case are
 //! ignored when parsing, so a code survives being wrapped or retyped in capitals.
 
@@ -10,8 +11,22 @@ use serde::{Deserialize, Serialize};
 
 /// Text every invite code starts with.
 pub const INVITE_PREFIX: &str = "cobox-invite-";
+/// Text every seed code starts with.
+pub const SEED_PREFIX: &str = "cobox-seed-";
 const CODE_VERSION: u8 = 1;
 const KIND_INVITE: u8 = 1;
+const KIND_SEED: u8 = 2;
+
+/// What a seed code carries: which space and agreement, and where the owner is. No secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedCode {
+    /// The space (its public key: all a seeder ever learns of it).
+    pub space: SpaceId,
+    /// The proposed agreement to countersign.
+    pub agreement: [u8; 32],
+    /// The owner device and its addresses.
+    pub owner: PeerAddr,
+}
 
 /// A peer to dial: its device id and the socket addresses it was last seen at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +53,9 @@ pub struct Invite {
 /// Why a code was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodeError {
-    /// Not an invite code at all.
-    #[error("this is not a CoBox invite code: it should start with {INVITE_PREFIX}")]
-    Prefix,
+    /// Not this kind of code at all.
+    #[error("this is not a CoBox {0} code: it should start with {1}")]
+    Prefix(&'static str, &'static str),
     /// A character outside the code's alphabet.
     #[error("the code has a character that cannot be in a CoBox code near position {0}; check for typos")]
     Alphabet(usize),
@@ -55,39 +70,56 @@ pub enum CodeError {
     Malformed(String),
 }
 
+fn encode_code<T: Serialize>(prefix: &str, kind: u8, payload: &T) -> String {
+    let mut raw = vec![CODE_VERSION, kind];
+    raw.extend(postcard::to_stdvec(payload).unwrap_or_default());
+    let sum = blake3::hash(&raw);
+    raw.extend_from_slice(&sum.as_bytes()[..4]);
+    format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase())
+}
+
+fn parse_code<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &'static str,
+    prefix: &'static str,
+    kind: u8,
+) -> Result<T, CodeError> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+    let body = compact.strip_prefix(prefix).ok_or(CodeError::Prefix(what, prefix))?;
+    let upper = body.to_ascii_uppercase();
+    let raw = data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).map_err(|e| match e.kind {
+        data_encoding::DecodeKind::Length => CodeError::Checksum,
+        _ => CodeError::Alphabet(prefix.len() + e.position),
+    })?;
+    if raw.len() < 6 {
+        return Err(CodeError::Checksum);
+    }
+    let (payload, sum) = raw.split_at(raw.len() - 4);
+    if blake3::hash(payload).as_bytes()[..4] != *sum {
+        return Err(CodeError::Checksum);
+    }
+    if payload[0] != CODE_VERSION {
+        return Err(CodeError::Version(payload[0]));
+    }
+    if payload[1] != kind {
+        return Err(CodeError::Malformed(format!("unknown code kind {}", payload[1])));
+    }
+    let (v, rest) = postcard::take_from_bytes(&payload[2..]).map_err(|e| CodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CodeError::Malformed("trailing bytes".into()));
+    }
+    Ok(v)
+}
+
 impl Invite {
     /// Encode as text.
     pub fn encode(&self) -> String {
-        let mut raw = vec![CODE_VERSION, KIND_INVITE];
-        raw.extend(postcard::to_stdvec(self).unwrap_or_default());
-        let sum = blake3::hash(&raw);
-        raw.extend_from_slice(&sum.as_bytes()[..4]);
-        format!("{INVITE_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase())
+        encode_code(INVITE_PREFIX, KIND_INVITE, self)
     }
 
     /// Parse a code, with an error that says what to do.
     pub fn parse(text: &str) -> Result<Self, CodeError> {
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
-        let body = compact.strip_prefix(INVITE_PREFIX).ok_or(CodeError::Prefix)?;
-        let upper = body.to_ascii_uppercase();
-        let raw = data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).map_err(|e| match e.kind {
-            data_encoding::DecodeKind::Length => CodeError::Checksum,
-            _ => CodeError::Alphabet(INVITE_PREFIX.len() + e.position),
-        })?;
-        if raw.len() < 6 {
-            return Err(CodeError::Checksum);
-        }
-        let (payload, sum) = raw.split_at(raw.len() - 4);
-        if blake3::hash(payload).as_bytes()[..4] != *sum {
-            return Err(CodeError::Checksum);
-        }
-        if payload[0] != CODE_VERSION {
-            return Err(CodeError::Version(payload[0]));
-        }
-        if payload[1] != KIND_INVITE {
-            return Err(CodeError::Malformed(format!("unknown code kind {}", payload[1])));
-        }
-        let inv: Invite = postcard::from_bytes(&payload[2..]).map_err(|e| CodeError::Malformed(e.to_string()))?;
+        let inv: Invite = parse_code(text, "invite", INVITE_PREFIX, KIND_INVITE)?;
         if inv.secret.len() != 64 {
             return Err(CodeError::Malformed("the space secret has the wrong length".into()));
         }
@@ -97,6 +129,18 @@ impl Invite {
             return Err(CodeError::Malformed("the space secret does not belong to the space id".into()));
         }
         Ok(inv)
+    }
+}
+
+impl SeedCode {
+    /// Encode as text.
+    pub fn encode(&self) -> String {
+        encode_code(SEED_PREFIX, KIND_SEED, self)
+    }
+
+    /// Parse a code, with an error that says what to do.
+    pub fn parse(text: &str) -> Result<Self, CodeError> {
+        parse_code(text, "seed", SEED_PREFIX, KIND_SEED)
     }
 }
 
@@ -135,7 +179,12 @@ mod tests {
     #[test]
     fn typos_get_clear_errors() {
         let code = sample().encode();
-        assert_eq!(Invite::parse("hello"), Err(CodeError::Prefix));
+        assert_eq!(Invite::parse("hello"), Err(CodeError::Prefix("invite", INVITE_PREFIX)));
+        let seed = SeedCode { space: sample().space, agreement: [3; 32], owner: sample().peers[0].clone() };
+        assert_eq!(SeedCode::parse(&seed.encode()).unwrap(), seed);
+        assert!(matches!(Invite::parse(&seed.encode()), Err(CodeError::Prefix(..))), "a seed code is no invite");
+        let as_invite = seed.encode().replacen(SEED_PREFIX, INVITE_PREFIX, 1);
+        assert!(Invite::parse(&as_invite).is_err(), "nor when its prefix is swapped");
         assert_eq!(Invite::parse(&code[..code.len() - 7]), Err(CodeError::Checksum));
         let mut bad: Vec<char> = code.chars().collect();
         let i = INVITE_PREFIX.len() + 10;

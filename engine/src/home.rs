@@ -81,6 +81,12 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
     }
 }
 
+fn read_secret(dir: &Path) -> Result<[u8; 64], Error> {
+    let secret_path = dir.join("secret.key");
+    let secret = fs::read(&secret_path).at(&secret_path)?;
+    secret.try_into().map_err(|_| Error::Config { path: secret_path.clone(), reason: "expected 64 bytes".into() })
+}
+
 fn read_key(path: &Path) -> Result<Option<[u8; 32]>, Error> {
     match fs::read(path) {
         Ok(b) => b
@@ -138,6 +144,7 @@ impl Home {
             }
         };
         fs::create_dir_all(root.join("spaces")).at(root.join("spaces"))?;
+        fs::create_dir_all(root.join("seeds")).at(root.join("seeds"))?;
         Ok(Self { root: root.to_owned(), _lock: lock, signer: SigningKey::from_bytes(&seed) })
     }
 
@@ -270,20 +277,54 @@ impl Home {
 
     /// Remember where a peer was reached, for later syncs without `--peer`.
     pub fn remember_peer(&self, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
-        let mut book = self.peers()?;
+        Self::remember_peer_at(&self.root, device, addrs)
+    }
+
+    /// [`Home::remember_peer`] for a process that does not own the home (the daemon's
+    /// sessions, `cobox agreement propose`). The newest addresses come first.
+    pub fn remember_peer_at(root: &Path, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
+        let path = root.join("peers.json");
+        let mut book: std::collections::BTreeMap<String, Vec<String>> = read_json(&path)?;
         let entry = book.entry(device.to_string()).or_default();
-        for a in addrs {
-            if !entry.contains(a) {
-                entry.push(a.clone());
-            }
+        if addrs.iter().all(|a| entry.contains(a)) {
+            return Ok(());
         }
+        let mut merged: Vec<String> = addrs.iter().filter(|a| !a.is_empty()).cloned().collect();
+        merged.extend(entry.iter().filter(|a| !addrs.contains(a)).cloned());
+        // Old ports of restarted peers pile up otherwise.
+        merged.truncate(8);
+        *entry = merged;
         let json = serde_json::to_vec_pretty(&book).unwrap_or_default();
-        write_atomic(&self.root.join("peers.json"), &json)
+        write_atomic(&path, &json)
     }
 
     /// The address book: device id → addresses it was reached at.
     pub fn peers(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
-        read_json(&self.root.join("peers.json"))
+        Self::peers_at(&self.root)
+    }
+
+    /// [`Home::peers`] without the lock.
+    pub fn peers_at(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+        read_json(&root.join("peers.json"))
+    }
+
+    /// The HTTP API's bearer token (`api-token`, 0600), created on first use.
+    pub fn api_token(&self) -> Result<String, Error> {
+        let path = self.root.join("api-token");
+        match fs::read_to_string(&path) {
+            Ok(t) if t.trim().len() >= 32 => Ok(t.trim().to_owned()),
+            Ok(_) => {
+                Err(Error::Config { path, reason: "the token is too short; delete the file to make a new one".into() })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut t = [0u8; 32];
+                crate::random_bytes(&mut t);
+                let t = hex::encode(t);
+                write_secret(&path, t.as_bytes())?;
+                Ok(t)
+            }
+            Err(e) => Err(Error::io(path, e)),
+        }
     }
 
     /// Record the addresses the running daemon listens on (read by `cobox invite`).
@@ -310,15 +351,112 @@ impl Home {
         })
     }
 
+    /// The spaces this device seeds for others.
+    pub fn seeds(&self) -> Result<Vec<crate::seed::SeedInfo>, Error> {
+        let dir = self.root.join("seeds");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).at(&dir)? {
+            let cfg = e.at(&dir)?.path().join("seed.json");
+            if cfg.exists() {
+                let bytes = fs::read(&cfg).at(&cfg)?;
+                out.push(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|err| Error::Config { path: cfg, reason: err.to_string() })?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open the seed of a space, creating it when `create` is set.
+    pub fn open_seed(&self, space: &SpaceId, create: bool) -> Result<crate::seed::Seed, Error> {
+        Self::open_seed_at(&self.root, self.device_id(), space, create)
+    }
+
+    /// [`Home::open_seed`] for the daemon's sessions, which take seeds on under a standing policy.
+    pub(crate) fn open_seed_at(
+        root: &Path,
+        device: DeviceId,
+        space: &SpaceId,
+        create: bool,
+    ) -> Result<crate::seed::Seed, Error> {
+        if Self::list_spaces(root)?.iter().any(|s| s.id == *space) {
+            return Err(Error::SpaceExists(format!(
+                "this device is a member of space {}; a member keeps its own copy and cannot also seed it",
+                space.short()
+            )));
+        }
+        let dir = root.join("seeds").join(space.to_string());
+        let cfg = dir.join("seed.json");
+        let info = match fs::read(&cfg) {
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| Error::Config { path: cfg.clone(), reason: e.to_string() })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                fs::create_dir_all(&dir).at(&dir)?;
+                let info = crate::seed::SeedInfo { space: *space, created_ms: crate::now_ms() };
+                write_atomic(&cfg, &serde_json::to_vec_pretty(&info).unwrap_or_default())?;
+                info
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::SpaceNotFound(format!("{} (not seeded here)", space.short())));
+            }
+            Err(e) => return Err(Error::io(&cfg, e)),
+        };
+        crate::seed::Seed::open(info, dir, device)
+    }
+
+    /// Delete a seeded space's blobs and ledger (after its agreements ended and the grace period passed).
+    pub fn remove_seed(root: &Path, space: &SpaceId) -> Result<(), Error> {
+        let dir = root.join("seeds").join(space.to_string());
+        // seed.json goes first, so a crash midway leaves a directory nothing opens.
+        let _ = fs::remove_file(dir.join("seed.json"));
+        fs::remove_dir_all(&dir).at(&dir)
+    }
+
+    /// The device's signing key (it signs agreements, acceptances and audit results).
+    pub fn device_key(&self) -> &SigningKey {
+        &self.signer
+    }
+
     /// Open a space by name or id.
     pub fn open_space(&self, query: &str) -> Result<Space, Error> {
         let info = self.resolve(query)?;
         let dir = self.space_dir(&info.id);
-        let secret_path = dir.join("secret.key");
-        let secret = fs::read(&secret_path).at(&secret_path)?;
-        let secret: [u8; 64] = secret
-            .try_into()
-            .map_err(|_| Error::Config { path: secret_path.clone(), reason: "expected 64 bytes".into() })?;
+        let secret = read_secret(&dir)?;
         Space::open(info, dir, &secret, self.device_id())
+    }
+
+    /// Spaces (by query) with their directory and secret, read without the lock: for commands
+    /// that only touch the ledger and may run beside the daemon.
+    pub(crate) fn space_files(root: &Path, query: &str) -> Result<(SpaceInfo, PathBuf, [u8; 64]), Error> {
+        let spaces = Self::list_spaces(root)?;
+        let info = resolve_in(&spaces, query)?.clone();
+        let dir = root.join("spaces").join(info.id.to_string());
+        let secret = read_secret(&dir)?;
+        Ok((info, dir, secret))
+    }
+
+    /// Find a space by name or id without the lock (for the daemon's HTTP API).
+    pub fn resolve_at(root: &Path, query: &str) -> Result<SpaceInfo, Error> {
+        resolve_in(&Self::list_spaces(root)?, query).cloned()
+    }
+
+    /// Every space's registration, read without the lock.
+    pub fn spaces_at(root: &Path) -> Result<Vec<SpaceInfo>, Error> {
+        Self::list_spaces(root)
+    }
+
+    /// The device key, read without the lock.
+    pub(crate) fn device_key_at(root: &Path) -> Result<SigningKey, Error> {
+        read_key(&root.join("device.key"))?.map(|k| SigningKey::from_bytes(&k)).ok_or_else(|| Error::Config {
+            path: root.join("device.key"),
+            reason: "missing; run any cobox command once to create it".into(),
+        })
+    }
+
+    /// Addresses the running daemon listens on (empty when none runs).
+    pub(crate) fn listening_at(root: &Path) -> Result<Vec<String>, Error> {
+        read_json(&root.join("listen.json"))
     }
 }

@@ -99,6 +99,10 @@ pub struct Status {
     pub pending: Pending,
     /// Paths with concurrent versions.
     pub conflicts: Vec<String>,
+    /// Seeders with an active agreement and a passed audit within the audit window.
+    pub replicas: u32,
+    /// Every agreement in the space's ledger.
+    pub agreements: Vec<crate::seeding::AgreementSummary>,
 }
 
 /// One bad blob and the files that need it.
@@ -258,6 +262,11 @@ impl Space {
     pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
         let n = self.apply_received()?;
         Ok((n, self.materialize()?))
+    }
+
+    /// The space's ledger of seeding agreements.
+    pub fn ledger(&self) -> crate::ledger::LedgerFile {
+        crate::ledger::LedgerFile::new(self.info.id, &self.dir)
     }
 
     /// The space's signing key (members prove membership with it).
@@ -506,6 +515,8 @@ impl Space {
         }
         conflicts.sort();
         let (blobs, stored_bytes) = self.store.usage()?;
+        let now = crate::now_ms();
+        let view = self.ledger().view(now)?;
         let last_scan =
             self.store.meta_get("last_scan")?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes).map(rfc3339);
         Ok(Status {
@@ -522,6 +533,12 @@ impl Space {
             last_scan,
             pending: self.pending()?,
             conflicts,
+            replicas: view.replicas(now, crate::ledger::AUDIT_WINDOW_MS) as u32,
+            agreements: view
+                .agreements
+                .iter()
+                .map(|v| crate::seeding::summary(v, Some(&self.info.name), "member", now))
+                .collect(),
         })
     }
 

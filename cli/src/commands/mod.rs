@@ -2,11 +2,13 @@
 
 pub(crate) mod gc;
 pub(crate) mod history;
+pub(crate) mod http;
 pub(crate) mod id;
 pub(crate) mod invite;
 pub(crate) mod net;
 pub(crate) mod restore;
 pub(crate) mod scan;
+pub(crate) mod seeding;
 pub(crate) mod space;
 pub(crate) mod status;
 pub(crate) mod verify;

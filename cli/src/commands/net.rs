@@ -1,15 +1,16 @@
 use crate::Ctx;
 use anyhow::{Context, Result, bail};
-use cobox_engine::sync::net::{Log, NetConfig, Node, parse_peer};
+use cobox_engine::DeviceId;
+use cobox_engine::sync::net::{Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, parse_peer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-fn stderr_log() -> Log {
+pub(crate) fn stderr_log() -> Log {
     Arc::new(|m: &str| eprintln!("{m}"))
 }
 
@@ -21,6 +22,12 @@ pub(crate) struct NetArgs {
     /// Use this iroh-relay server (a cooperative's own) instead of the default ones.
     #[arg(long, value_name = "URL", conflicts_with = "no_relay")]
     relay: Option<String>,
+}
+
+impl NetArgs {
+    pub(crate) fn config(&self, bind: Option<SocketAddr>) -> NetConfig {
+        NetConfig { bind, no_relay: self.no_relay, relay: self.relay.clone(), relay_ca_der: Vec::new() }
+    }
 }
 
 #[derive(clap::Args)]
@@ -50,7 +57,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     if peers.is_empty() {
         bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
     }
-    let cfg = NetConfig { bind: None, no_relay: a.net.no_relay, relay: a.net.relay.clone(), relay_ca_der: Vec::new() };
+    let cfg = a.net.config(None);
     let rt = runtime()?;
     let results = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
@@ -113,6 +120,21 @@ pub(crate) struct UpArgs {
     /// Seconds between rescans and syncs with known peers.
     #[arg(long, default_value_t = 60)]
     interval: u64,
+    /// Seed for this owner device: countersign its proposals by itself (repeat for several).
+    #[arg(long, value_name = "ID")]
+    seed_for: Vec<String>,
+    /// The largest quota accepted from --seed-for owners (e.g. 500G).
+    #[arg(long, value_name = "SIZE", value_parser = super::seeding::parse_size, default_value = "10G")]
+    max_quota: u64,
+    /// Serve the HTTP JSON API here; the bearer token is in $COBOX_HOME/api-token.
+    #[arg(long, value_name = "IP:PORT")]
+    http: Option<SocketAddr>,
+    /// Seconds between audits of this device's seeders.
+    #[arg(long, default_value_t = 3600)]
+    audit_every: u64,
+    /// Seconds a seeder keeps a space's blobs after its agreements end.
+    #[arg(long, default_value_t = 7 * 86400)]
+    seed_grace: u64,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -123,33 +145,71 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     for info in home.spaces()? {
         spaces.push(ctx.open_space(&home, &info.id.to_string())?);
     }
-    let ids: Vec<_> = spaces.iter().map(|s| s.info().id).collect();
+    let mut seeds = Vec::new();
+    for s in home.seeds()? {
+        seeds.push(home.open_seed(&s.space, false).with_context(|| format!("opening seed {}", s.space.short()))?);
+    }
+    let owners = a
+        .seed_for
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<DeviceId>, _>>()
+        .context("--seed-for takes a device id (`cobox id` on the owner's device)")?;
     let folders: Vec<_> = spaces.iter().map(|s| (s.info().id, s.info().path.clone())).collect();
-    let cfg =
-        NetConfig { bind: a.bind, no_relay: a.net.no_relay, relay: a.net.relay.clone(), relay_ca_der: Vec::new() };
+    let setup = NodeSetup {
+        spaces,
+        seeds,
+        policy: SeedPolicy { owners, max_quota: a.max_quota, accept: Vec::new() },
+        home: Some(ctx.home.clone()),
+    };
+    let cfg = a.net.config(a.bind);
+    let grace_ms = i64::try_from(a.seed_grace.saturating_mul(1000)).unwrap_or(i64::MAX);
     let rt = runtime()?;
     rt.block_on(async {
-        let node = Arc::new(Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?);
+        let node = Arc::new(Node::start_with(home.device_seed(), setup, &cfg, stderr_log()).await?);
+        node.advertise();
         let mut syncs = tokio::task::JoinSet::new();
         let addr = node.addr_string();
-        let listen: Vec<String> =
-            addr.split_once('@').map(|(_, a)| a.split(',').map(str::to_owned).collect()).unwrap_or_default();
-        home.set_listening(&listen)?;
+        home.set_listening(&node.addrs())?;
         println!("listening {addr}");
-        eprintln!("cobox up: {} spaces, listening on {addr}; Ctrl-C stops", ids.len());
+        let _http = match a.http {
+            Some(at) => {
+                let token = home.api_token()?;
+                let listener =
+                    tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding the HTTP API to {at}"))?;
+                let api = super::http::Api {
+                    node: node.clone(),
+                    root: ctx.home.clone(),
+                    token_hash: blake3::hash(token.as_bytes()),
+                };
+                println!("http http://{}", listener.local_addr().unwrap_or(at));
+                Some(tokio::spawn(super::http::serve(listener, api)))
+            }
+            None => None,
+        };
+        eprintln!("cobox up: {} spaces held, listening on {addr}; Ctrl-C stops", node.held().len());
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
         // Changes in the folders arrive debounced; the periodic tick is the fallback for
         // filesystems where events are lost (network mounts) and for peers' changes.
         let (_watch, mut changed) = cobox_engine::watch::watch(&folders, Duration::from_secs(2))?;
         let mut tick = tokio::time::interval(Duration::from_secs(a.interval.max(1)));
+        let every = Duration::from_secs(a.audit_every.max(1));
+        let mut audit_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // The first tick fires at once: catch up with known peers on start.
         loop {
             let todo: Vec<cobox_engine::SpaceId> = tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
                 Some(id) = changed.recv() => vec![id],
-                _ = tick.tick() => ids.clone(),
+                _ = tick.tick() => {
+                    expire_seeds(&node, &ctx.home, grace_ms).await;
+                    node.held().into_iter().map(|(id, _)| id).collect()
+                }
+                _ = audit_tick.tick() => {
+                    audit_all(&node, &ctx.home, &mut syncs).await;
+                    Vec::new()
+                }
             };
             let peers = home.peers().unwrap_or_default();
             for id in &todo {
@@ -160,6 +220,9 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         }
         eprintln!("cobox up: shutting down");
         syncs.shutdown().await;
+        if let Some(h) = _http {
+            h.abort();
+        }
         if let Ok(node) = Arc::try_unwrap(node) {
             node.shutdown().await;
         }
@@ -168,6 +231,57 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     })
 }
 
+/// Delete seeds whose agreements all ended longer than the grace period ago.
+async fn expire_seeds(node: &Arc<Node>, root: &std::path::Path, grace_ms: i64) {
+    let now = cobox_engine::now_ms();
+    for (id, h) in node.held() {
+        let Held::Seed(s) = h else { continue };
+        let past = {
+            let s = s.lock().await;
+            s.ledger().view(now).map(|v| s.past_grace(&v, now, grace_ms)).unwrap_or(false)
+        };
+        if past {
+            node.forget(&id);
+            drop(s);
+            match cobox_engine::Home::remove_seed(root, &id) {
+                Ok(()) => eprintln!(
+                    "space {}: agreements ended and the grace period passed; seeded blobs deleted",
+                    id.short()
+                ),
+                Err(e) => eprintln!("space {}: deleting the expired seed failed: {e}", id.short()),
+            }
+        }
+    }
+}
+
+/// Audit every seeder of every member space, in the background.
+async fn audit_all(node: &Arc<Node>, root: &std::path::Path, syncs: &mut tokio::task::JoinSet<()>) {
+    let book = cobox_engine::Home::peers_at(root).unwrap_or_default();
+    for (id, h) in node.held() {
+        let Held::Member(s) = h else { continue };
+        let Ok(view) = s.lock().await.ledger().view(cobox_engine::now_ms()) else { continue };
+        let targets = super::seeding::audit_targets(&view, &book);
+        if targets.is_empty() {
+            continue;
+        }
+        let node = node.clone();
+        syncs.spawn(async move {
+            for (t, r) in super::seeding::audit_seeders(&node, &id, &targets, super::seeding::AUDIT_SAMPLE).await {
+                match r {
+                    Ok(rec) => eprintln!(
+                        "audit of {} for space {}: {}/{} blobs proven{}",
+                        &t[..8],
+                        id.short(),
+                        rec.passed,
+                        rec.challenged,
+                        if rec.ok() { "" } else { " - FAILED" }
+                    ),
+                    Err(e) => eprintln!("audit of {} for space {} could not run: {e}", &t[..8], id.short()),
+                }
+            }
+        });
+    }
+}
 /// Record local changes of a space, then sync it with every known peer. Peer syncs run as
 /// background tasks: dialing a peer that is off must not hold up the daemon or other peers.
 async fn refresh(

@@ -21,6 +21,16 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     } else {
         println!("pending   {} added, {} changed, {} deleted (run `cobox scan`)", p.added, p.changed, p.deleted);
     }
+    let live: Vec<_> = s.agreements.iter().filter(|a| a.state == "active" || a.state == "proposed").collect();
+    println!("replicas  {} verified ({} seeding agreements in force or proposed)", s.replicas, live.len());
+    for a in live {
+        let audit = a
+            .last_audit
+            .as_ref()
+            .map(|x| format!("last audit {} {}/{}", x.time, x.passed, x.challenged))
+            .unwrap_or_else(|| "never audited".into());
+        println!("seeder    {} {} {} quota, {audit}", &a.seeder[..8], a.state, bytes(a.quota));
+    }
     for c in &s.conflicts {
         println!("conflict  {c}");
     }

@@ -1,17 +1,22 @@
 //! The iroh transport: the only networking code. One session per connection and space, run by
 //! both sides over one bidirectional QUIC stream (see `proto` for the message order).
 
-use super::proto::{ALPN, Msg, check_proof, prove};
+use super::proto::{ALPN, Msg, Purpose, Role, check_proof, prove};
 use super::reconcile::Reconciler;
 use crate::error::Error;
 use crate::ids::{BlobId, DeviceId, SpaceId};
+use crate::ledger::LedgerFile;
+use crate::seed::Seed;
 use crate::space::Space;
+use cobox_agreements::{AgreementId, AuditRecord, Entry, State};
+use ed25519_dalek::SigningKey;
 use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey, TransportAddr};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -135,39 +140,295 @@ impl Framed {
     }
 }
 
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum Role {
-    Dialer,
-    Listener,
+/// A space as this device holds it: as a member (keys and folder) or as a seeder (sealed
+/// blobs and the ledger only).
+#[derive(Clone)]
+pub enum Held {
+    /// A member's space.
+    Member(Arc<Mutex<Space>>),
+    /// A seeded space.
+    Seed(Arc<Mutex<Seed>>),
 }
 
-/// Membership proofs, reconciliation and transfer. `peer_nonce` is the nonce from the peer's Hello.
-async fn session(
-    space: &Arc<Mutex<Space>>,
-    io: &mut Framed,
-    role: Role,
-    me: DeviceId,
-    peer: DeviceId,
-    nonce: [u8; 32],
-    peer_nonce: [u8; 32],
-) -> Result<SyncStats, Error> {
-    let mut stats = SyncStats::default();
-    let space_id = space.lock().await.info().id;
-    {
-        let s = space.lock().await;
-        io.send(&prove(s.space_key(), &space_id, &me, &peer, &peer_nonce)).await?;
-    }
-    match io.recv().await? {
-        Msg::Proof { sig } if check_proof(&space_id, &peer, &me, &nonce, &sig) => {}
-        _ => {
-            return Err(io
-                .refuse(format!("device {} did not prove membership of space {}", peer.short(), space_id.short()))
-                .await);
+impl Held {
+    fn role(&self) -> Role {
+        match self {
+            Held::Member(_) => Role::Member,
+            Held::Seed(_) => Role::Seeder,
         }
     }
-    let ids = space.lock().await.blob_ids()?;
-    let mut rec = Reconciler::new(ids);
-    if role == Role::Dialer {
+
+    async fn ledger(&self) -> LedgerFile {
+        match self {
+            Held::Member(s) => s.lock().await.ledger(),
+            Held::Seed(s) => s.lock().await.ledger(),
+        }
+    }
+
+    async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        match self {
+            Held::Member(s) => s.lock().await.blob_ids(),
+            Held::Seed(s) => s.lock().await.blob_ids(),
+        }
+    }
+
+    fn read_blob_blocking(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
+        match self {
+            Held::Member(s) => s.blocking_lock().read_blob(id),
+            Held::Seed(s) => s.blocking_lock().read_blob(id),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        match self {
+            Held::Member(s) => s.lock().await.flush_received(),
+            Held::Seed(s) => s.lock().await.flush(),
+        }
+    }
+}
+
+/// Which proposals a seeder countersigns by itself.
+#[derive(Debug, Clone, Default)]
+pub struct SeedPolicy {
+    /// Owner devices whose proposals it accepts (`cobox up --seed-for`), taking their spaces on.
+    pub owners: Vec<DeviceId>,
+    /// The largest quota it accepts from them.
+    pub max_quota: u64,
+    /// Agreements it accepts whoever proposed them (from seed codes the user ran).
+    pub accept: Vec<AgreementId>,
+}
+
+/// Everything a node's sessions share.
+struct Shared {
+    held: std::sync::RwLock<HashMap<SpaceId, Held>>,
+    me: DeviceId,
+    key: SigningKey,
+    log: Log,
+    home: Option<PathBuf>,
+    policy: std::sync::Mutex<SeedPolicy>,
+    listen: std::sync::Mutex<Vec<String>>,
+}
+
+/// The peer's Hello.
+struct PeerHello {
+    id: DeviceId,
+    role: Role,
+    nonce: [u8; 32],
+    listen: Vec<String>,
+}
+
+/// The words of an error, for a `Refused` frame (without the "refused:" prefix).
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Refused(r) => r.clone(),
+        e => e.to_string(),
+    }
+}
+
+impl Shared {
+    fn get(&self, id: &SpaceId) -> Option<Held> {
+        self.held.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    fn listen(&self) -> Vec<String> {
+        self.listen.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn policy(&self) -> SeedPolicy {
+        self.policy.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Take on a space under the standing policy: a member device named in `--seed-for` asks.
+    fn adopt(&self, space: &SpaceId, peer: DeviceId, role: Role) -> Option<Held> {
+        let home = self.home.as_ref()?;
+        if role != Role::Member || !self.policy().owners.contains(&peer) {
+            return None;
+        }
+        match crate::home::Home::open_seed_at(home, self.me, space, true) {
+            Ok(seed) => {
+                let h = Held::Seed(Arc::new(Mutex::new(seed)));
+                self.held.write().unwrap_or_else(|p| p.into_inner()).insert(*space, h.clone());
+                Some(h)
+            }
+            Err(e) => {
+                (self.log)(&format!("cannot take on space {} for {}: {e}", space.short(), peer.short()));
+                None
+            }
+        }
+    }
+
+    /// Forget a seed taken on for a session that then failed: no agreement, nothing kept.
+    fn drop_seed(&self, space: &SpaceId) {
+        self.held.write().unwrap_or_else(|p| p.into_inner()).remove(space);
+        if let Some(home) = &self.home {
+            let _ = crate::home::Home::remove_seed(home, space);
+        }
+    }
+
+    /// Countersign the proposals naming this seeder that the policy allows.
+    fn countersign(&self, ledger: &LedgerFile) -> Result<(), Error> {
+        let policy = self.policy();
+        let now = crate::now_ms();
+        for a in ledger.view(now)?.agreements {
+            let ok = a.state == State::Proposed
+                && !a.accepted
+                && a.agreement.seeder == self.me.0
+                && a.agreement.in_term(now)
+                && (policy.accept.contains(&a.id)
+                    || (policy.owners.iter().any(|o| o.0 == a.agreement.owner)
+                        && a.agreement.quota <= policy.max_quota));
+            if ok {
+                ledger.insert(&Entry::accept(&a.agreement, &self.key))?;
+                (self.log)(&format!(
+                    "accepted agreement {} for space {}: {} bytes until {}",
+                    a.id.short(),
+                    hex::encode(&a.agreement.space[..4]),
+                    a.agreement.quota,
+                    crate::space::rfc3339(a.agreement.end_ms)
+                ));
+            } else if a.state == State::Proposed && !a.accepted && a.agreement.seeder == self.me.0 {
+                (self.log)(&format!(
+                    "not accepting agreement {}: {} bytes, over this seeder's standing limit or not asked for",
+                    a.id.short(),
+                    a.agreement.quota
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn recv_ledger(io: &mut Framed) -> Result<Vec<u8>, Error> {
+    match io.recv().await? {
+        Msg::Ledger(b) => Ok(b),
+        _ => Err(io.refuse("expected the ledger".into()).await),
+    }
+}
+
+/// Membership proofs and the ledger exchange (see `proto`). Returns the merged ledger.
+async fn handshake(
+    sh: &Shared,
+    held: &Held,
+    space: SpaceId,
+    io: &mut Framed,
+    dialer: bool,
+    nonce: [u8; 32],
+    peer: &PeerHello,
+) -> Result<LedgerFile, Error> {
+    if let Held::Member(s) = held {
+        let proof = prove(s.lock().await.space_key(), &space, &sh.me, &peer.id, &peer.nonce);
+        io.send(&proof).await?;
+    }
+    if peer.role == Role::Member {
+        match io.recv().await? {
+            Msg::Proof { sig } if check_proof(&space, &peer.id, &sh.me, &nonce, &sig) => {}
+            _ => {
+                return Err(io
+                    .refuse(format!("device {} did not prove membership of space {}", peer.id.short(), space.short()))
+                    .await);
+            }
+        }
+    }
+    let ledger = held.ledger().await;
+    let now = crate::now_ms();
+    let merge = |bytes: &[u8]| ledger.merge_bytes(bytes);
+    match (held.role(), peer.role) {
+        (Role::Member, Role::Member) if dialer => {
+            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            let theirs = recv_ledger(io).await?;
+            if let Err(e) = merge(&theirs) {
+                return Err(io.refuse(reason(&e)).await);
+            }
+        }
+        (Role::Member, Role::Member) => {
+            let theirs = recv_ledger(io).await?;
+            if let Err(e) = merge(&theirs) {
+                return Err(io.refuse(reason(&e)).await);
+            }
+            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+        }
+        (Role::Member, Role::Seeder) => {
+            let theirs = recv_ledger(io).await?;
+            // Check on a copy: a device no agreement names leaves nothing in our ledger.
+            let mut copy = ledger.read()?;
+            let named = copy.merge_bytes(&theirs).is_ok()
+                && cobox_agreements::evaluate(&space.0, &copy.raw_entries(), now).names_seeder(&peer.id.0);
+            if !named {
+                return Err(io
+                    .refuse(format!(
+                        "device {} is not a member of space {} and no agreement names it as a seeder",
+                        peer.id.short(),
+                        space.short()
+                    ))
+                    .await);
+            }
+            merge(&theirs)?;
+            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            let answer = recv_ledger(io).await?;
+            if let Err(e) = merge(&answer) {
+                return Err(io.refuse(reason(&e)).await);
+            }
+        }
+        (Role::Seeder, Role::Member) => {
+            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            let theirs = recv_ledger(io).await?;
+            if let Err(e) = merge(&theirs) {
+                return Err(io.refuse(reason(&e)).await);
+            }
+            sh.countersign(&ledger)?;
+            if !ledger.view(crate::now_ms())?.names_seeder(&sh.me.0) {
+                return Err(io
+                    .refuse(format!(
+                        "seeder {} has no agreement for space {}: propose one with `cobox agreement propose`",
+                        sh.me.short(),
+                        space.short()
+                    ))
+                    .await);
+            }
+            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+        }
+        (Role::Seeder, Role::Seeder) => return Err(io.refuse("two seeders have nothing to sync".into()).await),
+    }
+    if let Some(home) = &sh.home
+        && !peer.listen.is_empty()
+        && let Err(e) = crate::home::Home::remember_peer_at(home, &peer.id, &peer.listen)
+    {
+        (sh.log)(&format!("cannot record {}'s address: {e}", peer.id.short()));
+    }
+    Ok(ledger)
+}
+
+/// Reconciliation and transfer, within what the agreements allow.
+async fn transfer(
+    sh: &Shared,
+    held: &Held,
+    space: SpaceId,
+    io: &mut Framed,
+    dialer: bool,
+    peer: &PeerHello,
+    ledger: &LedgerFile,
+) -> Result<SyncStats, Error> {
+    let mut stats = SyncStats::default();
+    let view = ledger.view(crate::now_ms())?;
+    // A seeder takes blobs only under an active agreement, up to its quota; a member pushes to
+    // a seeder only under one (and pulls from it in any case: restores).
+    let (quota, may_send) = match (held, peer.role) {
+        (Held::Seed(s), _) => (s.lock().await.quota(&view), true),
+        (Held::Member(_), Role::Seeder) => (Some(u64::MAX), view.active_for(&peer.id.0).is_some()),
+        (Held::Member(_), Role::Member) => (Some(u64::MAX), true),
+    };
+    if !may_send {
+        (sh.log)(&format!(
+            "seeder {} has no active agreement for space {}: nothing is pushed to it",
+            peer.id.short(),
+            space.short()
+        ));
+    }
+    if quota.is_none() {
+        (sh.log)(&format!("space {}: no active agreement, so this seeder accepts nothing", space.short()));
+    }
+    let mut rec = Reconciler::new(held.blob_ids().await?);
+    if dialer {
         io.send(&Msg::Reconcile(rec.start())).await?;
     }
     loop {
@@ -184,12 +445,14 @@ async fn session(
             break;
         }
     }
-    let want: Vec<BlobId> = rec.want.iter().copied().collect();
-    if role == Role::Dialer {
+    let want: Vec<BlobId> = if quota.is_some() { rec.want.iter().copied().collect() } else { Vec::new() };
+    let quota = quota.unwrap_or(0);
+    let sendable = |theirs: Vec<BlobId>| if may_send { theirs } else { Vec::new() };
+    if dialer {
         io.send(&Msg::Want(want.clone())).await?;
-        receive_until(space, io, &want, &mut stats, false).await?;
+        receive_until(held, io, &want, &mut stats, false, quota).await?;
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
-        send_blobs(space, io, &theirs, &mut stats).await?;
+        send_blobs(held, io, &sendable(theirs), &mut stats).await?;
         io.send(&Msg::Done).await?;
         let _ = io.send.finish();
         // Closing now could drop the Done in flight: wait until the listener ends its side,
@@ -197,28 +460,23 @@ async fn session(
         let _ = tokio::time::timeout(STALL, io.recv.read_to_end(1 << 16)).await;
     } else {
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
-        send_blobs(space, io, &theirs, &mut stats).await?;
+        send_blobs(held, io, &sendable(theirs), &mut stats).await?;
         io.send(&Msg::Want(want.clone())).await?;
-        receive_until(space, io, &want, &mut stats, true).await?;
+        receive_until(held, io, &want, &mut stats, true, quota).await?;
     }
     let _ = io.send.finish();
     stats.wire_bytes = io.bytes;
     Ok(stats)
 }
 
-async fn send_blobs(
-    space: &Arc<Mutex<Space>>,
-    io: &mut Framed,
-    ids: &[BlobId],
-    stats: &mut SyncStats,
-) -> Result<(), Error> {
+async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut SyncStats) -> Result<(), Error> {
     // Blobs are read on a blocking thread a few dozen ahead of the network.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
-    let (s, ids) = (space.clone(), ids.to_vec());
+    let (h, ids) = (held.clone(), ids.to_vec());
     let reader = tokio::task::spawn_blocking(move || {
         for id in ids {
             // Asked for something we do not hold (or hold damaged): skip it, the peer keeps wanting it.
-            let Ok(data) = s.blocking_lock().read_blob(&id) else { continue };
+            let Ok(data) = h.read_blob_blocking(&id) else { continue };
             if tx.blocking_send((id, data)).is_err() {
                 break;
             }
@@ -238,21 +496,25 @@ async fn send_blobs(
 }
 
 /// Receive blobs until the peer's next Want (dialer) or Done (listener). Only blobs we asked
-/// for are accepted; a blocking worker checks each against its id and stores it while the next
-/// frames arrive.
+/// for are accepted; a blocking worker checks each against its id (and a seeder against its
+/// quota) and stores it while the next frames arrive.
 async fn receive_until(
-    space: &Arc<Mutex<Space>>,
+    held: &Held,
     io: &mut Framed,
     wanted: &[BlobId],
     stats: &mut SyncStats,
     until_done: bool,
+    quota: u64,
 ) -> Result<(), Error> {
     let wanted: std::collections::HashSet<BlobId> = wanted.iter().copied().collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
-    let s = space.clone();
+    let h = held.clone();
     let store = tokio::task::spawn_blocking(move || -> Result<(), Error> {
         while let Some((id, data)) = rx.blocking_recv() {
-            s.blocking_lock().receive_blob(&id, &data)?;
+            match &h {
+                Held::Member(s) => s.blocking_lock().receive_blob(&id, &data)?,
+                Held::Seed(s) => s.blocking_lock().receive_blob(&id, &data, quota)?,
+            };
         }
         Ok(())
     });
@@ -279,7 +541,7 @@ async fn receive_until(
                 drop(tx);
                 let _ = store.await;
                 // Keep what arrived: a broken connection resumes without re-sending it.
-                let _ = space.lock().await.flush_received();
+                let _ = held.flush().await;
                 return Err(e);
             }
         }
@@ -287,7 +549,9 @@ async fn receive_until(
     drop(tx);
     let stored = store.await.map_err(|e| Error::Net(e.to_string()))?;
     if let Err(e) = stored {
-        return Err(io.refuse(e.to_string()).await);
+        // What was stored before the refusal stays: nothing is lost on either side.
+        let _ = held.flush().await;
+        return Err(io.refuse(reason(&e)).await);
     }
     if let Err(why) = net_result {
         return Err(io.refuse(why).await);
@@ -295,22 +559,118 @@ async fn receive_until(
     Ok(())
 }
 
+/// Pick `n` of `ids` at random (all of them when `n` is at least their number).
+fn sample(mut ids: Vec<BlobId>, n: usize) -> Vec<BlobId> {
+    let n = n.min(ids.len());
+    for i in 0..n {
+        let mut r = [0u8; 8];
+        crate::random_bytes(&mut r);
+        let j = i + (u64::from_le_bytes(r) % (ids.len() - i) as u64) as usize;
+        ids.swap(i, j);
+    }
+    ids.truncate(n);
+    ids
+}
+
+/// The member's half of an audit: challenge, score, sign and record the result.
+async fn audit_challenge(
+    sh: &Shared,
+    space: &Arc<Mutex<Space>>,
+    io: &mut Framed,
+    peer: &PeerHello,
+    ledger: &LedgerFile,
+    count: usize,
+) -> Result<AuditRecord, Error> {
+    let now = crate::now_ms();
+    let view = ledger.view(now)?;
+    let agreement = view
+        .active_for(&peer.id.0)
+        .or_else(|| {
+            view.agreements
+                .iter()
+                .filter(|a| a.state != State::Invalid && a.agreement.seeder == peer.id.0)
+                .max_by_key(|a| a.agreement.start_ms)
+        })
+        .map(|a| a.id)
+        .ok_or_else(|| Error::Refused(format!("no agreement names {} as a seeder", peer.id.short())))?;
+    let ids = sample(space.lock().await.blob_ids()?.into_iter().collect(), count);
+    let mut nonce = [0u8; 32];
+    crate::random_bytes(&mut nonce);
+    io.send(&Msg::AuditChallenge { nonce, ids: ids.clone() }).await?;
+    // Compute our own answers while the seeder computes its.
+    let s = space.clone();
+    let mine = tokio::task::spawn_blocking(move || -> Vec<Option<[u8; 32]>> {
+        let s = s.blocking_lock();
+        ids.iter().map(|id| s.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b))).collect()
+    });
+    let Msg::AuditAnswer { answers, stored_bytes } = io.recv().await? else {
+        return Err(io.refuse("expected an audit answer".into()).await);
+    };
+    let _ = io.send.finish();
+    let mine = mine.await.map_err(|e| Error::Net(e.to_string()))?;
+    // Blobs we cannot read ourselves are not counted either way.
+    let (expected, theirs): (Vec<[u8; 32]>, Vec<Option<[u8; 32]>>) = mine
+        .iter()
+        .zip(answers.iter().copied().chain(std::iter::repeat(None)))
+        .filter_map(|(m, t)| m.map(|m| (m, t)))
+        .unzip();
+    let record = AuditRecord {
+        agreement,
+        auditor: sh.me.0,
+        time_ms: crate::now_ms(),
+        challenged: expected.len() as u32,
+        passed: cobox_agreements::audit::score(&expected, &theirs),
+        stored_bytes,
+    };
+    let entry = Entry::audit(record.clone(), &sh.key, space.lock().await.space_key());
+    ledger.insert(&entry)?;
+    Ok(record)
+}
+
+/// The seeder's half of an audit.
+async fn audit_answer(seed: &Arc<Mutex<Seed>>, io: &mut Framed) -> Result<(), Error> {
+    let Msg::AuditChallenge { nonce, ids } = io.recv().await? else {
+        return Err(io.refuse("expected an audit challenge".into()).await);
+    };
+    let s = seed.clone();
+    let (answers, stored_bytes) = tokio::task::spawn_blocking(move || {
+        let s = s.blocking_lock();
+        let a: Vec<Option<[u8; 32]>> =
+            ids.iter().map(|id| s.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b))).collect();
+        (a, s.used())
+    })
+    .await
+    .map_err(|e| Error::Net(e.to_string()))?;
+    io.send(&Msg::AuditAnswer { answers, stored_bytes }).await?;
+    let _ = io.send.finish();
+    Ok(())
+}
+
 /// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// A running device on the network: its endpoint, its open spaces, and the accept loop.
+/// What a node holds and how it seeds.
+#[derive(Default)]
+pub struct NodeSetup {
+    /// Spaces this device is a member of.
+    pub spaces: Vec<Space>,
+    /// Spaces it seeds.
+    pub seeds: Vec<Seed>,
+    /// Which proposals it countersigns by itself.
+    pub policy: SeedPolicy,
+    /// The home root: lets sessions record peers' addresses and take on seeds.
+    pub home: Option<PathBuf>,
+}
+
+/// A running device on the network: its endpoint, its open spaces and seeds, and the accept loop.
 pub struct Node {
     router: Router,
-    spaces: Arc<HashMap<SpaceId, Arc<Mutex<Space>>>>,
-    me: DeviceId,
-    log: Log,
+    sh: Arc<Shared>,
 }
 
 #[derive(Clone)]
 struct Handler {
-    spaces: Arc<HashMap<SpaceId, Arc<Mutex<Space>>>>,
-    me: DeviceId,
-    log: Log,
+    sh: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -325,21 +685,13 @@ impl ProtocolHandler for Handler {
         let (send, recv) = conn.accept_bi().await?;
         let mut io = Framed { send, recv, bytes: 0, pending: None };
         match self.serve(&mut io, peer).await {
-            Ok((space, stats)) => {
-                (self.log)(&format!(
-                    "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
-                    space.short(),
-                    peer.short(),
-                    stats.received_blobs,
-                    stats.received_bytes,
-                    stats.sent_blobs,
-                    stats.sent_bytes
-                ));
+            Ok(msg) => {
+                (self.sh.log)(&msg);
                 // Let the dialer read the last frames and close; do not wait on it forever.
                 let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
             }
             Err(e) => {
-                (self.log)(&format!("sync with {} refused or failed: {e}", peer.short()));
+                (self.sh.log)(&format!("session with {} refused or failed: {e}", peer.short()));
                 // Give the peer two seconds to read the refusal and hang up, then end the
                 // connection ourselves: garbage and stalled sessions hold nothing for long.
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
@@ -351,54 +703,126 @@ impl ProtocolHandler for Handler {
 }
 
 impl Handler {
-    async fn serve(&self, io: &mut Framed, peer: DeviceId) -> Result<(SpaceId, SyncStats), Error> {
-        let Msg::Hello { space, device, nonce: peer_nonce } = io.recv().await? else {
+    async fn serve(&self, io: &mut Framed, peer_id: DeviceId) -> Result<String, Error> {
+        let sh = &self.sh;
+        let Msg::Hello { space, device, nonce: peer_nonce, role, purpose, listen } = io.recv().await? else {
             return Err(io.refuse("expected Hello".into()).await);
         };
-        if device != peer {
+        if device != peer_id {
             return Err(io.refuse("the Hello names another device than the connection".into()).await);
         }
-        let Some(s) = self.spaces.get(&space).cloned() else {
-            return Err(io.refuse(format!("this device does not hold space {}", space.short())).await);
+        let (held, fresh) = match sh.get(&space) {
+            Some(h) => (h, false),
+            None => match sh.adopt(&space, peer_id, role) {
+                Some(h) => (h, true),
+                None => return Err(io.refuse(format!("this device does not hold space {}", space.short())).await),
+            },
         };
+        let peer = PeerHello { id: peer_id, role, nonce: peer_nonce, listen };
+        let r = self.serve_held(io, &held, space, purpose, &peer).await;
+        if r.is_err() && fresh {
+            sh.drop_seed(&space);
+        }
+        r
+    }
+
+    async fn serve_held(
+        &self,
+        io: &mut Framed,
+        held: &Held,
+        space: SpaceId,
+        purpose: Purpose,
+        peer: &PeerHello,
+    ) -> Result<String, Error> {
+        let sh = &self.sh;
+        if held.role() == Role::Seeder && peer.role == Role::Seeder {
+            return Err(io.refuse("two seeders have nothing to sync".into()).await);
+        }
+        if purpose == Purpose::Audit && (held.role() != Role::Seeder || peer.role != Role::Member) {
+            return Err(io.refuse("only a member audits, and only a seeder is audited".into()).await);
+        }
         let mut nonce = [0u8; 32];
         crate::random_bytes(&mut nonce);
-        io.send(&Msg::Hello { space, device: self.me, nonce }).await?;
-        // Record local edits before telling the peer what we hold.
-        s.lock().await.scan(&crate::NoProgress)?;
-        let mut stats = session(&s, io, Role::Listener, self.me, peer, nonce, peer_nonce).await?;
-        let (applied, m) = s.lock().await.apply_and_materialize()?;
-        stats.changes_applied = applied as u64;
-        if m.written + m.deleted > 0 || !m.waiting.is_empty() || !m.refused.is_empty() || !m.conflicts.is_empty() {
-            (self.log)(&format!(
-                "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
-                space.short(),
-                m.written,
-                m.deleted,
-                m.waiting,
-                m.refused,
-                m.conflicts
-            ));
+        io.send(&Msg::Hello { space, device: sh.me, nonce, role: held.role(), purpose, listen: sh.listen() }).await?;
+        if let Held::Member(s) = held {
+            // Record local edits before telling the peer what we hold.
+            s.lock().await.scan(&crate::NoProgress)?;
         }
-        Ok((space, stats))
+        let ledger = handshake(sh, held, space, io, false, nonce, peer).await?;
+        match (purpose, held) {
+            (Purpose::Audit, Held::Seed(seed)) => {
+                audit_answer(seed, io).await?;
+                Ok(format!("answered an audit of space {} by {}", space.short(), peer.id.short()))
+            }
+            (Purpose::Audit, Held::Member(_)) => Err(io.refuse("this device is not a seeder".into()).await),
+            (Purpose::Sync, _) => {
+                let stats = transfer(sh, held, space, io, false, peer, &ledger).await?;
+                match held {
+                    Held::Member(s) => {
+                        let (_, m) = s.lock().await.apply_and_materialize()?;
+                        if m.written + m.deleted > 0
+                            || !m.waiting.is_empty()
+                            || !m.refused.is_empty()
+                            || !m.conflicts.is_empty()
+                        {
+                            (sh.log)(&format!(
+                                "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
+                                space.short(),
+                                m.written,
+                                m.deleted,
+                                m.waiting,
+                                m.refused,
+                                m.conflicts
+                            ));
+                        }
+                    }
+                    Held::Seed(s) => s.lock().await.flush()?,
+                }
+                Ok(format!(
+                    "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
+                    space.short(),
+                    peer.id.short(),
+                    stats.received_blobs,
+                    stats.received_bytes,
+                    stats.sent_blobs,
+                    stats.sent_bytes
+                ))
+            }
+        }
     }
 }
 
 impl Node {
-    /// Bind the endpoint and start accepting syncs for `spaces`.
+    /// Bind the endpoint and start accepting syncs for member `spaces`.
     pub async fn start(device_seed: [u8; 32], spaces: Vec<Space>, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
+        Self::start_with(device_seed, NodeSetup { spaces, ..NodeSetup::default() }, cfg, log).await
+    }
+
+    /// Bind the endpoint and start accepting sessions for member spaces and seeds.
+    pub async fn start_with(device_seed: [u8; 32], setup: NodeSetup, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
         let ep = endpoint(device_seed, cfg).await?;
         let me = DeviceId(*ep.id().as_bytes());
-        let spaces: Arc<HashMap<SpaceId, Arc<Mutex<Space>>>> =
-            Arc::new(spaces.into_iter().map(|s| (s.info().id, Arc::new(Mutex::new(s)))).collect());
-        let handler = Handler { spaces: spaces.clone(), me, log: log.clone() };
-        let router = Router::builder(ep).accept(ALPN, handler).spawn();
-        Ok(Self { router, spaces, me, log })
+        let mut held: HashMap<SpaceId, Held> =
+            setup.spaces.into_iter().map(|s| (s.info().id, Held::Member(Arc::new(Mutex::new(s))))).collect();
+        for s in setup.seeds {
+            held.insert(s.space(), Held::Seed(Arc::new(Mutex::new(s))));
+        }
+        let sh = Arc::new(Shared {
+            held: std::sync::RwLock::new(held),
+            me,
+            key: SigningKey::from_bytes(&device_seed),
+            log,
+            home: setup.home,
+            policy: std::sync::Mutex::new(setup.policy),
+            listen: std::sync::Mutex::new(Vec::new()),
+        });
+        let router = Router::builder(ep).accept(ALPN, Handler { sh: sh.clone() }).spawn();
+        Ok(Self { router, sh })
     }
 
     /// This device's id.
     pub fn device(&self) -> DeviceId {
-        self.me
+        self.sh.me
     }
 
     /// The direct addresses this endpoint is bound to.
@@ -406,10 +830,9 @@ impl Node {
         self.router.endpoint().bound_sockets()
     }
 
-    /// `ID@IP:PORT,...` for others to dial (unspecified IPs are shown as loopback).
-    pub fn addr_string(&self) -> String {
-        let addrs: Vec<String> = self
-            .bound()
+    /// The `IP:PORT` addresses peers can dial (unspecified IPs shown as loopback).
+    pub fn addrs(&self) -> Vec<String> {
+        self.bound()
             .into_iter()
             .map(|mut a| {
                 if a.ip().is_unspecified() {
@@ -417,46 +840,138 @@ impl Node {
                 }
                 a.to_string()
             })
-            .collect();
-        format!("{}@{}", self.me, addrs.join(","))
+            .collect()
     }
 
-    /// An open space.
+    /// `ID@IP:PORT,...` for others to dial.
+    pub fn addr_string(&self) -> String {
+        format!("{}@{}", self.sh.me, self.addrs().join(","))
+    }
+
+    /// Tell peers where to reach this node later (a daemon does; one-off commands do not).
+    pub fn advertise(&self) {
+        *self.sh.listen.lock().unwrap_or_else(|p| p.into_inner()) = self.addrs();
+    }
+
+    /// An open member space.
     pub fn space(&self, id: &SpaceId) -> Option<Arc<Mutex<Space>>> {
-        self.spaces.get(id).cloned()
+        match self.sh.get(id)? {
+            Held::Member(s) => Some(s),
+            Held::Seed(_) => None,
+        }
     }
 
-    /// One sync session with `peer` for a space: scan, reconcile, transfer, apply, materialise.
-    pub async fn sync_once(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
-        let s = self.space(space).ok_or_else(|| Error::SpaceNotFound(space.to_string()))?;
+    /// An open seed.
+    pub fn seed(&self, id: &SpaceId) -> Option<Arc<Mutex<Seed>>> {
+        match self.sh.get(id)? {
+            Held::Seed(s) => Some(s),
+            Held::Member(_) => None,
+        }
+    }
+
+    /// Every space held, member or seed.
+    pub fn held(&self) -> Vec<(SpaceId, Held)> {
+        self.sh.held.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// Start seeding a space (after `cobox seed`), countersigning this agreement when offered.
+    pub fn add_seed(&self, seed: Seed, accept: Option<AgreementId>) {
+        if let Some(a) = accept {
+            self.sh.policy.lock().unwrap_or_else(|p| p.into_inner()).accept.push(a);
+        }
+        self.sh
+            .held
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seed.space(), Held::Seed(Arc::new(Mutex::new(seed))));
+    }
+
+    /// Stop holding a seed (its grace period ended); the caller deletes its files.
+    pub fn forget(&self, id: &SpaceId) {
+        self.sh.held.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Dial a peer and run the Hello and handshake for `purpose`.
+    async fn open(
+        &self,
+        space: &SpaceId,
+        peer: EndpointAddr,
+        purpose: Purpose,
+    ) -> Result<(Connection, Framed, Held, PeerHello, LedgerFile), Error> {
+        let held = self.sh.get(space).ok_or_else(|| Error::SpaceNotFound(space.to_string()))?;
         let peer_id = DeviceId(*peer.id.as_bytes());
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net)?;
         let (send, recv) = conn.open_bi().await.map_err(net)?;
         let mut io = Framed { send, recv, bytes: 0, pending: None };
-        s.lock().await.scan(&crate::NoProgress)?;
+        if let Held::Member(s) = &held {
+            s.lock().await.scan(&crate::NoProgress)?;
+        }
         let mut nonce = [0u8; 32];
         crate::random_bytes(&mut nonce);
-        io.send(&Msg::Hello { space: *space, device: self.me, nonce }).await?;
-        let Msg::Hello { space: theirs, device, nonce: peer_nonce } = io.recv().await? else {
+        let hello = Msg::Hello {
+            space: *space,
+            device: self.sh.me,
+            nonce,
+            role: held.role(),
+            purpose,
+            listen: self.sh.listen(),
+        };
+        io.send(&hello).await?;
+        let Msg::Hello { space: theirs, device, nonce: peer_nonce, role, listen, .. } = io.recv().await? else {
             return Err(io.refuse("expected Hello".into()).await);
         };
         if theirs != *space || device != peer_id {
             return Err(io.refuse("the peer answered for another space or device".into()).await);
         }
-        let result = session(&s, &mut io, Role::Dialer, self.me, peer_id, nonce, peer_nonce).await;
+        let peer = PeerHello { id: peer_id, role, nonce: peer_nonce, listen };
+        match handshake(&self.sh, &held, *space, &mut io, true, nonce, &peer).await {
+            Ok(ledger) => Ok((conn, io, held, peer, ledger)),
+            Err(e) => {
+                conn.close(0u32.into(), b"refused");
+                Err(e)
+            }
+        }
+    }
+
+    /// One sync session with `peer` for a space: scan, prove, exchange ledgers, reconcile,
+    /// transfer, then apply and materialise (a member) or flush (a seeder).
+    pub async fn sync_once(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
+        let (conn, mut io, held, peer, ledger) = self.open(space, peer, Purpose::Sync).await?;
+        let result = transfer(&self.sh, &held, *space, &mut io, true, &peer, &ledger).await;
         conn.close(0u32.into(), b"done");
         let mut stats = result?;
-        let (applied, _) = s.lock().await.apply_and_materialize()?;
-        stats.changes_applied = applied as u64;
-        (self.log)(&format!(
+        match &held {
+            Held::Member(s) => stats.changes_applied = s.lock().await.apply_and_materialize()?.0 as u64,
+            Held::Seed(s) => s.lock().await.flush()?,
+        }
+        (self.sh.log)(&format!(
             "synced with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
-            peer_id.short(),
+            peer.id.short(),
             stats.received_blobs,
             stats.received_bytes,
             stats.sent_blobs,
             stats.sent_bytes
         ));
         Ok(stats)
+    }
+
+    /// Audit a seeder: challenge `count` random blobs this device holds (`usize::MAX`: all),
+    /// record the signed result in the ledger and return it.
+    pub async fn audit(&self, space: &SpaceId, peer: EndpointAddr, count: usize) -> Result<AuditRecord, Error> {
+        let s = self
+            .space(space)
+            .ok_or_else(|| Error::SpaceNotFound(format!("{} (only a member audits)", space.short())))?;
+        let (conn, mut io, _, peer, ledger) = self.open(space, peer, Purpose::Audit).await?;
+        if peer.role != Role::Seeder {
+            conn.close(0u32.into(), b"done");
+            return Err(Error::Refused(format!(
+                "{} is a member, not a seeder; only seeders are audited",
+                peer.id.short()
+            )));
+        }
+        let r = audit_challenge(&self.sh, &s, &mut io, &peer, &ledger, count).await;
+        conn.close(0u32.into(), b"done");
+        r
     }
 
     /// Sync until a session moves nothing either way (at most `rounds` sessions).

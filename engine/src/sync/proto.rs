@@ -1,15 +1,21 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/1`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/2`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
-//! 1. Both send `Hello` (space, device, fresh nonce); a side without the space answers `Refused`.
-//! 2. Both send `Proof`: the space key's signature over the *peer's* nonce and both device ids,
-//!    which only a member can make. A bad proof gets `Refused` and the connection is closed.
-//! 3. The dialer sends `Reconcile`; the sides alternate until one receives an empty `Reconcile`.
-//! 4. The dialer sends `Want`; the listener sends the blobs, then its own `Want`; the dialer sends
-//!    those blobs and `Done`.
+//! 1. Both send `Hello` (space, device, fresh nonce, role, purpose, listening addresses); a side
+//!    without the space answers `Refused`. Two seeders never talk.
+//! 2. Each member sends `Proof`: the space key's signature over the *peer's* nonce and both
+//!    device ids, which only a member can make. A bad proof gets `Refused`. A seeder sends none.
+//! 3. Ledgers: member and member: the dialer sends its `Ledger`, the listener answers with the
+//!    merge. Member and seeder: the seeder sends first (its peer has proven membership), the
+//!    member checks that an agreement names the seeder and sends its own, and the seeder answers
+//!    with the merge, which holds its countersignature when it accepted a proposal.
+//! 4. Purpose `Sync`: the dialer sends `Reconcile`; the sides alternate until one receives an
+//!    empty `Reconcile`. The dialer sends `Want`; the listener sends the blobs, then its own
+//!    `Want`; the dialer sends those blobs and `Done`.
+//!    Purpose `Audit` (member dialer, seeder listener): `AuditChallenge`, then `AuditAnswer`.
 
 use super::reconcile::Item;
 use crate::ids::{BlobId, DeviceId, SpaceId};
@@ -17,10 +23,28 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/1";
+pub const ALPN: &[u8] = b"cobox/sync/2";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 2M-id reconciliation list, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 const PROOF_DOMAIN: &[u8] = b"cobox sync membership proof v1\0";
+
+/// What a side is for the space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Holds the space key.
+    Member,
+    /// Holds sealed blobs under an agreement, and no key.
+    Seeder,
+}
+
+/// Why the dialer connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    /// Reconcile and transfer blobs.
+    Sync,
+    /// Challenge a seeder to prove it holds blobs.
+    Audit,
+}
 
 /// A protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +57,12 @@ pub enum Msg {
         device: DeviceId,
         /// Fresh random challenge.
         nonce: [u8; 32],
+        /// The sender's role for this space.
+        role: Role,
+        /// What the session is for (the listener echoes the dialer's).
+        purpose: Purpose,
+        /// Where the sender's daemon listens (empty for a one-off command).
+        listen: Vec<String>,
     },
     /// The space key's signature over the peer's challenge.
     Proof {
@@ -43,6 +73,22 @@ pub enum Msg {
     Refused {
         /// Plain words.
         reason: String,
+    },
+    /// The sender's whole ledger (an Automerge save).
+    Ledger(Vec<u8>),
+    /// Prove you hold these blobs: answer BLAKE3(nonce ‖ ciphertext) for each.
+    AuditChallenge {
+        /// Fresh random nonce.
+        nonce: [u8; 32],
+        /// Blobs challenged.
+        ids: Vec<BlobId>,
+    },
+    /// One answer per challenged blob, `None` where the blob is missing or damaged.
+    AuditAnswer {
+        /// The answers, in challenge order.
+        answers: Vec<Option<[u8; 32]>>,
+        /// Bytes the seeder holds for the space.
+        stored_bytes: u64,
     },
     /// A reconciliation step.
     Reconcile(Vec<Item>),

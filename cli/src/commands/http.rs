@@ -1,0 +1,213 @@
+//! The daemon's HTTP JSON API (`cobox up --http IP:PORT`). Every route is under `/api/` and
+//! needs `Authorization: Bearer <token>`, the token being `$COBOX_HOME/api-token`.
+//! docs/http-api.md lists the routes.
+
+use super::seeding::{AUDIT_SAMPLE, audit_seeders, audit_targets};
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cobox_engine::codes::PeerAddr;
+use cobox_engine::sync::net::{Held, Node, parse_peer};
+use cobox_engine::{Home, SpaceId, seeding};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) node: Arc<Node>,
+    pub(crate) root: PathBuf,
+    /// BLAKE3 of the token: comparing hashes takes the same time whatever the guess.
+    pub(crate) token_hash: blake3::Hash,
+}
+
+/// An error as JSON, with its status.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<cobox_engine::Error> for ApiError {
+    fn from(e: cobox_engine::Error) -> Self {
+        use cobox_engine::Error as E;
+        let code = match &e {
+            E::SpaceNotFound(_) => StatusCode::NOT_FOUND,
+            E::Refused(_) | E::Ambiguous(_) | E::InvalidPath(_) | E::SpaceExists(_) | E::NoHistory(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            E::Net(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(code, e.to_string())
+    }
+}
+
+type Reply = Result<Json<Value>, ApiError>;
+
+fn to_json<T: serde::Serialize>(v: &T) -> Reply {
+    serde_json::to_value(v).map(Json).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if blake3::hash(given.trim().as_bytes()) != api.token_hash {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from $COBOX_HOME/api-token"
+                .into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+pub(crate) fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/spaces", get(spaces))
+        .route("/api/spaces/{space}/status", get(status))
+        .route("/api/spaces/{space}/scan", post(scan))
+        .route("/api/spaces/{space}/sync", post(sync))
+        .route("/api/spaces/{space}/audit", post(audit))
+        .route("/api/agreements", get(agreements).post(propose))
+        .route("/api/agreements/{id}/revoke", post(revoke))
+        .route("/api/audits", get(audits))
+        .route("/api/stats", get(stats))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see docs/http-api.md".into()) })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
+        .with_state(api)
+}
+
+/// Serve until the task is dropped.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, api: Api) {
+    if let Err(e) = axum::serve(listener, router(api)).await {
+        eprintln!("http api stopped: {e}");
+    }
+}
+
+fn member_space(api: &Api, q: &str) -> Result<(SpaceId, Arc<tokio::sync::Mutex<cobox_engine::Space>>), ApiError> {
+    let info = Home::resolve_at(&api.root, q)?;
+    let s =
+        api.node.space(&info.id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("space {q:?} is not open")))?;
+    Ok((info.id, s))
+}
+
+async fn spaces(State(api): State<Api>) -> Reply {
+    let mut out = Vec::new();
+    for info in Home::spaces_at(&api.root)? {
+        out.push(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "role": "member" }));
+    }
+    for (id, h) in api.node.held() {
+        if let Held::Seed(s) = h {
+            out.push(json!({ "id": id.to_string(), "role": "seeder", "stored_bytes": s.lock().await.used() }));
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    let (_, s) = member_space(&api, &q)?;
+    let st = tokio::task::spawn_blocking(move || s.blocking_lock().status())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    to_json(&st)
+}
+
+async fn scan(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    let (_, s) = member_space(&api, &q)?;
+    let r = tokio::task::spawn_blocking(move || s.blocking_lock().scan(&cobox_engine::NoProgress))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    to_json(&r)
+}
+
+async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    let (id, _) = member_space(&api, &q)?;
+    let mut out = Vec::new();
+    for (dev, addrs) in Home::peers_at(&api.root)? {
+        let r = match parse_peer(&format!("{dev}@{}", addrs.join(","))) {
+            Ok(p) => api.node.sync_once(&id, p).await,
+            Err(e) => Err(e),
+        };
+        out.push(match r {
+            Ok(st) => json!({ "peer": dev, "stats": st }),
+            Err(e) => json!({ "peer": dev, "error": e.to_string() }),
+        });
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize, Default)]
+struct AuditBody {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: Option<Json<AuditBody>>) -> Reply {
+    let (id, s) = member_space(&api, &q)?;
+    let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
+    let targets = audit_targets(&view, &Home::peers_at(&api.root)?);
+    let count = if body.unwrap_or_default().all { usize::MAX } else { AUDIT_SAMPLE };
+    let out: Vec<Value> = audit_seeders(&api.node, &id, &targets, count)
+        .await
+        .into_iter()
+        .map(|(t, r)| match r {
+            Ok(rec) => json!({ "seeder": t, "result": seeding::audit_summary(&rec) }),
+            Err(e) => json!({ "seeder": t, "error": e.to_string() }),
+        })
+        .collect();
+    Ok(Json(Value::Array(out)))
+}
+
+async fn agreements(State(api): State<Api>) -> Reply {
+    to_json(&seeding::list(&api.root, cobox_engine::now_ms())?)
+}
+
+#[derive(Deserialize)]
+struct ProposeBody {
+    space: String,
+    seeder: String,
+    quota: u64,
+    days: u32,
+    #[serde(default)]
+    terms: String,
+}
+
+async fn propose(State(api): State<Api>, Json(b): Json<ProposeBody>) -> Reply {
+    let addr = parse_peer(&b.seeder)?;
+    let seeder = PeerAddr {
+        device: cobox_engine::DeviceId(*addr.id.as_bytes()),
+        addrs: b.seeder.split_once('@').map(|(_, x)| x.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+    };
+    let (s, code) = seeding::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
+    Ok(Json(json!({ "agreement": s, "seed_code": code.encode() })))
+}
+
+async fn revoke(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Reply {
+    to_json(&seeding::revoke(&api.root, &id)?)
+}
+
+async fn audits(State(api): State<Api>) -> Reply {
+    to_json(&seeding::audits(&api.root, cobox_engine::now_ms())?)
+}
+
+async fn stats(State(api): State<Api>) -> Reply {
+    let mut used = std::collections::HashMap::new();
+    for (id, h) in api.node.held() {
+        if let Held::Seed(s) = h {
+            used.insert(id, s.lock().await.used());
+        }
+    }
+    to_json(&seeding::stats(&api.root, cobox_engine::now_ms(), &|id| used.get(id).copied())?)
+}

@@ -1,0 +1,344 @@
+//! Seeding: `agreement propose/list/revoke`, `seed`, `audit`, `stats`.
+
+use super::bytes;
+use super::net::{NetArgs, runtime, stderr_log};
+use crate::Ctx;
+use anyhow::{Context, Result, bail};
+use cobox_engine::SpaceId;
+use cobox_engine::agreements::{AgreementId, AuditRecord, LedgerView, State};
+use cobox_engine::codes::{PeerAddr, SeedCode};
+use cobox_engine::seeding;
+use cobox_engine::sync::net::{Node, NodeSetup, parse_peer};
+use std::collections::BTreeMap;
+
+#[derive(clap::Subcommand)]
+pub(crate) enum AgreementCmd {
+    /// Sign a proposal for a seeder to store a space; prints the seed code to give it.
+    Propose(ProposeArgs),
+    /// Every agreement on this device: parties, quota, term, state, signatures.
+    List,
+    /// Revoke an agreement (as its owner side or as its seeder).
+    Revoke {
+        /// Agreement id or a prefix of it (at least 6 characters).
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ProposeArgs {
+    /// Space name or id.
+    space: String,
+    /// The seeder's device id (`cobox id` on it), optionally with @IP:PORT.
+    #[arg(long)]
+    seeder: String,
+    /// Bytes it may store: 500M, 20G, 1T (powers of 1024) or a plain number.
+    #[arg(long, value_parser = parse_size)]
+    quota: u64,
+    /// Length of the term in days.
+    #[arg(long)]
+    days: u32,
+    /// Free-text terms.
+    #[arg(long, default_value = "")]
+    terms: String,
+}
+
+/// `500M`, `20G`, `1.5T`, `1GiB`, `1024`: powers of 1024, for quotas.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size: use e.g. 500M, 20G or 1T"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use K, M, G or T")),
+    };
+    let v = n * mult as f64;
+    if !(v >= 1.0 && v < u64::MAX as f64) {
+        return Err(format!("{s:?} is not a usable size"));
+    }
+    Ok(v as u64)
+}
+
+pub(crate) fn agreement(ctx: &Ctx, c: AgreementCmd) -> Result<()> {
+    match c {
+        AgreementCmd::Propose(a) => propose(ctx, a),
+        AgreementCmd::List => list(ctx),
+        AgreementCmd::Revoke { id } => {
+            let s = seeding::revoke(&ctx.home, &id).with_context(|| format!("revoking agreement {id:?}"))?;
+            if ctx.json {
+                return ctx.print_json(&s);
+            }
+            println!("revoked agreement {} (space {}, seeder {})", &s.id[..12], &s.space[..8], &s.seeder[..8]);
+            eprintln!(
+                "the seeder stops accepting blobs once it syncs the ledger, and deletes them after its grace period"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn propose(ctx: &Ctx, a: ProposeArgs) -> Result<()> {
+    let addr = parse_peer(&a.seeder).context("reading --seeder (expected a device id, optionally ID@IP:PORT)")?;
+    let seeder = PeerAddr {
+        device: cobox_engine::DeviceId(*addr.id.as_bytes()),
+        addrs: a.seeder.split_once('@').map(|(_, x)| x.split(',').map(str::to_owned).collect()).unwrap_or_default(),
+    };
+    let (s, code) = seeding::propose(&ctx.home, &a.space, &seeder, a.quota, a.days, &a.terms)
+        .with_context(|| format!("proposing an agreement for {:?}", a.space))?;
+    let text = code.encode();
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "agreement": s, "seed_code": text }));
+    }
+    println!("{text}");
+    eprintln!(
+        "proposed agreement {}: {} for {} days. On the seeder run: cobox seed <the code above>",
+        &s.id[..12],
+        bytes(s.quota),
+        a.days
+    );
+    if code.owner.addrs.is_empty() {
+        eprintln!("note: no address is known for this device; start `cobox up` before the seeder uses the code");
+    }
+    Ok(())
+}
+
+fn list(ctx: &Ctx) -> Result<()> {
+    let l = seeding::list(&ctx.home, cobox_engine::now_ms()).context("reading the ledgers")?;
+    if ctx.json {
+        return ctx.print_json(&l);
+    }
+    if l.agreements.is_empty() {
+        println!("no agreements; `cobox agreement propose SPACE --seeder ID --quota SIZE --days N` makes one");
+    }
+    for a in &l.agreements {
+        println!(
+            "{}  {:<8}  space {} ({})  owner {}  seeder {}  {}  until {}  signatures {}{}",
+            &a.id[..12],
+            a.state,
+            a.space_name.as_deref().unwrap_or("seeded"),
+            &a.space[..8],
+            &a.owner[..8],
+            &a.seeder[..8],
+            bytes(a.quota),
+            &a.end[..10],
+            if a.signatures_ok { "ok" } else { "INVALID" },
+            a.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
+        );
+        if let Some(x) = &a.last_audit {
+            println!(
+                "              last audit {}: {}/{} blobs {}",
+                x.time,
+                x.passed,
+                x.challenged,
+                if x.ok { "passed" } else { "FAILED" }
+            );
+        }
+    }
+    for i in &l.invalid {
+        println!("invalid entry in space {}: {} (not honoured)", &i.space[..8], i.reason);
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub(crate) struct SeedArgs {
+    /// The seed code (`cobox agreement propose` on the owner's device).
+    code: String,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Countersign and take the space's blobs now; `cobox up` keeps the seed current.
+pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
+    let code = SeedCode::parse(&a.code).context("reading the seed code")?;
+    if code.owner.addrs.is_empty() {
+        bail!("the seed code carries no address for the owner: ask them to start `cobox up` and propose again");
+    }
+    let home = ctx.open_home()?;
+    let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
+    let seed = home.open_seed(&code.space, true).context("registering the seed")?;
+    let owner = parse_peer(&format!("{}@{}", code.owner.device, code.owner.addrs.join(",")))?;
+    let cfg = a.net.config(None);
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg, stderr_log()).await?;
+        node.add_seed(seed, Some(AgreementId(code.agreement)));
+        let r = node.sync_until_converged(&code.space, owner, 6).await;
+        let used = match node.seed(&code.space) {
+            Some(s) => s.lock().await.used(),
+            None => 0,
+        };
+        node.shutdown().await;
+        r.map(|st| (st, used))
+    });
+    let (stats, used) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            if fresh {
+                let _ = cobox_engine::Home::remove_seed(&ctx.home, &code.space);
+            }
+            return Err(anyhow::Error::new(e).context("seeding from the owner"));
+        }
+    };
+    home.remember_peer(&code.owner.device, &code.owner.addrs)?;
+    let view = home.open_seed(&code.space, false)?.ledger().view(cobox_engine::now_ms())?;
+    let active = view.active_for(home.device_id().as_bytes()).map(|v| v.id.to_string());
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({
+            "space": code.space.to_string(), "agreement": active, "stats": stats, "stored_bytes": used
+        }));
+    }
+    match active {
+        Some(id) => println!(
+            "seeding space {} under agreement {}: holding {} ({} blobs received); `cobox up` keeps it current",
+            code.space.short(),
+            &id[..12],
+            bytes(used),
+            stats.received_blobs
+        ),
+        None => bail!("the agreement is not active (expired, revoked or not for this device); nothing is seeded"),
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Space name or id.
+    space: String,
+    /// Challenge every blob (default: 32 at random).
+    #[arg(long)]
+    all: bool,
+    /// Audit only this seeder: ID@IP:PORT (default: every seeder with an active agreement).
+    #[arg(long)]
+    peer: Vec<String>,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// Blobs challenged per audit unless `--all`.
+pub(crate) const AUDIT_SAMPLE: usize = 32;
+
+/// Every seeder with an active agreement, as ID@addresses from the address book.
+pub(crate) fn audit_targets(view: &LedgerView, book: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut seeders: Vec<String> =
+        view.agreements.iter().filter(|v| v.state == State::Active).map(|v| hex::encode(v.agreement.seeder)).collect();
+    seeders.sort();
+    seeders.dedup();
+    seeders.into_iter().map(|s| format!("{s}@{}", book.get(&s).map(|v| v.join(",")).unwrap_or_default())).collect()
+}
+
+/// Sync with each seeder (so blobs it was never sent do not count against it), then audit it.
+pub(crate) async fn audit_seeders(
+    node: &Node,
+    id: &SpaceId,
+    targets: &[String],
+    count: usize,
+) -> Vec<(String, Result<AuditRecord, cobox_engine::Error>)> {
+    let mut out = Vec::new();
+    for t in targets {
+        let r = async {
+            let p = parse_peer(t)?;
+            if let Err(e) = node.sync_once(id, p.clone()).await {
+                eprintln!("warning: syncing with {} before the audit failed: {e}", &t[..8.min(t.len())]);
+            }
+            node.audit(id, p, count).await
+        }
+        .await;
+        out.push((t.clone(), r));
+    }
+    out
+}
+
+pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
+    let home = ctx.open_home()?;
+    let space = ctx.open_space(&home, &a.space)?;
+    let id = space.info().id;
+    let now = cobox_engine::now_ms();
+    let view = space.ledger().view(now)?;
+    let targets = if a.peer.is_empty() { audit_targets(&view, &home.peers()?) } else { a.peer.clone() };
+    if targets.is_empty() {
+        bail!("space {:?} has no seeder with an active agreement to audit", a.space);
+    }
+    let count = if a.all { usize::MAX } else { AUDIT_SAMPLE };
+    let cfg = a.net.config(None);
+    let rt = runtime()?;
+    let results = rt.block_on(async {
+        let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
+        let out = audit_seeders(&node, &id, &targets, count).await;
+        node.shutdown().await;
+        Ok::<_, cobox_engine::Error>(out)
+    })?;
+    let mut json = Vec::new();
+    let mut failed = 0;
+    for (t, r) in results {
+        let short = &t[..8.min(t.len())];
+        match r {
+            Ok(rec) => {
+                let s = cobox_engine::seeding::audit_summary(&rec);
+                if !s.ok {
+                    failed += 1;
+                }
+                if !ctx.json {
+                    println!(
+                        "seeder {short}: {} ({}/{} blobs proven, holds {})",
+                        if s.ok { "passed" } else { "FAILED" },
+                        s.passed,
+                        s.challenged,
+                        bytes(s.stored_bytes)
+                    );
+                }
+                json.push(serde_json::json!({ "seeder": t, "result": s }));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("seeder {short}: audit could not run: {e}");
+                json.push(serde_json::json!({ "seeder": t, "error": e.to_string() }));
+            }
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&json)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {} seeders failed or missed the audit", json.len());
+    }
+    Ok(())
+}
+
+pub(crate) fn stats(ctx: &Ctx) -> Result<()> {
+    let home = ctx.open_home()?;
+    let st = seeding::stats(&ctx.home, cobox_engine::now_ms(), &|id| home.open_seed(id, false).ok().map(|s| s.used()))?;
+    if ctx.json {
+        return ctx.print_json(&st);
+    }
+    println!("seeding for others  {}", bytes(st.seeded_for_others));
+    println!("others seed for us  {}", bytes(st.seeded_by_others));
+    match st.share_ratio {
+        Some(r) => println!("share ratio         {r:.2}"),
+        None => println!("share ratio         - (nobody seeds for this device yet)"),
+    }
+    for (peer, p) in &st.peers {
+        println!("peer {}  we seed {}  they seed {}", &peer[..8], bytes(p.seeded_for_them), bytes(p.seeded_for_us));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5k"), Ok(1536));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3X").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

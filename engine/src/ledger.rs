@@ -1,0 +1,76 @@
+//! The ledger of a space on disk: `ledger.am` next to the space's (or seed's) store.
+//!
+//! The CLI changes it while a daemon runs (proposing, revoking), so every change is a
+//! read-merge-write under an exclusive lock on `ledger.lock`: Automerge's merge makes
+//! concurrent writers lossless, and the lock makes each write see the previous one.
+
+use crate::error::{Error, IoContext};
+use crate::home::write_atomic;
+use crate::ids::SpaceId;
+use cobox_agreements::{Ledger, LedgerView, evaluate};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Passed audits older than this no longer count towards the replication count.
+pub const AUDIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// The ledger file of one space on this device.
+#[derive(Debug, Clone)]
+pub struct LedgerFile {
+    space: SpaceId,
+    path: PathBuf,
+}
+
+fn ledger_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Config { path: path.to_owned(), reason: e.to_string() }
+}
+
+impl LedgerFile {
+    /// The ledger kept in `dir`.
+    pub fn new(space: SpaceId, dir: &Path) -> Self {
+        Self { space, path: dir.join("ledger.am") }
+    }
+
+    /// Read the current ledger (empty when there is none yet).
+    pub fn read(&self) -> Result<Ledger, Error> {
+        match fs::read(&self.path) {
+            Ok(b) => Ledger::load(&b).map_err(|e| ledger_err(&self.path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::new()),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
+    }
+
+    /// Change the ledger under its lock; it is written back only when `f` added entries.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Ledger) -> Result<R, Error>) -> Result<R, Error> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
+        lock.lock().at(&lock_path)?;
+        let mut ledger = self.read()?;
+        let before = ledger.len();
+        let r = f(&mut ledger)?;
+        if ledger.len() != before {
+            write_atomic(&self.path, &ledger.save())?;
+        }
+        Ok(r)
+    }
+
+    /// Merge a peer's saved ledger; returns how many entries were new.
+    pub fn merge_bytes(&self, bytes: &[u8]) -> Result<usize, Error> {
+        self.update(|l| l.merge_bytes(bytes).map_err(|e| Error::Refused(format!("the peer's ledger: {e}"))))
+    }
+
+    /// Add one entry.
+    pub fn insert(&self, entry: &cobox_agreements::Entry) -> Result<bool, Error> {
+        self.update(|l| l.insert(entry).map_err(|e| ledger_err(&self.path, e)))
+    }
+
+    /// Every entry verified and every agreement's state at `now_ms`.
+    pub fn view(&self, now_ms: i64) -> Result<LedgerView, Error> {
+        Ok(evaluate(&self.space.0, &self.read()?.raw_entries(), now_ms))
+    }
+
+    /// The whole document, for a peer.
+    pub fn bytes(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.read()?.save())
+    }
+}

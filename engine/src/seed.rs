@@ -1,0 +1,125 @@
+//! A seeder's copy of a space: sealed blobs and the ledger, and nothing else. A seeder holds
+//! no space key, so it never sees a file name or a byte of plaintext; it can still check every
+//! blob against its id and every manifest change against the space's signature (the space id
+//! is the space's public key).
+
+use crate::crypto::{BlobKind, verify_change_signature};
+use crate::error::Error;
+use crate::ids::{BlobId, DeviceId, SpaceId};
+use crate::ledger::LedgerFile;
+use crate::store::BlobStore;
+use cobox_agreements::{LedgerView, State};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A seeded space as registered on this device (`seeds/<id>/seed.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeedInfo {
+    /// The space.
+    pub space: SpaceId,
+    /// When this device started seeding it.
+    pub created_ms: i64,
+}
+
+/// One seeded space, open.
+pub struct Seed {
+    pub(crate) info: SeedInfo,
+    pub(crate) dir: PathBuf,
+    pub(crate) store: BlobStore,
+    pub(crate) device: DeviceId,
+    /// Stored bytes, kept current as blobs arrive (quota checks run per blob).
+    used: u64,
+}
+
+impl Seed {
+    pub(crate) fn open(info: SeedInfo, dir: PathBuf, device: DeviceId) -> Result<Self, Error> {
+        let store = BlobStore::open(&dir)?;
+        let used = store.usage()?.1;
+        Ok(Self { info, dir, store, device, used })
+    }
+
+    /// The space seeded.
+    pub fn space(&self) -> SpaceId {
+        self.info.space
+    }
+
+    /// Where it lives.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its ledger.
+    pub fn ledger(&self) -> LedgerFile {
+        LedgerFile::new(self.info.space, &self.dir)
+    }
+
+    /// Bytes stored for the space.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Blobs stored.
+    pub fn blob_count(&self) -> Result<u64, Error> {
+        Ok(self.store.usage()?.0)
+    }
+
+    /// The quota of this device's active agreement for the space, if it has one.
+    pub fn quota(&self, view: &LedgerView) -> Option<u64> {
+        view.active_for(&self.device.0).map(|a| a.agreement.quota)
+    }
+
+    /// Every blob id held.
+    pub fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        self.store.flush()?;
+        Ok(self.store.list()?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// A stored blob (checked against its id).
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
+        Ok(self.store.get(id)?)
+    }
+
+    /// Store a blob under an agreement's quota. Checked like a member checks: id, kind, and the
+    /// space's signature on manifest changes.
+    pub fn receive_blob(&mut self, id: &BlobId, data: &[u8], quota: u64) -> Result<bool, Error> {
+        if BlobId::of(data) != *id {
+            return Err(Error::Refused(format!("blob {id} does not match its id")));
+        }
+        let kind = crate::crypto::blob_kind(data).map_err(|source| Error::Blob { blob: *id, source })?;
+        if kind == BlobKind::Change {
+            verify_change_signature(&self.info.space, data).map_err(|source| Error::Blob { blob: *id, source })?;
+        }
+        if self.used + data.len() as u64 > quota {
+            return Err(Error::Refused(format!(
+                "over quota: the seeder holds {} of the {} bytes agreed for space {}; propose a larger agreement",
+                self.used,
+                quota,
+                self.info.space.short()
+            )));
+        }
+        let new = self.store.put(*id, kind, data)?;
+        if new {
+            self.used += data.len() as u64;
+        }
+        Ok(new)
+    }
+
+    /// Make received blobs durable.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.flush()?)
+    }
+
+    /// Whether every agreement naming this device ended (revoked or expired) more than
+    /// `grace_ms` ago, or none ever did and the seed is older than the grace period.
+    pub fn past_grace(&self, view: &LedgerView, now_ms: i64, grace_ms: i64) -> bool {
+        let mut ended = self.info.created_ms;
+        for a in view.agreements.iter().filter(|a| a.state != State::Invalid && a.agreement.seeder == self.device.0) {
+            match a.state {
+                State::Revoked => ended = ended.max(a.revoked.as_ref().map_or(a.agreement.end_ms, |r| r.time_ms)),
+                State::Expired => ended = ended.max(a.agreement.end_ms),
+                _ => return false,
+            }
+        }
+        now_ms > ended.saturating_add(grace_ms)
+    }
+}

@@ -1,0 +1,343 @@
+//! Agreements as a device sees them: propose, revoke and list across its ledgers, and the
+//! share-ratio accounting. These read and write only the home's files (ledgers under their own
+//! lock), so they work while the daemon runs.
+
+use crate::codes::{PeerAddr, SeedCode};
+use crate::error::Error;
+use crate::home::{Home, SpaceInfo};
+use crate::ids::{DeviceId, SpaceId};
+use crate::ledger::{AUDIT_WINDOW_MS, LedgerFile};
+use crate::space::rfc3339;
+use cobox_agreements::{Agreement, AgreementView, Entry, LedgerView, Party, Revocation, State};
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// An audit result, for people and JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditSummary {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Milliseconds since the epoch.
+    pub time_ms: i64,
+    /// Blobs challenged.
+    pub challenged: u32,
+    /// Blobs answered correctly.
+    pub passed: u32,
+    /// Every challenge answered correctly.
+    pub ok: bool,
+    /// Bytes the seeder reported holding.
+    pub stored_bytes: u64,
+    /// Device that audited.
+    pub auditor: String,
+}
+
+/// One agreement, for people and JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgreementSummary {
+    /// Agreement id (hex).
+    pub id: String,
+    /// The space.
+    pub space: String,
+    /// This device's name for the space (members only; a seeder never learns it).
+    pub space_name: Option<String>,
+    /// This device's side: "member" or "seeder".
+    pub role: &'static str,
+    /// Owner device.
+    pub owner: String,
+    /// Seeder device.
+    pub seeder: String,
+    /// Quota in bytes.
+    pub quota: u64,
+    /// Term start (RFC 3339).
+    pub start: String,
+    /// Term end (RFC 3339).
+    pub end: String,
+    /// Free-text terms.
+    pub terms: String,
+    /// proposed, active, revoked, expired or invalid.
+    pub state: &'static str,
+    /// The proposal's (and acceptance's) signatures verify.
+    pub signatures_ok: bool,
+    /// Why it is invalid.
+    pub problem: Option<String>,
+    /// The newest audit.
+    pub last_audit: Option<AuditSummary>,
+    /// Counts towards the replication count now.
+    pub verified: bool,
+}
+
+/// A ledger entry that is not honoured.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InvalidSummary {
+    /// The space whose ledger holds it.
+    pub space: String,
+    /// Its ledger key.
+    pub key: String,
+    /// The agreement it claims to concern.
+    pub agreement: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// `cobox agreement list`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AgreementList {
+    /// Every agreement in every ledger on this device.
+    pub agreements: Vec<AgreementSummary>,
+    /// Entries shown invalid and not honoured.
+    pub invalid: Vec<InvalidSummary>,
+}
+
+/// An audit record for people and JSON.
+pub fn audit_summary(a: &cobox_agreements::AuditRecord) -> AuditSummary {
+    AuditSummary {
+        time: rfc3339(a.time_ms),
+        time_ms: a.time_ms,
+        challenged: a.challenged,
+        passed: a.passed,
+        ok: a.ok(),
+        stored_bytes: a.stored_bytes,
+        auditor: hex::encode(a.auditor),
+    }
+}
+
+pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str, now: i64) -> AgreementSummary {
+    let a = &v.agreement;
+    AgreementSummary {
+        id: v.id.to_string(),
+        space: hex::encode(a.space),
+        space_name: name.map(str::to_owned),
+        role,
+        owner: hex::encode(a.owner),
+        seeder: hex::encode(a.seeder),
+        quota: a.quota,
+        start: rfc3339(a.start_ms),
+        end: rfc3339(a.end_ms),
+        terms: a.terms.clone(),
+        state: v.state.as_str(),
+        signatures_ok: v.signatures_ok,
+        problem: v.problem.clone(),
+        last_audit: v.last_audit().map(audit_summary),
+        verified: v.verified(now, AUDIT_WINDOW_MS),
+    }
+}
+
+/// Each ledger on this device: (space, member name or None for a seed, ledger).
+fn ledgers(root: &Path) -> Result<Vec<(SpaceId, Option<SpaceInfo>, LedgerFile)>, Error> {
+    let mut out = Vec::new();
+    for info in Home::spaces_at(root)? {
+        let dir = root.join("spaces").join(info.id.to_string());
+        out.push((info.id, Some(info.clone()), LedgerFile::new(info.id, &dir)));
+    }
+    let seeds = root.join("seeds");
+    if let Ok(rd) = std::fs::read_dir(&seeds) {
+        for e in rd.flatten() {
+            let Ok(id) = e.file_name().to_string_lossy().parse::<SpaceId>() else { continue };
+            if e.path().join("seed.json").exists() {
+                out.push((id, None, LedgerFile::new(id, &e.path())));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sign a proposal for a space and return it with the seed code for the seeder.
+pub fn propose(
+    root: &Path,
+    space: &str,
+    seeder: &PeerAddr,
+    quota: u64,
+    days: u32,
+    terms: &str,
+) -> Result<(AgreementSummary, SeedCode), Error> {
+    let (info, dir, secret) = Home::space_files(root, space)?;
+    let device = Home::device_key_at(root)?;
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&secret[..32]);
+    let space_key = SigningKey::from_bytes(&seed);
+    let now = crate::now_ms();
+    let mut nonce = [0u8; 16];
+    crate::random_bytes(&mut nonce);
+    let agreement = Agreement {
+        space: info.id.0,
+        owner: device.verifying_key().to_bytes(),
+        seeder: seeder.device.0,
+        quota,
+        start_ms: now,
+        end_ms: now.saturating_add(i64::from(days) * 86_400_000),
+        terms: terms.to_owned(),
+        nonce,
+    };
+    agreement.check_terms().map_err(|e| Error::Refused(e.to_string()))?;
+    let id = agreement.id();
+    let ledger = LedgerFile::new(info.id, &dir);
+    ledger.insert(&Entry::propose(agreement, &device, &space_key))?;
+    if !seeder.addrs.is_empty() {
+        Home::remember_peer_at(root, &seeder.device, &seeder.addrs)?;
+    }
+    let view = ledger.view(now)?;
+    let v = view.agreements.iter().find(|a| a.id == id).ok_or_else(|| Error::Refused("proposal not stored".into()))?;
+    let code = SeedCode {
+        space: info.id,
+        agreement: id.0,
+        owner: PeerAddr { device: DeviceId(device.verifying_key().to_bytes()), addrs: Home::listening_at(root)? },
+    };
+    Ok((summary(v, Some(&info.name), "member", now), code))
+}
+
+/// Every agreement in every ledger on this device.
+pub fn list(root: &Path, now: i64) -> Result<AgreementList, Error> {
+    let mut out = AgreementList::default();
+    for (space, info, ledger) in ledgers(root)? {
+        let view = ledger.view(now)?;
+        let role = if info.is_some() { "member" } else { "seeder" };
+        for v in &view.agreements {
+            out.agreements.push(summary(v, info.as_ref().map(|i| i.name.as_str()), role, now));
+        }
+        for i in view.invalid {
+            out.invalid.push(InvalidSummary {
+                space: space.to_string(),
+                key: i.key,
+                agreement: i.agreement.map(|a| a.to_string()),
+                reason: i.reason,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Revoke an agreement (by id or prefix) as whichever party this device is.
+pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
+    let device = Home::device_key_at(root)?;
+    let me = device.verifying_key().to_bytes();
+    let now = crate::now_ms();
+    let mut found = Vec::new();
+    for (space, info, ledger) in ledgers(root)? {
+        let view = ledger.view(now)?;
+        if let Ok(v) = view.find(query) {
+            found.push((space, info, ledger, v.clone()));
+        }
+    }
+    let (_, info, ledger, v) = match found.len() {
+        1 => found.remove(0),
+        0 => return Err(Error::Refused(format!("no agreement {query:?}; `cobox agreement list` shows them"))),
+        _ => return Err(Error::Refused(format!("{query:?} matches several agreements; give more characters"))),
+    };
+    if v.state == State::Invalid {
+        return Err(Error::Refused("that agreement is invalid and was never honoured; nothing to revoke".into()));
+    }
+    if v.revoked.is_some() {
+        return Err(Error::Refused(format!("agreement {} is already revoked", v.id.short())));
+    }
+    let entry = match &info {
+        Some(i) => {
+            let (_, _, secret) = Home::space_files(root, &i.id.to_string())?;
+            let mut seed = [0u8; 32];
+            seed.copy_from_slice(&secret[..32]);
+            let r = Revocation { agreement: v.id, device: me, party: Party::Owner, time_ms: now };
+            Entry::revoke(r, &device, Some(&SigningKey::from_bytes(&seed)))
+        }
+        None if v.agreement.seeder == me => {
+            let r = Revocation { agreement: v.id, device: me, party: Party::Seeder, time_ms: now };
+            Entry::revoke(r, &device, None)
+        }
+        None => return Err(Error::Refused("this device is not a party to that agreement".into())),
+    };
+    ledger.insert(&entry)?;
+    let view = ledger.view(now)?;
+    let v = view.agreements.iter().find(|a| a.id == v.id).unwrap_or(&v);
+    Ok(summary(v, info.as_ref().map(|i| i.name.as_str()), if info.is_some() { "member" } else { "seeder" }, now))
+}
+
+/// Bytes seeded with one peer, both ways.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct PeerShare {
+    /// Bytes this device stores for the peer's spaces.
+    pub seeded_for_them: u64,
+    /// Bytes the peer stores for this device's spaces (its last audited figure).
+    pub seeded_for_us: u64,
+}
+
+/// `cobox stats`.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct Stats {
+    /// Bytes this device seeds for others.
+    pub seeded_for_others: u64,
+    /// Bytes others seed for this device's spaces.
+    pub seeded_by_others: u64,
+    /// seeded_for_others / seeded_by_others (None when others seed nothing).
+    pub share_ratio: Option<f64>,
+    /// Per peer device (hex id).
+    pub peers: BTreeMap<String, PeerShare>,
+}
+
+/// Share-ratio accounting from the ledgers and the seed stores' sizes. `seed_usage` gives the
+/// stored bytes of a seeded space (the caller owns the stores).
+pub fn stats(root: &Path, now: i64, seed_usage: &dyn Fn(&SpaceId) -> Option<u64>) -> Result<Stats, Error> {
+    let me = Home::device_key_at(root)?.verifying_key().to_bytes();
+    let mut st = Stats::default();
+    for (space, info, ledger) in ledgers(root)? {
+        let view: LedgerView = ledger.view(now)?;
+        if info.is_some() {
+            // Each seeder counts once per space, at its newest audited size.
+            let mut per: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+            for v in view.agreements.iter().filter(|v| v.state == State::Active) {
+                if let Some(a) = v.last_audit() {
+                    per.insert(v.agreement.seeder, a.stored_bytes);
+                }
+            }
+            for (seeder, bytes) in per {
+                st.peers.entry(hex::encode(seeder)).or_default().seeded_for_us += bytes;
+                st.seeded_by_others += bytes;
+            }
+        } else {
+            let bytes = seed_usage(&space).unwrap_or(0);
+            let owner = view
+                .agreements
+                .iter()
+                .filter(|v| v.state != State::Invalid && v.agreement.seeder == me)
+                .max_by_key(|v| v.agreement.start_ms)
+                .map(|v| hex::encode(v.agreement.owner));
+            if let Some(o) = owner {
+                st.peers.entry(o).or_default().seeded_for_them += bytes;
+            }
+            st.seeded_for_others += bytes;
+        }
+    }
+    st.share_ratio = (st.seeded_by_others > 0).then(|| st.seeded_for_others as f64 / st.seeded_by_others as f64);
+    Ok(st)
+}
+
+/// One audit result with what it audited.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// The space.
+    pub space: String,
+    /// The agreement.
+    pub agreement: String,
+    /// The seeder audited.
+    pub seeder: String,
+    /// The result.
+    pub audit: AuditSummary,
+}
+
+/// Every valid audit result in every ledger on this device, newest first.
+pub fn audits(root: &Path, now: i64) -> Result<Vec<AuditEntry>, Error> {
+    let mut out = Vec::new();
+    for (space, _, ledger) in ledgers(root)? {
+        for v in ledger.view(now)?.agreements {
+            for a in &v.audits {
+                out.push(AuditEntry {
+                    space: space.to_string(),
+                    agreement: v.id.to_string(),
+                    seeder: hex::encode(v.agreement.seeder),
+                    audit: audit_summary(a),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|a| std::cmp::Reverse(a.audit.time_ms));
+    Ok(out)
+}
