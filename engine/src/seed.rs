@@ -109,14 +109,16 @@ impl Seed {
         Ok(self.store.flush()?)
     }
 
-    /// Whether every agreement naming this device ended (revoked or expired) more than
-    /// `grace_ms` ago, or none ever did and the seed is older than the grace period.
+    /// Whether every agreement this device countersigned ended (revoked or expired) more than
+    /// `grace_ms` ago, or it countersigned none and the seed is older than the grace period.
     pub fn past_grace(&self, view: &LedgerView, now_ms: i64, grace_ms: i64) -> bool {
         let mut ended = self.info.created_ms;
         for a in view.agreements.iter().filter(|a| a.state != State::Invalid && a.agreement.seeder == self.device.0) {
             match a.state {
                 State::Revoked => ended = ended.max(a.revoked.as_ref().map_or(a.agreement.end_ms, |r| r.time_ms)),
                 State::Expired => ended = ended.max(a.agreement.end_ms),
+                // A proposal this seeder never countersigned holds nothing here.
+                State::Proposed if !a.accepted => {}
                 _ => return false,
             }
         }

@@ -5,4 +5,5 @@ mod util;
 
 mod crash;
 mod foundation;
+mod seeding;
 mod sync;

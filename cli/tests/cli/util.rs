@@ -142,14 +142,26 @@ pub(crate) fn create_space(dev: &Device, name: &str, folder: &Path) -> String {
 pub(crate) struct Daemon {
     child: std::process::Child,
     pub(crate) addr: String,
+    /// `IP:PORT` of the HTTP API, when started with `--http`.
+    pub(crate) http: Option<String>,
     stderr: std::thread::JoinHandle<String>,
 }
 
 impl Daemon {
     pub(crate) fn start(dev: &Device) -> Self {
+        Self::start_with(dev, &[])
+    }
+
+    /// Start with extra `cobox up` arguments (`--interval` defaults to an hour).
+    pub(crate) fn start_with(dev: &Device, extra: &[&str]) -> Self {
         use std::io::BufRead;
+        let mut args = vec!["up", "--bind", "127.0.0.1:0", "--no-relay"];
+        if !extra.contains(&"--interval") {
+            args.extend(["--interval", "3600"]);
+        }
+        args.extend(extra);
         let mut child = dev
-            .cmd(&["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", "3600"])
+            .cmd(&args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -162,13 +174,18 @@ impl Daemon {
             .strip_prefix("listening ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let http = extra.contains(&"--http").then(|| {
+            let mut l = String::new();
+            out.read_line(&mut l).expect("read the http line");
+            l.trim().strip_prefix("http http://").unwrap_or_else(|| panic!("unexpected http line {l:?}")).to_owned()
+        });
         let mut err = child.stderr.take().expect("stderr");
         let stderr = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = std::io::Read::read_to_string(&mut err, &mut s);
             s
         });
-        Self { child, addr, stderr }
+        Self { child, addr, http, stderr }
     }
 
     /// Stop with SIGTERM, wait, and return what the daemon logged.
@@ -208,4 +225,28 @@ impl Drop for Daemon {
 /// Sync `dev`'s space with a running daemon until both hold the same state.
 pub(crate) fn sync_with(dev: &Device, space: &str, d: &Daemon) -> serde_json::Value {
     dev.json(&["sync", space, "--peer", &d.addr, "--once", "--no-relay"])
+}
+
+/// One HTTP/1.1 request to the daemon's API; returns (status, body).
+pub(crate) fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the HTTP API");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read response");
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    let (head, rest) = resp.split_once("\r\n\r\n").expect("header end");
+    // Small JSON bodies may come chunked: keep the lines that are not chunk sizes.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        rest.split("\r\n").skip(1).step_by(2).collect::<Vec<_>>().join("")
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
 }

@@ -57,6 +57,8 @@ pub struct SyncStats {
     pub wire_bytes: u64,
     /// Manifest changes newly applied.
     pub changes_applied: u64,
+    /// Blobs a seeder lacks that were not pushed because it holds no active agreement.
+    pub not_pushed: u64,
 }
 
 /// Parse `ID@IP:PORT[,IP:PORT...]` (or a bare id, for relays and discovery).
@@ -447,6 +449,9 @@ async fn transfer(
     }
     let want: Vec<BlobId> = if quota.is_some() { rec.want.iter().copied().collect() } else { Vec::new() };
     let quota = quota.unwrap_or(0);
+    if !may_send {
+        stats.not_pushed = rec.peer_lacks.len() as u64;
+    }
     let sendable = |theirs: Vec<BlobId>| if may_send { theirs } else { Vec::new() };
     if dialer {
         io.send(&Msg::Want(want.clone())).await?;
@@ -456,8 +461,10 @@ async fn transfer(
         io.send(&Msg::Done).await?;
         let _ = io.send.finish();
         // Closing now could drop the Done in flight: wait until the listener ends its side,
-        // which it does once it has read everything.
-        let _ = tokio::time::timeout(STALL, io.recv.read_to_end(1 << 16)).await;
+        // which it does once it has read everything, or refuses what we sent (a seeder's quota).
+        if let Ok(Err(e @ Error::Refused(_))) = tokio::time::timeout(STALL, io.recv()).await {
+            return Err(e);
+        }
     } else {
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
         send_blobs(held, io, &sendable(theirs), &mut stats).await?;
@@ -551,7 +558,20 @@ async fn receive_until(
     if let Err(e) = stored {
         // What was stored before the refusal stays: nothing is lost on either side.
         let _ = held.flush().await;
-        return Err(io.refuse(reason(&e)).await);
+        let why = reason(&e);
+        let _ = io.send(&Msg::Refused { reason: why.clone() }).await;
+        let _ = io.send.finish();
+        // Read on (and drop) what the peer is still sending, so its writes complete and it reads
+        // the refusal rather than a broken connection. Bounded: a peer cannot keep us here.
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(m) = io.recv().await {
+                if m == Msg::Done {
+                    break;
+                }
+            }
+        })
+        .await;
+        return Err(Error::Refused(why));
     }
     if let Err(why) = net_result {
         return Err(io.refuse(why).await);
@@ -943,6 +963,24 @@ impl Node {
         match &held {
             Held::Member(s) => stats.changes_applied = s.lock().await.apply_and_materialize()?.0 as u64,
             Held::Seed(s) => s.lock().await.flush()?,
+        }
+        if stats.not_pushed > 0 {
+            let states: Vec<&str> = ledger
+                .view(crate::now_ms())?
+                .agreements
+                .iter()
+                .filter(|a| a.agreement.seeder == peer.id.0)
+                .map(|a| a.state.as_str())
+                .collect();
+            // What was pulled is applied above; only the push is refused.
+            return Err(Error::Refused(format!(
+                "seeder {} has no active agreement for space {} (its agreements: {}), so {} blobs were not pushed; \
+                 a proposal it has not countersigned may be over its quota limit",
+                peer.id.short(),
+                space.short(),
+                states.join(", "),
+                stats.not_pushed
+            )));
         }
         (self.sh.log)(&format!(
             "synced with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",

@@ -1,0 +1,202 @@
+//! Seeders under agreements: owner, seeders and a new member as real processes.
+
+use crate::util::{Daemon, Device, create_space, http, random_bytes, snapshot, write};
+use std::fs;
+use std::path::Path;
+
+const MARKER: &str = "CONFIDENTIAL-MARKER-7f3a";
+const NAME_MARKER: &str = "payroll-MARKER-name";
+
+fn replicas(dev: &Device, space: &str) -> u64 {
+    dev.json(&["status", space])["replicas"].as_u64().expect("replicas")
+}
+
+/// Every byte under `dir`, searched for `needle`.
+fn contains_bytes(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+fn seed_packs(dev: &Device) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for s in fs::read_dir(dev.home.path().join("seeds")).expect("seeds").flatten() {
+        for p in fs::read_dir(s.path().join("packs")).expect("packs").flatten() {
+            if p.path().extension().is_some_and(|x| x == "pack") {
+                out.push(p.path());
+            }
+        }
+    }
+    out
+}
+
+fn propose(owner: &Device, seeder: &str, quota: &str) -> (String, String) {
+    let v = owner.json(&["agreement", "propose", "docs", "--seeder", seeder, "--quota", quota, "--days", "30"]);
+    (v["agreement"]["id"].as_str().expect("id").to_owned(), v["seed_code"].as_str().expect("code").to_owned())
+}
+
+#[test]
+fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let folder = dir.path().join("docs");
+    write(&folder.join(format!("{NAME_MARKER}.txt")), format!("salaries {MARKER}\n").as_bytes());
+    write(&folder.join("big.bin"), &random_bytes(3 << 20, 1));
+    write(&folder.join("sub/notes.md"), b"notes\n");
+    let owner = Device::new();
+    create_space(&owner, "docs", &folder);
+    owner.ok(&["scan", "docs"]);
+    let (s1, s2, newcomer) = (Device::new(), Device::new(), Device::new());
+    let (s1_id, s2_id) = (s1.ok(&["id"]).trim().to_owned(), s2.ok(&["id"]).trim().to_owned());
+    assert_eq!(replicas(&owner, "docs"), 0);
+
+    // A seed code with a typo is refused, and nothing is registered.
+    let od = Daemon::start(&owner);
+    let invite = owner.ok(&["invite", "docs"]).trim().to_owned();
+    let (a1, code1) = propose(&owner, &s1_id, "100M");
+    let mut typo: Vec<char> = code1.chars().collect();
+    typo[20] = if typo[20] == 'a' { 'b' } else { 'a' };
+    assert!(s1.fails(&["seed", &typo.iter().collect::<String>()]).contains("mistyped"));
+    assert!(s1.fails(&["seed", &invite]).contains("not a CoBox seed code"));
+    // The seeder countersigns from the code and takes the blobs.
+    let v = s1.json(&["seed", &code1, "--no-relay"]);
+    assert_eq!(v["agreement"], a1.as_str());
+    assert!(v["stored_bytes"].as_u64().expect("bytes") > 3 << 20);
+    let list = owner.json(&["agreement", "list"]);
+    assert_eq!(list["agreements"][0]["state"], "active", "{list}");
+    assert_eq!(list["agreements"][0]["signatures_ok"], true);
+    od.stop();
+
+    // A seeder without an agreement refuses.
+    let d2 = Daemon::start(&s2);
+    let err = owner.fails(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
+    assert!(err.contains("does not hold space"), "{err}");
+    d2.stop();
+    // Under a standing policy it takes proposals up to its limit, and no more.
+    let owner_id = owner.ok(&["id"]).trim().to_owned();
+    let d2 = Daemon::start_with(&s2, &["--seed-for", &owner_id, "--max-quota", "1G"]);
+    propose(&owner, &s2_id, "2G");
+    let err = owner.fails(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
+    assert!(err.contains("no active agreement") && err.contains("proposed"), "{err}");
+    // An over-quota push is refused with a clear error; both sides keep what they had.
+    let (small, _) = propose(&owner, &s2_id, "1M");
+    let err = owner.fails(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
+    assert!(err.contains("over quota"), "{err}");
+    assert_eq!(snapshot(&folder).len(), 4, "the owner's folder is intact");
+    let (big, _) = propose(&owner, &s2_id, "100M");
+    owner.ok(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
+
+    // 0 -> 1 -> 2 as seeders pass audits.
+    let d1 = Daemon::start(&s1);
+    assert_eq!(replicas(&owner, "docs"), 0, "signed but never audited");
+    owner.ok(&["audit", "docs", "--all", "--peer", &d1.addr, "--no-relay"]);
+    assert_eq!(replicas(&owner, "docs"), 1);
+    owner.ok(&["audit", "docs", "--peer", &d2.addr, "--no-relay"]);
+    assert_eq!(replicas(&owner, "docs"), 2);
+
+    // The seeders hold no name, no plaintext, no key.
+    for s in [&s1, &s2] {
+        assert!(contains_bytes(s.home.path(), MARKER.as_bytes()).is_empty());
+        assert!(contains_bytes(s.home.path(), NAME_MARKER.as_bytes()).is_empty());
+        assert!(contains_bytes(s.home.path(), b"notes.md").is_empty());
+        assert!(fs::read_dir(s.home.path().join("spaces")).expect("spaces").next().is_none());
+        let secret = fs::read(
+            fs::read_dir(owner.home.path().join("spaces")).unwrap().next().unwrap().unwrap().path().join("secret.key"),
+        )
+        .unwrap();
+        assert!(contains_bytes(s.home.path(), &secret[32..]).is_empty(), "no space key");
+    }
+
+    // Corrupt one of s1's blobs: its audit fails and the count drops.
+    let pack = &seed_packs(&s1)[0];
+    let mut bytes = fs::read(pack).expect("pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    fs::write(pack, &bytes).expect("corrupt");
+    let err = owner.fails(&["audit", "docs", "--all", "--peer", &d1.addr, "--no-relay"]);
+    assert!(err.contains("failed"), "{err}");
+    assert_eq!(replicas(&owner, "docs"), 1);
+
+    // Revoking s2's agreements drops it too; its daemon deletes the blobs after the grace period.
+    owner.ok(&["agreement", "revoke", &big[..10]]);
+    owner.ok(&["agreement", "revoke", &small[..10]]);
+    assert_eq!(replicas(&owner, "docs"), 0);
+    // The next session carries the revocations to s2 (its ledger can be read while it runs).
+    owner.ok(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
+    let listed = s2.json(&["agreement", "list"]);
+    let states: Vec<&str> =
+        listed["agreements"].as_array().unwrap().iter().map(|a| a["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "revoked").count(), 2, "{listed}");
+
+    // Every member device lost: a new device joins with the invite and restores from s2 alone
+    // (revoked, inside its grace period, it still serves members).
+    newcomer.ok(&["join", &invite, "--path", dir.path().join("restored").to_str().unwrap()]);
+    newcomer.ok(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
+    assert_eq!(snapshot(&dir.path().join("restored")), snapshot(&folder));
+
+    // Share ratio, each side.
+    d1.stop();
+    d2.stop();
+    let st = s2.json(&["stats"]);
+    assert!(st["seeded_for_others"].as_u64().unwrap() > 3 << 20, "{st}");
+    let st = owner.json(&["stats"]);
+    assert!(st["seeded_by_others"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["share_ratio"], 0.0);
+    // With no grace period, s2's daemon deletes the revoked space's blobs.
+    let d2 = Daemon::start_with(&s2, &["--seed-grace", "0", "--interval", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !seed_packs(&s2).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = d2.stop();
+    assert!(seed_packs(&s2).is_empty(), "{log}");
+}
+
+#[test]
+fn http_api_needs_the_token_and_answers_json() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let folder = dir.path().join("docs");
+    write(&folder.join("a.txt"), b"a\n");
+    let owner = Device::new();
+    create_space(&owner, "docs", &folder);
+    let seeder = Device::new();
+    let seeder_id = seeder.ok(&["id"]).trim().to_owned();
+    let d = Daemon::start_with(&owner, &["--http", "127.0.0.1:0"]);
+    let at = d.http.clone().expect("http address");
+    let token = fs::read_to_string(owner.home.path().join("api-token")).expect("token");
+    assert_eq!(http(&at, "GET", "/api/spaces", None, "").0, 401);
+    assert_eq!(http(&at, "GET", "/api/spaces", Some("wrong"), "").0, 401);
+    let (code, body) = http(&at, "GET", "/api/spaces", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v[0]["name"], "docs");
+    let req = format!(r#"{{"space":"docs","seeder":"{seeder_id}","quota":1048576,"days":7}}"#);
+    let (code, body) = http(&at, "POST", "/api/agreements", Some(&token), &req);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(v["seed_code"].as_str().unwrap().starts_with("cobox-seed-"));
+    let id = v["agreement"]["id"].as_str().unwrap().to_owned();
+    let (_, body) = http(&at, "GET", "/api/spaces/docs/status", Some(&token), "");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["replicas"], 0);
+    assert_eq!(v["agreements"][0]["state"], "proposed");
+    let (code, _) = http(&at, "POST", &format!("/api/agreements/{id}/revoke"), Some(&token), "");
+    assert_eq!(code, 200);
+    let (_, body) = http(&at, "GET", "/api/agreements", Some(&token), "");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["agreements"][0]["state"], "revoked");
+    let (code, body) = http(&at, "GET", "/api/spaces/nope/status", Some(&token), "");
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = http(&at, "GET", "/api/stats", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    d.stop();
+}
