@@ -60,6 +60,8 @@ enum Cmd {
     Audit(commands::seeding::AuditArgs),
     /// Bytes this device seeds for others and others seed for it, and the share ratio.
     Stats,
+    /// The whole story in a temp dir on loopback: two devices, a seeder, a conflict, an audit, a restore.
+    Demo(commands::demo::DemoArgs),
 }
 
 /// What every command gets.
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Cmd::Seed(a) => commands::seeding::seed(&ctx, a),
         Cmd::Audit(a) => commands::seeding::audit(&ctx, a),
         Cmd::Stats => commands::seeding::stats(&ctx),
+        Cmd::Demo(a) => commands::demo::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -200,3 +200,11 @@ fn http_api_needs_the_token_and_answers_json() {
     assert_eq!(code, 200, "{body}");
     d.stop();
 }
+
+#[test]
+fn demo_runs_the_whole_story() {
+    let dev = Device::new();
+    let out = dev.ok(&["demo"]);
+    assert!(out.contains("demo finished: every step checked"), "{out}");
+    assert!(out.contains("sync-conflict") && out.contains("byte-identical"), "{out}");
+}
