@@ -36,8 +36,11 @@ fn main() -> Result<()> {
         }
         Some("reconcile") => reconcile(n_arg(1, 1_000_000), n_arg(2, 10)),
         Some("idle") => idle(n_arg(1, 100_000)),
+        Some("ledger") => ledger(n_arg(1, 10_000)),
+        Some("audit") => audit(n_arg(1, 1_000)),
+        Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?)),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | reconcile N DIFF | idle N"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
         ),
     }
 }
@@ -556,6 +559,187 @@ fn idle(n: usize) -> Result<()> {
         "daemon idle with a {n}-file space for {secs} s: {:.2}% of one core ({ticks} clock ticks), {}",
         ticks as f64 / (secs as f64 * 100.0) * 100.0,
         rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    Ok(())
+}
+
+/// A ledger of `n` entries (agreements with acceptance and audits): open and verify time.
+fn ledger(n: usize) -> Result<()> {
+    use cobox_engine::agreements::{Agreement, AuditRecord, Entry, Ledger, evaluate};
+    use ed25519_dalek::SigningKey;
+    let space = SigningKey::from_bytes(&[1; 32]);
+    let owner = SigningKey::from_bytes(&[2; 32]);
+    let seeder = SigningKey::from_bytes(&[3; 32]);
+    let mut l = Ledger::new();
+    let t0 = Instant::now();
+    let mut i = 0u64;
+    while (l.len()) < n {
+        let a = Agreement {
+            space: space.verifying_key().to_bytes(),
+            owner: owner.verifying_key().to_bytes(),
+            seeder: seeder.verifying_key().to_bytes(),
+            quota: 1 << 30,
+            start_ms: 0,
+            end_ms: i64::MAX / 2,
+            terms: format!("agreement {i}"),
+            nonce: [0; 16],
+        };
+        l.insert(&Entry::propose(a.clone(), &owner, &space))?;
+        l.insert(&Entry::accept(&a, &seeder))?;
+        for t in 0..2 {
+            let r = AuditRecord {
+                agreement: a.id(),
+                auditor: owner.verifying_key().to_bytes(),
+                time_ms: t,
+                challenged: 32,
+                passed: 32,
+                stored_bytes: 1 << 20,
+            };
+            l.insert(&Entry::audit(r, &owner, &space))?;
+        }
+        i += 1;
+    }
+    let build = t0.elapsed();
+    let bytes = l.save();
+    let (_, rss0) = self_rss_kib();
+    let t1 = Instant::now();
+    let loaded = Ledger::load(&bytes)?;
+    let open = t1.elapsed();
+    let t2 = Instant::now();
+    let view = evaluate(&space.verifying_key().to_bytes(), &loaded.raw_entries(), 1);
+    let verify = t2.elapsed();
+    let (_, rss1) = self_rss_kib();
+    anyhow::ensure!(view.invalid.is_empty() && view.agreements.len() == i as usize, "unexpected view");
+    println!(
+        "ledger of {} entries ({} agreements): {:.1} KiB saved; built in {:.2} s; open {:.3} s; verify all {:.3} s; peak RSS {} MiB (+{} MiB)",
+        loaded.len(),
+        i,
+        bytes.len() as f64 / 1024.0,
+        build.as_secs_f64(),
+        open.as_secs_f64(),
+        verify.as_secs_f64(),
+        rss1 / 1024,
+        rss1.saturating_sub(rss0) / 1024
+    );
+    Ok(())
+}
+
+/// Peak RSS (VmHWM) of a running process, in MiB.
+fn peak_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+        / 1024
+}
+
+/// An owner with a space of `n` one-chunk files seeded by one seeder: `cobox audit --all`.
+fn audit(n: usize) -> Result<()> {
+    let work = tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?;
+    let folder = work.path().join("data");
+    std::fs::create_dir_all(&folder)?;
+    for i in 0..n {
+        let mut b = vec![0u8; 256 << 10];
+        blake3::Hasher::new().update(&(i as u64).to_le_bytes()).finalize_xof().fill(&mut b);
+        std::fs::write(folder.join(format!("f{i:05}.bin")), &b)?;
+    }
+    let owner = Cobox::new(work.path().join("owner"))?;
+    owner.run(&["space", "create", "bench", "--path", folder.to_str().context("utf-8")?])?;
+    owner.run(&["scan", "bench"])?;
+    let seeder = Cobox::new(work.path().join("seeder"))?;
+    let (sid, _) = seeder.run(&["id"])?;
+    let sid = sid["device_id"].as_str().context("id")?.to_owned();
+    let up = Up::start(&owner)?;
+    let (p, _) = owner.run(&["agreement", "propose", "bench", "--seeder", &sid, "--quota", "10G", "--days", "1"])?;
+    let code = p["seed_code"].as_str().context("code")?.to_owned();
+    let (_, m) = seeder.run(&["seed", &code, "--no-relay"])?;
+    drop(up);
+    row("seed (owner to seeder)", dir_bytes(&folder), &m, None);
+    let sup = Up::start(&seeder)?;
+    let (r, m) = owner.run(&["audit", "bench", "--all", "--peer", &sup.addr, "--no-relay"])?;
+    let res = &r[0]["result"];
+    let challenged = res["challenged"].as_u64().unwrap_or(0);
+    println!(
+        "audit --all of {challenged} blobs ({} passed, {:.1} MiB held): {:.2} s incl. the sync before it, owner peak {} MiB RSS, seeder peak {} MiB",
+        res["passed"],
+        res["stored_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
+        m.wall.as_secs_f64(),
+        m.peak_rss_kib / 1024,
+        peak_mib(sup.child.id())
+    );
+    let (_, m) = owner.run(&["audit", "bench", "--peer", &sup.addr, "--no-relay"])?;
+    println!("audit of 32 random blobs: {:.2} s", m.wall.as_secs_f64());
+    Ok(())
+}
+
+/// A seeder with a standing policy taking the same folder from two owners at once (two spaces,
+/// so nothing dedupes between them): ingest throughput and the seeder's peak RSS.
+fn seeder(data: &Path) -> Result<()> {
+    let data = std::fs::canonicalize(data)?;
+    let total = dir_bytes(&data);
+    let work = tempfile::tempdir_in(data.parent().unwrap_or(Path::new("/tmp")))?;
+    let seeder = Cobox::new(work.path().join("seeder"))?;
+    let (sid, _) = seeder.run(&["id"])?;
+    let sid = sid["device_id"].as_str().context("id")?.to_owned();
+    let mut owners = Vec::new();
+    for name in ["o1", "o2"] {
+        let o = Cobox::new(work.path().join(name))?;
+        o.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8")?])?;
+        o.run(&["scan", "bench"])?;
+        owners.push(o);
+    }
+    let ids: Vec<String> =
+        owners.iter().map(|o| Ok(o.run(&["id"])?.0["device_id"].as_str().context("id")?.to_owned())).collect::<Result<_>>()?;
+    let mut child = seeder
+        .cmd(&[
+            "up",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-relay",
+            "--interval",
+            "3600",
+            "--max-quota",
+            "100G",
+            "--seed-for",
+            &ids[0],
+            "--seed-for",
+            &ids[1],
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().context("stdout")?), &mut line)?;
+    let addr = line.trim().strip_prefix("listening ").context("no listening line")?.to_owned();
+    for o in &owners {
+        o.run(&["agreement", "propose", "bench", "--seeder", &sid, "--quota", "50G", "--days", "1"])?;
+    }
+    settle(false);
+    let t = Instant::now();
+    let handles: Vec<_> = owners
+        .iter()
+        .map(|o| {
+            o.cmd(&["sync", "bench", "--peer", &addr, "--no-relay"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    for mut h in handles {
+        anyhow::ensure!(h.wait()?.success(), "an owner's push failed");
+    }
+    let wall = t.elapsed();
+    let peak = peak_mib(child.id());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    println!(
+        "seeder ingest from two owners at once: {:.1} MiB in {:.2} s = {:.1} MB/s, seeder peak {} MiB RSS",
+        2.0 * total as f64 / 1048576.0,
+        wall.as_secs_f64(),
+        mbps(2 * total, wall),
+        peak
     );
     Ok(())
 }
