@@ -690,8 +690,10 @@ fn seeder(data: &Path) -> Result<()> {
         o.run(&["scan", "bench"])?;
         owners.push(o);
     }
-    let ids: Vec<String> =
-        owners.iter().map(|o| Ok(o.run(&["id"])?.0["device_id"].as_str().context("id")?.to_owned())).collect::<Result<_>>()?;
+    let ids: Vec<String> = owners
+        .iter()
+        .map(|o| Ok(o.run(&["id"])?.0["device_id"].as_str().context("id")?.to_owned()))
+        .collect::<Result<_>>()?;
     let mut child = seeder
         .cmd(&[
             "up",
