@@ -278,6 +278,13 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
         let short = &t[..8.min(t.len())];
         match r {
             Ok(rec) => {
+                // Remember where the seeder answered, so the daemon's scheduled audits reach it.
+                if let Some((dev, addrs)) = t.split_once('@')
+                    && let Ok(d) = dev.parse()
+                    && !addrs.is_empty()
+                {
+                    home.remember_peer(&d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
+                }
                 let s = cobox_engine::seeding::audit_summary(&rec);
                 if !s.ok {
                     failed += 1;

@@ -102,6 +102,19 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     assert_eq!(replicas(&owner, "docs"), 1);
     owner.ok(&["audit", "docs", "--peer", &d2.addr, "--no-relay"]);
     assert_eq!(replicas(&owner, "docs"), 2);
+    // The daemon audits on its own schedule (the seeders' addresses came from the audits above).
+    let audit_times = |dev: &Device| -> Vec<serde_json::Value> {
+        let l = dev.json(&["agreement", "list"]);
+        l["agreements"].as_array().unwrap().iter().map(|a| a["last_audit"]["time_ms"].clone()).collect()
+    };
+    let before = audit_times(&owner);
+    let od = Daemon::start_with(&owner, &["--audit-every", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while audit_times(&owner) == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = od.stop();
+    assert_ne!(audit_times(&owner), before, "no scheduled audit: {log}");
 
     // The seeders hold no name, no plaintext, no key.
     for s in [&s1, &s2] {
