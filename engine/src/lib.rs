@@ -41,9 +41,10 @@ pub use cobox_agreements as agreements;
 pub use error::Error;
 pub use home::{Home, SpaceInfo};
 pub use ids::{BlobId, DeviceId, SpaceId};
-pub use materialize::{MaterializeReport, conflict_name};
+pub use materialize::{MaterializeReport, conflict_name, conflict_original};
 pub use restore::{At, RestoreReport};
 pub use scan::ScanReport;
+pub use space::Keep;
 pub use space::{GcReport, HistoryItem, Pending, Space, Status, VerifyReport};
 
 /// Fill `buf` from the operating system's random source.

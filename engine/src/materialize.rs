@@ -252,6 +252,17 @@ impl Space {
     }
 }
 
+/// The path a conflict copy was made for: `a/b.sync-conflict-20251124-160000-abcdef01.txt` → `a/b.txt`.
+pub fn conflict_original(copy: &str) -> Option<String> {
+    const TAG: &str = ".sync-conflict-";
+    let i = copy.rfind(TAG)?;
+    let rest = &copy[i + TAG.len()..];
+    // YYYYMMDD-HHMMSS-DEV8HEX is 24 characters; anything after is the extension.
+    let (stamp, ext) = (rest.get(..24)?, rest.get(24..)?);
+    let ok = stamp.bytes().enumerate().all(|(k, b)| if k == 8 || k == 15 { b == b'-' } else { b.is_ascii_hexdigit() });
+    (ok && !ext.contains('/')).then(|| format!("{}{ext}", &copy[..i]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +332,11 @@ mod tests {
             "docs/report.final.sync-conflict-20251124-160000-abcdef01.txt"
         );
         assert_eq!(conflict_name("Makefile", t, &[0; 8]), "Makefile.sync-conflict-20251124-160000-00000000");
+        for p in ["docs/report.final.txt", "Makefile", ".bashrc", "a/b/c.tar.gz"] {
+            assert_eq!(conflict_original(&conflict_name(p, t, &[0xab; 8])).as_deref(), Some(p));
+        }
+        assert_eq!(conflict_original("plain.txt"), None);
+        assert_eq!(conflict_original("x.sync-conflict-notastamp.txt"), None);
         assert_eq!(conflict_name(".bashrc", t, &[0; 8]), ".bashrc.sync-conflict-20251124-160000-00000000");
     }
 }

@@ -98,10 +98,33 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint
     b.bind().await.map_err(net)
 }
 
+/// Bytes moved by a node since it started, all sessions together (for rate plots).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes sent.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Bytes received.
+    pub received: std::sync::atomic::AtomicU64,
+}
+
+/// A peer this node had a session with.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerSeen {
+    /// The peer's device id.
+    pub device: String,
+    /// When the last session ended (ms since the epoch).
+    pub last_ms: i64,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
 /// Framed messages over one QUIC stream, counting bytes.
 struct Framed {
     send: SendStream,
     recv: RecvStream,
+    traffic: Arc<Traffic>,
     bytes: u64,
     /// A message read ahead and not yet handled.
     pending: Option<Msg>,
@@ -111,6 +134,7 @@ impl Framed {
     async fn send(&mut self, m: &Msg) -> Result<(), Error> {
         let f = m.frame();
         self.bytes += f.len() as u64;
+        self.traffic.sent.fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.send.write_all(&f).await.map_err(net)
     }
 
@@ -130,6 +154,7 @@ impl Framed {
             .map_err(|_| net("peer stalled"))?
             .map_err(net)?;
         self.bytes += 4 + n as u64;
+        self.traffic.received.fetch_add(4 + n as u64, std::sync::atomic::Ordering::Relaxed);
         match Msg::decode(&body).map_err(|e| Error::Refused(e.to_string()))? {
             Msg::Refused { reason } => Err(Error::Refused(format!("the peer refused: {reason}"))),
             m => Ok(m),
@@ -210,6 +235,8 @@ struct Shared {
     home: Option<PathBuf>,
     policy: std::sync::Mutex<SeedPolicy>,
     listen: std::sync::Mutex<Vec<String>>,
+    traffic: Arc<Traffic>,
+    seen: std::sync::Mutex<HashMap<DeviceId, PeerSeen>>,
 }
 
 /// The peer's Hello.
@@ -229,6 +256,16 @@ fn reason(e: &Error) -> String {
 }
 
 impl Shared {
+    fn saw<T>(&self, peer: DeviceId, r: &Result<T, Error>) {
+        let seen = PeerSeen {
+            device: peer.to_string(),
+            last_ms: crate::now_ms(),
+            ok: r.is_ok(),
+            error: r.as_ref().err().map(ToString::to_string),
+        };
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, seen);
+    }
+
     fn get(&self, id: &SpaceId) -> Option<Held> {
         self.held.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
@@ -704,8 +741,10 @@ impl ProtocolHandler for Handler {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = DeviceId(*conn.remote_id().as_bytes());
         let (send, recv) = conn.accept_bi().await?;
-        let mut io = Framed { send, recv, bytes: 0, pending: None };
-        match self.serve(&mut io, peer).await {
+        let mut io = Framed { send, recv, traffic: self.sh.traffic.clone(), bytes: 0, pending: None };
+        let r = self.serve(&mut io, peer).await;
+        self.sh.saw(peer, &r);
+        match r {
             Ok(msg) => {
                 (self.sh.log)(&msg);
                 // Let the dialer read the last frames and close; do not wait on it forever.
@@ -836,6 +875,8 @@ impl Node {
             home: setup.home,
             policy: std::sync::Mutex::new(setup.policy),
             listen: std::sync::Mutex::new(Vec::new()),
+            traffic: Arc::new(Traffic::default()),
+            seen: std::sync::Mutex::new(HashMap::new()),
         });
         let router = Router::builder(ep).accept(ALPN, Handler { sh: sh.clone() }).spawn();
         Ok(Self { router, sh })
@@ -895,6 +936,12 @@ impl Node {
         self.sh.held.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect()
     }
 
+    /// Start serving a member space opened after the node started (created or joined).
+    pub fn add_space(&self, space: Space) {
+        let id = space.info().id;
+        self.sh.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
+    }
+
     /// Start seeding a space (after `cobox seed`), countersigning this agreement when offered.
     pub fn add_seed(&self, seed: Seed, accept: Option<AgreementId>) {
         if let Some(a) = accept {
@@ -923,7 +970,7 @@ impl Node {
         let peer_id = DeviceId(*peer.id.as_bytes());
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net)?;
         let (send, recv) = conn.open_bi().await.map_err(net)?;
-        let mut io = Framed { send, recv, bytes: 0, pending: None };
+        let mut io = Framed { send, recv, traffic: self.sh.traffic.clone(), bytes: 0, pending: None };
         if let Held::Member(s) = &held {
             s.lock().await.scan(&crate::NoProgress)?;
         }
@@ -957,6 +1004,26 @@ impl Node {
     /// One sync session with `peer` for a space: scan, prove, exchange ledgers, reconcile,
     /// transfer, then apply and materialise (a member) or flush (a seeder).
     pub async fn sync_once(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
+        let id = DeviceId(*peer.id.as_bytes());
+        let r = self.sync_session(space, peer).await;
+        self.sh.saw(id, &r);
+        r
+    }
+
+    /// Bytes sent and received by every session so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.sh.traffic.sent.load(Relaxed), self.sh.traffic.received.load(Relaxed))
+    }
+
+    /// Peers this node has had sessions with, most recent first.
+    pub fn peers_seen(&self) -> Vec<PeerSeen> {
+        let mut v: Vec<PeerSeen> = self.sh.seen.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        v.sort_by_key(|p| std::cmp::Reverse(p.last_ms));
+        v
+    }
+
+    async fn sync_session(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
         let (conn, mut io, held, peer, ledger) = self.open(space, peer, Purpose::Sync).await?;
         let result = transfer(&self.sh, &held, *space, &mut io, true, &peer, &ledger).await;
         conn.close(0u32.into(), b"done");
