@@ -1,133 +1,521 @@
-//! The app's state and screens. For now: the list of spaces and a form to create one.
+//! The app's screens. It reads snapshots of the engine's [`Model`] and sends [`Cmd`]s; nothing
+//! here touches the disk or the network.
 
-use cobox_engine::{Home, SpaceInfo};
+use crate::engine::{Cmd, EngineHandle, Model, SpaceState, SpaceView};
+use cobox_engine::{Keep, SpaceId};
 use eframe::egui;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Screen {
+    Spaces,
+    Network,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tab {
+    Files,
+    Conflicts,
+    Seeders,
+}
 
 /// The app.
 pub(crate) struct CoboxApp {
-    home: PathBuf,
-    spaces: Result<Vec<SpaceInfo>, String>,
-    new_name: String,
-    new_path: String,
-    message: Option<String>,
+    engine: EngineHandle,
+    pub(crate) model: Model,
+    pub(crate) screen: Screen,
+    pub(crate) tab: Tab,
+    pub(crate) selected: Option<SpaceId>,
+    pub(crate) new_name: String,
+    pub(crate) new_path: String,
+    pub(crate) join_code: String,
+    pub(crate) join_path: String,
+    pub(crate) seeder_id: String,
+    pub(crate) quota_gib: f64,
+    pub(crate) days: u32,
+    /// Verified copies a space should have; fewer shows a warning.
+    pub(crate) target: u32,
+    /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
+    picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
+}
+
+fn human(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < U.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", U[i]) }
+}
+
+fn ago(ms: i64) -> String {
+    let s = (cobox_engine::now_ms() - ms).max(0) / 1000;
+    match s {
+        0..60 => "just now".into(),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..86400 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
 }
 
 impl CoboxApp {
-    /// An app over the given home directory.
-    pub(crate) fn new(home: PathBuf) -> Self {
-        let mut app =
-            Self { home, spaces: Ok(Vec::new()), new_name: String::new(), new_path: String::new(), message: None };
-        app.refresh();
-        app
+    pub(crate) fn new(engine: EngineHandle) -> Self {
+        let model = engine.snapshot();
+        Self {
+            engine,
+            model,
+            screen: Screen::Spaces,
+            tab: Tab::Files,
+            selected: None,
+            new_name: String::new(),
+            new_path: String::new(),
+            join_code: String::new(),
+            join_path: String::new(),
+            seeder_id: String::new(),
+            quota_gib: 50.0,
+            days: 365,
+            target: 2,
+            picked: Arc::new(Mutex::new(None)),
+        }
     }
 
-    fn refresh(&mut self) {
-        // The home is locked only for the moment of each action, so the CLI can run alongside.
-        self.spaces = Home::open(&self.home).and_then(|h| h.spaces()).map_err(|e| e.to_string());
+    fn send(&self, c: Cmd) {
+        self.engine.send(c);
     }
 
-    fn create(&mut self) {
-        let result =
-            Home::open(&self.home).and_then(|h| h.create_space(&self.new_name, &PathBuf::from(self.new_path.trim())));
-        self.message = Some(match result {
-            Ok(info) => {
-                self.new_name.clear();
-                self.new_path.clear();
-                format!("Created space “{}”.", info.name)
+    fn browse(&self, for_new: bool) {
+        let slot = self.picked.clone();
+        std::thread::spawn(move || {
+            if let Some(p) = rfd::FileDialog::new().set_title("Choose a folder").pick_folder() {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((for_new, p));
             }
-            Err(e) => format!("Could not create the space: {e}"),
         });
-        self.refresh();
     }
 
     /// Draw one frame.
     pub(crate) fn ui(&mut self, ui: &mut egui::Ui) {
-        egui::Frame::central_panel(ui.style()).show(ui, |ui| {
-            ui.heading("Your spaces");
-            if ui.button("Refresh").clicked() {
-                self.refresh();
-            }
-            ui.separator();
-            match &self.spaces {
-                Err(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, format!("Cannot read your spaces: {e}"));
-                }
-                Ok(list) if list.is_empty() => {
-                    ui.label("No spaces yet. Create one below to start keeping a folder.");
-                }
-                Ok(list) => {
-                    egui::Grid::new("spaces").striped(true).show(ui, |ui| {
-                        for s in list {
-                            ui.strong(&s.name);
-                            ui.label(s.path.display().to_string());
-                            ui.monospace(s.id.short());
-                            ui.end_row();
-                        }
-                    });
-                }
-            }
-            ui.separator();
-            ui.heading("New space");
-            ui.horizontal(|ui| {
-                let label = ui.label("Name");
-                ui.text_edit_singleline(&mut self.new_name).labelled_by(label.id);
+        self.model = self.engine.snapshot();
+        if let Some((for_new, p)) = self.picked.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            *(if for_new { &mut self.new_path } else { &mut self.join_path }) = p.display().to_string();
+        }
+        if self.selected.is_none() {
+            self.selected = self.model.spaces.first().map(|s| s.id);
+        }
+        egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
+        if let Some(fatal) = self.model.fatal.clone() {
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("CoBox cannot start");
+                ui.colored_label(ui.visuals().error_fg_color, fatal);
             });
+            return;
+        }
+        match self.screen {
+            Screen::Spaces => {
+                egui::Panel::left("spaces").default_size(260.0).resizable(true).show(ui, |ui| self.space_list(ui));
+                egui::CentralPanel::default().show(ui, |ui| self.space_detail(ui));
+            }
+            Screen::Network => {
+                egui::CentralPanel::default().show(ui, |ui| self.network(ui));
+            }
+        }
+        // Keep the rate plot and "syncing" states moving while something happens.
+        if !self.model.busy.is_empty() || !self.model.syncing.is_empty() || self.screen == Screen::Network {
+            ui.ctx().request_repaint_after(std::time::Duration::from_millis(500));
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("CoBox");
+            ui.separator();
+            ui.selectable_value(&mut self.screen, Screen::Spaces, "Spaces");
+            ui.selectable_value(&mut self.screen, Screen::Network, "Network");
+            if !self.model.ready || !self.model.busy.is_empty() {
+                ui.spinner();
+                ui.label(if self.model.ready { "Working..." } else { "Starting..." });
+            }
+        });
+        if let Some((err, text)) = self.model.notice.clone() {
             ui.horizontal(|ui| {
-                let label = ui.label("Folder");
-                ui.text_edit_singleline(&mut self.new_path).labelled_by(label.id);
+                if err {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("Problem: {text}"));
+                } else {
+                    ui.label(text.to_string());
+                }
+            });
+        }
+    }
+
+    fn space_list(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Your spaces");
+        if self.model.spaces.is_empty() && self.model.ready {
+            ui.label("No spaces yet. Make one from a folder, or join one with an invite code.");
+        }
+        for s in &self.model.spaces {
+            let (badge, color) = state_badge(&s.state, ui);
+            ui.horizontal(|ui| {
+                if ui.selectable_label(self.selected == Some(s.id), &s.name).clicked() {
+                    self.selected = Some(s.id);
+                }
+                ui.colored_label(color, badge);
+            });
+        }
+        if !self.model.seeds.is_empty() {
+            ui.separator();
+            ui.label(format!("Seeding {} spaces for others", self.model.seeds.len()));
+        }
+        ui.separator();
+        egui::CollapsingHeader::new("New space").default_open(self.model.spaces.is_empty()).show(ui, |ui| {
+            let l = ui.label("Name");
+            ui.text_edit_singleline(&mut self.new_name).labelled_by(l.id);
+            let l = ui.label("Folder");
+            ui.horizontal(|ui| {
+                ui.text_edit_singleline(&mut self.new_path).labelled_by(l.id);
+                if ui.button("Browse...").clicked() {
+                    self.browse(true);
+                }
             });
             let ready = !self.new_name.trim().is_empty() && !self.new_path.trim().is_empty();
             if ui.add_enabled(ready, egui::Button::new("Create space")).clicked() {
-                self.create();
-            }
-            if let Some(m) = &self.message {
-                ui.label(m);
+                self.send(Cmd::Create {
+                    name: self.new_name.trim().to_owned(),
+                    path: PathBuf::from(self.new_path.trim()),
+                });
+                self.new_name.clear();
+                self.new_path.clear();
             }
         });
+        egui::CollapsingHeader::new("Join a space").default_open(self.model.spaces.is_empty()).show(ui, |ui| {
+            let l = ui.label("Invite code");
+            ui.text_edit_singleline(&mut self.join_code).labelled_by(l.id);
+            let l = ui.label("Keep it in folder");
+            ui.horizontal(|ui| {
+                ui.text_edit_singleline(&mut self.join_path).labelled_by(l.id);
+                if ui.button("Browse ...").clicked() {
+                    self.browse(false);
+                }
+            });
+            let ready = !self.join_code.trim().is_empty() && !self.join_path.trim().is_empty();
+            if ui.add_enabled(ready, egui::Button::new("Join")).clicked() {
+                self.send(Cmd::Join {
+                    code: self.join_code.trim().to_owned(),
+                    path: PathBuf::from(self.join_path.trim()),
+                });
+            }
+        });
+    }
+
+    fn space_detail(&mut self, ui: &mut egui::Ui) {
+        let Some(s) = self.model.spaces.iter().find(|s| Some(s.id) == self.selected).cloned() else {
+            ui.label("Choose a space on the left.");
+            return;
+        };
+        ui.heading(&s.name);
+        ui.label(s.path.display().to_string());
+        if let Some(st) = &s.status {
+            ui.label(format!(
+                "{} files, {}, {} past versions, last checked {}",
+                st.files,
+                human(st.bytes),
+                st.snapshots,
+                st.last_scan
+                    .as_deref()
+                    .map(|t| t.get(..16).unwrap_or(t).replace('T', " "))
+                    .unwrap_or_else(|| "never".into())
+            ));
+        }
+        let (badge, color) = state_badge(&s.state, ui);
+        ui.colored_label(color, badge);
+        if let SpaceState::Error(e) = &s.state {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        if let Some((_, Some(e))) = &s.last_sync {
+            ui.label(format!("Last sync attempt: {e}"));
+        }
+        self.replication_line(ui, &s);
+        ui.horizontal(|ui| {
+            if ui.button("Check folder now").clicked() {
+                self.send(Cmd::Scan(s.id));
+            }
+            if ui.button("Sync now").clicked() {
+                self.send(Cmd::Sync(s.id));
+            }
+            if ui.button("Copy invite code").clicked() {
+                self.send(Cmd::Invite(s.id));
+            }
+            if ui.button("Open folder").clicked() {
+                // The desktop's file manager; failing to start one is not worth an error dialog.
+                let _ = std::process::Command::new("xdg-open").arg(&s.path).spawn();
+            }
+        });
+        if let Some((id, code)) = self.model.invite.clone().filter(|(id, _)| *id == s.id) {
+            ui.ctx().copy_text(code.clone());
+            let _ = id;
+            ui.label("Invite code (copied). It lets a device into this space: send it privately.");
+            ui.add(egui::TextEdit::singleline(&mut code.as_str()).desired_width(f32::INFINITY));
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.tab, Tab::Files, "Files");
+            ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
+            ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
+        });
+        match self.tab {
+            Tab::Files => self.files(ui, &s),
+            Tab::Conflicts => self.conflicts(ui, &s),
+            Tab::Seeders => self.seeders(ui, &s),
+        }
+    }
+
+    fn replication_line(&self, ui: &mut egui::Ui, s: &SpaceView) {
+        let replicas = s.status.as_ref().map_or(0, |st| st.replicas);
+        let last = s.agreements.iter().filter_map(|a| a.last_audit.as_ref()).map(|a| a.time_ms).max();
+        let text = format!(
+            "{replicas} verified {}{}",
+            if replicas == 1 { "copy" } else { "copies" },
+            last.map(|t| format!(", last audit {}", ago(t))).unwrap_or_default()
+        );
+        let strong = egui::RichText::new(text).size(18.0).strong();
+        if replicas < self.target {
+            ui.colored_label(ui.visuals().warn_fg_color, strong);
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!("Below this space's target of {}: add a seeder or check the ones you have.", self.target),
+            );
+        } else {
+            ui.label(strong);
+        }
+    }
+
+    fn files(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        if let Some((space, path, history)) = self.model.file_history.clone().filter(|(sp, _, _)| *sp == s.id) {
+            ui.horizontal(|ui| {
+                ui.strong(format!("History of {path}"));
+                if ui.button("Close history").clicked() {
+                    self.model.file_history = None;
+                    self.engine.model.lock().unwrap_or_else(|e| e.into_inner()).file_history = None;
+                }
+            });
+            egui::Grid::new("history").striped(true).show(ui, |ui| {
+                for (i, h) in history.iter().enumerate() {
+                    ui.label(h.time.get(..16).unwrap_or(&h.time).replace('T', " "));
+                    ui.label(h.action.clone().unwrap_or_default());
+                    ui.monospace(h.device.get(..8).unwrap_or(&h.device));
+                    if i == 0 {
+                        ui.label("current");
+                    } else if h.action.as_deref() != Some("deleted")
+                        && ui.button(format!("Restore version {}", &h.id[..8])).clicked()
+                    {
+                        self.send(Cmd::RestoreVersion { space, path: path.clone(), history_id: h.id.clone() });
+                    }
+                    ui.end_row();
+                }
+            });
+            ui.separator();
+        }
+        if s.files.is_empty() {
+            ui.label("No files yet. Put some in the folder; CoBox picks them up.");
+            return;
+        }
+        let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
+        egui::ScrollArea::vertical().auto_shrink([false, false]).show_rows(ui, row_h, s.files.len(), |ui, rows| {
+            egui::Grid::new("files").striped(true).num_columns(5).show(ui, |ui| {
+                ui.strong("File");
+                ui.strong("Size");
+                ui.strong("Modified");
+                ui.strong("Changed by");
+                ui.label("");
+                ui.end_row();
+                for f in &s.files[rows] {
+                    ui.label(&f.path);
+                    ui.label(human(f.size));
+                    ui.label(&f.modified);
+                    ui.monospace(&f.device);
+                    if ui.small_button(format!("History of {}", f.path)).clicked() {
+                        self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });
+                    }
+                    ui.end_row();
+                }
+            });
+        });
+    }
+
+    fn conflicts(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        if s.conflicts.is_empty() {
+            ui.label("No conflicts. When two devices change the same file while apart, both versions show up here.");
+            return;
+        }
+        for c in &s.conflicts {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.strong(&c.original);
+                ui.label(format!("This version: {}, modified {}", human(c.original_size), c.original_modified));
+                ui.label(format!("Other version: {}, modified {} ({})", human(c.copy_size), c.copy_modified, c.copy));
+                ui.horizontal(|ui| {
+                    if ui.button(format!("Keep this version of {}", c.original)).clicked() {
+                        self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Current });
+                    }
+                    if ui.button(format!("Keep the other version of {}", c.original)).clicked() {
+                        self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Copy });
+                    }
+                    if ui.button(format!("Keep both versions of {}", c.original)).clicked() {
+                        self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Both });
+                    }
+                });
+            });
+        }
+    }
+
+    fn seeders(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        ui.horizontal(|ui| {
+            ui.label("Target:");
+            ui.add(egui::DragValue::new(&mut self.target).range(0..=10).suffix(" verified copies"));
+            if ui.button("Check seeders now").clicked() {
+                self.send(Cmd::Audit(s.id));
+            }
+        });
+        if s.agreements.is_empty() {
+            ui.label("No seeders yet. A seeder keeps an encrypted copy it cannot read; propose one below.");
+        } else {
+            egui::Grid::new("agreements").striped(true).show(ui, |ui| {
+                for h in ["Seeder", "Quota", "Until", "State", "Signatures", "Last check", ""] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for a in &s.agreements {
+                    ui.monospace(&a.seeder[..8]);
+                    ui.label(human(a.quota));
+                    ui.label(a.end.get(..10).unwrap_or(&a.end));
+                    ui.label(a.state);
+                    if a.signatures_ok {
+                        ui.label("verified");
+                    } else {
+                        ui.colored_label(
+                            ui.visuals().error_fg_color,
+                            format!("INVALID: {}", a.problem.clone().unwrap_or_default()),
+                        );
+                    }
+                    match &a.last_audit {
+                        Some(x) => ui.label(format!("{} ({}/{})", ago(x.time_ms), x.passed, x.challenged)),
+                        None => ui.label("never"),
+                    };
+                    if (a.state == "active" || a.state == "proposed")
+                        && ui.button(format!("Revoke {}", &a.id[..8])).clicked()
+                    {
+                        self.send(Cmd::Revoke(a.id.clone()));
+                    }
+                    ui.end_row();
+                }
+            });
+        }
+        ui.separator();
+        ui.strong("Propose an agreement");
+        let l = ui.label("Seeder id");
+        ui.text_edit_singleline(&mut self.seeder_id).labelled_by(l.id);
+        ui.horizontal(|ui| {
+            ui.label("Quota");
+            ui.add(egui::DragValue::new(&mut self.quota_gib).range(0.001..=100_000.0).suffix(" GiB"));
+            ui.label("for");
+            ui.add(egui::DragValue::new(&mut self.days).range(1..=3650).suffix(" days"));
+        });
+        if ui.add_enabled(!self.seeder_id.trim().is_empty(), egui::Button::new("Propose")).clicked() {
+            self.send(Cmd::Propose {
+                space: s.id,
+                seeder: self.seeder_id.trim().to_owned(),
+                quota: (self.quota_gib * (1u64 << 30) as f64) as u64,
+                days: self.days,
+            });
+        }
+        if let Some(code) = &self.model.seed_code {
+            ui.label("Seed code for the seeder (run `cobox seed CODE` there):");
+            let mut c = code.as_str();
+            ui.add(egui::TextEdit::singleline(&mut c).desired_width(f32::INFINITY));
+            if ui.button("Copy seed code").clicked() {
+                ui.ctx().copy_text(code.clone());
+            }
+        }
+    }
+
+    fn network(&mut self, ui: &mut egui::Ui) {
+        ui.heading("This device");
+        ui.monospace(&self.model.address);
+        if let Some(st) = &self.model.stats {
+            ui.label(format!(
+                "You seed {} for others; others seed {} for you. Share ratio: {}",
+                human(st.seeded_for_others),
+                human(st.seeded_by_others),
+                st.share_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())
+            ));
+        }
+        ui.separator();
+        ui.heading("Transfer rate");
+        let sent: Vec<[f64; 2]> = self.model.rates.iter().map(|r| [r[0], r[1]]).collect();
+        let received: Vec<[f64; 2]> = self.model.rates.iter().map(|r| [r[0], r[2]]).collect();
+        egui_plot::Plot::new("rates")
+            .height(180.0)
+            .legend(egui_plot::Legend::default())
+            .x_axis_label("seconds")
+            .y_axis_label("KB/s")
+            .show(ui, |p| {
+                p.line(egui_plot::Line::new("sent", sent));
+                p.line(egui_plot::Line::new("received", received));
+            });
+        if let Some(st) = &self.model.stats
+            && !st.peers.is_empty()
+        {
+            ui.heading("Seeding, per peer");
+            let bars: Vec<egui_plot::Bar> = st
+                .peers
+                .values()
+                .enumerate()
+                .flat_map(|(i, p)| {
+                    [
+                        egui_plot::Bar::new(i as f64 - 0.2, p.seeded_for_them as f64 / 1e6)
+                            .width(0.35)
+                            .name("we seed for them (MB)"),
+                        egui_plot::Bar::new(i as f64 + 0.2, p.seeded_for_us as f64 / 1e6)
+                            .width(0.35)
+                            .name("they seed for us (MB)"),
+                    ]
+                })
+                .collect();
+            egui_plot::Plot::new("share").height(140.0).show(ui, |p| p.bar_chart(egui_plot::BarChart::new("MB", bars)));
+        }
+        ui.separator();
+        ui.heading("Peers");
+        if self.model.peers.is_empty() {
+            ui.label("No peer contacted yet.");
+        }
+        egui::Grid::new("peers").striped(true).show(ui, |ui| {
+            for p in &self.model.peers {
+                ui.monospace(&p.device[..8]);
+                ui.label(ago(p.last_ms));
+                if p.ok {
+                    ui.label("connected");
+                } else {
+                    ui.colored_label(ui.visuals().warn_fg_color, p.error.clone().unwrap_or_default());
+                }
+                ui.end_row();
+            }
+        });
+    }
+}
+
+fn state_badge(s: &SpaceState, ui: &egui::Ui) -> (String, egui::Color32) {
+    let v = ui.visuals();
+    match s {
+        SpaceState::InSync => ("In sync".into(), egui::Color32::from_rgb(40, 150, 70)),
+        SpaceState::Syncing => ("Syncing...".into(), v.hyperlink_color),
+        SpaceState::Offline => ("Offline".into(), v.weak_text_color()),
+        SpaceState::Conflicts(n) => (format!("{n} conflicts"), v.warn_fg_color),
+        SpaceState::Error(_) => ("Error".into(), v.error_fg_color),
     }
 }
 
 impl eframe::App for CoboxApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         CoboxApp::ui(self, ui);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use egui_kittest::Harness;
-    use egui_kittest::kittest::Queryable;
-
-    #[test]
-    fn lists_spaces_created_by_the_engine_and_from_the_form() {
-        let home = tempfile::tempdir().unwrap();
-        let folder = tempfile::tempdir().unwrap();
-        {
-            let h = Home::open(home.path()).unwrap();
-            h.create_space("photos", folder.path()).unwrap();
-        }
-        let app = CoboxApp::new(home.path().to_owned());
-        let mut harness = Harness::new_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-        harness.run();
-        harness.get_by_label("photos");
-
-        let second = tempfile::tempdir().unwrap();
-        harness.state_mut().new_name = "accounts".into();
-        harness.state_mut().new_path = second.path().display().to_string();
-        harness.run();
-        harness.get_by_label("Create space").click();
-        harness.run();
-        harness.get_by_label("accounts");
-        assert_eq!(Home::open(home.path()).unwrap().spaces().unwrap().len(), 2);
-
-        // A duplicate name is refused in plain words.
-        harness.state_mut().new_name = "photos".into();
-        harness.state_mut().new_path = second.path().display().to_string();
-        harness.run();
-        harness.get_by_label("Create space").click();
-        harness.run();
-        assert!(harness.state().message.as_deref().unwrap_or("").starts_with("Could not create the space"));
     }
 }

@@ -1,14 +1,29 @@
-//! `cobox-gui`: the CoBox desktop app. It talks to the engine only through its public API.
+//! `cobox-gui`: the CoBox desktop app. It talks to the engine only through its public API, on
+//! an engine thread of its own (see `engine`).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod app;
+mod engine;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
 
 fn main() -> eframe::Result {
     let home = cobox_engine::Home::default_root();
     let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([720.0, 480.0]).with_title("CoBox"),
+        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1000.0, 680.0]).with_title("CoBox"),
         ..Default::default()
     };
-    eframe::run_native("CoBox", options, Box::new(move |_cc| Ok(Box::new(app::CoboxApp::new(home)))))
+    eframe::run_native(
+        "CoBox",
+        options,
+        Box::new(move |cc| {
+            let ctx = cc.egui_ctx.clone();
+            let cfg = engine::EngineConfig { home, net: Default::default(), interval: 60 };
+            let handle = engine::spawn(cfg, Arc::new(move || ctx.request_repaint()));
+            Ok(Box::new(app::CoboxApp::new(handle)))
+        }),
+    )
 }

@@ -1,0 +1,563 @@
+//! The engine side of the app: one thread owns the home, a tokio runtime and the network node.
+//! The UI sends [`Cmd`]s over a channel and reads [`Model`] snapshots; the engine thread asks
+//! for a repaint whenever the model changes. The UI never waits on the engine.
+
+use cobox_engine::agreements::State;
+use cobox_engine::codes::{Invite, PeerAddr};
+use cobox_engine::seeding::{self, AgreementSummary, Stats};
+use cobox_engine::sync::net::{Held, NetConfig, Node, NodeSetup, PeerSeen, parse_peer};
+use cobox_engine::{HistoryItem, Home, Keep, SpaceId, Status};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the UI asks for.
+#[derive(Debug, Clone)]
+pub(crate) enum Cmd {
+    Create { name: String, path: PathBuf },
+    Join { code: String, path: PathBuf },
+    Invite(SpaceId),
+    Scan(SpaceId),
+    Sync(SpaceId),
+    FileHistory { space: SpaceId, path: String },
+    RestoreVersion { space: SpaceId, path: String, history_id: String },
+    Resolve { space: SpaceId, copy: String, keep: Keep },
+    Propose { space: SpaceId, seeder: String, quota: u64, days: u32 },
+    Revoke(String),
+    Audit(SpaceId),
+}
+
+/// A space's state, as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SpaceState {
+    InSync,
+    Syncing,
+    Offline,
+    Conflicts(usize),
+    Error(String),
+}
+
+/// One file row.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRow {
+    pub(crate) path: String,
+    pub(crate) size: u64,
+    pub(crate) modified: String,
+    pub(crate) device: String,
+}
+
+/// A conflict copy and the file it was made for.
+#[derive(Debug, Clone)]
+pub(crate) struct ConflictView {
+    pub(crate) copy: String,
+    pub(crate) original: String,
+    pub(crate) copy_size: u64,
+    pub(crate) original_size: u64,
+    pub(crate) copy_modified: String,
+    pub(crate) original_modified: String,
+}
+
+/// Everything the UI shows of one space.
+#[derive(Debug, Clone)]
+pub(crate) struct SpaceView {
+    pub(crate) id: SpaceId,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) status: Option<Status>,
+    pub(crate) files: Vec<FileRow>,
+    pub(crate) conflicts: Vec<ConflictView>,
+    pub(crate) agreements: Vec<AgreementSummary>,
+    pub(crate) state: SpaceState,
+    /// The last sync round: when, and the failure if every peer failed.
+    pub(crate) last_sync: Option<(i64, Option<String>)>,
+}
+
+/// A snapshot of everything, for the UI.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Model {
+    pub(crate) ready: bool,
+    pub(crate) fatal: Option<String>,
+    pub(crate) device: String,
+    pub(crate) address: String,
+    pub(crate) spaces: Vec<SpaceView>,
+    pub(crate) seeds: Vec<(SpaceId, u64)>,
+    pub(crate) stats: Option<Stats>,
+    pub(crate) peers: Vec<PeerSeen>,
+    /// (seconds since start, KB/s sent, KB/s received), one per second, last 5 minutes.
+    pub(crate) rates: VecDeque<[f64; 3]>,
+    /// Operations running now, in plain words.
+    pub(crate) busy: Vec<String>,
+    /// The last result: (is an error, words).
+    pub(crate) notice: Option<(bool, String)>,
+    pub(crate) invite: Option<(SpaceId, String)>,
+    pub(crate) seed_code: Option<String>,
+    pub(crate) file_history: Option<(SpaceId, String, Vec<HistoryItem>)>,
+    /// Spaces with a sync in flight.
+    pub(crate) syncing: Vec<SpaceId>,
+}
+
+/// The UI's end of the engine.
+pub(crate) struct EngineHandle {
+    tx: Sender<Cmd>,
+    pub(crate) model: Arc<Mutex<Model>>,
+}
+
+impl EngineHandle {
+    pub(crate) fn send(&self, c: Cmd) {
+        // The engine thread only stops with the app; a failed send means it died, which the model shows.
+        let _ = self.tx.send(c);
+    }
+
+    pub(crate) fn snapshot(&self) -> Model {
+        self.model.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Where the engine keeps its state and how it reaches peers.
+#[derive(Clone)]
+pub(crate) struct EngineConfig {
+    pub(crate) home: PathBuf,
+    pub(crate) net: NetConfig,
+    /// Seconds between background syncs with known peers.
+    pub(crate) interval: u64,
+}
+
+/// Start the engine thread. `repaint` is called whenever the model changed.
+pub(crate) fn spawn(cfg: EngineConfig, repaint: Arc<dyn Fn() + Send + Sync>) -> EngineHandle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let model = Arc::new(Mutex::new(Model::default()));
+    let m = model.clone();
+    std::thread::Builder::new()
+        .name("cobox-engine".into())
+        .spawn(move || {
+            if let Err(e) = run(cfg, rx, &m, &repaint) {
+                let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+                g.fatal = Some(e);
+                g.ready = true;
+                drop(g);
+                repaint();
+            }
+        })
+        .map(|_| ())
+        .unwrap_or_else(|e| model.lock().unwrap_or_else(|p| p.into_inner()).fatal = Some(e.to_string()));
+    EngineHandle { tx, model }
+}
+
+struct Engine {
+    home: Home,
+    node: Arc<Node>,
+    rt: tokio::runtime::Runtime,
+    model: Arc<Mutex<Model>>,
+    repaint: Arc<dyn Fn() + Send + Sync>,
+}
+
+fn run(
+    cfg: EngineConfig,
+    rx: Receiver<Cmd>,
+    model: &Arc<Mutex<Model>>,
+    repaint: &Arc<dyn Fn() + Send + Sync>,
+) -> Result<(), String> {
+    let home = Home::open(&cfg.home).map_err(|e| match e {
+        cobox_engine::Error::Locked { .. } => format!("{e}. CoBox can run once per device: close the other one."),
+        e => format!("Cannot open CoBox's data folder: {e}"),
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Cannot start: {e}"))?;
+    let mut setup = NodeSetup { home: Some(cfg.home.clone()), ..NodeSetup::default() };
+    for info in home.spaces().map_err(|e| e.to_string())? {
+        setup
+            .spaces
+            .push(home.open_space(&info.id.to_string()).map_err(|e| format!("Cannot open {}: {e}", info.name))?);
+    }
+    for s in home.seeds().map_err(|e| e.to_string())? {
+        setup.seeds.push(home.open_seed(&s.space, false).map_err(|e| e.to_string())?);
+    }
+    let log: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    let node = rt
+        .block_on(Node::start_with(home.device_seed(), setup, &cfg.net, log))
+        .map_err(|e| format!("Cannot start networking: {e}"))?;
+    node.advertise();
+    let _ = home.set_listening(&node.addrs());
+    let mut eng = Engine { home, node: Arc::new(node), rt, model: model.clone(), repaint: repaint.clone() };
+    eng.update(|m| {
+        m.device = eng.home.device_id().to_string();
+        m.address = eng.node.addr_string();
+    });
+    eng.refresh();
+    let start = Instant::now();
+    let mut last_traffic = eng.node.traffic();
+    let mut next_sample = Instant::now() + Duration::from_secs(1);
+    let mut next_sync = Instant::now() + Duration::from_secs(2);
+    loop {
+        let wait = next_sample.min(next_sync).saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(cmd) => {
+                eng.handle(cmd);
+                eng.refresh();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            let t = eng.node.traffic();
+            let (up, down) = ((t.0 - last_traffic.0) as f64 / 1000.0, (t.1 - last_traffic.1) as f64 / 1000.0);
+            last_traffic = t;
+            let peers = eng.node.peers_seen();
+            eng.update(|m| {
+                m.rates.push_back([start.elapsed().as_secs_f64(), up, down]);
+                while m.rates.len() > 300 {
+                    m.rates.pop_front();
+                }
+                m.peers = peers;
+            });
+        }
+        if Instant::now() >= next_sync {
+            next_sync = Instant::now() + Duration::from_secs(cfg.interval.max(1));
+            for s in eng.snapshot_ids() {
+                eng.sync_background(s);
+            }
+        }
+    }
+    let node = eng.node.clone();
+    eng.rt.block_on(async move {
+        if let Ok(n) = Arc::try_unwrap(node) {
+            n.shutdown().await;
+        }
+    });
+    Ok(())
+}
+
+fn rfc3339_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M").to_string()
+}
+
+impl Engine {
+    fn update(&self, f: impl FnOnce(&mut Model)) {
+        f(&mut self.model.lock().unwrap_or_else(|p| p.into_inner()));
+        (self.repaint)();
+    }
+
+    fn notice(&self, err: bool, text: impl Into<String>) {
+        let t = text.into();
+        self.update(|m| m.notice = Some((err, t)));
+    }
+
+    fn snapshot_ids(&self) -> Vec<SpaceId> {
+        self.node.held().into_iter().filter(|(_, h)| matches!(h, Held::Member(_))).map(|(id, _)| id).collect()
+    }
+
+    /// Rebuild the model from the engine.
+    fn refresh(&self) {
+        let mut spaces = Vec::new();
+        let infos = self.home.spaces().unwrap_or_default();
+        let (last_syncs, syncing) = {
+            let m = self.model.lock().unwrap_or_else(|p| p.into_inner());
+            (m.spaces.iter().map(|s| (s.id, s.last_sync.clone())).collect::<Vec<_>>(), m.syncing.clone())
+        };
+        for info in infos {
+            let Some(s) = self.node.space(&info.id) else { continue };
+            let s = s.blocking_lock();
+            let (status, error) = match s.status() {
+                Ok(st) => (Some(st), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let entries = s.files();
+            let size_of =
+                |p: &str| entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns)));
+            let files: Vec<FileRow> = entries
+                .iter()
+                .filter(|(_, e)| matches!(e.kind, cobox_engine::entry::Kind::File { .. }))
+                .map(|(p, e)| FileRow {
+                    path: p.clone(),
+                    size: e.size(),
+                    modified: rfc3339_ns(e.mtime_ns),
+                    device: hex_short(&e.device),
+                })
+                .collect();
+            let conflicts: Vec<ConflictView> = files
+                .iter()
+                .filter_map(|f| {
+                    let original = cobox_engine::conflict_original(&f.path)?;
+                    let (osize, omod) = size_of(&original).unwrap_or((0, "gone".into()));
+                    Some(ConflictView {
+                        copy: f.path.clone(),
+                        original,
+                        copy_size: f.size,
+                        original_size: osize,
+                        copy_modified: f.modified.clone(),
+                        original_modified: omod,
+                    })
+                })
+                .collect();
+            let last_sync = last_syncs.iter().find(|(id, _)| *id == info.id).and_then(|(_, l)| l.clone());
+            let state = if let Some(e) = &error {
+                SpaceState::Error(e.clone())
+            } else if syncing.contains(&info.id) {
+                SpaceState::Syncing
+            } else if !conflicts.is_empty() {
+                SpaceState::Conflicts(conflicts.len())
+            } else if matches!(&last_sync, Some((_, Some(_)))) {
+                SpaceState::Offline
+            } else {
+                SpaceState::InSync
+            };
+            let agreements = status.as_ref().map(|st| st.agreements.clone()).unwrap_or_default();
+            spaces.push(SpaceView {
+                id: info.id,
+                name: info.name.clone(),
+                path: info.path.clone(),
+                status,
+                files,
+                conflicts,
+                agreements,
+                state,
+                last_sync,
+            });
+        }
+        let mut seeds = Vec::new();
+        for (id, h) in self.node.held() {
+            if let Held::Seed(s) = h {
+                seeds.push((id, s.blocking_lock().used()));
+            }
+        }
+        let stats = seeding::stats(self.home.root(), cobox_engine::now_ms(), &|id| {
+            seeds.iter().find(|(s, _)| s == id).map(|(_, u)| *u)
+        })
+        .ok();
+        self.update(|m| {
+            m.spaces = spaces;
+            m.seeds = seeds;
+            m.stats = stats;
+            m.ready = true;
+        });
+    }
+
+    fn peers(&self) -> Vec<cobox_engine::sync::net::EndpointAddr> {
+        self.home
+            .peers()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(d, a)| parse_peer(&format!("{d}@{}", a.join(","))).ok())
+            .collect()
+    }
+
+    /// Sync one space with every known peer on the runtime; the model says when it ends.
+    fn sync_background(&self, id: SpaceId) {
+        let peers = self.peers();
+        if peers.is_empty() {
+            return;
+        }
+        self.update(|m| m.syncing.push(id));
+        let (node, model, repaint) = (self.node.clone(), self.model.clone(), self.repaint.clone());
+        self.rt.spawn(async move {
+            let mut err = None;
+            let mut ok = false;
+            for p in peers {
+                match tokio::time::timeout(Duration::from_secs(120), node.sync_once(&id, p)).await {
+                    Ok(Ok(_)) => ok = true,
+                    Ok(Err(e)) => err = Some(e.to_string()),
+                    Err(_) => err = Some("a peer did not answer in time".into()),
+                }
+            }
+            let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
+            m.syncing.retain(|s| *s != id);
+            if let Some(s) = m.spaces.iter_mut().find(|s| s.id == id) {
+                s.last_sync = Some((cobox_engine::now_ms(), if ok { None } else { err }));
+                if s.state == SpaceState::Syncing {
+                    s.state = SpaceState::InSync;
+                }
+            }
+            drop(m);
+            repaint();
+        });
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        let label = format!("{cmd:?}");
+        self.update(|m| m.busy.push(label.clone()));
+        self.apply(cmd);
+        self.update(|m| m.busy.retain(|b| *b != label));
+    }
+
+    fn space(&self, id: &SpaceId) -> Option<Arc<tokio::sync::Mutex<cobox_engine::Space>>> {
+        let s = self.node.space(id);
+        if s.is_none() {
+            self.notice(true, "That space is no longer open.");
+        }
+        s
+    }
+
+    fn apply(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Create { name, path } => match self.home.create_space(&name, &path).and_then(|i| {
+                let s = self.home.open_space(&i.id.to_string())?;
+                self.node.add_space(s);
+                Ok(i)
+            }) {
+                Ok(info) => {
+                    if let Some(s) = self.node.space(&info.id) {
+                        let _ = s.blocking_lock().scan(&cobox_engine::NoProgress);
+                    }
+                    self.notice(false, format!("Created '{}' over {}.", info.name, info.path.display()));
+                }
+                Err(e) => self.notice(true, format!("Could not create the space: {e}")),
+            },
+            Cmd::Join { code, path } => {
+                let inv = match Invite::parse(&code) {
+                    Ok(i) => i,
+                    Err(e) => return self.notice(true, format!("That invite code does not work: {e}")),
+                };
+                match self.home.join(&inv, &path, None).and_then(|i| {
+                    let s = self.home.open_space(&i.id.to_string())?;
+                    self.node.add_space(s);
+                    Ok(i)
+                }) {
+                    Ok(info) => {
+                        self.notice(false, format!("Joined '{}'. The folder fills as it syncs.", info.name));
+                        self.sync_background(info.id);
+                    }
+                    Err(e) => self.notice(true, format!("Could not join: {e}")),
+                }
+            }
+            Cmd::Invite(id) => match Home::invite(self.home.root(), &id.to_string()) {
+                Ok(inv) => {
+                    let code = inv.encode();
+                    self.update(|m| m.invite = Some((id, code)));
+                }
+                Err(e) => self.notice(true, format!("Could not make an invite code: {e}")),
+            },
+            Cmd::Scan(id) => {
+                if let Some(s) = self.space(&id) {
+                    match s.blocking_lock().scan(&cobox_engine::NoProgress) {
+                        Ok(r) => self.notice(
+                            false,
+                            format!(
+                                "Checked the folder: {} added, {} changed, {} deleted.",
+                                r.added, r.changed, r.deleted
+                            ),
+                        ),
+                        Err(e) => self.notice(true, format!("Could not check the folder: {e}")),
+                    }
+                }
+            }
+            Cmd::Sync(id) => {
+                if self.peers().is_empty() {
+                    self.notice(true, "No other device is known yet: invite one, or join with a code.");
+                }
+                self.sync_background(id);
+            }
+            Cmd::FileHistory { space, path } => {
+                if let Some(s) = self.space(&space) {
+                    match s.blocking_lock().history(Some(&path)) {
+                        Ok(h) => self.update(|m| m.file_history = Some((space, path, h))),
+                        Err(e) => self.notice(true, format!("Could not read the history: {e}")),
+                    }
+                }
+            }
+            Cmd::RestoreVersion { space, path, history_id } => {
+                if let Some(s) = self.space(&space) {
+                    let r = s.blocking_lock().restore_version(&path, &history_id);
+                    match r {
+                        Ok(_) => {
+                            self.notice(false, format!("Restored {path} as it was in version {history_id}."));
+                            let h = s.blocking_lock().history(Some(&path)).unwrap_or_default();
+                            self.update(|m| m.file_history = Some((space, path, h)));
+                        }
+                        Err(e) => self.notice(true, format!("Could not restore {path}: {e}")),
+                    }
+                }
+            }
+            Cmd::Resolve { space, copy, keep } => {
+                if let Some(s) = self.space(&space) {
+                    match s.blocking_lock().resolve_conflict(&copy, keep) {
+                        Ok(_) => {
+                            self.notice(false, "Conflict settled; other devices get the result on their next sync.")
+                        }
+                        Err(e) => self.notice(true, format!("Could not settle the conflict: {e}")),
+                    }
+                }
+            }
+            Cmd::Propose { space, seeder, quota, days } => {
+                let addr = match parse_peer(seeder.trim()) {
+                    Ok(a) => a,
+                    Err(_) => {
+                        return self.notice(
+                            true,
+                            "The seeder id should be 64 characters (0-9, a-f), as `cobox id` prints it on the seeder.",
+                        );
+                    }
+                };
+                let peer = PeerAddr {
+                    device: cobox_engine::DeviceId(*addr.id.as_bytes()),
+                    addrs: seeder
+                        .split_once('@')
+                        .map(|(_, x)| x.split(',').map(|a| a.trim().to_owned()).collect())
+                        .unwrap_or_default(),
+                };
+                match seeding::propose(self.home.root(), &space.to_string(), &peer, quota, days, "") {
+                    Ok((a, code)) => {
+                        let c = code.encode();
+                        self.update(|m| m.seed_code = Some(c));
+                        self.notice(
+                            false,
+                            format!("Proposed agreement {}. Give the seed code to the seeder.", &a.id[..12]),
+                        );
+                    }
+                    Err(e) => self.notice(true, format!("Could not propose: {e}")),
+                }
+            }
+            Cmd::Revoke(id) => match seeding::revoke(self.home.root(), &id) {
+                Ok(a) => self.notice(false, format!("Revoked agreement {}.", &a.id[..12])),
+                Err(e) => self.notice(true, format!("Could not revoke: {e}")),
+            },
+            Cmd::Audit(id) => {
+                let Some(s) = self.space(&id) else { return };
+                let view = s.blocking_lock().ledger().view(cobox_engine::now_ms());
+                let Ok(view) = view else { return self.notice(true, "Cannot read the agreements.") };
+                let book = self.home.peers().unwrap_or_default();
+                let seeders: Vec<String> = view
+                    .agreements
+                    .iter()
+                    .filter(|a| a.state == State::Active)
+                    .map(|a| {
+                        let h = hex::encode(a.agreement.seeder);
+                        format!("{h}@{}", book.get(&h).map(|v| v.join(",")).unwrap_or_default())
+                    })
+                    .collect();
+                if seeders.is_empty() {
+                    return self.notice(true, "No seeder with an active agreement to check.");
+                }
+                let node = self.node.clone();
+                let results = self.rt.block_on(async move {
+                    let mut out = Vec::new();
+                    for t in seeders {
+                        let r = match parse_peer(&t) {
+                            Ok(p) => {
+                                let _ = node.sync_once(&id, p.clone()).await;
+                                node.audit(&id, p, 32).await
+                            }
+                            Err(e) => Err(e),
+                        };
+                        out.push(r);
+                    }
+                    out
+                });
+                let passed = results.iter().filter(|r| r.as_ref().is_ok_and(|x| x.ok())).count();
+                self.notice(
+                    passed < results.len(),
+                    format!("{passed} of {} seeders proved they hold the data.", results.len()),
+                );
+            }
+        }
+    }
+}
+
+fn hex_short(b: &[u8; 8]) -> String {
+    b[..4].iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,126 @@
+//! The app driven through its widgets against a real engine in a temp `COBOX_HOME`.
+
+use crate::app::{CoboxApp, Tab};
+use crate::engine::{EngineConfig, Model, spawn};
+use cobox_engine::Home;
+use cobox_engine::sync::net::NetConfig;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) fn app(home: &Path) -> CoboxApp {
+    let net = NetConfig { bind: Some(([127, 0, 0, 1], 0).into()), no_relay: true, ..NetConfig::default() };
+    CoboxApp::new(spawn(EngineConfig { home: home.to_owned(), net, interval: 3600 }, Arc::new(|| {})))
+}
+
+pub(crate) fn harness(app: CoboxApp) -> Harness<'static, CoboxApp> {
+    Harness::builder().with_size([1100.0, 750.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app)
+}
+
+/// Step frames until the engine's model satisfies `cond`.
+pub(crate) fn wait(h: &mut Harness<'_, CoboxApp>, what: &str, cond: impl Fn(&Model) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        h.step();
+        if cond(&h.state().model) {
+            h.step();
+            h.step();
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; model notice: {:?}", h.state().model.notice);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+#[test]
+fn create_a_space_and_see_its_files() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("minutes.txt"), "general assembly\n").unwrap();
+    std::fs::create_dir(folder.path().join("budget")).unwrap();
+    std::fs::write(folder.path().join("budget/2026.csv"), "a,b\n1,2\n").unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.get_by_label("No spaces yet. Make one from a folder, or join one with an invite code.");
+    h.state_mut().new_name = "co-op".into();
+    h.state_mut().new_path = folder.path().display().to_string();
+    h.step();
+    h.get_by_label("Create space").click();
+    wait(&mut h, "the new space's files", |m| m.spaces.first().is_some_and(|s| s.files.len() == 2));
+    h.get_by_label("budget/2026.csv");
+    h.get_by_label("minutes.txt");
+    assert_eq!(h.get_all_by_label("In sync").count(), 2, "the list and the space both show the state");
+    assert!(h.state().model.notice.as_ref().is_some_and(|(err, _)| !err));
+}
+
+#[test]
+fn a_bad_invite_code_gets_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.state_mut().join_code = "cobox-invite-aebqhelloworld".into();
+    h.state_mut().join_path = folder.path().join("joined").display().to_string();
+    h.step();
+    h.get_by_label("Join").click();
+    wait(&mut h, "an error", |m| m.notice.is_some());
+    let (err, text) = h.state().model.notice.clone().unwrap();
+    assert!(err && text.contains("invite code") && text.contains("mistyped"), "{text}");
+    h.get_by_label(&format!("Problem: {text}"));
+    assert!(h.state().model.spaces.is_empty(), "nothing half-joined");
+}
+
+#[test]
+fn propose_and_revoke_an_agreement() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    Home::open(home.path()).unwrap().create_space("co-op", folder.path()).unwrap();
+    let seeder_home = tempfile::tempdir().unwrap();
+    let seeder = Home::open(seeder_home.path()).unwrap().device_id().to_string();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the space", |m| !m.spaces.is_empty());
+    h.get_by_label("Seeders").click();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Seeders);
+    h.get_by_label("0 verified copies");
+    h.state_mut().seeder_id = "not-an-id".into();
+    h.step();
+    h.get_by_label("Propose").click();
+    wait(&mut h, "a refusal", |m| m.notice.as_ref().is_some_and(|(e, _)| *e));
+    h.state_mut().seeder_id = seeder.clone();
+    h.step();
+    h.get_by_label("Propose").click();
+    wait(&mut h, "the proposal", |m| m.spaces[0].agreements.len() == 1 && m.seed_code.is_some());
+    assert_eq!(h.state().model.spaces[0].agreements[0].state, "proposed");
+    h.get_by_label("verified");
+    h.get_by_label("Copy seed code");
+    h.get_by_label(&format!("Revoke {}", &h.state().model.spaces[0].agreements[0].id[..8])).click();
+    wait(&mut h, "the revocation", |m| m.spaces[0].agreements[0].state == "revoked");
+    h.get_by_label("revoked");
+}
+
+#[test]
+fn restore_an_older_version_of_a_file() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let f = folder.path().join("budget.txt");
+    {
+        let h = Home::open(home.path()).unwrap();
+        h.create_space("co-op", folder.path()).unwrap();
+        let mut s = h.open_space("co-op").unwrap();
+        std::fs::write(&f, "budget: 1200\n").unwrap();
+        s.scan(&cobox_engine::NoProgress).unwrap();
+        std::fs::write(&f, "budget: 1500 (amended)\n").unwrap();
+        s.scan(&cobox_engine::NoProgress).unwrap();
+    }
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
+    h.get_by_label("History of budget.txt").click();
+    wait(&mut h, "the file's history", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 2));
+    let old = h.state().model.file_history.as_ref().unwrap().2[1].id.clone();
+    h.get_by_label(&format!("Restore version {}", &old[..8])).click();
+    wait(&mut h, "the restore", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 3));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "budget: 1200\n");
+}
