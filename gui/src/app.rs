@@ -333,8 +333,12 @@ impl CoboxApp {
                     ui.label(&f.path);
                     ui.label(human(f.size));
                     ui.label(&f.modified);
-                    ui.monospace(&f.device);
-                    if ui.small_button(format!("History of {}", f.path)).clicked() {
+                    if self.model.device.starts_with(&f.device) {
+                        ui.label("this device");
+                    } else {
+                        ui.monospace(&f.device);
+                    }
+                    if ui.small_button("History").on_hover_text(format!("Past versions of {}", f.path)).clicked() {
                         self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });
                     }
                     ui.end_row();
@@ -353,14 +357,14 @@ impl CoboxApp {
                 ui.strong(&c.original);
                 ui.label(format!("This version: {}, modified {}", human(c.original_size), c.original_modified));
                 ui.label(format!("Other version: {}, modified {} ({})", human(c.copy_size), c.copy_modified, c.copy));
-                ui.horizontal(|ui| {
-                    if ui.button(format!("Keep this version of {}", c.original)).clicked() {
+                ui.horizontal_wrapped(|ui| {
+                    if ui.button("Keep this version").clicked() {
                         self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Current });
                     }
-                    if ui.button(format!("Keep the other version of {}", c.original)).clicked() {
+                    if ui.button("Keep the other version").clicked() {
                         self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Copy });
                     }
-                    if ui.button(format!("Keep both versions of {}", c.original)).clicked() {
+                    if ui.button("Keep both").clicked() {
                         self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Both });
                     }
                 });
@@ -466,22 +470,29 @@ impl CoboxApp {
             && !st.peers.is_empty()
         {
             ui.heading("Seeding, per peer");
-            let bars: Vec<egui_plot::Bar> = st
-                .peers
-                .values()
-                .enumerate()
-                .flat_map(|(i, p)| {
-                    [
-                        egui_plot::Bar::new(i as f64 - 0.2, p.seeded_for_them as f64 / 1e6)
-                            .width(0.35)
-                            .name("we seed for them (MB)"),
-                        egui_plot::Bar::new(i as f64 + 0.2, p.seeded_for_us as f64 / 1e6)
-                            .width(0.35)
-                            .name("they seed for us (MB)"),
-                    ]
-                })
-                .collect();
-            egui_plot::Plot::new("share").height(140.0).show(ui, |p| p.bar_chart(egui_plot::BarChart::new("MB", bars)));
+            let bars = |f: &dyn Fn(&cobox_engine::seeding::PeerShare) -> u64, dx: f64| -> Vec<egui_plot::Bar> {
+                st.peers
+                    .values()
+                    .enumerate()
+                    .map(|(i, p)| egui_plot::Bar::new(i as f64 + dx, f(p) as f64 / 1e6).width(0.35))
+                    .collect()
+            };
+            let (ours, theirs) = (bars(&|p| p.seeded_for_them, -0.2), bars(&|p| p.seeded_for_us, 0.2));
+            egui_plot::Plot::new("share").height(140.0).legend(egui_plot::Legend::default()).y_axis_label("MB").show(
+                ui,
+                |p| {
+                    p.bar_chart(egui_plot::BarChart::new("we seed for them", ours));
+                    p.bar_chart(egui_plot::BarChart::new("they seed for us", theirs));
+                },
+            );
+            for (i, (id, p)) in st.peers.iter().enumerate() {
+                ui.label(format!(
+                    "{i}: peer {} - we seed {} for them, they seed {} for us",
+                    &id[..8],
+                    human(p.seeded_for_them),
+                    human(p.seeded_for_us)
+                ));
+            }
         }
         ui.separator();
         ui.heading("Peers");
@@ -509,7 +520,7 @@ fn state_badge(s: &SpaceState, ui: &egui::Ui) -> (String, egui::Color32) {
         SpaceState::InSync => ("In sync".into(), egui::Color32::from_rgb(40, 150, 70)),
         SpaceState::Syncing => ("Syncing...".into(), v.hyperlink_color),
         SpaceState::Offline => ("Offline".into(), v.weak_text_color()),
-        SpaceState::Conflicts(n) => (format!("{n} conflicts"), v.warn_fg_color),
+        SpaceState::Conflicts(n) => (format!("{n} conflict{}", if *n == 1 { "" } else { "s" }), v.warn_fg_color),
         SpaceState::Error(_) => ("Error".into(), v.error_fg_color),
     }
 }

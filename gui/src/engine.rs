@@ -115,6 +115,15 @@ impl EngineHandle {
     }
 }
 
+#[cfg(test)]
+impl EngineHandle {
+    /// A handle showing a fixed model, with no engine behind it (for snapshot tests).
+    pub(crate) fn fixed(model: Model) -> Self {
+        let (tx, _) = std::sync::mpsc::channel();
+        Self { tx, model: Arc::new(Mutex::new(model)) }
+    }
+}
+
 /// Where the engine keeps its state and how it reaches peers.
 #[derive(Clone)]
 pub(crate) struct EngineConfig {

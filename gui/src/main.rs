@@ -6,6 +6,8 @@
 mod app;
 mod engine;
 #[cfg(test)]
+mod snapshots;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 fn main() -> eframe::Result {
     let home = cobox_engine::Home::default_root();
     let options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1000.0, 680.0]).with_title("CoBox"),
+        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1100.0, 720.0]).with_title("CoBox"),
         ..Default::default()
     };
     eframe::run_native(
@@ -23,7 +25,15 @@ fn main() -> eframe::Result {
             let ctx = cc.egui_ctx.clone();
             let cfg = engine::EngineConfig { home, net: Default::default(), interval: 60 };
             let handle = engine::spawn(cfg, Arc::new(move || ctx.request_repaint()));
-            Ok(Box::new(app::CoboxApp::new(handle)))
+            let mut app = app::CoboxApp::new(handle);
+            // For scripts/screenshot.sh: open on a given screen.
+            match std::env::var("COBOX_GUI_SCREEN").as_deref() {
+                Ok("network") => app.screen = app::Screen::Network,
+                Ok("conflicts") => app.tab = app::Tab::Conflicts,
+                Ok("seeders") => app.tab = app::Tab::Seeders,
+                _ => {}
+            }
+            Ok(Box::new(app))
         }),
     )
 }

@@ -117,7 +117,7 @@ fn restore_an_older_version_of_a_file() {
     }
     let mut h = harness(app(home.path()));
     wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
-    h.get_by_label("History of budget.txt").click();
+    h.get_by_label("History").click();
     wait(&mut h, "the file's history", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 2));
     let old = h.state().model.file_history.as_ref().unwrap().2[1].id.clone();
     h.get_by_label(&format!("Restore version {}", &old[..8])).click();

@@ -1,0 +1,157 @@
+//! Snapshot tests of the main screens, rendered headless (wgpu) from a fixed model so the
+//! images do not depend on temp paths, ids or the clock. `UPDATE_SNAPSHOTS=1` rewrites them.
+
+use crate::app::{CoboxApp, Screen, Tab};
+use crate::engine::{ConflictView, EngineHandle, FileRow, Model, SpaceState, SpaceView};
+use cobox_engine::seeding::{AgreementSummary, AuditSummary, PeerShare, Stats};
+use cobox_engine::{Pending, SpaceId, Status};
+use egui_kittest::Harness;
+
+fn model() -> Model {
+    let now = cobox_engine::now_ms();
+    let audit = AuditSummary {
+        time: String::new(),
+        time_ms: now - 2 * 3600 * 1000 - 60_000,
+        challenged: 32,
+        passed: 32,
+        ok: true,
+        stored_bytes: 3_100_000,
+        auditor: "57520a5a".repeat(8),
+    };
+    let agreement = |seeder: &str, state: &'static str, ok: bool| AgreementSummary {
+        id: "a1b2c3d4e5f6".repeat(5) + "a1b2",
+        space: "9f".repeat(32),
+        space_name: Some("Garden co-op".into()),
+        role: "member",
+        owner: "57520a5a".repeat(8),
+        seeder: seeder.repeat(8),
+        quota: 20 << 30,
+        start: "2026-11-24T10:00:00.000Z".into(),
+        end: "2027-11-24T10:00:00.000Z".into(),
+        terms: "nightly backup".into(),
+        state,
+        signatures_ok: ok,
+        problem: (!ok).then(|| "the seeder signature does not verify".into()),
+        last_audit: (state == "active").then(|| audit.clone()),
+        verified: state == "active",
+    };
+    let agreements = vec![
+        agreement("d6b7900d", "active", true),
+        agreement("1c0ffee1", "proposed", true),
+        agreement("bad0bad0", "invalid", false),
+    ];
+    let file = |path: &str, size: u64, dev: &str| FileRow {
+        path: path.into(),
+        size,
+        modified: "2026-11-24 09:41".into(),
+        device: dev.into(),
+    };
+    let status = Status {
+        id: "9f".repeat(32),
+        name: "Garden co-op".into(),
+        path: "/home/ana/Garden co-op".into(),
+        files: 5,
+        dirs: 2,
+        symlinks: 0,
+        bytes: 3_000_180,
+        blobs: 12,
+        stored_bytes: 3_001_000,
+        snapshots: 8,
+        last_scan: Some("2026-11-24T09:41:07.000Z".into()),
+        pending: Pending::default(),
+        conflicts: vec!["accounts/budget.txt".into()],
+        replicas: 1,
+        agreements: agreements.clone(),
+    };
+    let space = SpaceView {
+        id: SpaceId([0x9f; 32]),
+        name: "Garden co-op".into(),
+        path: "/home/ana/Garden co-op".into(),
+        status: Some(status),
+        files: vec![
+            file("accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt", 22, "e548c4b2"),
+            file("accounts/budget.txt", 23, "57520a5a"),
+            file("minutes/2026-11-12.txt", 45, "57520a5a"),
+            file("minutes/2026-11-19.txt", 112, "e548c4b2"),
+            file("photo-of-the-garden.jpg", 3_000_000, "57520a5a"),
+        ],
+        conflicts: vec![ConflictView {
+            copy: "accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt".into(),
+            original: "accounts/budget.txt".into(),
+            copy_size: 22,
+            original_size: 23,
+            copy_modified: "2026-11-24 09:40".into(),
+            original_modified: "2026-11-24 09:41".into(),
+        }],
+        agreements,
+        state: SpaceState::Conflicts(1),
+        last_sync: None,
+    };
+    let mut other = space.clone();
+    other.id = SpaceId([0x11; 32]);
+    other.name = "Accounts".into();
+    other.state = SpaceState::InSync;
+    let mut peers = std::collections::BTreeMap::new();
+    peers.insert("d6b7900d".repeat(8), PeerShare { seeded_for_them: 0, seeded_for_us: 3_100_000 });
+    peers.insert("e548c4b2".repeat(8), PeerShare { seeded_for_them: 1_800_000, seeded_for_us: 0 });
+    Model {
+        ready: true,
+        device: "57520a5a".repeat(8),
+        address: format!("{}@192.168.1.20:4433", "57520a5a".repeat(8)),
+        spaces: vec![space, other],
+        stats: Some(Stats {
+            seeded_for_others: 1_800_000,
+            seeded_by_others: 3_100_000,
+            share_ratio: Some(0.58),
+            peers,
+        }),
+        rates: (0..120)
+            .map(|i| {
+                let t = f64::from(i);
+                [
+                    t,
+                    if (40..70).contains(&i) { 900.0 + 300.0 * (t / 3.0).sin() } else { 0.0 },
+                    if i > 80 { 400.0 } else { 5.0 },
+                ]
+            })
+            .collect(),
+        peers: vec![cobox_engine::sync::net::PeerSeen {
+            device: "e548c4b2".repeat(8),
+            last_ms: now - 5 * 60_000,
+            ok: true,
+            error: None,
+        }],
+        ..Model::default()
+    }
+}
+
+fn shot(name: &str, setup: impl FnOnce(&mut CoboxApp)) {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    setup(&mut app);
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    // A few frames settle layout; the app asks for periodic repaints, so `run` would not settle.
+    for _ in 0..4 {
+        h.step();
+    }
+    h.snapshot(name);
+}
+
+#[test]
+fn snapshot_spaces_and_files() {
+    shot("spaces", |_| {});
+}
+
+#[test]
+fn snapshot_conflicts() {
+    shot("conflicts", |a| a.tab = Tab::Conflicts);
+}
+
+#[test]
+fn snapshot_seeders() {
+    shot("seeders", |a| a.tab = Tab::Seeders);
+}
+
+#[test]
+fn snapshot_network() {
+    shot("network", |a| a.screen = Screen::Network);
+}
