@@ -124,3 +124,27 @@ fn restore_an_older_version_of_a_file() {
     wait(&mut h, "the restore", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 3));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "budget: 1200\n");
 }
+
+#[test]
+fn settle_a_conflict_by_keeping_the_other_version() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("budget.txt"), "budget: 1400 (desk)\n").unwrap();
+    let copy = "budget.sync-conflict-20261124-073334-93a3f7ff.txt";
+    std::fs::write(folder.path().join(copy), "budget: 1350 (laptop)\n").unwrap();
+    {
+        let h = Home::open(home.path()).unwrap();
+        h.create_space("co-op", folder.path()).unwrap();
+        h.open_space("co-op").unwrap().scan(&cobox_engine::NoProgress).unwrap();
+    }
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the conflict", |m| m.spaces.first().is_some_and(|s| s.conflicts.len() == 1));
+    assert_eq!(h.get_all_by_label("1 conflict").count(), 2);
+    h.get_by_label("Conflicts (1)").click();
+    h.step();
+    h.get_by_label("Keep the other version").click();
+    wait(&mut h, "the conflict settled", |m| m.spaces[0].conflicts.is_empty());
+    assert_eq!(std::fs::read_to_string(folder.path().join("budget.txt")).unwrap(), "budget: 1350 (laptop)\n");
+    assert!(!folder.path().join(copy).exists());
+    assert_eq!(h.state().model.spaces[0].files.len(), 1, "the manifest records the result");
+}
