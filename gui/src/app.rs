@@ -229,6 +229,13 @@ impl CoboxApp {
         }
         let (badge, color) = state_badge(&s.state, ui);
         ui.colored_label(color, badge);
+        if s.state == SpaceState::Syncing {
+            let r = self.model.rates.back().copied().unwrap_or([0.0; 3]);
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!("Syncing: receiving {:.0} KB/s, sending {:.0} KB/s", r[2], r[1]));
+            });
+        }
         if let SpaceState::Error(e) = &s.state {
             ui.colored_label(ui.visuals().error_fg_color, e);
         }
