@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Syncthing side by side with `cobox sync`: the same folder, the same loopback, the same run.
+
+usage: scripts/syncthing-bench.py DIR   (needs `syncthing` (Debian's) and a release build of cobox)
+
+Syncthing: two instances with their own homes, each told the other's device id and address, relays,
+discovery and NAT off, the folder shared send-receive. Timed from starting the receiver to its
+REST API reporting the folder 100% complete with every byte present (scan of the sender included,
+as in the issue's figure). CoBox: `cobox sync --once` from a joined device to a daemon holding the
+scanned folder (the sender's scan not included; it is reported separately).
+"""
+import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import xml.etree.ElementTree as ET
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def dir_bytes(d):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+
+def st_home(root, name):
+    home = os.path.join(root, name)
+    subprocess.run(["syncthing", "generate", f"--home={home}", "--no-default-folder", "--skip-port-probing"],
+                   check=True, capture_output=True)
+    dev = subprocess.run(["syncthing", "serve", f"--home={home}", "--device-id"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    return home, dev
+
+def configure(home, me, peer, peer_port, my_port, gui_port, folder, key):
+    path = os.path.join(home, "config.xml")
+    t = ET.parse(path); c = t.getroot()
+    gui = c.find("gui"); gui.find("address").text = f"127.0.0.1:{gui_port}"
+    gui.find("apikey").text = key if gui.find("apikey") is not None else None
+    if gui.find("apikey") is None:
+        ET.SubElement(gui, "apikey").text = key
+    o = c.find("options")
+    def opt(name, val):
+        e = o.find(name)
+        if e is None: e = ET.SubElement(o, name)
+        e.text = val
+    for e in o.findall("listenAddress"): o.remove(e)
+    ET.SubElement(o, "listenAddress").text = f"tcp://127.0.0.1:{my_port}"
+    for n, v in [("globalAnnounceEnabled", "false"), ("localAnnounceEnabled", "false"), ("relaysEnabled", "false"),
+                 ("natEnabled", "false"), ("urAccepted", "-1"), ("crashReportingEnabled", "false"),
+                 ("autoUpgradeIntervalH", "0"), ("startBrowser", "false")]:
+        opt(n, v)
+    d = ET.SubElement(c, "device", id=peer, name="peer", compression="metadata", introducer="false")
+    ET.SubElement(d, "address").text = f"tcp://127.0.0.1:{peer_port}"
+    f = ET.SubElement(c, "folder", id="bench", label="bench", path=folder, type="sendreceive",
+                      rescanIntervalS="3600", fsWatcherEnabled="false")
+    ET.SubElement(f, "device", id=me); ET.SubElement(f, "device", id=peer)
+    t.write(path)
+
+def api(port, key, path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+def syncthing(data, work):
+    (ha, ida), (hb, idb) = st_home(work, "st-a"), st_home(work, "st-b")
+    pa, pb, ga, gb = free_port(), free_port(), free_port(), free_port()
+    dest = os.path.join(work, "st-dest"); os.makedirs(dest)
+    configure(ha, ida, idb, pb, pa, ga, data, "benchkeyA"); configure(hb, idb, ida, pa, pb, gb, dest, "benchkeyB")
+    env = dict(os.environ, STNOUPGRADE="1")
+    procs = []
+    try:
+        t0 = time.monotonic()
+        for h in (ha, hb):
+            procs.append(subprocess.Popen(["syncthing", "serve", f"--home={h}", "--no-browser", "--no-restart"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        total = dir_bytes(data)
+        while True:
+            time.sleep(0.1)
+            try:
+                comp = api(gb, "benchkeyB", f"/rest/db/completion?folder=bench&device={idb}")
+                st = api(gb, "benchkeyB", "/rest/db/status?folder=bench")
+            except Exception:
+                continue
+            if st.get("globalBytes", 0) >= total and st.get("inSyncBytes", 0) >= total and st.get("state") == "idle":
+                took = time.monotonic() - t0
+                if dir_bytes(dest) != total:
+                    raise SystemExit(f"syncthing reported done but holds {dir_bytes(dest)} of {total} bytes")
+                return took, comp
+            if time.monotonic() - t0 > 600:
+                raise SystemExit("syncthing did not finish in 10 minutes")
+    finally:
+        for p in procs: p.terminate()
+        for p in procs: p.wait()
+
+def cobox(data, work):
+    bin_ = os.path.join(os.path.dirname(__file__), "..", "target", "release", "cobox")
+    def run(home, *args):
+        return subprocess.run([bin_, *args], env=dict(os.environ, COBOX_HOME=home), check=True,
+                              capture_output=True, text=True).stdout
+    a, b = os.path.join(work, "co-a"), os.path.join(work, "co-b")
+    t0 = time.monotonic(); run(a, "space", "create", "bench", "--path", data); run(a, "scan", "bench")
+    scan = time.monotonic() - t0
+    up = subprocess.Popen([bin_, "up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", "3600"],
+                          env=dict(os.environ, COBOX_HOME=a), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        addr = up.stdout.readline().strip().removeprefix("listening ")
+        code = run(a, "invite", "bench").strip()
+        run(b, "join", code, "--path", os.path.join(work, "co-dest"))
+        t0 = time.monotonic(); run(b, "sync", "bench", "--peer", addr, "--once", "--no-relay")
+        return scan, time.monotonic() - t0
+    finally:
+        up.terminate(); up.wait()
+
+def main():
+    data = os.path.abspath(sys.argv[1])
+    work = tempfile.mkdtemp(dir=os.path.dirname(data))
+    try:
+        total = dir_bytes(data) / 1048576
+        st, _ = syncthing(data, work)
+        scan, co = cobox(data, work)
+        print(f"folder {data}: {total:.1f} MiB")
+        print(f"syncthing {subprocess.run(['syncthing','--version'],capture_output=True,text=True).stdout.split()[1]}: "
+              f"{st:.2f} s ({total*1.048576/st:.1f} MB/s), sender scan included")
+        print(f"cobox sync: {co:.2f} s ({total*1.048576/co:.1f} MB/s); cobox scan before it {scan:.2f} s; "
+              f"scan + sync {scan+co:.2f} s")
+        print(f"  ratio: cobox sync is {st/co:.2f}x faster than syncthing; scan + sync {st/(scan+co):.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+main()
