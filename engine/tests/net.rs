@@ -56,6 +56,7 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
         no_relay: false,
         relay: Some(url.to_string()),
         relay_ca_der: certs.iter().map(|c| c.to_vec()).collect(),
+        lan_discovery: false,
     };
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
@@ -112,4 +113,23 @@ async fn garbage_and_stalling_peers_do_not_stop_the_node() {
     b.shutdown().await;
     a.shutdown().await;
     stranger.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_on_one_lan_find_each_other_by_id_alone() {
+    let (ha, fa, seed_a, sa) = device(&[("lan.txt", b"found by mDNS\n")], None);
+    let inv = Home::invite(ha.path(), "s").unwrap();
+    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let space = sa.info().id;
+    // No relay, no address given: only mDNS can tell B where A is.
+    let cfg = NetConfig { no_relay: true, lan_discovery: true, ..Default::default() };
+    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap());
+    let stats =
+        tokio::time::timeout(Duration::from_secs(60), b.sync_until_converged(&space, addr, 4)).await.unwrap().unwrap();
+    assert!(stats.received_blobs >= 2, "{stats:?}");
+    assert_eq!(std::fs::read(fb.path().join("lan.txt")).unwrap(), std::fs::read(fa.path().join("lan.txt")).unwrap());
+    b.shutdown().await;
+    a.shutdown().await;
 }

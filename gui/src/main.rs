@@ -23,7 +23,8 @@ fn main() -> eframe::Result {
         options,
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
-            let cfg = engine::EngineConfig { home, net: Default::default(), interval: 60 };
+            let net = cobox_engine::sync::net::NetConfig { lan_discovery: true, ..Default::default() };
+            let cfg = engine::EngineConfig { home, net, interval: 60 };
             let handle = engine::spawn(cfg, Arc::new(move || ctx.request_repaint()));
             let mut app = app::CoboxApp::new(handle);
             // For scripts/screenshot.sh: open on a given screen.

@@ -72,7 +72,7 @@ fn tempfile_dir() -> Result<PathBuf> {
 }
 
 async fn story(dir: &Path) -> Result<()> {
-    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, relay: None, relay_ca_der: Vec::new() };
+    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, ..NetConfig::default() };
     let (desk_root, laptop_root, seeder_root, new_root) =
         (dir.join("desk-home"), dir.join("laptop-home"), dir.join("seeder-home"), dir.join("new-home"));
     let (desk_dir, laptop_dir, new_dir) = (dir.join("desk"), dir.join("laptop"), dir.join("restored"));

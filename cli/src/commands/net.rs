@@ -22,11 +22,47 @@ pub(crate) struct NetArgs {
     /// Use this iroh-relay server (a cooperative's own) instead of the default ones.
     #[arg(long, value_name = "URL", conflicts_with = "no_relay")]
     relay: Option<String>,
+    /// Trust this certificate (PEM or DER) for the relay: a cooperative relay's self-signed one.
+    #[arg(long, value_name = "FILE", requires = "relay")]
+    relay_ca: Option<std::path::PathBuf>,
+    /// Do not announce or look for devices on the local network (mDNS).
+    #[arg(long)]
+    no_mdns: bool,
+}
+
+/// The DER certificates in a PEM file, or the file itself when it is DER.
+fn read_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading the relay certificate {}", path.display()))?;
+    let Ok(text) = std::str::from_utf8(&bytes) else { return Ok(vec![bytes]) };
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Ok(vec![bytes]);
+    }
+    let mut out = Vec::new();
+    for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
+        let body = block.split("-----END CERTIFICATE-----").next().unwrap_or("");
+        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        out.push(
+            data_encoding::BASE64
+                .decode(b64.as_bytes())
+                .with_context(|| format!("{} holds a damaged PEM certificate", path.display()))?,
+        );
+    }
+    Ok(out)
 }
 
 impl NetArgs {
-    pub(crate) fn config(&self, bind: Option<SocketAddr>) -> NetConfig {
-        NetConfig { bind, no_relay: self.no_relay, relay: self.relay.clone(), relay_ca_der: Vec::new() }
+    pub(crate) fn config(&self, bind: Option<SocketAddr>) -> Result<NetConfig> {
+        let relay_ca_der = match &self.relay_ca {
+            Some(p) => read_certs(p)?,
+            None => Vec::new(),
+        };
+        Ok(NetConfig {
+            bind,
+            no_relay: self.no_relay,
+            relay: self.relay.clone(),
+            relay_ca_der,
+            lan_discovery: !self.no_mdns,
+        })
     }
 }
 
@@ -57,7 +93,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     if peers.is_empty() {
         bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
     }
-    let cfg = a.net.config(None);
+    let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let results = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
@@ -162,7 +198,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         policy: SeedPolicy { owners, max_quota: a.max_quota, accept: Vec::new() },
         home: Some(ctx.home.clone()),
     };
-    let cfg = a.net.config(a.bind);
+    let cfg = a.net.config(a.bind)?;
     let grace_ms = i64::try_from(a.seed_grace.saturating_mul(1000)).unwrap_or(i64::MAX);
     let rt = runtime()?;
     rt.block_on(async {

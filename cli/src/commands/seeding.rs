@@ -162,7 +162,7 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
     let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
     let seed = home.open_seed(&code.space, true).context("registering the seed")?;
     let owner = parse_peer(&format!("{}@{}", code.owner.device, code.owner.addrs.join(",")))?;
-    let cfg = a.net.config(None);
+    let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg, stderr_log()).await?;
@@ -264,7 +264,7 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
         bail!("space {:?} has no seeder with an active agreement to audit", a.space);
     }
     let count = if a.all { usize::MAX } else { AUDIT_SAMPLE };
-    let cfg = a.net.config(None);
+    let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let results = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;

@@ -238,3 +238,52 @@ fn the_daemon_watches_the_folder_and_pushes_changes_to_known_peers() {
     assert!(log.contains("shutting down"), "SIGTERM stops the daemon cleanly: {log}");
     da.stop();
 }
+
+#[test]
+fn devices_find_each_other_on_the_lan_by_id_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, b) = (Device::new(), Device::new());
+    write(&dir.path().join("a/notes.txt"), b"found on the LAN\n");
+    crate::util::create_space(&a, "docs", &dir.path().join("a"));
+    let invite = a.ok(&["invite", "docs"]).trim().to_owned();
+    b.ok(&["join", &invite, "--path", dir.path().join("b").to_str().expect("utf-8")]);
+    let d = Daemon::start(&a);
+    // Only the device id: no address, no relay. mDNS says where A is.
+    let id = a.ok(&["id"]).trim().to_owned();
+    b.ok(&["sync", "docs", "--peer", &id, "--no-relay"]);
+    assert_eq!(read(&dir.path().join("b/notes.txt")), "found on the LAN\n");
+    d.stop();
+}
+
+#[test]
+fn two_devices_sync_through_a_cooperative_relay_with_its_own_certificate() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (certs, server_config) = iroh_relay::server::testing::self_signed_tls_certs_and_config();
+    let server = rt.block_on(async {
+        let mut relay = iroh_relay::server::RelayConfig::new((std::net::Ipv4Addr::LOCALHOST, 0));
+        relay.tls = Some(iroh_relay::server::TlsConfig::new(
+            (std::net::Ipv4Addr::LOCALHOST, 0),
+            iroh_relay::server::CertConfig::Manual { server_config },
+        ));
+        let mut config = iroh_relay::server::ServerConfig::default();
+        config.relay = Some(relay);
+        iroh_relay::server::Server::spawn(config).await.expect("relay server")
+    });
+    let url = format!("https://{}", server.https_addr().expect("https addr"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = dir.path().join("relay.der");
+    std::fs::write(&ca, certs[0].as_ref()).expect("cert");
+    let ca = ca.to_str().expect("utf-8");
+    let (a, b) = (Device::new(), Device::new());
+    write(&dir.path().join("a/notes.txt"), b"over our own relay\n");
+    crate::util::create_space(&a, "docs", &dir.path().join("a"));
+    let invite = a.ok(&["invite", "docs"]).trim().to_owned();
+    b.ok(&["join", &invite, "--path", dir.path().join("b").to_str().expect("utf-8")]);
+    let d = Daemon::start_with(&a, &["--relay", &url, "--relay-ca", ca, "--no-mdns"]);
+    // B knows A's id and relay, not its address.
+    let peer = format!("{}@{url}", a.ok(&["id"]).trim());
+    b.ok(&["sync", "docs", "--peer", &peer, "--relay", &url, "--relay-ca", ca, "--no-mdns"]);
+    assert_eq!(read(&dir.path().join("b/notes.txt")), "over our own relay\n");
+    d.stop();
+    drop(server);
+}

@@ -155,7 +155,10 @@ impl Daemon {
     /// Start with extra `cobox up` arguments (`--interval` defaults to an hour).
     pub(crate) fn start_with(dev: &Device, extra: &[&str]) -> Self {
         use std::io::BufRead;
-        let mut args = vec!["up", "--bind", "127.0.0.1:0", "--no-relay"];
+        let mut args = vec!["up", "--bind", "127.0.0.1:0"];
+        if !extra.contains(&"--relay") {
+            args.push("--no-relay");
+        }
         if !extra.contains(&"--interval") {
             args.extend(["--interval", "3600"]);
         }

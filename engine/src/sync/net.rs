@@ -41,6 +41,9 @@ pub struct NetConfig {
     /// Extra trusted certificates (DER) for relay servers, e.g. a cooperative relay's own
     /// self-signed certificate.
     pub relay_ca_der: Vec<Vec<u8>>,
+    /// Announce this device and find peers on the local network by mDNS, so devices on one LAN
+    /// reach each other by id alone, with no internet.
+    pub lan_discovery: bool,
 }
 
 /// Bytes and blobs moved by one session.
@@ -62,15 +65,22 @@ pub struct SyncStats {
     pub not_pushed: u64,
 }
 
-/// Parse `ID@IP:PORT[,IP:PORT...]` (or a bare id, for relays and discovery).
+/// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id
+/// (found on the LAN by mDNS).
 pub fn parse_peer(s: &str) -> Result<EndpointAddr, Error> {
     let (id, addrs) = s.split_once('@').unwrap_or((s, ""));
     let device: DeviceId = id.trim().parse().map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
     let key = iroh::PublicKey::from_bytes(device.as_bytes()).map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
     let mut out = Vec::new();
-    for a in addrs.split(',').filter(|a| !a.trim().is_empty()) {
-        let sock: SocketAddr =
-            a.trim().parse().map_err(|_| Error::Refused(format!("peer {s:?}: {a:?} is not an IP:PORT address")))?;
+    for a in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if a.starts_with("http://") || a.starts_with("https://") {
+            let url: iroh::RelayUrl = a.parse().map_err(|e| Error::Refused(format!("peer {s:?}: relay {a:?}: {e}")))?;
+            out.push(TransportAddr::Relay(url));
+            continue;
+        }
+        let sock: SocketAddr = a
+            .parse()
+            .map_err(|_| Error::Refused(format!("peer {s:?}: {a:?} is neither an IP:PORT address nor a relay URL")))?;
         out.push(TransportAddr::Ip(sock));
     }
     Ok(EndpointAddr::from_parts(key, out))
@@ -95,7 +105,18 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint
     if let Some(addr) = cfg.bind {
         b = b.bind_addr(addr).map_err(net)?;
     }
-    b.bind().await.map_err(net)
+    let ep = b.bind().await.map_err(net)?;
+    if cfg.lan_discovery {
+        // A network without multicast only loses LAN discovery; addresses and relays still work.
+        match iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("cobox").build(ep.id()) {
+            Ok(mdns) => match ep.address_lookup() {
+                Ok(services) => services.add(mdns),
+                Err(e) => eprintln!("LAN discovery is off: {e}"),
+            },
+            Err(e) => eprintln!("LAN discovery is off: {e}"),
+        }
+    }
+    Ok(ep)
 }
 
 /// Bytes moved by a node since it started, all sessions together (for rate plots).
