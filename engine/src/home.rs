@@ -32,6 +32,13 @@ pub struct SpaceInfo {
     pub actor: String,
     /// Number of manifest shard documents.
     pub shards: u16,
+    /// Verified copies (seeders) the space should have; fewer is shown as a warning.
+    #[serde(default = "default_replicas_target")]
+    pub replicas_target: u32,
+}
+
+fn default_replicas_target() -> u32 {
+    2
 }
 
 /// An open, locked home directory.
@@ -261,6 +268,7 @@ impl Home {
             created_ms: crate::now_ms(),
             actor: hex::encode(actor),
             shards: DEFAULT_SHARDS,
+            replicas_target: default_replicas_target(),
         };
         let dir = self.space_dir(&id);
         fs::create_dir_all(&dir).at(&dir)?;

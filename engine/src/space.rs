@@ -112,6 +112,8 @@ pub struct Status {
     pub conflicts: Vec<String>,
     /// Seeders with an active agreement and a passed audit within the audit window.
     pub replicas: u32,
+    /// How many the space should have.
+    pub replicas_target: u32,
     /// Every agreement in the space's ledger.
     pub agreements: Vec<crate::seeding::AgreementSummary>,
 }
@@ -273,6 +275,13 @@ impl Space {
     pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
         let n = self.apply_received()?;
         Ok((n, self.materialize()?))
+    }
+
+    /// Set how many verified copies the space should have (kept in `space.json`).
+    pub fn set_replicas_target(&mut self, n: u32) -> Result<(), Error> {
+        self.info.replicas_target = n;
+        let json = serde_json::to_vec_pretty(&self.info).unwrap_or_default();
+        write_atomic(&self.dir.join("space.json"), &json)
     }
 
     /// The space's ledger of seeding agreements.
@@ -545,6 +554,7 @@ impl Space {
             pending: self.pending()?,
             conflicts,
             replicas: view.replicas(now, crate::ledger::AUDIT_WINDOW_MS) as u32,
+            replicas_target: self.info.replicas_target,
             agreements: view
                 .agreements
                 .iter()

@@ -34,8 +34,6 @@ pub(crate) struct CoboxApp {
     pub(crate) seeder_id: String,
     pub(crate) quota_gib: f64,
     pub(crate) days: u32,
-    /// Verified copies a space should have; fewer shows a warning.
-    pub(crate) target: u32,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
 }
@@ -77,7 +75,6 @@ impl CoboxApp {
             seeder_id: String::new(),
             quota_gib: 50.0,
             days: 365,
-            target: 2,
             picked: Arc::new(Mutex::new(None)),
         }
     }
@@ -279,6 +276,7 @@ impl CoboxApp {
 
     fn replication_line(&self, ui: &mut egui::Ui, s: &SpaceView) {
         let replicas = s.status.as_ref().map_or(0, |st| st.replicas);
+        let target = s.status.as_ref().map_or(0, |st| st.replicas_target);
         let last = s.agreements.iter().filter_map(|a| a.last_audit.as_ref()).map(|a| a.time_ms).max();
         let text = format!(
             "{replicas} verified {}{}",
@@ -286,11 +284,11 @@ impl CoboxApp {
             last.map(|t| format!(", last audit {}", ago(t))).unwrap_or_default()
         );
         let strong = egui::RichText::new(text).size(18.0).strong();
-        if replicas < self.target {
+        if replicas < target {
             ui.colored_label(ui.visuals().warn_fg_color, strong);
             ui.colored_label(
                 ui.visuals().warn_fg_color,
-                format!("Below this space's target of {}: add a seeder or check the ones you have.", self.target),
+                format!("Below this space's target of {target}: add a seeder or check the ones you have."),
             );
         } else {
             ui.label(strong);
@@ -382,7 +380,10 @@ impl CoboxApp {
     fn seeders(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
         ui.horizontal(|ui| {
             ui.label("Target:");
-            ui.add(egui::DragValue::new(&mut self.target).range(0..=10).suffix(" verified copies"));
+            let mut target = s.status.as_ref().map_or(0, |st| st.replicas_target);
+            if ui.add(egui::DragValue::new(&mut target).range(0..=10).suffix(" verified copies")).changed() {
+                self.send(Cmd::SetTarget { space: s.id, copies: target });
+            }
             if ui.button("Check seeders now").clicked() {
                 self.send(Cmd::Audit(s.id));
             }

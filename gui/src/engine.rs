@@ -27,6 +27,7 @@ pub(crate) enum Cmd {
     Propose { space: SpaceId, seeder: String, quota: u64, days: u32 },
     Revoke(String),
     Audit(SpaceId),
+    SetTarget { space: SpaceId, copies: u32 },
 }
 
 /// A space's state, as the list shows it.
@@ -519,6 +520,13 @@ impl Engine {
                         );
                     }
                     Err(e) => self.notice(true, format!("Could not propose: {e}")),
+                }
+            }
+            Cmd::SetTarget { space, copies } => {
+                if let Some(s) = self.space(&space)
+                    && let Err(e) = s.blocking_lock().set_replicas_target(copies)
+                {
+                    self.notice(true, format!("Could not save the target: {e}"));
                 }
             }
             Cmd::Revoke(id) => match seeding::revoke(self.home.root(), &id) {

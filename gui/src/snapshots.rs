@@ -61,6 +61,7 @@ fn model() -> Model {
         pending: Pending::default(),
         conflicts: vec!["accounts/budget.txt".into()],
         replicas: 1,
+        replicas_target: 2,
         agreements: agreements.clone(),
     };
     let space = SpaceView {

@@ -15,6 +15,13 @@ pub(crate) enum SpaceCmd {
     },
     /// List this device's spaces.
     List,
+    /// Set how many verified copies (seeders) a space should have; `status` warns below it.
+    Target {
+        /// Space name or id.
+        space: String,
+        /// Verified copies wanted.
+        copies: u32,
+    },
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
@@ -32,6 +39,15 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
                 println!("{}", info.id);
                 Ok(())
             }
+        }
+        SpaceCmd::Target { space, copies } => {
+            let mut s = ctx.open_space(&home, &space)?;
+            s.set_replicas_target(copies).context("saving the target")?;
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({ "replicas_target": copies }));
+            }
+            println!("space {:?} should have {copies} verified copies", s.info().name);
+            Ok(())
         }
         SpaceCmd::List => {
             let spaces = home.spaces()?;

@@ -22,7 +22,13 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         println!("pending   {} added, {} changed, {} deleted (run `cobox scan`)", p.added, p.changed, p.deleted);
     }
     let live: Vec<_> = s.agreements.iter().filter(|a| a.state == "active" || a.state == "proposed").collect();
-    println!("replicas  {} verified ({} seeding agreements in force or proposed)", s.replicas, live.len());
+    println!(
+        "replicas  {} verified of {} wanted ({} seeding agreements in force or proposed){}",
+        s.replicas,
+        s.replicas_target,
+        live.len(),
+        if s.replicas < s.replicas_target { " - below target" } else { "" }
+    );
     for a in live {
         let audit = a
             .last_audit

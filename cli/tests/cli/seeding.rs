@@ -58,6 +58,9 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     let (s1, s2, newcomer) = (Device::new(), Device::new(), Device::new());
     let (s1_id, s2_id) = (s1.ok(&["id"]).trim().to_owned(), s2.ok(&["id"]).trim().to_owned());
     assert_eq!(replicas(&owner, "docs"), 0);
+    assert_eq!(owner.json(&["status", "docs"])["replicas_target"], 2, "the default target");
+    owner.ok(&["space", "target", "docs", "3"]);
+    assert_eq!(owner.json(&["status", "docs"])["replicas_target"], 3);
 
     // A seed code with a typo is refused, and nothing is registered.
     let od = Daemon::start(&owner);
