@@ -33,13 +33,6 @@ impl State {
     }
 }
 
-/// A verified audit result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditView {
-    /// The result.
-    pub record: AuditRecord,
-}
-
 /// One agreement as the ledger shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgreementView {

@@ -88,6 +88,13 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
     }
 }
 
+/// The space's signing key: the first half of its 64-byte secret.
+pub(crate) fn space_signing_key(secret: &[u8; 64]) -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&secret[..32]);
+    SigningKey::from_bytes(&seed)
+}
+
 fn read_secret(dir: &Path) -> Result<[u8; 64], Error> {
     let secret_path = dir.join("secret.key");
     let secret = fs::read(&secret_path).at(&secret_path)?;
@@ -256,9 +263,7 @@ impl Home {
         if let Some(s) = spaces.iter().find(|s| s.path == path) {
             return Err(Error::SpaceExists(format!("{} is already the folder of space {:?}", path.display(), s.name)));
         }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&secret[..32]);
-        let id = SpaceId(SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+        let id = SpaceId(space_signing_key(secret).verifying_key().to_bytes());
         let mut actor = [0u8; 16];
         crate::random_bytes(&mut actor);
         let info = SpaceInfo {

@@ -69,8 +69,12 @@ impl LedgerFile {
         Ok(evaluate(&self.space.0, &self.read()?.raw_entries(), now_ms))
     }
 
-    /// The whole document, for a peer.
+    /// The whole document, for a peer: the file as saved (it is already an Automerge save).
     pub fn bytes(&self) -> Result<Vec<u8>, Error> {
-        Ok(self.read()?.save())
+        match fs::read(&self.path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::new().save()),
+            Err(e) => Err(Error::io(&self.path, e)),
+        }
     }
 }

@@ -10,7 +10,7 @@ use crate::ledger::LedgerFile;
 use crate::store::BlobStore;
 use cobox_agreements::{LedgerView, State};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A seeded space as registered on this device (`seeds/<id>/seed.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,11 +43,6 @@ impl Seed {
         self.info.space
     }
 
-    /// Where it lives.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Its ledger.
     pub fn ledger(&self) -> LedgerFile {
         LedgerFile::new(self.info.space, &self.dir)
@@ -56,11 +51,6 @@ impl Seed {
     /// Bytes stored for the space.
     pub fn used(&self) -> u64 {
         self.used
-    }
-
-    /// Blobs stored.
-    pub fn blob_count(&self) -> Result<u64, Error> {
-        Ok(self.store.usage()?.0)
     }
 
     /// The quota of this device's active agreement for the space, if it has one.

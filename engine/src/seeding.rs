@@ -4,12 +4,11 @@
 
 use crate::codes::{PeerAddr, SeedCode};
 use crate::error::Error;
-use crate::home::{Home, SpaceInfo};
+use crate::home::{Home, SpaceInfo, space_signing_key};
 use crate::ids::{DeviceId, SpaceId};
 use crate::ledger::{AUDIT_WINDOW_MS, LedgerFile};
 use crate::space::rfc3339;
 use cobox_agreements::{Agreement, AgreementView, Entry, LedgerView, Party, Revocation, State};
-use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -154,9 +153,7 @@ pub fn propose(
 ) -> Result<(AgreementSummary, SeedCode), Error> {
     let (info, dir, secret) = Home::space_files(root, space)?;
     let device = Home::device_key_at(root)?;
-    let mut seed = [0u8; 32];
-    seed.copy_from_slice(&secret[..32]);
-    let space_key = SigningKey::from_bytes(&seed);
+    let space_key = space_signing_key(&secret);
     let now = crate::now_ms();
     let mut nonce = [0u8; 16];
     crate::random_bytes(&mut nonce);
@@ -234,10 +231,8 @@ pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
     let entry = match &info {
         Some(i) => {
             let (_, _, secret) = Home::space_files(root, &i.id.to_string())?;
-            let mut seed = [0u8; 32];
-            seed.copy_from_slice(&secret[..32]);
             let r = Revocation { agreement: v.id, device: me, party: Party::Owner, time_ms: now };
-            Entry::revoke(r, &device, Some(&SigningKey::from_bytes(&seed)))
+            Entry::revoke(r, &device, Some(&space_signing_key(&secret)))
         }
         None if v.agreement.seeder == me => {
             let r = Revocation { agreement: v.id, device: me, party: Party::Seeder, time_ms: now };

@@ -170,8 +170,6 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 
 impl Space {
     pub(crate) fn open(info: SpaceInfo, dir: PathBuf, secret: &[u8; 64], device: DeviceId) -> Result<Self, Error> {
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&secret[..32]);
         let mut root = [0u8; 32];
         root.copy_from_slice(&secret[32..]);
         let keys = SpaceKeys::derive(&root);
@@ -184,7 +182,7 @@ impl Space {
             info,
             dir,
             keys,
-            signer: SigningKey::from_bytes(&seed),
+            signer: crate::home::space_signing_key(secret),
             store,
             manifest,
             device,

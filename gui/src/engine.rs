@@ -207,8 +207,12 @@ fn run(
         let wait = next_sample.min(next_sync).saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(cmd) => {
+                // Reading a history or an invite changes nothing the model shows elsewhere.
+                let changes = !matches!(cmd, Cmd::FileHistory { .. } | Cmd::Invite(_));
                 eng.handle(cmd);
-                eng.refresh();
+                if changes {
+                    eng.refresh();
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

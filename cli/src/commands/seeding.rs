@@ -168,14 +168,18 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
         let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg, stderr_log()).await?;
         node.add_seed(seed, Some(AgreementId(code.agreement)));
         let r = node.sync_until_converged(&code.space, owner, 6).await;
-        let used = match node.seed(&code.space) {
-            Some(s) => s.lock().await.used(),
-            None => 0,
+        let held = match node.seed(&code.space) {
+            Some(s) => {
+                let s = s.lock().await;
+                Some((s.used(), s.ledger()))
+            }
+            None => None,
         };
         node.shutdown().await;
-        r.map(|st| (st, used))
+        let (used, ledger) = held.ok_or_else(|| cobox_engine::Error::SpaceNotFound(code.space.to_string()))?;
+        r.map(|st| (st, used, ledger))
     });
-    let (stats, used) = match result {
+    let (stats, used, ledger) = match result {
         Ok(x) => x,
         Err(e) => {
             if fresh {
@@ -185,7 +189,7 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
         }
     };
     home.remember_peer(&code.owner.device, &code.owner.addrs)?;
-    let view = home.open_seed(&code.space, false)?.ledger().view(cobox_engine::now_ms())?;
+    let view = ledger.view(cobox_engine::now_ms())?;
     let active = view.active_for(home.device_id().as_bytes()).map(|v| v.id.to_string());
     if ctx.json {
         return ctx.print_json(&serde_json::json!({

@@ -8,7 +8,7 @@ use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
 use crate::seed::Seed;
 use crate::space::Space;
-use cobox_agreements::{AgreementId, AuditRecord, Entry, State};
+use cobox_agreements::{AgreementId, AuditRecord, Entry, LedgerView, State};
 use ed25519_dalek::SigningKey;
 pub use iroh::EndpointAddr;
 use iroh::endpoint::{Connection, RecvStream, SendStream, presets};
@@ -326,11 +326,12 @@ impl Shared {
         }
     }
 
-    /// Countersign the proposals naming this seeder that the policy allows.
-    fn countersign(&self, ledger: &LedgerFile) -> Result<(), Error> {
+    /// Countersign the proposals naming this seeder that the policy allows; true if it did.
+    fn countersign(&self, ledger: &LedgerFile, view: &LedgerView) -> Result<bool, Error> {
         let policy = self.policy();
         let now = crate::now_ms();
-        for a in ledger.view(now)?.agreements {
+        let mut accepted = false;
+        for a in &view.agreements {
             let ok = a.state == State::Proposed
                 && !a.accepted
                 && a.agreement.seeder == self.me.0
@@ -339,7 +340,7 @@ impl Shared {
                     || (policy.owners.iter().any(|o| o.0 == a.agreement.owner)
                         && a.agreement.quota <= policy.max_quota));
             if ok {
-                ledger.insert(&Entry::accept(&a.agreement, &self.key))?;
+                accepted |= ledger.insert(&Entry::accept(&a.agreement, &self.key))?;
                 (self.log)(&format!(
                     "accepted agreement {} for space {}: {} bytes until {}",
                     a.id.short(),
@@ -355,7 +356,7 @@ impl Shared {
                 ));
             }
         }
-        Ok(())
+        Ok(accepted)
     }
 }
 
@@ -366,7 +367,17 @@ async fn recv_ledger(io: &mut Framed) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// Membership proofs and the ledger exchange (see `proto`). Returns the merged ledger.
+/// Receive the peer's ledger and merge it; a ledger that does not load ends the session.
+async fn merge_peer_ledger(io: &mut Framed, ledger: &LedgerFile) -> Result<(), Error> {
+    let theirs = recv_ledger(io).await?;
+    match ledger.merge_bytes(&theirs) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(io.refuse(reason(&e)).await),
+    }
+}
+
+/// Membership proofs and the ledger exchange (see `proto`). Returns the merged ledger and its
+/// evaluation, which the rest of the session uses (verifying a large ledger is not free).
 async fn handshake(
     sh: &Shared,
     held: &Held,
@@ -375,7 +386,7 @@ async fn handshake(
     dialer: bool,
     nonce: [u8; 32],
     peer: &PeerHello,
-) -> Result<LedgerFile, Error> {
+) -> Result<(LedgerFile, LedgerView), Error> {
     if let Held::Member(s) = held {
         let proof = prove(s.lock().await.space_key(), &space, &sh.me, &peer.id, &peer.nonce);
         io.send(&proof).await?;
@@ -392,21 +403,17 @@ async fn handshake(
     }
     let ledger = held.ledger().await;
     let now = crate::now_ms();
-    let merge = |bytes: &[u8]| ledger.merge_bytes(bytes);
-    match (held.role(), peer.role) {
+    // The seeder evaluates the ledger itself to countersign; the other cases evaluate at the end.
+    let evaluated = match (held.role(), peer.role) {
         (Role::Member, Role::Member) if dialer => {
             io.send(&Msg::Ledger(ledger.bytes()?)).await?;
-            let theirs = recv_ledger(io).await?;
-            if let Err(e) = merge(&theirs) {
-                return Err(io.refuse(reason(&e)).await);
-            }
+            merge_peer_ledger(io, &ledger).await?;
+            None
         }
         (Role::Member, Role::Member) => {
-            let theirs = recv_ledger(io).await?;
-            if let Err(e) = merge(&theirs) {
-                return Err(io.refuse(reason(&e)).await);
-            }
+            merge_peer_ledger(io, &ledger).await?;
             io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            None
         }
         (Role::Member, Role::Seeder) => {
             let theirs = recv_ledger(io).await?;
@@ -423,21 +430,19 @@ async fn handshake(
                     ))
                     .await);
             }
-            merge(&theirs)?;
+            ledger.merge_bytes(&theirs)?;
             io.send(&Msg::Ledger(ledger.bytes()?)).await?;
-            let answer = recv_ledger(io).await?;
-            if let Err(e) = merge(&answer) {
-                return Err(io.refuse(reason(&e)).await);
-            }
+            merge_peer_ledger(io, &ledger).await?;
+            None
         }
         (Role::Seeder, Role::Member) => {
             io.send(&Msg::Ledger(ledger.bytes()?)).await?;
-            let theirs = recv_ledger(io).await?;
-            if let Err(e) = merge(&theirs) {
-                return Err(io.refuse(reason(&e)).await);
+            merge_peer_ledger(io, &ledger).await?;
+            let mut view = ledger.view(now)?;
+            if sh.countersign(&ledger, &view)? {
+                view = ledger.view(now)?;
             }
-            sh.countersign(&ledger)?;
-            if !ledger.view(crate::now_ms())?.names_seeder(&sh.me.0) {
+            if !view.names_seeder(&sh.me.0) {
                 return Err(io
                     .refuse(format!(
                         "seeder {} has no agreement for space {}: propose one with `cobox agreement propose`",
@@ -447,16 +452,26 @@ async fn handshake(
                     .await);
             }
             io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            Some(view)
         }
         (Role::Seeder, Role::Seeder) => return Err(io.refuse("two seeders have nothing to sync".into()).await),
-    }
+    };
+    remember(sh, peer);
+    let view = match evaluated {
+        Some(v) => v,
+        None => ledger.view(now)?,
+    };
+    Ok((ledger, view))
+}
+
+/// Record where an authenticated peer's daemon listens.
+fn remember(sh: &Shared, peer: &PeerHello) {
     if let Some(home) = &sh.home
         && !peer.listen.is_empty()
         && let Err(e) = crate::home::Home::remember_peer_at(home, &peer.id, &peer.listen)
     {
         (sh.log)(&format!("cannot record {}'s address: {e}", peer.id.short()));
     }
-    Ok(ledger)
 }
 
 /// Reconciliation and transfer, within what the agreements allow.
@@ -467,14 +482,13 @@ async fn transfer(
     io: &mut Framed,
     dialer: bool,
     peer: &PeerHello,
-    ledger: &LedgerFile,
+    view: &LedgerView,
 ) -> Result<SyncStats, Error> {
     let mut stats = SyncStats::default();
-    let view = ledger.view(crate::now_ms())?;
     // A seeder takes blobs only under an active agreement, up to its quota; a member pushes to
     // a seeder only under one (and pulls from it in any case: restores).
     let (quota, may_send) = match (held, peer.role) {
-        (Held::Seed(s), _) => (s.lock().await.quota(&view), true),
+        (Held::Seed(s), _) => (s.lock().await.quota(view), true),
         (Held::Member(_), Role::Seeder) => (Some(u64::MAX), view.active_for(&peer.id.0).is_some()),
         (Held::Member(_), Role::Member) => (Some(u64::MAX), true),
     };
@@ -657,11 +671,9 @@ async fn audit_challenge(
     space: &Arc<Mutex<Space>>,
     io: &mut Framed,
     peer: &PeerHello,
-    ledger: &LedgerFile,
+    (ledger, view): &(LedgerFile, LedgerView),
     count: usize,
 ) -> Result<AuditRecord, Error> {
-    let now = crate::now_ms();
-    let view = ledger.view(now)?;
     let agreement = view
         .active_for(&peer.id.0)
         .or_else(|| {
@@ -829,7 +841,7 @@ impl Handler {
             // Record local edits before telling the peer what we hold.
             s.lock().await.scan(&crate::NoProgress)?;
         }
-        let ledger = handshake(sh, held, space, io, false, nonce, peer).await?;
+        let (_, view) = handshake(sh, held, space, io, false, nonce, peer).await?;
         match (purpose, held) {
             (Purpose::Audit, Held::Seed(seed)) => {
                 audit_answer(seed, io).await?;
@@ -837,7 +849,7 @@ impl Handler {
             }
             (Purpose::Audit, Held::Member(_)) => Err(io.refuse("this device is not a seeder".into()).await),
             (Purpose::Sync, _) => {
-                let stats = transfer(sh, held, space, io, false, peer, &ledger).await?;
+                let stats = transfer(sh, held, space, io, false, peer, &view).await?;
                 match held {
                     Held::Member(s) => {
                         let (_, m) = s.lock().await.apply_and_materialize()?;
@@ -986,7 +998,7 @@ impl Node {
         space: &SpaceId,
         peer: EndpointAddr,
         purpose: Purpose,
-    ) -> Result<(Connection, Framed, Held, PeerHello, LedgerFile), Error> {
+    ) -> Result<(Connection, Framed, Held, PeerHello, (LedgerFile, LedgerView)), Error> {
         let held = self.sh.get(space).ok_or_else(|| Error::SpaceNotFound(space.to_string()))?;
         let peer_id = DeviceId(*peer.id.as_bytes());
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net)?;
@@ -1046,7 +1058,7 @@ impl Node {
 
     async fn sync_session(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
         let (conn, mut io, held, peer, ledger) = self.open(space, peer, Purpose::Sync).await?;
-        let result = transfer(&self.sh, &held, *space, &mut io, true, &peer, &ledger).await;
+        let result = transfer(&self.sh, &held, *space, &mut io, true, &peer, &ledger.1).await;
         conn.close(0u32.into(), b"done");
         let mut stats = result?;
         match &held {
@@ -1055,7 +1067,7 @@ impl Node {
         }
         if stats.not_pushed > 0 {
             let states: Vec<&str> = ledger
-                .view(crate::now_ms())?
+                .1
                 .agreements
                 .iter()
                 .filter(|a| a.agreement.seeder == peer.id.0)
