@@ -211,7 +211,8 @@ impl Space {
         // Files are written on every core; each goes to its own temp file and rename.
         let written: Vec<(String, Result<Meta, String>)> = {
             use rayon::prelude::*;
-            to_write.par_iter().map(|(p, e)| (p.clone(), self.write_entry(&root, p, e, &crate::NoProgress))).collect()
+            let writer = self.file_writer();
+            to_write.par_iter().map(|(p, e)| (p.clone(), writer.write_entry(&root, p, e, &crate::NoProgress))).collect()
         };
         for ((path, entry), (_, r)) in to_write.iter().zip(written) {
             match r {

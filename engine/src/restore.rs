@@ -5,16 +5,20 @@
 
 use crate::Progress;
 use crate::crypto::BlobKind;
-use crate::entry::{Content, Entry, Kind, validate_path};
+use crate::crypto::SpaceKeys;
+use crate::entry::{Content, Entry, Kind, decode_chunk_list, validate_path};
 use crate::error::{Error, IoContext};
+use crate::ids::BlobId;
 use crate::manifest::ShardHeads;
 use crate::scan::{Meta, TMP_PREFIX};
 use crate::space::{Space, rfc3339};
+use crate::store::BlobStore;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Which state to restore.
@@ -150,8 +154,9 @@ impl Space {
         }
         let files: Vec<&(String, Entry)> =
             entries.iter().filter(|(_, e)| matches!(e.kind, Kind::File { .. })).collect();
+        let writer = self.file_writer();
         let results: Vec<Result<u64, String>> =
-            files.par_iter().map(|(p, e)| self.write_entry(&dest, p, e, progress).map(|m| m.size)).collect();
+            files.par_iter().map(|(p, e)| writer.write_entry(&dest, p, e, progress).map(|m| m.size)).collect();
         for r in results {
             match r {
                 Ok(n) => {
@@ -184,6 +189,31 @@ impl Space {
         }
         Ok(report)
     }
+}
+
+/// What writing a file needs, without the space: threads that write files while a sync session
+/// is still receiving hold one.
+#[derive(Clone)]
+pub(crate) struct FileWriter {
+    pub(crate) store: Arc<BlobStore>,
+    pub(crate) keys: SpaceKeys,
+}
+
+impl FileWriter {
+    /// A file's chunk ids and sizes, reading its chunk list if it has one.
+    pub(crate) fn content_blobs(&self, content: &Content) -> Result<Vec<(BlobId, u32)>, Error> {
+        match content {
+            Content::Empty => Ok(Vec::new()),
+            Content::Single(id) => Ok(vec![(*id, 0)]),
+            Content::List { list, .. } => {
+                let blob = self.store.get(list)?;
+                let plain =
+                    self.keys.open(BlobKind::ChunkList, &blob).map_err(|source| Error::Blob { blob: *list, source })?;
+                decode_chunk_list(&plain)
+                    .map_err(|_| Error::Blob { blob: *list, source: crate::crypto::OpenError::Malformed })
+            }
+        }
+    }
 
     /// Write one file entry under `dest` via a temp file beside the target, every chunk verified;
     /// returns the written file's metadata. Shared by restore and the materialiser.
@@ -193,6 +223,19 @@ impl Space {
         rel: &str,
         e: &Entry,
         progress: &dyn Progress,
+    ) -> Result<Meta, String> {
+        self.write_entry_checked(dest, rel, e, progress, &|_| Ok(()))
+    }
+
+    /// [`FileWriter::write_entry`], with a last check of the target just before the rename
+    /// (the materialiser refuses to replace a file edited meanwhile).
+    pub(crate) fn write_entry_checked(
+        &self,
+        dest: &Path,
+        rel: &str,
+        e: &Entry,
+        progress: &dyn Progress,
+        before_rename: &dyn Fn(&Path) -> Result<(), String>,
     ) -> Result<Meta, String> {
         let Kind::File { size, content } = &e.kind else { return Err(format!("{rel}: not a file")) };
         let target = safe_target(dest, rel)?;
@@ -236,6 +279,7 @@ impl Space {
             let mtime = UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
             f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
             drop(f);
+            before_rename(&target)?;
             fs::rename(&tmp, &target).map_err(|err| format!("cannot write {}: {err}", target.display()))?;
             fs::symlink_metadata(&target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
         })();

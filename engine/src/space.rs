@@ -2,7 +2,7 @@
 
 use crate::chunk::Chunker;
 use crate::crypto::{BlobKind, SpaceKeys, verify_change_signature};
-use crate::entry::{Content, Entry, Kind, decode_chunk_list};
+use crate::entry::{Content, Entry, Kind};
 use crate::error::{Error, IoContext};
 use crate::home::{SpaceInfo, write_atomic};
 use crate::ids::{BlobId, DeviceId};
@@ -23,7 +23,7 @@ pub struct Space {
     pub(crate) dir: PathBuf,
     pub(crate) keys: SpaceKeys,
     pub(crate) signer: SigningKey,
-    pub(crate) store: BlobStore,
+    pub(crate) store: std::sync::Arc<BlobStore>,
     pub(crate) manifest: Manifest,
     pub(crate) device: DeviceId,
     pub(crate) chunker: Chunker,
@@ -173,7 +173,7 @@ impl Space {
         let mut root = [0u8; 32];
         root.copy_from_slice(&secret[32..]);
         let keys = SpaceKeys::derive(&root);
-        let store = BlobStore::open(&dir)?;
+        let store = std::sync::Arc::new(BlobStore::open(&dir)?);
         let actor = hex::decode(&info.actor)
             .map_err(|e| Error::Config { path: dir.join("space.json"), reason: format!("actor: {e}") })?;
         let (manifest, included) = load_cache(&dir, &info, &keys, &actor)?;
@@ -328,17 +328,12 @@ impl Space {
 
     /// The chunk blobs (and chunk-list blob) a content reference needs.
     pub(crate) fn content_blobs(&self, content: &Content) -> Result<Vec<(BlobId, u32)>, Error> {
-        match content {
-            Content::Empty => Ok(Vec::new()),
-            Content::Single(id) => Ok(vec![(*id, 0)]),
-            Content::List { list, .. } => {
-                let blob = self.store.get(list)?;
-                let plain =
-                    self.keys.open(BlobKind::ChunkList, &blob).map_err(|source| Error::Blob { blob: *list, source })?;
-                decode_chunk_list(&plain)
-                    .map_err(|_| Error::Blob { blob: *list, source: crate::crypto::OpenError::Malformed })
-            }
-        }
+        self.file_writer().content_blobs(content)
+    }
+
+    /// What writing files needs, detached from the space (for threads).
+    pub(crate) fn file_writer(&self) -> crate::restore::FileWriter {
+        crate::restore::FileWriter { store: self.store.clone(), keys: self.keys.clone() }
     }
 
     /// Past states, newest first; with `path`, only those that changed it.

@@ -125,7 +125,15 @@ impl Loc {
 struct PackBuf {
     data: Vec<u8>,
     entries: Vec<(BlobId, u64, u32, BlobKind)>,
-    ids: HashSet<BlobId>,
+    /// Index into `entries`.
+    ids: HashMap<BlobId, usize>,
+}
+
+impl PackBuf {
+    fn read(&self, id: &BlobId) -> Option<Vec<u8>> {
+        let (_, off, len, _) = self.entries[*self.ids.get(id)?];
+        Some(self.data[off as usize..off as usize + len as usize].to_vec())
+    }
 }
 
 /// Results of re-hashing every stored blob.
@@ -156,8 +164,8 @@ pub struct RemoveStats {
 #[derive(Default)]
 struct State {
     buf: PackBuf,
-    /// Blobs handed to the writer thread but not yet indexed.
-    inflight: HashSet<BlobId>,
+    /// Packs handed to the writer thread but not yet indexed; readable meanwhile.
+    inflight: Vec<Arc<PackBuf>>,
     /// The writer's first failure. Sticky: once a pack is lost, nothing later may be written
     /// (a manifest change must never land without its chunks) and every `put`/`flush` fails.
     error: Option<StoreError>,
@@ -166,7 +174,7 @@ struct State {
 }
 
 enum Job {
-    Pack(PackBuf),
+    Pack(Arc<PackBuf>),
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
@@ -241,7 +249,7 @@ impl BlobStore {
     pub fn contains(&self, id: &BlobId) -> Result<bool, StoreError> {
         {
             let st = self.lock();
-            if st.buf.ids.contains(id) || st.inflight.contains(id) {
+            if st.buf.ids.contains_key(id) || st.inflight.iter().any(|b| b.ids.contains_key(id)) {
                 return Ok(true);
             }
         }
@@ -265,18 +273,19 @@ impl BlobStore {
                     let mut stage = Vec::new();
                     for job in rx {
                         match job {
-                            Job::Pack(mut buf) => {
+                            Job::Pack(buf) => {
                                 let failed = state.lock().unwrap_or_else(|p| p.into_inner()).error.is_some();
-                                let r = if failed { Ok(()) } else { write_pack(&packs, &db, &mut buf, &mut stage) };
+                                let r = if failed { Ok(()) } else { write_pack(&packs, &db, &buf, &mut stage) };
                                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                                for (id, ..) in &buf.entries {
-                                    st.inflight.remove(id);
-                                }
+                                st.inflight.retain(|b| !Arc::ptr_eq(b, &buf));
                                 if let Err(e) = r {
                                     st.error.get_or_insert(e);
                                 }
-                                if st.spare.len() < 2 {
-                                    let mut data = std::mem::take(&mut buf.data);
+                                // A reader may still hold it for a moment; then it is not reused.
+                                if st.spare.len() < 2
+                                    && let Ok(buf) = Arc::try_unwrap(buf)
+                                {
+                                    let mut data = buf.data;
                                     data.clear();
                                     st.spare.push(data);
                                 }
@@ -305,7 +314,10 @@ impl BlobStore {
             if let Some(e) = &st.error {
                 return Err(e.duplicate());
             }
-            if st.buf.ids.contains(&id) || st.inflight.contains(&id) || self.locate(&id)?.is_some() {
+            if st.buf.ids.contains_key(&id)
+                || st.inflight.iter().any(|b| b.ids.contains_key(&id))
+                || self.locate(&id)?.is_some()
+            {
                 return Ok(false);
             }
             let buf = &mut st.buf;
@@ -314,8 +326,8 @@ impl BlobStore {
             }
             let off = buf.data.len() as u64;
             buf.data.extend_from_slice(bytes);
+            buf.ids.insert(id, buf.entries.len());
             buf.entries.push((id, off, bytes.len() as u32, kind));
-            buf.ids.insert(id);
             if buf.data.len() >= PACK_TARGET { Some(take_buf(&mut st)) } else { None }
         };
         // Sent outside the lock: the channel may block until the writer catches up.
@@ -327,8 +339,11 @@ impl BlobStore {
 
     /// Write any buffered blobs to a pack and wait until every queued pack is indexed.
     pub fn flush(&self) -> Result<(), StoreError> {
-        let rest = take_buf(&mut self.lock());
-        if !rest.entries.is_empty() {
+        let rest = {
+            let mut st = self.lock();
+            if st.buf.entries.is_empty() { None } else { Some(take_buf(&mut st)) }
+        };
+        if let Some(rest) = rest {
             self.send(Job::Pack(rest))?;
         }
         if self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
@@ -346,12 +361,12 @@ impl BlobStore {
     pub fn get(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
         {
             let st = self.lock();
-            if let Some((_, off, len, _)) = st.buf.entries.iter().find(|e| &e.0 == id) {
-                return Ok(st.buf.data[*off as usize..*off as usize + *len as usize].to_vec());
+            if let Some(data) = st.buf.read(id) {
+                return Ok(data);
             }
-            if st.inflight.contains(id) {
+            if let Some(buf) = st.inflight.iter().find(|b| b.ids.contains_key(id)).cloned() {
                 drop(st);
-                self.flush()?;
+                return buf.read(id).ok_or(StoreError::Missing(*id));
             }
         }
         let loc = self.locate(id)?.ok_or(StoreError::Missing(*id))?;
@@ -383,6 +398,31 @@ impl BlobStore {
         let f = Arc::new(File::open(self.pack_path(pack))?);
         h.insert(pack, f.clone());
         Ok(f)
+    }
+
+    /// Sort `ids` for sending: manifest changes, then chunk lists, then chunks (so a receiver
+    /// knows what to write before the content arrives), each in pack order (sequential reads).
+    /// Ids not indexed go last.
+    pub fn send_order(&self, ids: &mut [BlobId]) -> Result<(), StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOBS)?;
+        let mut keys = HashMap::with_capacity(ids.len());
+        for id in ids.iter() {
+            let key = match t.get(id.as_bytes())?.and_then(|v| Loc::decode(v.value())) {
+                Some(l) => {
+                    let rank = match l.kind {
+                        BlobKind::Change => 0u8,
+                        BlobKind::ChunkList => 1,
+                        BlobKind::Chunk => 2,
+                    };
+                    (rank, l.pack, l.offset)
+                }
+                None => (3, 0, 0),
+            };
+            keys.insert(*id, key);
+        }
+        ids.sort_by_key(|id| keys.get(id).copied().unwrap_or((3, 0, 0)));
+        Ok(())
     }
 
     /// Every indexed blob.
@@ -515,10 +555,10 @@ impl BlobStore {
     }
 }
 
-fn take_buf(st: &mut State) -> PackBuf {
+fn take_buf(st: &mut State) -> Arc<PackBuf> {
     let next = PackBuf { data: st.spare.pop().unwrap_or_default(), ..Default::default() };
-    let buf = std::mem::replace(&mut st.buf, next);
-    st.inflight.extend(buf.ids.iter().copied());
+    let buf = Arc::new(std::mem::replace(&mut st.buf, next));
+    st.inflight.push(buf.clone());
     buf
 }
 
@@ -530,7 +570,7 @@ fn pack_path(packs: &Path, pack: u64) -> PathBuf {
 ///
 /// Layout: `CBXPACK1 | blobs | zero padding | trailer | trailer length (u32 LE) | CBXPEND1`,
 /// padded to a multiple of 4 KiB so it can be written with O_DIRECT from `stage`.
-fn write_pack(packs: &Path, db: &Database, buf: &mut PackBuf, stage: &mut Vec<u8>) -> Result<(), StoreError> {
+fn write_pack(packs: &Path, db: &Database, buf: &PackBuf, stage: &mut Vec<u8>) -> Result<(), StoreError> {
     if buf.entries.is_empty() {
         return Ok(());
     }
@@ -614,6 +654,34 @@ mod tests {
         assert!(matches!(s.get(&ia), Err(StoreError::Missing(_))));
         assert_eq!(s.get(&ib).unwrap(), b);
         assert_eq!(fs::read_dir(dir.path().join("packs")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn blobs_read_while_their_pack_is_written_and_sent_changes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        // Enough chunks to hand several packs to the writer; each is readable at every moment.
+        let chunks: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1 << 20]).collect();
+        let mut ids = Vec::new();
+        for c in &chunks {
+            let id = BlobId::of(c);
+            s.put(id, BlobKind::Chunk, c).unwrap();
+            ids.push(id);
+            for (j, earlier) in ids.iter().enumerate() {
+                assert_eq!(s.get(earlier).unwrap(), chunks[j]);
+            }
+        }
+        let (change, list) = (b"change".to_vec(), b"list".to_vec());
+        s.put(BlobId::of(&list), BlobKind::ChunkList, &list).unwrap();
+        s.put(BlobId::of(&change), BlobKind::Change, &change).unwrap();
+        s.flush().unwrap();
+        let unknown = BlobId([9; 32]);
+        let mut order = vec![unknown, ids[3], BlobId::of(&list), ids[0], BlobId::of(&change)];
+        s.send_order(&mut order).unwrap();
+        assert_eq!(&order[..2], &[BlobId::of(&change), BlobId::of(&list)]);
+        assert_eq!(order[4], unknown);
+        let (l0, l3) = (s.locate(&ids[0]).unwrap().unwrap(), s.locate(&ids[3]).unwrap().unwrap());
+        assert_eq!(order[2] == ids[0], (l0.pack, l0.offset) < (l3.pack, l3.offset));
     }
 
     #[test]

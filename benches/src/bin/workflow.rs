@@ -429,8 +429,6 @@ fn sync(data: &Path) -> Result<()> {
     let (r, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"])?;
     drop(up);
     let wire = r[0]["stats"]["received_bytes"].as_u64().unwrap_or(0);
-    let files = std::fs::read_dir(&data).map(|_| ()).ok();
-    let _ = files;
     println!(
         "cobox sync of {:.1} MiB ({} blob bytes): {:.2} s, {:.1} MB/s of folder data, receiver peak {} MiB RSS",
         total as f64 / 1048576.0,
@@ -438,6 +436,10 @@ fn sync(data: &Path) -> Result<()> {
         m.wall.as_secs_f64(),
         mbps(total, m.wall),
         m.peak_rss_kib / 1024
+    );
+    println!(
+        "  of which: sessions (handshake, reconciliation, transfer) {} ms, applying and writing the folder after them {} ms",
+        r[0]["stats"]["session_ms"], r[0]["stats"]["apply_ms"]
     );
     let raw = tokio::runtime::Runtime::new()?.block_on(raw_stream(wire))?;
     println!(

@@ -63,6 +63,10 @@ pub struct SyncStats {
     pub changes_applied: u64,
     /// Blobs a seeder lacks that were not pushed because it holds no active agreement.
     pub not_pushed: u64,
+    /// Milliseconds from dialing to the end of the transfer (handshake, reconciliation, blobs).
+    pub session_ms: u64,
+    /// Milliseconds applying received changes and writing the folder afterwards.
+    pub apply_ms: u64,
 }
 
 /// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id
@@ -154,29 +158,68 @@ struct Framed {
 impl Framed {
     async fn send(&mut self, m: &Msg) -> Result<(), Error> {
         let f = m.frame();
-        self.bytes += f.len() as u64;
-        self.traffic.sent.fetch_add(f.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count_sent(f.len());
         self.send.write_all(&f).await.map_err(net)
+    }
+
+    /// Send one blob without copying it into a message: its head, then the data as it is.
+    async fn send_blob(&mut self, id: &BlobId, data: Vec<u8>) -> Result<(), Error> {
+        let head = super::proto::blob_head(id, data.len());
+        self.count_sent(head.len() + data.len());
+        self.send.write_all(&head).await.map_err(net)?;
+        self.send.write_chunk(bytes::Bytes::from(data)).await.map_err(net)
+    }
+
+    fn count_sent(&mut self, n: usize) {
+        self.bytes += n as u64;
+        self.traffic.sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fill `buf`, or fail if the peer sends nothing for [`STALL`].
+    async fn read(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        tokio::time::timeout(STALL, self.recv.read_exact(buf)).await.map_err(|_| net("peer stalled"))?.map_err(net)
     }
 
     async fn recv(&mut self) -> Result<Msg, Error> {
         if let Some(m) = self.pending.take() {
             return Ok(m);
         }
+        let malformed = || Error::Refused(super::proto::FrameError::Malformed.to_string());
         let mut h = [0u8; 4];
-        tokio::time::timeout(STALL, self.recv.read_exact(&mut h))
-            .await
-            .map_err(|_| net("peer stalled"))?
-            .map_err(net)?;
+        self.read(&mut h).await?;
         let n = Msg::check_len(h).map_err(|e| Error::Refused(e.to_string()))?;
-        let mut body = vec![0u8; n];
-        tokio::time::timeout(STALL, self.recv.read_exact(&mut body))
-            .await
-            .map_err(|_| net("peer stalled"))?
-            .map_err(net)?;
+        if n == 0 {
+            return Err(malformed());
+        }
+        let mut tag = [0u8; 1];
+        self.read(&mut tag).await?;
+        let msg = if tag[0] == super::proto::BLOB_TAG {
+            // Blobs are most of the traffic: read the data straight into its own buffer.
+            let mut id = [0u8; 32];
+            self.read(&mut id).await?;
+            let mut varint = super::proto::VarintReader::default();
+            let len = loop {
+                let mut b = [0u8; 1];
+                self.read(&mut b).await?;
+                if let Some(len) = varint.feed(b[0]).map_err(|e| Error::Refused(e.to_string()))? {
+                    break len as usize;
+                }
+            };
+            if 1 + 32 + varint.len() + len != n {
+                return Err(malformed());
+            }
+            let mut data = vec![0u8; len];
+            self.read(&mut data).await?;
+            Msg::Blob { id: BlobId(id), data }
+        } else {
+            let mut body = vec![0u8; n];
+            body[0] = tag[0];
+            self.read(&mut body[1..]).await?;
+            Msg::decode(&body).map_err(|e| Error::Refused(e.to_string()))?
+        };
         self.bytes += 4 + n as u64;
         self.traffic.received.fetch_add(4 + n as u64, std::sync::atomic::Ordering::Relaxed);
-        match Msg::decode(&body).map_err(|e| Error::Refused(e.to_string()))? {
+        match msg {
             Msg::Refused { reason } => Err(Error::Refused(format!("the peer refused: {reason}"))),
             m => Ok(m),
         }
@@ -226,6 +269,14 @@ impl Held {
             Held::Member(s) => s.blocking_lock().read_blob(id),
             Held::Seed(s) => s.blocking_lock().read_blob(id),
         }
+    }
+
+    /// Sort blobs for sending (see [`crate::store::BlobStore::send_order`]).
+    fn send_order_blocking(&self, ids: &mut [BlobId]) -> Result<(), Error> {
+        Ok(match self {
+            Held::Member(s) => s.blocking_lock().store.send_order(ids)?,
+            Held::Seed(s) => s.blocking_lock().store.send_order(ids)?,
+        })
     }
 
     async fn flush(&self) -> Result<(), Error> {
@@ -552,8 +603,10 @@ async fn transfer(
 async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut SyncStats) -> Result<(), Error> {
     // Blobs are read on a blocking thread a few dozen ahead of the network.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
-    let (h, ids) = (held.clone(), ids.to_vec());
+    let (h, mut ids) = (held.clone(), ids.to_vec());
     let reader = tokio::task::spawn_blocking(move || {
+        // Unsorted still works: the receiver then writes files only after the session.
+        let _ = h.send_order_blocking(&mut ids);
         for id in ids {
             // Asked for something we do not hold (or hold damaged): skip it, the peer keeps wanting it.
             let Ok(data) = h.read_blob_blocking(&id) else { continue };
@@ -565,7 +618,7 @@ async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut Sy
     while let Some((id, data)) = rx.recv().await {
         stats.sent_blobs += 1;
         stats.sent_bytes += data.len() as u64;
-        if let Err(e) = io.send(&Msg::Blob { id, data }).await {
+        if let Err(e) = io.send_blob(&id, data).await {
             drop(rx);
             let _ = reader.await;
             return Err(e);
@@ -1057,14 +1110,18 @@ impl Node {
     }
 
     async fn sync_session(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
+        let started = std::time::Instant::now();
         let (conn, mut io, held, peer, ledger) = self.open(space, peer, Purpose::Sync).await?;
         let result = transfer(&self.sh, &held, *space, &mut io, true, &peer, &ledger.1).await;
         conn.close(0u32.into(), b"done");
         let mut stats = result?;
+        stats.session_ms = started.elapsed().as_millis() as u64;
+        let applying = std::time::Instant::now();
         match &held {
             Held::Member(s) => stats.changes_applied = s.lock().await.apply_and_materialize()?.0 as u64,
             Held::Seed(s) => s.lock().await.flush()?,
         }
+        stats.apply_ms = applying.elapsed().as_millis() as u64;
         if stats.not_pushed > 0 {
             let states: Vec<&str> = ledger
                 .1
@@ -1129,6 +1186,8 @@ impl Node {
             total.received_bytes += s.received_bytes;
             total.wire_bytes += s.wire_bytes;
             total.changes_applied += s.changes_applied;
+            total.session_ms += s.session_ms;
+            total.apply_ms += s.apply_ms;
             if s.sent_blobs == 0 && s.received_blobs == 0 {
                 return Ok(total);
             }

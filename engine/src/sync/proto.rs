@@ -67,6 +67,7 @@ pub enum Msg {
     /// The space key's signature over the peer's challenge.
     Proof {
         /// Ed25519 signature bytes.
+        #[serde(with = "serde_bytes")]
         sig: Vec<u8>,
     },
     /// The sender will not go on, and why.
@@ -75,7 +76,7 @@ pub enum Msg {
         reason: String,
     },
     /// The sender's whole ledger (an Automerge save).
-    Ledger(Vec<u8>),
+    Ledger(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Prove you hold these blobs: answer BLAKE3(nonce ‖ ciphertext) for each.
     AuditChallenge {
         /// Fresh random nonce.
@@ -99,6 +100,7 @@ pub enum Msg {
         /// Its id (checked against the bytes by the receiver).
         id: BlobId,
         /// The sealed bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// The sender has sent everything.
@@ -135,6 +137,58 @@ impl Msg {
     /// Decode a frame body.
     pub fn decode(body: &[u8]) -> Result<Self, FrameError> {
         postcard::from_bytes(body).map_err(|_| FrameError::Malformed)
+    }
+}
+
+/// Postcard's variant index of [`Msg::Blob`]: a body starting with it is a blob.
+pub const BLOB_TAG: u8 = 8;
+
+/// The frame of a [`Msg::Blob`] up to its data, so the data can go out (and come in) without
+/// being copied into a message first. `blob_head(id, data.len()) ++ data` is exactly
+/// `Msg::Blob { id, data }.frame()`.
+pub fn blob_head(id: &BlobId, len: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + 1 + 32 + 5);
+    body.extend_from_slice(&[0; 4]);
+    body.push(BLOB_TAG);
+    body.extend_from_slice(id.as_bytes());
+    let mut n = len as u64;
+    while n >= 0x80 {
+        body.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    body.push(n as u8);
+    let frame_len = (body.len() - 4 + len) as u32;
+    body[..4].copy_from_slice(&frame_len.to_le_bytes());
+    body
+}
+
+/// Reads a blob frame's varint data length one byte at a time; the transport feeds it.
+#[derive(Debug, Default)]
+pub struct VarintReader {
+    value: u64,
+    shift: u32,
+}
+
+impl VarintReader {
+    /// Feed one byte: `Some(value)` once the varint ends. Over 32 bits is malformed (no frame
+    /// is that large).
+    pub fn feed(&mut self, b: u8) -> Result<Option<u64>, FrameError> {
+        if self.shift > 28 {
+            return Err(FrameError::Malformed);
+        }
+        self.value |= u64::from(b & 0x7f) << self.shift;
+        self.shift += 7;
+        if b & 0x80 == 0 { Ok(Some(self.value)) } else { Ok(None) }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> usize {
+        (self.shift / 7) as usize
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.shift == 0
     }
 }
 
@@ -188,9 +242,30 @@ mod tests {
         let n = Msg::check_len(f[..4].try_into().unwrap()).unwrap();
         assert_eq!(Msg::decode(&f[4..4 + n]).unwrap(), m);
         assert_eq!(Msg::check_len(u32::MAX.to_le_bytes()), Err(FrameError::TooLarge(u32::MAX as usize)));
+        let mut v = VarintReader::default();
+        assert!((0..5).all(|_| v.feed(0xff) == Ok(None)));
+        assert_eq!(v.feed(0x01), Err(FrameError::Malformed), "a length over 32 bits");
     }
 
     proptest! {
+        #[test]
+        fn blob_head_and_data_are_the_blob_message(id in any::<[u8; 32]>(), data in proptest::collection::vec(any::<u8>(), 0..70_000)) {
+            let id = BlobId(id);
+            let mut f = blob_head(&id, data.len());
+            let head = f.len();
+            f.extend_from_slice(&data);
+            prop_assert_eq!(&f, &Msg::Blob { id, data: data.clone() }.frame());
+            prop_assert_eq!(f[4], BLOB_TAG);
+            let mut v = VarintReader::default();
+            let mut got = None;
+            for &b in &f[37..head] {
+                prop_assert!(got.is_none());
+                got = v.feed(b).unwrap();
+            }
+            prop_assert_eq!(got, Some(data.len() as u64));
+            prop_assert_eq!(v.len(), head - 37);
+        }
+
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = Msg::decode(&bytes);
