@@ -10,13 +10,17 @@
 
 use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::Error;
+use crate::ids::BlobId;
 use crate::manifest::Snapshot;
-use crate::restore::safe_target;
+use crate::restore::{FileWriter, safe_target};
 use crate::scan::{CacheRec, Meta};
 use crate::space::Space;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// What the materialiser did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -253,6 +257,118 @@ impl Space {
     }
 }
 
+/// Files a sync session under way is still receiving blobs for: each is written as soon as its
+/// last blob is stored, while the transfer goes on, instead of all of them after it.
+pub(crate) struct Streaming {
+    files: Arc<StreamFiles>,
+    /// Blobs still missing per file.
+    missing: Vec<u32>,
+    /// Which files each missing blob completes (a file appears once per occurrence).
+    needs: HashMap<BlobId, Vec<usize>>,
+    /// Changes applied when it began.
+    changes: usize,
+}
+
+/// What the writer threads share.
+pub(crate) struct StreamFiles {
+    writer: FileWriter,
+    root: PathBuf,
+    /// Path, entry, and the target's metadata when planned (`None`: absent).
+    files: Vec<(String, Entry, Option<Meta>)>,
+    written: Mutex<Vec<(usize, Meta)>>,
+}
+
+impl StreamFiles {
+    /// Write file `i` (on any thread). A failure leaves it to the pass after the session,
+    /// which reports it.
+    pub(crate) fn write(&self, i: usize) {
+        let (path, entry, planned) = &self.files[i];
+        // A file edited since the plan is not replaced here: the final pass keeps the edit.
+        let unchanged = |t: &Path| {
+            let now = fs::symlink_metadata(t).ok().map(|m| Meta::of(&m));
+            if now == *planned { Ok(()) } else { Err(format!("{path}: changed while syncing")) }
+        };
+        if let Ok(meta) = self.writer.write_entry_checked(&self.root, path, entry, &crate::NoProgress, &unchanged) {
+            self.written.lock().unwrap_or_else(|p| p.into_inner()).push((i, meta));
+        }
+    }
+}
+
+impl Streaming {
+    /// A blob was stored: the files it completes, to hand to [`StreamFiles::write`].
+    pub(crate) fn arrived(&mut self, id: &BlobId) -> Vec<usize> {
+        let Some(files) = self.needs.remove(id) else { return Vec::new() };
+        files
+            .into_iter()
+            .filter(|&f| {
+                self.missing[f] -= 1;
+                self.missing[f] == 0
+            })
+            .collect()
+    }
+
+    /// The shared half, for writer threads.
+    pub(crate) fn files(&self) -> Arc<StreamFiles> {
+        self.files.clone()
+    }
+}
+
+impl Space {
+    /// Begin writing files during a session, once its manifest changes and chunk lists have
+    /// arrived (senders send those first): apply the changes, materialise what is complete
+    /// (deletes, folders, conflicts, files whose content is here) and plan the files still
+    /// waiting for chunks.
+    pub(crate) fn begin_streaming(&mut self) -> Result<Streaming, Error> {
+        let changes = self.apply_received()?;
+        let report = self.materialize()?;
+        let cache = self.load_scan_cache()?;
+        let root = self.info.path.clone();
+        let writer = self.file_writer();
+        let (mut files, mut missing, mut needs) = (Vec::new(), Vec::new(), HashMap::<BlobId, Vec<usize>>::new());
+        for path in report.waiting {
+            let Some(entry) = self.manifest.get(&path)? else { continue };
+            let Kind::File { content, .. } = &entry.kind else { continue };
+            // Only a target that is absent or as last scanned; the final pass handles the rest.
+            let planned = match (fs::symlink_metadata(root.join(&path)).ok(), cache.get(&path)) {
+                (None, _) => None,
+                (Some(m), Some(r)) if m.is_file() && Meta::of(&m) == r.meta => Some(r.meta),
+                _ => continue,
+            };
+            // No chunk list yet (a sender that did not send it first): left to the final pass.
+            let Ok(blobs) = writer.content_blobs(content) else { continue };
+            let i = files.len();
+            let mut n = 0;
+            for (id, _) in blobs {
+                if !self.store.contains(&id)? {
+                    needs.entry(id).or_default().push(i);
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                files.push((path, entry.clone(), planned));
+                missing.push(n);
+            }
+        }
+        let files = Arc::new(StreamFiles { writer, root, files, written: Mutex::new(Vec::new()) });
+        Ok(Streaming { files, missing, needs, changes })
+    }
+
+    /// Record what was written during the session, so the pass after it sees those files as
+    /// up to date. Returns the changes applied when it began.
+    pub(crate) fn end_streaming(&mut self, s: Streaming) -> Result<usize, Error> {
+        let written = std::mem::take(&mut *s.files.written.lock().unwrap_or_else(|p| p.into_inner()));
+        let rows: Vec<crate::scan::CacheRow> = written
+            .into_iter()
+            .map(|(i, meta)| {
+                let (path, entry, _) = &s.files.files[i];
+                (path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true }))
+            })
+            .collect();
+        self.write_scan_cache(&rows)?;
+        Ok(s.changes)
+    }
+}
+
 /// The path a conflict copy was made for: `a/b.sync-conflict-20251124-160000-abcdef01.txt` → `a/b.txt`.
 pub fn conflict_original(copy: &str) -> Option<String> {
     const TAG: &str = ".sync-conflict-";
@@ -269,7 +385,6 @@ mod tests {
     use super::*;
     use crate::Home;
     use crate::crypto::BlobKind;
-    use crate::ids::BlobId;
 
     fn space() -> (tempfile::TempDir, tempfile::TempDir, Space) {
         let home = tempfile::tempdir().unwrap();

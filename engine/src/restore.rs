@@ -245,7 +245,8 @@ impl FileWriter {
         let parent = target.parent().unwrap_or(dest);
         let mut rnd = [0u8; 8];
         crate::random_bytes(&mut rnd);
-        let tmp = parent.join(format!("{TMP_PREFIX}{}", hex::encode(rnd)));
+        // The pid tells a later scan whether the writer is still alive.
+        let tmp = parent.join(format!("{TMP_PREFIX}{}-{}", std::process::id(), hex::encode(rnd)));
         let result = (|| -> Result<Meta, String> {
             let mut f = crate::direct::DirectWriter::create(&tmp, *size)
                 .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;

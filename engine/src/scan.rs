@@ -137,7 +137,12 @@ fn walk(root: &Path) -> Walk {
             }
             continue;
         };
-        if ent.file_name().to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+        if let Some(rest) = ent.file_name().to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) {
+            // Another process's temp file is left from one that died mid-write: one process
+            // holds a home at a time, so its writer is gone.
+            if ent.file_type().is_file() && !rest.starts_with(&format!("{}-", std::process::id())) {
+                let _ = fs::remove_file(ent.path());
+            }
             continue;
         }
         let meta = match ent.metadata() {

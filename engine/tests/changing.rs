@@ -88,3 +88,23 @@ fn a_scan_never_deletes_what_this_device_has_not_materialised() {
     std::fs::remove_file(fb.path().join("remote.txt")).unwrap();
     assert_eq!(sb.scan(&NoProgress).unwrap().deleted, 1);
 }
+
+#[test]
+fn a_scan_removes_temp_files_of_dead_writers_and_keeps_its_own() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let h = Home::open(home.path()).unwrap();
+    h.create_space("s", folder.path()).unwrap();
+    let mut space = h.open_space("s").unwrap();
+    std::fs::create_dir(folder.path().join("sub")).unwrap();
+    let stale = folder.path().join("sub/.cobox-tmp-4194305-0011223344556677");
+    let old_style = folder.path().join(".cobox-tmp-0011223344556677");
+    let ours = folder.path().join(format!(".cobox-tmp-{}-8899aabbccddeeff", std::process::id()));
+    for p in [&stale, &old_style, &ours] {
+        std::fs::write(p, b"half a file").unwrap();
+    }
+    let r = space.scan(&NoProgress).unwrap();
+    assert!(!stale.exists() && !old_style.exists(), "left by a writer that is gone");
+    assert!(ours.exists(), "a write of this process may be under way");
+    assert_eq!(r.files, 0, "temp files are never recorded");
+}

@@ -91,7 +91,7 @@ fn row(name: &str, bytes: u64, m: &Measured, stored: Option<u64>) {
 fn ingest(data: &Path) -> Result<()> {
     let data = std::fs::canonicalize(data)?;
     let total = dir_bytes(&data);
-    let work = tempfile::tempdir_in(data.parent().unwrap_or(Path::new("/tmp")))?;
+    let work = work_dir(&data)?;
     let with_restic = have("restic");
     println!("folder {} : {:.1} MiB; cold cache: {}", data.display(), total as f64 / 1048576.0, drop_caches());
     let mut results = Vec::new();
@@ -168,6 +168,19 @@ fn ingest(data: &Path) -> Result<()> {
 }
 
 /// Flush other runs' dirty pages so they do not slow this one; drop the cache for a cold run.
+/// Where a run keeps its homes and copies: beside the data, or in `$COBOX_BENCH_WORK`.
+///
+/// On ext4 without a journal (this machine's disk) creating a file skips every inode of its
+/// block group freed in the last minutes, one lookup each: a folder beside ones just deleted
+/// (an earlier run's) can take 10x longer to write. Point this at a fresh folder to avoid it.
+fn work_dir(data: &Path) -> Result<tempfile::TempDir> {
+    let base = std::env::var_os("COBOX_BENCH_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data.parent().unwrap_or(Path::new("/tmp")).to_path_buf());
+    std::fs::create_dir_all(&base)?;
+    Ok(tempfile::tempdir_in(base)?)
+}
+
 fn settle(cold: bool) {
     if cold {
         drop_caches();
@@ -415,7 +428,7 @@ impl Drop for Up {
 fn sync(data: &Path) -> Result<()> {
     let data = std::fs::canonicalize(data)?;
     let total = dir_bytes(&data);
-    let work = tempfile::tempdir_in(data.parent().unwrap_or(Path::new("/tmp")))?;
+    let work = work_dir(&data)?;
     let a = Cobox::new(work.path().join("a"))?;
     a.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8")?])?;
     a.run(&["scan", "bench"])?;
@@ -681,7 +694,7 @@ fn audit(n: usize) -> Result<()> {
 fn seeder(data: &Path) -> Result<()> {
     let data = std::fs::canonicalize(data)?;
     let total = dir_bytes(&data);
-    let work = tempfile::tempdir_in(data.parent().unwrap_or(Path::new("/tmp")))?;
+    let work = work_dir(&data)?;
     let seeder = Cobox::new(work.path().join("seeder"))?;
     let (sid, _) = seeder.run(&["id"])?;
     let sid = sid["device_id"].as_str().context("id")?.to_owned();

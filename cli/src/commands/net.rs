@@ -83,7 +83,9 @@ pub(crate) struct SyncArgs {
 pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     let _ = a.once;
     let home = ctx.open_home()?;
-    let space = ctx.open_space(&home, &a.space)?;
+    let mut space = ctx.open_space(&home, &a.space)?;
+    // Local edits go out in this sync, and the materialiser knows the folder as it is.
+    space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
     let id = space.info().id;
     let peers: Vec<String> = if a.peer.is_empty() {
         home.peers()?.into_iter().map(|(dev, addrs)| format!("{dev}@{}", addrs.join(","))).collect()

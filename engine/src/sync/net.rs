@@ -639,17 +639,21 @@ async fn receive_until(
     until_done: bool,
     quota: u64,
 ) -> Result<(), Error> {
+    // Large transfers to a member write files while the rest arrives.
+    let stream = wanted.len() >= STREAM_FROM && std::env::var_os("COBOX_NO_STREAM").is_none();
     let wanted: std::collections::HashSet<BlobId> = wanted.iter().copied().collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
     let h = held.clone();
-    let store = tokio::task::spawn_blocking(move || -> Result<(), Error> {
-        while let Some((id, data)) = rx.blocking_recv() {
-            match &h {
-                Held::Member(s) => s.blocking_lock().receive_blob(&id, &data)?,
-                Held::Seed(s) => s.blocking_lock().receive_blob(&id, &data, quota)?,
-            };
+    let store = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
+        match &h {
+            Held::Member(s) => receive_member(s, &mut rx, stream),
+            Held::Seed(s) => {
+                while let Some((id, data)) = rx.blocking_recv() {
+                    s.blocking_lock().receive_blob(&id, &data, quota)?;
+                }
+                Ok(0)
+            }
         }
-        Ok(())
     });
     let net_result = loop {
         match io.recv().await {
@@ -681,6 +685,9 @@ async fn receive_until(
     };
     drop(tx);
     let stored = store.await.map_err(|e| Error::Net(e.to_string()))?;
+    if let Ok(n) = &stored {
+        stats.changes_applied += *n as u64;
+    }
     if let Err(e) = stored {
         // What was stored before the refusal stays: nothing is lost on either side.
         let _ = held.flush().await;
@@ -703,6 +710,46 @@ async fn receive_until(
         return Err(io.refuse(why).await);
     }
     Ok(())
+}
+
+/// Sessions wanting at least this many blobs write files during the transfer.
+const STREAM_FROM: usize = 64;
+
+/// A member stores what arrives. With `stream`, once the changes and chunk lists are in (the
+/// first chunk shows it), files are written on the thread pool as their last chunk arrives.
+/// Returns the changes applied on the way.
+fn receive_member(
+    s: &Arc<Mutex<Space>>,
+    rx: &mut tokio::sync::mpsc::Receiver<(BlobId, Vec<u8>)>,
+    stream: bool,
+) -> Result<usize, Error> {
+    let mut streaming = None;
+    let mut began = !stream;
+    let result = rayon::in_place_scope(|scope| -> Result<(), Error> {
+        while let Some((id, data)) = rx.blocking_recv() {
+            let mut space = s.blocking_lock();
+            space.receive_blob(&id, &data)?;
+            if !began && crate::crypto::blob_kind(&data).is_ok_and(|k| k == crate::crypto::BlobKind::Chunk) {
+                began = true;
+                // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
+                streaming = space.begin_streaming().ok();
+            }
+            drop(space);
+            if let Some(st) = streaming.as_mut() {
+                for f in st.arrived(&id) {
+                    let files = st.files();
+                    scope.spawn(move |_| files.write(f));
+                }
+            }
+        }
+        Ok(())
+    });
+    // Written files are recorded even when the session broke off.
+    let changes = match streaming {
+        Some(st) => s.blocking_lock().end_streaming(st)?,
+        None => 0,
+    };
+    result.map(|()| changes)
 }
 
 /// Pick `n` of `ids` at random (all of them when `n` is at least their number).
@@ -1118,7 +1165,7 @@ impl Node {
         stats.session_ms = started.elapsed().as_millis() as u64;
         let applying = std::time::Instant::now();
         match &held {
-            Held::Member(s) => stats.changes_applied = s.lock().await.apply_and_materialize()?.0 as u64,
+            Held::Member(s) => stats.changes_applied += s.lock().await.apply_and_materialize()?.0 as u64,
             Held::Seed(s) => s.lock().await.flush()?,
         }
         stats.apply_ms = applying.elapsed().as_millis() as u64;
