@@ -507,7 +507,7 @@ impl BlobStore {
                     buf.data.extend_from_slice(&bytes);
                     buf.entries.push((*id, off, loc.len, loc.kind));
                 }
-                write_pack(&self.packs, &self.db, &mut buf, &mut Vec::new())?;
+                write_pack(&self.packs, &self.db, &buf, &mut Vec::new())?;
             }
             let w = self.db.begin_write()?;
             {

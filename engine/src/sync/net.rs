@@ -273,10 +273,11 @@ impl Held {
 
     /// Sort blobs for sending (see [`crate::store::BlobStore::send_order`]).
     fn send_order_blocking(&self, ids: &mut [BlobId]) -> Result<(), Error> {
-        Ok(match self {
+        match self {
             Held::Member(s) => s.blocking_lock().store.send_order(ids)?,
             Held::Seed(s) => s.blocking_lock().store.send_order(ids)?,
-        })
+        }
+        Ok(())
     }
 
     async fn flush(&self) -> Result<(), Error> {
