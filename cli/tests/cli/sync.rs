@@ -193,10 +193,15 @@ fn an_interrupted_transfer_resumes_without_resending() {
         assert!(std::time::Instant::now() < deadline, "no data arrived");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    // Both ends die: the sender first, then the receiver mid-stream. What reached the
-    // receiver's packs is durable; the rest must come on the next sync, and only the rest.
+    // The sender vanishes without a word (kill -9). The receiver notices by itself once no
+    // packet came for the idle timeout (12 s; iroh's default was 30 s) and stops. What reached
+    // its packs is durable; the rest must come on the next sync, and only the rest.
     d.kill9();
-    let _ = child.kill();
+    let died = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(died.elapsed() < std::time::Duration::from_secs(25), "the receiver did not notice the sender vanish");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the first sync was cut before it finished");
     let kept: u64 = b.pack_files().iter().map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();

@@ -24,6 +24,8 @@ use tokio::sync::Mutex;
 
 /// A peer that stalls longer than this between messages is dropped.
 const STALL: Duration = Duration::from_secs(60);
+/// Silence after which a connection's peer counts as gone.
+pub const IDLE: Duration = Duration::from_secs(12);
 
 fn net(e: impl std::fmt::Display) -> Error {
     Error::Net(e.to_string())
@@ -92,8 +94,18 @@ pub fn parse_peer(s: &str) -> Result<EndpointAddr, Error> {
 
 /// Bind an endpoint whose identity is this device's key.
 pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint, Error> {
-    let mut b =
-        Endpoint::builder(presets::Minimal).secret_key(SecretKey::from_bytes(&device_seed)).alpns(vec![ALPN.to_vec()]);
+    // A peer that vanishes (power cut, network gone) is noticed after IDLE with no packet;
+    // keep-alives every third of it keep a quiet but live connection open.
+    let transport = iroh::endpoint::QuicTransportConfig::builder()
+        .keep_alive_interval(IDLE / 3)
+        .default_path_keep_alive_interval(IDLE / 3)
+        .default_path_max_idle_timeout(IDLE)
+        .max_idle_timeout(IDLE.try_into().ok())
+        .build();
+    let mut b = Endpoint::builder(presets::Minimal)
+        .secret_key(SecretKey::from_bytes(&device_seed))
+        .alpns(vec![ALPN.to_vec()])
+        .transport_config(transport);
     b = if cfg.no_relay {
         b.relay_mode(RelayMode::Disabled)
     } else if let Some(url) = &cfg.relay {
