@@ -205,6 +205,9 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let node = Arc::new(Node::start_with(home.device_seed(), setup, &cfg, stderr_log()).await?);
+        if !cfg.no_relay && !node.reach_relay(Duration::from_secs(5)).await {
+            eprintln!("cobox up: no relay reached yet; handing out direct addresses only for now");
+        }
         node.advertise();
         let mut syncs = tokio::task::JoinSet::new();
         let addr = node.addr_string();
@@ -241,6 +244,10 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                 _ = term.recv() => break,
                 Some(id) = changed.recv() => vec![id],
                 _ = tick.tick() => {
+                    // Addresses change (a relay reached later, a new network): invites and
+                    // peers get the current ones.
+                    node.advertise();
+                    let _ = home.set_listening(&node.addrs());
                     expire_seeds(&node, &ctx.home, grace_ms).await;
                     node.held().into_iter().map(|(id, _)| id).collect()
                 }

@@ -327,6 +327,16 @@ fn two_devices_sync_through_a_cooperative_relay_with_its_own_certificate() {
     let peer = format!("{}@{url}", a.ok(&["id"]).trim());
     b.ok(&["sync", "docs", "--peer", &peer, "--relay", &url, "--relay-ca", ca, "--no-mdns"]);
     assert_eq!(read(&dir.path().join("b/notes.txt")), "over our own relay\n");
+    // The daemon hands out its relay too: its listening line, and invites made while it runs,
+    // so a new device needs nothing but the code.
+    assert!(d.addr.contains(&url), "{}", d.addr);
+    let invite = a.ok(&["invite", "docs"]).trim().to_owned();
+    let c = Device::new();
+    c.ok(&["join", &invite, "--path", dir.path().join("c").to_str().expect("utf-8")]);
+    let book = std::fs::read_to_string(c.home.path().join("peers.json")).expect("address book");
+    assert!(book.contains(&url), "the invite carried the relay: {book}");
+    c.ok(&["sync", "docs", "--relay", &url, "--relay-ca", ca, "--no-mdns"]);
+    assert_eq!(read(&dir.path().join("c/notes.txt")), "over our own relay\n");
     d.stop();
     drop(server);
 }

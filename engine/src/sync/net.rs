@@ -1040,7 +1040,8 @@ impl Node {
 
     /// The `IP:PORT` addresses peers can dial (unspecified IPs shown as loopback).
     pub fn addrs(&self) -> Vec<String> {
-        self.bound()
+        let mut out: Vec<String> = self
+            .bound()
             .into_iter()
             .map(|mut a| {
                 if a.ip().is_unspecified() {
@@ -1048,7 +1049,20 @@ impl Node {
                 }
                 a.to_string()
             })
-            .collect()
+            .collect();
+        // The home relay, once reached: peers elsewhere dial through it.
+        for a in self.router.endpoint().addr().addrs {
+            if let iroh::TransportAddr::Relay(url) = a {
+                out.push(url.to_string());
+            }
+        }
+        out
+    }
+
+    /// Wait up to `max` for the home relay, so the addresses handed out include it. False when
+    /// it was not reached (relays off, or no internet: direct addresses and the LAN still work).
+    pub async fn reach_relay(&self, max: Duration) -> bool {
+        tokio::time::timeout(max, self.router.endpoint().online()).await.is_ok()
     }
 
     /// `ID@IP:PORT,...` for others to dial.
