@@ -110,6 +110,14 @@ impl Space {
 
     /// Write the manifest's current state into the folder. Call right after [`Space::scan`].
     pub fn materialize(&mut self) -> Result<MaterializeReport, Error> {
+        Ok(self.materialize_and_plan()?.0)
+    }
+
+    /// [`Space::materialize`], also returning the waiting files that may be written as soon as
+    /// their content arrives: path, entry, and the target's metadata now (`None`: absent). A
+    /// target that is not as last scanned is left out; the next pass keeps it as a conflict copy.
+    fn materialize_and_plan(&mut self) -> Result<(MaterializeReport, Vec<Planned>), Error> {
+        let mut planned = Vec::new();
         let mut report = MaterializeReport { conflicts: self.resolve_conflicts()?, ..Default::default() };
         let root = self.info.path.clone();
         let cache = self.load_scan_cache()?;
@@ -193,6 +201,13 @@ impl Space {
                     }
                     if !self.has_content(content)? {
                         report.waiting.push(path.clone());
+                        match &local {
+                            None => planned.push((path.clone(), entry.clone(), None)),
+                            Some(m) if m.is_file() && !unscanned_edit => {
+                                planned.push((path.clone(), entry.clone(), Some(Meta::of(m))))
+                            }
+                            Some(_) => {}
+                        }
                         continue;
                     }
                     if unscanned_edit {
@@ -235,7 +250,7 @@ impl Space {
             }
         }
         self.write_scan_cache(&updates)?;
-        Ok(report)
+        Ok((report, planned))
     }
 
     fn has_content(&self, content: &Content) -> Result<bool, Error> {
@@ -257,6 +272,9 @@ impl Space {
     }
 }
 
+/// A file to write once its content is here: path, entry, the target's metadata when planned.
+type Planned = (String, Entry, Option<Meta>);
+
 /// Files a sync session under way is still receiving blobs for: each is written as soon as its
 /// last blob is stored, while the transfer goes on, instead of all of them after it.
 pub(crate) struct Streaming {
@@ -273,8 +291,7 @@ pub(crate) struct Streaming {
 pub(crate) struct StreamFiles {
     writer: FileWriter,
     root: PathBuf,
-    /// Path, entry, and the target's metadata when planned (`None`: absent).
-    files: Vec<(String, Entry, Option<Meta>)>,
+    files: Vec<Planned>,
     written: Mutex<Vec<(usize, Meta)>>,
 }
 
@@ -320,20 +337,11 @@ impl Space {
     /// waiting for chunks.
     pub(crate) fn begin_streaming(&mut self) -> Result<Streaming, Error> {
         let changes = self.apply_received()?;
-        let report = self.materialize()?;
-        let cache = self.load_scan_cache()?;
-        let root = self.info.path.clone();
+        let (_, waiting) = self.materialize_and_plan()?;
         let writer = self.file_writer();
         let (mut files, mut missing, mut needs) = (Vec::new(), Vec::new(), HashMap::<BlobId, Vec<usize>>::new());
-        for path in report.waiting {
-            let Some(entry) = self.manifest.get(&path)? else { continue };
+        for (path, entry, planned) in waiting {
             let Kind::File { content, .. } = &entry.kind else { continue };
-            // Only a target that is absent or as last scanned; the final pass handles the rest.
-            let planned = match (fs::symlink_metadata(root.join(&path)).ok(), cache.get(&path)) {
-                (None, _) => None,
-                (Some(m), Some(r)) if m.is_file() && Meta::of(&m) == r.meta => Some(r.meta),
-                _ => continue,
-            };
             // No chunk list yet (a sender that did not send it first): left to the final pass.
             let Ok(blobs) = writer.content_blobs(content) else { continue };
             let i = files.len();
@@ -345,10 +353,11 @@ impl Space {
                 }
             }
             if n > 0 {
-                files.push((path, entry.clone(), planned));
+                files.push((path, entry, planned));
                 missing.push(n);
             }
         }
+        let root = self.info.path.clone();
         let files = Arc::new(StreamFiles { writer, root, files, written: Mutex::new(Vec::new()) });
         Ok(Streaming { files, missing, needs, changes })
     }

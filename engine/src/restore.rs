@@ -191,6 +191,24 @@ impl Space {
     }
 }
 
+/// A file's chunk ids and sizes, reading its chunk list if it has one.
+pub(crate) fn content_blobs(
+    store: &BlobStore,
+    keys: &SpaceKeys,
+    content: &Content,
+) -> Result<Vec<(BlobId, u32)>, Error> {
+    match content {
+        Content::Empty => Ok(Vec::new()),
+        Content::Single(id) => Ok(vec![(*id, 0)]),
+        Content::List { list, .. } => {
+            let blob = store.get(list)?;
+            let plain = keys.open(BlobKind::ChunkList, &blob).map_err(|source| Error::Blob { blob: *list, source })?;
+            decode_chunk_list(&plain)
+                .map_err(|_| Error::Blob { blob: *list, source: crate::crypto::OpenError::Malformed })
+        }
+    }
+}
+
 /// What writing a file needs, without the space: threads that write files while a sync session
 /// is still receiving hold one.
 #[derive(Clone)]
@@ -202,17 +220,7 @@ pub(crate) struct FileWriter {
 impl FileWriter {
     /// A file's chunk ids and sizes, reading its chunk list if it has one.
     pub(crate) fn content_blobs(&self, content: &Content) -> Result<Vec<(BlobId, u32)>, Error> {
-        match content {
-            Content::Empty => Ok(Vec::new()),
-            Content::Single(id) => Ok(vec![(*id, 0)]),
-            Content::List { list, .. } => {
-                let blob = self.store.get(list)?;
-                let plain =
-                    self.keys.open(BlobKind::ChunkList, &blob).map_err(|source| Error::Blob { blob: *list, source })?;
-                decode_chunk_list(&plain)
-                    .map_err(|_| Error::Blob { blob: *list, source: crate::crypto::OpenError::Malformed })
-            }
-        }
+        content_blobs(&self.store, &self.keys, content)
     }
 
     /// Write one file entry under `dest` via a temp file beside the target, every chunk verified;

@@ -328,7 +328,7 @@ impl Space {
 
     /// The chunk blobs (and chunk-list blob) a content reference needs.
     pub(crate) fn content_blobs(&self, content: &Content) -> Result<Vec<(BlobId, u32)>, Error> {
-        self.file_writer().content_blobs(content)
+        crate::restore::content_blobs(&self.store, &self.keys, content)
     }
 
     /// What writing files needs, detached from the space (for threads).

@@ -406,7 +406,7 @@ impl BlobStore {
     pub fn send_order(&self, ids: &mut [BlobId]) -> Result<(), StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(BLOBS)?;
-        let mut keys = HashMap::with_capacity(ids.len());
+        let mut keyed = Vec::with_capacity(ids.len());
         for id in ids.iter() {
             let key = match t.get(id.as_bytes())?.and_then(|v| Loc::decode(v.value())) {
                 Some(l) => {
@@ -419,9 +419,12 @@ impl BlobStore {
                 }
                 None => (3, 0, 0),
             };
-            keys.insert(*id, key);
+            keyed.push((key, *id));
         }
-        ids.sort_by_key(|id| keys.get(id).copied().unwrap_or((3, 0, 0)));
+        keyed.sort_unstable();
+        for (slot, (_, id)) in ids.iter_mut().zip(keyed) {
+            *slot = id;
+        }
         Ok(())
     }
 

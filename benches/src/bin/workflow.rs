@@ -167,7 +167,6 @@ fn ingest(data: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Flush other runs' dirty pages so they do not slow this one; drop the cache for a cold run.
 /// Where a run keeps its homes and copies: beside the data, or in `$COBOX_BENCH_WORK`.
 ///
 /// On ext4 without a journal (this machine's disk) creating a file skips every inode of its
@@ -181,6 +180,7 @@ fn work_dir(data: &Path) -> Result<tempfile::TempDir> {
     Ok(tempfile::tempdir_in(base)?)
 }
 
+/// Flush other runs' dirty pages so they do not slow this one; drop the cache for a cold run.
 fn settle(cold: bool) {
     if cold {
         drop_caches();

@@ -206,6 +206,10 @@ impl Framed {
         let mut tag = [0u8; 1];
         self.read(&mut tag).await?;
         let msg = if tag[0] == super::proto::BLOB_TAG {
+            // Tag, id and at least one length byte, or it is not a blob frame.
+            if n < 1 + 32 + 1 {
+                return Err(malformed());
+            }
             // Blobs are most of the traffic: read the data straight into its own buffer.
             let mut id = [0u8; 32];
             self.read(&mut id).await?;
@@ -1038,7 +1042,8 @@ impl Node {
         self.router.endpoint().bound_sockets()
     }
 
-    /// The `IP:PORT` addresses peers can dial (unspecified IPs shown as loopback).
+    /// The addresses peers can dial: `IP:PORT`s (unspecified IPs shown as loopback), then the
+    /// home relay's URL once reached.
     pub fn addrs(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .bound()
