@@ -34,13 +34,25 @@ fn main() -> Result<()> {
             small_files(&folder, n_arg(1, 10_000))?;
             sync(&folder)
         }
+        Some("raw") => {
+            let bytes = n_arg(1, 1 << 30) as u64;
+            let cpu0 = cpu_seconds();
+            let took = tokio::runtime::Runtime::new()?.block_on(raw_stream(bytes))?;
+            println!(
+                "one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s, {:.2} CPU-seconds (both ends)",
+                took.as_secs_f64(),
+                mbps(bytes, took),
+                cpu_seconds() - cpu0
+            );
+            Ok(())
+        }
         Some("reconcile") => reconcile(n_arg(1, 1_000_000), n_arg(2, 10)),
         Some("idle") => idle(n_arg(1, 100_000)),
         Some("ledger") => ledger(n_arg(1, 10_000)),
         Some("audit") => audit(n_arg(1, 1_000)),
         Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?)),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
         ),
     }
 }
@@ -465,6 +477,15 @@ fn sync(data: &Path) -> Result<()> {
         100.0 * raw.as_secs_f64() / m.wall.as_secs_f64()
     );
     Ok(())
+}
+
+/// User plus system CPU time of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Time one QUIC stream carrying `bytes` between two endpoints on loopback.
