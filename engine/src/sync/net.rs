@@ -96,6 +96,9 @@ pub fn parse_peer(s: &str) -> Result<EndpointAddr, Error> {
 pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint, Error> {
     // A peer that vanishes (power cut, network gone) is noticed after IDLE with no packet;
     // keep-alives every third of it keep a quiet but live connection open.
+    // Flow-control windows stay at noq's defaults (1.25 MB per stream): at 4 MiB a loopback
+    // sync broke off with "too many gaps in stream buffer" (noq-proto 1.4 keeps at most 1,024
+    // out-of-order pieces per stream), see docs/benchmarks.md.
     let transport = iroh::endpoint::QuicTransportConfig::builder()
         .keep_alive_interval(IDLE / 3)
         .default_path_keep_alive_interval(IDLE / 3)
