@@ -36,13 +36,13 @@ fn main() -> Result<()> {
         }
         Some("raw") => {
             let bytes = n_arg(1, 1 << 30) as u64;
-            let cpu0 = cpu_seconds();
+            let cpu0 = cpu_ticks("self");
             let took = tokio::runtime::Runtime::new()?.block_on(raw_stream(bytes))?;
             println!(
                 "one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s, {:.2} CPU-seconds (both ends)",
                 took.as_secs_f64(),
                 mbps(bytes, took),
-                cpu_seconds() - cpu0
+                (cpu_ticks("self") - cpu0) as f64 / 100.0
             );
             Ok(())
         }
@@ -481,13 +481,13 @@ fn sync(data: &Path) -> Result<()> {
     Ok(())
 }
 
-/// User plus system CPU time of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User plus system CPU time of process `pid` ("self" for this one), in clock ticks (1/100 s).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
     let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    ticks(11) + ticks(12)
 }
 
 /// Time one QUIC stream carrying `bytes` between two endpoints on loopback.
@@ -580,17 +580,11 @@ fn idle(n: usize) -> Result<()> {
     c.run(&["scan", "bench"])?;
     let up = Up::start(&c)?;
     std::thread::sleep(Duration::from_secs(5));
-    let cpu = |pid: u32| -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let f: Vec<&str> = s.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-    };
-    let pid = up.child.id();
-    let before = cpu(pid);
+    let pid = up.child.id().to_string();
+    let before = cpu_ticks(&pid);
     let secs = 30;
     std::thread::sleep(Duration::from_secs(secs));
-    let ticks = cpu(pid) - before;
+    let ticks = cpu_ticks(&pid) - before;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("").to_owned();
     println!(
