@@ -565,6 +565,36 @@ fn take_buf(st: &mut State) -> Arc<PackBuf> {
     buf
 }
 
+/// A new pack's number: the time in milliseconds above 20 random bits, and above every number
+/// this process gave before, so pack order is write order. Senders send in pack order; in time
+/// order a file's chunks arrive close together and the receiver writes each file as soon as the
+/// transfer passes it (random numbers left most large files waiting for the end of the session).
+fn next_pack_id(packs: &Path) -> u64 {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut raw = [0u8; 8];
+    crate::random_bytes(&mut raw);
+    // 43 bits of milliseconds last until the year 2248; the top bit stays clear.
+    claim_pack_id(packs, ((ms & ((1 << 43) - 1)) << 20) | (u64::from_le_bytes(raw) & ((1 << 20) - 1)))
+}
+
+/// The first number from `id` on that is above every one given before and names no pack.
+fn claim_pack_id(packs: &Path, mut id: u64) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let last = LAST.load(Ordering::Relaxed);
+        id = id.max(last + 1);
+        // A clock set back could meet an existing pack's number: never overwrite one.
+        if pack_path(packs, id).exists() {
+            id += 1;
+            continue;
+        }
+        if LAST.compare_exchange(last, id, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            return id;
+        }
+    }
+}
+
 fn pack_path(packs: &Path, pack: u64) -> PathBuf {
     packs.join(format!("{pack:016x}.pack"))
 }
@@ -577,9 +607,7 @@ fn write_pack(packs: &Path, db: &Database, buf: &PackBuf, stage: &mut Vec<u8>) -
     if buf.entries.is_empty() {
         return Ok(());
     }
-    let mut raw = [0u8; 8];
-    crate::random_bytes(&mut raw);
-    let pack = u64::from_le_bytes(raw) >> 1;
+    let pack = next_pack_id(packs);
     let trailer: Vec<([u8; 32], u64, u32, u8)> =
         buf.entries.iter().map(|(id, off, len, k)| (id.0, *off, *len, *k as u8)).collect();
     let trailer = postcard::to_stdvec(&trailer).unwrap_or_default();
@@ -633,6 +661,19 @@ fn persist_pack(packs: &Path, pack: u64, data: &[u8]) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pack_numbers_rise_and_never_name_an_existing_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<u64> = (0..100).map(|_| next_pack_id(dir.path())).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not increasing: {ids:?}");
+        assert!(ids.iter().all(|&id| id < 1 << 63));
+        // A number already on disk (a clock set back) is skipped, not overwritten.
+        let taken = 1u64 << 62;
+        fs::write(pack_path(dir.path(), taken), b"x").unwrap();
+        assert_eq!(claim_pack_id(dir.path(), taken), taken + 1);
+        assert!(next_pack_id(dir.path()) > taken + 1);
+    }
 
     #[test]
     fn put_get_dedup_reopen_remove() {
