@@ -426,6 +426,18 @@ impl Up {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let addr = line.trim().strip_prefix("listening ").context("no listening line")?.to_owned();
+        // The daemon rescans its folders on start, holding the space: let that finish, so a
+        // timed sync measures the sync and not the daemon's start-up.
+        let pid = child.id().to_string();
+        let mut last = cpu_ticks(&pid);
+        for _ in 0..150 {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = cpu_ticks(&pid);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         Ok(Self { child, addr })
     }
 }
