@@ -14,6 +14,9 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Peers besides the inviter that an invite carries at most.
+pub const INVITE_EXTRA_PEERS: usize = 4;
+
 /// Manifest shards per space: enough to keep each Automerge document small at 1M files.
 pub const DEFAULT_SHARDS: u16 = 16;
 
@@ -356,12 +359,35 @@ impl Home {
             reason: "missing; run any cobox command once to create it".into(),
         })?;
         let addrs: Vec<String> = read_json(&root.join("listen.json"))?;
-        Ok(crate::codes::Invite {
-            space: info.id,
-            secret,
-            name: info.name.clone(),
-            peers: vec![crate::codes::PeerAddr { device, addrs }],
-        })
+        let mut peers = vec![crate::codes::PeerAddr { device, addrs }];
+        peers.extend(Self::ledger_peers(root, &info.id, &device)?);
+        Ok(crate::codes::Invite { space: info.id, secret, name: info.name.clone(), peers })
+    }
+
+    /// The devices this space's ledger names in active agreements (seeders, and the member
+    /// devices that proposed them) whose addresses the address book holds, for an invite: a
+    /// new device can then sync, or restore from a seeder, while the inviter is off. At most
+    /// [`INVITE_EXTRA_PEERS`] of them, seeders first, so codes stay short.
+    fn ledger_peers(root: &Path, space: &SpaceId, me: &DeviceId) -> Result<Vec<crate::codes::PeerAddr>, Error> {
+        let dir = root.join("spaces").join(space.to_string());
+        // Extra peers are a help, not a need: an unreadable ledger leaves the invite as it was.
+        let Ok(view) = crate::ledger::LedgerFile::new(*space, &dir).view(crate::now_ms()) else {
+            return Ok(Vec::new());
+        };
+        let active = || view.agreements.iter().filter(|a| a.state == cobox_agreements::State::Active);
+        let mut named: Vec<DeviceId> = active().map(|a| DeviceId(a.agreement.seeder)).collect();
+        named.extend(active().map(|a| DeviceId(a.agreement.owner)));
+        let book = Self::peers_at(root)?;
+        let mut out: Vec<crate::codes::PeerAddr> = Vec::new();
+        for device in named {
+            if device == *me || out.iter().any(|p| p.device == device) || out.len() == INVITE_EXTRA_PEERS {
+                continue;
+            }
+            if let Some(addrs) = book.get(&device.to_string()).filter(|a| !a.is_empty()) {
+                out.push(crate::codes::PeerAddr { device, addrs: addrs.iter().take(3).cloned().collect() });
+            }
+        }
+        Ok(out)
     }
 
     /// The spaces this device seeds for others.

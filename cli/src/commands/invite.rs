@@ -9,8 +9,9 @@ pub(crate) fn invite(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         .with_context(|| format!("making an invite for {:?}", a.space))?;
     let code = inv.encode();
     if ctx.json {
-        return ctx
-            .print_json(&serde_json::json!({ "code": code, "space": inv.space.to_string(), "peers": inv.peers }));
+        let peers: Vec<serde_json::Value> =
+            inv.peers.iter().map(|p| serde_json::json!({ "device": p.device.to_string(), "addrs": p.addrs })).collect();
+        return ctx.print_json(&serde_json::json!({ "code": code, "space": inv.space.to_string(), "peers": peers }));
     }
     println!("{code}");
     if inv.peers.iter().all(|p| p.addrs.is_empty()) {

@@ -119,6 +119,17 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     let log = od.stop();
     assert_ne!(audit_times(&owner), before, "no scheduled audit: {log}");
 
+    // An invite made now carries the seeders' addresses (from the address book): a new device
+    // restores from them with no --peer while every member device is off.
+    let v = owner.json(&["invite", "docs"]);
+    let carried: Vec<&str> = v["peers"].as_array().unwrap().iter().filter_map(|p| p["device"].as_str()).collect();
+    assert!(carried.contains(&s1_id.as_str()) && carried.contains(&s2_id.as_str()), "{v}");
+    let late = Device::new();
+    let late_folder = dir.path().join("late");
+    late.ok(&["join", v["code"].as_str().unwrap(), "--path", late_folder.to_str().unwrap()]);
+    late.ok(&["sync", "docs", "--no-relay"]);
+    assert_eq!(snapshot(&late_folder), snapshot(&folder));
+
     // The seeders hold no name, no plaintext, no key.
     for s in [&s1, &s2] {
         assert!(contains_bytes(s.home.path(), MARKER.as_bytes()).is_empty());
