@@ -59,6 +59,18 @@ impl Ledger {
         self.merge(&mut other)
     }
 
+    /// A digest of the document's heads: two ledgers with equal digests hold the same changes,
+    /// so a peer that sent ours has nothing to send.
+    pub fn digest(&mut self) -> [u8; 32] {
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        let mut h = blake3::Hasher::new_derive_key("cobox 2026-11 ledger heads digest v1");
+        for head in heads {
+            h.update(&head.0);
+        }
+        *h.finalize().as_bytes()
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.doc.length(ROOT)
@@ -103,6 +115,27 @@ mod tests {
         assert_eq!(l1.merge_bytes(&l2.save()).unwrap(), 0);
         assert_eq!(l1.len(), 2);
         assert!(l1.raw_entries().iter().all(|(k, b)| Entry::decode(b).unwrap().key() == *k));
+    }
+
+    #[test]
+    fn digests_are_equal_exactly_when_the_changes_are() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let (mut l1, mut l2) = (Ledger::new(), Ledger::new());
+        assert_eq!(l1.digest(), l2.digest());
+        l1.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        assert_ne!(l1.digest(), l2.digest());
+        l2.merge_bytes(&l1.save()).unwrap();
+        assert_eq!(l1.digest(), l2.digest(), "after a merge");
+        // The same entry added on both sides is two changes: the digests differ until they merge.
+        let accept = Entry::accept(&a, &d);
+        l1.insert(&accept).unwrap();
+        l2.insert(&accept).unwrap();
+        assert_ne!(l1.digest(), l2.digest());
+        l1.merge_bytes(&l2.save()).unwrap();
+        l2.merge_bytes(&l1.save()).unwrap();
+        assert_eq!(l1.digest(), l2.digest());
+        assert_eq!(Ledger::load(&l1.save()).unwrap().digest(), l1.digest(), "a reload keeps it");
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl LedgerFile {
         Ok(evaluate(&self.space.0, &self.read()?.raw_entries(), now_ms))
     }
 
+    /// The digest of the ledger's heads (see [`Ledger::digest`]), sent in `Hello`.
+    pub fn digest(&self) -> Result<[u8; 32], Error> {
+        Ok(self.read()?.digest())
+    }
+
     /// The whole document, for a peer: the file as saved (it is already an Automerge save).
     pub fn bytes(&self) -> Result<Vec<u8>, Error> {
         match fs::read(&self.path) {

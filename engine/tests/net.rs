@@ -133,3 +133,58 @@ async fn devices_on_one_lan_find_each_other_by_id_alone() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A ledger grows with every audit: a session between devices whose ledgers already match
+/// sends none of it, and one after a change sends it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_ledgers_are_not_resent() {
+    let (ha, _fa, seed_a, sa) = device(&[("a.txt", b"ledger test\n")], None);
+    let inv = Home::invite(ha.path(), "s").unwrap();
+    let (_hb, _fb, seed_b, sb) = device(&[], Some(&inv));
+    let space = sa.info().id;
+    // 60 proposals with long terms: a ledger of over 50 KB.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let propose = |i: u8| {
+        let agreement = cobox_agreements::Agreement {
+            space: space.0,
+            owner: key.verifying_key().to_bytes(),
+            seeder: [i; 32],
+            quota: 1 << 30,
+            start_ms: 0,
+            end_ms: i64::MAX,
+            terms: {
+                // Incompressible terms, so the ledger's size is its entries'.
+                let mut noise = [0u8; 900];
+                blake3::Hasher::new().update(&[i]).finalize_xof().fill(&mut noise);
+                hex::encode(noise)
+            },
+            nonce: [i; 16],
+        };
+        cobox_agreements::Entry::propose(agreement, &key, &key)
+    };
+    for i in 0..60 {
+        sa.ledger().insert(&propose(i)).unwrap();
+    }
+    let ledger_len = sa.ledger().bytes().unwrap().len() as u64;
+    assert!(ledger_len > 50_000, "{ledger_len}");
+    let (ledger_a, ledger_b) = (sa.ledger(), sb.ledger());
+    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() };
+    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let a_addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
+        .with_addrs(a.bound().into_iter().map(iroh::TransportAddr::Ip));
+    let first = b.sync_once(&space, a_addr.clone()).await.unwrap();
+    assert!(first.wire_bytes > ledger_len, "the first session carries the ledger: {first:?}");
+    assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
+    let again = b.sync_once(&space, a_addr.clone()).await.unwrap();
+    assert!(again.wire_bytes < 4_000, "nothing changed, so no ledger: {again:?}");
+    // One new entry on A: the next session sends the ledger again, once.
+    ledger_a.insert(&propose(200)).unwrap();
+    let changed = b.sync_once(&space, a_addr.clone()).await.unwrap();
+    assert!(changed.wire_bytes > ledger_len, "{changed:?}");
+    assert_eq!(ledger_b.read().unwrap().len(), 61);
+    let settled = b.sync_once(&space, a_addr).await.unwrap();
+    assert!(settled.wire_bytes < 4_000, "{settled:?}");
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -276,6 +276,12 @@ impl Held {
         }
     }
 
+    /// The ledger's heads digest for `Hello`; an unreadable ledger gives zeros, which match
+    /// no peer's, so it is sent whole.
+    async fn ledger_digest(&self) -> [u8; 32] {
+        self.ledger().await.digest().unwrap_or_default()
+    }
+
     async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
         match self {
             Held::Member(s) => s.lock().await.blob_ids(),
@@ -337,6 +343,8 @@ struct PeerHello {
     role: Role,
     nonce: [u8; 32],
     listen: Vec<String>,
+    /// Its ledger's heads digest.
+    ledger: [u8; 32],
 }
 
 /// The words of an error, for a `Refused` frame (without the "refused:" prefix).
@@ -438,9 +446,18 @@ async fn recv_ledger(io: &mut Framed) -> Result<Vec<u8>, Error> {
     }
 }
 
+/// Send our ledger, or an empty one when the peer's `Hello` showed the same heads.
+async fn send_ledger(io: &mut Framed, ledger: &LedgerFile, peer: &PeerHello) -> Result<(), Error> {
+    let bytes = if ledger.digest().ok() == Some(peer.ledger) { Vec::new() } else { ledger.bytes()? };
+    io.send(&Msg::Ledger(bytes)).await
+}
+
 /// Receive the peer's ledger and merge it; a ledger that does not load ends the session.
 async fn merge_peer_ledger(io: &mut Framed, ledger: &LedgerFile) -> Result<(), Error> {
     let theirs = recv_ledger(io).await?;
+    if theirs.is_empty() {
+        return Ok(()); // the peer had nothing we lack
+    }
     match ledger.merge_bytes(&theirs) {
         Ok(_) => Ok(()),
         Err(e) => Err(io.refuse(reason(&e)).await),
@@ -477,20 +494,20 @@ async fn handshake(
     // The seeder evaluates the ledger itself to countersign; the other cases evaluate at the end.
     let evaluated = match (held.role(), peer.role) {
         (Role::Member, Role::Member) if dialer => {
-            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            send_ledger(io, &ledger, peer).await?;
             merge_peer_ledger(io, &ledger).await?;
             None
         }
         (Role::Member, Role::Member) => {
             merge_peer_ledger(io, &ledger).await?;
-            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            send_ledger(io, &ledger, peer).await?;
             None
         }
         (Role::Member, Role::Seeder) => {
             let theirs = recv_ledger(io).await?;
             // Check on a copy: a device no agreement names leaves nothing in our ledger.
             let mut copy = ledger.read()?;
-            let named = copy.merge_bytes(&theirs).is_ok()
+            let named = (theirs.is_empty() || copy.merge_bytes(&theirs).is_ok())
                 && cobox_agreements::evaluate(&space.0, &copy.raw_entries(), now).names_seeder(&peer.id.0);
             if !named {
                 return Err(io
@@ -501,13 +518,15 @@ async fn handshake(
                     ))
                     .await);
             }
-            ledger.merge_bytes(&theirs)?;
-            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            if !theirs.is_empty() {
+                ledger.merge_bytes(&theirs)?;
+            }
+            send_ledger(io, &ledger, peer).await?;
             merge_peer_ledger(io, &ledger).await?;
             None
         }
         (Role::Seeder, Role::Member) => {
-            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            send_ledger(io, &ledger, peer).await?;
             merge_peer_ledger(io, &ledger).await?;
             let mut view = ledger.view(now)?;
             if sh.countersign(&ledger, &view)? {
@@ -522,7 +541,7 @@ async fn handshake(
                     ))
                     .await);
             }
-            io.send(&Msg::Ledger(ledger.bytes()?)).await?;
+            send_ledger(io, &ledger, peer).await?;
             Some(view)
         }
         (Role::Seeder, Role::Seeder) => return Err(io.refuse("two seeders have nothing to sync".into()).await),
@@ -918,7 +937,7 @@ impl ProtocolHandler for Handler {
 impl Handler {
     async fn serve(&self, io: &mut Framed, peer_id: DeviceId) -> Result<String, Error> {
         let sh = &self.sh;
-        let Msg::Hello { space, device, nonce: peer_nonce, role, purpose, listen } = io.recv().await? else {
+        let Msg::Hello { space, device, nonce: peer_nonce, role, purpose, listen, ledger } = io.recv().await? else {
             return Err(io.refuse("expected Hello".into()).await);
         };
         if device != peer_id {
@@ -931,7 +950,7 @@ impl Handler {
                 None => return Err(io.refuse(format!("this device does not hold space {}", space.short())).await),
             },
         };
-        let peer = PeerHello { id: peer_id, role, nonce: peer_nonce, listen };
+        let peer = PeerHello { id: peer_id, role, nonce: peer_nonce, listen, ledger };
         let r = self.serve_held(io, &held, space, purpose, &peer).await;
         if r.is_err() && fresh {
             sh.drop_seed(&space);
@@ -956,7 +975,9 @@ impl Handler {
         }
         let mut nonce = [0u8; 32];
         crate::random_bytes(&mut nonce);
-        io.send(&Msg::Hello { space, device: sh.me, nonce, role: held.role(), purpose, listen: sh.listen() }).await?;
+        let ledger = held.ledger_digest().await;
+        io.send(&Msg::Hello { space, device: sh.me, nonce, role: held.role(), purpose, listen: sh.listen(), ledger })
+            .await?;
         if let Held::Member(s) = held {
             // Record local edits before telling the peer what we hold.
             s.lock().await.scan(&crate::NoProgress)?;
@@ -1151,15 +1172,16 @@ impl Node {
             role: held.role(),
             purpose,
             listen: self.sh.listen(),
+            ledger: held.ledger_digest().await,
         };
         io.send(&hello).await?;
-        let Msg::Hello { space: theirs, device, nonce: peer_nonce, role, listen, .. } = io.recv().await? else {
+        let Msg::Hello { space: theirs, device, nonce: peer_nonce, role, listen, ledger, .. } = io.recv().await? else {
             return Err(io.refuse("expected Hello".into()).await);
         };
         if theirs != *space || device != peer_id {
             return Err(io.refuse("the peer answered for another space or device".into()).await);
         }
-        let peer = PeerHello { id: peer_id, role, nonce: peer_nonce, listen };
+        let peer = PeerHello { id: peer_id, role, nonce: peer_nonce, listen, ledger };
         match handshake(&self.sh, &held, *space, &mut io, true, nonce, &peer).await {
             Ok(ledger) => Ok((conn, io, held, peer, ledger)),
             Err(e) => {

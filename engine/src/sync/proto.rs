@@ -1,17 +1,19 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/2`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/3`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
-//! 1. Both send `Hello` (space, device, fresh nonce, role, purpose, listening addresses); a side
-//!    without the space answers `Refused`. Two seeders never talk.
+//! 1. Both send `Hello` (space, device, fresh nonce, role, purpose, listening addresses, ledger
+//!    heads digest); a side without the space answers `Refused`. Two seeders never talk.
 //! 2. Each member sends `Proof`: the space key's signature over the *peer's* nonce and both
 //!    device ids, which only a member can make. A bad proof gets `Refused`. A seeder sends none.
 //! 3. Ledgers: member and member: the dialer sends its `Ledger`, the listener answers with the
 //!    merge. Member and seeder: the seeder sends first (its peer has proven membership), the
 //!    member checks that an agreement names the seeder and sends its own, and the seeder answers
-//!    with the merge, which holds its countersignature when it accepted a proposal.
+//!    with the merge, which holds its countersignature when it accepted a proposal. A `Ledger`
+//!    is empty when the sender's heads digest equals the one in the peer's `Hello` (the peer
+//!    lacks nothing), so steady-state sessions do not resend a ledger that grows with audits.
 //! 4. Purpose `Sync`: the dialer sends `Reconcile`; the sides alternate until one receives an
 //!    empty `Reconcile`. The dialer sends `Want`; the listener sends the blobs, then its own
 //!    `Want`; the dialer sends those blobs and `Done`.
@@ -23,7 +25,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/2";
+pub const ALPN: &[u8] = b"cobox/sync/3";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 2M-id reconciliation list, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 const PROOF_DOMAIN: &[u8] = b"cobox sync membership proof v1\0";
@@ -63,6 +65,9 @@ pub enum Msg {
         purpose: Purpose,
         /// Where the sender's daemon listens (empty for a one-off command).
         listen: Vec<String>,
+        /// The digest of the sender's ledger heads: a peer whose ledger has the same digest
+        /// sends an empty `Ledger` instead of its whole ledger.
+        ledger: [u8; 32],
     },
     /// The space key's signature over the peer's challenge.
     Proof {
@@ -75,7 +80,8 @@ pub enum Msg {
         /// Plain words.
         reason: String,
     },
-    /// The sender's whole ledger (an Automerge save).
+    /// The sender's whole ledger (an Automerge save), or nothing when the peer's `Hello` showed
+    /// a ledger with the same heads.
     Ledger(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Prove you hold these blobs: answer BLAKE3(nonce ‖ ciphertext) for each.
     AuditChallenge {
