@@ -3,7 +3,7 @@
 
 use crate::Key32;
 use crate::entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, Revocation};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Where an agreement stands at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,11 +124,51 @@ impl LedgerView {
 
 /// Verify every entry of a space's ledger and derive each agreement's state at `now_ms`.
 pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64) -> LedgerView {
+    evaluate_with(space, entries, now_ms, &mut Verified::default())
+}
+
+/// Signature checks already made. An entry's verdict depends only on its bytes and the space
+/// (the agreement it is checked against is fixed by the id it names, a hash), so a daemon that
+/// evaluates a ledger growing with audits every session verifies each entry once.
+#[derive(Debug, Default)]
+pub struct Verified {
+    verdicts: HashMap<[u8; 32], Result<(), EntryError>>,
+}
+
+impl Verified {
+    /// Entries remembered.
+    pub fn len(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.verdicts.is_empty()
+    }
+
+    /// Forget everything (a long-running process bounds its memory this way).
+    pub fn clear(&mut self) {
+        self.verdicts.clear();
+    }
+
+    fn check(&mut self, key: [u8; 32], verify: impl FnOnce() -> Result<(), EntryError>) -> Result<(), EntryError> {
+        self.verdicts.entry(key).or_insert_with(verify).clone()
+    }
+}
+
+/// [`evaluate`], reusing and adding to `verified`.
+pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, verified: &mut Verified) -> LedgerView {
     let mut invalid = Vec::new();
     let mut decoded = Vec::new();
+    let verdict_key = |bytes: &[u8]| {
+        let mut h = blake3::Hasher::new_derive_key("cobox 2026-11 ledger entry verdict v1");
+        h.update(space);
+        h.update(bytes);
+        *h.finalize().as_bytes()
+    };
     for (key, bytes) in entries {
         match Entry::decode(bytes) {
-            Ok(e) if e.key() == *key => decoded.push((key.clone(), e)),
+            Ok(e) if e.key() == *key => decoded.push((key.clone(), e, verdict_key(bytes))),
             Ok(e) => invalid.push(InvalidEntry {
                 key: key.clone(),
                 agreement: Some(e.agreement_id()),
@@ -139,10 +179,10 @@ pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64) -> Le
     }
     // Proposals first: every other entry is checked against the agreement it names.
     let mut views: BTreeMap<AgreementId, AgreementView> = BTreeMap::new();
-    for (key, e) in &decoded {
+    for (key, e, vk) in &decoded {
         let Entry::Proposal { agreement, owner_sig, space_sig } = e else { continue };
         let id = agreement.id();
-        let verdict = Entry::verify_proposal(agreement, owner_sig, space_sig, space);
+        let verdict = verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space_sig, space));
         let valid_exists = views.get(&id).is_some_and(|v| v.state != State::Invalid);
         match verdict {
             Ok(()) if !valid_exists => {
@@ -155,7 +195,7 @@ pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64) -> Le
             }
         }
     }
-    for (key, e) in &decoded {
+    for (key, e, vk) in &decoded {
         if matches!(e, Entry::Proposal { .. }) {
             continue;
         }
@@ -168,7 +208,7 @@ pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64) -> Le
             });
             continue;
         };
-        if let Err(err) = e.verify_against(&v.agreement) {
+        if let Err(err) = verified.check(*vk, || e.verify_against(&v.agreement)) {
             invalid.push(InvalidEntry { key: key.clone(), agreement: Some(id), reason: err.to_string() });
             if matches!(e, Entry::Acceptance { .. }) {
                 v.signatures_ok = v.accepted;
@@ -318,6 +358,18 @@ mod tests {
         assert!(real.revoked.is_none() && real.audits.is_empty());
         assert_eq!(v.invalid.len(), 5, "{:#?}", v.invalid);
         assert_eq!(v.replicas(2_000, 10_000), 0);
+        // Remembered verdicts give the same view, forgeries included.
+        let mut verified = Verified::default();
+        let space = s.verifying_key().to_bytes();
+        assert_eq!(evaluate_with(&space, &l.raw_entries(), 2_000, &mut verified), v);
+        assert_eq!(verified.len(), 6, "one verdict per entry");
+        assert_eq!(evaluate_with(&space, &l.raw_entries(), 2_000, &mut verified), v);
+        // A verdict is bound to its space: the same entries judged for another space.
+        let other_space = other.verifying_key().to_bytes();
+        assert_eq!(
+            evaluate_with(&other_space, &l.raw_entries(), 2_000, &mut verified),
+            evaluate(&other_space, &l.raw_entries(), 2_000)
+        );
     }
 
     proptest! {
@@ -334,6 +386,11 @@ mod tests {
             let v = evaluate(&s.verifying_key().to_bytes(), &raw, 2_000);
             prop_assert_eq!(v.replicas(2_000, 10_000), 0);
             prop_assert!(!v.invalid.is_empty());
+            // With the good entries' verdicts remembered first, the flipped one is still caught.
+            let mut verified = Verified::default();
+            let good_raw: Vec<(String, Vec<u8>)> = good.iter().map(|e| (e.key(), e.encode())).collect();
+            evaluate_with(&s.verifying_key().to_bytes(), &good_raw, 2_000, &mut verified);
+            prop_assert_eq!(evaluate_with(&s.verifying_key().to_bytes(), &raw, 2_000, &mut verified), v);
         }
     }
 }

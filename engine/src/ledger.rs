@@ -7,12 +7,26 @@
 use crate::error::{Error, IoContext};
 use crate::home::write_atomic;
 use crate::ids::SpaceId;
-use cobox_agreements::{Ledger, LedgerView, evaluate};
+use cobox_agreements::{Ledger, LedgerView};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// Passed audits older than this no longer count towards the replication count.
 pub const AUDIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Evaluate entries with this process's remembered signature verdicts: every sync session
+/// evaluates its space's ledger, which grows with each audit, and verifying 10,000 entries
+/// takes over half a second.
+pub fn evaluate_verified(space: &SpaceId, entries: &[(String, Vec<u8>)], now_ms: i64) -> LedgerView {
+    static VERIFIED: std::sync::LazyLock<std::sync::Mutex<cobox_agreements::Verified>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut verified = VERIFIED.lock().unwrap_or_else(|p| p.into_inner());
+    // About 100 bytes each: a bound on memory far above any one ledger.
+    if verified.len() > 4_000_000 {
+        verified.clear();
+    }
+    cobox_agreements::evaluate_with(&space.0, entries, now_ms, &mut verified)
+}
 
 /// The ledger file of one space on this device.
 #[derive(Debug, Clone)]
@@ -66,7 +80,7 @@ impl LedgerFile {
 
     /// Every entry verified and every agreement's state at `now_ms`.
     pub fn view(&self, now_ms: i64) -> Result<LedgerView, Error> {
-        Ok(evaluate(&self.space.0, &self.read()?.raw_entries(), now_ms))
+        Ok(evaluate_verified(&self.space, &self.read()?.raw_entries(), now_ms))
     }
 
     /// The digest of the ledger's heads (see [`Ledger::digest`]), sent in `Hello`.

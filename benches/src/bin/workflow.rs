@@ -652,16 +652,37 @@ fn ledger(n: usize) -> Result<()> {
     let t2 = Instant::now();
     let view = evaluate(&space.verifying_key().to_bytes(), &loaded.raw_entries(), 1);
     let verify = t2.elapsed();
+    // What each later sync session pays: one more audit, re-evaluated with the verdicts a
+    // long-running process remembers (`cobox_engine::ledger::evaluate_verified`).
+    let space_id = cobox_engine::SpaceId(space.verifying_key().to_bytes());
+    cobox_engine::ledger::evaluate_verified(&space_id, &loaded.raw_entries(), 1);
+    let mut grown = loaded.clone();
+    let r = AuditRecord {
+        agreement: view.agreements[0].id,
+        auditor: owner.verifying_key().to_bytes(),
+        time_ms: 5,
+        challenged: 32,
+        passed: 32,
+        stored_bytes: 1 << 20,
+    };
+    grown.insert(&Entry::audit(r, &owner, &space))?;
+    let t3 = Instant::now();
+    let again = cobox_engine::ledger::evaluate_verified(&space_id, &grown.raw_entries(), 1);
+    let reverify = t3.elapsed();
+    anyhow::ensure!(again.agreements[0].audits.len() == 3, "the new audit is not counted");
     let (_, rss1) = self_rss_kib();
     anyhow::ensure!(view.invalid.is_empty() && view.agreements.len() == i as usize, "unexpected view");
     println!(
-        "ledger of {} entries ({} agreements): {:.1} KiB saved; built in {:.2} s; open {:.3} s; verify all {:.3} s; peak RSS {} MiB (+{} MiB)",
+        "ledger of {} entries ({} agreements): {:.1} KiB saved; built in {:.2} s; open {:.3} s; verify all {:.3} s; \
+         one audit later, with remembered verdicts {:.3} s ({:.0}x); peak RSS {} MiB (+{} MiB)",
         loaded.len(),
         i,
         bytes.len() as f64 / 1024.0,
         build.as_secs_f64(),
         open.as_secs_f64(),
         verify.as_secs_f64(),
+        reverify.as_secs_f64(),
+        verify.as_secs_f64() / reverify.as_secs_f64(),
         rss1 / 1024,
         rss1.saturating_sub(rss0) / 1024
     );

@@ -508,7 +508,7 @@ async fn handshake(
             // Check on a copy: a device no agreement names leaves nothing in our ledger.
             let mut copy = ledger.read()?;
             let named = (theirs.is_empty() || copy.merge_bytes(&theirs).is_ok())
-                && cobox_agreements::evaluate(&space.0, &copy.raw_entries(), now).names_seeder(&peer.id.0);
+                && crate::ledger::evaluate_verified(&space, &copy.raw_entries(), now).names_seeder(&peer.id.0);
             if !named {
                 return Err(io
                     .refuse(format!(
