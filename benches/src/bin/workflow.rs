@@ -46,13 +46,14 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Some("raw-sink" | "raw-send") => raw_split(&args),
         Some("reconcile") => reconcile(n_arg(1, 1_000_000), n_arg(2, 10)),
         Some("idle") => idle(n_arg(1, 100_000)),
         Some("ledger") => ledger(n_arg(1, 10_000)),
         Some("audit") => audit(n_arg(1, 1_000)),
         Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?)),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES | raw-sink IP:PORT | raw-send ID@ADDR BYTES | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
         ),
     }
 }
@@ -510,23 +511,33 @@ async fn raw_stream(bytes: u64) -> Result<Duration> {
     let client = endpoint([2; 32], &cfg).await?;
     let addr = iroh::EndpointAddr::new(server.id())
         .with_addrs(server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));
-    let alpn = cobox_engine::sync::proto::ALPN;
-    let srv = server.clone();
-    let sink = tokio::spawn(async move {
-        let conn = srv.accept().await.context("no connection")?.await?;
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n = 0u64;
-        while let Some(k) = recv.read(&mut buf).await? {
-            n += k as u64;
-        }
-        send.write_all(&n.to_le_bytes()).await?;
-        send.finish()?;
-        conn.closed().await;
-        anyhow::Ok(n)
-    });
+    let sink = tokio::spawn(raw_sink(server.clone()));
+    let took = raw_send(&client, addr, bytes).await?;
+    let _ = sink.await;
+    client.close().await;
+    server.close().await;
+    Ok(took)
+}
+
+/// Accept one connection and read its stream to the end; acknowledge with the byte count.
+async fn raw_sink(server: iroh::Endpoint) -> Result<u64> {
+    let conn = server.accept().await.context("no connection")?.await?;
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    while let Some(k) = recv.read(&mut buf).await? {
+        n += k as u64;
+    }
+    send.write_all(&n.to_le_bytes()).await?;
+    send.finish()?;
+    conn.closed().await;
+    Ok(n)
+}
+
+/// Send `bytes` on one stream to a [`raw_sink`]; the time until it acknowledged them all.
+async fn raw_send(client: &iroh::Endpoint, addr: iroh::EndpointAddr, bytes: u64) -> Result<Duration> {
     let start = Instant::now();
-    let conn = client.connect(addr, alpn).await?;
+    let conn = client.connect(addr, cobox_engine::sync::proto::ALPN).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let chunk = vec![7u8; 1 << 20];
     let mut left = bytes;
@@ -542,10 +553,35 @@ async fn raw_stream(bytes: u64) -> Result<Duration> {
     if ack.len() != 8 {
         bail!("raw stream: no acknowledgement");
     }
-    let _ = sink.await;
-    client.close().await;
-    server.close().await;
     Ok(took)
+}
+
+/// The two ends of [`raw_stream`] as separate processes (for `scripts/wan-bench.sh`, where
+/// they run in different network namespaces): `raw-sink IP:PORT` prints `listening ID@ADDR`
+/// and serves one stream; `raw-send ID@ADDR BYTES` prints the time and rate.
+fn raw_split(args: &[String]) -> Result<()> {
+    use cobox_engine::sync::net::{NetConfig, endpoint, parse_peer};
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        if args[0] == "raw-sink" {
+            let bind = args.get(1).context("raw-sink IP:PORT")?.parse()?;
+            let cfg = NetConfig { bind: Some(bind), no_relay: true, ..Default::default() };
+            let server = endpoint([1; 32], &cfg).await?;
+            println!("listening {}@{bind}", server.id());
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            raw_sink(server).await?;
+        } else {
+            let addr = parse_peer(args.get(1).context("raw-send ID@ADDR BYTES")?)?;
+            let bytes: u64 = args.get(2).context("raw-send ID@ADDR BYTES")?.parse()?;
+            let cfg = NetConfig { bind: Some("0.0.0.0:0".parse()?), no_relay: true, ..Default::default() };
+            let client = endpoint([2; 32], &cfg).await?;
+            let took = raw_send(&client, addr, bytes).await?;
+            println!("one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s", took.as_secs_f64(), mbps(bytes, took));
+            client.close().await;
+        }
+        Ok(())
+    })
 }
 
 fn reconcile(n: usize, diff: usize) -> Result<()> {

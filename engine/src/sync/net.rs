@@ -98,12 +98,16 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint
     // keep-alives every third of it keep a quiet but live connection open.
     // Flow-control windows stay at noq's defaults (1.25 MB per stream): at 4 MiB a loopback
     // sync broke off with "too many gaps in stream buffer" (noq-proto 1.4 keeps at most 1,024
-    // out-of-order pieces per stream), see docs/benchmarks.md.
+    // out-of-order pieces per stream), see docs/benchmarks.md. Transfers use several streams
+    // (lanes) instead, each within the window.
     let transport = iroh::endpoint::QuicTransportConfig::builder()
         .keep_alive_interval(IDLE / 3)
         .default_path_keep_alive_interval(IDLE / 3)
         .default_path_max_idle_timeout(IDLE)
         .max_idle_timeout(IDLE.try_into().ok())
+        // Lanes are the only unidirectional streams: allowing no more bounds what a peer can
+        // make this side buffer on them to MAX_LANES windows.
+        .max_concurrent_uni_streams(iroh::endpoint::VarInt::from_u32(u32::from(super::proto::MAX_LANES)))
         .build();
     let mut b = Endpoint::builder(presets::Minimal)
         .secret_key(SecretKey::from_bytes(&device_seed))
@@ -160,17 +164,14 @@ pub struct PeerSeen {
     pub error: Option<String>,
 }
 
-/// Framed messages over one QUIC stream, counting bytes.
-struct Framed {
+/// Frames out on one QUIC stream, counting bytes.
+struct Writer {
     send: SendStream,
-    recv: RecvStream,
     traffic: Arc<Traffic>,
     bytes: u64,
-    /// A message read ahead and not yet handled.
-    pending: Option<Msg>,
 }
 
-impl Framed {
+impl Writer {
     async fn send(&mut self, m: &Msg) -> Result<(), Error> {
         let f = m.frame();
         self.count_sent(f.len());
@@ -189,16 +190,22 @@ impl Framed {
         self.bytes += n as u64;
         self.traffic.sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
+}
 
+/// Frames in from one QUIC stream, counting bytes.
+struct Reader {
+    recv: RecvStream,
+    traffic: Arc<Traffic>,
+    bytes: u64,
+}
+
+impl Reader {
     /// Fill `buf`, or fail if the peer sends nothing for [`STALL`].
     async fn read(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         tokio::time::timeout(STALL, self.recv.read_exact(buf)).await.map_err(|_| net("peer stalled"))?.map_err(net)
     }
 
     async fn recv(&mut self) -> Result<Msg, Error> {
-        if let Some(m) = self.pending.take() {
-            return Ok(m);
-        }
         let malformed = || Error::Refused(super::proto::FrameError::Malformed.to_string());
         let mut h = [0u8; 4];
         self.read(&mut h).await?;
@@ -243,10 +250,54 @@ impl Framed {
             m => Ok(m),
         }
     }
+}
+
+/// A session: framed messages both ways over one bidirectional QUIC stream, and the
+/// connection it runs on (for the transfer's lanes).
+struct Framed {
+    out: Writer,
+    inn: Reader,
+    conn: Connection,
+    /// A message read ahead and not yet handled.
+    pending: Option<Msg>,
+    /// Bytes moved on lanes.
+    lane_bytes: u64,
+}
+
+impl Framed {
+    fn new(conn: &Connection, send: SendStream, recv: RecvStream, traffic: &Arc<Traffic>) -> Self {
+        Self {
+            out: Writer { send, traffic: traffic.clone(), bytes: 0 },
+            inn: Reader { recv, traffic: traffic.clone(), bytes: 0 },
+            conn: conn.clone(),
+            pending: None,
+            lane_bytes: 0,
+        }
+    }
+
+    async fn send(&mut self, m: &Msg) -> Result<(), Error> {
+        self.out.send(m).await
+    }
+
+    async fn recv(&mut self) -> Result<Msg, Error> {
+        match self.pending.take() {
+            Some(m) => Ok(m),
+            None => self.inn.recv().await,
+        }
+    }
+
+    fn finish(&mut self) {
+        let _ = self.out.send.finish();
+    }
+
+    /// Bytes sent and received in this session, lanes included.
+    fn wire_bytes(&self) -> u64 {
+        self.out.bytes + self.inn.bytes + self.lane_bytes
+    }
 
     async fn refuse(&mut self, reason: String) -> Error {
         let _ = self.send(&Msg::Refused { reason: reason.clone() }).await;
-        let _ = self.send.finish();
+        self.finish();
         Error::Refused(reason)
     }
 }
@@ -622,7 +673,7 @@ async fn transfer(
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
         send_blobs(held, io, &sendable(theirs), &mut stats).await?;
         io.send(&Msg::Done).await?;
-        let _ = io.send.finish();
+        io.finish();
         // Closing now could drop the Done in flight: wait until the listener ends its side,
         // which it does once it has read everything, or refuses what we sent (a seeder's quota).
         if let Ok(Err(e @ Error::Refused(_))) = tokio::time::timeout(STALL, io.recv()).await {
@@ -634,14 +685,23 @@ async fn transfer(
         io.send(&Msg::Want(want.clone())).await?;
         receive_until(held, io, &want, &mut stats, true, quota).await?;
     }
-    let _ = io.send.finish();
-    stats.wire_bytes = io.bytes;
+    io.finish();
+    stats.wire_bytes = io.wire_bytes();
     Ok(stats)
 }
 
+/// Lanes a sender opens for the chunks of one transfer (see [`Msg::Lanes`]).
+const LANES: u8 = 4;
+
+/// A blob on its way, with its id.
+type Outgoing = (BlobId, Vec<u8>);
+
+/// A lane's queue and the task writing it (which returns the bytes it sent).
+type Lane = (tokio::sync::mpsc::Sender<Outgoing>, tokio::task::JoinHandle<Result<u64, Error>>);
+
 async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut SyncStats) -> Result<(), Error> {
     // Blobs are read on a blocking thread a few dozen ahead of the network.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(32);
     let (h, mut ids) = (held.clone(), ids.to_vec());
     let reader = tokio::task::spawn_blocking(move || {
         // Unsorted still works: the receiver then writes files only after the session.
@@ -654,17 +714,108 @@ async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut Sy
             }
         }
     });
+    // Changes and chunk lists (sent first) go on the session's stream, so the receiver can plan
+    // the files; the chunks go round-robin over the lanes.
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut result = Ok(());
+    let mut next = 0;
     while let Some((id, data)) = rx.recv().await {
         stats.sent_blobs += 1;
         stats.sent_bytes += data.len() as u64;
-        if let Err(e) = io.send_blob(&id, data).await {
-            drop(rx);
-            let _ = reader.await;
-            return Err(e);
+        let chunk = crate::crypto::blob_kind(&data).is_ok_and(|k| k == crate::crypto::BlobKind::Chunk);
+        if lanes.is_empty() && !chunk {
+            if let Err(e) = io.out.send_blob(&id, data).await {
+                result = Err(e);
+                break;
+            }
+            continue;
+        }
+        if lanes.is_empty() {
+            match open_lanes(io).await {
+                Ok(l) => lanes = l,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // A lane that failed has dropped its receiver; its error is collected below.
+        if lanes[next % lanes.len()].0.send((id, data)).await.is_err() {
+            break;
+        }
+        next += 1;
+    }
+    drop(rx);
+    let _ = reader.await;
+    for (lane, task) in lanes {
+        drop(lane);
+        match task.await {
+            Ok(Ok(n)) => io.lane_bytes += n,
+            Ok(Err(e)) => result = result.and(Err(e)),
+            Err(e) => result = result.and(Err(net(e))),
         }
     }
-    let _ = reader.await;
-    Ok(())
+    result
+}
+
+/// Announce and open the lanes, each with a task writing the blobs handed to it, then `Done`.
+async fn open_lanes(io: &mut Framed) -> Result<Vec<Lane>, Error> {
+    io.send(&Msg::Lanes(LANES)).await?;
+    let mut lanes = Vec::new();
+    for _ in 0..LANES {
+        let send = io.conn.open_uni().await.map_err(net)?;
+        let mut w = Writer { send, traffic: io.out.traffic.clone(), bytes: 0 };
+        // Two blobs queued per lane: the reader thread stays ahead, memory stays bounded.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(2);
+        let task = tokio::spawn(async move {
+            while let Some((id, data)) = rx.recv().await {
+                w.send_blob(&id, data).await?;
+            }
+            w.send(&Msg::Done).await?;
+            let _ = w.send.finish();
+            Ok(w.bytes)
+        });
+        lanes.push((tx, task));
+    }
+    Ok(lanes)
+}
+
+/// What a lane reader hands back: blobs and bytes taken, or why it stopped.
+type LaneResult = Result<(u64, u64, u64), String>;
+
+/// Read one lane until its `Done`: only wanted blobs are passed on. When the store has
+/// stopped (a refusal), the lane is read to its end all the same, so the sender finishes and
+/// then reads the refusal.
+async fn read_lane(
+    conn: Connection,
+    traffic: Arc<Traffic>,
+    wanted: Arc<std::collections::HashSet<BlobId>>,
+    tx: tokio::sync::mpsc::Sender<Outgoing>,
+) -> LaneResult {
+    let recv = match tokio::time::timeout(STALL, conn.accept_uni()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(format!("lane not opened: {e}")),
+        Err(_) => return Err("peer stalled opening a lane".into()),
+    };
+    let mut r = Reader { recv, traffic, bytes: 0 };
+    let (mut blobs, mut bytes) = (0, 0);
+    let mut storing = true;
+    loop {
+        match r.recv().await.map_err(|e| reason(&e))? {
+            Msg::Blob { id, data } => {
+                if !wanted.contains(&id) {
+                    return Err(format!("unrequested blob {id}"));
+                }
+                blobs += 1;
+                bytes += data.len() as u64;
+                if storing && tx.send((id, data)).await.is_err() {
+                    storing = false;
+                }
+            }
+            Msg::Done => return Ok((blobs, bytes, r.bytes)),
+            _ => return Err("unexpected message on a lane".into()),
+        }
+    }
 }
 
 /// Receive blobs until the peer's next Want (dialer) or Done (listener). Only blobs we asked
@@ -680,8 +831,8 @@ async fn receive_until(
 ) -> Result<(), Error> {
     // Large transfers to a member write files while the rest arrives.
     let stream = wanted.len() >= STREAM_FROM && std::env::var_os("COBOX_NO_STREAM").is_none();
-    let wanted: std::collections::HashSet<BlobId> = wanted.iter().copied().collect();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(BlobId, Vec<u8>)>(32);
+    let wanted: Arc<std::collections::HashSet<BlobId>> = Arc::new(wanted.iter().copied().collect());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(32);
     let h = held.clone();
     let store = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
         match &h {
@@ -694,7 +845,8 @@ async fn receive_until(
             }
         }
     });
-    let net_result = loop {
+    let mut lanes: Vec<tokio::task::JoinHandle<LaneResult>> = Vec::new();
+    let mut net_result = loop {
         match io.recv().await {
             Ok(Msg::Blob { id, data }) => {
                 if !wanted.contains(&id) {
@@ -706,6 +858,12 @@ async fn receive_until(
                     break Ok(()); // the worker stopped on a bad blob; its error is reported below
                 }
             }
+            Ok(Msg::Lanes(n)) if lanes.is_empty() && (1..=super::proto::MAX_LANES).contains(&n) => {
+                for _ in 0..n {
+                    let (conn, traffic, w, tx) = (io.conn.clone(), io.inn.traffic.clone(), wanted.clone(), tx.clone());
+                    lanes.push(tokio::spawn(read_lane(conn, traffic, w, tx)));
+                }
+            }
             Ok(Msg::Done) if until_done => break Ok(()),
             Ok(m @ Msg::Want(_)) if !until_done => {
                 // The peer's own Want ends our transfer; the caller reads it next.
@@ -714,6 +872,9 @@ async fn receive_until(
             }
             Ok(_) => break Err("unexpected message during transfer".to_owned()),
             Err(e) => {
+                for lane in &lanes {
+                    lane.abort();
+                }
                 drop(tx);
                 let _ = store.await;
                 // Keep what arrived: a broken connection resumes without re-sending it.
@@ -722,6 +883,23 @@ async fn receive_until(
             }
         }
     };
+    // The session's stream can run ahead of the lanes: the transfer ends when they have too.
+    for lane in lanes {
+        let r = if net_result.is_ok() {
+            lane.await.unwrap_or_else(|e| Err(e.to_string()))
+        } else {
+            lane.abort();
+            continue;
+        };
+        match r {
+            Ok((blobs, bytes, wire)) => {
+                stats.received_blobs += blobs;
+                stats.received_bytes += bytes;
+                io.lane_bytes += wire;
+            }
+            Err(why) => net_result = Err(why),
+        }
+    }
     drop(tx);
     let stored = store.await.map_err(|e| Error::Net(e.to_string()))?;
     if let Ok(n) = &stored {
@@ -732,7 +910,7 @@ async fn receive_until(
         let _ = held.flush().await;
         let why = reason(&e);
         let _ = io.send(&Msg::Refused { reason: why.clone() }).await;
-        let _ = io.send.finish();
+        io.finish();
         // Read on (and drop) what the peer is still sending, so its writes complete and it reads
         // the refusal rather than a broken connection. Bounded: a peer cannot keep us here.
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
@@ -836,7 +1014,7 @@ async fn audit_challenge(
     let Msg::AuditAnswer { answers, stored_bytes } = io.recv().await? else {
         return Err(io.refuse("expected an audit answer".into()).await);
     };
-    let _ = io.send.finish();
+    io.finish();
     let mine = mine.await.map_err(|e| Error::Net(e.to_string()))?;
     // Blobs we cannot read ourselves are not counted either way.
     let (expected, theirs): (Vec<[u8; 32]>, Vec<Option<[u8; 32]>>) = mine
@@ -872,7 +1050,7 @@ async fn audit_answer(seed: &Arc<Mutex<Seed>>, io: &mut Framed) -> Result<(), Er
     .await
     .map_err(|e| Error::Net(e.to_string()))?;
     io.send(&Msg::AuditAnswer { answers, stored_bytes }).await?;
-    let _ = io.send.finish();
+    io.finish();
     Ok(())
 }
 
@@ -913,7 +1091,7 @@ impl ProtocolHandler for Handler {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = DeviceId(*conn.remote_id().as_bytes());
         let (send, recv) = conn.accept_bi().await?;
-        let mut io = Framed { send, recv, traffic: self.sh.traffic.clone(), bytes: 0, pending: None };
+        let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
         let r = self.serve(&mut io, peer).await;
         self.sh.saw(peer, &r);
         match r {
@@ -1159,7 +1337,7 @@ impl Node {
         let peer_id = DeviceId(*peer.id.as_bytes());
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net)?;
         let (send, recv) = conn.open_bi().await.map_err(net)?;
-        let mut io = Framed { send, recv, traffic: self.sh.traffic.clone(), bytes: 0, pending: None };
+        let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
         if let Held::Member(s) = &held {
             s.lock().await.scan(&crate::NoProgress)?;
         }

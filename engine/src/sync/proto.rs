@@ -16,7 +16,9 @@
 //!    lacks nothing), so steady-state sessions do not resend a ledger that grows with audits.
 //! 4. Purpose `Sync`: the dialer sends `Reconcile`; the sides alternate until one receives an
 //!    empty `Reconcile`. The dialer sends `Want`; the listener sends the blobs, then its own
-//!    `Want`; the dialer sends those blobs and `Done`.
+//!    `Want`; the dialer sends those blobs and `Done`. Blobs are sent manifest changes and
+//!    chunk lists first, on the session's stream; then `Lanes(n)` and the chunks spread over
+//!    `n` unidirectional streams, each ending with `Done`.
 //!    Purpose `Audit` (member dialer, seeder listener): `AuditChallenge`, then `AuditAnswer`.
 
 use super::reconcile::Item;
@@ -109,9 +111,16 @@ pub enum Msg {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// The sender has sent everything.
+    /// The sender has sent everything (on a lane: everything on that lane).
     Done,
+    /// The sender's remaining blobs (the chunks) follow on this many unidirectional streams
+    /// ("lanes"), each ending with `Done`, so one stream's flow-control window does not cap the
+    /// transfer on long round trips. At most [`MAX_LANES`].
+    Lanes(u8),
 }
+
+/// Most lanes a sender may open for one transfer.
+pub const MAX_LANES: u8 = 8;
 
 /// A frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -243,10 +252,14 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_bound_length() {
-        let m = Msg::Want(vec![BlobId([4; 32])]);
-        let f = m.frame();
-        let n = Msg::check_len(f[..4].try_into().unwrap()).unwrap();
-        assert_eq!(Msg::decode(&f[4..4 + n]).unwrap(), m);
+        for m in [Msg::Want(vec![BlobId([4; 32])]), Msg::Lanes(MAX_LANES), Msg::Done] {
+            let f = m.frame();
+            let n = Msg::check_len(f[..4].try_into().unwrap()).unwrap();
+            assert_eq!(Msg::decode(&f[4..4 + n]).unwrap(), m);
+        }
+        // Version 3 added `Lanes` after every earlier message: their tags did not move.
+        assert_eq!(Msg::Done.frame()[4], 9);
+        assert_eq!(Msg::Lanes(1).frame()[4..], [10, 1]);
         assert_eq!(Msg::check_len(u32::MAX.to_le_bytes()), Err(FrameError::TooLarge(u32::MAX as usize)));
         let mut v = VarintReader::default();
         assert!((0..5).all(|_| v.feed(0xff) == Ok(None)));

@@ -1,0 +1,86 @@
+//! A UDP relay that delays every datagram, for measuring sync over long round trips where the
+//! kernel has no `netem` (this VM): `udpdelay LISTEN UPSTREAM BIND_IP DELAY_MS`.
+//!
+//! Datagrams from a client arriving at LISTEN go to UPSTREAM from a socket bound at BIND_IP (one
+//! per client), and the replies go back the same way; each waits DELAY_MS first, so the round
+//! trip grows by twice that. `scripts/wan-bench.sh` puts the two devices in separate network
+//! namespaces so this relay is the only path between them.
+
+use anyhow::{Context, Result};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::time::Instant;
+
+/// A datagram, when it may leave, and where to.
+type Delayed = (Instant, Vec<u8>, SocketAddr);
+
+/// Sends what it is given through `sock` once each datagram's time has come. The delay is
+/// the same for all, so the queue is already in order.
+fn delayed_sender(sock: Arc<UdpSocket>) -> UnboundedSender<Delayed> {
+    let (tx, mut rx) = unbounded_channel::<Delayed>();
+    tokio::spawn(async move {
+        let mut queue: VecDeque<Delayed> = VecDeque::new();
+        loop {
+            let Some(&(due, _, _)) = queue.front() else {
+                match rx.recv().await {
+                    Some(d) => queue.push_back(d),
+                    None => return,
+                }
+                continue;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {
+                    while queue.front().is_some_and(|d| d.0 <= Instant::now()) {
+                        if let Some((_, bytes, to)) = queue.pop_front() {
+                            let _ = sock.send_to(&bytes, to).await;
+                        }
+                    }
+                }
+                d = rx.recv() => match d {
+                    Some(d) => queue.push_back(d),
+                    None => return,
+                },
+            }
+        }
+    });
+    tx
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: udpdelay LISTEN UPSTREAM BIND_IP DELAY_MS";
+    let listen: SocketAddr = args.first().context(usage)?.parse()?;
+    let upstream: SocketAddr = args.get(1).context(usage)?.parse()?;
+    let bind_ip: IpAddr = args.get(2).context(usage)?.parse()?;
+    let delay = Duration::from_millis(args.get(3).context(usage)?.parse()?);
+    let front = Arc::new(UdpSocket::bind(listen).await?);
+    let to_clients = delayed_sender(front.clone());
+    let mut to_upstream: HashMap<SocketAddr, UnboundedSender<Delayed>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) = front.recv_from(&mut buf).await?;
+        let tx = match to_upstream.get(&client) {
+            Some(tx) => tx.clone(),
+            None => {
+                let sock = Arc::new(UdpSocket::bind((bind_ip, 0)).await?);
+                let back = to_clients.clone();
+                let s = sock.clone();
+                tokio::spawn(async move {
+                    let mut b = vec![0u8; 65536];
+                    while let Ok((n, _)) = s.recv_from(&mut b).await {
+                        let _ = back.send((Instant::now() + delay, b[..n].to_vec(), client));
+                    }
+                });
+                let tx = delayed_sender(sock);
+                to_upstream.insert(client, tx.clone());
+                tx
+            }
+        };
+        let _ = tx.send((Instant::now() + delay, buf[..n].to_vec(), upstream));
+    }
+}

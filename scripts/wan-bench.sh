@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Sync over long round trips: the sending device in network namespace cobox-wa, the receiving
+# one in cobox-wb, and target/release/udpdelay (in the root namespace, with IP forwarding off)
+# the only path between them, adding DELAY ms each way. Needs root and a release build
+# (`cargo build --release -p cobox -p cobox-benches`).
+# Each delay also times one raw iroh stream moving the same bytes through the same relay.
+# usage: scripts/wan-bench.sh DIR [ONE-WAY DELAYS IN MS...]   (default 0 10 25 50)
+set -euo pipefail
+src=$(realpath "$1"); shift
+delays=("${@:-0 10 25 50}"); delays=(${delays[@]})
+bin=$(realpath "$(dirname "$0")/../target/release")
+work=$(mktemp -d "${COBOX_BENCH_WORK:-/tmp}/wan.XXXXXX")
+cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null || true
+  ip netns del cobox-wa 2>/dev/null || true
+  ip netns del cobox-wb 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+[ "$(cat /proc/sys/net/ipv4/ip_forward)" = 0 ] || { echo "IP forwarding is on: the namespaces would reach each other directly" >&2; exit 1; }
+for n in a b; do
+  ip netns add cobox-w$n
+  ip link add cbx-${n}0 type veth peer name cbx-${n}1
+  ip link set cbx-${n}1 netns cobox-w$n
+  net=$([ $n = a ] && echo 10.77.1 || echo 10.77.2)
+  ip addr add $net.1/24 dev cbx-${n}0 && ip link set cbx-${n}0 up
+  ip netns exec cobox-w$n ip addr add $net.2/24 dev cbx-${n}1
+  ip netns exec cobox-w$n ip link set cbx-${n}1 up
+  ip netns exec cobox-w$n ip link set lo up
+done
+bytes=$(du -sb "$src" | cut -f1)
+echo "folder $src: $((bytes / 1048576)) MiB"
+for d in "${delays[@]}"; do
+  w="$work/$d"; mkdir -p "$w"
+  COBOX_HOME="$w/a" "$bin/cobox" space create wan --path "$src" >/dev/null
+  COBOX_HOME="$w/a" "$bin/cobox" scan wan >/dev/null
+  ip netns exec cobox-wa env COBOX_HOME="$w/a" "$bin/cobox" up --bind 10.77.1.2:7777 --no-relay --interval 3600 \
+    >"$w/up.out" 2>/dev/null &
+  up=$!
+  "$bin/udpdelay" 10.77.2.1:9000 10.77.1.2:7777 10.77.1.1 "$d" &
+  relay=$!
+  for _ in $(seq 50); do grep -q listening "$w/up.out" 2>/dev/null && break; sleep 0.1; done
+  id=$(head -1 "$w/up.out" | sed 's/^listening //; s/@.*//')
+  code=$(COBOX_HOME="$w/a" "$bin/cobox" --json invite wan | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')
+  COBOX_HOME="$w/b" "$bin/cobox" join "$code" --path "$w/dest" >/dev/null 2>&1
+  sleep 1 # the daemon's start-up rescan
+  start=$(date +%s.%N)
+  ip netns exec cobox-wb env COBOX_HOME="$w/b" "$bin/cobox" sync wan --peer "$id@10.77.2.1:9000" --once --no-relay \
+    >/dev/null 2>&1
+  end=$(date +%s.%N)
+  kill $up $relay; wait $up 2>/dev/null || true
+  diff -r -q "$src" "$w/dest" >/dev/null || { echo "delay $d ms: the copy differs" >&2; exit 1; }
+  # The comparison: one raw iroh stream moving the folder's size through the same relay.
+  ip netns exec cobox-wa "$bin/workflow" raw-sink 10.77.1.2:7778 >"$w/sink.out" &
+  sink=$!
+  "$bin/udpdelay" 10.77.2.1:9001 10.77.1.2:7778 10.77.1.1 "$d" &
+  relay=$!
+  for _ in $(seq 50); do grep -q listening "$w/sink.out" 2>/dev/null && break; sleep 0.1; done
+  sid=$(head -1 "$w/sink.out" | sed 's/^listening //; s/@.*//')
+  raw=$(ip netns exec cobox-wb "$bin/workflow" raw-send "$sid@10.77.2.1:9001" "$bytes" | sed 's/.*: \([0-9.]*\) s,.*/\1/')
+  kill $relay; wait $sink 2>/dev/null || true
+  python3 -c "t=$end-$start; r=$raw; print(f'round trip +{2*$d} ms: cobox sync {t:.2f} s = {$bytes/t/1e6:.1f} MB/s; one raw stream {r:.2f} s = {$bytes/r/1e6:.1f} MB/s; cobox at {100*r/t:.0f}% of the raw stream')"
+  rm -rf "$w"
+done
