@@ -5,10 +5,12 @@
 # (`cargo build --release -p cobox -p cobox-benches`).
 # Each delay also times one raw iroh stream moving the same bytes through the same relay.
 # usage: scripts/wan-bench.sh DIR [ONE-WAY DELAYS IN MS...]   (default 0 10 25 50)
+#        LOSS=1 scripts/wan-bench.sh ...   also drops 1% of datagrams each way
 set -euo pipefail
 src=$(realpath "$1"); shift
 delays=("${@:-0 10 25 50}"); delays=(${delays[@]})
 bin=$(realpath "$(dirname "$0")/../target/release")
+cobox=${COBOX_BIN:-$bin/cobox}   # another build to compare
 work=$(mktemp -d "${COBOX_BENCH_WORK:-/tmp}/wan.XXXXXX")
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
@@ -32,33 +34,34 @@ bytes=$(du -sb "$src" | cut -f1)
 echo "folder $src: $((bytes / 1048576)) MiB"
 for d in "${delays[@]}"; do
   w="$work/$d"; mkdir -p "$w"
-  COBOX_HOME="$w/a" "$bin/cobox" space create wan --path "$src" >/dev/null
-  COBOX_HOME="$w/a" "$bin/cobox" scan wan >/dev/null
-  ip netns exec cobox-wa env COBOX_HOME="$w/a" "$bin/cobox" up --bind 10.77.1.2:7777 --no-relay --interval 3600 \
+  COBOX_HOME="$w/a" "$cobox" space create wan --path "$src" >/dev/null
+  COBOX_HOME="$w/a" "$cobox" scan wan >/dev/null
+  ip netns exec cobox-wa env COBOX_HOME="$w/a" "$cobox" up --bind 10.77.1.2:7777 --no-relay --interval 3600 \
     >"$w/up.out" 2>/dev/null &
   up=$!
-  "$bin/udpdelay" 10.77.2.1:9000 10.77.1.2:7777 10.77.1.1 "$d" &
+  "$bin/udpdelay" 10.77.2.1:9000 10.77.1.2:7777 10.77.1.1 "$d" "${LOSS:-0}" &
   relay=$!
   for _ in $(seq 50); do grep -q listening "$w/up.out" 2>/dev/null && break; sleep 0.1; done
   id=$(head -1 "$w/up.out" | sed 's/^listening //; s/@.*//')
-  code=$(COBOX_HOME="$w/a" "$bin/cobox" --json invite wan | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')
-  COBOX_HOME="$w/b" "$bin/cobox" join "$code" --path "$w/dest" >/dev/null 2>&1
+  code=$(COBOX_HOME="$w/a" "$cobox" --json invite wan | python3 -c 'import json,sys; print(json.load(sys.stdin)["code"])')
+  COBOX_HOME="$w/b" "$cobox" join "$code" --path "$w/dest" >/dev/null 2>&1
   sleep 1 # the daemon's start-up rescan
   start=$(date +%s.%N)
-  ip netns exec cobox-wb env COBOX_HOME="$w/b" "$bin/cobox" sync wan --peer "$id@10.77.2.1:9000" --once --no-relay \
-    >/dev/null 2>&1
+  ip netns exec cobox-wb env COBOX_HOME="$w/b" "$cobox" sync wan --peer "$id@10.77.2.1:9000" --once --no-relay \
+    >/dev/null 2>"$w/sync.err" || { cat "$w/sync.err" >&2; exit 1; }
   end=$(date +%s.%N)
   kill $up $relay; wait $up 2>/dev/null || true
   diff -r -q "$src" "$w/dest" >/dev/null || { echo "delay $d ms: the copy differs" >&2; exit 1; }
   # The comparison: one raw iroh stream moving the folder's size through the same relay.
   ip netns exec cobox-wa "$bin/workflow" raw-sink 10.77.1.2:7778 >"$w/sink.out" &
   sink=$!
-  "$bin/udpdelay" 10.77.2.1:9001 10.77.1.2:7778 10.77.1.1 "$d" &
+  "$bin/udpdelay" 10.77.2.1:9001 10.77.1.2:7778 10.77.1.1 "$d" "${LOSS:-0}" &
   relay=$!
   for _ in $(seq 50); do grep -q listening "$w/sink.out" 2>/dev/null && break; sleep 0.1; done
   sid=$(head -1 "$w/sink.out" | sed 's/^listening //; s/@.*//')
-  raw=$(ip netns exec cobox-wb "$bin/workflow" raw-send "$sid@10.77.2.1:9001" "$bytes" | sed 's/.*: \([0-9.]*\) s,.*/\1/')
+  raw=$(ip netns exec cobox-wb "$bin/workflow" raw-send "$sid@10.77.2.1:9001" "$bytes" | sed 's/.*: \([0-9.]*\) s,.*/\1/') ||
+    { echo "delay $d ms: the raw stream failed" >&2; exit 1; }
   kill $relay; wait $sink 2>/dev/null || true
-  python3 -c "t=$end-$start; r=$raw; print(f'round trip +{2*$d} ms: cobox sync {t:.2f} s = {$bytes/t/1e6:.1f} MB/s; one raw stream {r:.2f} s = {$bytes/r/1e6:.1f} MB/s; cobox at {100*r/t:.0f}% of the raw stream')"
+  python3 -c "t=$end-$start; r=$raw; print(f'round trip +{2*$d} ms, loss ${LOSS:-0}%: cobox sync {t:.2f} s = {$bytes/t/1e6:.1f} MB/s; one raw stream {r:.2f} s = {$bytes/r/1e6:.1f} MB/s; cobox at {100*r/t:.0f}% of the raw stream')"
   rm -rf "$w"
 done

@@ -200,9 +200,19 @@ struct Reader {
 }
 
 impl Reader {
-    /// Fill `buf`, or fail if the peer sends nothing for [`STALL`].
+    /// Fill `buf`, or fail if the peer sends nothing for [`STALL`]. The limit is on silence,
+    /// not on the whole read: an 8 MiB blob over a slow link may take minutes.
     async fn read(&mut self, buf: &mut [u8]) -> Result<(), Error> {
-        tokio::time::timeout(STALL, self.recv.read_exact(buf)).await.map_err(|_| net("peer stalled"))?.map_err(net)
+        let mut filled = 0;
+        while filled < buf.len() {
+            match tokio::time::timeout(STALL, self.recv.read(&mut buf[filled..])).await {
+                Ok(Ok(Some(n))) => filled += n,
+                Ok(Ok(None)) => return Err(net("the peer ended the stream in the middle of a message")),
+                Ok(Err(e)) => return Err(net(e)),
+                Err(_) => return Err(net("peer stalled")),
+            }
+        }
+        Ok(())
     }
 
     async fn recv(&mut self) -> Result<Msg, Error> {
@@ -696,8 +706,12 @@ const LANES: u8 = 4;
 /// A blob on its way, with its id.
 type Outgoing = (BlobId, Vec<u8>);
 
-/// A lane's queue and the task writing it (which returns the bytes it sent).
-type Lane = (tokio::sync::mpsc::Sender<Outgoing>, tokio::task::JoinHandle<Result<u64, Error>>);
+/// The lanes of a transfer: one queue they all take from (a free lane takes the next blob, so
+/// a slow one holds up no other), and the tasks writing them (each returns the bytes it sent).
+struct Lanes {
+    queue: tokio::sync::mpsc::Sender<Outgoing>,
+    tasks: Vec<tokio::task::JoinHandle<Result<u64, Error>>>,
+}
 
 async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut SyncStats) -> Result<(), Error> {
     // Blobs are read on a blocking thread a few dozen ahead of the network.
@@ -716,68 +730,73 @@ async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut Sy
     });
     // Changes and chunk lists (sent first) go on the session's stream, so the receiver can plan
     // the files; the chunks go round-robin over the lanes.
-    let mut lanes: Vec<Lane> = Vec::new();
+    let mut lanes: Option<Lanes> = None;
     let mut result = Ok(());
-    let mut next = 0;
     while let Some((id, data)) = rx.recv().await {
         stats.sent_blobs += 1;
         stats.sent_bytes += data.len() as u64;
         let chunk = crate::crypto::blob_kind(&data).is_ok_and(|k| k == crate::crypto::BlobKind::Chunk);
-        if lanes.is_empty() && !chunk {
+        if lanes.is_none() && !chunk {
             if let Err(e) = io.out.send_blob(&id, data).await {
                 result = Err(e);
                 break;
             }
             continue;
         }
-        if lanes.is_empty() {
-            match open_lanes(io).await {
-                Ok(l) => lanes = l,
+        let lanes = match &mut lanes {
+            Some(l) => l,
+            None => match open_lanes(io).await {
+                Ok(l) => lanes.insert(l),
                 Err(e) => {
                     result = Err(e);
                     break;
                 }
-            }
-        }
-        // A lane that failed has dropped its receiver; its error is collected below.
-        if lanes[next % lanes.len()].0.send((id, data)).await.is_err() {
+            },
+        };
+        // Every lane failed (each drops its share of the queue); their errors are collected below.
+        if lanes.queue.send((id, data)).await.is_err() {
             break;
         }
-        next += 1;
     }
     drop(rx);
     let _ = reader.await;
-    for (lane, task) in lanes {
-        drop(lane);
-        match task.await {
-            Ok(Ok(n)) => io.lane_bytes += n,
-            Ok(Err(e)) => result = result.and(Err(e)),
-            Err(e) => result = result.and(Err(net(e))),
+    if let Some(Lanes { queue, tasks }) = lanes {
+        drop(queue);
+        for task in tasks {
+            match task.await {
+                Ok(Ok(n)) => io.lane_bytes += n,
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(e) => result = result.and(Err(net(e))),
+            }
         }
     }
     result
 }
 
-/// Announce and open the lanes, each with a task writing the blobs handed to it, then `Done`.
-async fn open_lanes(io: &mut Framed) -> Result<Vec<Lane>, Error> {
+/// Announce and open the lanes, each with a task that writes blobs from the shared queue
+/// until it is closed, then `Done`.
+async fn open_lanes(io: &mut Framed) -> Result<Lanes, Error> {
     io.send(&Msg::Lanes(LANES)).await?;
-    let mut lanes = Vec::new();
+    // A few blobs queued: the reader thread stays ahead, memory stays bounded.
+    let (queue, rx) = tokio::sync::mpsc::channel::<Outgoing>(usize::from(LANES));
+    let rx = Arc::new(Mutex::new(rx));
+    let mut tasks = Vec::new();
     for _ in 0..LANES {
         let send = io.conn.open_uni().await.map_err(net)?;
         let mut w = Writer { send, traffic: io.out.traffic.clone(), bytes: 0 };
-        // Two blobs queued per lane: the reader thread stays ahead, memory stays bounded.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(2);
-        let task = tokio::spawn(async move {
-            while let Some((id, data)) = rx.recv().await {
+        let rx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some((id, data)) = next else { break };
                 w.send_blob(&id, data).await?;
             }
             w.send(&Msg::Done).await?;
             let _ = w.send.finish();
             Ok(w.bytes)
-        });
-        lanes.push((tx, task));
+        }));
     }
-    Ok(lanes)
+    Ok(Lanes { queue, tasks })
 }
 
 /// What a lane reader hands back: blobs and bytes taken, or why it stopped.
@@ -845,8 +864,8 @@ async fn receive_until(
             }
         }
     });
-    let mut lanes: Vec<tokio::task::JoinHandle<LaneResult>> = Vec::new();
-    let mut net_result = loop {
+    let mut had_lanes = false;
+    let net_result = loop {
         match io.recv().await {
             Ok(Msg::Blob { id, data }) => {
                 if !wanted.contains(&id) {
@@ -858,10 +877,32 @@ async fn receive_until(
                     break Ok(()); // the worker stopped on a bad blob; its error is reported below
                 }
             }
-            Ok(Msg::Lanes(n)) if lanes.is_empty() && (1..=super::proto::MAX_LANES).contains(&n) => {
+            Ok(Msg::Lanes(n)) if !had_lanes && (1..=super::proto::MAX_LANES).contains(&n) => {
+                had_lanes = true;
+                let mut lanes = tokio::task::JoinSet::new();
                 for _ in 0..n {
                     let (conn, traffic, w, tx) = (io.conn.clone(), io.inn.traffic.clone(), wanted.clone(), tx.clone());
-                    lanes.push(tokio::spawn(read_lane(conn, traffic, w, tx)));
+                    lanes.spawn(read_lane(conn, traffic, w, tx));
+                }
+                // The session's stream is quiet until the lanes end (the sender's next message
+                // follows them), so it is not read, nor timed, meanwhile. A lane that fails ends
+                // the others.
+                let mut failed = None;
+                while let Some(r) = lanes.join_next().await {
+                    match r.unwrap_or_else(|e| Err(e.to_string())) {
+                        Ok((blobs, bytes, wire)) => {
+                            stats.received_blobs += blobs;
+                            stats.received_bytes += bytes;
+                            io.lane_bytes += wire;
+                        }
+                        Err(why) => {
+                            lanes.abort_all();
+                            failed = failed.or(Some(why));
+                        }
+                    }
+                }
+                if let Some(why) = failed {
+                    break Err(why);
                 }
             }
             Ok(Msg::Done) if until_done => break Ok(()),
@@ -872,9 +913,6 @@ async fn receive_until(
             }
             Ok(_) => break Err("unexpected message during transfer".to_owned()),
             Err(e) => {
-                for lane in &lanes {
-                    lane.abort();
-                }
                 drop(tx);
                 let _ = store.await;
                 // Keep what arrived: a broken connection resumes without re-sending it.
@@ -883,23 +921,6 @@ async fn receive_until(
             }
         }
     };
-    // The session's stream can run ahead of the lanes: the transfer ends when they have too.
-    for lane in lanes {
-        let r = if net_result.is_ok() {
-            lane.await.unwrap_or_else(|e| Err(e.to_string()))
-        } else {
-            lane.abort();
-            continue;
-        };
-        match r {
-            Ok((blobs, bytes, wire)) => {
-                stats.received_blobs += blobs;
-                stats.received_bytes += bytes;
-                io.lane_bytes += wire;
-            }
-            Err(why) => net_result = Err(why),
-        }
-    }
     drop(tx);
     let stored = store.await.map_err(|e| Error::Net(e.to_string()))?;
     if let Ok(n) = &stored {
