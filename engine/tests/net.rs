@@ -188,3 +188,94 @@ async fn matching_ledgers_are_not_resent() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Frames for a hand-driven session (the test plays a member that breaks the transfer rules).
+async fn send_msg(s: &mut iroh::endpoint::SendStream, m: &cobox_engine::sync::proto::Msg) {
+    s.write_all(&m.frame()).await.unwrap();
+}
+
+async fn recv_msg(r: &mut iroh::endpoint::RecvStream) -> cobox_engine::sync::proto::Msg {
+    let mut h = [0u8; 4];
+    r.read_exact(&mut h).await.unwrap();
+    let mut body = vec![0u8; u32::from_le_bytes(h) as usize];
+    r.read_exact(&mut body).await.unwrap();
+    cobox_engine::sync::proto::Msg::decode(&body).unwrap()
+}
+
+/// A member (it holds the space secret) that follows the protocol up to the transfer, then
+/// announces `lanes` and, when it opens one, sends a blob nobody asked for on it. The node
+/// must refuse, say why, and go on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_breaking_the_lane_rules_is_refused() {
+    use cobox_engine::sync::proto::{ALPN, Msg, Purpose, Role, prove};
+    let (ha, fa, seed_a, sa) = device(&[("kept.txt", b"still served\n")], None);
+    let inv = Home::invite(ha.path(), "s").unwrap();
+    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let space = sa.info().id;
+    let space_key = ed25519_dalek::SigningKey::from_bytes(&inv.secret[..32].try_into().unwrap());
+    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() };
+    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let a_addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
+        .with_addrs(a.bound().into_iter().map(iroh::TransportAddr::Ip));
+    for (lanes, expect) in [(200u8, "unexpected message"), (1, "unrequested blob")] {
+        let rogue = cobox_engine::sync::net::endpoint([66; 32], &cfg).await.unwrap();
+        let me = cobox_engine::DeviceId(*rogue.id().as_bytes());
+        let conn = rogue.connect(a_addr.clone(), ALPN).await.unwrap();
+        let (mut s, mut r) = conn.open_bi().await.unwrap();
+        let hello = Msg::Hello {
+            space,
+            device: me,
+            nonce: [1; 32],
+            role: Role::Member,
+            purpose: Purpose::Sync,
+            listen: Vec::new(),
+            ledger: [0; 32],
+        };
+        send_msg(&mut s, &hello).await;
+        let Msg::Hello { nonce, .. } = recv_msg(&mut r).await else { panic!("no Hello") };
+        send_msg(&mut s, &prove(&space_key, &space, &me, &a.device(), &nonce)).await;
+        assert!(matches!(recv_msg(&mut r).await, Msg::Proof { .. }));
+        send_msg(&mut s, &Msg::Ledger(Vec::new())).await;
+        assert!(matches!(recv_msg(&mut r).await, Msg::Ledger(_)));
+        // Hold nothing and want nothing: the node will want nothing from us either.
+        let mut rec = cobox_engine::sync::reconcile::Reconciler::new(Default::default());
+        send_msg(&mut s, &Msg::Reconcile(rec.start())).await;
+        loop {
+            let Msg::Reconcile(items) = recv_msg(&mut r).await else { panic!("expected Reconcile") };
+            if items.is_empty() {
+                break;
+            }
+            let out = rec.respond(&items);
+            let done = out.is_empty();
+            send_msg(&mut s, &Msg::Reconcile(out)).await;
+            if done {
+                break;
+            }
+        }
+        send_msg(&mut s, &Msg::Want(Vec::new())).await;
+        assert_eq!(recv_msg(&mut r).await, Msg::Want(Vec::new()));
+        // Our turn to send: break the rules.
+        send_msg(&mut s, &Msg::Lanes(lanes)).await;
+        if lanes == 1 {
+            let mut lane = conn.open_uni().await.unwrap();
+            let junk =
+                Msg::Blob { id: cobox_engine::BlobId(*blake3::hash(b"junk").as_bytes()), data: b"junk".to_vec() };
+            send_msg(&mut lane, &junk).await;
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(20), recv_msg(&mut r)).await.unwrap();
+        let Msg::Refused { reason } = answer else { panic!("not refused: {answer:?}") };
+        assert!(reason.contains(expect), "{reason}");
+        conn.close(0u32.into(), b"done");
+        rogue.close().await;
+    }
+    // The node still serves members.
+    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(30), b.sync_until_converged(&space, a_addr, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stats.received_blobs >= 2);
+    assert_eq!(std::fs::read(fb.path().join("kept.txt")).unwrap(), std::fs::read(fa.path().join("kept.txt")).unwrap());
+    b.shutdown().await;
+    a.shutdown().await;
+}
