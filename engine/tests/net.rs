@@ -35,6 +35,48 @@ fn device(
     (home, folder, seed, s)
 }
 
+/// What [`device`] returns.
+type Device = (tempfile::TempDir, tempfile::TempDir, [u8; 32], Space);
+
+/// A device with `file` in a new space, and a second device joined by its invite.
+fn pair(file: (&str, &[u8])) -> (Device, Device, cobox_engine::codes::Invite) {
+    let a = device(&[file], None);
+    let inv = Home::invite(a.0.path(), "s").unwrap();
+    let b = device(&[], Some(&inv));
+    (a, b, inv)
+}
+
+/// Loopback only: no relay, no LAN discovery.
+fn loopback() -> NetConfig {
+    NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() }
+}
+
+/// A node's id, with no address.
+fn id_of(node: &Node) -> iroh::EndpointAddr {
+    iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(node.device().as_bytes()).unwrap())
+}
+
+/// A node's id and the sockets it is bound to.
+fn direct(node: &Node) -> iroh::EndpointAddr {
+    id_of(node).with_addrs(node.bound().into_iter().map(iroh::TransportAddr::Ip))
+}
+
+/// `b` syncs from `addr` within `secs` and ends with `name` as in `from`.
+async fn syncs_file(
+    b: &Node,
+    space: &cobox_engine::SpaceId,
+    addr: iroh::EndpointAddr,
+    secs: u64,
+    from: &std::path::Path,
+    to: &std::path::Path,
+    name: &str,
+) {
+    let stats =
+        tokio::time::timeout(Duration::from_secs(secs), b.sync_until_converged(space, addr, 4)).await.unwrap().unwrap();
+    assert!(stats.received_blobs >= 2, "{stats:?}");
+    assert_eq!(std::fs::read(to.join(name)).unwrap(), std::fs::read(from.join(name)).unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
     let (certs, server_config) = iroh_relay::server::testing::self_signed_tls_certs_and_config();
@@ -47,9 +89,7 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
     config.relay = Some(relay);
     let server = iroh_relay::server::Server::spawn(config).await.unwrap();
     let url: iroh::RelayUrl = format!("https://{}", server.https_addr().unwrap()).parse().unwrap();
-    let (ha, fa, seed_a, sa) = device(&[("hello.txt", b"over the relay\n")], None);
-    let inv = Home::invite(ha.path(), "s").unwrap();
-    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), _) = pair(("hello.txt", b"over the relay\n"));
     let space = sa.info().id;
     let cfg = NetConfig {
         bind: Some("127.0.0.1:0".parse().unwrap()),
@@ -61,15 +101,7 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
     // Dial by id and relay URL only: no IP address of A is given to B.
-    let addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
-        .with_relay_url(url.clone());
-    let stats =
-        tokio::time::timeout(Duration::from_secs(60), b.sync_until_converged(&space, addr, 4)).await.unwrap().unwrap();
-    assert!(stats.received_blobs >= 2, "{stats:?}");
-    assert_eq!(
-        std::fs::read(fb.path().join("hello.txt")).unwrap(),
-        std::fs::read(fa.path().join("hello.txt")).unwrap()
-    );
+    syncs_file(&b, &space, id_of(&a).with_relay_url(url.clone()), 60, fa.path(), fb.path(), "hello.txt").await;
     b.shutdown().await;
     a.shutdown().await;
     drop(server);
@@ -77,14 +109,11 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_stalling_peers_do_not_stop_the_node() {
-    let (ha, fa, seed_a, sa) = device(&[("doc.txt", b"still served\n")], None);
-    let inv = Home::invite(ha.path(), "s").unwrap();
-    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), _) = pair(("doc.txt", b"still served\n"));
     let space = sa.info().id;
-    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() };
+    let cfg = loopback();
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
-    let a_addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
-        .with_addrs(a.bound().into_iter().map(iroh::TransportAddr::Ip));
+    let a_addr = direct(&a);
 
     // A stranger connects with the right ALPN: one stalls, one claims a 4 GiB frame, one sends noise.
     let stranger = cobox_engine::sync::net::endpoint([42; 32], &cfg).await.unwrap();
@@ -103,12 +132,7 @@ async fn garbage_and_stalling_peers_do_not_stop_the_node() {
 
     // A member still syncs while the staller is connected.
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
-    let stats = tokio::time::timeout(Duration::from_secs(30), b.sync_until_converged(&space, a_addr, 4))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stats.received_blobs >= 2);
-    assert_eq!(std::fs::read(fb.path().join("doc.txt")).unwrap(), std::fs::read(fa.path().join("doc.txt")).unwrap());
+    syncs_file(&b, &space, a_addr, 30, fa.path(), fb.path(), "doc.txt").await;
     drop((stall, huge, noise));
     b.shutdown().await;
     a.shutdown().await;
@@ -117,19 +141,13 @@ async fn garbage_and_stalling_peers_do_not_stop_the_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_on_one_lan_find_each_other_by_id_alone() {
-    let (ha, fa, seed_a, sa) = device(&[("lan.txt", b"found by mDNS\n")], None);
-    let inv = Home::invite(ha.path(), "s").unwrap();
-    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), _) = pair(("lan.txt", b"found by mDNS\n"));
     let space = sa.info().id;
     // No relay, no address given: only mDNS can tell B where A is.
     let cfg = NetConfig { no_relay: true, lan_discovery: true, ..Default::default() };
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
-    let addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap());
-    let stats =
-        tokio::time::timeout(Duration::from_secs(60), b.sync_until_converged(&space, addr, 4)).await.unwrap().unwrap();
-    assert!(stats.received_blobs >= 2, "{stats:?}");
-    assert_eq!(std::fs::read(fb.path().join("lan.txt")).unwrap(), std::fs::read(fa.path().join("lan.txt")).unwrap());
+    syncs_file(&b, &space, id_of(&a), 60, fa.path(), fb.path(), "lan.txt").await;
     b.shutdown().await;
     a.shutdown().await;
 }
@@ -138,9 +156,7 @@ async fn devices_on_one_lan_find_each_other_by_id_alone() {
 /// sends none of it, and one after a change sends it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matching_ledgers_are_not_resent() {
-    let (ha, _fa, seed_a, sa) = device(&[("a.txt", b"ledger test\n")], None);
-    let inv = Home::invite(ha.path(), "s").unwrap();
-    let (_hb, _fb, seed_b, sb) = device(&[], Some(&inv));
+    let ((_ha, _fa, seed_a, sa), (_hb, _fb, seed_b, sb), _) = pair(("a.txt", b"ledger test\n"));
     let space = sa.info().id;
     // 60 proposals with long terms: a ledger of over 50 KB.
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
@@ -168,11 +184,9 @@ async fn matching_ledgers_are_not_resent() {
     let ledger_len = sa.ledger().bytes().unwrap().len() as u64;
     assert!(ledger_len > 50_000, "{ledger_len}");
     let (ledger_a, ledger_b) = (sa.ledger(), sb.ledger());
-    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() };
-    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
-    let a_addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
-        .with_addrs(a.bound().into_iter().map(iroh::TransportAddr::Ip));
+    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &loopback(), quiet()).await.unwrap();
+    let a_addr = direct(&a);
     let first = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(first.wire_bytes > ledger_len, "the first session carries the ledger: {first:?}");
     assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
@@ -208,15 +222,12 @@ async fn recv_msg(r: &mut iroh::endpoint::RecvStream) -> cobox_engine::sync::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_breaking_the_lane_rules_is_refused() {
     use cobox_engine::sync::proto::{ALPN, Msg, Purpose, Role, prove};
-    let (ha, fa, seed_a, sa) = device(&[("kept.txt", b"still served\n")], None);
-    let inv = Home::invite(ha.path(), "s").unwrap();
-    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), inv) = pair(("kept.txt", b"still served\n"));
     let space = sa.info().id;
     let space_key = ed25519_dalek::SigningKey::from_bytes(&inv.secret[..32].try_into().unwrap());
-    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() };
+    let cfg = loopback();
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
-    let a_addr = iroh::EndpointAddr::new(iroh::PublicKey::from_bytes(a.device().as_bytes()).unwrap())
-        .with_addrs(a.bound().into_iter().map(iroh::TransportAddr::Ip));
+    let a_addr = direct(&a);
     for (lanes, expect) in [(200u8, "unexpected message"), (1, "unrequested blob")] {
         let rogue = cobox_engine::sync::net::endpoint([66; 32], &cfg).await.unwrap();
         let me = cobox_engine::DeviceId(*rogue.id().as_bytes());
@@ -270,12 +281,7 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
     }
     // The node still serves members.
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
-    let stats = tokio::time::timeout(Duration::from_secs(30), b.sync_until_converged(&space, a_addr, 4))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(stats.received_blobs >= 2);
-    assert_eq!(std::fs::read(fb.path().join("kept.txt")).unwrap(), std::fs::read(fa.path().join("kept.txt")).unwrap());
+    syncs_file(&b, &space, a_addr, 30, fa.path(), fb.path(), "kept.txt").await;
     b.shutdown().await;
     a.shutdown().await;
 }
