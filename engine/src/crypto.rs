@@ -224,6 +224,12 @@ pub fn blob_kind(blob: &[u8]) -> Result<BlobKind, OpenError> {
     parse_header(blob).map(|(k, _, _)| k)
 }
 
+/// Whether a sealed blob declares itself a chunk (file content, as opposed to the changes and
+/// chunk lists a receiver needs first).
+pub fn is_chunk(blob: &[u8]) -> bool {
+    blob_kind(blob).is_ok_and(|k| k == BlobKind::Chunk)
+}
+
 /// Check a change blob's space signature. Needs only the space id, so seeders can run it.
 pub fn verify_change_signature(space: &SpaceId, blob: &[u8]) -> Result<(), OpenError> {
     let (kind, _, _) = parse_header(blob)?;

@@ -380,7 +380,10 @@ impl Home {
         let book = Self::peers_at(root)?;
         let mut out: Vec<crate::codes::PeerAddr> = Vec::new();
         for device in named {
-            if device == *me || out.iter().any(|p| p.device == device) || out.len() == INVITE_EXTRA_PEERS {
+            if out.len() == INVITE_EXTRA_PEERS {
+                break;
+            }
+            if device == *me || out.iter().any(|p| p.device == device) {
                 continue;
             }
             if let Some(addrs) = book.get(&device.to_string()).filter(|a| !a.is_empty()) {

@@ -96,4 +96,12 @@ impl LedgerFile {
             Err(e) => Err(Error::io(&self.path, e)),
         }
     }
+
+    /// [`LedgerFile::bytes`] for a peer whose ledger has heads digest `theirs`: nothing when
+    /// ours has the same (it lacks nothing). One read of the file.
+    pub fn bytes_unless(&self, theirs: &[u8; 32]) -> Result<Vec<u8>, Error> {
+        let bytes = self.bytes()?;
+        let same = Ledger::load(&bytes).is_ok_and(|mut l| l.digest() == *theirs);
+        Ok(if same { Vec::new() } else { bytes })
+    }
 }

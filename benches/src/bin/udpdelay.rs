@@ -33,7 +33,10 @@ fn lose(state: &mut u64, loss: f64) -> bool {
 fn delayed_sender(sock: Arc<UdpSocket>, loss: f64) -> UnboundedSender<Delayed> {
     let (tx, mut rx) = unbounded_channel::<Delayed>();
     tokio::spawn(async move {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(Instant::now().elapsed().subsec_nanos());
+        // Each direction its own seed (the clock and its socket's port), so drops do not pair up.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let port = sock.local_addr().map_or(0, |a| a.port());
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (u64::from(nanos) << 16) ^ u64::from(port);
         let mut queue: VecDeque<Delayed> = VecDeque::new();
         loop {
             let Some(&(due, _, _)) = queue.front() else {

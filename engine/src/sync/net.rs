@@ -509,8 +509,7 @@ async fn recv_ledger(io: &mut Framed) -> Result<Vec<u8>, Error> {
 
 /// Send our ledger, or an empty one when the peer's `Hello` showed the same heads.
 async fn send_ledger(io: &mut Framed, ledger: &LedgerFile, peer: &PeerHello) -> Result<(), Error> {
-    let bytes = if ledger.digest().ok() == Some(peer.ledger) { Vec::new() } else { ledger.bytes()? };
-    io.send(&Msg::Ledger(bytes)).await
+    io.send(&Msg::Ledger(ledger.bytes_unless(&peer.ledger)?)).await
 }
 
 /// Receive the peer's ledger and merge it; a ledger that does not load ends the session.
@@ -729,14 +728,13 @@ async fn send_blobs(held: &Held, io: &mut Framed, ids: &[BlobId], stats: &mut Sy
         }
     });
     // Changes and chunk lists (sent first) go on the session's stream, so the receiver can plan
-    // the files; the chunks go round-robin over the lanes.
+    // the files; the chunks go over the lanes, each taking the next as it is free.
     let mut lanes: Option<Lanes> = None;
     let mut result = Ok(());
     while let Some((id, data)) = rx.recv().await {
         stats.sent_blobs += 1;
         stats.sent_bytes += data.len() as u64;
-        let chunk = crate::crypto::blob_kind(&data).is_ok_and(|k| k == crate::crypto::BlobKind::Chunk);
-        if lanes.is_none() && !chunk {
+        if lanes.is_none() && !crate::crypto::is_chunk(&data) {
             if let Err(e) = io.out.send_blob(&id, data).await {
                 result = Err(e);
                 break;
@@ -958,7 +956,7 @@ const STREAM_FROM: usize = 64;
 /// Returns the changes applied on the way.
 fn receive_member(
     s: &Arc<Mutex<Space>>,
-    rx: &mut tokio::sync::mpsc::Receiver<(BlobId, Vec<u8>)>,
+    rx: &mut tokio::sync::mpsc::Receiver<Outgoing>,
     stream: bool,
 ) -> Result<usize, Error> {
     let mut streaming = None;
@@ -967,7 +965,7 @@ fn receive_member(
         while let Some((id, data)) = rx.blocking_recv() {
             let mut space = s.blocking_lock();
             space.receive_blob(&id, &data)?;
-            if !began && crate::crypto::blob_kind(&data).is_ok_and(|k| k == crate::crypto::BlobKind::Chunk) {
+            if !began && crate::crypto::is_chunk(&data) {
                 began = true;
                 // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
                 streaming = space.begin_streaming().ok();
