@@ -285,3 +285,38 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A first sync of thousands of small files, the shape of a source tree or a mail folder. Each
+/// small blob used to go out in its own small packet, and while the receiver paused reading
+/// (planning the files) noq failed the connection: "too many gaps in stream buffer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_small_files_sync_in_one_go() {
+    let (home_a, fa) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let n = 12000;
+    for i in 0..n {
+        let dir = fa.path().join(format!("d{:02}", i / 1000));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:05}.txt")), format!("small file {i}\n").repeat(1 + i % 9)).unwrap();
+    }
+    let h = Home::open(home_a.path()).unwrap();
+    h.create_space("s", fa.path()).unwrap();
+    let mut sa = h.open_space("s").unwrap();
+    sa.scan(&NoProgress).unwrap();
+    let seed_a = h.device_seed();
+    drop(h);
+    let inv = Home::invite(home_a.path(), "s").unwrap();
+    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let space = sa.info().id;
+    let cfg = loopback();
+    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    // One session, no retries: the first must carry everything.
+    let stats = tokio::time::timeout(Duration::from_secs(240), b.sync_once(&space, direct(&a))).await.unwrap().unwrap();
+    assert!(stats.received_blobs > n as u64, "{stats:?}");
+    for i in (0..n).step_by(97).chain([n - 1]) {
+        let rel = format!("d{:02}/f{i:05}.txt", i / 1000);
+        assert_eq!(std::fs::read(fb.path().join(&rel)).unwrap(), std::fs::read(fa.path().join(&rel)).unwrap(), "{rel}");
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+}

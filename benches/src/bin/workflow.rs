@@ -9,7 +9,7 @@
 //! target/release/workflow sync DIR       # two devices on loopback vs one raw iroh stream of the same bytes
 //! target/release/workflow sync-small N   # the same for N small files
 //! target/release/workflow reconcile N D  # two N-id sets differing by D: bytes and time
-//! target/release/workflow idle N         # the daemon idle with an N-file space: CPU and RSS
+//! target/release/workflow idle N         # daemons idle with an N-file space, alone and paired: CPU and RSS
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -418,9 +418,14 @@ struct Up {
 
 impl Up {
     fn start(c: &Cobox) -> Result<Self> {
+        Self::start_every(c, 3600)
+    }
+
+    /// A daemon that syncs with the peers it knows every `interval` seconds.
+    fn start_every(c: &Cobox, interval: u64) -> Result<Self> {
         use std::io::BufRead;
         let mut child = c
-            .cmd(&["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", "3600"])
+            .cmd(&["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", &interval.to_string()])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()?;
@@ -628,19 +633,56 @@ fn idle(n: usize) -> Result<()> {
     c.run(&["scan", "bench"])?;
     let up = Up::start(&c)?;
     std::thread::sleep(Duration::from_secs(5));
-    let pid = up.child.id().to_string();
-    let before = cpu_ticks(&pid);
     let secs = 30;
-    std::thread::sleep(Duration::from_secs(secs));
-    let ticks = cpu_ticks(&pid) - before;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("").to_owned();
+    let (cpu, rss) = idle_cpu(&[&up], secs);
+    println!("daemon idle with a {n}-file space for {secs} s, no peers: {:.2}% of one core, {}", cpu[0], rss[0]);
+
+    // A second device: the first sync, then one with nothing to do, then both daemons up and
+    // syncing with each other every 10 s (a short interval, so a minute holds several rounds).
+    let (inv, _) = c.run(&["invite", "bench"])?;
+    let code = inv["code"].as_str().context("code")?.to_owned();
+    let b = Cobox::new(work.path().join("home-b"))?;
+    let dest = work.path().join("dest");
+    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    let once = ["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"];
+    let (_, first) = b.run(&once)?;
+    let a_cpu = cpu_ticks(&up.child.id().to_string());
+    let (_, again) = b.run(&once)?;
+    let a_cpu = cpu_ticks(&up.child.id().to_string()) - a_cpu;
     println!(
-        "daemon idle with a {n}-file space for {secs} s: {:.2}% of one core ({ticks} clock ticks), {}",
-        ticks as f64 / (secs as f64 * 100.0) * 100.0,
-        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        "second device: first sync {:.2} s; a sync with nothing to do {:.2} s (the daemon's side {:.2} CPU-s)",
+        first.wall.as_secs_f64(),
+        again.wall.as_secs_f64(),
+        a_cpu as f64 / 100.0
+    );
+    drop(up);
+    let ua = Up::start_every(&c, 10)?;
+    let ub = Up::start_every(&b, 10)?;
+    std::thread::sleep(Duration::from_secs(15));
+    let secs = 60;
+    let (cpu, rss) = idle_cpu(&[&ua, &ub], secs);
+    println!(
+        "two daemons idle, syncing every 10 s, for {secs} s: {:.2}% and {:.2}% of one core, {} and {}",
+        cpu[0], cpu[1], rss[0], rss[1]
     );
     Ok(())
+}
+
+/// CPU (% of one core) and resident memory of running daemons over `secs` seconds.
+fn idle_cpu(ups: &[&Up], secs: u64) -> (Vec<f64>, Vec<String>) {
+    let pids: Vec<String> = ups.iter().map(|u| u.child.id().to_string()).collect();
+    let before: Vec<u64> = pids.iter().map(|p| cpu_ticks(p)).collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    let cpu = pids.iter().zip(&before).map(|(p, b)| (cpu_ticks(p) - b) as f64 / secs as f64).collect();
+    let rss = pids
+        .iter()
+        .map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+            let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("");
+            rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    (cpu, rss)
 }
 
 /// A ledger of `n` entries (agreements with acceptance and audits): open and verify time.

@@ -31,6 +31,19 @@ fn net(e: impl std::fmt::Display) -> Error {
     Error::Net(e.to_string())
 }
 
+/// A network error with its causes: noq says only "connection lost" and keeps the reason
+/// (a timeout, the peer's close code, a transport error) in its source.
+fn net_err(e: impl std::error::Error) -> Error {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    Error::Net(msg)
+}
+
 /// Where the endpoint listens and which relays it uses.
 #[derive(Debug, Clone, Default)]
 pub struct NetConfig {
@@ -96,10 +109,9 @@ pub fn parse_peer(s: &str) -> Result<EndpointAddr, Error> {
 pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint, Error> {
     // A peer that vanishes (power cut, network gone) is noticed after IDLE with no packet;
     // keep-alives every third of it keep a quiet but live connection open.
-    // Flow-control windows stay at noq's defaults (1.25 MB per stream): at 4 MiB a loopback
-    // sync broke off with "too many gaps in stream buffer" (noq-proto 1.4 keeps at most 1,024
-    // out-of-order pieces per stream), see docs/benchmarks.md. Transfers use several streams
-    // (lanes) instead, each within the window.
+    // Flow-control windows stay at noq's defaults (1.25 MB per stream): larger ones break
+    // off (see Writer), and 1 MiB made loopback syncs slower and less even (3.2-5.2 s against
+    // 3.2-3.9 s, docs/benchmarks.md). Transfers use several streams (lanes) instead.
     let transport = iroh::endpoint::QuicTransportConfig::builder()
         .keep_alive_interval(IDLE / 3)
         .default_path_keep_alive_interval(IDLE / 3)
@@ -126,9 +138,9 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint
         b = b.ca_tls_config(iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots));
     }
     if let Some(addr) = cfg.bind {
-        b = b.bind_addr(addr).map_err(net)?;
+        b = b.bind_addr(addr).map_err(net_err)?;
     }
-    let ep = b.bind().await.map_err(net)?;
+    let ep = b.bind().await.map_err(net_err)?;
     if cfg.lan_discovery {
         // A network without multicast only loses LAN discovery; addresses and relays still work.
         match iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("cobox").build(ep.id()) {
@@ -165,25 +177,68 @@ pub struct PeerSeen {
 }
 
 /// Frames out on one QUIC stream, counting bytes.
+///
+/// Small blobs are gathered into writes of [`GATHER`] bytes. noq-proto 1.4.0 fails a connection
+/// ("too many gaps in stream buffer") when a stream holds over 1,024 received packets that it
+/// cannot merge, and it never merges well-filled ones, however small. Written one by one,
+/// small blobs left a sender that reads them from disk as small packets; a receiver that paused
+/// reading for a moment (planning 10,000 new files) then held thousands, and a first sync of a
+/// folder of 10,000 small files failed every time. Gathered, they go out as full packets, and a
+/// 1.25 MB window holds ~1,090 of those: too few for noq to compact (it does at 2,048 pieces, or
+/// when packets are mostly empty). quinn fixed the merging upstream (quinn-rs/quinn#2814); noq
+/// 1.4.0 does not have it. The wire format is unchanged: only how writes are grouped.
 struct Writer {
     send: SendStream,
     traffic: Arc<Traffic>,
     bytes: u64,
+    /// Small blob frames not yet written.
+    gathered: Vec<u8>,
 }
 
+/// Small blob frames are written together once they reach this many bytes.
+const GATHER: usize = 64 << 10;
+
 impl Writer {
+    fn new(send: SendStream, traffic: Arc<Traffic>) -> Self {
+        Self { send, traffic, bytes: 0, gathered: Vec::new() }
+    }
+
+    /// Send a message now, after any gathered blobs.
     async fn send(&mut self, m: &Msg) -> Result<(), Error> {
         let f = m.frame();
         self.count_sent(f.len());
-        self.send.write_all(&f).await.map_err(net)
+        self.flush().await?;
+        self.send.write_all(&f).await.map_err(net_err)
     }
 
-    /// Send one blob without copying it into a message: its head, then the data as it is.
+    /// Send one blob. A large one goes out as it is, without being copied into a message; a
+    /// small one is gathered with the next, and written with them or before the next message.
     async fn send_blob(&mut self, id: &BlobId, data: Vec<u8>) -> Result<(), Error> {
         let head = super::proto::blob_head(id, data.len());
         self.count_sent(head.len() + data.len());
-        self.send.write_all(&head).await.map_err(net)?;
-        self.send.write_chunk(bytes::Bytes::from(data)).await.map_err(net)
+        if head.len() + data.len() < GATHER {
+            self.gathered.extend_from_slice(&head);
+            self.gathered.extend_from_slice(&data);
+            return if self.gathered.len() >= GATHER { self.flush().await } else { Ok(()) };
+        }
+        self.flush().await?;
+        self.send.write_all(&head).await.map_err(net_err)?;
+        self.send.write_chunk(bytes::Bytes::from(data)).await.map_err(net_err)
+    }
+
+    /// Write the gathered blobs.
+    async fn flush(&mut self) -> Result<(), Error> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::replace(&mut self.gathered, Vec::with_capacity(GATHER + (GATHER >> 2)));
+        self.send.write_chunk(bytes::Bytes::from(out)).await.map_err(net_err)
+    }
+
+    /// Write what is gathered and end the stream.
+    async fn finish(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.send.finish();
     }
 
     fn count_sent(&mut self, n: usize) {
@@ -208,7 +263,7 @@ impl Reader {
             match tokio::time::timeout(STALL, self.recv.read(&mut buf[filled..])).await {
                 Ok(Ok(Some(n))) => filled += n,
                 Ok(Ok(None)) => return Err(net("the peer ended the stream in the middle of a message")),
-                Ok(Err(e)) => return Err(net(e)),
+                Ok(Err(e)) => return Err(net_err(e)),
                 Err(_) => return Err(net("peer stalled")),
             }
         }
@@ -277,7 +332,7 @@ struct Framed {
 impl Framed {
     fn new(conn: &Connection, send: SendStream, recv: RecvStream, traffic: &Arc<Traffic>) -> Self {
         Self {
-            out: Writer { send, traffic: traffic.clone(), bytes: 0 },
+            out: Writer::new(send, traffic.clone()),
             inn: Reader { recv, traffic: traffic.clone(), bytes: 0 },
             conn: conn.clone(),
             pending: None,
@@ -290,14 +345,16 @@ impl Framed {
     }
 
     async fn recv(&mut self) -> Result<Msg, Error> {
+        // Whatever we gathered may be what the peer waits for before it answers.
+        self.out.flush().await?;
         match self.pending.take() {
             Some(m) => Ok(m),
             None => self.inn.recv().await,
         }
     }
 
-    fn finish(&mut self) {
-        let _ = self.out.send.finish();
+    async fn finish(&mut self) {
+        self.out.finish().await;
     }
 
     /// Bytes sent and received in this session, lanes included.
@@ -307,7 +364,7 @@ impl Framed {
 
     async fn refuse(&mut self, reason: String) -> Error {
         let _ = self.send(&Msg::Refused { reason: reason.clone() }).await;
-        self.finish();
+        self.finish().await;
         Error::Refused(reason)
     }
 }
@@ -682,7 +739,7 @@ async fn transfer(
         let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
         send_blobs(held, io, &sendable(theirs), &mut stats).await?;
         io.send(&Msg::Done).await?;
-        io.finish();
+        io.finish().await;
         // Closing now could drop the Done in flight: wait until the listener ends its side,
         // which it does once it has read everything, or refuses what we sent (a seeder's quota).
         if let Ok(Err(e @ Error::Refused(_))) = tokio::time::timeout(STALL, io.recv()).await {
@@ -694,7 +751,7 @@ async fn transfer(
         io.send(&Msg::Want(want.clone())).await?;
         receive_until(held, io, &want, &mut stats, true, quota).await?;
     }
-    io.finish();
+    io.finish().await;
     stats.wire_bytes = io.wire_bytes();
     Ok(stats)
 }
@@ -780,8 +837,8 @@ async fn open_lanes(io: &mut Framed) -> Result<Lanes, Error> {
     let rx = Arc::new(Mutex::new(rx));
     let mut tasks = Vec::new();
     for _ in 0..LANES {
-        let send = io.conn.open_uni().await.map_err(net)?;
-        let mut w = Writer { send, traffic: io.out.traffic.clone(), bytes: 0 };
+        let send = io.conn.open_uni().await.map_err(net_err)?;
+        let mut w = Writer::new(send, io.out.traffic.clone());
         let rx = rx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -790,7 +847,7 @@ async fn open_lanes(io: &mut Framed) -> Result<Lanes, Error> {
                 w.send_blob(&id, data).await?;
             }
             w.send(&Msg::Done).await?;
-            let _ = w.send.finish();
+            w.finish().await;
             Ok(w.bytes)
         }));
     }
@@ -929,7 +986,7 @@ async fn receive_until(
         let _ = held.flush().await;
         let why = reason(&e);
         let _ = io.send(&Msg::Refused { reason: why.clone() }).await;
-        io.finish();
+        io.finish().await;
         // Read on (and drop) what the peer is still sending, so its writes complete and it reads
         // the refusal rather than a broken connection. Bounded: a peer cannot keep us here.
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
@@ -1033,7 +1090,7 @@ async fn audit_challenge(
     let Msg::AuditAnswer { answers, stored_bytes } = io.recv().await? else {
         return Err(io.refuse("expected an audit answer".into()).await);
     };
-    io.finish();
+    io.finish().await;
     let mine = mine.await.map_err(|e| Error::Net(e.to_string()))?;
     // Blobs we cannot read ourselves are not counted either way.
     let (expected, theirs): (Vec<[u8; 32]>, Vec<Option<[u8; 32]>>) = mine
@@ -1069,7 +1126,7 @@ async fn audit_answer(seed: &Arc<Mutex<Seed>>, io: &mut Framed) -> Result<(), Er
     .await
     .map_err(|e| Error::Net(e.to_string()))?;
     io.send(&Msg::AuditAnswer { answers, stored_bytes }).await?;
-    io.finish();
+    io.finish().await;
     Ok(())
 }
 
@@ -1354,8 +1411,8 @@ impl Node {
     ) -> Result<(Connection, Framed, Held, PeerHello, (LedgerFile, LedgerView)), Error> {
         let held = self.sh.get(space).ok_or_else(|| Error::SpaceNotFound(space.to_string()))?;
         let peer_id = DeviceId(*peer.id.as_bytes());
-        let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net)?;
-        let (send, recv) = conn.open_bi().await.map_err(net)?;
+        let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net_err)?;
+        let (send, recv) = conn.open_bi().await.map_err(net_err)?;
         let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
         if let Held::Member(s) = &held {
             s.lock().await.scan(&crate::NoProgress)?;
