@@ -45,7 +45,7 @@ pub use materialize::{MaterializeReport, conflict_name, conflict_original};
 pub use restore::{At, RestoreReport};
 pub use scan::ScanReport;
 pub use space::Keep;
-pub use space::{GcReport, HistoryItem, Pending, Space, Status, VerifyReport};
+pub use space::{ChangeFlag, GcReport, HistoryItem, Pending, Space, Status, VerifyReport};
 
 /// Fill `buf` from the operating system's random source.
 pub fn random_bytes(buf: &mut [u8]) {

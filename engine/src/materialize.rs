@@ -250,6 +250,8 @@ impl Space {
             }
         }
         self.write_scan_cache(&updates)?;
+        // Until changes arrive, another pass would find nothing to do.
+        self.folder_current = report.waiting.is_empty() && report.refused.is_empty();
         Ok((report, planned))
     }
 

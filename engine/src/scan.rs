@@ -234,6 +234,20 @@ impl Space {
 
     /// Record the folder's local changes in the manifest.
     pub fn scan(&mut self, progress: &dyn Progress) -> Result<crate::ScanReport, Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        // Lowered first: a change seen while this scan runs may be missed by it, and raises
+        // the flag again for the next.
+        if let Some(flag) = &self.changed {
+            flag.store(false, SeqCst);
+        }
+        let r = self.scan_folder(progress);
+        if let (Err(_), Some(flag)) = (&r, &self.changed) {
+            flag.store(true, SeqCst);
+        }
+        r
+    }
+
+    fn scan_folder(&mut self, progress: &dyn Progress) -> Result<crate::ScanReport, Error> {
         let start_ns = crate::now_ms().saturating_mul(1_000_000);
         let root = self.info.path.clone();
         if !root.is_dir() {

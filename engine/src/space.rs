@@ -31,7 +31,15 @@ pub struct Space {
     included: HashSet<BlobId>,
     /// Change blobs applied to the in-memory manifest.
     applied: HashSet<BlobId>,
+    /// The last materialiser pass left nothing to do (nothing waiting, nothing refused) and no
+    /// change was applied since: a session that brings none need not walk the folder again.
+    pub(crate) folder_current: bool,
+    /// Set when the folder may have changed since the last scan; `None`: always assume so.
+    pub(crate) changed: Option<ChangeFlag>,
 }
+
+/// Raised by whoever watches a space's folder when it may have changed since the last scan.
+pub type ChangeFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 /// Which version of a conflicted file to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,9 +196,35 @@ impl Space {
             device,
             applied: included.clone(),
             included,
+            changed: None,
+            folder_current: false,
         };
         space.apply_stored_changes()?;
         Ok(space)
+    }
+
+    /// From now on [`Space::scan_if_changed`] scans only after the returned flag is raised: hand
+    /// it to a folder watcher. It starts raised, so the next call scans. A one-shot command
+    /// that has just scanned can keep it to itself, so its sessions do not scan again.
+    pub fn scan_when_flagged(&mut self) -> ChangeFlag {
+        let flag = ChangeFlag::new(std::sync::atomic::AtomicBool::new(true));
+        self.changed = Some(flag.clone());
+        flag
+    }
+
+    /// Go back to scanning before every session (the watch on the folder failed).
+    pub fn scan_always(&mut self) {
+        self.changed = None;
+    }
+
+    /// Scan, unless the folder is watched and nothing changed since the last scan. Sessions
+    /// call this before telling a peer what this device holds; with 100,000 files a scan costs
+    /// about half a second, on both sides of every session.
+    pub fn scan_if_changed(&mut self) -> Result<Option<crate::ScanReport>, Error> {
+        match &self.changed {
+            Some(flag) if !flag.load(std::sync::atomic::Ordering::SeqCst) => Ok(None),
+            _ => self.scan(&crate::NoProgress).map(Some),
+        }
     }
 
     /// The space's registration.
@@ -257,6 +291,9 @@ impl Space {
         let before = self.applied.len();
         self.apply_stored_changes()?;
         let n = self.applied.len() - before;
+        if n > 0 {
+            self.folder_current = false;
+        }
         if self.applied.len() - self.included.len() >= COMPACT_AFTER {
             self.compact()?;
         }
@@ -269,9 +306,14 @@ impl Space {
     }
 
     /// Apply received changes and write them into the folder, as one step: a scan between the
-    /// two would see the manifest ahead of the folder.
+    /// two would see the manifest ahead of the folder. With no change since a pass that left
+    /// nothing to do, the folder is not walked again (0.2 s per 100,000 files, after every
+    /// session of an idle daemon).
     pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
         let n = self.apply_received()?;
+        if n == 0 && self.folder_current {
+            return Ok((0, crate::MaterializeReport::default()));
+        }
         Ok((n, self.materialize()?))
     }
 

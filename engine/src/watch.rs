@@ -1,4 +1,5 @@
-//! Folder watching for the daemon: file-system events, debounced, turned into "space X changed".
+//! Folder watching for the daemon: file-system events, debounced, turned into "space X changed",
+//! and a flag per space that tells its sessions whether a scan is due.
 //!
 //! Access events (a file opened or read) are dropped: the scanner itself reads files, and
 //! counting those would make every scan trigger the next one.
@@ -6,8 +7,10 @@
 use crate::error::Error;
 use crate::ids::SpaceId;
 use crate::scan::TMP_PREFIX;
+use crate::space::ChangeFlag;
 use notify_debouncer_mini::notify::{self, EventKind, RecursiveMode, Watcher as _};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Keeps the watches alive; dropping it stops them.
@@ -15,17 +18,28 @@ pub struct Watcher {
     _inner: notify::RecommendedWatcher,
 }
 
-/// Watch each space's folder. Changes within `debounce` of each other arrive as one notice per
-/// space. The materialiser's own temp files are ignored.
+/// Watch each space's folder, raising its flag at once on any change (so sessions scan
+/// first) and sending its id once changes have been quiet for `debounce`. The materialiser's
+/// own temp files are ignored. A folder that cannot be watched (e.g. the system's limit on
+/// watches) is returned with the reason, and the others are watched all the same. When the
+/// system drops events (its queue overflowed), every folder is flagged.
 pub fn watch(
-    folders: &[(SpaceId, PathBuf)],
+    folders: &[(SpaceId, PathBuf, ChangeFlag)],
     debounce: Duration,
-) -> Result<(Watcher, tokio::sync::mpsc::UnboundedReceiver<SpaceId>), Error> {
+) -> Result<(Watcher, tokio::sync::mpsc::UnboundedReceiver<SpaceId>, Vec<(SpaceId, String)>), Error> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (raw_tx, raw_rx) = std::sync::mpsc::channel::<SpaceId>();
-    let roots: Vec<(SpaceId, PathBuf)> = folders.to_vec();
+    let roots: Vec<(SpaceId, PathBuf, ChangeFlag)> = folders.to_vec();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let Ok(ev) = res else { return };
+        let raise = |(id, _, flag): &(SpaceId, PathBuf, ChangeFlag)| {
+            flag.store(true, Ordering::SeqCst);
+            let _ = raw_tx.send(*id);
+        };
+        let ev = match res {
+            Ok(ev) if !ev.need_rescan() => ev,
+            // Events were lost: any folder may have changed.
+            _ => return roots.iter().for_each(raise),
+        };
         if matches!(ev.kind, EventKind::Access(_)) {
             return;
         }
@@ -34,16 +48,19 @@ pub fn watch(
             if tmp {
                 continue;
             }
-            if let Some((id, _)) = roots.iter().find(|(_, root)| path.starts_with(root)) {
-                let _ = raw_tx.send(*id);
+            if let Some(root) = roots.iter().find(|(_, root, _)| path.starts_with(root)) {
+                raise(root);
             }
         }
     })
     .map_err(|e| Error::Net(format!("cannot start watching folders: {e}")))?;
-    for (_, root) in folders {
-        watcher
-            .watch(root, RecursiveMode::Recursive)
-            .map_err(|e| Error::Net(format!("cannot watch {}: {e}", root.display())))?;
+    let mut failed = Vec::new();
+    for (id, root, _) in folders {
+        if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
+            // Undo a partial recursive watch; the caller scans this folder before every session.
+            let _ = watcher.unwatch(root);
+            failed.push((*id, format!("cannot watch {}: {e}", root.display())));
+        }
     }
     // Debounce: after the first event, wait until the folder has been quiet for `debounce`.
     std::thread::Builder::new()
@@ -69,5 +86,5 @@ pub fn watch(
             }
         })
         .map_err(|e| Error::Net(format!("cannot start the watch thread: {e}")))?;
-    Ok((Watcher { _inner: watcher }, rx))
+    Ok((Watcher { _inner: watcher }, rx, failed))
 }

@@ -108,3 +108,48 @@ fn a_scan_removes_temp_files_of_dead_writers_and_keeps_its_own() {
     assert!(ours.exists(), "a write of this process may be under way");
     assert_eq!(r.files, 0, "temp files are never recorded");
 }
+
+/// A watched space is scanned again only once its watcher has seen a change: sessions of an
+/// idle daemon skip the scan (half a second per 100,000 files), and a change still goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_space_rescans_only_after_a_change() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("a.txt"), b"first\n").unwrap();
+    let h = Home::open(home.path()).unwrap();
+    let info = h.create_space("s", folder.path()).unwrap();
+    let mut space = h.open_space("s").unwrap();
+
+    // Unwatched, every call scans.
+    assert_eq!(space.scan_if_changed().unwrap().map(|r| r.added), Some(1));
+    assert!(space.scan_if_changed().unwrap().is_some());
+
+    let flag = space.scan_when_flagged();
+    let root = std::fs::canonicalize(folder.path()).unwrap();
+    let (_w, mut changed, failed) =
+        cobox_engine::watch::watch(&[(info.id, root, flag.clone())], std::time::Duration::from_millis(200)).unwrap();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(space.scan_if_changed().unwrap().is_some(), "the flag starts raised: the first call scans");
+    assert!(space.scan_if_changed().unwrap().is_none(), "nothing changed since: no scan");
+
+    std::fs::write(folder.path().join("b.txt"), b"second\n").unwrap();
+    let id = tokio::time::timeout(std::time::Duration::from_secs(10), changed.recv()).await.unwrap();
+    assert_eq!(id, Some(info.id));
+    assert!(flag.load(Ordering::SeqCst), "the change raised the flag");
+    let r = space.scan_if_changed().unwrap().expect("a change was seen: it scans");
+    assert_eq!(r.added, 1);
+    assert!(space.scan_if_changed().unwrap().is_none());
+
+    // A scan that fails leaves the flag raised, so the next call tries again.
+    flag.store(true, Ordering::SeqCst);
+    let moved = folder.path().with_extension("away");
+    std::fs::rename(folder.path(), &moved).unwrap();
+    assert!(space.scan_if_changed().is_err());
+    assert!(flag.load(Ordering::SeqCst));
+    std::fs::rename(&moved, folder.path()).unwrap();
+    assert!(space.scan_if_changed().unwrap().is_some());
+
+    // Back to scanning every time when the watch is given up.
+    space.scan_always();
+    assert!(space.scan_if_changed().unwrap().is_some());
+}

@@ -84,7 +84,9 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     let _ = a.once;
     let home = ctx.open_home()?;
     let mut space = ctx.open_space(&home, &a.space)?;
-    // Local edits go out in this sync, and the materialiser knows the folder as it is.
+    // Local edits go out in this sync, and the materialiser knows the folder as it is. Its
+    // sessions do not scan again (the flag is never raised): one scan per command.
+    let _scanned = space.scan_when_flagged();
     space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
     let id = space.info().id;
     let peers: Vec<String> = if a.peer.is_empty() {
@@ -155,9 +157,14 @@ pub(crate) struct UpArgs {
     /// Local address to listen on (default: all interfaces, a random port).
     #[arg(long, value_name = "IP:PORT")]
     bind: Option<SocketAddr>,
-    /// Seconds between rescans and syncs with known peers.
+    /// Seconds between syncs with known peers.
     #[arg(long, default_value_t = 60)]
     interval: u64,
+    /// Seconds between full rescans of the folders. Changes are seen as they happen by watching
+    /// the folders; this catches what watching misses (network mounts, lost events). A folder
+    /// that cannot be watched is rescanned before every sync.
+    #[arg(long, default_value_t = 3600)]
+    rescan: u64,
     /// Seed for this owner device: countersign its proposals by itself (repeat for several).
     #[arg(long, value_name = "ID")]
     seed_for: Vec<String>,
@@ -180,8 +187,11 @@ pub(crate) struct UpArgs {
 pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     let home = ctx.open_home()?;
     let mut spaces = Vec::new();
+    let mut folders = Vec::new();
     for info in home.spaces()? {
-        spaces.push(ctx.open_space(&home, &info.id.to_string())?);
+        let mut s = ctx.open_space(&home, &info.id.to_string())?;
+        folders.push((s.info().id, s.info().path.clone(), s.scan_when_flagged()));
+        spaces.push(s);
     }
     let mut seeds = Vec::new();
     for s in home.seeds()? {
@@ -193,7 +203,6 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         .map(|s| s.parse())
         .collect::<Result<Vec<DeviceId>, _>>()
         .context("--seed-for takes a device id (`cobox id` on the owner's device)")?;
-    let folders: Vec<_> = spaces.iter().map(|s| (s.info().id, s.info().path.clone())).collect();
     let setup = NodeSetup {
         spaces,
         seeds,
@@ -231,34 +240,46 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         eprintln!("cobox up: {} spaces held, listening on {addr}; Ctrl-C stops", node.held().len());
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
-        // Changes in the folders arrive debounced; the periodic tick is the fallback for
-        // filesystems where events are lost (network mounts) and for peers' changes.
-        let (_watch, mut changed) = cobox_engine::watch::watch(&folders, Duration::from_secs(2))?;
+        // Changes in the folders arrive debounced; the periodic tick is the fallback for peers'
+        // changes, and every --rescan seconds for filesystems where events are lost.
+        let (_watch, mut changed, unwatched) = cobox_engine::watch::watch(&folders, Duration::from_secs(2))?;
+        for (id, why) in unwatched {
+            eprintln!("space {}: {why}; its folder is rescanned before every sync instead", id.short());
+            if let Some(s) = node.space(&id) {
+                s.lock().await.scan_always();
+            }
+        }
+        let rescan_every = Duration::from_secs(a.rescan.max(1));
+        let mut last_rescan: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(a.interval.max(1)));
         let every = Duration::from_secs(a.audit_every.max(1));
         let mut audit_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // The first tick fires at once: catch up with known peers on start.
         loop {
-            let todo: Vec<cobox_engine::SpaceId> = tokio::select! {
+            let (todo, full): (Vec<cobox_engine::SpaceId>, bool) = tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                Some(id) = changed.recv() => vec![id],
+                Some(id) = changed.recv() => (vec![id], false),
                 _ = tick.tick() => {
                     // Addresses change (a relay reached later, a new network): invites and
                     // peers get the current ones.
                     node.advertise();
                     let _ = home.set_listening(&node.addrs());
                     expire_seeds(&node, &ctx.home, grace_ms).await;
-                    node.held().into_iter().map(|(id, _)| id).collect()
+                    let full = last_rescan.is_none_or(|t| t.elapsed() >= rescan_every);
+                    if full {
+                        last_rescan = Some(tokio::time::Instant::now());
+                    }
+                    (node.held().into_iter().map(|(id, _)| id).collect(), full)
                 }
                 _ = audit_tick.tick() => {
                     audit_all(&node, &ctx.home, &mut syncs).await;
-                    Vec::new()
+                    (Vec::new(), false)
                 }
             };
             let peers = home.peers().unwrap_or_default();
             for id in &todo {
-                refresh(&node, &peers, id, &mut syncs).await;
+                refresh(&node, &peers, id, full, &mut syncs).await;
             }
             // Reap finished peer syncs.
             while syncs.try_join_next().is_some() {}
@@ -327,18 +348,21 @@ async fn audit_all(node: &Arc<Node>, root: &std::path::Path, syncs: &mut tokio::
         });
     }
 }
-/// Record local changes of a space, then sync it with every known peer. Peer syncs run as
-/// background tasks: dialing a peer that is off must not hold up the daemon or other peers.
+/// Record local changes of a space (all of them with `full`, else only if its watcher saw
+/// any), then sync it with every known peer. Peer syncs run as background tasks: dialing a peer
+/// that is off must not hold up the daemon or other peers.
 async fn refresh(
     node: &Arc<Node>,
     peers: &std::collections::BTreeMap<String, Vec<String>>,
     id: &cobox_engine::SpaceId,
+    full: bool,
     syncs: &mut tokio::task::JoinSet<()>,
 ) {
     if let Some(s) = node.space(id) {
         let mut s = s.lock().await;
-        match s.scan(&cobox_engine::NoProgress) {
-            Ok(r) if r.snapshot.is_some() => {
+        let scanned = if full { s.scan(&cobox_engine::NoProgress).map(Some) } else { s.scan_if_changed() };
+        match scanned {
+            Ok(Some(r)) if r.snapshot.is_some() => {
                 eprintln!("space {}: {} added, {} changed, {} deleted", id.short(), r.added, r.changed, r.deleted)
             }
             Ok(_) => {}

@@ -1234,7 +1234,7 @@ impl Handler {
             .await?;
         if let Held::Member(s) = held {
             // Record local edits before telling the peer what we hold.
-            s.lock().await.scan(&crate::NoProgress)?;
+            s.lock().await.scan_if_changed()?;
         }
         let (_, view) = handshake(sh, held, space, io, false, nonce, peer).await?;
         match (purpose, held) {
@@ -1415,7 +1415,7 @@ impl Node {
         let (send, recv) = conn.open_bi().await.map_err(net_err)?;
         let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
         if let Held::Member(s) = &held {
-            s.lock().await.scan(&crate::NoProgress)?;
+            s.lock().await.scan_if_changed()?;
         }
         let mut nonce = [0u8; 32];
         crate::random_bytes(&mut nonce);
