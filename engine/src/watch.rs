@@ -18,15 +18,22 @@ pub struct Watcher {
     _inner: notify::RecommendedWatcher,
 }
 
+/// What [`watch`] started.
+pub struct Watching {
+    /// The watches.
+    pub watcher: Watcher,
+    /// Ids of spaces whose folder changed, debounced.
+    pub changed: tokio::sync::mpsc::UnboundedReceiver<SpaceId>,
+    /// Folders that could not be watched, and why.
+    pub unwatched: Vec<(SpaceId, String)>,
+}
+
 /// Watch each space's folder, raising its flag at once on any change (so sessions scan
 /// first) and sending its id once changes have been quiet for `debounce`. The materialiser's
 /// own temp files are ignored. A folder that cannot be watched (e.g. the system's limit on
 /// watches) is returned with the reason, and the others are watched all the same. When the
 /// system drops events (its queue overflowed), every folder is flagged.
-pub fn watch(
-    folders: &[(SpaceId, PathBuf, ChangeFlag)],
-    debounce: Duration,
-) -> Result<(Watcher, tokio::sync::mpsc::UnboundedReceiver<SpaceId>, Vec<(SpaceId, String)>), Error> {
+pub fn watch(folders: &[(SpaceId, PathBuf, ChangeFlag)], debounce: Duration) -> Result<Watching, Error> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (raw_tx, raw_rx) = std::sync::mpsc::channel::<SpaceId>();
     let roots: Vec<(SpaceId, PathBuf, ChangeFlag)> = folders.to_vec();
@@ -86,5 +93,5 @@ pub fn watch(
             }
         })
         .map_err(|e| Error::Net(format!("cannot start the watch thread: {e}")))?;
-    Ok((Watcher { _inner: watcher }, rx, failed))
+    Ok(Watching { watcher: Watcher { _inner: watcher }, changed: rx, unwatched: failed })
 }

@@ -126,9 +126,10 @@ async fn a_watched_space_rescans_only_after_a_change() {
 
     let flag = space.scan_when_flagged();
     let root = std::fs::canonicalize(folder.path()).unwrap();
-    let (_w, mut changed, failed) =
+    let w =
         cobox_engine::watch::watch(&[(info.id, root, flag.clone())], std::time::Duration::from_millis(200)).unwrap();
-    assert!(failed.is_empty(), "{failed:?}");
+    let mut changed = w.changed;
+    assert!(w.unwatched.is_empty(), "{:?}", w.unwatched);
     assert!(space.scan_if_changed().unwrap().is_some(), "the flag starts raised: the first call scans");
     assert!(space.scan_if_changed().unwrap().is_none(), "nothing changed since: no scan");
 

@@ -242,7 +242,8 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
         // Changes in the folders arrive debounced; the periodic tick is the fallback for peers'
         // changes, and every --rescan seconds for filesystems where events are lost.
-        let (_watch, mut changed, unwatched) = cobox_engine::watch::watch(&folders, Duration::from_secs(2))?;
+        let cobox_engine::watch::Watching { watcher: _watcher, mut changed, unwatched } =
+            cobox_engine::watch::watch(&folders, Duration::from_secs(2))?;
         for (id, why) in unwatched {
             eprintln!("space {}: {why}; its folder is rescanned before every sync instead", id.short());
             if let Some(s) = node.space(&id) {
