@@ -103,7 +103,7 @@ impl Space {
             heads: Vec::new(),
         };
         if let Some((body, _)) = self.manifest.commit(snap) {
-            self.persist_change(&body)?;
+            self.persist_change(body)?;
         }
         Ok(copies)
     }

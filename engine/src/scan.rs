@@ -383,7 +383,7 @@ impl Space {
             heads: Vec::new(),
         };
         if let Some((body, snap)) = self.manifest.commit(snap) {
-            self.persist_change(&body)?;
+            self.persist_change(body)?;
             report.snapshot = Some(snap.id());
         } else {
             self.store.flush()?;

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 /// Compact the manifest cache once this many change blobs are not in it.
 const COMPACT_AFTER: usize = 16;
+/// Largest change blob a commit makes (plaintext), against the protocol's 64 MiB frames.
+const CHANGE_PART: usize = 16 << 20;
 
 /// An open space.
 pub struct Space {
@@ -248,16 +250,19 @@ impl Space {
     }
 
     /// Seal, store and flush a committed change.
-    pub(crate) fn persist_change(&mut self, body: &ChangeBody) -> Result<BlobId, Error> {
-        let blob = self.keys.seal_change(&self.signer, &body.encode());
-        let id = BlobId::of(&blob);
-        self.store.put(id, BlobKind::Change, &blob)?;
+    pub(crate) fn persist_change(&mut self, body: ChangeBody) -> Result<(), Error> {
+        // A large commit becomes several change blobs, each well within a sync frame.
+        for part in body.split(CHANGE_PART) {
+            let blob = self.keys.seal_change(&self.signer, &part.encode());
+            let id = BlobId::of(&blob);
+            self.store.put(id, BlobKind::Change, &blob)?;
+            self.applied.insert(id);
+        }
         self.store.flush()?;
-        self.applied.insert(id);
         if self.applied.len() - self.included.len() >= COMPACT_AFTER {
             self.compact()?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Every blob id this device holds for the space.
