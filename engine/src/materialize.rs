@@ -250,8 +250,12 @@ impl Space {
             }
         }
         self.write_scan_cache(&updates)?;
-        // Until changes arrive, another pass would find nothing to do.
-        self.folder_current = report.waiting.is_empty() && report.refused.is_empty();
+        // Until changes arrive, another pass would find nothing to do; remembered on disk, so
+        // the next process need not walk the folder either (a million files: 5.7 s).
+        let current = report.waiting.is_empty() && report.refused.is_empty();
+        let marker = if current { self.applied_digest().to_vec() } else { Vec::new() };
+        self.store.meta_set(crate::space::MATERIALIZED, &marker)?;
+        self.folder_current = current;
         Ok((report, planned))
     }
 
@@ -431,6 +435,41 @@ mod tests {
         assert_eq!(r.refused.len(), 4, "{:?}", r.refused);
         assert!(!folder.path().parent().unwrap().join("evil.txt").exists());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
+    }
+
+    /// A pass that left nothing to do is remembered across processes, one that refused
+    /// something is not: the next process walks the folder again and retries.
+    #[test]
+    fn a_clean_pass_is_remembered_and_a_refusing_one_retried() {
+        let (home, folder, mut s) = space();
+        let e =
+            Entry { kind: Kind::File { size: 0, content: Content::Empty }, mtime_ns: 0, mode: 0o644, device: [1; 8] };
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), folder.path().join("link")).unwrap();
+        s.manifest.set("link/inside.txt", &e).unwrap();
+        let snap =
+            Snapshot { time_ms: 1, device: s.device, added: 1, changed: 0, deleted: 0, renamed: 0, heads: vec![] };
+        let (body, _) = s.manifest.commit(snap).unwrap();
+        s.persist_change(body).unwrap();
+        assert_eq!(s.materialize().unwrap().refused.len(), 1);
+        let reopen = |s: Space| {
+            drop(s);
+            crate::Home::open(home.path()).unwrap().open_space("s").unwrap()
+        };
+
+        let mut s = reopen(s);
+        assert!(!s.folder_current, "the last pass refused a path");
+        assert_eq!(s.apply_and_materialize().unwrap().1.refused.len(), 1, "so this one runs");
+
+        std::fs::remove_file(folder.path().join("link")).unwrap();
+        let mut s = reopen(s);
+        let r = s.apply_and_materialize().unwrap().1;
+        assert!(r.written >= 1 && r.refused.is_empty(), "{r:?}");
+        assert!(folder.path().join("link/inside.txt").is_file());
+
+        let mut s = reopen(s);
+        assert!(s.folder_current, "a clean pass over the same changes is remembered");
+        assert_eq!(s.apply_and_materialize().unwrap().1.written, 0);
     }
 
     #[test]

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 /// Compact the manifest cache once this many change blobs are not in it.
 const COMPACT_AFTER: usize = 16;
+/// Store meta key: the applied-changes digest of the last materialiser pass that left nothing to do.
+pub(crate) const MATERIALIZED: &str = "materialized";
 /// Largest change blob a commit makes (plaintext), against the protocol's 64 MiB frames.
 const CHANGE_PART: usize = 16 << 20;
 
@@ -202,7 +204,20 @@ impl Space {
             folder_current: false,
         };
         space.apply_stored_changes()?;
+        // A pass of an earlier process over the same changes left the folder current.
+        space.folder_current = space.store.meta_get(MATERIALIZED)?.is_some_and(|d| d == space.applied_digest());
         Ok(space)
+    }
+
+    /// A digest of the set of applied change blobs.
+    pub(crate) fn applied_digest(&self) -> [u8; 32] {
+        let mut ids: Vec<&BlobId> = self.applied.iter().collect();
+        ids.sort();
+        let mut h = blake3::Hasher::new();
+        for id in ids {
+            h.update(id.as_bytes());
+        }
+        *h.finalize().as_bytes()
     }
 
     /// From now on [`Space::scan_if_changed`] scans only after the returned flag is raised: hand
