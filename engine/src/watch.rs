@@ -13,9 +13,27 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// A watched folder: its space, its root, the flag its events raise.
+type Root = (SpaceId, PathBuf, ChangeFlag);
+
 /// Keeps the watches alive; dropping it stops them.
 pub struct Watcher {
-    _inner: notify::RecommendedWatcher,
+    inner: notify::RecommendedWatcher,
+    roots: std::sync::Arc<std::sync::Mutex<Vec<Root>>>,
+}
+
+impl Watcher {
+    /// Watch one more space's folder (a space created or joined while running). On failure the
+    /// caller scans that space before every session instead.
+    pub fn add(&mut self, id: SpaceId, root: PathBuf, flag: ChangeFlag) -> Result<(), String> {
+        if let Err(e) = self.inner.watch(&root, RecursiveMode::Recursive) {
+            // Undo a partial recursive watch.
+            let _ = self.inner.unwatch(&root);
+            return Err(format!("cannot watch {}: {e}", root.display()));
+        }
+        self.roots.lock().unwrap_or_else(|p| p.into_inner()).push((id, root, flag));
+        Ok(())
+    }
 }
 
 /// What [`watch`] started.
@@ -33,12 +51,14 @@ pub struct Watching {
 /// own temp files are ignored. A folder that cannot be watched (e.g. the system's limit on
 /// watches) is returned with the reason, and the others are watched all the same. When the
 /// system drops events (its queue overflowed), every folder is flagged.
-pub fn watch(folders: &[(SpaceId, PathBuf, ChangeFlag)], debounce: Duration) -> Result<Watching, Error> {
+pub fn watch(folders: &[Root], debounce: Duration) -> Result<Watching, Error> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (raw_tx, raw_rx) = std::sync::mpsc::channel::<SpaceId>();
-    let roots: Vec<(SpaceId, PathBuf, ChangeFlag)> = folders.to_vec();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let raise = |(id, _, flag): &(SpaceId, PathBuf, ChangeFlag)| {
+    let roots = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Root>::new()));
+    let seen = roots.clone();
+    let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let roots = seen.lock().unwrap_or_else(|p| p.into_inner());
+        let raise = |(id, _, flag): &Root| {
             flag.store(true, Ordering::SeqCst);
             let _ = raw_tx.send(*id);
         };
@@ -61,12 +81,11 @@ pub fn watch(folders: &[(SpaceId, PathBuf, ChangeFlag)], debounce: Duration) -> 
         }
     })
     .map_err(|e| Error::Net(format!("cannot start watching folders: {e}")))?;
-    let mut failed = Vec::new();
-    for (id, root, _) in folders {
-        if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
-            // Undo a partial recursive watch; the caller scans this folder before every session.
-            let _ = watcher.unwatch(root);
-            failed.push((*id, format!("cannot watch {}: {e}", root.display())));
+    let mut watcher = Watcher { inner, roots };
+    let mut unwatched = Vec::new();
+    for (id, root, flag) in folders {
+        if let Err(why) = watcher.add(*id, root.clone(), flag.clone()) {
+            unwatched.push((*id, why));
         }
     }
     // Debounce: after the first event, wait until the folder has been quiet for `debounce`.
@@ -93,5 +112,5 @@ pub fn watch(folders: &[(SpaceId, PathBuf, ChangeFlag)], debounce: Duration) -> 
             }
         })
         .map_err(|e| Error::Net(format!("cannot start the watch thread: {e}")))?;
-    Ok(Watching { watcher: Watcher { _inner: watcher }, changed: rx, unwatched: failed })
+    Ok(Watching { watcher, changed: rx, unwatched })
 }

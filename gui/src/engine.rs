@@ -161,6 +161,11 @@ struct Engine {
     rt: tokio::runtime::Runtime,
     model: Arc<Mutex<Model>>,
     repaint: Arc<dyn Fn() + Send + Sync>,
+    /// Watches the spaces' folders, so edits are scanned and synced within seconds and idle
+    /// syncs skip the scan; `None` if watching could not start (every sync scans then).
+    watcher: Option<cobox_engine::watch::Watcher>,
+    /// Spaces whose folder changed, from the watcher.
+    changed: Option<tokio::sync::mpsc::UnboundedReceiver<SpaceId>>,
 }
 
 fn run(
@@ -179,10 +184,11 @@ fn run(
         .build()
         .map_err(|e| format!("Cannot start: {e}"))?;
     let mut setup = NodeSetup { home: Some(cfg.home.clone()), ..NodeSetup::default() };
+    let mut folders = Vec::new();
     for info in home.spaces().map_err(|e| e.to_string())? {
-        setup
-            .spaces
-            .push(home.open_space(&info.id.to_string()).map_err(|e| format!("Cannot open {}: {e}", info.name))?);
+        let mut s = home.open_space(&info.id.to_string()).map_err(|e| format!("Cannot open {}: {e}", info.name))?;
+        folders.push((info.id, s.info().path.clone(), s.scan_when_flagged()));
+        setup.spaces.push(s);
     }
     for s in home.seeds().map_err(|e| e.to_string())? {
         setup.seeds.push(home.open_seed(&s.space, false).map_err(|e| e.to_string())?);
@@ -193,7 +199,18 @@ fn run(
         .map_err(|e| format!("Cannot start networking: {e}"))?;
     node.advertise();
     let _ = home.set_listening(&node.addrs());
-    let mut eng = Engine { home, node: Arc::new(node), rt, model: model.clone(), repaint: repaint.clone() };
+    let (watcher, changed, unwatched): (_, _, Vec<SpaceId>) =
+        match cobox_engine::watch::watch(&folders, Duration::from_secs(2)) {
+            Ok(w) => (Some(w.watcher), Some(w.changed), w.unwatched.into_iter().map(|(id, _)| id).collect()),
+            Err(_) => (None, None, folders.iter().map(|(id, _, _)| *id).collect()),
+        };
+    for id in unwatched {
+        if let Some(s) = node.space(&id) {
+            s.blocking_lock().scan_always();
+        }
+    }
+    let mut eng =
+        Engine { home, node: Arc::new(node), rt, model: model.clone(), repaint: repaint.clone(), watcher, changed };
     eng.update(|m| {
         m.device = eng.home.device_id().to_string();
         m.address = eng.node.addr_string();
@@ -230,6 +247,15 @@ fn run(
                 }
                 m.peers = peers;
             });
+        }
+        let mut edited = Vec::new();
+        while let Some(Ok(id)) = eng.changed.as_mut().map(|c| c.try_recv()) {
+            if !edited.contains(&id) {
+                edited.push(id);
+            }
+        }
+        for id in edited {
+            eng.folder_changed(id);
         }
         if Instant::now() >= next_sync {
             next_sync = Instant::now() + Duration::from_secs(cfg.interval.max(1));
@@ -361,6 +387,29 @@ impl Engine {
             .collect()
     }
 
+    /// A space's folder changed: record the edits, show them, and send them to the peers.
+    fn folder_changed(&mut self, id: SpaceId) {
+        let Some(s) = self.node.space(&id) else { return };
+        let scanned = s.blocking_lock().scan_if_changed();
+        match scanned {
+            Ok(Some(r)) if r.snapshot.is_some() => self.refresh(),
+            Ok(_) => {}
+            Err(e) => return self.notice(true, format!("Could not check the folder: {e}")),
+        }
+        self.sync_background(id);
+    }
+
+    /// Hand a newly opened space to the node, its folder to the watcher.
+    fn add_space(&mut self, mut s: cobox_engine::Space) {
+        let (id, path) = (s.info().id, s.info().path.clone());
+        let flag = s.scan_when_flagged();
+        match self.watcher.as_mut().map(|w| w.add(id, path, flag)) {
+            Some(Ok(())) => {}
+            _ => s.scan_always(),
+        }
+        self.node.add_space(s);
+    }
+
     /// Sync one space with every known peer on the runtime; the model says when it ends.
     fn sync_background(&self, id: SpaceId) {
         let peers = self.peers();
@@ -411,7 +460,7 @@ impl Engine {
         match cmd {
             Cmd::Create { name, path } => match self.home.create_space(&name, &path).and_then(|i| {
                 let s = self.home.open_space(&i.id.to_string())?;
-                self.node.add_space(s);
+                self.add_space(s);
                 Ok(i)
             }) {
                 Ok(info) => {
@@ -429,7 +478,7 @@ impl Engine {
                 };
                 match self.home.join(&inv, &path, None).and_then(|i| {
                     let s = self.home.open_space(&i.id.to_string())?;
-                    self.node.add_space(s);
+                    self.add_space(s);
                     Ok(i)
                 }) {
                     Ok(info) => {

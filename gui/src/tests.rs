@@ -53,6 +53,10 @@ fn create_a_space_and_see_its_files() {
     h.get_by_label("minutes.txt");
     assert_eq!(h.get_all_by_label("In sync").count(), 2, "the list and the space both show the state");
     assert!(h.state().model.notice.as_ref().is_some_and(|(err, _)| !err));
+    // Saved into the folder with nothing clicked: the watcher sees it and the list shows it.
+    std::fs::write(folder.path().join("agenda.txt"), "next meeting\n").unwrap();
+    wait(&mut h, "the new file, seen by the watcher", |m| m.spaces.first().is_some_and(|s| s.files.len() == 3));
+    h.get_by_label("agenda.txt");
 }
 
 #[test]
