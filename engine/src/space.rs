@@ -267,13 +267,15 @@ impl Space {
     /// Seal, store and flush a committed change.
     pub(crate) fn persist_change(&mut self, body: ChangeBody) -> Result<(), Error> {
         // A large commit becomes several change blobs, each well within a sync frame.
+        let mut ids = Vec::new();
         for part in body.split(CHANGE_PART) {
             let blob = self.keys.seal_change(&self.signer, &part.encode());
             let id = BlobId::of(&blob);
             self.store.put(id, BlobKind::Change, &blob)?;
-            self.applied.insert(id);
+            ids.push(id);
         }
         self.store.flush()?;
+        self.applied.extend(ids);
         if self.applied.len() - self.included.len() >= COMPACT_AFTER {
             self.compact()?;
         }
