@@ -1,5 +1,5 @@
-//! Folder watching for the daemon and the app: file-system events, debounced, turned into "space X changed",
-//! and a flag per space that tells its sessions whether a scan is due.
+//! Folder watching for the daemon and the app: file-system events, debounced, turned into
+//! "space X changed", and a flag per space that tells its sessions whether a scan is due.
 //!
 //! Access events (a file opened or read) are dropped: the scanner itself reads files, and
 //! counting those would make every scan trigger the next one.
