@@ -250,21 +250,21 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
         assert!(matches!(recv_msg(&mut r).await, Msg::Ledger(_)));
         // Hold nothing and want nothing: the node will want nothing from us either.
         let mut rec = cobox_engine::sync::reconcile::Reconciler::new(Default::default());
-        send_msg(&mut s, &Msg::Reconcile(rec.start())).await;
+        send_msg(&mut s, &Msg::Reconcile { items: rec.start(), more: false }).await;
         loop {
-            let Msg::Reconcile(items) = recv_msg(&mut r).await else { panic!("expected Reconcile") };
+            let Msg::Reconcile { items, more: false } = recv_msg(&mut r).await else { panic!("expected Reconcile") };
             if items.is_empty() {
                 break;
             }
             let out = rec.respond(&items);
             let done = out.is_empty();
-            send_msg(&mut s, &Msg::Reconcile(out)).await;
+            send_msg(&mut s, &Msg::Reconcile { items: out, more: false }).await;
             if done {
                 break;
             }
         }
-        send_msg(&mut s, &Msg::Want(Vec::new())).await;
-        assert_eq!(recv_msg(&mut r).await, Msg::Want(Vec::new()));
+        send_msg(&mut s, &Msg::Want { ids: Vec::new(), more: false }).await;
+        assert_eq!(recv_msg(&mut r).await, Msg::Want { ids: Vec::new(), more: false });
         // Our turn to send: break the rules.
         send_msg(&mut s, &Msg::Lanes(lanes)).await;
         if lanes == 1 {

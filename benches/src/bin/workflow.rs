@@ -620,8 +620,12 @@ fn reconcile(n: usize, diff: usize) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of one reconciliation step on the wire, over as many frames as it takes.
 fn postcard_len(items: &[cobox_engine::sync::reconcile::Item]) -> usize {
-    cobox_engine::sync::proto::Msg::Reconcile(items.to_vec()).frame().len()
+    use cobox_engine::sync::proto::{FRAME_IDS, Msg};
+    let frames = cobox_engine::sync::reconcile::frames(items.to_vec(), FRAME_IDS);
+    let last = frames.len() - 1;
+    frames.into_iter().enumerate().map(|(i, items)| Msg::Reconcile { items, more: i < last }.frame().len()).sum()
 }
 
 fn idle(n: usize) -> Result<()> {

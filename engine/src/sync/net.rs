@@ -1,8 +1,8 @@
 //! The iroh transport: the only networking code. One session per connection and space, run by
 //! both sides over one bidirectional QUIC stream (see `proto` for the message order).
 
-use super::proto::{ALPN, Msg, Purpose, Role, check_proof, prove};
-use super::reconcile::Reconciler;
+use super::proto::{ALPN, FRAME_IDS, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
+use super::reconcile::{Item, Reconciler};
 use crate::error::Error;
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
@@ -711,18 +711,16 @@ async fn transfer(
     }
     let mut rec = Reconciler::new(held.blob_ids().await?);
     if dialer {
-        io.send(&Msg::Reconcile(rec.start())).await?;
+        send_step(io, rec.start()).await?;
     }
     loop {
-        let Msg::Reconcile(items) = io.recv().await? else {
-            return Err(io.refuse("expected a reconciliation step".into()).await);
-        };
+        let items = recv_step(io).await?;
         if items.is_empty() {
             break;
         }
         let out = rec.respond(&items);
         let done = out.is_empty();
-        io.send(&Msg::Reconcile(out)).await?;
+        send_step(io, out).await?;
         if done {
             break;
         }
@@ -734,9 +732,9 @@ async fn transfer(
     }
     let sendable = |theirs: Vec<BlobId>| if may_send { theirs } else { Vec::new() };
     if dialer {
-        io.send(&Msg::Want(want.clone())).await?;
+        send_want(io, &want).await?;
         receive_until(held, io, &want, &mut stats, false, quota).await?;
-        let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
+        let theirs = recv_want(io).await?;
         send_blobs(held, io, &sendable(theirs), &mut stats).await?;
         io.send(&Msg::Done).await?;
         io.finish().await;
@@ -746,14 +744,71 @@ async fn transfer(
             return Err(e);
         }
     } else {
-        let Msg::Want(theirs) = io.recv().await? else { return Err(io.refuse("expected a want list".into()).await) };
+        let theirs = recv_want(io).await?;
         send_blobs(held, io, &sendable(theirs), &mut stats).await?;
-        io.send(&Msg::Want(want.clone())).await?;
+        send_want(io, &want).await?;
         receive_until(held, io, &want, &mut stats, true, quota).await?;
     }
     io.finish().await;
     stats.wire_bytes = io.wire_bytes();
     Ok(stats)
+}
+
+/// Send one reconciliation step, over as many frames as its ids need.
+async fn send_step(io: &mut Framed, items: Vec<Item>) -> Result<(), Error> {
+    let frames = super::reconcile::frames(items, FRAME_IDS);
+    let last = frames.len() - 1;
+    for (i, items) in frames.into_iter().enumerate() {
+        io.send(&Msg::Reconcile { items, more: i < last }).await?;
+    }
+    Ok(())
+}
+
+/// Read one reconciliation step, joining its frames.
+async fn recv_step(io: &mut Framed) -> Result<Vec<Item>, Error> {
+    let (mut all, mut n) = (Vec::new(), 0);
+    loop {
+        let Msg::Reconcile { items, more } = io.recv().await? else {
+            return Err(io.refuse("expected a reconciliation step".into()).await);
+        };
+        n += items.iter().map(Item::weight).sum::<usize>();
+        if n > MAX_STEP_IDS {
+            return Err(io.refuse(format!("a reconciliation step of over {MAX_STEP_IDS} ids")).await);
+        }
+        all.extend(items);
+        if !more {
+            return Ok(all);
+        }
+    }
+}
+
+/// Send a want list, over as many frames as it needs.
+async fn send_want(io: &mut Framed, ids: &[BlobId]) -> Result<(), Error> {
+    let mut parts = ids.chunks(FRAME_IDS).peekable();
+    if parts.peek().is_none() {
+        return io.send(&Msg::Want { ids: Vec::new(), more: false }).await;
+    }
+    while let Some(part) = parts.next() {
+        io.send(&Msg::Want { ids: part.to_vec(), more: parts.peek().is_some() }).await?;
+    }
+    Ok(())
+}
+
+/// Read a want list, joining its frames.
+async fn recv_want(io: &mut Framed) -> Result<Vec<BlobId>, Error> {
+    let mut all = Vec::new();
+    loop {
+        let Msg::Want { ids, more } = io.recv().await? else {
+            return Err(io.refuse("expected a want list".into()).await);
+        };
+        if all.len() + ids.len() > MAX_STEP_IDS {
+            return Err(io.refuse(format!("a want list of over {MAX_STEP_IDS} ids")).await);
+        }
+        all.extend(ids);
+        if !more {
+            return Ok(all);
+        }
+    }
 }
 
 /// Lanes a sender opens for the chunks of one transfer (see [`Msg::Lanes`]).
@@ -961,7 +1016,7 @@ async fn receive_until(
                 }
             }
             Ok(Msg::Done) if until_done => break Ok(()),
-            Ok(m @ Msg::Want(_)) if !until_done => {
+            Ok(m @ Msg::Want { .. }) if !until_done => {
                 // The peer's own Want ends our transfer; the caller reads it next.
                 io.pending = Some(m);
                 break Ok(());

@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/3`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/4`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -15,7 +15,8 @@
 //!    is empty when the sender's heads digest equals the one in the peer's `Hello` (the peer
 //!    lacks nothing), so steady-state sessions do not resend a ledger that grows with audits.
 //! 4. Purpose `Sync`: the dialer sends `Reconcile`; the sides alternate until one receives an
-//!    empty `Reconcile`. The dialer sends `Want`; the listener sends the blobs, then its own
+//!    empty step. A step, and a want list, longer than [`FRAME_IDS`] ids goes over several
+//!    frames, each but the last marked `more`. The dialer sends `Want`; the listener sends the blobs, then its own
 //!    `Want`; the dialer sends those blobs and `Done`. Blobs are sent manifest changes and
 //!    chunk lists first, on the session's stream; then `Lanes(n)` and the chunks spread over
 //!    `n` unidirectional streams, each ending with `Done`.
@@ -27,9 +28,15 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/3";
-/// Largest frame accepted: a sealed 8 MiB chunk, or a 2M-id reconciliation list, fits.
+pub const ALPN: &[u8] = b"cobox/sync/4";
+/// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
+/// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.
+pub const FRAME_IDS: usize = 8192;
+/// Most ids one reconciliation step or want list may carry over all its frames (256 MiB of
+/// ids: eight million blobs, 8 TB of 1 MiB chunks), so a peer cannot grow our memory without
+/// bound by never ending one.
+pub const MAX_STEP_IDS: usize = 8 << 20;
 const PROOF_DOMAIN: &[u8] = b"cobox sync membership proof v1\0";
 
 /// What a side is for the space.
@@ -99,10 +106,20 @@ pub enum Msg {
         /// Bytes the seeder holds for the space.
         stored_bytes: u64,
     },
-    /// A reconciliation step.
-    Reconcile(Vec<Item>),
-    /// Blobs the sender lacks.
-    Want(Vec<BlobId>),
+    /// A reconciliation step, or part of one: with `more`, the step goes on in the next frame.
+    Reconcile {
+        /// Items, at most [`FRAME_IDS`] ids' worth.
+        items: Vec<Item>,
+        /// Whether the step continues in the next frame.
+        more: bool,
+    },
+    /// Blobs the sender lacks (at most [`FRAME_IDS`]); with `more`, the list goes on.
+    Want {
+        /// Ids.
+        ids: Vec<BlobId>,
+        /// Whether the list continues in the next frame.
+        more: bool,
+    },
     /// One blob.
     Blob {
         /// Its id (checked against the bytes by the receiver).
@@ -252,7 +269,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_bound_length() {
-        for m in [Msg::Want(vec![BlobId([4; 32])]), Msg::Lanes(MAX_LANES), Msg::Done] {
+        for m in [Msg::Want { ids: vec![BlobId([4; 32])], more: true }, Msg::Lanes(MAX_LANES), Msg::Done] {
             let f = m.frame();
             let n = Msg::check_len(f[..4].try_into().unwrap()).unwrap();
             assert_eq!(Msg::decode(&f[4..4 + n]).unwrap(), m);

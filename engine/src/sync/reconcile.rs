@@ -44,6 +44,53 @@ pub enum Item {
     },
 }
 
+impl Item {
+    /// Ids this item carries, at least one (what a frame's size is counted in).
+    pub fn weight(&self) -> usize {
+        match self {
+            Item::Fingerprint { .. } => 1,
+            Item::Ids { ids, .. } => ids.len().max(1),
+        }
+    }
+}
+
+/// Cut one step's items into frames of at most `max` ids each (see [`Item::weight`]), splitting
+/// an `Ids` item that is longer into consecutive sub-ranges: each part lists all the step's ids
+/// in its sub-range, so answering the parts answers the whole. A side that holds nothing gets
+/// every id of the other in one step (two million ids for two terabytes of 1 MiB chunks), which
+/// no single frame should have to carry. Always at least one frame: an empty step is one empty
+/// frame.
+pub fn frames(items: Vec<Item>, max: usize) -> Vec<Vec<Item>> {
+    let max = max.max(1);
+    let mut out: Vec<Vec<Item>> = vec![Vec::new()];
+    let mut weight = 0;
+    let mut push = |item: Item, out: &mut Vec<Vec<Item>>| {
+        let w = item.weight();
+        if weight > 0 && weight + w > max {
+            out.push(Vec::new());
+            weight = 0;
+        }
+        weight += w;
+        if let Some(f) = out.last_mut() {
+            f.push(item);
+        }
+    };
+    for item in items {
+        match item {
+            Item::Ids { lo, hi, ids, reply } if ids.len() > max => {
+                let parts: Vec<&[BlobId]> = ids.chunks(max).collect();
+                for (k, part) in parts.iter().enumerate() {
+                    let start = if k == 0 { lo } else { part[0].0 };
+                    let end = parts.get(k + 1).map_or(hi, |next| Some(next[0].0));
+                    push(Item::Ids { lo: start, hi: end, ids: part.to_vec(), reply }, &mut out);
+                }
+            }
+            item => push(item, &mut out),
+        }
+    }
+    out
+}
+
 /// One side of a reconciliation.
 pub struct Reconciler {
     set: BTreeSet<BlobId>,
@@ -147,6 +194,15 @@ mod tests {
 
     /// Run a reconciliation to the end; returns (a.want, b.want, bytes exchanged, rounds).
     fn run(a: BTreeSet<BlobId>, b: BTreeSet<BlobId>) -> (BTreeSet<BlobId>, BTreeSet<BlobId>, usize, usize) {
+        run_framed(a, b, usize::MAX)
+    }
+
+    /// The same, each step cut into frames of at most `max` ids and joined again on arrival.
+    fn run_framed(
+        a: BTreeSet<BlobId>,
+        b: BTreeSet<BlobId>,
+        max: usize,
+    ) -> (BTreeSet<BlobId>, BTreeSet<BlobId>, usize, usize) {
         let mut ra = Reconciler::new(a);
         let mut rb = Reconciler::new(b);
         let mut msg = ra.start();
@@ -154,6 +210,9 @@ mod tests {
         let mut rounds = 1;
         let mut turn_b = true;
         while !msg.is_empty() {
+            let sent = frames(msg, max);
+            assert!(sent.iter().all(|f| f.iter().map(Item::weight).sum::<usize>() <= max), "a frame over {max} ids");
+            msg = sent.into_iter().flatten().collect();
             msg = if turn_b { rb.respond(&msg) } else { ra.respond(&msg) };
             bytes += postcard::to_stdvec(&msg).unwrap().len();
             rounds += 1;
@@ -194,6 +253,18 @@ mod tests {
             let a: BTreeSet<BlobId> = base.iter().copied().chain(only_a.iter().map(|n| id(*n))).collect();
             let b: BTreeSet<BlobId> = base.iter().copied().chain(only_b.iter().map(|n| id(*n))).collect();
             let (wa, wb, _, _) = run(a.clone(), b.clone());
+            prop_assert_eq!(wa, b.difference(&a).copied().collect::<BTreeSet<_>>());
+            prop_assert_eq!(wb, a.difference(&b).copied().collect::<BTreeSet<_>>());
+        }
+
+        /// Steps cut into small frames (split `Ids` items included) find the same difference,
+        /// also when one side starts empty and learns every id of the other.
+        #[test]
+        fn framed_steps_find_the_same_difference(common in 0u64..600, only_a in proptest::collection::btree_set(0u64..100_000, 0..300), b_empty in any::<bool>(), max in 1usize..40) {
+            let base: BTreeSet<BlobId> = (0..common).map(|n| id(1_000_000 + n)).collect();
+            let a: BTreeSet<BlobId> = base.iter().copied().chain(only_a.iter().map(|n| id(*n))).collect();
+            let b: BTreeSet<BlobId> = if b_empty { BTreeSet::new() } else { base };
+            let (wa, wb, _, _) = run_framed(a.clone(), b.clone(), max);
             prop_assert_eq!(wa, b.difference(&a).copied().collect::<BTreeSet<_>>());
             prop_assert_eq!(wb, a.difference(&b).copied().collect::<BTreeSet<_>>());
         }
