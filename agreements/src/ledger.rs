@@ -53,10 +53,38 @@ impl Ledger {
         Ok(self.len() - before)
     }
 
-    /// Merge a peer's saved ledger.
+    /// Merge what a peer sent: its saved ledger, or its changes since our heads
+    /// ([`Ledger::changes_since`]); returns how many entries were new.
     pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<usize, LedgerError> {
-        let mut other = Self::load(bytes)?;
-        self.merge(&mut other)
+        let before = self.len();
+        self.doc.load_incremental(bytes)?;
+        Ok(self.len() - before)
+    }
+
+    /// Whether the document holds the change with this hash.
+    pub fn has_change(&mut self, hash: &[u8; 32]) -> bool {
+        self.doc.get_change_by_hash(&automerge::ChangeHash(*hash)).is_some()
+    }
+
+    /// The document's heads, sorted.
+    pub fn heads(&mut self) -> Vec<[u8; 32]> {
+        let mut heads: Vec<[u8; 32]> = self.doc.get_heads().into_iter().map(|h| h.0).collect();
+        heads.sort();
+        heads
+    }
+
+    /// What a peer whose ledger has `heads` lacks: empty when it holds all of ours. Heads this
+    /// side does not know (the peer has changes we lack) are left out of the reckoning, so the
+    /// peer may get some changes twice, which merging ignores. With no head known, the whole
+    /// document. A ledger grows with every hourly audit; this keeps what a session sends to
+    /// what changed since the peer's copy.
+    pub fn changes_since(&mut self, heads: &[[u8; 32]]) -> Vec<u8> {
+        let known: Vec<automerge::ChangeHash> =
+            heads.iter().map(|h| automerge::ChangeHash(*h)).filter(|h| self.has_change(&h.0)).collect();
+        if known.is_empty() {
+            return if self.doc.get_heads().is_empty() { Vec::new() } else { self.save() };
+        }
+        self.doc.save_after(&known)
     }
 
     /// A digest of the document's heads: two ledgers with equal digests hold the same changes,
@@ -141,5 +169,48 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         assert!(Ledger::load(b"not automerge").is_err());
+        assert!(Ledger::new().merge_bytes(b"not automerge").is_err());
+    }
+
+    /// A peer gets only the changes it lacks, and nothing when it lacks nothing; a peer whose
+    /// heads we do not know, or that names none, gets all of ours.
+    #[test]
+    fn changes_since_a_peers_heads_are_what_it_lacks() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut owner = Ledger::new();
+        assert!(owner.changes_since(&[]).is_empty(), "an empty ledger has nothing to send");
+        owner.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        for t in 0..50 {
+            let r = crate::AuditRecord {
+                agreement: a.id(),
+                auditor: o.verifying_key().to_bytes(),
+                time_ms: t,
+                challenged: 32,
+                passed: 32,
+                stored_bytes: 1 << 20,
+            };
+            owner.insert(&Entry::audit(r, &o, &s)).unwrap();
+        }
+        let mut seeder = Ledger::load(&owner.save()).unwrap();
+        assert!(owner.changes_since(&seeder.heads()).is_empty(), "the seeder lacks nothing");
+
+        seeder.insert(&Entry::accept(&a, &d)).unwrap();
+        let delta = seeder.changes_since(&owner.heads());
+        assert!(
+            !delta.is_empty() && delta.len() * 4 < seeder.save().len(),
+            "{} of {}",
+            delta.len(),
+            seeder.save().len()
+        );
+        assert_eq!(owner.merge_bytes(&delta).unwrap(), 1);
+        assert_eq!(owner.digest(), seeder.digest());
+
+        // Heads we never saw: everything we have, which merges as well.
+        let mut stranger = Ledger::new();
+        stranger.insert(&Entry::accept(&a, &d)).unwrap();
+        let all = owner.changes_since(&stranger.heads());
+        assert_eq!(stranger.merge_bytes(&all).unwrap(), 51);
+        assert_eq!(Ledger::new().merge_bytes(&owner.changes_since(&[])).unwrap(), 52);
     }
 }

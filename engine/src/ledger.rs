@@ -11,6 +11,9 @@ use cobox_agreements::{Ledger, LedgerView};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
+/// Most ledger heads a `Hello` carries (concurrent writers each add one; a handful is usual).
+pub const MAX_HEADS: usize = 64;
+
 /// Passed audits older than this no longer count towards the replication count.
 pub const AUDIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
@@ -68,7 +71,8 @@ impl LedgerFile {
         Ok(r)
     }
 
-    /// Merge a peer's saved ledger; returns how many entries were new.
+    /// Merge what a peer sent (its ledger, or its changes since our heads); returns how many
+    /// entries were new.
     pub fn merge_bytes(&self, bytes: &[u8]) -> Result<usize, Error> {
         self.update(|l| l.merge_bytes(bytes).map_err(|e| Error::Refused(format!("the peer's ledger: {e}"))))
     }
@@ -97,11 +101,23 @@ impl LedgerFile {
         }
     }
 
-    /// [`LedgerFile::bytes`] for a peer whose ledger has heads digest `theirs`: nothing when
-    /// ours has the same (it lacks nothing). One read of the file.
-    pub fn bytes_unless(&self, theirs: &[u8; 32]) -> Result<Vec<u8>, Error> {
-        let bytes = self.bytes()?;
-        let same = Ledger::load(&bytes).is_ok_and(|mut l| l.digest() == *theirs);
-        Ok(if same { Vec::new() } else { bytes })
+    /// The ledger's heads, for `Hello`: none when there are more than [`MAX_HEADS`] (a peer
+    /// then sends its whole ledger).
+    pub fn heads(&self) -> Result<Vec<[u8; 32]>, Error> {
+        let heads = self.read()?.heads();
+        Ok(if heads.len() > MAX_HEADS { Vec::new() } else { heads })
+    }
+
+    /// Whether this ledger holds every change `heads` name: then it knows exactly what a peer
+    /// with those heads lacks. True for no heads.
+    pub fn knows(&self, heads: &[[u8; 32]]) -> Result<bool, Error> {
+        let mut l = self.read()?;
+        Ok(heads.iter().all(|h| l.has_change(h)))
+    }
+
+    /// What a peer whose `Hello` named `theirs` lacks (see [`Ledger::changes_since`]): empty
+    /// when it lacks nothing. At most [`MAX_HEADS`] of its heads are looked at.
+    pub fn bytes_since(&self, theirs: &[[u8; 32]]) -> Result<Vec<u8>, Error> {
+        Ok(self.read()?.changes_since(&theirs[..theirs.len().min(MAX_HEADS)]))
     }
 }

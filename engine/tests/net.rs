@@ -153,9 +153,9 @@ async fn devices_on_one_lan_find_each_other_by_id_alone() {
 }
 
 /// A ledger grows with every audit: a session between devices whose ledgers already match
-/// sends none of it, and one after a change sends it once.
+/// sends none of it, and one after a change sends only the change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn matching_ledgers_are_not_resent() {
+async fn ledgers_send_only_what_the_peer_lacks() {
     let ((_ha, _fa, seed_a, sa), (_hb, _fb, seed_b, sb), _) = pair(("a.txt", b"ledger test\n"));
     let space = sa.info().id;
     // 60 proposals with long terms: a ledger of over 50 KB.
@@ -192,11 +192,24 @@ async fn matching_ledgers_are_not_resent() {
     assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
     let again = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(again.wire_bytes < 4_000, "nothing changed, so no ledger: {again:?}");
-    // One new entry on A: the next session sends the ledger again, once.
+    // One new entry on A (about 2 KB): the next session sends that entry, not the ledger.
     ledger_a.insert(&propose(200)).unwrap();
     let changed = b.sync_once(&space, a_addr.clone()).await.unwrap();
-    assert!(changed.wire_bytes > ledger_len, "{changed:?}");
+    assert!(changed.wire_bytes < 8_000, "only what B lacked: {changed:?}");
     assert_eq!(ledger_b.read().unwrap().len(), 61);
+    assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
+    // B (the dialer) ahead: only what A lacks.
+    ledger_b.insert(&propose(201)).unwrap();
+    let pushed = b.sync_once(&space, a_addr.clone()).await.unwrap();
+    assert!(pushed.wire_bytes < 8_000, "{pushed:?}");
+    // Each ahead of the other: neither knows the other's heads, so A sends its whole ledger
+    // once (as before heads were exchanged), and B then only what A lacks.
+    ledger_a.insert(&propose(202)).unwrap();
+    ledger_b.insert(&propose(203)).unwrap();
+    let diverged = b.sync_once(&space, a_addr.clone()).await.unwrap();
+    assert!(diverged.wire_bytes < ledger_len + 12_000, "{diverged:?}");
+    assert_eq!(ledger_a.read().unwrap().len(), 64);
+    assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
     let settled = b.sync_once(&space, a_addr).await.unwrap();
     assert!(settled.wire_bytes < 4_000, "{settled:?}");
     b.shutdown().await;
@@ -240,14 +253,16 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
             role: Role::Member,
             purpose: Purpose::Sync,
             listen: Vec::new(),
-            ledger: [0; 32],
+            ledger: Vec::new(),
         };
         send_msg(&mut s, &hello).await;
         let Msg::Hello { nonce, .. } = recv_msg(&mut r).await else { panic!("no Hello") };
         send_msg(&mut s, &prove(&space_key, &space, &me, &a.device(), &nonce)).await;
         assert!(matches!(recv_msg(&mut r).await, Msg::Proof { .. }));
+        // Member to member, the ledger goes dialer, listener, dialer; ours is empty.
         send_msg(&mut s, &Msg::Ledger(Vec::new())).await;
         assert!(matches!(recv_msg(&mut r).await, Msg::Ledger(_)));
+        send_msg(&mut s, &Msg::Ledger(Vec::new())).await;
         // Hold nothing and want nothing: the node will want nothing from us either.
         let mut rec = cobox_engine::sync::reconcile::Reconciler::new(Default::default());
         send_msg(&mut s, &Msg::Reconcile { items: rec.start(), more: false }).await;

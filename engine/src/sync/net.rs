@@ -394,10 +394,10 @@ impl Held {
         }
     }
 
-    /// The ledger's heads digest for `Hello`; an unreadable ledger gives zeros, which match
-    /// no peer's, so it is sent whole.
-    async fn ledger_digest(&self) -> [u8; 32] {
-        self.ledger().await.digest().unwrap_or_default()
+    /// The ledger's heads for `Hello`; an unreadable ledger gives none, so the peer sends all
+    /// of its own.
+    async fn ledger_heads(&self) -> Vec<[u8; 32]> {
+        self.ledger().await.heads().unwrap_or_default()
     }
 
     async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
@@ -461,8 +461,8 @@ struct PeerHello {
     role: Role,
     nonce: [u8; 32],
     listen: Vec<String>,
-    /// Its ledger's heads digest.
-    ledger: [u8; 32],
+    /// Its ledger's heads.
+    ledger: Vec<[u8; 32]>,
 }
 
 /// The words of an error, for a `Refused` frame (without the "refused:" prefix).
@@ -564,9 +564,9 @@ async fn recv_ledger(io: &mut Framed) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// Send our ledger, or an empty one when the peer's `Hello` showed the same heads.
-async fn send_ledger(io: &mut Framed, ledger: &LedgerFile, peer: &PeerHello) -> Result<(), Error> {
-    io.send(&Msg::Ledger(ledger.bytes_unless(&peer.ledger)?)).await
+/// Send what of our ledger a peer with `heads` lacks (nothing, when it lacks nothing).
+async fn send_ledger(io: &mut Framed, ledger: &LedgerFile, heads: &[[u8; 32]]) -> Result<(), Error> {
+    io.send(&Msg::Ledger(ledger.bytes_since(heads)?)).await
 }
 
 /// Receive the peer's ledger and merge it; a ledger that does not load ends the session.
@@ -610,14 +610,25 @@ async fn handshake(
     let now = crate::now_ms();
     // The seeder evaluates the ledger itself to countersign; the other cases evaluate at the end.
     let evaluated = match (held.role(), peer.role) {
+        // Three sends, each only what the other lacks. The dialer goes first only if it holds
+        // all the listener's changes (it knows what the listener lacks); otherwise the listener
+        // catches it up first, and the dialer's last send is what the listener lacks.
         (Role::Member, Role::Member) if dialer => {
-            send_ledger(io, &ledger, peer).await?;
+            let ahead = ledger.knows(&peer.ledger)?;
+            if ahead {
+                send_ledger(io, &ledger, &peer.ledger).await?;
+            } else {
+                io.send(&Msg::Ledger(Vec::new())).await?;
+            }
             merge_peer_ledger(io, &ledger).await?;
+            let theirs = if ahead { ledger.heads()? } else { peer.ledger.clone() };
+            send_ledger(io, &ledger, &theirs).await?;
             None
         }
         (Role::Member, Role::Member) => {
             merge_peer_ledger(io, &ledger).await?;
-            send_ledger(io, &ledger, peer).await?;
+            send_ledger(io, &ledger, &peer.ledger).await?;
+            merge_peer_ledger(io, &ledger).await?;
             None
         }
         (Role::Member, Role::Seeder) => {
@@ -638,13 +649,15 @@ async fn handshake(
             if !theirs.is_empty() {
                 ledger.merge_bytes(&theirs)?;
             }
-            send_ledger(io, &ledger, peer).await?;
+            send_ledger(io, &ledger, &peer.ledger).await?;
             merge_peer_ledger(io, &ledger).await?;
             None
         }
         (Role::Seeder, Role::Member) => {
-            send_ledger(io, &ledger, peer).await?;
+            send_ledger(io, &ledger, &peer.ledger).await?;
             merge_peer_ledger(io, &ledger).await?;
+            // Both sides now hold the same changes: the last send is only what we add here.
+            let merged = ledger.heads()?;
             let mut view = ledger.view(now)?;
             if sh.countersign(&ledger, &view)? {
                 view = ledger.view(now)?;
@@ -658,7 +671,7 @@ async fn handshake(
                     ))
                     .await);
             }
-            send_ledger(io, &ledger, peer).await?;
+            send_ledger(io, &ledger, &merged).await?;
             Some(view)
         }
         (Role::Seeder, Role::Seeder) => return Err(io.refuse("two seeders have nothing to sync".into()).await),
@@ -1284,7 +1297,7 @@ impl Handler {
         }
         let mut nonce = [0u8; 32];
         crate::random_bytes(&mut nonce);
-        let ledger = held.ledger_digest().await;
+        let ledger = held.ledger_heads().await;
         io.send(&Msg::Hello { space, device: sh.me, nonce, role: held.role(), purpose, listen: sh.listen(), ledger })
             .await?;
         if let Held::Member(s) = held {
@@ -1481,7 +1494,7 @@ impl Node {
             role: held.role(),
             purpose,
             listen: self.sh.listen(),
-            ledger: held.ledger_digest().await,
+            ledger: held.ledger_heads().await,
         };
         io.send(&hello).await?;
         let Msg::Hello { space: theirs, device, nonce: peer_nonce, role, listen, ledger, .. } = io.recv().await? else {

@@ -5,15 +5,16 @@
 //! hostile peer cannot make us allocate without bound.
 //!
 //! 1. Both send `Hello` (space, device, fresh nonce, role, purpose, listening addresses, ledger
-//!    heads digest); a side without the space answers `Refused`. Two seeders never talk.
+//!    heads); a side without the space answers `Refused`. Two seeders never talk.
 //! 2. Each member sends `Proof`: the space key's signature over the *peer's* nonce and both
 //!    device ids, which only a member can make. A bad proof gets `Refused`. A seeder sends none.
 //! 3. Ledgers: member and member: the dialer sends its `Ledger`, the listener answers with the
 //!    merge. Member and seeder: the seeder sends first (its peer has proven membership), the
 //!    member checks that an agreement names the seeder and sends its own, and the seeder answers
 //!    with the merge, which holds its countersignature when it accepted a proposal. A `Ledger`
-//!    is empty when the sender's heads digest equals the one in the peer's `Hello` (the peer
-//!    lacks nothing), so steady-state sessions do not resend a ledger that grows with audits.
+//!    carries only what the peer lacks by the heads in its `Hello` (the seeder's second one:
+//!    by the heads both had once merged), empty when it lacks nothing, so sessions do not
+//!    resend a ledger that grows with every audit.
 //! 4. Purpose `Sync`: the dialer sends `Reconcile`; the sides alternate until one receives an
 //!    empty step. A step, and a want list, longer than [`FRAME_IDS`] ids goes over several
 //!    frames, each but the last marked `more`. The dialer sends `Want`; the listener sends the blobs, then its own
@@ -74,9 +75,9 @@ pub enum Msg {
         purpose: Purpose,
         /// Where the sender's daemon listens (empty for a one-off command).
         listen: Vec<String>,
-        /// The digest of the sender's ledger heads: a peer whose ledger has the same digest
-        /// sends an empty `Ledger` instead of its whole ledger.
-        ledger: [u8; 32],
+        /// The sender's ledger heads (none when it has over 64): a peer sends only the
+        /// changes these do not cover, an empty `Ledger` when it has no others.
+        ledger: Vec<[u8; 32]>,
     },
     /// The space key's signature over the peer's challenge.
     Proof {
@@ -89,8 +90,8 @@ pub enum Msg {
         /// Plain words.
         reason: String,
     },
-    /// The sender's whole ledger (an Automerge save), or nothing when the peer's `Hello` showed
-    /// a ledger with the same heads.
+    /// What of the sender's ledger the peer lacks, by the heads in the peer's `Hello` (an
+    /// Automerge save, or the changes after those heads): empty when it lacks nothing.
     Ledger(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Prove you hold these blobs: answer BLAKE3(nonce ‖ ciphertext) for each.
     AuditChallenge {
