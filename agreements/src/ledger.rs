@@ -73,6 +73,22 @@ impl Ledger {
         heads
     }
 
+    /// The heads and the changes they directly follow, sorted: what a `Hello` names. A peer
+    /// that lacks our newest change (each side added one since they last met) still finds the
+    /// one before it, and sends only what follows.
+    pub fn heads_and_parents(&mut self) -> Vec<[u8; 32]> {
+        let mut out = Vec::new();
+        for h in self.doc.get_heads() {
+            out.push(h.0);
+            if let Some(c) = self.doc.get_change_by_hash(&h) {
+                out.extend(c.deps().iter().map(|d| d.0));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// What a peer whose ledger has `heads` lacks: empty when it holds all of ours. Heads this
     /// side does not know (the peer has changes we lack) are left out of the reckoning, so the
     /// peer may get some changes twice, which merging ignores. With no head known, the whole
@@ -164,6 +180,41 @@ mod tests {
         l2.merge_bytes(&l1.save()).unwrap();
         assert_eq!(l1.digest(), l2.digest());
         assert_eq!(Ledger::load(&l1.save()).unwrap().digest(), l1.digest(), "a reload keeps it");
+    }
+
+    /// Each side added one entry since they last met: naming the heads' parents lets each
+    /// send only its own entry.
+    #[test]
+    fn each_side_one_ahead_sends_only_its_own() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let audit = |t: i64| {
+            let r = crate::AuditRecord {
+                agreement: a.id(),
+                auditor: o.verifying_key().to_bytes(),
+                time_ms: t,
+                challenged: 32,
+                passed: 32,
+                stored_bytes: 1 << 20,
+            };
+            Entry::audit(r, &o, &s)
+        };
+        let mut base = Ledger::new();
+        base.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        for t in 0..50 {
+            base.insert(&audit(t)).unwrap();
+        }
+        let (mut l1, mut l2) = (Ledger::load(&base.save()).unwrap(), Ledger::load(&base.save()).unwrap());
+        l1.insert(&audit(100)).unwrap();
+        l2.insert(&audit(200)).unwrap();
+        let (h1, h2) = (l1.heads_and_parents(), l2.heads_and_parents());
+        assert!(!l1.changes_since(&l2.heads()).is_empty(), "the head alone is unknown to l1");
+        let (d1, d2) = (l1.changes_since(&h2), l2.changes_since(&h1));
+        let whole = base.save().len();
+        assert!(d1.len() * 4 < whole && d2.len() * 4 < whole, "{} and {} of {whole}", d1.len(), d2.len());
+        assert_eq!(l2.merge_bytes(&d1).unwrap(), 1);
+        assert_eq!(l1.merge_bytes(&d2).unwrap(), 1);
+        assert_eq!(l1.digest(), l2.digest());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use cobox_agreements::{Ledger, LedgerView};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-/// Most ledger heads a `Hello` carries (concurrent writers each add one; a handful is usual).
+/// Most ledger heads (with their parents) a `Hello` carries; a handful is usual.
 pub const MAX_HEADS: usize = 64;
 
 /// Passed audits older than this no longer count towards the replication count.
@@ -101,10 +101,11 @@ impl LedgerFile {
         }
     }
 
-    /// The ledger's heads, for `Hello`: none when there are more than [`MAX_HEADS`] (a peer
-    /// then sends its whole ledger).
+    /// The ledger's heads and their parents ([`Ledger::heads_and_parents`]), for `Hello` and
+    /// [`LedgerFile::bytes_since`]: none when there are more than [`MAX_HEADS`] (a peer then
+    /// sends its whole ledger).
     pub fn heads(&self) -> Result<Vec<[u8; 32]>, Error> {
-        let heads = self.read()?.heads();
+        let heads = self.read()?.heads_and_parents();
         Ok(if heads.len() > MAX_HEADS { Vec::new() } else { heads })
     }
 
