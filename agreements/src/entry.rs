@@ -367,6 +367,19 @@ pub(crate) mod tests {
         }
     }
 
+    /// A signed audit of `a` at `t`: 4 blobs challenged, `passed` proven.
+    pub(crate) fn audit(a: &Agreement, auditor: &SigningKey, space: &SigningKey, t: i64, passed: u32) -> Entry {
+        let r = AuditRecord {
+            agreement: a.id(),
+            auditor: auditor.verifying_key().to_bytes(),
+            time_ms: t,
+            challenged: 4,
+            passed,
+            stored_bytes: 10,
+        };
+        Entry::audit(r, auditor, space)
+    }
+
     #[test]
     fn canonical_encoding_is_stable_and_tagged() {
         let (s, o, d) = keys();

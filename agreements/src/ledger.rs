@@ -144,7 +144,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::tests::{keys, sample};
+    use crate::entry::tests::{audit, keys, sample};
 
     #[test]
     fn merge_is_union_and_idempotent() {
@@ -188,25 +188,14 @@ mod tests {
     fn each_side_one_ahead_sends_only_its_own() {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
-        let audit = |t: i64| {
-            let r = crate::AuditRecord {
-                agreement: a.id(),
-                auditor: o.verifying_key().to_bytes(),
-                time_ms: t,
-                challenged: 32,
-                passed: 32,
-                stored_bytes: 1 << 20,
-            };
-            Entry::audit(r, &o, &s)
-        };
         let mut base = Ledger::new();
         base.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
         for t in 0..50 {
-            base.insert(&audit(t)).unwrap();
+            base.insert(&audit(&a, &o, &s, t, 4)).unwrap();
         }
         let (mut l1, mut l2) = (Ledger::load(&base.save()).unwrap(), Ledger::load(&base.save()).unwrap());
-        l1.insert(&audit(100)).unwrap();
-        l2.insert(&audit(200)).unwrap();
+        l1.insert(&audit(&a, &o, &s, 100, 4)).unwrap();
+        l2.insert(&audit(&a, &o, &s, 200, 4)).unwrap();
         let (h1, h2) = (l1.heads_and_parents(), l2.heads_and_parents());
         assert!(!l1.changes_since(&l2.heads()).is_empty(), "the head alone is unknown to l1");
         let (d1, d2) = (l1.changes_since(&h2), l2.changes_since(&h1));
@@ -233,15 +222,7 @@ mod tests {
         assert!(owner.changes_since(&[]).is_empty(), "an empty ledger has nothing to send");
         owner.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
         for t in 0..50 {
-            let r = crate::AuditRecord {
-                agreement: a.id(),
-                auditor: o.verifying_key().to_bytes(),
-                time_ms: t,
-                challenged: 32,
-                passed: 32,
-                stored_bytes: 1 << 20,
-            };
-            owner.insert(&Entry::audit(r, &o, &s)).unwrap();
+            owner.insert(&audit(&a, &o, &s, t, 4)).unwrap();
         }
         let mut seeder = Ledger::load(&owner.save()).unwrap();
         assert!(owner.changes_since(&seeder.heads()).is_empty(), "the seeder lacks nothing");

@@ -266,25 +266,13 @@ fn view_of(id: AgreementId, agreement: Agreement, problem: Option<EntryError>) -
 mod tests {
     use super::*;
     use crate::entry::Party;
-    use crate::entry::tests::{keys, sample};
+    use crate::entry::tests::{audit, keys, sample};
     use crate::ledger::Ledger;
     use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
 
     fn eval(l: &Ledger, space: &SigningKey, now: i64) -> LedgerView {
         evaluate(&space.verifying_key().to_bytes(), &l.raw_entries(), now)
-    }
-
-    fn audit(a: &Agreement, auditor: &SigningKey, space: &SigningKey, t: i64, passed: u32) -> Entry {
-        let r = AuditRecord {
-            agreement: a.id(),
-            auditor: auditor.verifying_key().to_bytes(),
-            time_ms: t,
-            challenged: 4,
-            passed,
-            stored_bytes: 10,
-        };
-        Entry::audit(r, auditor, space)
     }
 
     #[test]

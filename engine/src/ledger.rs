@@ -109,11 +109,12 @@ impl LedgerFile {
         Ok(if heads.len() > MAX_HEADS { Vec::new() } else { heads })
     }
 
-    /// Whether this ledger holds every change `heads` name: then it knows exactly what a peer
-    /// with those heads lacks. True for no heads.
-    pub fn knows(&self, heads: &[[u8; 32]]) -> Result<bool, Error> {
+    /// [`LedgerFile::bytes_since`] when this ledger holds every change `theirs` names (so it
+    /// knows exactly what the peer lacks), else `None`. One read of the file.
+    pub fn bytes_if_ahead(&self, theirs: &[[u8; 32]]) -> Result<Option<Vec<u8>>, Error> {
         let mut l = self.read()?;
-        Ok(heads.iter().all(|h| l.has_change(h)))
+        let theirs = &theirs[..theirs.len().min(MAX_HEADS)];
+        Ok(theirs.iter().all(|h| l.has_change(h)).then(|| l.changes_since(theirs)))
     }
 
     /// What a peer whose `Hello` named `theirs` lacks (see [`Ledger::changes_since`]): empty

@@ -461,7 +461,7 @@ struct PeerHello {
     role: Role,
     nonce: [u8; 32],
     listen: Vec<String>,
-    /// Its ledger's heads.
+    /// Its ledger's heads and their parents.
     ledger: Vec<[u8; 32]>,
 }
 
@@ -614,12 +614,9 @@ async fn handshake(
         // all the listener's changes (it knows what the listener lacks); otherwise the listener
         // catches it up first, and the dialer's last send is what the listener lacks.
         (Role::Member, Role::Member) if dialer => {
-            let ahead = ledger.knows(&peer.ledger)?;
-            if ahead {
-                send_ledger(io, &ledger, &peer.ledger).await?;
-            } else {
-                io.send(&Msg::Ledger(Vec::new())).await?;
-            }
+            let first = ledger.bytes_if_ahead(&peer.ledger)?;
+            let ahead = first.is_some();
+            io.send(&Msg::Ledger(first.unwrap_or_default())).await?;
             merge_peer_ledger(io, &ledger).await?;
             let theirs = if ahead { ledger.heads()? } else { peer.ledger.clone() };
             send_ledger(io, &ledger, &theirs).await?;

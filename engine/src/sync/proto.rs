@@ -75,8 +75,9 @@ pub enum Msg {
         purpose: Purpose,
         /// Where the sender's daemon listens (empty for a one-off command).
         listen: Vec<String>,
-        /// The sender's ledger heads (none when it has over 64): a peer sends only the
-        /// changes these do not cover, an empty `Ledger` when it has no others.
+        /// The sender's ledger heads and the changes they directly follow (none when over
+        /// 64): a peer sends only the changes these do not cover, an empty `Ledger` when it
+        /// has no others.
         ledger: Vec<[u8; 32]>,
     },
     /// The space key's signature over the peer's challenge.
