@@ -1,6 +1,7 @@
 //! The iroh transport with real connections on loopback: through a local relay with direct
 //! addresses withheld, and against a peer that sends garbage.
 
+use cobox_engine::sync::congestion::Congestion;
 use cobox_engine::sync::net::{NetConfig, Node};
 use cobox_engine::{Home, NoProgress, Space};
 use std::sync::Arc;
@@ -97,6 +98,9 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
         relay: Some(url.to_string()),
         relay_ca_der: certs.iter().map(|c| c.to_vec()).collect(),
         lan_discovery: false,
+        // Loopback picks Cubic; this test also carries a whole session on BBRv3, which long and
+        // lossy paths get (`sync::congestion`).
+        congestion: Congestion::Bbr,
     };
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();

@@ -562,15 +562,23 @@ async fn raw_send(client: &iroh::Endpoint, addr: iroh::EndpointAddr, bytes: u64)
 }
 
 /// The two ends of [`raw_stream`] as separate processes (for `scripts/wan-bench.sh`, where
-/// they run in different network namespaces): `raw-sink IP:PORT` prints `listening ID@ADDR`
-/// and serves one stream; `raw-send ID@ADDR BYTES` prints the time and rate.
+/// they run in different network namespaces): `raw-sink IP:PORT [CC]` prints `listening ID@ADDR`
+/// and serves one stream; `raw-send ID@ADDR BYTES [CC]` prints the time and rate. CC is the
+/// congestion control, `auto` (cobox's default), `cubic` or `bbr`.
 fn raw_split(args: &[String]) -> Result<()> {
+    use cobox_engine::sync::congestion::Congestion;
     use cobox_engine::sync::net::{NetConfig, endpoint, parse_peer};
+    let cc_at = |i: usize| match args.get(i).map(String::as_str) {
+        None | Some("auto") => Ok(Congestion::Auto),
+        Some("cubic") => Ok(Congestion::Cubic),
+        Some("bbr") => Ok(Congestion::Bbr),
+        Some(other) => bail!("congestion control {other:?}: use auto, cubic or bbr"),
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         if args[0] == "raw-sink" {
             let bind = args.get(1).context("raw-sink IP:PORT")?.parse()?;
-            let cfg = NetConfig { bind: Some(bind), no_relay: true, ..Default::default() };
+            let cfg = NetConfig { bind: Some(bind), no_relay: true, congestion: cc_at(2)?, ..Default::default() };
             let server = endpoint([1; 32], &cfg).await?;
             println!("listening {}@{bind}", server.id());
             use std::io::Write;
@@ -579,7 +587,12 @@ fn raw_split(args: &[String]) -> Result<()> {
         } else {
             let addr = parse_peer(args.get(1).context("raw-send ID@ADDR BYTES")?)?;
             let bytes: u64 = args.get(2).context("raw-send ID@ADDR BYTES")?.parse()?;
-            let cfg = NetConfig { bind: Some("0.0.0.0:0".parse()?), no_relay: true, ..Default::default() };
+            let cfg = NetConfig {
+                bind: Some("0.0.0.0:0".parse()?),
+                no_relay: true,
+                congestion: cc_at(3)?,
+                ..Default::default()
+            };
             let client = endpoint([2; 32], &cfg).await?;
             let took = raw_send(&client, addr, bytes).await?;
             println!("one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s", took.as_secs_f64(), mbps(bytes, took));

@@ -1,6 +1,7 @@
 use crate::Ctx;
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
+use cobox_engine::sync::congestion::Congestion;
 use cobox_engine::sync::net::{Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, parse_peer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,16 @@ pub(crate) struct NetArgs {
     /// Do not announce or look for devices on the local network (mDNS).
     #[arg(long)]
     no_mdns: bool,
+    /// Congestion control: auto (Cubic on local links, BBRv3 on long or lossy ones), cubic or bbr.
+    #[arg(long, value_enum, default_value_t = CongestionArg::Auto)]
+    congestion: CongestionArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CongestionArg {
+    Auto,
+    Cubic,
+    Bbr,
 }
 
 /// The DER certificates in a PEM file, or the file itself when it is DER.
@@ -62,6 +73,11 @@ impl NetArgs {
             relay: self.relay.clone(),
             relay_ca_der,
             lan_discovery: !self.no_mdns,
+            congestion: match self.congestion {
+                CongestionArg::Auto => Congestion::Auto,
+                CongestionArg::Cubic => Congestion::Cubic,
+                CongestionArg::Bbr => Congestion::Bbr,
+            },
         })
     }
 }

@@ -59,6 +59,8 @@ pub struct NetConfig {
     /// Announce this device and find peers on the local network by mDNS, so devices on one LAN
     /// reach each other by id alone, with no internet.
     pub lan_discovery: bool,
+    /// Congestion control: by default Cubic on local paths, BBRv3 on long ones (`congestion`).
+    pub congestion: super::congestion::Congestion,
 }
 
 /// Bytes and blobs moved by one session.
@@ -113,6 +115,7 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint
     // off (see Writer), and 1 MiB made loopback syncs slower and less even (3.2-5.2 s against
     // 3.2-3.9 s, docs/benchmarks.md). Transfers use several streams (lanes) instead.
     let transport = iroh::endpoint::QuicTransportConfig::builder()
+        .congestion_controller_factory(cfg.congestion.factory())
         .keep_alive_interval(IDLE / 3)
         .default_path_keep_alive_interval(IDLE / 3)
         .default_path_max_idle_timeout(IDLE)
