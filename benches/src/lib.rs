@@ -79,6 +79,53 @@ pub fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
+/// The regular files under `dir`, relative to it, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.extend(e.path().strip_prefix(dir).ok().map(Path::to_path_buf)),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Check that `copy` holds the same files with the same bytes as `orig` (a benchmark that
+/// timed a broken copy measured nothing). Returns the number of files.
+pub fn same_files(orig: &Path, copy: &Path) -> Result<usize> {
+    let (a, b) = (files_under(orig), files_under(copy));
+    if a != b {
+        let only = |x: &[PathBuf], y: &[PathBuf]| x.iter().filter(|p| y.binary_search(p).is_err()).count();
+        bail!(
+            "{} holds {} files, {} holds {}: {} missing from the copy, {} extra",
+            orig.display(),
+            a.len(),
+            copy.display(),
+            b.len(),
+            only(&a, &b),
+            only(&b, &a)
+        );
+    }
+    for rel in &a {
+        let hash = |root: &Path| -> Result<blake3::Hash> {
+            let mut h = blake3::Hasher::new();
+            h.update_reader(std::fs::File::open(root.join(rel))?)?;
+            Ok(h.finalize())
+        };
+        if hash(orig)? != hash(copy)? {
+            bail!("{} differs in the copy", rel.display());
+        }
+    }
+    Ok(a.len())
+}
+
 /// Drop the page cache (root only). Returns whether it worked.
 pub fn drop_caches() -> bool {
     let _ = Command::new("sync").status();

@@ -12,7 +12,7 @@ use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::manifest::Snapshot;
-use crate::restore::{FileWriter, safe_target};
+use crate::restore::{FileWriter, PartialFile, safe_target};
 use crate::scan::{CacheRec, Meta};
 use crate::space::Space;
 use serde::Serialize;
@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the materialiser did.
@@ -281,53 +282,128 @@ impl Space {
 /// A file to write once its content is here: path, entry, the target's metadata when planned.
 type Planned = (String, Entry, Option<Meta>);
 
-/// Files a sync session under way is still receiving blobs for: each is written as soon as its
-/// last blob is stored, while the transfer goes on, instead of all of them after it.
+/// Files a sync session under way is still receiving blobs for: each is written while the
+/// transfer goes on, instead of all of them after it. A small file is written when its last blob
+/// is stored; a large one is written in order as its chunks arrive (senders send them in order),
+/// so its last chunk leaves little to do and its chunks are mostly still in memory when read.
 pub(crate) struct Streaming {
     files: Arc<StreamFiles>,
     /// Blobs still missing per file.
     missing: Vec<u32>,
     /// Which files each missing blob completes (a file appears once per occurrence).
     needs: HashMap<BlobId, Vec<usize>>,
+    /// Per file: written in order as its chunks arrive.
+    large: Vec<bool>,
     /// Changes applied when it began.
     changes: usize,
 }
+
+/// Files with at least this many chunks are written as their chunks arrive.
+const PROGRESSIVE_FROM: usize = 16;
+
+/// At most this many files are open for writing in order at once (each holds an 8 MiB staging
+/// buffer); the rest are written whole when their last chunk is stored.
+const MAX_OPEN: usize = 8;
 
 /// What the writer threads share.
 pub(crate) struct StreamFiles {
     writer: FileWriter,
     root: PathBuf,
     files: Vec<Planned>,
+    parts: Vec<Mutex<Part>>,
+    /// Per file, raised on each arrival, so a writer that finds the file busy can leave it to
+    /// the thread writing it, which looks again before it lets go.
+    kicks: Vec<AtomicUsize>,
+    /// Per file: every chunk is stored.
+    complete: Vec<AtomicBool>,
+    open: AtomicUsize,
     written: Mutex<Vec<(usize, Meta)>>,
 }
 
+/// How far one file is written.
+struct Part {
+    chunks: Vec<(BlobId, u32)>,
+    next: usize,
+    out: Option<PartialFile>,
+    /// Written, or given up on (left to the pass after the session, which reports it).
+    over: bool,
+}
+
 impl StreamFiles {
-    /// Write file `i` (on any thread). A failure leaves it to the pass after the session,
-    /// which reports it.
-    pub(crate) fn write(&self, i: usize) {
+    /// Write what has arrived of file `i` (on any thread).
+    pub(crate) fn advance(&self, i: usize) {
+        self.kicks[i].fetch_add(1, Ordering::SeqCst);
+        loop {
+            let Ok(mut part) = self.parts[i].try_lock() else { return };
+            let seen = self.kicks[i].load(Ordering::SeqCst);
+            if !part.over && self.step(i, &mut part).is_err() {
+                part.over = true;
+                if part.out.take().is_some() {
+                    self.open.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            drop(part);
+            if self.kicks[i].load(Ordering::SeqCst) == seen {
+                return;
+            }
+        }
+    }
+
+    /// Write the chunks of file `i` that are here, in order; finish it after its last.
+    fn step(&self, i: usize, part: &mut Part) -> Result<(), String> {
         let (path, entry, planned) = &self.files[i];
+        let store = &self.writer.store;
+        let here = |id: &BlobId| store.contains(id).unwrap_or(false);
+        let complete = self.complete[i].load(Ordering::SeqCst);
+        if part.out.is_none() {
+            // Whole when complete; in order only once its first chunk is here and while few
+            // files are open that way.
+            let start = part.chunks.len() >= PROGRESSIVE_FROM
+                && self.open.load(Ordering::SeqCst) < MAX_OPEN
+                && part.chunks.first().is_some_and(|(id, _)| here(id));
+            if !complete && !start {
+                return Ok(());
+            }
+            part.out = Some(self.writer.begin(&self.root, path, entry)?);
+            self.open.fetch_add(1, Ordering::SeqCst);
+        }
+        let Some(out) = part.out.as_mut() else { return Ok(()) };
+        while let Some((id, _)) = part.chunks.get(part.next).filter(|(id, _)| here(id)) {
+            out.push(&self.writer.chunk(path, id)?)?;
+            part.next += 1;
+        }
+        if part.next < part.chunks.len() {
+            return Ok(());
+        }
+        let Some(out) = part.out.take() else { return Ok(()) };
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        part.over = true;
         // A file edited since the plan is not replaced here: the final pass keeps the edit.
         let unchanged = |t: &Path| {
             let now = fs::symlink_metadata(t).ok().map(|m| Meta::of(&m));
             if now == *planned { Ok(()) } else { Err(format!("{path}: changed while syncing")) }
         };
-        if let Ok(meta) = self.writer.write_entry_checked(&self.root, path, entry, &crate::NoProgress, &unchanged) {
-            self.written.lock().unwrap_or_else(|p| p.into_inner()).push((i, meta));
-        }
+        let meta = out.finish(&unchanged)?;
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).push((i, meta));
+        Ok(())
     }
 }
 
 impl Streaming {
-    /// A blob was stored: the files it completes, to hand to [`StreamFiles::write`].
+    /// A blob was stored: the files to hand to [`StreamFiles::advance`] (those it completes, and
+    /// large ones it belongs to).
     pub(crate) fn arrived(&mut self, id: &BlobId) -> Vec<usize> {
-        let Some(files) = self.needs.remove(id) else { return Vec::new() };
+        let Some(mut files) = self.needs.remove(id) else { return Vec::new() };
+        // Occurrences of one file are adjacent (pushed in file order).
+        files.retain(|&f| {
+            self.missing[f] -= 1;
+            if self.missing[f] == 0 {
+                self.files.complete[f].store(true, Ordering::SeqCst);
+            }
+            self.missing[f] == 0 || self.large[f]
+        });
+        files.dedup();
         files
-            .into_iter()
-            .filter(|&f| {
-                self.missing[f] -= 1;
-                self.missing[f] == 0
-            })
-            .collect()
     }
 
     /// The shared half, for writer threads.
@@ -345,27 +421,41 @@ impl Space {
         let changes = self.apply_received()?;
         let (_, waiting) = self.materialize_and_plan()?;
         let writer = self.file_writer();
-        let (mut files, mut missing, mut needs) = (Vec::new(), Vec::new(), HashMap::<BlobId, Vec<usize>>::new());
+        let (mut files, mut parts, mut large, mut missing, mut needs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), HashMap::<BlobId, Vec<usize>>::new());
         for (path, entry, planned) in waiting {
             let Kind::File { content, .. } = &entry.kind else { continue };
             // No chunk list yet (a sender that did not send it first): left to the final pass.
             let Ok(blobs) = writer.content_blobs(content) else { continue };
             let i = files.len();
             let mut n = 0;
-            for (id, _) in blobs {
-                if !self.store.contains(&id)? {
-                    needs.entry(id).or_default().push(i);
+            for (id, _) in &blobs {
+                if !self.store.contains(id)? {
+                    needs.entry(*id).or_default().push(i);
                     n += 1;
                 }
             }
             if n > 0 {
                 files.push((path, entry, planned));
+                large.push(blobs.len() >= PROGRESSIVE_FROM);
+                parts.push(Mutex::new(Part { chunks: blobs, next: 0, out: None, over: false }));
                 missing.push(n);
             }
         }
         let root = self.info.path.clone();
-        let files = Arc::new(StreamFiles { writer, root, files, written: Mutex::new(Vec::new()) });
-        Ok(Streaming { files, missing, needs, changes })
+        let kicks = parts.iter().map(|_| AtomicUsize::new(0)).collect();
+        let complete = parts.iter().map(|_| AtomicBool::new(false)).collect();
+        let files = Arc::new(StreamFiles {
+            writer,
+            root,
+            files,
+            parts,
+            kicks,
+            complete,
+            open: AtomicUsize::new(0),
+            written: Mutex::new(Vec::new()),
+        });
+        Ok(Streaming { files, missing, needs, large, changes })
     }
 
     /// Record what was written during the session, so the pass after it sees those files as
@@ -470,6 +560,63 @@ mod tests {
         let mut s = reopen(s);
         assert!(s.folder_current, "a clean pass over the same changes is remembered");
         assert_eq!(s.apply_and_materialize().unwrap().1.written, 0);
+    }
+
+    /// A large file is written in order while its chunks arrive; a transfer cut before its
+    /// last chunk leaves no temp file behind, and the pass after the rest arrives writes it.
+    #[test]
+    fn a_large_file_is_written_as_its_chunks_arrive() {
+        let (home_a, folder_a, mut a) = space();
+        let mut big = vec![0u8; 40 << 20];
+        crate::random_bytes(&mut big);
+        std::fs::write(folder_a.path().join("big.bin"), &big).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let invite = Home::invite(home_a.path(), "s").unwrap();
+        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hb = Home::open(home_b.path()).unwrap();
+        hb.join(&invite, folder_b.path(), None).unwrap();
+        let mut b = hb.open_space("s").unwrap();
+        b.scan(&crate::NoProgress).unwrap();
+
+        let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
+        a.store.send_order(&mut ids).unwrap();
+        let (last, first) = ids.split_last().unwrap();
+        let temps = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(folder_b.path())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(crate::scan::TMP_PREFIX))
+                .map(|e| e.path())
+                .collect()
+        };
+        let mut streaming = None;
+        for id in first {
+            let data = a.store.get(id).unwrap();
+            b.receive_blob(id, &data).unwrap();
+            if streaming.is_none() && crate::crypto::is_chunk(&data) {
+                streaming = Some(b.begin_streaming().unwrap());
+            }
+            // Changes and chunk lists come first; they are applied when the first chunk comes.
+            if let Some(st) = streaming.as_mut() {
+                for f in st.arrived(id) {
+                    st.files().advance(f);
+                }
+            }
+        }
+        let tmp = temps();
+        assert_eq!(tmp.len(), 1, "one file under way: {tmp:?}");
+        let partial = std::fs::read(&tmp[0]).unwrap();
+        // Staged writes go out in 8 MiB blocks, so the file trails what was decrypted.
+        assert!(partial.len() >= 16 << 20, "written as the chunks came: {} bytes", partial.len());
+        assert_eq!(partial[..], big[..partial.len()], "in order");
+        assert!(!folder_b.path().join("big.bin").exists(), "not in place before its last chunk");
+
+        // The session ends here (a cut connection): nothing half-written stays.
+        b.end_streaming(streaming.unwrap()).unwrap();
+        assert!(temps().is_empty(), "the temp file is removed");
+        b.receive_blob(last, &a.store.get(last).unwrap()).unwrap();
+        b.apply_and_materialize().unwrap();
+        assert!(std::fs::read(folder_b.path().join("big.bin")).unwrap() == big, "written whole after the rest came");
     }
 
     #[test]

@@ -245,6 +245,25 @@ impl FileWriter {
         progress: &dyn Progress,
         before_rename: &dyn Fn(&Path) -> Result<(), String>,
     ) -> Result<Meta, String> {
+        let mut out = self.begin(dest, rel, e)?;
+        let chunks = match &out.content {
+            Content::Empty => Vec::new(),
+            c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
+        };
+        // Decrypt a few chunks at a time in parallel, then write them in order.
+        for batch in chunks.chunks(8) {
+            let plain: Vec<Result<Vec<u8>, String>> = batch.par_iter().map(|(id, _)| self.chunk(rel, id)).collect();
+            for p in plain {
+                let p = p?;
+                out.push(&p)?;
+                progress.advance(p.len() as u64);
+            }
+        }
+        out.finish(before_rename)
+    }
+
+    /// Start writing file entry `e` at `rel` under `dest`: a temp file beside the target.
+    pub(crate) fn begin(&self, dest: &Path, rel: &str, e: &Entry) -> Result<PartialFile, String> {
         let Kind::File { size, content } = &e.kind else { return Err(format!("{rel}: not a file")) };
         let target = safe_target(dest, rel)?;
         if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
@@ -255,47 +274,78 @@ impl FileWriter {
         crate::random_bytes(&mut rnd);
         // The pid tells a later scan whether the writer is still alive.
         let tmp = parent.join(format!("{TMP_PREFIX}{}-{}", std::process::id(), hex::encode(rnd)));
-        let result = (|| -> Result<Meta, String> {
-            let mut f = crate::direct::DirectWriter::create(&tmp, *size)
-                .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
-            let chunks = match content {
-                Content::Empty => Vec::new(),
-                c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
-            };
-            let mut written = 0u64;
-            // Decrypt a few chunks at a time in parallel, then write them in order.
-            for batch in chunks.chunks(8) {
-                let plain: Vec<Result<Vec<u8>, String>> = batch
-                    .par_iter()
-                    .map(|(id, _)| {
-                        let blob = self.store.get(id).map_err(|err| format!("{rel}: {err}"))?;
-                        self.keys.open(BlobKind::Chunk, &blob).map_err(|err| format!("{rel}: blob {id}: {err}"))
-                    })
-                    .collect();
-                for p in plain {
-                    let p = p?;
-                    f.write(&p).map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
-                    written += p.len() as u64;
-                    progress.advance(p.len() as u64);
-                }
-            }
-            if written != *size {
-                return Err(format!("{rel}: restored {written} bytes but the manifest records {size}"));
-            }
-            let f = f.finish().map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
-            f.set_permissions(fs::Permissions::from_mode(e.mode))
-                .map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
-            let mtime = UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
-            f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
-            drop(f);
-            before_rename(&target)?;
-            fs::rename(&tmp, &target).map_err(|err| format!("cannot write {}: {err}", target.display()))?;
-            fs::symlink_metadata(&target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        let out = crate::direct::DirectWriter::create(&tmp, *size)
+            .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+        Ok(PartialFile {
+            rel: rel.to_owned(),
+            tmp,
+            target,
+            out: Some(out),
+            written: 0,
+            size: *size,
+            mode: e.mode,
+            mtime_ns: e.mtime_ns,
+            content: content.clone(),
+        })
+    }
+
+    /// One chunk of the file at `rel`, read (its id checked) and decrypted (its content checked).
+    pub(crate) fn chunk(&self, rel: &str, id: &BlobId) -> Result<Vec<u8>, String> {
+        let blob = self.store.get(id).map_err(|err| format!("{rel}: {err}"))?;
+        self.keys.open(BlobKind::Chunk, &blob).map_err(|err| format!("{rel}: blob {id}: {err}"))
+    }
+}
+
+/// A file being written in order, chunk by chunk, to a temp file beside its target. Dropped
+/// before [`PartialFile::finish`], it removes the temp file.
+pub(crate) struct PartialFile {
+    rel: String,
+    tmp: PathBuf,
+    target: PathBuf,
+    out: Option<crate::direct::DirectWriter>,
+    written: u64,
+    size: u64,
+    mode: u32,
+    mtime_ns: i64,
+    content: Content,
+}
+
+impl PartialFile {
+    /// Append the next chunk's plaintext.
+    pub(crate) fn push(&mut self, plain: &[u8]) -> Result<(), String> {
+        let out = self.out.as_mut().ok_or_else(|| format!("{}: already finished", self.rel))?;
+        out.write(plain).map_err(|err| format!("cannot write {}: {err}", self.tmp.display()))?;
+        self.written += plain.len() as u64;
+        Ok(())
+    }
+
+    /// Check the size, set mode and mtime, run `before_rename` on the target and rename into place.
+    pub(crate) fn finish(mut self, before_rename: &dyn Fn(&Path) -> Result<(), String>) -> Result<Meta, String> {
+        let rel = &self.rel;
+        if self.written != self.size {
+            return Err(format!("{rel}: restored {} bytes but the manifest records {}", self.written, self.size));
         }
-        result
+        let out = self.out.take().ok_or_else(|| format!("{rel}: already finished"))?;
+        let f = out.finish().map_err(|err| format!("cannot write {}: {err}", self.tmp.display()))?;
+        f.set_permissions(fs::Permissions::from_mode(self.mode))
+            .map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
+        let mtime = UNIX_EPOCH + Duration::from_nanos(self.mtime_ns.max(0) as u64);
+        f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
+        drop(f);
+        before_rename(&self.target)?;
+        fs::rename(&self.tmp, &self.target).map_err(|err| format!("cannot write {}: {err}", self.target.display()))?;
+        // Renamed: nothing for Drop to remove.
+        self.tmp = PathBuf::new();
+        fs::symlink_metadata(&self.target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            drop(self.out.take());
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 

@@ -473,6 +473,7 @@ fn sync(data: &Path) -> Result<()> {
     settle(true);
     let (r, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"])?;
     drop(up);
+    let files = same_files(&data, &dest).context("the synced copy is not the folder")?;
     let wire = r[0]["stats"]["received_bytes"].as_u64().unwrap_or(0);
     println!(
         "cobox sync of {:.1} MiB ({} blob bytes): {:.2} s, {:.1} MB/s of folder data, receiver peak {} MiB RSS",
@@ -486,6 +487,7 @@ fn sync(data: &Path) -> Result<()> {
         "  of which: sessions (handshake, reconciliation, transfer) {} ms, applying and writing the folder after them {} ms",
         r[0]["stats"]["session_ms"], r[0]["stats"]["apply_ms"]
     );
+    println!("  the copy holds the same {files} files, byte for byte");
     let raw = tokio::runtime::Runtime::new()?.block_on(raw_stream(wire))?;
     println!(
         "one raw iroh stream moving the same {wire} bytes: {:.2} s, {:.1} MB/s",

@@ -1099,7 +1099,7 @@ fn receive_member(
             if let Some(st) = streaming.as_mut() {
                 for f in st.arrived(&id) {
                     let files = st.files();
-                    scope.spawn(move |_| files.write(f));
+                    scope.spawn(move |_| files.advance(f));
                 }
             }
         }
