@@ -36,8 +36,9 @@ fn main() -> Result<()> {
         }
         Some("raw") => {
             let bytes = n_arg(1, 1 << 30) as u64;
+            let cc = congestion(args.get(2))?;
             let cpu0 = cpu_ticks("self");
-            let took = tokio::runtime::Runtime::new()?.block_on(raw_stream(bytes))?;
+            let took = tokio::runtime::Runtime::new()?.block_on(raw_stream(bytes, cc))?;
             println!(
                 "one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s, {:.2} CPU-seconds (both ends)",
                 took.as_secs_f64(),
@@ -53,7 +54,7 @@ fn main() -> Result<()> {
         Some("audit") => audit(n_arg(1, 1_000)),
         Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?)),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES | raw-sink IP:PORT | raw-send ID@ADDR BYTES | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
         ),
     }
 }
@@ -488,7 +489,7 @@ fn sync(data: &Path) -> Result<()> {
         r[0]["stats"]["session_ms"], r[0]["stats"]["apply_ms"]
     );
     println!("  the copy holds the same {files} files, byte for byte");
-    let raw = tokio::runtime::Runtime::new()?.block_on(raw_stream(wire))?;
+    let raw = tokio::runtime::Runtime::new()?.block_on(raw_stream(wire, Default::default()))?;
     println!(
         "one raw iroh stream moving the same {wire} bytes: {:.2} s, {:.1} MB/s",
         raw.as_secs_f64(),
@@ -510,10 +511,22 @@ fn cpu_ticks(pid: &str) -> u64 {
     ticks(11) + ticks(12)
 }
 
+/// A congestion control named on the command line: `auto` (cobox's default, also when absent),
+/// `cubic` or `bbr`.
+fn congestion(arg: Option<&String>) -> Result<cobox_engine::sync::congestion::Congestion> {
+    use cobox_engine::sync::congestion::Congestion;
+    match arg.map(String::as_str) {
+        None | Some("auto") => Ok(Congestion::Auto),
+        Some("cubic") => Ok(Congestion::Cubic),
+        Some("bbr") => Ok(Congestion::Bbr),
+        Some(other) => bail!("congestion control {other:?}: use auto, cubic or bbr"),
+    }
+}
+
 /// Time one QUIC stream carrying `bytes` between two endpoints on loopback.
-async fn raw_stream(bytes: u64) -> Result<Duration> {
+async fn raw_stream(bytes: u64, congestion: cobox_engine::sync::congestion::Congestion) -> Result<Duration> {
     use cobox_engine::sync::net::{NetConfig, endpoint};
-    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, ..Default::default() };
+    let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, congestion, ..Default::default() };
     let server = endpoint([1; 32], &cfg).await?;
     let client = endpoint([2; 32], &cfg).await?;
     let addr = iroh::EndpointAddr::new(server.id())
@@ -568,14 +581,8 @@ async fn raw_send(client: &iroh::Endpoint, addr: iroh::EndpointAddr, bytes: u64)
 /// and serves one stream; `raw-send ID@ADDR BYTES [CC]` prints the time and rate. CC is the
 /// congestion control, `auto` (cobox's default), `cubic` or `bbr`.
 fn raw_split(args: &[String]) -> Result<()> {
-    use cobox_engine::sync::congestion::Congestion;
     use cobox_engine::sync::net::{NetConfig, endpoint, parse_peer};
-    let cc_at = |i: usize| match args.get(i).map(String::as_str) {
-        None | Some("auto") => Ok(Congestion::Auto),
-        Some("cubic") => Ok(Congestion::Cubic),
-        Some("bbr") => Ok(Congestion::Bbr),
-        Some(other) => bail!("congestion control {other:?}: use auto, cubic or bbr"),
-    };
+    let cc_at = |i: usize| congestion(args.get(i));
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         if args[0] == "raw-sink" {
