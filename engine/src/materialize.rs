@@ -324,7 +324,8 @@ pub(crate) struct StreamFiles {
 struct Part {
     chunks: Vec<(BlobId, u32)>,
     next: usize,
-    out: Option<PartialFile>,
+    /// Boxed: a space may plan a million small files, none of which ever opens one.
+    out: Option<Box<PartialFile>>,
     /// Written, or given up on (left to the pass after the session, which reports it).
     over: bool,
 }
@@ -364,7 +365,7 @@ impl StreamFiles {
             if !complete && !start {
                 return Ok(());
             }
-            part.out = Some(self.writer.begin(&self.root, path, entry)?);
+            part.out = Some(Box::new(self.writer.begin(&self.root, path, entry)?));
             self.open.fetch_add(1, Ordering::SeqCst);
         }
         let Some(out) = part.out.as_mut() else { return Ok(()) };
@@ -383,7 +384,7 @@ impl StreamFiles {
             let now = fs::symlink_metadata(t).ok().map(|m| Meta::of(&m));
             if now == *planned { Ok(()) } else { Err(format!("{path}: changed while syncing")) }
         };
-        let meta = out.finish(&unchanged)?;
+        let meta = (*out).finish(&unchanged)?;
         self.written.lock().unwrap_or_else(|p| p.into_inner()).push((i, meta));
         Ok(())
     }
