@@ -62,37 +62,32 @@ fn wait4(pid: libc::pid_t) -> Result<(i32, libc::rusage)> {
     Ok((status, ru))
 }
 
-/// Total bytes of the regular files under `dir`.
-pub fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
+/// Call `f` with each regular file under `dir`.
+fn each_file(dir: &Path, mut f: impl FnMut(&std::fs::DirEntry)) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             match e.file_type() {
                 Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Ok(t) if t.is_file() => f(&e),
                 _ => {}
             }
         }
     }
+}
+
+/// Total bytes of the regular files under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    each_file(dir, |e| total += e.metadata().map(|m| m.len()).unwrap_or(0));
     total
 }
 
 /// The regular files under `dir`, relative to it, sorted.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => out.extend(e.path().strip_prefix(dir).ok().map(Path::to_path_buf)),
-                _ => {}
-            }
-        }
-    }
+    each_file(dir, |e| out.extend(e.path().strip_prefix(dir).ok().map(Path::to_path_buf)));
     out.sort();
     out
 }

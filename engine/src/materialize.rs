@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the materialiser did.
@@ -288,8 +288,6 @@ type Planned = (String, Entry, Option<Meta>);
 /// so its last chunk leaves little to do and its chunks are mostly still in memory when read.
 pub(crate) struct Streaming {
     files: Arc<StreamFiles>,
-    /// Blobs still missing per file.
-    missing: Vec<u32>,
     /// Which files each missing blob completes (a file appears once per occurrence).
     needs: HashMap<BlobId, Vec<usize>>,
     /// Per file: written in order as its chunks arrive.
@@ -314,8 +312,8 @@ pub(crate) struct StreamFiles {
     /// Per file, raised on each arrival, so a writer that finds the file busy can leave it to
     /// the thread writing it, which looks again before it lets go.
     kicks: Vec<AtomicUsize>,
-    /// Per file: every chunk is stored.
-    complete: Vec<AtomicBool>,
+    /// Blobs still missing per file.
+    missing: Vec<AtomicU32>,
     open: AtomicUsize,
     written: Mutex<Vec<(usize, Meta)>>,
 }
@@ -355,7 +353,7 @@ impl StreamFiles {
         let (path, entry, planned) = &self.files[i];
         let store = &self.writer.store;
         let here = |id: &BlobId| store.contains(id).unwrap_or(false);
-        let complete = self.complete[i].load(Ordering::SeqCst);
+        let complete = self.missing[i].load(Ordering::SeqCst) == 0;
         if part.out.is_none() {
             // Whole when complete; in order only once its first chunk is here and while few
             // files are open that way.
@@ -369,7 +367,7 @@ impl StreamFiles {
             self.open.fetch_add(1, Ordering::SeqCst);
         }
         let Some(out) = part.out.as_mut() else { return Ok(()) };
-        while let Some((id, _)) = part.chunks.get(part.next).filter(|(id, _)| here(id)) {
+        while let Some((id, _)) = part.chunks.get(part.next).filter(|(id, _)| complete || here(id)) {
             out.push(&self.writer.chunk(path, id)?)?;
             part.next += 1;
         }
@@ -396,13 +394,7 @@ impl Streaming {
     pub(crate) fn arrived(&mut self, id: &BlobId) -> Vec<usize> {
         let Some(mut files) = self.needs.remove(id) else { return Vec::new() };
         // Occurrences of one file are adjacent (pushed in file order).
-        files.retain(|&f| {
-            self.missing[f] -= 1;
-            if self.missing[f] == 0 {
-                self.files.complete[f].store(true, Ordering::SeqCst);
-            }
-            self.missing[f] == 0 || self.large[f]
-        });
+        files.retain(|&f| self.files.missing[f].fetch_sub(1, Ordering::SeqCst) == 1 || self.large[f]);
         files.dedup();
         files
     }
@@ -440,23 +432,22 @@ impl Space {
                 files.push((path, entry, planned));
                 large.push(blobs.len() >= PROGRESSIVE_FROM);
                 parts.push(Mutex::new(Part { chunks: blobs, next: 0, out: None, over: false }));
-                missing.push(n);
+                missing.push(AtomicU32::new(n));
             }
         }
         let root = self.info.path.clone();
         let kicks = parts.iter().map(|_| AtomicUsize::new(0)).collect();
-        let complete = parts.iter().map(|_| AtomicBool::new(false)).collect();
         let files = Arc::new(StreamFiles {
             writer,
             root,
             files,
             parts,
             kicks,
-            complete,
+            missing,
             open: AtomicUsize::new(0),
             written: Mutex::new(Vec::new()),
         });
-        Ok(Streaming { files, missing, needs, large, changes })
+        Ok(Streaming { files, needs, large, changes })
     }
 
     /// Record what was written during the session, so the pass after it sees those files as

@@ -246,9 +246,10 @@ impl FileWriter {
         before_rename: &dyn Fn(&Path) -> Result<(), String>,
     ) -> Result<Meta, String> {
         let mut out = self.begin(dest, rel, e)?;
-        let chunks = match &out.content {
-            Content::Empty => Vec::new(),
-            c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
+        let chunks = match &e.kind {
+            Kind::File { content: Content::Empty, .. } => Vec::new(),
+            Kind::File { content, .. } => self.content_blobs(content).map_err(|err| format!("{rel}: {err}"))?,
+            _ => return Err(format!("{rel}: not a file")),
         };
         // Decrypt a few chunks at a time in parallel, then write them in order.
         for batch in chunks.chunks(8) {
@@ -264,7 +265,7 @@ impl FileWriter {
 
     /// Start writing file entry `e` at `rel` under `dest`: a temp file beside the target.
     pub(crate) fn begin(&self, dest: &Path, rel: &str, e: &Entry) -> Result<PartialFile, String> {
-        let Kind::File { size, content } = &e.kind else { return Err(format!("{rel}: not a file")) };
+        let Kind::File { size, .. } = &e.kind else { return Err(format!("{rel}: not a file")) };
         let target = safe_target(dest, rel)?;
         if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
             return Err(format!("refusing to replace directory {} with a file", target.display()));
@@ -285,7 +286,6 @@ impl FileWriter {
             size: *size,
             mode: e.mode,
             mtime_ns: e.mtime_ns,
-            content: content.clone(),
         })
     }
 
@@ -307,7 +307,6 @@ pub(crate) struct PartialFile {
     size: u64,
     mode: u32,
     mtime_ns: i64,
-    content: Content,
 }
 
 impl PartialFile {

@@ -514,13 +514,7 @@ fn cpu_ticks(pid: &str) -> u64 {
 /// A congestion control named on the command line: `auto` (cobox's default, also when absent),
 /// `cubic` or `bbr`.
 fn congestion(arg: Option<&String>) -> Result<cobox_engine::sync::congestion::Congestion> {
-    use cobox_engine::sync::congestion::Congestion;
-    match arg.map(String::as_str) {
-        None | Some("auto") => Ok(Congestion::Auto),
-        Some("cubic") => Ok(Congestion::Cubic),
-        Some("bbr") => Ok(Congestion::Bbr),
-        Some(other) => bail!("congestion control {other:?}: use auto, cubic or bbr"),
-    }
+    arg.map_or(Ok(Default::default()), |a| a.parse().map_err(anyhow::Error::msg))
 }
 
 /// Time one QUIC stream carrying `bytes` between two endpoints on loopback.

@@ -30,15 +30,8 @@ pub(crate) struct NetArgs {
     #[arg(long)]
     no_mdns: bool,
     /// Congestion control: auto (Cubic on local links, BBRv3 on long or lossy ones), cubic or bbr.
-    #[arg(long, value_enum, default_value_t = CongestionArg::Auto)]
-    congestion: CongestionArg,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum CongestionArg {
-    Auto,
-    Cubic,
-    Bbr,
+    #[arg(long, value_name = "auto|cubic|bbr", default_value = "auto")]
+    congestion: Congestion,
 }
 
 /// The DER certificates in a PEM file, or the file itself when it is DER.
@@ -73,11 +66,7 @@ impl NetArgs {
             relay: self.relay.clone(),
             relay_ca_der,
             lan_discovery: !self.no_mdns,
-            congestion: match self.congestion {
-                CongestionArg::Auto => Congestion::Auto,
-                CongestionArg::Cubic => Congestion::Cubic,
-                CongestionArg::Bbr => Congestion::Bbr,
-            },
+            congestion: self.congestion,
         })
     }
 }

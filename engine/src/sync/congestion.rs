@@ -44,18 +44,36 @@ impl Congestion {
     }
 }
 
+impl std::str::FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Congestion::Auto),
+            "cubic" => Ok(Congestion::Cubic),
+            "bbr" => Ok(Congestion::Bbr),
+            other => Err(format!("congestion control {other:?}: use auto, cubic or bbr")),
+        }
+    }
+}
+
 /// Builds an [`Adaptive`] controller for each new path.
-#[derive(Debug, Default)]
 pub struct AdaptiveConfig {
-    cubic: Arc<CubicConfig>,
-    bbr: Arc<Bbr3Config>,
+    local: Arc<dyn ControllerFactory + Send + Sync>,
+    remote: Arc<dyn ControllerFactory + Send + Sync>,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        Self { local: Arc::new(CubicConfig::default()), remote: Arc::new(Bbr3Config::default()) }
+    }
 }
 
 impl ControllerFactory for AdaptiveConfig {
     fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
         Box::new(Adaptive {
-            cubic: self.cubic.clone().build(now, current_mtu),
-            bbr: Some(self.bbr.clone().build(now, current_mtu)),
+            cubic: self.local.clone().build(now, current_mtu),
+            bbr: Some(self.remote.clone().build(now, current_mtu)),
             use_bbr: false,
         })
     }
@@ -193,6 +211,14 @@ mod tests {
     }
 
     #[test]
+    fn names_parse() {
+        assert_eq!("auto".parse(), Ok(Congestion::Auto));
+        assert_eq!("cubic".parse(), Ok(Congestion::Cubic));
+        assert_eq!("bbr".parse(), Ok(Congestion::Bbr));
+        assert!("reno".parse::<Congestion>().unwrap_err().contains("auto, cubic or bbr"));
+    }
+
+    #[test]
     fn a_path_starts_on_cubic() {
         let c = path();
         assert!(!paced_by_bbr(&c));
@@ -220,18 +246,84 @@ mod tests {
 
     #[test]
     fn both_controllers_see_every_event_until_the_path_is_known() {
-        let now = Instant::now();
-        let mut c = path();
-        for pn in 0..20 {
-            c.on_packet_sent(now, 1200, pn);
+        /// Counts the events it is given; its window names it.
+        #[derive(Debug, Clone)]
+        struct Counting(Arc<std::sync::atomic::AtomicUsize>, u64);
+        impl Counting {
+            fn saw(&self) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
-        c.on_sent(now, 24_000, 19);
-        c.on_congestion_event(now, now, false, false, 1200, 3);
-        let cubic_after_loss = c.cubic.window();
-        assert!(cubic_after_loss < c.cubic.initial_window(), "Cubic shrank at the loss");
+        impl ControllerFactory for Counting {
+            fn build(self: Arc<Self>, _: Instant, _: u16) -> Box<dyn Controller> {
+                Box::new((*self).clone())
+            }
+        }
+        impl Controller for Counting {
+            fn on_sent(&mut self, _: Instant, _: u64, _: u64) {
+                self.saw();
+            }
+            fn on_packet_sent(&mut self, _: Instant, _: u16, _: u64) {
+                self.saw();
+            }
+            fn on_cwnd_limited(&mut self) {
+                self.saw();
+            }
+            fn on_end_acks(&mut self, _: Instant, _: u64, _: bool, _: Option<u64>) {
+                self.saw();
+            }
+            fn on_congestion_event(&mut self, _: Instant, _: Instant, _: bool, _: bool, _: u64, _: u64) {
+                self.saw();
+            }
+            fn on_packet_lost(&mut self, _: u16, _: u64, _: Instant) {
+                self.saw();
+            }
+            fn on_spurious_congestion_event(&mut self) {
+                self.saw();
+            }
+            fn on_mtu_update(&mut self, _: u16) {
+                self.saw();
+            }
+            fn on_ack_frequency_update(&mut self, _: u64, _: Duration) {
+                self.saw();
+            }
+            fn window(&self) -> u64 {
+                self.1
+            }
+            fn clone_box(&self) -> Box<dyn Controller> {
+                Box::new(self.clone())
+            }
+            fn initial_window(&self) -> u64 {
+                self.1
+            }
+            fn into_any(self: Box<Self>) -> Box<dyn Any> {
+                self
+            }
+        }
+
+        let (local, remote) = (Counting(Default::default(), 1), Counting(Default::default(), 2));
+        let config = Arc::new(AdaptiveConfig { local: Arc::new(local.clone()), remote: Arc::new(remote.clone()) });
+        let mut c = *config.build(Instant::now(), 1200).into_any().downcast::<Adaptive>().expect("an Adaptive");
+        let now = Instant::now();
+        let feed = |c: &mut Adaptive| {
+            c.on_sent(now, 1200, 1);
+            c.on_packet_sent(now, 1200, 1);
+            c.on_cwnd_limited();
+            c.on_end_acks(now, 0, false, Some(1));
+            c.on_congestion_event(now, now, false, false, 1200, 1);
+            c.on_packet_lost(1200, 1, now);
+            c.on_spurious_congestion_event();
+            c.on_mtu_update(1452);
+            c.on_ack_frequency_update(2, Duration::from_millis(25));
+        };
+        let seen = |x: &Counting| x.0.load(std::sync::atomic::Ordering::SeqCst);
+        feed(&mut c);
+        assert_eq!((seen(&local), seen(&remote), c.window()), (9, 9, 1), "both fed; the local one rules until known");
         c.observe(Duration::from_millis(30));
-        assert_eq!(c.window(), c.bbr.as_ref().map(|b| b.window()).unwrap_or(0));
-        let copy = c.clone_box();
-        assert_eq!(copy.window(), c.window());
+        assert_eq!(c.window(), 2, "a long path: the remote one rules");
+        assert_eq!(c.clone_box().window(), 2);
+        c.observe(Duration::from_micros(300));
+        feed(&mut c);
+        assert_eq!((seen(&local), seen(&remote), c.window()), (18, 9, 1), "a local path stops feeding the other");
     }
 }
