@@ -2,6 +2,9 @@
 """Syncthing side by side with `cobox sync`: the same folder, the same loopback, the same run.
 
 usage: scripts/syncthing-bench.py DIR   (needs `syncthing` (Debian's) and a release build of cobox)
+       scripts/syncthing-bench.py --wan DIR WORK   Syncthing alone over QUIC through the network namespaces
+                                                   and relay that scripts/wan-bench.sh sets up (SYNCTHING=1
+                                                   there); prints its time in seconds
 
 Syncthing: two instances with their own homes, each told the other's device id and address, relays,
 discovery and NAT off, the folder shared send-receive. Timed from starting the receiver to its
@@ -26,10 +29,10 @@ def st_home(root, name):
                          capture_output=True, text=True).stdout.strip()
     return home, dev
 
-def configure(home, me, peer, peer_port, my_port, gui_port, folder, key):
+def configure(home, me, peer, peer_addr, listen, gui_addr, folder, key):
     path = os.path.join(home, "config.xml")
     t = ET.parse(path); c = t.getroot()
-    gui = c.find("gui"); gui.find("address").text = f"127.0.0.1:{gui_port}"
+    gui = c.find("gui"); gui.find("address").text = gui_addr
     gui.find("apikey").text = key if gui.find("apikey") is not None else None
     if gui.find("apikey") is None:
         ET.SubElement(gui, "apikey").text = key
@@ -39,13 +42,13 @@ def configure(home, me, peer, peer_port, my_port, gui_port, folder, key):
         if e is None: e = ET.SubElement(o, name)
         e.text = val
     for e in o.findall("listenAddress"): o.remove(e)
-    ET.SubElement(o, "listenAddress").text = f"tcp://127.0.0.1:{my_port}"
+    ET.SubElement(o, "listenAddress").text = listen
     for n, v in [("globalAnnounceEnabled", "false"), ("localAnnounceEnabled", "false"), ("relaysEnabled", "false"),
                  ("natEnabled", "false"), ("urAccepted", "-1"), ("crashReportingEnabled", "false"),
                  ("autoUpgradeIntervalH", "0"), ("startBrowser", "false")]:
         opt(n, v)
     d = ET.SubElement(c, "device", id=peer, name="peer", compression="metadata", introducer="false")
-    ET.SubElement(d, "address").text = f"tcp://127.0.0.1:{peer_port}"
+    ET.SubElement(d, "address").text = peer_addr
     f = ET.SubElement(c, "folder", id="bench", label="bench", path=folder, type="sendreceive",
                       rescanIntervalS="3600", fsWatcherEnabled="false")
     ET.SubElement(f, "device", id=me); ET.SubElement(f, "device", id=peer)
@@ -66,30 +69,50 @@ def settle(warm=None):
             with open(os.path.join(r, n), "rb") as f:
                 while f.read(1 << 20): pass
 
-def api(port, key, path):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"X-API-Key": key})
+def api(host, key, path):
+    req = urllib.request.Request(f"http://{host}{path}", headers={"X-API-Key": key})
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
-def syncthing(data, work):
+# Loopback: both instances on TCP in this namespace.
+def loopback():
+    pa, pb = free_port(), free_port()
+    return {"a": {"listen": f"tcp://127.0.0.1:{pa}", "peer": f"tcp://127.0.0.1:{pb}",
+                  "gui": f"127.0.0.1:{free_port()}", "netns": []},
+            "b": {"listen": f"tcp://127.0.0.1:{pb}", "peer": f"tcp://127.0.0.1:{pa}",
+                  "gui": f"127.0.0.1:{free_port()}", "netns": []}}
+
+# wan-bench.sh's layout: the sender in namespace cobox-wa (10.77.1.2), the receiver in cobox-wb
+# (10.77.2.2), whose only way to the sender is the udpdelay relay on 10.77.2.1:9002, which that
+# script starts towards 10.77.1.2:22001. Syncthing runs QUIC there (TCP cannot cross the relay);
+# the sender is not told the receiver's address, so the receiver dials. The GUIs listen on the
+# namespaces' addresses, which this (root) namespace reaches.
+WAN = {"a": {"listen": "quic://10.77.1.2:22001", "peer": "dynamic", "gui": "10.77.1.2:8384",
+             "netns": ["ip", "netns", "exec", "cobox-wa"]},
+       "b": {"listen": "quic://10.77.2.2:22002", "peer": "quic://10.77.2.1:9002", "gui": "10.77.2.2:8384",
+             "netns": ["ip", "netns", "exec", "cobox-wb"]}}
+
+def syncthing(data, work, net):
     (ha, ida), (hb, idb) = st_home(work, "st-a"), st_home(work, "st-b")
-    pa, pb, ga, gb = free_port(), free_port(), free_port(), free_port()
+    a, b = net["a"], net["b"]
     dest = os.path.join(work, "st-dest"); os.makedirs(dest)
-    configure(ha, ida, idb, pb, pa, ga, data, "benchkeyA"); configure(hb, idb, ida, pa, pb, gb, dest, "benchkeyB")
+    configure(ha, ida, idb, a["peer"], a["listen"], a["gui"], data, "benchkeyA")
+    configure(hb, idb, ida, b["peer"], b["listen"], b["gui"], dest, "benchkeyB")
     env = dict(os.environ, STNOUPGRADE="1")
     procs = []
     try:
         settle(warm=data)
         t0 = time.monotonic()
-        for h in (ha, hb):
-            procs.append(subprocess.Popen(["syncthing", "serve", f"--home={h}", "--no-browser", "--no-restart"],
+        for h, side in ((ha, a), (hb, b)):
+            procs.append(subprocess.Popen([*side["netns"], "syncthing", "serve", f"--home={h}", "--no-browser",
+                                           "--no-restart"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
         total = dir_bytes(data)
         while True:
             time.sleep(0.1)
             try:
-                comp = api(gb, "benchkeyB", f"/rest/db/completion?folder=bench&device={idb}")
-                st = api(gb, "benchkeyB", "/rest/db/status?folder=bench")
+                comp = api(b["gui"], "benchkeyB", f"/rest/db/completion?folder=bench&device={idb}")
+                st = api(b["gui"], "benchkeyB", "/rest/db/status?folder=bench")
             except Exception:
                 continue
             if st.get("globalBytes", 0) >= total and st.get("inSyncBytes", 0) >= total and st.get("state") == "idle":
@@ -124,6 +147,10 @@ def cobox(data, work):
         up.terminate(); up.wait()
 
 def main():
+    if sys.argv[1] == "--wan":
+        took, _ = syncthing(os.path.abspath(sys.argv[2]), sys.argv[3], WAN)
+        print(f"{took:.2f}")
+        return
     data = os.path.abspath(sys.argv[1])
     # COBOX_BENCH_WORK: a fresh folder (see the workflow bench on ext4 without a journal).
     base = os.environ.get("COBOX_BENCH_WORK", os.path.dirname(data))
@@ -131,7 +158,7 @@ def main():
     work = tempfile.mkdtemp(dir=base)
     try:
         total = dir_bytes(data) / 1048576
-        st, _ = syncthing(data, work)
+        st, _ = syncthing(data, work, loopback())
         scan, co = cobox(data, work)
         print(f"folder {data}: {total:.1f} MiB")
         print(f"syncthing {subprocess.run(['syncthing','--version'],capture_output=True,text=True).stdout.split()[1]}: "

@@ -8,6 +8,8 @@
 #        LOSS=1 scripts/wan-bench.sh ...   also drops 1% of datagrams each way
 #        CC=cubic|bbr|auto scripts/wan-bench.sh ...   congestion control for cobox and the raw stream
 #                                                    (default: cobox's own default, auto)
+#        SYNCTHING=1 scripts/wan-bench.sh ...   also times Syncthing (Debian's) over QUIC through the same
+#                                               kind of relay (scripts/syncthing-bench.py --wan)
 set -euo pipefail
 src=$(realpath "$1"); shift
 delays=("${@:-0 10 25 50}"); delays=(${delays[@]})
@@ -39,7 +41,9 @@ echo "folder $src: $((bytes / 1048576)) MiB"
 for d in "${delays[@]}"; do
   w="$work/$d"; mkdir -p "$w"
   COBOX_HOME="$w/a" "$cobox" space create wan --path "$src" >/dev/null
+  scan_start=$(date +%s.%N)
   COBOX_HOME="$w/a" "$cobox" scan wan >/dev/null
+  scan=$(python3 -c "print($(date +%s.%N) - $scan_start)")
   ip netns exec cobox-wa env COBOX_HOME="$w/a" "$cobox" up --bind 10.77.1.2:7777 --no-relay --interval 3600 "${cc[@]}" \
     >"$w/up.out" 2>/dev/null &
   up=$!
@@ -67,5 +71,12 @@ for d in "${delays[@]}"; do
     { echo "delay $d ms: the raw stream failed" >&2; exit 1; }
   kill $relay; wait $sink 2>/dev/null || true
   python3 -c "t=$end-$start; r=$raw; print(f'round trip +{2*$d} ms, loss ${LOSS:-0}%, congestion ${CC:-auto}: cobox sync {t:.2f} s = {$bytes/t/1e6:.1f} MB/s; one raw stream {r:.2f} s = {$bytes/r/1e6:.1f} MB/s; cobox at {100*r/t:.0f}% of the raw stream')"
+  if [ -n "${SYNCTHING:-}" ]; then
+    "$bin/udpdelay" 10.77.2.1:9002 10.77.1.2:22001 10.77.1.1 "$d" "${LOSS:-0}" &
+    relay=$!
+    st=$(python3 "$(dirname "$0")/syncthing-bench.py" --wan "$src" "$w") || { echo "delay $d ms: syncthing failed" >&2; exit 1; }
+    kill $relay
+    python3 -c "t=$end-$start; s=$scan; st=$st; print(f'  syncthing (QUIC, its scan included) {st:.2f} s = {$bytes/st/1e6:.1f} MB/s; cobox sync is {st/t:.2f}x faster, {st/(s+t):.2f}x with its scan ({s:.2f} s)')"
+  fi
   rm -rf "$w"
 done

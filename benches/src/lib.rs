@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub struct Measured {
     pub wall: Duration,
     pub peak_rss_kib: u64,
+    /// User plus system CPU time: on this shared 2-core VM steadier than wall time.
+    pub cpu: Duration,
+    /// The system part of `cpu` (on this VM it swings with the file system's state).
+    pub sys: Duration,
 }
 
 /// Run `cmd` to completion, returning its stdout and measurements. Fails on a non-zero exit.
@@ -45,7 +49,9 @@ pub fn measure(cmd: &mut Command) -> Result<(String, Measured)> {
     if status != 0 {
         bail!("{cmd:?} failed (status {status}): {stderr}");
     }
-    Ok((stdout, Measured { wall, peak_rss_kib: rusage.ru_maxrss as u64 }))
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let sys = tv(rusage.ru_stime);
+    Ok((stdout, Measured { wall, peak_rss_kib: rusage.ru_maxrss as u64, cpu: tv(rusage.ru_utime) + sys, sys }))
 }
 
 /// Reap one child and get its own resource usage (peak RSS), which std's `Child::wait` hides.

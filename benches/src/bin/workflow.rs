@@ -472,7 +472,9 @@ fn sync(data: &Path) -> Result<()> {
     // Cold (as root): on ext4 without a journal, cached inode tables of files deleted minutes
     // before (earlier runs) make creating files 10-20x slower; dropping them makes runs comparable.
     settle(true);
+    let sender_before = cpu_ticks(&up.child.id().to_string());
     let (r, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"])?;
+    let sender_cpu = cpu_ticks(&up.child.id().to_string()).saturating_sub(sender_before) as f64 / 100.0;
     drop(up);
     let files = same_files(&data, &dest).context("the synced copy is not the folder")?;
     let wire = r[0]["stats"]["received_bytes"].as_u64().unwrap_or(0);
@@ -488,12 +490,19 @@ fn sync(data: &Path) -> Result<()> {
         "  of which: sessions (handshake, reconciliation, transfer) {} ms, applying and writing the folder after them {} ms",
         r[0]["stats"]["session_ms"], r[0]["stats"]["apply_ms"]
     );
+    println!(
+        "  CPU: receiver {:.2} s (system {:.2} s), sender (the daemon) {sender_cpu:.2} s",
+        m.cpu.as_secs_f64(),
+        m.sys.as_secs_f64()
+    );
     println!("  the copy holds the same {files} files, byte for byte");
+    let raw_before = cpu_ticks("self");
     let raw = tokio::runtime::Runtime::new()?.block_on(raw_stream(wire, Default::default()))?;
     println!(
-        "one raw iroh stream moving the same {wire} bytes: {:.2} s, {:.1} MB/s",
+        "one raw iroh stream moving the same {wire} bytes: {:.2} s, {:.1} MB/s, {:.2} CPU-s (both ends)",
         raw.as_secs_f64(),
-        mbps(wire, raw)
+        mbps(wire, raw),
+        cpu_ticks("self").saturating_sub(raw_before) as f64 / 100.0
     );
     println!(
         "  ratio: cobox sync reaches {:.0}% of the raw stream's speed",
