@@ -679,8 +679,9 @@ fn idle(n: usize) -> Result<()> {
     let (_, again) = b.run(&once)?;
     let a_cpu = cpu_ticks(&up.child.id().to_string()) - a_cpu;
     println!(
-        "second device: first sync {:.2} s; a sync with nothing to do {:.2} s (the daemon's side {:.2} CPU-s)",
+        "second device: first sync {:.2} s ({} MiB peak RSS); a sync with nothing to do {:.2} s (the daemon's side {:.2} CPU-s)",
         first.wall.as_secs_f64(),
+        first.peak_rss_kib / 1024,
         again.wall.as_secs_f64(),
         a_cpu as f64 / 100.0
     );
