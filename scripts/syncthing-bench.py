@@ -147,6 +147,8 @@ def cobox(data, work):
         up.terminate(); up.wait()
 
 def main():
+    if len(sys.argv) not in (2, 4) or (len(sys.argv) == 4) != (sys.argv[1] == "--wan"):
+        raise SystemExit(__doc__)
     if sys.argv[1] == "--wan":
         took, _ = syncthing(os.path.abspath(sys.argv[2]), sys.argv[3], WAN)
         print(f"{took:.2f}")
