@@ -647,10 +647,7 @@ fn reconcile(n: usize, diff: usize) -> Result<()> {
 
 /// Bytes of one reconciliation step on the wire, over as many frames as it takes.
 fn postcard_len(items: &[cobox_engine::sync::reconcile::Item]) -> usize {
-    use cobox_engine::sync::proto::{FRAME_IDS, Msg};
-    let frames = cobox_engine::sync::reconcile::frames(items.to_vec(), FRAME_IDS);
-    let last = frames.len() - 1;
-    frames.into_iter().enumerate().map(|(i, items)| Msg::Reconcile { items, more: i < last }.frame().len()).sum()
+    cobox_engine::sync::proto::Msg::reconcile_step(items.to_vec()).iter().map(|m| m.frame().len()).sum()
 }
 
 fn idle(n: usize) -> Result<()> {

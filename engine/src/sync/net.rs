@@ -1,7 +1,7 @@
 //! The iroh transport: the only networking code. One session per connection and space, run by
 //! both sides over one bidirectional QUIC stream (see `proto` for the message order).
 
-use super::proto::{ALPN, FRAME_IDS, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
+use super::proto::{ALPN, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
 use super::reconcile::{Item, Reconciler};
 use crate::error::Error;
 use crate::ids::{BlobId, DeviceId, SpaceId};
@@ -769,10 +769,8 @@ async fn transfer(
 
 /// Send one reconciliation step, over as many frames as its ids need.
 async fn send_step(io: &mut Framed, items: Vec<Item>) -> Result<(), Error> {
-    let frames = super::reconcile::frames(items, FRAME_IDS);
-    let last = frames.len() - 1;
-    for (i, items) in frames.into_iter().enumerate() {
-        io.send(&Msg::Reconcile { items, more: i < last }).await?;
+    for m in Msg::reconcile_step(items) {
+        io.send(&m).await?;
     }
     Ok(())
 }
@@ -797,12 +795,8 @@ async fn recv_step(io: &mut Framed) -> Result<Vec<Item>, Error> {
 
 /// Send a want list, over as many frames as it needs.
 async fn send_want(io: &mut Framed, ids: &[BlobId]) -> Result<(), Error> {
-    let mut parts = ids.chunks(FRAME_IDS).peekable();
-    if parts.peek().is_none() {
-        return io.send(&Msg::Want { ids: Vec::new(), more: false }).await;
-    }
-    while let Some(part) = parts.next() {
-        io.send(&Msg::Want { ids: part.to_vec(), more: parts.peek().is_some() }).await?;
+    for m in Msg::want_list(ids) {
+        io.send(&m).await?;
     }
     Ok(())
 }

@@ -17,8 +17,8 @@
 //!    resend a ledger that grows with every audit.
 //! 4. Purpose `Sync`: the dialer sends `Reconcile`; the sides alternate until one receives an
 //!    empty step. A step, and a want list, longer than [`FRAME_IDS`] ids goes over several
-//!    frames, each but the last marked `more`. The dialer sends `Want`; the listener sends the blobs, then its own
-//!    `Want`; the dialer sends those blobs and `Done`. Blobs are sent manifest changes and
+//!    frames, each but the last marked `more`. The dialer sends `Want`; the listener sends the
+//!    blobs, then its own `Want`; the dialer sends those blobs and `Done`. Blobs are sent manifest changes and
 //!    chunk lists first, on the session's stream; then `Lanes(n)` and the chunks spread over
 //!    `n` unidirectional streams, each ending with `Done`.
 //!    Purpose `Audit` (member dialer, seeder listener): `AuditChallenge`, then `AuditAnswer`.
@@ -153,6 +153,20 @@ pub enum FrameError {
 }
 
 impl Msg {
+    /// One reconciliation step as its frames (at least one; see [`super::reconcile::frames`]).
+    pub fn reconcile_step(items: Vec<Item>) -> Vec<Msg> {
+        let frames = super::reconcile::frames(items, FRAME_IDS);
+        let last = frames.len().saturating_sub(1);
+        frames.into_iter().enumerate().map(|(i, items)| Msg::Reconcile { items, more: i < last }).collect()
+    }
+
+    /// A want list as its frames of at most [`FRAME_IDS`] ids (one empty frame for none).
+    pub fn want_list(ids: &[BlobId]) -> Vec<Msg> {
+        let parts: Vec<&[BlobId]> = if ids.is_empty() { vec![&[]] } else { ids.chunks(FRAME_IDS).collect() };
+        let last = parts.len() - 1;
+        parts.into_iter().enumerate().map(|(i, p)| Msg::Want { ids: p.to_vec(), more: i < last }).collect()
+    }
+
     /// Encode as one frame.
     pub fn frame(&self) -> Vec<u8> {
         let body = postcard::to_stdvec(self).unwrap_or_default();
@@ -267,6 +281,24 @@ mod tests {
         let Msg::Proof { sig: bad } = prove(&outsider, &space, &a, &b, &nonce) else { panic!() };
         assert!(!check_proof(&space, &a, &b, &nonce, &bad), "not the space key");
         assert!(!check_proof(&space, &a, &b, &nonce, &sig[..10]));
+    }
+
+    #[test]
+    fn want_lists_go_over_frames_each_but_the_last_marked_more() {
+        let more = |ms: Vec<Msg>| -> Vec<(usize, bool)> {
+            ms.into_iter()
+                .map(|m| match m {
+                    Msg::Want { ids, more } => (ids.len(), more),
+                    other => panic!("not a want list: {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(more(Msg::want_list(&[])), vec![(0, false)]);
+        let ids = vec![BlobId([1; 32]); FRAME_IDS + 1];
+        assert_eq!(more(Msg::want_list(&ids)), vec![(FRAME_IDS, true), (1, false)]);
+        assert!(
+            matches!(&Msg::reconcile_step(Vec::new())[..], [Msg::Reconcile { items, more: false }] if items.is_empty())
+        );
     }
 
     #[test]
