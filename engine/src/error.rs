@@ -66,6 +66,14 @@ pub enum Error {
     /// The network failed.
     #[error("network: {0}")]
     Net(String),
+    /// A folder's ignore rules file exists but cannot be used; nothing is scanned until it can.
+    #[error("cannot use the ignore rules in {path}: {reason}")]
+    Ignores {
+        /// The rules file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// A state file in the home is malformed.
     #[error("{path} is malformed: {reason}")]
     Config {

@@ -25,6 +25,7 @@ pub mod entry;
 pub mod error;
 pub mod home;
 pub mod ids;
+pub mod ignores;
 pub mod ledger;
 pub mod manifest;
 mod materialize;

@@ -36,6 +36,8 @@ pub struct MaterializeReport {
     pub waiting: Vec<String>,
     /// Paths refused: unsafe names, symlinks in the way, write errors.
     pub refused: Vec<String>,
+    /// Paths left alone because this device's `.coboxignore` rules ignore them.
+    pub ignored: u64,
 }
 
 /// The conflict-copy name of `path` for a version by `device` at `mtime_ns`.
@@ -118,6 +120,7 @@ impl Space {
     /// their content arrives: path, entry, and the target's metadata now (`None`: absent). A
     /// target that is not as last scanned is left out; the next pass keeps it as a conflict copy.
     fn materialize_and_plan(&mut self) -> Result<(MaterializeReport, Vec<Planned>), Error> {
+        self.load_ignores()?;
         let mut planned = Vec::new();
         let mut report = MaterializeReport { conflicts: self.resolve_conflicts()?, ..Default::default() };
         let root = self.info.path.clone();
@@ -135,6 +138,12 @@ impl Space {
             }
             let target = root.join(path);
             let local = fs::symlink_metadata(&target).ok();
+            // Ignored here: neither written, replaced nor deleted, whatever other devices did.
+            let is_dir = matches!(entry.kind, Kind::Dir) || local.as_ref().is_some_and(|m| m.is_dir());
+            if self.ignores.covers(path, is_dir) {
+                report.ignored += 1;
+                continue;
+            }
             let cached = cache.get(path);
             // Changed on disk since the scan: never overwrite or delete it.
             let unscanned_edit = match (&local, cached) {
@@ -254,7 +263,7 @@ impl Space {
         // Until changes arrive, another pass would find nothing to do; remembered on disk, so
         // the next process need not walk the folder either (a million files: 5.7 s).
         let current = report.waiting.is_empty() && report.refused.is_empty();
-        let marker = if current { self.applied_digest().to_vec() } else { Vec::new() };
+        let marker = if current { self.folder_digest().to_vec() } else { Vec::new() };
         self.store.meta_set(crate::space::MATERIALIZED, &marker)?;
         self.folder_current = current;
         Ok((report, planned))

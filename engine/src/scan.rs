@@ -7,6 +7,7 @@ use crate::crypto::BlobKind;
 use crate::entry::{Content, Entry, Kind, encode_chunk_list};
 use crate::error::Error;
 use crate::ids::BlobId;
+use crate::ignores::Ignores;
 use crate::manifest::Snapshot;
 use crate::space::{Pending, Space, by_path};
 use rayon::prelude::*;
@@ -45,6 +46,8 @@ pub struct ScanReport {
     pub renamed: u64,
     /// Paths unchanged.
     pub unchanged: u64,
+    /// Paths left out by the `.coboxignore` rules (an ignored folder counts once).
+    pub ignored: u64,
     /// Bytes in all files.
     pub bytes_total: u64,
     /// Bytes read from disk (files whose metadata changed).
@@ -99,6 +102,8 @@ struct Walk {
     /// Paths (and, with a trailing '/', subtrees) we could not read: keep their old entries.
     protected: Vec<String>,
     warnings: Vec<String>,
+    /// Paths the ignore rules left out (a folder once, not its contents).
+    ignored: u64,
 }
 
 impl Walk {
@@ -110,7 +115,7 @@ impl Walk {
     }
 }
 
-fn walk(root: &Path) -> Walk {
+fn walk(root: &Path, ignores: &Ignores) -> Walk {
     let mut w = Walk::default();
     let mut it = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
     while let Some(res) = it.next() {
@@ -142,6 +147,14 @@ fn walk(root: &Path) -> Walk {
             // holds a home at a time, so its writer is gone.
             if ent.file_type().is_file() && !rest.starts_with(&format!("{}-", std::process::id())) {
                 let _ = fs::remove_file(ent.path());
+            }
+            continue;
+        }
+        // An ignored folder is not entered: nothing below it is looked at.
+        if ignores.ignores(rel, ent.file_type().is_dir()) {
+            w.ignored += 1;
+            if ent.file_type().is_dir() {
+                it.skip_current_dir();
             }
             continue;
         }
@@ -253,12 +266,14 @@ impl Space {
         if !root.is_dir() {
             return Err(Error::InvalidPath(format!("the folder {} of this space is missing", root.display())));
         }
-        let w = walk(&root);
-        for msg in &w.warnings {
+        let mut warnings = self.load_ignores()?;
+        let w = walk(&root, &self.ignores);
+        warnings.extend(w.warnings.iter().cloned());
+        for msg in &warnings {
             progress.warn(msg);
         }
         let cache = self.load_scan_cache()?;
-        let mut report = crate::ScanReport { warnings: w.warnings.clone(), ..Default::default() };
+        let mut report = crate::ScanReport { warnings, ignored: w.ignored, ..Default::default() };
         let mut renamed_rows: Vec<CacheRow> = Vec::new();
         let mut new_entries: Vec<(String, Entry)> = Vec::new();
         let mut to_read: Vec<&Found> = Vec::new();
@@ -353,6 +368,10 @@ impl Space {
         let mut deleted_paths = Vec::new();
         for (path, old) in &current {
             if !old.is_live() || seen.contains(path.as_str()) || w.is_protected(path) || protected_now.contains(path) {
+                continue;
+            }
+            // Ignored paths are out of this device's hands: missing here is not deleted.
+            if self.ignores.covers(path, matches!(old.kind, Kind::Dir)) {
                 continue;
             }
             // Only what this device saw on disk can have been deleted here. A path it never saw
@@ -525,7 +544,8 @@ impl Space {
 
     /// Local changes a scan would record, judged from metadata alone.
     pub fn pending(&self) -> Result<Pending, Error> {
-        let w = walk(&self.info.path);
+        let (ignores, _) = crate::space::read_ignores(&self.info.path)?;
+        let w = walk(&self.info.path, &ignores);
         let current = by_path(self.manifest.entries());
         let cache = self.load_scan_cache()?;
         let mut p = Pending::default();
@@ -553,7 +573,11 @@ impl Space {
         p.deleted = current
             .iter()
             .filter(|(path, e)| {
-                e.is_live() && !seen.contains(path.as_str()) && !w.is_protected(path) && cache.contains_key(*path)
+                e.is_live()
+                    && !seen.contains(path.as_str())
+                    && !w.is_protected(path)
+                    && cache.contains_key(*path)
+                    && !ignores.covers(path, matches!(e.kind, Kind::Dir))
             })
             .count() as u64;
         Ok(p)

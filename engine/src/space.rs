@@ -6,13 +6,14 @@ use crate::entry::{Content, Entry, Kind};
 use crate::error::{Error, IoContext};
 use crate::home::{SpaceInfo, write_atomic};
 use crate::ids::{BlobId, DeviceId};
+use crate::ignores::{IGNORE_FILE, Ignores, MAX_IGNORE_FILE};
 use crate::manifest::{ChangeBody, Manifest, ShardHeads, Snapshot};
 use crate::store::BlobStore;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Compact the manifest cache once this many change blobs are not in it.
 const COMPACT_AFTER: usize = 16;
@@ -40,6 +41,30 @@ pub struct Space {
     pub(crate) folder_current: bool,
     /// Set when the folder may have changed since the last scan; `None`: always assume so.
     pub(crate) changed: Option<ChangeFlag>,
+    /// The folder's `.coboxignore` rules as last read (by a scan or a materialiser pass).
+    pub(crate) ignores: Ignores,
+}
+
+/// Read a folder's ignore rules (`.coboxignore` at its root; none when it is absent), with a
+/// warning per line left out. A rules file that exists but cannot be used is an error: scanning
+/// without its rules could record, and send to every device, files meant to stay out.
+pub fn read_ignores(root: &Path) -> Result<(Ignores, Vec<String>), Error> {
+    let path = root.join(IGNORE_FILE);
+    let bad = |reason: String| Error::Ignores { path: path.clone(), reason };
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Ignores::none(), Vec::new())),
+        Err(e) => return Err(bad(format!("{e}; fix or remove the ignore rules file"))),
+    };
+    if !meta.is_file() {
+        return Err(bad("not a regular file; the ignore rules must be a plain text file".into()));
+    }
+    if meta.len() > MAX_IGNORE_FILE {
+        return Err(bad(format!("{} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it", meta.len())));
+    }
+    let text = fs::read(&path).map_err(|e| bad(format!("{e}; fix or remove the ignore rules file")))?;
+    let text = String::from_utf8(text).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))?;
+    Ok(Ignores::parse(&text))
 }
 
 /// Raised by whoever watches a space's folder when it may have changed since the last scan.
@@ -202,22 +227,38 @@ impl Space {
             included,
             changed: None,
             folder_current: false,
+            ignores: Ignores::none(),
         };
         space.apply_stored_changes()?;
-        // A pass of an earlier process over the same changes left the folder current.
-        space.folder_current = space.store.meta_get(MATERIALIZED)?.is_some_and(|d| d == space.applied_digest());
+        // Unusable rules are reported by the next scan or pass, which read them again.
+        space.ignores = read_ignores(&space.info.path).map(|(r, _)| r).unwrap_or_default();
+        // A pass of an earlier process over the same changes and rules left the folder current.
+        space.folder_current = space.store.meta_get(MATERIALIZED)?.is_some_and(|d| d == space.folder_digest());
         Ok(space)
     }
 
-    /// A digest of the set of applied change blobs.
-    pub(crate) fn applied_digest(&self) -> [u8; 32] {
+    /// A digest of the set of applied change blobs and of the ignore rules: what a materialiser
+    /// pass that left the folder current ran with.
+    pub(crate) fn folder_digest(&self) -> [u8; 32] {
         let mut ids: Vec<&BlobId> = self.applied.iter().collect();
         ids.sort();
         let mut h = blake3::Hasher::new();
         for id in ids {
             h.update(id.as_bytes());
         }
+        h.update(&self.ignores.digest());
         *h.finalize().as_bytes()
+    }
+
+    /// Read the ignore rules again. Rules that changed make the folder not current, so the next
+    /// pass writes what they no longer ignore.
+    pub(crate) fn load_ignores(&mut self) -> Result<Vec<String>, Error> {
+        let (rules, warnings) = read_ignores(&self.info.path)?;
+        if rules.digest() != self.ignores.digest() {
+            self.folder_current = false;
+        }
+        self.ignores = rules;
+        Ok(warnings)
     }
 
     /// From now on [`Space::scan_if_changed`] scans only after the returned flag is raised: hand
@@ -333,6 +374,7 @@ impl Space {
     /// session of an idle daemon).
     pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
         let n = self.apply_received()?;
+        self.load_ignores()?;
         if n == 0 && self.folder_current {
             return Ok((0, crate::MaterializeReport::default()));
         }

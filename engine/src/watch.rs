@@ -6,20 +6,42 @@
 
 use crate::error::Error;
 use crate::ids::SpaceId;
+use crate::ignores::{IGNORE_FILE, Ignores};
 use crate::scan::TMP_PREFIX;
 use crate::space::ChangeFlag;
 use notify_debouncer_mini::notify::{self, EventKind, RecursiveMode, Watcher as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A watched folder: its space, its root, the flag its events raise.
 type Root = (SpaceId, PathBuf, ChangeFlag);
 
+/// A watched folder and its ignore rules, whose paths raise nothing (a build folder being
+/// rewritten should not rescan the space every two seconds).
+struct Watched {
+    id: SpaceId,
+    root: PathBuf,
+    flag: ChangeFlag,
+    ignores: Ignores,
+}
+
+impl Watched {
+    fn raise(&self, tx: &std::sync::mpsc::Sender<SpaceId>) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = tx.send(self.id);
+    }
+}
+
+/// Unusable rules ignore nothing here: the scan they trigger reports them.
+fn rules_of(root: &Path) -> Ignores {
+    crate::space::read_ignores(root).map(|(r, _)| r).unwrap_or_default()
+}
+
 /// Keeps the watches alive; dropping it stops them.
 pub struct Watcher {
     inner: notify::RecommendedWatcher,
-    roots: std::sync::Arc<std::sync::Mutex<Vec<Root>>>,
+    roots: std::sync::Arc<std::sync::Mutex<Vec<Watched>>>,
 }
 
 impl Watcher {
@@ -31,7 +53,8 @@ impl Watcher {
             let _ = self.inner.unwatch(&root);
             return Err(format!("cannot watch {}: {e}", root.display()));
         }
-        self.roots.lock().unwrap_or_else(|p| p.into_inner()).push((id, root, flag));
+        let ignores = rules_of(&root);
+        self.roots.lock().unwrap_or_else(|p| p.into_inner()).push(Watched { id, root, flag, ignores });
         Ok(())
     }
 }
@@ -48,24 +71,20 @@ pub struct Watching {
 
 /// Watch each space's folder, raising its flag at once on any change (so sessions scan
 /// first) and sending its id once changes have been quiet for `debounce`. The materialiser's
-/// own temp files are ignored. A folder that cannot be watched (e.g. the system's limit on
+/// own temp files, and paths the folder's `.coboxignore` rules ignore, raise nothing. A folder that cannot be watched (e.g. the system's limit on
 /// watches) is returned with the reason, and the others are watched all the same. When the
 /// system drops events (its queue overflowed), every folder is flagged.
 pub fn watch(folders: &[Root], debounce: Duration) -> Result<Watching, Error> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (raw_tx, raw_rx) = std::sync::mpsc::channel::<SpaceId>();
-    let roots = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Root>::new()));
+    let roots = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Watched>::new()));
     let seen = roots.clone();
     let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let roots = seen.lock().unwrap_or_else(|p| p.into_inner());
-        let raise = |(id, _, flag): &Root| {
-            flag.store(true, Ordering::SeqCst);
-            let _ = raw_tx.send(*id);
-        };
+        let mut roots = seen.lock().unwrap_or_else(|p| p.into_inner());
         let ev = match res {
             Ok(ev) if !ev.need_rescan() => ev,
             // Events were lost: any folder may have changed.
-            _ => return roots.iter().for_each(raise),
+            _ => return roots.iter().for_each(|w| w.raise(&raw_tx)),
         };
         if matches!(ev.kind, EventKind::Access(_)) {
             return;
@@ -75,9 +94,17 @@ pub fn watch(folders: &[Root], debounce: Duration) -> Result<Watching, Error> {
             if tmp {
                 continue;
             }
-            if let Some(root) = roots.iter().find(|(_, root, _)| path.starts_with(root)) {
-                raise(root);
+            let Some(w) = roots.iter_mut().find(|w| path.starts_with(&w.root)) else { continue };
+            let rel = path.strip_prefix(&w.root).ok().and_then(Path::to_str).unwrap_or("");
+            if rel == IGNORE_FILE {
+                w.ignores = rules_of(&w.root);
+            } else if !rel.is_empty() {
+                let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
+                if w.ignores.covers(rel, is_dir) {
+                    continue;
+                }
             }
+            w.raise(&raw_tx);
         }
     })
     .map_err(|e| Error::Net(format!("cannot start watching folders: {e}")))?;

@@ -21,6 +21,9 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         r.renamed,
         r.unchanged
     );
+    if r.ignored > 0 {
+        println!("{} paths left out by {}", r.ignored, cobox_engine::ignores::IGNORE_FILE);
+    }
     println!("read {}, stored {} new blobs ({})", bytes(r.bytes_read), r.new_blobs, bytes(r.new_blob_bytes));
     match &r.snapshot {
         Some(id) => println!("history entry {id}"),

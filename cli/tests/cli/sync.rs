@@ -348,3 +348,38 @@ fn two_devices_sync_through_a_cooperative_relay_with_its_own_certificate() {
     d.stop();
     drop(server);
 }
+
+#[test]
+fn paths_in_coboxignore_stay_on_their_device() {
+    let (a, b) = (Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (fa.path(), fb.path());
+    write(&pa.join(".coboxignore"), b"# scratch\n*.tmp\ncache/\n");
+    write(&pa.join("notes.txt"), b"shared\n");
+    write(&pa.join("draft.tmp"), b"A's scratch\n");
+    write(&pa.join("cache/blob.bin"), &random_bytes(1 << 16, 5));
+    create_space(&a, "team", pa);
+    pause();
+    let out = a.ok(&["scan", "team"]);
+    assert!(out.contains("2 paths left out by .coboxignore"), "{out}");
+    let code = a.ok(&["invite", "team"]).trim().to_owned();
+    b.ok(&["join", &code, "--path", pb.to_str().unwrap()]);
+    let d = Daemon::start(&a);
+    sync_with(&b, "team", &d);
+    assert_eq!(read(&pb.join("notes.txt")), "shared\n");
+    assert_eq!(read(&pb.join(".coboxignore")), "# scratch\n*.tmp\ncache/\n", "the rules travel with the folder");
+    assert!(!pb.join("draft.tmp").exists() && !pb.join("cache").exists(), "ignored paths stay on A");
+
+    // B's own scratch stays on B too, under the shared rules.
+    write(&pb.join("b.tmp"), b"B's scratch\n");
+    write(&pb.join("cache/local.bin"), b"B's cache\n");
+    write(&pb.join("from-b.txt"), b"from B\n");
+    pause();
+    let st = b.json(&["status", "team"]);
+    assert_eq!(st["pending"]["added"], 1, "only from-b.txt is pending: {st}");
+    sync_with(&b, "team", &d);
+    d.stop();
+    assert_eq!(read(&pa.join("from-b.txt")), "from B\n");
+    assert!(!pa.join("b.tmp").exists() && !pa.join("cache/local.bin").exists());
+    assert_eq!(read(&pa.join("draft.tmp")), "A's scratch\n", "A's ignored files are untouched");
+}
