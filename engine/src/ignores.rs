@@ -125,7 +125,9 @@ mod tests {
 
     #[test]
     fn covers_looks_at_every_parent() {
-        let r = rules("node_modules/\n/out\n");
+        let r = rules("node_modules/\n/out\ndocs/tmp\n");
+        assert!(r.covers("docs/tmp/a", false));
+        assert!(!r.covers("x/docs/tmp/a", false), "an inner slash anchors at the root too");
         assert!(r.covers("web/node_modules/left-pad/index.js", false));
         assert!(r.covers("out/a/b", false));
         assert!(!r.covers("src/out/a", false), "anchored at the root only");

@@ -22,7 +22,8 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         r.unchanged
     );
     if r.ignored > 0 {
-        println!("{} paths left out by {}", r.ignored, cobox_engine::ignores::IGNORE_FILE);
+        let paths = if r.ignored == 1 { "path" } else { "paths" };
+        println!("{} {paths} left out by {}", r.ignored, cobox_engine::ignores::IGNORE_FILE);
     }
     println!("read {}, stored {} new blobs ({})", bytes(r.bytes_read), r.new_blobs, bytes(r.new_blob_bytes));
     match &r.snapshot {
