@@ -49,11 +49,16 @@ pub struct Space {
 /// warning per line left out. A rules file that exists but cannot be used is an error: scanning
 /// without its rules could record, and send to every device, files meant to stay out.
 pub fn read_ignores(root: &Path) -> Result<(Ignores, Vec<String>), Error> {
+    Ok(read_rules_text(root)?.map_or_else(|| (Ignores::none(), Vec::new()), |t| Ignores::parse(&t)))
+}
+
+/// The text of a folder's rules file, `None` when there is none.
+fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
     let path = root.join(IGNORE_FILE);
     let bad = |reason: String| Error::Ignores { path: path.clone(), reason };
     let meta = match fs::symlink_metadata(&path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Ignores::none(), Vec::new())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(format!("{e}; fix or remove the ignore rules file"))),
     };
     if !meta.is_file() {
@@ -63,8 +68,7 @@ pub fn read_ignores(root: &Path) -> Result<(Ignores, Vec<String>), Error> {
         return Err(bad(format!("{} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it", meta.len())));
     }
     let text = fs::read(&path).map_err(|e| bad(format!("{e}; fix or remove the ignore rules file")))?;
-    let text = String::from_utf8(text).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))?;
-    Ok(Ignores::parse(&text))
+    String::from_utf8(text).map(Some).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))
 }
 
 /// Raised by whoever watches a space's folder when it may have changed since the last scan.
@@ -248,6 +252,29 @@ impl Space {
         }
         h.update(&self.ignores.digest());
         *h.finalize().as_bytes()
+    }
+
+    /// The folder's ignore rules as text (empty when it has none).
+    pub fn ignore_rules(&self) -> Result<String, Error> {
+        Ok(read_rules_text(&self.info.path)?.unwrap_or_default())
+    }
+
+    /// Replace the folder's ignore rules (written to a temp file and renamed into place) and use
+    /// them from now on. Returns a warning per line left out; the next scan records the file.
+    pub fn set_ignore_rules(&mut self, text: &str) -> Result<Vec<String>, Error> {
+        if text.len() as u64 > MAX_IGNORE_FILE {
+            return Err(Error::Ignores {
+                path: self.info.path.join(IGNORE_FILE),
+                reason: format!("{} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it", text.len()),
+            });
+        }
+        let tmp = self.info.path.join(format!("{}{}-ignore", crate::scan::TMP_PREFIX, std::process::id()));
+        let target = self.info.path.join(IGNORE_FILE);
+        if let Err(e) = fs::write(&tmp, text).at(&tmp).and_then(|()| fs::rename(&tmp, &target).at(&target)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        self.load_ignores()
     }
 
     /// Read the ignore rules again. Rules that changed make the folder not current, so the next

@@ -18,6 +18,18 @@ pub(crate) enum Tab {
     Files,
     Conflicts,
     Seeders,
+    Ignored,
+}
+
+/// Whose text an editor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// The saved one: it follows the model (a sync may change it).
+    Clean,
+    /// The user's, not saved.
+    Edited,
+    /// The user's, sent to be saved: clean once the model shows it.
+    Saving,
 }
 
 /// The app.
@@ -34,6 +46,8 @@ pub(crate) struct CoboxApp {
     pub(crate) seeder_id: String,
     pub(crate) quota_gib: f64,
     pub(crate) days: u32,
+    /// The ignore rules in the editor: the space, the text, and whether it is the user's.
+    pub(crate) ignore_edit: Option<(SpaceId, String, Edit)>,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
 }
@@ -75,6 +89,7 @@ impl CoboxApp {
             seeder_id: String::new(),
             quota_gib: 50.0,
             days: 365,
+            ignore_edit: None,
             picked: Arc::new(Mutex::new(None)),
         }
     }
@@ -266,12 +281,52 @@ impl CoboxApp {
             ui.selectable_value(&mut self.tab, Tab::Files, "Files");
             ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
             ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
+            ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
         });
         match self.tab {
             Tab::Files => self.files(ui, &s),
             Tab::Conflicts => self.conflicts(ui, &s),
             Tab::Seeders => self.seeders(ui, &s),
+            Tab::Ignored => self.ignored(ui, &s),
         }
+    }
+
+    fn ignored(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        ui.label(
+            "Paths matching these rules stay on each device: never sent, never written, never deleted by a \
+             sync. One pattern per line, as in .gitignore: *.tmp, node_modules/, /only-at-the-top, !keep.log. \
+             The rules are saved in the folder as .coboxignore and shared with the space.",
+        );
+        let fresh = (s.id, s.ignores.clone(), Edit::Clean);
+        let (_, text, edit) = match self.ignore_edit.as_mut() {
+            Some((id, text, edit)) if *id == s.id => {
+                if *edit == Edit::Clean || (*edit == Edit::Saving && *text == s.ignores) {
+                    *text = s.ignores.clone();
+                    *edit = Edit::Clean;
+                }
+                self.ignore_edit.get_or_insert(fresh)
+            }
+            _ => self.ignore_edit.insert(fresh),
+        };
+        let box_ = egui::TextEdit::multiline(text)
+            .code_editor()
+            .desired_rows(8)
+            .desired_width(f32::INFINITY)
+            .hint_text("*.tmp\nnode_modules/");
+        if ui.add(box_).changed() {
+            *edit = Edit::Edited;
+        }
+        let changed = *text != s.ignores;
+        let rules = text.clone();
+        ui.horizontal(|ui| {
+            if ui.add_enabled(changed, egui::Button::new("Save rules")).clicked() {
+                self.ignore_edit = Some((s.id, rules.clone(), Edit::Saving));
+                self.send(Cmd::SetIgnores { space: s.id, rules });
+            }
+            if ui.add_enabled(changed, egui::Button::new("Undo changes")).clicked() {
+                self.ignore_edit = Some((s.id, s.ignores.clone(), Edit::Clean));
+            }
+        });
     }
 
     fn replication_line(&self, ui: &mut egui::Ui, s: &SpaceView) {

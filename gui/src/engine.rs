@@ -16,18 +16,48 @@ use std::time::{Duration, Instant};
 /// What the UI asks for.
 #[derive(Debug, Clone)]
 pub(crate) enum Cmd {
-    Create { name: String, path: PathBuf },
-    Join { code: String, path: PathBuf },
+    Create {
+        name: String,
+        path: PathBuf,
+    },
+    Join {
+        code: String,
+        path: PathBuf,
+    },
     Invite(SpaceId),
     Scan(SpaceId),
     Sync(SpaceId),
-    FileHistory { space: SpaceId, path: String },
-    RestoreVersion { space: SpaceId, path: String, history_id: String },
-    Resolve { space: SpaceId, copy: String, keep: Keep },
-    Propose { space: SpaceId, seeder: String, quota: u64, days: u32 },
+    FileHistory {
+        space: SpaceId,
+        path: String,
+    },
+    RestoreVersion {
+        space: SpaceId,
+        path: String,
+        history_id: String,
+    },
+    Resolve {
+        space: SpaceId,
+        copy: String,
+        keep: Keep,
+    },
+    Propose {
+        space: SpaceId,
+        seeder: String,
+        quota: u64,
+        days: u32,
+    },
     Revoke(String),
     Audit(SpaceId),
-    SetTarget { space: SpaceId, copies: u32 },
+    SetTarget {
+        space: SpaceId,
+        copies: u32,
+    },
+    /// Replace the folder's `.coboxignore` rules, then check the folder under them.
+    SetIgnores {
+        space: SpaceId,
+        rules: String,
+    },
 }
 
 /// A space's state, as the list shows it.
@@ -73,6 +103,8 @@ pub(crate) struct SpaceView {
     pub(crate) state: SpaceState,
     /// The last sync round: when, and the failure if every peer failed.
     pub(crate) last_sync: Option<(i64, Option<String>)>,
+    /// The folder's `.coboxignore` rules (empty when none or unreadable; the state says why).
+    pub(crate) ignores: String,
 }
 
 /// A snapshot of everything, for the UI.
@@ -348,6 +380,7 @@ impl Engine {
                 SpaceState::InSync
             };
             let agreements = status.as_ref().map(|st| st.agreements.clone()).unwrap_or_default();
+            let ignores = s.ignore_rules().unwrap_or_default();
             spaces.push(SpaceView {
                 id: info.id,
                 name: info.name.clone(),
@@ -358,6 +391,7 @@ impl Engine {
                 agreements,
                 state,
                 last_sync,
+                ignores,
             });
         }
         let mut seeds = Vec::new();
@@ -581,6 +615,25 @@ impl Engine {
                 {
                     self.notice(true, format!("Could not save the target: {e}"));
                 }
+            }
+            Cmd::SetIgnores { space, rules } => {
+                let Some(s) = self.space(&space) else { return };
+                let mut s = s.blocking_lock();
+                let saved = s.set_ignore_rules(&rules).and_then(|bad| Ok((bad, s.scan(&cobox_engine::NoProgress)?)));
+                drop(s);
+                match saved {
+                    Ok((bad, _)) if !bad.is_empty() => self.notice(true, format!("Saved, but {}", bad.join("; "))),
+                    Ok((_, r)) => self.notice(
+                        false,
+                        format!(
+                            "Saved the ignore rules: {} {} left out.",
+                            r.ignored,
+                            if r.ignored == 1 { "path" } else { "paths" }
+                        ),
+                    ),
+                    Err(e) => self.notice(true, format!("Could not save the ignore rules: {e}")),
+                }
+                self.refresh();
             }
             Cmd::Revoke(id) => match seeding::revoke(self.home.root(), &id) {
                 Ok(a) => self.notice(false, format!("Revoked agreement {}.", &a.id[..12])),

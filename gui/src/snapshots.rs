@@ -87,6 +87,7 @@ fn model() -> Model {
         agreements,
         state: SpaceState::Conflicts(1),
         last_sync: None,
+        ignores: "*.tmp\n".into(),
     };
     let mut other = space.clone();
     other.id = SpaceId([0x11; 32]);
@@ -150,6 +151,11 @@ fn snapshot_conflicts() {
 #[test]
 fn snapshot_seeders() {
     shot("seeders", |a| a.tab = Tab::Seeders);
+}
+
+#[test]
+fn snapshot_ignored() {
+    shot("ignored", |a| a.tab = Tab::Ignored);
 }
 
 #[test]

@@ -152,3 +152,32 @@ fn settle_a_conflict_by_keeping_the_other_version() {
     assert!(!folder.path().join(copy).exists());
     assert_eq!(h.state().model.spaces[0].files.len(), 1, "the manifest records the result");
 }
+
+#[test]
+fn ignore_rules_are_edited_saved_into_the_folder_and_applied() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("notes.txt"), "kept\n").unwrap();
+    let h0 = Home::open(home.path()).unwrap();
+    h0.create_space("co-op", folder.path()).unwrap();
+    h0.open_space("co-op").unwrap().scan(&cobox_engine::NoProgress).unwrap();
+    drop(h0);
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
+    h.get_by_label("Ignored paths").click();
+    h.run_steps(2);
+    let editor = h.get_by_role(eframe::egui::accesskit::Role::MultilineTextInput);
+    editor.focus();
+    editor.type_text("*.log");
+    h.run_steps(2);
+    h.get_by_label("Save rules").click();
+    wait(&mut h, "the saved rules", |m| m.spaces.first().is_some_and(|s| s.ignores == "*.log"));
+    assert_eq!(std::fs::read_to_string(folder.path().join(".coboxignore")).unwrap(), "*.log");
+    assert!(h.state().model.notice.as_ref().is_some_and(|(err, t)| !err && t.contains("Saved the ignore rules")));
+    // Applied from then on: a new log stays out, a new note goes in.
+    std::fs::write(folder.path().join("debug.log"), "noise\n").unwrap();
+    std::fs::write(folder.path().join("agenda.txt"), "next meeting\n").unwrap();
+    wait(&mut h, "the new note", |m| m.spaces.first().is_some_and(|s| s.files.iter().any(|f| f.path == "agenda.txt")));
+    let files: Vec<String> = h.state().model.spaces[0].files.iter().map(|f| f.path.clone()).collect();
+    assert_eq!(files, [".coboxignore", "agenda.txt", "notes.txt"]);
+}
