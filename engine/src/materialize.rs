@@ -113,14 +113,15 @@ impl Space {
 
     /// Write the manifest's current state into the folder. Call right after [`Space::scan`].
     pub fn materialize(&mut self) -> Result<MaterializeReport, Error> {
+        self.load_ignores()?;
         Ok(self.materialize_and_plan()?.0)
     }
 
     /// [`Space::materialize`], also returning the waiting files that may be written as soon as
     /// their content arrives: path, entry, and the target's metadata now (`None`: absent). A
     /// target that is not as last scanned is left out; the next pass keeps it as a conflict copy.
-    fn materialize_and_plan(&mut self) -> Result<(MaterializeReport, Vec<Planned>), Error> {
-        self.load_ignores()?;
+    /// Callers read the ignore rules first ([`Space::load_ignores`]).
+    pub(crate) fn materialize_and_plan(&mut self) -> Result<(MaterializeReport, Vec<Planned>), Error> {
         let mut planned = Vec::new();
         let mut report = MaterializeReport { conflicts: self.resolve_conflicts()?, ..Default::default() };
         let root = self.info.path.clone();
@@ -421,6 +422,7 @@ impl Space {
     /// waiting for chunks.
     pub(crate) fn begin_streaming(&mut self) -> Result<Streaming, Error> {
         let changes = self.apply_received()?;
+        self.load_ignores()?;
         let (_, waiting) = self.materialize_and_plan()?;
         let writer = self.file_writer();
         let (mut files, mut parts, mut large, mut missing, mut needs) =

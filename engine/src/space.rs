@@ -52,6 +52,13 @@ pub fn read_ignores(root: &Path) -> Result<(Ignores, Vec<String>), Error> {
     Ok(read_rules_text(root)?.map_or_else(|| (Ignores::none(), Vec::new()), |t| Ignores::parse(&t)))
 }
 
+fn too_large(root: &Path, len: u64) -> Error {
+    Error::Ignores {
+        path: root.join(IGNORE_FILE),
+        reason: format!("{len} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it"),
+    }
+}
+
 /// The text of a folder's rules file, `None` when there is none.
 fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
     let path = root.join(IGNORE_FILE);
@@ -65,7 +72,7 @@ fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
         return Err(bad("not a regular file; the ignore rules must be a plain text file".into()));
     }
     if meta.len() > MAX_IGNORE_FILE {
-        return Err(bad(format!("{} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it", meta.len())));
+        return Err(too_large(root, meta.len()));
     }
     let text = fs::read(&path).map_err(|e| bad(format!("{e}; fix or remove the ignore rules file")))?;
     String::from_utf8(text).map(Some).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))
@@ -263,10 +270,7 @@ impl Space {
     /// them from now on. Returns a warning per line left out; the next scan records the file.
     pub fn set_ignore_rules(&mut self, text: &str) -> Result<Vec<String>, Error> {
         if text.len() as u64 > MAX_IGNORE_FILE {
-            return Err(Error::Ignores {
-                path: self.info.path.join(IGNORE_FILE),
-                reason: format!("{} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it", text.len()),
-            });
+            return Err(too_large(&self.info.path, text.len() as u64));
         }
         let tmp = self.info.path.join(format!("{}{}-ignore", crate::scan::TMP_PREFIX, std::process::id()));
         let target = self.info.path.join(IGNORE_FILE);
@@ -401,11 +405,12 @@ impl Space {
     /// session of an idle daemon).
     pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
         let n = self.apply_received()?;
+        // Read before the check: changed rules make the folder not current.
         self.load_ignores()?;
         if n == 0 && self.folder_current {
             return Ok((0, crate::MaterializeReport::default()));
         }
-        Ok((n, self.materialize()?))
+        Ok((n, self.materialize_and_plan()?.0))
     }
 
     /// Set how many verified copies the space should have (kept in `space.json`).

@@ -71,9 +71,10 @@ pub struct Watching {
 
 /// Watch each space's folder, raising its flag at once on any change (so sessions scan
 /// first) and sending its id once changes have been quiet for `debounce`. The materialiser's
-/// own temp files, and paths the folder's `.coboxignore` rules ignore, raise nothing. A folder that cannot be watched (e.g. the system's limit on
-/// watches) is returned with the reason, and the others are watched all the same. When the
-/// system drops events (its queue overflowed), every folder is flagged.
+/// own temp files, and paths the folder's `.coboxignore` rules ignore, raise nothing. A folder
+/// that cannot be watched (e.g. the system's limit on watches) is returned with the reason, and
+/// the others are watched all the same. When the system drops events (its queue overflowed),
+/// every folder is flagged.
 pub fn watch(folders: &[Root], debounce: Duration) -> Result<Watching, Error> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (raw_tx, raw_rx) = std::sync::mpsc::channel::<SpaceId>();
@@ -98,7 +99,7 @@ pub fn watch(folders: &[Root], debounce: Duration) -> Result<Watching, Error> {
             let rel = path.strip_prefix(&w.root).ok().and_then(Path::to_str).unwrap_or("");
             if rel == IGNORE_FILE {
                 w.ignores = rules_of(&w.root);
-            } else if !rel.is_empty() {
+            } else if !rel.is_empty() && !w.ignores.is_empty() {
                 let is_dir = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
                 if w.ignores.covers(rel, is_dir) {
                     continue;

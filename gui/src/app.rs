@@ -297,17 +297,14 @@ impl CoboxApp {
              sync. One pattern per line, as in .gitignore: *.tmp, node_modules/, /only-at-the-top, !keep.log. \
              The rules are saved in the folder as .coboxignore and shared with the space.",
         );
-        let fresh = (s.id, s.ignores.clone(), Edit::Clean);
-        let (_, text, edit) = match self.ignore_edit.as_mut() {
-            Some((id, text, edit)) if *id == s.id => {
-                if *edit == Edit::Clean || (*edit == Edit::Saving && *text == s.ignores) {
-                    *text = s.ignores.clone();
-                    *edit = Edit::Clean;
-                }
-                self.ignore_edit.get_or_insert(fresh)
-            }
-            _ => self.ignore_edit.insert(fresh),
-        };
+        // The user's text stays until saved (and seen saved) or undone; otherwise the editor
+        // follows the rules on disk, which a sync may change.
+        let theirs = matches!(&self.ignore_edit, Some((id, text, edit)) if *id == s.id
+            && (*edit == Edit::Edited || (*edit == Edit::Saving && *text != s.ignores)));
+        if !theirs {
+            self.ignore_edit = Some((s.id, s.ignores.clone(), Edit::Clean));
+        }
+        let Some((_, text, edit)) = self.ignore_edit.as_mut() else { return };
         let box_ = egui::TextEdit::multiline(text)
             .code_editor()
             .desired_rows(8)
