@@ -52,7 +52,7 @@ UP_PID=$!
 for _ in $(seq 1 50); do grep -q listening "$WORK/up.out" 2>/dev/null && break; sleep 0.1; done
 PEER="$(sed -n 's/^listening //p' "$WORK/up.out")"
 COBOX_HOME="$WORK/home2" "$BIN" join "$CODE" --path "$WORK/laptop" --name coop
-COBOX_HOME="$WORK/home2" "$BIN" sync coop --peer "$PEER" --once --no-relay 2>/dev/null
+COBOX_HOME="$WORK/home2" "$BIN" sync coop --peer "$PEER" --no-relay 2>/dev/null
 ls "$WORK/laptop" "$WORK/laptop/notes"
 
 step "both edit the budget while apart, then sync"
@@ -66,7 +66,7 @@ COBOX_HOME="$WORK/home2" "$BIN" scan coop > /dev/null
 UP_PID=$!
 for _ in $(seq 1 50); do grep -q listening "$WORK/up.out" 2>/dev/null && break; sleep 0.1; done
 PEER="$(sed -n 's/^listening //p' "$WORK/up.out")"
-COBOX_HOME="$WORK/home2" "$BIN" sync coop --peer "$PEER" --once --no-relay 2>/dev/null
+COBOX_HOME="$WORK/home2" "$BIN" sync coop --peer "$PEER" --no-relay 2>/dev/null
 kill "$UP_PID"; wait "$UP_PID" 2>/dev/null || true; UP_PID=""
 echo "on both devices now:"
 for f in "$WORK"/laptop/notes/budget*; do echo "  $(basename "$f"): $(cat "$f")"; done

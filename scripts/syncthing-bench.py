@@ -9,7 +9,7 @@ usage: scripts/syncthing-bench.py DIR   (needs `syncthing` (Debian's) and a rele
 Syncthing: two instances with their own homes, each told the other's device id and address, relays,
 discovery and NAT off, the folder shared send-receive. Timed from starting the receiver to its
 REST API reporting the folder 100% complete with every byte present (scan of the sender included,
-as in the issue's figure). CoBox: `cobox sync --once` from a joined device to a daemon holding the
+as in the issue's figure). CoBox: `cobox sync` from a joined device to a daemon holding the
 scanned folder (the sender's scan not included; it is reported separately).
 """
 import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
@@ -141,7 +141,7 @@ def cobox(data, work):
         code = run(a, "invite", "bench").strip()
         run(b, "join", code, "--path", os.path.join(work, "co-dest"))
         settle()
-        t0 = time.monotonic(); run(b, "sync", "bench", "--peer", addr, "--once", "--no-relay")
+        t0 = time.monotonic(); run(b, "sync", "bench", "--peer", addr, "--no-relay")
         return scan, time.monotonic() - t0
     finally:
         up.terminate(); up.wait()

@@ -55,7 +55,7 @@ for d in "${delays[@]}"; do
   COBOX_HOME="$w/b" "$cobox" join "$code" --path "$w/dest" >/dev/null 2>&1
   sleep 1 # the daemon's start-up rescan
   start=$(date +%s.%N)
-  ip netns exec cobox-wb env COBOX_HOME="$w/b" "$cobox" sync wan --peer "$id@10.77.2.1:9000" --once --no-relay "${cc[@]}" \
+  ip netns exec cobox-wb env COBOX_HOME="$w/b" "$cobox" sync wan --peer "$id@10.77.2.1:9000" --no-relay "${cc[@]}" \
     >/dev/null 2>"$w/sync.err" || { cat "$w/sync.err" >&2; exit 1; }
   end=$(date +%s.%N)
   kill $up $relay; wait $up 2>/dev/null || true

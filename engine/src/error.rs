@@ -74,6 +74,14 @@ pub enum Error {
         /// What is wrong, and what to do.
         reason: String,
     },
+    /// A value could not be encoded for writing (nothing was written).
+    #[error("cannot encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A state file in the home is malformed.
     #[error("{path} is malformed: {reason}")]
     Config {
@@ -94,6 +102,11 @@ impl Error {
             Error::Io { path, source }
         }
     }
+}
+
+/// JSON for a state file, or [`Error::Encode`] naming it.
+pub(crate) fn json(what: &'static str, v: &impl serde::Serialize) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec_pretty(v).map_err(|e| Error::Encode { what, reason: e.to_string() })
 }
 
 /// Shorthand for `map_err(|e| Error::io(path, e))`.

@@ -4,11 +4,13 @@
 //! Layout: `device.key` (ed25519 seed, 0600), `lock`, and per space `spaces/<id>/` holding
 //! `space.json`, `secret.key` (0600), `index.redb`, `packs/` and `manifest/`.
 
+use crate::crypto::space_signing_key;
 use crate::error::{Error, IoContext};
 use crate::ids::{DeviceId, SpaceId};
 use crate::space::Space;
+pub use crate::space::SpaceInfo;
+use crate::util::write_atomic;
 use ed25519_dalek::SigningKey;
-use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -19,30 +21,6 @@ pub const INVITE_EXTRA_PEERS: usize = 4;
 
 /// Manifest shards per space: enough to keep each Automerge document small at 1M files.
 pub const DEFAULT_SHARDS: u16 = 16;
-
-/// A space as registered on this device.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SpaceInfo {
-    /// The space id (its signing public key).
-    pub id: SpaceId,
-    /// The local name.
-    pub name: String,
-    /// The folder it tracks.
-    pub path: PathBuf,
-    /// When it was created or joined here.
-    pub created_ms: i64,
-    /// This device's Automerge actor id for the space (hex).
-    pub actor: String,
-    /// Number of manifest shard documents.
-    pub shards: u16,
-    /// Verified copies (seeders) the space should have; fewer is shown as a warning.
-    #[serde(default = "default_replicas_target")]
-    pub replicas_target: u32,
-}
-
-fn default_replicas_target() -> u32 {
-    2
-}
 
 /// An open, locked home directory.
 pub struct Home {
@@ -55,15 +33,6 @@ pub struct Home {
 pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).at(&tmp)?;
-    f.write_all(bytes).at(&tmp)?;
-    f.sync_all().at(&tmp)?;
-    fs::rename(&tmp, path).at(path)
-}
-
-/// Write a file atomically (temp, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).at(&tmp)?;
     f.write_all(bytes).at(&tmp)?;
     f.sync_all().at(&tmp)?;
     fs::rename(&tmp, path).at(path)
@@ -89,13 +58,6 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(Error::io(path, e)),
     }
-}
-
-/// The space's signing key: the first half of its 64-byte secret.
-pub(crate) fn space_signing_key(secret: &[u8; 64]) -> SigningKey {
-    let mut seed = [0u8; 32];
-    seed.copy_from_slice(&secret[..32]);
-    SigningKey::from_bytes(&seed)
 }
 
 fn read_secret(dir: &Path) -> Result<[u8; 64], Error> {
@@ -276,12 +238,12 @@ impl Home {
             created_ms: crate::now_ms(),
             actor: hex::encode(actor),
             shards: DEFAULT_SHARDS,
-            replicas_target: default_replicas_target(),
+            replicas_target: crate::space::default_replicas_target(),
         };
         let dir = self.space_dir(&id);
         fs::create_dir_all(&dir).at(&dir)?;
         write_secret(&dir.join("secret.key"), secret)?;
-        let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        let json = crate::error::json("space.json", &info)?;
         write_atomic(&dir.join("space.json"), &json)?;
         Ok(info)
     }
@@ -310,7 +272,7 @@ impl Home {
         // Old ports of restarted peers pile up otherwise.
         merged.truncate(8);
         *entry = merged;
-        let json = serde_json::to_vec_pretty(&book).unwrap_or_default();
+        let json = crate::error::json("the address book", &book)?;
         write_atomic(&path, &json)
     }
 
@@ -345,7 +307,12 @@ impl Home {
 
     /// Record the addresses the running daemon listens on (read by `cobox invite`).
     pub fn set_listening(&self, addrs: &[String]) -> Result<(), Error> {
-        write_atomic(&self.root.join("listen.json"), &serde_json::to_vec(addrs).unwrap_or_default())
+        Self::set_listening_at(&self.root, addrs)
+    }
+
+    /// [`Home::set_listening`] for the holder of the home's lock that keeps only its path.
+    pub fn set_listening_at(root: &Path, addrs: &[String]) -> Result<(), Error> {
+        write_atomic(&root.join("listen.json"), &crate::error::json("listen.json", &addrs)?)
     }
 
     /// Make a member invite for a space. Reads only files, so it works while the daemon runs.
@@ -437,7 +404,7 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 fs::create_dir_all(&dir).at(&dir)?;
                 let info = crate::seed::SeedInfo { space: *space, created_ms: crate::now_ms() };
-                write_atomic(&cfg, &serde_json::to_vec_pretty(&info).unwrap_or_default())?;
+                write_atomic(&cfg, &crate::error::json("seed.json", &info)?)?;
                 info
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

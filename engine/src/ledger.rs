@@ -5,14 +5,15 @@
 //! concurrent writers lossless, and the lock makes each write see the previous one.
 
 use crate::error::{Error, IoContext};
-use crate::home::write_atomic;
 use crate::ids::SpaceId;
-use cobox_agreements::{Ledger, LedgerView};
+use crate::util::rfc3339;
+use crate::util::write_atomic;
+use cobox_agreements::{AgreementView, Ledger, LedgerView};
+use serde::Serialize;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-/// Most ledger heads (with their parents) a `Hello` carries; a handful is usual.
-pub const MAX_HEADS: usize = 64;
+pub use cobox_core::sync::session::MAX_HEADS;
 
 /// Passed audits older than this no longer count towards the replication count.
 pub const AUDIT_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -87,39 +88,98 @@ impl LedgerFile {
         Ok(evaluate_verified(&self.space, &self.read()?.raw_entries(), now_ms))
     }
 
-    /// The digest of the ledger's heads (see [`Ledger::digest`]), sent in `Hello`.
-    pub fn digest(&self) -> Result<[u8; 32], Error> {
-        Ok(self.read()?.digest())
+    /// Merge a ledger held in memory (a session's) into the file; returns how many entries
+    /// were new here.
+    pub fn merge_from(&self, other: &mut Ledger) -> Result<usize, Error> {
+        let path = self.path.clone();
+        self.update(|l| l.merge(other).map_err(|e| ledger_err(&path, e)))
     }
+}
 
-    /// The whole document, for a peer: the file as saved (it is already an Automerge save).
-    pub fn bytes(&self) -> Result<Vec<u8>, Error> {
-        match fs::read(&self.path) {
-            Ok(b) => Ok(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::new().save()),
-            Err(e) => Err(Error::io(&self.path, e)),
-        }
+/// An audit result, for people and JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditSummary {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Milliseconds since the epoch.
+    pub time_ms: i64,
+    /// Blobs challenged.
+    pub challenged: u32,
+    /// Blobs answered correctly.
+    pub passed: u32,
+    /// Every challenge answered correctly.
+    pub ok: bool,
+    /// Bytes the seeder reported holding.
+    pub stored_bytes: u64,
+    /// Device that audited.
+    pub auditor: String,
+}
+
+/// One agreement, for people and JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AgreementSummary {
+    /// Agreement id (hex).
+    pub id: String,
+    /// The space.
+    pub space: String,
+    /// This device's name for the space (members only; a seeder never learns it).
+    pub space_name: Option<String>,
+    /// This device's side: "member" or "seeder".
+    pub role: &'static str,
+    /// Owner device.
+    pub owner: String,
+    /// Seeder device.
+    pub seeder: String,
+    /// Quota in bytes.
+    pub quota: u64,
+    /// Term start (RFC 3339).
+    pub start: String,
+    /// Term end (RFC 3339).
+    pub end: String,
+    /// Free-text terms.
+    pub terms: String,
+    /// proposed, active, revoked, expired or invalid.
+    pub state: &'static str,
+    /// The proposal's (and acceptance's) signatures verify.
+    pub signatures_ok: bool,
+    /// Why it is invalid.
+    pub problem: Option<String>,
+    /// The newest audit.
+    pub last_audit: Option<AuditSummary>,
+    /// Counts towards the replication count now.
+    pub verified: bool,
+}
+
+/// An audit record for people and JSON.
+pub fn audit_summary(a: &cobox_agreements::AuditRecord) -> AuditSummary {
+    AuditSummary {
+        time: rfc3339(a.time_ms),
+        time_ms: a.time_ms,
+        challenged: a.challenged,
+        passed: a.passed,
+        ok: a.ok(),
+        stored_bytes: a.stored_bytes,
+        auditor: hex::encode(a.auditor),
     }
+}
 
-    /// The ledger's heads and their parents ([`Ledger::heads_and_parents`]), for `Hello` and
-    /// [`LedgerFile::bytes_since`]: none when there are more than [`MAX_HEADS`] (a peer then
-    /// sends its whole ledger).
-    pub fn heads(&self) -> Result<Vec<[u8; 32]>, Error> {
-        let heads = self.read()?.heads_and_parents();
-        Ok(if heads.len() > MAX_HEADS { Vec::new() } else { heads })
-    }
-
-    /// [`LedgerFile::bytes_since`] when this ledger holds every change `theirs` names (so it
-    /// knows exactly what the peer lacks), else `None`. One read of the file.
-    pub fn bytes_if_ahead(&self, theirs: &[[u8; 32]]) -> Result<Option<Vec<u8>>, Error> {
-        let mut l = self.read()?;
-        let theirs = &theirs[..theirs.len().min(MAX_HEADS)];
-        Ok(theirs.iter().all(|h| l.has_change(h)).then(|| l.changes_since(theirs)))
-    }
-
-    /// What a peer whose `Hello` named `theirs` lacks (see [`Ledger::changes_since`]): empty
-    /// when it lacks nothing. At most [`MAX_HEADS`] of its heads are looked at.
-    pub fn bytes_since(&self, theirs: &[[u8; 32]]) -> Result<Vec<u8>, Error> {
-        Ok(self.read()?.changes_since(&theirs[..theirs.len().min(MAX_HEADS)]))
+pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str, now: i64) -> AgreementSummary {
+    let a = &v.agreement;
+    AgreementSummary {
+        id: v.id.to_string(),
+        space: hex::encode(a.space),
+        space_name: name.map(str::to_owned),
+        role,
+        owner: hex::encode(a.owner),
+        seeder: hex::encode(a.seeder),
+        quota: a.quota,
+        start: rfc3339(a.start_ms),
+        end: rfc3339(a.end_ms),
+        terms: a.terms.clone(),
+        state: v.state.as_str(),
+        signatures_ok: v.signatures_ok,
+        problem: v.problem.clone(),
+        last_audit: v.last_audit().map(audit_summary),
+        verified: v.verified(now, AUDIT_WINDOW_MS),
     }
 }

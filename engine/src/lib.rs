@@ -17,35 +17,28 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
 
-pub mod chunk;
-pub mod codes;
-pub mod crypto;
+pub mod agreement_service;
+pub mod daemon;
 mod direct;
-pub mod entry;
 pub mod error;
 pub mod home;
-pub mod ids;
-pub mod ignores;
 pub mod ledger;
-pub mod manifest;
-mod materialize;
-mod restore;
-mod scan;
 pub mod seed;
-pub mod seeding;
 pub mod space;
 pub mod store;
 pub mod sync;
+pub mod util;
 pub mod watch;
 
 pub use cobox_agreements as agreements;
+pub use cobox_core::{chunk, codes, crypto, entry, ids, ignores, manifest, units};
 pub use error::Error;
 pub use home::{Home, SpaceInfo};
 pub use ids::{BlobId, DeviceId, SpaceId};
-pub use materialize::{MaterializeReport, conflict_name, conflict_original};
-pub use restore::{At, RestoreReport};
-pub use scan::ScanReport;
 pub use space::Keep;
+pub use space::materialize::{MaterializeReport, conflict_name, conflict_original};
+pub use space::restore::{At, RestoreReport};
+pub use space::scan::ScanReport;
 pub use space::{ChangeFlag, GcReport, HistoryItem, Pending, Space, Status, VerifyReport};
 
 /// Fill `buf` from the operating system's random source.

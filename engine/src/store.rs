@@ -51,6 +51,9 @@ pub enum StoreError {
     /// A blob is not in the store, or its pack is gone.
     #[error("blob {0} is missing from the store")]
     Missing(BlobId),
+    /// A pack's index trailer could not be encoded (nothing was written).
+    #[error("cannot encode a pack trailer: {0}")]
+    Encode(String),
 }
 
 macro_rules! db_err {
@@ -71,6 +74,7 @@ impl StoreError {
             }
             StoreError::Corrupt(id) => StoreError::Corrupt(*id),
             StoreError::Missing(id) => StoreError::Missing(*id),
+            StoreError::Encode(e) => StoreError::Encode(e.clone()),
         }
     }
 }
@@ -610,7 +614,7 @@ fn write_pack(packs: &Path, db: &Database, buf: &PackBuf, stage: &mut Vec<u8>) -
     let pack = next_pack_id(packs);
     let trailer: Vec<([u8; 32], u64, u32, u8)> =
         buf.entries.iter().map(|(id, off, len, k)| (id.0, *off, *len, *k as u8)).collect();
-    let trailer = postcard::to_stdvec(&trailer).unwrap_or_default();
+    let trailer = postcard::to_stdvec(&trailer).map_err(|e| StoreError::Encode(e.to_string()))?;
     let unpadded = buf.data.len() + trailer.len() + 12;
     let total = unpadded.div_ceil(ALIGN) * ALIGN;
     stage.clear();

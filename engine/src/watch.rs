@@ -7,8 +7,8 @@
 use crate::error::Error;
 use crate::ids::SpaceId;
 use crate::ignores::{IGNORE_FILE, Ignores};
-use crate::scan::TMP_PREFIX;
 use crate::space::ChangeFlag;
+use crate::util::TMP_PREFIX;
 use notify_debouncer_mini::notify::{self, EventKind, RecursiveMode, Watcher as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -35,7 +35,7 @@ impl Watched {
 
 /// Unusable rules ignore nothing here: the scan they trigger reports them.
 fn rules_of(root: &Path) -> Ignores {
-    crate::space::read_ignores(root).map(|(r, _)| r).unwrap_or_default()
+    crate::util::read_ignores(root).map(|(r, _)| r).unwrap_or_default()
 }
 
 /// Keeps the watches alive; dropping it stops them.

@@ -185,7 +185,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     for i in 0..60 {
         sa.ledger().insert(&propose(i)).unwrap();
     }
-    let ledger_len = sa.ledger().bytes().unwrap().len() as u64;
+    let ledger_len = sa.ledger().read().unwrap().save().len() as u64;
     assert!(ledger_len > 50_000, "{ledger_len}");
     let (ledger_a, ledger_b) = (sa.ledger(), sb.ledger());
     let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
@@ -193,7 +193,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     let a_addr = direct(&a);
     let first = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(first.wire_bytes > ledger_len, "the first session carries the ledger: {first:?}");
-    assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
+    assert_eq!(ledger_b.read().unwrap().digest(), ledger_a.read().unwrap().digest());
     let again = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(again.wire_bytes < 4_000, "nothing changed, so no ledger: {again:?}");
     // One new entry on A (about 2 KB): the next session sends that entry, not the ledger.
@@ -201,7 +201,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     let changed = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(changed.wire_bytes < 8_000, "only what B lacked: {changed:?}");
     assert_eq!(ledger_b.read().unwrap().len(), 61);
-    assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
+    assert_eq!(ledger_b.read().unwrap().digest(), ledger_a.read().unwrap().digest());
     // B (the dialer) ahead: only what A lacks.
     ledger_b.insert(&propose(201)).unwrap();
     let pushed = b.sync_once(&space, a_addr.clone()).await.unwrap();
@@ -212,7 +212,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     let diverged = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(diverged.wire_bytes < 12_000, "{diverged:?}");
     assert_eq!(ledger_a.read().unwrap().len(), 64);
-    assert_eq!(ledger_b.digest().unwrap(), ledger_a.digest().unwrap());
+    assert_eq!(ledger_b.read().unwrap().digest(), ledger_a.read().unwrap().digest());
     let settled = b.sync_once(&space, a_addr).await.unwrap();
     assert!(settled.wire_bytes < 4_000, "{settled:?}");
     b.shutdown().await;

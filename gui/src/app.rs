@@ -52,15 +52,9 @@ pub(crate) struct CoboxApp {
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
 }
 
+/// Sizes in the units the CLI uses too (a 50 GiB quota shows as "50.0 GiB").
 fn human(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < U.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 { format!("{n} B") } else { format!("{v:.1} {}", U[i]) }
+    cobox_engine::units::format_bytes(n)
 }
 
 fn ago(ms: i64) -> String {
@@ -530,13 +524,14 @@ impl CoboxApp {
             && !st.peers.is_empty()
         {
             ui.heading("Seeding, per peer");
-            let bars = |f: &dyn Fn(&cobox_engine::seeding::PeerShare) -> u64, dx: f64| -> Vec<egui_plot::Bar> {
-                st.peers
-                    .values()
-                    .enumerate()
-                    .map(|(i, p)| egui_plot::Bar::new(i as f64 + dx, f(p) as f64 / 1e6).width(0.35))
-                    .collect()
-            };
+            let bars =
+                |f: &dyn Fn(&cobox_engine::agreement_service::PeerShare) -> u64, dx: f64| -> Vec<egui_plot::Bar> {
+                    st.peers
+                        .values()
+                        .enumerate()
+                        .map(|(i, p)| egui_plot::Bar::new(i as f64 + dx, f(p) as f64 / 1e6).width(0.35))
+                        .collect()
+                };
             let (ours, theirs) = (bars(&|p| p.seeded_for_them, -0.2), bars(&|p| p.seeded_for_us, 0.2));
             egui_plot::Plot::new("share").height(140.0).legend(egui_plot::Legend::default()).y_axis_label("MB").show(
                 ui,

@@ -2,10 +2,10 @@
 //! The UI sends [`Cmd`]s over a channel and reads [`Model`] snapshots; the engine thread asks
 //! for a repaint whenever the model changes. The UI never waits on the engine.
 
-use cobox_engine::agreements::State;
+use cobox_engine::agreement_service::{self, AgreementSummary, Stats};
 use cobox_engine::codes::{Invite, PeerAddr};
-use cobox_engine::seeding::{self, AgreementSummary, Stats};
-use cobox_engine::sync::net::{Held, NetConfig, Node, NodeSetup, PeerSeen, parse_peer};
+use cobox_engine::daemon::{AUDIT_SAMPLE, Activity, Daemon, Schedule, audit_seeders, audit_targets};
+use cobox_engine::sync::net::{Held, NetConfig, Node, PeerSeen, SeedPolicy, parse_peer};
 use cobox_engine::{HistoryItem, Home, Keep, SpaceId, Status};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -189,15 +189,14 @@ pub(crate) fn spawn(cfg: EngineConfig, repaint: Arc<dyn Fn() + Send + Sync>) -> 
 
 struct Engine {
     home: Home,
+    /// The same daemon `cobox up` runs: watching, scans, syncs, audits, seed expiry, rescans.
+    daemon: Arc<Daemon>,
     node: Arc<Node>,
     rt: tokio::runtime::Runtime,
     model: Arc<Mutex<Model>>,
     repaint: Arc<dyn Fn() + Send + Sync>,
-    /// Watches the spaces' folders, so edits are scanned and synced within seconds and idle
-    /// syncs skip the scan; `None` if watching could not start (every sync scans then).
-    watcher: Option<cobox_engine::watch::Watcher>,
-    /// Spaces whose folder changed, from the watcher.
-    changed: Option<tokio::sync::mpsc::UnboundedReceiver<SpaceId>>,
+    /// What the daemon did.
+    activity: tokio::sync::mpsc::UnboundedReceiver<Activity>,
 }
 
 fn run(
@@ -215,34 +214,17 @@ fn run(
         .enable_all()
         .build()
         .map_err(|e| format!("Cannot start: {e}"))?;
-    let mut setup = NodeSetup { home: Some(cfg.home.clone()), ..NodeSetup::default() };
-    let mut folders = Vec::new();
-    for info in home.spaces().map_err(|e| e.to_string())? {
-        let mut s = home.open_space(&info.id.to_string()).map_err(|e| format!("Cannot open {}: {e}", info.name))?;
-        folders.push((info.id, s.info().path.clone(), s.scan_when_flagged()));
-        setup.spaces.push(s);
-    }
-    for s in home.seeds().map_err(|e| e.to_string())? {
-        setup.seeds.push(home.open_seed(&s.space, false).map_err(|e| e.to_string())?);
-    }
     let log: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
-    let node = rt
-        .block_on(Node::start_with(home.device_seed(), setup, &cfg.net, log))
-        .map_err(|e| format!("Cannot start networking: {e}"))?;
-    node.advertise();
-    let _ = home.set_listening(&node.addrs());
-    let (watcher, changed, unwatched): (_, _, Vec<SpaceId>) =
-        match cobox_engine::watch::watch(&folders, Duration::from_secs(2)) {
-            Ok(w) => (Some(w.watcher), Some(w.changed), w.unwatched.into_iter().map(|(id, _)| id).collect()),
-            Err(_) => (None, None, folders.iter().map(|(id, _, _)| *id).collect()),
-        };
-    for id in unwatched {
-        if let Some(s) = node.space(&id) {
-            s.blocking_lock().scan_always();
-        }
-    }
-    let mut eng =
-        Engine { home, node: Arc::new(node), rt, model: model.clone(), repaint: repaint.clone(), watcher, changed };
+    let schedule = Schedule { interval: Duration::from_secs(cfg.interval.max(1)), ..Schedule::default() };
+    let (daemon, activity) = rt
+        .block_on(Daemon::start(&home, &cfg.net, SeedPolicy::default(), schedule, log))
+        .map_err(|e| format!("Cannot start: {e}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = rt.spawn(daemon.clone().run(async move {
+        let _ = stop_rx.await;
+    }));
+    let node = daemon.node().clone();
+    let mut eng = Engine { home, daemon, node, rt, model: model.clone(), repaint: repaint.clone(), activity };
     eng.update(|m| {
         m.device = eng.home.device_id().to_string();
         m.address = eng.node.addr_string();
@@ -251,9 +233,8 @@ fn run(
     let start = Instant::now();
     let mut last_traffic = eng.node.traffic();
     let mut next_sample = Instant::now() + Duration::from_secs(1);
-    let mut next_sync = Instant::now() + Duration::from_secs(2);
     loop {
-        let wait = next_sample.min(next_sync).saturating_duration_since(Instant::now());
+        let wait = next_sample.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(cmd) => {
                 // Reading a history or an invite changes nothing the model shows elsewhere.
@@ -280,24 +261,13 @@ fn run(
                 m.peers = peers;
             });
         }
-        let mut edited = Vec::new();
-        while let Some(Ok(id)) = eng.changed.as_mut().map(|c| c.try_recv()) {
-            if !edited.contains(&id) {
-                edited.push(id);
-            }
-        }
-        for id in edited {
-            eng.folder_changed(id);
-        }
-        if Instant::now() >= next_sync {
-            next_sync = Instant::now() + Duration::from_secs(cfg.interval.max(1));
-            for s in eng.snapshot_ids() {
-                eng.sync_background(s);
-            }
-        }
+        eng.take_activity();
     }
-    let node = eng.node.clone();
-    eng.rt.block_on(async move {
+    let _ = stop_tx.send(());
+    let Engine { rt, daemon, node, .. } = eng;
+    rt.block_on(async move {
+        let _ = running.await;
+        drop(daemon);
         if let Ok(n) = Arc::try_unwrap(node) {
             n.shutdown().await;
         }
@@ -318,10 +288,6 @@ impl Engine {
     fn notice(&self, err: bool, text: impl Into<String>) {
         let t = text.into();
         self.update(|m| m.notice = Some((err, t)));
-    }
-
-    fn snapshot_ids(&self) -> Vec<SpaceId> {
-        self.node.held().into_iter().filter(|(_, h)| matches!(h, Held::Member(_))).map(|(id, _)| id).collect()
     }
 
     /// Rebuild the model from the engine.
@@ -400,7 +366,7 @@ impl Engine {
                 seeds.push((id, s.blocking_lock().used()));
             }
         }
-        let stats = seeding::stats(self.home.root(), cobox_engine::now_ms(), &|id| {
+        let stats = agreement_service::stats(self.home.root(), cobox_engine::now_ms(), &|id| {
             seeds.iter().find(|(s, _)| s == id).map(|(_, u)| *u)
         })
         .ok();
@@ -412,67 +378,48 @@ impl Engine {
         });
     }
 
-    fn peers(&self) -> Vec<cobox_engine::sync::net::EndpointAddr> {
-        self.home
-            .peers()
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(d, a)| parse_peer(&format!("{d}@{}", a.join(","))).ok())
-            .collect()
-    }
-
-    /// A space's folder changed: record the edits, show them, and send them to the peers.
-    fn folder_changed(&mut self, id: SpaceId) {
-        let Some(s) = self.node.space(&id) else { return };
-        let scanned = s.blocking_lock().scan_if_changed();
-        match scanned {
-            Ok(Some(r)) if r.snapshot.is_some() => self.refresh(),
-            Ok(_) => {}
-            Err(e) => return self.notice(true, format!("Could not check the folder: {e}")),
+    /// Show what the daemon did: scans with changes and audits redraw the spaces; syncs mark
+    /// their space while they run.
+    fn take_activity(&mut self) {
+        let mut refresh = false;
+        while let Ok(a) = self.activity.try_recv() {
+            match a {
+                Activity::Log(_) => {}
+                Activity::Scanned { .. } | Activity::Audited { .. } | Activity::SeedExpired(_) => refresh = true,
+                Activity::SyncStarted(id) => self.update(|m| {
+                    if !m.syncing.contains(&id) {
+                        m.syncing.push(id);
+                    }
+                    if let Some(s) = m.spaces.iter_mut().find(|s| s.id == id) {
+                        s.state = SpaceState::Syncing;
+                    }
+                }),
+                Activity::SyncEnded { space, error } => {
+                    self.update(|m| {
+                        m.syncing.retain(|s| *s != space);
+                        if let Some(s) = m.spaces.iter_mut().find(|s| s.id == space) {
+                            s.last_sync = Some((cobox_engine::now_ms(), error));
+                        }
+                    });
+                    refresh = true;
+                }
+            }
         }
-        self.sync_background(id);
-    }
-
-    /// Hand a newly opened space to the node, its folder to the watcher.
-    fn add_space(&mut self, mut s: cobox_engine::Space) {
-        let (id, path) = (s.info().id, s.info().path.clone());
-        let flag = s.scan_when_flagged();
-        match self.watcher.as_mut().map(|w| w.add(id, path, flag)) {
-            Some(Ok(())) => {}
-            _ => s.scan_always(),
+        if refresh {
+            self.refresh();
         }
-        self.node.add_space(s);
     }
 
-    /// Sync one space with every known peer on the runtime; the model says when it ends.
+    /// Hand a newly opened space to the daemon (node and watcher).
+    fn add_space(&mut self, s: cobox_engine::Space) {
+        self.daemon.add_space(s);
+    }
+
+    /// Sync one space with every known peer on the runtime; the daemon's activity says when it
+    /// starts and ends.
     fn sync_background(&self, id: SpaceId) {
-        let peers = self.peers();
-        if peers.is_empty() {
-            return;
-        }
-        self.update(|m| m.syncing.push(id));
-        let (node, model, repaint) = (self.node.clone(), self.model.clone(), self.repaint.clone());
-        self.rt.spawn(async move {
-            let mut err = None;
-            let mut ok = false;
-            for p in peers {
-                match tokio::time::timeout(Duration::from_secs(120), node.sync_once(&id, p)).await {
-                    Ok(Ok(_)) => ok = true,
-                    Ok(Err(e)) => err = Some(e.to_string()),
-                    Err(_) => err = Some("a peer did not answer in time".into()),
-                }
-            }
-            let mut m = model.lock().unwrap_or_else(|p| p.into_inner());
-            m.syncing.retain(|s| *s != id);
-            if let Some(s) = m.spaces.iter_mut().find(|s| s.id == id) {
-                s.last_sync = Some((cobox_engine::now_ms(), if ok { None } else { err }));
-                if s.state == SpaceState::Syncing {
-                    s.state = SpaceState::InSync;
-                }
-            }
-            drop(m);
-            repaint();
-        });
+        let d = self.daemon.clone();
+        self.rt.spawn(async move { d.sync_with_peers(id).await });
     }
 
     fn handle(&mut self, cmd: Cmd) {
@@ -544,7 +491,7 @@ impl Engine {
                 }
             }
             Cmd::Sync(id) => {
-                if self.peers().is_empty() {
+                if self.home.peers().unwrap_or_default().is_empty() {
                     self.notice(true, "No other device is known yet: invite one, or join with a code.");
                 }
                 self.sync_background(id);
@@ -597,7 +544,7 @@ impl Engine {
                         .map(|(_, x)| x.split(',').map(|a| a.trim().to_owned()).collect())
                         .unwrap_or_default(),
                 };
-                match seeding::propose(self.home.root(), &space.to_string(), &peer, quota, days, "") {
+                match agreement_service::propose(self.home.root(), &space.to_string(), &peer, quota, days, "") {
                     Ok((a, code)) => {
                         let c = code.encode();
                         self.update(|m| m.seed_code = Some(c));
@@ -635,7 +582,7 @@ impl Engine {
                 }
                 self.refresh();
             }
-            Cmd::Revoke(id) => match seeding::revoke(self.home.root(), &id) {
+            Cmd::Revoke(id) => match agreement_service::revoke(self.home.root(), &id) {
                 Ok(a) => self.notice(false, format!("Revoked agreement {}.", &a.id[..12])),
                 Err(e) => self.notice(true, format!("Could not revoke: {e}")),
             },
@@ -643,34 +590,17 @@ impl Engine {
                 let Some(s) = self.space(&id) else { return };
                 let view = s.blocking_lock().ledger().view(cobox_engine::now_ms());
                 let Ok(view) = view else { return self.notice(true, "Cannot read the agreements.") };
-                let book = self.home.peers().unwrap_or_default();
-                let seeders: Vec<String> = view
-                    .agreements
-                    .iter()
-                    .filter(|a| a.state == State::Active)
-                    .map(|a| {
-                        let h = hex::encode(a.agreement.seeder);
-                        format!("{h}@{}", book.get(&h).map(|v| v.join(",")).unwrap_or_default())
-                    })
-                    .collect();
+                let seeders = audit_targets(&view, &self.home.peers().unwrap_or_default());
                 if seeders.is_empty() {
                     return self.notice(true, "No seeder with an active agreement to check.");
                 }
                 let node = self.node.clone();
-                let results = self.rt.block_on(async move {
-                    let mut out = Vec::new();
-                    for t in seeders {
-                        let r = match parse_peer(&t) {
-                            Ok(p) => {
-                                let _ = node.sync_once(&id, p.clone()).await;
-                                node.audit(&id, p, 32).await
-                            }
-                            Err(e) => Err(e),
-                        };
-                        out.push(r);
-                    }
-                    out
-                });
+                let results: Vec<_> = self
+                    .rt
+                    .block_on(async move { audit_seeders(&node, &id, &seeders, AUDIT_SAMPLE).await })
+                    .into_iter()
+                    .map(|a| a.result)
+                    .collect();
                 let passed = results.iter().filter(|r| r.as_ref().is_ok_and(|x| x.ok())).count();
                 self.notice(
                     passed < results.len(),

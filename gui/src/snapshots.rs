@@ -3,7 +3,7 @@
 
 use crate::app::{CoboxApp, Screen, Tab};
 use crate::engine::{ConflictView, EngineHandle, FileRow, Model, SpaceState, SpaceView};
-use cobox_engine::seeding::{AgreementSummary, AuditSummary, PeerShare, Stats};
+use cobox_engine::agreement_service::{AgreementSummary, AuditSummary, PeerShare, Stats};
 use cobox_engine::{Pending, SpaceId, Status};
 use egui_kittest::Harness;
 

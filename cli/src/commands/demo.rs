@@ -3,12 +3,12 @@
 //! proposed and countersigned, an audit, then every member device lost and the folder
 //! restored from the seeder alone.
 
-use super::bytes;
-use super::net::runtime;
+use crate::args::bytes;
+use crate::args::runtime;
 use anyhow::{Context, Result, bail, ensure};
 use cobox_engine::codes::{Invite, PeerAddr};
 use cobox_engine::sync::net::{Log, NetConfig, Node, NodeSetup, parse_peer};
-use cobox_engine::{Home, NoProgress, SpaceId, seeding};
+use cobox_engine::{Home, NoProgress, SpaceId, agreement_service};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -135,7 +135,8 @@ async fn story(dir: &Path) -> Result<()> {
     step(4, "the desk proposes a seeding agreement; the seeder countersigns from the seed code");
     let seeder = Home::open(&seeder_root)?;
     let seeder_id = PeerAddr { device: seeder.device_id(), addrs: Vec::new() };
-    let (agreement, code) = seeding::propose(&desk_root, "coop", &seeder_id, 1 << 30, 30, "keep a copy for a month")?;
+    let (agreement, code) =
+        agreement_service::propose(&desk_root, "coop", &seeder_id, 1 << 30, 30, "keep a copy for a month")?;
     println!("    agreement {} proposed: {} for 30 days", &agreement.id[..12], bytes(agreement.quota));
     println!("    seed code: {}...", &code.encode()[..48]);
     let seed = seeder.open_seed(&code.space, true)?;
@@ -148,7 +149,7 @@ async fn story(dir: &Path) -> Result<()> {
     .await?;
     seeder_node.add_seed(seed, Some(cobox_engine::agreements::AgreementId(code.agreement)));
     let st = seeder_node.sync_until_converged(&id, peer(&desk_node)?, 6).await?;
-    let list = seeding::list(&desk_root, cobox_engine::now_ms())?;
+    let list = agreement_service::list(&desk_root, cobox_engine::now_ms())?;
     let a = list.agreements.iter().find(|x| x.id == agreement.id).context("agreement in the ledger")?;
     println!(
         "    seeder took {} blobs ({}); the agreement is {}, signatures {}",

@@ -2,7 +2,6 @@
 //! needs `Authorization: Bearer <token>`, the token being `$COBOX_HOME/api-token`.
 //! docs/http-api.md lists the routes.
 
-use super::seeding::{AUDIT_SAMPLE, audit_seeders, audit_targets};
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -10,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cobox_engine::codes::PeerAddr;
+use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
 use cobox_engine::sync::net::{Held, Node, parse_peer};
-use cobox_engine::{Home, SpaceId, seeding};
+use cobox_engine::{Home, SpaceId, agreement_service};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -162,16 +162,16 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: Option
     let out: Vec<Value> = audit_seeders(&api.node, &id, &targets, count)
         .await
         .into_iter()
-        .map(|(t, r)| match r {
-            Ok(rec) => json!({ "seeder": t, "result": seeding::audit_summary(&rec) }),
-            Err(e) => json!({ "seeder": t, "error": e.to_string() }),
+        .map(|a| match a.result {
+            Ok(rec) => json!({ "seeder": a.target, "result": agreement_service::audit_summary(&rec) }),
+            Err(e) => json!({ "seeder": a.target, "error": e.to_string() }),
         })
         .collect();
     Ok(Json(Value::Array(out)))
 }
 
 async fn agreements(State(api): State<Api>) -> Reply {
-    to_json(&seeding::list(&api.root, cobox_engine::now_ms())?)
+    to_json(&agreement_service::list(&api.root, cobox_engine::now_ms())?)
 }
 
 #[derive(Deserialize)]
@@ -190,16 +190,16 @@ async fn propose(State(api): State<Api>, Json(b): Json<ProposeBody>) -> Reply {
         device: cobox_engine::DeviceId(*addr.id.as_bytes()),
         addrs: b.seeder.split_once('@').map(|(_, x)| x.split(',').map(str::to_owned).collect()).unwrap_or_default(),
     };
-    let (s, code) = seeding::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
+    let (s, code) = agreement_service::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
     Ok(Json(json!({ "agreement": s, "seed_code": code.encode() })))
 }
 
 async fn revoke(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Reply {
-    to_json(&seeding::revoke(&api.root, &id)?)
+    to_json(&agreement_service::revoke(&api.root, &id)?)
 }
 
 async fn audits(State(api): State<Api>) -> Reply {
-    to_json(&seeding::audits(&api.root, cobox_engine::now_ms())?)
+    to_json(&agreement_service::audits(&api.root, cobox_engine::now_ms())?)
 }
 
 async fn stats(State(api): State<Api>) -> Reply {
@@ -209,5 +209,5 @@ async fn stats(State(api): State<Api>) -> Reply {
             used.insert(id, s.lock().await.used());
         }
     }
-    to_json(&seeding::stats(&api.root, cobox_engine::now_ms(), &|id| used.get(id).copied())?)
+    to_json(&agreement_service::stats(&api.root, cobox_engine::now_ms(), &|id| used.get(id).copied())?)
 }

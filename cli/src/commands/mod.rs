@@ -20,8 +20,3 @@ pub(crate) struct SpaceArg {
     /// Space name or id.
     pub(crate) space: String,
 }
-
-/// Bytes for people.
-pub(crate) fn bytes(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
-}

@@ -1,5 +1,5 @@
-use super::bytes;
 use crate::Ctx;
+use crate::args::bytes;
 use anyhow::{Context, Result, bail};
 use cobox_engine::At;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-use super::bytes;
 use crate::Ctx;
+use crate::args::bytes;
 use anyhow::{Context, Result};
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {

@@ -1,15 +1,14 @@
 //! Seeding: `agreement propose/list/revoke`, `seed`, `audit`, `stats`.
 
-use super::bytes;
-use super::net::{NetArgs, runtime, stderr_log};
 use crate::Ctx;
+use crate::args::bytes;
+use crate::args::{NetArgs, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
-use cobox_engine::SpaceId;
-use cobox_engine::agreements::{AgreementId, AuditRecord, LedgerView, State};
+use cobox_engine::agreement_service;
+use cobox_engine::agreements::AgreementId;
 use cobox_engine::codes::{PeerAddr, SeedCode};
-use cobox_engine::seeding;
+use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
 use cobox_engine::sync::net::{Node, NodeSetup, parse_peer};
-use std::collections::BTreeMap;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum AgreementCmd {
@@ -32,7 +31,7 @@ pub(crate) struct ProposeArgs {
     #[arg(long)]
     seeder: String,
     /// Bytes it may store: 500M, 20G, 1T (powers of 1024) or a plain number.
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = crate::args::parse_size)]
     quota: u64,
     /// Length of the term in days.
     #[arg(long)]
@@ -42,33 +41,12 @@ pub(crate) struct ProposeArgs {
     terms: String,
 }
 
-/// `500M`, `20G`, `1.5T`, `1GiB`, `1024`: powers of 1024, for quotas.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size: use e.g. 500M, 20G or 1T"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use K, M, G or T")),
-    };
-    let v = n * mult as f64;
-    if !(v >= 1.0 && v < u64::MAX as f64) {
-        return Err(format!("{s:?} is not a usable size"));
-    }
-    Ok(v as u64)
-}
-
 pub(crate) fn agreement(ctx: &Ctx, c: AgreementCmd) -> Result<()> {
     match c {
         AgreementCmd::Propose(a) => propose(ctx, a),
         AgreementCmd::List => list(ctx),
         AgreementCmd::Revoke { id } => {
-            let s = seeding::revoke(&ctx.home, &id).with_context(|| format!("revoking agreement {id:?}"))?;
+            let s = agreement_service::revoke(&ctx.home, &id).with_context(|| format!("revoking agreement {id:?}"))?;
             if ctx.json {
                 return ctx.print_json(&s);
             }
@@ -87,7 +65,7 @@ fn propose(ctx: &Ctx, a: ProposeArgs) -> Result<()> {
         device: cobox_engine::DeviceId(*addr.id.as_bytes()),
         addrs: a.seeder.split_once('@').map(|(_, x)| x.split(',').map(str::to_owned).collect()).unwrap_or_default(),
     };
-    let (s, code) = seeding::propose(&ctx.home, &a.space, &seeder, a.quota, a.days, &a.terms)
+    let (s, code) = agreement_service::propose(&ctx.home, &a.space, &seeder, a.quota, a.days, &a.terms)
         .with_context(|| format!("proposing an agreement for {:?}", a.space))?;
     let text = code.encode();
     if ctx.json {
@@ -107,7 +85,7 @@ fn propose(ctx: &Ctx, a: ProposeArgs) -> Result<()> {
 }
 
 fn list(ctx: &Ctx) -> Result<()> {
-    let l = seeding::list(&ctx.home, cobox_engine::now_ms()).context("reading the ledgers")?;
+    let l = agreement_service::list(&ctx.home, cobox_engine::now_ms()).context("reading the ledgers")?;
     if ctx.json {
         return ctx.print_json(&l);
     }
@@ -223,40 +201,6 @@ pub(crate) struct AuditArgs {
     net: NetArgs,
 }
 
-/// Blobs challenged per audit unless `--all`.
-pub(crate) const AUDIT_SAMPLE: usize = 32;
-
-/// Every seeder with an active agreement, as ID@addresses from the address book.
-pub(crate) fn audit_targets(view: &LedgerView, book: &BTreeMap<String, Vec<String>>) -> Vec<String> {
-    let mut seeders: Vec<String> =
-        view.agreements.iter().filter(|v| v.state == State::Active).map(|v| hex::encode(v.agreement.seeder)).collect();
-    seeders.sort();
-    seeders.dedup();
-    seeders.into_iter().map(|s| format!("{s}@{}", book.get(&s).map(|v| v.join(",")).unwrap_or_default())).collect()
-}
-
-/// Sync with each seeder (so blobs it was never sent do not count against it), then audit it.
-pub(crate) async fn audit_seeders(
-    node: &Node,
-    id: &SpaceId,
-    targets: &[String],
-    count: usize,
-) -> Vec<(String, Result<AuditRecord, cobox_engine::Error>)> {
-    let mut out = Vec::new();
-    for t in targets {
-        let r = async {
-            let p = parse_peer(t)?;
-            if let Err(e) = node.sync_once(id, p.clone()).await {
-                eprintln!("warning: syncing with {} before the audit failed: {e}", &t[..8.min(t.len())]);
-            }
-            node.audit(id, p, count).await
-        }
-        .await;
-        out.push((t.clone(), r));
-    }
-    out
-}
-
 pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
     let home = ctx.open_home()?;
     let space = ctx.open_space(&home, &a.space)?;
@@ -278,8 +222,12 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
     })?;
     let mut json = Vec::new();
     let mut failed = 0;
-    for (t, r) in results {
+    for a in results {
+        let (t, r) = (a.target, a.result);
         let short = &t[..8.min(t.len())];
+        if let Err(e) = &a.synced {
+            eprintln!("warning: syncing with {short} before the audit failed: {e}");
+        }
         match r {
             Ok(rec) => {
                 // Remember where the seeder answered, so the daemon's scheduled audits reach it.
@@ -289,7 +237,7 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
                 {
                     home.remember_peer(&d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
                 }
-                let s = cobox_engine::seeding::audit_summary(&rec);
+                let s = cobox_engine::agreement_service::audit_summary(&rec);
                 if !s.ok {
                     failed += 1;
                 }
@@ -322,7 +270,9 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
 
 pub(crate) fn stats(ctx: &Ctx) -> Result<()> {
     let home = ctx.open_home()?;
-    let st = seeding::stats(&ctx.home, cobox_engine::now_ms(), &|id| home.open_seed(id, false).ok().map(|s| s.used()))?;
+    let st = agreement_service::stats(&ctx.home, cobox_engine::now_ms(), &|id| {
+        home.open_seed(id, false).ok().map(|s| s.used())
+    })?;
     if ctx.json {
         return ctx.print_json(&st);
     }
@@ -336,20 +286,4 @@ pub(crate) fn stats(ctx: &Ctx) -> Result<()> {
         println!("peer {}  we seed {}  they seed {}", &peer[..8], bytes(p.seeded_for_them), bytes(p.seeded_for_us));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("500M"), Ok(500 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1.5k"), Ok(1536));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("3X").is_err());
-        assert!(parse_size("0").is_err());
-    }
 }

@@ -1,5 +1,5 @@
-use super::bytes;
 use crate::Ctx;
+use crate::args::bytes;
 use anyhow::{Result, bail};
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {

@@ -157,9 +157,9 @@ fn non_members_and_unknown_spaces_are_refused_and_logged() {
     c.ok(&["space", "create", "other", "--path", other.path().to_str().unwrap()]);
 
     let d = Daemon::start(&a);
-    let err = c.fails(&["sync", &id, "--peer", &d.addr, "--once", "--no-relay"]);
+    let err = c.fails(&["sync", &id, "--peer", &d.addr, "--no-relay"]);
     assert!(err.contains("did not prove membership"), "{err}");
-    let err = c.fails(&["sync", "other", "--peer", &d.addr, "--once", "--no-relay"]);
+    let err = c.fails(&["sync", "other", "--peer", &d.addr, "--no-relay"]);
     assert!(err.contains("does not hold space"), "{err}");
     let log = d.stop();
     assert!(log.contains("did not prove membership"), "the refusal is logged: {log}");
@@ -182,7 +182,7 @@ fn an_interrupted_transfer_resumes_without_resending() {
 
     let d = Daemon::start(&a);
     let mut child = b
-        .cmd(&["sync", "s", "--peer", &d.addr, "--once", "--no-relay", "--json"])
+        .cmd(&["sync", "s", "--peer", &d.addr, "--no-relay", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -227,7 +227,7 @@ impl Drop for Daemon {
 
 /// Sync `dev`'s space with a running daemon until both hold the same state.
 pub(crate) fn sync_with(dev: &Device, space: &str, d: &Daemon) -> serde_json::Value {
-    dev.json(&["sync", space, "--peer", &d.addr, "--once", "--no-relay"])
+    dev.json(&["sync", space, "--peer", &d.addr, "--no-relay"])
 }
 
 /// One HTTP/1.1 request to the daemon's API; returns (status, body).

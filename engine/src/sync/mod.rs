@@ -1,7 +1,6 @@
-//! The sync protocol: pure message encoding and set reconciliation here; the iroh transport in
-//! `net`.
+//! Sync over the network. The protocol itself (messages, reconciliation, the session state
+//! machine) is pure and lives in `cobox-core`; here are the iroh transport and its driver.
 
 pub mod congestion;
 pub mod net;
-pub mod proto;
-pub mod reconcile;
+pub use cobox_core::sync::{proto, reconcile, session};

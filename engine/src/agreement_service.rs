@@ -3,69 +3,18 @@
 //! lock), so they work while the daemon runs.
 
 use crate::codes::{PeerAddr, SeedCode};
+use crate::crypto::space_signing_key;
 use crate::error::Error;
-use crate::home::{Home, SpaceInfo, space_signing_key};
+use crate::home::Home;
 use crate::ids::{DeviceId, SpaceId};
-use crate::ledger::{AUDIT_WINDOW_MS, LedgerFile};
-use crate::space::rfc3339;
-use cobox_agreements::{Agreement, AgreementView, Entry, LedgerView, Party, Revocation, State};
+use crate::ledger::LedgerFile;
+use crate::ledger::summary;
+pub use crate::ledger::{AgreementSummary, AuditSummary, audit_summary};
+use crate::space::SpaceInfo;
+use cobox_agreements::{Agreement, Entry, LedgerView, Party, Revocation, State};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// An audit result, for people and JSON.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AuditSummary {
-    /// When (RFC 3339).
-    pub time: String,
-    /// Milliseconds since the epoch.
-    pub time_ms: i64,
-    /// Blobs challenged.
-    pub challenged: u32,
-    /// Blobs answered correctly.
-    pub passed: u32,
-    /// Every challenge answered correctly.
-    pub ok: bool,
-    /// Bytes the seeder reported holding.
-    pub stored_bytes: u64,
-    /// Device that audited.
-    pub auditor: String,
-}
-
-/// One agreement, for people and JSON.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AgreementSummary {
-    /// Agreement id (hex).
-    pub id: String,
-    /// The space.
-    pub space: String,
-    /// This device's name for the space (members only; a seeder never learns it).
-    pub space_name: Option<String>,
-    /// This device's side: "member" or "seeder".
-    pub role: &'static str,
-    /// Owner device.
-    pub owner: String,
-    /// Seeder device.
-    pub seeder: String,
-    /// Quota in bytes.
-    pub quota: u64,
-    /// Term start (RFC 3339).
-    pub start: String,
-    /// Term end (RFC 3339).
-    pub end: String,
-    /// Free-text terms.
-    pub terms: String,
-    /// proposed, active, revoked, expired or invalid.
-    pub state: &'static str,
-    /// The proposal's (and acceptance's) signatures verify.
-    pub signatures_ok: bool,
-    /// Why it is invalid.
-    pub problem: Option<String>,
-    /// The newest audit.
-    pub last_audit: Option<AuditSummary>,
-    /// Counts towards the replication count now.
-    pub verified: bool,
-}
 
 /// A ledger entry that is not honoured.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -87,40 +36,6 @@ pub struct AgreementList {
     pub agreements: Vec<AgreementSummary>,
     /// Entries shown invalid and not honoured.
     pub invalid: Vec<InvalidSummary>,
-}
-
-/// An audit record for people and JSON.
-pub fn audit_summary(a: &cobox_agreements::AuditRecord) -> AuditSummary {
-    AuditSummary {
-        time: rfc3339(a.time_ms),
-        time_ms: a.time_ms,
-        challenged: a.challenged,
-        passed: a.passed,
-        ok: a.ok(),
-        stored_bytes: a.stored_bytes,
-        auditor: hex::encode(a.auditor),
-    }
-}
-
-pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str, now: i64) -> AgreementSummary {
-    let a = &v.agreement;
-    AgreementSummary {
-        id: v.id.to_string(),
-        space: hex::encode(a.space),
-        space_name: name.map(str::to_owned),
-        role,
-        owner: hex::encode(a.owner),
-        seeder: hex::encode(a.seeder),
-        quota: a.quota,
-        start: rfc3339(a.start_ms),
-        end: rfc3339(a.end_ms),
-        terms: a.terms.clone(),
-        state: v.state.as_str(),
-        signatures_ok: v.signatures_ok,
-        problem: v.problem.clone(),
-        last_audit: v.last_audit().map(audit_summary),
-        verified: v.verified(now, AUDIT_WINDOW_MS),
-    }
 }
 
 /// Each ledger on this device: (space, member name or None for a seed, ledger).

@@ -12,9 +12,9 @@ use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::manifest::Snapshot;
-use crate::restore::{FileWriter, PartialFile, safe_target};
-use crate::scan::{CacheRec, Meta};
 use crate::space::Space;
+use crate::space::restore::{FileWriter, PartialFile, safe_target};
+use crate::space::scan::{CacheRec, Meta};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fs;
@@ -129,7 +129,7 @@ impl Space {
         let mut entries = self.manifest.entries();
         // Parents before children when creating; children before parents when deleting.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut updates: Vec<crate::scan::CacheRow> = Vec::new();
+        let mut updates: Vec<crate::space::scan::CacheRow> = Vec::new();
         let mut dir_deletes = Vec::new();
         let mut to_write: Vec<(String, Entry)> = Vec::new();
         for (path, entry) in &entries {
@@ -465,7 +465,7 @@ impl Space {
     /// up to date. Returns the changes applied when it began.
     pub(crate) fn end_streaming(&mut self, s: Streaming) -> Result<usize, Error> {
         let written = std::mem::take(&mut *s.files.written.lock().unwrap_or_else(|p| p.into_inner()));
-        let rows: Vec<crate::scan::CacheRow> = written
+        let rows: Vec<crate::space::scan::CacheRow> = written
             .into_iter()
             .map(|(i, meta)| {
                 let (path, entry, _) = &s.files.files[i];
@@ -588,7 +588,7 @@ mod tests {
             std::fs::read_dir(folder_b.path())
                 .unwrap()
                 .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with(crate::scan::TMP_PREFIX))
+                .filter(|e| e.file_name().to_string_lossy().starts_with(crate::util::TMP_PREFIX))
                 .map(|e| e.path())
                 .collect()
         };
@@ -634,7 +634,7 @@ mod tests {
         assert!(s.receive_blob(&id, &good).unwrap());
         // A change sealed with the right key but signed by someone else.
         let forger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-        let forged = s.keys.seal_change(&forger, b"not from the space");
+        let forged = s.keys.seal_change(&forger, [5; 24], b"not from the space");
         let fid = BlobId::of(&forged);
         assert!(matches!(s.receive_blob(&fid, &forged), Err(Error::Blob { .. })));
         assert!(!s.store.contains(&fid).unwrap());

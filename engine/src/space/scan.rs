@@ -10,6 +10,7 @@ use crate::ids::BlobId;
 use crate::ignores::Ignores;
 use crate::manifest::Snapshot;
 use crate::space::{Pending, Space, by_path};
+use crate::util::TMP_PREFIX;
 use rayon::prelude::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const SCAN_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("scan_cache");
 /// Read buffer per file being chunked; each fill yields several chunks to seal in parallel.
 const READ_BUF: usize = 24 << 20;
-/// Prefix of the materialiser's and restore's temp files; never recorded.
-pub(crate) const TMP_PREFIX: &str = ".cobox-tmp-";
 
 /// What a scan did, as `cobox scan --json` prints it.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -433,7 +432,8 @@ impl Space {
             for (path, row) in rows {
                 match row {
                     Some(rec) => {
-                        let bytes = postcard::to_stdvec(rec).unwrap_or_default();
+                        let bytes = postcard::to_stdvec(rec)
+                            .map_err(|e| Error::Encode { what: "a scan-cache row", reason: e.to_string() })?;
                         t.insert(path.as_str(), bytes.as_slice()).map_err(StoreError::from)?;
                     }
                     None => {
@@ -544,7 +544,7 @@ impl Space {
 
     /// Local changes a scan would record, judged from metadata alone.
     pub fn pending(&self) -> Result<Pending, Error> {
-        let (ignores, _) = crate::space::read_ignores(&self.info.path)?;
+        let (ignores, _) = crate::util::read_ignores(&self.info.path)?;
         let w = walk(&self.info.path, &ignores);
         let current = by_path(self.manifest.entries());
         let cache = self.load_scan_cache()?;

@@ -8,7 +8,7 @@
 //! carry an ed25519 signature by the space key over everything before it, which anyone holding
 //! only the space id can check.
 
-use crate::ids::{BlobId, SpaceId};
+use crate::ids::SpaceId;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
 
@@ -138,10 +138,9 @@ impl SpaceKeys {
         out
     }
 
-    /// Seal a manifest change with a random nonce and sign it with the space key.
-    pub fn seal_change(&self, signer: &SigningKey, plaintext: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; 24];
-        crate::random_bytes(&mut nonce);
+    /// Seal a manifest change under `nonce` (the caller's fresh random bytes: change blobs are
+    /// not deduplicated, so two changes must never share one) and sign it with the space key.
+    pub fn seal_change(&self, signer: &SigningKey, nonce: [u8; 24], plaintext: &[u8]) -> Vec<u8> {
         let mut out = self.seal_with(BlobKind::Change, 0, nonce, plaintext);
         let sig = signer.sign(&change_sig_message(&out));
         out.extend_from_slice(&sig.to_bytes());
@@ -306,9 +305,11 @@ fn compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
     })
 }
 
-/// Id of a sealed blob (re-exported here for the pure pipeline).
-pub fn blob_id(sealed: &[u8]) -> BlobId {
-    BlobId::of(sealed)
+/// The space's signing key: the first half of its 64-byte secret.
+pub fn space_signing_key(secret: &[u8; 64]) -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(&secret[..32]);
+    SigningKey::from_bytes(&seed)
 }
 
 #[cfg(test)]
@@ -344,7 +345,7 @@ mod tests {
         let k = keys();
         let signer = SigningKey::from_bytes(&[3u8; 32]);
         let space = SpaceId(signer.verifying_key().to_bytes());
-        let blob = k.seal_change(&signer, b"manifest change");
+        let blob = k.seal_change(&signer, [7; 24], b"manifest change");
         verify_change_signature(&space, &blob).unwrap();
         assert_eq!(k.open(BlobKind::Change, &blob).unwrap(), b"manifest change");
         let other = SpaceId(SigningKey::from_bytes(&[4u8; 32]).verifying_key().to_bytes());

@@ -4,16 +4,44 @@ use crate::chunk::Chunker;
 use crate::crypto::{BlobKind, SpaceKeys, verify_change_signature};
 use crate::entry::{Content, Entry, Kind};
 use crate::error::{Error, IoContext};
-use crate::home::{SpaceInfo, write_atomic};
-use crate::ids::{BlobId, DeviceId};
+use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ignores::{IGNORE_FILE, Ignores, MAX_IGNORE_FILE};
 use crate::manifest::{ChangeBody, Manifest, ShardHeads, Snapshot};
 use crate::store::BlobStore;
+use crate::util::{read_ignores, read_rules_text, rfc3339, too_large, write_atomic};
 use ed25519_dalek::SigningKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+pub(crate) mod materialize;
+pub(crate) mod restore;
+pub(crate) mod scan;
+
+/// A space as registered on this device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SpaceInfo {
+    /// The space id (its signing public key).
+    pub id: SpaceId,
+    /// The local name.
+    pub name: String,
+    /// The folder it tracks.
+    pub path: PathBuf,
+    /// When it was created or joined here.
+    pub created_ms: i64,
+    /// This device's Automerge actor id for the space (hex).
+    pub actor: String,
+    /// Number of manifest shard documents.
+    pub shards: u16,
+    /// Verified copies (seeders) the space should have; fewer is shown as a warning.
+    #[serde(default = "default_replicas_target")]
+    pub replicas_target: u32,
+}
+
+pub(crate) fn default_replicas_target() -> u32 {
+    2
+}
 
 /// Compact the manifest cache once this many change blobs are not in it.
 const COMPACT_AFTER: usize = 16;
@@ -43,39 +71,6 @@ pub struct Space {
     pub(crate) changed: Option<ChangeFlag>,
     /// The folder's `.coboxignore` rules as last read (by a scan or a materialiser pass).
     pub(crate) ignores: Ignores,
-}
-
-/// Read a folder's ignore rules (`.coboxignore` at its root; none when it is absent), with a
-/// warning per line left out. A rules file that exists but cannot be used is an error: scanning
-/// without its rules could record, and send to every device, files meant to stay out.
-pub fn read_ignores(root: &Path) -> Result<(Ignores, Vec<String>), Error> {
-    Ok(read_rules_text(root)?.map_or_else(|| (Ignores::none(), Vec::new()), |t| Ignores::parse(&t)))
-}
-
-fn too_large(root: &Path, len: u64) -> Error {
-    Error::Ignores {
-        path: root.join(IGNORE_FILE),
-        reason: format!("{len} bytes, over the {MAX_IGNORE_FILE}-byte limit; shorten it"),
-    }
-}
-
-/// The text of a folder's rules file, `None` when there is none.
-fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
-    let path = root.join(IGNORE_FILE);
-    let bad = |reason: String| Error::Ignores { path: path.clone(), reason };
-    let meta = match fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(bad(format!("{e}; fix or remove the ignore rules file"))),
-    };
-    if !meta.is_file() {
-        return Err(bad("not a regular file; the ignore rules must be a plain text file".into()));
-    }
-    if meta.len() > MAX_IGNORE_FILE {
-        return Err(too_large(root, meta.len()));
-    }
-    let text = fs::read(&path).map_err(|e| bad(format!("{e}; fix or remove the ignore rules file")))?;
-    String::from_utf8(text).map(Some).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))
 }
 
 /// Raised by whoever watches a space's folder when it may have changed since the last scan.
@@ -163,7 +158,7 @@ pub struct Status {
     /// How many the space should have.
     pub replicas_target: u32,
     /// Every agreement in the space's ledger.
-    pub agreements: Vec<crate::seeding::AgreementSummary>,
+    pub agreements: Vec<crate::ledger::AgreementSummary>,
 }
 
 /// One bad blob and the files that need it.
@@ -210,12 +205,6 @@ pub struct GcReport {
     pub pruned_before: Option<String>,
 }
 
-pub(crate) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 impl Space {
     pub(crate) fn open(info: SpaceInfo, dir: PathBuf, secret: &[u8; 64], device: DeviceId) -> Result<Self, Error> {
         let mut root = [0u8; 32];
@@ -230,7 +219,7 @@ impl Space {
             info,
             dir,
             keys,
-            signer: crate::home::space_signing_key(secret),
+            signer: crate::crypto::space_signing_key(secret),
             store,
             manifest,
             device,
@@ -272,7 +261,7 @@ impl Space {
         if text.len() as u64 > MAX_IGNORE_FILE {
             return Err(too_large(&self.info.path, text.len() as u64));
         }
-        let tmp = self.info.path.join(format!("{}{}-ignore", crate::scan::TMP_PREFIX, std::process::id()));
+        let tmp = self.info.path.join(format!("{}{}-ignore", crate::util::TMP_PREFIX, std::process::id()));
         let target = self.info.path.join(IGNORE_FILE);
         if let Err(e) = fs::write(&tmp, text).at(&tmp).and_then(|()| fs::rename(&tmp, &target).at(&target)) {
             let _ = fs::remove_file(&tmp);
@@ -341,7 +330,9 @@ impl Space {
         // A large commit becomes several change blobs, each well within a sync frame.
         let mut ids = Vec::new();
         for part in body.split(CHANGE_PART) {
-            let blob = self.keys.seal_change(&self.signer, &part.encode());
+            let mut nonce = [0u8; 24];
+            crate::random_bytes(&mut nonce);
+            let blob = self.keys.seal_change(&self.signer, nonce, &part.encode());
             let id = BlobId::of(&blob);
             self.store.put(id, BlobKind::Change, &blob)?;
             ids.push(id);
@@ -408,7 +399,7 @@ impl Space {
         // Read before the check: changed rules make the folder not current.
         self.load_ignores()?;
         if n == 0 && self.folder_current {
-            return Ok((0, crate::MaterializeReport::default()));
+            return Ok((0, materialize::MaterializeReport::default()));
         }
         Ok((n, self.materialize_and_plan()?.0))
     }
@@ -416,7 +407,7 @@ impl Space {
     /// Set how many verified copies the space should have (kept in `space.json`).
     pub fn set_replicas_target(&mut self, n: u32) -> Result<(), Error> {
         self.info.replicas_target = n;
-        let json = serde_json::to_vec_pretty(&self.info).unwrap_or_default();
+        let json = crate::error::json("space.json", &self.info)?;
         write_atomic(&self.dir.join("space.json"), &json)
     }
 
@@ -466,12 +457,12 @@ impl Space {
 
     /// The chunk blobs (and chunk-list blob) a content reference needs.
     pub(crate) fn content_blobs(&self, content: &Content) -> Result<Vec<(BlobId, u32)>, Error> {
-        crate::restore::content_blobs(&self.store, &self.keys, content)
+        crate::space::restore::content_blobs(&self.store, &self.keys, content)
     }
 
     /// What writing files needs, detached from the space (for threads).
-    pub(crate) fn file_writer(&self) -> crate::restore::FileWriter {
-        crate::restore::FileWriter { store: self.store.clone(), keys: self.keys.clone() }
+    pub(crate) fn file_writer(&self) -> crate::space::restore::FileWriter {
+        crate::space::restore::FileWriter { store: self.store.clone(), keys: self.keys.clone() }
     }
 
     /// Past states, newest first; with `path`, only those that changed it.
@@ -689,7 +680,7 @@ impl Space {
             agreements: view
                 .agreements
                 .iter()
-                .map(|v| crate::seeding::summary(v, Some(&self.info.name), "member", now))
+                .map(|v| crate::ledger::summary(v, Some(&self.info.name), "member", now))
                 .collect(),
         })
     }
@@ -697,7 +688,7 @@ impl Space {
     /// Put an older version of one file (a history id) back in the folder, and record it.
     pub fn restore_version(&mut self, path: &str, history_id: &str) -> Result<crate::ScanReport, Error> {
         let dest = self.info.path.clone();
-        let r = self.restore(&dest, &crate::At::Snapshot(history_id.to_owned()), Some(path), &crate::NoProgress)?;
+        let r = self.restore(&dest, &restore::At::Snapshot(history_id.to_owned()), Some(path), &crate::NoProgress)?;
         if let Some(e) = r.errors.first() {
             return Err(Error::InvalidPath(e.clone()));
         }
@@ -711,7 +702,7 @@ impl Space {
         let original = crate::conflict_original(copy)
             .ok_or_else(|| Error::InvalidPath(format!("{copy} is not a conflict copy")))?;
         let root = self.info.path.clone();
-        let target = |p: &str| crate::restore::safe_target(&root, p).map_err(Error::InvalidPath);
+        let target = |p: &str| crate::space::restore::safe_target(&root, p).map_err(Error::InvalidPath);
         let (copy_t, orig_t) = (target(copy)?, target(&original)?);
         match keep {
             Keep::Current => fs::remove_file(&copy_t).at(&copy_t)?,

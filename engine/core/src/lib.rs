@@ -1,0 +1,26 @@
+//! CoBox's pure core: everything that decides, and nothing that touches a disk, a socket, a
+//! clock or a random source. Callers pass time and randomness in, so every module here is
+//! unit-, property- and fuzz-tested in memory.
+//!
+//! - [`ids`], [`codes`]: identities and the invite and seed codes.
+//! - [`chunk`], [`crypto`]: the keyed chunker, key derivation, sealing and signatures.
+//! - [`entry`], [`manifest`]: the per-path scalar and the Automerge documents holding them.
+//! - [`ignores`]: a folder's `.coboxignore` rules.
+//! - [`sync`]: protocol messages and framing limits, set reconciliation, and the sync
+//!   [`sync::session::Session`] as a sans-IO state machine: messages in, messages and a
+//!   transfer plan out.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs)]
+
+pub mod chunk;
+pub mod codes;
+pub mod crypto;
+pub mod entry;
+pub mod ids;
+pub mod ignores;
+pub mod manifest;
+pub mod sync;
+pub mod units;
+
+pub use ids::{BlobId, DeviceId, SpaceId};

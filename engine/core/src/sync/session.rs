@@ -1,0 +1,751 @@
+//! One sync or audit session as a sans-IO state machine, in the manner of automerge's `sync`:
+//! the driver hands it each control message it reads ([`Session::receive`]), sends what
+//! [`Session::poll_transmit`] gives, and acts on what [`Session::poll_event`] asks (persist the
+//! ledger, list the blobs held, send or receive a transfer, answer an audit). Blob frames never
+//! pass through here: the driver moves them, checking each against [`Session::wants`].
+//!
+//! The message order is `proto`'s. The session holds the ledger in memory: the peer's changes
+//! are merged into it (never into the caller's file until [`Event::LedgerChanged`]), it is
+//! evaluated once, and that view decides what may move. No clock or random source is read:
+//! the time and the nonce come in through [`Setup`].
+
+use super::proto::{MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
+use super::reconcile::{Item, Reconciler};
+use crate::ids::{BlobId, DeviceId, SpaceId};
+use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, State};
+use ed25519_dalek::SigningKey;
+use std::collections::{BTreeSet, VecDeque};
+
+/// Most ledger heads (with their parents) a `Hello` carries; a handful is usual.
+pub const MAX_HEADS: usize = 64;
+
+/// Which proposals a seeder countersigns by itself.
+#[derive(Debug, Clone, Default)]
+pub struct SeedPolicy {
+    /// Owner devices whose proposals it accepts (`cobox up --seed-for`), taking their spaces on.
+    pub owners: Vec<DeviceId>,
+    /// The largest quota it accepts from them.
+    pub max_quota: u64,
+    /// Agreements it accepts whoever proposed them (from seed codes the user ran).
+    pub accept: Vec<AgreementId>,
+}
+
+/// Verifies a ledger's entries and derives every agreement's state. The engine passes one that
+/// remembers signature verdicts across sessions; [`evaluate`] verifies everything each time.
+pub type Evaluate = fn(&SpaceId, &[(String, Vec<u8>)], i64) -> LedgerView;
+
+/// [`Evaluate`] without memory.
+pub fn evaluate(space: &SpaceId, entries: &[(String, Vec<u8>)], now_ms: i64) -> LedgerView {
+    cobox_agreements::evaluate(&space.0, entries, now_ms)
+}
+
+/// What a session starts from: who is talking, about what, and the caller's time and nonce.
+#[derive(Clone)]
+pub struct Setup {
+    /// The space.
+    pub space: SpaceId,
+    /// This device.
+    pub me: DeviceId,
+    /// This device's signing key (a seeder countersigns with it).
+    pub device_key: SigningKey,
+    /// The peer as the transport authenticated it.
+    pub peer: DeviceId,
+    /// This device's role for the space.
+    pub role: Role,
+    /// The space key, which only a member holds.
+    pub space_key: Option<SigningKey>,
+    /// Why the dialer connects (a listener takes the dialer's purpose from its `Hello`).
+    pub purpose: Purpose,
+    /// A fresh random challenge for the peer's membership proof.
+    pub nonce: [u8; 32],
+    /// Where this device's daemon listens (empty for a one-off command).
+    pub listen: Vec<String>,
+    /// Milliseconds since the epoch, for the ledger's evaluation.
+    pub now_ms: i64,
+    /// Which proposals a seeder countersigns by itself.
+    pub policy: SeedPolicy,
+    /// How the ledger is evaluated.
+    pub evaluate: Evaluate,
+}
+
+/// Why a session stopped short.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// This side refuses to go on; a `Refused` frame with the reason is queued for the peer.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The peer refused.
+    #[error("refused: the peer refused: {0}")]
+    PeerRefused(String),
+    /// The call does not fit the session's state (a driver bug, not a peer's doing).
+    #[error("session misuse: {0}")]
+    Misuse(&'static str),
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Something worth a line in the log.
+    Note(String),
+    /// This seeder countersigned a proposal under its policy.
+    Countersigned {
+        /// The agreement.
+        agreement: AgreementId,
+        /// Its space.
+        space: SpaceId,
+        /// Bytes agreed.
+        quota: u64,
+        /// When its term ends (ms since the epoch).
+        end_ms: i64,
+    },
+    /// The in-memory ledger gained entries: persist [`Session::ledger_mut`] before sending on.
+    LedgerChanged,
+    /// The peer proved its right to the space; it listens at these addresses.
+    Authenticated {
+        /// The peer's listening addresses from its `Hello`.
+        listen: Vec<String>,
+    },
+    /// Handshake done for a sync: call [`Session::reconcile`] with the blob ids held.
+    NeedBlobs,
+    /// Handshake done for an audit this device makes: call [`Session::challenge`].
+    AuditReady,
+    /// The peer audits this seeder: call [`Session::answer`].
+    Challenged {
+        /// The challenge nonce.
+        nonce: [u8; 32],
+        /// The blobs challenged.
+        ids: Vec<BlobId>,
+    },
+    /// The seeder answered the audit; the session is over.
+    Answered {
+        /// One answer per challenged blob.
+        answers: Vec<Option<[u8; 32]>>,
+        /// Bytes the seeder says it holds.
+        stored_bytes: u64,
+    },
+    /// Receive these blobs: read blob frames (and lanes) until the next other message, which
+    /// goes to [`Session::receive`]. A seeder stores them within `quota`.
+    Receive {
+        /// The blobs asked for: nothing else may arrive.
+        ids: Vec<BlobId>,
+        /// Most bytes the receiver may hold in all.
+        quota: u64,
+    },
+    /// Send these blobs, then call [`Session::sent`].
+    Send(Vec<BlobId>),
+    /// The session ended well.
+    Finished,
+}
+
+/// The session's place in the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Dialer: waiting for the listener's `Hello`.
+    Hello,
+    /// Waiting for the peer member's `Proof`.
+    Proof,
+    /// Waiting for the peer's `Ledger`; `n` counts the ledgers received so far.
+    Ledger(u8),
+    /// Waiting for the driver's blob ids.
+    Blobs,
+    /// Reconciling.
+    Reconcile,
+    /// Receiving blobs until the peer's `Want` (dialer).
+    ReceiveThenWant,
+    /// Waiting for (the rest of) the peer's `Want`.
+    Want,
+    /// Sending blobs until the driver calls `sent`.
+    Sending,
+    /// Receiving blobs until the peer's `Done` (listener).
+    ReceiveThenDone,
+    /// Audit: waiting for the driver's challenge.
+    AuditReady,
+    /// Audit: waiting for the seeder's answer.
+    Answer,
+    /// Audit: waiting for the member's challenge.
+    Challenge,
+    /// Audit: waiting for the driver's answer.
+    Answering,
+    /// Over, well or not.
+    Over,
+}
+
+/// What the peer's `Hello` said.
+#[derive(Debug, Clone)]
+struct PeerHello {
+    role: Role,
+    nonce: [u8; 32],
+    listen: Vec<String>,
+    ledger: Vec<[u8; 32]>,
+}
+
+/// One session; see the module docs.
+pub struct Session {
+    setup: Setup,
+    dialer: bool,
+    phase: Phase,
+    ledger: Ledger,
+    peer: Option<PeerHello>,
+    view: Option<LedgerView>,
+    /// Dialer, member to member: whether its first ledger send held all the listener lacked.
+    ahead: bool,
+    rec: Option<Reconciler>,
+    /// A reconciliation step or want list being read, and its ids so far.
+    step: Vec<Item>,
+    step_ids: usize,
+    wanted_by_peer: Vec<BlobId>,
+    /// What this side asks for and may hold.
+    want: Vec<BlobId>,
+    want_set: std::collections::HashSet<BlobId>,
+    quota: u64,
+    /// Whether this side takes blobs at all (a seeder only under an active agreement).
+    accepts: bool,
+    may_send: bool,
+    not_pushed: u64,
+    out: VecDeque<Msg>,
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    fn new(setup: Setup, ledger: Ledger, dialer: bool) -> Self {
+        Self {
+            setup,
+            dialer,
+            phase: Phase::Hello,
+            ledger,
+            peer: None,
+            view: None,
+            ahead: false,
+            rec: None,
+            step: Vec::new(),
+            step_ids: 0,
+            wanted_by_peer: Vec::new(),
+            want: Vec::new(),
+            want_set: Default::default(),
+            quota: 0,
+            accepts: false,
+            may_send: false,
+            not_pushed: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Start a session as the dialer: its `Hello` is queued.
+    pub fn dial(setup: Setup, ledger: Ledger) -> Self {
+        let mut s = Self::new(setup, ledger, true);
+        s.send_hello();
+        s
+    }
+
+    /// Start a session as the listener, from the dialer's `Hello`; this side's `Hello` (or a
+    /// refusal, with the error beside the session) is queued.
+    pub fn accept(mut setup: Setup, ledger: Ledger, hello: Msg) -> (Self, Result<(), SessionError>) {
+        let purpose = match &hello {
+            Msg::Hello { purpose, .. } => *purpose,
+            _ => setup.purpose,
+        };
+        setup.purpose = purpose;
+        let mut s = Self::new(setup, ledger, false);
+        let r = s.accept_hello(hello);
+        (s, r)
+    }
+
+    fn accept_hello(&mut self, hello: Msg) -> Result<(), SessionError> {
+        let Msg::Hello { space, device, nonce, role, purpose: _, listen, ledger } = hello else {
+            return self.refuse("expected Hello");
+        };
+        if device != self.setup.peer {
+            return self.refuse("the Hello names another device than the connection");
+        }
+        if space != self.setup.space {
+            return self.refuse(format!("this device does not hold space {}", space.short()));
+        }
+        if self.setup.role == Role::Seeder && role == Role::Seeder {
+            return self.refuse("two seeders have nothing to sync");
+        }
+        if self.setup.purpose == Purpose::Audit && (self.setup.role != Role::Seeder || role != Role::Member) {
+            return self.refuse("only a member audits, and only a seeder is audited");
+        }
+        self.peer = Some(PeerHello { role, nonce, listen, ledger: cap(ledger) });
+        self.send_hello();
+        self.after_hello()
+    }
+
+    fn send_hello(&mut self) {
+        let s = &self.setup;
+        let heads = self.ledger.heads_and_parents();
+        self.out.push_back(Msg::Hello {
+            space: s.space,
+            device: s.me,
+            nonce: s.nonce,
+            role: s.role,
+            purpose: s.purpose,
+            listen: s.listen.clone(),
+            ledger: if heads.len() > MAX_HEADS { Vec::new() } else { heads },
+        });
+    }
+
+    /// Queue a refusal and end the session.
+    fn refuse<T>(&mut self, reason: impl Into<String>) -> Result<T, SessionError> {
+        let reason = reason.into();
+        self.out.push_back(Msg::Refused { reason: reason.clone() });
+        self.phase = Phase::Over;
+        Err(SessionError::Refused(reason))
+    }
+
+    fn peer(&self) -> Result<&PeerHello, SessionError> {
+        self.peer.as_ref().ok_or(SessionError::Misuse("no Hello from the peer yet"))
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Msg> {
+        self.out.pop_front()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The ledger as merged so far.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The ledger's evaluation, once the handshake is over.
+    pub fn view(&self) -> Option<&LedgerView> {
+        self.view.as_ref()
+    }
+
+    /// The peer's role, once its `Hello` arrived.
+    pub fn peer_role(&self) -> Option<Role> {
+        self.peer.as_ref().map(|p| p.role)
+    }
+
+    /// The session's purpose.
+    pub fn purpose(&self) -> Purpose {
+        self.setup.purpose
+    }
+
+    /// Whether the session is over.
+    pub fn is_over(&self) -> bool {
+        self.phase == Phase::Over
+    }
+
+    /// Whether `id` was asked for in this session (a blob frame for any other is refused).
+    pub fn wants(&self, id: &BlobId) -> bool {
+        self.want_set.contains(id)
+    }
+
+    /// Blobs the peer lacked that were not pushed: it is a seeder with no active agreement.
+    pub fn not_pushed(&self) -> u64 {
+        self.not_pushed
+    }
+
+    /// Handle one control message from the peer (never a `Blob` or `Lanes`: the driver's).
+    pub fn receive(&mut self, msg: Msg) -> Result<(), SessionError> {
+        if let Msg::Refused { reason } = msg {
+            self.phase = Phase::Over;
+            return Err(SessionError::PeerRefused(reason));
+        }
+        match (self.phase, msg) {
+            (Phase::Hello, Msg::Hello { space, device, nonce, role, listen, ledger, .. }) => {
+                if space != self.setup.space || device != self.setup.peer {
+                    return self.refuse("the peer answered for another space or device");
+                }
+                self.peer = Some(PeerHello { role, nonce, listen, ledger: cap(ledger) });
+                self.after_hello()
+            }
+            (Phase::Hello, _) => self.refuse("expected Hello"),
+            (Phase::Proof, Msg::Proof { sig }) => {
+                let s = &self.setup;
+                if check_proof(&s.space, &s.peer, &s.me, &s.nonce, &sig) {
+                    self.begin_ledger()
+                } else {
+                    let why =
+                        format!("device {} did not prove membership of space {}", s.peer.short(), s.space.short());
+                    self.refuse(why)
+                }
+            }
+            (Phase::Proof, _) => {
+                let s = &self.setup;
+                let why = format!("device {} did not prove membership of space {}", s.peer.short(), s.space.short());
+                self.refuse(why)
+            }
+            (Phase::Ledger(n), Msg::Ledger(bytes)) => self.on_ledger(n, bytes),
+            (Phase::Ledger(_), _) => self.refuse("expected the ledger"),
+            (Phase::Reconcile, Msg::Reconcile { items, more }) => self.on_step(items, more),
+            (Phase::Reconcile, _) => self.refuse("expected a reconciliation step"),
+            (Phase::ReceiveThenWant | Phase::Want, Msg::Want { ids, more }) => self.on_want(ids, more),
+            (Phase::Want, _) => self.refuse("expected a want list"),
+            (Phase::ReceiveThenDone, Msg::Done) => {
+                self.finish();
+                Ok(())
+            }
+            (Phase::ReceiveThenWant | Phase::ReceiveThenDone, _) => self.refuse("unexpected message during transfer"),
+            (Phase::Answer, Msg::AuditAnswer { answers, stored_bytes }) => {
+                self.events.push_back(Event::Answered { answers, stored_bytes });
+                self.finish();
+                Ok(())
+            }
+            (Phase::Answer, _) => self.refuse("expected an audit answer"),
+            (Phase::Challenge, Msg::AuditChallenge { nonce, ids }) => {
+                self.phase = Phase::Answering;
+                self.events.push_back(Event::Challenged { nonce, ids });
+                Ok(())
+            }
+            (Phase::Challenge, _) => self.refuse("expected an audit challenge"),
+            (Phase::Over, _) => Err(SessionError::Misuse("the session is over")),
+            (Phase::Blobs | Phase::Sending | Phase::AuditReady | Phase::Answering, _) => {
+                self.refuse("a message while this side had the turn")
+            }
+        }
+    }
+
+    /// Both `Hello`s are in: prove membership, then wait for the peer's proof or go on.
+    fn after_hello(&mut self) -> Result<(), SessionError> {
+        let peer = self.peer()?.clone();
+        if self.setup.role == Role::Seeder && peer.role == Role::Seeder {
+            return self.refuse("two seeders have nothing to sync");
+        }
+        if let Some(key) = &self.setup.space_key {
+            let s = &self.setup;
+            self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce));
+        }
+        if peer.role == Role::Member {
+            self.phase = Phase::Proof;
+            Ok(())
+        } else {
+            self.begin_ledger()
+        }
+    }
+
+    /// What of our ledger a peer that named `theirs` lacks.
+    fn bytes_since(&mut self, theirs: &[[u8; 32]]) -> Vec<u8> {
+        self.ledger.changes_since(theirs)
+    }
+
+    fn heads_capped(&mut self) -> Vec<[u8; 32]> {
+        cap(self.ledger.heads_and_parents())
+    }
+
+    /// The ledger exchange's first move. Three sends, each only what the other lacks: member
+    /// to member the dialer goes first only if it holds all the listener's changes (it knows
+    /// what the listener lacks), else the listener catches it up first; a seeder sends first
+    /// to a member, which checks that an agreement names the seeder before sending its own.
+    fn begin_ledger(&mut self) -> Result<(), SessionError> {
+        let peer = self.peer()?.clone();
+        match (self.setup.role, peer.role) {
+            (Role::Member, Role::Member) if self.dialer => {
+                let first = if peer.ledger.iter().all(|h| self.ledger.has_change(h)) {
+                    self.ahead = true;
+                    self.bytes_since(&peer.ledger)
+                } else {
+                    Vec::new()
+                };
+                self.out.push_back(Msg::Ledger(first));
+            }
+            (Role::Seeder, Role::Member) => {
+                let bytes = self.bytes_since(&peer.ledger);
+                self.out.push_back(Msg::Ledger(bytes));
+            }
+            (Role::Member, _) => {}
+            (Role::Seeder, Role::Seeder) => return self.refuse("two seeders have nothing to sync"),
+        }
+        self.phase = Phase::Ledger(0);
+        Ok(())
+    }
+
+    /// Merge what the peer sent; a ledger that does not load ends the session.
+    fn merge(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        if bytes.is_empty() {
+            return Ok(()); // the peer had nothing we lack
+        }
+        match self.ledger.merge_bytes(bytes) {
+            Ok(0) => Ok(()),
+            Ok(_) => {
+                self.events.push_back(Event::LedgerChanged);
+                Ok(())
+            }
+            Err(e) => self.refuse(format!("the peer's ledger: {e}")),
+        }
+    }
+
+    fn on_ledger(&mut self, n: u8, bytes: Vec<u8>) -> Result<(), SessionError> {
+        let peer = self.peer()?.clone();
+        let (space, me, peer_id, now) = (self.setup.space, self.setup.me, self.setup.peer, self.setup.now_ms);
+        match (self.setup.role, peer.role, self.dialer, n) {
+            (Role::Member, Role::Member, true, 0) => {
+                self.merge(&bytes)?;
+                let theirs = if self.ahead { self.heads_capped() } else { peer.ledger.clone() };
+                let last = self.bytes_since(&theirs);
+                self.out.push_back(Msg::Ledger(last));
+                self.handshake_done(None)
+            }
+            (Role::Member, Role::Member, false, 0) => {
+                self.merge(&bytes)?;
+                let reply = self.bytes_since(&peer.ledger);
+                self.out.push_back(Msg::Ledger(reply));
+                self.phase = Phase::Ledger(1);
+                Ok(())
+            }
+            (Role::Member, Role::Member, false, _) => {
+                self.merge(&bytes)?;
+                self.handshake_done(None)
+            }
+            (Role::Member, Role::Seeder, _, 0) => {
+                // Check on a copy: a device no agreement names leaves nothing in our ledger.
+                let mut copy = self.ledger.clone();
+                let named = (bytes.is_empty() || copy.merge_bytes(&bytes).is_ok())
+                    && (self.setup.evaluate)(&space, &copy.raw_entries(), now).names_seeder(&peer_id.0);
+                if !named {
+                    return self.refuse(format!(
+                        "device {} is not a member of space {} and no agreement names it as a seeder",
+                        peer_id.short(),
+                        space.short()
+                    ));
+                }
+                self.merge(&bytes)?;
+                let reply = self.bytes_since(&peer.ledger);
+                self.out.push_back(Msg::Ledger(reply));
+                self.phase = Phase::Ledger(1);
+                Ok(())
+            }
+            (Role::Member, Role::Seeder, _, _) => {
+                self.merge(&bytes)?;
+                self.handshake_done(None)
+            }
+            (Role::Seeder, Role::Member, _, _) => {
+                self.merge(&bytes)?;
+                // Both sides now hold the same changes: the last send is only what we add here.
+                let merged = self.heads_capped();
+                let mut view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
+                if self.countersign(&view)? {
+                    view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
+                }
+                if !view.names_seeder(&me.0) {
+                    return self.refuse(format!(
+                        "seeder {} has no agreement for space {}: propose one with `cobox agreement propose`",
+                        me.short(),
+                        space.short()
+                    ));
+                }
+                let last = self.bytes_since(&merged);
+                self.out.push_back(Msg::Ledger(last));
+                self.handshake_done(Some(view))
+            }
+            (Role::Member, Role::Member, true, _) | (Role::Seeder, Role::Seeder, _, _) => {
+                self.refuse("expected no ledger")
+            }
+        }
+    }
+
+    /// Countersign the proposals naming this seeder that the policy allows; true if it did.
+    fn countersign(&mut self, view: &LedgerView) -> Result<bool, SessionError> {
+        let (me, now) = (self.setup.me, self.setup.now_ms);
+        let policy = &self.setup.policy;
+        let mut accepted = false;
+        let mut notes = Vec::new();
+        for a in &view.agreements {
+            if a.state != State::Proposed || a.accepted || a.agreement.seeder != me.0 {
+                continue;
+            }
+            let ok = a.agreement.in_term(now)
+                && (policy.accept.contains(&a.id)
+                    || (policy.owners.iter().any(|o| o.0 == a.agreement.owner)
+                        && a.agreement.quota <= policy.max_quota));
+            if ok {
+                let entry = Entry::accept(&a.agreement, &self.setup.device_key);
+                match self.ledger.insert(&entry) {
+                    Ok(added) => accepted |= added,
+                    Err(e) => notes.push(format!("cannot countersign agreement {}: {e}", a.id.short())),
+                }
+                self.events.push_back(Event::Countersigned {
+                    agreement: a.id,
+                    space: SpaceId(a.agreement.space),
+                    quota: a.agreement.quota,
+                    end_ms: a.agreement.end_ms,
+                });
+            } else {
+                notes.push(format!(
+                    "not accepting agreement {}: {} bytes, over this seeder's standing limit or not asked for",
+                    a.id.short(),
+                    a.agreement.quota
+                ));
+            }
+        }
+        self.events.extend(notes.into_iter().map(Event::Note));
+        if accepted {
+            self.events.push_back(Event::LedgerChanged);
+        }
+        Ok(accepted)
+    }
+
+    fn handshake_done(&mut self, view: Option<LedgerView>) -> Result<(), SessionError> {
+        let view = match view {
+            Some(v) => v,
+            None => (self.setup.evaluate)(&self.setup.space, &self.ledger.raw_entries(), self.setup.now_ms),
+        };
+        self.view = Some(view);
+        let peer = self.peer()?.clone();
+        self.events.push_back(Event::Authenticated { listen: peer.listen });
+        match (self.setup.purpose, self.setup.role) {
+            (Purpose::Sync, _) => {
+                self.phase = Phase::Blobs;
+                self.events.push_back(Event::NeedBlobs);
+            }
+            (Purpose::Audit, Role::Member) if self.dialer => {
+                self.phase = Phase::AuditReady;
+                self.events.push_back(Event::AuditReady);
+            }
+            (Purpose::Audit, Role::Seeder) if !self.dialer => self.phase = Phase::Challenge,
+            (Purpose::Audit, _) => return self.refuse("only a member audits, and only a seeder is audited"),
+        }
+        Ok(())
+    }
+
+    /// Start reconciling the blobs this side holds (after [`Event::NeedBlobs`]).
+    pub fn reconcile(&mut self, held: BTreeSet<BlobId>) -> Result<(), SessionError> {
+        if self.phase != Phase::Blobs {
+            return Err(SessionError::Misuse("reconcile outside its turn"));
+        }
+        let peer_role = self.peer()?.role;
+        let view = self.view.as_ref().ok_or(SessionError::Misuse("no ledger view"))?;
+        let (space, me, peer) = (self.setup.space, self.setup.me, self.setup.peer);
+        // A seeder takes blobs only under an active agreement, up to its quota; a member pushes
+        // to a seeder only under one (and pulls from it in any case: restores).
+        let (quota, may_send) = match (self.setup.role, peer_role) {
+            (Role::Seeder, _) => (view.active_for(&me.0).map(|a| a.agreement.quota), true),
+            (Role::Member, Role::Seeder) => (Some(u64::MAX), view.active_for(&peer.0).is_some()),
+            (Role::Member, Role::Member) => (Some(u64::MAX), true),
+        };
+        if !may_send {
+            self.events.push_back(Event::Note(format!(
+                "seeder {} has no active agreement for space {}: nothing is pushed to it",
+                peer.short(),
+                space.short()
+            )));
+        }
+        if quota.is_none() {
+            self.events.push_back(Event::Note(format!(
+                "space {}: no active agreement, so this seeder accepts nothing",
+                space.short()
+            )));
+        }
+        self.quota = quota.unwrap_or(0);
+        self.accepts = quota.is_some();
+        self.may_send = may_send;
+        let rec = Reconciler::new(held);
+        self.phase = Phase::Reconcile;
+        if self.dialer {
+            self.out.extend(Msg::reconcile_step(rec.start()));
+        }
+        self.rec = Some(rec);
+        Ok(())
+    }
+
+    fn on_step(&mut self, items: Vec<Item>, more: bool) -> Result<(), SessionError> {
+        self.step_ids += items.iter().map(Item::weight).sum::<usize>();
+        if self.step_ids > MAX_STEP_IDS {
+            return self.refuse(format!("a reconciliation step of over {MAX_STEP_IDS} ids"));
+        }
+        self.step.extend(items);
+        if more {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.step);
+        self.step_ids = 0;
+        let rec = self.rec.as_mut().ok_or(SessionError::Misuse("no reconciler"))?;
+        if items.is_empty() {
+            return self.reconciled();
+        }
+        let out = rec.respond(&items);
+        let done = out.is_empty();
+        self.out.extend(Msg::reconcile_step(out));
+        if done { self.reconciled() } else { Ok(()) }
+    }
+
+    /// Both sides know what each lacks: ask for ours (the dialer first).
+    fn reconciled(&mut self) -> Result<(), SessionError> {
+        let rec = self.rec.take().ok_or(SessionError::Misuse("no reconciler"))?;
+        // A seeder with no agreement reconciles all the same but asks for nothing.
+        self.want = if self.accepts { rec.want.iter().copied().collect() } else { Vec::new() };
+        self.want_set = self.want.iter().copied().collect();
+        if !self.may_send {
+            self.not_pushed = rec.peer_lacks.len() as u64;
+        }
+        if self.dialer {
+            self.out.extend(Msg::want_list(&self.want));
+            self.phase = Phase::ReceiveThenWant;
+            self.events.push_back(Event::Receive { ids: self.want.clone(), quota: self.quota });
+        } else {
+            self.phase = Phase::Want;
+        }
+        Ok(())
+    }
+
+    fn on_want(&mut self, ids: Vec<BlobId>, more: bool) -> Result<(), SessionError> {
+        if self.wanted_by_peer.len() + ids.len() > MAX_STEP_IDS {
+            return self.refuse(format!("a want list of over {MAX_STEP_IDS} ids"));
+        }
+        self.wanted_by_peer.extend(ids);
+        if more {
+            self.phase = Phase::Want;
+            return Ok(());
+        }
+        let theirs = std::mem::take(&mut self.wanted_by_peer);
+        self.phase = Phase::Sending;
+        self.events.push_back(Event::Send(if self.may_send { theirs } else { Vec::new() }));
+        Ok(())
+    }
+
+    /// The blobs of [`Event::Send`] are sent.
+    pub fn sent(&mut self) -> Result<(), SessionError> {
+        if self.phase != Phase::Sending {
+            return Err(SessionError::Misuse("sent outside its turn"));
+        }
+        if self.dialer {
+            self.out.push_back(Msg::Done);
+            self.finish();
+        } else {
+            self.out.extend(Msg::want_list(&self.want));
+            self.phase = Phase::ReceiveThenDone;
+            self.events.push_back(Event::Receive { ids: self.want.clone(), quota: self.quota });
+        }
+        Ok(())
+    }
+
+    /// Challenge the seeder (after [`Event::AuditReady`]) with the caller's nonce and sample.
+    pub fn challenge(&mut self, nonce: [u8; 32], ids: Vec<BlobId>) -> Result<(), SessionError> {
+        if self.phase != Phase::AuditReady {
+            return Err(SessionError::Misuse("challenge outside its turn"));
+        }
+        self.out.push_back(Msg::AuditChallenge { nonce, ids });
+        self.phase = Phase::Answer;
+        Ok(())
+    }
+
+    /// Answer the audit of [`Event::Challenged`].
+    pub fn answer(&mut self, answers: Vec<Option<[u8; 32]>>, stored_bytes: u64) -> Result<(), SessionError> {
+        if self.phase != Phase::Answering {
+            return Err(SessionError::Misuse("answer outside its turn"));
+        }
+        self.out.push_back(Msg::AuditAnswer { answers, stored_bytes });
+        self.finish();
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        self.phase = Phase::Over;
+        self.events.push_back(Event::Finished);
+    }
+}
+
+/// At most [`MAX_HEADS`] heads are looked at; more means none (the peer then sends all).
+fn cap(mut heads: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
+    if heads.len() > MAX_HEADS {
+        heads.clear();
+    }
+    heads
+}

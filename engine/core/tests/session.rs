@@ -1,0 +1,507 @@
+//! The sync session driven in memory, as automerge tests its sync: two or three sessions in a
+//! plain loop, messages handed from one outbox to the other inbox, blobs moved by the loop as
+//! a driver would. Property-tested for convergence; seeders, agreements and refusals checked.
+
+use cobox_agreements::{Agreement, Entry, Ledger, State};
+use cobox_core::sync::proto::{Msg, Purpose, Role};
+use cobox_core::sync::session::{Event, SeedPolicy, Session, SessionError, Setup, evaluate};
+use cobox_core::{BlobId, DeviceId, SpaceId};
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use std::collections::{BTreeSet, VecDeque};
+
+const NOW: i64 = 1_800_000_000_000;
+
+/// One device's state for a space, as its engine would hold it.
+#[derive(Clone)]
+struct Device {
+    key: SigningKey,
+    role: Role,
+    space_key: Option<SigningKey>,
+    space: SpaceId,
+    blobs: BTreeSet<BlobId>,
+    ledger: Ledger,
+    policy: SeedPolicy,
+    listen: Vec<String>,
+}
+
+impl Device {
+    fn id(&self) -> DeviceId {
+        DeviceId(self.key.verifying_key().to_bytes())
+    }
+
+    fn setup(&self, peer: DeviceId, purpose: Purpose, nonce: u8) -> Setup {
+        Setup {
+            space: self.space,
+            me: self.id(),
+            device_key: self.key.clone(),
+            peer,
+            role: self.role,
+            space_key: self.space_key.clone(),
+            purpose,
+            nonce: [nonce; 32],
+            listen: self.listen.clone(),
+            now_ms: NOW,
+            policy: self.policy.clone(),
+            evaluate,
+        }
+    }
+}
+
+fn member(seed: u8, space_key: &SigningKey, blobs: impl IntoIterator<Item = u32>) -> Device {
+    Device {
+        key: SigningKey::from_bytes(&[seed; 32]),
+        role: Role::Member,
+        space_key: Some(space_key.clone()),
+        space: SpaceId(space_key.verifying_key().to_bytes()),
+        blobs: blobs.into_iter().map(blob).collect(),
+        ledger: Ledger::new(),
+        policy: SeedPolicy::default(),
+        listen: vec![format!("127.0.0.1:{seed}")],
+    }
+}
+
+fn seeder(seed: u8, space: SpaceId, policy: SeedPolicy) -> Device {
+    Device {
+        key: SigningKey::from_bytes(&[seed; 32]),
+        role: Role::Seeder,
+        space_key: None,
+        space,
+        blobs: BTreeSet::new(),
+        ledger: Ledger::new(),
+        policy,
+        listen: Vec::new(),
+    }
+}
+
+fn blob(n: u32) -> BlobId {
+    BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+/// What travels from one side to the other: control messages and blobs, in order.
+enum Wire {
+    Msg(Msg),
+    Blob(BlobId),
+}
+
+/// One side's driver: its device, its session once started, and what it is receiving.
+struct Side<'a> {
+    dev: &'a mut Device,
+    session: Option<Session>,
+    /// While receiving a transfer: most blobs this side may hold in all (one unit each).
+    quota: Option<u64>,
+    inbox: VecDeque<Wire>,
+    received: u64,
+    answered: Option<(Vec<Option<[u8; 32]>>, u64)>,
+    notes: Vec<String>,
+    done: bool,
+}
+
+impl<'a> Side<'a> {
+    fn new(dev: &'a mut Device) -> Self {
+        Side {
+            dev,
+            session: None,
+            quota: None,
+            inbox: VecDeque::new(),
+            received: 0,
+            answered: None,
+            notes: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Act on the session's events; what it sends goes to `to`.
+    fn act(&mut self, to: &mut VecDeque<Wire>) -> Result<(), SessionError> {
+        let Some(s) = self.session.as_mut() else { return Ok(()) };
+        while let Some(ev) = s.poll_event() {
+            match ev {
+                Event::Note(n) => self.notes.push(n),
+                Event::Countersigned { .. } => self.notes.push("countersigned".into()),
+                Event::LedgerChanged => {
+                    self.dev.ledger.merge(s.ledger_mut()).map_err(|_| SessionError::Misuse("merge"))?;
+                }
+                Event::Authenticated { .. } => {}
+                Event::NeedBlobs => s.reconcile(self.dev.blobs.clone())?,
+                Event::AuditReady => {
+                    let ids: Vec<BlobId> = self.dev.blobs.iter().copied().collect();
+                    s.challenge([9; 32], ids)?;
+                }
+                Event::Challenged { ids, .. } => {
+                    let answers = ids.iter().map(|id| self.dev.blobs.contains(id).then_some(id.0)).collect();
+                    s.answer(answers, self.dev.blobs.len() as u64)?;
+                }
+                Event::Answered { answers, stored_bytes } => self.answered = Some((answers, stored_bytes)),
+                Event::Receive { quota, .. } => self.quota = Some(quota),
+                Event::Send(ids) => {
+                    // Control messages queued before the transfer go first, as on the stream.
+                    while let Some(m) = s.poll_transmit() {
+                        to.push_back(Wire::Msg(m));
+                    }
+                    for id in ids {
+                        if self.dev.blobs.contains(&id) {
+                            to.push_back(Wire::Blob(id));
+                        }
+                    }
+                    s.sent()?;
+                }
+                Event::Finished => self.done = true,
+            }
+        }
+        while let Some(m) = s.poll_transmit() {
+            to.push_back(Wire::Msg(m));
+        }
+        Ok(())
+    }
+
+    /// Handle what arrived; a listener starts its session from the first message.
+    fn take(&mut self, peer: DeviceId) -> Result<(), SessionError> {
+        while let Some(w) = self.inbox.pop_front() {
+            match w {
+                Wire::Blob(id) => {
+                    let s = self.session.as_ref().ok_or(SessionError::Misuse("blob before session"))?;
+                    if !s.wants(&id) {
+                        return Err(SessionError::Refused(format!("unrequested blob {id}")));
+                    }
+                    let quota = self.quota.ok_or(SessionError::Misuse("blob outside a transfer"))?;
+                    if self.dev.blobs.len() as u64 >= quota {
+                        return Err(SessionError::Refused("over quota".into()));
+                    }
+                    self.dev.blobs.insert(id);
+                    self.received += 1;
+                }
+                Wire::Msg(m) => match self.session.as_mut() {
+                    Some(s) => {
+                        self.quota = None;
+                        s.receive(m)?;
+                        return Ok(()); // let the driver act on what it caused first
+                    }
+                    None => {
+                        let purpose = match &m {
+                            Msg::Hello { purpose, .. } => *purpose,
+                            _ => Purpose::Sync,
+                        };
+                        let setup = self.dev.setup(peer, purpose, 2);
+                        let (s, accepted) = Session::accept(setup, self.dev.ledger.clone(), m);
+                        self.session = Some(s);
+                        return accepted;
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one session did, seen from each side.
+#[derive(Debug)]
+struct Outcome {
+    dialer: Result<(), SessionError>,
+    listener: Result<(), SessionError>,
+    dialer_received: u64,
+    listener_received: u64,
+    answered: Option<(Vec<Option<[u8; 32]>>, u64)>,
+    not_pushed: u64,
+}
+
+fn flush(session: &mut Option<Session>, to: &mut VecDeque<Wire>) {
+    if let Some(s) = session.as_mut() {
+        while let Some(m) = s.poll_transmit() {
+            to.push_back(Wire::Msg(m));
+        }
+    }
+}
+
+/// Run one session between `a` (dialing) and `b` until both are done or one stops.
+fn run(a: &mut Device, b: &mut Device, purpose: Purpose) -> Outcome {
+    let (a_id, b_id) = (a.id(), b.id());
+    let mut da = Side::new(a);
+    let mut db = Side::new(b);
+    da.session = Some(Session::dial(da.dev.setup(b_id, purpose, 1), da.dev.ledger.clone()));
+    let (mut ra, mut rb) = (Ok(()), Ok(()));
+    for _ in 0..10_000 {
+        if ra.is_ok() {
+            ra = da.act(&mut db.inbox);
+        }
+        if rb.is_ok() {
+            rb = db.act(&mut da.inbox);
+        }
+        if ra.is_ok() && !da.inbox.is_empty() {
+            ra = da.take(b_id);
+        }
+        if rb.is_ok() && !db.inbox.is_empty() {
+            rb = db.take(a_id);
+        }
+        // Flush the refusals a failed side queued.
+        flush(&mut da.session, &mut db.inbox);
+        flush(&mut db.session, &mut da.inbox);
+        let quiet = da.inbox.is_empty() && db.inbox.is_empty();
+        if (da.done && db.done) || ((ra.is_err() || rb.is_err()) && quiet) {
+            break;
+        }
+    }
+    assert!(da.done && db.done || ra.is_err() || rb.is_err(), "the session neither ended nor failed");
+    Outcome {
+        not_pushed: da.session.as_ref().map_or(0, Session::not_pushed),
+        dialer: ra,
+        listener: rb,
+        dialer_received: da.received,
+        listener_received: db.received,
+        answered: da.answered,
+    }
+}
+
+fn space_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+/// A proposal from `owner` (a member) to `seeder`, recorded in the owner's ledger.
+fn propose(owner: &mut Device, seeder: DeviceId, quota: u64) -> Agreement {
+    let a = Agreement {
+        space: owner.space.0,
+        owner: owner.id().0,
+        seeder: seeder.0,
+        quota,
+        start_ms: NOW - 1000,
+        end_ms: NOW + 86_400_000,
+        terms: String::new(),
+        nonce: [1; 16],
+    };
+    let space_key = owner.space_key.clone().expect("a member");
+    owner.ledger.insert(&Entry::propose(a.clone(), &owner.key, &space_key)).expect("insert");
+    // Commit it, as a saved ledger file is: a clone taken later must not share an open change.
+    owner.ledger.save();
+    a
+}
+
+#[test]
+fn two_members_exchange_what_each_lacks() {
+    let k = space_key();
+    let mut a = member(1, &k, 0..50);
+    let mut b = member(2, &k, 30..80);
+    let o = run(&mut a, &mut b, Purpose::Sync);
+    assert_eq!(o.dialer, Ok(()));
+    assert_eq!(o.listener, Ok(()));
+    assert_eq!(a.blobs, b.blobs);
+    assert_eq!(a.blobs.len(), 80);
+    assert_eq!((o.dialer_received, o.listener_received), (30, 30));
+    // A second session moves nothing.
+    let o = run(&mut a, &mut b, Purpose::Sync);
+    assert_eq!((o.dialer_received, o.listener_received), (0, 0));
+}
+
+#[test]
+fn a_device_without_the_space_key_is_refused_before_any_ledger() {
+    let k = space_key();
+    let mut a = member(1, &k, 0..5);
+    let mut stranger = member(3, &SigningKey::from_bytes(&[7; 32]), 0..5);
+    // It claims the space but signs with another key.
+    stranger.space = a.space;
+    a.ledger
+        .insert(&Entry::propose(
+            Agreement {
+                space: a.space.0,
+                owner: a.id().0,
+                seeder: [5; 32],
+                quota: 1,
+                start_ms: 0,
+                end_ms: NOW * 2,
+                terms: String::new(),
+                nonce: [0; 16],
+            },
+            &a.key,
+            &k,
+        ))
+        .unwrap();
+    let before = stranger.ledger.len();
+    let o = run(&mut stranger, &mut a, Purpose::Sync);
+    assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("did not prove membership")), "{o:?}");
+    assert!(matches!(o.dialer, Err(SessionError::PeerRefused(_))), "{o:?}");
+    assert_eq!(stranger.ledger.len(), before, "the listener sent no ledger to a device that did not prove membership");
+    assert_eq!(stranger.blobs.len(), 5);
+}
+
+#[test]
+fn a_seeder_countersigns_under_its_policy_and_takes_the_blobs() {
+    let k = space_key();
+    let mut owner = member(1, &k, 0..20);
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+    let mut s = seeder(9, owner.space, policy);
+    let agreement = propose(&mut owner, s.id(), 1000);
+    let o = run(&mut owner, &mut s, Purpose::Sync);
+    assert_eq!(o.dialer, Ok(()), "{o:?}");
+    assert_eq!(o.listener, Ok(()), "{o:?}");
+    assert_eq!(s.blobs, owner.blobs);
+    // Both ledgers hold the countersignature.
+    for l in [&owner.ledger, &s.ledger] {
+        let view = evaluate(&owner.space, &l.raw_entries(), NOW);
+        let a = view.agreements.iter().find(|v| v.id == agreement.id()).expect("the agreement");
+        assert_eq!(a.state, State::Active);
+    }
+    // The owner audits it: every answer is there.
+    let o = run(&mut owner, &mut s, Purpose::Audit);
+    let (answers, stored) = o.answered.expect("an answer");
+    assert_eq!(answers.len(), 20);
+    assert!(answers.iter().all(Option::is_some));
+    assert_eq!(stored, 20);
+}
+
+#[test]
+fn a_seeder_takes_nothing_over_its_policy() {
+    let k = space_key();
+    let mut owner = member(1, &k, 0..20);
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 10, accept: vec![] };
+    let mut s = seeder(9, owner.space, policy);
+    propose(&mut owner, s.id(), 1000);
+    let o = run(&mut owner, &mut s, Purpose::Sync);
+    // The proposal names it, so the session goes on; it countersigns nothing and takes nothing.
+    assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
+    assert!(s.blobs.is_empty());
+    assert_eq!(o.not_pushed, 20);
+    let view = evaluate(&owner.space, &s.ledger.raw_entries(), NOW);
+    assert!(view.agreements.iter().all(|a| a.state == State::Proposed));
+}
+
+#[test]
+fn a_member_refuses_a_seeder_no_agreement_names() {
+    let k = space_key();
+    let mut owner = member(1, &k, 0..20);
+    let mut s = seeder(9, owner.space, SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] });
+    propose(&mut owner, DeviceId([77; 32]), 1000);
+    let o = run(&mut owner, &mut s, Purpose::Sync);
+    // The member checks the seeder's ledger before sending its own, and refuses it.
+    assert!(matches!(o.dialer, Err(SessionError::Refused(ref r)) if r.contains("no agreement names it")), "{o:?}");
+    assert!(s.blobs.is_empty());
+    assert!(s.ledger.is_empty(), "the seeder got nothing of the member's ledger");
+}
+
+#[test]
+fn a_seeder_no_agreement_names_is_refused_by_the_member() {
+    let k = space_key();
+    let mut owner = member(1, &k, 0..3);
+    let mut s = seeder(9, owner.space, SeedPolicy::default());
+    // The seeder dials: the member refuses it before sending its ledger.
+    let o = run(&mut s, &mut owner, Purpose::Sync);
+    assert!(
+        matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("no agreement names it as a seeder")),
+        "{o:?}"
+    );
+    assert!(s.blobs.is_empty());
+}
+
+#[test]
+fn a_proposed_seeder_is_pulled_from_but_not_pushed_to() {
+    let k = space_key();
+    let mut owner = member(1, &k, 0..4);
+    let mut s = seeder(9, owner.space, SeedPolicy::default());
+    let a = propose(&mut owner, s.id(), 1000);
+    // Earlier, under the agreement, the seeder took blobs that the owner since lost.
+    // Its own document (its own actor), holding the proposal.
+    s.ledger.merge(&mut owner.ledger.clone()).unwrap();
+    s.ledger.insert(&Entry::accept(&a, &s.key)).unwrap();
+    s.blobs = (100..103).map(blob).collect();
+    owner
+        .ledger
+        .insert(&Entry::revoke(
+            cobox_agreements::Revocation {
+                agreement: a.id(),
+                device: owner.id().0,
+                party: cobox_agreements::Party::Owner,
+                time_ms: NOW - 10,
+            },
+            &owner.key,
+            Some(&k),
+        ))
+        .unwrap();
+    let o = run(&mut owner, &mut s, Purpose::Sync);
+    assert_eq!(o.dialer, Ok(()), "{o:?}");
+    assert_eq!(o.dialer_received, 3, "a restore pulls from a revoked seeder");
+    assert_eq!(o.listener_received, 0);
+    assert_eq!(o.not_pushed, 4);
+}
+
+#[test]
+fn two_seeders_never_talk() {
+    let space = SpaceId(space_key().verifying_key().to_bytes());
+    let mut a = seeder(8, space, SeedPolicy::default());
+    let mut b = seeder(9, space, SeedPolicy::default());
+    let o = run(&mut a, &mut b, Purpose::Sync);
+    assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("two seeders")), "{o:?}");
+}
+
+#[test]
+fn a_blob_not_asked_for_is_not_wanted() {
+    let k = space_key();
+    let a = member(1, &k, 0..3);
+    let s = Session::dial(a.setup(DeviceId([2; 32]), Purpose::Sync, 1), Ledger::new());
+    assert!(!s.wants(&blob(1)));
+}
+
+#[test]
+fn messages_out_of_turn_are_refused() {
+    let k = space_key();
+    let a = member(1, &k, 0..3);
+    let b = member(2, &k, 0..3);
+    let mut s = Session::dial(a.setup(b.id(), Purpose::Sync, 1), Ledger::new());
+    assert!(matches!(s.poll_transmit(), Some(Msg::Hello { .. })));
+    let r = s.receive(Msg::Want { ids: vec![], more: false });
+    assert_eq!(r, Err(SessionError::Refused("expected Hello".into())));
+    assert!(matches!(s.poll_transmit(), Some(Msg::Refused { .. })));
+    assert!(s.is_over());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Three members with arbitrary sets converge after A-B, B-C, A-B; ledgers too.
+    #[test]
+    fn three_members_converge(
+        sa in proptest::collection::btree_set(0u32..400, 0..120),
+        sb in proptest::collection::btree_set(0u32..400, 0..120),
+        sc in proptest::collection::btree_set(0u32..400, 0..120),
+        seeders in proptest::collection::vec(0u8..3, 0..4),
+    ) {
+        let k = space_key();
+        let mut devs = [member(1, &k, sa.clone()), member(2, &k, sb.clone()), member(3, &k, sc.clone())];
+        // Each proposal lands in one member's ledger only.
+        for (i, who) in seeders.iter().enumerate() {
+            let d = &mut devs[usize::from(*who)];
+            let mut a = propose(d, DeviceId([50 + i as u8; 32]), 10);
+            a.nonce = [i as u8; 16];
+        }
+        let [a, b, c] = &mut devs;
+        for (x, y) in [(0, 1), (1, 2), (0, 1)] {
+            let o = match (x, y) {
+                (0, 1) => run(a, b, Purpose::Sync),
+                _ => run(b, c, Purpose::Sync),
+            };
+            prop_assert_eq!(&o.dialer, &Ok(()));
+            prop_assert_eq!(&o.listener, &Ok(()));
+        }
+        let all: BTreeSet<BlobId> = sa.iter().chain(&sb).chain(&sc).copied().map(blob).collect();
+        for d in [&*a, &*b, &*c] {
+            prop_assert_eq!(&d.blobs, &all);
+        }
+        let mut heads: Vec<Vec<[u8; 32]>> = [a, b, c].into_iter().map(|d| d.ledger.heads()).collect();
+        heads.dedup();
+        prop_assert_eq!(heads.len(), 1, "ledgers converge");
+    }
+
+    /// Whatever a hostile peer sends after its Hello, a session never panics and never asks
+    /// the driver for blobs before the peer proved membership.
+    #[test]
+    fn garbage_after_hello_never_reaches_the_transfer(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let k = space_key();
+        let a = member(1, &k, 0..3);
+        let mut s = Session::dial(a.setup(DeviceId([2; 32]), Purpose::Sync, 1), Ledger::new());
+        let hello = Msg::Hello { space: a.space, device: DeviceId([2; 32]), nonce: [3; 32], role: Role::Member, purpose: Purpose::Sync, listen: vec![], ledger: vec![] };
+        let _ = s.receive(hello);
+        if let Ok(m) = Msg::decode(&bytes) {
+            let _ = s.receive(m);
+        }
+        while let Some(ev) = s.poll_event() {
+            let early = matches!(ev, Event::NeedBlobs | Event::Receive { .. } | Event::Send(_) | Event::LedgerChanged);
+            prop_assert!(!early, "{:?} before any proof", ev);
+        }
+    }
+}

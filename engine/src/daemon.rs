@@ -1,0 +1,407 @@
+//! The daemon: what `cobox up` and the desktop app both run over a [`Node`]. It watches the
+//! folders, scans what changed, syncs each space with every known peer, rescans everything
+//! every so often (for what watching misses), audits this device's seeders on a schedule and
+//! deletes seeds whose agreements ended longer than the grace period ago. Front ends read what
+//! it did from its [`Activity`] channel; they add only their own surfaces (the HTTP API, the
+//! window).
+
+use crate::error::Error;
+use crate::home::Home;
+use crate::ids::SpaceId;
+use crate::space::Space;
+use crate::sync::net::{EndpointAddr, Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, parse_peer};
+use crate::watch::Watcher;
+use cobox_agreements::{AuditRecord, LedgerView, State};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// Blobs challenged per scheduled audit (and per `cobox audit` without `--all`).
+pub const AUDIT_SAMPLE: usize = 32;
+
+/// How long one session with a peer may take before the daemon gives up on it.
+const SESSION_LIMIT: Duration = Duration::from_secs(120);
+
+/// The daemon's schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Between syncs with known peers (peers' changes arrive this way; ours as they happen).
+    pub interval: Duration,
+    /// Between full rescans of the folders.
+    pub rescan: Duration,
+    /// Between audits of this device's seeders.
+    pub audit_every: Duration,
+    /// How long a seeder keeps a space's blobs after its agreements end.
+    pub seed_grace: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            rescan: Duration::from_secs(3600),
+            audit_every: Duration::from_secs(3600),
+            seed_grace: Duration::from_secs(7 * 86400),
+        }
+    }
+}
+
+/// What the daemon did, for the front end to show.
+#[derive(Debug, Clone)]
+pub enum Activity {
+    /// A line for the log.
+    Log(String),
+    /// A scan recorded changes.
+    Scanned {
+        /// The space.
+        space: SpaceId,
+        /// Paths added, changed, deleted.
+        added: u64,
+        /// Paths changed.
+        changed: u64,
+        /// Paths deleted.
+        deleted: u64,
+    },
+    /// A sync of a space with its known peers began.
+    SyncStarted(SpaceId),
+    /// It ended: `error` is the last failure when no peer could be synced with.
+    SyncEnded {
+        /// The space.
+        space: SpaceId,
+        /// Why every peer failed, if each did.
+        error: Option<String>,
+    },
+    /// A seeder was audited.
+    Audited {
+        /// The space.
+        space: SpaceId,
+        /// The seeder's id (hex).
+        seeder: String,
+        /// The signed result, or why the audit could not run.
+        result: Result<AuditRecord, String>,
+    },
+    /// A seed's agreements ended longer than the grace period ago: its blobs were deleted.
+    SeedExpired(SpaceId),
+}
+
+/// A running daemon; clone the `Arc` to use it from several tasks.
+pub struct Daemon {
+    node: Arc<Node>,
+    root: PathBuf,
+    schedule: Schedule,
+    watcher: Mutex<Option<Watcher>>,
+    changed: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<SpaceId>>>,
+    activity: UnboundedSender<Activity>,
+    log: Log,
+}
+
+impl Daemon {
+    /// Open every space and seed of `home`, start the node and watch the folders.
+    pub async fn start(
+        home: &Home,
+        net: &NetConfig,
+        policy: SeedPolicy,
+        schedule: Schedule,
+        log: Log,
+    ) -> Result<(Arc<Self>, UnboundedReceiver<Activity>), Error> {
+        let mut setup = NodeSetup { policy, home: Some(home.root().to_owned()), ..NodeSetup::default() };
+        let mut folders = Vec::new();
+        for info in home.spaces()? {
+            let mut s = home.open_space(&info.id.to_string())?;
+            folders.push((info.id, s.info().path.clone(), s.scan_when_flagged()));
+            setup.spaces.push(s);
+        }
+        for s in home.seeds()? {
+            setup.seeds.push(home.open_seed(&s.space, false)?);
+        }
+        let node = Arc::new(Node::start_with(home.device_seed(), setup, net, log.clone()).await?);
+        node.advertise();
+        Home::set_listening_at(home.root(), &node.addrs())?;
+        let (activity, rx) = unbounded_channel();
+        let (watcher, changed) = match crate::watch::watch(&folders, Duration::from_secs(2)) {
+            Ok(w) => {
+                for (id, why) in w.unwatched {
+                    log(&format!("space {}: {why}; its folder is rescanned before every sync instead", id.short()));
+                    if let Some(s) = node.space(&id) {
+                        s.lock().await.scan_always();
+                    }
+                }
+                (Some(w.watcher), Some(w.changed))
+            }
+            Err(e) => {
+                log(&format!("cannot watch folders ({e}); each is rescanned before every sync instead"));
+                for (id, _, _) in &folders {
+                    if let Some(s) = node.space(id) {
+                        s.lock().await.scan_always();
+                    }
+                }
+                (None, None)
+            }
+        };
+        let d = Self {
+            node,
+            root: home.root().to_owned(),
+            schedule,
+            watcher: Mutex::new(watcher),
+            changed: tokio::sync::Mutex::new(changed),
+            activity,
+            log,
+        };
+        Ok((Arc::new(d), rx))
+    }
+
+    /// The network node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The node, once the daemon is done with it (to shut it down).
+    pub fn into_node(self) -> Arc<Node> {
+        self.node
+    }
+
+    fn tell(&self, a: Activity) {
+        if let Activity::Log(l) = &a {
+            (self.log)(l);
+        }
+        let _ = self.activity.send(a);
+    }
+
+    /// Serve and watch a space opened while running (created or joined).
+    pub fn add_space(&self, mut s: Space) {
+        let (id, path, flag) = (s.info().id, s.info().path.clone(), s.scan_when_flagged());
+        let watched = match self.watcher.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            Some(w) => w.add(id, path, flag),
+            None => Err("no watcher".into()),
+        };
+        if let Err(why) = watched {
+            self.tell(Activity::Log(format!("space {}: {why}; rescanned before every sync instead", id.short())));
+            s.scan_always();
+        }
+        self.node.add_space(s);
+    }
+
+    /// Run until `stop` completes: the schedule, the watcher's changes, then a clean shutdown
+    /// of the sessions in flight.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let Some(mut changed) = self.changed.lock().await.take() else {
+            self.tell(Activity::Log("the daemon is already running".into()));
+            return;
+        };
+        let mut syncs = tokio::task::JoinSet::new();
+        let mut last_rescan: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(self.schedule.interval.max(Duration::from_secs(1)));
+        let every = self.schedule.audit_every.max(Duration::from_secs(1));
+        let mut audit_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(stop);
+        // The first tick fires at once: catch up with known peers on start.
+        loop {
+            let (todo, full): (Vec<SpaceId>, bool) = tokio::select! {
+                () = &mut stop => break,
+                Some(id) = changed.recv() => (vec![id], false),
+                _ = tick.tick() => {
+                    // Addresses change (a relay reached later, a new network): invites and
+                    // peers get the current ones.
+                    self.node.advertise();
+                    let _ = Home::set_listening_at(&self.root, &self.node.addrs());
+                    self.expire_seeds().await;
+                    let full = last_rescan.is_none_or(|t| t.elapsed() >= self.schedule.rescan);
+                    if full {
+                        last_rescan = Some(tokio::time::Instant::now());
+                    }
+                    (self.node.held().into_iter().map(|(id, _)| id).collect(), full)
+                }
+                _ = audit_tick.tick() => {
+                    self.audit_all(&mut syncs).await;
+                    (Vec::new(), false)
+                }
+            };
+            for id in todo {
+                self.scan(&id, full).await;
+                let d = self.clone();
+                syncs.spawn(async move { d.sync_with_peers(id).await });
+            }
+            // Reap finished peer syncs.
+            while syncs.try_join_next().is_some() {}
+        }
+        syncs.shutdown().await;
+        let _ = Home::set_listening_at(&self.root, &[]);
+    }
+
+    /// Record a space's local changes: all of them with `full`, else only if its watcher saw
+    /// any. Runs on a blocking thread.
+    pub async fn scan(&self, id: &SpaceId, full: bool) {
+        let Some(s) = self.node.space(id) else { return };
+        let scanned = tokio::task::spawn_blocking(move || {
+            let mut s = s.blocking_lock();
+            if full { s.scan(&crate::NoProgress).map(Some) } else { s.scan_if_changed() }
+        })
+        .await;
+        match scanned {
+            Ok(Ok(Some(r))) if r.snapshot.is_some() => {
+                self.tell(Activity::Log(format!(
+                    "space {}: {} added, {} changed, {} deleted",
+                    id.short(),
+                    r.added,
+                    r.changed,
+                    r.deleted
+                )));
+                self.tell(Activity::Scanned { space: *id, added: r.added, changed: r.changed, deleted: r.deleted });
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => self.tell(Activity::Log(format!("scan of {} failed: {e}", id.short()))),
+            Err(e) => self.tell(Activity::Log(format!("scan of {} failed: {e}", id.short()))),
+        }
+    }
+
+    /// The known peers, from the address book.
+    fn peers(&self) -> Vec<(String, EndpointAddr)> {
+        Home::peers_at(&self.root)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(dev, addrs)| {
+                let p = parse_peer(&format!("{dev}@{}", addrs.join(","))).ok()?;
+                Some((dev.chars().take(8).collect(), p))
+            })
+            .collect()
+    }
+
+    /// Sync a space with every known peer, one session each, at once: dialing a peer that is
+    /// off must not hold up the others.
+    pub async fn sync_with_peers(&self, id: SpaceId) {
+        let peers = self.peers();
+        if peers.is_empty() {
+            return;
+        }
+        self.tell(Activity::SyncStarted(id));
+        let mut sessions = tokio::task::JoinSet::new();
+        for (short, p) in peers {
+            let node = self.node.clone();
+            sessions.spawn(async move {
+                let r = match tokio::time::timeout(SESSION_LIMIT, node.sync_once(&id, p)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the peer did not answer in time".to_owned()),
+                };
+                (short, r)
+            });
+        }
+        let (mut ok, mut last) = (false, None);
+        while let Some(r) = sessions.join_next().await {
+            match r {
+                Ok((_, Ok(()))) => ok = true,
+                Ok((short, Err(e))) => {
+                    self.tell(Activity::Log(format!("sync of {} with {short} failed: {e}", id.short())));
+                    last = Some(e);
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        self.tell(Activity::SyncEnded { space: id, error: if ok { None } else { last } });
+    }
+
+    /// Delete seeds whose agreements all ended longer than the grace period ago.
+    async fn expire_seeds(&self) {
+        let now = crate::now_ms();
+        let grace = i64::try_from(self.schedule.seed_grace.as_millis()).unwrap_or(i64::MAX);
+        for (id, h) in self.node.held() {
+            let Held::Seed(s) = h else { continue };
+            let past = {
+                let s = s.lock().await;
+                s.ledger().view(now).map(|v| s.past_grace(&v, now, grace)).unwrap_or(false)
+            };
+            if !past {
+                continue;
+            }
+            self.node.forget(&id);
+            drop(s);
+            match Home::remove_seed(&self.root, &id) {
+                Ok(()) => {
+                    self.tell(Activity::Log(format!(
+                        "space {}: agreements ended and the grace period passed; seeded blobs deleted",
+                        id.short()
+                    )));
+                    self.tell(Activity::SeedExpired(id));
+                }
+                Err(e) => {
+                    self.tell(Activity::Log(format!("space {}: deleting the expired seed failed: {e}", id.short())))
+                }
+            }
+        }
+    }
+
+    /// Audit every seeder of every member space, in the background.
+    async fn audit_all(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
+        let book = Home::peers_at(&self.root).unwrap_or_default();
+        for (id, h) in self.node.held() {
+            let Held::Member(s) = h else { continue };
+            let Ok(view) = s.lock().await.ledger().view(crate::now_ms()) else { continue };
+            let targets = audit_targets(&view, &book);
+            if targets.is_empty() {
+                continue;
+            }
+            let d = self.clone();
+            tasks.spawn(async move {
+                for a in audit_seeders(&d.node, &id, &targets, AUDIT_SAMPLE).await {
+                    let seeder = a.target.split('@').next().unwrap_or(&a.target).to_owned();
+                    let short = seeder.chars().take(8).collect::<String>();
+                    if let Err(e) = &a.synced {
+                        d.tell(Activity::Log(format!("syncing with {short} before the audit failed: {e}")));
+                    }
+                    let r = a.result;
+                    let line = match &r {
+                        Ok(rec) => format!(
+                            "audit of {short} for space {}: {}/{} blobs proven{}",
+                            id.short(),
+                            rec.passed,
+                            rec.challenged,
+                            if rec.ok() { "" } else { " - FAILED" }
+                        ),
+                        Err(e) => format!("audit of {short} for space {} could not run: {e}", id.short()),
+                    };
+                    d.tell(Activity::Log(line));
+                    d.tell(Activity::Audited { space: id, seeder, result: r.map_err(|e| e.to_string()) });
+                }
+            });
+        }
+    }
+}
+
+/// Every seeder with an active agreement, as `ID@addresses` from the address book.
+pub fn audit_targets(view: &LedgerView, book: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut seeders: Vec<String> =
+        view.agreements.iter().filter(|v| v.state == State::Active).map(|v| hex::encode(v.agreement.seeder)).collect();
+    seeders.sort();
+    seeders.dedup();
+    seeders.into_iter().map(|s| format!("{s}@{}", book.get(&s).map(|v| v.join(",")).unwrap_or_default())).collect()
+}
+
+/// One seeder's audit: the target as given, the sync before it, and the audit itself.
+#[derive(Debug)]
+pub struct SeederAudit {
+    /// `ID@addresses`, as given.
+    pub target: String,
+    /// The sync run first (so blobs the seeder was never sent do not count against it); its
+    /// failure is not fatal, the audit still shows what the seeder holds.
+    pub synced: Result<(), Error>,
+    /// The signed result.
+    pub result: Result<AuditRecord, Error>,
+}
+
+/// Sync with each seeder, then audit it.
+pub async fn audit_seeders(node: &Node, id: &SpaceId, targets: &[String], count: usize) -> Vec<SeederAudit> {
+    let mut out = Vec::new();
+    for t in targets {
+        let (synced, result) = match parse_peer(t) {
+            Ok(p) => {
+                let synced = node.sync_once(id, p.clone()).await.map(|_| ());
+                (synced, node.audit(id, p, count).await)
+            }
+            Err(e) => (Ok(()), Err(e)),
+        };
+        out.push(SeederAudit { target: t.clone(), synced, result });
+    }
+    out
+}

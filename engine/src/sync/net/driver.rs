@@ -1,0 +1,227 @@
+//! Runs one [`Session`] over a framed stream: sends what it queues, does what its events ask
+//! (persist the ledger, list blobs, move a transfer, make or answer an audit) and hands it each
+//! control message that arrives. Every protocol decision is the session's; this file only does
+//! the I/O those decisions need.
+
+use super::framing::Framed;
+use super::held::Held;
+use super::shared::Shared;
+use super::{SyncStats, net, transfer};
+use crate::error::Error;
+use crate::ids::{BlobId, DeviceId, SpaceId};
+use crate::ledger::LedgerFile;
+use crate::sync::proto::Purpose;
+use crate::sync::session::{Event, Session, SessionError, Setup};
+use cobox_agreements::{AuditRecord, Entry, State};
+
+/// What a session produced.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    pub(super) stats: SyncStats,
+    /// The audit this device made, signed and recorded.
+    pub(super) audit: Option<AuditRecord>,
+}
+
+/// What the session needs to start, from this node and the space as held.
+pub(super) async fn setup(sh: &Shared, held: &Held, space: SpaceId, peer: DeviceId, purpose: Purpose) -> Setup {
+    let space_key = match held {
+        Held::Member(s) => Some(s.lock().await.space_key().clone()),
+        Held::Seed(_) => None,
+    };
+    let mut nonce = [0u8; 32];
+    crate::random_bytes(&mut nonce);
+    Setup {
+        space,
+        me: sh.me,
+        device_key: sh.key.clone(),
+        peer,
+        role: held.role(),
+        space_key,
+        purpose,
+        nonce,
+        listen: sh.listen(),
+        now_ms: crate::now_ms(),
+        policy: sh.policy(),
+        evaluate: crate::ledger::evaluate_verified,
+    }
+}
+
+/// Send what the session queued.
+pub(super) async fn transmit(io: &mut Framed, session: &mut Session) -> Result<(), Error> {
+    while let Some(m) = session.poll_transmit() {
+        io.send(&m).await?;
+    }
+    Ok(())
+}
+
+/// The session stopped: send its refusal (if it queued one), end the stream, say why.
+pub(super) async fn fail(io: &mut Framed, session: &mut Session, e: SessionError) -> Error {
+    let _ = transmit(io, session).await;
+    io.finish().await;
+    match e {
+        SessionError::Refused(r) => Error::Refused(r),
+        SessionError::PeerRefused(r) => Error::Refused(format!("the peer refused: {r}")),
+        SessionError::Misuse(m) => Error::Net(format!("session: {m}")),
+    }
+}
+
+/// An audit this device started: the blobs challenged and its own answers, computed meanwhile.
+struct Challenge {
+    agreement: cobox_agreements::AgreementId,
+    mine: tokio::task::JoinHandle<Vec<Option<[u8; 32]>>>,
+}
+
+/// Run `session` to its end. `audit_count`: blobs to challenge when this device audits.
+pub(super) async fn drive(
+    sh: &Shared,
+    held: &Held,
+    io: &mut Framed,
+    session: &mut Session,
+    ledger: &LedgerFile,
+    peer: DeviceId,
+    audit_count: usize,
+) -> Result<Outcome, Error> {
+    let mut out = Outcome::default();
+    let mut challenge: Option<Challenge> = None;
+    loop {
+        while let Some(ev) = session.poll_event() {
+            let step = match ev {
+                Event::Note(n) => {
+                    (sh.log)(&n);
+                    Ok(())
+                }
+                Event::Countersigned { agreement, space, quota, end_ms } => {
+                    (sh.log)(&format!(
+                        "accepted agreement {} for space {}: {} bytes until {}",
+                        agreement.short(),
+                        space.short(),
+                        quota,
+                        crate::util::rfc3339(end_ms)
+                    ));
+                    Ok(())
+                }
+                // Persisted before anything that depends on it is sent.
+                Event::LedgerChanged => {
+                    ledger.merge_from(session.ledger_mut())?;
+                    Ok(())
+                }
+                Event::Authenticated { listen } => {
+                    sh.remember(peer, &listen);
+                    Ok(())
+                }
+                Event::NeedBlobs => {
+                    if let Held::Member(s) = held {
+                        // Record local edits before telling the peer what we hold (a dialer
+                        // scanned before dialing: this finds nothing new then).
+                        s.lock().await.scan_if_changed()?;
+                    }
+                    session.reconcile(held.blob_ids().await?)
+                }
+                Event::AuditReady => {
+                    let Held::Member(space) = held else { return Err(net("only a member audits")) };
+                    let view = session.view().ok_or_else(|| net("no ledger view"))?;
+                    let agreement = view
+                        .active_for(&peer.0)
+                        .or_else(|| {
+                            view.agreements
+                                .iter()
+                                .filter(|a| a.state != State::Invalid && a.agreement.seeder == peer.0)
+                                .max_by_key(|a| a.agreement.start_ms)
+                        })
+                        .map(|a| a.id)
+                        .ok_or_else(|| Error::Refused(format!("no agreement names {} as a seeder", peer.short())))?;
+                    let ids = sample(space.lock().await.blob_ids()?.into_iter().collect(), audit_count);
+                    let mut nonce = [0u8; 32];
+                    crate::random_bytes(&mut nonce);
+                    // Compute our own answers while the seeder computes its.
+                    let (s, mine_ids) = (space.clone(), ids.clone());
+                    let mine = tokio::task::spawn_blocking(move || {
+                        let s = s.blocking_lock();
+                        mine_ids
+                            .iter()
+                            .map(|id| s.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b)))
+                            .collect()
+                    });
+                    challenge = Some(Challenge { agreement, mine });
+                    session.challenge(nonce, ids)
+                }
+                Event::Challenged { nonce, ids } => {
+                    let Held::Seed(seed) = held else { return Err(net("only a seeder is audited")) };
+                    let s = seed.clone();
+                    let (answers, stored) = tokio::task::spawn_blocking(move || {
+                        let s = s.blocking_lock();
+                        let a: Vec<Option<[u8; 32]>> = ids
+                            .iter()
+                            .map(|id| s.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b)))
+                            .collect();
+                        (a, s.used())
+                    })
+                    .await
+                    .map_err(net)?;
+                    session.answer(answers, stored)
+                }
+                Event::Answered { answers, stored_bytes } => {
+                    let (Some(c), Held::Member(space)) = (challenge.take(), held) else {
+                        return Err(net("an audit answer without a challenge"));
+                    };
+                    let mine = c.mine.await.map_err(net)?;
+                    // Blobs we cannot read ourselves are not counted either way.
+                    let (expected, theirs): (Vec<[u8; 32]>, Vec<Option<[u8; 32]>>) = mine
+                        .iter()
+                        .zip(answers.iter().copied().chain(std::iter::repeat(None)))
+                        .filter_map(|(m, t)| m.map(|m| (m, t)))
+                        .unzip();
+                    let record = AuditRecord {
+                        agreement: c.agreement,
+                        auditor: sh.me.0,
+                        time_ms: crate::now_ms(),
+                        challenged: expected.len() as u32,
+                        passed: cobox_agreements::audit::score(&expected, &theirs),
+                        stored_bytes,
+                    };
+                    let entry = Entry::audit(record.clone(), &sh.key, space.lock().await.space_key());
+                    ledger.insert(&entry)?;
+                    out.audit = Some(record);
+                    Ok(())
+                }
+                Event::Receive { ids, quota } => {
+                    transmit(io, session).await?;
+                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota).await?;
+                    session.receive(next)
+                }
+                Event::Send(ids) => {
+                    transmit(io, session).await?;
+                    transfer::send_blobs(held, io, &ids, &mut out.stats).await?;
+                    session.sent()
+                }
+                Event::Finished => Ok(()),
+            };
+            if let Err(e) = step {
+                return Err(fail(io, session, e).await);
+            }
+        }
+        transmit(io, session).await?;
+        if session.is_over() {
+            break;
+        }
+        let m = io.recv().await?;
+        if let Err(e) = session.receive(m) {
+            return Err(fail(io, session, e).await);
+        }
+    }
+    out.stats.not_pushed = session.not_pushed();
+    Ok(out)
+}
+
+/// Pick `n` of `ids` at random (all of them when `n` is at least their number).
+fn sample(mut ids: Vec<BlobId>, n: usize) -> Vec<BlobId> {
+    let n = n.min(ids.len());
+    for i in 0..n {
+        let mut r = [0u8; 8];
+        crate::random_bytes(&mut r);
+        let j = i + (u64::from_le_bytes(r) % (ids.len() - i) as u64) as usize;
+        ids.swap(i, j);
+    }
+    ids.truncate(n);
+    ids
+}

@@ -1,0 +1,195 @@
+//! Frames over one QUIC stream, counted, with small blobs gathered into full packets.
+
+use super::{STALL, Traffic, net, net_err};
+use crate::error::Error;
+use crate::ids::BlobId;
+use crate::sync::proto::Msg;
+use iroh::endpoint::{Connection, RecvStream, SendStream};
+use std::sync::Arc;
+
+/// Frames out on one QUIC stream, counting bytes.
+///
+/// Small blobs are gathered into writes of [`GATHER`] bytes. noq-proto 1.4.0 fails a connection
+/// ("too many gaps in stream buffer") when a stream holds over 1,024 received packets that it
+/// cannot merge, and it never merges well-filled ones, however small. Written one by one,
+/// small blobs left a sender that reads them from disk as small packets; a receiver that paused
+/// reading for a moment (planning 10,000 new files) then held thousands, and a first sync of a
+/// folder of 10,000 small files failed every time. Gathered, they go out as full packets, and a
+/// 1.25 MB window holds ~1,090 of those: too few for noq to compact (it does at 2,048 pieces, or
+/// when packets are mostly empty). quinn fixed the merging upstream (quinn-rs/quinn#2814); noq
+/// 1.4.0 does not have it. The wire format is unchanged: only how writes are grouped.
+pub(super) struct Writer {
+    pub(super) send: SendStream,
+    pub(super) traffic: Arc<Traffic>,
+    pub(super) bytes: u64,
+    /// Small blob frames not yet written.
+    pub(super) gathered: Vec<u8>,
+}
+
+/// Small blob frames are written together once they reach this many bytes.
+pub(super) const GATHER: usize = 64 << 10;
+
+impl Writer {
+    pub(super) fn new(send: SendStream, traffic: Arc<Traffic>) -> Self {
+        Self { send, traffic, bytes: 0, gathered: Vec::new() }
+    }
+
+    /// Send a message now, after any gathered blobs.
+    pub(super) async fn send(&mut self, m: &Msg) -> Result<(), Error> {
+        let f = m.frame();
+        self.count_sent(f.len());
+        self.flush().await?;
+        self.send.write_all(&f).await.map_err(net_err)
+    }
+
+    /// Send one blob. A large one goes out as it is, without being copied into a message; a
+    /// small one is gathered with the next, and written with them or before the next message.
+    pub(super) async fn send_blob(&mut self, id: &BlobId, data: Vec<u8>) -> Result<(), Error> {
+        let head = crate::sync::proto::blob_head(id, data.len());
+        self.count_sent(head.len() + data.len());
+        if head.len() + data.len() < GATHER {
+            self.gathered.extend_from_slice(&head);
+            self.gathered.extend_from_slice(&data);
+            return if self.gathered.len() >= GATHER { self.flush().await } else { Ok(()) };
+        }
+        self.flush().await?;
+        self.send.write_all(&head).await.map_err(net_err)?;
+        self.send.write_chunk(bytes::Bytes::from(data)).await.map_err(net_err)
+    }
+
+    /// Write the gathered blobs.
+    pub(super) async fn flush(&mut self) -> Result<(), Error> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::replace(&mut self.gathered, Vec::with_capacity(GATHER + (GATHER >> 2)));
+        self.send.write_chunk(bytes::Bytes::from(out)).await.map_err(net_err)
+    }
+
+    /// Write what is gathered and end the stream.
+    pub(super) async fn finish(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.send.finish();
+    }
+
+    pub(super) fn count_sent(&mut self, n: usize) {
+        self.bytes += n as u64;
+        self.traffic.sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Frames in from one QUIC stream, counting bytes.
+pub(super) struct Reader {
+    pub(super) recv: RecvStream,
+    pub(super) traffic: Arc<Traffic>,
+    pub(super) bytes: u64,
+}
+
+impl Reader {
+    /// Fill `buf`, or fail if the peer sends nothing for [`STALL`]. The limit is on silence,
+    /// not on the whole read: an 8 MiB blob over a slow link may take minutes.
+    pub(super) async fn read(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match tokio::time::timeout(STALL, self.recv.read(&mut buf[filled..])).await {
+                Ok(Ok(Some(n))) => filled += n,
+                Ok(Ok(None)) => return Err(net("the peer ended the stream in the middle of a message")),
+                Ok(Err(e)) => return Err(net_err(e)),
+                Err(_) => return Err(net("peer stalled")),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn recv(&mut self) -> Result<Msg, Error> {
+        let malformed = || Error::Refused(crate::sync::proto::FrameError::Malformed.to_string());
+        let mut h = [0u8; 4];
+        self.read(&mut h).await?;
+        let n = Msg::check_len(h).map_err(|e| Error::Refused(e.to_string()))?;
+        if n == 0 {
+            return Err(malformed());
+        }
+        let mut tag = [0u8; 1];
+        self.read(&mut tag).await?;
+        let msg = if tag[0] == crate::sync::proto::BLOB_TAG {
+            // Tag, id and at least one length byte, or it is not a blob frame.
+            if n < 1 + 32 + 1 {
+                return Err(malformed());
+            }
+            // Blobs are most of the traffic: read the data straight into its own buffer.
+            let mut id = [0u8; 32];
+            self.read(&mut id).await?;
+            let mut varint = crate::sync::proto::VarintReader::default();
+            let len = loop {
+                let mut b = [0u8; 1];
+                self.read(&mut b).await?;
+                if let Some(len) = varint.feed(b[0]).map_err(|e| Error::Refused(e.to_string()))? {
+                    break len as usize;
+                }
+            };
+            if 1 + 32 + varint.len() + len != n {
+                return Err(malformed());
+            }
+            let mut data = vec![0u8; len];
+            self.read(&mut data).await?;
+            Msg::Blob { id: BlobId(id), data }
+        } else {
+            let mut body = vec![0u8; n];
+            body[0] = tag[0];
+            self.read(&mut body[1..]).await?;
+            Msg::decode(&body).map_err(|e| Error::Refused(e.to_string()))?
+        };
+        self.bytes += 4 + n as u64;
+        self.traffic.received.fetch_add(4 + n as u64, std::sync::atomic::Ordering::Relaxed);
+        match msg {
+            Msg::Refused { reason } => Err(Error::Refused(format!("the peer refused: {reason}"))),
+            m => Ok(m),
+        }
+    }
+}
+
+/// A session: framed messages both ways over one bidirectional QUIC stream, and the
+/// connection it runs on (for the transfer's lanes).
+pub(super) struct Framed {
+    pub(super) out: Writer,
+    pub(super) inn: Reader,
+    pub(super) conn: Connection,
+    /// Bytes moved on lanes.
+    pub(super) lane_bytes: u64,
+}
+
+impl Framed {
+    pub(super) fn new(conn: &Connection, send: SendStream, recv: RecvStream, traffic: &Arc<Traffic>) -> Self {
+        Self {
+            out: Writer::new(send, traffic.clone()),
+            inn: Reader { recv, traffic: traffic.clone(), bytes: 0 },
+            conn: conn.clone(),
+            lane_bytes: 0,
+        }
+    }
+
+    pub(super) async fn send(&mut self, m: &Msg) -> Result<(), Error> {
+        self.out.send(m).await
+    }
+
+    pub(super) async fn recv(&mut self) -> Result<Msg, Error> {
+        // Whatever we gathered may be what the peer waits for before it answers.
+        self.out.flush().await?;
+        self.inn.recv().await
+    }
+
+    pub(super) async fn finish(&mut self) {
+        self.out.finish().await;
+    }
+
+    /// Bytes sent and received in this session, lanes included.
+    pub(super) fn wire_bytes(&self) -> u64 {
+        self.out.bytes + self.inn.bytes + self.lane_bytes
+    }
+
+    pub(super) async fn refuse(&mut self, reason: String) -> Error {
+        let _ = self.send(&Msg::Refused { reason: reason.clone() }).await;
+        self.finish().await;
+        Error::Refused(reason)
+    }
+}

@@ -1,0 +1,147 @@
+//! The iroh transport: the only networking code. One session per connection and space, run by
+//! both sides over one bidirectional QUIC stream (see `proto` for the message order).
+//!
+//! Layers, each using only those above it in this list: `framing` (frames over any byte
+//! stream, counted), `endpoint` (iroh's endpoint and its transport settings), `held` (a
+//! space as a member or a seeder holds it), `transfer` (blobs out over lanes and in), `driver`
+//! (runs one `cobox_core::sync::session::Session` over a stream: the protocol's decisions are
+//! all there), `shared` (what a node's sessions share), `node` (the accept loop and dialing).
+
+mod driver;
+mod endpoint;
+mod framing;
+mod held;
+mod node;
+mod shared;
+mod transfer;
+
+use crate::error::Error;
+use crate::ids::DeviceId;
+pub use cobox_core::sync::session::SeedPolicy;
+pub use endpoint::endpoint;
+pub use held::Held;
+pub use iroh::EndpointAddr;
+use iroh::TransportAddr;
+pub use node::{Node, NodeSetup};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A peer that stalls longer than this between messages is dropped.
+const STALL: Duration = Duration::from_secs(60);
+/// Silence after which a connection's peer counts as gone.
+pub const IDLE: Duration = Duration::from_secs(12);
+
+fn net(e: impl std::fmt::Display) -> Error {
+    Error::Net(e.to_string())
+}
+
+/// A network error with its causes: noq says only "connection lost" and keeps the reason
+/// (a timeout, the peer's close code, a transport error) in its source.
+fn net_err(e: impl std::error::Error) -> Error {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    Error::Net(msg)
+}
+
+/// Where the endpoint listens and which relays it uses.
+#[derive(Debug, Clone, Default)]
+pub struct NetConfig {
+    /// Local socket to bind (default: any address, a random port).
+    pub bind: Option<SocketAddr>,
+    /// Use no relay servers (direct addresses only).
+    pub no_relay: bool,
+    /// A cooperative's own iroh-relay server.
+    pub relay: Option<String>,
+    /// Extra trusted certificates (DER) for relay servers, e.g. a cooperative relay's own
+    /// self-signed certificate.
+    pub relay_ca_der: Vec<Vec<u8>>,
+    /// Announce this device and find peers on the local network by mDNS, so devices on one LAN
+    /// reach each other by id alone, with no internet.
+    pub lan_discovery: bool,
+    /// Congestion control: by default Cubic on local paths, BBRv3 on long ones (`congestion`).
+    pub congestion: super::congestion::Congestion,
+}
+
+/// Bytes and blobs moved by one session.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Blobs sent to the peer.
+    pub sent_blobs: u64,
+    /// Bytes of blobs sent.
+    pub sent_bytes: u64,
+    /// Blobs received and stored.
+    pub received_blobs: u64,
+    /// Bytes of blobs received.
+    pub received_bytes: u64,
+    /// All bytes sent and received, protocol messages included.
+    pub wire_bytes: u64,
+    /// Manifest changes newly applied.
+    pub changes_applied: u64,
+    /// Blobs a seeder lacks that were not pushed because it holds no active agreement.
+    pub not_pushed: u64,
+    /// Milliseconds from dialing to the end of the transfer (handshake, reconciliation, blobs).
+    pub session_ms: u64,
+    /// Milliseconds applying received changes and writing the folder afterwards.
+    pub apply_ms: u64,
+}
+
+/// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id
+/// (found on the LAN by mDNS).
+pub fn parse_peer(s: &str) -> Result<EndpointAddr, Error> {
+    let (id, addrs) = s.split_once('@').unwrap_or((s, ""));
+    let device: DeviceId = id.trim().parse().map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
+    let key = iroh::PublicKey::from_bytes(device.as_bytes()).map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
+    let mut out = Vec::new();
+    for a in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        if a.starts_with("http://") || a.starts_with("https://") {
+            let url: iroh::RelayUrl = a.parse().map_err(|e| Error::Refused(format!("peer {s:?}: relay {a:?}: {e}")))?;
+            out.push(TransportAddr::Relay(url));
+            continue;
+        }
+        let sock: SocketAddr = a
+            .parse()
+            .map_err(|_| Error::Refused(format!("peer {s:?}: {a:?} is neither an IP:PORT address nor a relay URL")))?;
+        out.push(TransportAddr::Ip(sock));
+    }
+    Ok(EndpointAddr::from_parts(key, out))
+}
+
+/// Bytes moved by a node since it started, all sessions together (for rate plots).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Bytes sent.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Bytes received.
+    pub received: std::sync::atomic::AtomicU64,
+}
+
+/// A peer this node had a session with.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerSeen {
+    /// The peer's device id.
+    pub device: String,
+    /// When the last session ended (ms since the epoch).
+    pub last_ms: i64,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The words of an error, for a `Refused` frame (without the "refused:" prefix).
+fn reason(e: &Error) -> String {
+    match e {
+        Error::Refused(r) => r.clone(),
+        e => e.to_string(),
+    }
+}

@@ -1,0 +1,428 @@
+//! A node: the endpoint, the spaces and seeds it holds, the accept loop and dialing.
+
+use super::driver::{self, Outcome};
+use super::endpoint::endpoint;
+use super::framing::Framed;
+use super::held::Held;
+use super::shared::Shared;
+use super::{Log, NetConfig, PeerSeen, STALL, SeedPolicy, SyncStats, Traffic, net_err};
+use crate::error::Error;
+use crate::ids::{DeviceId, SpaceId};
+use crate::seed::Seed;
+use crate::space::Space;
+use crate::sync::proto::{ALPN, Msg, Purpose, Role};
+use crate::sync::session::Session;
+use cobox_agreements::{AgreementId, AuditRecord};
+use ed25519_dalek::SigningKey;
+use iroh::EndpointAddr;
+use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// What a node holds and how it seeds.
+#[derive(Default)]
+pub struct NodeSetup {
+    /// Spaces this device is a member of.
+    pub spaces: Vec<Space>,
+    /// Spaces it seeds.
+    pub seeds: Vec<Seed>,
+    /// Which proposals it countersigns by itself.
+    pub policy: SeedPolicy,
+    /// The home root: lets sessions record peers' addresses and take on seeds.
+    pub home: Option<PathBuf>,
+}
+
+/// A running device on the network: its endpoint, its open spaces and seeds, and the accept loop.
+pub struct Node {
+    router: Router,
+    sh: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Handler {
+    sh: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cobox sync handler")
+    }
+}
+
+impl ProtocolHandler for Handler {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = DeviceId(*conn.remote_id().as_bytes());
+        let (send, recv) = conn.accept_bi().await?;
+        let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
+        let r = self.serve(&mut io, peer).await;
+        self.sh.saw(peer, &r);
+        match r {
+            Ok(msg) => {
+                (self.sh.log)(&msg);
+                // Let the dialer read the last frames and close; do not wait on it forever.
+                let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+            }
+            Err(e) => {
+                (self.sh.log)(&format!("session with {} refused or failed: {e}", peer.short()));
+                // Give the peer two seconds to read the refusal and hang up, then end the
+                // connection ourselves: garbage and stalled sessions hold nothing for long.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                conn.close(1u32.into(), b"refused");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Handler {
+    async fn serve(&self, io: &mut Framed, peer: DeviceId) -> Result<String, Error> {
+        let sh = &self.sh;
+        let hello = io.recv().await?;
+        let Msg::Hello { space, role, purpose, .. } = &hello else {
+            return Err(io.refuse("expected Hello".into()).await);
+        };
+        let (space, role, purpose) = (*space, *role, *purpose);
+        let (held, fresh) = match sh.get(&space) {
+            Some(h) => (h, false),
+            None => match sh.adopt(&space, peer, role) {
+                Some(h) => (h, true),
+                None => return Err(io.refuse(format!("this device does not hold space {}", space.short())).await),
+            },
+        };
+        let r = self.serve_held(io, &held, space, purpose, peer, hello).await;
+        if r.is_err() && fresh {
+            sh.drop_seed(&space);
+        }
+        r
+    }
+
+    async fn serve_held(
+        &self,
+        io: &mut Framed,
+        held: &Held,
+        space: SpaceId,
+        purpose: Purpose,
+        peer: DeviceId,
+        hello: Msg,
+    ) -> Result<String, Error> {
+        let sh = &self.sh;
+        let ledger = held.ledger().await;
+        let setup = driver::setup(sh, held, space, peer, purpose).await;
+        let (mut session, accepted) = Session::accept(setup, ledger.read()?, hello);
+        if let Err(e) = accepted {
+            return Err(driver::fail(io, &mut session, e).await);
+        }
+        let Outcome { stats, .. } = driver::drive(sh, held, io, &mut session, &ledger, peer, 0).await?;
+        io.finish().await;
+        if purpose == Purpose::Audit {
+            return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
+        }
+        match held {
+            Held::Member(s) => {
+                let (_, m) = s.lock().await.apply_and_materialize()?;
+                if m.written + m.deleted > 0
+                    || !m.waiting.is_empty()
+                    || !m.refused.is_empty()
+                    || !m.conflicts.is_empty()
+                {
+                    (sh.log)(&format!(
+                        "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
+                        space.short(),
+                        m.written,
+                        m.deleted,
+                        m.waiting,
+                        m.refused,
+                        m.conflicts
+                    ));
+                }
+            }
+            Held::Seed(s) => s.lock().await.flush()?,
+        }
+        Ok(format!(
+            "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
+            space.short(),
+            peer.short(),
+            stats.received_blobs,
+            stats.received_bytes,
+            stats.sent_blobs,
+            stats.sent_bytes
+        ))
+    }
+}
+
+impl Node {
+    /// Bind the endpoint and start accepting syncs for member `spaces`.
+    pub async fn start(device_seed: [u8; 32], spaces: Vec<Space>, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
+        Self::start_with(device_seed, NodeSetup { spaces, ..NodeSetup::default() }, cfg, log).await
+    }
+
+    /// Bind the endpoint and start accepting sessions for member spaces and seeds.
+    pub async fn start_with(device_seed: [u8; 32], setup: NodeSetup, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
+        let ep = endpoint(device_seed, cfg).await?;
+        let me = DeviceId(*ep.id().as_bytes());
+        let mut held: HashMap<SpaceId, Held> =
+            setup.spaces.into_iter().map(|s| (s.info().id, Held::Member(Arc::new(Mutex::new(s))))).collect();
+        for s in setup.seeds {
+            held.insert(s.space(), Held::Seed(Arc::new(Mutex::new(s))));
+        }
+        let sh = Arc::new(Shared {
+            held: std::sync::RwLock::new(held),
+            me,
+            key: SigningKey::from_bytes(&device_seed),
+            log,
+            home: setup.home,
+            policy: std::sync::Mutex::new(setup.policy),
+            listen: std::sync::Mutex::new(Vec::new()),
+            traffic: Arc::new(Traffic::default()),
+            seen: std::sync::Mutex::new(HashMap::new()),
+        });
+        let router = Router::builder(ep).accept(ALPN, Handler { sh: sh.clone() }).spawn();
+        Ok(Self { router, sh })
+    }
+
+    /// This device's id.
+    pub fn device(&self) -> DeviceId {
+        self.sh.me
+    }
+
+    /// The direct addresses this endpoint is bound to.
+    pub fn bound(&self) -> Vec<SocketAddr> {
+        self.router.endpoint().bound_sockets()
+    }
+
+    /// The addresses peers can dial: `IP:PORT`s (unspecified IPs shown as loopback), then the
+    /// home relay's URL once reached.
+    pub fn addrs(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .bound()
+            .into_iter()
+            .map(|mut a| {
+                if a.ip().is_unspecified() {
+                    a.set_ip(if a.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+                }
+                a.to_string()
+            })
+            .collect();
+        // The home relay, once reached: peers elsewhere dial through it.
+        for a in self.router.endpoint().addr().addrs {
+            if let iroh::TransportAddr::Relay(url) = a {
+                out.push(url.to_string());
+            }
+        }
+        out
+    }
+
+    /// Wait up to `max` for the home relay, so the addresses handed out include it. False when
+    /// it was not reached (relays off, or no internet: direct addresses and the LAN still work).
+    pub async fn reach_relay(&self, max: Duration) -> bool {
+        tokio::time::timeout(max, self.router.endpoint().online()).await.is_ok()
+    }
+
+    /// `ID@IP:PORT,...` for others to dial.
+    pub fn addr_string(&self) -> String {
+        format!("{}@{}", self.sh.me, self.addrs().join(","))
+    }
+
+    /// Tell peers where to reach this node later (a daemon does; one-off commands do not).
+    pub fn advertise(&self) {
+        *self.sh.listen.lock().unwrap_or_else(|p| p.into_inner()) = self.addrs();
+    }
+
+    /// An open member space.
+    pub fn space(&self, id: &SpaceId) -> Option<Arc<Mutex<Space>>> {
+        match self.sh.get(id)? {
+            Held::Member(s) => Some(s),
+            Held::Seed(_) => None,
+        }
+    }
+
+    /// An open seed.
+    pub fn seed(&self, id: &SpaceId) -> Option<Arc<Mutex<Seed>>> {
+        match self.sh.get(id)? {
+            Held::Seed(s) => Some(s),
+            Held::Member(_) => None,
+        }
+    }
+
+    /// Every space held, member or seed.
+    pub fn held(&self) -> Vec<(SpaceId, Held)> {
+        self.sh.held.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// Start serving a member space opened after the node started (created or joined).
+    pub fn add_space(&self, space: Space) {
+        let id = space.info().id;
+        self.sh.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
+    }
+
+    /// Start seeding a space (after `cobox seed`), countersigning this agreement when offered.
+    pub fn add_seed(&self, seed: Seed, accept: Option<AgreementId>) {
+        if let Some(a) = accept {
+            self.sh.policy.lock().unwrap_or_else(|p| p.into_inner()).accept.push(a);
+        }
+        self.sh
+            .held
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seed.space(), Held::Seed(Arc::new(Mutex::new(seed))));
+    }
+
+    /// Stop holding a seed (its grace period ended); the caller deletes its files.
+    pub fn forget(&self, id: &SpaceId) {
+        self.sh.held.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Dial a peer and run a whole session for `purpose`: the connection (closed when done)
+    /// and what the session produced.
+    async fn dial(
+        &self,
+        space: &SpaceId,
+        peer: EndpointAddr,
+        purpose: Purpose,
+        audit_count: usize,
+    ) -> Result<(Held, Session, Outcome), Error> {
+        let held = self.sh.get(space).ok_or_else(|| Error::SpaceNotFound(space.to_string()))?;
+        let peer_id = DeviceId(*peer.id.as_bytes());
+        if let Held::Member(s) = &held {
+            // Our own work, before anyone waits on us.
+            s.lock().await.scan_if_changed()?;
+        }
+        let ledger = held.ledger().await;
+        let setup = driver::setup(&self.sh, &held, *space, peer_id, purpose).await;
+        let mut session = Session::dial(setup, ledger.read()?);
+        let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net_err)?;
+        let (send, recv) = conn.open_bi().await.map_err(net_err)?;
+        let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
+        let r = driver::drive(&self.sh, &held, &mut io, &mut session, &ledger, peer_id, audit_count).await;
+        if r.is_ok() && purpose == Purpose::Sync {
+            io.finish().await;
+            // Closing now could drop the Done in flight: wait until the listener ends its side,
+            // which it does once it has read everything, or refuses what we sent (a seeder's quota).
+            if let Ok(Err(e @ Error::Refused(_))) = tokio::time::timeout(STALL, io.recv()).await {
+                conn.close(0u32.into(), b"refused");
+                return Err(e);
+            }
+        }
+        io.finish().await;
+        let wire = io.wire_bytes();
+        conn.close(0u32.into(), b"done");
+        let mut out = r?;
+        out.stats.wire_bytes = wire;
+        Ok((held, session, out))
+    }
+
+    /// One sync session with `peer` for a space: scan, prove, exchange ledgers, reconcile,
+    /// transfer, then apply and materialise (a member) or flush (a seeder).
+    pub async fn sync_once(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
+        let id = DeviceId(*peer.id.as_bytes());
+        let r = self.sync_session(space, peer).await;
+        self.sh.saw(id, &r);
+        r
+    }
+
+    /// Bytes sent and received by every session so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.sh.traffic.sent.load(Relaxed), self.sh.traffic.received.load(Relaxed))
+    }
+
+    /// Peers this node has had sessions with, most recent first.
+    pub fn peers_seen(&self) -> Vec<PeerSeen> {
+        let mut v: Vec<PeerSeen> = self.sh.seen.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        v.sort_by_key(|p| std::cmp::Reverse(p.last_ms));
+        v
+    }
+
+    async fn sync_session(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
+        let started = std::time::Instant::now();
+        let peer_id = DeviceId(*peer.id.as_bytes());
+        let (held, session, out) = self.dial(space, peer, Purpose::Sync, 0).await?;
+        let mut stats = out.stats;
+        stats.session_ms = started.elapsed().as_millis() as u64;
+        let applying = std::time::Instant::now();
+        match &held {
+            Held::Member(s) => stats.changes_applied += s.lock().await.apply_and_materialize()?.0 as u64,
+            Held::Seed(s) => s.lock().await.flush()?,
+        }
+        stats.apply_ms = applying.elapsed().as_millis() as u64;
+        if stats.not_pushed > 0 {
+            let states: Vec<&str> = session
+                .view()
+                .map(|v| {
+                    v.agreements.iter().filter(|a| a.agreement.seeder == peer_id.0).map(|a| a.state.as_str()).collect()
+                })
+                .unwrap_or_default();
+            // What was pulled is applied above; only the push is refused.
+            return Err(Error::Refused(format!(
+                "seeder {} has no active agreement for space {} (its agreements: {}), so {} blobs were not pushed; \
+                 a proposal it has not countersigned may be over its quota limit",
+                peer_id.short(),
+                space.short(),
+                states.join(", "),
+                stats.not_pushed
+            )));
+        }
+        (self.sh.log)(&format!(
+            "synced with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
+            peer_id.short(),
+            stats.received_blobs,
+            stats.received_bytes,
+            stats.sent_blobs,
+            stats.sent_bytes
+        ));
+        Ok(stats)
+    }
+
+    /// Audit a seeder: challenge `count` random blobs this device holds (`usize::MAX`: all),
+    /// record the signed result in the ledger and return it.
+    pub async fn audit(&self, space: &SpaceId, peer: EndpointAddr, count: usize) -> Result<AuditRecord, Error> {
+        if self.space(space).is_none() {
+            return Err(Error::SpaceNotFound(format!("{} (only a member audits)", space.short())));
+        }
+        let peer_id = DeviceId(*peer.id.as_bytes());
+        let (_, session, out) = self.dial(space, peer, Purpose::Audit, count).await?;
+        match out.audit {
+            Some(record) => Ok(record),
+            None if session.peer_role() == Some(Role::Member) => {
+                Err(Error::Refused(format!("{} is a member, not a seeder; only seeders are audited", peer_id.short())))
+            }
+            None => Err(Error::Net(format!("the audit of {} ended without an answer", peer_id.short()))),
+        }
+    }
+
+    /// Sync until a session moves nothing either way (at most `rounds` sessions).
+    pub async fn sync_until_converged(
+        &self,
+        space: &SpaceId,
+        peer: EndpointAddr,
+        rounds: usize,
+    ) -> Result<SyncStats, Error> {
+        let mut total = SyncStats::default();
+        for _ in 0..rounds {
+            let s = self.sync_once(space, peer.clone()).await?;
+            total.sent_blobs += s.sent_blobs;
+            total.sent_bytes += s.sent_bytes;
+            total.received_blobs += s.received_blobs;
+            total.received_bytes += s.received_bytes;
+            total.wire_bytes += s.wire_bytes;
+            total.changes_applied += s.changes_applied;
+            total.session_ms += s.session_ms;
+            total.apply_ms += s.apply_ms;
+            if s.sent_blobs == 0 && s.received_blobs == 0 {
+                return Ok(total);
+            }
+        }
+        Err(Error::Net(format!("not converged after {rounds} sync rounds; the peer keeps changing")))
+    }
+
+    /// Close connections and the endpoint. A graceful close waits for peers to acknowledge; a
+    /// dead peer never does, so give up after a few seconds.
+    pub async fn shutdown(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.router.shutdown()).await;
+    }
+}
