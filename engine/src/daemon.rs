@@ -5,11 +5,12 @@
 //! it did from its [`Activity`] channel; they add only their own surfaces (the HTTP API, the
 //! window).
 
+use crate::codes::PeerAddr;
 use crate::error::Error;
 use crate::home::Home;
 use crate::ids::SpaceId;
 use crate::space::Space;
-use crate::sync::net::{EndpointAddr, Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, parse_peer};
+use crate::sync::net::{EndpointAddr, Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, dial_addr, parse_peer};
 use crate::watch::Watcher;
 use cobox_agreements::{AuditRecord, LedgerView, State};
 use std::collections::BTreeMap;
@@ -258,14 +259,13 @@ impl Daemon {
 
     /// The known peers, from the address book.
     fn peers(&self) -> Vec<(String, EndpointAddr)> {
-        Home::peers_at(&self.root)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(dev, addrs)| {
-                let p = parse_peer(&format!("{dev}@{}", addrs.join(","))).ok()?;
-                Some((dev.chars().take(8).collect(), p))
-            })
-            .collect()
+        match Home::peer_addrs_at(&self.root) {
+            Ok(book) => book.iter().filter_map(|p| Some((p.device.short(), dial_addr(p).ok()?))).collect(),
+            Err(e) => {
+                self.tell(Activity::Log(format!("cannot read the address book: {e}")));
+                Vec::new()
+            }
+        }
     }
 
     /// Sync a space with every known peer, one session each, at once: dialing a peer that is
@@ -375,7 +375,13 @@ pub fn audit_targets(view: &LedgerView, book: &BTreeMap<String, Vec<String>>) ->
         view.agreements.iter().filter(|v| v.state == State::Active).map(|v| hex::encode(v.agreement.seeder)).collect();
     seeders.sort();
     seeders.dedup();
-    seeders.into_iter().map(|s| format!("{s}@{}", book.get(&s).map(|v| v.join(",")).unwrap_or_default())).collect()
+    seeders
+        .into_iter()
+        .filter_map(|s| {
+            let device = s.parse().ok()?;
+            Some(PeerAddr { device, addrs: book.get(&s).cloned().unwrap_or_default() }.to_string())
+        })
+        .collect()
 }
 
 /// One seeder's audit: the target as given, the sync before it, and the audit itself.

@@ -29,6 +29,9 @@ pub enum Error {
     /// The manifest is corrupt.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A manifest entry could not be encoded or decoded.
+    #[error(transparent)]
+    Entry(#[from] crate::entry::EntryError),
     /// A stored blob failed to open.
     #[error("blob {blob}: {source}")]
     Blob {
@@ -54,6 +57,18 @@ pub enum Error {
     /// The name or folder is taken.
     #[error("{0}")]
     SpaceExists(String),
+    /// A space name that cannot be used.
+    #[error("invalid space name {0:?}: use 1-100 characters without '/' or control characters")]
+    InvalidName(String),
+    /// An invite code that decodes but cannot be used.
+    #[error("the invite cannot be used: {0}")]
+    BadInvite(String),
+    /// A space's folder is gone (moved, unmounted, deleted).
+    #[error("the folder {0} of this space is missing: mount or restore it, or move the space with its new path")]
+    FolderMissing(PathBuf),
+    /// A restore ran but some files could not be written.
+    #[error("restore failed: {0}")]
+    RestoreFailed(String),
     /// A manifest path or argument is unsafe or malformed.
     #[error("invalid path: {0}")]
     InvalidPath(String),

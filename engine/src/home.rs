@@ -192,8 +192,11 @@ impl Home {
         if self.spaces()?.iter().any(|s| s.id == invite.space) {
             return Err(Error::SpaceExists(format!("this device already holds space {}", invite.space.short())));
         }
-        let secret: [u8; 64] =
-            invite.secret.as_slice().try_into().map_err(|_| Error::Refused("invite secret length".into()))?;
+        let secret: [u8; 64] = invite
+            .secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::BadInvite("its space secret is not 64 bytes".into()))?;
         let info = self.register_space(name.unwrap_or(&invite.name), path, &secret)?;
         for p in &invite.peers {
             self.remember_peer(&p.device, &p.addrs)?;
@@ -204,9 +207,7 @@ impl Home {
     fn register_space(&self, name: &str, path: &Path, secret: &[u8; 64]) -> Result<SpaceInfo, Error> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.contains('/') || name.chars().any(char::is_control) {
-            return Err(Error::SpaceExists(format!(
-                "invalid space name {name:?}: use 1-100 characters without '/' or control characters"
-            )));
+            return Err(Error::InvalidName(name.to_owned()));
         }
         let spaces = self.spaces()?;
         if spaces.iter().any(|s| s.name == name) {
@@ -279,6 +280,17 @@ impl Home {
     /// The address book: device id → addresses it was reached at.
     pub fn peers(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
         Self::peers_at(&self.root)
+    }
+
+    /// The address book as peers to dial.
+    pub fn peer_addrs_at(root: &Path) -> Result<Vec<crate::codes::PeerAddr>, Error> {
+        let mut out = Vec::new();
+        for (dev, addrs) in Self::peers_at(root)? {
+            let device =
+                dev.parse().map_err(|e| Error::Config { path: root.join("peers.json"), reason: format!("{e}") })?;
+            out.push(crate::codes::PeerAddr { device, addrs });
+        }
+        Ok(out)
     }
 
     /// [`Home::peers`] without the lock.

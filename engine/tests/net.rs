@@ -120,7 +120,7 @@ async fn garbage_and_stalling_peers_do_not_stop_the_node() {
     let a_addr = direct(&a);
 
     // A stranger connects with the right ALPN: one stalls, one claims a 4 GiB frame, one sends noise.
-    let stranger = cobox_engine::sync::net::endpoint([42; 32], &cfg).await.unwrap();
+    let stranger = cobox_engine::sync::net::endpoint([42; 32], &cfg, &quiet()).await.unwrap();
     let alpn = cobox_engine::sync::proto::ALPN;
     let stall = stranger.connect(a_addr.clone(), alpn).await.unwrap();
     let (mut s1, _r1) = stall.open_bi().await.unwrap();
@@ -221,7 +221,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
 
 /// Frames for a hand-driven session (the test plays a member that breaks the transfer rules).
 async fn send_msg(s: &mut iroh::endpoint::SendStream, m: &cobox_engine::sync::proto::Msg) {
-    s.write_all(&m.frame()).await.unwrap();
+    s.write_all(&m.frame().unwrap()).await.unwrap();
 }
 
 async fn recv_msg(r: &mut iroh::endpoint::RecvStream) -> cobox_engine::sync::proto::Msg {
@@ -245,7 +245,7 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let a_addr = direct(&a);
     for (lanes, expect) in [(200u8, "unexpected message"), (1, "unrequested blob")] {
-        let rogue = cobox_engine::sync::net::endpoint([66; 32], &cfg).await.unwrap();
+        let rogue = cobox_engine::sync::net::endpoint([66; 32], &cfg, &quiet()).await.unwrap();
         let me = cobox_engine::DeviceId(*rogue.id().as_bytes());
         let conn = rogue.connect(a_addr.clone(), ALPN).await.unwrap();
         let (mut s, mut r) = conn.open_bi().await.unwrap();

@@ -35,7 +35,7 @@ pub(crate) enum Edit {
 /// The app.
 pub(crate) struct CoboxApp {
     engine: EngineHandle,
-    pub(crate) model: Model,
+    pub(crate) model: Arc<Model>,
     pub(crate) screen: Screen,
     pub(crate) tab: Tab,
     pub(crate) selected: Option<SpaceId>,
@@ -215,7 +215,9 @@ impl CoboxApp {
     }
 
     fn space_detail(&mut self, ui: &mut egui::Ui) {
-        let Some(s) = self.model.spaces.iter().find(|s| Some(s.id) == self.selected).cloned() else {
+        // The frame's model is shared, not copied: hold it while this space is drawn.
+        let model = self.model.clone();
+        let Some(s) = model.spaces.iter().find(|s| Some(s.id) == self.selected) else {
             ui.label("Choose a space on the left.");
             return;
         };
@@ -248,7 +250,7 @@ impl CoboxApp {
         if let Some((_, Some(e))) = &s.last_sync {
             ui.label(format!("Last sync attempt: {e}"));
         }
-        self.replication_line(ui, &s);
+        self.replication_line(ui, s);
         ui.horizontal(|ui| {
             if ui.button("Check folder now").clicked() {
                 self.send(Cmd::Scan(s.id));
@@ -278,10 +280,10 @@ impl CoboxApp {
             ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
         });
         match self.tab {
-            Tab::Files => self.files(ui, &s),
-            Tab::Conflicts => self.conflicts(ui, &s),
-            Tab::Seeders => self.seeders(ui, &s),
-            Tab::Ignored => self.ignored(ui, &s),
+            Tab::Files => self.files(ui, s),
+            Tab::Conflicts => self.conflicts(ui, s),
+            Tab::Seeders => self.seeders(ui, s),
+            Tab::Ignored => self.ignored(ui, s),
         }
     }
 
@@ -346,8 +348,8 @@ impl CoboxApp {
             ui.horizontal(|ui| {
                 ui.strong(format!("History of {path}"));
                 if ui.button("Close history").clicked() {
-                    self.model.file_history = None;
-                    self.engine.model.lock().unwrap_or_else(|e| e.into_inner()).file_history = None;
+                    Arc::make_mut(&mut self.model).file_history = None;
+                    Arc::make_mut(&mut self.engine.model.lock().unwrap_or_else(|e| e.into_inner())).file_history = None;
                 }
             });
             egui::Grid::new("history").striped(true).show(ui, |ui| {

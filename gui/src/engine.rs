@@ -134,7 +134,9 @@ pub(crate) struct Model {
 /// The UI's end of the engine.
 pub(crate) struct EngineHandle {
     tx: Sender<Cmd>,
-    pub(crate) model: Arc<Mutex<Model>>,
+    /// The newest model. The UI takes an `Arc` of it per frame (no copy); the engine changes it
+    /// copy-on-write, so a frame being drawn keeps the model it started with.
+    pub(crate) model: Arc<Mutex<Arc<Model>>>,
 }
 
 impl EngineHandle {
@@ -143,7 +145,7 @@ impl EngineHandle {
         let _ = self.tx.send(c);
     }
 
-    pub(crate) fn snapshot(&self) -> Model {
+    pub(crate) fn snapshot(&self) -> Arc<Model> {
         self.model.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -153,7 +155,7 @@ impl EngineHandle {
     /// A handle showing a fixed model, with no engine behind it (for snapshot tests).
     pub(crate) fn fixed(model: Model) -> Self {
         let (tx, _) = std::sync::mpsc::channel();
-        Self { tx, model: Arc::new(Mutex::new(model)) }
+        Self { tx, model: Arc::new(Mutex::new(Arc::new(model))) }
     }
 }
 
@@ -169,21 +171,24 @@ pub(crate) struct EngineConfig {
 /// Start the engine thread. `repaint` is called whenever the model changed.
 pub(crate) fn spawn(cfg: EngineConfig, repaint: Arc<dyn Fn() + Send + Sync>) -> EngineHandle {
     let (tx, rx) = std::sync::mpsc::channel();
-    let model = Arc::new(Mutex::new(Model::default()));
+    let model = Arc::new(Mutex::new(Arc::new(Model::default())));
     let m = model.clone();
     std::thread::Builder::new()
         .name("cobox-engine".into())
         .spawn(move || {
             if let Err(e) = run(cfg, rx, &m, &repaint) {
                 let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
-                g.fatal = Some(e);
-                g.ready = true;
+                let g2 = Arc::make_mut(&mut g);
+                g2.fatal = Some(e);
+                g2.ready = true;
                 drop(g);
                 repaint();
             }
         })
         .map(|_| ())
-        .unwrap_or_else(|e| model.lock().unwrap_or_else(|p| p.into_inner()).fatal = Some(e.to_string()));
+        .unwrap_or_else(|e| {
+            Arc::make_mut(&mut model.lock().unwrap_or_else(|p| p.into_inner())).fatal = Some(e.to_string())
+        });
     EngineHandle { tx, model }
 }
 
@@ -193,7 +198,7 @@ struct Engine {
     daemon: Arc<Daemon>,
     node: Arc<Node>,
     rt: tokio::runtime::Runtime,
-    model: Arc<Mutex<Model>>,
+    model: Arc<Mutex<Arc<Model>>>,
     repaint: Arc<dyn Fn() + Send + Sync>,
     /// What the daemon did.
     activity: tokio::sync::mpsc::UnboundedReceiver<Activity>,
@@ -202,7 +207,7 @@ struct Engine {
 fn run(
     cfg: EngineConfig,
     rx: Receiver<Cmd>,
-    model: &Arc<Mutex<Model>>,
+    model: &Arc<Mutex<Arc<Model>>>,
     repaint: &Arc<dyn Fn() + Send + Sync>,
 ) -> Result<(), String> {
     let home = Home::open(&cfg.home).map_err(|e| match e {
@@ -281,7 +286,7 @@ fn rfc3339_ns(ns: i64) -> String {
 
 impl Engine {
     fn update(&self, f: impl FnOnce(&mut Model)) {
-        f(&mut self.model.lock().unwrap_or_else(|p| p.into_inner()));
+        f(Arc::make_mut(&mut self.model.lock().unwrap_or_else(|p| p.into_inner())));
         (self.repaint)();
     }
 
@@ -469,11 +474,9 @@ impl Engine {
                     Err(e) => self.notice(true, format!("Could not join: {e}")),
                 }
             }
-            Cmd::Invite(id) => match Home::invite(self.home.root(), &id.to_string()) {
-                Ok(inv) => {
-                    let code = inv.encode();
-                    self.update(|m| m.invite = Some((id, code)));
-                }
+            Cmd::Invite(id) => match Home::invite(self.home.root(), &id.to_string()).map(|i| i.encode()) {
+                Ok(Ok(code)) => self.update(|m| m.invite = Some((id, code))),
+                Ok(Err(e)) => self.notice(true, format!("Could not make an invite code: {e}")),
                 Err(e) => self.notice(true, format!("Could not make an invite code: {e}")),
             },
             Cmd::Scan(id) => {
@@ -546,7 +549,10 @@ impl Engine {
                 };
                 match agreement_service::propose(self.home.root(), &space.to_string(), &peer, quota, days, "") {
                     Ok((a, code)) => {
-                        let c = code.encode();
+                        let c = match code.encode() {
+                            Ok(c) => c,
+                            Err(e) => return self.notice(true, format!("Proposed, but the seed code failed: {e}")),
+                        };
                         self.update(|m| m.seed_code = Some(c));
                         self.notice(
                             false,

@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The engine's log lines, on stderr.
+fn stderr_log() -> cobox_engine::sync::net::Log {
+    std::sync::Arc::new(|m: &str| eprintln!("{m}"))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n_arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -348,7 +353,7 @@ fn manifest_child(kind: &str, n: usize) -> Result<()> {
         _ => {
             use automerge::transaction::Transactable;
             use automerge::{ActorId, AutoCommit, ROOT, ScalarValue};
-            let val = |i: usize| ScalarValue::Bytes(entry(i).encode());
+            let val = |i: usize| ScalarValue::Bytes(entry(i).encode().expect("an entry encodes"));
             let t = Instant::now();
             let mut d = AutoCommit::new().with_actor(ActorId::from([1u8; 16]));
             for i in 0..n {
@@ -473,7 +478,7 @@ fn sync(data: &Path) -> Result<()> {
     // before (earlier runs) make creating files 10-20x slower; dropping them makes runs comparable.
     settle(true);
     let sender_before = cpu_ticks(&up.child.id().to_string());
-    let (r, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"])?;
+    let (r, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--no-relay"])?;
     let sender_cpu = cpu_ticks(&up.child.id().to_string()).saturating_sub(sender_before) as f64 / 100.0;
     drop(up);
     let files = same_files(&data, &dest).context("the synced copy is not the folder")?;
@@ -530,8 +535,8 @@ fn congestion(arg: Option<&String>) -> Result<cobox_engine::sync::congestion::Co
 async fn raw_stream(bytes: u64, congestion: cobox_engine::sync::congestion::Congestion) -> Result<Duration> {
     use cobox_engine::sync::net::{NetConfig, endpoint};
     let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, congestion, ..Default::default() };
-    let server = endpoint([1; 32], &cfg).await?;
-    let client = endpoint([2; 32], &cfg).await?;
+    let server = endpoint([1; 32], &cfg, &stderr_log()).await?;
+    let client = endpoint([2; 32], &cfg, &stderr_log()).await?;
     let addr = iroh::EndpointAddr::new(server.id())
         .with_addrs(server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));
     let sink = tokio::spawn(raw_sink(server.clone()));
@@ -591,7 +596,7 @@ fn raw_split(args: &[String]) -> Result<()> {
         if args[0] == "raw-sink" {
             let bind = args.get(1).context("raw-sink IP:PORT")?.parse()?;
             let cfg = NetConfig { bind: Some(bind), no_relay: true, congestion: cc_at(2)?, ..Default::default() };
-            let server = endpoint([1; 32], &cfg).await?;
+            let server = endpoint([1; 32], &cfg, &stderr_log()).await?;
             println!("listening {}@{bind}", server.id());
             use std::io::Write;
             std::io::stdout().flush()?;
@@ -605,7 +610,7 @@ fn raw_split(args: &[String]) -> Result<()> {
                 congestion: cc_at(3)?,
                 ..Default::default()
             };
-            let client = endpoint([2; 32], &cfg).await?;
+            let client = endpoint([2; 32], &cfg, &stderr_log()).await?;
             let took = raw_send(&client, addr, bytes).await?;
             println!("one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s", took.as_secs_f64(), mbps(bytes, took));
             client.close().await;
@@ -647,7 +652,10 @@ fn reconcile(n: usize, diff: usize) -> Result<()> {
 
 /// Bytes of one reconciliation step on the wire, over as many frames as it takes.
 fn postcard_len(items: &[cobox_engine::sync::reconcile::Item]) -> usize {
-    cobox_engine::sync::proto::Msg::reconcile_step(items.to_vec()).iter().map(|m| m.frame().len()).sum()
+    cobox_engine::sync::proto::Msg::reconcile_step(items.to_vec())
+        .iter()
+        .map(|m| m.frame().map_or(0, |f| f.len()))
+        .sum()
 }
 
 fn idle(n: usize) -> Result<()> {
@@ -670,7 +678,7 @@ fn idle(n: usize) -> Result<()> {
     let b = Cobox::new(work.path().join("home-b"))?;
     let dest = work.path().join("dest");
     b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
-    let once = ["sync", "bench", "--peer", &up.addr, "--once", "--no-relay"];
+    let once = ["sync", "bench", "--peer", &up.addr, "--no-relay"];
     let (_, first) = b.run(&once)?;
     let a_cpu = cpu_ticks(&up.child.id().to_string());
     let (_, again) = b.run(&once)?;

@@ -101,7 +101,7 @@ async fn story(dir: &Path) -> Result<()> {
     desk.set_listening(&desk_node.addrs())?;
 
     step(2, "a laptop joins with an invite code and syncs");
-    let invite = Home::invite(&desk_root, "coop")?.encode();
+    let invite = Home::invite(&desk_root, "coop")?.encode()?;
     println!("    invite: {}...", &invite[..48]);
     let laptop = Home::open(&laptop_root)?;
     laptop.join(&Invite::parse(&invite)?, &laptop_dir, None)?;
@@ -138,7 +138,7 @@ async fn story(dir: &Path) -> Result<()> {
     let (agreement, code) =
         agreement_service::propose(&desk_root, "coop", &seeder_id, 1 << 30, 30, "keep a copy for a month")?;
     println!("    agreement {} proposed: {} for 30 days", &agreement.id[..12], bytes(agreement.quota));
-    println!("    seed code: {}...", &code.encode()[..48]);
+    println!("    seed code: {}...", &code.encode()?[..48]);
     let seed = seeder.open_seed(&code.space, true)?;
     let seeder_node = Node::start_with(
         seeder.device_seed(),

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cobox_engine::codes::PeerAddr;
 use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
-use cobox_engine::sync::net::{Held, Node, parse_peer};
+use cobox_engine::sync::net::{Held, Node, dial_addr, parse_peer};
 use cobox_engine::{Home, SpaceId, agreement_service};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -39,9 +39,13 @@ impl From<cobox_engine::Error> for ApiError {
         use cobox_engine::Error as E;
         let code = match &e {
             E::SpaceNotFound(_) => StatusCode::NOT_FOUND,
-            E::Refused(_) | E::Ambiguous(_) | E::InvalidPath(_) | E::SpaceExists(_) | E::NoHistory(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            E::Refused(_)
+            | E::Ambiguous(_)
+            | E::InvalidPath(_)
+            | E::SpaceExists(_)
+            | E::InvalidName(_)
+            | E::BadInvite(_)
+            | E::NoHistory(_) => StatusCode::BAD_REQUEST,
             E::Net(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -135,8 +139,9 @@ async fn scan(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
 async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (id, _) = member_space(&api, &q)?;
     let mut out = Vec::new();
-    for (dev, addrs) in Home::peers_at(&api.root)? {
-        let r = match parse_peer(&format!("{dev}@{}", addrs.join(","))) {
+    for peer in Home::peer_addrs_at(&api.root)? {
+        let dev = peer.device.to_string();
+        let r = match dial_addr(&peer) {
             Ok(p) => api.node.sync_once(&id, p).await,
             Err(e) => Err(e),
         };
@@ -191,7 +196,8 @@ async fn propose(State(api): State<Api>, Json(b): Json<ProposeBody>) -> Reply {
         addrs: b.seeder.split_once('@').map(|(_, x)| x.split(',').map(str::to_owned).collect()).unwrap_or_default(),
     };
     let (s, code) = agreement_service::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
-    Ok(Json(json!({ "agreement": s, "seed_code": code.encode() })))
+    let code = code.encode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "agreement": s, "seed_code": code })))
 }
 
 async fn revoke(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Reply {

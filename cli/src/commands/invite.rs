@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub(crate) fn invite(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     let inv = cobox_engine::Home::invite(&ctx.home, &a.space)
         .with_context(|| format!("making an invite for {:?}", a.space))?;
-    let code = inv.encode();
+    let code = inv.encode()?;
     if ctx.json {
         let peers: Vec<serde_json::Value> =
             inv.peers.iter().map(|p| serde_json::json!({ "device": p.device.to_string(), "addrs": p.addrs })).collect();

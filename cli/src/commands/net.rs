@@ -2,6 +2,7 @@ use crate::Ctx;
 use crate::args::{NetArgs, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
+use cobox_engine::Home;
 use cobox_engine::daemon::{Daemon, Schedule};
 use cobox_engine::sync::net::{Node, SeedPolicy, parse_peer};
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
     let id = space.info().id;
     let peers: Vec<String> = if a.peer.is_empty() {
-        home.peers()?.into_iter().map(|(dev, addrs)| format!("{dev}@{}", addrs.join(","))).collect()
+        Home::peer_addrs_at(home.root())?.iter().map(ToString::to_string).collect()
     } else {
         a.peer.clone()
     };

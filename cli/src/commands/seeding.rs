@@ -8,7 +8,7 @@ use cobox_engine::agreement_service;
 use cobox_engine::agreements::AgreementId;
 use cobox_engine::codes::{PeerAddr, SeedCode};
 use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
-use cobox_engine::sync::net::{Node, NodeSetup, parse_peer};
+use cobox_engine::sync::net::{Node, NodeSetup, dial_addr, parse_peer};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum AgreementCmd {
@@ -67,7 +67,7 @@ fn propose(ctx: &Ctx, a: ProposeArgs) -> Result<()> {
     };
     let (s, code) = agreement_service::propose(&ctx.home, &a.space, &seeder, a.quota, a.days, &a.terms)
         .with_context(|| format!("proposing an agreement for {:?}", a.space))?;
-    let text = code.encode();
+    let text = code.encode()?;
     if ctx.json {
         return ctx.print_json(&serde_json::json!({ "agreement": s, "seed_code": text }));
     }
@@ -139,7 +139,7 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
     let home = ctx.open_home()?;
     let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
     let seed = home.open_seed(&code.space, true).context("registering the seed")?;
-    let owner = parse_peer(&format!("{}@{}", code.owner.device, code.owner.addrs.join(",")))?;
+    let owner = dial_addr(&code.owner)?;
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let result = rt.block_on(async {

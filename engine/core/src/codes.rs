@@ -37,6 +37,30 @@ pub struct PeerAddr {
     pub addrs: Vec<String>,
 }
 
+impl std::fmt::Display for PeerAddr {
+    /// `ID@ADDR,ADDR`, or the bare id when no address is known (found on the LAN by mDNS).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.addrs.is_empty() {
+            write!(f, "{}", self.device)
+        } else {
+            write!(f, "{}@{}", self.device, self.addrs.join(","))
+        }
+    }
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+
+    /// `ID@ADDR[,ADDR...]` or a bare `ID`; each ADDR an `IP:PORT` or a relay URL, checked when
+    /// dialed.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (id, addrs) = s.split_once('@').unwrap_or((s, ""));
+        let device: DeviceId = id.trim().parse().map_err(|e| format!("peer {s:?}: {e}"))?;
+        let addrs = addrs.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect();
+        Ok(PeerAddr { device, addrs })
+    }
+}
+
 /// What a member invite carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
@@ -68,14 +92,17 @@ pub enum CodeError {
     /// Right checksum, wrong content.
     #[error("the code is damaged: {0}")]
     Malformed(String),
+    /// Ours could not be encoded (no code was made).
+    #[error("cannot encode the code: {0}")]
+    Encode(String),
 }
 
-fn encode_code<T: Serialize>(prefix: &str, kind: u8, payload: &T) -> String {
+fn encode_code<T: Serialize>(prefix: &str, kind: u8, payload: &T) -> Result<String, CodeError> {
     let mut raw = vec![CODE_VERSION, kind];
-    raw.extend(postcard::to_stdvec(payload).unwrap_or_default());
+    raw.extend(postcard::to_stdvec(payload).map_err(|e| CodeError::Encode(e.to_string()))?);
     let sum = blake3::hash(&raw);
     raw.extend_from_slice(&sum.as_bytes()[..4]);
-    format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase())
+    Ok(format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase()))
 }
 
 fn parse_code<T: serde::de::DeserializeOwned>(
@@ -113,7 +140,7 @@ fn parse_code<T: serde::de::DeserializeOwned>(
 
 impl Invite {
     /// Encode as text.
-    pub fn encode(&self) -> String {
+    pub fn encode(&self) -> Result<String, CodeError> {
         encode_code(INVITE_PREFIX, KIND_INVITE, self)
     }
 
@@ -134,7 +161,7 @@ impl Invite {
 
 impl SeedCode {
     /// Encode as text.
-    pub fn encode(&self) -> String {
+    pub fn encode(&self) -> Result<String, CodeError> {
         encode_code(SEED_PREFIX, KIND_SEED, self)
     }
 
@@ -163,8 +190,21 @@ mod tests {
     }
 
     #[test]
+    fn peer_addresses_print_and_parse_back() {
+        let p = PeerAddr {
+            device: DeviceId([7; 32]),
+            addrs: vec!["127.0.0.1:4433".into(), "https://relay.example".into()],
+        };
+        assert_eq!(p.to_string().parse::<PeerAddr>(), Ok(p.clone()));
+        let bare = PeerAddr { device: DeviceId([7; 32]), addrs: vec![] };
+        assert_eq!(bare.to_string(), DeviceId([7; 32]).to_string());
+        assert_eq!(bare.to_string().parse::<PeerAddr>(), Ok(bare));
+        assert!("nothex@1.2.3.4:5".parse::<PeerAddr>().is_err());
+    }
+
+    #[test]
     fn round_trip_tolerates_case_and_wrapping() {
-        let code = sample().encode();
+        let code = sample().encode().unwrap();
         assert!(code.starts_with(INVITE_PREFIX));
         assert_eq!(Invite::parse(&code).unwrap(), sample());
         let wrapped: String = code
@@ -178,12 +218,15 @@ mod tests {
 
     #[test]
     fn typos_get_clear_errors() {
-        let code = sample().encode();
+        let code = sample().encode().unwrap();
         assert_eq!(Invite::parse("hello"), Err(CodeError::Prefix("invite", INVITE_PREFIX)));
         let seed = SeedCode { space: sample().space, agreement: [3; 32], owner: sample().peers[0].clone() };
-        assert_eq!(SeedCode::parse(&seed.encode()).unwrap(), seed);
-        assert!(matches!(Invite::parse(&seed.encode()), Err(CodeError::Prefix(..))), "a seed code is no invite");
-        let as_invite = seed.encode().replacen(SEED_PREFIX, INVITE_PREFIX, 1);
+        assert_eq!(SeedCode::parse(&seed.encode().unwrap()).unwrap(), seed);
+        assert!(
+            matches!(Invite::parse(&seed.encode().unwrap()), Err(CodeError::Prefix(..))),
+            "a seed code is no invite"
+        );
+        let as_invite = seed.encode().unwrap().replacen(SEED_PREFIX, INVITE_PREFIX, 1);
         assert!(Invite::parse(&as_invite).is_err(), "nor when its prefix is swapped");
         assert_eq!(Invite::parse(&code[..code.len() - 7]), Err(CodeError::Checksum));
         let mut bad: Vec<char> = code.chars().collect();
@@ -197,7 +240,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_single_substitution_is_refused(pos in 0usize..1000, ch in "[a-z2-7]") {
-            let code = sample().encode();
+            let code = sample().encode().unwrap();
             let mut chars: Vec<char> = code.chars().collect();
             let i = INVITE_PREFIX.len() + pos % (chars.len() - INVITE_PREFIX.len());
             let c = ch.chars().next().unwrap();

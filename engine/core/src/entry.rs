@@ -63,11 +63,10 @@ pub struct EntryError(String);
 
 impl Entry {
     /// Encode as `version | postcard`.
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         let mut out = vec![ENTRY_VERSION];
-        // Serialising plain data into a Vec cannot fail.
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        out.extend(postcard::to_stdvec(self).map_err(|e| EntryError(format!("cannot encode: {e}")))?);
+        Ok(out)
     }
 
     /// Decode an encoded entry.
@@ -159,7 +158,7 @@ mod tests {
             mode: 0o100644,
             device: [1; 8],
         };
-        let enc = e.encode();
+        let enc = e.encode().unwrap();
         assert!(enc.len() <= 64, "{} bytes", enc.len());
         assert_eq!(Entry::decode(&enc).unwrap(), e);
         assert!(Entry::decode(&[]).is_err());

@@ -75,10 +75,10 @@ pub struct ChangeBody {
 
 impl ChangeBody {
     /// Encode with a version byte.
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, ManifestError> {
         let mut out = vec![CHANGE_BODY_VERSION];
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        out.extend(postcard::to_stdvec(self).map_err(|e| ManifestError::Body(format!("cannot encode: {e}")))?);
+        Ok(out)
     }
 
     /// Split into bodies of at most about `max` encoded bytes, documents kept whole and in
@@ -204,7 +204,7 @@ impl Manifest {
         if self.pending[s].is_none() {
             self.pending[s] = Some(self.shards[s].get_heads());
         }
-        self.shards[s].put(ROOT, path, ScalarValue::Bytes(entry.encode()))?;
+        self.shards[s].put(ROOT, path, ScalarValue::Bytes(entry.encode()?))?;
         Ok(())
     }
 
@@ -404,7 +404,7 @@ mod tests {
 
         // A fresh replica built from the change bodies, in reverse order, agrees.
         let mut r = Manifest::new(4, [1; 32], &[2; 16]);
-        r.apply(&ChangeBody::decode(&body2.encode()).unwrap()).unwrap();
+        r.apply(&ChangeBody::decode(&body2.encode().unwrap()).unwrap()).unwrap();
         r.apply(&body1).unwrap();
         assert_eq!(r.get("a.txt").unwrap(), Some(file(3)));
         let snaps = r.snapshots();
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(parts.last().unwrap().docs[0].0, HISTORY_DOC, "history last");
         let mut r = Manifest::new(4, [1; 32], &[2; 16]);
         for p in parts.iter().rev() {
-            r.apply(&ChangeBody::decode(&p.encode()).unwrap()).unwrap();
+            r.apply(&ChangeBody::decode(&p.encode().unwrap()).unwrap()).unwrap();
         }
         let (mut a, mut b) = (m.entries(), r.entries());
         a.sort_by(|x, y| x.0.cmp(&y.0));
@@ -477,7 +477,7 @@ mod tests {
                 prop_assert!(!p.docs.is_empty() || docs.is_empty());
                 let size: usize = p.docs.iter().map(|(_, b)| b.len() + 16).sum();
                 prop_assert!(size <= max || p.docs.len() == 1, "{} bytes in {} docs", size, p.docs.len());
-                prop_assert!(p.encode().len() <= size + 8);
+                prop_assert!(p.encode().unwrap().len() <= size + 8);
             }
         }
     }
@@ -516,9 +516,9 @@ mod tests {
             // path is one of its concurrent values, and nothing else is.
             for path in 0u8..6 {
                 let mut expected: Vec<Vec<u8>> = (0u8..3)
-                    .filter_map(|d| edits.iter().rev().find(|(dd, p, _)| *dd == d && *p == path).map(|e| file(e.2).encode()))
+                    .filter_map(|d| edits.iter().rev().find(|(dd, p, _)| *dd == d && *p == path).map(|e| file(e.2).encode().unwrap()))
                     .collect();
-                let mut actual: Vec<Vec<u8>> = a.get_all(&format!("p{path}")).unwrap().iter().map(Entry::encode).collect();
+                let mut actual: Vec<Vec<u8>> = a.get_all(&format!("p{path}")).unwrap().iter().map(|e| e.encode().unwrap()).collect();
                 expected.sort();
                 actual.sort();
                 prop_assert_eq!(actual, expected);

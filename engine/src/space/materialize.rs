@@ -177,7 +177,8 @@ impl Space {
                     match created {
                         Ok(meta) => {
                             report.written += 1;
-                            updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
+                            updates
+                                .push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
                         }
                         Err(why) => report.refused.push(why),
                     }
@@ -198,7 +199,8 @@ impl Space {
                     match r {
                         Ok(meta) => {
                             report.written += 1;
-                            updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
+                            updates
+                                .push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
                         }
                         Err(why) => report.refused.push(why),
                     }
@@ -248,7 +250,7 @@ impl Space {
             match r {
                 Ok(meta) => {
                     report.written += 1;
-                    updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true })));
+                    updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
                 }
                 Err(why) => report.refused.push(why),
             }
@@ -469,9 +471,9 @@ impl Space {
             .into_iter()
             .map(|(i, meta)| {
                 let (path, entry, _) = &s.files.files[i];
-                (path.clone(), Some(CacheRec { meta, entry: entry.encode(), trusted: true }))
+                Ok((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })))
             })
-            .collect();
+            .collect::<Result<_, Error>>()?;
         self.write_scan_cache(&rows)?;
         Ok(s.changes)
     }

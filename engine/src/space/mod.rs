@@ -332,7 +332,7 @@ impl Space {
         for part in body.split(CHANGE_PART) {
             let mut nonce = [0u8; 24];
             crate::random_bytes(&mut nonce);
-            let blob = self.keys.seal_change(&self.signer, nonce, &part.encode());
+            let blob = self.keys.seal_change(&self.signer, nonce, &part.encode()?);
             let id = BlobId::of(&blob);
             self.store.put(id, BlobKind::Change, &blob)?;
             ids.push(id);
@@ -690,7 +690,7 @@ impl Space {
         let dest = self.info.path.clone();
         let r = self.restore(&dest, &restore::At::Snapshot(history_id.to_owned()), Some(path), &crate::NoProgress)?;
         if let Some(e) = r.errors.first() {
-            return Err(Error::InvalidPath(e.clone()));
+            return Err(Error::RestoreFailed(e.clone()));
         }
         self.scan(&crate::NoProgress)
     }

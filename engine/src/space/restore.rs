@@ -76,7 +76,7 @@ pub(crate) fn safe_target(dest: &Path, rel: &str) -> Result<PathBuf, String> {
 
 impl Space {
     /// The heads to read for `at`, or `None` for the current state.
-    pub fn resolve_at(&self, at: &At) -> Result<Option<ShardHeads>, Error> {
+    pub fn heads_at(&self, at: &At) -> Result<Option<ShardHeads>, Error> {
         let pruned = self.pruned_before()?;
         let check_pruned = |t: i64| match pruned {
             Some(p) if t < p => Err(Error::NoHistory(format!(
@@ -117,7 +117,7 @@ impl Space {
         only: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<RestoreReport, Error> {
-        let heads = self.resolve_at(at)?;
+        let heads = self.heads_at(at)?;
         let only = only.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty());
         if let Some(p) = only {
             validate_path(p).map_err(Error::InvalidPath)?;

@@ -263,7 +263,7 @@ impl Space {
         let start_ns = crate::now_ms().saturating_mul(1_000_000);
         let root = self.info.path.clone();
         if !root.is_dir() {
-            return Err(Error::InvalidPath(format!("the folder {} of this space is missing", root.display())));
+            return Err(Error::FolderMissing(root));
         }
         let mut warnings = self.load_ignores()?;
         let w = walk(&root, &self.ignores);
@@ -273,7 +273,9 @@ impl Space {
         }
         let cache = self.load_scan_cache()?;
         let mut report = crate::ScanReport { warnings, ignored: w.ignored, ..Default::default() };
-        let mut renamed_rows: Vec<CacheRow> = Vec::new();
+        // Cache rows for paths recorded without reading them (folders, links, renamed or
+        // re-stamped files whose entry is reused).
+        let mut unread_rows: Vec<CacheRow> = Vec::new();
         let mut new_entries: Vec<(String, Entry)> = Vec::new();
         let mut to_read: Vec<&Found> = Vec::new();
         // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
@@ -296,8 +298,8 @@ impl Space {
             if let Some(e) = self.simple_entry(f) {
                 // Folders and links get a cache row too: it records that this device saw them.
                 if cache.get(&f.path).is_none_or(|r| r.meta != f.meta) {
-                    renamed_rows
-                        .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode(), trusted: true })));
+                    unread_rows
+                        .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
                 }
                 new_entries.push((f.path.clone(), e));
                 continue;
@@ -309,8 +311,8 @@ impl Space {
             match cached.map(|enc| Entry::decode(enc)) {
                 Some(Ok(e)) => {
                     if cache.get(&f.path).is_none_or(|r| r.meta != f.meta) {
-                        renamed_rows
-                            .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode(), trusted: true })));
+                        unread_rows
+                            .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
                     }
                     new_entries.push((f.path.clone(), e));
                 }
@@ -322,7 +324,7 @@ impl Space {
         let results: Vec<Result<Ingested, Error>> =
             to_read.par_iter().map(|f| self.ingest(&root, f, &counters, progress)).collect();
         let mut protected_now: HashSet<String> = HashSet::new();
-        let mut cache_updates = renamed_rows;
+        let mut cache_updates = unread_rows;
         for (f, r) in to_read.iter().zip(results) {
             match r? {
                 Ok((e, meta)) => {
@@ -331,7 +333,7 @@ impl Space {
                     // Whole-second mtimes mean a coarse filesystem clock: widen the window.
                     let window = if meta.mtime_ns % 1_000_000_000 == 0 { 2_000_000_000 } else { 100_000_000 };
                     let trusted = meta.mtime_ns < start_ns - window;
-                    cache_updates.push((f.path.clone(), Some(CacheRec { meta, entry: e.encode(), trusted })));
+                    cache_updates.push((f.path.clone(), Some(CacheRec { meta, entry: e.encode()?, trusted })));
                     new_entries.push((f.path.clone(), e));
                 }
                 Err(msg) => {

@@ -150,6 +150,9 @@ pub enum FrameError {
     /// Not a valid message.
     #[error("peer sent a malformed message")]
     Malformed,
+    /// A message of ours could not be encoded (nothing was sent).
+    #[error("cannot encode a message: {0}")]
+    Encode(String),
 }
 
 impl Msg {
@@ -168,12 +171,12 @@ impl Msg {
     }
 
     /// Encode as one frame.
-    pub fn frame(&self) -> Vec<u8> {
-        let body = postcard::to_stdvec(self).unwrap_or_default();
+    pub fn frame(&self) -> Result<Vec<u8>, FrameError> {
+        let body = postcard::to_stdvec(self).map_err(|e| FrameError::Encode(e.to_string()))?;
         let mut out = Vec::with_capacity(body.len() + 4);
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&body);
-        out
+        Ok(out)
     }
 
     /// Check a frame's declared length before reading its body.
@@ -304,13 +307,13 @@ mod tests {
     #[test]
     fn frames_round_trip_and_bound_length() {
         for m in [Msg::Want { ids: vec![BlobId([4; 32])], more: true }, Msg::Lanes(MAX_LANES), Msg::Done] {
-            let f = m.frame();
+            let f = m.frame().unwrap();
             let n = Msg::check_len(f[..4].try_into().unwrap()).unwrap();
             assert_eq!(Msg::decode(&f[4..4 + n]).unwrap(), m);
         }
         // Version 3 added `Lanes` after every earlier message: their tags did not move.
-        assert_eq!(Msg::Done.frame()[4], 9);
-        assert_eq!(Msg::Lanes(1).frame()[4..], [10, 1]);
+        assert_eq!(Msg::Done.frame().unwrap()[4], 9);
+        assert_eq!(Msg::Lanes(1).frame().unwrap()[4..], [10, 1]);
         assert_eq!(Msg::check_len(u32::MAX.to_le_bytes()), Err(FrameError::TooLarge(u32::MAX as usize)));
         let mut v = VarintReader::default();
         assert!((0..5).all(|_| v.feed(0xff) == Ok(None)));
@@ -324,7 +327,7 @@ mod tests {
             let mut f = blob_head(&id, data.len());
             let head = f.len();
             f.extend_from_slice(&data);
-            prop_assert_eq!(&f, &Msg::Blob { id, data: data.clone() }.frame());
+            prop_assert_eq!(&f, &Msg::Blob { id, data: data.clone() }.frame().unwrap());
             prop_assert_eq!(f[4], BLOB_TAG);
             let mut v = VarintReader::default();
             let mut got = None;

@@ -36,7 +36,7 @@ impl Writer {
 
     /// Send a message now, after any gathered blobs.
     pub(super) async fn send(&mut self, m: &Msg) -> Result<(), Error> {
-        let f = m.frame();
+        let f = m.frame().map_err(|e| Error::Net(e.to_string()))?;
         self.count_sent(f.len());
         self.flush().await?;
         self.send.write_all(&f).await.map_err(net_err)

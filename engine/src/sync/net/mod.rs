@@ -15,8 +15,8 @@ mod node;
 mod shared;
 mod transfer;
 
+use crate::codes::PeerAddr;
 use crate::error::Error;
-use crate::ids::DeviceId;
 pub use cobox_core::sync::session::SeedPolicy;
 pub use endpoint::endpoint;
 pub use held::Held;
@@ -95,11 +95,16 @@ pub struct SyncStats {
 /// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id
 /// (found on the LAN by mDNS).
 pub fn parse_peer(s: &str) -> Result<EndpointAddr, Error> {
-    let (id, addrs) = s.split_once('@').unwrap_or((s, ""));
-    let device: DeviceId = id.trim().parse().map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
-    let key = iroh::PublicKey::from_bytes(device.as_bytes()).map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
+    dial_addr(&s.parse::<PeerAddr>().map_err(Error::Refused)?)
+}
+
+/// Where to dial a peer: its id and each address as an IP:PORT or a relay URL.
+pub fn dial_addr(p: &PeerAddr) -> Result<EndpointAddr, Error> {
+    let s = p.to_string();
+    let key =
+        iroh::PublicKey::from_bytes(p.device.as_bytes()).map_err(|e| Error::Refused(format!("peer {s:?}: {e}")))?;
     let mut out = Vec::new();
-    for a in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for a in p.addrs.iter().map(String::as_str) {
         if a.starts_with("http://") || a.starts_with("https://") {
             let url: iroh::RelayUrl = a.parse().map_err(|e| Error::Refused(format!("peer {s:?}: relay {a:?}: {e}")))?;
             out.push(TransportAddr::Relay(url));

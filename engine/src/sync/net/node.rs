@@ -163,7 +163,7 @@ impl Node {
 
     /// Bind the endpoint and start accepting sessions for member spaces and seeds.
     pub async fn start_with(device_seed: [u8; 32], setup: NodeSetup, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
-        let ep = endpoint(device_seed, cfg).await?;
+        let ep = endpoint(device_seed, cfg, &log).await?;
         let me = DeviceId(*ep.id().as_bytes());
         let mut held: HashMap<SpaceId, Held> =
             setup.spaces.into_iter().map(|s| (s.info().id, Held::Member(Arc::new(Mutex::new(s))))).collect();
@@ -225,7 +225,7 @@ impl Node {
 
     /// `ID@IP:PORT,...` for others to dial.
     pub fn addr_string(&self) -> String {
-        format!("{}@{}", self.sh.me, self.addrs().join(","))
+        crate::codes::PeerAddr { device: self.sh.me, addrs: self.addrs() }.to_string()
     }
 
     /// Tell peers where to reach this node later (a daemon does; one-off commands do not).
