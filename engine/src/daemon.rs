@@ -235,13 +235,16 @@ impl Daemon {
     /// any. Runs on a blocking thread.
     pub async fn scan(&self, id: &SpaceId, full: bool) {
         let Some(s) = self.node.space(id) else { return };
-        let scanned = tokio::task::spawn_blocking(move || {
-            let mut s = s.blocking_lock();
-            if full { s.scan(&crate::NoProgress).map(Some) } else { s.scan_if_changed() }
-        })
-        .await;
+        let scanned =
+            crate::handle::on_space(
+                &s,
+                move |s| {
+                    if full { s.scan(&crate::NoProgress).map(Some) } else { s.scan_if_changed() }
+                },
+            )
+            .await;
         match scanned {
-            Ok(Ok(Some(r))) if r.snapshot.is_some() => {
+            Ok(Some(r)) if r.snapshot.is_some() => {
                 self.tell(Activity::Log(format!(
                     "space {}: {} added, {} changed, {} deleted",
                     id.short(),
@@ -251,8 +254,7 @@ impl Daemon {
                 )));
                 self.tell(Activity::Scanned { space: *id, added: r.added, changed: r.changed, deleted: r.deleted });
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => self.tell(Activity::Log(format!("scan of {} failed: {e}", id.short()))),
+            Ok(_) => {}
             Err(e) => self.tell(Activity::Log(format!("scan of {} failed: {e}", id.short()))),
         }
     }

@@ -21,6 +21,7 @@ pub mod agreement_service;
 pub mod daemon;
 mod direct;
 pub mod error;
+pub mod handle;
 pub mod home;
 pub mod ledger;
 pub mod seed;

@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("errors, file and time utilities", &["error", "util"]),
     ("ledger", &["ledger"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),
-    ("home and folder watching", &["home", "watch"]),
+    ("home, folder watching, space work on blocking threads", &["home", "watch", "handle"]),
     ("agreements service", &["agreement_service"]),
     ("network", &["sync"]),
     ("daemon", &["daemon"]),

@@ -5,7 +5,8 @@
 //! - [`ids`], [`codes`]: identities and the invite and seed codes.
 //! - [`chunk`], [`crypto`]: the keyed chunker, key derivation, sealing and signatures.
 //! - [`entry`], [`manifest`]: the per-path scalar and the Automerge documents holding them.
-//! - [`ignores`]: a folder's `.coboxignore` rules.
+//! - [`ignores`]: a folder's `.coboxignore` rules; [`settle`]: concurrent versions into
+//!   conflict copies; [`units`]: sizes for people.
 //! - [`sync`]: protocol messages and framing limits, set reconciliation, and the sync
 //!   [`sync::session::Session`] as a sans-IO state machine: messages in, messages and a
 //!   transfer plan out.
@@ -20,6 +21,7 @@ pub mod entry;
 pub mod ids;
 pub mod ignores;
 pub mod manifest;
+pub mod settle;
 pub mod sync;
 pub mod units;
 

@@ -40,30 +40,7 @@ pub struct MaterializeReport {
     pub ignored: u64,
 }
 
-/// The conflict-copy name of `path` for a version by `device` at `mtime_ns`.
-pub fn conflict_name(path: &str, mtime_ns: i64, device: &[u8; 8]) -> String {
-    let (dir, file) = match path.rsplit_once('/') {
-        Some((d, f)) => (format!("{d}/"), f),
-        None => (String::new(), path),
-    };
-    let (stem, ext) = match file.rfind('.') {
-        Some(i) if i > 0 => (&file[..i], &file[i..]),
-        _ => (file, ""),
-    };
-    let t = chrono::DateTime::from_timestamp_nanos(mtime_ns).format("%Y%m%d-%H%M%S");
-    format!("{dir}{stem}.sync-conflict-{t}-{}{ext}", hex::encode(&device[..4]))
-}
-
-/// Whether two concurrent values are really different versions (not the same state written twice).
-fn distinct(versions: &[Entry]) -> Vec<Entry> {
-    let mut out: Vec<Entry> = Vec::new();
-    for v in versions {
-        if !out.iter().any(|o| o.same_state(v)) {
-            out.push(v.clone());
-        }
-    }
-    out
-}
+pub use cobox_core::settle::{conflict_name, conflict_original};
 
 impl Space {
     /// Settle concurrent versions in the manifest (deterministically on every device) and commit.
@@ -73,28 +50,16 @@ impl Space {
         let paths: Vec<String> = self.manifest.entries().into_iter().map(|(p, _)| p).collect();
         for path in paths {
             let all = self.manifest.get_all(&path)?;
-            if all.len() < 2 {
-                continue;
-            }
-            let versions = distinct(&all);
-            let winner = match self.manifest.get(&path)? {
-                // An edit beats a concurrent delete.
-                Some(w) if !w.is_live() => versions.iter().find(|e| e.is_live()).cloned().unwrap_or(w),
-                Some(w) => w,
-                None => continue,
-            };
-            for v in versions.iter().filter(|v| v.is_live() && !v.same_state(&winner)) {
-                if matches!(v.kind, Kind::Dir) {
-                    continue;
-                }
-                let name = conflict_name(&path, v.mtime_ns, &v.device);
-                if self.manifest.get(&name)?.is_none_or(|e| !e.is_live()) {
-                    self.manifest.set(&name, v)?;
-                    copies.push(name);
+            let Some(current) = self.manifest.get(&path)? else { continue };
+            let Some(settled) = cobox_core::settle::settle(&path, &all, &current) else { continue };
+            for (name, v) in &settled.copies {
+                if self.manifest.get(name)?.is_none_or(|e| !e.is_live()) {
+                    self.manifest.set(name, v)?;
+                    copies.push(name.clone());
                 }
             }
             // One new value supersedes the concurrent ones, so the path stops being a conflict.
-            self.manifest.set(&path, &winner)?;
+            self.manifest.set(&path, &settled.winner)?;
         }
         let snap = Snapshot {
             time_ms: crate::now_ms(),
@@ -477,17 +442,6 @@ impl Space {
         self.write_scan_cache(&rows)?;
         Ok(s.changes)
     }
-}
-
-/// The path a conflict copy was made for: `a/b.sync-conflict-20251124-160000-abcdef01.txt` → `a/b.txt`.
-pub fn conflict_original(copy: &str) -> Option<String> {
-    const TAG: &str = ".sync-conflict-";
-    let i = copy.rfind(TAG)?;
-    let rest = &copy[i + TAG.len()..];
-    // YYYYMMDD-HHMMSS-DEV8HEX is 24 characters; anything after is the extension.
-    let (stamp, ext) = (rest.get(..24)?, rest.get(24..)?);
-    let ok = stamp.bytes().enumerate().all(|(k, b)| if k == 8 || k == 15 { b == b'-' } else { b.is_ascii_hexdigit() });
-    (ok && !ext.contains('/')).then(|| format!("{}{ext}", &copy[..i]))
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@ use super::held::Held;
 use super::shared::Shared;
 use super::{SyncStats, net, transfer};
 use crate::error::Error;
+use crate::handle::on_space;
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
+use crate::space::Space;
 use crate::sync::proto::Purpose;
 use crate::sync::session::{Event, Session, SessionError, Setup};
 use cobox_agreements::{AuditRecord, Entry, State};
@@ -113,7 +115,7 @@ pub(super) async fn drive(
                     if let Held::Member(s) = held {
                         // Record local edits before telling the peer what we hold (a dialer
                         // scanned before dialing: this finds nothing new then).
-                        s.lock().await.scan_if_changed()?;
+                        on_space(s, Space::scan_if_changed).await?;
                     }
                     session.reconcile(held.blob_ids().await?)
                 }
@@ -130,7 +132,7 @@ pub(super) async fn drive(
                         })
                         .map(|a| a.id)
                         .ok_or_else(|| Error::Refused(format!("no agreement names {} as a seeder", peer.short())))?;
-                    let ids = sample(space.lock().await.blob_ids()?.into_iter().collect(), audit_count);
+                    let ids = sample(on_space(space, |s| s.blob_ids()).await?.into_iter().collect(), audit_count);
                     let mut nonce = [0u8; 32];
                     crate::random_bytes(&mut nonce);
                     // Compute our own answers while the seeder computes its.

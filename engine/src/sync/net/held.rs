@@ -36,8 +36,13 @@ impl Held {
 
     pub(super) async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
         match self {
-            Held::Member(s) => s.lock().await.blob_ids(),
-            Held::Seed(s) => s.lock().await.blob_ids(),
+            Held::Member(s) => crate::handle::on_space(s, |s| s.blob_ids()).await,
+            Held::Seed(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || s.blocking_lock().blob_ids())
+                    .await
+                    .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
+            }
         }
     }
 

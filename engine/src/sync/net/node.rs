@@ -7,6 +7,7 @@ use super::held::Held;
 use super::shared::Shared;
 use super::{Log, NetConfig, PeerSeen, STALL, SeedPolicy, SyncStats, Traffic, net_err};
 use crate::error::Error;
+use crate::handle::on_space;
 use crate::ids::{DeviceId, SpaceId};
 use crate::seed::Seed;
 use crate::space::Space;
@@ -124,7 +125,7 @@ impl Handler {
         }
         match held {
             Held::Member(s) => {
-                let (_, m) = s.lock().await.apply_and_materialize()?;
+                let (_, m) = on_space(s, Space::apply_and_materialize).await?;
                 if m.written + m.deleted > 0
                     || !m.waiting.is_empty()
                     || !m.refused.is_empty()
@@ -290,7 +291,7 @@ impl Node {
         let peer_id = DeviceId(*peer.id.as_bytes());
         if let Held::Member(s) = &held {
             // Our own work, before anyone waits on us.
-            s.lock().await.scan_if_changed()?;
+            on_space(s, Space::scan_if_changed).await?;
         }
         let ledger = held.ledger().await;
         let setup = driver::setup(&self.sh, &held, *space, peer_id, purpose).await;
@@ -346,7 +347,7 @@ impl Node {
         stats.session_ms = started.elapsed().as_millis() as u64;
         let applying = std::time::Instant::now();
         match &held {
-            Held::Member(s) => stats.changes_applied += s.lock().await.apply_and_materialize()?.0 as u64,
+            Held::Member(s) => stats.changes_applied += on_space(s, Space::apply_and_materialize).await?.0 as u64,
             Held::Seed(s) => s.lock().await.flush()?,
         }
         stats.apply_ms = applying.elapsed().as_millis() as u64;
