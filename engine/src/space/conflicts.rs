@@ -1,0 +1,46 @@
+//! Settling a conflict copy by hand: keep this device's version, the other, or both.
+
+use super::*;
+
+/// Which version of a conflicted file to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The file under its name; the conflict copy is deleted.
+    Current,
+    /// The conflict copy's version, under the name.
+    Copy,
+    /// Both: the copy is renamed to a plain name.
+    Both,
+}
+
+impl Space {
+    /// Settle a conflict copy (`NAME.sync-conflict-…`) in the folder, then record the result:
+    /// keep the file under the name, keep the copy's version under the name, or keep both
+    /// (the copy is renamed `NAME (other version).EXT`).
+    pub fn resolve_conflict(&mut self, copy: &str, keep: Keep) -> Result<crate::ScanReport, Error> {
+        let original = crate::conflict_original(copy)
+            .ok_or_else(|| Error::InvalidPath(format!("{copy} is not a conflict copy")))?;
+        let root = self.info.path.clone();
+        let target = |p: &str| crate::space::restore::safe_target(&root, p).map_err(Error::InvalidPath);
+        let (copy_t, orig_t) = (target(copy)?, target(&original)?);
+        match keep {
+            Keep::Current => fs::remove_file(&copy_t).at(&copy_t)?,
+            Keep::Copy => fs::rename(&copy_t, &orig_t).at(&orig_t)?,
+            Keep::Both => {
+                let (stem, ext) = match original.rfind('.').filter(|&i| i > original.rfind('/').map_or(0, |j| j + 1)) {
+                    Some(i) => (&original[..i], &original[i..]),
+                    None => (original.as_str(), ""),
+                };
+                let mut n = 1;
+                let mut name = format!("{stem} (other version){ext}");
+                while target(&name)?.exists() {
+                    n += 1;
+                    name = format!("{stem} (other version {n}){ext}");
+                }
+                let t = target(&name)?;
+                fs::rename(&copy_t, &t).at(&t)?;
+            }
+        }
+        self.scan(&crate::NoProgress)
+    }
+}

@@ -1,0 +1,101 @@
+//! What the space holds and whether anything waits: files, bytes, pending changes, replicas.
+
+use super::*;
+
+/// Local changes not yet recorded by a scan (from metadata alone).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Pending {
+    /// New paths.
+    pub added: u64,
+    /// Paths whose metadata changed.
+    pub changed: u64,
+    /// Recorded paths now missing.
+    pub deleted: u64,
+}
+
+/// `cobox status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Space id.
+    pub id: String,
+    /// Local name.
+    pub name: String,
+    /// Folder.
+    pub path: String,
+    /// Live files in the manifest.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Bytes of live files.
+    pub bytes: u64,
+    /// Blobs in the local store.
+    pub blobs: u64,
+    /// Bytes the store holds (compressed, encrypted).
+    pub stored_bytes: u64,
+    /// Snapshots in history.
+    pub snapshots: u64,
+    /// Time of the last scan on this device (RFC 3339), if any.
+    pub last_scan: Option<String>,
+    /// Local changes awaiting a scan.
+    pub pending: Pending,
+    /// Paths with concurrent versions.
+    pub conflicts: Vec<String>,
+    /// Seeders with an active agreement and a passed audit within the audit window.
+    pub replicas: u32,
+    /// How many the space should have.
+    pub replicas_target: u32,
+    /// Every agreement in the space's ledger.
+    pub agreements: Vec<crate::ledger::AgreementSummary>,
+}
+
+impl Space {
+    /// Files, sizes, storage and pending changes.
+    pub fn status(&self) -> Result<Status, Error> {
+        let (mut files, mut dirs, mut symlinks, mut bytes) = (0, 0, 0, 0);
+        let mut conflicts = Vec::new();
+        for (path, e) in self.manifest.entries() {
+            match &e.kind {
+                Kind::File { size, .. } => {
+                    files += 1;
+                    bytes += size;
+                }
+                Kind::Dir => dirs += 1,
+                Kind::Symlink { .. } => symlinks += 1,
+                Kind::Deleted => continue,
+            }
+            if path.contains(".sync-conflict-") || self.manifest.get_all(&path)?.len() > 1 {
+                conflicts.push(path);
+            }
+        }
+        conflicts.sort();
+        let (blobs, stored_bytes) = self.store.usage()?;
+        let now = crate::now_ms();
+        let view = self.ledger().view(now)?;
+        let last_scan =
+            self.store.meta_get("last_scan")?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes).map(rfc3339);
+        Ok(Status {
+            id: self.info.id.to_string(),
+            name: self.info.name.clone(),
+            path: self.info.path.display().to_string(),
+            files,
+            dirs,
+            symlinks,
+            bytes,
+            blobs,
+            stored_bytes,
+            snapshots: self.manifest.snapshots().len() as u64,
+            last_scan,
+            pending: self.pending()?,
+            conflicts,
+            replicas: view.replicas(now, crate::ledger::AUDIT_WINDOW_MS) as u32,
+            replicas_target: self.info.replicas_target,
+            agreements: view
+                .agreements
+                .iter()
+                .map(|v| crate::ledger::summary(v, Some(&self.info.name), "member", now))
+                .collect(),
+        })
+    }
+}
