@@ -1,11 +1,73 @@
-//! Frames over one QUIC stream, counted, with small blobs gathered into full packets.
+//! Frames over one stream, counted, with small blobs gathered into full packets. The streams
+//! are traits ([`ByteSink`], [`ByteSource`]) that iroh's QUIC streams and tokio's in-memory
+//! `DuplexStream` both implement, so the framing is tested without a network.
 
 use super::{STALL, Traffic, net, net_err};
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::sync::proto::Msg;
 use iroh::endpoint::{Connection, RecvStream, SendStream};
+use std::future::Future;
 use std::sync::Arc;
+
+/// Where frames go: bytes written in order, owned buffers without a copy where the stream can.
+pub(super) trait ByteSink: Send {
+    /// Write all of `b`.
+    fn write_all(&mut self, b: &[u8]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Write an owned buffer (QUIC takes it without copying).
+    fn write_owned(&mut self, b: bytes::Bytes) -> impl Future<Output = Result<(), Error>> + Send;
+    /// End the stream after what was written.
+    fn end(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Where frames come from: `Ok(None)` at the end of the stream.
+pub(super) trait ByteSource: Send {
+    /// Read some bytes into `buf`.
+    fn read_some(&mut self, buf: &mut [u8]) -> impl Future<Output = Result<Option<usize>, Error>> + Send;
+}
+
+impl ByteSink for SendStream {
+    async fn write_all(&mut self, b: &[u8]) -> Result<(), Error> {
+        SendStream::write_all(self, b).await.map_err(net_err)
+    }
+
+    async fn write_owned(&mut self, b: bytes::Bytes) -> Result<(), Error> {
+        self.write_chunk(b).await.map_err(net_err)
+    }
+
+    async fn end(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+impl ByteSource for RecvStream {
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        self.read(buf).await.map_err(net_err)
+    }
+}
+
+impl ByteSink for tokio::io::DuplexStream {
+    async fn write_all(&mut self, b: &[u8]) -> Result<(), Error> {
+        tokio::io::AsyncWriteExt::write_all(self, b).await.map_err(net)
+    }
+
+    async fn write_owned(&mut self, b: bytes::Bytes) -> Result<(), Error> {
+        tokio::io::AsyncWriteExt::write_all(self, &b).await.map_err(net)
+    }
+
+    async fn end(&mut self) {
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+impl ByteSource for tokio::io::DuplexStream {
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+        match tokio::io::AsyncReadExt::read(self, buf).await.map_err(net)? {
+            0 if !buf.is_empty() => Ok(None),
+            n => Ok(Some(n)),
+        }
+    }
+}
 
 /// Frames out on one QUIC stream, counting bytes.
 ///
@@ -18,8 +80,8 @@ use std::sync::Arc;
 /// 1.25 MB window holds ~1,090 of those: too few for noq to compact (it does at 2,048 pieces, or
 /// when packets are mostly empty). quinn fixed the merging upstream (quinn-rs/quinn#2814); noq
 /// 1.4.0 does not have it. The wire format is unchanged: only how writes are grouped.
-pub(super) struct Writer {
-    pub(super) send: SendStream,
+pub(super) struct Writer<S: ByteSink = SendStream> {
+    pub(super) send: S,
     pub(super) traffic: Arc<Traffic>,
     pub(super) bytes: u64,
     /// Small blob frames not yet written.
@@ -29,8 +91,8 @@ pub(super) struct Writer {
 /// Small blob frames are written together once they reach this many bytes.
 pub(super) const GATHER: usize = 64 << 10;
 
-impl Writer {
-    pub(super) fn new(send: SendStream, traffic: Arc<Traffic>) -> Self {
+impl<S: ByteSink> Writer<S> {
+    pub(super) fn new(send: S, traffic: Arc<Traffic>) -> Self {
         Self { send, traffic, bytes: 0, gathered: Vec::new() }
     }
 
@@ -39,7 +101,7 @@ impl Writer {
         let f = m.frame().map_err(|e| Error::Net(e.to_string()))?;
         self.count_sent(f.len());
         self.flush().await?;
-        self.send.write_all(&f).await.map_err(net_err)
+        self.send.write_all(&f).await
     }
 
     /// Send one blob. A large one goes out as it is, without being copied into a message; a
@@ -53,8 +115,8 @@ impl Writer {
             return if self.gathered.len() >= GATHER { self.flush().await } else { Ok(()) };
         }
         self.flush().await?;
-        self.send.write_all(&head).await.map_err(net_err)?;
-        self.send.write_chunk(bytes::Bytes::from(data)).await.map_err(net_err)
+        self.send.write_all(&head).await?;
+        self.send.write_owned(bytes::Bytes::from(data)).await
     }
 
     /// Write the gathered blobs.
@@ -63,13 +125,13 @@ impl Writer {
             return Ok(());
         }
         let out = std::mem::replace(&mut self.gathered, Vec::with_capacity(GATHER + (GATHER >> 2)));
-        self.send.write_chunk(bytes::Bytes::from(out)).await.map_err(net_err)
+        self.send.write_owned(bytes::Bytes::from(out)).await
     }
 
     /// Write what is gathered and end the stream.
     pub(super) async fn finish(&mut self) {
         let _ = self.flush().await;
-        let _ = self.send.finish();
+        self.send.end().await;
     }
 
     pub(super) fn count_sent(&mut self, n: usize) {
@@ -79,22 +141,22 @@ impl Writer {
 }
 
 /// Frames in from one QUIC stream, counting bytes.
-pub(super) struct Reader {
-    pub(super) recv: RecvStream,
+pub(super) struct Reader<R: ByteSource = RecvStream> {
+    pub(super) recv: R,
     pub(super) traffic: Arc<Traffic>,
     pub(super) bytes: u64,
 }
 
-impl Reader {
+impl<R: ByteSource> Reader<R> {
     /// Fill `buf`, or fail if the peer sends nothing for [`STALL`]. The limit is on silence,
     /// not on the whole read: an 8 MiB blob over a slow link may take minutes.
     pub(super) async fn read(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         let mut filled = 0;
         while filled < buf.len() {
-            match tokio::time::timeout(STALL, self.recv.read(&mut buf[filled..])).await {
+            match tokio::time::timeout(STALL, self.recv.read_some(&mut buf[filled..])).await {
                 Ok(Ok(Some(n))) => filled += n,
                 Ok(Ok(None)) => return Err(net("the peer ended the stream in the middle of a message")),
-                Ok(Err(e)) => return Err(net_err(e)),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(net("peer stalled")),
             }
         }
@@ -191,5 +253,66 @@ impl Framed {
         let _ = self.send(&Msg::Refused { reason: reason.clone() }).await;
         self.finish().await;
         Error::Refused(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends(window: usize) -> (Writer<tokio::io::DuplexStream>, Reader<tokio::io::DuplexStream>) {
+        let (a, b) = tokio::io::duplex(window);
+        let t = Arc::new(Traffic::default());
+        (Writer::new(a, t.clone()), Reader { recv: b, traffic: t, bytes: 0 })
+    }
+
+    #[tokio::test]
+    async fn messages_and_blobs_arrive_as_sent_small_blobs_gathered() {
+        let (mut w, mut r) = ends(1 << 20);
+        let small: Vec<(BlobId, Vec<u8>)> = (0..200u32).map(|i| (BlobId([i as u8; 32]), vec![i as u8; 500])).collect();
+        let large = (BlobId([9; 32]), vec![7u8; GATHER * 3]);
+        let sender = tokio::spawn(async move {
+            w.send(&Msg::Lanes(3)).await.unwrap();
+            for (id, d) in small {
+                w.send_blob(&id, d).await.unwrap();
+            }
+            // Nothing written yet past the first message: 200 small blobs are still being gathered.
+            let gathered = w.gathered.len();
+            w.send_blob(&large.0, large.1).await.unwrap();
+            w.send(&Msg::Done).await.unwrap();
+            w.finish().await;
+            (gathered, w.bytes)
+        });
+        assert_eq!(r.recv().await.unwrap(), Msg::Lanes(3));
+        for i in 0..200u32 {
+            assert_eq!(r.recv().await.unwrap(), Msg::Blob { id: BlobId([i as u8; 32]), data: vec![i as u8; 500] });
+        }
+        assert_eq!(r.recv().await.unwrap(), Msg::Blob { id: BlobId([9; 32]), data: vec![7u8; GATHER * 3] });
+        assert_eq!(r.recv().await.unwrap(), Msg::Done);
+        let (gathered, sent) = sender.await.unwrap();
+        assert!(gathered > 0 && gathered < GATHER, "small blobs wait in one gathered write: {gathered}");
+        assert_eq!(sent, r.bytes, "both ends count the same bytes");
+        assert!(r.recv().await.is_err(), "the stream ended");
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_or_oversized_is_an_error() {
+        let (mut w, mut r) = ends(1 << 16);
+        // A blob frame that claims more data than it carries, then the end of the stream.
+        let mut head = crate::sync::proto::blob_head(&BlobId([1; 32]), 1000);
+        head.extend_from_slice(&[0u8; 10]);
+        w.send.write_all(&head).await.unwrap();
+        w.finish().await;
+        assert!(matches!(r.recv().await, Err(Error::Net(m)) if m.contains("middle of a message")));
+        let (mut w, mut r) = ends(1 << 16);
+        w.send.write_all(&(u32::MAX).to_le_bytes()).await.unwrap();
+        assert!(matches!(r.recv().await, Err(Error::Refused(m)) if m.contains("over the")));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_reads_as_the_peers_words() {
+        let (mut w, mut r) = ends(1 << 16);
+        w.send(&Msg::Refused { reason: "over quota".into() }).await.unwrap();
+        assert!(matches!(r.recv().await, Err(Error::Refused(m)) if m == "the peer refused: over quota"));
     }
 }
