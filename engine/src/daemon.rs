@@ -9,6 +9,7 @@ use crate::codes::PeerAddr;
 use crate::error::Error;
 use crate::home::Home;
 use crate::ids::SpaceId;
+use crate::replica::Replica;
 use crate::space::Space;
 use crate::sync::net::{EndpointAddr, Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, dial_addr, parse_peer};
 use crate::watch::Watcher;

@@ -24,6 +24,7 @@ pub mod error;
 pub mod handle;
 pub mod home;
 pub mod ledger;
+pub mod replica;
 pub mod seed;
 pub mod space;
 pub mod store;

@@ -3,7 +3,6 @@
 //! blob against its id and every manifest change against the space's signature (the space id
 //! is the space's public key).
 
-use crate::crypto::{BlobKind, verify_change_signature};
 use crate::error::Error;
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
@@ -11,6 +10,20 @@ use crate::store::BlobStore;
 use cobox_agreements::{LedgerView, State};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+
+impl crate::replica::Replica for Seed {
+    fn space_id(&self) -> SpaceId {
+        self.info.space
+    }
+
+    fn blobs(&self) -> &BlobStore {
+        &self.store
+    }
+
+    fn ledger(&self) -> LedgerFile {
+        LedgerFile::new(self.info.space, &self.dir)
+    }
+}
 
 /// A seeded space as registered on this device (`seeds/<id>/seed.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,11 +56,6 @@ impl Seed {
         self.info.space
     }
 
-    /// Its ledger.
-    pub fn ledger(&self) -> LedgerFile {
-        LedgerFile::new(self.info.space, &self.dir)
-    }
-
     /// Bytes stored for the space.
     pub fn used(&self) -> u64 {
         self.used
@@ -58,27 +66,10 @@ impl Seed {
         view.active_for(&self.device.0).map(|a| a.agreement.quota)
     }
 
-    /// Every blob id held.
-    pub fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
-        self.store.flush()?;
-        Ok(self.store.list()?.into_iter().map(|(id, _)| id).collect())
-    }
-
-    /// A stored blob (checked against its id).
-    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
-        Ok(self.store.get(id)?)
-    }
-
     /// Store a blob under an agreement's quota. Checked like a member checks: id, kind, and the
     /// space's signature on manifest changes.
     pub fn receive_blob(&mut self, id: &BlobId, data: &[u8], quota: u64) -> Result<bool, Error> {
-        if BlobId::of(data) != *id {
-            return Err(Error::Refused(format!("blob {id} does not match its id")));
-        }
-        let kind = crate::crypto::blob_kind(data).map_err(|source| Error::Blob { blob: *id, source })?;
-        if kind == BlobKind::Change {
-            verify_change_signature(&self.info.space, data).map_err(|source| Error::Blob { blob: *id, source })?;
-        }
+        let kind = crate::replica::check_blob(&self.info.space, id, data)?;
         if self.used + data.len() as u64 > quota {
             return Err(Error::Refused(format!(
                 "over quota: the seeder holds {} of the {} bytes agreed for space {}; propose a larger agreement",

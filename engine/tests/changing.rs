@@ -1,6 +1,7 @@
 //! A file that grows while it is being scanned is either recorded consistently (a prefix of what
 //! was written, whole) or reported and skipped; never recorded half-read.
 
+use cobox_engine::replica::Replica;
 use cobox_engine::{At, Home, NoProgress};
 use std::io::Write;
 use std::sync::Arc;

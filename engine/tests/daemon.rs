@@ -4,6 +4,7 @@
 
 use cobox_engine::agreements::{Agreement, Entry};
 use cobox_engine::daemon::{Activity, Daemon, Schedule};
+use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{NetConfig, SeedPolicy};
 use cobox_engine::{Home, NoProgress, SpaceId};
 use ed25519_dalek::SigningKey;

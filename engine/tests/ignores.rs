@@ -1,6 +1,7 @@
 //! `.coboxignore`: ignored paths are never recorded, never recorded as deleted, never written,
 //! replaced or deleted by the materialiser, and raise no folder-watch event.
 
+use cobox_engine::replica::Replica;
 use cobox_engine::{Home, NoProgress, Space};
 use std::fs;
 use std::path::Path;

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("store", &["store"]),
     ("errors, file and time utilities", &["error", "util"]),
     ("ledger", &["ledger"]),
+    ("what replicas share: blobs checked and served, the ledger", &["replica"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),
     ("home, folder watching, space work on blocking threads", &["home", "watch", "handle"]),
     ("agreements service", &["agreement_service"]),

@@ -8,6 +8,7 @@ use cobox_engine::agreement_service;
 use cobox_engine::agreements::AgreementId;
 use cobox_engine::codes::{PeerAddr, SeedCode};
 use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
+use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{Node, NodeSetup, dial_addr, parse_peer};
 
 #[derive(clap::Subcommand)]

@@ -3,28 +3,24 @@
 
 use super::*;
 
+impl crate::replica::Replica for Space {
+    fn space_id(&self) -> SpaceId {
+        self.info.id
+    }
+
+    fn blobs(&self) -> &BlobStore {
+        &self.store
+    }
+
+    fn ledger(&self) -> crate::ledger::LedgerFile {
+        Space::ledger(self)
+    }
+}
+
 impl Space {
-    /// Every blob id this device holds for the space.
-    pub fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
-        self.store.flush()?;
-        Ok(self.store.list()?.into_iter().map(|(id, _)| id).collect())
-    }
-
-    /// A stored blob's bytes (checked against its id).
-    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
-        Ok(self.store.get(id)?)
-    }
-
-    /// Accept a blob from a peer: its bytes must hash to `id`, and a manifest change must carry
-    /// the space's signature. Anything else is refused and not stored.
+    /// Accept a blob from a peer ([`crate::replica::check_blob`]); anything refused is not stored.
     pub fn receive_blob(&self, id: &BlobId, data: &[u8]) -> Result<bool, Error> {
-        if BlobId::of(data) != *id {
-            return Err(Error::Refused(format!("blob {id} does not match its id")));
-        }
-        let kind = crate::crypto::blob_kind(data).map_err(|source| Error::Blob { blob: *id, source })?;
-        if kind == BlobKind::Change {
-            verify_change_signature(&self.info.id, data).map_err(|source| Error::Blob { blob: *id, source })?;
-        }
+        let kind = crate::replica::check_blob(&self.info.id, id, data)?;
         Ok(self.store.put(*id, kind, data)?)
     }
 

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::handle::on_space;
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
+use crate::replica::Replica;
 use crate::space::Space;
 use crate::sync::proto::Purpose;
 use crate::sync::session::{Event, Session, SessionError, Setup};

@@ -3,6 +3,7 @@
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::ledger::LedgerFile;
+use crate::replica::Replica;
 use crate::seed::Seed;
 use crate::space::Space;
 use crate::sync::proto::Role;
@@ -27,45 +28,44 @@ impl Held {
         }
     }
 
-    pub(super) async fn ledger(&self) -> LedgerFile {
+    /// Use what member and seeder have in common, from async code.
+    async fn replica<R>(&self, f: impl FnOnce(&dyn Replica) -> R) -> R {
         match self {
-            Held::Member(s) => s.lock().await.ledger(),
-            Held::Seed(s) => s.lock().await.ledger(),
+            Held::Member(s) => f(&*s.lock().await),
+            Held::Seed(s) => f(&*s.lock().await),
         }
     }
 
-    pub(super) async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+    /// The same from a blocking thread.
+    pub(super) fn replica_blocking<R>(&self, f: impl FnOnce(&dyn Replica) -> R) -> R {
         match self {
-            Held::Member(s) => crate::handle::on_space(s, |s| s.blob_ids()).await,
-            Held::Seed(s) => {
-                let s = s.clone();
-                tokio::task::spawn_blocking(move || s.blocking_lock().blob_ids())
-                    .await
-                    .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
-            }
+            Held::Member(s) => f(&*s.blocking_lock()),
+            Held::Seed(s) => f(&*s.blocking_lock()),
         }
+    }
+
+    pub(super) async fn ledger(&self) -> LedgerFile {
+        self.replica(|r| r.ledger()).await
+    }
+
+    /// Every blob id held, listed on a blocking thread.
+    pub(super) async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        let h = self.clone();
+        tokio::task::spawn_blocking(move || h.replica_blocking(|r| r.blob_ids()))
+            .await
+            .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
     }
 
     pub(super) fn read_blob_blocking(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
-        match self {
-            Held::Member(s) => s.blocking_lock().read_blob(id),
-            Held::Seed(s) => s.blocking_lock().read_blob(id),
-        }
+        self.replica_blocking(|r| r.read_blob(id))
     }
 
     /// Sort blobs for sending (see [`crate::store::BlobStore::send_order`]).
     pub(super) fn send_order_blocking(&self, ids: &mut [BlobId]) -> Result<(), Error> {
-        match self {
-            Held::Member(s) => s.blocking_lock().store.send_order(ids)?,
-            Held::Seed(s) => s.blocking_lock().store.send_order(ids)?,
-        }
-        Ok(())
+        self.replica_blocking(|r| r.send_order(ids))
     }
 
     pub(super) async fn flush(&self) -> Result<(), Error> {
-        match self {
-            Held::Member(s) => s.lock().await.flush_received(),
-            Held::Seed(s) => s.lock().await.flush(),
-        }
+        self.replica(|r| r.flush_blobs()).await
     }
 }

@@ -1,0 +1,54 @@
+//! What a member's space and a seeder's copy have in common: a store of sealed blobs for one
+//! space and its ledger. Both serve blobs and take them from peers under the same check, here
+//! once: the bytes hash to the id, the kind byte is known, and a manifest change carries the
+//! space's signature (the space id is its public key, so a seeder checks it without any key).
+
+use crate::crypto::{BlobKind, verify_change_signature};
+use crate::error::Error;
+use crate::ids::{BlobId, SpaceId};
+use crate::ledger::LedgerFile;
+use crate::store::BlobStore;
+use std::collections::BTreeSet;
+
+/// A verified replica of a space's sealed blobs.
+pub trait Replica: Send {
+    /// The space.
+    fn space_id(&self) -> SpaceId;
+    /// Its blob store.
+    fn blobs(&self) -> &BlobStore;
+    /// Its ledger.
+    fn ledger(&self) -> LedgerFile;
+
+    /// Every blob id held (after making received blobs durable).
+    fn blob_ids(&self) -> Result<BTreeSet<BlobId>, Error> {
+        self.blobs().flush()?;
+        Ok(self.blobs().list()?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// A stored blob's bytes (checked against its id).
+    fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
+        Ok(self.blobs().get(id)?)
+    }
+
+    /// Sort blobs for sending (see [`BlobStore::send_order`]).
+    fn send_order(&self, ids: &mut [BlobId]) -> Result<(), Error> {
+        Ok(self.blobs().send_order(ids)?)
+    }
+
+    /// Make received blobs durable.
+    fn flush_blobs(&self) -> Result<(), Error> {
+        Ok(self.blobs().flush()?)
+    }
+}
+
+/// Check a blob a peer sent for `space`: its kind, or why it is refused (nothing is stored).
+pub fn check_blob(space: &SpaceId, id: &BlobId, data: &[u8]) -> Result<BlobKind, Error> {
+    if BlobId::of(data) != *id {
+        return Err(Error::Refused(format!("blob {id} does not match its id")));
+    }
+    let kind = crate::crypto::blob_kind(data).map_err(|source| Error::Blob { blob: *id, source })?;
+    if kind == BlobKind::Change {
+        verify_change_signature(space, data).map_err(|source| Error::Blob { blob: *id, source })?;
+    }
+    Ok(kind)
+}
