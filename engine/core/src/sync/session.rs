@@ -483,17 +483,7 @@ impl Session {
                 self.out.push_back(Msg::Ledger(last));
                 self.handshake_done(None)
             }
-            (Role::Member, Role::Member, false, 0) => {
-                self.merge(&bytes)?;
-                let reply = self.bytes_since(&peer.ledger);
-                self.out.push_back(Msg::Ledger(reply));
-                self.phase = Phase::Ledger(1);
-                Ok(())
-            }
-            (Role::Member, Role::Member, false, _) => {
-                self.merge(&bytes)?;
-                self.handshake_done(None)
-            }
+            (Role::Member, Role::Member, false, 0) => self.merge_and_reply(&bytes, &peer.ledger),
             (Role::Member, Role::Seeder, _, 0) => {
                 // Check on a copy: a device no agreement names leaves nothing in our ledger.
                 let mut copy = self.ledger.clone();
@@ -506,13 +496,10 @@ impl Session {
                         space.short()
                     ));
                 }
-                self.merge(&bytes)?;
-                let reply = self.bytes_since(&peer.ledger);
-                self.out.push_back(Msg::Ledger(reply));
-                self.phase = Phase::Ledger(1);
-                Ok(())
+                self.merge_and_reply(&bytes, &peer.ledger)
             }
-            (Role::Member, Role::Seeder, _, _) => {
+            // The peer's last send: what it had that we lacked.
+            (Role::Member, Role::Member, false, _) | (Role::Member, Role::Seeder, _, _) => {
                 self.merge(&bytes)?;
                 self.handshake_done(None)
             }
@@ -539,6 +526,16 @@ impl Session {
                 self.refuse("expected no ledger")
             }
         }
+    }
+
+    /// Merge what the peer sent, send what it lacks by the heads it named, and wait for its
+    /// last send.
+    fn merge_and_reply(&mut self, bytes: &[u8], theirs: &[[u8; 32]]) -> Result<(), SessionError> {
+        self.merge(bytes)?;
+        let reply = self.bytes_since(theirs);
+        self.out.push_back(Msg::Ledger(reply));
+        self.phase = Phase::Ledger(1);
+        Ok(())
     }
 
     /// Countersign the proposals naming this seeder that the policy allows; true if it did.
