@@ -5,6 +5,7 @@
 //! - [`ids`], [`codes`]: identities and the invite and seed codes.
 //! - [`chunk`], [`crypto`]: the keyed chunker, key derivation, sealing and signatures.
 //! - [`entry`], [`manifest`]: the per-path scalar and the Automerge documents holding them.
+//! - [`plan`]: the materialiser's decision per path, executed by the engine.
 //! - [`ignores`]: a folder's `.coboxignore` rules; [`settle`]: concurrent versions into
 //!   conflict copies; [`units`]: sizes for people.
 //! - [`sync`]: protocol messages and framing limits, set reconciliation, and the sync
@@ -21,6 +22,7 @@ pub mod entry;
 pub mod ids;
 pub mod ignores;
 pub mod manifest;
+pub mod plan;
 pub mod settle;
 pub mod sync;
 pub mod units;

@@ -40,6 +40,7 @@ pub struct MaterializeReport {
     pub ignored: u64,
 }
 
+use cobox_core::plan::{Action, Local, Seen};
 pub use cobox_core::settle::{conflict_name, conflict_original};
 
 impl Space {
@@ -104,34 +105,40 @@ impl Space {
             }
             let target = root.join(path);
             let local = fs::symlink_metadata(&target).ok();
-            // Ignored here: neither written, replaced nor deleted, whatever other devices did.
-            let is_dir = matches!(entry.kind, Kind::Dir) || local.as_ref().is_some_and(|m| m.is_dir());
-            if self.ignores.covers(path, is_dir) {
-                report.ignored += 1;
-                continue;
-            }
             let cached = cache.get(path);
-            // Changed on disk since the scan: never overwrite or delete it.
-            let unscanned_edit = match (&local, cached) {
-                (Some(m), Some(r)) => m.is_file() && Meta::of(m) != r.meta,
-                (Some(m), None) => m.is_file(),
-                (None, _) => false,
+            let seen = Seen {
+                local: match &local {
+                    None => Local::Absent,
+                    // Changed on disk since the scan (or never scanned): never overwritten or deleted.
+                    Some(m) if m.is_file() => Local::File {
+                        edited: cached.is_none_or(|r| Meta::of(m) != r.meta),
+                        mtime_ns: Meta::of(m).mtime_ns,
+                    },
+                    Some(m) if m.is_dir() => Local::Dir,
+                    Some(_) => Local::Other {
+                        link_target: matches!(entry.kind, Kind::Symlink { .. })
+                            .then(|| fs::read_link(&target).ok().and_then(|t| t.to_str().map(str::to_owned)))
+                            .flatten(),
+                    },
+                },
+                recorded_same: cached.and_then(|r| Entry::decode(&r.entry).ok()).is_some_and(|r| r.same_state(entry)),
             };
-            let recorded = cached.and_then(|r| Entry::decode(&r.entry).ok());
-            match &entry.kind {
-                Kind::Deleted => {
-                    let Some(m) = &local else { continue };
-                    if m.is_dir() {
-                        dir_deletes.push(path.clone());
-                    } else if !unscanned_edit && fs::remove_file(&target).is_ok() {
+            let content_here = || match &entry.kind {
+                Kind::File { content, .. } => self.has_content(content),
+                _ => Ok(true),
+            };
+            match cobox_core::plan::decide(path, entry, &seen, &self.ignores, &self.device_short(), content_here)? {
+                Action::Nothing => {}
+                Action::Ignored => report.ignored += 1,
+                Action::Refuse(why) => report.refused.push(why),
+                Action::RemoveDir => dir_deletes.push(path.clone()),
+                Action::RemoveFile => {
+                    if fs::remove_file(&target).is_ok() {
                         report.deleted += 1;
                         updates.push((path.clone(), None));
                     }
                 }
-                Kind::Dir => {
-                    if local.as_ref().is_some_and(|m| m.is_dir()) {
-                        continue;
-                    }
+                Action::MakeDir => {
                     let created = safe_target(&root, path).and_then(|t| {
                         fs::create_dir(&t).map_err(|e| format!("{path}: {e}"))?;
                         // The recorded mode, so the next scan sees no change.
@@ -148,14 +155,8 @@ impl Space {
                         Err(why) => report.refused.push(why),
                     }
                 }
-                Kind::Symlink { target: to } => {
-                    if fs::read_link(&target).ok().is_some_and(|t| t.as_os_str() == to.as_str()) {
-                        continue;
-                    }
-                    if local.as_ref().is_some_and(|m| m.is_dir()) || unscanned_edit {
-                        report.refused.push(format!("{path}: a local file or folder is in the way of a link"));
-                        continue;
-                    }
+                Action::MakeLink => {
+                    let Kind::Symlink { target: to } = &entry.kind else { continue };
                     let r = safe_target(&root, path).and_then(|t| {
                         let _ = fs::remove_file(&t);
                         std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))?;
@@ -170,36 +171,20 @@ impl Space {
                         Err(why) => report.refused.push(why),
                     }
                 }
-                Kind::File { content, .. } => {
-                    let up_to_date = !unscanned_edit
-                        && local.as_ref().is_some_and(|m| m.is_file())
-                        && recorded.as_ref().is_some_and(|r| r.same_state(entry));
-                    if up_to_date {
-                        continue;
+                Action::Wait { plan } => {
+                    report.waiting.push(path.clone());
+                    if plan {
+                        planned.push((path.clone(), entry.clone(), local.as_ref().map(Meta::of)));
                     }
-                    if !self.has_content(content)? {
-                        report.waiting.push(path.clone());
-                        match &local {
-                            None => planned.push((path.clone(), entry.clone(), None)),
-                            Some(m) if m.is_file() && !unscanned_edit => {
-                                planned.push((path.clone(), entry.clone(), Some(Meta::of(m))))
-                            }
-                            Some(_) => {}
-                        }
-                        continue;
-                    }
-                    if unscanned_edit {
+                }
+                Action::Write { keep_local_as } => {
+                    if let Some(name) = keep_local_as {
                         // Keep the local edit under a conflict name; the next scan records it.
-                        let lm = local.as_ref().map(Meta::of);
-                        let name = conflict_name(path, lm.map_or(0, |m| m.mtime_ns), &self.device_short());
                         if let Err(e) = fs::rename(&target, root.join(&name)) {
                             report.refused.push(format!("{path}: cannot keep the local edit aside: {e}"));
                             continue;
                         }
                         report.conflicts.push(name);
-                    } else if local.as_ref().is_some_and(|m| m.is_dir()) {
-                        report.refused.push(format!("{path}: a local folder is in the way of a file"));
-                        continue;
                     }
                     to_write.push((path.clone(), entry.clone()));
                 }

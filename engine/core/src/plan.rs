@@ -1,0 +1,270 @@
+//! The materialiser's decisions: for each manifest path, what to do to the folder, from the
+//! manifest's entry and what the engine saw at that path just now. The engine observes (one
+//! `lstat` per path, a `readlink` for links, the scan cache, the store) and carries the action
+//! out; every rule that protects a user's files is here, pure and tested:
+//!
+//! - an ignored path is never written, replaced or deleted;
+//! - a file edited since the last scan is never overwritten or deleted: a new version moves it
+//!   aside under a conflict name first;
+//! - something in the way (a folder where a file goes, a file where a folder goes, an edited
+//!   file where a link goes) is refused, not removed;
+//! - a folder is removed only when empty (the engine removes deepest first).
+
+use crate::entry::{Entry, Kind};
+use crate::ignores::Ignores;
+use crate::settle::conflict_name;
+
+/// What the folder holds at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// Nothing.
+    Absent,
+    /// A regular file; `edited` when it differs from what the last scan recorded (or was never
+    /// recorded), `mtime_ns` its modification time now.
+    File {
+        /// Changed since the scan recorded it, or never recorded.
+        edited: bool,
+        /// Its modification time now.
+        mtime_ns: i64,
+    },
+    /// A folder.
+    Dir,
+    /// A symbolic link (its target text, when read) or another special file.
+    Other {
+        /// The link's target, when it is a link that could be read.
+        link_target: Option<String>,
+    },
+}
+
+impl Local {
+    fn is_dir(&self) -> bool {
+        matches!(self, Local::Dir)
+    }
+
+    fn edited(&self) -> bool {
+        matches!(self, Local::File { edited: true, .. })
+    }
+}
+
+/// What the engine saw at a path, beside the manifest's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The folder at the path.
+    pub local: Local,
+    /// The scan cache recorded the manifest's state for it (same kind, mode, mtime).
+    pub recorded_same: bool,
+}
+
+/// One thing to do at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Leave it, and say why.
+    Refuse(String),
+    /// The rules ignore it here: leave it.
+    Ignored,
+    /// Already as the manifest says.
+    Nothing,
+    /// Remove the file (or link) there.
+    RemoveFile,
+    /// Remove the folder if it is empty, after its children.
+    RemoveDir,
+    /// Create the folder with the entry's mode.
+    MakeDir,
+    /// Replace what is there (not a folder, not an edited file) with the link.
+    MakeLink,
+    /// The content has not arrived: wait. With `plan`, the file may be written during the
+    /// transfer (nothing is there, or an unedited file); else the pass after it decides.
+    Wait {
+        /// Whether it may be written while the transfer goes on.
+        plan: bool,
+    },
+    /// Write the file; first move the local edit aside under this name, when there is one.
+    Write {
+        /// The conflict name the local edit is kept under.
+        keep_local_as: Option<String>,
+    },
+}
+
+/// Decide what to do at `path` (already validated) for `entry`. `device` names this device in
+/// a conflict copy of a local edit. `content_here` says whether every blob of a file's content
+/// is stored; it is asked only for a file that is not up to date (a store look-up per file on
+/// every pass would cost more than the pass).
+pub fn decide<E>(
+    path: &str,
+    entry: &Entry,
+    seen: &Seen,
+    ignores: &Ignores,
+    device: &[u8; 8],
+    content_here: impl FnOnce() -> Result<bool, E>,
+) -> Result<Action, E> {
+    let local = &seen.local;
+    let is_dir = matches!(entry.kind, Kind::Dir) || local.is_dir();
+    if ignores.covers(path, is_dir) {
+        return Ok(Action::Ignored);
+    }
+    Ok(match &entry.kind {
+        Kind::Deleted => match local {
+            Local::Absent => Action::Nothing,
+            Local::Dir => Action::RemoveDir,
+            l if l.edited() => Action::Nothing,
+            _ => Action::RemoveFile,
+        },
+        Kind::Dir => match local {
+            Local::Dir => Action::Nothing,
+            Local::Absent => Action::MakeDir,
+            _ => Action::Refuse(format!("{path}: a local file is in the way of a folder")),
+        },
+        Kind::Symlink { target } => match local {
+            Local::Other { link_target: Some(t) } if t == target => Action::Nothing,
+            Local::Dir => Action::Refuse(format!("{path}: a local file or folder is in the way of a link")),
+            l if l.edited() => Action::Refuse(format!("{path}: a local file or folder is in the way of a link")),
+            _ => Action::MakeLink,
+        },
+        Kind::File { .. } => {
+            let up_to_date = matches!(local, Local::File { edited: false, .. }) && seen.recorded_same;
+            if up_to_date {
+                return Ok(Action::Nothing);
+            }
+            if !content_here()? {
+                let plan = matches!(local, Local::Absent | Local::File { edited: false, .. });
+                return Ok(Action::Wait { plan });
+            }
+            match local {
+                Local::File { edited: true, mtime_ns } => {
+                    Action::Write { keep_local_as: Some(conflict_name(path, *mtime_ns, device)) }
+                }
+                Local::Dir => Action::Refuse(format!("{path}: a local folder is in the way of a file")),
+                _ => Action::Write { keep_local_as: None },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Content;
+    use crate::ids::BlobId;
+    use proptest::prelude::*;
+
+    const DEV: [u8; 8] = [0xab; 8];
+
+    fn file() -> Entry {
+        Entry {
+            kind: Kind::File { size: 3, content: Content::Single(BlobId([1; 32])) },
+            mtime_ns: 5,
+            mode: 0o644,
+            device: [1; 8],
+        }
+    }
+
+    fn with(kind: Kind) -> Entry {
+        Entry { kind, ..file() }
+    }
+
+    fn seen(local: Local) -> Seen {
+        Seen { local, recorded_same: false }
+    }
+
+    /// [`decide`] with the content here or not.
+    fn decide_with(path: &str, entry: &Entry, seen: &Seen, ignores: &Ignores, here: bool) -> Action {
+        decide(path, entry, seen, ignores, &DEV, || Ok::<_, ()>(here)).unwrap()
+    }
+
+    fn d(path: &str, entry: &Entry, seen: &Seen, ignores: &Ignores, _dev: &[u8; 8]) -> Action {
+        decide_with(path, entry, seen, ignores, true)
+    }
+
+    fn edited() -> Local {
+        Local::File { edited: true, mtime_ns: 0 }
+    }
+
+    #[test]
+    fn a_local_edit_is_kept_aside_never_overwritten_or_deleted() {
+        let none = Ignores::none();
+        assert_eq!(
+            d("a/b.txt", &file(), &seen(edited()), &none, &DEV),
+            Action::Write { keep_local_as: Some("a/b.sync-conflict-19700101-000000-abababab.txt".into()) }
+        );
+        assert_eq!(d("a/b.txt", &with(Kind::Deleted), &seen(edited()), &none, &DEV), Action::Nothing);
+        let unedited = Local::File { edited: false, mtime_ns: 0 };
+        assert_eq!(d("a/b.txt", &with(Kind::Deleted), &seen(unedited), &none, &DEV), Action::RemoveFile);
+    }
+
+    #[test]
+    fn up_to_date_files_waiting_files_and_what_is_in_the_way() {
+        let none = Ignores::none();
+        let unedited = Local::File { edited: false, mtime_ns: 5 };
+        let same = Seen { local: unedited.clone(), recorded_same: true };
+        assert_eq!(d("f", &file(), &same, &none, &DEV), Action::Nothing);
+        let missing = |local| decide_with("f", &file(), &seen(local), &Ignores::none(), false);
+        assert_eq!(missing(Local::Absent), Action::Wait { plan: true });
+        assert_eq!(missing(unedited), Action::Wait { plan: true });
+        assert_eq!(missing(edited()), Action::Wait { plan: false });
+        assert_eq!(missing(Local::Dir), Action::Wait { plan: false });
+        assert!(matches!(d("f", &file(), &seen(Local::Dir), &none, &DEV), Action::Refuse(_)));
+        let link = with(Kind::Symlink { target: "t".into() });
+        assert!(matches!(d("l", &link, &seen(Local::Dir), &none, &DEV), Action::Refuse(_)));
+        assert!(matches!(d("l", &link, &seen(edited()), &none, &DEV), Action::Refuse(_)));
+        assert_eq!(d("l", &link, &seen(Local::Other { link_target: Some("t".into()) }), &none, &DEV), Action::Nothing);
+        assert_eq!(d("l", &link, &seen(Local::Other { link_target: Some("u".into()) }), &none, &DEV), Action::MakeLink);
+        assert_eq!(d("d", &with(Kind::Dir), &seen(Local::Dir), &none, &DEV), Action::Nothing);
+        assert_eq!(d("d", &with(Kind::Dir), &seen(Local::Absent), &none, &DEV), Action::MakeDir);
+        assert_eq!(d("d", &with(Kind::Deleted), &seen(Local::Dir), &none, &DEV), Action::RemoveDir);
+    }
+
+    #[test]
+    fn ignored_paths_and_folders_are_left_alone() {
+        let (rules, _) = Ignores::parse("*.log\nbuild/\n");
+        assert_eq!(d("x.log", &with(Kind::Deleted), &seen(Local::Absent), &rules, &DEV), Action::Ignored);
+        assert_eq!(d("build", &with(Kind::Deleted), &seen(Local::Dir), &rules, &DEV), Action::Ignored);
+        assert_eq!(d("build/a", &file(), &seen(Local::Absent), &rules, &DEV), Action::Ignored);
+    }
+
+    fn any_local() -> impl Strategy<Value = Local> {
+        prop_oneof![
+            Just(Local::Absent),
+            any::<(bool, i64)>().prop_map(|(edited, mtime_ns)| Local::File { edited, mtime_ns }),
+            Just(Local::Dir),
+            proptest::option::of("[a-z]{1,3}").prop_map(|link_target| Local::Other { link_target }),
+        ]
+    }
+
+    fn any_kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::Deleted),
+            Just(Kind::Dir),
+            "[a-z]{1,3}".prop_map(|target| Kind::Symlink { target }),
+            Just(file().kind),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the manifest says, an edited local file is never removed, never replaced by
+        /// a link, and never written over without first being kept aside.
+        #[test]
+        fn an_edit_is_never_lost(kind in any_kind(), recorded_same in any::<bool>(), content_here in any::<bool>(), mtime in any::<i64>()) {
+            let s = Seen { local: Local::File { edited: true, mtime_ns: mtime }, recorded_same };
+            let a = decide_with("p/q.txt", &with(kind), &s, &Ignores::none(), content_here);
+            prop_assert!(!matches!(a, Action::RemoveFile | Action::RemoveDir | Action::MakeLink | Action::MakeDir | Action::Write { keep_local_as: None } | Action::Wait { plan: true }), "{:?}", a);
+        }
+
+        /// Nothing ignored is ever touched, whatever is there and whatever the manifest says.
+        #[test]
+        fn ignored_is_never_touched(kind in any_kind(), local in any_local(), recorded_same in any::<bool>(), content_here in any::<bool>()) {
+            let (rules, _) = Ignores::parse("*\n");
+            let s = Seen { local, recorded_same };
+            prop_assert_eq!(decide_with("p/q.txt", &with(kind), &s, &rules, content_here), Action::Ignored);
+        }
+
+        /// A folder is never written over or replaced; it is only ever removed when deleted.
+        #[test]
+        fn a_folder_is_only_removed_by_a_delete(kind in any_kind(), recorded_same in any::<bool>(), content_here in any::<bool>()) {
+            let deleted = kind == Kind::Deleted;
+            let s = Seen { local: Local::Dir, recorded_same };
+            let a = decide_with("d", &with(kind), &s, &Ignores::none(), content_here);
+            prop_assert!(!matches!(a, Action::RemoveFile | Action::MakeLink | Action::MakeDir | Action::Write { .. } | Action::Wait { plan: true }), "{:?}", a);
+            prop_assert_eq!(a == Action::RemoveDir, deleted);
+        }
+    }
+}
