@@ -42,10 +42,10 @@ pub struct AgreementList {
 fn ledgers(root: &Path) -> Result<Vec<(SpaceId, Option<SpaceInfo>, LedgerFile)>, Error> {
     let mut out = Vec::new();
     for info in Home::spaces_at(root)? {
-        let dir = root.join("spaces").join(info.id.to_string());
+        let dir = crate::home::paths::space(root, &info.id);
         out.push((info.id, Some(info.clone()), LedgerFile::new(info.id, &dir)));
     }
-    let seeds = root.join("seeds");
+    let seeds = crate::home::paths::seeds(root);
     if let Ok(rd) = std::fs::read_dir(&seeds) {
         for e in rd.flatten() {
             let Ok(id) = e.file_name().to_string_lossy().parse::<SpaceId>() else { continue };

@@ -19,6 +19,49 @@ use std::path::{Path, PathBuf};
 /// Peers besides the inviter that an invite carries at most.
 pub const INVITE_EXTRA_PEERS: usize = 4;
 
+/// Every path in a home, in one place (docs/formats.md, "Home directory").
+pub mod paths {
+    use crate::ids::SpaceId;
+    use std::path::{Path, PathBuf};
+
+    /// The lock one process holds while it owns the home.
+    pub fn lock(root: &Path) -> PathBuf {
+        root.join("lock")
+    }
+    /// This device's ed25519 seed (0600).
+    pub fn device_key(root: &Path) -> PathBuf {
+        root.join("device.key")
+    }
+    /// The folder of every member space.
+    pub fn spaces(root: &Path) -> PathBuf {
+        root.join("spaces")
+    }
+    /// One member space's folder.
+    pub fn space(root: &Path, id: &SpaceId) -> PathBuf {
+        spaces(root).join(id.to_string())
+    }
+    /// The folder of every seeded space.
+    pub fn seeds(root: &Path) -> PathBuf {
+        root.join("seeds")
+    }
+    /// One seeded space's folder.
+    pub fn seed(root: &Path, id: &SpaceId) -> PathBuf {
+        seeds(root).join(id.to_string())
+    }
+    /// The address book.
+    pub fn peers(root: &Path) -> PathBuf {
+        root.join("peers.json")
+    }
+    /// Where the running daemon listens.
+    pub fn listening(root: &Path) -> PathBuf {
+        root.join("listen.json")
+    }
+    /// The HTTP API's bearer token (0600).
+    pub fn api_token(root: &Path) -> PathBuf {
+        root.join("api-token")
+    }
+}
+
 /// Manifest shards per space: enough to keep each Automerge document small at 1M files.
 pub const DEFAULT_SHARDS: u16 = 16;
 
@@ -94,7 +137,7 @@ impl Home {
     pub fn open(root: &Path) -> Result<Self, Error> {
         fs::create_dir_all(root).at(root)?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
-        let lock_path = root.join("lock");
+        let lock_path = paths::lock(root);
         let mut lock =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).at(&lock_path)?;
         match lock.try_lock() {
@@ -112,7 +155,7 @@ impl Home {
         }
         lock.set_len(0).at(&lock_path)?;
         write!(lock, "{}", std::process::id()).at(&lock_path)?;
-        let key_path = root.join("device.key");
+        let key_path = paths::device_key(root);
         let seed = match read_key(&key_path)? {
             Some(k) => k,
             None => {
@@ -122,14 +165,14 @@ impl Home {
                 k
             }
         };
-        fs::create_dir_all(root.join("spaces")).at(root.join("spaces"))?;
-        fs::create_dir_all(root.join("seeds")).at(root.join("seeds"))?;
+        fs::create_dir_all(paths::spaces(root)).at(paths::spaces(root))?;
+        fs::create_dir_all(paths::seeds(root)).at(paths::seeds(root))?;
         Ok(Self { root: root.to_owned(), _lock: lock, signer: SigningKey::from_bytes(&seed) })
     }
 
     /// Read the device id without taking the lock (for `cobox id` while a daemon runs).
     pub fn peek_device_id(root: &Path) -> Result<Option<DeviceId>, Error> {
-        Ok(read_key(&root.join("device.key"))?.map(|k| DeviceId(SigningKey::from_bytes(&k).verifying_key().to_bytes())))
+        Ok(read_key(&paths::device_key(root))?.map(|k| DeviceId(SigningKey::from_bytes(&k).verifying_key().to_bytes())))
     }
 
     /// The home directory.
@@ -143,7 +186,7 @@ impl Home {
     }
 
     fn space_dir(&self, id: &SpaceId) -> PathBuf {
-        self.root.join("spaces").join(id.to_string())
+        paths::space(&self.root, id)
     }
 
     /// Every space on this device, by name.
@@ -152,7 +195,7 @@ impl Home {
     }
 
     fn list_spaces(root: &Path) -> Result<Vec<SpaceInfo>, Error> {
-        let dir = root.join("spaces");
+        let dir = paths::spaces(root);
         let mut out = Vec::new();
         let rd = match fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -262,7 +305,7 @@ impl Home {
     /// [`Home::remember_peer`] for a process that does not own the home (the daemon's
     /// sessions, `cobox agreement propose`). The newest addresses come first.
     pub fn remember_peer_at(root: &Path, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
-        let path = root.join("peers.json");
+        let path = paths::peers(root);
         let mut book: std::collections::BTreeMap<String, Vec<String>> = read_json(&path)?;
         let entry = book.entry(device.to_string()).or_default();
         if addrs.iter().all(|a| entry.contains(a)) {
@@ -286,8 +329,7 @@ impl Home {
     pub fn peer_addrs_at(root: &Path) -> Result<Vec<crate::codes::PeerAddr>, Error> {
         let mut out = Vec::new();
         for (dev, addrs) in Self::peers_at(root)? {
-            let device =
-                dev.parse().map_err(|e| Error::Config { path: root.join("peers.json"), reason: format!("{e}") })?;
+            let device = dev.parse().map_err(|e| Error::Config { path: paths::peers(root), reason: format!("{e}") })?;
             out.push(crate::codes::PeerAddr { device, addrs });
         }
         Ok(out)
@@ -295,12 +337,12 @@ impl Home {
 
     /// [`Home::peers`] without the lock.
     pub fn peers_at(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
-        read_json(&root.join("peers.json"))
+        read_json(&paths::peers(root))
     }
 
     /// The HTTP API's bearer token (`api-token`, 0600), created on first use.
     pub fn api_token(&self) -> Result<String, Error> {
-        let path = self.root.join("api-token");
+        let path = paths::api_token(&self.root);
         match fs::read_to_string(&path) {
             Ok(t) if t.trim().len() >= 32 => Ok(t.trim().to_owned()),
             Ok(_) => {
@@ -324,20 +366,20 @@ impl Home {
 
     /// [`Home::set_listening`] for the holder of the home's lock that keeps only its path.
     pub fn set_listening_at(root: &Path, addrs: &[String]) -> Result<(), Error> {
-        write_atomic(&root.join("listen.json"), &crate::error::json("listen.json", &addrs)?)
+        write_atomic(&paths::listening(root), &crate::error::json("listen.json", &addrs)?)
     }
 
     /// Make a member invite for a space. Reads only files, so it works while the daemon runs.
     pub fn invite(root: &Path, query: &str) -> Result<crate::codes::Invite, Error> {
         let spaces = Self::list_spaces(root)?;
         let info = resolve_in(&spaces, query)?;
-        let secret_path = root.join("spaces").join(info.id.to_string()).join("secret.key");
+        let secret_path = paths::space(root, &info.id).join("secret.key");
         let secret = fs::read(&secret_path).at(&secret_path)?;
         let device = Self::peek_device_id(root)?.ok_or_else(|| Error::Config {
-            path: root.join("device.key"),
+            path: paths::device_key(root),
             reason: "missing; run any cobox command once to create it".into(),
         })?;
-        let addrs: Vec<String> = read_json(&root.join("listen.json"))?;
+        let addrs: Vec<String> = read_json(&paths::listening(root))?;
         let mut peers = vec![crate::codes::PeerAddr { device, addrs }];
         peers.extend(Self::ledger_peers(root, &info.id, &device)?);
         Ok(crate::codes::Invite { space: info.id, secret, name: info.name.clone(), peers })
@@ -348,7 +390,7 @@ impl Home {
     /// new device can then sync, or restore from a seeder, while the inviter is off. At most
     /// [`INVITE_EXTRA_PEERS`] of them, seeders first, so codes stay short.
     fn ledger_peers(root: &Path, space: &SpaceId, me: &DeviceId) -> Result<Vec<crate::codes::PeerAddr>, Error> {
-        let dir = root.join("spaces").join(space.to_string());
+        let dir = paths::space(root, space);
         // Extra peers are a help, not a need: an unreadable ledger leaves the invite as it was.
         let Ok(view) = crate::ledger::LedgerFile::new(*space, &dir).view(crate::now_ms()) else {
             return Ok(Vec::new());
@@ -374,7 +416,7 @@ impl Home {
 
     /// The spaces this device seeds for others.
     pub fn seeds(&self) -> Result<Vec<crate::seed::SeedInfo>, Error> {
-        let dir = self.root.join("seeds");
+        let dir = paths::seeds(&self.root);
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).at(&dir)? {
             let cfg = e.at(&dir)?.path().join("seed.json");
@@ -407,7 +449,7 @@ impl Home {
                 space.short()
             )));
         }
-        let dir = root.join("seeds").join(space.to_string());
+        let dir = paths::seed(root, space);
         let cfg = dir.join("seed.json");
         let info = match fs::read(&cfg) {
             Ok(b) => {
@@ -429,7 +471,7 @@ impl Home {
 
     /// Delete a seeded space's blobs and ledger (after its agreements ended and the grace period passed).
     pub fn remove_seed(root: &Path, space: &SpaceId) -> Result<(), Error> {
-        let dir = root.join("seeds").join(space.to_string());
+        let dir = paths::seed(root, space);
         // seed.json goes first, so a crash midway leaves a directory nothing opens.
         let _ = fs::remove_file(dir.join("seed.json"));
         fs::remove_dir_all(&dir).at(&dir)
@@ -453,7 +495,7 @@ impl Home {
     pub(crate) fn space_files(root: &Path, query: &str) -> Result<(SpaceInfo, PathBuf, [u8; 64]), Error> {
         let spaces = Self::list_spaces(root)?;
         let info = resolve_in(&spaces, query)?.clone();
-        let dir = root.join("spaces").join(info.id.to_string());
+        let dir = paths::space(root, &info.id);
         let secret = read_secret(&dir)?;
         Ok((info, dir, secret))
     }
@@ -470,14 +512,14 @@ impl Home {
 
     /// The device key, read without the lock.
     pub(crate) fn device_key_at(root: &Path) -> Result<SigningKey, Error> {
-        read_key(&root.join("device.key"))?.map(|k| SigningKey::from_bytes(&k)).ok_or_else(|| Error::Config {
-            path: root.join("device.key"),
+        read_key(&paths::device_key(root))?.map(|k| SigningKey::from_bytes(&k)).ok_or_else(|| Error::Config {
+            path: paths::device_key(root),
             reason: "missing; run any cobox command once to create it".into(),
         })
     }
 
     /// Addresses the running daemon listens on (empty when none runs).
     pub(crate) fn listening_at(root: &Path) -> Result<Vec<String>, Error> {
-        read_json(&root.join("listen.json"))
+        read_json(&paths::listening(root))
     }
 }
