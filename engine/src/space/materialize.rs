@@ -138,31 +138,23 @@ impl Space {
                         updates.push((path.clone(), None));
                     }
                 }
-                Action::MakeDir => {
-                    let created = safe_target(&root, path).and_then(|t| {
-                        fs::create_dir(&t).map_err(|e| format!("{path}: {e}"))?;
-                        // The recorded mode, so the next scan sees no change.
-                        fs::set_permissions(&t, fs::Permissions::from_mode(entry.mode))
-                            .map_err(|e| format!("{path}: {e}"))?;
-                        fs::symlink_metadata(&t).map(|m| Meta::of(&m)).map_err(|e| format!("{path}: {e}"))
-                    });
-                    match created {
-                        Ok(meta) => {
-                            report.written += 1;
-                            updates
-                                .push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
+                Action::MakeDir | Action::MakeLink => {
+                    let made = safe_target(&root, path).and_then(|t| {
+                        match &entry.kind {
+                            Kind::Symlink { target: to } => {
+                                let _ = fs::remove_file(&t);
+                                std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))?;
+                            }
+                            _ => {
+                                fs::create_dir(&t).map_err(|e| format!("{path}: {e}"))?;
+                                // The recorded mode, so the next scan sees no change.
+                                fs::set_permissions(&t, fs::Permissions::from_mode(entry.mode))
+                                    .map_err(|e| format!("{path}: {e}"))?;
+                            }
                         }
-                        Err(why) => report.refused.push(why),
-                    }
-                }
-                Action::MakeLink => {
-                    let Kind::Symlink { target: to } = &entry.kind else { continue };
-                    let r = safe_target(&root, path).and_then(|t| {
-                        let _ = fs::remove_file(&t);
-                        std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))?;
                         fs::symlink_metadata(&t).map(|m| Meta::of(&m)).map_err(|e| format!("{path}: {e}"))
                     });
-                    match r {
+                    match made {
                         Ok(meta) => {
                             report.written += 1;
                             updates
