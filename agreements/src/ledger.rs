@@ -12,6 +12,10 @@ pub enum LedgerError {
     /// Automerge refused the bytes or the change.
     #[error("ledger document: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+    /// The changes would remove or rewrite an entry, or add one under another entry's key: the
+    /// ledger only ever grows, each entry under the hash of its bytes. Nothing was merged.
+    #[error("the ledger's changes {0}; entries are only ever added, so nothing was merged")]
+    Rewrite(String),
 }
 
 /// The Automerge ledger of one space.
@@ -46,19 +50,46 @@ impl Ledger {
         Ok(true)
     }
 
-    /// Fold another ledger in; returns how many entries were new.
+    /// Fold another ledger in; returns how many entries were new. Refused, with nothing
+    /// merged, if it would remove or rewrite an entry ([`LedgerError::Rewrite`]).
     pub fn merge(&mut self, other: &mut Ledger) -> Result<usize, LedgerError> {
-        let before = self.len();
-        self.doc.merge(&mut other.doc)?;
-        Ok(self.len() - before)
+        let mut next = self.clone();
+        next.doc.merge(&mut other.doc)?;
+        self.accept(next)
     }
 
     /// Merge what a peer sent: its saved ledger, or its changes since our heads
-    /// ([`Ledger::changes_since`]); returns how many entries were new.
+    /// ([`Ledger::changes_since`]); returns how many entries were new. Refused, with nothing
+    /// merged, if it would remove or rewrite an entry ([`LedgerError::Rewrite`]).
     pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<usize, LedgerError> {
-        let before = self.len();
-        self.doc.load_incremental(bytes)?;
-        Ok(self.len() - before)
+        let mut next = self.clone();
+        next.doc.load_incremental(bytes)?;
+        self.accept(next)
+    }
+
+    /// Take `next` (this ledger with changes merged in) if it only adds entries, each under the
+    /// hash of its bytes; returns how many it added. A seeder that deleted its own revocation,
+    /// or rewrote an audit, is refused here before anything is kept.
+    fn accept(&mut self, next: Ledger) -> Result<usize, LedgerError> {
+        let before: std::collections::HashMap<String, Vec<u8>> = self.raw_entries().into_iter().collect();
+        let after = next.raw_entries();
+        let mut added = 0;
+        let mut kept = 0;
+        for (key, bytes) in &after {
+            match before.get(key) {
+                Some(old) if old == bytes => kept += 1,
+                Some(_) => return Err(LedgerError::Rewrite(format!("rewrite entry {}", short(key)))),
+                None if blake3::hash(bytes).to_hex().as_str() == key => added += 1,
+                None => {
+                    return Err(LedgerError::Rewrite(format!("add an entry under a key not its hash ({})", short(key))));
+                }
+            }
+        }
+        if kept != before.len() {
+            return Err(LedgerError::Rewrite(format!("remove {} entries", before.len() - kept)));
+        }
+        *self = next;
+        Ok(added)
     }
 
     /// Whether the document holds the change with this hash.
@@ -141,10 +172,61 @@ impl Ledger {
     }
 }
 
+/// A key as people read it in an error.
+fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::entry::tests::{audit, keys, sample};
+
+    /// A ledger holding a proposal, its acceptance and the owner's revocation, and a copy of
+    /// it as a seeder would hold it (its own actor).
+    fn revoked() -> (Ledger, Ledger, String) {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut owner = Ledger::new();
+        owner.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        owner.insert(&Entry::accept(&a, &d)).unwrap();
+        let r = crate::Revocation {
+            agreement: a.id(),
+            device: o.verifying_key().to_bytes(),
+            party: crate::Party::Owner,
+            time_ms: 5,
+        };
+        let revocation = Entry::revoke(r, &o, Some(&s));
+        owner.insert(&revocation).unwrap();
+        let seeder = Ledger::load(&owner.save()).unwrap();
+        (owner, seeder, revocation.key())
+    }
+
+    #[test]
+    fn a_peer_cannot_delete_an_entry() {
+        let (mut owner, mut seeder, revocation) = revoked();
+        let heads = owner.heads_and_parents();
+        seeder.doc.delete(ROOT, revocation.as_str()).unwrap();
+        let err = owner.merge_bytes(&seeder.changes_since(&heads)).unwrap_err();
+        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("remove 1")), "{err}");
+        assert_eq!(owner.len(), 3, "the revocation stays");
+        assert!(owner.merge(&mut seeder).is_err(), "nor through merge");
+        assert_eq!(owner.len(), 3);
+    }
+
+    #[test]
+    fn a_peer_cannot_rewrite_an_entry_or_add_one_under_a_false_key() {
+        let (mut owner, mut seeder, revocation) = revoked();
+        let heads = owner.heads_and_parents();
+        seeder.doc.put(ROOT, revocation.as_str(), ScalarValue::Bytes(b"not a revocation".to_vec())).unwrap();
+        let err = owner.merge_bytes(&seeder.changes_since(&heads)).unwrap_err();
+        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("rewrite")), "{err}");
+        let (mut owner, mut seeder, _) = revoked();
+        seeder.doc.put(ROOT, "0000", ScalarValue::Bytes(b"junk".to_vec())).unwrap();
+        let err = owner.merge_bytes(&seeder.save()).unwrap_err();
+        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("not its hash")), "{err}");
+        assert_eq!(owner.len(), 3);
+    }
 
     #[test]
     fn merge_is_union_and_idempotent() {
