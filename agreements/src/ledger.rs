@@ -81,7 +81,10 @@ impl Ledger {
                 Some(_) => return Err(LedgerError::Rewrite(format!("rewrite entry {}", short(key)))),
                 None if blake3::hash(bytes).to_hex().as_str() == key => added += 1,
                 None => {
-                    return Err(LedgerError::Rewrite(format!("add an entry under a key not its hash ({})", short(key))));
+                    return Err(LedgerError::Rewrite(format!(
+                        "add an entry under a key not its hash ({})",
+                        short(key)
+                    )));
                 }
             }
         }

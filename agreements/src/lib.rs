@@ -21,7 +21,7 @@ mod view;
 
 pub use entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_TERMS, Party, Revocation};
 pub use ledger::{Ledger, LedgerError};
-pub use view::{AgreementView, InvalidEntry, LedgerView, State, Verified, evaluate, evaluate_with};
+pub use view::{AgreementView, InvalidEntry, LedgerView, MAX_CLOCK_SKEW_MS, State, Verified, evaluate, evaluate_with};
 
 /// A 32-byte public key (a device id or a space id), as raw bytes.
 pub type Key32 = [u8; 32];

@@ -156,6 +156,10 @@ impl Verified {
     }
 }
 
+/// How far ahead of this device's clock a revocation may be dated and still count (devices'
+/// clocks drift; a date further ahead is a party trying to block the other's revocation).
+pub const MAX_CLOCK_SKEW_MS: i64 = 15 * 60 * 1000;
+
 /// [`evaluate`], reusing and adding to `verified`.
 pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, verified: &mut Verified) -> LedgerView {
     let mut invalid = Vec::new();
@@ -219,6 +223,19 @@ pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, 
             Entry::Acceptance { .. } => {
                 v.accepted = true;
                 v.signatures_ok = true;
+            }
+            // Dated beyond the clocks' allowed skew: a party could otherwise record a revocation
+            // that takes effect in years and, meanwhile, keeps the other from revoking.
+            Entry::Revocation { revocation, .. } if revocation.time_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) => {
+                invalid.push(InvalidEntry {
+                    key: key.clone(),
+                    agreement: Some(id),
+                    reason: format!(
+                        "dated {} s ahead of this device's clock, over the {} s allowed",
+                        (revocation.time_ms - now_ms) / 1000,
+                        MAX_CLOCK_SKEW_MS / 1000
+                    ),
+                });
             }
             Entry::Revocation { revocation, .. } => {
                 if v.revoked.as_ref().is_none_or(|r| revocation.time_ms < r.time_ms) {
@@ -303,6 +320,39 @@ mod tests {
         assert_eq!(eval(&l, &s, 4_000).agreements[0].state, State::Active);
         assert_eq!(eval(&l, &s, 5_000).agreements[0].state, State::Revoked);
         assert!(eval(&l, &s, 5_000).invalid.is_empty());
+    }
+
+    #[test]
+    fn a_revocation_dated_far_ahead_counts_for_nothing_and_blocks_nothing() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut l = Ledger::new();
+        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::accept(&a, &d)).unwrap();
+        // The seeder dates its revocation a year ahead.
+        let year = 365 * 86_400_000;
+        let late = Revocation {
+            agreement: a.id(),
+            device: d.verifying_key().to_bytes(),
+            party: Party::Seeder,
+            time_ms: 2_000 + year,
+        };
+        l.insert(&Entry::revoke(late, &d, None)).unwrap();
+        let v = eval(&l, &s, 2_000);
+        assert!(v.agreements[0].revoked.is_none(), "not a revocation the owner must wait for");
+        assert!(v.invalid.iter().any(|i| i.reason.contains("ahead of this device's clock")), "{:?}", v.invalid);
+        // Within the allowed skew it counts, and takes effect when its time comes.
+        let soon = Revocation {
+            agreement: a.id(),
+            device: o.verifying_key().to_bytes(),
+            party: Party::Owner,
+            time_ms: 2_000 + MAX_CLOCK_SKEW_MS,
+        };
+        l.insert(&Entry::revoke(soon, &o, Some(&s))).unwrap();
+        let v = eval(&l, &s, 2_000);
+        assert_eq!(v.agreements[0].revoked.as_ref().map(|r| r.party), Some(Party::Owner));
+        assert_eq!(v.agreements[0].state, State::Active);
+        assert_eq!(eval(&l, &s, 2_000 + MAX_CLOCK_SKEW_MS).agreements[0].state, State::Revoked);
     }
 
     #[test]

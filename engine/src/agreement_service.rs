@@ -140,7 +140,8 @@ pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
     if v.state == State::Invalid {
         return Err(Error::Refused("that agreement is invalid and was never honoured; nothing to revoke".into()));
     }
-    if v.revoked.is_some() {
+    // A revocation not yet in effect does not stop this one: the earliest counts.
+    if v.state == State::Revoked {
         return Err(Error::Refused(format!("agreement {} is already revoked", v.id.short())));
     }
     let entry = match &info {
