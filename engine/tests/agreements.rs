@@ -3,7 +3,6 @@
 
 use cobox_engine::agreements::{Entry, Party, Revocation};
 use cobox_engine::codes::PeerAddr;
-use cobox_engine::replica::Replica;
 use cobox_engine::{DeviceId, Home, agreement_service};
 use ed25519_dalek::SigningKey;
 
