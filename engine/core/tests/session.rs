@@ -450,6 +450,32 @@ fn messages_out_of_turn_are_refused() {
     assert!(s.is_over());
 }
 
+#[test]
+fn a_step_that_would_make_the_peer_list_its_set_many_times_is_refused() {
+    let k = space_key();
+    let a = member(1, &k, 0..3);
+    let b = member(2, &k, 0..3);
+    // B dials and proves itself; then, instead of one summary, it asks for the whole space twice.
+    let mut listener = Session::accept(a.setup(b.id(), Purpose::Sync, 1), Ledger::new(), {
+        let mut hello = Session::dial(b.setup(a.id(), Purpose::Sync, 2), Ledger::new());
+        hello.poll_transmit().expect("a Hello")
+    })
+    .0;
+    while listener.poll_transmit().is_some() {}
+    let proof = cobox_core::sync::proto::prove(&k, &a.space, &b.id(), &a.id(), &[1; 32]);
+    listener.receive(proof).unwrap();
+    listener.receive(Msg::Ledger(Vec::new())).unwrap();
+    listener.receive(Msg::Ledger(Vec::new())).unwrap();
+    while let Some(ev) = listener.poll_event() {
+        if ev == Event::NeedBlobs {
+            listener.reconcile(a.blobs.clone()).unwrap();
+        }
+    }
+    let whole = cobox_core::sync::reconcile::Item::Fingerprint { lo: [0; 32], hi: None, count: 0, fp: [0; 16] };
+    let r = listener.receive(Msg::Reconcile { items: vec![whole.clone(), whole], more: false });
+    assert!(matches!(r, Err(SessionError::Refused(ref m)) if m.contains("overlap")), "{r:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 

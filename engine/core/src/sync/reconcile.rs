@@ -91,6 +91,38 @@ pub fn frames(items: Vec<Item>, max: usize) -> Vec<Vec<Item>> {
     out
 }
 
+impl Item {
+    fn bounds(&self) -> ([u8; 32], Option<[u8; 32]>) {
+        match self {
+            Item::Fingerprint { lo, hi, .. } | Item::Ids { lo, hi, .. } => (*lo, *hi),
+        }
+    }
+}
+
+/// Check that a step's ranges are non-empty, ascending and disjoint, as every honest step is
+/// (each answers the ranges it was sent, in order, with sub-ranges of them). Answering such a
+/// step reads each of our ids at most once and replies with at most our set plus a few summaries;
+/// without the check, a step of a thousand whole-space fingerprints would make us list our whole
+/// set a thousand times.
+pub fn check_step(items: &[Item]) -> Result<(), &'static str> {
+    let mut floor: Option<[u8; 32]> = None;
+    let mut ended = false;
+    for item in items {
+        let (lo, hi) = item.bounds();
+        if ended || floor.is_some_and(|f| lo < f) {
+            return Err("its ranges overlap or are out of order");
+        }
+        if hi.is_some_and(|h| h <= lo) {
+            return Err("it holds an empty range");
+        }
+        match hi {
+            Some(h) => floor = Some(h),
+            None => ended = true,
+        }
+    }
+    Ok(())
+}
+
 /// One side of a reconciliation.
 pub struct Reconciler {
     set: BTreeSet<BlobId>,
@@ -213,6 +245,7 @@ mod tests {
             let sent = frames(msg, max);
             assert!(sent.iter().all(|f| f.iter().map(Item::weight).sum::<usize>() <= max), "a frame over {max} ids");
             msg = sent.into_iter().flatten().collect();
+            assert_eq!(check_step(&msg), Ok(()), "an honest step passes the check");
             msg = if turn_b { rb.respond(&msg) } else { ra.respond(&msg) };
             bytes += postcard::to_stdvec(&msg).unwrap().len();
             rounds += 1;
@@ -220,6 +253,19 @@ mod tests {
             assert!(rounds < 64, "reconciliation does not terminate");
         }
         (ra.want, rb.want, bytes, rounds)
+    }
+
+    #[test]
+    fn overlapping_out_of_order_or_empty_ranges_are_refused() {
+        let whole = Item::Fingerprint { lo: [0; 32], hi: None, count: 0, fp: [0; 16] };
+        assert_eq!(check_step(std::slice::from_ref(&whole)), Ok(()));
+        assert!(check_step(&[whole.clone(), whole.clone()]).is_err(), "the whole space twice");
+        let part = |lo: u8, hi: u8| Item::Ids { lo: [lo; 32], hi: Some([hi; 32]), ids: vec![], reply: true };
+        assert_eq!(check_step(&[part(1, 2), part(2, 5), part(7, 9)]), Ok(()));
+        assert!(check_step(&[part(1, 4), part(3, 5)]).is_err(), "overlap");
+        assert!(check_step(&[part(3, 5), part(1, 2)]).is_err(), "out of order");
+        assert!(check_step(&[part(4, 4)]).is_err(), "empty");
+        assert!(check_step(&[whole, part(1, 2)]).is_err(), "after the end");
     }
 
     #[test]

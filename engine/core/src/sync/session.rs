@@ -653,6 +653,9 @@ impl Session {
         }
         let items = std::mem::take(&mut self.step);
         self.step_ids = 0;
+        if let Err(why) = super::reconcile::check_step(&items) {
+            return self.refuse(format!("a reconciliation step where {why}"));
+        }
         let rec = self.rec.as_mut().ok_or(SessionError::Misuse("no reconciler"))?;
         if items.is_empty() {
             return self.reconciled();
