@@ -85,11 +85,6 @@ impl Seed {
         Ok(new)
     }
 
-    /// Make received blobs durable.
-    pub fn flush(&self) -> Result<(), Error> {
-        Ok(self.store.flush()?)
-    }
-
     /// Whether every agreement this device countersigned ended (revoked or expired) more than
     /// `grace_ms` ago, or it countersigned none and the seed is older than the grace period.
     pub fn past_grace(&self, view: &LedgerView, now_ms: i64, grace_ms: i64) -> bool {

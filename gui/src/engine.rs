@@ -5,7 +5,7 @@
 use cobox_engine::agreement_service::{self, AgreementSummary, Stats};
 use cobox_engine::codes::{Invite, PeerAddr};
 use cobox_engine::daemon::{AUDIT_SAMPLE, Activity, Daemon, Schedule, audit_seeders, audit_targets};
-use cobox_engine::sync::net::{Held, NetConfig, Node, PeerSeen, SeedPolicy, parse_peer};
+use cobox_engine::sync::net::{Held, NetConfig, PeerSeen, SeedPolicy, parse_peer};
 use cobox_engine::{HistoryItem, Home, Keep, SpaceId, Status};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -196,7 +196,6 @@ struct Engine {
     home: Home,
     /// The same daemon `cobox up` runs: watching, scans, syncs, audits, seed expiry, rescans.
     daemon: Arc<Daemon>,
-    node: Arc<Node>,
     rt: tokio::runtime::Runtime,
     model: Arc<Mutex<Arc<Model>>>,
     repaint: Arc<dyn Fn() + Send + Sync>,
@@ -228,15 +227,14 @@ fn run(
     let running = rt.spawn(daemon.clone().run(async move {
         let _ = stop_rx.await;
     }));
-    let node = daemon.node().clone();
-    let mut eng = Engine { home, daemon, node, rt, model: model.clone(), repaint: repaint.clone(), activity };
+    let mut eng = Engine { home, daemon, rt, model: model.clone(), repaint: repaint.clone(), activity };
     eng.update(|m| {
         m.device = eng.home.device_id().to_string();
-        m.address = eng.node.addr_string();
+        m.address = eng.daemon.node().addr_string();
     });
     eng.refresh();
     let start = Instant::now();
-    let mut last_traffic = eng.node.traffic();
+    let mut last_traffic = eng.daemon.node().traffic();
     let mut next_sample = Instant::now() + Duration::from_secs(1);
     loop {
         let wait = next_sample.saturating_duration_since(Instant::now());
@@ -254,10 +252,10 @@ fn run(
         }
         if Instant::now() >= next_sample {
             next_sample += Duration::from_secs(1);
-            let t = eng.node.traffic();
+            let t = eng.daemon.node().traffic();
             let (up, down) = ((t.0 - last_traffic.0) as f64 / 1000.0, (t.1 - last_traffic.1) as f64 / 1000.0);
             last_traffic = t;
-            let peers = eng.node.peers_seen();
+            let peers = eng.daemon.node().peers_seen();
             eng.update(|m| {
                 m.rates.push_back([start.elapsed().as_secs_f64(), up, down]);
                 while m.rates.len() > 300 {
@@ -269,11 +267,12 @@ fn run(
         eng.take_activity();
     }
     let _ = stop_tx.send(());
-    let Engine { rt, daemon, node, .. } = eng;
+    let Engine { rt, daemon, .. } = eng;
     rt.block_on(async move {
         let _ = running.await;
-        drop(daemon);
-        if let Ok(n) = Arc::try_unwrap(node) {
+        if let Ok(d) = Arc::try_unwrap(daemon)
+            && let Ok(n) = Arc::try_unwrap(d.into_node())
+        {
             n.shutdown().await;
         }
     });
@@ -304,7 +303,7 @@ impl Engine {
             (m.spaces.iter().map(|s| (s.id, s.last_sync.clone())).collect::<Vec<_>>(), m.syncing.clone())
         };
         for info in infos {
-            let Some(s) = self.node.space(&info.id) else { continue };
+            let Some(s) = self.daemon.node().space(&info.id) else { continue };
             let s = s.blocking_lock();
             let (status, error) = match s.status() {
                 Ok(st) => (Some(st), None),
@@ -366,7 +365,7 @@ impl Engine {
             });
         }
         let mut seeds = Vec::new();
-        for (id, h) in self.node.held() {
+        for (id, h) in self.daemon.node().held() {
             if let Held::Seed(s) = h {
                 seeds.push((id, s.blocking_lock().used()));
             }
@@ -435,7 +434,7 @@ impl Engine {
     }
 
     fn space(&self, id: &SpaceId) -> Option<Arc<tokio::sync::Mutex<cobox_engine::Space>>> {
-        let s = self.node.space(id);
+        let s = self.daemon.node().space(id);
         if s.is_none() {
             self.notice(true, "That space is no longer open.");
         }
@@ -450,7 +449,7 @@ impl Engine {
                 Ok(i)
             }) {
                 Ok(info) => {
-                    if let Some(s) = self.node.space(&info.id) {
+                    if let Some(s) = self.daemon.node().space(&info.id) {
                         let _ = s.blocking_lock().scan(&cobox_engine::NoProgress);
                     }
                     self.notice(false, format!("Created '{}' over {}.", info.name, info.path.display()));
@@ -600,7 +599,7 @@ impl Engine {
                 if seeders.is_empty() {
                     return self.notice(true, "No seeder with an active agreement to check.");
                 }
-                let node = self.node.clone();
+                let node = self.daemon.node().clone();
                 let results: Vec<_> = self
                     .rt
                     .block_on(async move { audit_seeders(&node, &id, &seeders, AUDIT_SAMPLE).await })

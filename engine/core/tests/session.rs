@@ -202,6 +202,8 @@ struct Outcome {
     listener_received: u64,
     answered: Option<(Vec<Option<[u8; 32]>>, u64)>,
     not_pushed: u64,
+    /// The dialer's session, once over.
+    dialer_session: Option<Session>,
 }
 
 fn flush(session: &mut Option<Session>, to: &mut VecDeque<Wire>) {
@@ -248,6 +250,7 @@ fn run(a: &mut Device, b: &mut Device, purpose: Purpose) -> Outcome {
         dialer_received: da.received,
         listener_received: db.received,
         answered: da.answered,
+        dialer_session: da.session,
     }
 }
 
@@ -430,11 +433,15 @@ fn two_seeders_never_talk() {
 }
 
 #[test]
-fn a_blob_not_asked_for_is_not_wanted() {
+fn only_the_blobs_asked_for_are_wanted() {
     let k = space_key();
-    let a = member(1, &k, 0..3);
-    let s = Session::dial(a.setup(DeviceId([2; 32]), Purpose::Sync, 1), Ledger::new());
-    assert!(!s.wants(&blob(1)));
+    let mut a = member(1, &k, 0..5);
+    let mut b = member(2, &k, 3..8);
+    let o = run(&mut a, &mut b, Purpose::Sync);
+    let s = o.dialer_session.expect("the dialer's session");
+    assert!((5..8).all(|n| s.wants(&blob(n))), "what it lacked");
+    assert!(!(0..5).any(|n| s.wants(&blob(n))), "nothing it held");
+    assert!(!s.wants(&blob(100)), "nothing the peer did not list");
 }
 
 #[test]

@@ -40,11 +40,6 @@ impl Space {
         Ok(n)
     }
 
-    /// Make received blobs durable without applying them (a session that broke off).
-    pub fn flush_received(&self) -> Result<(), Error> {
-        Ok(self.store.flush()?)
-    }
-
     /// Apply received changes and write them into the folder, as one step: a scan between the
     /// two would see the manifest ahead of the folder. With no change since a pass that left
     /// nothing to do, the folder is not walked again (0.2 s per 100,000 files, after every

@@ -196,14 +196,25 @@ pub struct Session {
     wanted_by_peer: Vec<BlobId>,
     /// What this side asks for and may hold.
     want: Vec<BlobId>,
-    want_set: std::collections::HashSet<BlobId>,
-    quota: u64,
-    /// Whether this side takes blobs at all (a seeder only under an active agreement).
-    accepts: bool,
+    /// Most bytes this side may hold; `None`: it takes no blobs (a seeder with no active
+    /// agreement).
+    quota: Option<u64>,
     may_send: bool,
     not_pushed: u64,
     out: VecDeque<Msg>,
     events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("space", &self.setup.space)
+            .field("peer", &self.setup.peer)
+            .field("dialer", &self.dialer)
+            .field("phase", &self.phase)
+            .field("want", &self.want.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -221,9 +232,7 @@ impl Session {
             step_ids: 0,
             wanted_by_peer: Vec::new(),
             want: Vec::new(),
-            want_set: Default::default(),
-            quota: 0,
-            accepts: false,
+            quota: None,
             may_send: false,
             not_pushed: 0,
             out: VecDeque::new(),
@@ -282,7 +291,7 @@ impl Session {
             role: s.role,
             purpose: s.purpose,
             listen: s.listen.clone(),
-            ledger: if heads.len() > MAX_HEADS { Vec::new() } else { heads },
+            ledger: cap(heads),
         });
     }
 
@@ -323,11 +332,6 @@ impl Session {
         self.peer.as_ref().map(|p| p.role)
     }
 
-    /// The session's purpose.
-    pub fn purpose(&self) -> Purpose {
-        self.setup.purpose
-    }
-
     /// Whether the session is over.
     pub fn is_over(&self) -> bool {
         self.phase == Phase::Over
@@ -335,7 +339,8 @@ impl Session {
 
     /// Whether `id` was asked for in this session (a blob frame for any other is refused).
     pub fn wants(&self, id: &BlobId) -> bool {
-        self.want_set.contains(id)
+        // Sorted: it comes from the reconciler's set.
+        self.want.binary_search(id).is_ok()
     }
 
     /// Blobs the peer lacked that were not pushed: it is a seeder with no active agreement.
@@ -358,20 +363,15 @@ impl Session {
                 self.after_hello()
             }
             (Phase::Hello, _) => self.refuse("expected Hello"),
-            (Phase::Proof, Msg::Proof { sig }) => {
+            (Phase::Proof, msg) => {
                 let s = &self.setup;
-                if check_proof(&s.space, &s.peer, &s.me, &s.nonce, &sig) {
+                if matches!(msg, Msg::Proof { sig } if check_proof(&s.space, &s.peer, &s.me, &s.nonce, &sig)) {
                     self.begin_ledger()
                 } else {
                     let why =
                         format!("device {} did not prove membership of space {}", s.peer.short(), s.space.short());
                     self.refuse(why)
                 }
-            }
-            (Phase::Proof, _) => {
-                let s = &self.setup;
-                let why = format!("device {} did not prove membership of space {}", s.peer.short(), s.space.short());
-                self.refuse(why)
             }
             (Phase::Ledger(n), Msg::Ledger(bytes)) => self.on_ledger(n, bytes),
             (Phase::Ledger(_), _) => self.refuse("expected the ledger"),
@@ -485,10 +485,12 @@ impl Session {
             }
             (Role::Member, Role::Member, false, 0) => self.merge_and_reply(&bytes, &peer.ledger),
             (Role::Member, Role::Seeder, _, 0) => {
-                // Check on a copy: a device no agreement names leaves nothing in our ledger.
+                // Merged into a copy, kept only if an agreement names the device: one that none
+                // names leaves nothing in our ledger.
                 let mut copy = self.ledger.clone();
-                let named = (bytes.is_empty() || copy.merge_bytes(&bytes).is_ok())
-                    && (self.setup.evaluate)(&space, &copy.raw_entries(), now).names_seeder(&peer_id.0);
+                let added = if bytes.is_empty() { Ok(0) } else { copy.merge_bytes(&bytes) };
+                let named =
+                    added.is_ok() && (self.setup.evaluate)(&space, &copy.raw_entries(), now).names_seeder(&peer_id.0);
                 if !named {
                     return self.refuse(format!(
                         "device {} is not a member of space {} and no agreement names it as a seeder",
@@ -496,7 +498,14 @@ impl Session {
                         space.short()
                     ));
                 }
-                self.merge_and_reply(&bytes, &peer.ledger)
+                self.ledger = copy;
+                if added.is_ok_and(|n| n > 0) {
+                    self.events.push_back(Event::LedgerChanged);
+                }
+                let reply = self.bytes_since(&peer.ledger);
+                self.out.push_back(Msg::Ledger(reply));
+                self.phase = Phase::Ledger(1);
+                Ok(())
             }
             // The peer's last send: what it had that we lacked.
             (Role::Member, Role::Member, false, _) | (Role::Member, Role::Seeder, _, _) => {
@@ -508,7 +517,7 @@ impl Session {
                 // Both sides now hold the same changes: the last send is only what we add here.
                 let merged = self.heads_capped();
                 let mut view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
-                if self.countersign(&view)? {
+                if self.countersign(&view) {
                     view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
                 }
                 if !view.names_seeder(&me.0) {
@@ -539,7 +548,7 @@ impl Session {
     }
 
     /// Countersign the proposals naming this seeder that the policy allows; true if it did.
-    fn countersign(&mut self, view: &LedgerView) -> Result<bool, SessionError> {
+    fn countersign(&mut self, view: &LedgerView) -> bool {
         let (me, now) = (self.setup.me, self.setup.now_ms);
         let policy = &self.setup.policy;
         let mut accepted = false;
@@ -555,15 +564,17 @@ impl Session {
             if ok {
                 let entry = Entry::accept(&a.agreement, &self.setup.device_key);
                 match self.ledger.insert(&entry) {
-                    Ok(added) => accepted |= added,
+                    Ok(added) => {
+                        accepted |= added;
+                        self.events.push_back(Event::Countersigned {
+                            agreement: a.id,
+                            space: SpaceId(a.agreement.space),
+                            quota: a.agreement.quota,
+                            end_ms: a.agreement.end_ms,
+                        });
+                    }
                     Err(e) => notes.push(format!("cannot countersign agreement {}: {e}", a.id.short())),
                 }
-                self.events.push_back(Event::Countersigned {
-                    agreement: a.id,
-                    space: SpaceId(a.agreement.space),
-                    quota: a.agreement.quota,
-                    end_ms: a.agreement.end_ms,
-                });
             } else {
                 notes.push(format!(
                     "not accepting agreement {}: {} bytes, over this seeder's standing limit or not asked for",
@@ -576,7 +587,7 @@ impl Session {
         if accepted {
             self.events.push_back(Event::LedgerChanged);
         }
-        Ok(accepted)
+        accepted
     }
 
     fn handshake_done(&mut self, view: Option<LedgerView>) -> Result<(), SessionError> {
@@ -630,8 +641,7 @@ impl Session {
                 space.short()
             )));
         }
-        self.quota = quota.unwrap_or(0);
-        self.accepts = quota.is_some();
+        self.quota = quota;
         self.may_send = may_send;
         let rec = Reconciler::new(held);
         self.phase = Phase::Reconcile;
@@ -670,15 +680,14 @@ impl Session {
     fn reconciled(&mut self) -> Result<(), SessionError> {
         let rec = self.rec.take().ok_or(SessionError::Misuse("no reconciler"))?;
         // A seeder with no agreement reconciles all the same but asks for nothing.
-        self.want = if self.accepts { rec.want.iter().copied().collect() } else { Vec::new() };
-        self.want_set = self.want.iter().copied().collect();
+        self.want = if self.quota.is_some() { rec.want.iter().copied().collect() } else { Vec::new() };
         if !self.may_send {
             self.not_pushed = rec.peer_lacks.len() as u64;
         }
         if self.dialer {
             self.out.extend(Msg::want_list(&self.want));
             self.phase = Phase::ReceiveThenWant;
-            self.events.push_back(Event::Receive { ids: self.want.clone(), quota: self.quota });
+            self.events.push_back(Event::Receive { ids: self.want.clone(), quota: self.quota.unwrap_or(0) });
         } else {
             self.phase = Phase::Want;
         }
@@ -711,7 +720,7 @@ impl Session {
         } else {
             self.out.extend(Msg::want_list(&self.want));
             self.phase = Phase::ReceiveThenDone;
-            self.events.push_back(Event::Receive { ids: self.want.clone(), quota: self.quota });
+            self.events.push_back(Event::Receive { ids: self.want.clone(), quota: self.quota.unwrap_or(0) });
         }
         Ok(())
     }

@@ -137,30 +137,14 @@ pub(super) async fn drive(
                     let mut nonce = [0u8; 32];
                     crate::random_bytes(&mut nonce);
                     // Compute our own answers while the seeder computes its.
-                    let (s, mine_ids) = (space.clone(), ids.clone());
-                    let mine = tokio::task::spawn_blocking(move || {
-                        let s = s.blocking_lock();
-                        mine_ids
-                            .iter()
-                            .map(|id| s.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b)))
-                            .collect()
-                    });
+                    let mine = audit_answers(held, nonce, ids.clone());
                     challenge = Some(Challenge { agreement, mine });
                     session.challenge(nonce, ids)
                 }
                 Event::Challenged { nonce, ids } => {
                     let Held::Seed(seed) = held else { return Err(net("only a seeder is audited")) };
-                    let s = seed.clone();
-                    let (answers, stored) = tokio::task::spawn_blocking(move || {
-                        let s = s.blocking_lock();
-                        let a: Vec<Option<[u8; 32]>> = ids
-                            .iter()
-                            .map(|id| s.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b)))
-                            .collect();
-                        (a, s.used())
-                    })
-                    .await
-                    .map_err(net)?;
+                    let answers = audit_answers(held, nonce, ids).await.map_err(net)?;
+                    let stored = seed.lock().await.used();
                     session.answer(answers, stored)
                 }
                 Event::Answered { answers, stored_bytes } => {
@@ -214,6 +198,17 @@ pub(super) async fn drive(
     }
     out.stats.not_pushed = session.not_pushed();
     Ok(out)
+}
+
+/// BLAKE3(nonce ‖ blob) for each challenged blob this device holds (`None` where it cannot read
+/// it), on a blocking thread: the auditor's expected answers and the seeder's replies alike.
+fn audit_answers(held: &Held, nonce: [u8; 32], ids: Vec<BlobId>) -> tokio::task::JoinHandle<Vec<Option<[u8; 32]>>> {
+    let h = held.clone();
+    tokio::task::spawn_blocking(move || {
+        h.replica_blocking(|r| {
+            ids.iter().map(|id| r.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b))).collect()
+        })
+    })
 }
 
 /// Pick `n` of `ids` at random (all of them when `n` is at least their number).

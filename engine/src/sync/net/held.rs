@@ -68,4 +68,16 @@ impl Held {
     pub(super) async fn flush(&self) -> Result<(), Error> {
         self.replica(|r| r.flush_blobs()).await
     }
+
+    /// After a session: a member applies what arrived and writes its folder (changes applied,
+    /// what the pass did); a seeder makes the blobs durable.
+    pub(super) async fn settle(&self) -> Result<(usize, Option<crate::MaterializeReport>), Error> {
+        match self {
+            Held::Member(s) => {
+                let (n, m) = crate::handle::on_space(s, Space::apply_and_materialize).await?;
+                Ok((n, Some(m)))
+            }
+            Held::Seed(_) => self.flush().await.map(|()| (0, None)),
+        }
+    }
 }

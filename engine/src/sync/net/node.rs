@@ -7,7 +7,6 @@ use super::held::Held;
 use super::shared::Shared;
 use super::{Log, NetConfig, PeerSeen, STALL, SeedPolicy, SyncStats, Traffic, net_err};
 use crate::error::Error;
-use crate::handle::on_space;
 use crate::ids::{DeviceId, SpaceId};
 use crate::seed::Seed;
 use crate::space::Space;
@@ -123,26 +122,18 @@ impl Handler {
         if purpose == Purpose::Audit {
             return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
         }
-        match held {
-            Held::Member(s) => {
-                let (_, m) = on_space(s, Space::apply_and_materialize).await?;
-                if m.written + m.deleted > 0
-                    || !m.waiting.is_empty()
-                    || !m.refused.is_empty()
-                    || !m.conflicts.is_empty()
-                {
-                    (sh.log)(&format!(
-                        "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
-                        space.short(),
-                        m.written,
-                        m.deleted,
-                        m.waiting,
-                        m.refused,
-                        m.conflicts
-                    ));
-                }
-            }
-            Held::Seed(s) => s.lock().await.flush()?,
+        if let (_, Some(m)) = held.settle().await?
+            && (m.written + m.deleted > 0 || !m.waiting.is_empty() || !m.refused.is_empty() || !m.conflicts.is_empty())
+        {
+            (sh.log)(&format!(
+                "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
+                space.short(),
+                m.written,
+                m.deleted,
+                m.waiting,
+                m.refused,
+                m.conflicts
+            ));
         }
         Ok(format!(
             "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
@@ -291,7 +282,7 @@ impl Node {
         let peer_id = DeviceId(*peer.id.as_bytes());
         if let Held::Member(s) = &held {
             // Our own work, before anyone waits on us.
-            on_space(s, Space::scan_if_changed).await?;
+            crate::handle::on_space(s, Space::scan_if_changed).await?;
         }
         let ledger = held.ledger().await;
         let setup = driver::setup(&self.sh, &held, *space, peer_id, purpose).await;
@@ -346,10 +337,7 @@ impl Node {
         let mut stats = out.stats;
         stats.session_ms = started.elapsed().as_millis() as u64;
         let applying = std::time::Instant::now();
-        match &held {
-            Held::Member(s) => stats.changes_applied += on_space(s, Space::apply_and_materialize).await?.0 as u64,
-            Held::Seed(s) => s.lock().await.flush()?,
-        }
+        stats.changes_applied += held.settle().await?.0 as u64;
         stats.apply_ms = applying.elapsed().as_millis() as u64;
         if stats.not_pushed > 0 {
             let states: Vec<&str> = session
