@@ -12,11 +12,6 @@ pub(crate) fn bytes(n: u64) -> String {
     cobox_engine::units::format_bytes(n)
 }
 
-/// `500M`, `20G`, `1.5T`: powers of 1024 (see [`cobox_engine::units::parse_size`]).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    cobox_engine::units::parse_size(s)
-}
-
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }

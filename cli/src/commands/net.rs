@@ -108,7 +108,7 @@ pub(crate) struct UpArgs {
     #[arg(long, value_name = "ID")]
     seed_for: Vec<String>,
     /// The largest quota accepted from --seed-for owners (e.g. 500G).
-    #[arg(long, value_name = "SIZE", value_parser = crate::args::parse_size, default_value = "10G")]
+    #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size, default_value = "10G")]
     max_quota: u64,
     /// Serve the HTTP JSON API here; the bearer token is in $COBOX_HOME/api-token.
     #[arg(long, value_name = "IP:PORT")]

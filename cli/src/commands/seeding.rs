@@ -32,7 +32,7 @@ pub(crate) struct ProposeArgs {
     #[arg(long)]
     seeder: String,
     /// Bytes it may store: 500M, 20G, 1T (powers of 1024) or a plain number.
-    #[arg(long, value_parser = crate::args::parse_size)]
+    #[arg(long, value_parser = cobox_engine::units::parse_size)]
     quota: u64,
     /// Length of the term in days.
     #[arg(long)]
