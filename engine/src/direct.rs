@@ -52,8 +52,26 @@ const STAGE: usize = 8 << 20;
 impl DirectWriter {
     /// A writer for a file of about `size_hint` bytes; small files are written buffered, where
     /// an 8 MiB staging buffer would cost more than the copy it saves.
+    #[cfg(test)]
     pub(crate) fn create(path: &Path, size_hint: u64) -> io::Result<Self> {
-        let (file, direct) = if size_hint >= 1 << 20 { create(path)? } else { (File::create(path)?, false) };
+        Self::create_with(size_hint, |direct| {
+            let flags = if direct { libc::O_DIRECT } else { 0 };
+            OpenOptions::new().write(true).create(true).truncate(true).custom_flags(flags).open(path)
+        })
+    }
+
+    /// [`DirectWriter::create`] through `open(direct)`, which creates the file, asking for
+    /// O_DIRECT when `direct` (a refusal with EINVAL falls back to a buffered open).
+    pub(crate) fn create_with(size_hint: u64, open: impl Fn(bool) -> io::Result<File>) -> io::Result<Self> {
+        let (file, direct) = if size_hint >= 1 << 20 {
+            match open(true) {
+                Ok(f) => (f, true),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(false)?, false),
+                Err(e) => return Err(e),
+            }
+        } else {
+            (open(false)?, false)
+        };
         let mut buf = Vec::new();
         let mut start = 0;
         if direct {

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod agreement_service;
+mod beneath;
 pub mod daemon;
 mod direct;
 pub mod error;

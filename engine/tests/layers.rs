@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 /// re-exported at the crate root and sit below all of them.
 const LAYERS: &[(&str, &[&str])] = &[
     ("core re-exports", &["ids", "codes", "chunk", "crypto", "entry", "manifest", "ignores", "units", "agreements"]),
-    ("the crate root (clock, randomness, progress) and O_DIRECT writes", &["lib", "direct"]),
+    (
+        "the crate root (clock, randomness, progress), O_DIRECT writes, paths beneath a folder",
+        &["lib", "direct", "beneath"],
+    ),
     ("store", &["store"]),
     ("errors, file and time utilities", &["error", "util"]),
     ("ledger", &["ledger"]),

@@ -124,6 +124,14 @@ pub fn decode_chunk_list(bytes: &[u8]) -> Result<Vec<(BlobId, u32)>, EntryError>
         .collect())
 }
 
+/// The mode a file or folder from the manifest is given on disk: the permission bits without
+/// setuid, setgid, sticky or world-write, whatever another device recorded (Syncthing also keeps
+/// only permission bits). A member must not be able to plant a setuid program or a folder any
+/// local user may write into on another member's machine.
+pub fn safe_mode(mode: u32) -> u32 {
+    mode & 0o775
+}
+
 /// Check a manifest path is a safe relative path: no empty, `.` or `..` components, not
 /// absolute, no backslashes or NULs. The materialiser and restore refuse anything else.
 pub fn validate_path(path: &str) -> Result<(), String> {

@@ -21,11 +21,12 @@ impl Space {
         let original = crate::conflict_original(copy)
             .ok_or_else(|| Error::InvalidPath(format!("{copy} is not a conflict copy")))?;
         let root = self.info.path.clone();
-        let target = |p: &str| crate::space::restore::safe_target(&root, p).map_err(Error::InvalidPath);
+        let folder = crate::beneath::Folder::open(&root).at(&root)?;
+        let target = |p: &str| folder.entry(p, false).at(root.join(p));
         let (copy_t, orig_t) = (target(copy)?, target(&original)?);
         match keep {
-            Keep::Current => fs::remove_file(&copy_t).at(&copy_t)?,
-            Keep::Copy => fs::rename(&copy_t, &orig_t).at(&orig_t)?,
+            Keep::Current => copy_t.remove_file().at(root.join(copy))?,
+            Keep::Copy => copy_t.rename(&orig_t).at(root.join(&original))?,
             Keep::Both => {
                 let (stem, ext) = match original.rfind('.').filter(|&i| i > original.rfind('/').map_or(0, |j| j + 1)) {
                     Some(i) => (&original[..i], &original[i..]),
@@ -33,12 +34,11 @@ impl Space {
                 };
                 let mut n = 1;
                 let mut name = format!("{stem} (other version){ext}");
-                while target(&name)?.exists() {
+                while target(&name)?.stat().at(root.join(&name))?.is_some() {
                     n += 1;
                     name = format!("{stem} (other version {n}){ext}");
                 }
-                let t = target(&name)?;
-                fs::rename(&copy_t, &t).at(&t)?;
+                copy_t.rename(&target(&name)?).at(root.join(&name))?;
             }
         }
         self.scan(&crate::NoProgress)

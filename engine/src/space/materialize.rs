@@ -8,18 +8,18 @@
 //! are settled first, identically on every device: an edit beats a delete, one version keeps the
 //! name (Automerge's winner) and each other becomes `NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE.EXT`.
 
+use crate::beneath::Folder;
 use crate::entry::{Content, Entry, Kind, validate_path};
 use crate::error::Error;
+use crate::error::IoContext;
 use crate::ids::BlobId;
 use crate::manifest::Snapshot;
 use crate::space::Space;
-use crate::space::restore::{FileWriter, PartialFile, safe_target};
+use crate::space::restore::{FileWriter, PartialFile};
 use crate::space::scan::{CacheRec, Meta};
+use cobox_core::entry::safe_mode;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -91,6 +91,7 @@ impl Space {
         let mut planned = Vec::new();
         let mut report = MaterializeReport { conflicts: self.resolve_conflicts()?, ..Default::default() };
         let root = self.info.path.clone();
+        let folder = Folder::open(&root).at(&root)?;
         let cache = self.load_scan_cache()?;
         let mut entries = self.manifest.entries();
         // Parents before children when creating; children before parents when deleting.
@@ -103,8 +104,22 @@ impl Space {
                 report.refused.push(format!("{path:?}: {why}"));
                 continue;
             }
-            let target = root.join(path);
-            let local = fs::symlink_metadata(&target).ok();
+            // Everything below acts on this name in its parent directory, reached without
+            // following a link: a link the manifest made cannot lead a later entry outside.
+            let (target, local) = match folder.entry(path, false) {
+                Ok(t) => match t.stat() {
+                    Ok(local) => (Some(t), local),
+                    Err(e) => {
+                        report.refused.push(format!("{path}: {e}"));
+                        continue;
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+                Err(e) => {
+                    report.refused.push(format!("{path}: not beneath the folder without a link: {e}"));
+                    continue;
+                }
+            };
             let cached = cache.get(path);
             let seen = Seen {
                 local: match &local {
@@ -117,7 +132,7 @@ impl Space {
                     Some(m) if m.is_dir() => Local::Dir,
                     Some(_) => Local::Other {
                         link_target: matches!(entry.kind, Kind::Symlink { .. })
-                            .then(|| fs::read_link(&target).ok().and_then(|t| t.to_str().map(str::to_owned)))
+                            .then(|| target.as_ref().and_then(|t| t.read_link().ok()))
                             .flatten(),
                     },
                 },
@@ -133,26 +148,22 @@ impl Space {
                 Action::Refuse(why) => report.refused.push(why),
                 Action::RemoveDir => dir_deletes.push(path.clone()),
                 Action::RemoveFile => {
-                    if fs::remove_file(&target).is_ok() {
+                    if target.as_ref().is_some_and(|t| t.remove_file().is_ok()) {
                         report.deleted += 1;
                         updates.push((path.clone(), None));
                     }
                 }
                 Action::MakeDir | Action::MakeLink => {
-                    let made = safe_target(&root, path).and_then(|t| {
+                    let made = folder.entry(path, true).and_then(|t| {
                         match &entry.kind {
                             Kind::Symlink { target: to } => {
-                                let _ = fs::remove_file(&t);
-                                std::os::unix::fs::symlink(to, &t).map_err(|e| format!("{path}: {e}"))?;
+                                let _ = t.remove_file();
+                                t.symlink(to)?;
                             }
-                            _ => {
-                                fs::create_dir(&t).map_err(|e| format!("{path}: {e}"))?;
-                                // The recorded mode, so the next scan sees no change.
-                                fs::set_permissions(&t, fs::Permissions::from_mode(entry.mode))
-                                    .map_err(|e| format!("{path}: {e}"))?;
-                            }
+                            // The recorded mode (masked), so the next scan sees no change.
+                            _ => t.create_dir(safe_mode(entry.mode))?,
                         }
-                        fs::symlink_metadata(&t).map(|m| Meta::of(&m)).map_err(|e| format!("{path}: {e}"))
+                        t.stat()?.map(|m| Meta::of(&m)).ok_or_else(|| std::io::ErrorKind::NotFound.into())
                     });
                     match made {
                         Ok(meta) => {
@@ -160,7 +171,7 @@ impl Space {
                             updates
                                 .push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
                         }
-                        Err(why) => report.refused.push(why),
+                        Err(e) => report.refused.push(format!("{path}: {e}")),
                     }
                 }
                 Action::Wait { plan } => {
@@ -172,7 +183,12 @@ impl Space {
                 Action::Write { keep_local_as } => {
                     if let Some(name) = keep_local_as {
                         // Keep the local edit under a conflict name; the next scan records it.
-                        if let Err(e) = fs::rename(&target, root.join(&name)) {
+                        let kept = match (&target, folder.entry(&name, false)) {
+                            (Some(t), Ok(to)) => t.rename(&to),
+                            (None, _) => Err(std::io::ErrorKind::NotFound.into()),
+                            (_, Err(e)) => Err(e),
+                        };
+                        if let Err(e) = kept {
                             report.refused.push(format!("{path}: cannot keep the local edit aside: {e}"));
                             continue;
                         }
@@ -186,7 +202,10 @@ impl Space {
         let written: Vec<(String, Result<Meta, String>)> = {
             use rayon::prelude::*;
             let writer = self.file_writer();
-            to_write.par_iter().map(|(p, e)| (p.clone(), writer.write_entry(&root, p, e, &crate::NoProgress))).collect()
+            to_write
+                .par_iter()
+                .map(|(p, e)| (p.clone(), writer.write_entry(&folder, p, e, &crate::NoProgress)))
+                .collect()
         };
         for ((path, entry), (_, r)) in to_write.iter().zip(written) {
             match r {
@@ -199,7 +218,7 @@ impl Space {
         }
         for path in dir_deletes.iter().rev() {
             // Only empty folders go: anything left inside was not deleted everywhere.
-            if fs::remove_dir(root.join(path)).is_ok() {
+            if folder.entry(path, false).and_then(|t| t.remove_dir()).is_ok() {
                 report.deleted += 1;
                 updates.push((path.clone(), None));
             }
@@ -260,7 +279,7 @@ const MAX_OPEN: usize = 8;
 /// What the writer threads share.
 pub(crate) struct StreamFiles {
     writer: FileWriter,
-    root: PathBuf,
+    folder: Folder,
     files: Vec<Planned>,
     parts: Vec<Mutex<Part>>,
     /// Per file, raised on each arrival, so a writer that finds the file busy can leave it to
@@ -317,7 +336,7 @@ impl StreamFiles {
             if !complete && !start {
                 return Ok(());
             }
-            part.out = Some(Box::new(self.writer.begin(&self.root, path, entry)?));
+            part.out = Some(Box::new(self.writer.begin(&self.folder, path, entry)?));
             self.open.fetch_add(1, Ordering::SeqCst);
         }
         let Some(out) = part.out.as_mut() else { return Ok(()) };
@@ -332,8 +351,8 @@ impl StreamFiles {
         self.open.fetch_sub(1, Ordering::SeqCst);
         part.over = true;
         // A file edited since the plan is not replaced here: the final pass keeps the edit.
-        let unchanged = |t: &Path| {
-            let now = fs::symlink_metadata(t).ok().map(|m| Meta::of(&m));
+        let unchanged = |t: &crate::beneath::Entry| {
+            let now = t.stat().ok().flatten().map(|m| Meta::of(&m));
             if now == *planned { Ok(()) } else { Err(format!("{path}: changed while syncing")) }
         };
         let meta = (*out).finish(&unchanged)?;
@@ -390,11 +409,12 @@ impl Space {
                 missing.push(AtomicU32::new(n));
             }
         }
-        let root = self.info.path.clone();
+        let root = &self.info.path;
+        let folder = Folder::open(root).at(root)?;
         let kicks = parts.iter().map(|_| AtomicUsize::new(0)).collect();
         let files = Arc::new(StreamFiles {
             writer,
-            root,
+            folder,
             files,
             parts,
             kicks,
@@ -426,6 +446,7 @@ mod tests {
     use super::*;
     use crate::Home;
     use crate::crypto::BlobKind;
+    use std::os::unix::fs::PermissionsExt;
 
     fn space() -> (tempfile::TempDir, tempfile::TempDir, Space) {
         let home = tempfile::tempdir().unwrap();
@@ -461,6 +482,40 @@ mod tests {
         assert_eq!(r.refused.len(), 4, "{:?}", r.refused);
         assert!(!folder.path().parent().unwrap().join("evil.txt").exists());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written through the link");
+    }
+
+    /// The manifest makes a link `x` to a folder outside, then names entries below it: a
+    /// delete, a file whose unscanned "edit" would be kept aside, a deleted folder. Nothing
+    /// outside is renamed, unlinked or removed, and the modes written are masked.
+    #[test]
+    fn a_link_the_manifest_makes_leads_nothing_outside() {
+        let (_h, folder, mut s) = space();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), b"theirs").unwrap();
+        std::fs::create_dir(outside.path().join("empty")).unwrap();
+        std::os::unix::fs::symlink("f", outside.path().join("l")).unwrap();
+        let with = |kind, mode| Entry { kind, mtime_ns: 0, mode, device: [1; 8] };
+        let link = Kind::Symlink { target: outside.path().to_str().unwrap().to_owned() };
+        s.manifest.set("x", &with(link, 0o777)).unwrap();
+        s.manifest.set("x/f", &with(Kind::File { size: 0, content: Content::Empty }, 0o644)).unwrap();
+        s.manifest.set("x/empty", &with(Kind::Deleted, 0)).unwrap();
+        s.manifest.set("x/l", &with(Kind::Deleted, 0)).unwrap();
+        s.manifest.set("setuid", &with(Kind::File { size: 0, content: Content::Empty }, 0o6777)).unwrap();
+        s.manifest.set("open", &with(Kind::Dir, 0o1777)).unwrap();
+        let snap =
+            Snapshot { time_ms: 1, device: s.device, added: 6, changed: 0, deleted: 0, renamed: 0, heads: vec![] };
+        s.manifest.commit(snap);
+        let r = s.materialize().unwrap();
+        assert!(folder.path().join("x").is_symlink(), "the link itself is made: {r:?}");
+        let names: std::collections::BTreeSet<_> =
+            std::fs::read_dir(outside.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 3, "nothing renamed, added or removed outside: {names:?}");
+        assert_eq!(std::fs::read(outside.path().join("f")).unwrap(), b"theirs");
+        assert!(outside.path().join("empty").is_dir() && outside.path().join("l").is_symlink());
+        assert!(r.refused.iter().any(|why| why.starts_with("x/f")), "{r:?}");
+        let mode = |p: &str| std::fs::symlink_metadata(folder.path().join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("setuid"), 0o775, "no setuid, setgid or world-write");
+        assert_eq!(mode("open"), 0o775, "no sticky bit or world-write");
     }
 
     /// A pass that left nothing to do is remembered across processes, one that refused

@@ -4,6 +4,7 @@
 //! a symlink or outside the destination.
 
 use crate::Progress;
+use crate::beneath::{self, Folder};
 use crate::crypto::BlobKind;
 use crate::crypto::SpaceKeys;
 use crate::entry::{Content, Entry, Kind, decode_chunk_list, validate_path};
@@ -14,11 +15,13 @@ use crate::space::Space;
 use crate::space::scan::Meta;
 use crate::store::BlobStore;
 use crate::util::{TMP_PREFIX, rfc3339};
+use cobox_core::entry::safe_mode;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fs;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -46,32 +49,6 @@ pub struct RestoreReport {
     pub bytes: u64,
     /// Paths that could not be restored, each with the reason (corrupt blob ids named).
     pub errors: Vec<String>,
-}
-
-/// Refuse to go through a symlink or outside `dest`: returns `dest/rel` once every existing
-/// ancestor below `dest` is a real directory.
-pub(crate) fn safe_target(dest: &Path, rel: &str) -> Result<PathBuf, String> {
-    validate_path(rel)?;
-    let rel_path = Path::new(rel);
-    if rel_path.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(format!("path {rel:?} is not a plain relative path"));
-    }
-    let mut cur = dest.to_path_buf();
-    let comps: Vec<_> = rel_path.components().collect();
-    for c in &comps[..comps.len().saturating_sub(1)] {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("refusing to write {rel:?}: {} is a symlink", cur.display()));
-            }
-            Ok(m) if !m.is_dir() => {
-                return Err(format!("refusing to write {rel:?}: {} is not a directory", cur.display()));
-            }
-            Ok(_) => {}
-            Err(_) => fs::create_dir(&cur).map_err(|e| format!("cannot create {}: {e}", cur.display()))?,
-        }
-    }
-    Ok(dest.join(rel_path))
 }
 
 impl Space {
@@ -132,25 +109,25 @@ impl Space {
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         fs::create_dir_all(dest).at(dest)?;
-        let dest = fs::canonicalize(dest).at(dest)?;
+        let dest = Folder::open(dest).at(dest)?;
         let mut report = RestoreReport::default();
         let total: u64 = entries.iter().map(|(_, e)| e.size()).sum();
         progress.start("restoring", total);
 
         let mut dirs = Vec::new();
         for (p, e) in entries.iter().filter(|(_, e)| matches!(e.kind, Kind::Dir)) {
-            match safe_target(&dest, p).and_then(|t| match fs::symlink_metadata(&t) {
-                Ok(m) if m.is_dir() => Ok(t),
-                Ok(_) => Err(format!("refusing to replace {} with a directory", t.display())),
-                Err(_) => fs::create_dir(&t)
-                    .map(|()| t.clone())
-                    .map_err(|err| format!("cannot create {}: {err}", t.display())),
-            }) {
-                Ok(t) => {
+            let made = dest.entry(p, true).and_then(|t| match t.stat()? {
+                Some(m) if m.is_dir() => Ok(()),
+                Some(_) => Err(io::Error::other("something else is there")),
+                // Private until the end, when every directory gets its recorded mode.
+                None => t.create_dir(0o700),
+            });
+            match made {
+                Ok(()) => {
                     report.dirs += 1;
-                    dirs.push((t, e.mode));
+                    dirs.push((p.as_str(), e.mode));
                 }
-                Err(msg) => report.errors.push(msg),
+                Err(err) => report.errors.push(format!("cannot create directory {p}: {err}")),
             }
         }
         let files: Vec<&(String, Entry)> =
@@ -169,24 +146,24 @@ impl Space {
         }
         for (p, e) in &entries {
             let Kind::Symlink { target } = &e.kind else { continue };
-            let r = safe_target(&dest, p).and_then(|t| {
-                if let Ok(m) = fs::symlink_metadata(&t) {
-                    if m.is_dir() {
-                        return Err(format!("refusing to replace directory {} with a symlink", t.display()));
-                    }
-                    fs::remove_file(&t).map_err(|err| format!("cannot replace {}: {err}", t.display()))?;
+            let r = dest.entry(p, true).and_then(|t| {
+                match t.stat()? {
+                    Some(m) if m.is_dir() => return Err(io::Error::other("a directory is there")),
+                    Some(_) => t.remove_file()?,
+                    None => {}
                 }
-                std::os::unix::fs::symlink(target, &t)
-                    .map_err(|err| format!("cannot create symlink {}: {err}", t.display()))
+                t.symlink(target)
             });
             match r {
                 Ok(()) => report.symlinks += 1,
-                Err(msg) => report.errors.push(msg),
+                Err(err) => report.errors.push(format!("cannot create symlink {p}: {err}")),
             }
         }
         // Directory modes last, deepest first, so a read-only directory does not block its files.
-        for (t, mode) in dirs.iter().rev() {
-            let _ = fs::set_permissions(t, fs::Permissions::from_mode(*mode));
+        for (p, mode) in dirs.iter().rev() {
+            if let Err(err) = dest.set_dir_mode(p, safe_mode(*mode)) {
+                report.errors.push(format!("cannot set the mode of directory {p}: {err}"));
+            }
         }
         Ok(report)
     }
@@ -228,7 +205,7 @@ impl FileWriter {
     /// returns the written file's metadata. Shared by restore and the materialiser.
     pub(crate) fn write_entry(
         &self,
-        dest: &Path,
+        dest: &Folder,
         rel: &str,
         e: &Entry,
         progress: &dyn Progress,
@@ -240,11 +217,11 @@ impl FileWriter {
     /// (the materialiser refuses to replace a file edited meanwhile).
     pub(crate) fn write_entry_checked(
         &self,
-        dest: &Path,
+        dest: &Folder,
         rel: &str,
         e: &Entry,
         progress: &dyn Progress,
-        before_rename: &dyn Fn(&Path) -> Result<(), String>,
+        before_rename: &dyn Fn(&beneath::Entry) -> Result<(), String>,
     ) -> Result<Meta, String> {
         let mut out = self.begin(dest, rel, e)?;
         let chunks = match &e.kind {
@@ -265,22 +242,20 @@ impl FileWriter {
     }
 
     /// Start writing file entry `e` at `rel` under `dest`: a temp file beside the target.
-    pub(crate) fn begin(&self, dest: &Path, rel: &str, e: &Entry) -> Result<PartialFile, String> {
+    pub(crate) fn begin(&self, dest: &Folder, rel: &str, e: &Entry) -> Result<PartialFile, String> {
         let Kind::File { size, .. } = &e.kind else { return Err(format!("{rel}: not a file")) };
-        let target = safe_target(dest, rel)?;
-        if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
-            return Err(format!("refusing to replace directory {} with a file", target.display()));
+        let target = dest.entry(rel, true).map_err(|err| format!("refusing to write {rel}: {err}"))?;
+        if target.stat().is_ok_and(|m| m.is_some_and(|m| m.is_dir())) {
+            return Err(format!("refusing to replace directory {rel} with a file"));
         }
-        let parent = target.parent().unwrap_or(dest);
         let mut rnd = [0u8; 8];
         crate::random_bytes(&mut rnd);
         // The pid tells a later scan whether the writer is still alive.
-        let tmp = parent.join(format!("{TMP_PREFIX}{}-{}", std::process::id(), hex::encode(rnd)));
-        let out = crate::direct::DirectWriter::create(&tmp, *size)
-            .map_err(|err| format!("cannot write {}: {err}", tmp.display()))?;
+        let tmp = target.sibling(&format!("{TMP_PREFIX}{}-{}", std::process::id(), hex::encode(rnd)));
+        let out = crate::direct::DirectWriter::create_with(*size, |direct| tmp.create_file(direct))
+            .map_err(|err| format!("cannot write {}: {err}", tmp.rel()))?;
         Ok(PartialFile {
-            rel: rel.to_owned(),
-            tmp,
+            tmp: Some(tmp),
             target,
             out: Some(out),
             written: 0,
@@ -300,9 +275,9 @@ impl FileWriter {
 /// A file being written in order, chunk by chunk, to a temp file beside its target. Dropped
 /// before [`PartialFile::finish`], it removes the temp file.
 pub(crate) struct PartialFile {
-    rel: String,
-    tmp: PathBuf,
-    target: PathBuf,
+    /// The temp file, until renamed into place.
+    tmp: Option<beneath::Entry>,
+    target: beneath::Entry,
     out: Option<crate::direct::DirectWriter>,
     written: u64,
     size: u64,
@@ -313,56 +288,48 @@ pub(crate) struct PartialFile {
 impl PartialFile {
     /// Append the next chunk's plaintext.
     pub(crate) fn push(&mut self, plain: &[u8]) -> Result<(), String> {
-        let out = self.out.as_mut().ok_or_else(|| format!("{}: already finished", self.rel))?;
-        out.write(plain).map_err(|err| format!("cannot write {}: {err}", self.tmp.display()))?;
+        let rel = self.target.rel();
+        let out = self.out.as_mut().ok_or_else(|| format!("{rel}: already finished"))?;
+        out.write(plain).map_err(|err| format!("cannot write {rel}: {err}"))?;
         self.written += plain.len() as u64;
         Ok(())
     }
 
     /// Check the size, set mode and mtime, run `before_rename` on the target and rename into place.
-    pub(crate) fn finish(mut self, before_rename: &dyn Fn(&Path) -> Result<(), String>) -> Result<Meta, String> {
-        let rel = &self.rel;
+    pub(crate) fn finish(
+        mut self,
+        before_rename: &dyn Fn(&beneath::Entry) -> Result<(), String>,
+    ) -> Result<Meta, String> {
+        let rel = self.target.rel().to_owned();
         if self.written != self.size {
             return Err(format!("{rel}: restored {} bytes but the manifest records {}", self.written, self.size));
         }
         let out = self.out.take().ok_or_else(|| format!("{rel}: already finished"))?;
-        let f = out.finish().map_err(|err| format!("cannot write {}: {err}", self.tmp.display()))?;
-        f.set_permissions(fs::Permissions::from_mode(self.mode))
+        let f = out.finish().map_err(|err| format!("cannot write {rel}: {err}"))?;
+        f.set_permissions(fs::Permissions::from_mode(safe_mode(self.mode)))
             .map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
         let mtime = UNIX_EPOCH + Duration::from_nanos(self.mtime_ns.max(0) as u64);
         f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
         drop(f);
         before_rename(&self.target)?;
-        fs::rename(&self.tmp, &self.target).map_err(|err| format!("cannot write {}: {err}", self.target.display()))?;
-        // Renamed: nothing for Drop to remove.
-        self.tmp = PathBuf::new();
-        fs::symlink_metadata(&self.target).map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
+        let tmp = self.tmp.take().ok_or_else(|| format!("{rel}: already finished"))?;
+        if let Err(err) = tmp.rename(&self.target) {
+            self.tmp = Some(tmp);
+            return Err(format!("cannot write {rel}: {err}"));
+        }
+        match self.target.stat() {
+            Ok(Some(m)) => Ok(Meta::of(&m)),
+            Ok(None) => Err(format!("{rel}: gone right after it was written")),
+            Err(err) => Err(format!("{rel}: {err}")),
+        }
     }
 }
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
+        if let Some(tmp) = self.tmp.take() {
             drop(self.out.take());
-            let _ = fs::remove_file(&self.tmp);
+            let _ = tmp.remove_file();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn safe_target_refuses_escapes_and_symlinks() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(safe_target(d.path(), "../x").is_err());
-        assert!(safe_target(d.path(), "/etc/passwd").is_err());
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), d.path().join("link")).unwrap();
-        assert!(safe_target(d.path(), "link/file").is_err());
-        let ok = safe_target(d.path(), "a/b/c.txt").unwrap();
-        assert_eq!(ok, d.path().join("a/b/c.txt"));
-        assert!(d.path().join("a/b").is_dir());
     }
 }
