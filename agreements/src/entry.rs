@@ -115,6 +115,10 @@ impl AuditRecord {
     }
 }
 
+/// The most bytes a credential ([`Entry::check_credential`]) may take: a proposal is a few
+/// hundred bytes, its note at most a few kilobytes.
+pub const MAX_CREDENTIAL: usize = 16 * 1024;
+
 /// One ledger entry with its signatures (64-byte Ed25519 each).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
@@ -299,6 +303,26 @@ impl Entry {
             Entry::Acceptance { agreement, .. } => *agreement,
             Entry::Revocation { revocation, .. } => revocation.agreement,
             Entry::Audit { record, .. } => record.agreement,
+        }
+    }
+
+    /// A seeder's credential: the encoded proposal of an agreement that names `seeder` in space
+    /// `space`, signed by an owner device and the space key. A member checks it before it reads
+    /// anything else a would-be seeder sends (its terms may have ended or been revoked since:
+    /// it proves a right to talk, not to be pushed to).
+    pub fn check_credential(bytes: &[u8], space: &Key32, seeder: &Key32) -> Result<Agreement, EntryError> {
+        if bytes.len() > MAX_CREDENTIAL {
+            return Err(EntryError::Malformed(format!("a credential of {} bytes", bytes.len())));
+        }
+        match Entry::decode(bytes)? {
+            Entry::Proposal { agreement, owner_sig, space_sig } => {
+                Entry::verify_proposal(&agreement, &owner_sig, &space_sig, space)?;
+                if agreement.seeder != *seeder {
+                    return Err(EntryError::NotAParty("the agreement names another seeder".into()));
+                }
+                Ok(agreement)
+            }
+            _ => Err(EntryError::Malformed("a credential must be a proposal".into())),
         }
     }
 

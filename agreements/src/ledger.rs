@@ -16,6 +16,63 @@ pub enum LedgerError {
     /// ledger only ever grows, each entry under the hash of its bytes. Nothing was merged.
     #[error("the ledger's changes {0}; entries are only ever added, so nothing was merged")]
     Rewrite(String),
+    /// A peer's bytes are not a run of Automerge change chunks within the bounds
+    /// ([`Ledger::merge_changes`]); nothing was parsed or merged.
+    #[error("the peer's ledger changes: {0}")]
+    Changes(String),
+}
+
+/// The most a peer's ledger changes may inflate to (compressed change chunks are inflated
+/// with this cap before Automerge sees them).
+pub const MAX_INFLATED: u64 = 64 << 20;
+
+/// Check that `bytes` are Automerge change chunks (magic, checksum, type 1 or 2, a LEB128
+/// length, that many bytes) whose compressed ones inflate to at most `cap` bytes in all.
+fn check_changes(mut bytes: &[u8], cap: u64) -> Result<(), String> {
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let mut inflated = 0u64;
+    while !bytes.is_empty() {
+        if bytes.len() < 9 || bytes[..4] != MAGIC {
+            return Err("not an Automerge change chunk".into());
+        }
+        let kind = bytes[8];
+        let (len, used) = uleb(&bytes[9..]).ok_or("a chunk length that does not decode")?;
+        let start = 9 + used;
+        let end = usize::try_from(len).ok().and_then(|l| start.checked_add(l)).filter(|&e| e <= bytes.len());
+        let Some(end) = end else { return Err("a chunk longer than the bytes sent".into()) };
+        let data = &bytes[start..end];
+        inflated += data.len() as u64;
+        match kind {
+            1 => {}
+            2 => {
+                use std::io::Read;
+                let room = cap.saturating_sub(inflated);
+                let mut out = flate2::read::DeflateDecoder::new(data).take(room + 1);
+                let n =
+                    std::io::copy(&mut out, &mut std::io::sink()).map_err(|e| format!("a bad deflate stream: {e}"))?;
+                inflated += n;
+            }
+            0 => return Err("a whole document where only changes belong".into()),
+            k => return Err(format!("a chunk of type {k} where only changes belong")),
+        }
+        if inflated > cap {
+            return Err(format!("changes that inflate past {cap} bytes"));
+        }
+        bytes = &bytes[end..];
+    }
+    Ok(())
+}
+
+/// An unsigned LEB128 number and the bytes it took (at most 10).
+fn uleb(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, byte) in b.iter().take(10).enumerate() {
+        v |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
 }
 
 /// The Automerge ledger of one space.
@@ -65,6 +122,16 @@ impl Ledger {
         let mut next = self.clone();
         next.doc.load_incremental(bytes)?;
         self.accept(next)
+    }
+
+    /// Merge changes a peer sent ([`Ledger::changes_since`]): a run of Automerge change chunks,
+    /// plain or compressed, together inflating to at most [`MAX_INFLATED`]. Anything else (a
+    /// whole document, a bundle, trailing bytes, a deflate stream that would grow past the cap)
+    /// is refused before Automerge parses a byte, so a peer cannot make us inflate a small
+    /// frame into gigabytes. Then as [`Ledger::merge_bytes`].
+    pub fn merge_changes(&mut self, bytes: &[u8]) -> Result<usize, LedgerError> {
+        check_changes(bytes, MAX_INFLATED).map_err(LedgerError::Changes)?;
+        self.merge_bytes(bytes)
     }
 
     /// Take `next` (this ledger with changes merged in) if it only adds entries, each under the
@@ -131,9 +198,8 @@ impl Ledger {
     pub fn changes_since(&mut self, heads: &[[u8; 32]]) -> Vec<u8> {
         let known: Vec<automerge::ChangeHash> =
             heads.iter().map(|h| automerge::ChangeHash(*h)).filter(|h| self.has_change(&h.0)).collect();
-        if known.is_empty() {
-            return if self.doc.get_heads().is_empty() { Vec::new() } else { self.save() };
-        }
+        // Change chunks even when the peer knows none of ours: what [`Ledger::merge_changes`]
+        // accepts (a saved document's compressed columns could not be bounded before parsing).
         self.doc.save_after(&known)
     }
 
@@ -203,6 +269,53 @@ mod tests {
         owner.insert(&revocation).unwrap();
         let seeder = Ledger::load(&owner.save()).unwrap();
         (owner, seeder, revocation.key())
+    }
+
+    /// What a peer sends is change chunks, also to a peer that knows none of ours, and it
+    /// merges; a saved document, a bundle-like unknown chunk, trailing junk and a compressed
+    /// change that inflates past the cap are refused before Automerge parses them.
+    #[test]
+    fn only_change_chunks_within_the_inflation_cap_are_merged() {
+        let (mut owner, _, _) = revoked();
+        let all = owner.changes_since(&[]);
+        let mut fresh = Ledger::new();
+        assert_eq!(fresh.merge_changes(&all).unwrap(), 3, "all of it, as changes");
+        assert!(
+            matches!(Ledger::new().merge_changes(&owner.save()), Err(LedgerError::Changes(m)) if m.contains("document"))
+        );
+        let mut junk = all.clone();
+        junk.push(0);
+        assert!(matches!(Ledger::new().merge_changes(&junk), Err(LedgerError::Changes(_))));
+        let mut typed = all[..9].to_vec();
+        typed[8] = 3;
+        typed.push(0);
+        assert!(matches!(Ledger::new().merge_changes(&typed), Err(LedgerError::Changes(m)) if m.contains("type 3")));
+
+        // A compressed change chunk of 8 MiB of zeros: a few kilobytes on the wire.
+        let bomb = {
+            use std::io::Write;
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            z.write_all(&vec![0u8; 8 << 20]).unwrap();
+            let data = z.finish().unwrap();
+            let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+            let mut n = data.len();
+            loop {
+                let b = (n & 0x7f) as u8;
+                n >>= 7;
+                chunk.push(if n == 0 { b } else { b | 0x80 });
+                if n == 0 {
+                    break;
+                }
+            }
+            chunk.extend(data);
+            chunk
+        };
+        assert!(bomb.len() < 64 << 10);
+        let err = check_changes(&bomb, 1 << 20).unwrap_err();
+        assert!(err.contains("inflate past"), "{err}");
+        // Within the cap it inflates and goes on to Automerge, which finds no change in zeros.
+        assert!(check_changes(&bomb, 16 << 20).is_ok());
+        assert!(Ledger::new().merge_changes(&bomb).is_err());
     }
 
     #[test]

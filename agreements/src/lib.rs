@@ -19,8 +19,11 @@ mod entry;
 mod ledger;
 mod view;
 
-pub use entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_TERMS, Party, Revocation};
-pub use ledger::{Ledger, LedgerError};
+pub use entry::{
+    Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_CREDENTIAL, MAX_TERMS, Party,
+    Revocation,
+};
+pub use ledger::{Ledger, LedgerError, MAX_INFLATED};
 pub use view::{AgreementView, InvalidEntry, LedgerView, MAX_CLOCK_SKEW_MS, State, Verified, evaluate, evaluate_with};
 
 /// A 32-byte public key (a device id or a space id), as raw bytes.

@@ -392,6 +392,67 @@ fn a_seeder_no_agreement_names_is_refused_by_the_member() {
     assert!(s.blobs.is_empty());
 }
 
+/// A stranger that knows the space id poses as a seeder: the member waits for its credential
+/// with a 64 KiB frame bound and refuses a missing or forged one, or a ledger in its place,
+/// before it parses a byte of any ledger.
+#[test]
+fn a_stranger_posing_as_a_seeder_is_refused_before_its_ledger_is_read() {
+    use cobox_core::sync::proto::MAX_OPENING_FRAME;
+    let k = space_key();
+    let mut owner = member(1, &k, 0..3);
+    propose(&mut owner, DeviceId([77; 32]), 1000);
+    let stranger = seeder(9, owner.space, SeedPolicy::default());
+    let forged = {
+        // Signed by the owner device but not with the space key.
+        let a = Agreement {
+            space: owner.space.0,
+            owner: owner.id().0,
+            seeder: stranger.id().0,
+            quota: 1,
+            start_ms: 0,
+            end_ms: NOW * 2,
+            terms: String::new(),
+            nonce: [3; 16],
+        };
+        Entry::propose(a, &owner.key, &SigningKey::from_bytes(&[8; 32])).encode()
+    };
+    let bomb = Msg::Ledger(vec![0x85; 1 << 20]);
+    for first in [Msg::Credential(Vec::new()), Msg::Credential(forged), Msg::Credential(vec![1; 70_000]), bomb] {
+        let hello = Session::dial(stranger.setup(owner.id(), Purpose::Sync, 2), Ledger::new())
+            .poll_transmit()
+            .expect("a Hello");
+        let (mut m, accepted) =
+            Session::accept(owner.setup(stranger.id(), Purpose::Sync, 1), owner.ledger.clone(), hello);
+        accepted.unwrap();
+        assert_eq!(m.max_frame(), MAX_OPENING_FRAME, "no big frame is read from an unproven peer");
+        let r = m.receive(first);
+        assert!(
+            matches!(r, Err(SessionError::Refused(ref why)) if why.contains("no agreement names it") || why.contains("credential")),
+            "{r:?}"
+        );
+        assert!(m.is_over());
+        assert_eq!(m.ledger_mut().len(), owner.ledger.len(), "nothing merged");
+    }
+}
+
+/// A member that lost everything (an empty ledger, no blobs: it has only the invite) restores
+/// from a seeder it has never heard of: the seeder's credential names it.
+#[test]
+fn a_member_with_an_empty_ledger_is_let_in_by_the_seeders_credential() {
+    let k = space_key();
+    let mut owner = member(1, &k, 0..6);
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+    let mut s = seeder(9, owner.space, policy);
+    propose(&mut owner, s.id(), 1000);
+    let o = run(&mut owner, &mut s, Purpose::Sync);
+    assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
+    let mut fresh = member(2, &k, []);
+    let o = run(&mut fresh, &mut s, Purpose::Sync);
+    assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
+    assert_eq!(fresh.blobs, owner.blobs, "restored from the seeder");
+    assert_eq!(fresh.ledger.len(), s.ledger.len(), "and learnt the agreement");
+}
+
 #[test]
 fn a_proposed_seeder_is_pulled_from_but_not_pushed_to() {
     let k = space_key();

@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/4`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/5`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -9,8 +9,10 @@
 //! 2. Each member sends `Proof`: the space key's signature over the *peer's* nonce and both
 //!    device ids, which only a member can make. A bad proof gets `Refused`. A seeder sends none.
 //! 3. Ledgers: member and member: the dialer sends its `Ledger`, the listener answers with the
-//!    merge. Member and seeder: the seeder sends first (its peer has proven membership), the
-//!    member checks that an agreement names the seeder and sends its own, and the seeder answers
+//!    merge. Member and seeder: the seeder sends its `Credential` (a proposal naming it, signed
+//!    with the space key) and then its ledger (its peer has proven membership); the member reads
+//!    the ledger only if the credential, or its own ledger, names the seeder, merges it into a
+//!    copy, checks an agreement still names the seeder and sends its own, and the seeder answers
 //!    with the merge, which holds its countersignature when it accepted a proposal. A `Ledger`
 //!    carries only what the peer lacks by the heads in its `Hello` (the seeder's second one:
 //!    by the heads both had once merged), empty when it lacks nothing, so sessions do not
@@ -29,7 +31,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/4";
+pub const ALPN: &[u8] = b"cobox/sync/5";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.
@@ -136,7 +138,15 @@ pub enum Msg {
     /// ("lanes"), each ending with `Done`, so one stream's flow-control window does not cap the
     /// transfer on long round trips. At most [`MAX_LANES`].
     Lanes(u8),
+    /// A seeder's right to talk to a member, sent before its ledger: the encoded proposal of
+    /// an agreement naming it (at most [`cobox_agreements::MAX_CREDENTIAL`] bytes), or empty
+    /// when it holds none (the member's own ledger must then name it).
+    Credential(#[serde(with = "serde_bytes")] Vec<u8>),
 }
+
+/// Largest frame accepted before the peer has proven its right to the space (`Hello`,
+/// `Proof`, `Credential`, `Refused`): a stranger cannot make us read megabytes.
+pub const MAX_OPENING_FRAME: usize = 64 << 10;
 
 /// Most lanes a sender may open for one transfer.
 pub const MAX_LANES: u8 = 8;
@@ -144,9 +154,9 @@ pub const MAX_LANES: u8 = 8;
 /// A frame could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
-    /// Declared length over [`MAX_FRAME`].
-    #[error("peer sent a frame of {0} bytes, over the {MAX_FRAME}-byte limit")]
-    TooLarge(usize),
+    /// Declared length over the limit at that point of the session (the second number).
+    #[error("peer sent a frame of {0} bytes, over the {1}-byte limit")]
+    TooLarge(usize, usize),
     /// Not a valid message.
     #[error("peer sent a malformed message")]
     Malformed,
@@ -181,8 +191,13 @@ impl Msg {
 
     /// Check a frame's declared length before reading its body.
     pub fn check_len(header: [u8; 4]) -> Result<usize, FrameError> {
+        Self::check_len_within(header, MAX_FRAME)
+    }
+
+    /// Check a frame's declared length against `max` (see [`crate::sync::session::Session::max_frame`]).
+    pub fn check_len_within(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
         let n = u32::from_le_bytes(header) as usize;
-        if n > MAX_FRAME { Err(FrameError::TooLarge(n)) } else { Ok(n) }
+        if n > max { Err(FrameError::TooLarge(n, max)) } else { Ok(n) }
     }
 
     /// Decode a frame body.
@@ -314,7 +329,7 @@ mod tests {
         // Version 3 added `Lanes` after every earlier message: their tags did not move.
         assert_eq!(Msg::Done.frame().unwrap()[4], 9);
         assert_eq!(Msg::Lanes(1).frame().unwrap()[4..], [10, 1]);
-        assert_eq!(Msg::check_len(u32::MAX.to_le_bytes()), Err(FrameError::TooLarge(u32::MAX as usize)));
+        assert_eq!(Msg::check_len(u32::MAX.to_le_bytes()), Err(FrameError::TooLarge(u32::MAX as usize, MAX_FRAME)));
         let mut v = VarintReader::default();
         assert!((0..5).all(|_| v.feed(0xff) == Ok(None)));
         assert_eq!(v.feed(0x01), Err(FrameError::Malformed), "a length over 32 bits");

@@ -9,7 +9,7 @@
 //! evaluated once, and that view decides what may move. No clock or random source is read:
 //! the time and the nonce come in through [`Setup`].
 
-use super::proto::{MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
+use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
 use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, State};
@@ -144,6 +144,8 @@ enum Phase {
     Hello,
     /// Waiting for the peer member's `Proof`.
     Proof,
+    /// Member: waiting for the peer seeder's `Credential`.
+    Credential,
     /// Waiting for the peer's `Ledger`; `n` counts the ledgers received so far.
     Ledger(u8),
     /// Waiting for the driver's blob ids.
@@ -332,6 +334,15 @@ impl Session {
         self.peer.as_ref().map(|p| p.role)
     }
 
+    /// The largest frame the next message from the peer may be: [`MAX_OPENING_FRAME`] until it
+    /// has proven its right to the space, [`MAX_FRAME`] after. The driver reads no more.
+    pub fn max_frame(&self) -> usize {
+        match self.phase {
+            Phase::Hello | Phase::Proof | Phase::Credential => MAX_OPENING_FRAME,
+            _ => MAX_FRAME,
+        }
+    }
+
     /// Whether the session is over.
     pub fn is_over(&self) -> bool {
         self.phase == Phase::Over
@@ -373,6 +384,8 @@ impl Session {
                     self.refuse(why)
                 }
             }
+            (Phase::Credential, Msg::Credential(bytes)) => self.on_credential(&bytes),
+            (Phase::Credential, _) => self.refuse("expected the seeder's credential"),
             (Phase::Ledger(n), Msg::Ledger(bytes)) => self.on_ledger(n, bytes),
             (Phase::Ledger(_), _) => self.refuse("expected the ledger"),
             (Phase::Reconcile, Msg::Reconcile { items, more }) => self.on_step(items, more),
@@ -447,11 +460,46 @@ impl Session {
                 self.out.push_back(Msg::Ledger(first));
             }
             (Role::Seeder, Role::Member) => {
+                let credential = self.credential();
+                self.out.push_back(Msg::Credential(credential));
                 let bytes = self.bytes_since(&peer.ledger);
                 self.out.push_back(Msg::Ledger(bytes));
             }
-            (Role::Member, _) => {}
+            (Role::Member, Role::Seeder) => {
+                self.phase = Phase::Credential;
+                return Ok(());
+            }
+            (Role::Member, Role::Member) => {}
             (Role::Seeder, Role::Seeder) => return self.refuse("two seeders have nothing to sync"),
+        }
+        self.phase = Phase::Ledger(0);
+        Ok(())
+    }
+
+    /// This seeder's credential: the first proposal in its ledger that names it (empty: none).
+    fn credential(&self) -> Vec<u8> {
+        let (space, me) = (self.setup.space.0, self.setup.me.0);
+        self.ledger
+            .raw_entries()
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .find(|bytes| Entry::check_credential(bytes, &space, &me).is_ok())
+            .unwrap_or_default()
+    }
+
+    /// A would-be seeder's credential: nothing more it sends is read unless the credential,
+    /// or this member's own ledger, shows an agreement proposed by a member naming it. A
+    /// stranger that knows the space id gets a refusal, and costs a signature check.
+    fn on_credential(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        let (space, peer, now) = (self.setup.space, self.setup.peer, self.setup.now_ms);
+        let proven = (!bytes.is_empty() && Entry::check_credential(bytes, &space.0, &peer.0).is_ok())
+            || (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now).names_seeder(&peer.0);
+        if !proven {
+            return self.refuse(format!(
+                "device {} is not a member of space {} and no agreement names it as a seeder",
+                peer.short(),
+                space.short()
+            ));
         }
         self.phase = Phase::Ledger(0);
         Ok(())
@@ -462,7 +510,7 @@ impl Session {
         if bytes.is_empty() {
             return Ok(()); // the peer had nothing we lack
         }
-        match self.ledger.merge_bytes(bytes) {
+        match self.ledger.merge_changes(bytes) {
             Ok(0) => Ok(()),
             Ok(_) => {
                 self.events.push_back(Event::LedgerChanged);
@@ -488,7 +536,7 @@ impl Session {
                 // Merged into a copy, kept only if an agreement names the device: one that none
                 // names leaves nothing in our ledger.
                 let mut copy = self.ledger.clone();
-                let added = if bytes.is_empty() { Ok(0) } else { copy.merge_bytes(&bytes) };
+                let added = if bytes.is_empty() { Ok(0) } else { copy.merge_changes(&bytes) };
                 let named =
                     added.is_ok() && (self.setup.evaluate)(&space, &copy.raw_entries(), now).names_seeder(&peer_id.0);
                 if !named {

@@ -191,7 +191,7 @@ pub(super) async fn drive(
         if session.is_over() {
             break;
         }
-        let m = io.recv().await?;
+        let m = io.recv_within(session.max_frame()).await?;
         if let Err(e) = session.receive(m) {
             return Err(fail(io, session, e).await);
         }

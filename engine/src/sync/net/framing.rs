@@ -164,10 +164,15 @@ impl<R: ByteSource> Reader<R> {
     }
 
     pub(super) async fn recv(&mut self) -> Result<Msg, Error> {
+        self.recv_within(crate::sync::proto::MAX_FRAME).await
+    }
+
+    /// The next message, refused unread if its frame is over `max` bytes.
+    pub(super) async fn recv_within(&mut self, max: usize) -> Result<Msg, Error> {
         let malformed = || Error::Refused(crate::sync::proto::FrameError::Malformed.to_string());
         let mut h = [0u8; 4];
         self.read(&mut h).await?;
-        let n = Msg::check_len(h).map_err(|e| Error::Refused(e.to_string()))?;
+        let n = Msg::check_len_within(h, max).map_err(|e| Error::Refused(e.to_string()))?;
         if n == 0 {
             return Err(malformed());
         }
@@ -235,9 +240,14 @@ impl Framed {
     }
 
     pub(super) async fn recv(&mut self) -> Result<Msg, Error> {
+        self.recv_within(crate::sync::proto::MAX_FRAME).await
+    }
+
+    /// The next message, its frame at most `max` bytes (what the session allows now).
+    pub(super) async fn recv_within(&mut self, max: usize) -> Result<Msg, Error> {
         // Whatever we gathered may be what the peer waits for before it answers.
         self.out.flush().await?;
-        self.inn.recv().await
+        self.inn.recv_within(max).await
     }
 
     pub(super) async fn finish(&mut self) {
@@ -307,6 +317,11 @@ mod tests {
         let (mut w, mut r) = ends(1 << 16);
         w.send.write_all(&(u32::MAX).to_le_bytes()).await.unwrap();
         assert!(matches!(r.recv().await, Err(Error::Refused(m)) if m.contains("over the")));
+        // Before the peer's proof, a frame of a megabyte is refused from its length alone.
+        let (mut w, mut r) = ends(1 << 16);
+        w.send.write_all(&(1u32 << 20).to_le_bytes()).await.unwrap();
+        let opening = crate::sync::proto::MAX_OPENING_FRAME;
+        assert!(matches!(r.recv_within(opening).await, Err(Error::Refused(m)) if m.contains("65536-byte limit")));
     }
 
     #[tokio::test]

@@ -82,7 +82,8 @@ impl ProtocolHandler for Handler {
 impl Handler {
     async fn serve(&self, io: &mut Framed, peer: DeviceId) -> Result<String, Error> {
         let sh = &self.sh;
-        let hello = io.recv().await?;
+        // A stranger's first frame: small, or it is not read.
+        let hello = io.recv_within(crate::sync::proto::MAX_OPENING_FRAME).await?;
         let Msg::Hello { space, role, purpose, .. } = &hello else {
             return Err(io.refuse("expected Hello".into()).await);
         };
