@@ -40,5 +40,8 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     for c in &s.conflicts {
         println!("conflict  {c}");
     }
+    for q in &s.quarantined {
+        println!("set aside change {q} (not applied: a newer CoBox may read it; the rest of the space is fine)");
+    }
     Ok(())
 }

@@ -628,6 +628,24 @@ mod tests {
         assert!(!s.store.contains(&fid).unwrap());
     }
 
+    /// A change blob signed with the space key whose body does not decode (a buggy or hostile
+    /// member) is set aside and reported: the space still opens, scans and syncs.
+    #[test]
+    fn a_signed_change_that_does_not_decode_is_quarantined_not_fatal() {
+        let (home, folder, s) = space();
+        let bad = s.keys.seal_change(&s.signer, [7; 24], b"not a change body");
+        let id = BlobId::of(&bad);
+        assert!(s.receive_blob(&id, &bad).unwrap(), "it is validly signed, so stored");
+        let mut s = s;
+        s.apply_received().unwrap();
+        assert_eq!(s.quarantined().keys().collect::<Vec<_>>(), vec![&id]);
+        drop(s);
+        let mut s = Home::open(home.path()).unwrap().open_space("s").unwrap();
+        assert!(s.status().unwrap().quarantined[0].starts_with(&id.to_string()), "reported after a restart");
+        std::fs::write(folder.path().join("a.txt"), b"still works").unwrap();
+        assert_eq!(s.scan(&crate::NoProgress).unwrap().added, 1);
+    }
+
     #[test]
     fn conflict_names() {
         let t = 1_764_000_000_000_000_000; // 2025-11-24 16:00:00 UTC

@@ -82,6 +82,10 @@ pub struct Space {
     pub(crate) changed: Option<ChangeFlag>,
     /// The folder's `.coboxignore` rules as last read (by a scan or a materialiser pass).
     pub(crate) ignores: Ignores,
+    /// Change blobs, validly signed, that do not open or apply here, and why: set aside and
+    /// reported, not applied, so one bad change cannot stop the space opening on every device.
+    /// Kept in the store and tried again by the next process (a newer version may read them).
+    pub(crate) quarantined: std::collections::BTreeMap<BlobId, String>,
 }
 
 /// Raised by whoever watches a space's folder when it may have changed since the last scan.
@@ -110,6 +114,7 @@ impl Space {
             changed: None,
             folder_current: false,
             ignores: Ignores::none(),
+            quarantined: Default::default(),
         };
         space.apply_stored_changes()?;
         // Unusable rules are reported by the next scan or pass, which read them again.
@@ -148,19 +153,34 @@ impl Space {
         &self.info
     }
 
-    /// Apply every stored change blob not yet in the manifest.
+    /// Apply every stored change blob not yet in the manifest. One that does not open, decode
+    /// or apply is quarantined ([`Space::quarantined`]) and the rest go on.
     fn apply_stored_changes(&mut self) -> Result<(), Error> {
         for (id, loc) in self.store.list()? {
-            if loc.kind != BlobKind::Change || self.applied.contains(&id) {
+            if loc.kind != BlobKind::Change || self.applied.contains(&id) || self.quarantined.contains_key(&id) {
                 continue;
             }
             let blob = self.store.get(&id)?;
-            verify_change_signature(&self.info.id, &blob).map_err(|source| Error::Blob { blob: id, source })?;
-            let plain = self.keys.open(BlobKind::Change, &blob).map_err(|source| Error::Blob { blob: id, source })?;
-            self.manifest.apply(&ChangeBody::decode(&plain)?)?;
-            self.applied.insert(id);
+            let applied = verify_change_signature(&self.info.id, &blob)
+                .and_then(|()| self.keys.open(BlobKind::Change, &blob))
+                .map_err(|e| e.to_string())
+                .and_then(|plain| ChangeBody::decode(&plain).map_err(|e| e.to_string()))
+                .and_then(|body| self.manifest.apply(&body).map_err(|e| e.to_string()));
+            match applied {
+                Ok(()) => {
+                    self.applied.insert(id);
+                }
+                Err(why) => {
+                    self.quarantined.insert(id, why);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Change blobs set aside because they do not open, decode or apply, and why.
+    pub fn quarantined(&self) -> &std::collections::BTreeMap<BlobId, String> {
+        &self.quarantined
     }
 
     /// Seal, store and flush a committed change.

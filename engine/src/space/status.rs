@@ -48,6 +48,8 @@ pub struct Status {
     pub replicas_target: u32,
     /// Every agreement in the space's ledger.
     pub agreements: Vec<crate::ledger::AgreementSummary>,
+    /// Change blobs set aside because they do not read here: "BLOB: why".
+    pub quarantined: Vec<String>,
 }
 
 impl Space {
@@ -96,6 +98,7 @@ impl Space {
                 .iter()
                 .map(|v| crate::ledger::summary(v, Some(&self.info.name), "member", now))
                 .collect(),
+            quarantined: self.quarantined.iter().map(|(id, why)| format!("{id}: {why}")).collect(),
         })
     }
 }
