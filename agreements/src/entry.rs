@@ -115,6 +115,10 @@ impl AuditRecord {
     }
 }
 
+/// The latest an agreement may end: the last millisecond of the year 9999, so every date in a
+/// ledger prints as an ordinary date (a member could otherwise put an end no calendar shows).
+pub const MAX_END_MS: i64 = 253_402_300_799_999;
+
 /// The most bytes a credential ([`Entry::check_credential`]) may take: a proposal is a few
 /// hundred bytes, its note at most a few kilobytes.
 pub const MAX_CREDENTIAL: usize = 16 * 1024;
@@ -224,6 +228,9 @@ impl Agreement {
         }
         if self.end_ms <= self.start_ms {
             return Err(EntryError::Terms("it ends before it starts".into()));
+        }
+        if self.start_ms < 0 || self.end_ms > MAX_END_MS {
+            return Err(EntryError::Terms("its term runs outside the years 1970 to 9999".into()));
         }
         if self.owner == self.seeder {
             return Err(EntryError::Terms("owner and seeder are the same device".into()));
@@ -402,6 +409,23 @@ pub(crate) mod tests {
             stored_bytes: 10,
         };
         Entry::audit(r, auditor, space)
+    }
+
+    /// `cobox agreement propose --days 1000000000` once made an end no calendar prints, and every
+    /// later `agreement list` panicked: such terms are invalid now, and a credential made of
+    /// them is refused.
+    #[test]
+    fn a_term_beyond_the_year_9999_is_invalid() {
+        let (s, o, d) = keys();
+        let mut a = sample(&s, &o, &d);
+        a.end_ms = a.start_ms + 1_000_000_000 * 86_400_000;
+        assert!(matches!(a.check_terms(), Err(EntryError::Terms(m)) if m.contains("9999")));
+        let e = Entry::propose(a, &o, &s).encode();
+        let (space, seeder) = (s.verifying_key().to_bytes(), d.verifying_key().to_bytes());
+        assert!(Entry::check_credential(&e, &space, &seeder).is_err());
+        let ok = Entry::propose(sample(&s, &o, &d), &o, &s).encode();
+        assert!(Entry::check_credential(&ok, &space, &seeder).is_ok());
+        assert!(Entry::check_credential(&ok, &space, &[0; 32]).is_err(), "names another seeder");
     }
 
     #[test]

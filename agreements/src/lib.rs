@@ -20,8 +20,8 @@ mod ledger;
 mod view;
 
 pub use entry::{
-    Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_CREDENTIAL, MAX_TERMS, Party,
-    Revocation,
+    Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_CREDENTIAL, MAX_END_MS, MAX_TERMS,
+    Party, Revocation,
 };
 pub use ledger::{Ledger, LedgerError, MAX_INFLATED};
 pub use view::{AgreementView, InvalidEntry, LedgerView, MAX_CLOCK_SKEW_MS, State, Verified, evaluate, evaluate_with};

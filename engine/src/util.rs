@@ -21,9 +21,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 /// A time (ms since the epoch) as RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
+    // Any i64 a peer put in a ledger prints: beyond the calendar's range, its last instant.
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or(if ms < 0 {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    } else {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    });
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Read a folder's ignore rules (`.coboxignore` at its root; none when it is absent), with a
@@ -57,4 +61,17 @@ pub(crate) fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
     }
     let text = fs::read(&path).map_err(|e| bad(format!("{e}; fix or remove the ignore rules file")))?;
     String::from_utf8(text).map(Some).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Any time a peer can write prints as a date (a far end once printed as "" and a slice of
+    /// it panicked).
+    #[test]
+    fn every_time_prints() {
+        for ms in [i64::MIN, -1, 0, 253_402_300_799_999, 86_400_000_000_000_000, i64::MAX] {
+            assert!(super::rfc3339(ms).len() >= 20, "{ms}: {}", super::rfc3339(ms));
+        }
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
 }

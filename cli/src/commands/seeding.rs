@@ -103,7 +103,7 @@ fn list(ctx: &Ctx) -> Result<()> {
             &a.owner[..8],
             &a.seeder[..8],
             bytes(a.quota),
-            &a.end[..10],
+            a.end.get(..10).unwrap_or(&a.end),
             if a.signatures_ok { "ok" } else { "INVALID" },
             a.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
         );

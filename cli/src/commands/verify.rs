@@ -18,6 +18,15 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
             }
         }
         println!("checked {} blobs ({})", r.blobs_checked, bytes(r.bytes_checked));
+        if let Some(first) = r.not_yet_received.first() {
+            let files: usize = r.not_yet_received.iter().map(|b| b.files.len()).sum();
+            println!(
+                "{} blobs not received yet, for {files} files from other devices (first: {}): nothing is lost; \
+                 the next `cobox sync` (or a running `cobox up`) brings them",
+                r.not_yet_received.len(),
+                first.files.first().map_or("no current file", String::as_str)
+            );
+        }
     }
     if !r.ok() {
         let first = r.corrupt.first().or(r.missing.first()).map(|b| b.blob.clone()).unwrap_or_default();

@@ -35,6 +35,8 @@ impl Space {
         let snaps = self.manifest.snapshots();
         let mut out = Vec::new();
         let mut prev: Option<Entry> = None;
+        // States `gc` pruned cannot be restored, so they are not offered.
+        let pruned = self.pruned_before()?.unwrap_or(i64::MIN);
         for s in &snaps {
             let mut action = None;
             if let Some(p) = path {
@@ -51,6 +53,9 @@ impl Space {
                 if action.is_none() {
                     continue;
                 }
+            }
+            if s.time_ms < pruned {
+                continue;
             }
             out.push(HistoryItem {
                 id: s.id(),

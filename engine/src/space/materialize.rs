@@ -646,6 +646,89 @@ mod tests {
         assert_eq!(s.scan(&crate::NoProgress).unwrap().added, 1);
     }
 
+    /// Blobs of files from another device that have not arrived are "not received yet", not
+    /// "missing": verify passes; a blob this device held and lost is missing.
+    #[test]
+    fn verify_tells_blobs_not_received_yet_from_lost_ones() {
+        let (home_a, folder_a, mut a) = space();
+        std::fs::write(folder_a.path().join("f.txt"), b"content from a").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let invite = Home::invite(home_a.path(), "s").unwrap();
+        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hb = Home::open(home_b.path()).unwrap();
+        hb.join(&invite, folder_b.path(), None).unwrap();
+        let mut b = hb.open_space("s").unwrap();
+        let (mut changes, mut chunks) = (0, Vec::new());
+        for (id, loc) in a.store.list().unwrap() {
+            if loc.kind == BlobKind::Change {
+                b.receive_blob(&id, &a.store.get(&id).unwrap()).unwrap();
+                changes += 1;
+            } else {
+                chunks.push(id);
+            }
+        }
+        assert!(changes > 0 && !chunks.is_empty());
+        b.apply_and_materialize().unwrap();
+        let r = b.verify(&crate::NoProgress).unwrap();
+        assert!(r.ok() && r.missing.is_empty(), "{r:?}");
+        assert_eq!(r.not_yet_received.len(), chunks.len());
+        assert_eq!(r.not_yet_received[0].files, vec!["f.txt".to_owned()]);
+
+        a.store.remove(&chunks.iter().copied().collect()).unwrap();
+        let r = a.verify(&crate::NoProgress).unwrap();
+        assert!(!r.ok() && r.not_yet_received.is_empty(), "{r:?}");
+        assert_eq!(r.missing.len(), chunks.len());
+    }
+
+    /// `gc --keep-within 0` on a device with a conflict from another device, then any later gc:
+    /// the states it pruned stay pruned (a later gc does not look for their removed chunk
+    /// lists and fail), and history no longer lists them.
+    #[test]
+    fn a_pruned_state_stays_pruned_for_later_gcs_and_history() {
+        let (home_a, folder_a, mut a) = space();
+        let mut big = vec![0u8; 6 << 20];
+        crate::random_bytes(&mut big);
+        std::fs::write(folder_a.path().join("f.bin"), &big).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let invite = Home::invite(home_a.path(), "s").unwrap();
+        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hb = Home::open(home_b.path()).unwrap();
+        hb.join(&invite, folder_b.path(), None).unwrap();
+        let mut b = hb.open_space("s").unwrap();
+        let copy = |from: &Space, to: &mut Space| {
+            for (id, _) in from.store.list().unwrap() {
+                to.receive_blob(&id, &from.store.get(&id).unwrap()).unwrap();
+            }
+            to.apply_and_materialize().unwrap();
+        };
+        let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
+        b.scan(&crate::NoProgress).unwrap();
+        copy(&a, &mut b);
+        b.scan(&crate::NoProgress).unwrap();
+        pause();
+        big[0] ^= 1;
+        std::fs::write(folder_a.path().join("f.bin"), &big).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        pause();
+        big[1] ^= 1;
+        std::fs::write(folder_b.path().join("f.bin"), &big).unwrap();
+        b.scan(&crate::NoProgress).unwrap();
+        copy(&b, &mut a);
+        a.scan(&crate::NoProgress).unwrap();
+        assert!(!a.status().unwrap().conflicts.is_empty(), "a conflict copy");
+        pause();
+        let r = a.gc(Some(0)).unwrap();
+        assert!(r.blobs_removed > 0, "{r:?}");
+        let pruned = a.pruned_before().unwrap().unwrap();
+        for window in [Some(0), None, Some(3_600_000)] {
+            a.gc(window).unwrap();
+        }
+        assert!(a.verify(&crate::NoProgress).unwrap().ok());
+        let h = a.history(None).unwrap();
+        assert!(!h.is_empty() && h.iter().all(|i| i.time_ms >= pruned), "{h:?}");
+        assert!(a.history(Some("f.bin")).unwrap().iter().all(|i| i.time_ms >= pruned));
+    }
+
     #[test]
     fn conflict_names() {
         let t = 1_764_000_000_000_000_000; // 2025-11-24 16:00:00 UTC

@@ -20,12 +20,16 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Blobs whose bytes no longer match their id.
     pub corrupt: Vec<BadBlob>,
-    /// Blobs the manifest needs that the store lacks.
+    /// Blobs the store lost: indexed but gone, or needed by a file this device has written or
+    /// scanned as it is now.
     pub missing: Vec<BadBlob>,
+    /// Blobs not received yet: needed by files that came from other devices and have not
+    /// arrived here (an interrupted or pending sync). Nothing is lost; the next sync brings them.
+    pub not_yet_received: Vec<BadBlob>,
 }
 
 impl VerifyReport {
-    /// Whether everything checked out.
+    /// Whether everything this device holds checked out (blobs not received yet are not a fault).
     pub fn ok(&self) -> bool {
         self.corrupt.is_empty() && self.missing.is_empty()
     }
@@ -55,6 +59,10 @@ impl Space {
         let bad: HashSet<BlobId> = check.corrupt.iter().chain(&check.missing).copied().collect();
         let mut users: BTreeMap<BlobId, Vec<String>> = BTreeMap::new();
         let mut absent: BTreeMap<BlobId, Vec<String>> = BTreeMap::new();
+        let mut pending: BTreeMap<BlobId, Vec<String>> = BTreeMap::new();
+        // A file whose version this device wrote or scanned had its blobs here; any other came
+        // from another device and may simply not have arrived yet.
+        let cache = self.load_scan_cache()?;
         for (path, e) in self.manifest.entries() {
             let Kind::File { content, .. } = &e.kind else { continue };
             let mut need = Vec::new();
@@ -68,11 +76,16 @@ impl Space {
                     }
                 }
             }
+            let held_here = cache
+                .get(&path)
+                .and_then(|r| crate::entry::Entry::decode(&r.entry).ok())
+                .is_some_and(|r| r.same_state(&e));
             for id in need {
                 if bad.contains(&id) {
                     users.entry(id).or_default().push(path.clone());
                 } else if !self.store.contains(&id)? {
-                    absent.entry(id).or_default().push(path.clone());
+                    let list = if held_here { &mut absent } else { &mut pending };
+                    list.entry(id).or_default().push(path.clone());
                 }
             }
         }
@@ -88,6 +101,7 @@ impl Space {
             bytes_checked: check.bytes,
             corrupt: named(&check.corrupt, &users),
             missing,
+            not_yet_received: pending.into_iter().map(|(id, files)| BadBlob { blob: id.to_string(), files }).collect(),
         })
     }
 
@@ -101,7 +115,10 @@ impl Space {
         let mut states: Vec<Option<ShardHeads>> = vec![None];
         let mut kept = 0u64;
         let mut devices: HashSet<DeviceId> = HashSet::new();
-        for s in snaps.iter().rev() {
+        // States an earlier gc pruned stay pruned: their unique blobs are gone, and looking
+        // for them (a chunk list) would fail every gc after.
+        let pruned = self.pruned_before()?.unwrap_or(i64::MIN);
+        for s in snaps.iter().rev().filter(|s| s.time_ms >= pruned) {
             let within = cutoff.is_none_or(|c| s.time_ms >= c);
             // The newest snapshot per device at or before the cutoff anchors the window's start.
             if within || devices.insert(s.device) {
