@@ -24,6 +24,10 @@ pub use entry::{
     Party, Revocation,
 };
 pub use ledger::{Ledger, LedgerError, MAX_INFLATED};
+/// How long a seeder keeps a space's blobs after its agreements ended (revoked or expired), and
+/// members may still recover from it: seven days.
+pub const GRACE_MS: i64 = 7 * 86_400_000;
+
 pub use view::{AgreementView, InvalidEntry, LedgerView, MAX_CLOCK_SKEW_MS, State, Verified, evaluate, evaluate_with};
 
 /// A 32-byte public key (a device id or a space id), as raw bytes.

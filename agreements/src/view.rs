@@ -104,6 +104,21 @@ impl LedgerView {
             .max_by_key(|a| a.agreement.quota)
     }
 
+    /// Whether a member takes blobs from `seeder`: under an active agreement, or one it
+    /// countersigned that ended (revoked or expired) less than `grace_ms` ago, while it still
+    /// keeps the blobs so a member that lost everything can recover. Never one merely proposed.
+    pub fn serves_members(&self, seeder: &Key32, now_ms: i64, grace_ms: i64) -> bool {
+        self.agreements.iter().filter(|a| a.agreement.seeder == *seeder && a.accepted).any(|a| match a.state {
+            State::Active => true,
+            State::Revoked => {
+                let ended = a.revoked.as_ref().map_or(a.agreement.end_ms, |r| r.time_ms.min(a.agreement.end_ms));
+                now_ms <= ended.saturating_add(grace_ms)
+            }
+            State::Expired => now_ms <= a.agreement.end_ms.saturating_add(grace_ms),
+            State::Proposed | State::Invalid => false,
+        })
+    }
+
     /// A validly proposed agreement (any state but invalid) names this device as seeder.
     pub fn names_seeder(&self, seeder: &Key32) -> bool {
         self.agreements.iter().any(|a| a.state != State::Invalid && a.agreement.seeder == *seeder)

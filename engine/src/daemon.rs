@@ -45,7 +45,7 @@ impl Default for Schedule {
             interval: Duration::from_secs(60),
             rescan: Duration::from_secs(3600),
             audit_every: Duration::from_secs(3600),
-            seed_grace: Duration::from_secs(7 * 86400),
+            seed_grace: Duration::from_millis(cobox_agreements::GRACE_MS as u64),
         }
     }
 }

@@ -63,6 +63,7 @@ fn model() -> Model {
         replicas: 1,
         replicas_target: 2,
         agreements: agreements.clone(),
+        quarantined: Vec::new(),
     };
     let space = SpaceView {
         id: SpaceId([0x9f; 32]),

@@ -147,6 +147,24 @@ impl SpaceKeys {
         out
     }
 
+    /// Check that a sealed chunk or chunk list was sealed with this space's key (its AEAD tag),
+    /// without decompressing it: a member takes from a seeder only what members sealed. A
+    /// change blob's proof is its signature ([`verify_change_signature`]), checked apart.
+    pub fn authenticate(&self, blob: &[u8]) -> Result<BlobKind, OpenError> {
+        let (kind, _, nonce) = parse_header(blob)?;
+        if kind == BlobKind::Change {
+            return Ok(kind);
+        }
+        let (header, rest) = blob.split_at(HEADER_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated(blob.len()))?;
+        let mut buf = ct.to_vec();
+        let (key, ietf_nonce) = xchacha_key(&self.seal, &nonce);
+        key.open_in_place_separate_tag(ietf_nonce, Aad::from(header), tag, &mut buf, 0..)
+            .map_err(|_| OpenError::Auth)?;
+        Ok(kind)
+    }
+
     /// Open a blob of the expected kind, verifying authenticity and content hash.
     pub fn open(&self, expected: BlobKind, blob: &[u8]) -> Result<Vec<u8>, OpenError> {
         let (kind, flags, nonce) = parse_header(blob)?;
@@ -390,6 +408,23 @@ mod tests {
             let i = pos % sealed.len();
             sealed[i] ^= 1 << bit;
             prop_assert!(k.open(BlobKind::Chunk, &sealed).is_err());
+        }
+
+        /// What a seeder could make up (a well-formed header over other bytes, or a blob of
+        /// another space) does not authenticate; what this space sealed does, of any kind.
+        #[test]
+        fn only_blobs_sealed_with_the_space_key_authenticate(data in proptest::collection::vec(any::<u8>(), 1..5_000), pos in any::<usize>(), bit in 0u8..8) {
+            let k = keys();
+            for kind in [BlobKind::Chunk, BlobKind::ChunkList] {
+                let sealed = k.seal(kind, &data);
+                prop_assert_eq!(k.authenticate(&sealed), Ok(kind));
+                let mut flipped = sealed.clone();
+                let i = pos % flipped.len();
+                flipped[i] ^= 1 << bit;
+                prop_assert!(k.authenticate(&flipped).is_err() || flipped[1] != sealed[1] && k.authenticate(&flipped) == Ok(BlobKind::Change));
+                let other = SpaceKeys::derive(&[99; 32]).seal(kind, &data);
+                prop_assert!(k.authenticate(&other).is_err());
+            }
         }
 
         #[test]

@@ -453,35 +453,45 @@ fn a_member_with_an_empty_ledger_is_let_in_by_the_seeders_credential() {
     assert_eq!(fresh.ledger.len(), s.ledger.len(), "and learnt the agreement");
 }
 
+/// A seeder is pushed to only in force; a member takes from it in force or within the grace
+/// period after an agreement it countersigned ended (a member that lost everything recovers),
+/// never after it, and never from one merely proposed.
 #[test]
-fn a_proposed_seeder_is_pulled_from_but_not_pushed_to() {
+fn a_seeder_is_pulled_from_only_in_force_or_in_its_grace_period() {
     let k = space_key();
-    let mut owner = member(1, &k, 0..4);
-    let mut s = seeder(9, owner.space, SeedPolicy::default());
-    let a = propose(&mut owner, s.id(), 1000);
-    // Earlier, under the agreement, the seeder took blobs that the owner since lost.
-    // Its own document (its own actor), holding the proposal.
-    s.ledger.merge(&mut owner.ledger.clone()).unwrap();
-    s.ledger.insert(&Entry::accept(&a, &s.key)).unwrap();
-    s.blobs = (100..103).map(blob).collect();
-    owner
-        .ledger
-        .insert(&Entry::revoke(
-            cobox_agreements::Revocation {
-                agreement: a.id(),
-                device: owner.id().0,
-                party: cobox_agreements::Party::Owner,
-                time_ms: NOW - 10,
-            },
-            &owner.key,
-            Some(&k),
-        ))
-        .unwrap();
-    let o = run(&mut owner, &mut s, Purpose::Sync);
-    assert_eq!(o.dialer, Ok(()), "{o:?}");
-    assert_eq!(o.dialer_received, 3, "a restore pulls from a revoked seeder");
-    assert_eq!(o.listener_received, 0);
-    assert_eq!(o.not_pushed, 4);
+    for (accepted, revoked_ago, pulled) in [
+        (true, 10, 3),
+        (true, cobox_agreements::GRACE_MS - 1000, 3),
+        (true, cobox_agreements::GRACE_MS + 1000, 0),
+        (false, 10, 0),
+    ] {
+        let mut owner = member(1, &k, 0..4);
+        let mut s = seeder(9, owner.space, SeedPolicy::default());
+        let mut a = Agreement { start_ms: NOW - 30 * 86_400_000, ..propose(&mut owner, s.id(), 1000) };
+        a.nonce = [2; 16];
+        owner.ledger = Ledger::new();
+        owner.ledger.insert(&Entry::propose(a.clone(), &owner.key, &k)).unwrap();
+        owner.ledger.save();
+        // Earlier, under the agreement, the seeder took blobs that the owner since lost.
+        s.ledger.merge(&mut owner.ledger.clone()).unwrap();
+        if accepted {
+            s.ledger.insert(&Entry::accept(&a, &s.key)).unwrap();
+            s.ledger.save();
+        }
+        s.blobs = (100..103).map(blob).collect();
+        let revocation = cobox_agreements::Revocation {
+            agreement: a.id(),
+            device: owner.id().0,
+            party: cobox_agreements::Party::Owner,
+            time_ms: NOW - revoked_ago,
+        };
+        owner.ledger.insert(&Entry::revoke(revocation, &owner.key, Some(&k))).unwrap();
+        owner.ledger.save();
+        let o = run(&mut owner, &mut s, Purpose::Sync);
+        assert_eq!(o.dialer, Ok(()), "{o:?}");
+        assert_eq!(o.dialer_received, pulled, "accepted {accepted}, revoked {revoked_ago} ms ago");
+        assert_eq!((o.listener_received, o.not_pushed), (0, 4), "nothing pushed to a revoked seeder");
+    }
 }
 
 #[test]

@@ -24,6 +24,15 @@ impl Space {
         Ok(self.store.put(*id, kind, data)?)
     }
 
+    /// [`Space::receive_blob`] for a blob from a seeder, which holds no key: it must also have
+    /// been sealed with the space key, so a seeder cannot fill a member's disk with junk, only
+    /// hand back what members sealed.
+    pub fn receive_sealed_blob(&self, id: &BlobId, data: &[u8]) -> Result<bool, Error> {
+        crate::replica::check_blob(&self.info.id, id, data)?;
+        let kind = self.keys.authenticate(data).map_err(|source| Error::Blob { blob: *id, source })?;
+        Ok(self.store.put(*id, kind, data)?)
+    }
+
     /// Make received blobs durable and apply received manifest changes. Returns how many
     /// changes were new.
     pub fn apply_received(&mut self) -> Result<usize, Error> {

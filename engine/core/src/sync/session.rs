@@ -673,12 +673,18 @@ impl Session {
         // to a seeder only under one (and pulls from it in any case: restores).
         let (quota, may_send) = match (self.setup.role, peer_role) {
             (Role::Seeder, _) => (view.active_for(&me.0).map(|a| a.agreement.quota), true),
-            (Role::Member, Role::Seeder) => (Some(u64::MAX), view.active_for(&peer.0).is_some()),
+            // Pushed to only under an active agreement; taken from also in the grace period
+            // after one it countersigned ended (recovery), never when merely proposed. What is
+            // taken must be sealed with the space key (the driver checks).
+            (Role::Member, Role::Seeder) => {
+                let serves = view.serves_members(&peer.0, self.setup.now_ms, cobox_agreements::GRACE_MS);
+                (serves.then_some(u64::MAX), view.active_for(&peer.0).is_some())
+            }
             (Role::Member, Role::Member) => (Some(u64::MAX), true),
         };
         if !may_send {
             self.events.push_back(Event::Note(format!(
-                "seeder {} has no active agreement for space {}: nothing is pushed to it",
+                "seeder {} has no active agreement for space {}: nothing is pushed to it or taken from it",
                 peer.short(),
                 space.short()
             )));

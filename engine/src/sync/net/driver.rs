@@ -28,7 +28,7 @@ pub(super) struct Outcome {
 /// What the session needs to start, from this node and the space as held.
 pub(super) async fn setup(sh: &Shared, held: &Held, space: SpaceId, peer: DeviceId, purpose: Purpose) -> Setup {
     let space_key = match held {
-        Held::Member(s) => Some(s.lock().await.space_key().clone()),
+        Held::Member(_) => sh.space_keys.read().unwrap_or_else(|p| p.into_inner()).get(&space).cloned(),
         Held::Seed(_) => None,
     };
     let mut nonce = [0u8; 32];
@@ -86,6 +86,7 @@ pub(super) async fn drive(
 ) -> Result<Outcome, Error> {
     let mut out = Outcome::default();
     let mut challenge: Option<Challenge> = None;
+    let proof_by = tokio::time::Instant::now() + super::HANDSHAKE;
     loop {
         while let Some(ev) = session.poll_event() {
             let step = match ev {
@@ -173,7 +174,8 @@ pub(super) async fn drive(
                 }
                 Event::Receive { ids, quota } => {
                     transmit(io, session).await?;
-                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota).await?;
+                    let from_seeder = session.peer_role() == Some(crate::sync::proto::Role::Seeder);
+                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota, from_seeder).await?;
                     session.receive(next)
                 }
                 Event::Send(ids) => {
@@ -191,7 +193,14 @@ pub(super) async fn drive(
         if session.is_over() {
             break;
         }
-        let m = io.recv_within(session.max_frame()).await?;
+        let max = session.max_frame();
+        let m = if max == crate::sync::proto::MAX_OPENING_FRAME {
+            tokio::time::timeout_at(proof_by, io.recv_within(max)).await.map_err(|_| {
+                net(format!("{} did not prove its right to the space within {:?}", peer.short(), super::HANDSHAKE))
+            })??
+        } else {
+            io.recv_within(max).await?
+        };
         if let Err(e) = session.receive(m) {
             return Err(fail(io, session, e).await);
         }

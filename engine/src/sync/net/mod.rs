@@ -32,6 +32,15 @@ use std::time::Duration;
 const STALL: Duration = Duration::from_secs(60);
 /// Silence after which a connection's peer counts as gone.
 pub const IDLE: Duration = Duration::from_secs(12);
+/// Time a peer has, from the session's start, to prove its right to the space: a stranger
+/// trickling a byte a minute does not hold a session open under the silence limit.
+const HANDSHAKE: Duration = Duration::from_secs(20);
+/// Longest a whole session may run. What arrived is kept, so the next session goes on from
+/// there; a peer cannot hold one open forever by sending just enough.
+const SESSION_DEADLINE: Duration = Duration::from_secs(6 * 3600);
+/// Sessions a node serves at once, in all and from one peer.
+const MAX_INBOUND: usize = 64;
+const MAX_INBOUND_PER_PEER: usize = 4;
 
 fn net(e: impl std::fmt::Display) -> Error {
     Error::Net(e.to_string())

@@ -57,9 +57,21 @@ impl std::fmt::Debug for Handler {
 impl ProtocolHandler for Handler {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = DeviceId(*conn.remote_id().as_bytes());
+        let Some(_slot) = self.sh.inbound.admit(peer, super::MAX_INBOUND, super::MAX_INBOUND_PER_PEER) else {
+            (self.sh.log)(&format!("refused a session from {}: too many sessions at once", peer.short()));
+            conn.close(2u32.into(), b"too many sessions at once");
+            return Ok(());
+        };
         let (send, recv) = conn.accept_bi().await?;
         let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
-        let r = self.serve(&mut io, peer).await;
+        let r = match tokio::time::timeout(super::SESSION_DEADLINE, self.serve(&mut io, peer)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Net(format!(
+                "the session with {} ran past its {:?} deadline; the next one goes on from what arrived",
+                peer.short(),
+                super::SESSION_DEADLINE
+            ))),
+        };
         self.sh.saw(peer, &r);
         match r {
             Ok(msg) => {
@@ -82,8 +94,10 @@ impl ProtocolHandler for Handler {
 impl Handler {
     async fn serve(&self, io: &mut Framed, peer: DeviceId) -> Result<String, Error> {
         let sh = &self.sh;
-        // A stranger's first frame: small, or it is not read.
-        let hello = io.recv_within(crate::sync::proto::MAX_OPENING_FRAME).await?;
+        // A stranger's first frame: small and soon, or it is not read.
+        let hello = tokio::time::timeout(super::HANDSHAKE, io.recv_within(crate::sync::proto::MAX_OPENING_FRAME))
+            .await
+            .map_err(|_| Error::Net(format!("{} sent no Hello within {:?}", peer.short(), super::HANDSHAKE)))??;
         let Msg::Hello { space, role, purpose, .. } = &hello else {
             return Err(io.refuse("expected Hello".into()).await);
         };
@@ -158,6 +172,8 @@ impl Node {
     pub async fn start_with(device_seed: [u8; 32], setup: NodeSetup, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
         let ep = endpoint(device_seed, cfg, &log).await?;
         let me = DeviceId(*ep.id().as_bytes());
+        let keys: HashMap<SpaceId, SigningKey> =
+            setup.spaces.iter().map(|s| (s.info().id, s.space_key().clone())).collect();
         let mut held: HashMap<SpaceId, Held> =
             setup.spaces.into_iter().map(|s| (s.info().id, Held::Member(Arc::new(Mutex::new(s))))).collect();
         for s in setup.seeds {
@@ -173,6 +189,8 @@ impl Node {
             listen: std::sync::Mutex::new(Vec::new()),
             traffic: Arc::new(Traffic::default()),
             seen: std::sync::Mutex::new(HashMap::new()),
+            space_keys: std::sync::RwLock::new(keys),
+            inbound: Default::default(),
         });
         let router = Router::builder(ep).accept(ALPN, Handler { sh: sh.clone() }).spawn();
         Ok(Self { router, sh })
@@ -250,6 +268,7 @@ impl Node {
     /// Start serving a member space opened after the node started (created or joined).
     pub fn add_space(&self, space: Space) {
         let id = space.info().id;
+        self.sh.space_keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, space.space_key().clone());
         self.sh.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
     }
 
@@ -291,7 +310,10 @@ impl Node {
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net_err)?;
         let (send, recv) = conn.open_bi().await.map_err(net_err)?;
         let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
-        let r = driver::drive(&self.sh, &held, &mut io, &mut session, &ledger, peer_id, audit_count).await;
+        let drive = driver::drive(&self.sh, &held, &mut io, &mut session, &ledger, peer_id, audit_count);
+        let r = tokio::time::timeout(super::SESSION_DEADLINE, drive).await.unwrap_or_else(|_| {
+            Err(Error::Net(format!("the session ran past its {:?} deadline", super::SESSION_DEADLINE)))
+        });
         if r.is_ok() && purpose == Purpose::Sync {
             io.finish().await;
             // Closing now could drop the Done in flight: wait until the listener ends its side,

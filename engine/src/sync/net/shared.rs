@@ -23,6 +23,52 @@ pub(super) struct Shared {
     pub(super) listen: std::sync::Mutex<Vec<String>>,
     pub(super) traffic: Arc<Traffic>,
     pub(super) seen: std::sync::Mutex<HashMap<DeviceId, PeerSeen>>,
+    /// Each member space's key, so a session's setup need not wait on the space's lock (a
+    /// scan may hold it) before the peer has proven anything.
+    pub(super) space_keys: std::sync::RwLock<HashMap<SpaceId, SigningKey>>,
+    /// Sessions served now.
+    pub(super) inbound: Arc<Admission>,
+}
+
+/// Counts the sessions a node serves, in all and per peer, so one peer (or a crowd of
+/// strangers) cannot hold every session slot, task and buffer.
+#[derive(Default)]
+pub(super) struct Admission {
+    counts: std::sync::Mutex<(usize, HashMap<DeviceId, usize>)>,
+}
+
+/// One admitted session; dropping it frees the slot.
+pub(super) struct Slot {
+    admission: Arc<Admission>,
+    peer: DeviceId,
+}
+
+impl Admission {
+    /// A slot for a session from `peer`, or `None` when `total` sessions in all or `per_peer`
+    /// from it run already.
+    pub(super) fn admit(self: &Arc<Self>, peer: DeviceId, total: usize, per_peer: usize) -> Option<Slot> {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = c.1.get(&peer).copied().unwrap_or(0);
+        if c.0 >= total || mine >= per_peer {
+            return None;
+        }
+        c.0 += 1;
+        c.1.insert(peer, mine + 1);
+        Some(Slot { admission: self.clone(), peer })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.admission.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 = c.0.saturating_sub(1);
+        if let Some(n) = c.1.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                c.1.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -83,5 +129,29 @@ impl Shared {
         {
             (self.log)(&format!("cannot record {}'s address: {e}", peer.short()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_capped_per_peer_and_in_all() {
+        let a = Arc::new(Admission::default());
+        let (p, q) = (DeviceId([1; 32]), DeviceId([2; 32]));
+        let slots: Vec<Slot> = (0..3).filter_map(|_| a.admit(p, 5, 3)).collect();
+        assert_eq!(slots.len(), 3);
+        assert!(a.admit(p, 5, 3).is_none(), "a fourth from one peer waits");
+        let q1 = a.admit(q, 5, 3).expect("another peer gets one");
+        let q2 = a.admit(q, 5, 3).expect("and a second");
+        assert!(a.admit(DeviceId([3; 32]), 5, 3).is_none(), "five in all");
+        drop(q1);
+        assert!(a.admit(p, 5, 3).is_none(), "still three from p");
+        let p4 = a.admit(DeviceId([3; 32]), 5, 3);
+        assert!(p4.is_some(), "a freed slot is taken again");
+        drop((slots, q2, p4));
+        assert_eq!(a.counts.lock().unwrap().0, 0);
+        assert!(a.counts.lock().unwrap().1.is_empty());
     }
 }

@@ -166,6 +166,7 @@ pub(super) async fn receive(
     wanted: &[BlobId],
     stats: &mut SyncStats,
     quota: u64,
+    from_seeder: bool,
 ) -> Result<Msg, Error> {
     // Large transfers to a member write files while the rest arrives.
     let stream = wanted.len() >= STREAM_FROM;
@@ -174,7 +175,7 @@ pub(super) async fn receive(
     let h = held.clone();
     let store = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
         match &h {
-            Held::Member(s) => receive_member(s, &mut rx, stream),
+            Held::Member(s) => receive_member(s, &mut rx, stream, from_seeder),
             Held::Seed(s) => {
                 while let Some((id, data)) = rx.blocking_recv() {
                     s.blocking_lock().receive_blob(&id, &data, quota)?;
@@ -276,13 +277,18 @@ fn receive_member(
     s: &Arc<Mutex<Space>>,
     rx: &mut tokio::sync::mpsc::Receiver<Outgoing>,
     stream: bool,
+    from_seeder: bool,
 ) -> Result<usize, Error> {
     let mut streaming = None;
     let mut began = !stream;
     let result = rayon::in_place_scope(|scope| -> Result<(), Error> {
         while let Some((id, data)) = rx.blocking_recv() {
             let mut space = s.blocking_lock();
-            space.receive_blob(&id, &data)?;
+            if from_seeder {
+                space.receive_sealed_blob(&id, &data)?;
+            } else {
+                space.receive_blob(&id, &data)?;
+            }
             if !began && crate::crypto::is_chunk(&data) {
                 began = true;
                 // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
