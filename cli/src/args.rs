@@ -17,7 +17,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn stderr_log() -> Log {
-    Arc::new(|m: &str| eprintln!("{m}"))
+    Arc::new(|m: &str| eprintln!("{}", cobox_engine::util::printable(m)))
 }
 
 #[derive(clap::Args)]

@@ -30,7 +30,7 @@ impl cobox_engine::Progress for Bar {
     }
 
     fn warn(&self, message: &str) {
-        self.0.suspend(|| eprintln!("warning: {message}"));
+        self.0.suspend(|| eprintln!("warning: {}", cobox_engine::util::printable(message)));
     }
 }
 

@@ -87,7 +87,7 @@ pub fn propose(
     let ledger = LedgerFile::new(info.id, &dir);
     ledger.insert(&Entry::propose(agreement, &device, &space_key))?;
     if !seeder.addrs.is_empty() {
-        Home::remember_peer_at(root, &seeder.device, &seeder.addrs)?;
+        Home::remember_peer_at(root, &info.id, &seeder.device, &seeder.addrs)?;
     }
     let view = ledger.view(now)?;
     let v = view.agreements.iter().find(|a| a.id == id).ok_or_else(|| Error::Refused("proposal not stored".into()))?;

@@ -193,6 +193,13 @@ impl Entry {
         Ok(rustix::fs::renameat(&*self.dir, &self.name, &*to.dir, &to.name)?)
     }
 
+    /// Open the file here for reading, never through a symlink (one swapped in since the
+    /// folder was walked fails with `ELOOP` instead of being read).
+    pub(crate) fn open_read(&self) -> io::Result<File> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::openat(&*self.dir, &self.name, flags, Mode::empty())?))
+    }
+
     /// Open (create or truncate) a file here for writing, never through a symlink; `direct`
     /// asks for O_DIRECT.
     pub(crate) fn create_file(&self, direct: bool) -> io::Result<File> {
@@ -233,6 +240,7 @@ mod tests {
             let x = f.entry("x", false).unwrap();
             assert!(x.stat().unwrap().unwrap().file_type().is_symlink());
             assert!(x.create_file(false).is_err(), "no write through a final link");
+            assert!(x.open_read().is_err(), "no read through a final link");
         }
         assert_eq!(fs::read(outside.path().join("f")).unwrap(), b"theirs");
         assert!(outside.path().join("empty").is_dir());

@@ -261,8 +261,8 @@ impl Daemon {
     }
 
     /// The known peers, from the address book.
-    fn peers(&self) -> Vec<(String, EndpointAddr)> {
-        match Home::peer_addrs_at(&self.root) {
+    fn peers(&self, space: &SpaceId) -> Vec<(String, EndpointAddr)> {
+        match Home::peer_addrs_at(&self.root, space) {
             Ok(book) => book.iter().filter_map(|p| Some((p.device.short(), dial_addr(p).ok()?))).collect(),
             Err(e) => {
                 self.tell(Activity::Log(format!("cannot read the address book: {e}")));
@@ -274,7 +274,7 @@ impl Daemon {
     /// Sync a space with every known peer, one session each, at once: dialing a peer that is
     /// off must not hold up the others.
     pub async fn sync_with_peers(&self, id: SpaceId) {
-        let peers = self.peers();
+        let peers = self.peers(&id);
         if peers.is_empty() {
             return;
         }

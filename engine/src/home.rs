@@ -56,6 +56,10 @@ pub mod paths {
     pub fn listening(root: &Path) -> PathBuf {
         root.join("listen.json")
     }
+    /// Which spaces each peer was met in (so a space's id is only ever sent to its peers).
+    pub fn peer_spaces(root: &Path) -> PathBuf {
+        root.join("peer-spaces.json")
+    }
     /// The HTTP API's bearer token (0600).
     pub fn api_token(root: &Path) -> PathBuf {
         root.join("api-token")
@@ -103,18 +107,32 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
     }
 }
 
+/// Make a key file readable by its owner only again (a copy, a restore from a backup or an
+/// editor may have widened it): keys are never left readable to other local users.
+fn keep_private(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path).at(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).at(path)?;
+    }
+    Ok(())
+}
+
 fn read_secret(dir: &Path) -> Result<[u8; 64], Error> {
     let secret_path = dir.join("secret.key");
     let secret = fs::read(&secret_path).at(&secret_path)?;
+    keep_private(&secret_path)?;
     secret.try_into().map_err(|_| Error::Config { path: secret_path.clone(), reason: "expected 64 bytes".into() })
 }
 
 fn read_key(path: &Path) -> Result<Option<[u8; 32]>, Error> {
     match fs::read(path) {
-        Ok(b) => b
-            .try_into()
-            .map(Some)
-            .map_err(|_| Error::Config { path: path.to_owned(), reason: "expected a 32-byte key".into() }),
+        Ok(b) => {
+            keep_private(path)?;
+            b.try_into()
+                .map(Some)
+                .map_err(|_| Error::Config { path: path.to_owned(), reason: "expected a 32-byte key".into() })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -242,7 +260,7 @@ impl Home {
             .map_err(|_| Error::BadInvite("its space secret is not 64 bytes".into()))?;
         let info = self.register_space(name.unwrap_or(&invite.name), path, &secret)?;
         for p in &invite.peers {
-            self.remember_peer(&p.device, &p.addrs)?;
+            self.remember_peer(&info.id, &p.device, &p.addrs)?;
         }
         Ok(info)
     }
@@ -297,14 +315,20 @@ impl Home {
         self.signer.to_bytes()
     }
 
-    /// Remember where a peer was reached, for later syncs without `--peer`.
-    pub fn remember_peer(&self, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
-        Self::remember_peer_at(&self.root, device, addrs)
+    /// Remember where a peer of `space` was reached, for later syncs without `--peer`.
+    pub fn remember_peer(&self, space: &SpaceId, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
+        Self::remember_peer_at(&self.root, space, device, addrs)
     }
 
     /// [`Home::remember_peer`] for a process that does not own the home (the daemon's
-    /// sessions, `cobox agreement propose`). The newest addresses come first.
-    pub fn remember_peer_at(root: &Path, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
+    /// sessions, `cobox agreement propose`). The newest addresses come first. The peer is
+    /// recorded as one of `space`'s: syncs of other spaces do not dial it.
+    pub fn remember_peer_at(root: &Path, space: &SpaceId, device: &DeviceId, addrs: &[String]) -> Result<(), Error> {
+        let tags = paths::peer_spaces(root);
+        let mut met: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = read_json(&tags)?;
+        if met.entry(device.to_string()).or_default().insert(space.to_string()) {
+            write_atomic(&tags, &crate::error::json("the peers' spaces", &met)?)?;
+        }
         let path = paths::peers(root);
         let mut book: std::collections::BTreeMap<String, Vec<String>> = read_json(&path)?;
         let entry = book.entry(device.to_string()).or_default();
@@ -325,10 +349,17 @@ impl Home {
         Self::peers_at(&self.root)
     }
 
-    /// The address book as peers to dial.
-    pub fn peer_addrs_at(root: &Path) -> Result<Vec<crate::codes::PeerAddr>, Error> {
+    /// The address book as peers to dial for `space`: those met in it, and those recorded
+    /// before peers were recorded per space (met in no space). A space's id goes in every
+    /// `Hello`, so dialing every peer for every space would tell each what else this device holds.
+    pub fn peer_addrs_at(root: &Path, space: &SpaceId) -> Result<Vec<crate::codes::PeerAddr>, Error> {
+        let met: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            read_json(&paths::peer_spaces(root))?;
         let mut out = Vec::new();
         for (dev, addrs) in Self::peers_at(root)? {
+            if met.get(&dev).is_some_and(|spaces| !spaces.is_empty() && !spaces.contains(&space.to_string())) {
+                continue;
+            }
             let device = dev.parse().map_err(|e| Error::Config { path: paths::peers(root), reason: format!("{e}") })?;
             out.push(crate::codes::PeerAddr { device, addrs });
         }
@@ -344,7 +375,10 @@ impl Home {
     pub fn api_token(&self) -> Result<String, Error> {
         let path = paths::api_token(&self.root);
         match fs::read_to_string(&path) {
-            Ok(t) if t.trim().len() >= 32 => Ok(t.trim().to_owned()),
+            Ok(t) if t.trim().len() >= 32 => {
+                keep_private(&path)?;
+                Ok(t.trim().to_owned())
+            }
             Ok(_) => {
                 Err(Error::Config { path, reason: "the token is too short; delete the file to make a new one".into() })
             }
@@ -521,5 +555,57 @@ impl Home {
     /// Addresses the running daemon listens on (empty when none runs).
     pub(crate) fn listening_at(root: &Path) -> Result<Vec<String>, Error> {
         read_json(&paths::listening(root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer met in one space is not dialed for another (its `Hello` would name that space);
+    /// one recorded before peers were kept per space is dialed for all, as before.
+    #[test]
+    fn a_space_is_synced_only_with_peers_met_in_it() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (SpaceId([1; 32]), SpaceId([2; 32]));
+        let (p0, p1, p2) = (DeviceId([10; 32]), DeviceId([11; 32]), DeviceId([12; 32]));
+        let legacy = format!("{{\"{p0}\": [\"127.0.0.1:1\"]}}");
+        fs::write(paths::peers(root.path()), legacy).unwrap();
+        Home::remember_peer_at(root.path(), &a, &p1, &["127.0.0.1:2".into()]).unwrap();
+        Home::remember_peer_at(root.path(), &b, &p2, &["127.0.0.1:3".into()]).unwrap();
+        let dial = |s: &SpaceId| -> Vec<DeviceId> {
+            Home::peer_addrs_at(root.path(), s).unwrap().into_iter().map(|p| p.device).collect()
+        };
+        assert_eq!(dial(&a), vec![p0, p1]);
+        assert_eq!(dial(&b), vec![p0, p2]);
+        Home::remember_peer_at(root.path(), &b, &p1, &["127.0.0.1:2".into()]).unwrap();
+        assert_eq!(dial(&b), vec![p0, p1, p2], "met in both now");
+        assert_eq!(dial(&SpaceId([3; 32])), vec![p0]);
+    }
+
+    /// Key files widened since they were written (a copy, a restore) are made private again.
+    #[test]
+    fn key_files_are_made_private_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let h = Home::open(root.path()).unwrap();
+        let info = h.create_space("s", folder.path()).unwrap();
+        h.api_token().unwrap();
+        drop(h);
+        let keys = [
+            paths::device_key(root.path()),
+            paths::space(root.path(), &info.id).join("secret.key"),
+            paths::api_token(root.path()),
+        ];
+        for k in &keys {
+            fs::set_permissions(k, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let h = Home::open(root.path()).unwrap();
+        h.open_space("s").unwrap();
+        h.api_token().unwrap();
+        for k in &keys {
+            assert_eq!(fs::metadata(k).unwrap().permissions().mode() & 0o777, 0o600, "{}", k.display());
+        }
     }
 }

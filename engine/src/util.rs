@@ -19,6 +19,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::rename(&tmp, path).at(path)
 }
 
+/// `text` (a file name from the manifest, a peer's words) fit for a terminal or a log line:
+/// control characters (escape sequences, carriage returns, newlines) are shown as `\u{..}`, so
+/// a name another device chose cannot rewrite what the user sees or forge log lines.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A time (ms since the epoch) as RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(ms: i64) -> String {
     // Any i64 a peer put in a ledger prints: beyond the calendar's range, its last instant.
@@ -73,5 +91,11 @@ mod tests {
             assert!(super::rfc3339(ms).len() >= 20, "{ms}: {}", super::rfc3339(ms));
         }
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(super::printable("plain/näme.txt"), "plain/näme.txt");
+        assert_eq!(super::printable("a\x1b[2Jb\r\nc"), "a\\u{1b}[2Jb\\u{d}\\u{a}c");
     }
 }

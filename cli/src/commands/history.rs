@@ -24,7 +24,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
             Some(act) => act.clone(),
             None => format!("+{} ~{} -{} ({} renamed)", h.added, h.changed, h.deleted, h.renamed),
         };
-        println!("{}  {}  {}  {}", h.id, h.time, &h.device[..8], what);
+        println!("{}  {}  {}  {}", h.id, h.time, &h.device[..8], cobox_engine::util::printable(&what));
     }
     Ok(())
 }

@@ -139,7 +139,7 @@ async fn scan(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
 async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (id, _) = member_space(&api, &q)?;
     let mut out = Vec::new();
-    for peer in Home::peer_addrs_at(&api.root)? {
+    for peer in Home::peer_addrs_at(&api.root, &id)? {
         let dev = peer.device.to_string();
         let r = match dial_addr(&peer) {
             Ok(p) => api.node.sync_once(&id, p).await,

@@ -29,7 +29,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
     let id = space.info().id;
     let peers: Vec<String> = if a.peer.is_empty() {
-        Home::peer_addrs_at(home.root())?.iter().map(ToString::to_string).collect()
+        Home::peer_addrs_at(home.root(), &id)?.iter().map(ToString::to_string).collect()
     } else {
         a.peer.clone()
     };
@@ -61,7 +61,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
                 if let Some((dev, addrs)) = p.split_once('@')
                     && let Ok(d) = dev.parse()
                 {
-                    home.remember_peer(&d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
+                    home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
                 }
                 report.push(serde_json::json!({ "peer": p, "stats": stats }));
                 if !ctx.json {
@@ -163,6 +163,13 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                     token_hash: blake3::hash(token.as_bytes()),
                 };
                 println!("http http://{}", listener.local_addr().unwrap_or(at));
+                if !at.ip().is_loopback() {
+                    eprintln!(
+                        "warning: the HTTP API listens on {at}, beyond this machine, in plain HTTP: anyone on the \
+                         network path can read the bearer token and what the API returns. Bind it to 127.0.0.1, \
+                         or reach it through an SSH tunnel or a TLS proxy."
+                    );
+                }
                 Some(tokio::spawn(super::http::serve(listener, api)))
             }
             None => None,

@@ -53,7 +53,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
             a.dir.display()
         );
         for e in &r.errors {
-            println!("failed: {e}");
+            println!("failed: {}", cobox_engine::util::printable(e));
         }
     }
     if !r.errors.is_empty() {

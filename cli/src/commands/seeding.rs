@@ -127,6 +127,9 @@ fn list(ctx: &Ctx) -> Result<()> {
 pub(crate) struct SeedArgs {
     /// The seed code (`cobox agreement propose` on the owner's device).
     code: String,
+    /// Countersign without asking (the terms are still printed first).
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -145,8 +148,19 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
     let rt = runtime()?;
     let result = rt.block_on(async {
         let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg, stderr_log()).await?;
-        node.add_seed(seed, Some(AgreementId(code.agreement)));
-        let r = node.sync_until_converged(&code.space, owner, 6).await;
+        node.add_seed(seed, None);
+        // A first session only fetches the owner's ledger, so the terms can be shown (and
+        // agreed to) before anything is countersigned or stored.
+        let r = match node.sync_once(&code.space, owner.clone()).await {
+            Ok(_) => match agree_to_terms(&node, &code, a.yes).await {
+                Ok(()) => {
+                    node.accept_agreement(AgreementId(code.agreement));
+                    node.sync_until_converged(&code.space, owner, 6).await
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         let held = match node.seed(&code.space) {
             Some(s) => {
                 let s = s.lock().await;
@@ -167,7 +181,7 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
             return Err(anyhow::Error::new(e).context("seeding from the owner"));
         }
     };
-    home.remember_peer(&code.owner.device, &code.owner.addrs)?;
+    home.remember_peer(&code.space, &code.owner.device, &code.owner.addrs)?;
     let view = ledger.view(cobox_engine::now_ms())?;
     let active = view.active_for(home.device_id().as_bytes()).map(|v| v.id.to_string());
     if ctx.json {
@@ -186,6 +200,47 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
         None => bail!("the agreement is not active (expired, revoked or not for this device); nothing is seeded"),
     }
     Ok(())
+}
+
+/// Print the seed code's agreement as the owner's ledger states it and, at a terminal without
+/// `--yes`, ask before countersigning.
+async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), cobox_engine::Error> {
+    let refused = |why: String| cobox_engine::Error::Refused(why);
+    let seed = node.seed(&code.space).ok_or_else(|| cobox_engine::Error::SpaceNotFound(code.space.to_string()))?;
+    let view = seed.lock().await.ledger().view(cobox_engine::now_ms())?;
+    let id = AgreementId(code.agreement);
+    let a = view.agreements.iter().find(|a| a.id == id).ok_or_else(|| {
+        refused(format!("the owner's ledger holds no agreement {}: ask them to propose again", id.short()))
+    })?;
+    if let Some(p) = &a.problem {
+        return Err(refused(format!("agreement {} is not valid: {p}", id.short())));
+    }
+    let t = &a.agreement;
+    eprintln!(
+        "agreement {} from owner {}: hold up to {} for space {} from {} until {}{}",
+        id.short(),
+        &hex::encode(t.owner)[..8],
+        bytes(t.quota),
+        code.space.short(),
+        &cobox_engine::util::rfc3339(t.start_ms)[..10],
+        &cobox_engine::util::rfc3339(t.end_ms)[..10],
+        if t.terms.is_empty() {
+            String::new()
+        } else {
+            format!("; terms: {}", cobox_engine::util::printable(&t.terms))
+        }
+    );
+    if yes || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(());
+    }
+    eprint!("countersign and hold this space's encrypted blobs? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| refused(format!("reading the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(refused("not countersigned: nothing is held".into()))
+    }
 }
 
 #[derive(clap::Args)]
@@ -236,7 +291,7 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
                     && let Ok(d) = dev.parse()
                     && !addrs.is_empty()
                 {
-                    home.remember_peer(&d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
+                    home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
                 }
                 let s = cobox_engine::agreement_service::audit_summary(&rec);
                 if !s.ok {

@@ -38,7 +38,7 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         println!("seeder    {} {} {} quota, {audit}", &a.seeder[..8], a.state, bytes(a.quota));
     }
     for c in &s.conflicts {
-        println!("conflict  {c}");
+        println!("conflict  {}", cobox_engine::util::printable(c));
     }
     for q in &s.quarantined {
         println!("set aside change {q} (not applied: a newer CoBox may read it; the rest of the space is fine)");

@@ -14,6 +14,7 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         for (what, list) in [("corrupt", &r.corrupt), ("missing", &r.missing)] {
             for b in list {
                 let files = if b.files.is_empty() { "no current file".to_owned() } else { b.files.join(", ") };
+                let files = cobox_engine::util::printable(&files);
                 println!("{what} blob {} (used by: {files})", b.blob);
             }
         }
@@ -24,7 +25,7 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
                 "{} blobs not received yet, for {files} files from other devices (first: {}): nothing is lost; \
                  the next `cobox sync` (or a running `cobox up`) brings them",
                 r.not_yet_received.len(),
-                first.files.first().map_or("no current file", String::as_str)
+                cobox_engine::util::printable(first.files.first().map_or("no current file", String::as_str))
             );
         }
     }

@@ -70,8 +70,11 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     typo[20] = if typo[20] == 'a' { 'b' } else { 'a' };
     assert!(s1.fails(&["seed", &typo.iter().collect::<String>()]).contains("mistyped"));
     assert!(s1.fails(&["seed", &invite]).contains("not a CoBox seed code"));
-    // The seeder countersigns from the code and takes the blobs.
-    let v = s1.json(&["seed", &code1, "--no-relay"]);
+    // The seeder is shown the terms before it countersigns from the code, then takes the blobs.
+    let out = s1.run(&["seed", &code1, "--no-relay", "--json"]);
+    let shown = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && shown.contains("hold up to 100.0 MiB for space"), "{shown}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["agreement"], a1.as_str());
     assert!(v["stored_bytes"].as_u64().expect("bytes") > 3 << 20);
     let list = owner.json(&["agreement", "list"]);
@@ -225,7 +228,11 @@ fn http_api_needs_the_token_and_answers_json() {
     assert_eq!(code, 404, "{body}");
     let (code, body) = http(&at, "GET", "/api/stats", Some(&token), "");
     assert_eq!(code, 200, "{body}");
-    d.stop();
+    assert!(!d.stop().contains("beyond this machine"), "no warning on loopback");
+    // Bound beyond loopback in plain HTTP: it runs, and says what that exposes.
+    let d = Daemon::start_with(&owner, &["--http", "0.0.0.0:0"]);
+    let log = d.stop();
+    assert!(log.contains("beyond this machine, in plain HTTP"), "{log}");
 }
 
 #[test]

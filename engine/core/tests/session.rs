@@ -95,6 +95,8 @@ struct Side<'a> {
     answered: Option<(Vec<Option<[u8; 32]>>, u64)>,
     notes: Vec<String>,
     done: bool,
+    /// A hostile peer: what arrives here is first changed by this.
+    tamper: Option<fn(Msg) -> Msg>,
 }
 
 impl<'a> Side<'a> {
@@ -108,6 +110,7 @@ impl<'a> Side<'a> {
             answered: None,
             notes: Vec::new(),
             done: false,
+            tamper: None,
         }
     }
 
@@ -170,13 +173,13 @@ impl<'a> Side<'a> {
                     self.dev.blobs.insert(id);
                     self.received += 1;
                 }
-                Wire::Msg(m) => match self.session.as_mut() {
-                    Some(s) => {
+                Wire::Msg(m) => match (self.session.as_mut(), self.tamper.map_or(m.clone(), |f| f(m))) {
+                    (Some(s), m) => {
                         self.quota = None;
                         s.receive(m)?;
                         return Ok(()); // let the driver act on what it caused first
                     }
-                    None => {
+                    (None, m) => {
                         let purpose = match &m {
                             Msg::Hello { purpose, .. } => *purpose,
                             _ => Purpose::Sync,
@@ -216,9 +219,23 @@ fn flush(session: &mut Option<Session>, to: &mut VecDeque<Wire>) {
 
 /// Run one session between `a` (dialing) and `b` until both are done or one stops.
 fn run(a: &mut Device, b: &mut Device, purpose: Purpose) -> Outcome {
+    run_hostile(a, b, purpose, None, None)
+}
+
+/// [`run`], with what each side receives changed on the way: a peer that speaks the protocol
+/// and sends one malicious message.
+fn run_hostile(
+    a: &mut Device,
+    b: &mut Device,
+    purpose: Purpose,
+    to_dialer: Option<fn(Msg) -> Msg>,
+    to_listener: Option<fn(Msg) -> Msg>,
+) -> Outcome {
     let (a_id, b_id) = (a.id(), b.id());
     let mut da = Side::new(a);
     let mut db = Side::new(b);
+    da.tamper = to_dialer;
+    db.tamper = to_listener;
     da.session = Some(Session::dial(da.dev.setup(b_id, purpose, 1), da.dev.ledger.clone()));
     let (mut ra, mut rb) = (Ok(()), Ok(()));
     for _ in 0..10_000 {
@@ -492,6 +509,64 @@ fn a_seeder_is_pulled_from_only_in_force_or_in_its_grace_period() {
         assert_eq!(o.dialer_received, pulled, "accepted {accepted}, revoked {revoked_ago} ms ago");
         assert_eq!((o.listener_received, o.not_pushed), (0, 4), "nothing pushed to a revoked seeder");
     }
+}
+
+/// A peer that speaks the protocol and bends one message: each is refused with its reason and
+/// the honest side stops there (the want list, the audit challenge, the audit answer).
+#[test]
+fn a_hostile_peer_bending_one_message_is_refused() {
+    let k = space_key();
+    fn twice(m: Msg) -> Msg {
+        match m {
+            Msg::Want { mut ids, more } if !ids.is_empty() => {
+                ids.insert(0, ids[0]);
+                Msg::Want { ids, more }
+            }
+            m => m,
+        }
+    }
+    let (mut a, mut b) = (member(1, &k, 0..10), member(2, &k, 5..20));
+    let o = run_hostile(&mut b, &mut a, Purpose::Sync, None, Some(twice));
+    assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("want list out of order")), "{o:?}");
+
+    let seeded = || {
+        let mut owner = member(1, &k, 0..6);
+        let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+        let mut s = seeder(9, owner.space, policy);
+        propose(&mut owner, s.id(), 1000);
+        assert_eq!(run(&mut owner, &mut s, Purpose::Sync).dialer, Ok(()));
+        (owner, s)
+    };
+    fn repeat(m: Msg) -> Msg {
+        match m {
+            Msg::AuditChallenge { nonce, ids } => Msg::AuditChallenge { nonce, ids: vec![ids[0]; 2] },
+            m => m,
+        }
+    }
+    fn flood(m: Msg) -> Msg {
+        match m {
+            Msg::AuditChallenge { nonce, .. } => Msg::AuditChallenge { nonce, ids: (0..5000).map(blob).collect() },
+            m => m,
+        }
+    }
+    fn short(m: Msg) -> Msg {
+        match m {
+            Msg::AuditAnswer { mut answers, stored_bytes } => {
+                answers.pop();
+                Msg::AuditAnswer { answers, stored_bytes }
+            }
+            m => m,
+        }
+    }
+    for (bent, why) in [(repeat as fn(Msg) -> Msg, "names a blob twice"), (flood, "an audit of over 4096")] {
+        let (mut owner, mut s) = seeded();
+        let o = run_hostile(&mut owner, &mut s, Purpose::Audit, None, Some(bent));
+        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains(why)), "{o:?}");
+    }
+    let (mut owner, mut s) = seeded();
+    let o = run_hostile(&mut owner, &mut s, Purpose::Audit, Some(short), None);
+    assert!(matches!(o.dialer, Err(SessionError::Refused(ref r)) if r.contains("another length")), "{o:?}");
+    assert!(o.answered.is_none(), "no result recorded from a bent answer");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -265,6 +265,7 @@ impl Space {
         if !root.is_dir() {
             return Err(Error::FolderMissing(root));
         }
+        let folder = crate::error::IoContext::at(crate::beneath::Folder::open(&root), &root)?;
         let mut warnings = self.load_ignores()?;
         let w = walk(&root, &self.ignores);
         warnings.extend(w.warnings.iter().cloned());
@@ -322,7 +323,7 @@ impl Space {
         progress.start("scanning", to_read.iter().map(|f| f.meta.size).sum());
         let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
         let results: Vec<Result<Ingested, Error>> =
-            to_read.par_iter().map(|f| self.ingest(&root, f, &counters, progress)).collect();
+            to_read.par_iter().map(|f| self.ingest(&folder, f, &counters, progress)).collect();
         let mut protected_now: HashSet<String> = HashSet::new();
         let mut cache_updates = unread_rows;
         for (f, r) in to_read.iter().zip(results) {
@@ -450,11 +451,18 @@ impl Space {
 
     /// Chunk, seal and store one file. The outer error aborts the scan (store failure, full
     /// disk); the inner one is a per-file warning.
-    fn ingest(&self, root: &Path, f: &Found, counters: &Counters, progress: &dyn Progress) -> Result<Ingested, Error> {
-        let abs = root.join(&f.path);
+    fn ingest(
+        &self,
+        folder: &crate::beneath::Folder,
+        f: &Found,
+        counters: &Counters,
+        progress: &dyn Progress,
+    ) -> Result<Ingested, Error> {
         let mut meta = f.meta;
         for _attempt in 0..3 {
-            let mut file = match File::open(&abs) {
+            // Opened beneath the folder without following a link, and re-checked on the open
+            // file itself: a file swapped for a symlink meanwhile is not read through it.
+            let mut file = match folder.entry(&f.path, false).and_then(|e| e.open_read()) {
                 Ok(h) => h,
                 Err(e) => return Ok(Err(format!("cannot read {}: {e}", f.path))),
             };
@@ -511,8 +519,9 @@ impl Space {
                 }
             }
             counters.read.fetch_add(total, Ordering::Relaxed);
-            let after = match fs::symlink_metadata(&abs) {
-                Ok(m) => Meta::of(&m),
+            let after = match file.metadata() {
+                Ok(m) if m.is_file() => Meta::of(&m),
+                Ok(_) => return Ok(Err(format!("cannot read {}: not a regular file any more", f.path))),
                 Err(e) => return Ok(Err(format!("cannot read {}: {e}", f.path))),
             };
             if after.size != total || after.mtime_ns != meta.mtime_ns || after.size != meta.size {
@@ -583,5 +592,35 @@ impl Space {
             })
             .count() as u64;
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file the walk saw, swapped for a link to a file outside before it is read: the
+    /// scanner refuses it rather than reading (and storing, and sending) the outside file.
+    #[test]
+    fn a_file_swapped_for_a_symlink_is_not_read_through_it() {
+        let home = tempfile::tempdir().unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let h = crate::Home::open(home.path()).unwrap();
+        h.create_space("s", folder.path()).unwrap();
+        let s = h.open_space("s").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"outside the folder").unwrap();
+        let f = folder.path().join("f");
+        std::fs::write(&f, b"inside").unwrap();
+        let meta = Meta::of(&std::fs::symlink_metadata(&f).unwrap());
+        std::fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), &f).unwrap();
+        let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
+        let dir = crate::beneath::Folder::open(folder.path()).unwrap();
+        let found = Found { path: "f".into(), meta, kind: FoundKind::File };
+        let r = s.ingest(&dir, &found, &counters, &crate::NoProgress).unwrap();
+        assert!(r.is_err(), "refused: {r:?}");
+        assert_eq!(counters.read.load(Ordering::Relaxed), 0, "not a byte read through the link");
+        assert!(s.store.list().unwrap().is_empty(), "nothing stored");
     }
 }

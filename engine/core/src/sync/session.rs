@@ -137,6 +137,9 @@ pub enum Event {
     Finished,
 }
 
+/// Most blobs one audit may challenge (each costs the seeder a read and a hash).
+pub const MAX_AUDIT_IDS: usize = 4096;
+
 /// The session's place in the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -203,6 +206,8 @@ pub struct Session {
     quota: Option<u64>,
     may_send: bool,
     not_pushed: u64,
+    /// Blobs this side challenged in its audit (the answer must have as many).
+    challenged: usize,
     out: VecDeque<Msg>,
     events: VecDeque<Event>,
 }
@@ -237,6 +242,7 @@ impl Session {
             quota: None,
             may_send: false,
             not_pushed: 0,
+            challenged: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -329,6 +335,11 @@ impl Session {
         self.view.as_ref()
     }
 
+    /// The space this session is for.
+    pub fn space(&self) -> SpaceId {
+        self.setup.space
+    }
+
     /// The peer's role, once its `Hello` arrived.
     pub fn peer_role(&self) -> Option<Role> {
         self.peer.as_ref().map(|p| p.role)
@@ -398,12 +409,24 @@ impl Session {
             }
             (Phase::ReceiveThenWant | Phase::ReceiveThenDone, _) => self.refuse("unexpected message during transfer"),
             (Phase::Answer, Msg::AuditAnswer { answers, stored_bytes }) => {
+                if answers.len() != self.challenged {
+                    return self.refuse("an audit answer of another length than the challenge");
+                }
                 self.events.push_back(Event::Answered { answers, stored_bytes });
                 self.finish();
                 Ok(())
             }
             (Phase::Answer, _) => self.refuse("expected an audit answer"),
             (Phase::Challenge, Msg::AuditChallenge { nonce, ids }) => {
+                // Each challenged blob costs the seeder a read and a hash: a bounded, distinct few.
+                if ids.len() > MAX_AUDIT_IDS {
+                    return self.refuse(format!("an audit of over {MAX_AUDIT_IDS} blobs"));
+                }
+                let mut sorted = ids.clone();
+                sorted.sort_unstable();
+                if sorted.windows(2).any(|w| w[0] == w[1]) {
+                    return self.refuse("an audit that names a blob twice");
+                }
                 self.phase = Phase::Answering;
                 self.events.push_back(Event::Challenged { nonce, ids });
                 Ok(())
@@ -752,6 +775,15 @@ impl Session {
         if self.wanted_by_peer.len() + ids.len() > MAX_STEP_IDS {
             return self.refuse(format!("a want list of over {MAX_STEP_IDS} ids"));
         }
+        // Strictly ascending over all its frames, as every honest list is (it comes from a
+        // sorted set): no blob is asked for, read and sent twice.
+        let mut last = self.wanted_by_peer.last();
+        for id in &ids {
+            if last.is_some_and(|l| l >= id) {
+                return self.refuse("a want list out of order or naming a blob twice");
+            }
+            last = Some(id);
+        }
         self.wanted_by_peer.extend(ids);
         if more {
             self.phase = Phase::Want;
@@ -784,6 +816,10 @@ impl Session {
         if self.phase != Phase::AuditReady {
             return Err(SessionError::Misuse("challenge outside its turn"));
         }
+        if ids.len() > MAX_AUDIT_IDS {
+            return Err(SessionError::Misuse("an audit of more blobs than a seeder answers"));
+        }
+        self.challenged = ids.len();
         self.out.push_back(Msg::AuditChallenge { nonce, ids });
         self.phase = Phase::Answer;
         Ok(())

@@ -110,7 +110,7 @@ pub(super) async fn drive(
                     Ok(())
                 }
                 Event::Authenticated { listen } => {
-                    sh.remember(peer, &listen);
+                    sh.remember(&session.space(), peer, &listen);
                     Ok(())
                 }
                 Event::NeedBlobs => {

@@ -284,6 +284,11 @@ impl Node {
             .insert(seed.space(), Held::Seed(Arc::new(Mutex::new(seed))));
     }
 
+    /// Countersign this agreement when a session offers it (its terms were shown and agreed to).
+    pub fn accept_agreement(&self, id: AgreementId) {
+        self.sh.policy.lock().unwrap_or_else(|p| p.into_inner()).accept.push(id);
+    }
+
     /// Stop holding a seed (its grace period ended); the caller deletes its files.
     pub fn forget(&self, id: &SpaceId) {
         self.sh.held.write().unwrap_or_else(|p| p.into_inner()).remove(id);

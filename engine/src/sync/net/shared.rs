@@ -122,10 +122,10 @@ impl Shared {
     }
 
     /// Record where an authenticated peer's daemon listens.
-    pub(super) fn remember(&self, peer: DeviceId, listen: &[String]) {
+    pub(super) fn remember(&self, space: &SpaceId, peer: DeviceId, listen: &[String]) {
         if let Some(home) = &self.home
             && !listen.is_empty()
-            && let Err(e) = crate::home::Home::remember_peer_at(home, &peer, listen)
+            && let Err(e) = crate::home::Home::remember_peer_at(home, space, &peer, listen)
         {
             (self.log)(&format!("cannot record {}'s address: {e}", peer.short()));
         }
