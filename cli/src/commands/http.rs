@@ -8,9 +8,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cobox_engine::codes::PeerAddr;
 use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
-use cobox_engine::sync::net::{Held, Node, dial_addr, parse_peer};
+use cobox_engine::sync::net::{Held, Node, dial_addr};
 use cobox_engine::{Home, SpaceId, agreement_service};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -179,22 +178,9 @@ async fn agreements(State(api): State<Api>) -> Reply {
     to_json(&agreement_service::list(&api.root, cobox_engine::now_ms())?)
 }
 
-#[derive(Deserialize)]
-struct ProposeBody {
-    space: String,
-    seeder: String,
-    quota: u64,
-    days: u32,
-    #[serde(default)]
-    terms: String,
-}
-
-async fn propose(State(api): State<Api>, Json(b): Json<ProposeBody>) -> Reply {
-    let addr = parse_peer(&b.seeder)?;
-    let seeder = PeerAddr {
-        device: cobox_engine::DeviceId(*addr.id.as_bytes()),
-        addrs: b.seeder.split_once('@').map(|(_, x)| x.split(',').map(str::to_owned).collect()).unwrap_or_default(),
-    };
+async fn propose(State(api): State<Api>, body: axum::body::Bytes) -> Reply {
+    let (b, seeder) =
+        agreement_service::ProposeRequest::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let (s, code) = agreement_service::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
     let code = code.encode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "agreement": s, "seed_code": code })))

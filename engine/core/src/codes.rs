@@ -171,6 +171,41 @@ impl SeedCode {
     }
 }
 
+/// A proposal as the HTTP API takes it: `{"space", "seeder": "ID[@IP:PORT,...]", "quota",
+/// "days", "terms"?}`. Parsed here, in the pure core, so the fuzz targets reach it.
+#[derive(Debug, Deserialize)]
+pub struct ProposeRequest {
+    /// Space name or id.
+    pub space: String,
+    /// The seeder: its device id, with addresses after `@` when known.
+    pub seeder: String,
+    /// Bytes it may hold.
+    pub quota: u64,
+    /// Length of the term.
+    pub days: u32,
+    /// Free-text terms.
+    #[serde(default)]
+    pub terms: String,
+}
+
+impl ProposeRequest {
+    /// Parse a request body and the seeder in it; the error says what is wrong.
+    pub fn parse(body: &[u8]) -> Result<(Self, PeerAddr), String> {
+        let r: Self = serde_json::from_slice(body).map_err(|e| format!("the request body: {e}"))?;
+        let seeder = match r.seeder.split_once('@') {
+            Some(_) => r.seeder.parse::<PeerAddr>().map_err(|e| format!("the seeder: {e}"))?,
+            None => PeerAddr {
+                device: r.seeder.parse().map_err(|e| format!("the seeder's device id: {e}"))?,
+                addrs: Vec::new(),
+            },
+        };
+        if r.terms.len() > cobox_agreements::MAX_TERMS {
+            return Err(format!("the terms are over {} bytes", cobox_agreements::MAX_TERMS));
+        }
+        Ok((r, seeder))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
