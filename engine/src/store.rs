@@ -13,8 +13,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 const BLOBS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("blobs");
@@ -194,6 +196,100 @@ pub struct BlobStore {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Open pack files for reads; restores read thousands of blobs from a few packs.
     handles: Mutex<HashMap<u64, Arc<File>>>,
+    /// Write faults injected by tests (never, otherwise).
+    faults: Arc<Faults>,
+}
+
+/// Write faults injected into a store, for tests: every write point is counted (a pack's data,
+/// its fsync, its rename, the directory's fsync, and each write, resize and sync of the index
+/// database), and from the armed one on each fails with an I/O error, as on a disk that filled
+/// up or went bad. The store must fail cleanly there and lose nothing it had.
+#[derive(Debug)]
+pub struct Faults {
+    armed_at: AtomicU64,
+    seen: AtomicU64,
+}
+
+impl Faults {
+    /// No faults; points are still counted.
+    pub fn never() -> Arc<Self> {
+        Self::from_point(u64::MAX)
+    }
+
+    /// Fail the `n`th write point from now (0 is the next) and every one after it.
+    pub fn from_point(n: u64) -> Arc<Self> {
+        Arc::new(Self { armed_at: AtomicU64::new(n), seen: AtomicU64::new(0) })
+    }
+
+    /// From now: fail the `n`th write point from here on.
+    pub fn arm(&self, n: u64) {
+        self.armed_at.store(self.points().saturating_add(n), Ordering::SeqCst);
+    }
+
+    /// Write points reached so far.
+    pub fn points(&self) -> u64 {
+        self.seen.load(Ordering::SeqCst)
+    }
+
+    fn hit(&self, what: &str) -> io::Result<()> {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        if n >= self.armed_at.load(Ordering::SeqCst) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, format!("injected write fault {n} at {what}")));
+        }
+        Ok(())
+    }
+}
+
+/// The index database's file, with [`Faults`] in front of every write.
+#[derive(Debug)]
+struct FaultyBackend {
+    inner: redb::backends::FileBackend,
+    faults: Arc<Faults>,
+}
+
+impl redb::StorageBackend for FaultyBackend {
+    fn len(&self) -> Result<u64, io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.faults.hit("index resize")?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), io::Error> {
+        self.faults.hit("index sync")?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.faults.hit("index write")?;
+        self.inner.write(offset, data)
+    }
+    fn close(&self) -> Result<(), io::Error> {
+        self.inner.close()
+    }
+    fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_range(s, e)
+    }
+    fn try_lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_shared_range(s, e)
+    }
+    fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.lock_range(s, e)
+    }
+    fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.lock_shared_range(s, e)
+    }
+    fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), redb::BackendError> {
+        self.inner.unlock_range(s, e)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Faults for the next store this thread opens (tests open spaces through the home).
+    pub(crate) static NEXT_FAULTS: std::cell::RefCell<Option<Arc<Faults>>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Drop for BlobStore {
@@ -209,6 +305,19 @@ impl Drop for BlobStore {
 impl BlobStore {
     /// Open (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        #[cfg(test)]
+        if let Some(f) = NEXT_FAULTS.with(|n| n.borrow_mut().take()) {
+            return Self::open_with_faults(dir, f);
+        }
+        Self::open_with(dir, None)
+    }
+
+    /// [`BlobStore::open`] with write faults injected (tests).
+    pub fn open_with_faults(dir: &Path, faults: Arc<Faults>) -> Result<Self, StoreError> {
+        Self::open_with(dir, Some(faults))
+    }
+
+    fn open_with(dir: &Path, faults: Option<Arc<Faults>>) -> Result<Self, StoreError> {
         let packs = dir.join("packs");
         fs::create_dir_all(&packs).map_err(io_err(&packs))?;
         // Temp files are packs whose write never finished; nothing indexes them.
@@ -218,7 +327,22 @@ impl BlobStore {
             }
         }
         let db_path = dir.join("index.redb");
-        let db = Database::create(&db_path).map_err(StoreError::from)?;
+        let db = match &faults {
+            None => Database::create(&db_path).map_err(StoreError::from)?,
+            Some(f) => {
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&db_path)
+                    .map_err(io_err(&db_path))?;
+                let inner = redb::backends::FileBackend::new(file).map_err(StoreError::from)?;
+                redb::Builder::new()
+                    .create_with_backend(FaultyBackend { inner, faults: f.clone() })
+                    .map_err(StoreError::from)?
+            }
+        };
         let w = db.begin_write()?;
         w.open_table(BLOBS)?;
         w.open_table(META)?;
@@ -230,6 +354,7 @@ impl BlobStore {
             tx: Mutex::new(None),
             writer: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
+            faults: faults.unwrap_or_else(Faults::never),
         })
     }
 
@@ -271,6 +396,7 @@ impl BlobStore {
         if tx.is_none() {
             let (t, rx) = std::sync::mpsc::sync_channel::<Job>(1);
             let (packs, db, state) = (self.packs.clone(), self.db.clone(), self.state.clone());
+            let faults = self.faults.clone();
             let handle = std::thread::Builder::new()
                 .name("cobox-pack-writer".into())
                 .spawn(move || {
@@ -279,7 +405,8 @@ impl BlobStore {
                         match job {
                             Job::Pack(buf) => {
                                 let failed = state.lock().unwrap_or_else(|p| p.into_inner()).error.is_some();
-                                let r = if failed { Ok(()) } else { write_pack(&packs, &db, &buf, &mut stage) };
+                                let r =
+                                    if failed { Ok(()) } else { write_pack(&packs, &db, &buf, &mut stage, &faults) };
                                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                                 st.inflight.retain(|b| !Arc::ptr_eq(b, &buf));
                                 if let Err(e) = r {
@@ -514,7 +641,7 @@ impl BlobStore {
                     buf.data.extend_from_slice(&bytes);
                     buf.entries.push((*id, off, loc.len, loc.kind));
                 }
-                write_pack(&self.packs, &self.db, &buf, &mut Vec::new())?;
+                write_pack(&self.packs, &self.db, &buf, &mut Vec::new(), &self.faults)?;
             }
             let w = self.db.begin_write()?;
             {
@@ -607,7 +734,13 @@ fn pack_path(packs: &Path, pack: u64) -> PathBuf {
 ///
 /// Layout: `CBXPACK1 | blobs | zero padding | trailer | trailer length (u32 LE) | CBXPEND1`,
 /// padded to a multiple of 4 KiB so it can be written with O_DIRECT from `stage`.
-fn write_pack(packs: &Path, db: &Database, buf: &PackBuf, stage: &mut Vec<u8>) -> Result<(), StoreError> {
+fn write_pack(
+    packs: &Path,
+    db: &Database,
+    buf: &PackBuf,
+    stage: &mut Vec<u8>,
+    faults: &Faults,
+) -> Result<(), StoreError> {
     if buf.entries.is_empty() {
         return Ok(());
     }
@@ -626,8 +759,7 @@ fn write_pack(packs: &Path, db: &Database, buf: &PackBuf, stage: &mut Vec<u8>) -
     stage.extend_from_slice(&trailer);
     stage.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
     stage.extend_from_slice(PACK_END);
-    let dest = pack_path(packs, pack);
-    let result = persist_pack(packs, pack, &stage[start..]).and_then(|()| {
+    let result = persist_pack(packs, pack, &stage[start..], faults).and_then(|()| {
         let w = db.begin_write()?;
         {
             let mut t = w.open_table(BLOBS)?;
@@ -639,20 +771,22 @@ fn write_pack(packs: &Path, db: &Database, buf: &PackBuf, stage: &mut Vec<u8>) -
         w.commit()?;
         Ok(())
     });
-    if result.is_err() {
-        // Nothing indexes it; callers abort and nothing references its blobs.
-        let _ = fs::remove_file(dest);
-    }
+    // A failed index commit may still have landed (an error at its last sync): the pack stays,
+    // so the index never names a missing pack. If nothing indexes it, `gc` removes it.
     result
 }
 
-fn persist_pack(packs: &Path, pack: u64, data: &[u8]) -> Result<(), StoreError> {
+fn persist_pack(packs: &Path, pack: u64, data: &[u8], faults: &Faults) -> Result<(), StoreError> {
     let tmp = packs.join(format!(".tmp-{pack:016x}"));
     let dest = pack_path(packs, pack);
     let write = || -> Result<(), StoreError> {
+        faults.hit("pack write").map_err(io_err(&tmp))?;
         let f = crate::direct::write_file(&tmp, data).map_err(io_err(&tmp))?;
+        faults.hit("pack fsync").map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
+        faults.hit("pack rename").map_err(io_err(&dest))?;
         fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        faults.hit("packs directory fsync").map_err(io_err(packs))?;
         File::open(packs).and_then(|d| d.sync_all()).map_err(io_err(packs))
     };
     let r = write();
