@@ -27,7 +27,12 @@ start_daemon() { # home -> prints the address
   done
   sed -n 's/^listening //p' "$WORK/up.out" | head -1
 }
-stop_daemon() { kill "${1:--TERM}" "$(cat "$WORK/up.pid")" 2>/dev/null || true; wait "$(cat "$WORK/up.pid")" 2>/dev/null || true; }
+stop_daemon() { # [-9]: the daemon started in a subshell is not our child, so wait for it by polling
+  local pid; pid=$(cat "$WORK/up.pid")
+  kill "${1:--TERM}" "$pid" 2>/dev/null || true
+  for _ in $(seq 400); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null || true; sleep 0.2
+}
 
 mkdir -p "$WORK/fa/small" "$WORK/fb"
 for i in 0 1 2; do head -c $((16 << 20)) /dev/urandom >"$WORK/fa/big$i.bin"; done
@@ -42,17 +47,17 @@ for scenario in receiver receiver-daemon sender; do
     case "$scenario" in
       receiver)
         addr=$(start_daemon "$A")
-        run "$B" sync s --peer "$addr" --no-relay >/dev/null 2>&1 & pid=$!
+        COBOX_HOME="$B" "$BIN" sync s --peer "$addr" --no-relay >/dev/null 2>&1 & pid=$!
         rnd_sleep; kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
         stop_daemon ;;
       receiver-daemon)
         addr=$(start_daemon "$B")
-        run "$A" sync s --peer "$addr" --no-relay >/dev/null 2>&1 & pid=$!
+        COBOX_HOME="$A" "$BIN" sync s --peer "$addr" --no-relay >/dev/null 2>&1 & pid=$!
         rnd_sleep; stop_daemon -9
         kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true ;;
       sender)
         addr=$(start_daemon "$B")
-        run "$A" sync s --peer "$addr" --no-relay >/dev/null 2>&1 & pid=$!
+        COBOX_HOME="$A" "$BIN" sync s --peer "$addr" --no-relay >/dev/null 2>&1 & pid=$!
         rnd_sleep; kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
         stop_daemon ;;
     esac
@@ -68,7 +73,7 @@ done
 for t in $(seq 1 "$TRIALS"); do
   head -c $((4 << 20)) /dev/urandom >"$WORK/fa/v$((t % 3)).bin"
   run "$A" scan s >/dev/null
-  run "$A" gc s --keep-within 0 >/dev/null 2>&1 & pid=$!
+  COBOX_HOME="$A" "$BIN" gc s --keep-within 0 >/dev/null 2>&1 & pid=$!
   rnd_sleep 300; kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   run "$A" verify s >"$WORK/verify.log" 2>&1 || { echo "gc trial $t: verify failed"; cat "$WORK/verify.log"; exit 1; }
 done
@@ -78,7 +83,7 @@ echo "gc: $TRIALS kills, verify passed after each, the latest state restores byt
 
 seeder=$(COBOX_HOME="$WORK/seeder" "$BIN" id)
 for t in $(seq 1 "$TRIALS"); do
-  run "$A" agreement propose s --seeder "$seeder" --quota 1M --days 1 >/dev/null 2>&1 & pid=$!
+  COBOX_HOME="$A" "$BIN" agreement propose s --seeder "$seeder" --quota 1M --days 1 >/dev/null 2>&1 & pid=$!
   sleep "0.0$(( RANDOM % 9 ))"; kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   run "$A" agreement list >/dev/null 2>"$WORK/list.err" || { echo "ledger trial $t: agreement list failed"; cat "$WORK/list.err"; exit 1; }
 done

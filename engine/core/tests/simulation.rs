@@ -1,7 +1,8 @@
 //! A deterministic simulation of a space: three member devices and two seeders over the
 //! in-memory sans-IO session, driven from one seed. Members edit, rename and delete files
 //! (real manifests, real sealed blobs and signed change blobs); pairs sync while partitions come
-//! and go; sessions are cut mid-way (the connection lost: what arrived stays); devices crash and
+//! and go; sessions are cut mid-way (the connection lost: what arrived stays) and deliver blobs out
+//! of order (as over several lanes); devices crash and
 //! rebuild their manifest from the change blobs they stored; a stranger and a seeder without an
 //! agreement keep trying to get in. After the faults stop and everyone syncs, the invariants:
 //!
@@ -222,14 +223,12 @@ impl World {
             return Ok(());
         }
         self.stats.sessions += 1;
+        let reorder = (self.faults && self.rng.percent(30)).then(|| self.rng.next());
         let (lo, hi) = (a.min(b), a.max(b));
         let (left, right) = self.nodes.split_at_mut(hi);
         let (x, y) = (&mut left[lo].dev, &mut right[0].dev);
         let (da, db) = if a < b { (x, y) } else { (y, x) };
-        let o = match cut {
-            Some(rounds) => run_cut(da, db, Purpose::Sync, rounds),
-            None => run(da, db, Purpose::Sync),
-        };
+        let o = run_faulty(da, db, Purpose::Sync, cut, reorder);
         // Before a seeder and a member have both seen the agreement, they cannot yet talk:
         // a refusal then is right, not a fault (the settling syncs must all pass).
         let not_yet = |e: &SessionError| format!("{e:?}").contains("no agreement");

@@ -231,13 +231,48 @@ pub(crate) fn run_hostile(
     to_dialer: Option<fn(Msg) -> Msg>,
     to_listener: Option<fn(Msg) -> Msg>,
 ) -> Outcome {
-    run_with(a, b, purpose, to_dialer, to_listener, None)
+    run_with(a, b, purpose, to_dialer, to_listener, None, None)
 }
 
 /// [`run`], the connection lost after `rounds` turns of the loop (when given): what each side
 /// stored or merged by then stays, as on a real device; the outcome is an error on both sides.
 pub(crate) fn run_cut(a: &mut Device, b: &mut Device, purpose: Purpose, rounds: usize) -> Outcome {
-    run_with(a, b, purpose, None, None, Some(rounds))
+    run_with(a, b, purpose, None, None, Some(rounds), None)
+}
+
+/// [`run`] over a lossy, reordering network: cut after `cut` rounds (when given), and blobs
+/// sent together delivered in an order shuffled by `reorder` (as over several lanes).
+pub(crate) fn run_faulty(
+    a: &mut Device,
+    b: &mut Device,
+    purpose: Purpose,
+    cut: Option<usize>,
+    reorder: Option<u64>,
+) -> Outcome {
+    run_with(a, b, purpose, None, None, cut, reorder)
+}
+
+/// Shuffle each run of consecutive blobs in `inbox` (control messages keep their places).
+fn shuffle_blobs(inbox: &mut VecDeque<Wire>, state: &mut u64) {
+    let items: Vec<Wire> = inbox.drain(..).collect();
+    let mut run: Vec<Wire> = Vec::new();
+    let flush = |run: &mut Vec<Wire>, inbox: &mut VecDeque<Wire>, state: &mut u64| {
+        for i in (1..run.len()).rev() {
+            *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            run.swap(i, (*state >> 33) as usize % (i + 1));
+        }
+        inbox.extend(run.drain(..));
+    };
+    for w in items {
+        match w {
+            Wire::Blob(_) => run.push(w),
+            m => {
+                flush(&mut run, inbox, state);
+                inbox.push_back(m);
+            }
+        }
+    }
+    flush(&mut run, inbox, state);
 }
 
 fn run_with(
@@ -247,7 +282,9 @@ fn run_with(
     to_dialer: Option<fn(Msg) -> Msg>,
     to_listener: Option<fn(Msg) -> Msg>,
     cut_after: Option<usize>,
+    reorder: Option<u64>,
 ) -> Outcome {
+    let mut shuffle = reorder;
     let (a_id, b_id) = (a.id(), b.id());
     let mut da = Side::new(a);
     let mut db = Side::new(b);
@@ -266,6 +303,10 @@ fn run_with(
         }
         if rb.is_ok() {
             rb = db.act(&mut da.inbox);
+        }
+        if let Some(state) = shuffle.as_mut() {
+            shuffle_blobs(&mut da.inbox, state);
+            shuffle_blobs(&mut db.inbox, state);
         }
         if ra.is_ok() && !da.inbox.is_empty() {
             ra = da.take(b_id);
