@@ -162,7 +162,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                     root: ctx.home.clone(),
                     token_hash: blake3::hash(token.as_bytes()),
                 };
-                println!("http http://{}", listener.local_addr().unwrap_or(at));
+                // Warned before the address goes out, so whoever waits for it has the warning too.
                 if !at.ip().is_loopback() {
                     eprintln!(
                         "warning: the HTTP API listens on {at}, beyond this machine, in plain HTTP: anyone on the \
@@ -170,6 +170,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                          or reach it through an SSH tunnel or a TLS proxy."
                     );
                 }
+                println!("http http://{}", listener.local_addr().unwrap_or(at));
                 Some(tokio::spawn(super::http::serve(listener, api)))
             }
             None => None,

@@ -104,7 +104,12 @@ fn kill_9_of_either_side_mid_sync_loses_nothing() {
         }
         for dev in [&a, &b] {
             let v = dev.run(&["verify", "s"]);
-            assert!(v.status.success(), "trial {trial}, kill at {wait:?}: {}", String::from_utf8_lossy(&v.stdout));
+            assert!(
+                v.status.success(),
+                "trial {trial}, kill at {wait:?}: {}{}",
+                String::from_utf8_lossy(&v.stdout),
+                String::from_utf8_lossy(&v.stderr)
+            );
         }
     }
     let d = Daemon::start(&a);
@@ -138,7 +143,12 @@ fn kill_9_during_gc_leaves_a_store_that_verifies() {
         let _ = child.kill();
         let _ = child.wait();
         let v = dev.run(&["verify", "s"]);
-        assert!(v.status.success(), "verify after a gc killed at {wait:?}: {}", String::from_utf8_lossy(&v.stdout));
+        assert!(
+            v.status.success(),
+            "verify after a gc killed at {wait:?}: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
     }
     dev.ok(&["gc", "s", "--keep-within", "0"]);
     dev.ok(&["verify", "s"]);
