@@ -33,6 +33,7 @@ pub const TARGETS: &[Target] = &[
     ("manifest_entry", manifest_entry),
     ("ignore_rules", ignore_rules),
     ("http_bodies", http_bodies),
+    ("roster", roster),
 ];
 
 /// Invite codes, seed codes and `ID@IP:PORT` peer addresses, as a user pastes them.
@@ -178,4 +179,19 @@ pub fn ignore_rules(data: &[u8]) {
 /// The HTTP API's request bodies.
 pub fn http_bodies(data: &[u8]) {
     let _ = cobox_core::codes::ProposeRequest::parse(data);
+}
+
+/// Roster operations from peers: several, split by the input, evaluated in the order given.
+pub fn roster(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let mut ops = Vec::new();
+    while let Ok(len) = u.int_in_range(0..=1024u16) {
+        let Ok(bytes) = u.bytes(usize::from(len).min(u.len())) else { break };
+        ops.push(bytes.to_vec());
+        if u.is_empty() {
+            break;
+        }
+    }
+    let view = cobox_core::roster::evaluate(&[7; 32], &ops);
+    assert!(view.members.keys().all(|k| !view.removed.contains(k)));
 }

@@ -125,6 +125,40 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             }))
             .expect("json"),
         ],
+        "roster" => {
+            use cobox_core::roster::{Action, Op, Role, SignedOp, op_id};
+            let space = SigningKey::from_bytes(&[7; 32]);
+            let creator = SigningKey::from_bytes(&[1; 32]);
+            let sign = |op: Op, space_key: Option<&SigningKey>| {
+                SignedOp::sign(op, &creator, space_key).expect("sign").encode().expect("encode")
+            };
+            let genesis = sign(
+                Op {
+                    space: [7; 32],
+                    author: creator.verifying_key().to_bytes(),
+                    deps: vec![],
+                    action: Action::Genesis,
+                },
+                Some(&space),
+            );
+            let add = sign(
+                Op {
+                    space: [7; 32],
+                    author: creator.verifying_key().to_bytes(),
+                    deps: vec![op_id(&genesis)],
+                    action: Action::Add { device: [2; 32], role: Role::Write, name: b"laptop".to_vec() },
+                },
+                None,
+            );
+            // Two ops, each after two length bytes: near how the target splits its input (arbitrary
+            // maps the bytes into a range), so mutations start from valid operations.
+            let mut out = Vec::new();
+            for op in [genesis, add] {
+                out.extend_from_slice(&(op.len() as u16).to_be_bytes());
+                out.extend(op);
+            }
+            vec![out]
+        }
         other => panic!("no seeds for target {other}"),
     }
 }

@@ -6,6 +6,8 @@
 //! - [`chunk`], [`crypto`]: the keyed chunker, key derivation, sealing and signatures.
 //! - [`entry`], [`manifest`]: the per-path scalar and the Automerge documents holding them.
 //! - [`plan`]: the materialiser's decision per path, executed by the engine.
+//! - [`roster`]: who belongs to a space, in what role: signed operations evaluated the same
+//!   way on every device.
 //! - [`ignores`]: a folder's `.coboxignore` rules; [`settle`]: concurrent versions into
 //!   conflict copies; [`units`]: sizes for people.
 //! - [`sync`]: protocol messages and framing limits, set reconciliation, and the sync
@@ -23,6 +25,7 @@ pub mod ids;
 pub mod ignores;
 pub mod manifest;
 pub mod plan;
+pub mod roster;
 pub mod settle;
 pub mod sync;
 pub mod units;

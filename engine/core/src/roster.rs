@@ -1,0 +1,600 @@
+//! The roster: who belongs to a space and in what role, as a set of signed operations that every
+//! device evaluates to the same members whatever order they arrived in (members issue, 20).
+//!
+//! Each [`Op`] names its author device, the operations it saw last (`deps`, making a causal
+//! graph) and one [`Action`]; it is signed by its author. An operation counts only if its author
+//! was allowed to make it in the state of its own causal past: a manager adds, removes and
+//! changes roles; anyone renames or removes (leaves) itself. Concurrent operations settle by
+//! these rules, identically on every device:
+//!
+//! - **A removal cancels what the removed device did concurrently** (not in the removal's past),
+//!   including a removal of its own: of two managers removing each other while apart, the
+//!   removal that comes first in the deterministic order (causal order, then operation id)
+//!   stands and the other is cancelled.
+//! - **A removal beats a concurrent add or role change** of the same device; an add made after
+//!   the removal (it has the removal in its past) brings the device back.
+//! - **`Genesis`** (signed by the author and by the shared space key) makes its author a
+//!   manager: the creator of a new space, or each device of a space made before rosters. Once a
+//!   removal exists, a genesis not in that removal's past counts for nothing, so the old shared
+//!   key, which a removed device still holds, grants nothing any more.
+//!
+//! Pure: no I/O, no clock; names are opaque bytes here (the engine seals them to members).
+//! Evaluation is quadratic in the number of operations (each one's validity is judged in the
+//! state of its own past); see the members issue's benchmark for 10,000 operations.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A 32-byte public key (a device, or the space).
+pub type Key32 = [u8; 32];
+
+/// Version byte of an encoded [`SignedOp`].
+pub const ROSTER_VERSION: u8 = 1;
+const TAG_OP: &[u8] = b"cobox roster op v1\0";
+const TAG_GENESIS: &[u8] = b"cobox roster genesis v1\0";
+
+/// What a member may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Receives and reads; cannot change the folder.
+    Read,
+    /// Also changes the folder.
+    Write,
+    /// Also adds and removes members, changes roles and rotates keys.
+    Manage,
+}
+
+/// One change to the roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// The author, holding the shared space key, becomes a manager.
+    Genesis,
+    /// A device joins with a role and a name (sealed to members by the engine).
+    Add {
+        /// The device.
+        device: Key32,
+        /// Its role.
+        role: Role,
+        /// Its name, sealed.
+        name: Vec<u8>,
+    },
+    /// A member's role changes.
+    SetRole {
+        /// The device.
+        device: Key32,
+        /// The new role.
+        role: Role,
+    },
+    /// A member's name changes (itself, or by a manager).
+    Rename {
+        /// The device.
+        device: Key32,
+        /// The new name, sealed.
+        name: Vec<u8>,
+    },
+    /// A member is removed (by a manager, or by itself: it leaves).
+    Remove {
+        /// The device.
+        device: Key32,
+    },
+}
+
+/// An operation's id: BLAKE3 of its encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId(pub [u8; 32]);
+
+/// One roster operation, unsigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The space it belongs to.
+    pub space: Key32,
+    /// The device that made it.
+    pub author: Key32,
+    /// The operations its author had seen last (the heads of its roster).
+    pub deps: Vec<OpId>,
+    /// What it does.
+    pub action: Action,
+}
+
+/// An operation with its author's signature (and, for a genesis, the space key's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOp {
+    /// The operation.
+    pub op: Op,
+    /// The author's signature.
+    pub sig: Vec<u8>,
+    /// The space key's signature: a genesis only, else empty.
+    pub space_sig: Vec<u8>,
+}
+
+/// Why an operation does not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RosterError {
+    /// Not an encoded operation of a version we read.
+    #[error("not a roster operation: {0}")]
+    Malformed(String),
+    /// A signature does not verify.
+    #[error("the {0} signature does not verify")]
+    BadSignature(&'static str),
+    /// It belongs to another space.
+    #[error("it belongs to another space")]
+    OtherSpace,
+    /// Its author could not make it at that point of the roster.
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+fn signed_bytes(tag: &[u8], op: &Op) -> Result<Vec<u8>, RosterError> {
+    let mut m = tag.to_vec();
+    m.extend(postcard::to_stdvec(op).map_err(|e| RosterError::Malformed(e.to_string()))?);
+    Ok(m)
+}
+
+fn verify(key: &Key32, msg: &[u8], sig: &[u8], what: &'static str) -> Result<(), RosterError> {
+    let k = VerifyingKey::from_bytes(key).map_err(|_| RosterError::BadSignature(what))?;
+    let s: [u8; 64] = sig.try_into().map_err(|_| RosterError::BadSignature(what))?;
+    k.verify_strict(msg, &Signature::from_bytes(&s)).map_err(|_| RosterError::BadSignature(what))
+}
+
+impl SignedOp {
+    /// Sign `op` as its author; a genesis also needs the space key.
+    pub fn sign(op: Op, author: &SigningKey, space: Option<&SigningKey>) -> Result<Self, RosterError> {
+        let sig = author.sign(&signed_bytes(TAG_OP, &op)?).to_bytes().to_vec();
+        let space_sig = match (&op.action, space) {
+            (Action::Genesis, Some(k)) => k.sign(&signed_bytes(TAG_GENESIS, &op)?).to_bytes().to_vec(),
+            (Action::Genesis, None) => return Err(RosterError::BadSignature("space")),
+            _ => Vec::new(),
+        };
+        Ok(Self { op, sig, space_sig })
+    }
+
+    /// The bytes stored and sent: the version, then postcard.
+    pub fn encode(&self) -> Result<Vec<u8>, RosterError> {
+        let mut out = vec![ROSTER_VERSION];
+        out.extend(postcard::to_stdvec(self).map_err(|e| RosterError::Malformed(e.to_string()))?);
+        Ok(out)
+    }
+
+    /// Decode, checking the version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RosterError> {
+        match bytes.split_first() {
+            Some((&ROSTER_VERSION, rest)) => {
+                let (op, left) =
+                    postcard::take_from_bytes::<Self>(rest).map_err(|e| RosterError::Malformed(e.to_string()))?;
+                if !left.is_empty() {
+                    return Err(RosterError::Malformed("trailing bytes".into()));
+                }
+                Ok(op)
+            }
+            Some((v, _)) => Err(RosterError::Malformed(format!("version {v}"))),
+            None => Err(RosterError::Malformed("empty".into())),
+        }
+    }
+
+    /// Its signatures, for `space`.
+    pub fn verify(&self, space: &Key32) -> Result<(), RosterError> {
+        if self.op.space != *space {
+            return Err(RosterError::OtherSpace);
+        }
+        verify(&self.op.author, &signed_bytes(TAG_OP, &self.op)?, &self.sig, "author")?;
+        if self.op.action == Action::Genesis {
+            verify(space, &signed_bytes(TAG_GENESIS, &self.op)?, &self.space_sig, "space")?;
+        }
+        Ok(())
+    }
+}
+
+/// The id of an encoded operation.
+pub fn op_id(encoded: &[u8]) -> OpId {
+    OpId(*blake3::hash(encoded).as_bytes())
+}
+
+/// A member as the roster has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its role.
+    pub role: Role,
+    /// Its name, sealed (empty: none given).
+    pub name: Vec<u8>,
+}
+
+/// The roster evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RosterView {
+    /// Members now.
+    pub members: BTreeMap<Key32, Member>,
+    /// Devices removed and not added again.
+    pub removed: BTreeSet<Key32>,
+    /// Operations that do not count, and why.
+    pub invalid: BTreeMap<OpId, String>,
+    /// Operations waiting for ones they follow.
+    pub pending: BTreeSet<OpId>,
+    /// The operations that have no successor: what a new operation lists as `deps`.
+    pub heads: Vec<OpId>,
+}
+
+impl RosterView {
+    /// The role of `device`, if it is a member.
+    pub fn role(&self, device: &Key32) -> Option<Role> {
+        self.members.get(device).map(|m| m.role)
+    }
+}
+
+/// The graph of the operations that verify, with each one's causal past.
+struct Graph {
+    ops: HashMap<OpId, SignedOp>,
+    /// Causal order, ties by id: the order every device folds in.
+    order: Vec<OpId>,
+    /// Each operation's strict ancestors.
+    past: HashMap<OpId, HashSet<OpId>>,
+}
+
+/// Evaluate a roster from its encoded operations (any order, duplicates allowed).
+pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
+    let mut view = RosterView::default();
+    let mut ops = HashMap::new();
+    for bytes in encoded {
+        let id = op_id(bytes);
+        match SignedOp::decode(bytes).and_then(|op| op.verify(space).map(|()| op)) {
+            Ok(op) => {
+                ops.insert(id, op);
+            }
+            Err(e) => {
+                view.invalid.insert(id, e.to_string());
+            }
+        }
+    }
+    let graph = graph(ops, &mut view.pending);
+    // Each operation judged in the state of its own past (which comes before it in the order).
+    let mut valid: HashSet<OpId> = HashSet::new();
+    for id in &graph.order {
+        let op = &graph.ops[id];
+        let before = fold(&graph, &valid, |o| graph.past[id].contains(o));
+        match allowed(&before, &op.op) {
+            Ok(()) => {
+                valid.insert(*id);
+            }
+            Err(why) => {
+                view.invalid.insert(*id, why);
+            }
+        }
+    }
+    let now = fold(&graph, &valid, |_| true);
+    view.members = now.members;
+    view.removed = now.removed;
+    let followed: HashSet<&OpId> = graph.ops.values().flat_map(|o| o.op.deps.iter()).collect();
+    view.heads = graph.order.iter().filter(|id| !followed.contains(id)).copied().collect();
+    view
+}
+
+/// Order the operations causally (ties by id); those whose past is incomplete wait.
+fn graph(ops: HashMap<OpId, SignedOp>, pending: &mut BTreeSet<OpId>) -> Graph {
+    // Anything that depends, directly or not, on an operation we lack waits.
+    let mut waiting: HashSet<OpId> = HashSet::new();
+    loop {
+        let before = waiting.len();
+        for (id, op) in &ops {
+            if !waiting.contains(id) && op.op.deps.iter().any(|d| !ops.contains_key(d) || waiting.contains(d)) {
+                waiting.insert(*id);
+            }
+        }
+        if waiting.len() == before {
+            break;
+        }
+    }
+    pending.extend(waiting.iter().copied());
+    let ready: HashMap<OpId, SignedOp> = ops.into_iter().filter(|(id, _)| !waiting.contains(id)).collect();
+    let mut indegree: HashMap<OpId, usize> = ready.keys().map(|id| (*id, 0)).collect();
+    let mut children: HashMap<OpId, Vec<OpId>> = HashMap::new();
+    for (id, op) in &ready {
+        let deps: BTreeSet<&OpId> = op.op.deps.iter().collect();
+        for d in deps {
+            *indegree.entry(*id).or_default() += 1;
+            children.entry(*d).or_default().push(*id);
+        }
+    }
+    let mut queue: BTreeSet<OpId> = indegree.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
+    let mut order = Vec::with_capacity(ready.len());
+    let mut past: HashMap<OpId, HashSet<OpId>> = HashMap::new();
+    while let Some(id) = queue.pop_first() {
+        let mut mine = HashSet::new();
+        for d in &ready[&id].op.deps {
+            mine.insert(*d);
+            if let Some(p) = past.get(d) {
+                mine.extend(p.iter().copied());
+            }
+        }
+        past.insert(id, mine);
+        order.push(id);
+        for c in children.get(&id).into_iter().flatten() {
+            if let Some(n) = indegree.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    queue.insert(*c);
+                }
+            }
+        }
+    }
+    // A cycle cannot be signed into existence (ids are hashes of the deps), but guard anyway.
+    for id in ready.keys() {
+        if !past.contains_key(id) {
+            pending.insert(*id);
+        }
+    }
+    Graph { ops: ready, order, past }
+}
+
+/// Members and removed devices of a set of valid operations.
+struct State {
+    members: BTreeMap<Key32, Member>,
+    removed: BTreeSet<Key32>,
+}
+
+/// The state made by the valid operations that `within` keeps, settled by the module's rules.
+fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> State {
+    let ids: Vec<&OpId> = g.order.iter().filter(|id| valid.contains(id) && within(id)).collect();
+    let before = |a: &OpId, b: &OpId| g.past[b].contains(a);
+    let concurrent = |a: &OpId, b: &OpId| a != b && !before(a, b) && !before(b, a);
+    // Removals that stand: one by a device that a standing removal (earlier in the order)
+    // removed concurrently is cancelled.
+    let mut standing: Vec<(&OpId, Key32)> = Vec::new();
+    for id in &ids {
+        let op = &g.ops[*id].op;
+        if let Action::Remove { device } = op.action {
+            let cancelled = standing.iter().any(|(r, t)| *t == op.author && !before(id, r) && *id != *r);
+            if !cancelled {
+                standing.push((id, device));
+            }
+        }
+    }
+    let mut s = State { members: BTreeMap::new(), removed: BTreeSet::new() };
+    for id in ids {
+        let op = &g.ops[id].op;
+        // What a removed device did concurrently with (or after) its removal does not count.
+        if standing.iter().any(|(r, t)| *t == op.author && id != *r && !before(id, r)) {
+            continue;
+        }
+        match &op.action {
+            Action::Genesis => {
+                // The shared key grants nothing outside the past of a removal.
+                if standing.iter().all(|(r, _)| before(id, r)) {
+                    s.members.insert(op.author, Member { role: Role::Manage, name: Vec::new() });
+                }
+            }
+            Action::Add { device, role, name } => {
+                let beaten = standing.iter().any(|(r, t)| t == device && concurrent(id, r));
+                if !beaten {
+                    s.removed.remove(device);
+                    s.members.insert(*device, Member { role: *role, name: name.clone() });
+                }
+            }
+            Action::SetRole { device, role } => {
+                let beaten = standing.iter().any(|(r, t)| t == device && concurrent(id, r));
+                if let (false, Some(m)) = (beaten, s.members.get_mut(device)) {
+                    m.role = *role;
+                }
+            }
+            Action::Rename { device, name } => {
+                if let Some(m) = s.members.get_mut(device) {
+                    m.name = name.clone();
+                }
+            }
+            Action::Remove { device } => {
+                if standing.iter().any(|(r, _)| *r == id) {
+                    s.members.remove(device);
+                    s.removed.insert(*device);
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Whether `op`'s author could make it in state `s` (its causal past).
+fn allowed(s: &State, op: &Op) -> Result<(), String> {
+    let role = s.members.get(&op.author).map(|m| m.role);
+    let manager = role == Some(Role::Manage);
+    match &op.action {
+        // Checked by its space signature; whether it grants anything is the fold's concern.
+        Action::Genesis => Ok(()),
+        Action::Add { device, .. } if s.members.contains_key(device) => {
+            Err("adds a device that is already a member".into())
+        }
+        Action::Add { .. } | Action::SetRole { .. } if !manager => {
+            Err("only a manager adds members or changes roles".into())
+        }
+        Action::SetRole { device, .. } if !s.members.contains_key(device) => {
+            Err("changes the role of a device that is not a member".into())
+        }
+        Action::Rename { device, .. } | Action::Remove { device } if !(manager || op.author == *device) => {
+            Err("only a manager, or the device itself, renames or removes a member".into())
+        }
+        Action::Rename { device, .. } | Action::Remove { device } if !s.members.contains_key(device) => {
+            Err("names a device that is not a member".into())
+        }
+        _ if role.is_none() => Err("its author is not a member at that point".into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct World {
+        space: SigningKey,
+        log: Vec<Vec<u8>>,
+    }
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn pk(n: u8) -> Key32 {
+        key(n).verifying_key().to_bytes()
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self { space: key(99), log: Vec::new() }
+        }
+        fn space(&self) -> Key32 {
+            self.space.verifying_key().to_bytes()
+        }
+        /// `author` makes `action` having seen `seen` (the ops of the log by index).
+        fn op(&mut self, author: u8, seen: &[usize], action: Action) -> usize {
+            let deps = seen.iter().map(|i| op_id(&self.log[*i])).collect();
+            let op = Op { space: self.space(), author: pk(author), deps, action };
+            let space = matches!(op.action, Action::Genesis).then_some(&self.space);
+            self.log.push(SignedOp::sign(op, &key(author), space).unwrap().encode().unwrap());
+            self.log.len() - 1
+        }
+        fn view(&self) -> RosterView {
+            evaluate(&self.space(), &self.log)
+        }
+    }
+
+    fn add(n: u8, role: Role) -> Action {
+        Action::Add { device: pk(n), role, name: vec![n] }
+    }
+
+    #[test]
+    fn the_creator_manages_adds_and_removes() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Write));
+        let b = w.op(1, &[a], add(3, Role::Read));
+        let v = w.view();
+        assert_eq!(
+            (v.role(&pk(1)), v.role(&pk(2)), v.role(&pk(3))),
+            (Some(Role::Manage), Some(Role::Write), Some(Role::Read))
+        );
+        // A reader and a writer cannot add; the reader can leave.
+        let bad = w.op(3, &[b], add(4, Role::Manage));
+        let bad2 = w.op(2, &[b], Action::Remove { device: pk(3) });
+        let leave = w.op(3, &[b], Action::Remove { device: pk(3) });
+        let v = w.view();
+        assert!(v.invalid.contains_key(&op_id(&w.log[bad])) && v.invalid.contains_key(&op_id(&w.log[bad2])));
+        assert!(!v.invalid.contains_key(&op_id(&w.log[leave])));
+        assert_eq!(v.role(&pk(4)), None);
+        assert!(v.removed.contains(&pk(3)));
+        assert_eq!(v.heads.len(), 3, "three concurrent heads after b");
+    }
+
+    /// A removed manager's concurrent add is cancelled; so is its removal of the other.
+    #[test]
+    fn a_removal_cancels_what_the_removed_manager_did_concurrently() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Manage));
+        let r = w.op(1, &[a], Action::Remove { device: pk(2) });
+        let x = w.op(2, &[a], add(5, Role::Write));
+        let v = w.view();
+        assert_eq!(v.role(&pk(5)), None, "added concurrently with its author's removal");
+        assert!(v.removed.contains(&pk(2)));
+        // An add after the removal, by the remaining manager, brings a device back.
+        w.op(1, &[r, x], add(2, Role::Read));
+        assert_eq!(w.view().role(&pk(2)), Some(Role::Read));
+    }
+
+    #[test]
+    fn two_managers_removing_each_other_converge_on_one() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Manage));
+        w.op(1, &[a], Action::Remove { device: pk(2) });
+        w.op(2, &[a], Action::Remove { device: pk(1) });
+        let v = w.view();
+        assert_eq!(v.members.len(), 1, "exactly one stands: {v:?}");
+        assert_eq!(v.removed.len(), 1);
+    }
+
+    /// A removed device holds the old shared key: a genesis it signs later grants nothing.
+    #[test]
+    fn the_shared_key_grants_nothing_after_a_removal() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Write));
+        w.op(1, &[a], Action::Remove { device: pk(2) });
+        w.op(2, &[], Action::Genesis);
+        let v = w.view();
+        assert_eq!(v.role(&pk(2)), None);
+        assert_eq!(v.members.len(), 1);
+    }
+
+    #[test]
+    fn forged_foreign_and_garbage_operations_do_not_count() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let mut forged = SignedOp::decode(&w.log[g]).unwrap();
+        forged.op.author = pk(7);
+        w.log.push(forged.encode().unwrap());
+        let other = Op { space: pk(50), author: pk(1), deps: vec![], action: add(8, Role::Write) };
+        w.log.push(SignedOp::sign(other, &key(1), None).unwrap().encode().unwrap());
+        w.log.push(vec![ROSTER_VERSION, 1, 2, 3]);
+        let no_space = Op { space: w.space(), author: pk(9), deps: vec![], action: Action::Genesis };
+        let mut ns = SignedOp::sign(no_space, &key(9), Some(&key(42))).unwrap();
+        ns.space_sig[0] ^= 1;
+        w.log.push(ns.encode().unwrap());
+        let v = w.view();
+        assert_eq!(v.members.len(), 1);
+        assert_eq!(v.invalid.len(), 4, "{:?}", v.invalid);
+        // One that follows an operation we lack waits.
+        w.op(1, &[], add(3, Role::Read));
+        let mut late = SignedOp::decode(w.log.last().unwrap()).unwrap();
+        late.op.deps = vec![OpId([5; 32])];
+        w.log.push(SignedOp::sign(late.op, &key(1), None).unwrap().encode().unwrap());
+        assert_eq!(w.view().pending.len(), 1);
+    }
+
+    /// A random history of a few devices adding, removing and changing roles while apart.
+    fn history(script: &[(u8, u8, u8, u8)]) -> Vec<Vec<u8>> {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let mut seen = vec![vec![g]; 5];
+        for &(who, what, target, sync) in script {
+            let author = 1 + who % 5;
+            let device = 1 + target % 6;
+            let role = [Role::Read, Role::Write, Role::Manage][(what / 4 % 3) as usize];
+            let action = match what % 4 {
+                0 => Action::Add { device: pk(device), role, name: vec![] },
+                1 => Action::SetRole { device: pk(device), role },
+                2 => Action::Remove { device: pk(device) },
+                _ => Action::Rename { device: pk(device), name: vec![what] },
+            };
+            let s = seen[(author - 1) as usize].clone();
+            let i = w.op(author, &s, action);
+            seen[(author - 1) as usize] = vec![i];
+            // Sometimes a device learns everything another knows.
+            if sync % 3 == 0 {
+                let other = (sync / 3 % 5) as usize;
+                let mut merged = seen[other].clone();
+                merged.extend(seen[(author - 1) as usize].iter().copied());
+                seen[other] = merged;
+            }
+        }
+        w.log
+    }
+
+    proptest! {
+        /// Operations applied in any order give the same members, roles and removals.
+        #[test]
+        fn any_order_gives_the_same_roster(script in proptest::collection::vec(any::<(u8, u8, u8, u8)>(), 0..24), seed in any::<u64>()) {
+            let log = history(&script);
+            let space = key(99).verifying_key().to_bytes();
+            let a = evaluate(&space, &log);
+            let mut shuffled = log.clone();
+            let mut s = seed;
+            for i in (1..shuffled.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            shuffled.extend(log.iter().take(3).cloned());
+            let b = evaluate(&space, &shuffled);
+            prop_assert_eq!(&a, &b);
+            prop_assert!(a.members.keys().all(|k| !a.removed.contains(k)));
+        }
+    }
+}
