@@ -38,7 +38,7 @@ fn a_file_growing_during_the_scan_is_recorded_consistently_or_reported() {
     let skipped = report.warnings.iter().any(|w| w.contains("growing.log") && w.contains("kept changing"));
     if !skipped {
         let out = tempfile::tempdir().unwrap();
-        let r = space.restore(out.path(), &At::Latest, None, &NoProgress).unwrap();
+        let r = space.restore(out.path(), &At::Latest, None, false, &NoProgress).unwrap();
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         let restored = std::fs::read(out.path().join("growing.log")).unwrap();
         let now = std::fs::read(&path).unwrap();
@@ -49,7 +49,7 @@ fn a_file_growing_during_the_scan_is_recorded_consistently_or_reported() {
     let again = space.scan(&NoProgress).unwrap();
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     let out = tempfile::tempdir().unwrap();
-    space.restore(out.path(), &At::Latest, None, &NoProgress).unwrap();
+    space.restore(out.path(), &At::Latest, None, false, &NoProgress).unwrap();
     assert_eq!(std::fs::read(out.path().join("growing.log")).unwrap(), std::fs::read(&path).unwrap());
 }
 

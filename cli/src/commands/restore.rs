@@ -8,7 +8,8 @@ use std::path::PathBuf;
 pub(crate) struct Args {
     /// Space name or id.
     space: String,
-    /// Where to write the files (created if missing; existing files of the same name are replaced).
+    /// Where to write the files (created if missing). Files already there under a name the
+    /// restore writes are left alone and the restore refused, unless --overwrite.
     dir: PathBuf,
     /// An RFC 3339 time (2026-11-24T10:00:00Z) or a history id; default: the latest state.
     #[arg(long)]
@@ -16,6 +17,9 @@ pub(crate) struct Args {
     /// Restore only this file or folder.
     #[arg(long)]
     path: Option<String>,
+    /// Replace files already in DIR under the names the restore writes.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Parse `--at`: an RFC 3339 time, else a history id (hex).
@@ -38,7 +42,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let space = ctx.open_space(&home, &a.space)?;
     let bar = crate::progress::Bar::new();
     let r = space
-        .restore(&a.dir, &at, a.path.as_deref(), &bar)
+        .restore(&a.dir, &at, a.path.as_deref(), a.overwrite, &bar)
         .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?;
     drop(bar);
     if ctx.json {

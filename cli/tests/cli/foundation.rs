@@ -121,6 +121,13 @@ fn history_and_restore_at_an_earlier_time() {
     let out = tempfile::tempdir().unwrap();
     dev.ok(&["restore", "s", out.path().to_str().unwrap(), "--path", "dir"]);
     assert_eq!(snapshot(out.path()).keys().cloned().collect::<Vec<_>>(), ["dir", "dir/renamed.txt"]);
+    // A file of the user's under a name the restore writes: refused, the file kept, unless --overwrite.
+    fs::write(out.path().join("dir/renamed.txt"), b"mine").unwrap();
+    let err = dev.fails(&["restore", "s", out.path().to_str().unwrap(), "--path", "dir"]);
+    assert!(err.contains("would replace 1 existing file") && err.contains("--overwrite"), "{err}");
+    assert_eq!(fs::read(out.path().join("dir/renamed.txt")).unwrap(), b"mine");
+    dev.ok(&["restore", "s", out.path().to_str().unwrap(), "--path", "dir", "--overwrite"]);
+    assert_ne!(fs::read(out.path().join("dir/renamed.txt")).unwrap(), b"mine");
 
     let err = dev.fails(&["restore", "s", out.path().to_str().unwrap(), "--at", "2001-01-01T00:00:00Z"]);
     assert!(err.contains("nothing was recorded at or before"), "{err}");

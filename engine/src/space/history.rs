@@ -88,7 +88,9 @@ impl Space {
     /// Put an older version of one file (a history id) back in the folder, and record it.
     pub fn restore_version(&mut self, path: &str, history_id: &str) -> Result<crate::ScanReport, Error> {
         let dest = self.info.path.clone();
-        let r = self.restore(&dest, &restore::At::Snapshot(history_id.to_owned()), Some(path), &crate::NoProgress)?;
+        // Into the folder itself, replacing the file: what was there stays in history.
+        let r =
+            self.restore(&dest, &restore::At::Snapshot(history_id.to_owned()), Some(path), true, &crate::NoProgress)?;
         if let Some(e) = r.errors.first() {
             return Err(Error::RestoreFailed(e.clone()));
         }

@@ -759,7 +759,7 @@ mod tests {
             assert!(s.verify(&crate::NoProgress).unwrap().ok(), "after {scanned:?}");
             s.scan(&crate::NoProgress).unwrap();
             let out = tempfile::tempdir().unwrap();
-            let r = s.restore(out.path(), &crate::At::Latest, None, &crate::NoProgress).unwrap();
+            let r = s.restore(out.path(), &crate::At::Latest, None, false, &crate::NoProgress).unwrap();
             assert!(r.errors.is_empty(), "{r:?}");
             for f in ["a.txt", "big.bin", "d/b.txt"] {
                 assert_eq!(std::fs::read(out.path().join(f)).unwrap(), std::fs::read(folder.path().join(f)).unwrap());

@@ -86,12 +86,15 @@ impl Space {
         }
     }
 
-    /// Write the state `at` (or one path of it) into `dest`.
+    /// Write the state `at` (or one path of it) into `dest`. Without `overwrite`, a file or link
+    /// already in `dest` under a name the state has is a refusal (naming it), and nothing is
+    /// written: a restore never replaces a user's own files unasked.
     pub fn restore(
         &self,
         dest: &Path,
         at: &At,
         only: Option<&str>,
+        overwrite: bool,
         progress: &dyn Progress,
     ) -> Result<RestoreReport, Error> {
         let heads = self.heads_at(at)?;
@@ -109,7 +112,26 @@ impl Space {
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         fs::create_dir_all(dest).at(dest)?;
+        let dest_path = dest;
         let dest = Folder::open(dest).at(dest)?;
+        if !overwrite {
+            let taken: Vec<&str> = entries
+                .iter()
+                .filter(|(_, e)| !matches!(e.kind, Kind::Dir))
+                .filter(|(p, _)| dest.entry(p, false).and_then(|t| t.stat()).is_ok_and(|m| m.is_some()))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            if let Some(first) = taken.first() {
+                return Err(Error::Refused(format!(
+                    "{} would replace {} existing file(s) in {} (first: {}): restore into an empty or new folder, \
+                     or pass --overwrite to replace them",
+                    if only.is_some() { "the restore" } else { "restoring the whole state" },
+                    taken.len(),
+                    dest_path.display(),
+                    crate::util::printable(first)
+                )));
+            }
+        }
         let mut report = RestoreReport::default();
         let total: u64 = entries.iter().map(|(_, e)| e.size()).sum();
         progress.start("restoring", total);
