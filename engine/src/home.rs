@@ -366,6 +366,17 @@ impl Home {
         Ok(out)
     }
 
+    /// `peer` with the addresses the address book knows when it names none (`--peer ID`), so a
+    /// device reached before is found again with relays and LAN discovery off.
+    pub fn with_known_addrs(root: &Path, mut peer: crate::codes::PeerAddr) -> Result<crate::codes::PeerAddr, Error> {
+        if peer.addrs.is_empty()
+            && let Some(addrs) = Self::peers_at(root)?.remove(&peer.device.to_string())
+        {
+            peer.addrs = addrs;
+        }
+        Ok(peer)
+    }
+
     /// [`Home::peers`] without the lock.
     pub fn peers_at(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
         read_json(&paths::peers(root))

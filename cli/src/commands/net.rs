@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
 use cobox_engine::Home;
 use cobox_engine::daemon::{Daemon, Schedule};
-use cobox_engine::sync::net::{Node, SeedPolicy, parse_peer};
+use cobox_engine::sync::net::{Node, SeedPolicy, dial_addr};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,13 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
         let mut out = Vec::new();
         for p in &peers {
-            let r = match parse_peer(p) {
+            // `--peer ID` alone: the addresses the address book has for it.
+            let addr = p
+                .parse::<cobox_engine::codes::PeerAddr>()
+                .map_err(cobox_engine::Error::Refused)
+                .and_then(|peer| Home::with_known_addrs(home.root(), peer))
+                .and_then(|peer| dial_addr(&peer));
+            let r = match addr {
                 Ok(addr) => node.sync_until_converged(&id, addr, 6).await,
                 Err(e) => Err(e),
             };
