@@ -114,8 +114,39 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, each said once: network errors carry their causes in
+/// their text too ("timed out: timed out"), and a line is what the README promises.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        for part in cause.to_string().split(": ") {
+            let part = part.trim();
+            if part.is_empty() || out.split(": ").any(|p| p == part) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(part);
+        }
+    }
+    cobox_engine::util::printable(&out.replace('\n', " ")).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_is_one_line_and_says_each_cause_once() {
+        let inner = anyhow::anyhow!("connection lost: timed out: timed out");
+        let e = inner.context("timed out").context("syncing \"docs\"");
+        assert_eq!(super::one_line(&e), "syncing \"docs\": timed out: connection lost");
+        let two = anyhow::anyhow!("first line\nsecond line").context("reading");
+        assert_eq!(super::one_line(&two), "reading: first line second line");
     }
 }
