@@ -72,9 +72,9 @@ impl Seed {
         let kind = crate::replica::check_blob(&self.info.space, id, data)?;
         if self.used + data.len() as u64 > quota {
             return Err(Error::Refused(format!(
-                "over quota: the seeder holds {} of the {} bytes agreed for space {}; propose a larger agreement",
-                self.used,
-                quota,
+                "over quota: the seeder holds {} of the {} agreed for space {}; propose a larger agreement",
+                crate::units::format_bytes(self.used),
+                crate::units::format_bytes(quota),
                 self.info.space.short()
             )));
         }

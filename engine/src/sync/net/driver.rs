@@ -96,10 +96,10 @@ pub(super) async fn drive(
                 }
                 Event::Countersigned { agreement, space, quota, end_ms } => {
                     (sh.log)(&format!(
-                        "accepted agreement {} for space {}: {} bytes until {}",
+                        "accepted agreement {} for space {}: {} until {}",
                         agreement.short(),
                         space.short(),
-                        quota,
+                        crate::units::format_bytes(quota),
                         crate::util::rfc3339(end_ms)
                     ));
                     Ok(())

@@ -151,13 +151,13 @@ impl Handler {
             ));
         }
         Ok(format!(
-            "synced space {} with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
+            "synced space {} with {}: received {} blobs ({}), sent {} blobs ({})",
             space.short(),
             peer.short(),
             stats.received_blobs,
-            stats.received_bytes,
+            crate::units::format_bytes(stats.received_bytes),
             stats.sent_blobs,
-            stats.sent_bytes
+            crate::units::format_bytes(stats.sent_bytes)
         ))
     }
 }
@@ -385,12 +385,12 @@ impl Node {
             )));
         }
         (self.sh.log)(&format!(
-            "synced with {}: received {} blobs ({} bytes), sent {} blobs ({} bytes)",
+            "synced with {}: received {} blobs ({}), sent {} blobs ({})",
             peer_id.short(),
             stats.received_blobs,
-            stats.received_bytes,
+            crate::units::format_bytes(stats.received_bytes),
             stats.sent_blobs,
-            stats.sent_bytes
+            crate::units::format_bytes(stats.sent_bytes)
         ));
         Ok(stats)
     }
