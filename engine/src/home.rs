@@ -274,22 +274,43 @@ impl Home {
         if spaces.iter().any(|s| s.name == name) {
             return Err(Error::SpaceExists(format!("a space named {name:?} already exists on this device")));
         }
+        // Made here if missing, and removed again if the space is then refused.
+        let created = !path.exists();
         fs::create_dir_all(path).at(path)?;
-        let path = fs::canonicalize(path).at(path)?;
-        if !path.is_dir() {
-            return Err(Error::InvalidPath(format!("{} is not a directory", path.display())));
-        }
-        let home = fs::canonicalize(&self.root).at(&self.root)?;
-        if path.starts_with(&home) || home.starts_with(&path) {
-            return Err(Error::InvalidPath(format!(
-                "{} and the cobox home {} must not contain each other",
-                path.display(),
-                home.display()
-            )));
-        }
-        if let Some(s) = spaces.iter().find(|s| s.path == path) {
-            return Err(Error::SpaceExists(format!("{} is already the folder of space {:?}", path.display(), s.name)));
-        }
+        let checked = (|| {
+            let path = fs::canonicalize(path).at(path)?;
+            if !path.is_dir() {
+                return Err(Error::InvalidPath(format!("{} is not a directory", path.display())));
+            }
+            let home = fs::canonicalize(&self.root).at(&self.root)?;
+            if path.starts_with(&home) || home.starts_with(&path) {
+                return Err(Error::InvalidPath(format!(
+                    "{} and the cobox home {} must not contain each other",
+                    path.display(),
+                    home.display()
+                )));
+            }
+            // A folder inside another space's (or holding one) would record its files twice.
+            if let Some(s) = spaces.iter().find(|s| s.path.starts_with(&path) || path.starts_with(&s.path)) {
+                let how = if s.path == path { "is already" } else { "is inside or holds" };
+                return Err(Error::SpaceExists(format!(
+                    "{} {how} the folder of space {:?} ({}); pick a folder outside it",
+                    path.display(),
+                    s.name,
+                    s.path.display()
+                )));
+            }
+            Ok(path)
+        })();
+        let path = match checked {
+            Ok(p) => p,
+            Err(e) => {
+                if created {
+                    let _ = fs::remove_dir(path);
+                }
+                return Err(e);
+            }
+        };
         let id = SpaceId(space_signing_key(secret).verifying_key().to_bytes());
         let mut actor = [0u8; 16];
         crate::random_bytes(&mut actor);

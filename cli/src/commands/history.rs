@@ -16,6 +16,14 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if ctx.json {
         return ctx.print_json(&items);
     }
+    if let (true, Some(p)) = (items.is_empty(), &a.path) {
+        anyhow::bail!(
+            "no history for {:?}: it was never in this space (paths are relative to its folder, like docs/a.txt; \
+             `cobox history {}` lists every state)",
+            p,
+            a.space
+        );
+    }
     if items.is_empty() {
         println!("no history yet");
     }

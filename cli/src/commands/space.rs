@@ -28,9 +28,14 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
     let home = ctx.open_home()?;
     match cmd {
         SpaceCmd::Create { name, path } => {
+            let fresh = !path.exists();
             let info = home
                 .create_space(&name, &path)
                 .with_context(|| format!("creating space {name:?} over {}", path.display()))?;
+            if fresh {
+                // A mistyped path makes a new empty folder: say so.
+                eprintln!("created the folder {}, which did not exist", info.path.display());
+            }
             if ctx.json {
                 ctx.print_json(&serde_json::json!({
                     "id": info.id.to_string(), "name": info.name, "path": info.path,

@@ -13,7 +13,7 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     println!("folder    {}", s.path);
     println!("files     {} in {} folders, {} symlinks, {}", s.files, s.dirs, s.symlinks, bytes(s.bytes));
     println!("stored    {} in {} blobs", bytes(s.stored_bytes), s.blobs);
-    println!("history   {} states", s.snapshots);
+    println!("history   {} state{}", s.snapshots, if s.snapshots == 1 { "" } else { "s" });
     println!("last scan {}", s.last_scan.as_deref().unwrap_or("never"));
     let p = &s.pending;
     if p.added + p.changed + p.deleted == 0 {

@@ -36,6 +36,24 @@ fn ids_and_spaces() {
     let err = dev.fails(&["status", "nope"]);
     assert!(err.starts_with("error: ") && err.contains("no space named \"nope\""), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line on stderr: {err}");
+    // A folder inside another space's is refused (its files would be recorded twice), and a
+    // folder made for the attempt is removed again.
+    let inner = folder.path().join("inner");
+    let err = dev.fails(&["space", "create", "nested", "--path", inner.to_str().unwrap()]);
+    assert!(err.contains("is inside or holds the folder of space \"photos\""), "{err}");
+    assert!(!inner.exists(), "the folder made for it is gone");
+    // A new folder is made, and the user told.
+    let fresh = tempfile::tempdir().unwrap();
+    let typo = fresh.path().join("fotos");
+    let out = dev.run(&["space", "create", "other", "--path", typo.to_str().unwrap()]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("created the folder"));
+    // History of a path never in the space is an error that says why; "1 state", not "1 states".
+    let err = dev.fails(&["history", "photos", "no/such.txt"]);
+    assert!(err.contains("it was never in this space"), "{err}");
+    write(&folder.path().join("one.jpg"), b"a photo");
+    dev.ok(&["scan", "photos"]);
+    let st = dev.ok(&["status", "photos"]);
+    assert!(st.contains("history   1 state\n"), "{st}");
 }
 
 #[test]
