@@ -158,11 +158,18 @@ struct AuditBody {
     all: bool,
 }
 
-async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: Option<Json<AuditBody>>) -> Reply {
+async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::body::Bytes) -> Reply {
+    // An empty body is the default; a bad one gets a JSON 400 like every other error here.
+    let body: AuditBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AuditBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
+    };
     let (id, s) = member_space(&api, &q)?;
     let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
     let targets = audit_targets(&view, &Home::peers_at(&api.root)?);
-    let count = if body.unwrap_or_default().all { usize::MAX } else { AUDIT_SAMPLE };
+    let count = if body.all { usize::MAX } else { AUDIT_SAMPLE };
     let out: Vec<Value> = audit_seeders(&api.node, &id, &targets, count)
         .await
         .into_iter()

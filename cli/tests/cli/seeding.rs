@@ -209,6 +209,11 @@ fn http_api_needs_the_token_and_answers_json() {
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v[0]["name"], "docs");
+    // A bad body is a 400 with a JSON error that says what is wrong, not a 422 in plain text.
+    let (code, body) = http(&at, "POST", "/api/agreements", Some(&token), r#"{"space":"docs","quota":"lots"}"#);
+    assert_eq!(code, 400, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    assert!(v["error"].as_str().unwrap().contains("request body"), "{v}");
     let req = format!(r#"{{"space":"docs","seeder":"{seeder_id}","quota":1048576,"days":7}}"#);
     let (code, body) = http(&at, "POST", "/api/agreements", Some(&token), &req);
     assert_eq!(code, 200, "{body}");
