@@ -157,7 +157,12 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         node.advertise();
         let addr = node.addr_string();
         home.set_listening(&node.addrs())?;
-        println!("listening {addr}");
+        // With --json, one JSON object per line (what a script reads), else the words.
+        if ctx.json {
+            println!("{}", serde_json::json!({ "listening": addr, "device": node.device().to_string() }));
+        } else {
+            println!("listening {addr}");
+        }
         let http = match a.http {
             Some(at) => {
                 let token = home.api_token()?;
@@ -176,7 +181,12 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                          or reach it through an SSH tunnel or a TLS proxy."
                     );
                 }
-                println!("http http://{}", listener.local_addr().unwrap_or(at));
+                let url = format!("http://{}", listener.local_addr().unwrap_or(at));
+                if ctx.json {
+                    println!("{}", serde_json::json!({ "http": url }));
+                } else {
+                    println!("http {url}");
+                }
                 Some(tokio::spawn(super::http::serve(listener, api)))
             }
             None => None,

@@ -238,6 +238,24 @@ fn http_api_needs_the_token_and_answers_json() {
     let d = Daemon::start_with(&owner, &["--http", "0.0.0.0:0"]);
     let log = d.stop();
     assert!(log.contains("beyond this machine, in plain HTTP"), "{log}");
+    // `up --json` prints JSON lines a script can read, not words.
+    let mut up = owner
+        .cmd(&["up", "--json", "--bind", "127.0.0.1:0", "--no-relay", "--http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cobox up");
+    let mut out = std::io::BufReader::new(up.stdout.take().expect("stdout"));
+    let mut lines = [String::new(), String::new()];
+    for l in &mut lines {
+        std::io::BufRead::read_line(&mut out, l).expect("a line");
+    }
+    let _ = up.kill();
+    let _ = up.wait();
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("JSON");
+    assert!(first["listening"].as_str().unwrap().contains('@') && first["device"].is_string(), "{first}");
+    let second: serde_json::Value = serde_json::from_str(&lines[1]).expect("JSON");
+    assert!(second["http"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{second}");
 }
 
 #[test]
