@@ -11,9 +11,13 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     if ctx.json {
         return ctx.print_json(&r);
     }
+    // Added, changed and unchanged count folders and links too: name them, so the numbers add up.
+    let n = |k: u64, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
     println!(
-        "scanned {} files ({}): {} added, {} changed, {} deleted ({} renamed), {} unchanged",
-        r.files,
+        "scanned {}, {} and {} ({}): {} added, {} changed, {} deleted ({} renamed), {} unchanged",
+        n(r.files, "file", "files"),
+        n(r.dirs, "folder", "folders"),
+        n(r.symlinks, "link", "links"),
         bytes(r.bytes_total),
         r.added,
         r.changed,

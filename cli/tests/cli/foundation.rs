@@ -50,8 +50,9 @@ fn ids_and_spaces() {
     // History of a path never in the space is an error that says why; "1 state", not "1 states".
     let err = dev.fails(&["history", "photos", "no/such.txt"]);
     assert!(err.contains("it was never in this space"), "{err}");
-    write(&folder.path().join("one.jpg"), b"a photo");
-    dev.ok(&["scan", "photos"]);
+    write(&folder.path().join("album/one.jpg"), b"a photo");
+    let out = dev.ok(&["scan", "photos"]);
+    assert!(out.starts_with("scanned 1 file, 1 folder and 0 links (7 B): 2 added,"), "the counts add up: {out}");
     let st = dev.ok(&["status", "photos"]);
     assert!(st.contains("history   1 state\n"), "{st}");
 }
