@@ -97,8 +97,11 @@ fn a_seeder_takes_nothing_over_its_policy() {
     assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
     assert!(s.blobs.is_empty());
     assert_eq!(o.not_pushed, 20);
-    let view = evaluate(&owner.space, &s.ledger.raw_entries(), NOW);
-    assert!(view.agreements.iter().all(|a| a.state == State::Proposed));
+    // It declines in the ledger, so the owner sees the proposal ended, not "proposed" forever.
+    for l in [&owner.ledger, &s.ledger] {
+        let view = evaluate(&owner.space, &l.raw_entries(), NOW);
+        assert!(view.agreements.iter().all(|a| a.state == State::Revoked), "{view:?}");
+    }
 }
 
 #[test]

@@ -12,7 +12,7 @@
 use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
 use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
-use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, State};
+use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, Party, Revocation, State};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeSet, VecDeque};
 
@@ -618,7 +618,8 @@ impl Session {
         Ok(())
     }
 
-    /// Countersign the proposals naming this seeder that the policy allows; true if it did.
+    /// Countersign the proposals naming this seeder that the policy allows, and decline those
+    /// an owner it serves made over its limit; true if the ledger changed.
     fn countersign(&mut self, view: &LedgerView) -> bool {
         let (me, now) = (self.setup.me, self.setup.now_ms);
         let policy = &self.setup.policy;
@@ -646,11 +647,29 @@ impl Session {
                     }
                     Err(e) => notes.push(format!("cannot countersign agreement {}: {e}", a.id.short())),
                 }
+            } else if a.agreement.in_term(now) && policy.owners.iter().any(|o| o.0 == a.agreement.owner) {
+                // An owner this seeder serves asked for more than its standing limit: decline in
+                // the ledger (a revocation by the seeder), so the owner sees it ended instead of
+                // a proposal that stays "proposed" forever.
+                // Dated when the proposal began (never later than now): the owner's clock, a
+                // moment behind, already sees it in effect in this very session.
+                let when = a.agreement.start_ms.min(now);
+                let r = Revocation { agreement: a.id, device: me.0, party: Party::Seeder, time_ms: when };
+                match self.ledger.insert(&Entry::revoke(r, &self.setup.device_key, None)) {
+                    Ok(added) => accepted |= added,
+                    Err(e) => notes.push(format!("cannot decline agreement {}: {e}", a.id.short())),
+                }
+                notes.push(format!(
+                    "declined agreement {}: {} is over this seeder's limit of {} (--max-quota)",
+                    a.id.short(),
+                    crate::units::format_bytes(a.agreement.quota),
+                    crate::units::format_bytes(policy.max_quota)
+                ));
             } else {
                 notes.push(format!(
-                    "not accepting agreement {}: {} bytes, over this seeder's standing limit or not asked for",
+                    "not accepting agreement {}: {}, not asked for (run `cobox seed CODE`, or name its owner in --seed-for)",
                     a.id.short(),
-                    a.agreement.quota
+                    crate::units::format_bytes(a.agreement.quota)
                 ));
             }
         }
