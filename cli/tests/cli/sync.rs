@@ -50,6 +50,10 @@ fn invite_join_and_offline_edits_merge_with_conflict_copies() {
     // Reached once, the peer is found again by its id alone, with relays and LAN discovery off.
     let id_only = d.addr.split_once('@').expect("ID@addresses").0;
     b.ok(&["sync", "team", "--peer", id_only, "--no-relay", "--no-mdns"]);
+    // A device never reached, named by id alone: an error that says what to do.
+    let stranger = Device::new().ok(&["id"]).trim().to_owned();
+    let err = b.fails(&["sync", "team", "--peer", &stranger, "--no-relay", "--no-mdns"]);
+    assert!(err.contains("no address is known for") && err.contains("ID@IP:PORT"), "{err}");
     d.stop();
     assert_eq!(snapshot(pa), snapshot(pb), "the joined folder is materialised byte for byte");
 

@@ -312,7 +312,19 @@ impl Node {
         let ledger = held.ledger().await;
         let setup = driver::setup(&self.sh, &held, *space, peer_id, purpose).await;
         let mut session = Session::dial(setup, ledger.read()?);
-        let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(net_err)?;
+        let known = !peer.addrs.is_empty();
+        let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(|e| {
+            let e = net_err(e);
+            if known || !e.to_string().contains("addressing information") {
+                return e;
+            }
+            // A device named by id alone, never reached: say what to do, not iroh's words.
+            Error::Net(format!(
+                "no address is known for {}: give it as ID@IP:PORT, or start `cobox up` on it so it tells \
+                 this device where it listens when they next meet",
+                peer_id.short()
+            ))
+        })?;
         let (send, recv) = conn.open_bi().await.map_err(net_err)?;
         let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
         let drive = driver::drive(&self.sh, &held, &mut io, &mut session, &ledger, peer_id, audit_count);
