@@ -57,8 +57,6 @@ fn ledgers(root: &Path) -> Result<Vec<(SpaceId, Option<SpaceInfo>, LedgerFile)>,
     Ok(out)
 }
 
-pub use crate::codes::ProposeRequest;
-
 /// Sign a proposal for a space and return it with the seed code for the seeder.
 pub fn propose(
     root: &Path,

@@ -205,29 +205,31 @@ pub struct BlobStore {
 /// database), and from the armed one on each fails with an I/O error, as on a disk that filled
 /// up or went bad. The store must fail cleanly there and lose nothing it had.
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     armed_at: AtomicU64,
     seen: AtomicU64,
 }
 
 impl Faults {
     /// No faults; points are still counted.
-    pub fn never() -> Arc<Self> {
+    pub(crate) fn never() -> Arc<Self> {
         Self::from_point(u64::MAX)
     }
 
     /// Fail the `n`th write point from now (0 is the next) and every one after it.
-    pub fn from_point(n: u64) -> Arc<Self> {
+    pub(crate) fn from_point(n: u64) -> Arc<Self> {
         Arc::new(Self { armed_at: AtomicU64::new(n), seen: AtomicU64::new(0) })
     }
 
     /// From now: fail the `n`th write point from here on.
-    pub fn arm(&self, n: u64) {
+    #[cfg(test)]
+    pub(crate) fn arm(&self, n: u64) {
         self.armed_at.store(self.points().saturating_add(n), Ordering::SeqCst);
     }
 
     /// Write points reached so far.
-    pub fn points(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn points(&self) -> u64 {
         self.seen.load(Ordering::SeqCst)
     }
 
@@ -307,14 +309,9 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         #[cfg(test)]
         if let Some(f) = NEXT_FAULTS.with(|n| n.borrow_mut().take()) {
-            return Self::open_with_faults(dir, f);
+            return Self::open_with(dir, Some(f));
         }
         Self::open_with(dir, None)
-    }
-
-    /// [`BlobStore::open`] with write faults injected (tests).
-    pub fn open_with_faults(dir: &Path, faults: Arc<Faults>) -> Result<Self, StoreError> {
-        Self::open_with(dir, Some(faults))
     }
 
     fn open_with(dir: &Path, faults: Option<Arc<Faults>>) -> Result<Self, StoreError> {

@@ -210,9 +210,9 @@ fn input(target: &str, seeds: &[Vec<u8>], n: usize) -> Vec<u8> {
 #[test]
 fn every_target_survives_a_bounded_run() {
     let runs: usize = std::env::var("COBOX_FUZZ_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
-    let mut total = 0;
     for (name, target) in TARGETS {
         let seeds = seeds(name);
+        assert!(!seeds.is_empty(), "{name}: mutations start from valid inputs");
         let started = std::time::Instant::now();
         for n in 0..runs {
             let data = input(name, &seeds, n);
@@ -224,8 +224,6 @@ fn every_target_survives_a_bounded_run() {
                 &data[..data.len().min(64)]
             );
         }
-        total += runs;
         eprintln!("{name}: {runs} inputs in {:?}", started.elapsed());
     }
-    assert_eq!(total, runs * TARGETS.len());
 }

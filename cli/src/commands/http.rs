@@ -187,7 +187,7 @@ async fn agreements(State(api): State<Api>) -> Reply {
 
 async fn propose(State(api): State<Api>, body: axum::body::Bytes) -> Reply {
     let (b, seeder) =
-        agreement_service::ProposeRequest::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+        cobox_engine::codes::ProposeRequest::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let (s, code) = agreement_service::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
     let code = code.encode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "agreement": s, "seed_code": code })))

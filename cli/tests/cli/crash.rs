@@ -1,8 +1,48 @@
-//! kill -9 a scan at random moments; the store must open, verify, and accept a new scan.
-//! `scripts/crash-test.sh` runs the same with 100 kills.
+//! kill -9 a scan, either side of a sync, and gc at random moments; the stores must open and
+//! verify, and the next scan or sync must complete. `scripts/crash-test.sh` (scans) and
+//! `scripts/crash-campaign.sh` (sync, gc, ledger writes) run 100 kills of each.
 
 use crate::util::*;
+use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
+
+/// Random moments to kill at: seeded from the clock, so every run tries other ones.
+struct Moments(u64);
+
+impl Moments {
+    fn new() -> Self {
+        Self(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64)
+    }
+
+    /// A delay in `lo..hi` ms.
+    fn next(&mut self, lo: u64, hi: u64) -> Duration {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        Duration::from_millis(lo + (self.0 >> 33) % (hi - lo))
+    }
+}
+
+/// Start `cobox ARGS` on `dev` with its output discarded.
+fn spawn_quiet(dev: &Device, args: &[&str]) -> Child {
+    dev.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// kill -9 after `wait`.
+fn kill_9_after(mut child: Child, wait: Duration) {
+    std::thread::sleep(wait);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `verify` passes on `dev`; `what` says which kill it followed.
+fn assert_verifies(dev: &Device, what: &str) {
+    let v = dev.run(&["verify", "s"]);
+    assert!(
+        v.status.success(),
+        "verify after {what}: {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
 
 #[test]
 fn kill_9_during_scan_leaves_a_store_that_verifies() {
@@ -16,35 +56,19 @@ fn kill_9_during_scan_leaves_a_store_that_verifies() {
         write(&f.join(format!("small/{}/{i}.txt", i % 10)), format!("file {i}\n").repeat(50).as_bytes());
     }
     create_space(&dev, "s", f);
-    let mut seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut moments = Moments::new();
     for round in 0..4u64 {
         // Change some content so every scan has work to do.
         write(&f.join(format!("big{}.bin", round % 4)), &random_bytes(24 << 20, 100 + round));
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = 20 + (seed >> 33) % 600;
-        let mut child = dev
-            .cmd(&["scan", "s"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill();
-        let _ = child.wait();
-        let v = dev.run(&["verify", "s"]);
-        assert!(v.status.success(), "verify after kill at {delay} ms: {}", String::from_utf8_lossy(&v.stderr));
+        let wait = moments.next(20, 620);
+        kill_9_after(spawn_quiet(&dev, &["scan", "s"]), wait);
+        assert_verifies(&dev, &format!("a scan killed at {wait:?}"));
     }
     dev.ok(&["scan", "s"]);
     dev.ok(&["verify", "s"]);
     let out = tempfile::tempdir().unwrap();
     dev.ok(&["restore", "s", out.path().to_str().unwrap()]);
     assert_eq!(snapshot(out.path()), snapshot(f));
-}
-
-/// A pseudo-random delay in `lo..hi` ms (from the clock: every run tries other moments).
-fn delay(state: &mut u64, lo: u64, hi: u64) -> Duration {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    Duration::from_millis(lo + (*state >> 33) % (hi - lo))
 }
 
 /// kill -9 either side of a sync at a random moment: the receiver as a one-off `cobox sync`
@@ -64,52 +88,27 @@ fn kill_9_of_either_side_mid_sync_loses_nothing() {
     create_space(&a, "s", fa.path());
     let code = a.ok(&["invite", "s"]).trim().to_owned();
     b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
-    let mut seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let quiet = |c: &mut std::process::Command| {
-        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
-    };
+    let mut moments = Moments::new();
     for trial in 0..3u64 {
         // New content each trial, so each sync has work when it is killed.
         write(&fa.path().join(format!("big{}.bin", trial % 3)), &random_bytes(16 << 20, 100 + trial));
         a.ok(&["scan", "s"]);
-        let wait = delay(&mut seed, 30, 700);
-        match trial {
-            // The receiver, a one-off command pulling from the sender's daemon.
-            0 => {
-                let d = Daemon::start(&a);
-                let mut c = quiet(&mut b.cmd(&["sync", "s", "--peer", &d.addr, "--no-relay"]));
-                std::thread::sleep(wait);
-                let _ = c.kill();
-                let _ = c.wait();
-                d.stop();
-            }
-            // The receiver as a daemon, while it stores and writes files.
-            1 => {
-                let d = Daemon::start(&b);
-                let mut c = quiet(&mut a.cmd(&["sync", "s", "--peer", &d.addr, "--no-relay"]));
-                std::thread::sleep(wait);
-                d.kill9();
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            // The sender, a one-off command pushing to the receiver's daemon.
-            _ => {
-                let d = Daemon::start(&b);
-                let mut c = quiet(&mut a.cmd(&["sync", "s", "--peer", &d.addr, "--no-relay"]));
-                std::thread::sleep(wait);
-                let _ = c.kill();
-                let _ = c.wait();
-                d.stop();
-            }
+        let wait = moments.next(30, 700);
+        // Trial 0: B pulls from A's daemon and B dies; 1: A pushes to B's daemon and the
+        // daemon dies while it stores and writes files; 2: A pushes and A dies.
+        let (serving, dialing) = if trial == 0 { (&a, &b) } else { (&b, &a) };
+        let d = Daemon::start(serving);
+        let sync = spawn_quiet(dialing, &["sync", "s", "--peer", &d.addr, "--no-relay"]);
+        if trial == 1 {
+            std::thread::sleep(wait);
+            d.kill9();
+            kill_9_after(sync, Duration::ZERO);
+        } else {
+            kill_9_after(sync, wait);
+            d.stop();
         }
         for dev in [&a, &b] {
-            let v = dev.run(&["verify", "s"]);
-            assert!(
-                v.status.success(),
-                "trial {trial}, kill at {wait:?}: {}{}",
-                String::from_utf8_lossy(&v.stdout),
-                String::from_utf8_lossy(&v.stderr)
-            );
+            assert_verifies(dev, &format!("trial {trial}, a kill at {wait:?}"));
         }
     }
     let d = Daemon::start(&a);
@@ -126,29 +125,15 @@ fn kill_9_during_gc_leaves_a_store_that_verifies() {
     let folder = tempfile::tempdir().unwrap();
     let f = folder.path();
     create_space(&dev, "s", f);
-    let mut seed = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut moments = Moments::new();
     for round in 0..3u64 {
         for v in 0..3u64 {
             write(&f.join(format!("v{v}.bin")), &random_bytes(8 << 20, round * 10 + v));
             dev.ok(&["scan", "s"]);
         }
-        let wait = delay(&mut seed, 5, 400);
-        let mut child = dev
-            .cmd(&["gc", "s", "--keep-within", "0"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(wait);
-        let _ = child.kill();
-        let _ = child.wait();
-        let v = dev.run(&["verify", "s"]);
-        assert!(
-            v.status.success(),
-            "verify after a gc killed at {wait:?}: {}{}",
-            String::from_utf8_lossy(&v.stdout),
-            String::from_utf8_lossy(&v.stderr)
-        );
+        let wait = moments.next(5, 400);
+        kill_9_after(spawn_quiet(&dev, &["gc", "s", "--keep-within", "0"]), wait);
+        assert_verifies(&dev, &format!("a gc killed at {wait:?}"));
     }
     dev.ok(&["gc", "s", "--keep-within", "0"]);
     dev.ok(&["verify", "s"]);

@@ -152,16 +152,9 @@ impl SpaceKeys {
     /// change blob's proof is its signature ([`verify_change_signature`]), checked apart.
     pub fn authenticate(&self, blob: &[u8]) -> Result<BlobKind, OpenError> {
         let (kind, _, nonce) = parse_header(blob)?;
-        if kind == BlobKind::Change {
-            return Ok(kind);
+        if kind != BlobKind::Change {
+            self.decrypt(blob, blob.len(), &nonce)?;
         }
-        let (header, rest) = blob.split_at(HEADER_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated(blob.len()))?;
-        let mut buf = ct.to_vec();
-        let (key, ietf_nonce) = xchacha_key(&self.seal, &nonce);
-        key.open_in_place_separate_tag(ietf_nonce, Aad::from(header), tag, &mut buf, 0..)
-            .map_err(|_| OpenError::Auth)?;
         Ok(kind)
     }
 
@@ -175,16 +168,7 @@ impl SpaceKeys {
             BlobKind::Change => blob.len().checked_sub(SIG_LEN).ok_or(OpenError::Truncated(blob.len()))?,
             _ => blob.len(),
         };
-        if end < HEADER_LEN + TAG_LEN {
-            return Err(OpenError::Truncated(blob.len()));
-        }
-        let (header, rest) = blob[..end].split_at(HEADER_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated(blob.len()))?;
-        let mut buf = ct.to_vec();
-        let (key, ietf_nonce) = xchacha_key(&self.seal, &nonce);
-        key.open_in_place_separate_tag(ietf_nonce, Aad::from(header), tag, &mut buf, 0..)
-            .map_err(|_| OpenError::Auth)?;
+        let buf = self.decrypt(blob, end, &nonce)?;
         let plain =
             if flags & FLAG_ZSTD != 0 { decompress(&buf, MAX_PLAINTEXT).ok_or(OpenError::Decompress)? } else { buf };
         if kind != BlobKind::Change {
@@ -196,6 +180,21 @@ impl SpaceKeys {
             }
         }
         Ok(plain)
+    }
+
+    /// The ciphertext of `blob[..end]` (header, ciphertext, tag) decrypted, its tag checked.
+    fn decrypt(&self, blob: &[u8], end: usize, nonce: &[u8; 24]) -> Result<Vec<u8>, OpenError> {
+        if end < HEADER_LEN + TAG_LEN {
+            return Err(OpenError::Truncated(blob.len()));
+        }
+        let (header, rest) = blob[..end].split_at(HEADER_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated(blob.len()))?;
+        let mut buf = ct.to_vec();
+        let (key, ietf_nonce) = xchacha_key(&self.seal, nonce);
+        key.open_in_place_separate_tag(ietf_nonce, Aad::from(header), tag, &mut buf, 0..)
+            .map_err(|_| OpenError::Auth)?;
+        Ok(buf)
     }
 }
 

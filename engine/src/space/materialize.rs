@@ -457,6 +457,16 @@ mod tests {
         (home, folder, s)
     }
 
+    /// A second device joined to the space "s" of the home at `home_a`: its home, folder and space.
+    fn joined(home_a: &std::path::Path) -> (tempfile::TempDir, tempfile::TempDir, Space) {
+        let invite = Home::invite(home_a, "s").unwrap();
+        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let hb = Home::open(home_b.path()).unwrap();
+        hb.join(&invite, folder_b.path(), None).unwrap();
+        let b = hb.open_space("s").unwrap();
+        (home_b, folder_b, b)
+    }
+
     #[test]
     fn unsafe_manifest_paths_are_refused() {
         let (_h, folder, mut s) = space();
@@ -562,11 +572,7 @@ mod tests {
         crate::random_bytes(&mut big);
         std::fs::write(folder_a.path().join("big.bin"), &big).unwrap();
         a.scan(&crate::NoProgress).unwrap();
-        let invite = Home::invite(home_a.path(), "s").unwrap();
-        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let hb = Home::open(home_b.path()).unwrap();
-        hb.join(&invite, folder_b.path(), None).unwrap();
-        let mut b = hb.open_space("s").unwrap();
+        let (_home_b, folder_b, mut b) = joined(home_a.path());
         b.scan(&crate::NoProgress).unwrap();
 
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
@@ -653,11 +659,7 @@ mod tests {
         let (home_a, folder_a, mut a) = space();
         std::fs::write(folder_a.path().join("f.txt"), b"content from a").unwrap();
         a.scan(&crate::NoProgress).unwrap();
-        let invite = Home::invite(home_a.path(), "s").unwrap();
-        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let hb = Home::open(home_b.path()).unwrap();
-        hb.join(&invite, folder_b.path(), None).unwrap();
-        let mut b = hb.open_space("s").unwrap();
+        let (_home_b, _folder_b, mut b) = joined(home_a.path());
         let (mut changes, mut chunks) = (0, Vec::new());
         for (id, loc) in a.store.list().unwrap() {
             if loc.kind == BlobKind::Change {
@@ -690,11 +692,7 @@ mod tests {
         crate::random_bytes(&mut big);
         std::fs::write(folder_a.path().join("f.bin"), &big).unwrap();
         a.scan(&crate::NoProgress).unwrap();
-        let invite = Home::invite(home_a.path(), "s").unwrap();
-        let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let hb = Home::open(home_b.path()).unwrap();
-        hb.join(&invite, folder_b.path(), None).unwrap();
-        let mut b = hb.open_space("s").unwrap();
+        let (_home_b, folder_b, mut b) = joined(home_a.path());
         let copy = |from: &Space, to: &mut Space| {
             for (id, _) in from.store.list().unwrap() {
                 to.receive_blob(&id, &from.store.get(&id).unwrap()).unwrap();
@@ -780,12 +778,9 @@ mod tests {
         a.scan(&crate::NoProgress).unwrap();
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
         a.store.send_order(&mut ids).unwrap();
-        let invite = Home::invite(home_a.path(), "s").unwrap();
         for full_at in [0, 3, 9] {
-            let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-            let hb = Home::open(home_b.path()).unwrap();
-            hb.join(&invite, folder_b.path(), None).unwrap();
-            drop(hb);
+            let (home_b, folder_b, b) = joined(home_a.path());
+            drop(b);
             let faults = Faults::never();
             NEXT_FAULTS.with(|n| *n.borrow_mut() = Some(faults.clone()));
             let mut b = Home::open(home_b.path()).unwrap().open_space("s").unwrap();

@@ -623,7 +623,7 @@ impl Session {
     fn countersign(&mut self, view: &LedgerView) -> bool {
         let (me, now) = (self.setup.me, self.setup.now_ms);
         let policy = &self.setup.policy;
-        let mut accepted = false;
+        let mut changed = false;
         let mut notes = Vec::new();
         for a in &view.agreements {
             if a.state != State::Proposed || a.accepted || a.agreement.seeder != me.0 {
@@ -637,7 +637,7 @@ impl Session {
                 let entry = Entry::accept(&a.agreement, &self.setup.device_key);
                 match self.ledger.insert(&entry) {
                     Ok(added) => {
-                        accepted |= added;
+                        changed |= added;
                         self.events.push_back(Event::Countersigned {
                             agreement: a.id,
                             space: SpaceId(a.agreement.space),
@@ -650,13 +650,12 @@ impl Session {
             } else if a.agreement.in_term(now) && policy.owners.iter().any(|o| o.0 == a.agreement.owner) {
                 // An owner this seeder serves asked for more than its standing limit: decline in
                 // the ledger (a revocation by the seeder), so the owner sees it ended instead of
-                // a proposal that stays "proposed" forever.
-                // Dated when the proposal began (never later than now): the owner's clock, a
-                // moment behind, already sees it in effect in this very session.
+                // a proposal that stays "proposed" forever. Dated when the proposal began (never
+                // later than now), so the owner's clock, a moment behind, already sees it.
                 let when = a.agreement.start_ms.min(now);
                 let r = Revocation { agreement: a.id, device: me.0, party: Party::Seeder, time_ms: when };
                 match self.ledger.insert(&Entry::revoke(r, &self.setup.device_key, None)) {
-                    Ok(added) => accepted |= added,
+                    Ok(added) => changed |= added,
                     Err(e) => notes.push(format!("cannot decline agreement {}: {e}", a.id.short())),
                 }
                 notes.push(format!(
@@ -674,10 +673,10 @@ impl Session {
             }
         }
         self.events.extend(notes.into_iter().map(Event::Note));
-        if accepted {
+        if changed {
             self.events.push_back(Event::LedgerChanged);
         }
-        accepted
+        changed
     }
 
     fn handshake_done(&mut self, view: Option<LedgerView>) -> Result<(), SessionError> {
@@ -724,19 +723,24 @@ impl Session {
             }
             (Role::Member, Role::Member) => (Some(u64::MAX), true),
         };
-        if !may_send {
-            self.events.push_back(Event::Note(format!(
+        let note = match (self.setup.role, may_send, quota.is_some()) {
+            (Role::Member, false, true) => Some(format!(
+                "seeder {} has no active agreement for space {}: nothing is pushed to it (what it still holds \
+                 in its grace period may be taken)",
+                peer.short(),
+                space.short()
+            )),
+            (Role::Member, false, false) => Some(format!(
                 "seeder {} has no active agreement for space {}: nothing is pushed to it or taken from it",
                 peer.short(),
                 space.short()
-            )));
-        }
-        if quota.is_none() {
-            self.events.push_back(Event::Note(format!(
-                "space {}: no active agreement, so this seeder accepts nothing",
-                space.short()
-            )));
-        }
+            )),
+            (Role::Seeder, _, false) => {
+                Some(format!("space {}: no active agreement, so this seeder accepts nothing", space.short()))
+            }
+            _ => None,
+        };
+        self.events.extend(note.map(Event::Note));
         self.quota = quota;
         self.may_send = may_send;
         let rec = Reconciler::new(held);
