@@ -20,6 +20,9 @@ pub enum LedgerError {
     /// ([`Ledger::merge_changes`]); nothing was parsed or merged.
     #[error("the peer's ledger changes: {0}")]
     Changes(String),
+    /// Bytes offered as a roster operation do not begin with [`ROSTER_TAG`].
+    #[error("not a roster operation")]
+    NotRosterOp,
 }
 
 /// The most a peer's ledger changes may inflate to (compressed change chunks are inflated
@@ -75,6 +78,11 @@ fn uleb(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// The first byte of a roster operation (`cobox_core::roster`) kept in the ledger beside the
+/// agreement entries: the roster travels, merges and stays append-only with them, and
+/// [`crate::evaluate`] passes over it (an entry's first byte is its format version, 1).
+pub const ROSTER_TAG: u8 = 0xA1;
+
 /// The Automerge ledger of one space.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
@@ -105,6 +113,25 @@ impl Ledger {
         }
         self.doc.put(ROOT, key, ScalarValue::Bytes(entry.encode()))?;
         Ok(true)
+    }
+
+    /// Add a roster operation's bytes (they begin with [`ROSTER_TAG`]) under the hash of its
+    /// bytes, as entries are; returns false when the ledger already held it.
+    pub fn insert_roster_op(&mut self, bytes: &[u8]) -> Result<bool, LedgerError> {
+        if bytes.first() != Some(&ROSTER_TAG) {
+            return Err(LedgerError::NotRosterOp);
+        }
+        let key = blake3::hash(bytes).to_hex().to_string();
+        if self.doc.get(ROOT, &key)?.is_some() {
+            return Ok(false);
+        }
+        self.doc.put(ROOT, key, ScalarValue::Bytes(bytes.to_vec()))?;
+        Ok(true)
+    }
+
+    /// The roster operations held, as stored.
+    pub fn roster_ops(&self) -> Vec<Vec<u8>> {
+        self.raw_entries().into_iter().map(|(_, b)| b).filter(|b| b.first() == Some(&ROSTER_TAG)).collect()
     }
 
     /// Fold another ledger in; returns how many entries were new. Refused, with nothing

@@ -186,6 +186,9 @@ pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, 
         *h.finalize().as_bytes()
     };
     for (key, bytes) in entries {
+        if bytes.first() == Some(&crate::ROSTER_TAG) {
+            continue; // the roster's, evaluated by cobox_core::roster
+        }
         match Entry::decode(bytes) {
             Ok(e) if e.key() == *key => decoded.push((key.clone(), e, verdict_key(bytes))),
             Ok(e) => invalid.push(InvalidEntry {

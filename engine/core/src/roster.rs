@@ -18,6 +18,12 @@
 //!   removal exists, a genesis not in that removal's past counts for nothing, so the old shared
 //!   key, which a removed device still holds, grants nothing any more.
 //!
+//! - **Invites work once.** A manager's `Invite` names a one-use key; a device joins by a
+//!   `Redeem` signed by itself and by that key. Of two redemptions of one invite, the first in
+//!   the order stands; a `Cancel` beats a concurrent redemption; a redemption dated after the
+//!   invite's expiry counts for nothing (the peer that takes a redemption from its device also
+//!   checks the date against its own clock, which this pure module has not got).
+//!
 //! Pure: no I/O, no clock; names are opaque bytes here (the engine seals them to members).
 //! Evaluation is quadratic in the number of operations (each one's validity is judged in the
 //! state of its own past); see the members issue's benchmark for 10,000 operations.
@@ -29,10 +35,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 /// A 32-byte public key (a device, or the space).
 pub type Key32 = [u8; 32];
 
-/// Version byte of an encoded [`SignedOp`].
+/// Version byte of an encoded [`SignedOp`] (after the ledger's roster tag).
 pub const ROSTER_VERSION: u8 = 1;
+/// The first byte of every encoded operation: how the ledger tells them from agreement entries.
+pub use cobox_agreements::ROSTER_TAG;
 const TAG_OP: &[u8] = b"cobox roster op v1\0";
 const TAG_GENESIS: &[u8] = b"cobox roster genesis v1\0";
+const TAG_REDEEM: &[u8] = b"cobox roster redeem v1\0";
 
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,6 +87,30 @@ pub enum Action {
         /// The device.
         device: Key32,
     },
+    /// A manager invites a device not yet known: whoever holds the secret half of `key` may
+    /// join once, with this role and name, until `expires_ms`.
+    Invite {
+        /// The invite's public key (its secret half is in the invite code).
+        key: Key32,
+        /// The role the joiner gets.
+        role: Role,
+        /// The joiner's name, sealed.
+        name: Vec<u8>,
+        /// Milliseconds since the epoch after which it cannot be redeemed.
+        expires_ms: i64,
+    },
+    /// The author joins by an invite; also signed by the invite's key.
+    Redeem {
+        /// The invite's public key.
+        invite: Key32,
+        /// When the author redeemed it, by its clock (ms since the epoch).
+        at_ms: i64,
+    },
+    /// A manager cancels an invite not yet redeemed.
+    Cancel {
+        /// The invite's public key.
+        invite: Key32,
+    },
 }
 
 /// An operation's id: BLAKE3 of its encoding.
@@ -97,15 +130,16 @@ pub struct Op {
     pub action: Action,
 }
 
-/// An operation with its author's signature (and, for a genesis, the space key's).
+/// An operation with its author's signature, and a second key's: the space key's for a
+/// genesis, the invite key's for a redemption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedOp {
     /// The operation.
     pub op: Op,
     /// The author's signature.
     pub sig: Vec<u8>,
-    /// The space key's signature: a genesis only, else empty.
-    pub space_sig: Vec<u8>,
+    /// The second key's signature (genesis: the space's; redeem: the invite's), else empty.
+    pub co_sig: Vec<u8>,
 }
 
 /// Why an operation does not count.
@@ -138,26 +172,31 @@ fn verify(key: &Key32, msg: &[u8], sig: &[u8], what: &'static str) -> Result<(),
 }
 
 impl SignedOp {
-    /// Sign `op` as its author; a genesis also needs the space key.
-    pub fn sign(op: Op, author: &SigningKey, space: Option<&SigningKey>) -> Result<Self, RosterError> {
+    /// Sign `op` as its author; a genesis also needs the space key, a redemption the invite's.
+    pub fn sign(op: Op, author: &SigningKey, co: Option<&SigningKey>) -> Result<Self, RosterError> {
         let sig = author.sign(&signed_bytes(TAG_OP, &op)?).to_bytes().to_vec();
-        let space_sig = match (&op.action, space) {
+        let co_sig = match (&op.action, co) {
             (Action::Genesis, Some(k)) => k.sign(&signed_bytes(TAG_GENESIS, &op)?).to_bytes().to_vec(),
+            (Action::Redeem { .. }, Some(k)) => k.sign(&signed_bytes(TAG_REDEEM, &op)?).to_bytes().to_vec(),
             (Action::Genesis, None) => return Err(RosterError::BadSignature("space")),
+            (Action::Redeem { .. }, None) => return Err(RosterError::BadSignature("invite")),
             _ => Vec::new(),
         };
-        Ok(Self { op, sig, space_sig })
+        Ok(Self { op, sig, co_sig })
     }
 
-    /// The bytes stored and sent: the version, then postcard.
+    /// The bytes stored and sent: the ledger's roster tag, the version, then postcard.
     pub fn encode(&self) -> Result<Vec<u8>, RosterError> {
-        let mut out = vec![ROSTER_VERSION];
+        let mut out = vec![ROSTER_TAG, ROSTER_VERSION];
         out.extend(postcard::to_stdvec(self).map_err(|e| RosterError::Malformed(e.to_string()))?);
         Ok(out)
     }
 
-    /// Decode, checking the version.
+    /// Decode, checking the tag and version.
     pub fn decode(bytes: &[u8]) -> Result<Self, RosterError> {
+        let Some(bytes) = bytes.strip_prefix(&[ROSTER_TAG]) else {
+            return Err(RosterError::Malformed("not tagged as a roster operation".into()));
+        };
         match bytes.split_first() {
             Some((&ROSTER_VERSION, rest)) => {
                 let (op, left) =
@@ -178,10 +217,14 @@ impl SignedOp {
             return Err(RosterError::OtherSpace);
         }
         verify(&self.op.author, &signed_bytes(TAG_OP, &self.op)?, &self.sig, "author")?;
-        if self.op.action == Action::Genesis {
-            verify(space, &signed_bytes(TAG_GENESIS, &self.op)?, &self.space_sig, "space")?;
+        match &self.op.action {
+            Action::Genesis => verify(space, &signed_bytes(TAG_GENESIS, &self.op)?, &self.co_sig, "space"),
+            Action::Redeem { invite, .. } => {
+                verify(invite, &signed_bytes(TAG_REDEEM, &self.op)?, &self.co_sig, "invite")
+            }
+            _ if !self.co_sig.is_empty() => Err(RosterError::Malformed("a second signature where none belongs".into())),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -199,6 +242,23 @@ pub struct Member {
     pub name: Vec<u8>,
 }
 
+/// An invite as the roster has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteView {
+    /// The manager that made it.
+    pub by: Key32,
+    /// The role it grants.
+    pub role: Role,
+    /// The joiner's name, sealed.
+    pub name: Vec<u8>,
+    /// When it stops working (ms since the epoch).
+    pub expires_ms: i64,
+    /// The device that redeemed it.
+    pub redeemed_by: Option<Key32>,
+    /// Whether a manager cancelled it.
+    pub cancelled: bool,
+}
+
 /// The roster evaluated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RosterView {
@@ -206,6 +266,10 @@ pub struct RosterView {
     pub members: BTreeMap<Key32, Member>,
     /// Devices removed and not added again.
     pub removed: BTreeSet<Key32>,
+    /// Invites, by their public key.
+    pub invites: BTreeMap<Key32, InviteView>,
+    /// Devices whose redemption of an invite did not count, and why.
+    pub turned_away: BTreeMap<Key32, String>,
     /// Operations that do not count, and why.
     pub invalid: BTreeMap<OpId, String>,
     /// Operations waiting for ones they follow.
@@ -218,6 +282,23 @@ impl RosterView {
     /// The role of `device`, if it is a member.
     pub fn role(&self, device: &Key32) -> Option<Role> {
         self.members.get(device).map(|m| m.role)
+    }
+
+    /// Whether the roster has no members at all: a space made before rosters that no device
+    /// has upgraded yet.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.removed.is_empty()
+    }
+
+    /// Why `device` is not a member, in words a refused device can show its user.
+    pub fn why_not(&self, device: &Key32) -> String {
+        if self.removed.contains(device) {
+            "this device was removed from the space by a manager".into()
+        } else if let Some(why) = self.turned_away.get(device) {
+            format!("this device's invite was refused: {why}")
+        } else {
+            "this device is not on the space's roster (join with an invite from a manager)".into()
+        }
     }
 }
 
@@ -234,10 +315,14 @@ struct Graph {
 pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
     let mut view = RosterView::default();
     let mut ops = HashMap::new();
+    let mut redeemers: Vec<(OpId, Key32)> = Vec::new();
     for bytes in encoded {
         let id = op_id(bytes);
         match SignedOp::decode(bytes).and_then(|op| op.verify(space).map(|()| op)) {
             Ok(op) => {
+                if matches!(op.op.action, Action::Redeem { .. }) {
+                    redeemers.push((id, op.op.author));
+                }
                 ops.insert(id, op);
             }
             Err(e) => {
@@ -261,8 +346,21 @@ pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
         }
     }
     let now = fold(&graph, &valid, |_| true);
+    // The reason shown is that of the device's latest redemption in the order, whatever order
+    // they arrived in.
+    let position: HashMap<&OpId, usize> = graph.order.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    redeemers.sort_by_key(|(id, _)| (position.get(id).copied().unwrap_or(usize::MAX), *id));
+    for (id, device) in redeemers {
+        if now.members.contains_key(&device) || now.removed.contains(&device) {
+            continue;
+        }
+        let why = view.invalid.get(&id).or_else(|| now.lost.get(&id)).cloned();
+        let why = why.unwrap_or_else(|| "it waits for roster operations this device has not received".into());
+        view.turned_away.insert(device, why);
+    }
     view.members = now.members;
     view.removed = now.removed;
+    view.invites = now.invites;
     let followed: HashSet<&OpId> = graph.ops.values().flat_map(|o| o.op.deps.iter()).collect();
     view.heads = graph.order.iter().filter(|id| !followed.contains(id)).copied().collect();
     view
@@ -325,10 +423,13 @@ fn graph(ops: HashMap<OpId, SignedOp>, pending: &mut BTreeSet<OpId>) -> Graph {
     Graph { ops: ready, order, past }
 }
 
-/// Members and removed devices of a set of valid operations.
+/// Members, removed devices and invites of a set of valid operations.
 struct State {
     members: BTreeMap<Key32, Member>,
     removed: BTreeSet<Key32>,
+    invites: BTreeMap<Key32, InviteView>,
+    /// Valid redemptions that lost (to an earlier one, or a concurrent cancellation), and why.
+    lost: BTreeMap<OpId, String>,
 }
 
 /// The state made by the valid operations that `within` keeps, settled by the module's rules.
@@ -348,11 +449,20 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
             }
         }
     }
-    let mut s = State { members: BTreeMap::new(), removed: BTreeSet::new() };
+    let cancels: Vec<(&OpId, Key32)> = ids
+        .iter()
+        .filter_map(|id| match g.ops[*id].op.action {
+            Action::Cancel { invite } => Some((*id, invite)),
+            _ => None,
+        })
+        .collect();
+    let mut s = State { members: BTreeMap::new(), removed: BTreeSet::new(), invites: BTreeMap::new(), lost: BTreeMap::new() };
     for id in ids {
         let op = &g.ops[id].op;
-        // What a removed device did concurrently with (or after) its removal does not count.
-        if standing.iter().any(|(r, t)| *t == op.author && id != *r && !before(id, r)) {
+        // What a removed device did concurrently with (or after) its removal does not count;
+        // only a redemption made after the removal (a new invite) brings it back.
+        let rejoins = matches!(op.action, Action::Redeem { .. });
+        if standing.iter().any(|(r, t)| *t == op.author && id != *r && !before(id, r) && !(rejoins && before(r, id))) {
             continue;
         }
         match &op.action {
@@ -386,9 +496,43 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
                     s.removed.insert(*device);
                 }
             }
+            Action::Invite { key, role, name, expires_ms } => {
+                s.invites.entry(*key).or_insert(InviteView {
+                    by: op.author,
+                    role: *role,
+                    name: name.clone(),
+                    expires_ms: *expires_ms,
+                    redeemed_by: None,
+                    cancelled: false,
+                });
+            }
+            Action::Cancel { invite } => {
+                if let Some(i) = s.invites.get_mut(invite).filter(|i| i.redeemed_by.is_none()) {
+                    i.cancelled = true;
+                }
+            }
+            Action::Redeem { invite, .. } => {
+                let Some(i) = s.invites.get_mut(invite) else {
+                    s.lost.insert(*id, "the invite's maker was removed from the space".into());
+                    continue;
+                };
+                if let Some(first) = i.redeemed_by.filter(|d| *d != op.author) {
+                    s.lost.insert(*id, format!("the invite was already used by device {}", hex8(&first)));
+                } else if i.cancelled || cancels.iter().any(|(c, k)| k == invite && concurrent(id, c)) {
+                    s.lost.insert(*id, "the invite was cancelled".into());
+                } else if !s.members.contains_key(&op.author) {
+                    i.redeemed_by = Some(op.author);
+                    s.removed.remove(&op.author);
+                    s.members.insert(op.author, Member { role: i.role, name: i.name.clone() });
+                }
+            }
         }
     }
     s
+}
+
+fn hex8(k: &Key32) -> String {
+    k[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `op`'s author could make it in state `s` (its causal past).
@@ -398,12 +542,28 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
     match &op.action {
         // Checked by its space signature; whether it grants anything is the fold's concern.
         Action::Genesis => Ok(()),
+        Action::Redeem { .. } if s.members.contains_key(&op.author) => {
+            Err("redeems an invite for a device that is already a member".into())
+        }
+        Action::Redeem { invite, at_ms } => match s.invites.get(invite) {
+            None => Err("redeems an invite this roster does not hold".into()),
+            Some(i) if i.cancelled => Err("the invite was cancelled".into()),
+            Some(i) if i.redeemed_by.is_some() => Err("the invite was already used".into()),
+            Some(i) if *at_ms > i.expires_ms => Err("the invite had expired".into()),
+            Some(_) => Ok(()),
+        },
         Action::Add { device, .. } if s.members.contains_key(device) => {
             Err("adds a device that is already a member".into())
         }
-        Action::Add { .. } | Action::SetRole { .. } if !manager => {
-            Err("only a manager adds members or changes roles".into())
+        Action::Add { .. } | Action::SetRole { .. } | Action::Invite { .. } | Action::Cancel { .. } if !manager => {
+            Err("only a manager adds members, changes roles or makes and cancels invites".into())
         }
+        Action::Invite { key, .. } if s.invites.contains_key(key) => Err("reuses an invite key".into()),
+        Action::Cancel { invite } => match s.invites.get(invite) {
+            None => Err("cancels an invite this roster does not hold".into()),
+            Some(i) if i.redeemed_by.is_some() => Err("cancels an invite already used".into()),
+            Some(_) => Ok(()),
+        },
         Action::SetRole { device, .. } if !s.members.contains_key(device) => {
             Err("changes the role of a device that is not a member".into())
         }
@@ -447,8 +607,13 @@ mod tests {
         fn op(&mut self, author: u8, seen: &[usize], action: Action) -> usize {
             let deps = seen.iter().map(|i| op_id(&self.log[*i])).collect();
             let op = Op { space: self.space(), author: pk(author), deps, action };
-            let space = matches!(op.action, Action::Genesis).then_some(&self.space);
-            self.log.push(SignedOp::sign(op, &key(author), space).unwrap().encode().unwrap());
+            let co = match op.action {
+                Action::Genesis => Some(self.space.clone()),
+                // Invite keys in these tests: key(200 + n) for invite n.
+                Action::Redeem { invite, .. } => (200..=255).map(key).find(|k| k.verifying_key().to_bytes() == invite),
+                _ => None,
+            };
+            self.log.push(SignedOp::sign(op, &key(author), co.as_ref()).unwrap().encode().unwrap());
             self.log.len() - 1
         }
         fn view(&self) -> RosterView {
@@ -533,10 +698,10 @@ mod tests {
         w.log.push(forged.encode().unwrap());
         let other = Op { space: pk(50), author: pk(1), deps: vec![], action: add(8, Role::Write) };
         w.log.push(SignedOp::sign(other, &key(1), None).unwrap().encode().unwrap());
-        w.log.push(vec![ROSTER_VERSION, 1, 2, 3]);
+        w.log.push(vec![ROSTER_TAG, ROSTER_VERSION, 1, 2, 3]);
         let no_space = Op { space: w.space(), author: pk(9), deps: vec![], action: Action::Genesis };
         let mut ns = SignedOp::sign(no_space, &key(9), Some(&key(42))).unwrap();
-        ns.space_sig[0] ^= 1;
+        ns.co_sig[0] ^= 1;
         w.log.push(ns.encode().unwrap());
         let v = w.view();
         assert_eq!(v.members.len(), 1);
@@ -549,6 +714,79 @@ mod tests {
         assert_eq!(w.view().pending.len(), 1);
     }
 
+    fn invite(n: u8, role: Role, expires_ms: i64) -> Action {
+        Action::Invite { key: pk(200 + n), role, name: vec![n], expires_ms }
+    }
+
+    fn redeem(n: u8, at_ms: i64) -> Action {
+        Action::Redeem { invite: pk(200 + n), at_ms }
+    }
+
+    #[test]
+    fn an_invite_works_once_and_until_it_expires() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let i = w.op(1, &[g], invite(1, Role::Write, 1_000));
+        let r = w.op(2, &[i], redeem(1, 500));
+        let v = w.view();
+        assert_eq!(v.role(&pk(2)), Some(Role::Write));
+        assert_eq!(v.members[&pk(2)].name, vec![1]);
+        assert_eq!(v.invites[&pk(201)].redeemed_by, Some(pk(2)));
+        // A second redemption that saw the first is invalid; the device is turned away.
+        let again = w.op(3, &[r], redeem(1, 600));
+        let v = w.view();
+        assert_eq!(v.role(&pk(3)), None);
+        assert!(v.invalid.contains_key(&op_id(&w.log[again])));
+        assert!(v.why_not(&pk(3)).contains("already used"), "{}", v.why_not(&pk(3)));
+        // One dated after the expiry counts for nothing.
+        let j = w.op(1, &[r], invite(2, Role::Read, 1_000));
+        w.op(4, &[j], redeem(2, 1_001));
+        let v = w.view();
+        assert_eq!(v.role(&pk(4)), None);
+        assert!(v.why_not(&pk(4)).contains("expired"));
+        // A redemption signed without the invite's key does not verify.
+        let k = w.op(1, &[j], invite(3, Role::Read, 1_000));
+        let op = Op { space: w.space(), author: pk(5), deps: vec![op_id(&w.log[k])], action: redeem(3, 10) };
+        w.log.push(SignedOp::sign(op, &key(5), Some(&key(77))).unwrap().encode().unwrap());
+        assert_eq!(w.view().role(&pk(5)), None);
+    }
+
+    /// Two devices redeem one invite at two members while apart: one stands, the same everywhere.
+    #[test]
+    fn concurrent_redemptions_of_one_invite_converge_on_one() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let i = w.op(1, &[g], invite(1, Role::Read, 1_000));
+        w.op(2, &[i], redeem(1, 10));
+        w.op(3, &[i], redeem(1, 10));
+        let v = w.view();
+        let joined = [pk(2), pk(3)].iter().filter(|d| v.members.contains_key(*d)).count();
+        assert_eq!(joined, 1, "{v:?}");
+        assert_eq!(v.turned_away.len(), 1);
+        let mut reversed = w.log.clone();
+        reversed.reverse();
+        assert_eq!(evaluate(&w.space(), &reversed), v);
+    }
+
+    #[test]
+    fn a_cancellation_beats_a_concurrent_redemption() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let i = w.op(1, &[g], invite(1, Role::Write, 1_000));
+        let c = w.op(1, &[i], Action::Cancel { invite: pk(201) });
+        w.op(2, &[i], redeem(1, 10));
+        let v = w.view();
+        assert_eq!(v.role(&pk(2)), None);
+        assert!(v.invites[&pk(201)].cancelled);
+        assert!(v.why_not(&pk(2)).contains("cancelled"));
+        // After the cancellation, a redemption is invalid outright.
+        w.op(3, &[c], redeem(1, 10));
+        assert_eq!(w.view().role(&pk(3)), None);
+        // Only a manager invites or cancels.
+        let bad = w.op(2, &[c], invite(4, Role::Manage, 1_000));
+        assert!(w.view().invalid.contains_key(&op_id(&w.log[bad])));
+    }
+
     /// A random history of a few devices adding, removing and changing roles while apart.
     fn history(script: &[(u8, u8, u8, u8)]) -> Vec<Vec<u8>> {
         let mut w = World::new();
@@ -557,11 +795,14 @@ mod tests {
         for &(who, what, target, sync) in script {
             let author = 1 + who % 5;
             let device = 1 + target % 6;
-            let role = [Role::Read, Role::Write, Role::Manage][(what / 4 % 3) as usize];
-            let action = match what % 4 {
+            let role = [Role::Read, Role::Write, Role::Manage][(what / 7 % 3) as usize];
+            let action = match what % 7 {
                 0 => Action::Add { device: pk(device), role, name: vec![] },
                 1 => Action::SetRole { device: pk(device), role },
                 2 => Action::Remove { device: pk(device) },
+                3 => Action::Invite { key: pk(200 + target % 3), role, name: vec![], expires_ms: 100 },
+                4 => Action::Redeem { invite: pk(200 + target % 3), at_ms: i64::from(sync) },
+                5 => Action::Cancel { invite: pk(200 + target % 3) },
                 _ => Action::Rename { device: pk(device), name: vec![what] },
             };
             let s = seen[(author - 1) as usize].clone();
