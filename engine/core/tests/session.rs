@@ -406,3 +406,97 @@ proptest! {
         }
     }
 }
+
+mod roster {
+    use super::*;
+    use cobox_core::roster::{Action, Role as R};
+
+    fn invite_key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[200 + n; 32])
+    }
+
+    fn invite(n: u8, role: R, expires_ms: i64) -> Action {
+        Action::Invite { key: invite_key(n).verifying_key().to_bytes(), role, name: vec![n], expires_ms }
+    }
+
+    fn redeem(n: u8, at_ms: i64) -> Action {
+        Action::Redeem { invite: invite_key(n).verifying_key().to_bytes(), at_ms }
+    }
+
+    /// A manager with a genesis, and a device holding the space key that redeemed invite `n`.
+    fn manager_and_joiner(n: u8, role: R, expires_ms: i64) -> (Device, Device) {
+        let k = space_key();
+        let mut a = member(1, &k, 0..3);
+        roster_op(&mut a, Action::Genesis, Some(&k));
+        let i = roster_op(&mut a, invite(n, role, expires_ms), None);
+        let mut b = member(2, &k, 10..12);
+        roster_op_after(&mut b, vec![i], redeem(n, NOW - 5), Some(&invite_key(n)));
+        (a, b)
+    }
+
+    #[test]
+    fn an_invited_device_joins_and_a_removed_one_is_refused_at_once() {
+        let (mut a, mut b) = manager_and_joiner(1, R::Write, NOW + 1000);
+        let o = run(&mut b, &mut a, Purpose::Sync);
+        assert_eq!((o.dialer, o.listener), (Ok(()), Ok(())));
+        assert_eq!(role_on(&a, &b), Some(R::Write));
+        assert_eq!(role_on(&b, &a), Some(R::Manage));
+        assert_eq!(a.blobs, b.blobs);
+        // A seeder under an agreement holds the roster too.
+        let mut s = seeder(9, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
+        propose(&mut a, s.id(), 1 << 20);
+        assert_eq!(run(&mut a, &mut s, Purpose::Sync).dialer, Ok(()));
+        // The manager removes the writer and tells the seeder; both then refuse it.
+        roster_op(&mut a, Action::Remove { device: b.id().0 }, None);
+        assert_eq!(run(&mut a, &mut s, Purpose::Sync).dialer, Ok(()));
+        let before = a.ledger.len();
+        let extra = b.blobs.len();
+        b.blobs.insert(blob(99));
+        let o = run(&mut b, &mut a, Purpose::Sync);
+        assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("removed")), "{o:?}");
+        assert_eq!(a.ledger.len(), before, "nothing of the removed device's ledger is kept");
+        assert!(!a.blobs.contains(&blob(99)));
+        let o = run(&mut b, &mut s, Purpose::Sync);
+        assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("removed")), "{o:?}");
+        assert_eq!(s.blobs.len(), extra, "the seeder took nothing from it");
+    }
+
+    #[test]
+    fn a_device_not_on_the_roster_is_refused_and_leaves_nothing() {
+        let k = space_key();
+        let mut a = member(1, &k, 0..3);
+        roster_op(&mut a, Action::Genesis, Some(&k));
+        // It holds the space key (an old invite code) but was never invited; the roster has
+        // had a removal, so a genesis of its own grants nothing.
+        let gone = member(4, &k, []);
+        let i = roster_op(&mut a, invite(1, R::Read, NOW + 1000), None);
+        let mut g = gone.clone();
+        roster_op_after(&mut g, vec![i], redeem(1, NOW), Some(&invite_key(1)));
+        assert_eq!(run(&mut g, &mut a, Purpose::Sync).dialer, Ok(()));
+        roster_op(&mut a, Action::Remove { device: g.id().0 }, None);
+        let mut c = member(3, &k, 5..8);
+        roster_op(&mut c, Action::Genesis, Some(&k));
+        let before = a.ledger.len();
+        let o = run(&mut c, &mut a, Purpose::Sync);
+        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("not on the space's roster")), "{o:?}");
+        assert_eq!(a.ledger.len(), before);
+        assert_eq!(a.blobs.len(), 3);
+    }
+
+    #[test]
+    fn an_invite_is_refused_when_expired_or_used() {
+        // Redeemed after expiry by the manager's clock, though the joiner dates it before.
+        let (mut a, mut b) = manager_and_joiner(1, R::Write, NOW - 1);
+        let o = run(&mut b, &mut a, Purpose::Sync);
+        assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("expired")), "{o:?}");
+        assert_eq!(role_on(&a, &b), None);
+        // Used once, then a second device tries the same invite.
+        let (mut a, mut b) = manager_and_joiner(2, R::Read, NOW + 1000);
+        assert_eq!(run(&mut b, &mut a, Purpose::Sync).dialer, Ok(()));
+        let mut c = member(3, &space_key(), []);
+        let i = cobox_core::roster::evaluate(&a.space.0, &a.ledger.roster_ops()).heads[0];
+        roster_op_after(&mut c, vec![i], redeem(2, NOW), Some(&invite_key(2)));
+        let o = run(&mut c, &mut a, Purpose::Sync);
+        assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("already used")), "{o:?}");
+    }
+}

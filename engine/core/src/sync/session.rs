@@ -14,7 +14,8 @@ use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, Party, Revocation, State};
 use ed25519_dalek::SigningKey;
-use std::collections::{BTreeSet, VecDeque};
+use crate::roster::{self, OpId};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 
 /// Most ledger heads (with their parents) a `Hello` carries; a handful is usual.
 pub const MAX_HEADS: usize = 64;
@@ -210,6 +211,14 @@ pub struct Session {
     challenged: usize,
     out: VecDeque<Msg>,
     events: VecDeque<Event>,
+    /// The ledger gained entries not yet announced: [`Event::LedgerChanged`] waits until the
+    /// handshake is done, so a peer refused on the roster leaves nothing in our file.
+    dirty: bool,
+    /// The roster operations held when the session began (a redemption new in this session
+    /// is checked against this device's clock).
+    roster_before: HashSet<OpId>,
+    /// The peer member's role on the roster (`None`: a seeder, or a space without a roster).
+    peer_member: Option<roster::Role>,
 }
 
 impl std::fmt::Debug for Session {
@@ -226,6 +235,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     fn new(setup: Setup, ledger: Ledger, dialer: bool) -> Self {
+        let roster_before = ledger.roster_ops().iter().map(|b| roster::op_id(b)).collect();
         Self {
             setup,
             dialer,
@@ -245,6 +255,9 @@ impl Session {
             challenged: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            dirty: false,
+            roster_before,
+            peer_member: None,
         }
     }
 
@@ -388,6 +401,12 @@ impl Session {
             (Phase::Proof, msg) => {
                 let s = &self.setup;
                 if matches!(msg, Msg::Proof { sig } if check_proof(&s.space, &s.peer, &s.me, &s.nonce, &sig)) {
+                    // A device this side knows was removed gets nothing of the ledger.
+                    let view = roster::evaluate(&s.space.0, &self.ledger.roster_ops());
+                    if view.removed.contains(&s.peer.0) {
+                        let why = view.why_not(&s.peer.0);
+                        return self.refuse(format!("device {}: {why}", s.peer.short()));
+                    }
                     self.begin_ledger()
                 } else {
                     let why =
@@ -536,7 +555,7 @@ impl Session {
         match self.ledger.merge_changes(bytes) {
             Ok(0) => Ok(()),
             Ok(_) => {
-                self.events.push_back(Event::LedgerChanged);
+                self.dirty = true;
                 Ok(())
             }
             Err(e) => self.refuse(format!("the peer's ledger: {e}")),
@@ -549,6 +568,7 @@ impl Session {
         match (self.setup.role, peer.role, self.dialer, n) {
             (Role::Member, Role::Member, true, 0) => {
                 self.merge(&bytes)?;
+                self.check_roster()?;
                 let theirs = if self.ahead { self.heads_capped() } else { peer.ledger.clone() };
                 let last = self.bytes_since(&theirs);
                 self.out.push_back(Msg::Ledger(last));
@@ -571,7 +591,7 @@ impl Session {
                 }
                 self.ledger = copy;
                 if added.is_ok_and(|n| n > 0) {
-                    self.events.push_back(Event::LedgerChanged);
+                    self.dirty = true;
                 }
                 let reply = self.bytes_since(&peer.ledger);
                 self.out.push_back(Msg::Ledger(reply));
@@ -581,10 +601,12 @@ impl Session {
             // The peer's last send: what it had that we lacked.
             (Role::Member, Role::Member, false, _) | (Role::Member, Role::Seeder, _, _) => {
                 self.merge(&bytes)?;
+                self.check_roster()?;
                 self.handshake_done(None)
             }
             (Role::Seeder, Role::Member, _, _) => {
                 self.merge(&bytes)?;
+                self.check_roster()?;
                 // Both sides now hold the same changes: the last send is only what we add here.
                 let merged = self.heads_capped();
                 let mut view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
@@ -673,13 +695,56 @@ impl Session {
             }
         }
         self.events.extend(notes.into_iter().map(Event::Note));
-        if changed {
-            self.events.push_back(Event::LedgerChanged);
-        }
+        self.dirty |= changed;
         changed
     }
 
+    /// A peer member must be on the merged roster (unless the space has none yet: made before
+    /// rosters, no device upgraded), and a redemption it brings in this session must be within
+    /// its invite's time by this device's clock. Refused, nothing merged is kept.
+    fn check_roster(&mut self) -> Result<(), SessionError> {
+        let (space, peer, now) = (self.setup.space, self.setup.peer, self.setup.now_ms);
+        if self.peer()?.role != Role::Member {
+            return Ok(());
+        }
+        let ops = self.ledger.roster_ops();
+        let view = roster::evaluate(&space.0, &ops);
+        if view.is_empty() {
+            return Ok(());
+        }
+        let Some(role) = view.role(&peer.0) else {
+            let why = view.why_not(&peer.0);
+            return self.refuse(format!("device {}: {why}", peer.short()));
+        };
+        for bytes in &ops {
+            if self.roster_before.contains(&roster::op_id(bytes)) {
+                continue;
+            }
+            let Ok(op) = roster::SignedOp::decode(bytes) else { continue };
+            if let (true, roster::Action::Redeem { invite, .. }) = (op.op.author == peer.0, &op.op.action)
+                && let Some(i) = view.invites.get(invite).filter(|i| i.expires_ms < now)
+            {
+                return self.refuse(format!(
+                    "device {}: this device's invite was refused: the invite expired {} s ago",
+                    peer.short(),
+                    (now - i.expires_ms) / 1000
+                ));
+            }
+        }
+        self.peer_member = Some(role);
+        Ok(())
+    }
+
+    /// The peer member's role on the roster, once the handshake checked it (`None` for a
+    /// seeder, or a space without a roster yet).
+    pub fn peer_member_role(&self) -> Option<roster::Role> {
+        self.peer_member
+    }
+
     fn handshake_done(&mut self, view: Option<LedgerView>) -> Result<(), SessionError> {
+        if std::mem::take(&mut self.dirty) {
+            self.events.push_back(Event::LedgerChanged);
+        }
         let view = match view {
             Some(v) => v,
             None => (self.setup.evaluate)(&self.setup.space, &self.ledger.raw_entries(), self.setup.now_ms),

@@ -356,3 +356,35 @@ pub(crate) fn propose(owner: &mut Device, seeder: DeviceId, quota: u64) -> Agree
     owner.ledger.save();
     a
 }
+
+/// `dev` makes a roster operation (after every one its ledger holds) and records it; `co` is
+/// the second key a genesis (the space key) or a redemption (the invite key) needs.
+pub(crate) fn roster_op(
+    dev: &mut Device,
+    action: cobox_core::roster::Action,
+    co: Option<&SigningKey>,
+) -> cobox_core::roster::OpId {
+    use cobox_core::roster::evaluate;
+    let deps = evaluate(&dev.space.0, &dev.ledger.roster_ops()).heads;
+    roster_op_after(dev, deps, action, co)
+}
+
+/// [`roster_op`] with the operations it follows given.
+pub(crate) fn roster_op_after(
+    dev: &mut Device,
+    deps: Vec<cobox_core::roster::OpId>,
+    action: cobox_core::roster::Action,
+    co: Option<&SigningKey>,
+) -> cobox_core::roster::OpId {
+    use cobox_core::roster::{Op, SignedOp, op_id};
+    let op = Op { space: dev.space.0, author: dev.id().0, deps, action };
+    let bytes = SignedOp::sign(op, &dev.key, co).expect("sign").encode().expect("encode");
+    dev.ledger.insert_roster_op(&bytes).expect("insert");
+    dev.ledger.save();
+    op_id(&bytes)
+}
+
+/// The role `of` has on `dev`'s roster.
+pub(crate) fn role_on(dev: &Device, of: &Device) -> Option<cobox_core::roster::Role> {
+    cobox_core::roster::evaluate(&dev.space.0, &dev.ledger.roster_ops()).role(&of.id().0)
+}
