@@ -44,8 +44,14 @@ enum Cmd {
     Verify(commands::SpaceArg),
     /// Remove blobs that no retained state references.
     Gc(commands::gc::Args),
-    /// Print a member invite code for a space.
-    Invite(commands::SpaceArg),
+    /// Make a member invite code for a space (works once, until it expires); list or cancel invites.
+    Invite(commands::invite::InviteArgs),
+    /// The space's members: list, remove, role, rename, leave.
+    #[command(subcommand)]
+    Member(commands::members::MemberCmd),
+    /// This device: name it.
+    #[command(subcommand)]
+    Device(commands::members::DeviceCmd),
     /// Join a space from an invite code.
     Join(commands::invite::JoinArgs),
     /// Sync a space with a peer now, both ways, until both hold the same state.
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
         Cmd::Gc(a) => commands::gc::run(&ctx, a),
         Cmd::Invite(a) => commands::invite::invite(&ctx, a),
         Cmd::Join(a) => commands::invite::join(&ctx, a),
+        Cmd::Member(c) => commands::members::member(&ctx, c),
+        Cmd::Device(c) => commands::members::device(&ctx, c),
         Cmd::Sync(a) => commands::net::sync(&ctx, a),
         Cmd::Up(a) => commands::net::up(&ctx, a),
         Cmd::Agreement(c) => commands::seeding::agreement(&ctx, c),

@@ -60,6 +60,12 @@ pub enum Error {
     /// A space name that cannot be used.
     #[error("invalid space name {0:?}: use 1-100 characters without '/' or control characters")]
     InvalidName(String),
+    /// No member or invite matches.
+    #[error("{0}")]
+    NotFound(String),
+    /// A member or device name that cannot be used.
+    #[error("invalid name {0:?}: use 1-64 characters without control characters")]
+    InvalidMemberName(String),
     /// An invite code that decodes but cannot be used.
     #[error("the invite cannot be used: {0}")]
     BadInvite(String),

@@ -259,6 +259,17 @@ impl Home {
             .try_into()
             .map_err(|_| Error::BadInvite("its space secret is not 64 bytes".into()))?;
         let info = self.register_space(name.unwrap_or(&invite.name), path, &secret)?;
+        // Redeemed here, before the space is first opened (which would otherwise make this
+        // device a manager as a space from before rosters); the peers judge it when they meet.
+        let redeem = cobox_core::roster::Action::Redeem { invite: invite_public(&invite.key), at_ms: crate::now_ms() };
+        let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
+        let key = SigningKey::from_bytes(&invite.key);
+        let redeemed =
+            ledger.add_roster_op_after(&self.signer, vec![cobox_core::roster::OpId(invite.op)], redeem, Some(&key));
+        if let Err(e) = redeemed {
+            let _ = fs::remove_dir_all(self.space_dir(&info.id));
+            return Err(e);
+        }
         for p in &invite.peers {
             self.remember_peer(&info.id, &p.device, &p.addrs)?;
         }
@@ -435,20 +446,53 @@ impl Home {
         write_atomic(&paths::listening(root), &crate::error::json("listen.json", &addrs)?)
     }
 
-    /// Make a member invite for a space. Reads only files, so it works while the daemon runs.
-    pub fn invite(root: &Path, query: &str) -> Result<crate::codes::Invite, Error> {
-        let spaces = Self::list_spaces(root)?;
-        let info = resolve_in(&spaces, query)?;
-        let secret_path = paths::space(root, &info.id).join("secret.key");
-        let secret = fs::read(&secret_path).at(&secret_path)?;
-        let device = Self::peek_device_id(root)?.ok_or_else(|| Error::Config {
-            path: paths::device_key(root),
-            reason: "missing; run any cobox command once to create it".into(),
-        })?;
+    /// Make a member invite for a space: a one-use key recorded in the roster with the role,
+    /// name and expiry the manager chose. Reads and writes only files, so it works while the
+    /// daemon runs.
+    pub fn invite(root: &Path, query: &str, request: &InviteRequest) -> Result<crate::codes::Invite, Error> {
+        let (info, dir, secret) = Self::space_files(root, query)?;
+        let device_key = Self::device_key_at(root)?;
+        let device = DeviceId(device_key.verifying_key().to_bytes());
+        let ledger = crate::ledger::LedgerFile::new(info.id, &dir);
+        match ledger.roster()?.role(&device.0) {
+            Some(cobox_core::roster::Role::Manage) => {}
+            Some(role) => {
+                return Err(Error::Refused(format!(
+                    "only a manager of space {:?} invites; this device's role is {role}",
+                    info.name
+                )));
+            }
+            None => {
+                return Err(Error::Refused(format!(
+                    "this device is not yet on the roster of space {:?}: open it once (cobox status {}) or restart cobox up, then invite",
+                    info.name, info.name
+                )));
+            }
+        }
+        let mut key = [0u8; 32];
+        crate::random_bytes(&mut key);
+        let mut root_key = [0u8; 32];
+        root_key.copy_from_slice(&secret[32..]);
+        let keys = crate::crypto::SpaceKeys::derive(&root_key);
+        let name = request.name.as_deref().map(|n| keys.seal_name(n)).unwrap_or_default();
+        let action = cobox_core::roster::Action::Invite {
+            key: invite_public(&key),
+            role: request.role,
+            name,
+            expires_ms: request.expires_ms,
+        };
+        let op = ledger.add_roster_op(&device_key, action, None)?;
         let addrs: Vec<String> = read_json(&paths::listening(root))?;
         let mut peers = vec![crate::codes::PeerAddr { device, addrs }];
         peers.extend(Self::ledger_peers(root, &info.id, &device)?);
-        Ok(crate::codes::Invite { space: info.id, secret, name: info.name.clone(), peers })
+        Ok(crate::codes::Invite {
+            space: info.id,
+            secret: secret.to_vec(),
+            name: info.name.clone(),
+            peers,
+            key,
+            op: op.0,
+        })
     }
 
     /// The devices this space's ledger names in active agreements (seeders, and the member
@@ -553,7 +597,7 @@ impl Home {
         let info = self.resolve(query)?;
         let dir = self.space_dir(&info.id);
         let secret = read_secret(&dir)?;
-        Space::open(info, dir, &secret, self.device_id())
+        Space::open(info, dir, &secret, self.signer.clone())
     }
 
     /// Spaces (by query) with their directory and secret, read without the lock: for commands
@@ -588,6 +632,29 @@ impl Home {
     pub(crate) fn listening_at(root: &Path) -> Result<Vec<String>, Error> {
         read_json(&paths::listening(root))
     }
+}
+
+/// What a manager chooses for an invite.
+#[derive(Debug, Clone)]
+pub struct InviteRequest {
+    /// The role the joiner gets.
+    pub role: cobox_core::roster::Role,
+    /// When the code stops working (ms since the epoch).
+    pub expires_ms: i64,
+    /// The joiner's name on the roster.
+    pub name: Option<String>,
+}
+
+impl InviteRequest {
+    /// A writer's invite that works for seven days.
+    pub fn writer() -> Self {
+        Self { role: cobox_core::roster::Role::Write, expires_ms: crate::now_ms() + 7 * 86_400_000, name: None }
+    }
+}
+
+/// An invite key's public half, from the seed in the code.
+fn invite_public(seed: &[u8; 32]) -> [u8; 32] {
+    SigningKey::from_bytes(seed).verifying_key().to_bytes()
 }
 
 #[cfg(test)]

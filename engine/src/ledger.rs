@@ -88,6 +88,41 @@ impl LedgerFile {
         Ok(evaluate_verified(&self.space, &self.read()?.raw_entries(), now_ms))
     }
 
+    /// The space's roster as this ledger holds it.
+    pub fn roster(&self) -> Result<cobox_core::roster::RosterView, Error> {
+        Ok(cobox_core::roster::evaluate(&self.space.0, &self.read()?.roster_ops()))
+    }
+
+    /// Make a roster operation as `device` after every one held, and record it; `co` is the
+    /// second key a genesis (the space key) or a redemption (the invite key) is signed with.
+    pub fn add_roster_op(
+        &self,
+        device: &ed25519_dalek::SigningKey,
+        action: cobox_core::roster::Action,
+        co: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<cobox_core::roster::OpId, Error> {
+        let heads = self.roster()?.heads;
+        self.add_roster_op_after(device, heads, action, co)
+    }
+
+    /// [`LedgerFile::add_roster_op`] after the operations given (a redemption follows its
+    /// invite, which the joining device does not hold yet).
+    pub fn add_roster_op_after(
+        &self,
+        device: &ed25519_dalek::SigningKey,
+        deps: Vec<cobox_core::roster::OpId>,
+        action: cobox_core::roster::Action,
+        co: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<cobox_core::roster::OpId, Error> {
+        use cobox_core::roster::{Op, SignedOp, op_id};
+        let op = Op { space: self.space.0, author: device.verifying_key().to_bytes(), deps, action };
+        let bytes = SignedOp::sign(op, device, co)
+            .and_then(|o| o.encode())
+            .map_err(|e| ledger_err(&self.path, format!("roster operation: {e}")))?;
+        self.update(|l| l.insert_roster_op(&bytes).map_err(|e| ledger_err(&self.path, e)))?;
+        Ok(op_id(&bytes))
+    }
+
     /// Merge a ledger held in memory (a session's) into the file; returns how many entries
     /// were new here.
     pub fn merge_from(&self, other: &mut Ledger) -> Result<usize, Error> {

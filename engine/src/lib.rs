@@ -25,6 +25,7 @@ pub mod error;
 pub mod handle;
 pub mod home;
 pub mod ledger;
+pub mod members;
 pub mod replica;
 pub mod seed;
 pub mod space;
@@ -34,7 +35,7 @@ pub mod util;
 pub mod watch;
 
 pub use cobox_agreements as agreements;
-pub use cobox_core::{chunk, codes, crypto, entry, ids, ignores, manifest, units};
+pub use cobox_core::{chunk, codes, crypto, entry, ids, ignores, manifest, roster, units};
 pub use error::Error;
 pub use home::{Home, SpaceInfo};
 pub use ids::{BlobId, DeviceId, SpaceId};

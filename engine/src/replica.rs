@@ -3,11 +3,12 @@
 //! once: the bytes hash to the id, the kind byte is known, and a manifest change carries the
 //! space's signature (the space id is its public key, so a seeder checks it without any key).
 
-use crate::crypto::{BlobKind, verify_change_signature};
+use crate::crypto::{BlobKind, ChangeAuthor, verify_change_signature};
 use crate::error::Error;
 use crate::ids::{BlobId, SpaceId};
 use crate::ledger::LedgerFile;
 use crate::store::BlobStore;
+use cobox_core::roster::RosterView;
 use std::collections::BTreeSet;
 
 /// A verified replica of a space's sealed blobs.
@@ -42,13 +43,23 @@ pub trait Replica: Send {
 }
 
 /// Check a blob a peer sent for `space`: its kind, or why it is refused (nothing is stored).
-pub fn check_blob(space: &SpaceId, id: &BlobId, data: &[u8]) -> Result<BlobKind, Error> {
+/// A manifest change whose author may not write by `roster` (a reader, a removed device) is
+/// `Ok(None)`: passed over, not stored, and the session goes on, since the sender may have
+/// taken it before the roster said so.
+pub fn check_blob(space: &SpaceId, id: &BlobId, data: &[u8], roster: &RosterView) -> Result<Option<BlobKind>, Error> {
     if BlobId::of(data) != *id {
         return Err(Error::Refused(format!("blob {id} does not match its id")));
     }
     let kind = crate::crypto::blob_kind(data).map_err(|source| Error::Blob { blob: *id, source })?;
     if kind == BlobKind::Change {
-        verify_change_signature(space, data).map_err(|source| Error::Blob { blob: *id, source })?;
+        let author = verify_change_signature(space, data).map_err(|source| Error::Blob { blob: *id, source })?;
+        let device = match &author {
+            ChangeAuthor::Device(d) => Some(d),
+            ChangeAuthor::Space => None,
+        };
+        if roster.may_write(device).is_err() {
+            return Ok(None);
+        }
     }
-    Ok(kind)
+    Ok(Some(kind))
 }

@@ -42,13 +42,16 @@ pub struct Seed {
     pub(crate) device: DeviceId,
     /// Stored bytes, kept current as blobs arrive (quota checks run per blob).
     used: u64,
+    /// The roster received changes are held to: the ledger's when opened, then each session's.
+    pub(crate) roster: cobox_core::roster::RosterView,
 }
 
 impl Seed {
     pub(crate) fn open(info: SeedInfo, dir: PathBuf, device: DeviceId) -> Result<Self, Error> {
         let store = BlobStore::open(&dir)?;
         let used = store.usage()?.1;
-        Ok(Self { info, dir, store, device, used })
+        let roster = crate::ledger::LedgerFile::new(info.space, &dir).roster()?;
+        Ok(Self { info, dir, store, device, used, roster })
     }
 
     /// The space seeded.
@@ -69,7 +72,9 @@ impl Seed {
     /// Store a blob under an agreement's quota. Checked like a member checks: id, kind, and the
     /// space's signature on manifest changes.
     pub fn receive_blob(&mut self, id: &BlobId, data: &[u8], quota: u64) -> Result<bool, Error> {
-        let kind = crate::replica::check_blob(&self.info.space, id, data)?;
+        let Some(kind) = crate::replica::check_blob(&self.info.space, id, data, &self.roster)? else {
+            return Ok(false);
+        };
         if self.used + data.len() as u64 > quota {
             return Err(Error::Refused(format!(
                 "over quota: the seeder holds {} of the {} agreed for space {}; propose a larger agreement",

@@ -72,7 +72,7 @@ fn a_scan_never_deletes_what_this_device_has_not_materialised() {
     a.create_space("s", fa.path()).unwrap();
     let mut sa = a.open_space("s").unwrap();
     sa.scan(&NoProgress).unwrap();
-    let inv = Home::invite(ha.path(), "s").unwrap();
+    let inv = Home::invite(ha.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
     let b = Home::open(hb.path()).unwrap();
     b.join(&inv, fb.path(), None).unwrap();
     let mut sb = b.open_space("s").unwrap();

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 /// entry, manifest, ignores, units, sync's protocol and session) and `agreements` are
 /// re-exported at the crate root and sit below all of them.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("core re-exports", &["ids", "codes", "chunk", "crypto", "entry", "manifest", "ignores", "units", "agreements"]),
+    (
+        "core re-exports",
+        &["ids", "codes", "chunk", "crypto", "entry", "manifest", "ignores", "roster", "units", "agreements"],
+    ),
     (
         "the crate root (clock, randomness, progress), O_DIRECT writes, paths beneath a folder",
         &["lib", "direct", "beneath"],
@@ -20,7 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("what replicas share: blobs checked and served, the ledger", &["replica"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),
     ("home, folder watching, space work on blocking threads", &["home", "watch", "handle"]),
-    ("agreements service", &["agreement_service"]),
+    ("agreements and members services", &["agreement_service", "members"]),
     ("network", &["sync"]),
     ("daemon", &["daemon"]),
 ];

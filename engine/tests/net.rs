@@ -42,7 +42,7 @@ type Device = (tempfile::TempDir, tempfile::TempDir, [u8; 32], Space);
 /// A device with `file` in a new space, and a second device joined by its invite.
 fn pair(file: (&str, &[u8])) -> (Device, Device, cobox_engine::codes::Invite) {
     let a = device(&[file], None);
-    let inv = Home::invite(a.0.path(), "s").unwrap();
+    let inv = Home::invite(a.0.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
     let b = device(&[], Some(&inv));
     (a, b, inv)
 }
@@ -322,7 +322,7 @@ async fn thousands_of_small_files_sync_in_one_go() {
     sa.scan(&NoProgress).unwrap();
     let seed_a = h.device_seed();
     drop(h);
-    let inv = Home::invite(home_a.path(), "s").unwrap();
+    let inv = Home::invite(home_a.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
     let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
     let space = sa.info().id;
     let cfg = loopback();

@@ -45,7 +45,8 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         "codes" => {
             let mut secret = space_key.to_bytes().to_vec();
             secret.extend_from_slice(&[5; 32]);
-            let invite = Invite { space, name: "garden".into(), secret, peers: vec![peer.clone()] };
+            let invite =
+                Invite { space, name: "garden".into(), secret, peers: vec![peer.clone()], key: [5; 32], op: [6; 32] };
             let seed = SeedCode { space, agreement: [4; 32], owner: peer.clone() };
             vec![
                 invite.encode().expect("invite").into_bytes(),

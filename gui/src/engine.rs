@@ -473,11 +473,15 @@ impl Engine {
                     Err(e) => self.notice(true, format!("Could not join: {e}")),
                 }
             }
-            Cmd::Invite(id) => match Home::invite(self.home.root(), &id.to_string()).map(|i| i.encode()) {
-                Ok(Ok(code)) => self.update(|m| m.invite = Some((id, code))),
-                Ok(Err(e)) => self.notice(true, format!("Could not make an invite code: {e}")),
-                Err(e) => self.notice(true, format!("Could not make an invite code: {e}")),
-            },
+            Cmd::Invite(id) => {
+                match Home::invite(self.home.root(), &id.to_string(), &cobox_engine::home::InviteRequest::writer())
+                    .map(|i| i.encode())
+                {
+                    Ok(Ok(code)) => self.update(|m| m.invite = Some((id, code))),
+                    Ok(Err(e)) => self.notice(true, format!("Could not make an invite code: {e}")),
+                    Err(e) => self.notice(true, format!("Could not make an invite code: {e}")),
+                }
+            }
             Cmd::Scan(id) => {
                 if let Some(s) = self.space(&id) {
                     match s.blocking_lock().scan(&cobox_engine::NoProgress) {

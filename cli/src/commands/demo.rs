@@ -101,8 +101,17 @@ async fn story(dir: &Path) -> Result<()> {
     desk.set_listening(&desk_node.addrs())?;
 
     step(2, "a laptop joins with an invite code and syncs");
-    let invite = Home::invite(&desk_root, "coop")?.encode()?;
+    let invite = Home::invite(&desk_root, "coop", &cobox_engine::home::InviteRequest::writer())?.encode()?;
     println!("    invite: {}...", &invite[..48]);
+    // A recovery code: a manager's invite kept offline for when every device is lost. It works
+    // once, at any member or seeder holding the roster.
+    let ten_years = cobox_engine::now_ms() + 10 * 365 * 86_400_000;
+    let recovery = cobox_engine::home::InviteRequest {
+        role: cobox_engine::roster::Role::Manage,
+        expires_ms: ten_years,
+        name: Some("recovery".into()),
+    };
+    let recovery = Home::invite(&desk_root, "coop", &recovery)?.encode()?;
     let laptop = Home::open(&laptop_root)?;
     laptop.join(&Invite::parse(&invite)?, &laptop_dir, None)?;
     let laptop_node = Node::start(laptop.device_seed(), vec![laptop.open_space("coop")?], &cfg, quiet()).await?;
@@ -184,9 +193,12 @@ async fn story(dir: &Path) -> Result<()> {
     }
     println!("    deleted both devices' homes and folders");
 
-    step(7, "a new device joins with the old invite code (the recovery code) and restores from the seeder");
+    step(
+        7,
+        "a new device joins with the recovery code (a manager's invite made in step 2) and restores from the seeder",
+    );
     let fresh = Home::open(&new_root)?;
-    fresh.join(&Invite::parse(&invite)?, &new_dir, None)?;
+    fresh.join(&Invite::parse(&recovery)?, &new_dir, None)?;
     let new_node = Node::start(fresh.device_seed(), vec![fresh.open_space("coop")?], &cfg, quiet()).await?;
     let st = new_node.sync_until_converged(&id, peer(&seeder_node)?, 6).await?;
     let got = tree(&new_dir)?;

@@ -14,8 +14,10 @@ pub const INVITE_PREFIX: &str = "cobox-invite-";
 /// Text every seed code starts with.
 pub const SEED_PREFIX: &str = "cobox-seed-";
 const CODE_VERSION: u8 = 1;
-const KIND_INVITE: u8 = 1;
+/// Invites made before rosters: the space secret alone, refused now.
+const KIND_OLD_INVITE: u8 = 1;
 const KIND_SEED: u8 = 2;
+const KIND_INVITE: u8 = 3;
 
 /// What a seed code carries: which space and agreement, and where the owner is. No secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +74,10 @@ pub struct Invite {
     pub name: String,
     /// Devices to sync with first.
     pub peers: Vec<PeerAddr>,
+    /// The invite's one-use key (its seed): the joining device signs its redemption with it.
+    pub key: [u8; 32],
+    /// The roster operation that made the invite (the redemption follows it).
+    pub op: [u8; 32],
 }
 
 /// Why a code was refused.
@@ -89,6 +95,11 @@ pub enum CodeError {
     /// Made by a newer CoBox.
     #[error("the code was made by a newer CoBox (code version {0}); update CoBox to use it")]
     Version(u8),
+    /// An invite made before rosters: it names no role and could be used forever.
+    #[error(
+        "this invite code was made by an older CoBox and grants no role; ask a manager of the space for a new one (cobox invite SPACE --role ROLE)"
+    )]
+    OldInvite,
     /// Right checksum, wrong content.
     #[error("the code is damaged: {0}")]
     Malformed(String),
@@ -127,6 +138,9 @@ fn parse_code<T: serde::de::DeserializeOwned>(
     }
     if payload[0] != CODE_VERSION {
         return Err(CodeError::Version(payload[0]));
+    }
+    if kind == KIND_INVITE && payload[1] == KIND_OLD_INVITE {
+        return Err(CodeError::OldInvite);
     }
     if payload[1] != kind {
         return Err(CodeError::Malformed(format!("unknown code kind {}", payload[1])));
@@ -221,7 +235,25 @@ mod tests {
             secret,
             name: "co-op files".into(),
             peers: vec![PeerAddr { device: DeviceId([1; 32]), addrs: vec!["127.0.0.1:4433".into()] }],
+            key: [3; 32],
+            op: [4; 32],
         }
+    }
+
+    /// A code from before rosters (the secret alone) is refused with what to do.
+    #[test]
+    fn an_invite_from_before_rosters_is_refused() {
+        #[derive(Serialize)]
+        struct Old {
+            space: SpaceId,
+            secret: Vec<u8>,
+            name: String,
+            peers: Vec<PeerAddr>,
+        }
+        let i = sample();
+        let old = Old { space: i.space, secret: i.secret, name: i.name, peers: i.peers };
+        let code = encode_code(INVITE_PREFIX, KIND_OLD_INVITE, &old).unwrap();
+        assert_eq!(Invite::parse(&code), Err(CodeError::OldInvite));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! The first 27 bytes are the AEAD associated data. Chunk and chunk-list blobs use a nonce
 //! derived from the plaintext with a keyed BLAKE3, so equal content seals to equal bytes (dedup)
 //! and opening re-derives the nonce to check the content. Change blobs use a random nonce and
-//! carry an ed25519 signature by the space key over everything before it, which anyone holding
-//! only the space id can check.
+//! end with `device(32) | signature(64)`: the writing device's id and its ed25519 signature
+//! over everything before the signature (flag [`FLAG_DEVICE`]), which anyone can check, so
+//! members and seeders hold a change to its author's role on the roster. Change blobs written
+//! before rosters carry only the space key's signature, and no flag.
 
 use crate::ids::SpaceId;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -21,7 +23,13 @@ pub const TAG_LEN: usize = 16;
 /// Signature length on change blobs.
 pub const SIG_LEN: usize = 64;
 const FLAG_ZSTD: u8 = 1;
+/// A change blob signed by its writing device (its id follows the tag).
+pub const FLAG_DEVICE: u8 = 2;
+/// A device id's length on a change blob.
+pub const AUTHOR_LEN: usize = 32;
 const CHANGE_SIG_DOMAIN: &[u8] = b"cobox change blob signature v1\0";
+/// Before a sealed member name, so no chunk list can pass for one.
+const NAME_DOMAIN: &[u8] = b"cobox member name v1\0";
 /// Largest plaintext a chunk or chunk list may decompress to; bounds memory on hostile input.
 const MAX_PLAINTEXT: usize = 256 << 20;
 
@@ -139,12 +147,34 @@ impl SpaceKeys {
     }
 
     /// Seal a manifest change under `nonce` (the caller's fresh random bytes: change blobs are
-    /// not deduplicated, so two changes must never share one) and sign it with the space key.
-    pub fn seal_change(&self, signer: &SigningKey, nonce: [u8; 24], plaintext: &[u8]) -> Vec<u8> {
-        let mut out = self.seal_with(BlobKind::Change, 0, nonce, plaintext);
-        let sig = signer.sign(&change_sig_message(&out));
+    /// not deduplicated, so two changes must never share one) and sign it as the writing device.
+    pub fn seal_change(&self, device: &SigningKey, nonce: [u8; 24], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = self.seal_with(BlobKind::Change, FLAG_DEVICE, nonce, plaintext);
+        out.extend_from_slice(&device.verifying_key().to_bytes());
+        let sig = device.sign(&change_sig_message(&out));
         out.extend_from_slice(&sig.to_bytes());
         out
+    }
+
+    /// A change signed with the shared space key, as before rosters (tests of old stores).
+    pub fn seal_legacy_change(&self, space: &SigningKey, nonce: [u8; 24], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = self.seal_with(BlobKind::Change, 0, nonce, plaintext);
+        let sig = space.sign(&change_sig_message(&out));
+        out.extend_from_slice(&sig.to_bytes());
+        out
+    }
+
+    /// Seal a member's name for the roster, which seeders hold too: only members read it.
+    pub fn seal_name(&self, name: &str) -> Vec<u8> {
+        let mut plain = NAME_DOMAIN.to_vec();
+        plain.extend_from_slice(name.as_bytes());
+        self.seal(BlobKind::ChunkList, &plain)
+    }
+
+    /// A name sealed by [`SpaceKeys::seal_name`] (`None`: not one, or another space's).
+    pub fn open_name(&self, sealed: &[u8]) -> Option<String> {
+        let plain = self.open(BlobKind::ChunkList, sealed).ok()?;
+        String::from_utf8(plain.strip_prefix(NAME_DOMAIN)?.to_vec()).ok()
     }
 
     /// Check that a sealed chunk or chunk list was sealed with this space's key (its AEAD tag),
@@ -165,7 +195,7 @@ impl SpaceKeys {
             return Err(OpenError::WrongKind { expected, found: kind });
         }
         let end = match kind {
-            BlobKind::Change => blob.len().checked_sub(SIG_LEN).ok_or(OpenError::Truncated(blob.len()))?,
+            BlobKind::Change => blob.len().checked_sub(trailer_len(flags)).ok_or(OpenError::Truncated(blob.len()))?,
             _ => blob.len(),
         };
         let buf = self.decrypt(blob, end, &nonce)?;
@@ -246,17 +276,46 @@ pub fn is_chunk(blob: &[u8]) -> bool {
     blob_kind(blob).is_ok_and(|k| k == BlobKind::Chunk)
 }
 
-/// Check a change blob's space signature. Needs only the space id, so seeders can run it.
-pub fn verify_change_signature(space: &SpaceId, blob: &[u8]) -> Result<(), OpenError> {
-    let (kind, _, _) = parse_header(blob)?;
+/// What follows a change blob's tag: the author and signature, or the space's signature.
+fn trailer_len(flags: u8) -> usize {
+    if flags & FLAG_DEVICE != 0 { AUTHOR_LEN + SIG_LEN } else { SIG_LEN }
+}
+
+/// Who signed a change blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeAuthor {
+    /// The device with this id (every change written since rosters).
+    Device([u8; 32]),
+    /// The shared space key (changes written before rosters).
+    Space,
+}
+
+/// Check a change blob's signature and say who made it. Needs no key, so seeders run it.
+pub fn verify_change_signature(space: &SpaceId, blob: &[u8]) -> Result<ChangeAuthor, OpenError> {
+    let (kind, flags, _) = parse_header(blob)?;
     if kind != BlobKind::Change {
         return Err(OpenError::WrongKind { expected: BlobKind::Change, found: kind });
     }
     let split = blob.len().checked_sub(SIG_LEN).ok_or(OpenError::Truncated(blob.len()))?;
-    let key = VerifyingKey::from_bytes(space.as_bytes()).map_err(|_| OpenError::Signature)?;
+    if split < HEADER_LEN + TAG_LEN + trailer_len(flags) - SIG_LEN {
+        return Err(OpenError::Truncated(blob.len()));
+    }
+    let author = if flags & FLAG_DEVICE != 0 {
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&blob[split - AUTHOR_LEN..split]);
+        ChangeAuthor::Device(d)
+    } else {
+        ChangeAuthor::Space
+    };
+    let signer = match author {
+        ChangeAuthor::Device(d) => d,
+        ChangeAuthor::Space => space.0,
+    };
+    let key = VerifyingKey::from_bytes(&signer).map_err(|_| OpenError::Signature)?;
     let sig_bytes: [u8; SIG_LEN] = blob[split..].try_into().map_err(|_| OpenError::Signature)?;
     key.verify_strict(&change_sig_message(&blob[..split]), &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| OpenError::Signature)
+        .map_err(|_| OpenError::Signature)?;
+    Ok(author)
 }
 
 /// Compress with zstd when that saves space. A cheap probe of the first 64 KiB skips

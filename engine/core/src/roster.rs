@@ -54,6 +54,35 @@ pub enum Role {
     Manage,
 }
 
+impl Role {
+    /// The role's name as commands take and print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Manage => "manage",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "read" | "reader" => Ok(Role::Read),
+            "write" | "writer" => Ok(Role::Write),
+            "manage" | "manager" => Ok(Role::Manage),
+            other => Err(format!("no role {other:?}: use read, write or manage")),
+        }
+    }
+}
+
 /// One change to the roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
@@ -270,6 +299,8 @@ pub struct RosterView {
     pub invites: BTreeMap<Key32, InviteView>,
     /// Devices whose redemption of an invite did not count, and why.
     pub turned_away: BTreeMap<Key32, String>,
+    /// Every device that signed an operation that verifies, whether it counts or not.
+    pub authors: BTreeSet<Key32>,
     /// Operations that do not count, and why.
     pub invalid: BTreeMap<OpId, String>,
     /// Operations waiting for ones they follow.
@@ -288,6 +319,27 @@ impl RosterView {
     /// has upgraded yet.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.removed.is_empty()
+    }
+
+    /// Whether a manifest change signed by `author` may be taken (`None`: signed with the
+    /// shared space key, as before rosters). A space without a roster takes any; otherwise the
+    /// author must be a writer or manager now. A change by a device since removed or made a
+    /// reader is refused wherever the roster already says so (the peers that took it earlier
+    /// keep it), and the shared key grants nothing once a device has been removed.
+    pub fn may_write(&self, author: Option<&Key32>) -> Result<(), String> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        match author {
+            None if self.removed.is_empty() => Ok(()),
+            None => Err("signed with the shared space key, which grants nothing once a device was removed".into()),
+            Some(d) => match self.role(d) {
+                Some(Role::Write | Role::Manage) => Ok(()),
+                Some(Role::Read) => Err(format!("written by device {}, which may only read", hex8(d))),
+                None if self.removed.contains(d) => Err(format!("written by device {}, which was removed", hex8(d))),
+                None => Err(format!("written by device {}, which is not on the roster", hex8(d))),
+            },
+        }
     }
 
     /// Why `device` is not a member, in words a refused device can show its user.
@@ -320,6 +372,7 @@ pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
         let id = op_id(bytes);
         match SignedOp::decode(bytes).and_then(|op| op.verify(space).map(|()| op)) {
             Ok(op) => {
+                view.authors.insert(op.op.author);
                 if matches!(op.op.action, Action::Redeem { .. }) {
                     redeemers.push((id, op.op.author));
                 }
@@ -456,7 +509,8 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
             _ => None,
         })
         .collect();
-    let mut s = State { members: BTreeMap::new(), removed: BTreeSet::new(), invites: BTreeMap::new(), lost: BTreeMap::new() };
+    let mut s =
+        State { members: BTreeMap::new(), removed: BTreeSet::new(), invites: BTreeMap::new(), lost: BTreeMap::new() };
     for id in ids {
         let op = &g.ops[id].op;
         // What a removed device did concurrently with (or after) its removal does not count;

@@ -478,7 +478,10 @@ mod roster {
         roster_op(&mut c, Action::Genesis, Some(&k));
         let before = a.ledger.len();
         let o = run(&mut c, &mut a, Purpose::Sync);
-        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("not on the space's roster")), "{o:?}");
+        assert!(
+            matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("not on the space's roster")),
+            "{o:?}"
+        );
         assert_eq!(a.ledger.len(), before);
         assert_eq!(a.blobs.len(), 3);
     }

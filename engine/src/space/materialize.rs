@@ -459,7 +459,7 @@ mod tests {
 
     /// A second device joined to the space "s" of the home at `home_a`: its home, folder and space.
     fn joined(home_a: &std::path::Path) -> (tempfile::TempDir, tempfile::TempDir, Space) {
-        let invite = Home::invite(home_a, "s").unwrap();
+        let invite = Home::invite(home_a, "s", &crate::home::InviteRequest::writer()).unwrap();
         let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let hb = Home::open(home_b.path()).unwrap();
         hb.join(&invite, folder_b.path(), None).unwrap();
@@ -626,12 +626,17 @@ mod tests {
         assert!(matches!(s.receive_blob(&id, &bad), Err(Error::Refused(_))));
         assert!(!s.store.contains(&id).unwrap());
         assert!(s.receive_blob(&id, &good).unwrap());
-        // A change sealed with the right key but signed by someone else.
+        // A change signed as if by the shared space key, by another key.
         let forger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-        let forged = s.keys.seal_change(&forger, [5; 24], b"not from the space");
+        let forged = s.keys.seal_legacy_change(&forger, [5; 24], b"not from the space");
         let fid = BlobId::of(&forged);
         assert!(matches!(s.receive_blob(&fid, &forged), Err(Error::Blob { .. })));
         assert!(!s.store.contains(&fid).unwrap());
+        // One signed by a device the roster does not hold is passed over, not stored.
+        let stranger = s.keys.seal_change(&forger, [6; 24], b"from no member");
+        let sid = BlobId::of(&stranger);
+        assert!(!s.receive_blob(&sid, &stranger).unwrap());
+        assert!(!s.store.contains(&sid).unwrap());
     }
 
     /// A change blob signed with the space key whose body does not decode (a buggy or hostile
@@ -639,7 +644,7 @@ mod tests {
     #[test]
     fn a_signed_change_that_does_not_decode_is_quarantined_not_fatal() {
         let (home, folder, s) = space();
-        let bad = s.keys.seal_change(&s.signer, [7; 24], b"not a change body");
+        let bad = s.keys.seal_change(&s.device_key, [7; 24], b"not a change body");
         let id = BlobId::of(&bad);
         assert!(s.receive_blob(&id, &bad).unwrap(), "it is validly signed, so stored");
         let mut s = s;

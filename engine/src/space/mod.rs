@@ -67,6 +67,10 @@ pub struct Space {
     pub(crate) dir: PathBuf,
     pub(crate) keys: SpaceKeys,
     pub(crate) signer: SigningKey,
+    /// This device's key: it signs the changes this device writes.
+    pub(crate) device_key: SigningKey,
+    /// The roster received changes are held to: the ledger's when opened, then each session's.
+    pub(crate) roster: cobox_core::roster::RosterView,
     pub(crate) store: std::sync::Arc<BlobStore>,
     pub(crate) manifest: Manifest,
     pub(crate) device: DeviceId,
@@ -92,7 +96,13 @@ pub struct Space {
 pub type ChangeFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 impl Space {
-    pub(crate) fn open(info: SpaceInfo, dir: PathBuf, secret: &[u8; 64], device: DeviceId) -> Result<Self, Error> {
+    pub(crate) fn open(
+        info: SpaceInfo,
+        dir: PathBuf,
+        secret: &[u8; 64],
+        device_key: SigningKey,
+    ) -> Result<Self, Error> {
+        let device = DeviceId(device_key.verifying_key().to_bytes());
         let mut root = [0u8; 32];
         root.copy_from_slice(&secret[32..]);
         let keys = SpaceKeys::derive(&root);
@@ -109,6 +119,8 @@ impl Space {
             store,
             manifest,
             device,
+            device_key,
+            roster: Default::default(),
             applied: included.clone(),
             included,
             changed: None,
@@ -117,6 +129,8 @@ impl Space {
             quarantined: Default::default(),
         };
         space.apply_stored_changes()?;
+        space.join_roster_if_older()?;
+        space.roster = space.ledger().roster()?;
         // Unusable rules are reported by the next scan or pass, which read them again.
         space.ignores = read_ignores(&space.info.path).map(|(r, _)| r).unwrap_or_default();
         // A pass of an earlier process over the same changes and rules left the folder current.
@@ -162,7 +176,7 @@ impl Space {
             }
             let blob = self.store.get(&id)?;
             let applied = verify_change_signature(&self.info.id, &blob)
-                .and_then(|()| self.keys.open(BlobKind::Change, &blob))
+                .and_then(|_| self.keys.open(BlobKind::Change, &blob))
                 .map_err(|e| e.to_string())
                 .and_then(|plain| ChangeBody::decode(&plain).map_err(|e| e.to_string()))
                 .and_then(|body| self.manifest.apply(&body).map_err(|e| e.to_string()));
@@ -178,6 +192,37 @@ impl Space {
         Ok(())
     }
 
+    /// A space made before rosters, on a device that has signed no roster operation: it
+    /// becomes a manager by a genesis signed with the space key it holds (which counts only
+    /// while no device has been removed, docs/security.md), and signs again with its own key
+    /// every change blob it holds that only the shared key signed, so devices that join later
+    /// still receive the history written before rosters.
+    fn join_roster_if_older(&mut self) -> Result<(), Error> {
+        let ledger = self.ledger();
+        if ledger.roster()?.authors.contains(&self.device.0) {
+            return Ok(());
+        }
+        for (id, loc) in self.store.list()? {
+            if loc.kind != BlobKind::Change || self.quarantined.contains_key(&id) {
+                continue;
+            }
+            let blob = self.store.get(&id)?;
+            if verify_change_signature(&self.info.id, &blob) != Ok(crate::crypto::ChangeAuthor::Space) {
+                continue;
+            }
+            let Ok(plain) = self.keys.open(BlobKind::Change, &blob) else { continue };
+            let mut nonce = [0u8; 24];
+            crate::random_bytes(&mut nonce);
+            let again = self.keys.seal_change(&self.device_key, nonce, &plain);
+            let new = BlobId::of(&again);
+            self.store.put(new, BlobKind::Change, &again)?;
+            self.applied.insert(new);
+        }
+        self.store.flush()?;
+        ledger.add_roster_op(&self.device_key, cobox_core::roster::Action::Genesis, Some(&self.signer))?;
+        Ok(())
+    }
+
     /// Change blobs set aside because they do not open, decode or apply, and why.
     pub fn quarantined(&self) -> &std::collections::BTreeMap<BlobId, String> {
         &self.quarantined
@@ -190,7 +235,7 @@ impl Space {
         for part in body.split(CHANGE_PART) {
             let mut nonce = [0u8; 24];
             crate::random_bytes(&mut nonce);
-            let blob = self.keys.seal_change(&self.signer, nonce, &part.encode()?);
+            let blob = self.keys.seal_change(&self.device_key, nonce, &part.encode()?);
             let id = BlobId::of(&blob);
             self.store.put(id, BlobKind::Change, &blob)?;
             ids.push(id);

@@ -59,6 +59,9 @@ pub struct ScanReport {
     pub warnings: Vec<String>,
     /// Id of the history entry this scan made, if anything changed.
     pub snapshot: Option<String>,
+    /// Edits found on a device that may only read: they stay on its disk, unrecorded and
+    /// unshared (added, changed and deleted above count them too).
+    pub kept_local: u64,
 }
 
 /// The metadata a scan compares to decide whether a file changed.
@@ -346,7 +349,11 @@ impl Space {
         }
         report.bytes_read = counters.read.load(Ordering::Relaxed);
 
-        // Differences against the manifest.
+        // Differences against the manifest. A reader records none: its edits stay on its disk
+        // (every peer would refuse its changes), and their cache rows stay out so the
+        // materialiser keeps treating them as edits it must not overwrite.
+        let read_only = self.roster.role(&self.device.0) == Some(cobox_core::roster::Role::Read);
+        let mut local_only: HashSet<String> = HashSet::new();
         let current = by_path(self.manifest.entries());
         let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
@@ -361,6 +368,10 @@ impl Space {
                         if let Kind::File { content, .. } = &e.kind {
                             *added_content.entry(content.clone()).or_default() += 1;
                         }
+                    }
+                    if read_only {
+                        local_only.insert(path.clone());
+                        continue;
                     }
                     self.manifest.set(path, e)?;
                 }
@@ -389,9 +400,25 @@ impl Space {
                 *n -= 1;
                 report.renamed += 1;
             }
+            if read_only {
+                local_only.insert(path.clone());
+                continue;
+            }
             let tomb = Entry { kind: Kind::Deleted, mtime_ns: now_ns, mode: 0, device: self.device_short() };
             self.manifest.set(path, &tomb)?;
             deleted_paths.push(path.clone());
+        }
+        if !local_only.is_empty() {
+            report.kept_local = local_only.len() as u64;
+            cache_updates.retain(|(p, _)| !local_only.contains(p));
+            let msg = format!(
+                "{} edit{} stay on this device only: it may only read in space {:?}, so they are not shared",
+                local_only.len(),
+                if local_only.len() == 1 { "" } else { "s" },
+                self.info.name
+            );
+            progress.warn(&msg);
+            report.warnings.push(msg);
         }
         // Files that kept changing keep their cache rows out too: seen but unrecorded.
         let snap = Snapshot {

@@ -12,9 +12,9 @@
 use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
 use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
+use crate::roster::{self, OpId};
 use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, Party, Revocation, State};
 use ed25519_dalek::SigningKey;
-use crate::roster::{self, OpId};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
 /// Most ledger heads (with their parents) a `Hello` carries; a handful is usual.

@@ -44,6 +44,14 @@ impl Held {
         }
     }
 
+    /// The roster received changes are held to (the session's, once merged).
+    pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView) {
+        match self {
+            Held::Member(s) => s.lock().await.roster = view,
+            Held::Seed(s) => s.lock().await.roster = view,
+        }
+    }
+
     pub(super) async fn ledger(&self) -> LedgerFile {
         self.replica(|r| r.ledger()).await
     }

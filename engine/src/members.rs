@@ -1,0 +1,319 @@
+//! Members as people see them: the roster of a space listed with names, and what a manager (or
+//! a member, of itself) changes: roles, names, removals, invites cancelled. Like the agreements
+//! service this reads and writes only the home's files (each ledger under its own lock), so it
+//! works while the daemon runs; the daemon's next session carries each change to the peers.
+
+use crate::crypto::SpaceKeys;
+use crate::error::Error;
+use crate::home::Home;
+use crate::ids::DeviceId;
+use crate::ledger::LedgerFile;
+use cobox_core::roster::{Action, Key32, Role, RosterView};
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A member as `cobox member list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberSummary {
+    /// The device id (hex).
+    pub device: String,
+    /// Its name, or its short id when it has none.
+    pub name: String,
+    /// `read`, `write` or `manage`.
+    pub role: String,
+    /// Whether it is this device.
+    pub me: bool,
+}
+
+/// An invite as `cobox member list` and `cobox invite list` show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InviteSummary {
+    /// The invite key's short id (what `cobox invite cancel` takes).
+    pub id: String,
+    /// The role it grants.
+    pub role: String,
+    /// The joiner's name, if the manager gave one.
+    pub name: Option<String>,
+    /// When it stops working (RFC 3339).
+    pub expires: String,
+    /// `pending`, `used`, `cancelled` or `expired`.
+    pub state: String,
+    /// The device that used it.
+    pub used_by: Option<String>,
+    /// The manager that made it (its name).
+    pub by: String,
+}
+
+/// The roster of one space, for people and JSON.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Roster {
+    /// The space's name.
+    pub space: String,
+    /// Members now.
+    pub members: Vec<MemberSummary>,
+    /// Devices removed (short ids).
+    pub removed: Vec<String>,
+    /// Invites, newest expiry first.
+    pub invites: Vec<InviteSummary>,
+    /// Roster operations shown invalid and not honoured, and why.
+    pub invalid: Vec<String>,
+}
+
+/// What a command acts on: one space's files, keys and this device.
+struct Ctx {
+    name: String,
+    ledger: LedgerFile,
+    keys: SpaceKeys,
+    device: SigningKey,
+}
+
+impl Ctx {
+    fn open(root: &Path, space: &str) -> Result<Self, Error> {
+        let (info, dir, secret) = Home::space_files(root, space)?;
+        let mut r = [0u8; 32];
+        r.copy_from_slice(&secret[32..]);
+        Ok(Self {
+            name: info.name,
+            ledger: LedgerFile::new(info.id, &dir),
+            keys: SpaceKeys::derive(&r),
+            device: Home::device_key_at(root)?,
+        })
+    }
+
+    fn me(&self) -> Key32 {
+        self.device.verifying_key().to_bytes()
+    }
+
+    /// The roster, and this device's role on it (an error that says why when it has none).
+    fn roster(&self) -> Result<(RosterView, Role), Error> {
+        let view = self.ledger.roster()?;
+        match view.role(&self.me()) {
+            Some(role) => Ok((view, role)),
+            None => Err(Error::Refused(format!("this device is not a member of space {:?}: {}", self.name, {
+                let why = view.why_not(&self.me());
+                if view.authors.contains(&self.me()) {
+                    why
+                } else {
+                    format!("{why}; if the space was made before rosters, open it once (cobox status) to upgrade it")
+                }
+            }))),
+        }
+    }
+
+    fn manager(&self) -> Result<RosterView, Error> {
+        let (view, role) = self.roster()?;
+        if role != Role::Manage {
+            return Err(Error::Refused(format!(
+                "only a manager of space {:?} may do that; this device's role is {role}",
+                self.name
+            )));
+        }
+        Ok(view)
+    }
+
+    fn name_of(&self, view: &RosterView, device: &Key32) -> String {
+        view.members.get(device).and_then(|m| self.keys.open_name(&m.name)).unwrap_or_else(|| short(device))
+    }
+
+    /// A member by name (any case) or by an id prefix of at least 4 hex digits.
+    fn find(&self, view: &RosterView, query: &str) -> Result<Key32, Error> {
+        let q = query.trim();
+        let by_name: Vec<Key32> = view
+            .members
+            .keys()
+            .filter(|d| self.keys.open_name(&view.members[*d].name).is_some_and(|n| n.eq_ignore_ascii_case(q)))
+            .copied()
+            .collect();
+        let hexq = q.to_ascii_lowercase();
+        let by_id: Vec<Key32> = if hexq.len() >= 4 && hexq.chars().all(|c| c.is_ascii_hexdigit()) {
+            view.members.keys().filter(|d| hex::encode(d).starts_with(&hexq)).copied().collect()
+        } else {
+            Vec::new()
+        };
+        match (by_name.as_slice(), by_id.as_slice()) {
+            ([d], _) | ([], [d]) => Ok(*d),
+            ([], []) => Err(Error::NotFound(format!(
+                "no member of space {:?} is named or has an id starting {q:?} (see cobox member list)",
+                self.name
+            ))),
+            _ => Err(Error::NotFound(format!(
+                "{q:?} matches several members of space {:?}: give more of the id (see cobox member list)",
+                self.name
+            ))),
+        }
+    }
+}
+
+fn short(d: &Key32) -> String {
+    DeviceId(*d).short()
+}
+
+/// The roster of a space with names opened.
+pub fn list(root: &Path, space: &str, now_ms: i64) -> Result<Roster, Error> {
+    let c = Ctx::open(root, space)?;
+    let view = c.ledger.roster()?;
+    let me = c.me();
+    let mut members: Vec<MemberSummary> = view
+        .members
+        .iter()
+        .map(|(d, m)| MemberSummary {
+            device: hex::encode(d),
+            name: c.name_of(&view, d),
+            role: m.role.to_string(),
+            me: *d == me,
+        })
+        .collect();
+    members.sort_by(|a, b| (b.role.as_str() == "manage", &a.name).cmp(&(a.role.as_str() == "manage", &b.name)));
+    let mut invites: Vec<(i64, InviteSummary)> = view
+        .invites
+        .iter()
+        .map(|(k, i)| {
+            let state = match (i.redeemed_by, i.cancelled) {
+                (Some(_), _) => "used",
+                (None, true) => "cancelled",
+                (None, false) if i.expires_ms < now_ms => "expired",
+                _ => "pending",
+            };
+            let summary = InviteSummary {
+                id: short(k),
+                role: i.role.to_string(),
+                name: c.keys.open_name(&i.name),
+                expires: crate::util::rfc3339(i.expires_ms),
+                state: state.into(),
+                used_by: i.redeemed_by.map(|d| c.name_of(&view, &d)),
+                by: c.name_of(&view, &i.by),
+            };
+            (i.expires_ms, summary)
+        })
+        .collect();
+    invites.sort_by_key(|(e, _)| std::cmp::Reverse(*e));
+    Ok(Roster {
+        space: c.name,
+        members,
+        removed: view.removed.iter().map(short).collect(),
+        invites: invites.into_iter().map(|(_, i)| i).collect(),
+        invalid: view.invalid.values().cloned().collect(),
+    })
+}
+
+/// Remove a member (a manager's act; it starts refusing the device at every peer that
+/// learns of it). Returns its name.
+pub fn remove(root: &Path, space: &str, query: &str) -> Result<String, Error> {
+    let c = Ctx::open(root, space)?;
+    let view = c.manager()?;
+    let device = c.find(&view, query)?;
+    if device == c.me() {
+        return Err(Error::Refused("to take this device out of the space, use cobox member leave".into()));
+    }
+    let name = c.name_of(&view, &device);
+    c.ledger.add_roster_op(&c.device, Action::Remove { device }, None)?;
+    Ok(name)
+}
+
+/// Change a member's role.
+pub fn set_role(root: &Path, space: &str, query: &str, role: Role) -> Result<String, Error> {
+    let c = Ctx::open(root, space)?;
+    let view = c.manager()?;
+    let device = c.find(&view, query)?;
+    let managers = view.members.values().filter(|m| m.role == Role::Manage).count();
+    if view.role(&device) == Some(Role::Manage) && role != Role::Manage && managers == 1 {
+        return Err(Error::Refused(
+            "the space's last manager cannot step down: make another member a manager first".into(),
+        ));
+    }
+    c.ledger.add_roster_op(&c.device, Action::SetRole { device, role }, None)?;
+    Ok(c.name_of(&view, &device))
+}
+
+/// Rename a member (a manager any, a member itself).
+pub fn rename(root: &Path, space: &str, query: &str, name: &str) -> Result<(), Error> {
+    let name = check_name(name)?;
+    let c = Ctx::open(root, space)?;
+    let (view, role) = c.roster()?;
+    let device = c.find(&view, query)?;
+    if device != c.me() && role != Role::Manage {
+        return Err(Error::Refused(
+            "only a manager renames another member; name this device with cobox device name".into(),
+        ));
+    }
+    c.ledger.add_roster_op(&c.device, Action::Rename { device, name: c.keys.seal_name(name) }, None)?;
+    Ok(())
+}
+
+/// Leave a space: this device removes itself from the roster; the peers refuse it from their
+/// next session on. Its folder and copy stay on its disk.
+pub fn leave(root: &Path, space: &str) -> Result<(), Error> {
+    let c = Ctx::open(root, space)?;
+    let (view, role) = c.roster()?;
+    let managers = view.members.values().filter(|m| m.role == Role::Manage).count();
+    if role == Role::Manage && managers == 1 && view.members.len() > 1 {
+        return Err(Error::Refused(
+            "this device is the space's last manager: make another member a manager before leaving".into(),
+        ));
+    }
+    c.ledger.add_roster_op(&c.device, Action::Remove { device: c.me() }, None)?;
+    Ok(())
+}
+
+/// Cancel an invite not yet used, by its id (or a prefix of at least 4 hex digits).
+pub fn cancel_invite(root: &Path, space: &str, query: &str) -> Result<(), Error> {
+    let c = Ctx::open(root, space)?;
+    let view = c.manager()?;
+    let q = query.trim().to_ascii_lowercase();
+    let found: Vec<(&Key32, _)> =
+        view.invites.iter().filter(|(k, _)| q.len() >= 4 && hex::encode(k).starts_with(&q)).collect();
+    let [(key, invite)] = found.as_slice() else {
+        return Err(Error::NotFound(format!(
+            "no single invite of space {:?} has an id starting {q:?} (see cobox invite list)",
+            c.name
+        )));
+    };
+    if invite.redeemed_by.is_some() {
+        return Err(Error::Refused("that invite was already used: remove the member instead".into()));
+    }
+    if invite.cancelled {
+        return Ok(());
+    }
+    c.ledger.add_roster_op(&c.device, Action::Cancel { invite: **key }, None)?;
+    Ok(())
+}
+
+/// Name this device in every space it is a member of (and for the ones it joins later, it
+/// keeps the name in `$COBOX_HOME/device-name`). Returns how many rosters changed.
+pub fn name_device(root: &Path, name: &str) -> Result<usize, Error> {
+    let name = check_name(name)?;
+    crate::util::write_atomic(&root.join(DEVICE_NAME), name.as_bytes())?;
+    let mut n = 0;
+    for info in Home::spaces_at(root)? {
+        let c = Ctx::open(root, &info.id.to_string())?;
+        if c.roster().is_ok() {
+            c.ledger.add_roster_op(&c.device, Action::Rename { device: c.me(), name: c.keys.seal_name(name) }, None)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// This device's name, if it was given one.
+pub fn device_name(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join(DEVICE_NAME)).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// The names a space's roster gives its devices (for "changed by" and peer lists).
+pub fn names(root: &Path, space: &str) -> Result<BTreeMap<DeviceId, String>, Error> {
+    let c = Ctx::open(root, space)?;
+    let view = c.ledger.roster()?;
+    Ok(view.members.iter().filter_map(|(d, m)| c.keys.open_name(&m.name).map(|n| (DeviceId(*d), n))).collect())
+}
+
+const DEVICE_NAME: &str = "device-name";
+
+fn check_name(name: &str) -> Result<&str, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(Error::InvalidMemberName(name.to_owned()));
+    }
+    Ok(name)
+}
