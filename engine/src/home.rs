@@ -244,7 +244,12 @@ impl Home {
     pub fn create_space(&self, name: &str, path: &Path) -> Result<SpaceInfo, Error> {
         let mut secret = [0u8; 64];
         crate::random_bytes(&mut secret);
-        self.register_space(name, path, &secret)
+        let info = self.register_space(name, path, &secret)?;
+        // The creator is the first manager.
+        let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
+        let genesis = cobox_core::roster::Action::Genesis;
+        ledger.add_roster_op(&self.signer, genesis, Some(&space_signing_key(&secret)))?;
+        Ok(info)
     }
 
     /// Join a space from an invite: register it over `path` (created if missing). The folder

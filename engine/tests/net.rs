@@ -200,7 +200,12 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     ledger_a.insert(&propose(200)).unwrap();
     let changed = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(changed.wire_bytes < 8_000, "only what B lacked: {changed:?}");
-    assert_eq!(ledger_b.read().unwrap().len(), 61);
+    // Agreement entries (the ledger also holds the two devices' roster operations).
+    let entries = |l: &cobox_engine::ledger::LedgerFile| {
+        let l = l.read().unwrap();
+        l.len() - l.roster_ops().len()
+    };
+    assert_eq!(entries(&ledger_b), 61);
     assert_eq!(ledger_b.read().unwrap().digest(), ledger_a.read().unwrap().digest());
     // B (the dialer) ahead: only what A lacks.
     ledger_b.insert(&propose(201)).unwrap();
@@ -211,7 +216,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     ledger_b.insert(&propose(203)).unwrap();
     let diverged = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(diverged.wire_bytes < 12_000, "{diverged:?}");
-    assert_eq!(ledger_a.read().unwrap().len(), 64);
+    assert_eq!(entries(&ledger_a), 64);
     assert_eq!(ledger_b.read().unwrap().digest(), ledger_a.read().unwrap().digest());
     let settled = b.sync_once(&space, a_addr).await.unwrap();
     assert!(settled.wire_bytes < 4_000, "{settled:?}");
@@ -242,6 +247,11 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
     let space = sa.info().id;
     let space_key = ed25519_dalek::SigningKey::from_bytes(&inv.secret[..32].try_into().unwrap());
     let cfg = loopback();
+    // A member on the roster (A's manager added it), so only the transfer rules stop it.
+    let rogue_id = ed25519_dalek::SigningKey::from_bytes(&[66; 32]).verifying_key().to_bytes();
+    let add =
+        cobox_engine::roster::Action::Add { device: rogue_id, role: cobox_engine::roster::Role::Write, name: vec![] };
+    sa.ledger().add_roster_op(&ed25519_dalek::SigningKey::from_bytes(&seed_a), add, None).unwrap();
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let a_addr = direct(&a);
     for (lanes, expect) in [(200u8, "unexpected message"), (1, "unrequested blob")] {

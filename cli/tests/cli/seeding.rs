@@ -131,6 +131,8 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     let v = owner.json(&["invite", "docs"]);
     let carried: Vec<&str> = v["peers"].as_array().unwrap().iter().filter_map(|p| p["device"].as_str()).collect();
     assert!(carried.contains(&s1_id.as_str()) && carried.contains(&s2_id.as_str()), "{v}");
+    // The seeders learn of the invite at the owner's next sync; then it can be redeemed there.
+    owner.ok(&["sync", "docs", "--no-relay"]);
     let late = Device::new();
     let late_folder = dir.path().join("late");
     late.ok(&["join", v["code"].as_str().unwrap(), "--path", late_folder.to_str().unwrap()]);

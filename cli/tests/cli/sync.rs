@@ -101,9 +101,9 @@ fn three_devices_converge_whatever_the_order() {
     create_space(&devs[0], "s", p(0));
     pause();
     devs[0].ok(&["scan", "s"]);
-    let code = devs[0].ok(&["invite", "s"]).trim().to_owned();
     let d0 = Daemon::start(&devs[0]);
     for (i, dev) in devs.iter().enumerate().skip(1) {
+        let code = devs[0].ok(&["invite", "s"]).trim().to_owned();
         dev.ok(&["join", &code, "--path", p(i).to_str().unwrap()]);
         sync_with(dev, "s", &d0);
     }

@@ -126,7 +126,8 @@ fn parse_code<T: serde::de::DeserializeOwned>(
     let body = compact.strip_prefix(prefix).ok_or(CodeError::Prefix(what, prefix))?;
     let upper = body.to_ascii_uppercase();
     let raw = data_encoding::BASE32_NOPAD.decode(upper.as_bytes()).map_err(|e| match e.kind {
-        data_encoding::DecodeKind::Length => CodeError::Checksum,
+        // A cut code ends in a wrong length or stray trailing bits.
+        data_encoding::DecodeKind::Length | data_encoding::DecodeKind::Trailing => CodeError::Checksum,
         _ => CodeError::Alphabet(prefix.len() + e.position),
     })?;
     if raw.len() < 6 {

@@ -421,8 +421,9 @@ mod tests {
         let k = keys();
         let signer = SigningKey::from_bytes(&[3u8; 32]);
         let space = SpaceId(signer.verifying_key().to_bytes());
-        let blob = k.seal_change(&signer, [7; 24], b"manifest change");
-        verify_change_signature(&space, &blob).unwrap();
+        // Before rosters: the space key's signature.
+        let blob = k.seal_legacy_change(&signer, [7; 24], b"manifest change");
+        assert_eq!(verify_change_signature(&space, &blob), Ok(ChangeAuthor::Space));
         assert_eq!(k.open(BlobKind::Change, &blob).unwrap(), b"manifest change");
         let other = SpaceId(SigningKey::from_bytes(&[4u8; 32]).verifying_key().to_bytes());
         assert_eq!(verify_change_signature(&other, &blob), Err(OpenError::Signature));
@@ -430,6 +431,18 @@ mod tests {
         let n = bad.len();
         bad[n - 70] ^= 1;
         assert_eq!(verify_change_signature(&space, &bad), Err(OpenError::Signature));
+        // Since: the writing device's, with its id, which anyone can check.
+        let device = SigningKey::from_bytes(&[5u8; 32]);
+        let blob = k.seal_change(&device, [8; 24], b"by a device");
+        let id = device.verifying_key().to_bytes();
+        assert_eq!(verify_change_signature(&space, &blob), Ok(ChangeAuthor::Device(id)));
+        assert_eq!(k.open(BlobKind::Change, &blob).unwrap(), b"by a device");
+        // Another device's id put in its place does not verify.
+        let mut swapped = blob.clone();
+        let n = swapped.len();
+        swapped[n - 96..n - 64].copy_from_slice(&[4u8; 32]);
+        assert_eq!(verify_change_signature(&space, &swapped), Err(OpenError::Signature));
+        assert!(verify_change_signature(&space, &blob[..40]).is_err());
     }
 
     proptest! {

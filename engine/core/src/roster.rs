@@ -408,7 +408,9 @@ pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
             continue;
         }
         let why = view.invalid.get(&id).or_else(|| now.lost.get(&id)).cloned();
-        let why = why.unwrap_or_else(|| "it waits for roster operations this device has not received".into());
+        let why = why.unwrap_or_else(|| {
+            "its invite is not known here yet: the manager who made it must sync with this device first".into()
+        });
         view.turned_away.insert(device, why);
     }
     view.members = now.members;

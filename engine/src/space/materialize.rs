@@ -457,13 +457,20 @@ mod tests {
         (home, folder, s)
     }
 
-    /// A second device joined to the space "s" of the home at `home_a`: its home, folder and space.
-    fn joined(home_a: &std::path::Path) -> (tempfile::TempDir, tempfile::TempDir, Space) {
+    /// A second device joined to `a` (the space "s" of the home at `home_a`), both rosters
+    /// merged as their first session would: its home, folder and space.
+    fn joined(home_a: &std::path::Path, a: &mut Space) -> (tempfile::TempDir, tempfile::TempDir, Space) {
         let invite = Home::invite(home_a, "s", &crate::home::InviteRequest::writer()).unwrap();
         let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let hb = Home::open(home_b.path()).unwrap();
         hb.join(&invite, folder_b.path(), None).unwrap();
-        let b = hb.open_space("s").unwrap();
+        let mut b = hb.open_space("s").unwrap();
+        b.ledger().merge_from(&mut a.ledger().read().unwrap()).unwrap();
+        a.ledger().merge_from(&mut b.ledger().read().unwrap()).unwrap();
+        for s in [&mut *a, &mut b] {
+            s.roster = s.ledger().roster().unwrap();
+        }
+        assert_eq!(a.roster.role(&b.device.0), Some(cobox_core::roster::Role::Write));
         (home_b, folder_b, b)
     }
 
@@ -572,7 +579,7 @@ mod tests {
         crate::random_bytes(&mut big);
         std::fs::write(folder_a.path().join("big.bin"), &big).unwrap();
         a.scan(&crate::NoProgress).unwrap();
-        let (_home_b, folder_b, mut b) = joined(home_a.path());
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
         b.scan(&crate::NoProgress).unwrap();
 
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
@@ -664,7 +671,7 @@ mod tests {
         let (home_a, folder_a, mut a) = space();
         std::fs::write(folder_a.path().join("f.txt"), b"content from a").unwrap();
         a.scan(&crate::NoProgress).unwrap();
-        let (_home_b, _folder_b, mut b) = joined(home_a.path());
+        let (_home_b, _folder_b, mut b) = joined(home_a.path(), &mut a);
         let (mut changes, mut chunks) = (0, Vec::new());
         for (id, loc) in a.store.list().unwrap() {
             if loc.kind == BlobKind::Change {
@@ -697,7 +704,7 @@ mod tests {
         crate::random_bytes(&mut big);
         std::fs::write(folder_a.path().join("f.bin"), &big).unwrap();
         a.scan(&crate::NoProgress).unwrap();
-        let (_home_b, folder_b, mut b) = joined(home_a.path());
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
         let copy = |from: &Space, to: &mut Space| {
             for (id, _) in from.store.list().unwrap() {
                 to.receive_blob(&id, &from.store.get(&id).unwrap()).unwrap();
@@ -784,7 +791,7 @@ mod tests {
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
         a.store.send_order(&mut ids).unwrap();
         for full_at in [0, 3, 9] {
-            let (home_b, folder_b, b) = joined(home_a.path());
+            let (home_b, folder_b, b) = joined(home_a.path(), &mut a);
             drop(b);
             let faults = Faults::never();
             NEXT_FAULTS.with(|n| *n.borrow_mut() = Some(faults.clone()));
