@@ -44,9 +44,15 @@ pub trait Replica: Send {
 
 /// Check a blob a peer sent for `space`: its kind, or why it is refused (nothing is stored).
 /// A manifest change whose author may not write by `roster` (a reader, a removed device) is
-/// `Ok(None)`: passed over, not stored, and the session goes on, since the sender may have
-/// taken it before the roster said so.
-pub fn check_blob(space: &SpaceId, id: &BlobId, data: &[u8], roster: &RosterView) -> Result<Option<BlobKind>, Error> {
+/// `Ok(None)`: passed over, not stored, and the session goes on ([`RosterView::may_write`]
+/// decides, given the peer `from` it came from).
+pub fn check_blob(
+    space: &SpaceId,
+    id: &BlobId,
+    data: &[u8],
+    roster: &RosterView,
+    from: Option<&[u8; 32]>,
+) -> Result<Option<BlobKind>, Error> {
     if BlobId::of(data) != *id {
         return Err(Error::Refused(format!("blob {id} does not match its id")));
     }
@@ -57,7 +63,7 @@ pub fn check_blob(space: &SpaceId, id: &BlobId, data: &[u8], roster: &RosterView
             ChangeAuthor::Device(d) => Some(d),
             ChangeAuthor::Space => None,
         };
-        if roster.may_write(device).is_err() {
+        if roster.may_write(device, from).is_err() {
             return Ok(None);
         }
     }

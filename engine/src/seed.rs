@@ -44,6 +44,8 @@ pub struct Seed {
     used: u64,
     /// The roster received changes are held to: the ledger's when opened, then each session's.
     pub(crate) roster: cobox_core::roster::RosterView,
+    /// The peer received blobs come from (`None`: none yet).
+    pub(crate) roster_from: Option<[u8; 32]>,
 }
 
 impl Seed {
@@ -51,7 +53,7 @@ impl Seed {
         let store = BlobStore::open(&dir)?;
         let used = store.usage()?.1;
         let roster = crate::ledger::LedgerFile::new(info.space, &dir).roster()?;
-        Ok(Self { info, dir, store, device, used, roster })
+        Ok(Self { info, dir, store, device, used, roster, roster_from: None })
     }
 
     /// The space seeded.
@@ -72,7 +74,9 @@ impl Seed {
     /// Store a blob under an agreement's quota. Checked like a member checks: id, kind, and the
     /// space's signature on manifest changes.
     pub fn receive_blob(&mut self, id: &BlobId, data: &[u8], quota: u64) -> Result<bool, Error> {
-        let Some(kind) = crate::replica::check_blob(&self.info.space, id, data, &self.roster)? else {
+        let Some(kind) =
+            crate::replica::check_blob(&self.info.space, id, data, &self.roster, self.roster_from.as_ref())?
+        else {
             return Ok(false);
         };
         if self.used + data.len() as u64 > quota {

@@ -5,5 +5,6 @@ mod util;
 
 mod crash;
 mod foundation;
+mod members;
 mod seeding;
 mod sync;

@@ -4,10 +4,6 @@ use crate::util::*;
 use std::fs;
 use std::path::Path;
 
-fn read(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
 /// Conflict copies of `name` in `dir`.
 fn conflict_copies(dir: &Path, stem: &str) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -18,11 +14,6 @@ fn conflict_copies(dir: &Path, stem: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn pause() {
-    // Let mtimes move past the scan cache's racy window.
-    std::thread::sleep(std::time::Duration::from_millis(150));
 }
 
 #[test]

@@ -133,6 +133,16 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) {
 }
 
 /// Create a space over `folder` on `dev`, returning its id.
+/// A file's text, or a panic naming it.
+pub(crate) fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Let mtimes move past the scan cache's racy window.
+pub(crate) fn pause() {
+    std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
 pub(crate) fn create_space(dev: &Device, name: &str, folder: &Path) -> String {
     let v = dev.json(&["space", "create", name, "--path", folder.to_str().expect("utf-8 path")]);
     v["id"].as_str().expect("id").to_owned()

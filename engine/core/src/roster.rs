@@ -301,6 +301,8 @@ pub struct RosterView {
     pub turned_away: BTreeMap<Key32, String>,
     /// Every device that signed an operation that verifies, whether it counts or not.
     pub authors: BTreeSet<Key32>,
+    /// Every device that could write at some point (a writer or manager then, whatever now).
+    pub ever_wrote: BTreeSet<Key32>,
     /// Operations that do not count, and why.
     pub invalid: BTreeMap<OpId, String>,
     /// Operations waiting for ones they follow.
@@ -321,12 +323,19 @@ impl RosterView {
         self.members.is_empty() && self.removed.is_empty()
     }
 
-    /// Whether a manifest change signed by `author` may be taken (`None`: signed with the
-    /// shared space key, as before rosters). A space without a roster takes any; otherwise the
-    /// author must be a writer or manager now. A change by a device since removed or made a
-    /// reader is refused wherever the roster already says so (the peers that took it earlier
-    /// keep it), and the shared key grants nothing once a device has been removed.
-    pub fn may_write(&self, author: Option<&Key32>) -> Result<(), String> {
+    /// Whether a manifest change signed by `author` (`None`: by the shared space key, as
+    /// before rosters) may be taken from peer `from` (`None`: no peer, this device's own
+    /// store). A space without a roster takes any. Otherwise:
+    ///
+    /// - a writer's or manager's change, always;
+    /// - one by a device that could write once and no longer can (removed, or made a reader),
+    ///   only when another device passes it on: it is history that device wrote while it
+    ///   could, which the members that took it then hold, and refusing it would leave their
+    ///   copies apart for good. The device itself is refused: a removed one at the session, a
+    ///   reader here;
+    /// - one by a device that never could write (a reader's edits, a stranger's), never;
+    /// - the shared key's, only while no device has been removed (a removed device holds it).
+    pub fn may_write(&self, author: Option<&Key32>, from: Option<&Key32>) -> Result<(), String> {
         if self.is_empty() {
             return Ok(());
         }
@@ -335,8 +344,9 @@ impl RosterView {
             None => Err("signed with the shared space key, which grants nothing once a device was removed".into()),
             Some(d) => match self.role(d) {
                 Some(Role::Write | Role::Manage) => Ok(()),
+                _ if Some(d) == from => Err(format!("written by device {}, which may not write now", hex8(d))),
+                _ if self.ever_wrote.contains(d) => Ok(()),
                 Some(Role::Read) => Err(format!("written by device {}, which may only read", hex8(d))),
-                None if self.removed.contains(d) => Err(format!("written by device {}, which was removed", hex8(d))),
                 None => Err(format!("written by device {}, which is not on the roster", hex8(d))),
             },
         }
@@ -415,6 +425,7 @@ pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
     }
     view.members = now.members;
     view.removed = now.removed;
+    view.ever_wrote = now.ever_wrote;
     view.invites = now.invites;
     let followed: HashSet<&OpId> = graph.ops.values().flat_map(|o| o.op.deps.iter()).collect();
     view.heads = graph.order.iter().filter(|id| !followed.contains(id)).copied().collect();
@@ -485,6 +496,7 @@ struct State {
     invites: BTreeMap<Key32, InviteView>,
     /// Valid redemptions that lost (to an earlier one, or a concurrent cancellation), and why.
     lost: BTreeMap<OpId, String>,
+    ever_wrote: BTreeSet<Key32>,
 }
 
 /// The state made by the valid operations that `within` keeps, settled by the module's rules.
@@ -511,8 +523,13 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
             _ => None,
         })
         .collect();
-    let mut s =
-        State { members: BTreeMap::new(), removed: BTreeSet::new(), invites: BTreeMap::new(), lost: BTreeMap::new() };
+    let mut s = State {
+        members: BTreeMap::new(),
+        removed: BTreeSet::new(),
+        invites: BTreeMap::new(),
+        lost: BTreeMap::new(),
+        ever_wrote: BTreeSet::new(),
+    };
     for id in ids {
         let op = &g.ops[id].op;
         // What a removed device did concurrently with (or after) its removal does not count;
@@ -583,6 +600,8 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
                 }
             }
         }
+        let writers: Vec<Key32> = s.members.iter().filter(|(_, m)| m.role >= Role::Write).map(|(d, _)| *d).collect();
+        s.ever_wrote.extend(writers);
     }
     s
 }
@@ -841,6 +860,27 @@ mod tests {
         // Only a manager invites or cancels.
         let bad = w.op(2, &[c], invite(4, Role::Manage, 1_000));
         assert!(w.view().invalid.contains_key(&op_id(&w.log[bad])));
+    }
+
+    /// Whose manifest changes are taken, and from whom.
+    #[test]
+    fn changes_are_taken_from_writers_and_as_history_from_others() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Write));
+        let b = w.op(1, &[a], add(3, Role::Read));
+        let v = w.view();
+        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(2))), Ok(()));
+        assert!(v.may_write(Some(&pk(3)), Some(&pk(3))).is_err(), "a reader's own edit");
+        assert!(v.may_write(Some(&pk(3)), Some(&pk(1))).is_err(), "nor passed on: it never could write");
+        assert!(v.may_write(Some(&pk(9)), Some(&pk(1))).is_err(), "a stranger's");
+        assert_eq!(v.may_write(None, None), Ok(()), "the shared key, before any removal");
+        w.op(1, &[b], Action::Remove { device: pk(2) });
+        let v = w.view();
+        assert!(v.may_write(Some(&pk(2)), Some(&pk(2))).is_err(), "the removed writer itself");
+        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(1))), Ok(()), "its history, passed on by a member");
+        assert!(v.may_write(None, Some(&pk(1))).is_err(), "the shared key, after a removal");
+        assert_eq!(RosterView::default().may_write(Some(&pk(9)), None), Ok(()), "no roster yet");
     }
 
     /// A random history of a few devices adding, removing and changing roles while apart.

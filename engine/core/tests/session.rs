@@ -496,10 +496,24 @@ mod roster {
         // Used once, then a second device tries the same invite.
         let (mut a, mut b) = manager_and_joiner(2, R::Read, NOW + 1000);
         assert_eq!(run(&mut b, &mut a, Purpose::Sync).dialer, Ok(()));
-        let mut c = member(3, &space_key(), []);
-        let i = cobox_core::roster::evaluate(&a.space.0, &a.ledger.roster_ops()).heads[0];
-        roster_op_after(&mut c, vec![i], redeem(2, NOW), Some(&invite_key(2)));
-        let o = run(&mut c, &mut a, Purpose::Sync);
-        assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("already used")), "{o:?}");
+        // Each later redemption saw only the invite, so it is concurrent with the first and,
+        // judged by operation ids alone, would win about half the time: eight tries.
+        let invite_op = *b
+            .ledger
+            .roster_ops()
+            .iter()
+            .find_map(|o| {
+                let op = cobox_core::roster::SignedOp::decode(o).ok()?;
+                matches!(op.op.action, Action::Redeem { .. }).then(|| op.op.deps[0])
+            })
+            .as_ref()
+            .expect("b's redemption");
+        for seed in 3..11 {
+            let mut c = member(seed, &space_key(), []);
+            roster_op_after(&mut c, vec![invite_op], redeem(2, NOW), Some(&invite_key(2)));
+            let o = run(&mut c, &mut a, Purpose::Sync);
+            assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("already used")), "{o:?}");
+        }
+        assert_eq!(role_on(&a, &b), Some(R::Read), "the first stays");
     }
 }

@@ -71,6 +71,8 @@ pub struct Space {
     pub(crate) device_key: SigningKey,
     /// The roster received changes are held to: the ledger's when opened, then each session's.
     pub(crate) roster: cobox_core::roster::RosterView,
+    /// The peer received blobs come from (`None`: none yet).
+    pub(crate) roster_from: Option<[u8; 32]>,
     pub(crate) store: std::sync::Arc<BlobStore>,
     pub(crate) manifest: Manifest,
     pub(crate) device: DeviceId,
@@ -121,6 +123,7 @@ impl Space {
             device,
             device_key,
             roster: Default::default(),
+            roster_from: None,
             applied: included.clone(),
             included,
             changed: None,

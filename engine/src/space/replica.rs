@@ -20,7 +20,10 @@ impl crate::replica::Replica for Space {
 impl Space {
     /// Accept a blob from a peer ([`crate::replica::check_blob`]); anything refused is not stored.
     pub fn receive_blob(&self, id: &BlobId, data: &[u8]) -> Result<bool, Error> {
-        let Some(kind) = crate::replica::check_blob(&self.info.id, id, data, &self.roster)? else { return Ok(false) };
+        let Some(kind) = crate::replica::check_blob(&self.info.id, id, data, &self.roster, self.roster_from.as_ref())?
+        else {
+            return Ok(false);
+        };
         Ok(self.store.put(*id, kind, data)?)
     }
 
@@ -28,7 +31,7 @@ impl Space {
     /// been sealed with the space key, so a seeder cannot fill a member's disk with junk, only
     /// hand back what members sealed.
     pub fn receive_sealed_blob(&self, id: &BlobId, data: &[u8]) -> Result<bool, Error> {
-        if crate::replica::check_blob(&self.info.id, id, data, &self.roster)?.is_none() {
+        if crate::replica::check_blob(&self.info.id, id, data, &self.roster, self.roster_from.as_ref())?.is_none() {
             return Ok(false);
         }
         let kind = self.keys.authenticate(data).map_err(|source| Error::Blob { blob: *id, source })?;

@@ -214,9 +214,10 @@ pub struct Session {
     /// The ledger gained entries not yet announced: [`Event::LedgerChanged`] waits until the
     /// handshake is done, so a peer refused on the roster leaves nothing in our file.
     dirty: bool,
-    /// The roster operations held when the session began (a redemption new in this session
-    /// is checked against this device's clock).
+    /// The roster operations held when the session began, and their evaluation: a redemption
+    /// new in this session is checked against them and this device's clock.
     roster_before: HashSet<OpId>,
+    roster_view_before: roster::RosterView,
     /// The peer member's role on the roster (`None`: a seeder, or a space without a roster).
     peer_member: Option<roster::Role>,
 }
@@ -235,7 +236,9 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     fn new(setup: Setup, ledger: Ledger, dialer: bool) -> Self {
-        let roster_before = ledger.roster_ops().iter().map(|b| roster::op_id(b)).collect();
+        let ops = ledger.roster_ops();
+        let roster_before = ops.iter().map(|b| roster::op_id(b)).collect();
+        let roster_view_before = roster::evaluate(&setup.space.0, &ops);
         Self {
             setup,
             dialer,
@@ -257,6 +260,7 @@ impl Session {
             events: VecDeque::new(),
             dirty: false,
             roster_before,
+            roster_view_before,
             peer_member: None,
         }
     }
@@ -721,14 +725,24 @@ impl Session {
                 continue;
             }
             let Ok(op) = roster::SignedOp::decode(bytes) else { continue };
-            if let (true, roster::Action::Redeem { invite, .. }) = (op.op.author == peer.0, &op.op.action)
-                && let Some(i) = view.invites.get(invite).filter(|i| i.expires_ms < now)
-            {
-                return self.refuse(format!(
-                    "device {}: this device's invite was refused: the invite expired {} s ago",
-                    peer.short(),
-                    (now - i.expires_ms) / 1000
-                ));
+            let (true, roster::Action::Redeem { invite, .. }) = (op.op.author == peer.0, &op.op.action) else {
+                continue;
+            };
+            // Judged by what this device knew before: a second redemption that did not see
+            // the first would otherwise be concurrent with it, and might win.
+            let before = self.roster_view_before.invites.get(invite);
+            let why = match (view.invites.get(invite), before) {
+                (_, Some(b)) if b.redeemed_by.is_some_and(|d| d != peer.0) => {
+                    Some("the invite was already used".into())
+                }
+                (_, Some(b)) if b.cancelled => Some("the invite was cancelled".into()),
+                (Some(i), _) if i.expires_ms < now => {
+                    Some(format!("the invite expired {} s ago", (now - i.expires_ms) / 1000))
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                return self.refuse(format!("device {}: this device's invite was refused: {why}", peer.short()));
             }
         }
         self.peer_member = Some(role);

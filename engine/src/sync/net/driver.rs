@@ -177,7 +177,7 @@ pub(super) async fn drive(
                     let from_seeder = session.peer_role() == Some(crate::sync::proto::Role::Seeder);
                     // Changes are held to the roster as this session merged it.
                     let ops = session.ledger_mut().roster_ops();
-                    held.set_roster(cobox_core::roster::evaluate(&session.space().0, &ops)).await;
+                    held.set_roster(cobox_core::roster::evaluate(&session.space().0, &ops), peer.0).await;
                     let next = transfer::receive(held, io, &ids, &mut out.stats, quota, from_seeder).await?;
                     session.receive(next)
                 }

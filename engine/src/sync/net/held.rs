@@ -44,11 +44,18 @@ impl Held {
         }
     }
 
-    /// The roster received changes are held to (the session's, once merged).
-    pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView) {
+    /// The roster received changes are held to (the session's, once merged), and the peer
+    /// they come from.
+    pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView, from: [u8; 32]) {
         match self {
-            Held::Member(s) => s.lock().await.roster = view,
-            Held::Seed(s) => s.lock().await.roster = view,
+            Held::Member(s) => {
+                let mut s = s.lock().await;
+                (s.roster, s.roster_from) = (view, Some(from));
+            }
+            Held::Seed(s) => {
+                let mut s = s.lock().await;
+                (s.roster, s.roster_from) = (view, Some(from));
+            }
         }
     }
 

@@ -1,0 +1,159 @@
+//! The roster end to end: invites with roles, a reader's edits kept at home, a removed device
+//! refused by a manager, a reader and a seeder, invites that work once, and two managers
+//! removing devices while apart.
+
+use crate::util::*;
+use std::path::Path;
+
+fn join(dev: &Device, code: &str, folder: &Path) {
+    dev.ok(&["join", code, "--path", folder.to_str().expect("utf-8")]);
+}
+
+fn invite(dev: &Device, args: &[&str]) -> String {
+    let mut all = vec!["invite"];
+    all.extend(args);
+    dev.ok(&all).trim().to_owned()
+}
+
+/// `cobox member list --json`: (name, role) of each member, and the removed devices.
+fn roster(dev: &Device, space: &str) -> (Vec<(String, String)>, usize) {
+    let v = dev.json(&["member", "list", space]);
+    let mut members: Vec<(String, String)> = v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["name"].as_str().expect("name").to_owned(), m["role"].as_str().expect("role").to_owned()))
+        .collect();
+    members.sort();
+    (members, v["removed"].as_array().expect("removed").len())
+}
+
+#[test]
+fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = |n: &str| dir.path().join(n);
+    let (m, w, r, s) = (Device::new(), Device::new(), Device::new(), Device::new());
+    write(&f("m").join("hello.txt"), b"from the manager\n");
+    create_space(&m, "team", &f("m"));
+    m.ok(&["device", "name", "Ana's desk"]);
+    m.ok(&["scan", "team"]);
+    let dm = Daemon::start(&m);
+
+    let writer = invite(&m, &["team", "--role", "write", "--name", "Bo's laptop"]);
+    let reader = invite(&m, &["team", "--role", "read", "--name", "Cy's tablet"]);
+    join(&w, &writer, &f("w"));
+    sync_with(&w, "team", &dm);
+    join(&r, &reader, &f("r"));
+    sync_with(&r, "team", &dm);
+    assert_eq!(read(&f("r").join("hello.txt")), "from the manager\n");
+    let names = |v: Vec<(String, String)>| v;
+    assert_eq!(
+        names(roster(&m, "team").0),
+        [("Ana's desk", "manage"), ("Bo's laptop", "write"), ("Cy's tablet", "read")]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    assert_eq!(roster(&r, "team"), roster(&m, "team"), "the reader holds the same roster");
+
+    // An invite works once; a cancelled or expired one not at all. Each is refused by the
+    // manager with a reason the joining device shows.
+    let x = Device::new();
+    join(&x, &writer, &f("x"));
+    let err = x.fails(&["sync", "team", "--peer", &dm.addr, "--no-relay"]);
+    assert!(err.contains("already used"), "{err}");
+    let cancelled = invite(&m, &["team", "--role", "read"]);
+    let pending = m.json(&["invite", "list", "team"]);
+    let id = pending.as_array().expect("invites").iter().find(|i| i["state"] == "pending").expect("pending")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    m.ok(&["invite", "cancel", "team", &id]);
+    let y = Device::new();
+    join(&y, &cancelled, &f("y"));
+    let err = y.fails(&["sync", "team", "--peer", &dm.addr, "--no-relay"]);
+    assert!(err.contains("cancelled"), "{err}");
+    let short = invite(&m, &["team", "--expires", "1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let z = Device::new();
+    join(&z, &short, &f("z"));
+    let err = z.fails(&["sync", "team", "--peer", &dm.addr, "--no-relay"]);
+    assert!(err.contains("expired"), "{err}");
+    assert_eq!(roster(&m, "team").0.len(), 3, "none of them joined");
+
+    // The reader's edit stays on its disk, said so; the writer's reaches the manager.
+    pause();
+    write(&f("r").join("reader.txt"), b"a reader's note\n");
+    write(&f("r").join("hello.txt"), b"the reader changed this\n");
+    let out = r.run(&["scan", "team"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("stay on this device only"), "{said}");
+    sync_with(&r, "team", &dm);
+    write(&f("w").join("writer.txt"), b"a writer's note\n");
+    w.ok(&["scan", "team"]);
+    sync_with(&w, "team", &dm);
+    assert_eq!(read(&f("m").join("writer.txt")), "a writer's note\n");
+    assert!(!f("m").join("reader.txt").exists(), "the reader's new file reached no one");
+    assert_eq!(read(&f("m").join("hello.txt")), "from the manager\n", "nor its edit");
+    assert_eq!(read(&f("r").join("reader.txt")), "a reader's note\n", "it stays on the reader's disk");
+    assert_eq!(read(&f("r").join("hello.txt")), "the reader changed this\n");
+
+    // A seeder under an agreement.
+    let s_id = s.ok(&["id"]).trim().to_owned();
+    let v = m.json(&["agreement", "propose", "team", "--seeder", &s_id, "--quota", "100M", "--days", "30"]);
+    let code = v["seed_code"].as_str().expect("seed code").to_owned();
+    s.ok(&["seed", &code, "--no-relay", "--yes"]);
+    let ds = Daemon::start(&s);
+
+    // The writer is removed; the manager tells the seeder and the reader.
+    m.ok(&["member", "remove", "team", "Bo's laptop"]);
+    dm.stop();
+    m.ok(&["sync", "team", "--peer", &ds.addr, "--no-relay"]);
+    let dm = Daemon::start(&m);
+    sync_with(&r, "team", &dm);
+    assert_eq!(roster(&r, "team").1, 1, "the reader knows of the removal");
+    let dr = Daemon::start(&r);
+    write(&f("w").join("after.txt"), b"written after the removal\n");
+    w.ok(&["scan", "team"]);
+    for (who, d) in [("manager", &dm), ("reader", &dr), ("seeder", &ds)] {
+        let out = w.run(&["sync", "team", "--peer", &d.addr, "--no-relay"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("removed from the space"),
+            "the {who} refuses the removed writer: {err}"
+        );
+    }
+    assert!(!f("m").join("after.txt").exists() && !f("r").join("after.txt").exists());
+    dr.stop();
+    ds.stop();
+    dm.stop();
+}
+
+#[test]
+fn two_managers_removing_different_devices_while_apart_converge() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = |n: &str| dir.path().join(n);
+    let (m1, m2, a, b) = (Device::new(), Device::new(), Device::new(), Device::new());
+    write(&f("m1").join("f.txt"), b"shared\n");
+    create_space(&m1, "s", &f("m1"));
+    m1.ok(&["scan", "s"]);
+    let d1 = Daemon::start(&m1);
+    join(&m2, &invite(&m1, &["s", "--role", "manage", "--name", "m2"]), &f("m2"));
+    join(&a, &invite(&m1, &["s", "--name", "a"]), &f("a"));
+    join(&b, &invite(&m1, &["s", "--name", "b"]), &f("b"));
+    for dev in [&m2, &a, &b, &m2] {
+        sync_with(dev, "s", &d1);
+    }
+    assert_eq!(roster(&m2, "s"), roster(&m1, "s"));
+    d1.stop();
+    // Apart: each manager removes a different device.
+    m1.ok(&["member", "remove", "s", "a"]);
+    m2.ok(&["member", "remove", "s", "b"]);
+    let d1 = Daemon::start(&m1);
+    sync_with(&m2, "s", &d1);
+    d1.stop();
+    let (members, removed) = roster(&m1, "s");
+    assert_eq!(roster(&m2, "s"), (members.clone(), removed));
+    assert_eq!(removed, 2);
+    let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 2, "{members:?}");
+    assert!(names.contains(&"m2"), "{members:?}");
+}
