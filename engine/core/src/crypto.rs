@@ -1,8 +1,10 @@
 //! Key derivation and blob sealing. Pure: no I/O.
 //!
 //! Sealed blob layout (all kinds):
-//! `version(1) | kind(1) | flags(1) | nonce(24) | ciphertext | tag(16) [| signature(64)]`.
-//! The first 27 bytes are the AEAD associated data. Chunk and chunk-list blobs use a nonce
+//! `version(1) | kind(1) | flags(1) [| epoch(4)] | nonce(24) | ciphertext | tag(16) [| trailer]`.
+//! The header (27 bytes, or 31 with the epoch) is the AEAD associated data. Version 1 blobs are
+//! sealed under the space's first key (epoch 0); version 2 names the key epoch (u32 LE) they
+//! were sealed under, one a manager drew when a member was removed ([`crate::epoch`]). Chunk and chunk-list blobs use a nonce
 //! derived from the plaintext with a keyed BLAKE3, so equal content seals to equal bytes (dedup)
 //! and opening re-derives the nonce to check the content. Change blobs use a random nonce and
 //! end with `device(32) | signature(64)`: the writing device's id and its ed25519 signature
@@ -14,10 +16,14 @@ use crate::ids::SpaceId;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
 
-/// Current sealed-blob format version.
+/// Sealed-blob format version of blobs under the space's first key (epoch 0).
 pub const BLOB_VERSION: u8 = 1;
-/// Bytes of header before the ciphertext.
+/// Sealed-blob format version of blobs under a later key epoch (the header names it).
+pub const BLOB_VERSION_EPOCH: u8 = 2;
+/// Bytes of a version 1 header before the ciphertext.
 pub const HEADER_LEN: usize = 27;
+/// Bytes of a version 2 header (with the epoch).
+pub const HEADER_LEN_EPOCH: usize = 31;
 /// AEAD tag length.
 pub const TAG_LEN: usize = 16;
 /// Signature length on change blobs.
@@ -92,13 +98,35 @@ pub enum OpenError {
     /// The space signature on a change blob is missing or wrong.
     #[error("change blob is not signed by this space")]
     Signature,
+    /// Sealed under a key epoch this device does not hold (drawn after it was removed, or not
+    /// yet granted to it).
+    #[error("blob is sealed under key epoch {0:08x}, which this device does not hold")]
+    UnknownEpoch(u32),
 }
 
-/// The keys of one space, each derived from the space's root secret for one purpose.
+/// One key epoch's sealing keys.
 #[derive(Clone)]
-pub struct SpaceKeys {
+struct EpochSeal {
     seal: [u8; 32],
     nonce: [u8; 32],
+}
+
+impl EpochSeal {
+    fn derive(key: &[u8; 32]) -> Self {
+        Self {
+            seal: blake3::derive_key("cobox 2026-11 blob seal key v1", key),
+            nonce: blake3::derive_key("cobox 2026-11 deterministic nonce key v1", key),
+        }
+    }
+}
+
+/// The keys of one space, each derived for one purpose: from the space's root secret (the
+/// chunker's gear table and the manifest's path key never change, so dedup and sharding stay
+/// stable) and, for sealing, from each key epoch this device holds.
+#[derive(Clone)]
+pub struct SpaceKeys {
+    epochs: std::collections::BTreeMap<u32, EpochSeal>,
+    current: u32,
     /// Seeds the chunker's gear table.
     pub gear: [u8; 32],
     /// Keys the hash that assigns paths to manifest shards.
@@ -106,19 +134,51 @@ pub struct SpaceKeys {
 }
 
 impl SpaceKeys {
-    /// Derive every purpose key from the root secret.
+    /// Derive every purpose key from the root secret (epoch 0, the current one).
     pub fn derive(root: &[u8; 32]) -> Self {
         Self {
-            seal: blake3::derive_key("cobox 2026-11 blob seal key v1", root),
-            nonce: blake3::derive_key("cobox 2026-11 deterministic nonce key v1", root),
+            epochs: [(0, EpochSeal::derive(root))].into_iter().collect(),
+            current: 0,
             gear: blake3::derive_key("cobox 2026-11 chunker gear table v1", root),
             path: blake3::derive_key("cobox 2026-11 manifest path shard key v1", root),
         }
     }
 
-    /// Seal content deterministically: equal plaintext gives equal bytes within this space.
+    /// Hold a later key epoch (blobs sealed under it open from now on).
+    pub fn add_epoch(&mut self, id: u32, key: &[u8; 32]) {
+        if id != 0 {
+            self.epochs.insert(id, EpochSeal::derive(key));
+        }
+    }
+
+    /// Seal under epoch `id` from now on; false (nothing changed) if it is not held.
+    pub fn set_current(&mut self, id: u32) -> bool {
+        let held = self.epochs.contains_key(&id);
+        if held {
+            self.current = id;
+        }
+        held
+    }
+
+    /// The epoch new blobs are sealed under.
+    pub fn current(&self) -> u32 {
+        self.current
+    }
+
+    /// Whether blobs of epoch `id` open here.
+    pub fn holds(&self, id: u32) -> bool {
+        self.epochs.contains_key(&id)
+    }
+
+    fn now(&self) -> &EpochSeal {
+        // `current` is only ever set to a held epoch.
+        self.epochs.get(&self.current).unwrap_or_else(|| unreachable!("the current epoch is held"))
+    }
+
+    /// Seal content deterministically: equal plaintext gives equal bytes within this space
+    /// and epoch.
     pub fn seal(&self, kind: BlobKind, plaintext: &[u8]) -> Vec<u8> {
-        let mut h = blake3::Hasher::new_keyed(&self.nonce);
+        let mut h = blake3::Hasher::new_keyed(&self.now().nonce);
         h.update(&[kind as u8]);
         h.update(plaintext);
         let mut nonce = [0u8; 24];
@@ -132,12 +192,18 @@ impl SpaceKeys {
     }
 
     fn seal_with(&self, kind: BlobKind, flags: u8, nonce: [u8; 24], body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + TAG_LEN + SIG_LEN);
-        out.extend_from_slice(&[BLOB_VERSION, kind as u8, flags]);
+        let mut out = Vec::with_capacity(HEADER_LEN_EPOCH + body.len() + TAG_LEN + AUTHOR_LEN + SIG_LEN);
+        if self.current == 0 {
+            out.extend_from_slice(&[BLOB_VERSION, kind as u8, flags]);
+        } else {
+            out.extend_from_slice(&[BLOB_VERSION_EPOCH, kind as u8, flags]);
+            out.extend_from_slice(&self.current.to_le_bytes());
+        }
         out.extend_from_slice(&nonce);
+        let header_len = out.len();
         out.extend_from_slice(body);
-        let (header, rest) = out.split_at_mut(HEADER_LEN);
-        let (key, ietf_nonce) = xchacha_key(&self.seal, &nonce);
+        let (header, rest) = out.split_at_mut(header_len);
+        let (key, ietf_nonce) = xchacha_key(&self.now().seal, &nonce);
         let tag = key
             .seal_in_place_separate_tag(ietf_nonce, Aad::from(&*header), rest)
             // Only fails for messages over 256 GiB; chunks and changes are far below.
@@ -181,31 +247,32 @@ impl SpaceKeys {
     /// without decompressing it: a member takes from a seeder only what members sealed. A
     /// change blob's proof is its signature ([`verify_change_signature`]), checked apart.
     pub fn authenticate(&self, blob: &[u8]) -> Result<BlobKind, OpenError> {
-        let (kind, _, nonce) = parse_header(blob)?;
-        if kind != BlobKind::Change {
-            self.decrypt(blob, blob.len(), &nonce)?;
+        let h = parse_header(blob)?;
+        if h.kind != BlobKind::Change {
+            self.decrypt(blob, blob.len(), &h)?;
         }
-        Ok(kind)
+        Ok(h.kind)
     }
 
     /// Open a blob of the expected kind, verifying authenticity and content hash.
     pub fn open(&self, expected: BlobKind, blob: &[u8]) -> Result<Vec<u8>, OpenError> {
-        let (kind, flags, nonce) = parse_header(blob)?;
-        if kind != expected {
-            return Err(OpenError::WrongKind { expected, found: kind });
+        let h = parse_header(blob)?;
+        if h.kind != expected {
+            return Err(OpenError::WrongKind { expected, found: h.kind });
         }
-        let end = match kind {
-            BlobKind::Change => blob.len().checked_sub(trailer_len(flags)).ok_or(OpenError::Truncated(blob.len()))?,
+        let end = match h.kind {
+            BlobKind::Change => blob.len().checked_sub(trailer_len(h.flags)).ok_or(OpenError::Truncated(blob.len()))?,
             _ => blob.len(),
         };
-        let buf = self.decrypt(blob, end, &nonce)?;
+        let buf = self.decrypt(blob, end, &h)?;
         let plain =
-            if flags & FLAG_ZSTD != 0 { decompress(&buf, MAX_PLAINTEXT).ok_or(OpenError::Decompress)? } else { buf };
-        if kind != BlobKind::Change {
-            let mut h = blake3::Hasher::new_keyed(&self.nonce);
-            h.update(&[kind as u8]);
-            h.update(&plain);
-            if h.finalize().as_bytes()[..24] != nonce {
+            if h.flags & FLAG_ZSTD != 0 { decompress(&buf, MAX_PLAINTEXT).ok_or(OpenError::Decompress)? } else { buf };
+        if h.kind != BlobKind::Change {
+            let keys = self.epochs.get(&h.epoch).ok_or(OpenError::UnknownEpoch(h.epoch))?;
+            let mut hash = blake3::Hasher::new_keyed(&keys.nonce);
+            hash.update(&[h.kind as u8]);
+            hash.update(&plain);
+            if hash.finalize().as_bytes()[..24] != h.nonce {
                 return Err(OpenError::ContentHash);
             }
         }
@@ -213,15 +280,16 @@ impl SpaceKeys {
     }
 
     /// The ciphertext of `blob[..end]` (header, ciphertext, tag) decrypted, its tag checked.
-    fn decrypt(&self, blob: &[u8], end: usize, nonce: &[u8; 24]) -> Result<Vec<u8>, OpenError> {
-        if end < HEADER_LEN + TAG_LEN {
+    fn decrypt(&self, blob: &[u8], end: usize, h: &Header) -> Result<Vec<u8>, OpenError> {
+        if end < h.len + TAG_LEN {
             return Err(OpenError::Truncated(blob.len()));
         }
-        let (header, rest) = blob[..end].split_at(HEADER_LEN);
+        let keys = self.epochs.get(&h.epoch).ok_or(OpenError::UnknownEpoch(h.epoch))?;
+        let (header, rest) = blob[..end].split_at(h.len);
         let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
         let tag = Tag::try_from(tag).map_err(|_| OpenError::Truncated(blob.len()))?;
         let mut buf = ct.to_vec();
-        let (key, ietf_nonce) = xchacha_key(&self.seal, nonce);
+        let (key, ietf_nonce) = xchacha_key(&keys.seal, &h.nonce);
         key.open_in_place_separate_tag(ietf_nonce, Aad::from(header), tag, &mut buf, 0..)
             .map_err(|_| OpenError::Auth)?;
         Ok(buf)
@@ -252,22 +320,41 @@ fn change_sig_message(signed_part: &[u8]) -> Vec<u8> {
     m
 }
 
-fn parse_header(blob: &[u8]) -> Result<(BlobKind, u8, [u8; 24]), OpenError> {
-    if blob.len() < HEADER_LEN + TAG_LEN {
+/// A sealed blob's header.
+struct Header {
+    kind: BlobKind,
+    flags: u8,
+    epoch: u32,
+    nonce: [u8; 24],
+    len: usize,
+}
+
+fn parse_header(blob: &[u8]) -> Result<Header, OpenError> {
+    let (len, epoch) = match blob.first() {
+        Some(&BLOB_VERSION) => (HEADER_LEN, 0),
+        Some(&BLOB_VERSION_EPOCH) if blob.len() >= HEADER_LEN_EPOCH => {
+            (HEADER_LEN_EPOCH, u32::from_le_bytes([blob[3], blob[4], blob[5], blob[6]]))
+        }
+        Some(&BLOB_VERSION_EPOCH) | None => return Err(OpenError::Truncated(blob.len())),
+        Some(&v) => return Err(OpenError::Version(v)),
+    };
+    if blob.len() < len + TAG_LEN {
         return Err(OpenError::Truncated(blob.len()));
-    }
-    if blob[0] != BLOB_VERSION {
-        return Err(OpenError::Version(blob[0]));
     }
     let kind = BlobKind::from_u8(blob[1]).ok_or(OpenError::Kind(blob[1]))?;
     let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&blob[3..HEADER_LEN]);
-    Ok((kind, blob[2], nonce))
+    nonce.copy_from_slice(&blob[len - 24..len]);
+    Ok(Header { kind, flags: blob[2], epoch, nonce, len })
 }
 
 /// The kind a sealed blob declares, without opening it.
 pub fn blob_kind(blob: &[u8]) -> Result<BlobKind, OpenError> {
-    parse_header(blob).map(|(k, _, _)| k)
+    parse_header(blob).map(|h| h.kind)
+}
+
+/// The key epoch a sealed blob declares, without opening it.
+pub fn blob_epoch(blob: &[u8]) -> Result<u32, OpenError> {
+    parse_header(blob).map(|h| h.epoch)
 }
 
 /// Whether a sealed blob declares itself a chunk (file content, as opposed to the changes and
@@ -292,12 +379,13 @@ pub enum ChangeAuthor {
 
 /// Check a change blob's signature and say who made it. Needs no key, so seeders run it.
 pub fn verify_change_signature(space: &SpaceId, blob: &[u8]) -> Result<ChangeAuthor, OpenError> {
-    let (kind, flags, _) = parse_header(blob)?;
+    let h = parse_header(blob)?;
+    let (kind, flags) = (h.kind, h.flags);
     if kind != BlobKind::Change {
         return Err(OpenError::WrongKind { expected: BlobKind::Change, found: kind });
     }
     let split = blob.len().checked_sub(SIG_LEN).ok_or(OpenError::Truncated(blob.len()))?;
-    if split < HEADER_LEN + TAG_LEN + trailer_len(flags) - SIG_LEN {
+    if split < h.len + TAG_LEN + trailer_len(flags) - SIG_LEN {
         return Err(OpenError::Truncated(blob.len()));
     }
     let author = if flags & FLAG_DEVICE != 0 {
@@ -416,6 +504,34 @@ mod tests {
         assert_eq!(k.open(BlobKind::Chunk, &sealed).unwrap(), text.as_bytes());
     }
 
+    /// A later epoch's blobs name it, open only where it is held, and old blobs still open.
+    #[test]
+    fn blobs_under_a_later_epoch_open_only_with_its_key() {
+        let mut k = keys();
+        let old = k.seal(BlobKind::Chunk, b"before the removal");
+        let id = crate::epoch::epoch_id(&[9; 32]);
+        assert!(!k.set_current(id), "not held yet");
+        k.add_epoch(id, &[9; 32]);
+        assert!(k.set_current(id));
+        let new = k.seal(BlobKind::Chunk, b"after the removal");
+        assert_eq!((blob_epoch(&old), blob_epoch(&new)), (Ok(0), Ok(id)));
+        assert_eq!(k.open(BlobKind::Chunk, &new).unwrap(), b"after the removal");
+        assert_eq!(k.open(BlobKind::Chunk, &old).unwrap(), b"before the removal");
+        let change = k.seal_change(&SigningKey::from_bytes(&[3; 32]), [1; 24], b"a change");
+        assert_eq!(k.open(BlobKind::Change, &change).unwrap(), b"a change");
+        assert!(verify_change_signature(&SpaceId([0; 32]), &change).is_ok());
+        // A device without the epoch: refused by name; with a wrong key under its id: no tag.
+        let removed = keys();
+        assert_eq!(removed.open(BlobKind::Chunk, &new), Err(OpenError::UnknownEpoch(id)));
+        let mut forged = keys();
+        forged.add_epoch(id, &[7; 32]);
+        assert_eq!(forged.open(BlobKind::Chunk, &new), Err(OpenError::Auth));
+        // The epoch in the header is authenticated.
+        let mut moved = new.clone();
+        moved[3] ^= 1;
+        assert!(k.open(BlobKind::Chunk, &moved).is_err());
+    }
+
     #[test]
     fn change_blobs_are_signed() {
         let k = keys();
@@ -465,7 +581,7 @@ mod tests {
             let mut reference = ours[..HEADER_LEN].to_vec();
             reference.extend_from_slice(&data);
             let (header, body) = reference.split_at_mut(HEADER_LEN);
-            let tag = chacha20poly1305::XChaCha20Poly1305::new(&k.seal.into())
+            let tag = chacha20poly1305::XChaCha20Poly1305::new(&k.now().seal.into())
                 .encrypt_inout_detached(&nonce.into(), header, body.into())
                 .unwrap();
             reference.extend_from_slice(&tag);

@@ -3,7 +3,8 @@
 //! unit-, property- and fuzz-tested in memory.
 //!
 //! - [`ids`], [`codes`]: identities and the invite and seed codes.
-//! - [`chunk`], [`crypto`]: the keyed chunker, key derivation, sealing and signatures.
+//! - [`chunk`], [`crypto`]: the keyed chunker, key derivation, sealing and signatures;
+//!   [`epoch`]: content keys sealed to member devices with HPKE when a member is removed.
 //! - [`entry`], [`manifest`]: the per-path scalar and the Automerge documents holding them.
 //! - [`plan`]: the materialiser's decision per path, executed by the engine.
 //! - [`roster`]: who belongs to a space, in what role: signed operations evaluated the same
@@ -21,6 +22,7 @@ pub mod chunk;
 pub mod codes;
 pub mod crypto;
 pub mod entry;
+pub mod epoch;
 pub mod ids;
 pub mod ignores;
 pub mod manifest;
