@@ -264,6 +264,8 @@ impl Home {
             .try_into()
             .map_err(|_| Error::BadInvite("its space secret is not 64 bytes".into()))?;
         let info = self.register_space(name.unwrap_or(&invite.name), path, &secret)?;
+        // The invite's key opens the key epochs it carries (kept like the space secret).
+        write_secret(&self.space_dir(&info.id).join(crate::ledger::INVITE_KEY), &invite.key)?;
         // Redeemed here, before the space is first opened (which would otherwise make this
         // device a manager as a space from before rosters); the peers judge it when they meet.
         let redeem = cobox_core::roster::Action::Redeem { invite: invite_public(&invite.key), at_ms: crate::now_ms() };
@@ -459,7 +461,8 @@ impl Home {
         let device_key = Self::device_key_at(root)?;
         let device = DeviceId(device_key.verifying_key().to_bytes());
         let ledger = crate::ledger::LedgerFile::new(info.id, &dir);
-        match ledger.roster()?.role(&device.0) {
+        let view = ledger.roster()?;
+        match view.role(&device.0) {
             Some(cobox_core::roster::Role::Manage) => {}
             Some(role) => {
                 return Err(Error::Refused(format!(
@@ -476,15 +479,34 @@ impl Home {
         }
         let mut key = [0u8; 32];
         crate::random_bytes(&mut key);
-        let mut root_key = [0u8; 32];
-        root_key.copy_from_slice(&secret[32..]);
-        let keys = crate::crypto::SpaceKeys::derive(&root_key);
+        // The joiner gets every key epoch this device holds, sealed to the invite's key, so it
+        // reads the space (also from a seeder) before any manager is online again.
+        let invite_key = crate::ledger::invite_key_at(&dir);
+        let (keys, missing) = crate::ledger::space_keys(&secret, &view, &device_key, invite_key.as_ref());
+        if let Some(epoch) = missing {
+            return Err(Error::Refused(format!(
+                "this device does not hold the space's current key (epoch {epoch:08x}) yet; sync with another manager first"
+            )));
+        }
+        let all = crate::ledger::epoch_keys(&secret, &view, &device_key, invite_key.as_ref());
+        let mut seed = [0u8; 32];
+        crate::random_bytes(&mut seed);
+        let epoch = keys.current();
+        let sealed = cobox_core::epoch::seal_keys(
+            &invite_public(&key),
+            &all,
+            &cobox_core::epoch::context(&info.id.0, epoch),
+            seed,
+        )
+        .map_err(|e| Error::Refused(format!("sealing the keys to the invite: {e}")))?;
         let name = request.name.as_deref().map(|n| keys.seal_name(n)).unwrap_or_default();
         let action = cobox_core::roster::Action::Invite {
             key: invite_public(&key),
             role: request.role,
             name,
             expires_ms: request.expires_ms,
+            keys: sealed,
+            epoch,
         };
         let op = ledger.add_roster_op(&device_key, action, None)?;
         let addrs: Vec<String> = read_json(&paths::listening(root))?;

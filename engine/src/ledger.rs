@@ -131,6 +131,52 @@ impl LedgerFile {
     }
 }
 
+/// A space's sealing keys as this device holds them: the first epoch from the space secret,
+/// every later one the roster hands it (or the invite it joined by carried), and the current
+/// epoch set when held. Returns the keys and, when the current epoch is not held yet, its id.
+pub fn space_keys(
+    secret: &[u8; 64],
+    view: &cobox_core::roster::RosterView,
+    device: &ed25519_dalek::SigningKey,
+    invite: Option<&ed25519_dalek::SigningKey>,
+) -> (crate::crypto::SpaceKeys, Option<u32>) {
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&secret[32..]);
+    let mut keys = crate::crypto::SpaceKeys::derive(&root);
+    let space = crate::crypto::space_signing_key(secret).verifying_key().to_bytes();
+    for (id, key) in view.keys_for(&space, device, invite) {
+        keys.add_epoch(id, &key);
+    }
+    let missing = (!keys.set_current(view.current_epoch)).then_some(view.current_epoch);
+    (keys, missing)
+}
+
+/// Every epoch key `keys` was built from, for sealing to another device: the first from the
+/// secret, the rest from the roster.
+pub fn epoch_keys(
+    secret: &[u8; 64],
+    view: &cobox_core::roster::RosterView,
+    device: &ed25519_dalek::SigningKey,
+    invite: Option<&ed25519_dalek::SigningKey>,
+) -> cobox_core::epoch::EpochKeys {
+    let space = crate::crypto::space_signing_key(secret).verifying_key().to_bytes();
+    let mut all = view.keys_for(&space, device, invite);
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&secret[32..]);
+    all.insert(0, root);
+    all
+}
+
+/// The file in a space's directory holding the key of the invite the device joined by: it
+/// opens the key epochs the invite carried.
+pub const INVITE_KEY: &str = "invite.key";
+
+/// The invite key kept in a space's directory `dir`, if the device joined by one.
+pub fn invite_key_at(dir: &Path) -> Option<ed25519_dalek::SigningKey> {
+    let bytes: [u8; 32] = fs::read(dir.join(INVITE_KEY)).ok()?.try_into().ok()?;
+    Some(ed25519_dalek::SigningKey::from_bytes(&bytes))
+}
+
 /// An audit result, for people and JSON.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditSummary {

@@ -59,27 +59,34 @@ pub struct Roster {
     pub invites: Vec<InviteSummary>,
     /// Roster operations shown invalid and not honoured, and why.
     pub invalid: Vec<String>,
+    /// The key epoch new content is sealed under (hex; `00000000`: the space's first key).
+    pub key_epoch: String,
+    /// Whether this device holds it.
+    pub key_held: bool,
 }
 
 /// What a command acts on: one space's files, keys and this device.
 struct Ctx {
     name: String,
+    space: Key32,
     ledger: LedgerFile,
+    /// Sealing keys (names are sealed under the current epoch).
     keys: SpaceKeys,
+    /// Every epoch key this device holds, to hand to others.
+    all: cobox_core::epoch::EpochKeys,
     device: SigningKey,
 }
 
 impl Ctx {
     fn open(root: &Path, space: &str) -> Result<Self, Error> {
         let (info, dir, secret) = Home::space_files(root, space)?;
-        let mut r = [0u8; 32];
-        r.copy_from_slice(&secret[32..]);
-        Ok(Self {
-            name: info.name,
-            ledger: LedgerFile::new(info.id, &dir),
-            keys: SpaceKeys::derive(&r),
-            device: Home::device_key_at(root)?,
-        })
+        let ledger = LedgerFile::new(info.id, &dir);
+        let device = Home::device_key_at(root)?;
+        let invite = crate::ledger::invite_key_at(&dir);
+        let view = ledger.roster()?;
+        let (keys, _) = crate::ledger::space_keys(&secret, &view, &device, invite.as_ref());
+        let all = crate::ledger::epoch_keys(&secret, &view, &device, invite.as_ref());
+        Ok(Self { name: info.name, space: info.id.0, ledger, keys, all, device })
     }
 
     fn me(&self) -> Key32 {
@@ -195,6 +202,8 @@ pub fn list(root: &Path, space: &str, now_ms: i64) -> Result<Roster, Error> {
         removed: view.removed.iter().map(short).collect(),
         invites: invites.into_iter().map(|(_, i)| i).collect(),
         invalid: view.invalid.values().cloned().collect(),
+        key_epoch: format!("{:08x}", view.current_epoch),
+        key_held: c.keys.holds(view.current_epoch),
     })
 }
 
@@ -209,7 +218,71 @@ pub fn remove(root: &Path, space: &str, query: &str) -> Result<String, Error> {
     }
     let name = c.name_of(&view, &device);
     c.ledger.add_roster_op(&c.device, Action::Remove { device }, None)?;
+    // A new key epoch for everyone who stays: what is written from now on is sealed under a
+    // key the removed device never gets.
+    let after = c.ledger.roster()?;
+    let stay: Vec<Key32> = after.members.keys().copied().collect();
+    let mut fresh = [0u8; 32];
+    crate::random_bytes(&mut fresh);
+    hand_keys(&c, &stay, Some(fresh))?;
     Ok(name)
+}
+
+/// Record a key hand-out: every epoch key this device holds (and `fresh`, a new epoch, which
+/// then becomes the current one) sealed to each of `to`. Returns the epoch.
+fn hand_keys(c: &Ctx, to: &[Key32], fresh: Option<[u8; 32]>) -> Result<u32, Error> {
+    let mut all = c.all.clone();
+    let epoch = match fresh {
+        Some(k) => {
+            let id = cobox_core::epoch::epoch_id(&k);
+            all.insert(id, k);
+            id
+        }
+        None => c.keys.current(),
+    };
+    let context = cobox_core::epoch::context(&c.space, epoch);
+    let mut sealed = Vec::with_capacity(to.len());
+    for d in to {
+        let mut seed = [0u8; 32];
+        crate::random_bytes(&mut seed);
+        let s = cobox_core::epoch::seal_keys(d, &all, &context, seed)
+            .map_err(|e| Error::Refused(format!("sealing keys to device {}: {e}", short(d))))?;
+        sealed.push((*d, s));
+    }
+    c.ledger.add_roster_op(&c.device, Action::Keys { epoch, sealed }, None)?;
+    Ok(epoch)
+}
+
+/// What a manager's device does after its sessions: a member that lacks the current key
+/// epoch (it joined by an invite made before the last rotation) is handed it; and when the
+/// current epoch reached a device since removed (two managers rotated at once, each removing
+/// another device), a new one is drawn for the devices that stay. Returns what it did, for
+/// the log; nothing on a device that is not a manager or lacks the current key itself.
+pub fn upkeep(root: &Path, space: &str) -> Result<Option<String>, Error> {
+    let c = Ctx::open(root, space)?;
+    let view = c.ledger.roster()?;
+    let current = view.current_epoch;
+    if view.role(&c.me()) != Some(Role::Manage) || current == 0 || !c.keys.holds(current) {
+        return Ok(None);
+    }
+    let holders = view.holders(current);
+    if holders.iter().any(|d| view.removed.contains(d)) {
+        let stay: Vec<Key32> = view.members.keys().copied().collect();
+        let mut fresh = [0u8; 32];
+        crate::random_bytes(&mut fresh);
+        let epoch = hand_keys(&c, &stay, Some(fresh))?;
+        return Ok(Some(format!(
+            "space {:?}: drew key epoch {epoch:08x}, as the last one had reached a removed device",
+            c.name
+        )));
+    }
+    let lacking: Vec<Key32> = view.members.keys().filter(|d| !holders.contains(*d)).copied().collect();
+    if lacking.is_empty() {
+        return Ok(None);
+    }
+    hand_keys(&c, &lacking, None)?;
+    let names: Vec<String> = lacking.iter().map(|d| c.name_of(&view, d)).collect();
+    Ok(Some(format!("space {:?}: handed the current key to {}", c.name, names.join(", "))))
 }
 
 /// Change a member's role.

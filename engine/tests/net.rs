@@ -348,3 +348,79 @@ async fn thousands_of_small_files_sync_in_one_go() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A member is removed after a real sync; a file written after the removal is sealed under a
+/// new key epoch that no key the removed device holds opens: its space secret's, every epoch
+/// key it can open from the whole roster (as a seeder holds it), and its invite's, each tried
+/// in the new epoch's place. What it held before stays readable to it, as docs/security.md says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_added_after_a_removal_is_unreadable_with_every_key_the_removed_device_holds() {
+    use cobox_engine::crypto::{BlobKind, OpenError, SpaceKeys, blob_epoch, blob_kind};
+    use cobox_engine::replica::Replica;
+    let ((ha, fa, seed_a, sa), (hb, _fb, seed_b, sb), _) = pair(("before.txt", b"written before\n"));
+    let space = sa.info().id;
+    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &loopback(), quiet()).await.unwrap();
+    b.sync_until_converged(&space, direct(&a), 6).await.unwrap();
+    b.shutdown().await;
+    a.shutdown().await;
+    let b_key = ed25519_dalek::SigningKey::from_bytes(&seed_b);
+    let b_id = hex::encode(b_key.verifying_key().to_bytes());
+    cobox_engine::members::remove(ha.path(), "s", &b_id[..8]).unwrap();
+    const AFTER: &[u8] = b"written after the removal: not for the removed device\n";
+    std::fs::write(fa.path().join("after.txt"), AFTER).unwrap();
+    let home_a = Home::open(ha.path()).unwrap();
+    let mut a = home_a.open_space("s").unwrap();
+    a.scan(&NoProgress).unwrap();
+
+    let view = a.ledger().roster().unwrap();
+    let epoch = view.current_epoch;
+    assert_ne!(epoch, 0, "the removal drew a new epoch");
+    let b_dir = cobox_engine::home::paths::space(hb.path(), &space);
+    let secret: [u8; 64] = std::fs::read(b_dir.join("secret.key")).unwrap().try_into().unwrap();
+    let invite = cobox_engine::ledger::invite_key_at(&b_dir);
+    assert!(invite.is_some(), "it joined by an invite, whose key it kept");
+    let held = cobox_engine::ledger::epoch_keys(&secret, &view, &b_key, invite.as_ref());
+    assert!(!held.contains_key(&epoch), "no sealing of the new epoch opens for it");
+    let (b_keys, missing) = cobox_engine::ledger::space_keys(&secret, &view, &b_key, invite.as_ref());
+    assert_eq!(missing, Some(epoch));
+    let (a_keys, _) = cobox_engine::ledger::space_keys(
+        &std::fs::read(cobox_engine::home::paths::space(ha.path(), &space).join("secret.key"))
+            .unwrap()
+            .try_into()
+            .unwrap(),
+        &view,
+        &ed25519_dalek::SigningKey::from_bytes(&seed_a),
+        None,
+    );
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&secret[32..]);
+    let mut candidates: Vec<[u8; 32]> = held.values().copied().collect();
+    candidates.extend([root, *secret[..32].first_chunk::<32>().unwrap(), invite.unwrap().to_bytes(), seed_b]);
+    let (mut new_blobs, mut tries) = (0, 0);
+    for id in a.blob_ids().unwrap() {
+        let blob = a.read_blob(&id).unwrap();
+        if blob_epoch(&blob) != Ok(epoch) {
+            continue;
+        }
+        new_blobs += 1;
+        let kind = blob_kind(&blob).unwrap();
+        assert!(a_keys.open(kind, &blob).is_ok(), "the manager reads it");
+        assert_eq!(b_keys.open(kind, &blob), Err(OpenError::UnknownEpoch(epoch)));
+        for k in &candidates {
+            let mut as_new = SpaceKeys::derive(&root);
+            as_new.add_epoch(epoch, k);
+            assert!(as_new.set_current(epoch));
+            assert_eq!(as_new.open(kind, &blob), Err(OpenError::Auth), "no key it holds opens it");
+            tries += 1;
+        }
+        if kind == BlobKind::Chunk {
+            assert!(!blob.windows(AFTER.len()).any(|w| w == AFTER), "no plaintext in the blob");
+        }
+    }
+    assert!(new_blobs >= 2, "the new file's chunk and the change recording it: {new_blobs}");
+    assert!(tries >= 2 * candidates.len());
+    // What it held before the removal still opens with its keys (removal cannot undo that).
+    let before = a.blob_ids().unwrap().into_iter().map(|id| a.read_blob(&id).unwrap());
+    assert!(before.filter(|b| blob_epoch(b) == Ok(0)).all(|b| b_keys.open(blob_kind(&b).unwrap(), &b).is_ok()));
+}

@@ -243,8 +243,9 @@ fn gc_keeps_history_unless_told_to_prune() {
     assert_eq!(fs::read(out.path().join("data.bin")).unwrap(), random_bytes(4 << 20, 1));
 
     let r = dev.json(&["gc", "s", "--keep-within", "0s"]);
-    // Chunk counts vary with the space key; the old version's bytes do not.
-    assert!(r["blobs_removed"].as_u64().unwrap() >= 2, "{r}");
+    // Chunk counts vary with the space key (4 MiB can be one chunk); the old version's bytes
+    // do not.
+    assert!(r["blobs_removed"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["bytes_freed"].as_u64().unwrap() >= 4 << 20, "{r}");
     let err = dev.fails(&["restore", "s", out.path().to_str().unwrap(), "--at", &first]);
     assert!(err.contains("pruned"), "{err}");

@@ -106,10 +106,14 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     // The writer is removed; the manager tells the seeder and the reader.
     m.ok(&["member", "remove", "team", "Bo's laptop"]);
     dm.stop();
+    // Written after the removal: sealed under the new key epoch, which the reader holds.
+    write(&f("m").join("after-removal.txt"), b"for those who stay\n");
+    m.ok(&["scan", "team"]);
     m.ok(&["sync", "team", "--peer", &ds.addr, "--no-relay"]);
     let dm = Daemon::start(&m);
     sync_with(&r, "team", &dm);
     assert_eq!(roster(&r, "team").1, 1, "the reader knows of the removal");
+    assert_eq!(read(&f("r").join("after-removal.txt")), "for those who stay\n");
     let dr = Daemon::start(&r);
     write(&f("w").join("after.txt"), b"written after the removal\n");
     w.ok(&["scan", "team"]);
@@ -147,9 +151,19 @@ fn two_managers_removing_different_devices_while_apart_converge() {
     // Apart: each manager removes a different device.
     m1.ok(&["member", "remove", "s", "a"]);
     m2.ok(&["member", "remove", "s", "b"]);
+    let epoch = |d: &Device| d.json(&["member", "list", "s"])["key_epoch"].as_str().expect("epoch").to_owned();
+    let (e1, e2) = (epoch(&m1), epoch(&m2));
+    assert_ne!(e1, e2, "each drew its own key epoch");
     let d1 = Daemon::start(&m1);
     sync_with(&m2, "s", &d1);
-    d1.stop();
+    let log = d1.stop();
+    // Each of the two epochs reached the device the other removed: a third is drawn, for the
+    // two who stay only, and both end on it.
+    assert!(log.contains("drew key epoch"), "{log}");
+    let (n1, n2) = (epoch(&m1), epoch(&m2));
+    assert_eq!(n1, n2);
+    assert!(n1 != e1 && n1 != e2, "{n1} {e1} {e2}");
+    assert_eq!(m2.json(&["member", "list", "s"])["key_held"], true);
     let (members, removed) = roster(&m1, "s");
     assert_eq!(roster(&m2, "s"), (members.clone(), removed));
     assert_eq!(removed, 2);

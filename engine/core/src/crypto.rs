@@ -165,6 +165,11 @@ impl SpaceKeys {
         self.current
     }
 
+    /// The epochs held.
+    pub fn epoch_ids(&self) -> Vec<u32> {
+        self.epochs.keys().copied().collect()
+    }
+
     /// Whether blobs of epoch `id` open here.
     pub fn holds(&self, id: u32) -> bool {
         self.epochs.contains_key(&id)

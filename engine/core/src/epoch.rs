@@ -114,8 +114,8 @@ pub fn open_keys(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<Epoch
         return Err(EpochError::Open);
     }
     let (enc, ct) = sealed.split_at(32);
-    let sk = <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&me.to_scalar_bytes())
-        .map_err(|_| EpochError::Open)?;
+    let sk =
+        <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&me.to_scalar_bytes()).map_err(|_| EpochError::Open)?;
     let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| EpochError::Open)?;
     let plain = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
         &OpModeR::Base,

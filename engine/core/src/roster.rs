@@ -127,6 +127,10 @@ pub enum Action {
         name: Vec<u8>,
         /// Milliseconds since the epoch after which it cannot be redeemed.
         expires_ms: i64,
+        /// Every key epoch up to `epoch`, sealed to the invite's key ([`crate::epoch`]).
+        keys: Vec<u8>,
+        /// The newest epoch in `keys`.
+        epoch: u32,
     },
     /// The author joins by an invite; also signed by the invite's key.
     Redeem {
@@ -139,6 +143,15 @@ pub enum Action {
     Cancel {
         /// The invite's public key.
         invite: Key32,
+    },
+    /// A manager hands key epochs to devices: a new epoch (a rotation, after a removal), or
+    /// the current one to members that lack it. Each device gets every epoch key up to
+    /// `epoch`, sealed to it ([`crate::epoch`]).
+    Keys {
+        /// The newest epoch sealed.
+        epoch: u32,
+        /// Each device and its sealed keys.
+        sealed: Vec<(Key32, Vec<u8>)>,
     },
 }
 
@@ -286,6 +299,19 @@ pub struct InviteView {
     pub redeemed_by: Option<Key32>,
     /// Whether a manager cancelled it.
     pub cancelled: bool,
+    /// Key epochs up to `epoch`, sealed to the invite's key.
+    pub keys: Vec<u8>,
+    /// The newest epoch in `keys`.
+    pub epoch: u32,
+}
+
+/// A hand-out of key epochs (a [`Action::Keys`] that counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysView {
+    /// The newest epoch sealed.
+    pub epoch: u32,
+    /// Each device and its sealed keys.
+    pub sealed: BTreeMap<Key32, Vec<u8>>,
 }
 
 /// The roster evaluated.
@@ -303,6 +329,11 @@ pub struct RosterView {
     pub authors: BTreeSet<Key32>,
     /// Every device that could write at some point (a writer or manager then, whatever now).
     pub ever_wrote: BTreeSet<Key32>,
+    /// Key epochs handed out, in the order every device folds them.
+    pub keys: Vec<KeysView>,
+    /// The epoch new blobs are sealed under: the last one drawn, in that order (0: the
+    /// space's first key).
+    pub current_epoch: u32,
     /// Operations that do not count, and why.
     pub invalid: BTreeMap<OpId, String>,
     /// Operations waiting for ones they follow.
@@ -350,6 +381,36 @@ impl RosterView {
                 None => Err(format!("written by device {}, which is not on the roster", hex8(d))),
             },
         }
+    }
+
+    /// The devices that were handed epoch `epoch` (by a key hand-out, or by the invite they
+    /// redeemed).
+    pub fn holders(&self, epoch: u32) -> BTreeSet<Key32> {
+        let mut out: BTreeSet<Key32> =
+            self.keys.iter().filter(|k| k.epoch == epoch).flat_map(|k| k.sealed.keys().copied()).collect();
+        out.extend(self.invites.values().filter(|i| i.epoch == epoch).filter_map(|i| i.redeemed_by));
+        out
+    }
+
+    /// Every epoch key `device` can open: those handed to it, and those in the invite whose
+    /// key it holds (`invite`). Sealings that do not open are passed over.
+    pub fn keys_for(&self, space: &Key32, device: &SigningKey, invite: Option<&SigningKey>) -> crate::epoch::EpochKeys {
+        let me = device.verifying_key().to_bytes();
+        let mut out = crate::epoch::EpochKeys::new();
+        for k in &self.keys {
+            if let Some(sealed) = k.sealed.get(&me)
+                && let Ok(keys) = crate::epoch::open_keys(device, sealed, &crate::epoch::context(space, k.epoch))
+            {
+                out.extend(keys);
+            }
+        }
+        if let Some(inv) = invite
+            && let Some(i) = self.invites.get(&inv.verifying_key().to_bytes())
+            && let Ok(keys) = crate::epoch::open_keys(inv, &i.keys, &crate::epoch::context(space, i.epoch))
+        {
+            out.extend(keys);
+        }
+        out
     }
 
     /// Why `device` is not a member, in words a refused device can show its user.
@@ -426,6 +487,8 @@ pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
     view.members = now.members;
     view.removed = now.removed;
     view.ever_wrote = now.ever_wrote;
+    view.keys = now.keys;
+    view.current_epoch = now.current_epoch;
     view.invites = now.invites;
     let followed: HashSet<&OpId> = graph.ops.values().flat_map(|o| o.op.deps.iter()).collect();
     view.heads = graph.order.iter().filter(|id| !followed.contains(id)).copied().collect();
@@ -497,6 +560,8 @@ struct State {
     /// Valid redemptions that lost (to an earlier one, or a concurrent cancellation), and why.
     lost: BTreeMap<OpId, String>,
     ever_wrote: BTreeSet<Key32>,
+    keys: Vec<KeysView>,
+    current_epoch: u32,
 }
 
 /// The state made by the valid operations that `within` keeps, settled by the module's rules.
@@ -529,6 +594,8 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
         invites: BTreeMap::new(),
         lost: BTreeMap::new(),
         ever_wrote: BTreeSet::new(),
+        keys: Vec::new(),
+        current_epoch: 0,
     };
     for id in ids {
         let op = &g.ops[id].op;
@@ -569,7 +636,7 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
                     s.removed.insert(*device);
                 }
             }
-            Action::Invite { key, role, name, expires_ms } => {
+            Action::Invite { key, role, name, expires_ms, keys, epoch } => {
                 s.invites.entry(*key).or_insert(InviteView {
                     by: op.author,
                     role: *role,
@@ -577,7 +644,15 @@ fn fold(g: &Graph, valid: &HashSet<OpId>, within: impl Fn(&OpId) -> bool) -> Sta
                     expires_ms: *expires_ms,
                     redeemed_by: None,
                     cancelled: false,
+                    keys: keys.clone(),
+                    epoch: *epoch,
                 });
+            }
+            Action::Keys { epoch, sealed } => {
+                if *epoch != 0 && !s.keys.iter().any(|k| k.epoch == *epoch) {
+                    s.current_epoch = *epoch;
+                }
+                s.keys.push(KeysView { epoch: *epoch, sealed: sealed.iter().cloned().collect() });
             }
             Action::Cancel { invite } => {
                 if let Some(i) = s.invites.get_mut(invite).filter(|i| i.redeemed_by.is_none()) {
@@ -630,8 +705,14 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
         Action::Add { device, .. } if s.members.contains_key(device) => {
             Err("adds a device that is already a member".into())
         }
-        Action::Add { .. } | Action::SetRole { .. } | Action::Invite { .. } | Action::Cancel { .. } if !manager => {
-            Err("only a manager adds members, changes roles or makes and cancels invites".into())
+        Action::Add { .. }
+        | Action::SetRole { .. }
+        | Action::Invite { .. }
+        | Action::Cancel { .. }
+        | Action::Keys { .. }
+            if !manager =>
+        {
+            Err("only a manager adds members, changes roles, makes and cancels invites or hands out keys".into())
         }
         Action::Invite { key, .. } if s.invites.contains_key(key) => Err("reuses an invite key".into()),
         Action::Cancel { invite } => match s.invites.get(invite) {
@@ -790,7 +871,7 @@ mod tests {
     }
 
     fn invite(n: u8, role: Role, expires_ms: i64) -> Action {
-        Action::Invite { key: pk(200 + n), role, name: vec![n], expires_ms }
+        Action::Invite { key: pk(200 + n), role, name: vec![n], expires_ms, keys: vec![], epoch: 0 }
     }
 
     fn redeem(n: u8, at_ms: i64) -> Action {
@@ -883,6 +964,32 @@ mod tests {
         assert_eq!(RosterView::default().may_write(Some(&pk(9)), None), Ok(()), "no roster yet");
     }
 
+    /// A rotation after a removal reaches the remaining devices only; the newest epoch is
+    /// the current one on every device.
+    #[test]
+    fn a_rotation_seals_the_new_epoch_to_the_remaining_devices() {
+        use crate::epoch::{EpochKeys, context, epoch_id, seal_keys};
+        let mut w = World::new();
+        let space = w.space();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Write));
+        let r = w.op(1, &[a], Action::Remove { device: pk(2) });
+        let fresh = [42u8; 32];
+        let id = epoch_id(&fresh);
+        let keys: EpochKeys = [(id, fresh)].into_iter().collect();
+        let sealed = vec![(pk(1), seal_keys(&pk(1), &keys, &context(&space, id), [1; 32]).unwrap())];
+        w.op(1, &[r], Action::Keys { epoch: id, sealed });
+        let v = w.view();
+        assert_eq!(v.current_epoch, id);
+        assert_eq!(v.keys_for(&space, &key(1), None), keys);
+        assert!(v.keys_for(&space, &key(2), None).is_empty(), "the removed device opens nothing");
+        assert_eq!(v.holders(id), [pk(1)].into_iter().collect());
+        // A writer cannot hand out keys.
+        let bad = w.op(2, &[a], Action::Keys { epoch: 5, sealed: vec![] });
+        assert!(w.view().invalid.contains_key(&op_id(&w.log[bad])));
+        assert_eq!(w.view().current_epoch, id);
+    }
+
     /// A random history of a few devices adding, removing and changing roles while apart.
     fn history(script: &[(u8, u8, u8, u8)]) -> Vec<Vec<u8>> {
         let mut w = World::new();
@@ -892,11 +999,19 @@ mod tests {
             let author = 1 + who % 5;
             let device = 1 + target % 6;
             let role = [Role::Read, Role::Write, Role::Manage][(what / 7 % 3) as usize];
-            let action = match what % 7 {
+            let action = match what % 8 {
+                7 => Action::Keys { epoch: u32::from(target % 3) + 1, sealed: vec![(pk(device), vec![what])] },
                 0 => Action::Add { device: pk(device), role, name: vec![] },
                 1 => Action::SetRole { device: pk(device), role },
                 2 => Action::Remove { device: pk(device) },
-                3 => Action::Invite { key: pk(200 + target % 3), role, name: vec![], expires_ms: 100 },
+                3 => Action::Invite {
+                    key: pk(200 + target % 3),
+                    role,
+                    name: vec![],
+                    expires_ms: 100,
+                    keys: vec![],
+                    epoch: 0,
+                },
                 4 => Action::Redeem { invite: pk(200 + target % 3), at_ms: i64::from(sync) },
                 5 => Action::Cancel { invite: pk(200 + target % 3) },
                 _ => Action::Rename { device: pk(device), name: vec![what] },

@@ -416,7 +416,14 @@ mod roster {
     }
 
     fn invite(n: u8, role: R, expires_ms: i64) -> Action {
-        Action::Invite { key: invite_key(n).verifying_key().to_bytes(), role, name: vec![n], expires_ms }
+        Action::Invite {
+            key: invite_key(n).verifying_key().to_bytes(),
+            role,
+            name: vec![n],
+            expires_ms,
+            keys: vec![],
+            epoch: 0,
+        }
     }
 
     fn redeem(n: u8, at_ms: i64) -> Action {

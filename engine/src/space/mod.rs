@@ -73,6 +73,11 @@ pub struct Space {
     pub(crate) roster: cobox_core::roster::RosterView,
     /// The peer received blobs come from (`None`: none yet).
     pub(crate) roster_from: Option<[u8; 32]>,
+    /// The space secret (its root key is epoch 0's), kept to rebuild keys as epochs arrive.
+    secret: [u8; 64],
+    /// The current key epoch when this device does not hold it yet: it writes nothing until
+    /// a manager hands it over.
+    pub(crate) epoch_missing: Option<u32>,
     pub(crate) store: std::sync::Arc<BlobStore>,
     pub(crate) manifest: Manifest,
     pub(crate) device: DeviceId,
@@ -124,6 +129,8 @@ impl Space {
             device_key,
             roster: Default::default(),
             roster_from: None,
+            secret: *secret,
+            epoch_missing: None,
             applied: included.clone(),
             included,
             changed: None,
@@ -133,7 +140,8 @@ impl Space {
         };
         space.apply_stored_changes()?;
         space.join_roster_if_older()?;
-        space.roster = space.ledger().roster()?;
+        let view = space.ledger().roster()?;
+        space.set_roster(view, None);
         // Unusable rules are reported by the next scan or pass, which read them again.
         space.ignores = read_ignores(&space.info.path).map(|(r, _)| r).unwrap_or_default();
         // A pass of an earlier process over the same changes and rules left the folder current.
@@ -224,6 +232,22 @@ impl Space {
         self.store.flush()?;
         ledger.add_roster_op(&self.device_key, cobox_core::roster::Action::Genesis, Some(&self.signer))?;
         Ok(())
+    }
+
+    /// Hold received changes to `view` (a session's merged roster, from peer `from`) and take
+    /// the key epochs it hands this device. Changes set aside are tried again when new keys
+    /// came (one sealed under an epoch not held yet waits for it).
+    pub(crate) fn set_roster(&mut self, view: cobox_core::roster::RosterView, from: Option<[u8; 32]>) {
+        let invite = crate::ledger::invite_key_at(&self.dir);
+        let (keys, missing) = crate::ledger::space_keys(&self.secret, &view, &self.device_key, invite.as_ref());
+        let gained = keys.epoch_ids() != self.keys.epoch_ids();
+        // The gear and path keys never change; only the sealing epochs grow.
+        self.keys = keys;
+        self.epoch_missing = missing;
+        if gained {
+            self.quarantined.clear();
+        }
+        (self.roster, self.roster_from) = (view, from);
     }
 
     /// Change blobs set aside because they do not open, decode or apply, and why.

@@ -252,6 +252,19 @@ impl Space {
         use std::sync::atomic::Ordering::SeqCst;
         // Lowered first: a change seen while this scan runs may be missed by it, and raises
         // the flag again for the next.
+        // The roster as it is now (a removal from the command line, or keys handed over, while
+        // a daemon holds this space): content is sealed under the current epoch.
+        let view = self.ledger().roster()?;
+        self.set_roster(view, self.roster_from);
+        if let Some(epoch) = self.epoch_missing {
+            // Sealed under an older key, new content would be readable by a removed device:
+            // nothing is read or recorded until a manager hands this device the current key.
+            let msg = format!(
+                "edits wait: this device does not hold the space's current key (epoch {epoch:08x}) yet; a manager's device hands it over at their next sync"
+            );
+            progress.warn(&msg);
+            return Ok(crate::ScanReport { warnings: vec![msg], ..Default::default() });
+        }
         if let Some(flag) = &self.changed {
             flag.store(false, SeqCst);
         }

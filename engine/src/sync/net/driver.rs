@@ -107,6 +107,17 @@ pub(super) async fn drive(
                 // Persisted before anything that depends on it is sent.
                 Event::LedgerChanged => {
                     ledger.merge_from(session.ledger_mut())?;
+                    // A manager's device hands the current key to members that joined without
+                    // it, or draws a new one if it reached a removed device.
+                    if let (Held::Member(_), Some(home)) = (held, sh.home.clone()) {
+                        let space = session.space().to_string();
+                        let done = tokio::task::spawn_blocking(move || crate::members::upkeep(&home, &space)).await;
+                        match done {
+                            Ok(Ok(Some(note))) => (sh.log)(&note),
+                            Ok(Err(e)) => (sh.log)(&format!("key upkeep: {e}")),
+                            _ => {}
+                        }
+                    }
                     Ok(())
                 }
                 Event::Authenticated { listen } => {

@@ -48,10 +48,7 @@ impl Held {
     /// they come from.
     pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView, from: [u8; 32]) {
         match self {
-            Held::Member(s) => {
-                let mut s = s.lock().await;
-                (s.roster, s.roster_from) = (view, Some(from));
-            }
+            Held::Member(s) => s.lock().await.set_roster(view, Some(from)),
             Held::Seed(s) => {
                 let mut s = s.lock().await;
                 (s.roster, s.roster_from) = (view, Some(from));
