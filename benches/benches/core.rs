@@ -54,5 +54,51 @@ fn entries(c: &mut Criterion) {
     c.bench_function("entry decode", |b| b.iter(|| black_box(Entry::decode(&enc).ok())));
 }
 
-criterion_group!(benches, pipeline, entries);
+/// A roster history: a genesis, then `n` more operations by the manager (adds, renames and
+/// removals of 50 devices, as a long-lived cooperative's would be), each after the last.
+fn roster_log(n: usize) -> (cobox_engine::roster::Key32, Vec<Vec<u8>>) {
+    use cobox_engine::roster::{Action, Op, Role, SignedOp, op_id};
+    use ed25519_dalek::SigningKey;
+    let space_key = SigningKey::from_bytes(&[9; 32]);
+    let space = space_key.verifying_key().to_bytes();
+    let me = SigningKey::from_bytes(&[1; 32]);
+    let mut log = Vec::with_capacity(n + 1);
+    let mut last = Vec::new();
+    let mut members = std::collections::BTreeSet::new();
+    for i in 0..=n {
+        let device = SigningKey::from_bytes(&[(i % 50 + 2) as u8; 32]).verifying_key().to_bytes();
+        let action = match i {
+            0 => Action::Genesis,
+            _ if !members.contains(&device) => {
+                members.insert(device);
+                Action::Add { device, role: Role::Write, name: vec![i as u8; 40] }
+            }
+            _ if i % 7 == 0 => {
+                members.remove(&device);
+                Action::Remove { device }
+            }
+            _ => Action::Rename { device, name: vec![i as u8; 40] },
+        };
+        let op = Op { space, author: me.verifying_key().to_bytes(), deps: last.clone(), action };
+        let co = (i == 0).then_some(&space_key);
+        let bytes = SignedOp::sign(op, &me, co).expect("sign").encode().expect("encode");
+        last = vec![op_id(&bytes)];
+        log.push(bytes);
+    }
+    (space, log)
+}
+
+fn roster(c: &mut Criterion) {
+    let mut g = c.benchmark_group("roster");
+    g.sample_size(10);
+    for n in [1_000usize, 10_000] {
+        let (space, log) = roster_log(n);
+        g.bench_function(format!("open {n} operations"), |b| {
+            b.iter(|| black_box(cobox_engine::roster::evaluate(&space, &log).members.len()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, entries, roster);
 criterion_main!(benches);
