@@ -389,7 +389,7 @@ impl CoboxApp {
                     if self.model.device.starts_with(&f.device) {
                         ui.label("this device");
                     } else {
-                        ui.monospace(&f.device);
+                        ui.label(&f.device);
                     }
                     if ui.small_button("History").on_hover_text(format!("Past versions of {}", f.path)).clicked() {
                         self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });

@@ -310,6 +310,7 @@ impl Engine {
                 Err(e) => (None, Some(e.to_string())),
             };
             let entries = s.files();
+            let names = s.device_names();
             let size_of =
                 |p: &str| entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns)));
             let files: Vec<FileRow> = entries
@@ -319,7 +320,7 @@ impl Engine {
                     path: p.clone(),
                     size: e.size(),
                     modified: rfc3339_ns(e.mtime_ns),
-                    device: hex_short(&e.device),
+                    device: names.get(&e.device[..]).cloned().unwrap_or_else(|| hex_short(&e.device)),
                 })
                 .collect();
             let conflicts: Vec<ConflictView> = files

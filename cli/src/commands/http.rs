@@ -44,7 +44,9 @@ impl From<cobox_engine::Error> for ApiError {
             | E::SpaceExists(_)
             | E::InvalidName(_)
             | E::BadInvite(_)
+            | E::InvalidMemberName(_)
             | E::NoHistory(_) => StatusCode::BAD_REQUEST,
+            E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Net(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -83,6 +85,11 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/api/spaces/{space}/scan", post(scan))
         .route("/api/spaces/{space}/sync", post(sync))
         .route("/api/spaces/{space}/audit", post(audit))
+        .route("/api/spaces/{space}/members", get(members))
+        .route("/api/spaces/{space}/members/{device}/remove", post(remove_member))
+        .route("/api/spaces/{space}/members/{device}/role", post(member_role))
+        .route("/api/spaces/{space}/invites", post(invite))
+        .route("/api/spaces/{space}/invites/{id}/cancel", post(cancel_invite))
         .route("/api/agreements", get(agreements).post(propose))
         .route("/api/agreements/{id}/revoke", post(revoke))
         .route("/api/audits", get(audits))
@@ -179,6 +186,61 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
         })
         .collect();
     Ok(Json(Value::Array(out)))
+}
+
+async fn members(State(api): State<Api>, UrlPath(space): UrlPath<String>) -> Reply {
+    to_json(&cobox_engine::members::list(&api.root, &space, cobox_engine::now_ms())?)
+}
+
+async fn remove_member(State(api): State<Api>, UrlPath((space, device)): UrlPath<(String, String)>) -> Reply {
+    let name = cobox_engine::members::remove(&api.root, &space, &device)?;
+    Ok(Json(json!({ "removed": name })))
+}
+
+/// A JSON body, or a 400 that says what was wrong with it.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the request body: {e}")))
+}
+
+async fn member_role(
+    State(api): State<Api>,
+    UrlPath((space, device)): UrlPath<(String, String)>,
+    bytes: axum::body::Bytes,
+) -> Reply {
+    #[derive(serde::Deserialize)]
+    struct B {
+        role: String,
+    }
+    let b: B = body(&bytes)?;
+    let role = b.role.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let name = cobox_engine::members::set_role(&api.root, &space, &device, role)?;
+    Ok(Json(json!({ "member": name, "role": b.role })))
+}
+
+async fn invite(State(api): State<Api>, UrlPath(space): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(serde::Deserialize)]
+    struct B {
+        role: String,
+        #[serde(default = "week")]
+        expires_hours: u32,
+        #[serde(default)]
+        name: Option<String>,
+    }
+    fn week() -> u32 {
+        7 * 24
+    }
+    let b: B = body(&bytes)?;
+    let role = b.role.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let expires_ms = cobox_engine::now_ms() + i64::from(b.expires_hours) * 3_600_000;
+    let request = cobox_engine::home::InviteRequest { role, expires_ms, name: b.name };
+    let inv = cobox_engine::Home::invite(&api.root, &space, &request)?;
+    let code = inv.encode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "code": code, "role": b.role, "expires": cobox_engine::util::rfc3339(expires_ms) })))
+}
+
+async fn cancel_invite(State(api): State<Api>, UrlPath((space, id)): UrlPath<(String, String)>) -> Reply {
+    cobox_engine::members::cancel_invite(&api.root, &space, &id)?;
+    Ok(Json(json!({ "cancelled": id })))
 }
 
 async fn agreements(State(api): State<Api>) -> Reply {

@@ -232,6 +232,25 @@ fn http_api_needs_the_token_and_answers_json() {
     assert_eq!(v["agreements"][0]["state"], "proposed");
     let (code, _) = http(&at, "POST", &format!("/api/agreements/{id}/revoke"), Some(&token), "");
     assert_eq!(code, 200);
+    // Members: the roster, an invite made and cancelled, and a bad role refused with a 400.
+    let (code, body) = http(&at, "POST", "/api/spaces/docs/invites", Some(&token), r#"{"role":"read","name":"Cy"}"#);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["code"].as_str().unwrap().starts_with("cobox-invite-"), "{v}");
+    let (code, body) = http(&at, "POST", "/api/spaces/docs/invites", Some(&token), r#"{"role":"boss"}"#);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = http(&at, "GET", "/api/spaces/docs/members", Some(&token), "");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["members"][0]["role"], "manage", "{v}");
+    assert_eq!(v["invites"][0]["name"], "Cy", "{v}");
+    let invite_id = v["invites"][0]["id"].as_str().unwrap().to_owned();
+    let (code, _) = http(&at, "POST", &format!("/api/spaces/docs/invites/{invite_id}/cancel"), Some(&token), "");
+    assert_eq!(code, 200);
+    let (_, body) = http(&at, "GET", "/api/spaces/docs/members", Some(&token), "");
+    assert!(body.contains(r#""state":"cancelled""#), "{body}");
+    let (code, _) = http(&at, "POST", "/api/spaces/docs/members/nobody/remove", Some(&token), "");
+    assert_eq!(code, 404);
     let (_, body) = http(&at, "GET", "/api/agreements", Some(&token), "");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["agreements"][0]["state"], "revoked");

@@ -14,6 +14,9 @@ pub struct HistoryItem {
     pub time_ms: i64,
     /// Device that committed it (full id).
     pub device: String,
+    /// Its name on the roster, when it has one this device can read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
     /// Paths added.
     pub added: u32,
     /// Paths changed.
@@ -30,6 +33,13 @@ pub struct HistoryItem {
 }
 
 impl Space {
+    /// The names the roster gives member devices (those this device can read), by the first
+    /// 8 bytes of their id, which is what manifest entries record of the device.
+    pub fn device_names(&self) -> std::collections::BTreeMap<Vec<u8>, String> {
+        let view = self.ledger().roster().unwrap_or_else(|_| self.roster.clone());
+        view.members.iter().filter_map(|(d, m)| self.keys.open_name(&m.name).map(|n| (d[..8].to_vec(), n))).collect()
+    }
+
     /// Past states, newest first; with `path`, only those that changed it.
     pub fn history(&self, path: Option<&str>) -> Result<Vec<HistoryItem>, Error> {
         let snaps = self.manifest.snapshots();
@@ -37,6 +47,7 @@ impl Space {
         let mut prev: Option<Entry> = None;
         // States `gc` pruned cannot be restored, so they are not offered.
         let pruned = self.pruned_before()?.unwrap_or(i64::MIN);
+        let names = self.device_names();
         for s in &snaps {
             let mut action = None;
             if let Some(p) = path {
@@ -62,6 +73,7 @@ impl Space {
                 time: rfc3339(s.time_ms),
                 time_ms: s.time_ms,
                 device: s.device.to_string(),
+                device_name: names.get(&s.device.0[..8]).cloned(),
                 added: s.added,
                 changed: s.changed,
                 deleted: s.deleted,

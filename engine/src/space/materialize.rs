@@ -710,7 +710,9 @@ mod tests {
         // After a removal a joining device takes the signed-again changes, not the old ones.
         let x = [7u8; 32];
         let x = ed25519_dalek::SigningKey::from_bytes(&x).verifying_key().to_bytes();
-        a.ledger().add_roster_op(&a.device_key, Action::Add { device: x, role: Role::Write, name: vec![] }, None).unwrap();
+        a.ledger()
+            .add_roster_op(&a.device_key, Action::Add { device: x, role: Role::Write, name: vec![] }, None)
+            .unwrap();
         a.ledger().add_roster_op(&a.device_key, Action::Remove { device: x }, None).unwrap();
         let after = a.ledger().roster().unwrap();
         for b in &changes {
