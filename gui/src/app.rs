@@ -16,6 +16,7 @@ pub(crate) enum Screen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tab {
     Files,
+    Members,
     Conflicts,
     Seeders,
     Ignored,
@@ -46,6 +47,10 @@ pub(crate) struct CoboxApp {
     pub(crate) seeder_id: String,
     pub(crate) quota_gib: f64,
     pub(crate) days: u32,
+    /// The role the next invite grants.
+    pub(crate) invite_role: cobox_engine::roster::Role,
+    /// A removal waiting for the user's confirmation: the space, the device id, its name.
+    pub(crate) confirm_remove: Option<(SpaceId, String, String)>,
     /// The ignore rules in the editor: the space, the text, and whether it is the user's.
     pub(crate) ignore_edit: Option<(SpaceId, String, Edit)>,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
@@ -75,6 +80,8 @@ impl CoboxApp {
             model,
             screen: Screen::Spaces,
             tab: Tab::Files,
+            invite_role: cobox_engine::roster::Role::Write,
+            confirm_remove: None,
             selected: None,
             new_name: String::new(),
             new_path: String::new(),
@@ -90,6 +97,11 @@ impl CoboxApp {
 
     fn send(&self, c: Cmd) {
         self.engine.send(c);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn send_for_test(&self, c: Cmd) {
+        self.send(c);
     }
 
     fn browse(&self, for_new: bool) {
@@ -259,7 +271,7 @@ impl CoboxApp {
                 self.send(Cmd::Sync(s.id));
             }
             if ui.button("Copy invite code").clicked() {
-                self.send(Cmd::Invite(s.id));
+                self.send(Cmd::Invite { space: s.id, role: cobox_engine::roster::Role::Write });
             }
             if ui.button("Open folder").clicked() {
                 // The desktop's file manager; failing to start one is not worth an error dialog.
@@ -275,15 +287,96 @@ impl CoboxApp {
         ui.separator();
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.tab, Tab::Files, "Files");
+            ui.selectable_value(&mut self.tab, Tab::Members, "Members");
             ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
             ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
             ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
         });
         match self.tab {
             Tab::Files => self.files(ui, s),
+            Tab::Members => self.members(ui, s),
             Tab::Conflicts => self.conflicts(ui, s),
             Tab::Seeders => self.seeders(ui, s),
             Tab::Ignored => self.ignored(ui, s),
+        }
+    }
+
+    fn members(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        use cobox_engine::roster::Role;
+        let Some(r) = &s.roster else {
+            ui.label("The roster cannot be read right now.");
+            return;
+        };
+        let me_manager = r.members.iter().any(|m| m.me && m.role == "manage");
+        let last_seen = |device: &str| {
+            self.model.peers.iter().find(|p| p.device == device).map(|p| ago(p.last_ms)).unwrap_or_else(|| "—".into())
+        };
+        egui::Grid::new("members").striped(true).num_columns(4).show(ui, |ui| {
+            ui.strong("Member");
+            ui.strong("Role");
+            ui.strong("Last seen");
+            ui.label("");
+            ui.end_row();
+            for m in &r.members {
+                ui.label(if m.me { format!("{} (this device)", m.name) } else { m.name.clone() });
+                ui.label(&m.role);
+                ui.label(if m.me { "now".to_owned() } else { last_seen(&m.device) });
+                if me_manager
+                    && !m.me
+                    && ui.small_button("Remove").on_hover_text(format!("Remove {}", m.name)).clicked()
+                {
+                    self.confirm_remove = Some((s.id, m.device.clone(), m.name.clone()));
+                }
+                ui.end_row();
+            }
+        });
+        if !r.removed.is_empty() {
+            ui.label(format!("Removed: {}", r.removed.join(", ")));
+        }
+        ui.separator();
+        if me_manager {
+            ui.horizontal(|ui| {
+                ui.label("Invite a device as");
+                for role in [Role::Read, Role::Write, Role::Manage] {
+                    ui.selectable_value(&mut self.invite_role, role, role.as_str());
+                }
+                if ui.button("Make invite code").clicked() {
+                    self.send(Cmd::Invite { space: s.id, role: self.invite_role });
+                }
+            });
+            ui.label("A code works once, for seven days, at any member or seeder that has heard of it.");
+        } else {
+            ui.label("Only a manager invites and removes members.");
+        }
+        let pending: Vec<_> = r.invites.iter().filter(|i| i.state == "pending").collect();
+        if !pending.is_empty() {
+            ui.strong("Pending invites");
+            for i in pending {
+                ui.horizontal(|ui| {
+                    let who = i.name.as_deref().map(|n| format!(" for {n}")).unwrap_or_default();
+                    ui.label(format!("{} invite{who}, until {}", i.role, i.expires));
+                    if me_manager && ui.small_button("Cancel invite").clicked() {
+                        self.send(Cmd::CancelInvite { space: s.id, id: i.id.clone() });
+                    }
+                });
+            }
+        }
+        if let Some((space, device, name)) = self.confirm_remove.clone().filter(|(id, _, _)| *id == s.id) {
+            egui::Window::new("Remove a member").collapsible(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(ui.ctx(), |ui| {
+                ui.label(format!("Remove {name} from {}?", s.name));
+                ui.label(
+                    "Members and seeders stop syncing with it as soon as they hear of the removal, and what is written from now on is sealed under a new key it never gets. Removal cannot take back what it already has: files it received stay readable to it.",
+                );
+                ui.horizontal(|ui| {
+                    if ui.button("Remove device").clicked() {
+                        self.send(Cmd::RemoveMember { space, device: device.clone() });
+                        self.confirm_remove = None;
+                    }
+                    if ui.button("Keep it").clicked() {
+                        self.confirm_remove = None;
+                    }
+                });
+            });
         }
     }
 

@@ -24,7 +24,21 @@ pub(crate) enum Cmd {
         code: String,
         path: PathBuf,
     },
-    Invite(SpaceId),
+    /// Make an invite code for a role (a writer's from the space's header).
+    Invite {
+        space: SpaceId,
+        role: cobox_engine::roster::Role,
+    },
+    /// Remove a member (by device id); the user confirmed what removal does.
+    RemoveMember {
+        space: SpaceId,
+        device: String,
+    },
+    /// Cancel an invite not yet used.
+    CancelInvite {
+        space: SpaceId,
+        id: String,
+    },
     Scan(SpaceId),
     Sync(SpaceId),
     FileHistory {
@@ -105,6 +119,8 @@ pub(crate) struct SpaceView {
     pub(crate) last_sync: Option<(i64, Option<String>)>,
     /// The folder's `.coboxignore` rules (empty when none or unreadable; the state says why).
     pub(crate) ignores: String,
+    /// The roster: members with names and roles, removed devices, invites.
+    pub(crate) roster: Option<cobox_engine::members::Roster>,
 }
 
 /// A snapshot of everything, for the UI.
@@ -241,7 +257,7 @@ fn run(
         match rx.recv_timeout(wait) {
             Ok(cmd) => {
                 // Reading a history or an invite changes nothing the model shows elsewhere.
-                let changes = !matches!(cmd, Cmd::FileHistory { .. } | Cmd::Invite(_));
+                let changes = !matches!(cmd, Cmd::FileHistory { .. });
                 eng.handle(cmd);
                 if changes {
                     eng.refresh();
@@ -352,6 +368,8 @@ impl Engine {
             };
             let agreements = status.as_ref().map(|st| st.agreements.clone()).unwrap_or_default();
             let ignores = s.ignore_rules().unwrap_or_default();
+            let roster =
+                cobox_engine::members::list(self.home.root(), &info.id.to_string(), cobox_engine::now_ms()).ok();
             spaces.push(SpaceView {
                 id: info.id,
                 name: info.name.clone(),
@@ -363,6 +381,7 @@ impl Engine {
                 state,
                 last_sync,
                 ignores,
+                roster,
             });
         }
         let mut seeds = Vec::new();
@@ -474,10 +493,26 @@ impl Engine {
                     Err(e) => self.notice(true, format!("Could not join: {e}")),
                 }
             }
-            Cmd::Invite(id) => {
-                match Home::invite(self.home.root(), &id.to_string(), &cobox_engine::home::InviteRequest::writer())
-                    .map(|i| i.encode())
-                {
+            Cmd::RemoveMember { space, device } => {
+                match cobox_engine::members::remove(self.home.root(), &space.to_string(), &device) {
+                    Ok(name) => self.notice(
+                        false,
+                        format!(
+                            "Removed {name}. Devices that hear of it stop syncing with it; what it already had stays readable to it."
+                        ),
+                    ),
+                    Err(e) => self.notice(true, format!("Could not remove the member: {e}")),
+                }
+            }
+            Cmd::CancelInvite { space, id } => {
+                match cobox_engine::members::cancel_invite(self.home.root(), &space.to_string(), &id) {
+                    Ok(()) => self.notice(false, "Invite cancelled: the code no longer works."),
+                    Err(e) => self.notice(true, format!("Could not cancel the invite: {e}")),
+                }
+            }
+            Cmd::Invite { space: id, role } => {
+                let request = cobox_engine::home::InviteRequest { role, ..cobox_engine::home::InviteRequest::writer() };
+                match Home::invite(self.home.root(), &id.to_string(), &request).map(|i| i.encode()) {
                     Ok(Ok(code)) => self.update(|m| m.invite = Some((id, code))),
                     Ok(Err(e)) => self.notice(true, format!("Could not make an invite code: {e}")),
                     Err(e) => self.notice(true, format!("Could not make an invite code: {e}")),

@@ -71,10 +71,10 @@ fn model() -> Model {
         path: "/home/ana/Garden co-op".into(),
         status: Some(status),
         files: vec![
-            file("accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt", 22, "e548c4b2"),
+            file("accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt", 22, "Ana's laptop"),
             file("accounts/budget.txt", 23, "57520a5a"),
             file("minutes/2026-11-12.txt", 45, "57520a5a"),
-            file("minutes/2026-11-19.txt", 112, "e548c4b2"),
+            file("minutes/2026-11-19.txt", 112, "Ana's laptop"),
             file("photo-of-the-garden.jpg", 3_000_000, "57520a5a"),
         ],
         conflicts: vec![ConflictView {
@@ -89,6 +89,7 @@ fn model() -> Model {
         state: SpaceState::Conflicts(1),
         last_sync: None,
         ignores: "*.tmp\n".into(),
+        roster: Some(roster()),
     };
     let mut other = space.clone();
     other.id = SpaceId([0x11; 32]);
@@ -128,6 +129,37 @@ fn model() -> Model {
     }
 }
 
+fn roster() -> cobox_engine::members::Roster {
+    use cobox_engine::members::{InviteSummary, MemberSummary, Roster};
+    let member = |device: &str, name: &str, role: &str, me: bool| MemberSummary {
+        device: device.repeat(8),
+        name: name.into(),
+        role: role.into(),
+        me,
+    };
+    Roster {
+        space: "Garden co-op".into(),
+        members: vec![
+            member("57520a5a", "Bo's desk", "manage", true),
+            member("e548c4b2", "Ana's laptop", "write", false),
+            member("0badcafe", "Cy's tablet", "read", false),
+        ],
+        removed: vec!["77aa12cd".into()],
+        invites: vec![InviteSummary {
+            id: "3f9e01ab".into(),
+            role: "read".into(),
+            name: Some("Dee's phone".into()),
+            expires: "2026-12-01T09:00:00.000Z".into(),
+            state: "pending".into(),
+            used_by: None,
+            by: "Bo's desk".into(),
+        }],
+        invalid: Vec::new(),
+        key_epoch: "5c1e00d2".into(),
+        key_held: true,
+    }
+}
+
 fn shot(name: &str, setup: impl FnOnce(&mut CoboxApp)) {
     let mut app = CoboxApp::new(EngineHandle::fixed(model()));
     setup(&mut app);
@@ -142,6 +174,19 @@ fn shot(name: &str, setup: impl FnOnce(&mut CoboxApp)) {
 #[test]
 fn snapshot_spaces_and_files() {
     shot("spaces", |_| {});
+}
+
+#[test]
+fn snapshot_members() {
+    shot("members", |a| a.tab = Tab::Members);
+}
+
+#[test]
+fn snapshot_members_removal_confirmation() {
+    shot("members-remove", |a| {
+        a.tab = Tab::Members;
+        a.confirm_remove = Some((SpaceId([0x9f; 32]), "e548c4b2".repeat(8), "Ana's laptop".into()));
+    });
 }
 
 #[test]

@@ -181,3 +181,64 @@ fn ignore_rules_are_edited_saved_into_the_folder_and_applied() {
     let files: Vec<String> = h.state().model.spaces[0].files.iter().map(|f| f.path.clone()).collect();
     assert_eq!(files, [".coboxignore", "agenda.txt", "notes.txt"]);
 }
+
+/// The Members tab: this device manages; an invite made for a reader; the device that uses it
+/// appears by its name; removing it asks first, says what removal cannot do, then rotates the key.
+#[test]
+fn invite_a_reader_then_remove_it_after_a_confirmation() {
+    use cobox_engine::roster::{Action, OpId, Role};
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("minutes.txt"), "general assembly\n").unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.state_mut().new_name = "co-op".into();
+    h.state_mut().new_path = folder.path().display().to_string();
+    h.step();
+    h.get_by_label("Create space").click();
+    wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.roster.is_some()));
+    h.get_by_label("Members").click();
+    h.step();
+    h.get_by_label_contains("(this device)");
+    assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members[0].role, "manage");
+    h.get_by_label("read").click();
+    h.step();
+    h.get_by_label("Make invite code").click();
+    wait(&mut h, "the invite", |m| m.invite.is_some());
+    let code = h.state().model.invite.clone().unwrap().1;
+    let invite = cobox_engine::codes::Invite::parse(&code).unwrap();
+    // A device redeems it, as its first sync would bring the redemption here.
+    let space = h.state().model.spaces[0].id;
+    let ledger = cobox_engine::ledger::LedgerFile::new(space, &cobox_engine::home::paths::space(home.path(), &space));
+    let reader = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let key = ed25519_dalek::SigningKey::from_bytes(&invite.key);
+    let redeem = Action::Redeem { invite: key.verifying_key().to_bytes(), at_ms: cobox_engine::now_ms() };
+    ledger.add_roster_op_after(&reader, vec![OpId(invite.op)], redeem, Some(&key)).unwrap();
+    let name = reader.verifying_key().to_bytes();
+    let short = cobox_engine::DeviceId(name).short();
+    // Any command refreshes the model.
+    h.state().send_for_test(crate::engine::Cmd::Scan(space));
+    wait(&mut h, "the reader on the roster", |m| {
+        m.spaces[0].roster.as_ref().is_some_and(|r| r.members.iter().any(|x| x.role == "read"))
+    });
+    assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members.len(), 2);
+    h.get_by_label(&format!("{short}")).hover();
+    h.get_by_label("Remove").click();
+    // A new window is sized on its first frame and shown on the next.
+    for _ in 0..3 {
+        h.step();
+    }
+    assert!(h.state().confirm_remove.is_some(), "the removal waits for a confirmation");
+    for _ in 0..10 {
+        h.step();
+    }
+    h.get_by_label("Keep it");
+    h.get_by_label_contains("cannot take back");
+    h.get_by_label("Remove device").click();
+    wait(&mut h, "the removal", |m| m.spaces[0].roster.as_ref().is_some_and(|r| r.removed.len() == 1));
+    let r = h.state().model.spaces[0].roster.clone().unwrap();
+    assert_eq!(r.members.len(), 1);
+    assert_ne!(r.key_epoch, "00000000", "a new key epoch for those who stay");
+    assert!(r.key_held);
+    assert_eq!(ledger.roster().unwrap().role(&name), None::<Role>);
+}
