@@ -222,7 +222,7 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
         m.spaces[0].roster.as_ref().is_some_and(|r| r.members.iter().any(|x| x.role == "read"))
     });
     assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members.len(), 2);
-    h.get_by_label(&format!("{short}")).hover();
+    h.get_by_label(&short).hover();
     h.get_by_label("Remove").click();
     // A new window is sized on its first frame and shown on the next.
     for _ in 0..3 {
