@@ -89,8 +89,44 @@ fn roster_log(n: usize) -> (cobox_engine::roster::Key32, Vec<Vec<u8>>) {
 }
 
 fn roster(c: &mut Criterion) {
+    use cobox_engine::epoch::{EpochKeys, context, epoch_id, seal_keys};
+    use cobox_engine::roster::{Action, Op, SignedOp};
     let mut g = c.benchmark_group("roster");
     g.sample_size(10);
+    // A rotation in a 50-device space: a fresh key, with the 9 epochs before it, sealed to the
+    // 49 devices that stay, and the operation signed; its size is printed once.
+    let me = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+    let stay: Vec<[u8; 32]> =
+        (0..49u8).map(|i| ed25519_dalek::SigningKey::from_bytes(&[i + 2; 32]).verifying_key().to_bytes()).collect();
+    let mut held: EpochKeys = (0..10u8).map(|i| (u32::from(i), [i; 32])).collect();
+    let rotate = |held: &mut EpochKeys| {
+        let fresh = [77u8; 32];
+        let epoch = epoch_id(&fresh);
+        held.insert(epoch, fresh);
+        let ctx = context(&[9; 32], epoch);
+        let sealed: Vec<([u8; 32], Vec<u8>)> =
+            stay.iter().map(|d| (*d, seal_keys(d, held, &ctx, [5; 32]).expect("seal"))).collect();
+        let op = Op {
+            space: [9; 32],
+            author: me.verifying_key().to_bytes(),
+            deps: vec![],
+            action: Action::Keys { epoch, sealed },
+        };
+        SignedOp::sign(op, &me, None).expect("sign").encode().expect("encode")
+    };
+    eprintln!("a rotation in a 50-device space (10 epochs): {} bytes in the ledger", rotate(&mut held).len());
+    g.bench_function("rotate in a 50-device space", |b| b.iter(|| black_box(rotate(&mut held.clone()).len())));
+    // What a session adds: it evaluates the roster (a cooperative's 100 operations) about four
+    // times; each change received is one lookup.
+    let (space, log) = roster_log(100);
+    g.bench_function("open 100 operations", |b| {
+        b.iter(|| black_box(cobox_engine::roster::evaluate(&space, &log).members.len()))
+    });
+    let view = cobox_engine::roster::evaluate(&space, &log);
+    let writer = *view.members.keys().next().expect("a member");
+    g.bench_function("check one change's author", |b| {
+        b.iter(|| black_box(view.may_write(Some(&writer), Some(&[3; 32])).is_ok()))
+    });
     for n in [1_000usize, 10_000] {
         let (space, log) = roster_log(n);
         g.bench_function(format!("open {n} operations"), |b| {

@@ -35,7 +35,7 @@ pub mod util;
 pub mod watch;
 
 pub use cobox_agreements as agreements;
-pub use cobox_core::{chunk, codes, crypto, entry, ids, ignores, manifest, roster, units};
+pub use cobox_core::{chunk, codes, crypto, entry, epoch, ids, ignores, manifest, roster, units};
 pub use error::Error;
 pub use home::{Home, SpaceInfo};
 pub use ids::{BlobId, DeviceId, SpaceId};

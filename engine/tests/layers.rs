@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "core re-exports",
-        &["ids", "codes", "chunk", "crypto", "entry", "manifest", "ignores", "roster", "units", "agreements"],
+        &["ids", "codes", "chunk", "crypto", "entry", "epoch", "manifest", "ignores", "roster", "units", "agreements"],
     ),
     (
         "the crate root (clock, randomness, progress), O_DIRECT writes, paths beneath a folder",

@@ -21,12 +21,17 @@ mod support;
 use cobox_core::crypto::{BlobKind, SpaceKeys, blob_kind, verify_change_signature};
 use cobox_core::entry::{Content, Entry, Kind};
 use cobox_core::manifest::{ChangeBody, Manifest, Snapshot};
+use cobox_core::roster::{Action, Role as RosterRole, RosterView};
 use cobox_core::sync::proto::Purpose;
 use cobox_core::sync::session::{SeedPolicy, SessionError, evaluate};
 use cobox_core::{BlobId, DeviceId};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use support::*;
+
+fn roster_of(d: &Device) -> RosterView {
+    cobox_core::roster::evaluate(&d.space.0, &d.ledger.roster_ops())
+}
 
 const MEMBERS: usize = 3;
 const SEEDERS: usize = 2;
@@ -83,6 +88,7 @@ struct World {
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
     steps: u64,
+    roster: u64,
     sessions: u64,
     cut: u64,
     crashes: u64,
@@ -106,6 +112,12 @@ impl World {
                 applied: BTreeSet::new(),
             })
             .collect();
+        // Member 0 made the space: the first manager; it adds the others as writers.
+        roster_op(&mut nodes[0].dev, Action::Genesis, Some(&signer));
+        for k in 1..MEMBERS {
+            let device = nodes[k].dev.id().0;
+            roster_op(&mut nodes[0].dev, Action::Add { device, role: RosterRole::Write, name: vec![k as u8] }, None);
+        }
         let owner = nodes[0].dev.id();
         let space = nodes[0].dev.space;
         for s in 0..SEEDERS {
@@ -179,7 +191,8 @@ impl World {
         let Some((body, _)) = m.commit(snap) else { return Ok(()) };
         let mut nonce = [0u8; 24];
         nonce.copy_from_slice(&self.rng.bytes(24));
-        let blob = self.keys.seal_change(&self.signer, nonce, &body.encode().map_err(|e| e.to_string())?);
+        let writer = self.nodes[i].dev.key.clone();
+        let blob = self.keys.seal_change(&writer, nonce, &body.encode().map_err(|e| e.to_string())?);
         let id = BlobId::of(&blob);
         self.blobs.insert(id, blob);
         self.nodes[i].dev.blobs.insert(id);
@@ -248,13 +261,19 @@ impl World {
     fn hostile(&mut self, i: usize) -> Result<(), String> {
         self.stats.hostile += 1;
         let space = self.nodes[i].dev.space;
-        let mut stranger = if self.rng.percent(50) {
-            let mut s = member(200, &SigningKey::from_bytes(&[77; 32]), [1, 2, 3]);
-            s.space = space;
-            s
-        } else {
-            seeder(201, space, SeedPolicy::default())
+        let mut stranger = match self.rng.below(3) {
+            0 => {
+                let mut s = member(200, &SigningKey::from_bytes(&[77; 32]), [1, 2, 3]);
+                s.space = space;
+                s
+            }
+            1 => seeder(201, space, SeedPolicy::default()),
+            // It holds the space key (an old invite code) but no one put it on the roster.
+            _ => member(202, &self.signer, [4, 5]),
         };
+        if roster_of(&self.nodes[i].dev).is_empty() {
+            return Ok(()); // a space without a roster yet takes any key holder, as before rosters
+        }
         let before = (self.nodes[i].dev.blobs.clone(), self.nodes[i].dev.ledger.len());
         let o = run(&mut stranger, &mut self.nodes[i].dev, Purpose::Sync);
         if o.listener.is_ok() {
@@ -263,6 +282,30 @@ impl World {
         if (self.nodes[i].dev.blobs.clone(), self.nodes[i].dev.ledger.len()) != before {
             return Err(format!("a stranger changed member {i}"));
         }
+        Ok(())
+    }
+
+    /// Member `i`, if its roster makes it a manager, changes another member's role (between
+    /// writer and manager, so every member may still write) or renames it; managers doing this
+    /// while apart make concurrent roster operations.
+    fn roster_change(&mut self, i: usize) -> Result<(), String> {
+        self.stats.roster += 1;
+        let view = roster_of(&self.nodes[i].dev);
+        if view.role(&self.nodes[i].dev.id().0) != Some(RosterRole::Manage) {
+            return Ok(());
+        }
+        let k = self.rng.below(MEMBERS);
+        let device = self.nodes[k].dev.id().0;
+        let action = match self.rng.below(3) {
+            0 => Action::SetRole { device, role: RosterRole::Manage },
+            1 => Action::SetRole { device, role: RosterRole::Write },
+            _ => Action::Rename { device, name: self.rng.bytes(4) },
+        };
+        // A manager may not demote itself into a space with no manager; keep it simple: not itself.
+        if k == i && !matches!(action, Action::Rename { .. }) {
+            return Ok(());
+        }
+        roster_op(&mut self.nodes[i].dev, action, None);
         Ok(())
     }
 
@@ -294,9 +337,13 @@ impl World {
                 }
                 Ok(())
             }
-            85..=92 => {
+            85..=89 => {
                 let i = self.rng.below(n);
                 self.crash(i)
+            }
+            90..=94 => {
+                let i = self.rng.below(MEMBERS);
+                self.roster_change(i)
             }
             _ => {
                 let i = self.rng.below(MEMBERS);
@@ -322,6 +369,19 @@ impl World {
     }
 
     fn check(&self) -> Result<(), String> {
+        // Every node, members and seeders, holds the same roster, with every member on it
+        // and able to write.
+        let roster = roster_of(&self.nodes[0].dev);
+        for (i, n) in self.nodes.iter().enumerate() {
+            if roster_of(&n.dev) != roster {
+                return Err(format!("node {i}'s roster did not converge"));
+            }
+        }
+        for (i, n) in self.nodes[..MEMBERS].iter().enumerate() {
+            if roster.role(&n.dev.id().0).is_none_or(|r| r < RosterRole::Write) {
+                return Err(format!("member {i} is not a writer on the roster: {:?}", roster.role(&n.dev.id().0)));
+            }
+        }
         let members = &self.nodes[..MEMBERS];
         let first: BTreeMap<String, Entry> =
             members[0].manifest.as_ref().ok_or("member")?.entries().into_iter().collect();
@@ -390,6 +450,7 @@ fn the_simulated_space_converges_and_loses_nothing() {
                 total.cut += s.cut;
                 total.crashes += s.crashes;
                 total.hostile += s.hostile;
+                total.roster += s.roster;
             }
             Err(e) => panic!(
                 "seed {seed} failed (replay: COBOX_SIM_SEED={seed} cargo test -p cobox-core --test simulation): {e}"
@@ -397,13 +458,14 @@ fn the_simulated_space_converges_and_loses_nothing() {
         }
     }
     eprintln!(
-        "simulation: {} seeds, {} steps, {} sessions ({} cut), {} crashes, {} hostile attempts, 0 failures",
+        "simulation: {} seeds, {} steps, {} sessions ({} cut), {} crashes, {} hostile attempts, {} roster changes tried, 0 failures",
         seeds.len(),
         total.steps,
         total.sessions,
         total.cut,
         total.crashes,
-        total.hostile
+        total.hostile,
+        total.roster
     );
     assert!(total.sessions > 0 && total.steps >= seeds.len() as u64 * 20);
 }
