@@ -32,7 +32,8 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
             Some(act) => act.clone(),
             None => format!("+{} ~{} -{} ({} renamed)", h.added, h.changed, h.deleted, h.renamed),
         };
-        println!("{}  {}  {}  {}", h.id, h.time, &h.device[..8], cobox_engine::util::printable(&what));
+        let by = h.device_name.as_deref().map(cobox_engine::util::printable).unwrap_or_else(|| h.device[..8].into());
+        println!("{}  {}  {}  {}", h.id, h.time, by, cobox_engine::util::printable(&what));
     }
     Ok(())
 }

@@ -85,7 +85,8 @@ fn list(ctx: &Ctx, space: &str) -> Result<()> {
     for i in &roster.invites {
         let who = i.name.as_deref().map(|n| format!(" for {n:?}")).unwrap_or_default();
         let used = i.used_by.as_deref().map(|u| format!(" by {u}")).unwrap_or_default();
-        println!("{}  {:<6} {}{used}{who}  until {}  (made by {})", i.id, i.role, i.state, i.expires, i.by);
+        let line = format!("{}  {:<6} {}{used}{who}  until {}  (made by {})", i.id, i.role, i.state, i.expires, i.by);
+        println!("{}", cobox_engine::util::printable(&line));
     }
     Ok(())
 }

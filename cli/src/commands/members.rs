@@ -5,6 +5,7 @@ use crate::Ctx;
 use anyhow::{Context, Result};
 use cobox_engine::members;
 use cobox_engine::roster::Role;
+use cobox_engine::util::printable;
 
 #[derive(clap::Subcommand)]
 pub(crate) enum MemberCmd {
@@ -55,7 +56,8 @@ pub(crate) fn member(ctx: &Ctx, c: MemberCmd) -> Result<()> {
             let name = members::remove(&ctx.home, &space, &device)
                 .with_context(|| format!("removing {device:?} from {space:?}"))?;
             eprintln!(
-                "removed {name}: members and seeders refuse its syncs from when they hear of it; what it already received stays readable to it"
+                "removed {}: members and seeders refuse its syncs from when they hear of it; what it already received stays readable to it",
+                printable(&name)
             );
             Ok(())
         }
@@ -96,7 +98,7 @@ fn list(ctx: &Ctx, space: &str) -> Result<()> {
     }
     for m in &r.members {
         let me = if m.me { "  (this device)" } else { "" };
-        println!("{:<7} {}  {}{me}", m.role, m.name, &m.device[..16]);
+        println!("{:<7} {}  {}{me}", m.role, printable(&m.name), &m.device[..16]);
     }
     for d in &r.removed {
         println!("removed {d}");
@@ -106,7 +108,7 @@ fn list(ctx: &Ctx, space: &str) -> Result<()> {
         println!("pending invites:");
         for i in pending {
             let who = i.name.as_deref().map(|n| format!(" for {n:?}")).unwrap_or_default();
-            println!("  {}  {}{who} until {}", i.id, i.role, i.expires);
+            println!("  {}  {}{} until {}", i.id, i.role, printable(&who), i.expires);
         }
     }
     if !r.invalid.is_empty() {
