@@ -178,7 +178,7 @@ pub fn invite_key_at(dir: &Path) -> Option<ed25519_dalek::SigningKey> {
 }
 
 /// An audit result, for people and JSON.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct AuditSummary {
     /// When (RFC 3339).
     pub time: String,
@@ -196,8 +196,8 @@ pub struct AuditSummary {
     pub auditor: String,
 }
 
-/// One agreement, for people and JSON.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// One agreement, for people and JSON (and back, for the CLI beside a running daemon).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct AgreementSummary {
     /// Agreement id (hex).
     pub id: String,
@@ -206,7 +206,7 @@ pub struct AgreementSummary {
     /// This device's name for the space (members only; a seeder never learns it).
     pub space_name: Option<String>,
     /// This device's side: "member" or "seeder".
-    pub role: &'static str,
+    pub role: String,
     /// Owner device.
     pub owner: String,
     /// Seeder device.
@@ -220,7 +220,7 @@ pub struct AgreementSummary {
     /// Free-text terms.
     pub terms: String,
     /// proposed, active, revoked, expired or invalid.
-    pub state: &'static str,
+    pub state: String,
     /// The proposal's (and acceptance's) signatures verify.
     pub signatures_ok: bool,
     /// Why it is invalid.
@@ -250,14 +250,14 @@ pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str,
         id: v.id.to_string(),
         space: hex::encode(a.space),
         space_name: name.map(str::to_owned),
-        role,
+        role: role.into(),
         owner: hex::encode(a.owner),
         seeder: hex::encode(a.seeder),
         quota: a.quota,
         start: rfc3339(a.start_ms),
         end: rfc3339(a.end_ms),
         terms: a.terms.clone(),
-        state: v.state.as_str(),
+        state: v.state.as_str().into(),
         signatures_ok: v.signatures_ok,
         problem: v.problem.clone(),
         last_audit: v.last_audit().map(audit_summary),

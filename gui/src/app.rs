@@ -541,7 +541,7 @@ impl CoboxApp {
                     ui.monospace(&a.seeder[..8]);
                     ui.label(human(a.quota));
                     ui.label(a.end.get(..10).unwrap_or(&a.end));
-                    ui.label(a.state);
+                    ui.label(&a.state);
                     if a.signatures_ok {
                         ui.label("verified");
                     } else {

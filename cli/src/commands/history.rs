@@ -10,9 +10,16 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    let home = ctx.open_home()?;
-    let space = ctx.open_space(&home, &a.space)?;
-    let items = space.history(a.path.as_deref())?;
+    let items: Vec<cobox_engine::space::HistoryItem> = match crate::control::daemon(&ctx.home) {
+        Some(d) => {
+            let query = a.path.as_deref().map(|p| format!("?path={}", crate::control::segment(p))).unwrap_or_default();
+            d.call("GET", &format!("/api/spaces/{}/history{query}", crate::control::segment(&a.space)))?
+        }
+        None => {
+            let home = ctx.open_home()?;
+            ctx.open_space(&home, &a.space)?.history(a.path.as_deref())?
+        }
+    };
     if ctx.json {
         return ctx.print_json(&items);
     }

@@ -79,10 +79,17 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
 }
 
 pub(crate) fn router(api: Api) -> Router {
+    routes().layer(axum::middleware::from_fn_with_state(api.clone(), auth)).with_state(api)
+}
+
+/// The routes, without the token check (the control socket's is its file mode).
+fn routes() -> Router<Api> {
     Router::new()
         .route("/api/spaces", get(spaces))
         .route("/api/spaces/{space}/status", get(status))
         .route("/api/spaces/{space}/scan", post(scan))
+        .route("/api/spaces/{space}/history", get(history))
+        .route("/api/spaces/{space}/verify", post(verify))
         .route("/api/spaces/{space}/sync", post(sync))
         .route("/api/spaces/{space}/audit", post(audit))
         .route("/api/spaces/{space}/members", get(members))
@@ -95,8 +102,27 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/api/audits", get(audits))
         .route("/api/stats", get(stats))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see docs/http-api.md".into()) })
-        .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
-        .with_state(api)
+}
+
+/// The control socket in the home: the CLI asks the running daemon over it, so commands work
+/// beside `cobox up`. Only this user reaches it (mode 0600 in the 0700 home); no token.
+pub(crate) const CONTROL_SOCKET: &str = "control.sock";
+
+/// Bind the control socket, replacing a stale one (the home's lock says no other daemon runs).
+pub(crate) fn bind_control(root: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(CONTROL_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serve the control socket until the task is dropped.
+pub(crate) async fn serve_control(listener: tokio::net::UnixListener, api: Api) {
+    if let Err(e) = axum::serve(listener, routes().with_state(api)).await {
+        eprintln!("control socket stopped: {e}");
+    }
 }
 
 /// Serve until the task is dropped.
@@ -137,6 +163,31 @@ async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
 async fn scan(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (_, s) = member_space(&api, &q)?;
     let r = tokio::task::spawn_blocking(move || s.blocking_lock().scan(&cobox_engine::NoProgress))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    to_json(&r)
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    path: Option<String>,
+}
+
+async fn history(
+    State(api): State<Api>,
+    UrlPath(q): UrlPath<String>,
+    axum::extract::Query(h): axum::extract::Query<HistoryQuery>,
+) -> Reply {
+    let (_, s) = member_space(&api, &q)?;
+    let items = tokio::task::spawn_blocking(move || s.blocking_lock().history(h.path.as_deref()))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    to_json(&items)
+}
+
+async fn verify(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    let (_, s) = member_space(&api, &q)?;
+    let r = tokio::task::spawn_blocking(move || s.blocking_lock().verify(&cobox_engine::NoProgress))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     to_json(&r)

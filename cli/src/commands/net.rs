@@ -157,6 +157,11 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         node.advertise();
         let addr = node.addr_string();
         home.set_listening(&node.addrs())?;
+        // The control socket, before the address goes out: whoever waits for it may ask at once.
+        let control_api =
+            super::http::Api { node: node.clone(), root: ctx.home.clone(), token_hash: blake3::hash(&[]) };
+        let control = super::http::bind_control(&ctx.home).context("binding the control socket in the home")?;
+        let control = tokio::spawn(super::http::serve_control(control, control_api));
         // With --json, one JSON object per line (what a script reads), else the words.
         if ctx.json {
             println!("{}", serde_json::json!({ "listening": addr, "device": node.device().to_string() }));
@@ -205,6 +210,8 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         if let Some(h) = http {
             h.abort();
         }
+        control.abort();
+        let _ = std::fs::remove_file(ctx.home.join(super::http::CONTROL_SOCKET));
         drop(node);
         if let Ok(d) = Arc::try_unwrap(daemon)
             && let Ok(node) = Arc::try_unwrap(d.into_node())

@@ -3,11 +3,19 @@ use crate::args::bytes;
 use anyhow::{Context, Result};
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
-    let home = ctx.open_home()?;
-    let mut space = ctx.open_space(&home, &a.space)?;
-    let bar = crate::progress::Bar::new();
-    let r = space.scan(&bar).with_context(|| format!("scanning {}", space.info().path.display()))?;
-    drop(bar);
+    let r: cobox_engine::ScanReport = match crate::control::daemon(&ctx.home) {
+        Some(d) => d
+            .call("POST", &format!("/api/spaces/{}/scan", crate::control::segment(&a.space)))
+            .with_context(|| format!("scanning {:?}", a.space))?,
+        None => {
+            let home = ctx.open_home()?;
+            let mut space = ctx.open_space(&home, &a.space)?;
+            let bar = crate::progress::Bar::new();
+            let r = space.scan(&bar).with_context(|| format!("scanning {}", space.info().path.display()))?;
+            drop(bar);
+            r
+        }
+    };
     if ctx.json {
         return ctx.print_json(&r);
     }

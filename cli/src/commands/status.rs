@@ -3,9 +3,13 @@ use crate::args::bytes;
 use anyhow::Result;
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
-    let home = ctx.open_home()?;
-    let space = ctx.open_space(&home, &a.space)?;
-    let s = space.status()?;
+    let s: cobox_engine::Status = match crate::control::daemon(&ctx.home) {
+        Some(d) => d.call("GET", &format!("/api/spaces/{}/status", crate::control::segment(&a.space)))?,
+        None => {
+            let home = ctx.open_home()?;
+            ctx.open_space(&home, &a.space)?.status()?
+        }
+    };
     if ctx.json {
         return ctx.print_json(&s);
     }

@@ -3,11 +3,17 @@ use crate::args::bytes;
 use anyhow::{Result, bail};
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
-    let home = ctx.open_home()?;
-    let space = ctx.open_space(&home, &a.space)?;
-    let bar = crate::progress::Bar::new();
-    let r = space.verify(&bar)?;
-    drop(bar);
+    let r: cobox_engine::space::VerifyReport = match crate::control::daemon(&ctx.home) {
+        Some(d) => d.call("POST", &format!("/api/spaces/{}/verify", crate::control::segment(&a.space)))?,
+        None => {
+            let home = ctx.open_home()?;
+            let space = ctx.open_space(&home, &a.space)?;
+            let bar = crate::progress::Bar::new();
+            let r = space.verify(&bar)?;
+            drop(bar);
+            r
+        }
+    };
     if ctx.json {
         ctx.print_json(&r)?;
     } else {

@@ -6,5 +6,6 @@ mod util;
 mod crash;
 mod foundation;
 mod members;
+mod operations;
 mod seeding;
 mod sync;

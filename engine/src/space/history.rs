@@ -4,7 +4,7 @@
 use super::*;
 
 /// A past state, as `cobox history` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct HistoryItem {
     /// Snapshot id (16 hex characters); `restore --at` takes it.
     pub id: String,

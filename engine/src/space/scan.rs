@@ -27,7 +27,7 @@ const SCAN_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("scan_cach
 const READ_BUF: usize = 24 << 20;
 
 /// What a scan did, as `cobox scan --json` prints it.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ScanReport {
     /// Regular files in the folder.
     pub files: u64,

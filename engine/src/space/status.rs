@@ -3,7 +3,7 @@
 use super::*;
 
 /// Local changes not yet recorded by a scan (from metadata alone).
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Pending {
     /// New paths.
     pub added: u64,
@@ -14,7 +14,7 @@ pub struct Pending {
 }
 
 /// `cobox status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Status {
     /// Space id.
     pub id: String,

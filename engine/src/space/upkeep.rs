@@ -3,7 +3,7 @@
 use super::*;
 
 /// One bad blob and the files that need it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BadBlob {
     /// The blob id.
     pub blob: String,
@@ -12,7 +12,7 @@ pub struct BadBlob {
 }
 
 /// `cobox verify`.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct VerifyReport {
     /// Blobs re-hashed.
     pub blobs_checked: u64,
@@ -36,7 +36,7 @@ impl VerifyReport {
 }
 
 /// `cobox gc`.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct GcReport {
     /// Snapshots whose states were kept restorable.
     pub states_kept: u64,

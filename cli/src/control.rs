@@ -1,0 +1,70 @@
+//! The CLI beside a running daemon: commands that need the home's lock ask the `cobox up`
+//! that holds it, over its control socket (`$COBOX_HOME/control.sock`, the HTTP API's routes),
+//! and print what they would have printed themselves.
+
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+/// A daemon answering on this home's control socket.
+pub(crate) struct Daemon {
+    path: std::path::PathBuf,
+}
+
+/// The running daemon of `home`, if one answers (a stale socket file does not).
+pub(crate) fn daemon(home: &Path) -> Option<Daemon> {
+    let path = home.join("control.sock");
+    UnixStream::connect(&path).ok().map(|_| Daemon { path })
+}
+
+impl Daemon {
+    /// One request; the answer's JSON, or its error as an error that says it came from the daemon.
+    pub(crate) fn call<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str) -> Result<T> {
+        let mut s = UnixStream::connect(&self.path).context("reaching the running daemon's control socket")?;
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: cobox\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .context("asking the running daemon")?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).context("reading the running daemon's answer")?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").context("the running daemon's answer has no body")?;
+        let code: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            unchunk(body)
+        } else {
+            body.to_owned()
+        };
+        if !(200..300).contains(&code) {
+            let why = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            bail!("{why} (answered by the running daemon)");
+        }
+        serde_json::from_str(&body).context("the running daemon's answer is not what this command reads")
+    }
+}
+
+/// A chunked HTTP body, joined.
+fn unchunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A path segment, percent-encoded.
+pub(crate) fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

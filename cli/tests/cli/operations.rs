@@ -1,0 +1,52 @@
+//! Running it for real (operations issue, 21): the CLI beside a running daemon.
+
+use crate::util::*;
+use std::os::unix::fs::PermissionsExt;
+
+/// `status`, `scan`, `history` and `verify` beside a running `cobox up` ask it over the control
+/// socket and print what they print without one.
+#[test]
+fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
+    let dev = Device::new();
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("a.txt"), b"first\n");
+    write(&folder.path().join("docs/b.md"), b"second\n");
+    create_space(&dev, "s", folder.path());
+    dev.ok(&["scan", "s"]);
+    // The daemon scans when it starts: the time of the last scan is the one thing that moves.
+    let text =
+        |c: &str| dev.ok(&[c, "s"]).lines().filter(|l| !l.starts_with("last scan")).collect::<Vec<_>>().join("\n");
+    let json = |c: &str| {
+        let mut v = dev.json(&[c, "s"]);
+        if let Some(o) = v.as_object_mut() {
+            o.remove("last_scan");
+        }
+        v
+    };
+    let alone: Vec<(String, serde_json::Value)> =
+        ["status", "history", "verify"].iter().map(|c| (text(c), json(c))).collect();
+    let path_alone = dev.json(&["history", "s", "docs/b.md"]);
+
+    let d = Daemon::start(&dev);
+    let socket = dev.home.path().join("control.sock");
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600, "only this user");
+    for (c, (text_alone, json_alone)) in ["status", "history", "verify"].iter().zip(&alone) {
+        assert_eq!(&text(c), text_alone, "`cobox {c}` beside the daemon");
+        assert_eq!(&json(c), json_alone, "`cobox {c} --json` beside the daemon");
+    }
+    assert_eq!(dev.json(&["history", "s", "docs/b.md"]), path_alone);
+    // A scan beside the daemon records through it; an error comes back as one line.
+    pause();
+    write(&folder.path().join("c.txt"), b"third\n");
+    let r = dev.json(&["scan", "s"]);
+    assert_eq!(r["added"].as_u64(), Some(1), "{r}");
+    let err = dev.fails(&["status", "nope"]);
+    assert!(err.contains("no space named") && err.contains("running daemon") && err.lines().count() == 1, "{err}");
+    // A second daemon on the same home is refused.
+    let out = dev.run(&["up", "--bind", "127.0.0.1:0", "--no-relay"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("in use by another cobox process"));
+    d.stop();
+    assert!(!socket.exists(), "the socket goes with the daemon");
+    // What the daemon recorded is there without it.
+    assert_eq!(dev.json(&["history", "s"]).as_array().unwrap().len(), 2);
+}
