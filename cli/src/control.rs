@@ -21,9 +21,18 @@ pub(crate) fn daemon(home: &Path) -> Option<Daemon> {
 impl Daemon {
     /// One request; the answer's JSON, or its error as an error that says it came from the daemon.
     pub(crate) fn call<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str) -> Result<T> {
+        self.call_with(method, path, "")
+    }
+
+    /// [`Daemon::call`] with a JSON body.
+    pub(crate) fn call_with<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: &str) -> Result<T> {
         let mut s = UnixStream::connect(&self.path).context("reaching the running daemon's control socket")?;
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: cobox\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .context("asking the running daemon")?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: cobox\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .context("asking the running daemon")?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).context("reading the running daemon's answer")?;
         let text = String::from_utf8_lossy(&raw);

@@ -193,18 +193,44 @@ async fn verify(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     to_json(&r)
 }
 
-async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+/// Sync now with each peer until both hold the same state: the peers given (`{"peers":
+/// ["ID[@IP:PORT,...]"]}`, addresses filled from the address book), else every peer met in
+/// the space. One entry per peer: its stats, or its error.
+async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize, Default)]
+    struct B {
+        #[serde(default)]
+        peers: Vec<String>,
+    }
+    let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
     let (id, _) = member_space(&api, &q)?;
+    let peers: Vec<String> = if b.peers.is_empty() {
+        Home::peer_addrs_at(&api.root, &id)?.iter().map(ToString::to_string).collect()
+    } else {
+        b.peers
+    };
     let mut out = Vec::new();
-    for peer in Home::peer_addrs_at(&api.root, &id)? {
-        let dev = peer.device.to_string();
-        let r = match dial_addr(&peer) {
-            Ok(p) => api.node.sync_once(&id, p).await,
+    for p in peers {
+        let peer = p
+            .parse::<cobox_engine::codes::PeerAddr>()
+            .map_err(cobox_engine::Error::Refused)
+            .and_then(|peer| Home::with_known_addrs(&api.root, peer));
+        let r = match peer {
+            Ok(peer) => match dial_addr(&peer) {
+                Ok(addr) => {
+                    let r = api.node.sync_until_converged(&id, addr, 6).await;
+                    if r.is_ok() && !peer.addrs.is_empty() {
+                        Home::remember_peer_at(&api.root, &id, &peer.device, &peer.addrs)?;
+                    }
+                    r
+                }
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         out.push(match r {
-            Ok(st) => json!({ "peer": dev, "stats": st }),
-            Err(e) => json!({ "peer": dev, "error": e.to_string() }),
+            Ok(st) => json!({ "peer": p, "stats": st }),
+            Err(e) => json!({ "peer": p, "error": e.to_string() }),
         });
     }
     Ok(Json(Value::Array(out)))

@@ -21,6 +21,70 @@ pub(crate) struct SyncArgs {
 }
 
 pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
+    // Beside a running daemon, it syncs (with its own network settings) and answers.
+    let results = match crate::control::daemon(&ctx.home) {
+        Some(d) => {
+            let body = serde_json::json!({ "peers": a.peer }).to_string();
+            let path = format!("/api/spaces/{}/sync", crate::control::segment(&a.space));
+            let answers: Vec<serde_json::Value> =
+                d.call_with("POST", &path, &body).with_context(|| format!("syncing {:?}", a.space))?;
+            if answers.is_empty() {
+                bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
+            }
+            answers
+                .into_iter()
+                .map(|v| {
+                    let peer = v["peer"].as_str().unwrap_or_default().to_owned();
+                    let r = match v.get("stats") {
+                        Some(st) => serde_json::from_value(st.clone()).map_err(anyhow::Error::new),
+                        None => Err(anyhow::anyhow!("{}", v["error"].as_str().unwrap_or("failed"))),
+                    };
+                    (peer, r)
+                })
+                .collect()
+        }
+        None => sync_here(ctx, &a)?,
+    };
+    let mut ok = 0;
+    let mut last_err = None;
+    let mut report = Vec::new();
+    for (p, r) in results {
+        match r {
+            Ok(stats) => {
+                ok += 1;
+                report.push(serde_json::json!({ "peer": p, "stats": stats }));
+                if !ctx.json {
+                    println!(
+                        "in sync with {}: received {} blobs ({}), sent {} blobs ({}), {} changes applied",
+                        &p[..8.min(p.len())],
+                        stats.received_blobs,
+                        crate::args::bytes(stats.received_bytes),
+                        stats.sent_blobs,
+                        crate::args::bytes(stats.sent_bytes),
+                        stats.changes_applied
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: sync with {p} failed: {e}");
+                last_err = Some(e);
+            }
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&report)?;
+    }
+    match (ok, last_err) {
+        (0, Some(e)) => Err(e.context(format!("syncing {:?}", a.space))),
+        _ => Ok(()),
+    }
+}
+
+/// `cobox sync` with no daemon running: open the space, scan, sync with each peer.
+fn sync_here(
+    ctx: &Ctx,
+    a: &SyncArgs,
+) -> Result<Vec<(String, Result<cobox_engine::sync::net::SyncStats, anyhow::Error>)>> {
     let home = ctx.open_home()?;
     let mut space = ctx.open_space(&home, &a.space)?;
     // Local edits go out in this sync, and the materialiser knows the folder as it is. Its
@@ -57,44 +121,17 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
         node.shutdown().await;
         Ok::<_, cobox_engine::Error>(out)
     })?;
-    let mut ok = 0;
-    let mut last_err = None;
-    let mut report = Vec::new();
+    let mut out = Vec::new();
     for (p, r) in results {
-        match r {
-            Ok(stats) => {
-                ok += 1;
-                if let Some((dev, addrs)) = p.split_once('@')
-                    && let Ok(d) = dev.parse()
-                {
-                    home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
-                }
-                report.push(serde_json::json!({ "peer": p, "stats": stats }));
-                if !ctx.json {
-                    println!(
-                        "in sync with {}: received {} blobs ({}), sent {} blobs ({}), {} changes applied",
-                        &p[..8.min(p.len())],
-                        stats.received_blobs,
-                        crate::args::bytes(stats.received_bytes),
-                        stats.sent_blobs,
-                        crate::args::bytes(stats.sent_bytes),
-                        stats.changes_applied
-                    );
-                }
-            }
-            Err(e) => {
-                eprintln!("warning: sync with {p} failed: {e}");
-                last_err = Some(e);
-            }
+        if r.is_ok()
+            && let Some((dev, addrs)) = p.split_once('@')
+            && let Ok(d) = dev.parse()
+        {
+            home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
         }
+        out.push((p, r.map_err(anyhow::Error::new)));
     }
-    if ctx.json {
-        ctx.print_json(&report)?;
-    }
-    match (ok, last_err) {
-        (0, Some(e)) => Err(anyhow::Error::new(e).context(format!("syncing {:?}", a.space))),
-        _ => Ok(()),
-    }
+    Ok(out)
 }
 
 #[derive(clap::Args)]

@@ -79,7 +79,7 @@ pub struct NetConfig {
 }
 
 /// Bytes and blobs moved by one session.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct SyncStats {
     /// Blobs sent to the peer.
     pub sent_blobs: u64,
