@@ -163,7 +163,7 @@ pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
 }
 
 /// Bytes seeded with one peer, both ways.
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default, PartialEq, Eq)]
 pub struct PeerShare {
     /// Bytes this device stores for the peer's spaces.
     pub seeded_for_them: u64,
@@ -172,7 +172,7 @@ pub struct PeerShare {
 }
 
 /// `cobox stats`.
-#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default, PartialEq)]
 pub struct Stats {
     /// Bytes this device seeds for others.
     pub seeded_for_others: u64,

@@ -240,6 +240,9 @@ async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::
 struct AuditBody {
     #[serde(default)]
     all: bool,
+    /// Seeders to audit (`ID[@IP:PORT,...]`); default: every seeder with an active agreement.
+    #[serde(default)]
+    peers: Vec<String>,
 }
 
 async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::body::Bytes) -> Reply {
@@ -252,16 +255,31 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
     };
     let (id, s) = member_space(&api, &q)?;
     let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
-    let targets = audit_targets(&view, &Home::peers_at(&api.root)?);
+    let targets =
+        if body.peers.is_empty() { audit_targets(&view, &Home::peers_at(&api.root)?) } else { body.peers.clone() };
     let count = if body.all { usize::MAX } else { AUDIT_SAMPLE };
-    let out: Vec<Value> = audit_seeders(&api.node, &id, &targets, count)
-        .await
-        .into_iter()
-        .map(|a| match a.result {
-            Ok(rec) => json!({ "seeder": a.target, "result": agreement_service::audit_summary(&rec) }),
-            Err(e) => json!({ "seeder": a.target, "error": e.to_string() }),
-        })
-        .collect();
+    let mut out = Vec::new();
+    for a in audit_seeders(&api.node, &id, &targets, count).await {
+        let synced = a.synced.err().map(|e| e.to_string());
+        out.push(match a.result {
+            Ok(rec) => {
+                // Where a seeder named by address answered, the daemon's scheduled audits reach it.
+                if let Some((dev, addrs)) = a.target.split_once('@')
+                    && let Ok(d) = dev.parse()
+                    && !addrs.is_empty()
+                {
+                    Home::remember_peer_at(
+                        &api.root,
+                        &id,
+                        &d,
+                        &addrs.split(',').map(str::to_owned).collect::<Vec<_>>(),
+                    )?;
+                }
+                json!({ "seeder": a.target, "result": agreement_service::audit_summary(&rec), "sync_error": synced })
+            }
+            Err(e) => json!({ "seeder": a.target, "error": e.to_string(), "sync_error": synced }),
+        });
+    }
     Ok(Json(Value::Array(out)))
 }
 

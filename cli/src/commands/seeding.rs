@@ -258,6 +258,75 @@ pub(crate) struct AuditArgs {
 }
 
 pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
+    // Each entry: the seeder as given, the sync's failure before the audit, and the result.
+    type Entry = (String, Option<String>, Result<cobox_engine::agreement_service::AuditSummary, String>);
+    let results: Vec<Entry> = match crate::control::daemon(&ctx.home) {
+        Some(d) => {
+            let body = serde_json::json!({ "all": a.all, "peers": a.peer }).to_string();
+            let path = format!("/api/spaces/{}/audit", crate::control::segment(&a.space));
+            let answers: Vec<serde_json::Value> = d.call_with("POST", &path, &body)?;
+            if answers.is_empty() {
+                bail!("space {:?} has no seeder with an active agreement to audit", a.space);
+            }
+            answers
+                .into_iter()
+                .map(|v| {
+                    let t = v["seeder"].as_str().unwrap_or_default().to_owned();
+                    let synced = v["sync_error"].as_str().map(str::to_owned);
+                    let r = match v.get("result") {
+                        Some(r) => serde_json::from_value(r.clone()).map_err(|e| e.to_string()),
+                        None => Err(v["error"].as_str().unwrap_or("failed").to_owned()),
+                    };
+                    (t, synced, r)
+                })
+                .collect()
+        }
+        None => audit_here(ctx, &a)?,
+    };
+    let mut json = Vec::new();
+    let mut failed = 0;
+    for (t, synced, r) in results {
+        let short = &t[..8.min(t.len())];
+        if let Some(e) = &synced {
+            eprintln!("warning: syncing with {short} before the audit failed: {e}");
+        }
+        match r {
+            Ok(s) => {
+                if !s.ok {
+                    failed += 1;
+                }
+                if !ctx.json {
+                    println!(
+                        "seeder {short}: {} ({}/{} blobs proven, holds {})",
+                        if s.ok { "passed" } else { "FAILED" },
+                        s.passed,
+                        s.challenged,
+                        bytes(s.stored_bytes)
+                    );
+                }
+                json.push(serde_json::json!({ "seeder": t, "result": s }));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("seeder {short}: audit could not run: {e}");
+                json.push(serde_json::json!({ "seeder": t, "error": e }));
+            }
+        }
+    }
+    if ctx.json {
+        ctx.print_json(&json)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {} seeders failed or missed the audit", json.len());
+    }
+    Ok(())
+}
+
+/// `cobox audit` with no daemon running: open the space and audit from here.
+fn audit_here(
+    ctx: &Ctx,
+    a: &AuditArgs,
+) -> Result<Vec<(String, Option<String>, Result<cobox_engine::agreement_service::AuditSummary, String>)>> {
     let home = ctx.open_home()?;
     let space = ctx.open_space(&home, &a.space)?;
     let id = space.info().id;
@@ -276,59 +345,32 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
         node.shutdown().await;
         Ok::<_, cobox_engine::Error>(out)
     })?;
-    let mut json = Vec::new();
-    let mut failed = 0;
+    let mut out = Vec::new();
     for a in results {
-        let (t, r) = (a.target, a.result);
-        let short = &t[..8.min(t.len())];
-        if let Err(e) = &a.synced {
-            eprintln!("warning: syncing with {short} before the audit failed: {e}");
+        if a.result.is_ok()
+            && let Some((dev, addrs)) = a.target.split_once('@')
+            && let Ok(d) = dev.parse()
+            && !addrs.is_empty()
+        {
+            // Remember where the seeder answered, so the daemon's scheduled audits reach it.
+            home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
         }
-        match r {
-            Ok(rec) => {
-                // Remember where the seeder answered, so the daemon's scheduled audits reach it.
-                if let Some((dev, addrs)) = t.split_once('@')
-                    && let Ok(d) = dev.parse()
-                    && !addrs.is_empty()
-                {
-                    home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
-                }
-                let s = cobox_engine::agreement_service::audit_summary(&rec);
-                if !s.ok {
-                    failed += 1;
-                }
-                if !ctx.json {
-                    println!(
-                        "seeder {short}: {} ({}/{} blobs proven, holds {})",
-                        if s.ok { "passed" } else { "FAILED" },
-                        s.passed,
-                        s.challenged,
-                        bytes(s.stored_bytes)
-                    );
-                }
-                json.push(serde_json::json!({ "seeder": t, "result": s }));
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("seeder {short}: audit could not run: {e}");
-                json.push(serde_json::json!({ "seeder": t, "error": e.to_string() }));
-            }
-        }
+        let r = a.result.map(|rec| cobox_engine::agreement_service::audit_summary(&rec)).map_err(|e| e.to_string());
+        out.push((a.target, a.synced.err().map(|e| e.to_string()), r));
     }
-    if ctx.json {
-        ctx.print_json(&json)?;
-    }
-    if failed > 0 {
-        bail!("{failed} of {} seeders failed or missed the audit", json.len());
-    }
-    Ok(())
+    Ok(out)
 }
 
 pub(crate) fn stats(ctx: &Ctx) -> Result<()> {
-    let home = ctx.open_home()?;
-    let st = agreement_service::stats(&ctx.home, cobox_engine::now_ms(), &|id| {
-        home.open_seed(id, false).ok().map(|s| s.used())
-    })?;
+    let st: agreement_service::Stats = match crate::control::daemon(&ctx.home) {
+        Some(d) => d.call("GET", "/api/stats")?,
+        None => {
+            let home = ctx.open_home()?;
+            agreement_service::stats(&ctx.home, cobox_engine::now_ms(), &|id| {
+                home.open_seed(id, false).ok().map(|s| s.used())
+            })?
+        }
+    };
     if ctx.json {
         return ctx.print_json(&st);
     }

@@ -26,6 +26,8 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     let alone: Vec<(String, serde_json::Value)> =
         ["status", "history", "verify"].iter().map(|c| (text(c), json(c))).collect();
     let path_alone = dev.json(&["history", "s", "docs/b.md"]);
+    let stats_alone = dev.ok(&["stats"]);
+    let audit_alone = dev.fails(&["audit", "s"]);
 
     let d = Daemon::start(&dev);
     let socket = dev.home.path().join("control.sock");
@@ -35,6 +37,9 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
         assert_eq!(&json(c), json_alone, "`cobox {c} --json` beside the daemon");
     }
     assert_eq!(dev.json(&["history", "s", "docs/b.md"]), path_alone);
+    assert_eq!(dev.ok(&["stats"]), stats_alone);
+    let audit = dev.fails(&["audit", "s"]);
+    assert!(audit.contains("no seeder with an active agreement"), "{audit} (alone: {audit_alone})");
     // A scan beside the daemon records through it; an error comes back as one line.
     pause();
     write(&folder.path().join("c.txt"), b"third\n");
