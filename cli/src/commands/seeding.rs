@@ -257,10 +257,11 @@ pub(crate) struct AuditArgs {
     net: NetArgs,
 }
 
+/// One seeder's audit: the seeder as given, the sync's failure before the audit, the result.
+type AuditEntry = (String, Option<String>, Result<cobox_engine::agreement_service::AuditSummary, String>);
+
 pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
-    // Each entry: the seeder as given, the sync's failure before the audit, and the result.
-    type Entry = (String, Option<String>, Result<cobox_engine::agreement_service::AuditSummary, String>);
-    let results: Vec<Entry> = match crate::control::daemon(&ctx.home) {
+    let results: Vec<AuditEntry> = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             let body = serde_json::json!({ "all": a.all, "peers": a.peer }).to_string();
             let path = format!("/api/spaces/{}/audit", crate::control::segment(&a.space));
@@ -323,10 +324,7 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
 }
 
 /// `cobox audit` with no daemon running: open the space and audit from here.
-fn audit_here(
-    ctx: &Ctx,
-    a: &AuditArgs,
-) -> Result<Vec<(String, Option<String>, Result<cobox_engine::agreement_service::AuditSummary, String>)>> {
+fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     let home = ctx.open_home()?;
     let space = ctx.open_space(&home, &a.space)?;
     let id = space.info().id;
