@@ -90,6 +90,7 @@ fn routes() -> Router<Api> {
         .route("/api/spaces/{space}/scan", post(scan))
         .route("/api/spaces/{space}/history", get(history))
         .route("/api/spaces/{space}/verify", post(verify))
+        .route("/api/spaces/{space}/restore", post(restore))
         .route("/api/spaces/{space}/sync", post(sync))
         .route("/api/spaces/{space}/audit", post(audit))
         .route("/api/spaces/{space}/members", get(members))
@@ -183,6 +184,33 @@ async fn history(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     to_json(&items)
+}
+
+/// Restore into `dir` (an absolute path on the daemon's machine), as `cobox restore` does.
+async fn restore(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize)]
+    struct B {
+        dir: PathBuf,
+        at: Option<String>,
+        path: Option<String>,
+        #[serde(default)]
+        overwrite: bool,
+    }
+    let b: B = body(&bytes)?;
+    if !b.dir.is_absolute() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "dir must be an absolute path".into()));
+    }
+    let at = match &b.at {
+        Some(s) => super::restore::parse_at(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
+        None => cobox_engine::At::Latest,
+    };
+    let (_, s) = member_space(&api, &q)?;
+    let r = tokio::task::spawn_blocking(move || {
+        s.blocking_lock().restore(&b.dir, &at, b.path.as_deref(), b.overwrite, &cobox_engine::NoProgress)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    to_json(&r)
 }
 
 async fn verify(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {

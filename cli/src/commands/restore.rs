@@ -38,13 +38,25 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
         Some(s) => parse_at(s)?,
         None => At::Latest,
     };
-    let home = ctx.open_home()?;
-    let space = ctx.open_space(&home, &a.space)?;
-    let bar = crate::progress::Bar::new();
-    let r = space
-        .restore(&a.dir, &at, a.path.as_deref(), a.overwrite, &bar)
-        .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?;
-    drop(bar);
+    let r: cobox_engine::RestoreReport = match crate::control::daemon(&ctx.home) {
+        Some(d) => {
+            let dir = std::path::absolute(&a.dir).with_context(|| format!("resolving {}", a.dir.display()))?;
+            let body = serde_json::json!({ "dir": dir, "at": a.at, "path": a.path, "overwrite": a.overwrite });
+            let path = format!("/api/spaces/{}/restore", crate::control::segment(&a.space));
+            d.call_with("POST", &path, &body.to_string())
+                .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?
+        }
+        None => {
+            let home = ctx.open_home()?;
+            let space = ctx.open_space(&home, &a.space)?;
+            let bar = crate::progress::Bar::new();
+            let r = space
+                .restore(&a.dir, &at, a.path.as_deref(), a.overwrite, &bar)
+                .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?;
+            drop(bar);
+            r
+        }
+    };
     if ctx.json {
         ctx.print_json(&r)?;
     } else {

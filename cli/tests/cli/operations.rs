@@ -38,6 +38,14 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     }
     assert_eq!(dev.json(&["history", "s", "docs/b.md"]), path_alone);
     assert_eq!(dev.ok(&["stats"]), stats_alone);
+    // A restore beside the daemon writes the same files; a second one refuses to replace them.
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = out_dir.path().join("restored");
+    let said = dev.ok(&["restore", "s", dest.to_str().unwrap()]);
+    assert!(said.starts_with("restored 2 files"), "{said}");
+    assert_eq!(read(&dest.join("docs/b.md")), "second\n");
+    let err = dev.fails(&["restore", "s", dest.to_str().unwrap()]);
+    assert!(err.contains("--overwrite"), "{err}");
     let audit = dev.fails(&["audit", "s"]);
     assert!(audit.contains("no seeder with an active agreement"), "{audit} (alone: {audit_alone})");
     // A scan beside the daemon records through it; an error comes back as one line.

@@ -37,7 +37,7 @@ pub enum At {
 }
 
 /// What a restore wrote.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RestoreReport {
     /// Files written.
     pub files: u64,
