@@ -91,6 +91,7 @@ fn routes() -> Router<Api> {
         .route("/api/spaces/{space}/history", get(history))
         .route("/api/spaces/{space}/verify", post(verify))
         .route("/api/spaces/{space}/restore", post(restore))
+        .route("/api/spaces/{space}/target", post(target))
         .route("/api/spaces/{space}/sync", post(sync))
         .route("/api/spaces/{space}/audit", post(audit))
         .route("/api/spaces/{space}/members", get(members))
@@ -184,6 +185,18 @@ async fn history(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     to_json(&items)
+}
+
+async fn target(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize)]
+    struct B {
+        copies: u32,
+    }
+    let b: B = body(&bytes)?;
+    let (_, s) = member_space(&api, &q)?;
+    let mut s = s.lock().await;
+    s.set_replicas_target(b.copies)?;
+    Ok(Json(json!({ "name": s.info().name, "replicas_target": b.copies })))
 }
 
 /// Restore into `dir` (an absolute path on the daemon's machine), as `cobox restore` does.

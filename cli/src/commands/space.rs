@@ -25,6 +25,19 @@ pub(crate) enum SpaceCmd {
 }
 
 pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
+    // Listing reads files only; a target change goes through a running daemon if there is one.
+    match &cmd {
+        SpaceCmd::List => return list(ctx),
+        SpaceCmd::Target { space, copies } => {
+            if let Some(d) = crate::control::daemon(&ctx.home) {
+                let path = format!("/api/spaces/{}/target", crate::control::segment(space));
+                let v: serde_json::Value =
+                    d.call_with("POST", &path, &serde_json::json!({ "copies": copies }).to_string())?;
+                return target_said(ctx, v["name"].as_str().unwrap_or(space), *copies);
+            }
+        }
+        SpaceCmd::Create { .. } => {}
+    }
     let home = ctx.open_home()?;
     match cmd {
         SpaceCmd::Create { name, path } => {
@@ -48,28 +61,35 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
         SpaceCmd::Target { space, copies } => {
             let mut s = ctx.open_space(&home, &space)?;
             s.set_replicas_target(copies).context("saving the target")?;
-            if ctx.json {
-                return ctx.print_json(&serde_json::json!({ "replicas_target": copies }));
-            }
-            println!("space {:?} should have {copies} verified copies", s.info().name);
-            Ok(())
+            target_said(ctx, &s.info().name, copies)
         }
-        SpaceCmd::List => {
-            let spaces = home.spaces()?;
-            if ctx.json {
-                let list: Vec<_> = spaces
-                    .iter()
-                    .map(|s| serde_json::json!({ "id": s.id.to_string(), "name": s.name, "path": s.path }))
-                    .collect();
-                return ctx.print_json(&list);
-            }
-            if spaces.is_empty() {
-                println!("no spaces yet: `cobox space create NAME --path DIR` makes one");
-            }
-            for s in spaces {
-                println!("{}  {:<20}  {}", s.id.short(), s.name, s.path.display());
-            }
-            Ok(())
-        }
+        SpaceCmd::List => list(ctx),
     }
+}
+
+fn target_said(ctx: &Ctx, name: &str, copies: u32) -> Result<()> {
+    if ctx.json {
+        return ctx.print_json(&serde_json::json!({ "replicas_target": copies }));
+    }
+    println!("space {name:?} should have {copies} verified copies");
+    Ok(())
+}
+
+/// The spaces, from their files (works beside a running daemon).
+fn list(ctx: &Ctx) -> Result<()> {
+    let spaces = cobox_engine::Home::spaces_at(&ctx.home)?;
+    if ctx.json {
+        let list: Vec<_> = spaces
+            .iter()
+            .map(|s| serde_json::json!({ "id": s.id.to_string(), "name": s.name, "path": s.path }))
+            .collect();
+        return ctx.print_json(&list);
+    }
+    if spaces.is_empty() {
+        println!("no spaces yet: `cobox space create NAME --path DIR` makes one");
+    }
+    for s in spaces {
+        println!("{}  {:<20}  {}", s.id.short(), s.name, s.path.display());
+    }
+    Ok(())
 }

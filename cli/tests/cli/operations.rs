@@ -27,6 +27,7 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
         ["status", "history", "verify"].iter().map(|c| (text(c), json(c))).collect();
     let path_alone = dev.json(&["history", "s", "docs/b.md"]);
     let stats_alone = dev.ok(&["stats"]);
+    let list_alone = dev.ok(&["space", "list"]);
     let audit_alone = dev.fails(&["audit", "s"]);
 
     let d = Daemon::start(&dev);
@@ -38,6 +39,9 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     }
     assert_eq!(dev.json(&["history", "s", "docs/b.md"]), path_alone);
     assert_eq!(dev.ok(&["stats"]), stats_alone);
+    assert_eq!(dev.ok(&["space", "list"]), list_alone);
+    dev.ok(&["space", "target", "s", "3"]);
+    assert_eq!(dev.json(&["status", "s"])["replicas_target"], 3, "set through the daemon, seen by it");
     // A restore beside the daemon writes the same files; a second one refuses to replace them.
     let out_dir = tempfile::tempdir().unwrap();
     let dest = out_dir.path().join("restored");
