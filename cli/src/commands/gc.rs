@@ -21,9 +21,16 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
         ),
         None => None,
     };
-    let home = ctx.open_home()?;
-    let mut space = ctx.open_space(&home, &a.space)?;
-    let r = space.gc(keep)?;
+    let r: cobox_engine::GcReport = match crate::control::daemon(&ctx.home) {
+        Some(d) => {
+            let path = format!("/api/spaces/{}/gc", crate::control::segment(&a.space));
+            d.call_with("POST", &path, &serde_json::json!({ "keep_within_ms": keep }).to_string())?
+        }
+        None => {
+            let home = ctx.open_home()?;
+            ctx.open_space(&home, &a.space)?.gc(keep)?
+        }
+    };
     if ctx.json {
         return ctx.print_json(&r);
     }

@@ -92,6 +92,7 @@ fn routes() -> Router<Api> {
         .route("/api/spaces/{space}/verify", post(verify))
         .route("/api/spaces/{space}/restore", post(restore))
         .route("/api/spaces/{space}/target", post(target))
+        .route("/api/spaces/{space}/gc", post(gc))
         .route("/api/spaces/{space}/sync", post(sync))
         .route("/api/spaces/{space}/audit", post(audit))
         .route("/api/spaces/{space}/members", get(members))
@@ -185,6 +186,19 @@ async fn history(
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     to_json(&items)
+}
+
+async fn gc(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize, Default)]
+    struct B {
+        keep_within_ms: Option<i64>,
+    }
+    let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
+    let (_, s) = member_space(&api, &q)?;
+    let r = tokio::task::spawn_blocking(move || s.blocking_lock().gc(b.keep_within_ms))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    to_json(&r)
 }
 
 async fn target(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {

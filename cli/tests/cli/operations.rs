@@ -41,6 +41,8 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     assert_eq!(dev.ok(&["stats"]), stats_alone);
     assert_eq!(dev.ok(&["space", "list"]), list_alone);
     dev.ok(&["space", "target", "s", "3"]);
+    let gc = dev.json(&["gc", "s"]);
+    assert_eq!(gc["blobs_removed"], 0, "every state kept by default: {gc}");
     assert_eq!(dev.json(&["status", "s"])["replicas_target"], 3, "set through the daemon, seen by it");
     // A restore beside the daemon writes the same files; a second one refuses to replace them.
     let out_dir = tempfile::tempdir().unwrap();
