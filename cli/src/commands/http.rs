@@ -22,6 +22,8 @@ pub(crate) struct Api {
     pub(crate) root: PathBuf,
     /// BLAKE3 of the token: comparing hashes takes the same time whatever the guess.
     pub(crate) token_hash: blake3::Hash,
+    /// The daemon and the home it holds, to take on spaces created or joined meanwhile.
+    pub(crate) daemon: Option<(Arc<cobox_engine::daemon::Daemon>, Arc<Home>)>,
 }
 
 /// An error as JSON, with its status.
@@ -85,7 +87,8 @@ pub(crate) fn router(api: Api) -> Router {
 /// The routes, without the token check (the control socket's is its file mode).
 fn routes() -> Router<Api> {
     Router::new()
-        .route("/api/spaces", get(spaces))
+        .route("/api/spaces", get(spaces).post(create_space))
+        .route("/api/join", post(join))
         .route("/api/spaces/{space}/status", get(status))
         .route("/api/spaces/{space}/scan", post(scan))
         .route("/api/spaces/{space}/history", get(history))
@@ -153,6 +156,67 @@ async fn spaces(State(api): State<Api>) -> Reply {
         }
     }
     Ok(Json(Value::Array(out)))
+}
+
+/// The daemon and its home, for routes that register a space.
+fn holder(api: &Api) -> Result<(Arc<cobox_engine::daemon::Daemon>, Arc<Home>), ApiError> {
+    api.daemon.clone().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no daemon holds this home".into()))
+}
+
+/// Open a space just registered and hand it to the daemon (watched, synced, served).
+fn take_on(daemon: &cobox_engine::daemon::Daemon, home: &Home, id: &SpaceId) -> Result<(), ApiError> {
+    let s = home.open_space(&id.to_string())?;
+    daemon.add_space(s);
+    Ok(())
+}
+
+/// `{"name","path"}`: a new space over `path` (absolute; made if missing), taken on by the daemon.
+async fn create_space(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize)]
+    struct B {
+        name: String,
+        path: PathBuf,
+    }
+    let b: B = body(&bytes)?;
+    if !b.path.is_absolute() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "path must be an absolute path".into()));
+    }
+    let (daemon, home) = holder(&api)?;
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let created = !b.path.exists();
+        let info = home.create_space(&b.name, &b.path)?;
+        take_on(&daemon, &home, &info.id)?;
+        Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "created_folder": created }))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(out))
+}
+
+/// `{"code","path","name"?}`: join a space by an invite, taken on by the daemon (its first
+/// sync runs on the daemon's schedule, or at once with the sync route).
+async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize)]
+    struct B {
+        code: String,
+        path: PathBuf,
+        name: Option<String>,
+    }
+    let b: B = body(&bytes)?;
+    if !b.path.is_absolute() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "path must be an absolute path".into()));
+    }
+    let invite = cobox_engine::codes::Invite::parse(&b.code)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the invite code: {e}")))?;
+    let (daemon, home) = holder(&api)?;
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let info = home.join(&invite, &b.path, b.name.as_deref())?;
+        take_on(&daemon, &home, &info.id)?;
+        Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path }))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok(Json(out))
 }
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {

@@ -105,16 +105,33 @@ pub(crate) struct JoinArgs {
 
 pub(crate) fn join(ctx: &Ctx, a: JoinArgs) -> Result<()> {
     let inv = Invite::parse(&a.code).context("reading the invite code")?;
-    let home = ctx.open_home()?;
-    let info =
-        home.join(&inv, &a.path, a.name.as_deref()).with_context(|| format!("joining into {}", a.path.display()))?;
+    let (id, name) = match crate::control::daemon(&ctx.home) {
+        // The running daemon takes the space on and syncs it on its schedule.
+        Some(d) => {
+            let abs = std::path::absolute(&a.path).with_context(|| format!("resolving {}", a.path.display()))?;
+            let body = serde_json::json!({ "code": a.code, "path": abs, "name": a.name }).to_string();
+            let v: serde_json::Value = d
+                .call_with("POST", "/api/join", &body)
+                .with_context(|| format!("joining into {}", a.path.display()))?;
+            let path = std::path::PathBuf::from(v["path"].as_str().unwrap_or_default());
+            (v["id"].as_str().unwrap_or_default().to_owned(), (v["name"].as_str().unwrap_or_default().to_owned(), path))
+        }
+        None => {
+            let home = ctx.open_home()?;
+            let info = home
+                .join(&inv, &a.path, a.name.as_deref())
+                .with_context(|| format!("joining into {}", a.path.display()))?;
+            (info.id.to_string(), (info.name, info.path))
+        }
+    };
+    let (name, path) = name;
     if ctx.json {
-        return ctx.print_json(&serde_json::json!({ "id": info.id.to_string(), "name": info.name, "path": info.path }));
+        return ctx.print_json(&serde_json::json!({ "id": id, "name": name, "path": path }));
     }
-    println!("{}", info.id);
+    println!("{id}");
     eprintln!(
         "joined space {:?}; the invite is checked, and the folder fills, on the first sync (`cobox sync {} --peer ID@IP:PORT` or `cobox up`)",
-        info.name, info.name
+        name, name
     );
     Ok(())
 }

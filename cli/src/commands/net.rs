@@ -167,7 +167,7 @@ pub(crate) struct UpArgs {
 }
 
 pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
-    let home = ctx.open_home()?;
+    let home = Arc::new(ctx.open_home()?);
     let owners = a
         .seed_for
         .iter()
@@ -195,8 +195,12 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         let addr = node.addr_string();
         home.set_listening(&node.addrs())?;
         // The control socket, before the address goes out: whoever waits for it may ask at once.
-        let control_api =
-            super::http::Api { node: node.clone(), root: ctx.home.clone(), token_hash: blake3::hash(&[]) };
+        let control_api = super::http::Api {
+            node: node.clone(),
+            root: ctx.home.clone(),
+            token_hash: blake3::hash(&[]),
+            daemon: Some((daemon.clone(), home.clone())),
+        };
         let control = super::http::bind_control(&ctx.home).context("binding the control socket in the home")?;
         let control = tokio::spawn(super::http::serve_control(control, control_api));
         // With --json, one JSON object per line (what a script reads), else the words.
@@ -213,6 +217,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                 let api = super::http::Api {
                     node: node.clone(),
                     root: ctx.home.clone(),
+                    daemon: Some((daemon.clone(), home.clone())),
                     token_hash: blake3::hash(token.as_bytes()),
                 };
                 // Warned before the address goes out, so whoever waits for it has the warning too.
@@ -244,10 +249,13 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         };
         daemon.clone().run(stop).await;
         eprintln!("cobox up: shutting down");
+        // Awaited, so their handles on the daemon are gone before it is taken apart.
         if let Some(h) = http {
             h.abort();
+            let _ = h.await;
         }
         control.abort();
+        let _ = control.await;
         let _ = std::fs::remove_file(ctx.home.join(super::http::CONTROL_SOCKET));
         drop(node);
         if let Ok(d) = Arc::try_unwrap(daemon)

@@ -36,7 +36,18 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
                 return target_said(ctx, v["name"].as_str().unwrap_or(space), *copies);
             }
         }
-        SpaceCmd::Create { .. } => {}
+        SpaceCmd::Create { name, path } => {
+            if let Some(d) = crate::control::daemon(&ctx.home) {
+                let abs = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
+                let body = serde_json::json!({ "name": name, "path": abs }).to_string();
+                let v: serde_json::Value = d
+                    .call_with("POST", "/api/spaces", &body)
+                    .with_context(|| format!("creating space {name:?} over {}", path.display()))?;
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                let at = std::path::PathBuf::from(v["path"].as_str().unwrap_or_default());
+                return created(ctx, &id, name, &at, v["created_folder"].as_bool() == Some(true));
+            }
+        }
     }
     let home = ctx.open_home()?;
     match cmd {
@@ -45,18 +56,7 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
             let info = home
                 .create_space(&name, &path)
                 .with_context(|| format!("creating space {name:?} over {}", path.display()))?;
-            if fresh {
-                // A mistyped path makes a new empty folder: say so.
-                eprintln!("created the folder {}, which did not exist", info.path.display());
-            }
-            if ctx.json {
-                ctx.print_json(&serde_json::json!({
-                    "id": info.id.to_string(), "name": info.name, "path": info.path,
-                }))
-            } else {
-                println!("{}", info.id);
-                Ok(())
-            }
+            created(ctx, &info.id.to_string(), &info.name, &info.path, fresh)
         }
         SpaceCmd::Target { space, copies } => {
             let mut s = ctx.open_space(&home, &space)?;
@@ -64,6 +64,20 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
             target_said(ctx, &s.info().name, copies)
         }
         SpaceCmd::List => list(ctx),
+    }
+}
+
+/// What `space create` says, with or without a daemon.
+fn created(ctx: &Ctx, id: &str, name: &str, path: &std::path::Path, fresh: bool) -> Result<()> {
+    if fresh {
+        // A mistyped path makes a new empty folder: say so.
+        eprintln!("created the folder {}, which did not exist", path.display());
+    }
+    if ctx.json {
+        ctx.print_json(&serde_json::json!({ "id": id, "name": name, "path": path }))
+    } else {
+        println!("{id}");
+        Ok(())
     }
 }
 

@@ -73,6 +73,25 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     assert_eq!(v.as_array().map(Vec::len), Some(1), "the peer was remembered by the daemon: {v}");
     od.stop();
     assert_eq!(read(&other_folder.path().join("c.txt")), "third\n");
+    // A space created beside the daemon is taken on by it: watched and scanned.
+    let second = tempfile::tempdir().unwrap();
+    let id = dev.ok(&["space", "create", "t", "--path", second.path().to_str().unwrap()]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    write(&second.path().join("new.txt"), b"seen by the daemon's watcher\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while dev.json(&["status", "t"])["files"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "the daemon never scanned the new space");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A device whose daemon runs joins beside it, and syncs through it.
+    let third = Device::new();
+    let third_folder = tempfile::tempdir().unwrap();
+    let td = Daemon::start(&third);
+    let code = dev.ok(&["invite", "s"]).trim().to_owned();
+    third.ok(&["join", &code, "--path", third_folder.path().to_str().unwrap()]);
+    third.ok(&["sync", "s", "--peer", &d.addr]);
+    assert_eq!(read(&third_folder.path().join("docs/b.md")), "second\n");
+    td.stop();
     // A second daemon on the same home is refused.
     let out = dev.run(&["up", "--bind", "127.0.0.1:0", "--no-relay"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("in use by another cobox process"));
