@@ -262,10 +262,13 @@ fn a_second_process_is_refused_with_the_owners_pid() {
     let dev = Device::new();
     dev.ok(&["id"]);
     let _held = cobox_engine::Home::open(dev.home.path()).unwrap();
-    let err = dev.fails(&["space", "list"]);
+    // Held by a process that answers no control socket: a command that needs the lock says whose.
+    let folder = tempfile::tempdir().unwrap();
+    let err = dev.fails(&["space", "create", "x", "--path", folder.path().to_str().unwrap()]);
     assert!(err.contains(&format!("in use by another cobox process (pid {})", std::process::id())), "{err}");
-    // Reading the device id needs no lock.
+    // Reading the device id, or listing spaces, needs no lock.
     dev.ok(&["id"]);
+    dev.ok(&["space", "list"]);
 }
 
 /// Mounts a small tmpfs (needs root); unmounts on drop.
