@@ -114,6 +114,18 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     sync_with(&r, "team", &dm);
     assert_eq!(roster(&r, "team").1, 1, "the reader knows of the removal");
     assert_eq!(read(&f("r").join("after-removal.txt")), "for those who stay\n");
+    // The next pass that brought changes put the space's version back and kept the reader's
+    // edit beside it as a conflict copy: on its disk, unshared.
+    assert_eq!(read(&f("r").join("hello.txt")), "from the manager\n");
+    let kept: Vec<String> = std::fs::read_dir(f("r"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hello.sync-conflict-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(read(&f("r").join(&kept[0])), "the reader changed this\n");
+    assert!(!f("m").join(&kept[0]).exists(), "the copy is not shared either");
     let dr = Daemon::start(&r);
     write(&f("w").join("after.txt"), b"written after the removal\n");
     w.ok(&["scan", "team"]);
@@ -126,6 +138,11 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
         );
     }
     assert!(!f("m").join("after.txt").exists() && !f("r").join("after.txt").exists());
+    // The reader leaves; the manager refuses it from its next session, its folder stays.
+    r.ok(&["member", "leave", "team"]);
+    let err = r.fails(&["sync", "team", "--peer", &dm.addr]);
+    assert!(err.contains("removed from the space"), "{err}");
+    assert_eq!(read(&f("r").join(&kept[0])), "the reader changed this\n", "its folder stays");
     dr.stop();
     ds.stop();
     dm.stop();
