@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
+use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{Held, Node, dial_addr};
 use cobox_engine::{Home, SpaceId, agreement_service};
 use serde::Deserialize;
@@ -89,6 +90,9 @@ fn routes() -> Router<Api> {
     Router::new()
         .route("/api/spaces", get(spaces).post(create_space))
         .route("/api/join", post(join))
+        .route("/api/seed/fetch", post(seed_fetch))
+        .route("/api/seed/accept", post(seed_accept))
+        .route("/api/seed/cancel", post(seed_cancel))
         .route("/api/spaces/{space}/status", get(status))
         .route("/api/spaces/{space}/scan", post(scan))
         .route("/api/spaces/{space}/history", get(history))
@@ -217,6 +221,78 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(out))
+}
+
+/// A seed code from a request body.
+fn seed_code(bytes: &[u8]) -> Result<cobox_engine::codes::SeedCode, ApiError> {
+    #[derive(Deserialize)]
+    struct B {
+        code: String,
+    }
+    let b: B = body(bytes)?;
+    cobox_engine::codes::SeedCode::parse(&b.code)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the seed code: {e}")))
+}
+
+/// `{"code"}`: register the seed (if new), fetch the owner's ledger, and say the agreement's
+/// terms; nothing is countersigned or stored yet. `{"terms","fresh"}`.
+async fn seed_fetch(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    let code = seed_code(&bytes)?;
+    let (_, home) = holder(&api)?;
+    let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
+    if api.node.seed(&code.space).is_none() {
+        api.node.add_seed(home.open_seed(&code.space, true)?, None);
+    }
+    let fetched = match dial_addr(&code.owner) {
+        Ok(owner) => api.node.sync_once(&code.space, owner).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let seed = api.node.seed(&code.space).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "the seed went away".into()));
+    let terms = match (fetched, seed) {
+        (Ok(()), Ok(s)) => {
+            let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
+            super::seeding::terms_line(&view, &code).map_err(ApiError::from)
+        }
+        (Err(e), _) => Err(ApiError::from(e)),
+        (_, Err(e)) => Err(e),
+    };
+    match terms {
+        Ok(t) => Ok(Json(json!({ "terms": t, "fresh": fresh }))),
+        Err(e) => {
+            if fresh {
+                api.node.forget(&code.space);
+                let _ = Home::remove_seed(&api.root, &code.space);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `{"code"}`: countersign the agreement and take the space's blobs, until in sync.
+async fn seed_accept(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    let code = seed_code(&bytes)?;
+    let s = api
+        .node
+        .seed(&code.space)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no seed for that space: fetch its terms first".into()))?;
+    api.node.accept_agreement(cobox_engine::agreements::AgreementId(code.agreement));
+    let stats = api.node.sync_until_converged(&code.space, dial_addr(&code.owner)?, 6).await?;
+    Home::remember_peer_at(&api.root, &code.space, &code.owner.device, &code.owner.addrs)?;
+    let (used, ledger) = {
+        let s = s.lock().await;
+        (s.used(), s.ledger())
+    };
+    let view = ledger.view(cobox_engine::now_ms())?;
+    let active = view.active_for(api.node.device().as_bytes()).map(|v| v.id.to_string());
+    Ok(Json(json!({ "space": code.space.to_string(), "agreement": active, "stats": stats, "stored_bytes": used })))
+}
+
+/// `{"code"}`: forget a seed registered by a fetch that was not agreed to.
+async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    let code = seed_code(&bytes)?;
+    api.node.forget(&code.space);
+    Home::remove_seed(&api.root, &code.space)?;
+    Ok(Json(json!({ "forgotten": code.space.to_string() })))
 }
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {

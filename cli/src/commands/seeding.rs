@@ -140,6 +140,9 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
     if code.owner.addrs.is_empty() {
         bail!("the seed code carries no address for the owner: ask them to start `cobox up` and propose again");
     }
+    if let Some(d) = crate::control::daemon(&ctx.home) {
+        return seed_through(ctx, &d, &a, &code);
+    }
     let home = ctx.open_home()?;
     let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
     let seed = home.open_seed(&code.space, true).context("registering the seed")?;
@@ -202,12 +205,67 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
     Ok(())
 }
 
+/// `cobox seed` beside a running daemon: it fetches the owner's ledger and says the terms;
+/// asked here, it countersigns and takes the blobs, or forgets a seed it had just registered.
+fn seed_through(ctx: &Ctx, d: &crate::control::Daemon, a: &SeedArgs, code: &SeedCode) -> Result<()> {
+    let body = serde_json::json!({ "code": a.code }).to_string();
+    let fetched: serde_json::Value = d.call_with("POST", "/api/seed/fetch", &body).context("seeding from the owner")?;
+    eprintln!("{}", fetched["terms"].as_str().unwrap_or_default());
+    if let Err(e) = ask(a.yes) {
+        if fetched["fresh"].as_bool() == Some(true) {
+            let _: serde_json::Value = d.call_with("POST", "/api/seed/cancel", &body)?;
+        }
+        return Err(anyhow::Error::new(e).context("seeding from the owner"));
+    }
+    let v: serde_json::Value = d.call_with("POST", "/api/seed/accept", &body).context("seeding from the owner")?;
+    if ctx.json {
+        return ctx.print_json(&v);
+    }
+    match v["agreement"].as_str() {
+        Some(id) => println!(
+            "seeding space {} under agreement {}: holding {} ({} blobs received); `cobox up` keeps it current",
+            code.space.short(),
+            &id[..12.min(id.len())],
+            bytes(v["stored_bytes"].as_u64().unwrap_or(0)),
+            v["stats"]["received_blobs"].as_u64().unwrap_or(0)
+        ),
+        None => bail!("the agreement is not active (expired, revoked or not for this device); nothing is seeded"),
+    }
+    Ok(())
+}
+
 /// Print the seed code's agreement as the owner's ledger states it and, at a terminal without
 /// `--yes`, ask before countersigning.
 async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), cobox_engine::Error> {
-    let refused = |why: String| cobox_engine::Error::Refused(why);
     let seed = node.seed(&code.space).ok_or_else(|| cobox_engine::Error::SpaceNotFound(code.space.to_string()))?;
     let view = seed.lock().await.ledger().view(cobox_engine::now_ms())?;
+    eprintln!("{}", terms_line(&view, code)?);
+    ask(yes)
+}
+
+/// At a terminal without `--yes`, ask before countersigning.
+fn ask(yes: bool) -> Result<(), cobox_engine::Error> {
+    let refused = |why: String| cobox_engine::Error::Refused(why);
+    if yes || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Ok(());
+    }
+    eprint!("countersign and hold this space's encrypted blobs? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| refused(format!("reading the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(refused("not countersigned: nothing is held".into()))
+    }
+}
+
+/// The seed code's agreement as the owner's ledger `view` states it, in one line; an error if
+/// the ledger lacks it or it is invalid.
+pub(crate) fn terms_line(
+    view: &cobox_engine::agreements::LedgerView,
+    code: &SeedCode,
+) -> Result<String, cobox_engine::Error> {
+    let refused = |why: String| cobox_engine::Error::Refused(why);
     let id = AgreementId(code.agreement);
     let a = view.agreements.iter().find(|a| a.id == id).ok_or_else(|| {
         refused(format!("the owner's ledger holds no agreement {}: ask them to propose again", id.short()))
@@ -216,7 +274,7 @@ async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), c
         return Err(refused(format!("agreement {} is not valid: {p}", id.short())));
     }
     let t = &a.agreement;
-    eprintln!(
+    Ok(format!(
         "agreement {} from owner {}: hold up to {} for space {} from {} until {}{}",
         id.short(),
         &hex::encode(t.owner)[..8],
@@ -229,18 +287,7 @@ async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), c
         } else {
             format!("; terms: {}", cobox_engine::util::printable(&t.terms))
         }
-    );
-    if yes || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return Ok(());
-    }
-    eprint!("countersign and hold this space's encrypted blobs? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(|e| refused(format!("reading the answer: {e}")))?;
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(refused("not countersigned: nothing is held".into()))
-    }
+    ))
 }
 
 #[derive(clap::Args)]

@@ -100,3 +100,29 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     // What the daemon recorded is there without it.
     assert!(dev.json(&["history", "s"]).as_array().unwrap().len() >= 2);
 }
+
+/// A seeder operator starts `cobox up`, then runs `cobox seed CODE` beside it: the daemon shows
+/// the terms, countersigns and takes the blobs, and serves them from then on.
+#[test]
+fn seed_beside_a_running_daemon() {
+    let (owner, seeder) = (Device::new(), Device::new());
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("notes.txt"), b"to be seeded\n");
+    create_space(&owner, "docs", folder.path());
+    owner.ok(&["scan", "docs"]);
+    let od = Daemon::start(&owner);
+    let ds = Daemon::start(&seeder);
+    let s_id = seeder.ok(&["id"]).trim().to_owned();
+    let v = owner.json(&["agreement", "propose", "docs", "--seeder", &s_id, "--quota", "10M", "--days", "30"]);
+    let code = v["seed_code"].as_str().unwrap().to_owned();
+    let out = seeder.run(&["seed", &code, "--yes"]);
+    let (said, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("hold up to 10.0 MiB"), "the terms are shown first: {err}");
+    assert!(said.starts_with("seeding space "), "{said}");
+    let listed = seeder.json(&["agreement", "list"]);
+    assert_eq!(listed["agreements"][0]["state"], "active", "{listed}");
+    assert!(seeder.json(&["stats"])["seeded_for_others"].as_u64().unwrap() > 0);
+    ds.stop();
+    od.stop();
+}
