@@ -64,6 +64,8 @@ fn model() -> Model {
         replicas_target: 2,
         agreements: agreements.clone(),
         quarantined: Vec::new(),
+        disk_free: None,
+        peers: Vec::new(),
     };
     let space = SpaceView {
         id: SpaceId([0x9f; 32]),

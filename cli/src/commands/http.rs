@@ -297,9 +297,21 @@ async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply 
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (_, s) = member_space(&api, &q)?;
-    let st = tokio::task::spawn_blocking(move || s.blocking_lock().status())
+    let mut st = tokio::task::spawn_blocking(move || s.blocking_lock().status())
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    // Health only the running daemon knows: each peer's last session.
+    st.peers = api
+        .node
+        .peers_seen()
+        .into_iter()
+        .map(|p| cobox_engine::PeerHealth {
+            device: p.device,
+            last: cobox_engine::util::rfc3339(p.last_ms),
+            ok: p.ok,
+            error: p.error,
+        })
+        .collect();
     to_json(&st)
 }
 

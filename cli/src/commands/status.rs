@@ -44,6 +44,17 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     for c in &s.conflicts {
         println!("conflict  {}", cobox_engine::util::printable(c));
     }
+    if let Some(free) = s.disk_free {
+        println!("disk      {} free", bytes(free));
+    }
+    for p in &s.peers {
+        let how = match (&p.ok, &p.error) {
+            (true, _) => "ok".to_owned(),
+            (false, Some(e)) => format!("failed: {}", cobox_engine::util::printable(e)),
+            (false, None) => "failed".to_owned(),
+        };
+        println!("peer      {} last session {} {how}", &p.device[..8.min(p.device.len())], p.last);
+    }
     for q in &s.quarantined {
         println!("set aside change {q} (not applied: a newer CoBox may read it; the rest of the space is fine)");
     }

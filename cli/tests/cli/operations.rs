@@ -13,13 +13,20 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     write(&folder.path().join("docs/b.md"), b"second\n");
     create_space(&dev, "s", folder.path());
     dev.ok(&["scan", "s"]);
-    // The daemon scans when it starts: the time of the last scan is the one thing that moves.
-    let text =
-        |c: &str| dev.ok(&[c, "s"]).lines().filter(|l| !l.starts_with("last scan")).collect::<Vec<_>>().join("\n");
+    // The daemon scans when it starts, so the time of the last scan moves; free disk space
+    // moves with every file any process writes; peers' sessions are what the daemon adds
+    // (checked below).
+    let moving = ["last scan", "disk ", "peer "];
+    let text = |c: &str| {
+        let out = dev.ok(&[c, "s"]);
+        out.lines().filter(|l| !moving.iter().any(|m| l.starts_with(m))).collect::<Vec<_>>().join("\n")
+    };
     let json = |c: &str| {
         let mut v = dev.json(&[c, "s"]);
         if let Some(o) = v.as_object_mut() {
-            o.remove("last_scan");
+            for k in ["last_scan", "disk_free", "peers"] {
+                o.remove(k);
+            }
         }
         v
     };
@@ -71,6 +78,11 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     assert!(out.starts_with("in sync with ") && out.contains("changes applied"), "{out}");
     let v = dev.json(&["sync", "s"]);
     assert_eq!(v.as_array().map(Vec::len), Some(1), "the peer was remembered by the daemon: {v}");
+    // Health: free disk space, and each peer's last session as the daemon saw it.
+    let st = dev.json(&["status", "s"]);
+    assert!(st["disk_free"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(st["peers"][0]["ok"], true, "{st}");
+    assert!(dev.ok(&["status", "s"]).contains("last session"));
     od.stop();
     assert_eq!(read(&other_folder.path().join("c.txt")), "third\n");
     // A space created beside the daemon is taken on by it: watched and scanned.

@@ -27,7 +27,7 @@ mod upkeep;
 
 pub use conflicts::Keep;
 pub use history::HistoryItem;
-pub use status::{Pending, Status};
+pub use status::{PeerHealth, Pending, Status};
 pub use upkeep::{BadBlob, GcReport, VerifyReport};
 
 /// A space as registered on this device.

@@ -50,6 +50,25 @@ pub struct Status {
     pub agreements: Vec<crate::ledger::AgreementSummary>,
     /// Change blobs set aside because they do not read here: "BLOB: why".
     pub quarantined: Vec<String>,
+    /// Bytes free on the disk holding the space's store (`None`: it could not be read).
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    /// Each peer's last session, as the running daemon saw it (empty without one).
+    #[serde(default)]
+    pub peers: Vec<PeerHealth>,
+}
+
+/// A peer's last session with the running daemon.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PeerHealth {
+    /// The peer's device id.
+    pub device: String,
+    /// When the session ended (RFC 3339).
+    pub last: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
 }
 
 impl Space {
@@ -99,6 +118,8 @@ impl Space {
                 .map(|v| crate::ledger::summary(v, Some(&self.info.name), "member", now))
                 .collect(),
             quarantined: self.quarantined.iter().map(|(id, why)| format!("{id}: {why}")).collect(),
+            disk_free: rustix::fs::statvfs(&self.dir).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize)),
+            peers: Vec::new(),
         })
     }
 }
