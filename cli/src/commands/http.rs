@@ -297,9 +297,7 @@ async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply 
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (_, s) = member_space(&api, &q)?;
-    let mut st = tokio::task::spawn_blocking(move || s.blocking_lock().status())
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let mut st = cobox_engine::handle::on_space(&s, move |s| s.status()).await?;
     // Health only the running daemon knows: each peer's last session.
     st.peers = api
         .node
@@ -317,9 +315,7 @@ async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
 
 async fn scan(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (_, s) = member_space(&api, &q)?;
-    let r = tokio::task::spawn_blocking(move || s.blocking_lock().scan(&cobox_engine::NoProgress))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let r = cobox_engine::handle::on_space(&s, move |s| s.scan(&cobox_engine::NoProgress)).await?;
     to_json(&r)
 }
 
@@ -334,9 +330,7 @@ async fn history(
     axum::extract::Query(h): axum::extract::Query<HistoryQuery>,
 ) -> Reply {
     let (_, s) = member_space(&api, &q)?;
-    let items = tokio::task::spawn_blocking(move || s.blocking_lock().history(h.path.as_deref()))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let items = cobox_engine::handle::on_space(&s, move |s| s.history(h.path.as_deref())).await?;
     to_json(&items)
 }
 
@@ -347,9 +341,7 @@ async fn gc(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::bo
     }
     let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
     let (_, s) = member_space(&api, &q)?;
-    let r = tokio::task::spawn_blocking(move || s.blocking_lock().gc(b.keep_within_ms))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let r = cobox_engine::handle::on_space(&s, move |s| s.gc(b.keep_within_ms)).await?;
     to_json(&r)
 }
 
@@ -384,19 +376,16 @@ async fn restore(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axu
         None => cobox_engine::At::Latest,
     };
     let (_, s) = member_space(&api, &q)?;
-    let r = tokio::task::spawn_blocking(move || {
-        s.blocking_lock().restore(&b.dir, &at, b.path.as_deref(), b.overwrite, &cobox_engine::NoProgress)
+    let r = cobox_engine::handle::on_space(&s, move |s| {
+        s.restore(&b.dir, &at, b.path.as_deref(), b.overwrite, &cobox_engine::NoProgress)
     })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .await?;
     to_json(&r)
 }
 
 async fn verify(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     let (_, s) = member_space(&api, &q)?;
-    let r = tokio::task::spawn_blocking(move || s.blocking_lock().verify(&cobox_engine::NoProgress))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let r = cobox_engine::handle::on_space(&s, move |s| s.verify(&cobox_engine::NoProgress)).await?;
     to_json(&r)
 }
 
