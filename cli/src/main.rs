@@ -66,6 +66,9 @@ enum Cmd {
     Seed(commands::seeding::SeedArgs),
     /// Challenge a space's seeders to prove they hold its blobs; results go to the ledger.
     Audit(commands::seeding::AuditArgs),
+    /// Run `cobox up` as a systemd service: install (and enable) or uninstall.
+    #[command(subcommand)]
+    Service(commands::service::ServiceCmd),
     /// Bytes this device seeds for others and others seed for it, and the share ratio.
     Stats,
     /// The whole story in a temp dir on loopback: two devices, a seeder, a conflict, an audit, a restore.
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Cmd::Agreement(c) => commands::seeding::agreement(&ctx, c),
         Cmd::Seed(a) => commands::seeding::seed(&ctx, a),
         Cmd::Audit(a) => commands::seeding::audit(&ctx, a),
+        Cmd::Service(c) => commands::service::run(&ctx, c),
         Cmd::Stats => commands::seeding::stats(&ctx),
         Cmd::Demo(a) => commands::demo::run(a),
     };

@@ -11,6 +11,7 @@ pub(crate) mod net;
 pub(crate) mod restore;
 pub(crate) mod scan;
 pub(crate) mod seeding;
+pub(crate) mod service;
 pub(crate) mod space;
 pub(crate) mod status;
 pub(crate) mod verify;

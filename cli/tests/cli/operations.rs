@@ -138,3 +138,46 @@ fn seed_beside_a_running_daemon() {
     ds.stop();
     od.stop();
 }
+
+/// `systemd-analyze verify` on a unit: passes with nothing said (it warns on stderr and still
+/// exits 0 for an unknown key, so silence is the check).
+fn systemd_verify(unit: &std::path::Path) {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze (package systemd) is on CI's machine");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{} does not verify: {said}", unit.display());
+}
+
+/// `cobox service install` writes units systemd accepts, for a user and for the machine, with
+/// the options given to `cobox up`; `uninstall` removes them and says when there is nothing.
+#[test]
+fn service_units_pass_systemd_analyze_and_uninstall_removes_them() {
+    let dev = Device::new();
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user");
+    let said = dev.ok(&[
+        "service", "install", "--user", "--unit-dir", user.to_str().unwrap(), "--", "--seed-for", "OWNER", "--max-quota",
+        "5G",
+    ]);
+    assert!(said.contains("not enabled"), "{said}");
+    let unit = user.join("cobox.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains(&format!("ExecStart={BIN} up --seed-for OWNER --max-quota 5G\n")), "{text}");
+    assert!(text.contains(&format!("COBOX_HOME={}", dev.home.path().display())), "{text}");
+    systemd_verify(&unit);
+
+    let system = dir.path().join("system");
+    dev.ok(&["service", "install", "--unit-dir", system.to_str().unwrap()]);
+    let unit = system.join("cobox.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("User=cobox\n") && text.contains("StateDirectory=cobox\n"), "{text}");
+    systemd_verify(&unit);
+
+    dev.ok(&["service", "uninstall", "--user", "--unit-dir", user.to_str().unwrap()]);
+    assert!(!user.join("cobox.service").exists());
+    let err = dev.fails(&["service", "uninstall", "--user", "--unit-dir", user.to_str().unwrap()]);
+    assert!(err.contains("nothing to uninstall"), "{err}");
+}
