@@ -66,6 +66,9 @@ enum Cmd {
     Seed(commands::seeding::SeedArgs),
     /// Challenge a space's seeders to prove they hold its blobs; results go to the ledger.
     Audit(commands::seeding::AuditArgs),
+    /// Administer seeders: pair, status, policy; on a seeder, pairing codes and administrators.
+    #[command(subcommand)]
+    Seeder(commands::seeder::SeederCmd),
     /// Run `cobox up` as a systemd service: install (and enable) or uninstall.
     #[command(subcommand)]
     Service(commands::service::ServiceCmd),
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         Cmd::Agreement(c) => commands::seeding::agreement(&ctx, c),
         Cmd::Seed(a) => commands::seeding::seed(&ctx, a),
         Cmd::Audit(a) => commands::seeding::audit(&ctx, a),
+        Cmd::Seeder(c) => commands::seeder::run(&ctx, c),
         Cmd::Service(c) => commands::service::run(&ctx, c),
         Cmd::Stats => commands::seeding::stats(&ctx),
         Cmd::Demo(a) => commands::demo::run(a),

@@ -193,6 +193,12 @@ impl Home {
         Ok(read_key(&paths::device_key(root))?.map(|k| DeviceId(SigningKey::from_bytes(&k).verifying_key().to_bytes())))
     }
 
+    /// Read the device key's seed without taking the lock (a one-off connection beside a
+    /// running daemon, e.g. to a seeder this device administers).
+    pub fn peek_device_seed(root: &Path) -> Result<Option<[u8; 32]>, Error> {
+        read_key(&paths::device_key(root))
+    }
+
     /// The home directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod members;
 pub mod replica;
 pub mod seed;
+pub mod seeder_admin;
 pub mod space;
 pub mod store;
 pub mod sync;
@@ -35,7 +36,7 @@ pub mod util;
 pub mod watch;
 
 pub use cobox_agreements as agreements;
-pub use cobox_core::{chunk, codes, crypto, entry, epoch, ids, ignores, manifest, roster, units};
+pub use cobox_core::{admin, chunk, codes, crypto, entry, epoch, ids, ignores, manifest, roster, units};
 pub use error::Error;
 pub use home::{Home, SpaceInfo};
 pub use ids::{BlobId, DeviceId, SpaceId};

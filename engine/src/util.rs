@@ -12,7 +12,12 @@ pub const TMP_PREFIX: &str = ".cobox-tmp-";
 
 /// Write a file atomically (temp, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
+    // A name of its own per writer: two processes writing one file (the daemon and a command
+    // beside it) must not share a temp file; the last rename wins whole.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()));
     let mut f = File::create(&tmp).at(&tmp)?;
     f.write_all(bytes).at(&tmp)?;
     f.sync_all().at(&tmp)?;

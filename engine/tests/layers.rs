@@ -11,7 +11,20 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "core re-exports",
-        &["ids", "codes", "chunk", "crypto", "entry", "epoch", "manifest", "ignores", "roster", "units", "agreements"],
+        &[
+            "admin",
+            "ids",
+            "codes",
+            "chunk",
+            "crypto",
+            "entry",
+            "epoch",
+            "manifest",
+            "ignores",
+            "roster",
+            "units",
+            "agreements",
+        ],
     ),
     (
         "the crate root (clock, randomness, progress), O_DIRECT writes, paths beneath a folder",
@@ -22,7 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("ledger", &["ledger"]),
     ("what replicas share: blobs checked and served, the ledger", &["replica"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),
-    ("home, folder watching, space work on blocking threads", &["home", "watch", "handle"]),
+    ("home, folder watching, space work on blocking threads", &["home", "seeder_admin", "watch", "handle"]),
     ("agreements and members services", &["agreement_service", "members"]),
     ("network", &["sync"]),
     ("daemon", &["daemon"]),

@@ -10,6 +10,7 @@ pub(crate) mod members;
 pub(crate) mod net;
 pub(crate) mod restore;
 pub(crate) mod scan;
+pub(crate) mod seeder;
 pub(crate) mod seeding;
 pub(crate) mod service;
 pub(crate) mod space;

@@ -3,11 +3,16 @@ use crate::args::{NetArgs, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
 use cobox_engine::Home;
+use cobox_engine::admin::Policy;
 use cobox_engine::daemon::{Daemon, Schedule};
+use cobox_engine::seeder_admin;
 use cobox_engine::sync::net::{Node, SeedPolicy, dial_addr};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The largest quota countersigned by itself when nobody said (`--max-quota`).
+const DEFAULT_MAX_QUOTA: u64 = 10 << 30;
 
 #[derive(clap::Args)]
 pub(crate) struct SyncArgs {
@@ -150,9 +155,13 @@ pub(crate) struct UpArgs {
     /// Seed for this owner device: countersign its proposals by itself (repeat for several).
     #[arg(long, value_name = "ID")]
     seed_for: Vec<String>,
-    /// The largest quota accepted from --seed-for owners (e.g. 500G).
-    #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size, default_value = "10G")]
-    max_quota: u64,
+    /// The largest quota accepted from --seed-for owners (e.g. 500G; default 10G).
+    #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size)]
+    max_quota: Option<u64>,
+    /// Let this device administer this seeder remotely (`cobox seeder status|policy`; repeat).
+    /// Without it, and with no administrator yet, `cobox up` prints a pairing code.
+    #[arg(long, value_name = "ID")]
+    admin: Vec<String>,
     /// Serve the HTTP JSON API here; the bearer token is in $COBOX_HOME/api-token.
     #[arg(long, value_name = "IP:PORT")]
     http: Option<SocketAddr>,
@@ -174,7 +183,26 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         .map(|s| s.parse())
         .collect::<Result<Vec<DeviceId>, _>>()
         .context("--seed-for takes a device id (`cobox id` on the owner's device)")?;
-    let policy = SeedPolicy { owners, max_quota: a.max_quota, accept: Vec::new() };
+    for d in &a.admin {
+        let d: DeviceId = d.parse().context("--admin takes a device id (`cobox id` on the administrator's device)")?;
+        if !seeder_admin::is_admin(&ctx.home, &d)? {
+            seeder_admin::add_admin(&ctx.home, d, "", cobox_engine::now_ms())?;
+        }
+    }
+    // The standing policy (an administrator may have set it), with what this command line says
+    // on top; recorded, so an administrator reads what is in force.
+    let standing = seeder_admin::policy(&ctx.home)?;
+    let mut p = standing.clone().unwrap_or(Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA });
+    if !owners.is_empty() {
+        p.seed_for = owners;
+    }
+    if let Some(q) = a.max_quota {
+        p.max_quota = q;
+    }
+    if standing.as_ref() != Some(&p) && (standing.is_some() || !a.seed_for.is_empty() || a.max_quota.is_some()) {
+        seeder_admin::set_policy(&ctx.home, &p)?;
+    }
+    let policy = SeedPolicy { owners: p.seed_for.clone(), max_quota: p.max_quota, accept: Vec::new() };
     let schedule = Schedule {
         interval: Duration::from_secs(a.interval),
         rescan: Duration::from_secs(a.rescan),
@@ -203,6 +231,18 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         };
         let control = super::http::bind_control(&ctx.home).context("binding the control socket in the home")?;
         let control = tokio::spawn(super::http::serve_control(control, control_api));
+        // Made before the address goes out, so a code asked for later is not replaced by it.
+        // A seeder with no administrator yet says how to get one (a laptop with spaces of its
+        // own and no seeds is no seeder: it stays quiet).
+        let seeds = node.held().iter().filter(|(_, h)| matches!(h, cobox_engine::sync::net::Held::Seed(_))).count();
+        let seeder = seeds > 0 || !p.seed_for.is_empty() || home.spaces()?.is_empty();
+        if seeder && seeder_admin::admins(&ctx.home)?.is_empty() {
+            let code = seeder_admin::new_pairing(&ctx.home, node.device(), node.addrs(), cobox_engine::now_ms())?;
+            eprintln!(
+                "cobox up: to administer this seeder from your device (the app's Seeders screen, or \
+                 `cobox seeder status`), run there, once, within a day:\n  cobox seeder pair {code}"
+            );
+        }
         // With --json, one JSON object per line (what a script reads), else the words.
         if ctx.json {
             println!("{}", serde_json::json!({ "listening": addr, "device": node.device().to_string() }));

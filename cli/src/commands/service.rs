@@ -108,7 +108,9 @@ fn unit_dir(at: &Where, mode: Mode) -> Result<PathBuf> {
         Mode::User => {
             let config = match std::env::var_os("XDG_CONFIG_HOME") {
                 Some(d) if !d.is_empty() => PathBuf::from(d),
-                _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set: pass --unit-dir")?).join(".config"),
+                _ => {
+                    PathBuf::from(std::env::var_os("HOME").context("HOME is not set: pass --unit-dir")?).join(".config")
+                }
             };
             config.join("systemd/user")
         }
@@ -122,11 +124,7 @@ fn systemctl(mode: Mode, args: &[&str]) -> Result<()> {
     }
     let out = c.args(args).output().context("running systemctl (is this a systemd machine?)")?;
     if !out.status.success() {
-        bail!(
-            "systemctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("systemctl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }
@@ -252,7 +250,8 @@ mod tests {
         assert_eq!(quote("$HOME"), "$$HOME");
         assert_eq!(quote("a\"b"), "\"a\\\"b\"");
         assert_eq!(quote(""), "\"\"");
-        let user = unit_text(Mode::User, Path::new("/bin/cobox"), Path::new("/h/a b"), &["--seed-for".into(), "X".into()]);
+        let user =
+            unit_text(Mode::User, Path::new("/bin/cobox"), Path::new("/h/a b"), &["--seed-for".into(), "X".into()]);
         assert!(user.contains("Environment=\"COBOX_HOME=/h/a b\"\n"), "{user}");
         assert!(user.contains("ExecStart=/bin/cobox up --seed-for X\n"), "{user}");
         assert!(!user.contains("User="), "a user unit runs as its user: {user}");

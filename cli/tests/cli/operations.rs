@@ -159,7 +159,15 @@ fn service_units_pass_systemd_analyze_and_uninstall_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let user = dir.path().join("user");
     let said = dev.ok(&[
-        "service", "install", "--user", "--unit-dir", user.to_str().unwrap(), "--", "--seed-for", "OWNER", "--max-quota",
+        "service",
+        "install",
+        "--user",
+        "--unit-dir",
+        user.to_str().unwrap(),
+        "--",
+        "--seed-for",
+        "OWNER",
+        "--max-quota",
         "5G",
     ]);
     assert!(said.contains("not enabled"), "{said}");
@@ -180,4 +188,75 @@ fn service_units_pass_systemd_analyze_and_uninstall_removes_them() {
     assert!(!user.join("cobox.service").exists());
     let err = dev.fails(&["service", "uninstall", "--user", "--unit-dir", user.to_str().unwrap()]);
     assert!(err.contains("nothing to uninstall"), "{err}");
+}
+
+/// A seeder's `cobox up` prints a pairing code; the device that pairs with it reads the
+/// seeder's report and changes its standing policy over iroh, and the new policy is in force at
+/// once (a proposal is countersigned by itself) and after a restart. A device that did not pair
+/// is refused, and each remote action and refusal is in the seeder's log.
+#[test]
+fn a_paired_device_administers_a_seeder_and_an_unpaired_one_is_refused() {
+    let (owner, seeder, stranger) = (Device::new(), Device::new(), Device::new());
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("a.txt"), b"kept by a seeder\n");
+    create_space(&owner, "docs", folder.path());
+    owner.ok(&["scan", "docs"]);
+    let owner_id = owner.ok(&["id"]).trim().to_owned();
+    let seeder_id = seeder.ok(&["id"]).trim().to_owned();
+
+    let d = Daemon::start(&seeder);
+    let code = seeder.ok(&["seeder", "pairing-code"]).trim().to_owned();
+    assert!(code.starts_with("cobox-pair-"), "{code}");
+    owner.ok(&["seeder", "pair", &code, "--name", "owner laptop", "--no-relay"]);
+    // The code pairs once.
+    let err = stranger.fails(&["seeder", "pair", &code, "--no-relay"]);
+    assert!(err.contains("no pairing code open"), "{err}");
+    // A device that knows where the seeder is but did not pair is refused by the seeder itself.
+    std::fs::copy(owner.home.path().join("seeders.json"), stranger.home.path().join("seeders.json")).unwrap();
+    let err = stranger.fails(&["seeder", "status", &seeder_id[..8], "--no-relay"]);
+    assert!(err.contains("is not an administrator of this seeder"), "{err}");
+    let err = stranger.fails(&["seeder", "policy", &seeder_id[..8], "--max-quota", "1T", "--no-relay"]);
+    assert!(err.contains("is not an administrator"), "{err}");
+
+    // Nothing held yet; no standing owners.
+    let r = owner.json(&["seeder", "status", "--no-relay"]);
+    assert_eq!(r[0]["device"], seeder_id.as_str(), "{r}");
+    assert_eq!(r[0]["spaces"].as_array().unwrap().len(), 0, "{r}");
+    assert!(r[0]["disk_free"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r[0]["policy"]["seed_for"].as_array().unwrap().len(), 0, "{r}");
+
+    let set =
+        owner.json(&["seeder", "policy", &seeder_id[..8], "--seed-for", &owner_id, "--max-quota", "2G", "--no-relay"]);
+    assert_eq!(set["seed_for"][0], owner_id.as_str(), "{set}");
+    assert_eq!(set["max_quota"], 2u64 << 30, "{set}");
+    // In force at once: a proposal within it is countersigned with no one at the seeder.
+    let v = owner.json(&["agreement", "propose", "docs", "--seeder", &seeder_id, "--quota", "1G", "--days", "30"]);
+    let agreement = v["agreement"]["id"].as_str().unwrap().to_owned();
+    owner.ok(&["sync", "docs", "--peer", &d.addr, "--no-relay"]);
+    let r = owner.json(&["seeder", "status", &seeder_id[..8], "--no-relay"]);
+    let held = &r[0]["spaces"][0];
+    assert_eq!(held["agreements"][0]["id"], agreement.as_str(), "{r}");
+    assert_eq!(held["agreements"][0]["state"], "active", "{r}");
+    assert!(held["bytes"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r[0]["owners"][0]["owner"], owner_id.as_str(), "{r}");
+    assert_eq!(r[0]["owners"][0]["quota"], 1u64 << 30, "{r}");
+    let actions: Vec<String> =
+        r[0]["actions"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap().to_owned()).collect();
+    assert!(actions.iter().any(|a| a.contains("paired") && a.contains("owner laptop")), "{actions:?}");
+    assert!(actions.iter().any(|a| a.contains("set the policy")), "{actions:?}");
+    assert!(actions.iter().any(|a| a.contains("refused")), "{actions:?}");
+    let text = owner.ok(&["seeder", "status", "--no-relay"]);
+    assert!(text.contains("agreement") && text.contains("active") && text.contains("1.0 GiB"), "{text}");
+    let log = d.stop();
+    assert!(log.contains("cobox seeder pair cobox-pair-"), "a seeder with no administrator prints a code: {log}");
+    assert!(log.contains(&format!("admin: refused an admin request from {}", &stranger.ok(&["id"])[..8])), "{log}");
+
+    // The policy stands over a restart (no --seed-for on this command line). The seeder came
+    // back on another port: the owner's address book learns it from a sync.
+    let d = Daemon::start(&seeder);
+    owner.ok(&["sync", "docs", "--peer", &d.addr, "--no-relay"]);
+    let r = owner.json(&["seeder", "status", "--no-relay"]);
+    assert_eq!(r[0]["policy"]["seed_for"][0], owner_id.as_str(), "{r}");
+    let log = d.stop();
+    assert!(!log.contains("cobox seeder pair"), "a seeder with an administrator prints no code: {log}");
 }

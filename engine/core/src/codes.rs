@@ -2,7 +2,7 @@
 //! (invite) or a seeder (seed code: no secret) needs.
 //!
 //! `cobox-invite-` or `cobox-seed-` followed by lowercase RFC 4648 base32 (no padding) of
-//! `version (1) | kind (1 = member invite, 2 = seed code) | postcard(payload) | checksum`, where the
+//! `version (1) | kind (1 = old member invite, 2 = seed code, 3 = member invite, 4 = pairing code) | postcard(payload) | checksum`, where the
 //! checksum is the first 4 bytes of BLAKE3 over everything before it. Whitespace and case are
 //! ignored when parsing, so a code survives being wrapped or retyped in capitals.
 
@@ -18,6 +18,8 @@ const CODE_VERSION: u8 = 1;
 const KIND_OLD_INVITE: u8 = 1;
 const KIND_SEED: u8 = 2;
 const KIND_INVITE: u8 = 3;
+/// A seeder's pairing code (`admin::PairCode`).
+pub(crate) const KIND_PAIR: u8 = 4;
 
 /// What a seed code carries: which space and agreement, and where the owner is. No secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +110,7 @@ pub enum CodeError {
     Encode(String),
 }
 
-fn encode_code<T: Serialize>(prefix: &str, kind: u8, payload: &T) -> Result<String, CodeError> {
+pub(crate) fn encode_code<T: Serialize>(prefix: &str, kind: u8, payload: &T) -> Result<String, CodeError> {
     let mut raw = vec![CODE_VERSION, kind];
     raw.extend(postcard::to_stdvec(payload).map_err(|e| CodeError::Encode(e.to_string()))?);
     let sum = blake3::hash(&raw);
@@ -116,7 +118,7 @@ fn encode_code<T: Serialize>(prefix: &str, kind: u8, payload: &T) -> Result<Stri
     Ok(format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&raw).to_ascii_lowercase()))
 }
 
-fn parse_code<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_code<T: serde::de::DeserializeOwned>(
     text: &str,
     what: &'static str,
     prefix: &'static str,

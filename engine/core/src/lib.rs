@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod chunk;
 pub mod codes;
 pub mod crypto;

@@ -7,6 +7,7 @@
 //! (runs one `cobox_core::sync::session::Session` over a stream: the protocol's decisions are
 //! all there), `shared` (what a node's sessions share), `node` (the accept loop and dialing).
 
+mod admin;
 mod driver;
 mod endpoint;
 mod framing;

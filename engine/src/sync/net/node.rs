@@ -191,8 +191,12 @@ impl Node {
             seen: std::sync::Mutex::new(HashMap::new()),
             space_keys: std::sync::RwLock::new(keys),
             inbound: Default::default(),
+            admin_log: Default::default(),
         });
-        let router = Router::builder(ep).accept(ALPN, Handler { sh: sh.clone() }).spawn();
+        let router = Router::builder(ep)
+            .accept(ALPN, Handler { sh: sh.clone() })
+            .accept(crate::admin::ALPN, super::admin::AdminHandler { sh: sh.clone() })
+            .spawn();
         Ok(Self { router, sh })
     }
 
@@ -447,6 +451,20 @@ impl Node {
             }
         }
         Err(Error::Net(format!("not converged after {rounds} sync rounds; the peer keeps changing")))
+    }
+
+    /// Ask a seeder this device administers (`cobox/admin/1`): one request, its answer.
+    pub async fn admin(
+        &self,
+        peer: EndpointAddr,
+        req: &crate::admin::Request,
+    ) -> Result<crate::admin::Response, Error> {
+        super::admin::ask(self.router.endpoint(), peer, req, &self.sh.log).await
+    }
+
+    /// What this node holds as a seeder, as its administrators see it.
+    pub async fn seeder_report(&self) -> Result<crate::admin::Report, Error> {
+        super::admin::report(&self.sh).await
     }
 
     /// Close connections and the endpoint. A graceful close waits for peers to acknowledge; a

@@ -28,6 +28,8 @@ pub(super) struct Shared {
     pub(super) space_keys: std::sync::RwLock<HashMap<SpaceId, SigningKey>>,
     /// Sessions served now.
     pub(super) inbound: Arc<Admission>,
+    /// Recent administration requests, answered or refused (`admin`), newest last.
+    pub(super) admin_log: std::sync::Mutex<std::collections::VecDeque<crate::admin::Event>>,
 }
 
 /// Counts the sessions a node serves, in all and per peer, so one peer (or a crowd of
