@@ -12,9 +12,10 @@ use cobox_engine::{DeviceId, Home, now_ms};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum SeederCmd {
-    /// Pair this device with a seeder as its administrator, from a code its `cobox up` printed.
+    /// Pair this device with a seeder as its administrator, from a code its `cobox up` printed
+    /// (or by its ID@IP:PORT, when its operator started it with `--admin` this device).
     Pair {
-        /// The pairing code (`cobox-pair-...`).
+        /// The pairing code (`cobox-pair-...`), or ID@IP:PORT.
         code: String,
         /// This device's name in the seeder's log.
         #[arg(long, default_value = "")]
@@ -98,19 +99,28 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
     let root = ctx.home.clone();
     match c {
         SeederCmd::Pair { code, name, net } => {
-            let code = PairCode::parse(&code).context("reading the pairing code")?;
+            // A code, or the seeder's address when its operator named this device (--admin).
+            let (seeder, req) = if code.trim().to_ascii_lowercase().starts_with(cobox_engine::admin::PAIR_PREFIX) {
+                let code = PairCode::parse(&code).context("reading the pairing code")?;
+                (code.seeder, Request::Pair { secret: code.secret, name })
+            } else {
+                let p: PeerAddr = code.parse().map_err(|e| {
+                    anyhow::anyhow!("{e}: give the pairing code the seeder's `cobox up` printed, or ID@IP:PORT")
+                })?;
+                (Home::with_known_addrs(&root, p)?, Request::Report)
+            };
             let rt = runtime()?;
             rt.block_on(async {
                 let node = client(ctx, &net).await?;
-                let r = ask(&node, &code.seeder, &Request::Pair { secret: code.secret, name }).await;
+                let r = ask(&node, &seeder, &req).await;
                 node.shutdown().await;
                 r
             })?;
-            seeder_admin::remember_seeder(&root, code.seeder.clone(), now_ms())?;
+            seeder_admin::remember_seeder(&root, seeder.clone(), now_ms())?;
             if ctx.json {
-                return ctx.print_json(&serde_json::json!({ "paired": code.seeder.device.to_string() }));
+                return ctx.print_json(&serde_json::json!({ "paired": seeder.device.to_string() }));
             }
-            println!("paired with seeder {}: `cobox seeder status` asks how it is", code.seeder.device);
+            println!("paired with seeder {}: `cobox seeder status` asks how it is", seeder.device);
             Ok(())
         }
         SeederCmd::List => {

@@ -271,28 +271,6 @@ fn a_second_process_is_refused_with_the_owners_pid() {
     dev.ok(&["space", "list"]);
 }
 
-/// Mounts a small tmpfs (needs root); unmounts on drop.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn new(size: &str) -> Option<Self> {
-        let d = tempfile::tempdir().ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(d.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Self(d))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
 #[test]
 fn a_full_disk_stops_the_scan_and_the_store_still_verifies() {
     let Some(disk) = SmallDisk::new("24m") else {

@@ -260,3 +260,35 @@ fn a_paired_device_administers_a_seeder_and_an_unpaired_one_is_refused() {
     let log = d.stop();
     assert!(!log.contains("cobox seeder pair"), "a seeder with an administrator prints no code: {log}");
 }
+
+/// A seeder whose disk fills refuses the push as "seeder full" (not a failed sync with its
+/// paths), keeps what it holds, and its administrator's report says it is full.
+#[test]
+fn a_full_seeder_says_seeder_full_to_the_owner_and_its_administrator() {
+    let Some(disk) = SmallDisk::new("24m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs this as root)");
+        return;
+    };
+    let owner = Device::new();
+    let seeder = Device { home: tempfile::tempdir_in(disk.0.path()).unwrap() };
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("big.bin"), &random_bytes(40 << 20, 9));
+    create_space(&owner, "docs", folder.path());
+    owner.ok(&["scan", "docs"]);
+    let owner_id = owner.ok(&["id"]).trim().to_owned();
+    let seeder_id = seeder.ok(&["id"]).trim().to_owned();
+    let d = Daemon::start_with(&seeder, &["--seed-for", &owner_id, "--max-quota", "1G", "--admin", &owner_id]);
+    owner.ok(&["agreement", "propose", "docs", "--seeder", &seeder_id, "--quota", "1G", "--days", "30"]);
+    let err = owner.fails(&["sync", "docs", "--peer", &d.addr, "--no-relay"]);
+    assert!(err.contains("seeder full"), "{err}");
+    assert!(!err.contains(&disk.0.path().display().to_string()), "the seeder's paths stay its own: {err}");
+    // The administrator (named by --admin, so no code) adds the seeder by its address and sees it.
+    owner.ok(&["seeder", "pair", &d.addr, "--no-relay"]);
+    let err = Device::new().fails(&["seeder", "pair", &d.addr, "--no-relay"]);
+    assert!(err.contains("not an administrator"), "{err}");
+    let r = owner.json(&["seeder", "status", "--no-relay"]);
+    assert!(r[0]["full_since_ms"].as_i64().is_some(), "{r}");
+    let text = owner.ok(&["seeder", "status", "--no-relay"]);
+    assert!(text.contains("FULL"), "{text}");
+    d.stop();
+}

@@ -263,3 +263,25 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, token: Option<&str>, bo
     };
     (status, body)
 }
+
+/// Mounts a small tmpfs (needs root); unmounts on drop.
+pub(crate) struct SmallDisk(pub(crate) tempfile::TempDir);
+
+impl SmallDisk {
+    pub(crate) fn new(size: &str) -> Option<Self> {
+        let d = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(d.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self(d))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}

@@ -201,12 +201,17 @@ pub struct Report {
     pub errors: Vec<Event>,
     /// Recent remote actions by administrators, and refused attempts, newest last.
     pub actions: Vec<Event>,
+    /// Since when it has refused blobs for want of disk (None: it stored the last ones offered).
+    pub full_since_ms: Option<i64>,
 }
 
+/// Free bytes under which a seeder counts as full even before it refused a blob.
+pub const FULL_BELOW: u64 = 64 << 20;
+
 impl Report {
-    /// Whether the disk is too full to take more: under 1 GiB, or under 2% of what it holds.
+    /// Whether the seeder is full: it refused blobs for want of disk, or has almost none left.
     pub fn full(&self) -> bool {
-        self.disk_free.is_some_and(|f| f < (1 << 30).max(self.held_bytes / 50))
+        self.full_since_ms.is_some() || self.disk_free.is_some_and(|f| f < FULL_BELOW)
     }
 }
 
@@ -325,6 +330,7 @@ mod tests {
             owners: Vec::new(),
             errors: vec![Event { at_ms: 1, text: "x".into() }],
             actions: Vec::new(),
+            full_since_ms: None,
         }
     }
 
@@ -354,13 +360,15 @@ mod tests {
     }
 
     #[test]
-    fn a_seeder_is_full_under_a_gib_free() {
+    fn a_seeder_is_full_when_it_refused_blobs_or_has_almost_no_disk() {
         let mut r = report();
         assert!(!r.full());
-        r.disk_free = Some(100 << 20);
+        r.disk_free = Some(10 << 20);
         assert!(r.full());
         r.disk_free = None;
         assert!(!r.full());
+        r.full_since_ms = Some(4);
+        assert!(r.full());
     }
 
     #[test]

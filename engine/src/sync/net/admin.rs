@@ -200,6 +200,7 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
         policy,
         errors,
         actions: sh.admin_log.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect(),
+        full_since_ms: *sh.full_since.lock().unwrap_or_else(|p| p.into_inner()),
     })
 }
 

@@ -189,8 +189,19 @@ pub(super) async fn drive(
                     // Changes are held to the roster as this session merged it.
                     let ops = session.ledger_mut().roster_ops();
                     held.set_roster(cobox_core::roster::evaluate(&session.space().0, &ops), peer.0).await;
-                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota, from_seeder).await?;
-                    session.receive(next)
+                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota, from_seeder).await;
+                    // A seeder remembers it ran out of disk: its administrators' reports say so.
+                    match &next {
+                        Err(Error::Refused(r)) if r == super::SEEDER_FULL => {
+                            let mut full = sh.full_since.lock().unwrap_or_else(|p| p.into_inner());
+                            full.get_or_insert(crate::now_ms());
+                        }
+                        Ok(_) if matches!(held, Held::Seed(_)) && out.stats.received_blobs > 0 => {
+                            *sh.full_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        }
+                        _ => {}
+                    }
+                    session.receive(next?)
                 }
                 Event::Send(ids) => {
                     transmit(io, session).await?;

@@ -153,6 +153,26 @@ pub struct PeerSeen {
 /// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// What a seeder out of disk tells the member pushing to it (and the member shows as "seeder
+/// full", not as a failed sync or audit). Its paths stay its own.
+pub const SEEDER_FULL: &str = "seeder full: its disk has no space left, so it took no more blobs and keeps what it \
+     holds; its operator frees space, or the owner proposes to another seeder";
+
+/// Whether a session's error says the seeder was full.
+pub fn is_seeder_full(error: &str) -> bool {
+    error.contains("seeder full:")
+}
+
+/// A seeder's store error as its peer hears it: a full disk is `SEEDER_FULL`.
+fn seeder_error(e: Error) -> Error {
+    match e {
+        Error::DiskFull { .. } | Error::Store(crate::store::StoreError::DiskFull { .. }) => {
+            Error::Refused(SEEDER_FULL.to_owned())
+        }
+        e => e,
+    }
+}
+
 /// The words of an error, for a `Refused` frame (without the "refused:" prefix).
 fn reason(e: &Error) -> String {
     match e {

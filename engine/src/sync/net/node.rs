@@ -192,6 +192,7 @@ impl Node {
             space_keys: std::sync::RwLock::new(keys),
             inbound: Default::default(),
             admin_log: Default::default(),
+            full_since: Default::default(),
         });
         let router = Router::builder(ep)
             .accept(ALPN, Handler { sh: sh.clone() })

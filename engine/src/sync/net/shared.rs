@@ -30,6 +30,8 @@ pub(super) struct Shared {
     pub(super) inbound: Arc<Admission>,
     /// Recent administration requests, answered or refused (`admin`), newest last.
     pub(super) admin_log: std::sync::Mutex<std::collections::VecDeque<crate::admin::Event>>,
+    /// Since when this seeder has refused blobs for want of disk (cleared when one is stored).
+    pub(super) full_since: std::sync::Mutex<Option<i64>>,
 }
 
 /// Counts the sessions a node serves, in all and per peer, so one peer (or a crowd of

@@ -178,8 +178,11 @@ pub(super) async fn receive(
             Held::Member(s) => receive_member(s, &mut rx, stream, from_seeder),
             Held::Seed(s) => {
                 while let Some((id, data)) = rx.blocking_recv() {
-                    s.blocking_lock().receive_blob(&id, &data, quota)?;
+                    s.blocking_lock().receive_blob(&id, &data, quota).map_err(super::seeder_error)?;
                 }
+                // Durable before the session goes on: a write that failed (a full disk) is
+                // refused to the member now, which would otherwise count the blobs as held.
+                crate::replica::Replica::flush_blobs(&*s.blocking_lock()).map_err(super::seeder_error)?;
                 Ok(0)
             }
         }
