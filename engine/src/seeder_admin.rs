@@ -121,6 +121,14 @@ pub fn redeem_pairing(root: &Path, secret: &[u8; 32], device: DeviceId, name: &s
     add_admin(root, device, name, now_ms)
 }
 
+/// The largest quota countersigned by itself when nobody said (`--max-quota`).
+pub const DEFAULT_MAX_QUOTA: u64 = 10 << 30;
+
+/// The policy a daemon starts from: the standing one, or countersign for nobody by itself.
+pub fn standing_policy(root: &Path) -> Result<Policy, Error> {
+    Ok(policy(root)?.unwrap_or(Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA }))
+}
+
 /// The standing policy set by an administrator or `cobox up`, if any was.
 pub fn policy(root: &Path) -> Result<Option<Policy>, Error> {
     read(&policy_path(root))
@@ -142,6 +150,20 @@ pub fn remember_seeder(root: &Path, seeder: PeerAddr, now_ms: i64) -> Result<(),
     all.retain(|s| s.seeder.device != seeder.device);
     all.push(PairedSeeder { seeder, paired_ms: now_ms });
     write(&seeders_path(root), &all)
+}
+
+/// Where to reach a seeder: what the address book learned since pairing (it moves when it
+/// restarts on another port), then the addresses it was paired at.
+pub fn reach(root: &Path, seeder: &PeerAddr) -> PeerAddr {
+    let mut p = seeder.clone();
+    if let Ok(book) = crate::home::Home::peers_at(root)
+        && let Some(known) = book.get(&seeder.device.to_string())
+    {
+        let mut addrs = known.clone();
+        addrs.extend(p.addrs.into_iter().filter(|a| !known.contains(a)));
+        p.addrs = addrs;
+    }
+    p
 }
 
 /// A paired seeder by id or id prefix (4 characters or more).

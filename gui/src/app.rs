@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Screen {
     Spaces,
+    /// Seeders this device administers.
+    Seeders,
     Network,
 }
 
@@ -53,6 +55,10 @@ pub(crate) struct CoboxApp {
     pub(crate) confirm_remove: Option<(SpaceId, String, String)>,
     /// The ignore rules in the editor: the space, the text, and whether it is the user's.
     pub(crate) ignore_edit: Option<(SpaceId, String, Edit)>,
+    /// The pairing code (or seeder address) being typed.
+    pub(crate) pair_code: String,
+    /// A seeder policy being edited: the seeder, seeding for this device by itself, the quota.
+    pub(crate) policy_edit: Option<(cobox_engine::DeviceId, bool, f64)>,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
 }
@@ -91,6 +97,8 @@ impl CoboxApp {
             quota_gib: 50.0,
             days: 365,
             ignore_edit: None,
+            pair_code: String::new(),
+            policy_edit: None,
             picked: Arc::new(Mutex::new(None)),
         }
     }
@@ -135,6 +143,10 @@ impl CoboxApp {
                 egui::Panel::left("spaces").default_size(260.0).resizable(true).show(ui, |ui| self.space_list(ui));
                 egui::CentralPanel::default().show(ui, |ui| self.space_detail(ui));
             }
+            Screen::Seeders => {
+                egui::CentralPanel::default()
+                    .show(ui, |ui| egui::ScrollArea::vertical().show(ui, |ui| self.my_seeders(ui)));
+            }
             Screen::Network => {
                 egui::CentralPanel::default().show(ui, |ui| self.network(ui));
             }
@@ -150,6 +162,9 @@ impl CoboxApp {
             ui.heading("CoBox");
             ui.separator();
             ui.selectable_value(&mut self.screen, Screen::Spaces, "Spaces");
+            if ui.selectable_value(&mut self.screen, Screen::Seeders, "My seeders").clicked() {
+                self.send(Cmd::AskSeeders);
+            }
             ui.selectable_value(&mut self.screen, Screen::Network, "Network");
             if !self.model.ready || !self.model.busy.is_empty() {
                 ui.spinner();
@@ -550,10 +565,15 @@ impl CoboxApp {
                             format!("INVALID: {}", a.problem.clone().unwrap_or_default()),
                         );
                     }
-                    match &a.last_audit {
-                        Some(x) => ui.label(format!("{} ({}/{})", ago(x.time_ms), x.passed, x.challenged)),
-                        None => ui.label("never"),
-                    };
+                    // A seeder out of disk is shown as such, not as a failed check.
+                    if seeder_full(&self.model, &a.seeder) {
+                        ui.colored_label(ui.visuals().error_fg_color, "seeder full");
+                    } else {
+                        match &a.last_audit {
+                            Some(x) => ui.label(format!("{} ({}/{})", ago(x.time_ms), x.passed, x.challenged)),
+                            None => ui.label("never"),
+                        };
+                    }
                     if (a.state == "active" || a.state == "proposed")
                         && ui.button(format!("Revoke {}", &a.id[..8])).clicked()
                     {
@@ -589,6 +609,142 @@ impl CoboxApp {
                 ui.ctx().copy_text(code.clone());
             }
         }
+    }
+
+    /// Seeders this device administers: how each is doing, and its standing policy.
+    fn my_seeders(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Seeders you administer");
+        ui.label(
+            "A seeder is an always-on computer (a server, a Raspberry Pi) that keeps encrypted copies of \
+             spaces it cannot read. Pair with yours to see its disk, what it holds and for whom, and to \
+             set whose proposals it accepts by itself.",
+        );
+        ui.horizontal(|ui| {
+            let l = ui.label("Pairing code");
+            ui.add(egui::TextEdit::singleline(&mut self.pair_code).hint_text("cobox-pair-...")).labelled_by(l.id);
+            if ui.add_enabled(!self.pair_code.trim().is_empty(), egui::Button::new("Pair")).clicked() {
+                let code = std::mem::take(&mut self.pair_code).trim().to_owned();
+                self.send(Cmd::PairSeeder(code));
+            }
+            if ui.button("Refresh").clicked() {
+                self.send(Cmd::AskSeeders);
+            }
+        });
+        ui.weak("The seeder's `cobox up` prints its pairing code; `cobox seeder pairing-code` there makes a new one.");
+        if self.model.seeders.is_empty() {
+            ui.label("No seeder paired yet.");
+        }
+        let model = self.model.clone();
+        for v in &model.seeders {
+            ui.separator();
+            ui.horizontal(|ui| {
+                ui.strong(format!("Seeder {}", v.seeder.device.short()));
+                match (&v.report, &v.error) {
+                    (_, Some(e)) => {
+                        ui.colored_label(ui.visuals().warn_fg_color, format!("not reached: {e}"));
+                    }
+                    (Some((_, r)), None) if r.full() => {
+                        ui.colored_label(ui.visuals().error_fg_color, "seeder full");
+                    }
+                    (Some((at, _)), None) => {
+                        ui.label(format!("answered {}", ago(*at)));
+                    }
+                    (None, None) => {
+                        ui.spinner();
+                    }
+                }
+            });
+            let Some((_, r)) = &v.report else { continue };
+            let free = r.disk_free.map_or_else(|| "unknown".to_owned(), human);
+            ui.label(format!("Disk: {} held, {free} free", human(r.held_bytes)));
+            self.policy(ui, r);
+            if !r.owners.is_empty() {
+                ui.strong("Quota per owner");
+                egui::Grid::new(("owners", r.device)).striped(true).show(ui, |ui| {
+                    for o in &r.owners {
+                        let me = o.owner.to_string() == model.device;
+                        ui.monospace(if me { "this device".to_owned() } else { o.owner.short() });
+                        ui.label(format!("{} of {}", human(o.used), human(o.quota)));
+                        ui.end_row();
+                    }
+                });
+            }
+            ui.strong(format!("Spaces held ({})", r.spaces.len()));
+            egui::Grid::new(("held", r.device)).striped(true).show(ui, |ui| {
+                for h in ["Space", "Held", "Agreements", "Last audit"] {
+                    ui.strong(h);
+                }
+                ui.end_row();
+                for sp in &r.spaces {
+                    ui.monospace(sp.space.short());
+                    ui.label(format!("{} in {} blobs", human(sp.bytes), sp.blobs));
+                    let states: Vec<String> =
+                        sp.agreements.iter().map(|a| format!("{} {}", a.state, human(a.quota))).collect();
+                    ui.label(states.join(", "));
+                    ui.label(
+                        sp.last_audit
+                            .as_ref()
+                            .map_or("never".into(), |a| format!("{} ({}/{})", ago(a.at_ms), a.passed, a.challenged)),
+                    );
+                    ui.end_row();
+                }
+            });
+            egui::CollapsingHeader::new(format!("Recent errors ({})", r.errors.len()))
+                .id_salt(("errors", r.device))
+                .show(ui, |ui| {
+                    for e in r.errors.iter().rev() {
+                        ui.label(format!("{}  {}", ago(e.at_ms), e.text));
+                    }
+                });
+            egui::CollapsingHeader::new(format!("Remote actions ({})", r.actions.len()))
+                .id_salt(("actions", r.device))
+                .show(ui, |ui| {
+                    for e in r.actions.iter().rev() {
+                        ui.label(format!("{}  {}", ago(e.at_ms), e.text));
+                    }
+                });
+        }
+    }
+
+    /// A seeder's standing policy, and its editor.
+    fn policy(&mut self, ui: &mut egui::Ui, r: &cobox_engine::admin::Report) {
+        let me: Option<cobox_engine::DeviceId> = self.model.device.parse().ok();
+        let for_me = me.is_some_and(|d| r.policy.seed_for.contains(&d));
+        let others = r.policy.seed_for.iter().filter(|d| Some(**d) != me).count();
+        ui.label(format!(
+            "Accepts by itself: proposals from {}{} up to {}",
+            if for_me { "this device" } else { "no one here" },
+            if others > 0 { format!(" and {others} other devices") } else { String::new() },
+            human(r.policy.max_quota)
+        ));
+        let Some((d, mut mine, mut gib)) = self.policy_edit else {
+            if ui.button(format!("Change policy of {}", r.device.short())).clicked() {
+                self.policy_edit = Some((r.device, for_me, r.policy.max_quota as f64 / (1u64 << 30) as f64));
+            }
+            return;
+        };
+        if d != r.device {
+            return;
+        }
+        ui.checkbox(&mut mine, "Accept this device's proposals by itself");
+        ui.horizontal(|ui| {
+            ui.label("Largest quota");
+            ui.add(egui::DragValue::new(&mut gib).range(0.001..=100_000.0).suffix(" GiB"));
+        });
+        self.policy_edit = Some((d, mine, gib));
+        ui.horizontal(|ui| {
+            if ui.button("Save policy").clicked() {
+                let mut seed_for: Vec<_> = r.policy.seed_for.iter().copied().filter(|x| Some(*x) != me).collect();
+                if mine && let Some(me) = me {
+                    seed_for.push(me);
+                }
+                let policy = cobox_engine::admin::Policy { seed_for, max_quota: (gib * (1u64 << 30) as f64) as u64 };
+                self.engine.send(Cmd::SetSeederPolicy { seeder: r.device, policy });
+                self.policy_edit = None;
+            } else if ui.button("Cancel").clicked() {
+                self.policy_edit = None;
+            }
+        });
     }
 
     fn network(&mut self, ui: &mut egui::Ui) {
@@ -662,6 +818,20 @@ impl CoboxApp {
             }
         });
     }
+}
+
+/// Whether a seeder (hex id) is full: its last session with this device said so, or its report
+/// to this device (when this device administers it) does.
+pub(crate) fn seeder_full(m: &Model, seeder: &str) -> bool {
+    let said = m
+        .peers
+        .iter()
+        .any(|p| p.device == seeder && p.error.as_deref().is_some_and(cobox_engine::sync::net::is_seeder_full));
+    let reported = m
+        .seeders
+        .iter()
+        .any(|v| v.seeder.device.to_string() == seeder && v.report.as_ref().is_some_and(|(_, r)| r.full()));
+    said || reported
 }
 
 fn state_badge(s: &SpaceState, ui: &egui::Ui) -> (String, egui::Color32) {

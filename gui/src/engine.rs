@@ -72,6 +72,25 @@ pub(crate) enum Cmd {
         space: SpaceId,
         rules: String,
     },
+    /// Administer a seeder: pair from its code (or its ID@IP:PORT when it named this device).
+    PairSeeder(String),
+    /// Ask every paired seeder for its report (in the background).
+    AskSeeders,
+    /// Replace a paired seeder's standing policy.
+    SetSeederPolicy {
+        seeder: cobox_engine::DeviceId,
+        policy: cobox_engine::admin::Policy,
+    },
+}
+
+/// A seeder this device administers, as last heard from.
+#[derive(Debug, Clone)]
+pub(crate) struct SeederView {
+    pub(crate) seeder: PeerAddr,
+    /// Its last report, and when it came.
+    pub(crate) report: Option<(i64, cobox_engine::admin::Report)>,
+    /// Why the last ask failed (a seeder offline, a refusal).
+    pub(crate) error: Option<String>,
 }
 
 /// A space's state, as the list shows it.
@@ -145,6 +164,8 @@ pub(crate) struct Model {
     pub(crate) file_history: Option<(SpaceId, String, Vec<HistoryItem>)>,
     /// Spaces with a sync in flight.
     pub(crate) syncing: Vec<SpaceId>,
+    /// Seeders this device administers.
+    pub(crate) seeders: Vec<SeederView>,
 }
 
 /// The UI's end of the engine.
@@ -236,9 +257,12 @@ fn run(
         .map_err(|e| format!("Cannot start: {e}"))?;
     let log: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
     let schedule = Schedule { interval: Duration::from_secs(cfg.interval.max(1)), ..Schedule::default() };
-    let (daemon, activity) = rt
-        .block_on(Daemon::start(&home, &cfg.net, SeedPolicy::default(), schedule, log))
-        .map_err(|e| format!("Cannot start: {e}"))?;
+    // The standing policy `cobox up` also starts from (an administrator may have set it).
+    let standing =
+        cobox_engine::seeder_admin::standing_policy(home.root()).map_err(|e| format!("Cannot start: {e}"))?;
+    let policy = SeedPolicy { owners: standing.seed_for, max_quota: standing.max_quota, accept: Vec::new() };
+    let (daemon, activity) =
+        rt.block_on(Daemon::start(&home, &cfg.net, policy, schedule, log)).map_err(|e| format!("Cannot start: {e}"))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = rt.spawn(daemon.clone().run(async move {
         let _ = stop_rx.await;
@@ -249,6 +273,7 @@ fn run(
         m.address = eng.daemon.node().addr_string();
     });
     eng.refresh();
+    eng.ask_seeders();
     let start = Instant::now();
     let mut last_traffic = eng.daemon.node().traffic();
     let mut next_sample = Instant::now() + Duration::from_secs(1);
@@ -293,6 +318,12 @@ fn run(
         }
     });
     Ok(())
+}
+
+/// Change the model from a background task and ask for a repaint.
+fn update_model(model: &Mutex<Arc<Model>>, repaint: &(dyn Fn() + Send + Sync), f: impl FnOnce(&mut Model)) {
+    f(Arc::make_mut(&mut model.lock().unwrap_or_else(|p| p.into_inner())));
+    repaint();
 }
 
 fn rfc3339_ns(ns: i64) -> String {
@@ -431,6 +462,62 @@ impl Engine {
         }
         if refresh {
             self.refresh();
+        }
+    }
+
+    /// Ask every paired seeder for its report on the runtime; each answer lands in the model.
+    fn ask_seeders(&self) {
+        let paired = cobox_engine::seeder_admin::seeders(self.home.root()).unwrap_or_default();
+        let root = self.home.root().to_owned();
+        self.update(|m| {
+            let old = std::mem::take(&mut m.seeders);
+            m.seeders = paired
+                .iter()
+                .map(|p| {
+                    old.iter().find(|o| o.seeder.device == p.seeder.device).cloned().unwrap_or(SeederView {
+                        seeder: p.seeder.clone(),
+                        report: None,
+                        error: None,
+                    })
+                })
+                .collect();
+        });
+        for p in paired {
+            let (node, model, repaint) = (self.daemon.node().clone(), self.model.clone(), self.repaint.clone());
+            let reach = cobox_engine::seeder_admin::reach(&root, &p.seeder);
+            self.rt.spawn(async move {
+                let r = match cobox_engine::sync::net::dial_addr(&reach) {
+                    Ok(addr) => node.admin(addr, &cobox_engine::admin::Request::Report).await,
+                    Err(e) => Err(e),
+                };
+                update_model(&model, &*repaint, |m| {
+                    let Some(v) = m.seeders.iter_mut().find(|v| v.seeder.device == p.seeder.device) else { return };
+                    match r {
+                        Ok(cobox_engine::admin::Response::Report(rep)) => {
+                            v.report = Some((cobox_engine::now_ms(), rep));
+                            v.error = None;
+                        }
+                        Ok(cobox_engine::admin::Response::Refused(why)) => v.error = Some(why),
+                        Ok(_) => v.error = Some("the seeder gave no report".into()),
+                        Err(e) => v.error = Some(e.to_string()),
+                    }
+                });
+            });
+        }
+    }
+
+    /// One request to a paired seeder, waited for (pairing, a policy): short, and the user asked.
+    fn ask_seeder(
+        &self,
+        seeder: &PeerAddr,
+        req: &cobox_engine::admin::Request,
+    ) -> Result<cobox_engine::admin::Response, String> {
+        let addr = cobox_engine::sync::net::dial_addr(seeder).map_err(|e| e.to_string())?;
+        let node = self.daemon.node().clone();
+        match self.rt.block_on(async move { node.admin(addr, req).await }) {
+            Ok(cobox_engine::admin::Response::Refused(why)) => Err(why),
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -626,6 +713,65 @@ impl Engine {
                     Err(e) => self.notice(true, format!("Could not save the ignore rules: {e}")),
                 }
                 self.refresh();
+            }
+            Cmd::PairSeeder(code) => {
+                let (seeder, req) = if code.trim().to_ascii_lowercase().starts_with(cobox_engine::admin::PAIR_PREFIX) {
+                    match cobox_engine::admin::PairCode::parse(&code) {
+                        Ok(c) => (
+                            c.seeder,
+                            cobox_engine::admin::Request::Pair { secret: c.secret, name: "CoBox app".into() },
+                        ),
+                        Err(e) => return self.notice(true, format!("That pairing code does not work: {e}")),
+                    }
+                } else {
+                    match code.trim().parse::<PeerAddr>() {
+                        Ok(p) => (
+                            cobox_engine::seeder_admin::reach(self.home.root(), &p),
+                            cobox_engine::admin::Request::Report,
+                        ),
+                        Err(_) => {
+                            return self.notice(
+                                true,
+                                "Paste the pairing code the seeder's `cobox up` printed (cobox-pair-...).",
+                            );
+                        }
+                    }
+                };
+                match self.ask_seeder(&seeder, &req) {
+                    Ok(_) => {
+                        if let Err(e) = cobox_engine::seeder_admin::remember_seeder(
+                            self.home.root(),
+                            seeder.clone(),
+                            cobox_engine::now_ms(),
+                        ) {
+                            return self.notice(true, format!("Paired, but could not remember the seeder: {e}"));
+                        }
+                        self.notice(
+                            false,
+                            format!("Paired with seeder {}: you administer it now.", seeder.device.short()),
+                        );
+                        self.ask_seeders();
+                    }
+                    Err(e) => self.notice(true, format!("Could not pair: {e}")),
+                }
+            }
+            Cmd::AskSeeders => self.ask_seeders(),
+            Cmd::SetSeederPolicy { seeder, policy } => {
+                let Some(p) = cobox_engine::seeder_admin::seeders(self.home.root())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|p| p.seeder.device == seeder)
+                else {
+                    return self.notice(true, "That seeder is no longer paired.");
+                };
+                let reach = cobox_engine::seeder_admin::reach(self.home.root(), &p.seeder);
+                match self.ask_seeder(&reach, &cobox_engine::admin::Request::SetPolicy(policy)) {
+                    Ok(_) => {
+                        self.notice(false, format!("Seeder {}'s policy is set.", seeder.short()));
+                        self.ask_seeders();
+                    }
+                    Err(e) => self.notice(true, format!("Could not set the policy: {e}")),
+                }
             }
             Cmd::Revoke(id) => match agreement_service::revoke(self.home.root(), &id) {
                 Ok(a) => self.notice(false, format!("Revoked agreement {}.", &a.id[..12])),

@@ -121,13 +121,75 @@ fn model() -> Model {
                 ]
             })
             .collect(),
-        peers: vec![cobox_engine::sync::net::PeerSeen {
-            device: "e548c4b2".repeat(8),
-            last_ms: now - 5 * 60_000,
-            ok: true,
-            error: None,
-        }],
+        peers: vec![
+            cobox_engine::sync::net::PeerSeen {
+                device: "e548c4b2".repeat(8),
+                last_ms: now - 5 * 60_000,
+                ok: true,
+                error: None,
+            },
+            cobox_engine::sync::net::PeerSeen {
+                device: "1c0ffee1".repeat(8),
+                last_ms: now - 20 * 60_000,
+                ok: false,
+                error: Some(format!("the peer refused: {}", cobox_engine::sync::net::SEEDER_FULL)),
+            },
+        ],
+        seeders: vec![seeder_view(now)],
         ..Model::default()
+    }
+}
+
+/// A seeder this device administers, holding the Garden co-op for two owners.
+fn seeder_view(now: i64) -> crate::engine::SeederView {
+    use cobox_engine::DeviceId;
+    use cobox_engine::admin::{AgreementLine, AuditLine, Event, HeldSpace, Policy, Report};
+    let me = DeviceId([0x57, 0x52, 0x0a, 0x5a].repeat(8).try_into().unwrap_or([0; 32]));
+    let other = DeviceId([0xe5; 32]);
+    let line = |owner, state: &str, quota| AgreementLine {
+        id: "a1b2c3d4".repeat(8),
+        owner,
+        state: state.into(),
+        quota,
+        expires_ms: now + 300 * 86_400_000,
+    };
+    let spaces = vec![
+        HeldSpace {
+            space: SpaceId([0x9f; 32]),
+            bytes: 3_100_000,
+            blobs: 12,
+            agreements: vec![line(me, "active", 20 << 30)],
+            last_audit: Some(AuditLine { at_ms: now - 2 * 3600 * 1000, challenged: 32, passed: 32 }),
+        },
+        HeldSpace {
+            space: SpaceId([0x3c; 32]),
+            bytes: 41_000_000_000,
+            blobs: 9_800,
+            agreements: vec![line(other, "active", 50 << 30)],
+            last_audit: None,
+        },
+    ];
+    let report = Report {
+        device: DeviceId([0xd6; 32]),
+        held_bytes: spaces.iter().map(|s| s.bytes).sum(),
+        disk_free: Some(180 << 30),
+        policy: Policy { seed_for: vec![me], max_quota: 50 << 30 },
+        owners: cobox_engine::admin::owner_use(&spaces),
+        spaces,
+        errors: vec![Event {
+            at_ms: now - 3 * 3600 * 1000,
+            text: "session with 77aa12cd: this device was removed".into(),
+        }],
+        actions: vec![Event {
+            at_ms: now - 86_400_000,
+            text: "paired 57520a5a (Bo's desk) as an administrator".into(),
+        }],
+        full_since_ms: None,
+    };
+    crate::engine::SeederView {
+        seeder: cobox_engine::codes::PeerAddr { device: DeviceId([0xd6; 32]), addrs: vec!["192.168.1.30:4433".into()] },
+        report: Some((now - 60_000, report)),
+        error: None,
     }
 }
 
@@ -204,6 +266,25 @@ fn snapshot_seeders() {
 #[test]
 fn snapshot_ignored() {
     shot("ignored", |a| a.tab = Tab::Ignored);
+}
+
+#[test]
+fn snapshot_my_seeders() {
+    shot("my-seeders", |a| a.screen = Screen::Seeders);
+}
+
+/// A seeder whose last session said it was full shows "seeder full", not a failed check.
+#[test]
+fn a_full_seeder_shows_as_full_in_the_space() {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    app.tab = Tab::Seeders;
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    use egui_kittest::kittest::Queryable;
+    assert_eq!(h.get_all_by_label("seeder full").count(), 1, "only the seeder that said so");
+    assert!(crate::app::seeder_full(&model(), &"1c0ffee1".repeat(8)));
+    assert!(!crate::app::seeder_full(&model(), &"d6b7900d".repeat(8)));
 }
 
 #[test]

@@ -242,3 +242,58 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     assert!(r.key_held);
     assert_eq!(ledger.roster().unwrap().role(&name), None::<Role>);
 }
+
+/// The My seeders screen against a real seeder node: pair from its code, read its report, and
+/// set its policy; the seeder records the new policy.
+#[test]
+fn pair_with_a_seeder_read_its_report_and_set_its_policy() {
+    let seeder_home = tempfile::tempdir().unwrap();
+    let seeder_seed = Home::open(seeder_home.path()).unwrap().device_seed();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let net = NetConfig { bind: Some(([127, 0, 0, 1], 0).into()), no_relay: true, ..NetConfig::default() };
+    let setup = cobox_engine::sync::net::NodeSetup {
+        home: Some(seeder_home.path().to_owned()),
+        policy: cobox_engine::sync::net::SeedPolicy { max_quota: 10 << 30, ..Default::default() },
+        ..cobox_engine::sync::net::NodeSetup::default()
+    };
+    let node = rt
+        .block_on(cobox_engine::sync::net::Node::start_with(seeder_seed, setup, &net, Arc::new(|_: &str| {})))
+        .unwrap();
+    let code = cobox_engine::seeder_admin::new_pairing(
+        seeder_home.path(),
+        node.device(),
+        node.addrs(),
+        cobox_engine::now_ms(),
+    )
+    .unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.get_by_label("My seeders").click();
+    h.step();
+    h.get_by_label("No seeder paired yet.");
+    h.state_mut().pair_code = code;
+    h.step();
+    h.get_by_label("Pair").click();
+    wait(&mut h, "the seeder's report", |m| m.seeders.first().is_some_and(|s| s.report.is_some()));
+    let short = node.device().short();
+    h.get_by_label(&format!("Seeder {short}"));
+    h.get_by_label_contains("Disk: 0 B held");
+    h.get_by_label("Accepts by itself: proposals from no one here up to 10.0 GiB");
+    h.get_by_label(&format!("Change policy of {short}")).click();
+    h.step();
+    h.step();
+    h.get_by_label("Accept this device's proposals by itself").click();
+    h.step();
+    h.step();
+    h.get_by_label("Save policy").click();
+    wait(&mut h, "the new policy", |m| {
+        m.seeders.first().and_then(|s| s.report.as_ref()).is_some_and(|(_, r)| !r.policy.seed_for.is_empty())
+    });
+    h.get_by_label("Accepts by itself: proposals from this device up to 10.0 GiB");
+    let me: cobox_engine::DeviceId = h.state().model.device.parse().unwrap();
+    let standing = cobox_engine::seeder_admin::policy(seeder_home.path()).unwrap().unwrap();
+    assert_eq!(standing.seed_for, vec![me], "the seeder recorded the policy its administrator set");
+    rt.block_on(node.shutdown());
+}

@@ -3,16 +3,12 @@ use crate::args::{NetArgs, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
 use cobox_engine::Home;
-use cobox_engine::admin::Policy;
 use cobox_engine::daemon::{Daemon, Schedule};
 use cobox_engine::seeder_admin;
 use cobox_engine::sync::net::{Node, SeedPolicy, dial_addr};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The largest quota countersigned by itself when nobody said (`--max-quota`).
-const DEFAULT_MAX_QUOTA: u64 = 10 << 30;
 
 #[derive(clap::Args)]
 pub(crate) struct SyncArgs {
@@ -192,7 +188,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     // The standing policy (an administrator may have set it), with what this command line says
     // on top; recorded, so an administrator reads what is in force.
     let standing = seeder_admin::policy(&ctx.home)?;
-    let mut p = standing.clone().unwrap_or(Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA });
+    let mut p = seeder_admin::standing_policy(&ctx.home)?;
     if !owners.is_empty() {
         p.seed_for = owners;
     }

@@ -73,20 +73,6 @@ async fn client(ctx: &Ctx, net: &NetArgs) -> Result<Node> {
     Ok(Node::start_with(seed, NodeSetup::default(), &cfg, std::sync::Arc::new(|_: &str| {})).await?)
 }
 
-/// Where to reach a seeder: what the address book learned since pairing (it moves when it
-/// restarts on another port), then the addresses from its code.
-fn reach(root: &std::path::Path, seeder: &PeerAddr) -> PeerAddr {
-    let mut p = seeder.clone();
-    if let Ok(book) = Home::peers_at(root)
-        && let Some(known) = book.get(&seeder.device.to_string())
-    {
-        let mut addrs = known.clone();
-        addrs.extend(p.addrs.into_iter().filter(|a| !known.contains(a)));
-        p.addrs = addrs;
-    }
-    p
-}
-
 async fn ask(node: &Node, seeder: &PeerAddr, req: &Request) -> Result<Response> {
     let addr = dial_addr(seeder)?;
     match node.admin(addr, req).await? {
@@ -153,7 +139,10 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
                 let node = client(ctx, &net).await?;
                 let mut out = Vec::new();
                 for t in &targets {
-                    out.push((t.seeder.clone(), ask(&node, &reach(&root, &t.seeder), &Request::Report).await));
+                    out.push((
+                        t.seeder.clone(),
+                        ask(&node, &seeder_admin::reach(&root, &t.seeder), &Request::Report).await,
+                    ));
                 }
                 node.shutdown().await;
                 Ok::<_, anyhow::Error>(out)
@@ -181,7 +170,7 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
             }
         }
         SeederCmd::Policy { seeder, seed_for, no_seed_for, max_quota, net } => {
-            let target = reach(&root, &seeder_admin::find_seeder(&root, &seeder)?.seeder);
+            let target = seeder_admin::reach(&root, &seeder_admin::find_seeder(&root, &seeder)?.seeder);
             let owners = seed_for
                 .iter()
                 .map(|s| s.parse())
