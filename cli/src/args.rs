@@ -37,6 +37,12 @@ pub(crate) struct NetArgs {
     /// Congestion control: auto (Cubic on local links, BBRv3 on long or lossy ones), cubic or bbr.
     #[arg(long, value_name = "auto|cubic|bbr", default_value = "auto")]
     congestion: Congestion,
+    /// Upload limit for this device, per second, all peers together (e.g. 1M, 500K, 2MB).
+    #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size)]
+    limit_up: Option<u64>,
+    /// Download limit for this device, per second, all peers together.
+    #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size)]
+    limit_down: Option<u64>,
 }
 
 /// The DER certificates in a PEM file, or the file itself when it is DER.
@@ -72,6 +78,8 @@ impl NetArgs {
             relay_ca_der,
             lan_discovery: !self.no_mdns,
             congestion: self.congestion,
+            limit_up: self.limit_up.unwrap_or(0),
+            limit_down: self.limit_down.unwrap_or(0),
         })
     }
 }

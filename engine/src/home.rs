@@ -64,6 +64,19 @@ pub mod paths {
     pub fn api_token(root: &Path) -> PathBuf {
         root.join("api-token")
     }
+    /// The device's upload and download limits (set in the app; `cobox up` flags override).
+    pub fn limits(root: &Path) -> PathBuf {
+        root.join("limits.json")
+    }
+}
+
+/// The device's transfer limits, bytes per second (0: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Upload.
+    pub up: u64,
+    /// Download.
+    pub down: u64,
 }
 
 /// Manifest shards per space: enough to keep each Automerge document small at 1M files.
@@ -447,6 +460,16 @@ impl Home {
             }
             Err(e) => Err(Error::io(path, e)),
         }
+    }
+
+    /// The device's transfer limits (none set: no limits).
+    pub fn limits_at(root: &Path) -> Result<Limits, Error> {
+        read_json(&paths::limits(root))
+    }
+
+    /// Record the device's transfer limits.
+    pub fn set_limits_at(root: &Path, l: &Limits) -> Result<(), Error> {
+        write_atomic(&paths::limits(root), &crate::error::json("limits.json", l)?)
     }
 
     /// Record the addresses the running daemon listens on (read by `cobox invite`).

@@ -101,6 +101,7 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
         // Loopback picks Cubic; this test also carries a whole session on BBRv3, which long and
         // lossy paths get (`sync::congestion`).
         congestion: Congestion::Bbr,
+        ..NetConfig::default()
     };
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
     let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();

@@ -59,6 +59,8 @@ pub(crate) struct CoboxApp {
     pub(crate) pair_code: String,
     /// A seeder policy being edited: the seeder, seeding for this device by itself, the quota.
     pub(crate) policy_edit: Option<(cobox_engine::DeviceId, bool, f64)>,
+    /// Transfer limits being edited, KB/s (0: none).
+    pub(crate) limits_edit: Option<(f64, f64)>,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
 }
@@ -99,6 +101,7 @@ impl CoboxApp {
             ignore_edit: None,
             pair_code: String::new(),
             policy_edit: None,
+            limits_edit: None,
             picked: Arc::new(Mutex::new(None)),
         }
     }
@@ -747,6 +750,35 @@ impl CoboxApp {
         });
     }
 
+    /// This device's upload and download limits, and their editor.
+    fn limits(&mut self, ui: &mut egui::Ui) {
+        let (up, down) = self.model.limits;
+        let show = |b: u64| if b == 0 { "no limit".to_owned() } else { format!("{}/s", human(b)) };
+        ui.label(format!("Upload: {}, download: {} (all peers together)", show(up), show(down)));
+        let Some((mut u, mut d)) = self.limits_edit else {
+            if ui.button("Change limits").clicked() {
+                self.limits_edit = Some((up as f64 / 1000.0, down as f64 / 1000.0));
+            }
+            return;
+        };
+        ui.horizontal(|ui| {
+            let l = ui.label("Upload limit");
+            ui.add(egui::DragValue::new(&mut u).range(0.0..=10_000_000.0).suffix(" KB/s")).labelled_by(l.id);
+            let l = ui.label("Download limit");
+            ui.add(egui::DragValue::new(&mut d).range(0.0..=10_000_000.0).suffix(" KB/s")).labelled_by(l.id);
+            ui.weak("0: no limit");
+        });
+        self.limits_edit = Some((u, d));
+        ui.horizontal(|ui| {
+            if ui.button("Save limits").clicked() {
+                self.engine.send(Cmd::SetLimits { up: (u * 1000.0) as u64, down: (d * 1000.0) as u64 });
+                self.limits_edit = None;
+            } else if ui.button("Cancel").clicked() {
+                self.limits_edit = None;
+            }
+        });
+    }
+
     fn network(&mut self, ui: &mut egui::Ui) {
         ui.heading("This device");
         ui.monospace(&self.model.address);
@@ -758,6 +790,7 @@ impl CoboxApp {
                 st.share_ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into())
             ));
         }
+        self.limits(ui);
         ui.separator();
         ui.heading("Transfer rate");
         let sent: Vec<[f64; 2]> = self.model.rates.iter().map(|r| [r[0], r[1]]).collect();

@@ -76,6 +76,11 @@ pub(crate) enum Cmd {
     PairSeeder(String),
     /// Ask every paired seeder for its report (in the background).
     AskSeeders,
+    /// Set this device's upload and download limits (bytes per second; 0: none).
+    SetLimits {
+        up: u64,
+        down: u64,
+    },
     /// Replace a paired seeder's standing policy.
     SetSeederPolicy {
         seeder: cobox_engine::DeviceId,
@@ -166,6 +171,8 @@ pub(crate) struct Model {
     pub(crate) syncing: Vec<SpaceId>,
     /// Seeders this device administers.
     pub(crate) seeders: Vec<SeederView>,
+    /// Upload and download limits in force, bytes per second (0: none).
+    pub(crate) limits: (u64, u64),
 }
 
 /// The UI's end of the engine.
@@ -271,6 +278,7 @@ fn run(
     eng.update(|m| {
         m.device = eng.home.device_id().to_string();
         m.address = eng.daemon.node().addr_string();
+        m.limits = eng.daemon.node().limits();
     });
     eng.refresh();
     eng.ask_seeders();
@@ -756,6 +764,16 @@ impl Engine {
                 }
             }
             Cmd::AskSeeders => self.ask_seeders(),
+            Cmd::SetLimits { up, down } => {
+                self.daemon.node().set_limits(up, down);
+                let limits = cobox_engine::home::Limits { up, down };
+                if let Err(e) = Home::set_limits_at(self.home.root(), &limits) {
+                    return self.notice(true, format!("The limits hold until CoBox closes, but were not saved: {e}"));
+                }
+                let now = self.daemon.node().limits();
+                self.update(|m| m.limits = now);
+                self.notice(false, "Transfer limits set.");
+            }
             Cmd::SetSeederPolicy { seeder, policy } => {
                 let Some(p) = cobox_engine::seeder_admin::seeders(self.home.root())
                     .unwrap_or_default()

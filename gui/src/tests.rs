@@ -297,3 +297,25 @@ fn pair_with_a_seeder_read_its_report_and_set_its_policy() {
     assert_eq!(standing.seed_for, vec![me], "the seeder recorded the policy its administrator set");
     rt.block_on(node.shutdown());
 }
+
+/// Transfer limits set in the app hold at once (the node's limiters) and are saved for the
+/// next start, of the app or of `cobox up`.
+#[test]
+fn set_transfer_limits_from_the_network_screen() {
+    let home = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.get_by_label("Network").click();
+    h.step();
+    h.get_by_label("Upload: no limit, download: no limit (all peers together)");
+    h.get_by_label("Change limits").click();
+    h.step();
+    h.step();
+    h.state_mut().limits_edit = Some((1000.0, 250.0));
+    h.step();
+    h.get_by_label("Save limits").click();
+    wait(&mut h, "the limits", |m| m.limits == (1_000_000, 250_000));
+    h.get_by_label_contains("Upload: 976.6 KiB/s");
+    let saved = Home::limits_at(home.path()).unwrap();
+    assert_eq!((saved.up, saved.down), (1_000_000, 250_000));
+}

@@ -58,8 +58,13 @@ fn main() -> Result<()> {
         Some("ledger") => ledger(n_arg(1, 10_000)),
         Some("audit") => audit(n_arg(1, 1_000)),
         Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?)),
+        Some("limit") => limit(
+            n_arg(1, 8 << 20) as u64,
+            args.get(2).map_or("1MB", String::as_str),
+            args.get(3).is_some_and(|d| d == "down"),
+        ),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR | limit BYTES RATE [down]"
         ),
     }
 }
@@ -429,12 +434,17 @@ impl Up {
 
     /// A daemon that syncs with the peers it knows every `interval` seconds.
     fn start_every(c: &Cobox, interval: u64) -> Result<Self> {
+        Self::start_with(c, interval, &[])
+    }
+
+    /// The same with more `cobox up` options.
+    fn start_with(c: &Cobox, interval: u64, extra: &[&str]) -> Result<Self> {
         use std::io::BufRead;
-        let mut child = c
-            .cmd(&["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", &interval.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
+        let interval = interval.to_string();
+        let mut args = vec!["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", &interval];
+        args.extend(extra);
+        let mut child =
+            c.cmd(&args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn()?;
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let addr = line.trim().strip_prefix("listening ").context("no listening line")?.to_owned();
@@ -921,5 +931,60 @@ fn seeder(data: &Path) -> Result<()> {
         mbps(2 * total, wall),
         peak
     );
+    Ok(())
+}
+
+/// `--limit-up RATE` on a daemon serving `bytes` of random data to a device that joins and
+/// syncs (or, with `down`, `--limit-down RATE` on the joiner): the rate the joiner sees,
+/// against the limit (the issue asks within 20%).
+fn limit(bytes: u64, rate: &str, down: bool) -> Result<()> {
+    let limit = cobox_engine::units::parse_size(rate).map_err(anyhow::Error::msg)?;
+    let work = tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?;
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    // Incompressible, in 1 MiB files, so chunks do not dedupe and the bytes are the bytes moved.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..bytes.div_ceil(1 << 20) {
+        let buf: Vec<u8> = (0..(1usize << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(data.join(format!("f{i}.bin")), buf)?;
+    }
+    let total = dir_bytes(&data);
+    let a = Cobox::new(work.path().join("a"))?;
+    a.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8")?])?;
+    a.run(&["scan", "bench"])?;
+    let up_limit = ["--limit-up", rate];
+    let up = Up::start_with(&a, 3600, if down { &[] } else { &up_limit })?;
+    let (inv, _) = a.run(&["invite", "bench"])?;
+    let code = inv["code"].as_str().context("code")?.to_owned();
+    let b = Cobox::new(work.path().join("b"))?;
+    let dest = work.path().join("dest");
+    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    let mut sync = vec!["sync", "bench", "--peer", &up.addr, "--no-relay"];
+    if down {
+        sync.extend(["--limit-down", rate]);
+    }
+    let (r, m) = b.run(&sync)?;
+    drop(up);
+    same_files(&data, &dest).context("the synced copy is not the folder")?;
+    let moved = r[0]["stats"]["received_bytes"].as_u64().unwrap_or(0);
+    let session = Duration::from_millis(r[0]["stats"]["session_ms"].as_u64().unwrap_or(1).max(1));
+    let seen = moved as f64 / session.as_secs_f64();
+    println!(
+        "--limit-{} {rate} ({limit} B/s): {:.1} MiB of blobs in a {:.2} s session ({:.2} s wall) = {:.0} B/s, {:+.1}% of the limit",
+        if down { "down" } else { "up" },
+        moved as f64 / 1048576.0,
+        session.as_secs_f64(),
+        m.wall.as_secs_f64(),
+        seen,
+        100.0 * (seen - limit as f64) / limit as f64
+    );
+    println!("  folder {:.1} MiB; the copy holds the same files", total as f64 / 1048576.0);
     Ok(())
 }

@@ -205,7 +205,15 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         audit_every: Duration::from_secs(a.audit_every),
         seed_grace: Duration::from_secs(a.seed_grace),
     };
-    let cfg = a.net.config(a.bind)?;
+    let mut cfg = a.net.config(a.bind)?;
+    // Limits set in the app hold for the daemon too, unless this command line says otherwise.
+    let saved = Home::limits_at(&ctx.home)?;
+    if cfg.limit_up == 0 {
+        cfg.limit_up = saved.up;
+    }
+    if cfg.limit_down == 0 {
+        cfg.limit_down = saved.down;
+    }
     let rt = runtime()?;
     rt.block_on(async {
         let (daemon, _activity) = Daemon::start(&home, &cfg, policy, schedule, stderr_log())

@@ -100,6 +100,7 @@ impl<S: ByteSink> Writer<S> {
     pub(super) async fn send(&mut self, m: &Msg) -> Result<(), Error> {
         let f = m.frame().map_err(|e| Error::Net(e.to_string()))?;
         self.count_sent(f.len());
+        self.traffic.up.take(f.len()).await;
         self.flush().await?;
         self.send.write_all(&f).await
     }
@@ -109,6 +110,7 @@ impl<S: ByteSink> Writer<S> {
     pub(super) async fn send_blob(&mut self, id: &BlobId, data: Vec<u8>) -> Result<(), Error> {
         let head = crate::sync::proto::blob_head(id, data.len());
         self.count_sent(head.len() + data.len());
+        self.traffic.up.take(head.len() + data.len()).await;
         if head.len() + data.len() < GATHER {
             self.gathered.extend_from_slice(&head);
             self.gathered.extend_from_slice(&data);
@@ -208,6 +210,7 @@ impl<R: ByteSource> Reader<R> {
         };
         self.bytes += 4 + n as u64;
         self.traffic.received.fetch_add(4 + n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.traffic.down.take(4 + n).await;
         match msg {
             Msg::Refused { reason } => Err(Error::Refused(format!("the peer refused: {reason}"))),
             m => Ok(m),

@@ -77,6 +77,10 @@ pub struct NetConfig {
     pub lan_discovery: bool,
     /// Congestion control: by default Cubic on local paths, BBRv3 on long ones (`congestion`).
     pub congestion: super::congestion::Congestion,
+    /// Upload limit for the whole device, bytes per second (0: none).
+    pub limit_up: u64,
+    /// Download limit for the whole device, bytes per second (0: none).
+    pub limit_down: u64,
 }
 
 /// Bytes and blobs moved by one session.
@@ -128,13 +132,76 @@ pub fn dial_addr(p: &PeerAddr) -> Result<EndpointAddr, Error> {
     Ok(EndpointAddr::from_parts(key, out))
 }
 
-/// Bytes moved by a node since it started, all sessions together (for rate plots).
+/// Bytes moved by a node since it started, all sessions together (for rate plots), and the
+/// device's upload and download limits, which every session and lane shares.
 #[derive(Debug, Default)]
 pub struct Traffic {
     /// Bytes sent.
     pub sent: std::sync::atomic::AtomicU64,
     /// Bytes received.
     pub received: std::sync::atomic::AtomicU64,
+    /// Upload limit.
+    pub up: Limiter,
+    /// Download limit: reading slower makes QUIC's flow control slow the sender.
+    pub down: Limiter,
+}
+
+/// A token bucket shared by every session of a node: bytes per second, 0 for no limit.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    rate: std::sync::atomic::AtomicU64,
+    bucket: std::sync::Mutex<Bucket>,
+}
+
+/// What a limiter has left: tokens (bytes; negative is a debt the next takers wait out), and
+/// when it was last filled.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Bucket {
+    tokens: f64,
+    at: Option<std::time::Instant>,
+}
+
+/// A quarter second's worth of bytes may go at once, at least 64 KiB (one gathered write).
+fn burst(rate: u64) -> f64 {
+    (rate as f64 / 4.0).max(65_536.0)
+}
+
+impl Bucket {
+    /// Take `n` bytes at `now` under `rate`: how long the taker waits so the average holds.
+    pub fn take(&mut self, n: u64, rate: u64, now: std::time::Instant) -> Duration {
+        let r = rate as f64;
+        let filled =
+            self.at.map_or(burst(rate), |at| self.tokens + now.saturating_duration_since(at).as_secs_f64() * r);
+        self.tokens = filled.min(burst(rate)) - n as f64;
+        self.at = Some(now);
+        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / r) }
+    }
+}
+
+impl Limiter {
+    /// Set the limit (bytes per second; 0: none). Takes effect for the next bytes.
+    pub fn set(&self, bytes_per_sec: u64) {
+        self.rate.store(bytes_per_sec, std::sync::atomic::Ordering::Relaxed);
+        *self.bucket.lock().unwrap_or_else(|p| p.into_inner()) = Bucket::default();
+    }
+
+    /// The limit in force (bytes per second; 0: none).
+    pub fn rate(&self) -> u64 {
+        self.rate.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait until `n` more bytes fit under the limit.
+    pub async fn take(&self, n: usize) {
+        let rate = self.rate();
+        if rate == 0 {
+            return;
+        }
+        let wait =
+            self.bucket.lock().unwrap_or_else(|p| p.into_inner()).take(n as u64, rate, std::time::Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// A peer this node had a session with.
@@ -178,5 +245,31 @@ fn reason(e: &Error) -> String {
     match e {
         Error::Refused(r) => r.clone(),
         e => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::Bucket;
+    use std::time::{Duration, Instant};
+
+    /// Over any run of takes, the waits add up to what the rate allows, less one burst.
+    #[test]
+    fn a_bucket_holds_its_rate() {
+        let rate = 1_000_000;
+        let t0 = Instant::now();
+        let mut b = Bucket::default();
+        let mut now = t0;
+        for _ in 0..100 {
+            // Each taker waits what it is told, then the next one comes.
+            now += b.take(65_536, rate, now);
+        }
+        let took = now - t0;
+        let expected = (100.0 * 65_536.0 - 250_000.0) / rate as f64;
+        assert!((took.as_secs_f64() - expected).abs() < 0.01, "{took:?} for {expected} s");
+        // Idle time refills only up to a burst: a long pause buys no flood afterwards.
+        now += Duration::from_secs(60);
+        assert_eq!(b.take(250_000, rate, now), Duration::ZERO);
+        assert!(b.take(100_000, rate, now) >= Duration::from_millis(99));
     }
 }

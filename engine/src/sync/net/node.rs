@@ -187,7 +187,12 @@ impl Node {
             home: setup.home,
             policy: std::sync::Mutex::new(setup.policy),
             listen: std::sync::Mutex::new(Vec::new()),
-            traffic: Arc::new(Traffic::default()),
+            traffic: {
+                let t = Traffic::default();
+                t.up.set(cfg.limit_up);
+                t.down.set(cfg.limit_down);
+                Arc::new(t)
+            },
             seen: std::sync::Mutex::new(HashMap::new()),
             space_keys: std::sync::RwLock::new(keys),
             inbound: Default::default(),
@@ -360,6 +365,17 @@ impl Node {
         let r = self.sync_session(space, peer).await;
         self.sh.saw(id, &r);
         r
+    }
+
+    /// Set the device's upload and download limits (bytes per second; 0: none), at once.
+    pub fn set_limits(&self, up: u64, down: u64) {
+        self.sh.traffic.up.set(up);
+        self.sh.traffic.down.set(down);
+    }
+
+    /// The upload and download limits in force (bytes per second; 0: none).
+    pub fn limits(&self) -> (u64, u64) {
+        (self.sh.traffic.up.rate(), self.sh.traffic.down.rate())
     }
 
     /// Bytes sent and received by every session so far.
