@@ -37,6 +37,8 @@ pub struct Schedule {
     pub audit_every: Duration,
     /// How long a seeder keeps a space's blobs after its agreements end.
     pub seed_grace: Duration,
+    /// Scan and hash at background CPU and I/O priority (`priority`).
+    pub low_priority: bool,
 }
 
 impl Default for Schedule {
@@ -46,6 +48,7 @@ impl Default for Schedule {
             rescan: Duration::from_secs(3600),
             audit_every: Duration::from_secs(3600),
             seed_grace: Duration::from_millis(cobox_agreements::GRACE_MS as u64),
+            low_priority: true,
         }
     }
 }
@@ -236,14 +239,12 @@ impl Daemon {
     /// any. Runs on a blocking thread.
     pub async fn scan(&self, id: &SpaceId, full: bool) {
         let Some(s) = self.node.space(id) else { return };
-        let scanned =
-            crate::handle::on_space(
-                &s,
-                move |s| {
-                    if full { s.scan(&crate::NoProgress).map(Some) } else { s.scan_if_changed() }
-                },
-            )
-            .await;
+        let work = move |s: &mut Space| if full { s.scan(&crate::NoProgress).map(Some) } else { s.scan_if_changed() };
+        let scanned = if self.schedule.low_priority {
+            crate::handle::on_space_low(&s, work).await
+        } else {
+            crate::handle::on_space(&s, work).await
+        };
         match scanned {
             Ok(Some(r)) if r.snapshot.is_some() => {
                 self.tell(Activity::Log(format!(

@@ -17,3 +17,18 @@ pub async fn on_space<R: Send + 'static>(
         .await
         .map_err(|e| Error::Net(format!("space work stopped: {e}")))?
 }
+
+/// [`on_space`] at background priority: on the low-priority pool, so the scan's hashing yields
+/// the CPU and the disk to the machine's user (a daemon's scans).
+pub async fn on_space_low<R: Send + 'static>(
+    space: &Arc<Mutex<Space>>,
+    f: impl FnOnce(&mut Space) -> Result<R, Error> + Send + 'static,
+) -> Result<R, Error> {
+    let s = space.clone();
+    tokio::task::spawn_blocking(move || match crate::priority::background_pool() {
+        Some(pool) => pool.install(|| f(&mut s.blocking_lock())),
+        None => f(&mut s.blocking_lock()),
+    })
+    .await
+    .map_err(|e| Error::Net(format!("space work stopped: {e}")))?
+}

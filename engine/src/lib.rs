@@ -26,6 +26,7 @@ pub mod handle;
 pub mod home;
 pub mod ledger;
 pub mod members;
+pub mod priority;
 pub mod replica;
 pub mod seed;
 pub mod seeder_admin;

@@ -28,7 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "the crate root (clock, randomness, progress), O_DIRECT writes, paths beneath a folder",
-        &["lib", "direct", "beneath"],
+        &["lib", "direct", "beneath", "priority"],
     ),
     ("store", &["store"]),
     ("errors, file and time utilities", &["error", "util"]),

@@ -167,6 +167,10 @@ pub(crate) struct UpArgs {
     /// Seconds a seeder keeps a space's blobs after its agreements end.
     #[arg(long, default_value_t = 7 * 86400)]
     seed_grace: u64,
+    /// Scan and hash at normal priority (by default a daemon's scans run at nice 10 and the
+    /// idle I/O class, giving way to what the machine's user is doing).
+    #[arg(long)]
+    normal_priority: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -204,6 +208,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         rescan: Duration::from_secs(a.rescan),
         audit_every: Duration::from_secs(a.audit_every),
         seed_grace: Duration::from_secs(a.seed_grace),
+        low_priority: !a.normal_priority,
     };
     let mut cfg = a.net.config(a.bind)?;
     // Limits set in the app hold for the daemon too, unless this command line says otherwise.
