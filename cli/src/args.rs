@@ -20,6 +20,15 @@ pub(crate) fn stderr_log() -> Log {
     Arc::new(|m: &str| eprintln!("{}", cobox_engine::util::printable(m)))
 }
 
+/// The daemon's log: to stderr and to the home's rotated log file (`cobox logs`).
+pub(crate) fn daemon_log(home: &std::path::Path) -> Result<Log> {
+    let file = cobox_engine::logfile::LogFile::open(home).context("opening the log file in the home")?;
+    Ok(Arc::new(move |m: &str| {
+        eprintln!("{}", cobox_engine::util::printable(m));
+        file.write(cobox_engine::now_ms(), m);
+    }))
+}
+
 #[derive(clap::Args)]
 pub(crate) struct NetArgs {
     /// Use no relay servers: direct addresses only.

@@ -66,6 +66,8 @@ enum Cmd {
     Seed(commands::seeding::SeedArgs),
     /// Challenge a space's seeders to prove they hold its blobs; results go to the ledger.
     Audit(commands::seeding::AuditArgs),
+    /// What the daemon (`cobox up` or the app) logged: the newest lines, or follow them.
+    Logs(commands::logs::Args),
     /// Administer seeders: pair, status, policy; on a seeder, pairing codes and administrators.
     #[command(subcommand)]
     Seeder(commands::seeder::SeederCmd),
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
         Cmd::Agreement(c) => commands::seeding::agreement(&ctx, c),
         Cmd::Seed(a) => commands::seeding::seed(&ctx, a),
         Cmd::Audit(a) => commands::seeding::audit(&ctx, a),
+        Cmd::Logs(a) => commands::logs::run(&ctx, a),
         Cmd::Seeder(c) => commands::seeder::run(&ctx, c),
         Cmd::Service(c) => commands::service::run(&ctx, c),
         Cmd::Stats => commands::seeding::stats(&ctx),

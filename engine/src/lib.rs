@@ -25,6 +25,7 @@ pub mod error;
 pub mod handle;
 pub mod home;
 pub mod ledger;
+pub mod logfile;
 pub mod members;
 pub mod priority;
 pub mod replica;

@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["lib", "direct", "beneath", "priority"],
     ),
     ("store", &["store"]),
-    ("errors, file and time utilities", &["error", "util"]),
+    ("errors, file and time utilities, the log file", &["error", "util", "logfile"]),
     ("ledger", &["ledger"]),
     ("what replicas share: blobs checked and served, the ledger", &["replica"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),

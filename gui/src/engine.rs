@@ -262,7 +262,11 @@ fn run(
         .enable_all()
         .build()
         .map_err(|e| format!("Cannot start: {e}"))?;
-    let log: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    // The same log file `cobox up` writes, so `cobox logs` shows what the app's daemon did.
+    let log: cobox_engine::sync::net::Log = match cobox_engine::logfile::LogFile::open(home.root()) {
+        Ok(f) => Arc::new(move |m: &str| f.write(cobox_engine::now_ms(), m)),
+        Err(_) => Arc::new(|_: &str| {}),
+    };
     let schedule = Schedule { interval: Duration::from_secs(cfg.interval.max(1)), ..Schedule::default() };
     // The standing policy `cobox up` also starts from (an administrator may have set it).
     let standing =

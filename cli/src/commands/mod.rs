@@ -6,6 +6,7 @@ pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod id;
 pub(crate) mod invite;
+pub(crate) mod logs;
 pub(crate) mod members;
 pub(crate) mod net;
 pub(crate) mod restore;

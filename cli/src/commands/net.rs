@@ -1,5 +1,5 @@
 use crate::Ctx;
-use crate::args::{NetArgs, runtime, stderr_log};
+use crate::args::{NetArgs, daemon_log, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
 use cobox_engine::Home;
@@ -221,12 +221,14 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     }
     let rt = runtime()?;
     rt.block_on(async {
-        let (daemon, _activity) = Daemon::start(&home, &cfg, policy, schedule, stderr_log())
+        let log = daemon_log(&ctx.home)?;
+        log(&format!("cobox up {} starting", env!("CARGO_PKG_VERSION")));
+        let (daemon, _activity) = Daemon::start(&home, &cfg, policy, schedule, log.clone())
             .await
             .context("starting the daemon (is the folder of every space still there?)")?;
         let node = daemon.node().clone();
         if !cfg.no_relay && !node.reach_relay(Duration::from_secs(5)).await {
-            eprintln!("cobox up: no relay reached yet; handing out direct addresses only for now");
+            log("cobox up: no relay reached yet; handing out direct addresses only for now");
         }
         node.advertise();
         let addr = node.addr_string();
@@ -287,7 +289,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             }
             None => None,
         };
-        eprintln!("cobox up: {} spaces held, listening on {addr}; Ctrl-C stops", node.held().len());
+        log(&format!("cobox up: {} spaces held, listening on {addr}; Ctrl-C stops", node.held().len()));
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
         let stop = async move {
@@ -297,7 +299,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             }
         };
         daemon.clone().run(stop).await;
-        eprintln!("cobox up: shutting down");
+        log("cobox up: shutting down");
         // Awaited, so their handles on the daemon are gone before it is taken apart.
         if let Some(h) = http {
             h.abort();

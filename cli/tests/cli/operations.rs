@@ -292,3 +292,40 @@ fn a_full_seeder_says_seeder_full_to_the_owner_and_its_administrator() {
     assert!(text.contains("FULL"), "{text}");
     d.stop();
 }
+
+/// `cobox up` writes its log to the home, one JSON object per line; `cobox logs` reads it back
+/// (text, `--json`, `--warnings`), and `--follow` prints lines as the daemon writes them.
+#[test]
+fn the_daemon_logs_to_a_file_that_cobox_logs_reads_and_follows() {
+    use std::io::BufRead;
+    let dev = Device::new();
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("a.txt"), b"a\n");
+    create_space(&dev, "s", folder.path());
+    let d = Daemon::start(&dev);
+    let mut follow = dev.cmd(&["logs", "--follow", "-n", "0"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut followed = std::io::BufReader::new(follow.stdout.take().unwrap());
+    // A stranger asks for a space the daemon does not hold: refused, logged as a warning.
+    let stranger = Device::new();
+    let theirs = tempfile::tempdir().unwrap();
+    create_space(&stranger, "x", theirs.path());
+    stranger.fails(&["sync", "x", "--peer", &d.addr, "--no-relay"]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    d.stop();
+    let mut line = String::new();
+    followed.read_line(&mut line).unwrap();
+    assert!(!line.trim().is_empty(), "--follow printed what the daemon wrote after it started");
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    let text = dev.ok(&["logs"]);
+    assert!(text.contains("cobox up 0.1.0 starting"), "{text}");
+    assert!(text.contains("shutting down"), "{text}");
+    let json = dev.ok(&["logs", "--json"]);
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().all(|l| l["time"].is_string() && l["ms"].is_i64() && l["level"].is_string()), "{json}");
+    assert_eq!(dev.ok(&["logs", "-n", "1"]).lines().count(), 1);
+    let warnings = dev.ok(&["logs", "--warnings"]);
+    assert!(warnings.contains("does not hold space"), "{warnings}");
+    assert!(warnings.lines().all(|l| l.contains(" warn ")), "{warnings}");
+}

@@ -1,0 +1,180 @@
+//! The daemon's log file: one JSON object per line in `$COBOX_HOME/logs/cobox.log`, rotated at
+//! 10 MiB with five older files kept (`cobox.log.1` newest), read back by `cobox logs`.
+
+use crate::error::{Error, IoContext};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A file is rotated once it holds this many bytes.
+pub const ROTATE_AT: u64 = 10 << 20;
+/// Rotated files kept besides the live one.
+pub const KEEP: usize = 5;
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Line {
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// When (ms since the epoch).
+    pub ms: i64,
+    /// `info`, or `warn` for a refusal or a failure.
+    pub level: String,
+    /// What happened.
+    pub msg: String,
+}
+
+impl Line {
+    /// A line for `msg` at `ms`; refusals and failures are warnings.
+    pub fn new(ms: i64, msg: &str) -> Self {
+        let lower = msg.to_ascii_lowercase();
+        let warn = ["refused", "failed", "error", "cannot", "full"].iter().any(|w| lower.contains(w));
+        Self {
+            time: crate::util::rfc3339(ms),
+            ms,
+            level: if warn { "warn" } else { "info" }.into(),
+            msg: crate::util::printable(msg).into_owned(),
+        }
+    }
+}
+
+/// The log folder of a home.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("logs")
+}
+
+fn live(root: &Path) -> PathBuf {
+    dir(root).join("cobox.log")
+}
+
+fn rotated(root: &Path, n: usize) -> PathBuf {
+    dir(root).join(format!("cobox.log.{n}"))
+}
+
+/// An open log file, appended to by the daemon.
+pub struct LogFile {
+    root: PathBuf,
+    rotate_at: u64,
+    file: Mutex<Option<(File, u64)>>,
+}
+
+impl LogFile {
+    /// Open (or create) the home's log for appending.
+    pub fn open(root: &Path) -> Result<Self, Error> {
+        Self::open_with(root, ROTATE_AT)
+    }
+
+    /// The same, rotating at `rotate_at` bytes (tests rotate small files).
+    pub fn open_with(root: &Path, rotate_at: u64) -> Result<Self, Error> {
+        fs::create_dir_all(dir(root)).at(dir(root))?;
+        let f = Self::append(root)?;
+        Ok(Self { root: root.to_owned(), rotate_at, file: Mutex::new(Some(f)) })
+    }
+
+    fn append(root: &Path) -> Result<(File, u64), Error> {
+        let path = live(root);
+        let f = OpenOptions::new().create(true).append(true).open(&path).at(&path)?;
+        let len = f.metadata().at(&path)?.len();
+        Ok((f, len))
+    }
+
+    /// Append one line; a line that cannot be written is dropped (the log must never stop
+    /// the daemon), and the next write tries again.
+    pub fn write(&self, ms: i64, msg: &str) {
+        let Ok(mut text) = serde_json::to_string(&Line::new(ms, msg)) else { return };
+        text.push('\n');
+        let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if g.as_ref().is_some_and(|(_, len)| *len + text.len() as u64 > self.rotate_at) {
+            *g = None;
+            self.rotate();
+        }
+        if g.is_none() {
+            *g = Self::append(&self.root).ok();
+        }
+        if let Some((f, len)) = g.as_mut() {
+            if f.write_all(text.as_bytes()).is_ok() {
+                *len += text.len() as u64;
+            } else {
+                *g = None;
+            }
+        }
+    }
+
+    /// `cobox.log` becomes `.1`, `.1` becomes `.2`, ..., the oldest goes.
+    fn rotate(&self) {
+        let _ = fs::remove_file(rotated(&self.root, KEEP));
+        for n in (1..KEEP).rev() {
+            let _ = fs::rename(rotated(&self.root, n), rotated(&self.root, n + 1));
+        }
+        let _ = fs::rename(live(&self.root), rotated(&self.root, 1));
+    }
+}
+
+/// The last `n` lines of the log, oldest first, across rotated files. A line that is not JSON
+/// (a torn write at a crash) is shown as its text.
+pub fn tail(root: &Path, n: usize) -> Result<Vec<Line>, Error> {
+    let mut files: Vec<PathBuf> = (1..=KEEP).rev().map(|k| rotated(root, k)).collect();
+    files.push(live(root));
+    let mut out: std::collections::VecDeque<Line> = Default::default();
+    for path in files {
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at(&path),
+        };
+        for l in text.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_back(parse(l));
+            if out.len() > n {
+                out.pop_front();
+            }
+        }
+    }
+    Ok(out.into())
+}
+
+/// One line of the file.
+pub fn parse(l: &str) -> Line {
+    serde_json::from_str(l).unwrap_or_else(|_| Line {
+        time: String::new(),
+        ms: 0,
+        level: "info".into(),
+        msg: crate::util::printable(l).into_owned(),
+    })
+}
+
+/// The live file's path and length, for `cobox logs --follow`.
+pub fn live_file(root: &Path) -> PathBuf {
+    live(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_rotate_and_the_tail_reads_across_files() {
+        let home = tempfile::tempdir().unwrap();
+        let log = LogFile::open_with(home.path(), 2_000).unwrap();
+        for i in 0..200 {
+            log.write(1_000 + i, &format!("event {i}"));
+        }
+        log.write(5_000, "session with 1234 refused or failed: nope");
+        // Rotated, and no more than KEEP old files.
+        assert!(rotated(home.path(), 1).exists());
+        assert!(!rotated(home.path(), KEEP + 1).exists());
+        assert!(fs::metadata(live(home.path())).unwrap().len() <= 2_000);
+        let t = tail(home.path(), 10).unwrap();
+        assert_eq!(t.len(), 10);
+        assert_eq!(t[9].msg, "session with 1234 refused or failed: nope");
+        assert_eq!(t[9].level, "warn");
+        assert_eq!(t[8].msg, "event 199");
+        assert_eq!(t[8].level, "info");
+        assert_eq!(t[0].msg, "event 191", "oldest first, across the rotated file");
+        // A torn line (a crash mid-write) reads as text; control characters never reach a terminal.
+        fs::write(live(home.path()), "{\"time\":\ntorn\u{1b}[2J\n").unwrap();
+        let t = tail(home.path(), 2).unwrap();
+        assert_eq!(t[1].msg, "torn\\u{1b}[2J");
+    }
+}
