@@ -252,3 +252,27 @@ pub fn audits(root: &Path, now: i64) -> Result<Vec<AuditEntry>, Error> {
     out.sort_by_key(|a| std::cmp::Reverse(a.audit.time_ms));
     Ok(out)
 }
+
+/// The terms of the agreement a seed code names, in one line for the seeder's operator, or why
+/// it cannot be countersigned (not in the owner's ledger, or invalid).
+pub fn terms_line(view: &LedgerView, code: &SeedCode) -> Result<String, Error> {
+    let refused = |why: String| Error::Refused(why);
+    let id = cobox_agreements::AgreementId(code.agreement);
+    let a = view.agreements.iter().find(|a| a.id == id).ok_or_else(|| {
+        refused(format!("the owner's ledger holds no agreement {}: ask them to propose again", id.short()))
+    })?;
+    if let Some(p) = &a.problem {
+        return Err(refused(format!("agreement {} is not valid: {p}", id.short())));
+    }
+    let t = &a.agreement;
+    Ok(format!(
+        "agreement {} from owner {}: hold up to {} for space {} from {} until {}{}",
+        id.short(),
+        &hex::encode(t.owner)[..8],
+        crate::units::format_bytes(t.quota),
+        code.space.short(),
+        &crate::util::rfc3339(t.start_ms)[..10],
+        &crate::util::rfc3339(t.end_ms)[..10],
+        if t.terms.is_empty() { String::new() } else { format!("; terms: {}", crate::util::printable(&t.terms)) }
+    ))
+}

@@ -237,7 +237,7 @@ pub(crate) fn spawn(cfg: EngineConfig, repaint: Arc<dyn Fn() + Send + Sync>) -> 
 }
 
 struct Engine {
-    home: Home,
+    home: Arc<Home>,
     /// The same daemon `cobox up` runs: watching, scans, syncs, audits, seed expiry, rescans.
     daemon: Arc<Daemon>,
     rt: tokio::runtime::Runtime,
@@ -253,10 +253,10 @@ fn run(
     model: &Arc<Mutex<Arc<Model>>>,
     repaint: &Arc<dyn Fn() + Send + Sync>,
 ) -> Result<(), String> {
-    let home = Home::open(&cfg.home).map_err(|e| match e {
+    let home = Arc::new(Home::open(&cfg.home).map_err(|e| match e {
         cobox_engine::Error::Locked { .. } => format!("{e}. CoBox can run once per device: close the other one."),
         e => format!("Cannot open CoBox's data folder: {e}"),
-    })?;
+    })?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -274,6 +274,16 @@ fn run(
     let policy = SeedPolicy { owners: standing.seed_for, max_quota: standing.max_quota, accept: Vec::new() };
     let (daemon, activity) =
         rt.block_on(Daemon::start(&home, &cfg.net, policy, schedule, log)).map_err(|e| format!("Cannot start: {e}"))?;
+    // The control socket, as `cobox up` serves it: the CLI works beside the app.
+    let control = {
+        let _in_runtime = rt.enter();
+        match cobox_http::bind_control(home.root()) {
+            Ok(l) => {
+                Some(rt.spawn(cobox_http::serve_control(l, cobox_http::Api::control(daemon.clone(), home.clone()))))
+            }
+            Err(_) => None,
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = rt.spawn(daemon.clone().run(async move {
         let _ = stop_rx.await;
@@ -320,8 +330,13 @@ fn run(
         eng.take_activity();
     }
     let _ = stop_tx.send(());
-    let Engine { rt, daemon, .. } = eng;
+    let Engine { rt, daemon, home, .. } = eng;
     rt.block_on(async move {
+        if let Some(c) = control {
+            c.abort();
+            let _ = c.await;
+            let _ = std::fs::remove_file(home.root().join(cobox_http::CONTROL_SOCKET));
+        }
         let _ = running.await;
         if let Ok(d) = Arc::try_unwrap(daemon)
             && let Ok(n) = Arc::try_unwrap(d.into_node())

@@ -319,3 +319,28 @@ fn set_transfer_limits_from_the_network_screen() {
     let saved = Home::limits_at(home.path()).unwrap();
     assert_eq!((saved.up, saved.down), (1_000_000, 250_000));
 }
+
+/// The app serves the control socket as `cobox up` does, so the CLI works beside it: a request
+/// on the socket is answered by the app's engine, and the socket goes when the app closes.
+#[test]
+fn the_app_answers_on_the_control_socket() {
+    use std::io::{Read, Write};
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    Home::open(home.path()).unwrap().create_space("co-op", folder.path()).unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the space", |m| !m.spaces.is_empty());
+    let socket = home.path().join(cobox_http::CONTROL_SOCKET);
+    let mut c = std::os::unix::net::UnixStream::connect(&socket).expect("the app's control socket");
+    c.write_all(b"GET /api/spaces/co-op/status HTTP/1.1\r\nHost: cobox\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"name\":\"co-op\""), "{answer}");
+    drop(h);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!socket.exists(), "the socket goes with the app");
+}

@@ -3,7 +3,6 @@
 pub(crate) mod demo;
 pub(crate) mod gc;
 pub(crate) mod history;
-pub(crate) mod http;
 pub(crate) mod id;
 pub(crate) mod invite;
 pub(crate) mod logs;

@@ -234,14 +234,9 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         let addr = node.addr_string();
         home.set_listening(&node.addrs())?;
         // The control socket, before the address goes out: whoever waits for it may ask at once.
-        let control_api = super::http::Api {
-            node: node.clone(),
-            root: ctx.home.clone(),
-            token_hash: blake3::hash(&[]),
-            daemon: Some((daemon.clone(), home.clone())),
-        };
-        let control = super::http::bind_control(&ctx.home).context("binding the control socket in the home")?;
-        let control = tokio::spawn(super::http::serve_control(control, control_api));
+        let control_api = cobox_http::Api::control(daemon.clone(), home.clone());
+        let control = cobox_http::bind_control(&ctx.home).context("binding the control socket in the home")?;
+        let control = tokio::spawn(cobox_http::serve_control(control, control_api));
         // Made before the address goes out, so a code asked for later is not replaced by it.
         // A seeder with no administrator yet says how to get one (a laptop with spaces of its
         // own and no seeds is no seeder: it stays quiet).
@@ -265,7 +260,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                 let token = home.api_token()?;
                 let listener =
                     tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding the HTTP API to {at}"))?;
-                let api = super::http::Api {
+                let api = cobox_http::Api {
                     node: node.clone(),
                     root: ctx.home.clone(),
                     daemon: Some((daemon.clone(), home.clone())),
@@ -285,7 +280,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
                 } else {
                     println!("http {url}");
                 }
-                Some(tokio::spawn(super::http::serve(listener, api)))
+                Some(tokio::spawn(cobox_http::serve(listener, api)))
             }
             None => None,
         };
@@ -307,7 +302,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         }
         control.abort();
         let _ = control.await;
-        let _ = std::fs::remove_file(ctx.home.join(super::http::CONTROL_SOCKET));
+        let _ = std::fs::remove_file(ctx.home.join(cobox_http::CONTROL_SOCKET));
         drop(node);
         if let Ok(d) = Arc::try_unwrap(daemon)
             && let Ok(node) = Arc::try_unwrap(d.into_node())

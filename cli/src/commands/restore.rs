@@ -23,19 +23,9 @@ pub(crate) struct Args {
 }
 
 /// Parse `--at`: an RFC 3339 time, else a history id (hex).
-pub(crate) fn parse_at(s: &str) -> Result<At> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(At::Time(t.timestamp_millis()));
-    }
-    if s.len() >= 4 && s.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Ok(At::Snapshot(s.to_owned()));
-    }
-    bail!("--at {s:?} is neither an RFC 3339 time (like 2026-11-24T10:00:00Z) nor a history id (see `cobox history`)")
-}
-
 pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let at = match &a.at {
-        Some(s) => parse_at(s)?,
+        Some(s) => At::parse(s)?,
         None => At::Latest,
     };
     let r: cobox_engine::RestoreReport = match crate::control::daemon(&ctx.home) {

@@ -239,7 +239,7 @@ fn seed_through(ctx: &Ctx, d: &crate::control::Daemon, a: &SeedArgs, code: &Seed
 async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), cobox_engine::Error> {
     let seed = node.seed(&code.space).ok_or_else(|| cobox_engine::Error::SpaceNotFound(code.space.to_string()))?;
     let view = seed.lock().await.ledger().view(cobox_engine::now_ms())?;
-    eprintln!("{}", terms_line(&view, code)?);
+    eprintln!("{}", cobox_engine::agreement_service::terms_line(&view, code)?);
     ask(yes)
 }
 
@@ -261,34 +261,6 @@ fn ask(yes: bool) -> Result<(), cobox_engine::Error> {
 
 /// The seed code's agreement as the owner's ledger `view` states it, in one line; an error if
 /// the ledger lacks it or it is invalid.
-pub(crate) fn terms_line(
-    view: &cobox_engine::agreements::LedgerView,
-    code: &SeedCode,
-) -> Result<String, cobox_engine::Error> {
-    let refused = |why: String| cobox_engine::Error::Refused(why);
-    let id = AgreementId(code.agreement);
-    let a = view.agreements.iter().find(|a| a.id == id).ok_or_else(|| {
-        refused(format!("the owner's ledger holds no agreement {}: ask them to propose again", id.short()))
-    })?;
-    if let Some(p) = &a.problem {
-        return Err(refused(format!("agreement {} is not valid: {p}", id.short())));
-    }
-    let t = &a.agreement;
-    Ok(format!(
-        "agreement {} from owner {}: hold up to {} for space {} from {} until {}{}",
-        id.short(),
-        &hex::encode(t.owner)[..8],
-        bytes(t.quota),
-        code.space.short(),
-        &cobox_engine::util::rfc3339(t.start_ms)[..10],
-        &cobox_engine::util::rfc3339(t.end_ms)[..10],
-        if t.terms.is_empty() {
-            String::new()
-        } else {
-            format!("; terms: {}", cobox_engine::util::printable(&t.terms))
-        }
-    ))
-}
 
 #[derive(clap::Args)]
 pub(crate) struct AuditArgs {

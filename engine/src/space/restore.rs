@@ -36,6 +36,21 @@ pub enum At {
     Snapshot(String),
 }
 
+impl At {
+    /// `--at` as people write it: an RFC 3339 time (`2026-11-24T10:00:00Z`) or a history id.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+            return Ok(At::Time(t.timestamp_millis()));
+        }
+        if s.len() >= 4 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(At::Snapshot(s.to_owned()));
+        }
+        Err(Error::Refused(format!(
+            "--at {s:?} is neither an RFC 3339 time (like 2026-11-24T10:00:00Z) nor a history id (see `cobox history`)"
+        )))
+    }
+}
+
 /// What a restore wrote.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct RestoreReport {

@@ -1,6 +1,10 @@
 //! The daemon's HTTP JSON API (`cobox up --http IP:PORT`). Every route is under `/api/` and
 //! needs `Authorization: Bearer <token>`, the token being `$COBOX_HOME/api-token`.
-//! docs/http-api.md lists the routes.
+//! docs/http-api.md lists the routes. The same routes, without the token, answer on the control
+//! socket (`$COBOX_HOME/control.sock`, 0600) that `cobox up` and the app both serve, so the CLI
+//! works beside either.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
@@ -18,13 +22,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub(crate) struct Api {
-    pub(crate) node: Arc<Node>,
-    pub(crate) root: PathBuf,
+pub struct Api {
+    pub node: Arc<Node>,
+    pub root: PathBuf,
     /// BLAKE3 of the token: comparing hashes takes the same time whatever the guess.
-    pub(crate) token_hash: blake3::Hash,
+    pub token_hash: blake3::Hash,
     /// The daemon and the home it holds, to take on spaces created or joined meanwhile.
-    pub(crate) daemon: Option<(Arc<cobox_engine::daemon::Daemon>, Arc<Home>)>,
+    pub daemon: Option<(Arc<cobox_engine::daemon::Daemon>, Arc<Home>)>,
+}
+
+impl Api {
+    /// The API the control socket serves: the daemon's, with no token (the socket's mode
+    /// admits only the home's user).
+    pub fn control(daemon: Arc<cobox_engine::daemon::Daemon>, home: Arc<Home>) -> Self {
+        Self {
+            node: daemon.node().clone(),
+            root: home.root().to_owned(),
+            token_hash: blake3::hash(&[]),
+            daemon: Some((daemon, home)),
+        }
+    }
 }
 
 /// An error as JSON, with its status.
@@ -81,7 +98,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-pub(crate) fn router(api: Api) -> Router {
+pub fn router(api: Api) -> Router {
     routes().layer(axum::middleware::from_fn_with_state(api.clone(), auth)).with_state(api)
 }
 
@@ -116,10 +133,10 @@ fn routes() -> Router<Api> {
 
 /// The control socket in the home: the CLI asks the running daemon over it, so commands work
 /// beside `cobox up`. Only this user reaches it (mode 0600 in the 0700 home); no token.
-pub(crate) const CONTROL_SOCKET: &str = "control.sock";
+pub const CONTROL_SOCKET: &str = "control.sock";
 
 /// Bind the control socket, replacing a stale one (the home's lock says no other daemon runs).
-pub(crate) fn bind_control(root: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+pub fn bind_control(root: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     let path = root.join(CONTROL_SOCKET);
     let _ = std::fs::remove_file(&path);
@@ -129,14 +146,14 @@ pub(crate) fn bind_control(root: &std::path::Path) -> std::io::Result<tokio::net
 }
 
 /// Serve the control socket until the task is dropped.
-pub(crate) async fn serve_control(listener: tokio::net::UnixListener, api: Api) {
+pub async fn serve_control(listener: tokio::net::UnixListener, api: Api) {
     if let Err(e) = axum::serve(listener, routes().with_state(api)).await {
         eprintln!("control socket stopped: {e}");
     }
 }
 
 /// Serve until the task is dropped.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, api: Api) {
+pub async fn serve(listener: tokio::net::TcpListener, api: Api) {
     if let Err(e) = axum::serve(listener, router(api)).await {
         eprintln!("http api stopped: {e}");
     }
@@ -251,7 +268,7 @@ async fn seed_fetch(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let terms = match (fetched, seed) {
         (Ok(()), Ok(s)) => {
             let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
-            super::seeding::terms_line(&view, &code).map_err(ApiError::from)
+            cobox_engine::agreement_service::terms_line(&view, &code).map_err(ApiError::from)
         }
         (Err(e), _) => Err(ApiError::from(e)),
         (_, Err(e)) => Err(e),
@@ -372,7 +389,7 @@ async fn restore(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axu
         return Err(ApiError(StatusCode::BAD_REQUEST, "dir must be an absolute path".into()));
     }
     let at = match &b.at {
-        Some(s) => super::restore::parse_at(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
+        Some(s) => cobox_engine::At::parse(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
         None => cobox_engine::At::Latest,
     };
     let (_, s) = member_space(&api, &q)?;
