@@ -134,6 +134,12 @@ pub fn tail(root: &Path, n: usize) -> Result<Vec<Line>, Error> {
     Ok(out.into())
 }
 
+/// The newest warning in the log (a refusal or a failure), for health reports.
+pub fn last_warning(root: &Path) -> Option<Line> {
+    // The last thousand lines are enough: a warning older than that is not "last" news.
+    tail(root, 1000).ok()?.into_iter().rev().find(|l| l.level == "warn")
+}
+
 /// One line of the file.
 pub fn parse(l: &str) -> Line {
     serde_json::from_str(l).unwrap_or_else(|_| Line {
@@ -172,6 +178,7 @@ mod tests {
         assert_eq!(t[8].msg, "event 199");
         assert_eq!(t[8].level, "info");
         assert_eq!(t[0].msg, "event 191", "oldest first, across the rotated file");
+        assert_eq!(last_warning(home.path()).map(|l| l.ms), Some(5_000));
         // A torn line (a crash mid-write) reads as text; control characters never reach a terminal.
         fs::write(live(home.path()), "{\"time\":\ntorn\u{1b}[2J\n").unwrap();
         let t = tail(home.path(), 2).unwrap();

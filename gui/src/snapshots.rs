@@ -66,6 +66,7 @@ fn model() -> Model {
         quarantined: Vec::new(),
         disk_free: None,
         peers: Vec::new(),
+        last_error: None,
     };
     let space = SpaceView {
         id: SpaceId([0x9f; 32]),

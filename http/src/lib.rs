@@ -327,6 +327,7 @@ async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
             error: p.error,
         })
         .collect();
+    st.last_error = cobox_engine::logfile::last_warning(&api.root);
     to_json(&st)
 }
 

@@ -7,7 +7,9 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         Some(d) => d.call("GET", &format!("/api/spaces/{}/status", crate::control::segment(&a.space)))?,
         None => {
             let home = ctx.open_home()?;
-            ctx.open_space(&home, &a.space)?.status()?
+            let mut st = ctx.open_space(&home, &a.space)?.status()?;
+            st.last_error = cobox_engine::logfile::last_warning(&ctx.home);
+            st
         }
     };
     if ctx.json {
@@ -54,6 +56,9 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
             (false, None) => "failed".to_owned(),
         };
         println!("peer      {} last session {} {how}", &p.device[..8.min(p.device.len())], p.last);
+    }
+    if let Some(e) = &s.last_error {
+        println!("last error {} {}", e.time, e.msg);
     }
     for q in &s.quarantined {
         println!("set aside change {q} (not applied: a newer CoBox may read it; the rest of the space is fine)");

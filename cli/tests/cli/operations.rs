@@ -16,7 +16,7 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     // The daemon scans when it starts, so the time of the last scan moves; free disk space
     // moves with every file any process writes; peers' sessions are what the daemon adds
     // (checked below).
-    let moving = ["last scan", "disk ", "peer "];
+    let moving = ["last scan", "disk ", "peer ", "last error"];
     let text = |c: &str| {
         let out = dev.ok(&[c, "s"]);
         out.lines().filter(|l| !moving.iter().any(|m| l.starts_with(m))).collect::<Vec<_>>().join("\n")
@@ -24,7 +24,7 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     let json = |c: &str| {
         let mut v = dev.json(&[c, "s"]);
         if let Some(o) = v.as_object_mut() {
-            for k in ["last_scan", "disk_free", "peers"] {
+            for k in ["last_scan", "disk_free", "peers", "last_error"] {
                 o.remove(k);
             }
         }
@@ -327,5 +327,8 @@ fn the_daemon_logs_to_a_file_that_cobox_logs_reads_and_follows() {
     assert_eq!(dev.ok(&["logs", "-n", "1"]).lines().count(), 1);
     let warnings = dev.ok(&["logs", "--warnings"]);
     assert!(warnings.contains("does not hold space"), "{warnings}");
+    // Health: the newest warning is the status's last error.
+    let st = dev.json(&["status", "s"]);
+    assert!(st["last_error"]["msg"].as_str().unwrap().contains("does not hold space"), "{st}");
     assert!(warnings.lines().all(|l| l.contains(" warn ")), "{warnings}");
 }

@@ -56,6 +56,9 @@ pub struct Status {
     /// Each peer's last session, as the running daemon saw it (empty without one).
     #[serde(default)]
     pub peers: Vec<PeerHealth>,
+    /// The newest warning in this device's log (a refusal or a failure), if any.
+    #[serde(default)]
+    pub last_error: Option<crate::logfile::Line>,
 }
 
 /// A peer's last session with the running daemon.
@@ -120,6 +123,8 @@ impl Space {
             quarantined: self.quarantined.iter().map(|(id, why)| format!("{id}: {why}")).collect(),
             disk_free: rustix::fs::statvfs(&self.dir).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize)),
             peers: Vec::new(),
+            // Filled by whoever knows the home (the CLI, the daemon's API): a space does not.
+            last_error: None,
         })
     }
 }
