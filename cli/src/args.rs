@@ -75,6 +75,30 @@ fn read_certs(path: &std::path::Path) -> Result<Vec<Vec<u8>>> {
 }
 
 impl NetArgs {
+    /// Beside a running daemon its network settings apply: say so when this command line gave
+    /// others, rather than ignore them without a word.
+    pub(crate) fn beside_daemon(&self) {
+        let mut given = Vec::new();
+        for (on, flag) in [
+            (self.no_relay, "--no-relay"),
+            (self.relay.is_some(), "--relay"),
+            (self.no_mdns, "--no-mdns"),
+            (self.congestion != Congestion::default(), "--congestion"),
+            (self.limit_up.is_some(), "--limit-up"),
+            (self.limit_down.is_some(), "--limit-down"),
+        ] {
+            if on {
+                given.push(flag);
+            }
+        }
+        if !given.is_empty() {
+            eprintln!(
+                "note: the running daemon does this with its own network settings; {} apply only without it",
+                given.join(", ")
+            );
+        }
+    }
+
     pub(crate) fn config(&self, bind: Option<SocketAddr>) -> Result<NetConfig> {
         let relay_ca_der = match &self.relay_ca {
             Some(p) => read_certs(p)?,

@@ -54,6 +54,99 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// A request whose answer streams progress (`?progress=1`: JSON lines `start`, `advance`,
+    /// `warn`, then `result` or `error`), drawn on `progress` as it arrives.
+    pub(crate) fn call_progress<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        progress: &dyn cobox_engine::Progress,
+    ) -> Result<T> {
+        use std::io::BufRead;
+        let mut s = UnixStream::connect(&self.path).context("reaching the running daemon's control socket")?;
+        write!(
+            s,
+            "{method} {path}?progress=1 HTTP/1.1\r\nHost: cobox\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .context("asking the running daemon")?;
+        let mut r = std::io::BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).context("reading the running daemon's answer")? == 0 || l == "\r\n" {
+                break;
+            }
+            head.push_str(&l);
+        }
+        let code: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        if !(200..300).contains(&code) {
+            let mut rest = String::new();
+            r.read_to_string(&mut rest).context("reading the running daemon's answer")?;
+            let rest = if chunked { unchunk(&rest) } else { rest };
+            let why = serde_json::from_str::<serde_json::Value>(&rest)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or(rest);
+            bail!("{why} (answered by the running daemon)");
+        }
+        let mut pending = String::new();
+        let mut result = None;
+        let mut handle = |line: &str| -> Result<()> {
+            if line.trim().is_empty() {
+                return Ok(());
+            }
+            let v: serde_json::Value =
+                serde_json::from_str(line).context("the running daemon's progress is not JSON")?;
+            if let Some(st) = v.get("start") {
+                progress.start(st["phase"].as_str().unwrap_or(""), st["total"].as_u64().unwrap_or(0));
+            } else if let Some(n) = v.get("advance").and_then(serde_json::Value::as_u64) {
+                progress.advance(n);
+            } else if let Some(w) = v.get("warn").and_then(serde_json::Value::as_str) {
+                progress.warn(w);
+            } else if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
+                bail!("{e} (answered by the running daemon)");
+            } else if let Some(x) = v.get("result") {
+                result = Some(x.clone());
+            }
+            Ok(())
+        };
+        loop {
+            let piece = if chunked {
+                let mut size = String::new();
+                if r.read_line(&mut size)? == 0 {
+                    break;
+                }
+                let n = usize::from_str_radix(size.trim(), 16).context("a damaged chunk from the running daemon")?;
+                if n == 0 {
+                    break;
+                }
+                let mut buf = vec![0u8; n + 2];
+                r.read_exact(&mut buf).context("reading the running daemon's progress")?;
+                buf.truncate(n);
+                String::from_utf8_lossy(&buf).into_owned()
+            } else {
+                let mut l = String::new();
+                if r.read_line(&mut l)? == 0 {
+                    break;
+                }
+                l
+            };
+            pending.push_str(&piece);
+            while let Some(i) = pending.find('\n') {
+                let line: String = pending.drain(..=i).collect();
+                handle(&line)?;
+            }
+        }
+        handle(&pending)?;
+        let v = result.context("the running daemon ended without a result")?;
+        serde_json::from_value(v).context("the running daemon's answer is not what this command reads")
+    }
+}
+
 /// A chunked HTTP body, joined.
 fn unchunk(mut body: &str) -> String {
     let mut out = String::new();

@@ -331,10 +331,64 @@ async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
     to_json(&st)
 }
 
-async fn scan(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+/// `?progress=1`: answer with progress as it happens (`docs/http-api.md`, "Progress").
+#[derive(Deserialize, Default)]
+struct ProgressQuery {
+    #[serde(default)]
+    progress: Option<u8>,
+}
+
+/// The engine's progress as JSON lines on a channel.
+struct Streamed(tokio::sync::mpsc::UnboundedSender<Value>);
+
+impl cobox_engine::Progress for Streamed {
+    fn start(&self, phase: &str, total_bytes: u64) {
+        let _ = self.0.send(json!({ "start": { "phase": phase, "total": total_bytes } }));
+    }
+    fn advance(&self, bytes: u64) {
+        let _ = self.0.send(json!({ "advance": bytes }));
+    }
+    fn warn(&self, message: &str) {
+        let _ = self.0.send(json!({ "warn": message }));
+    }
+}
+
+/// Run space work that reports progress: with `?progress=1`, a body of JSON lines (`start`,
+/// `advance`, `warn`, then `result` or `error`) written as it goes; else the result alone.
+async fn with_progress<R: serde::Serialize + Send + 'static>(
+    s: Arc<tokio::sync::Mutex<cobox_engine::Space>>,
+    stream: bool,
+    f: impl FnOnce(&mut cobox_engine::Space, &dyn cobox_engine::Progress) -> Result<R, cobox_engine::Error> + Send + 'static,
+) -> Response {
+    if !stream {
+        return match cobox_engine::handle::on_space(&s, move |s| f(s, &cobox_engine::NoProgress)).await {
+            Ok(r) => to_json(&r).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        let progress = Streamed(tx.clone());
+        let last = match cobox_engine::handle::on_space(&s, move |s| f(s, &progress)).await {
+            Ok(r) => json!({ "result": r }),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        let _ = tx.send(last);
+    });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let v = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(format!("{v}\n")), rx))
+    });
+    ([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(lines)).into_response()
+}
+
+async fn scan(
+    State(api): State<Api>,
+    UrlPath(q): UrlPath<String>,
+    axum::extract::Query(p): axum::extract::Query<ProgressQuery>,
+) -> Result<Response, ApiError> {
     let (_, s) = member_space(&api, &q)?;
-    let r = cobox_engine::handle::on_space(&s, move |s| s.scan(&cobox_engine::NoProgress)).await?;
-    to_json(&r)
+    Ok(with_progress(s, p.progress.is_some(), move |s, pr| s.scan(pr)).await)
 }
 
 #[derive(Deserialize)]
@@ -376,7 +430,12 @@ async fn target(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum
 }
 
 /// Restore into `dir` (an absolute path on the daemon's machine), as `cobox restore` does.
-async fn restore(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+async fn restore(
+    State(api): State<Api>,
+    UrlPath(q): UrlPath<String>,
+    axum::extract::Query(p): axum::extract::Query<ProgressQuery>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     #[derive(Deserialize)]
     struct B {
         dir: PathBuf,
@@ -394,17 +453,17 @@ async fn restore(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axu
         None => cobox_engine::At::Latest,
     };
     let (_, s) = member_space(&api, &q)?;
-    let r = cobox_engine::handle::on_space(&s, move |s| {
-        s.restore(&b.dir, &at, b.path.as_deref(), b.overwrite, &cobox_engine::NoProgress)
-    })
-    .await?;
-    to_json(&r)
+    Ok(with_progress(s, p.progress.is_some(), move |s, pr| s.restore(&b.dir, &at, b.path.as_deref(), b.overwrite, pr))
+        .await)
 }
 
-async fn verify(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+async fn verify(
+    State(api): State<Api>,
+    UrlPath(q): UrlPath<String>,
+    axum::extract::Query(p): axum::extract::Query<ProgressQuery>,
+) -> Result<Response, ApiError> {
     let (_, s) = member_space(&api, &q)?;
-    let r = cobox_engine::handle::on_space(&s, move |s| s.verify(&cobox_engine::NoProgress)).await?;
-    to_json(&r)
+    Ok(with_progress(s, p.progress.is_some(), move |s, pr| s.verify(pr)).await)
 }
 
 /// Sync now with each peer until both hold the same state: the peers given (`{"peers":

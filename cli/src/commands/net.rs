@@ -25,6 +25,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     // Beside a running daemon, it syncs (with its own network settings) and answers.
     let results = match crate::control::daemon(&ctx.home) {
         Some(d) => {
+            a.net.beside_daemon();
             let body = serde_json::json!({ "peers": a.peer }).to_string();
             let path = format!("/api/spaces/{}/sync", crate::control::segment(&a.space));
             let answers: Vec<serde_json::Value> =

@@ -33,7 +33,8 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
             let dir = std::path::absolute(&a.dir).with_context(|| format!("resolving {}", a.dir.display()))?;
             let body = serde_json::json!({ "dir": dir, "at": a.at, "path": a.path, "overwrite": a.overwrite });
             let path = format!("/api/spaces/{}/restore", crate::control::segment(&a.space));
-            d.call_with("POST", &path, &body.to_string())
+            let bar = crate::progress::Bar::new();
+            d.call_progress("POST", &path, &body.to_string(), &bar)
                 .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?
         }
         None => {

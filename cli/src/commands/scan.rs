@@ -4,9 +4,11 @@ use anyhow::{Context, Result};
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     let r: cobox_engine::ScanReport = match crate::control::daemon(&ctx.home) {
-        Some(d) => d
-            .call("POST", &format!("/api/spaces/{}/scan", crate::control::segment(&a.space)))
-            .with_context(|| format!("scanning {:?}", a.space))?,
+        Some(d) => {
+            let bar = crate::progress::Bar::new();
+            d.call_progress("POST", &format!("/api/spaces/{}/scan", crate::control::segment(&a.space)), "", &bar)
+                .with_context(|| format!("scanning {:?}", a.space))?
+        }
         None => {
             let home = ctx.open_home()?;
             let mut space = ctx.open_space(&home, &a.space)?;

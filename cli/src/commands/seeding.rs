@@ -141,6 +141,7 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
         bail!("the seed code carries no address for the owner: ask them to start `cobox up` and propose again");
     }
     if let Some(d) = crate::control::daemon(&ctx.home) {
+        a.net.beside_daemon();
         return seed_through(ctx, &d, &a, &code);
     }
     let home = ctx.open_home()?;
@@ -282,6 +283,7 @@ type AuditEntry = (String, Option<String>, Result<cobox_engine::agreement_servic
 pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
     let results: Vec<AuditEntry> = match crate::control::daemon(&ctx.home) {
         Some(d) => {
+            a.net.beside_daemon();
             let body = serde_json::json!({ "all": a.all, "peers": a.peer }).to_string();
             let path = format!("/api/spaces/{}/audit", crate::control::segment(&a.space));
             let answers: Vec<serde_json::Value> = d.call_with("POST", &path, &body)?;

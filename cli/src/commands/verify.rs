@@ -4,7 +4,10 @@ use anyhow::{Result, bail};
 
 pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     let r: cobox_engine::space::VerifyReport = match crate::control::daemon(&ctx.home) {
-        Some(d) => d.call("POST", &format!("/api/spaces/{}/verify", crate::control::segment(&a.space)))?,
+        Some(d) => {
+            let bar = crate::progress::Bar::new();
+            d.call_progress("POST", &format!("/api/spaces/{}/verify", crate::control::segment(&a.space)), "", &bar)?
+        }
         None => {
             let home = ctx.open_home()?;
             let space = ctx.open_space(&home, &a.space)?;

@@ -78,6 +78,10 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     assert!(out.starts_with("in sync with ") && out.contains("changes applied"), "{out}");
     let v = dev.json(&["sync", "s"]);
     assert_eq!(v.as_array().map(Vec::len), Some(1), "the peer was remembered by the daemon: {v}");
+    // Network options the daemon does not take from a command are named, not dropped silently.
+    let out = dev.run(&["sync", "s", "--no-relay", "--limit-up", "1M"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("--no-relay, --limit-up apply only without it"), "{said}");
     // Health: free disk space, and each peer's last session as the daemon saw it.
     let st = dev.json(&["status", "s"]);
     assert!(st["disk_free"].as_u64().unwrap() > 0, "{st}");
@@ -331,4 +335,31 @@ fn the_daemon_logs_to_a_file_that_cobox_logs_reads_and_follows() {
     let st = dev.json(&["status", "s"]);
     assert!(st["last_error"]["msg"].as_str().unwrap().contains("does not hold space"), "{st}");
     assert!(warnings.lines().all(|l| l.contains(" warn ")), "{warnings}");
+}
+
+/// Beside a daemon, `scan`, `verify` and `restore` draw their progress bars from the daemon's
+/// work: with `?progress=1` the control socket answers with JSON lines as the work goes.
+#[test]
+fn the_control_socket_streams_progress_then_the_result() {
+    use std::io::{Read, Write};
+    let dev = Device::new();
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("big.bin"), &random_bytes(3 << 20, 5));
+    create_space(&dev, "s", folder.path());
+    let d = Daemon::start(&dev);
+    dev.ok(&["scan", "s"]);
+    let mut c = std::os::unix::net::UnixStream::connect(dev.home.path().join("control.sock")).unwrap();
+    c.write_all(b"POST /api/spaces/s/verify?progress=1 HTTP/1.1\r\nHost: cobox\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    d.stop();
+    assert!(answer.contains("application/x-ndjson"), "{answer}");
+    let lines: Vec<serde_json::Value> =
+        answer.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.first().is_some_and(|v| v.get("start").is_some()), "{answer}");
+    let advanced: u64 = lines.iter().filter_map(|v| v["advance"].as_u64()).sum();
+    assert!(advanced >= 3 << 20, "the bar moved through the blobs: {answer}");
+    let last = lines.last().unwrap();
+    assert!(last["result"]["blobs_checked"].as_u64().unwrap() > 0, "{answer}");
 }
