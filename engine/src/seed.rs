@@ -25,6 +25,10 @@ impl crate::replica::Replica for Seed {
     }
 }
 
+/// Packs a seeder writes: a quarter of a member's, so a seeder taking several owners' spaces at
+/// once holds a few MiB of buffers per space, not 64 (docs/benchmarks.md, "seeder ingest").
+pub const SEED_PACK_TARGET: usize = 4 << 20;
+
 /// A seeded space as registered on this device (`seeds/<id>/seed.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SeedInfo {
@@ -50,7 +54,7 @@ pub struct Seed {
 
 impl Seed {
     pub(crate) fn open(info: SeedInfo, dir: PathBuf, device: DeviceId) -> Result<Self, Error> {
-        let store = BlobStore::open(&dir)?;
+        let store = BlobStore::open(&dir)?.with_pack_target(SEED_PACK_TARGET);
         let used = store.usage()?.1;
         let roster = crate::ledger::LedgerFile::new(info.space, &dir).roster()?;
         Ok(Self { info, dir, store, device, used, roster, roster_from: None })

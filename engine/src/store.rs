@@ -198,6 +198,8 @@ pub struct BlobStore {
     handles: Mutex<HashMap<u64, Arc<File>>>,
     /// Write faults injected by tests (never, otherwise).
     faults: Arc<Faults>,
+    /// A pack is written once its buffer holds this many bytes.
+    pack_target: usize,
 }
 
 /// Write faults injected into a store, for tests: every write point is counted (a pack's data,
@@ -352,7 +354,16 @@ impl BlobStore {
             writer: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
             faults: faults.unwrap_or_else(Faults::never),
+            pack_target: PACK_TARGET,
         })
+    }
+
+    /// Write packs of `bytes` instead of [`PACK_TARGET`]. A store holds up to four pack
+    /// buffers at once (filling, queued, being written, a spare): a seeder holding many spaces
+    /// keeps them small.
+    pub fn with_pack_target(mut self, bytes: usize) -> Self {
+        self.pack_target = bytes.max(1 << 20);
+        self
     }
 
     /// The index database, shared with the scan cache.
@@ -456,7 +467,7 @@ impl BlobStore {
             buf.data.extend_from_slice(bytes);
             buf.ids.insert(id, buf.entries.len());
             buf.entries.push((id, off, bytes.len() as u32, kind));
-            if buf.data.len() >= PACK_TARGET { Some(take_buf(&mut st)) } else { None }
+            if buf.data.len() >= self.pack_target { Some(take_buf(&mut st)) } else { None }
         };
         // Sent outside the lock: the channel may block until the writer catches up.
         if let Some(buf) = full {

@@ -57,14 +57,14 @@ fn main() -> Result<()> {
         Some("idle") => idle(n_arg(1, 100_000)),
         Some("ledger") => ledger(n_arg(1, 10_000)),
         Some("audit") => audit(n_arg(1, 1_000)),
-        Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?)),
+        Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?), n_arg(2, 2)),
         Some("limit") => limit(
             n_arg(1, 8 << 20) as u64,
             args.get(2).map_or("1MB", String::as_str),
             args.get(3).is_some_and(|d| d == "down"),
         ),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR | limit BYTES RATE [down]"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
         ),
     }
 }
@@ -864,7 +864,7 @@ fn audit(n: usize) -> Result<()> {
 
 /// A seeder with a standing policy taking the same folder from two owners at once (two spaces,
 /// so nothing dedupes between them): ingest throughput and the seeder's peak RSS.
-fn seeder(data: &Path) -> Result<()> {
+fn seeder(data: &Path, n: usize) -> Result<()> {
     let data = std::fs::canonicalize(data)?;
     let total = dir_bytes(&data);
     let work = work_dir(&data)?;
@@ -872,8 +872,8 @@ fn seeder(data: &Path) -> Result<()> {
     let (sid, _) = seeder.run(&["id"])?;
     let sid = sid["device_id"].as_str().context("id")?.to_owned();
     let mut owners = Vec::new();
-    for name in ["o1", "o2"] {
-        let o = Cobox::new(work.path().join(name))?;
+    for i in 0..n {
+        let o = Cobox::new(work.path().join(format!("o{i}")))?;
         o.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8")?])?;
         o.run(&["scan", "bench"])?;
         owners.push(o);
@@ -882,24 +882,11 @@ fn seeder(data: &Path) -> Result<()> {
         .iter()
         .map(|o| Ok(o.run(&["id"])?.0["device_id"].as_str().context("id")?.to_owned()))
         .collect::<Result<_>>()?;
-    let mut child = seeder
-        .cmd(&[
-            "up",
-            "--bind",
-            "127.0.0.1:0",
-            "--no-relay",
-            "--interval",
-            "3600",
-            "--max-quota",
-            "100G",
-            "--seed-for",
-            &ids[0],
-            "--seed-for",
-            &ids[1],
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
+    let mut up = vec!["up", "--bind", "127.0.0.1:0", "--no-relay", "--interval", "3600", "--max-quota", "100G"];
+    for id in &ids {
+        up.extend(["--seed-for", id.as_str()]);
+    }
+    let mut child = seeder.cmd(&up).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn()?;
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().context("stdout")?), &mut line)?;
     let addr = line.trim().strip_prefix("listening ").context("no listening line")?.to_owned();
@@ -925,10 +912,10 @@ fn seeder(data: &Path) -> Result<()> {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     println!(
-        "seeder ingest from two owners at once: {:.1} MiB in {:.2} s = {:.1} MB/s, seeder peak {} MiB RSS",
-        2.0 * total as f64 / 1048576.0,
+        "seeder ingest from {n} owners at once: {:.1} MiB in {:.2} s = {:.1} MB/s, seeder peak {} MiB RSS",
+        n as f64 * total as f64 / 1048576.0,
         wall.as_secs_f64(),
-        mbps(2 * total, wall),
+        mbps(n as u64 * total, wall),
         peak
     );
     Ok(())

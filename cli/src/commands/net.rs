@@ -177,6 +177,8 @@ pub(crate) struct UpArgs {
 }
 
 pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
+    // Before the runtime's threads: a long-running daemon gives freed blobs back.
+    cobox_engine::priority::small_footprint();
     let home = Arc::new(ctx.open_home()?);
     let owners = a
         .seed_for

@@ -171,7 +171,10 @@ pub(super) async fn receive(
     // Large transfers to a member write files while the rest arrives.
     let stream = wanted.len() >= STREAM_FROM;
     let wanted: Arc<std::collections::HashSet<BlobId>> = Arc::new(wanted.iter().copied().collect());
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(32);
+    // A seeder only appends what arrives to a pack, so a short queue keeps up with the network;
+    // a short queue also keeps a seeder serving several owners at once small (docs/operations.md).
+    let depth = if matches!(held, Held::Seed(_)) { 8 } else { 32 };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(depth);
     let h = held.clone();
     let store = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
         match &h {
