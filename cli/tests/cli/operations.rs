@@ -40,6 +40,17 @@ fn commands_beside_a_running_daemon_give_what_they_give_without_one() {
     let d = Daemon::start(&dev);
     let socket = dev.home.path().join("control.sock");
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600, "only this user");
+    // Another user cannot connect (as root, CI tries it as `nobody`; root itself passes any mode).
+    let other = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c"])
+        .arg(format!("import socket; socket.socket(socket.AF_UNIX).connect({:?})", socket.display().to_string()))
+        .output();
+    if let Ok(o) = other
+        && std::process::Command::new("id").arg("-u").output().is_ok_and(|u| u.stdout == b"0\n")
+    {
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && said.contains("Permission denied"), "another user reached the socket: {said}");
+    }
     for (c, (text_alone, json_alone)) in ["status", "history", "verify"].iter().zip(&alone) {
         assert_eq!(&text(c), text_alone, "`cobox {c}` beside the daemon");
         assert_eq!(&json(c), json_alone, "`cobox {c} --json` beside the daemon");
