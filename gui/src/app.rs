@@ -59,10 +59,32 @@ pub(crate) struct CoboxApp {
     pub(crate) pair_code: String,
     /// A seeder policy being edited: the seeder, seeding for this device by itself, the quota.
     pub(crate) policy_edit: Option<(cobox_engine::DeviceId, bool, f64)>,
+    /// The folder shown of each space ("" for its root).
+    pub(crate) browse_dir: std::collections::HashMap<SpaceId, String>,
+    /// The search over file names ("" shows the folder).
+    pub(crate) search: String,
+    /// The current folder's rows (or the search's hits), kept until the model, the folder or
+    /// the search changes: building them walks every file.
+    listing: Option<Listing>,
+    /// "Restore this folder as it was": the time (or history id) and the new folder.
+    pub(crate) restore_at: String,
+    pub(crate) restore_into: String,
     /// Transfer limits being edited, KB/s (0: none).
     pub(crate) limits_edit: Option<(f64, f64)>,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
+}
+
+/// Search hits shown at most: past this many, the name is too short to be a search.
+const SEARCH_MAX: usize = 1000;
+
+/// A folder's rows, and what they were built from.
+struct Listing {
+    model: *const Model,
+    space: SpaceId,
+    dir: String,
+    search: String,
+    rows: Arc<Vec<crate::browse::Row>>,
 }
 
 /// Sizes in the units the CLI uses too (a 50 GiB quota shows as "50.0 GiB").
@@ -102,6 +124,11 @@ impl CoboxApp {
             pair_code: String::new(),
             policy_edit: None,
             limits_edit: None,
+            browse_dir: Default::default(),
+            search: String::new(),
+            listing: None,
+            restore_at: String::new(),
+            restore_into: String::new(),
             picked: Arc::new(Mutex::new(None)),
         }
     }
@@ -154,9 +181,13 @@ impl CoboxApp {
                 egui::CentralPanel::default().show(ui, |ui| self.network(ui));
             }
         }
-        // Keep the rate plot and "syncing" states moving while something happens.
-        if !self.model.busy.is_empty() || !self.model.syncing.is_empty() || self.screen == Screen::Network {
+        // Keep the rate plot and "syncing" states moving while something happens; the rate plot
+        // only while it is on screen. Otherwise nothing is drawn until the model or the user
+        // changes something (the engine asks for a repaint then).
+        if !self.model.busy.is_empty() || !self.model.syncing.is_empty() {
             ui.ctx().request_repaint_after(std::time::Duration::from_millis(500));
+        } else if self.screen == Screen::Network {
+            ui.ctx().request_repaint_after(std::time::Duration::from_secs(1));
         }
     }
 
@@ -484,31 +515,158 @@ impl CoboxApp {
             ui.label("No files yet. Put some in the folder; CoBox picks them up.");
             return;
         }
+        let dir = self.browse_dir.get(&s.id).cloned().unwrap_or_default();
+        ui.horizontal(|ui| {
+            let l = ui.label("Search");
+            ui.add(egui::TextEdit::singleline(&mut self.search).hint_text("a file name").desired_width(240.0))
+                .labelled_by(l.id);
+            if !self.search.is_empty() && ui.button("Clear search").clicked() {
+                self.search.clear();
+            }
+        });
+        let searching = !self.search.trim().is_empty();
+        if !searching {
+            ui.horizontal_wrapped(|ui| {
+                for (i, (path, name)) in crate::browse::crumbs(&s.name, &dir).into_iter().enumerate() {
+                    if i > 0 {
+                        ui.label("/");
+                    }
+                    if path == dir {
+                        ui.strong(name);
+                    } else if ui.link(name).clicked() {
+                        self.browse_dir.insert(s.id, path);
+                    }
+                }
+            });
+            self.restore_folder(ui, s, &dir);
+        }
+        let rows = self.rows(s, &dir);
+        if searching {
+            ui.label(format!(
+                "{} file{} named like \"{}\"{}",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" },
+                self.search.trim(),
+                if rows.len() >= SEARCH_MAX { " (the first ones)" } else { "" }
+            ));
+        }
         let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
-        egui::ScrollArea::vertical().auto_shrink([false, false]).show_rows(ui, row_h, s.files.len(), |ui, rows| {
+        let mut open_dir = None;
+        egui::ScrollArea::vertical().auto_shrink([false, false]).show_rows(ui, row_h, rows.len(), |ui, range| {
             egui::Grid::new("files").striped(true).num_columns(5).show(ui, |ui| {
-                ui.strong("File");
+                ui.strong("Name");
                 ui.strong("Size");
                 ui.strong("Modified");
                 ui.strong("Changed by");
                 ui.label("");
                 ui.end_row();
-                for f in &s.files[rows] {
-                    ui.label(&f.path);
-                    ui.label(human(f.size));
-                    ui.label(&f.modified);
-                    if self.model.device.starts_with(&f.device) {
-                        ui.label("this device");
-                    } else {
-                        ui.label(&f.device);
-                    }
-                    if ui.small_button("History").on_hover_text(format!("Past versions of {}", f.path)).clicked() {
-                        self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });
+                for r in &rows[range] {
+                    match r {
+                        crate::browse::Row::Folder { name, files, bytes } => {
+                            if ui.button(format!("{name}/")).on_hover_text(format!("Open the folder {name}")).clicked()
+                            {
+                                open_dir = Some(if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") });
+                            }
+                            ui.label(human(*bytes));
+                            ui.label(format!("{files} file{}", if *files == 1 { "" } else { "s" }));
+                            ui.label("");
+                            ui.label("");
+                        }
+                        crate::browse::Row::File(i) => {
+                            let Some(f) = s.files.get(*i) else { continue };
+                            let name =
+                                if searching { f.path.as_str() } else { f.path.rsplit('/').next().unwrap_or(&f.path) };
+                            ui.label(name);
+                            ui.label(human(f.size));
+                            ui.label(&f.modified);
+                            if self.model.device.starts_with(&f.device) {
+                                ui.label("this device");
+                            } else {
+                                ui.label(&f.device);
+                            }
+                            ui.horizontal(|ui| {
+                                if ui
+                                    .small_button("History")
+                                    .on_hover_text(format!("Past versions of {}", f.path))
+                                    .clicked()
+                                {
+                                    self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });
+                                }
+                                let on_disk = s.path.join(&f.path);
+                                if ui.small_button("Open").on_hover_text(format!("Open {}", f.path)).clicked() {
+                                    let _ = open::that_detached(&on_disk);
+                                }
+                                if ui.small_button("Show in folder").clicked() {
+                                    let _ = open::that_detached(on_disk.parent().unwrap_or(&s.path));
+                                }
+                            });
+                        }
                     }
                     ui.end_row();
                 }
             });
         });
+        if let Some(d) = open_dir {
+            self.browse_dir.insert(s.id, d);
+        }
+    }
+
+    /// The rows shown: the search's hits, or the folder's listing; rebuilt only when what they
+    /// come from changed.
+    fn rows(&mut self, s: &SpaceView, dir: &str) -> Arc<Vec<crate::browse::Row>> {
+        let model = Arc::as_ptr(&self.model);
+        let search = self.search.trim().to_owned();
+        if let Some(l) = &self.listing
+            && l.model == model
+            && l.space == s.id
+            && l.dir == dir
+            && l.search == search
+        {
+            return l.rows.clone();
+        }
+        let rows = if search.is_empty() {
+            crate::browse::listing(&s.files, dir)
+        } else {
+            crate::browse::search(&s.files, &search, SEARCH_MAX).into_iter().map(crate::browse::Row::File).collect()
+        };
+        let rows = Arc::new(rows);
+        self.listing = Some(Listing { model, space: s.id, dir: dir.to_owned(), search, rows: rows.clone() });
+        rows
+    }
+
+    /// "Restore this folder as it was": into a new folder beside the space's, as of a time.
+    fn restore_folder(&mut self, ui: &mut egui::Ui, s: &SpaceView, dir: &str) {
+        let what = if dir.is_empty() { "this space".to_owned() } else { format!("the folder {dir}") };
+        egui::CollapsingHeader::new(format!("Restore {what} as it was...")).id_salt(("restore-folder", s.id)).show(
+            ui,
+            |ui| {
+                if self.restore_at.is_empty() {
+                    self.restore_at = cobox_engine::util::rfc3339(cobox_engine::now_ms() - 86_400_000);
+                }
+                if self.restore_into.is_empty() {
+                    let base = s.path.parent().unwrap_or(&s.path);
+                    let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(&s.name);
+                    self.restore_into = base.join(format!("{name} (restored)")).display().to_string();
+                }
+                ui.horizontal(|ui| {
+                    let l = ui.label("As of");
+                    ui.text_edit_singleline(&mut self.restore_at).labelled_by(l.id);
+                    ui.weak("a time (2026-11-24T10:00:00Z) or a version id");
+                });
+                ui.horizontal(|ui| {
+                    let l = ui.label("Into the new folder");
+                    ui.text_edit_singleline(&mut self.restore_into).labelled_by(l.id);
+                });
+                if ui.button(format!("Restore {what}")).clicked() {
+                    self.send(Cmd::RestoreFolder {
+                        space: s.id,
+                        dir: dir.to_owned(),
+                        at: self.restore_at.clone(),
+                        into: PathBuf::from(self.restore_into.trim()),
+                    });
+                }
+            },
+        );
     }
 
     fn conflicts(&mut self, ui: &mut egui::Ui, s: &SpaceView) {

@@ -76,6 +76,14 @@ pub(crate) enum Cmd {
     PairSeeder(String),
     /// Ask every paired seeder for its report (in the background).
     AskSeeders,
+    /// Restore a folder (or the whole space, `dir` empty) as it was at `at` (a time or a
+    /// history id) into a new folder `into`.
+    RestoreFolder {
+        space: SpaceId,
+        dir: String,
+        at: String,
+        into: PathBuf,
+    },
     /// Set this device's upload and download limits (bytes per second; 0: none).
     SetLimits {
         up: u64,
@@ -319,13 +327,22 @@ fn run(
             let (up, down) = ((t.0 - last_traffic.0) as f64 / 1000.0, (t.1 - last_traffic.1) as f64 / 1000.0);
             last_traffic = t;
             let peers = eng.daemon.node().peers_seen();
-            eng.update(|m| {
+            // The rate plot ticks every second without a repaint of its own: the Network screen,
+            // when shown, asks for one each second; other screens do not change with it, so an
+            // idle app draws nothing. Peers changing is news for every screen.
+            let news = eng.model.lock().unwrap_or_else(|p| p.into_inner()).peers != peers;
+            let change = |m: &mut Model| {
                 m.rates.push_back([start.elapsed().as_secs_f64(), up, down]);
                 while m.rates.len() > 300 {
                     m.rates.pop_front();
                 }
                 m.peers = peers;
-            });
+            };
+            if news {
+                eng.update(change);
+            } else {
+                eng.update_quietly(change);
+            }
         }
         eng.take_activity();
     }
@@ -361,6 +378,11 @@ impl Engine {
     fn update(&self, f: impl FnOnce(&mut Model)) {
         f(Arc::make_mut(&mut self.model.lock().unwrap_or_else(|p| p.into_inner())));
         (self.repaint)();
+    }
+
+    /// Change the model without a repaint: what changed shows at the next frame anyone asks for.
+    fn update_quietly(&self, f: impl FnOnce(&mut Model)) {
+        f(Arc::make_mut(&mut self.model.lock().unwrap_or_else(|p| p.into_inner())));
     }
 
     fn notice(&self, err: bool, text: impl Into<String>) {
@@ -783,6 +805,37 @@ impl Engine {
                 }
             }
             Cmd::AskSeeders => self.ask_seeders(),
+            Cmd::RestoreFolder { space, dir, at, into } => {
+                let at = match cobox_engine::At::parse(at.trim()) {
+                    Ok(a) => a,
+                    Err(_) => {
+                        return self.notice(
+                            true,
+                            "Give the time as 2026-11-24T10:00:00Z, or a version id from a file's history.",
+                        );
+                    }
+                };
+                let Some(s) = self.space(&space) else { return };
+                let only = (!dir.is_empty()).then_some(dir.as_str());
+                let r = s.blocking_lock().restore(&into, &at, only, false, &cobox_engine::NoProgress);
+                let what = if dir.is_empty() { "the space".to_owned() } else { format!("'{dir}'") };
+                match r {
+                    Ok(r) if r.errors.is_empty() => self.notice(
+                        false,
+                        format!("Restored {what} as it was: {} files into {}.", r.files, into.display()),
+                    ),
+                    Ok(r) => self.notice(
+                        true,
+                        format!(
+                            "Restored {what} into {}, but {} paths failed: {}",
+                            into.display(),
+                            r.errors.len(),
+                            r.errors.join("; ")
+                        ),
+                    ),
+                    Err(e) => self.notice(true, format!("Could not restore {what}: {e}")),
+                }
+            }
             Cmd::SetLimits { up, down } => {
                 self.daemon.node().set_limits(up, down);
                 let limits = cobox_engine::home::Limits { up, down };

@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod app;
+mod browse;
 mod engine;
 #[cfg(test)]
 mod snapshots;

@@ -49,7 +49,7 @@ fn create_a_space_and_see_its_files() {
     h.step();
     h.get_by_label("Create space").click();
     wait(&mut h, "the new space's files", |m| m.spaces.first().is_some_and(|s| s.files.len() == 2));
-    h.get_by_label("budget/2026.csv");
+    h.get_by_label("budget/");
     h.get_by_label("minutes.txt");
     assert_eq!(h.get_all_by_label("In sync").count(), 2, "the list and the space both show the state");
     assert!(h.state().model.notice.as_ref().is_some_and(|(err, _)| !err));
@@ -343,4 +343,75 @@ fn the_app_answers_on_the_control_socket() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!socket.exists(), "the socket goes with the app");
+}
+
+/// Files as folders: into a folder and back by the breadcrumb, a search over names, and a
+/// folder restored as it was at a time into a new folder.
+#[test]
+fn browse_folders_search_and_restore_a_folder_as_it_was() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("budget/2026")).unwrap();
+    std::fs::write(folder.path().join("budget/2026/q1.csv"), "a,b\n").unwrap();
+    std::fs::write(folder.path().join("budget/notes.md"), "first draft\n").unwrap();
+    std::fs::write(folder.path().join("minutes.txt"), "assembly\n").unwrap();
+    let before = {
+        let h = Home::open(home.path()).unwrap();
+        h.create_space("co-op", folder.path()).unwrap();
+        let mut s = h.open_space("co-op").unwrap();
+        s.scan(&cobox_engine::NoProgress).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let before = cobox_engine::util::rfc3339(cobox_engine::now_ms());
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(folder.path().join("budget/notes.md"), "amended\n").unwrap();
+        s.scan(&cobox_engine::NoProgress).unwrap();
+        before
+    };
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the files", |m| m.spaces.first().is_some_and(|s| s.files.len() == 3));
+    h.get_by_label("minutes.txt");
+    h.get_by_label("budget/").click();
+    h.step();
+    h.step();
+    h.get_by_label("notes.md");
+    h.get_by_label("2026/");
+    assert!(h.query_by_label("minutes.txt").is_none(), "only the folder's own files");
+    // Back by the breadcrumb (the space's name is also in the list of spaces: the link is this).
+    h.get_by_role_and_label(eframe::egui::accesskit::Role::Link, "co-op").click();
+    h.step();
+    h.step();
+    h.get_by_label("minutes.txt");
+    // Search by name, across folders: the hit shows its whole path.
+    h.state_mut().search = "Q1".into();
+    h.step();
+    h.step();
+    h.get_by_label("budget/2026/q1.csv");
+    h.get_by_label("1 file named like \"Q1\"");
+    h.get_by_label("Clear search").click();
+    h.step();
+    h.step();
+    // The budget folder as it was before the amendment, into a new folder.
+    h.get_by_label("budget/").click();
+    h.step();
+    h.step();
+    h.get_by_label("Restore the folder budget as it was...").click();
+    h.step();
+    h.step();
+    h.state_mut().restore_at = before;
+    h.state_mut().restore_into = out.path().join("old budget").display().to_string();
+    h.step();
+    h.get_by_label("Restore the folder budget").click();
+    wait(&mut h, "the restore", |m| m.notice.as_ref().is_some_and(|(_, t)| t.contains("Restored")));
+    let (err, text) = h.state().model.notice.clone().unwrap();
+    assert!(!err, "{text}");
+    let restored = out.path().join("old budget/budget");
+    assert_eq!(std::fs::read_to_string(restored.join("notes.md")).unwrap(), "first draft\n");
+    assert!(restored.join("2026/q1.csv").exists());
+    assert!(!out.path().join("old budget/minutes.txt").exists(), "only the folder");
+    assert_eq!(
+        std::fs::read_to_string(folder.path().join("budget/notes.md")).unwrap(),
+        "amended\n",
+        "the space untouched"
+    );
 }
