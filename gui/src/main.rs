@@ -14,6 +14,8 @@ mod tests;
 use std::sync::Arc;
 
 fn main() -> eframe::Result {
+    // Before any thread starts: freed buffers (file lists, blobs) go back to the system.
+    cobox_engine::priority::small_footprint();
     let home = cobox_engine::Home::default_root();
     let options = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1100.0, 720.0]).with_title("CoBox"),
