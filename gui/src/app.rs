@@ -13,6 +13,8 @@ pub(crate) enum Screen {
     /// Seeders this device administers.
     Seeders,
     Network,
+    /// What happened that the user should hear of.
+    Activity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +182,9 @@ impl CoboxApp {
             Screen::Network => {
                 egui::CentralPanel::default().show(ui, |ui| self.network(ui));
             }
+            Screen::Activity => {
+                egui::CentralPanel::default().show(ui, |ui| self.activity(ui));
+            }
         }
         // Keep the rate plot and "syncing" states moving while something happens; the rate plot
         // only while it is on screen. Otherwise nothing is drawn until the model or the user
@@ -200,6 +205,12 @@ impl CoboxApp {
                 self.send(Cmd::AskSeeders);
             }
             ui.selectable_value(&mut self.screen, Screen::Network, "Network");
+            let n = self.model.activity.len();
+            ui.selectable_value(
+                &mut self.screen,
+                Screen::Activity,
+                if n == 0 { "Activity".to_owned() } else { format!("Activity ({n})") },
+            );
             if !self.model.ready || !self.model.busy.is_empty() {
                 ui.spinner();
                 ui.label(if self.model.ready { "Working..." } else { "Starting..." });
@@ -908,6 +919,34 @@ impl CoboxApp {
         });
     }
 
+    /// A device as people know it: its name from a roster, else its id's first characters.
+    fn name_of(&self, device: &str) -> String {
+        match self.model.names.get(device) {
+            Some(n) => format!("{n} ({})", device.get(..8).unwrap_or(device)),
+            None => format!("device {}", device.get(..8).unwrap_or(device)),
+        }
+    }
+
+    /// The activity log: news the app also raised as desktop notifications, newest first.
+    fn activity(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Activity");
+        if self.model.activity.is_empty() {
+            ui.label(
+                "Nothing to tell yet. New conflicts, failed audits, full seeders and removed members show up here.",
+            );
+            return;
+        }
+        egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
+            egui::Grid::new("activity").striped(true).show(ui, |ui| {
+                for (at, text) in self.model.activity.iter().rev() {
+                    ui.label(cobox_engine::util::rfc3339(*at).get(..16).unwrap_or("").replace('T', " "));
+                    ui.label(text);
+                    ui.end_row();
+                }
+            });
+        });
+    }
+
     /// This device's upload and download limits, and their editor.
     fn limits(&mut self, ui: &mut egui::Ui) {
         let (up, down) = self.model.limits;
@@ -969,23 +1008,35 @@ impl CoboxApp {
             let bars =
                 |f: &dyn Fn(&cobox_engine::agreement_service::PeerShare) -> u64, dx: f64| -> Vec<egui_plot::Bar> {
                     st.peers
-                        .values()
+                        .iter()
                         .enumerate()
-                        .map(|(i, p)| egui_plot::Bar::new(i as f64 + dx, f(p) as f64 / 1e6).width(0.35))
+                        .map(|(i, (id, p))| {
+                            egui_plot::Bar::new(i as f64 + dx, f(p) as f64 / 1e6).width(0.35).name(self.name_of(id))
+                        })
                         .collect()
                 };
             let (ours, theirs) = (bars(&|p| p.seeded_for_them, -0.2), bars(&|p| p.seeded_for_us, 0.2));
-            egui_plot::Plot::new("share").height(140.0).legend(egui_plot::Legend::default()).y_axis_label("MB").show(
-                ui,
-                |p| {
+            // Each pair of bars is labelled with its peer's name, not its index.
+            let labels: Vec<String> = st.peers.keys().map(|id| self.name_of(id)).collect();
+            egui_plot::Plot::new("share")
+                .height(140.0)
+                .legend(egui_plot::Legend::default())
+                .y_axis_label("MB")
+                .x_axis_formatter(move |mark, _| {
+                    let i = mark.value.round();
+                    match labels.get(i as usize) {
+                        Some(l) if (mark.value - i).abs() < 1e-9 && i >= 0.0 => l.clone(),
+                        _ => String::new(),
+                    }
+                })
+                .show(ui, |p| {
                     p.bar_chart(egui_plot::BarChart::new("we seed for them", ours));
                     p.bar_chart(egui_plot::BarChart::new("they seed for us", theirs));
-                },
-            );
-            for (i, (id, p)) in st.peers.iter().enumerate() {
+                });
+            for (id, p) in &st.peers {
                 ui.label(format!(
-                    "{i}: peer {} - we seed {} for them, they seed {} for us",
-                    &id[..8],
+                    "{} - we seed {} for them, they seed {} for us",
+                    self.name_of(id),
                     human(p.seeded_for_them),
                     human(p.seeded_for_us)
                 ));
@@ -998,7 +1049,7 @@ impl CoboxApp {
         }
         egui::Grid::new("peers").striped(true).show(ui, |ui| {
             for p in &self.model.peers {
-                ui.monospace(&p.device[..8]);
+                ui.label(self.name_of(&p.device));
                 ui.label(ago(p.last_ms));
                 if p.ok {
                     ui.label("connected");

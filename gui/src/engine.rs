@@ -181,6 +181,26 @@ pub(crate) struct Model {
     pub(crate) seeders: Vec<SeederView>,
     /// Upload and download limits in force, bytes per second (0: none).
     pub(crate) limits: (u64, u64),
+    /// What happened that a member should hear of, newest last: (when, words).
+    pub(crate) activity: VecDeque<(i64, String)>,
+    /// Devices' names (hex id to name), from every space's roster.
+    pub(crate) names: std::collections::BTreeMap<String, String>,
+}
+
+/// Entries the activity log keeps.
+const ACTIVITY_KEPT: usize = 200;
+
+/// What the app has told the user about already, so each thing is told once.
+#[derive(Default)]
+struct Told {
+    /// Conflict copies per space.
+    conflicts: std::collections::HashMap<SpaceId, std::collections::BTreeSet<String>>,
+    /// Removed devices per space.
+    removed: std::collections::HashMap<SpaceId, std::collections::BTreeSet<String>>,
+    /// Seeders that said they were full.
+    full: std::collections::BTreeSet<String>,
+    /// False until the first refresh: what is there at start is no news.
+    primed: bool,
 }
 
 /// The UI's end of the engine.
@@ -218,6 +238,8 @@ pub(crate) struct EngineConfig {
     pub(crate) net: NetConfig,
     /// Seconds between background syncs with known peers.
     pub(crate) interval: u64,
+    /// Raise desktop notifications for news (off in tests).
+    pub(crate) notify: bool,
 }
 
 /// Start the engine thread. `repaint` is called whenever the model changed.
@@ -253,6 +275,9 @@ struct Engine {
     repaint: Arc<dyn Fn() + Send + Sync>,
     /// What the daemon did.
     activity: tokio::sync::mpsc::UnboundedReceiver<Activity>,
+    /// What the user was told of.
+    told: Told,
+    notify: bool,
 }
 
 fn run(
@@ -296,7 +321,16 @@ fn run(
     let running = rt.spawn(daemon.clone().run(async move {
         let _ = stop_rx.await;
     }));
-    let mut eng = Engine { home, daemon, rt, model: model.clone(), repaint: repaint.clone(), activity };
+    let mut eng = Engine {
+        home,
+        daemon,
+        rt,
+        model: model.clone(),
+        repaint: repaint.clone(),
+        activity,
+        told: Told::default(),
+        notify: cfg.notify,
+    };
     eng.update(|m| {
         m.device = eng.home.device_id().to_string();
         m.address = eng.daemon.node().addr_string();
@@ -345,6 +379,7 @@ fn run(
             }
         }
         eng.take_activity();
+        eng.tell_news();
     }
     let _ = stop_tx.send(());
     let Engine { rt, daemon, home, .. } = eng;
@@ -378,6 +413,56 @@ impl Engine {
     fn update(&self, f: impl FnOnce(&mut Model)) {
         f(Arc::make_mut(&mut self.model.lock().unwrap_or_else(|p| p.into_inner())));
         (self.repaint)();
+    }
+
+    /// Something the user should hear of: into the activity log, and a desktop notification.
+    fn news(&self, text: String) {
+        if self.notify {
+            // A desktop without a notification service still has the log.
+            let _ = notify_rust::Notification::new().summary("CoBox").body(&text).appname("CoBox").show();
+        }
+        self.update(|m| {
+            m.activity.push_back((cobox_engine::now_ms(), text));
+            while m.activity.len() > ACTIVITY_KEPT {
+                m.activity.pop_front();
+            }
+        });
+    }
+
+    /// Compare what the model shows now with what the user was told: new conflicts, removed
+    /// members and full seeders are news.
+    fn tell_news(&mut self) {
+        let m = self.model.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut news = Vec::new();
+        for s in &m.spaces {
+            let now: std::collections::BTreeSet<String> = s.conflicts.iter().map(|c| c.original.clone()).collect();
+            let before = self.told.conflicts.insert(s.id, now.clone()).unwrap_or_default();
+            for f in now.difference(&before) {
+                news.push(format!("New conflict in {}: {f} was changed on two devices while apart.", s.name));
+            }
+            let removed: std::collections::BTreeSet<String> =
+                s.roster.as_ref().map(|r| r.removed.iter().cloned().collect()).unwrap_or_default();
+            let before = self.told.removed.insert(s.id, removed.clone()).unwrap_or_default();
+            for d in removed.difference(&before) {
+                news.push(format!("{d} was removed from {}.", s.name));
+            }
+        }
+        for p in &m.peers {
+            let full = p.error.as_deref().is_some_and(cobox_engine::sync::net::is_seeder_full);
+            let short = p.device.get(..8).unwrap_or(&p.device).to_owned();
+            if full && self.told.full.insert(p.device.clone()) {
+                news.push(format!(
+                    "Seeder {short} is full: it takes no more of your data until its operator frees space."
+                ));
+            } else if !full {
+                self.told.full.remove(&p.device);
+            }
+        }
+        if std::mem::replace(&mut self.told.primed, true) {
+            for n in news {
+                self.news(n);
+            }
+        }
     }
 
     /// Change the model without a repaint: what changed shows at the next frame anyone asks for.
@@ -474,7 +559,15 @@ impl Engine {
             seeds.iter().find(|(s, _)| s == id).map(|(_, u)| *u)
         })
         .ok();
+        let names = spaces
+            .iter()
+            .filter_map(|s| s.roster.as_ref())
+            .flat_map(|r| r.members.iter())
+            .filter(|m| !m.name.is_empty())
+            .map(|m| (m.device.clone(), m.name.clone()))
+            .collect();
         self.update(|m| {
+            m.names = names;
             m.spaces = spaces;
             m.seeds = seeds;
             m.stats = stats;
@@ -489,7 +582,23 @@ impl Engine {
         while let Ok(a) = self.activity.try_recv() {
             match a {
                 Activity::Log(_) => {}
-                Activity::Scanned { .. } | Activity::Audited { .. } | Activity::SeedExpired(_) => refresh = true,
+                Activity::Audited { space, seeder, result } => {
+                    let name =
+                        self.home.spaces().ok().and_then(|v| v.into_iter().find(|i| i.id == space)).map(|i| i.name);
+                    let name = name.unwrap_or_else(|| space.short());
+                    let short = seeder.get(..8).unwrap_or(&seeder).to_owned();
+                    match &result {
+                        Ok(r) if !r.ok() => self.news(format!(
+                            "Seeder {short} failed an audit of {name}: it proved {} of {} blobs.",
+                            r.passed, r.challenged
+                        )),
+                        Err(e) if cobox_engine::sync::net::is_seeder_full(e) => {}
+                        Err(e) => self.news(format!("Seeder {short} could not be audited for {name}: {e}")),
+                        Ok(_) => {}
+                    }
+                    refresh = true;
+                }
+                Activity::Scanned { .. } | Activity::SeedExpired(_) => refresh = true,
                 Activity::SyncStarted(id) => self.update(|m| {
                     if !m.syncing.contains(&id) {
                         m.syncing.push(id);

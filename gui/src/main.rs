@@ -27,7 +27,7 @@ fn main() -> eframe::Result {
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
             let net = cobox_engine::sync::net::NetConfig { lan_discovery: true, ..Default::default() };
-            let cfg = engine::EngineConfig { home, net, interval: 60 };
+            let cfg = engine::EngineConfig { home, net, interval: 60, notify: true };
             let handle = engine::spawn(cfg, Arc::new(move || ctx.request_repaint()));
             let mut app = app::CoboxApp::new(handle);
             // For scripts/screenshot.sh: open on a given screen.
@@ -35,6 +35,7 @@ fn main() -> eframe::Result {
                 Ok("network") => app.screen = app::Screen::Network,
                 Ok("conflicts") => app.tab = app::Tab::Conflicts,
                 Ok("seeders") => app.tab = app::Tab::Seeders,
+                Ok("activity") => app.screen = app::Screen::Activity,
                 _ => {}
             }
             Ok(Box::new(app))

@@ -137,6 +137,22 @@ fn model() -> Model {
             },
         ],
         seeders: vec![seeder_view(now)],
+        names: [("e548c4b2".repeat(8), "Ana's laptop".to_owned()), ("57520a5a".repeat(8), "Bo's desk".to_owned())]
+            .into_iter()
+            .collect(),
+        activity: [
+            (
+                now - 3 * 3600 * 1000,
+                "Seeder 1c0ffee1 is full: it takes no more of your data until its operator frees space.",
+            ),
+            (
+                now - 20 * 60_000,
+                "New conflict in Garden co-op: accounts/budget.txt was changed on two devices while apart.",
+            ),
+        ]
+        .into_iter()
+        .map(|(t, s)| (t, s.to_owned()))
+        .collect(),
         ..Model::default()
     }
 }
@@ -286,6 +302,25 @@ fn a_full_seeder_shows_as_full_in_the_space() {
     assert_eq!(h.get_all_by_label("seeder full").count(), 1, "only the seeder that said so");
     assert!(crate::app::seeder_full(&model(), &"1c0ffee1".repeat(8)));
     assert!(!crate::app::seeder_full(&model(), &"d6b7900d".repeat(8)));
+}
+
+#[test]
+fn snapshot_activity() {
+    shot("activity", |a| a.screen = Screen::Activity);
+}
+
+/// Peers are shown by the names their rosters give them, with their ids' first characters.
+#[test]
+fn peers_show_by_name_on_the_network_screen() {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    app.screen = Screen::Network;
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label("Ana's laptop (e548c4b2)");
+    h.get_by_label("device 1c0ffee1");
+    h.get_by_label_contains("Ana's laptop (e548c4b2) - we seed 1.7 MiB");
 }
 
 #[test]

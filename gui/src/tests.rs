@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) fn app(home: &Path) -> CoboxApp {
     let net = NetConfig { bind: Some(([127, 0, 0, 1], 0).into()), no_relay: true, ..NetConfig::default() };
-    CoboxApp::new(spawn(EngineConfig { home: home.to_owned(), net, interval: 3600 }, Arc::new(|| {})))
+    CoboxApp::new(spawn(EngineConfig { home: home.to_owned(), net, interval: 3600, notify: false }, Arc::new(|| {})))
 }
 
 pub(crate) fn harness(app: CoboxApp) -> Harness<'static, CoboxApp> {
@@ -414,4 +414,28 @@ fn browse_folders_search_and_restore_a_folder_as_it_was() {
         "amended\n",
         "the space untouched"
     );
+}
+
+/// A conflict that appears while the app runs is news: it lands in the activity log (and, on a
+/// desktop, a notification); what was there at start is not.
+#[test]
+fn a_new_conflict_raises_a_notice_in_the_activity_log() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("budget.txt"), "1200\n").unwrap();
+    Home::open(home.path()).unwrap().create_space("co-op", folder.path()).unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the file", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
+    h.get_by_label("Activity").click();
+    h.step();
+    h.step();
+    h.get_by_label_contains("Nothing to tell yet.");
+    // Another device's version, kept beside ours: what a sync of edits made apart leaves.
+    let copy = format!("budget.sync-conflict-20261124-094107-{}.txt", "e548c4b2");
+    std::fs::write(folder.path().join(copy), "1350\n").unwrap();
+    wait(&mut h, "the news", |m| !m.activity.is_empty());
+    let (_, text) = h.state().model.activity[0].clone();
+    assert!(text.contains("New conflict in co-op: budget.txt"), "{text}");
+    h.get_by_label(&text);
+    h.get_by_label("Activity (1)");
 }
