@@ -57,6 +57,8 @@ pub(crate) struct CoboxApp {
     pub(crate) confirm_remove: Option<(SpaceId, String, String)>,
     /// The ignore rules in the editor: the space, the text, and whether it is the user's.
     pub(crate) ignore_edit: Option<(SpaceId, String, Edit)>,
+    /// A tab to switch to at the end of the frame (asked from code that only reads the app).
+    tab_request: std::cell::Cell<Option<Tab>>,
     /// The pairing code (or seeder address) being typed.
     pub(crate) pair_code: String,
     /// A seeder policy being edited: the seeder, seeding for this device by itself, the quota.
@@ -124,6 +126,7 @@ impl CoboxApp {
             days: 365,
             ignore_edit: None,
             pair_code: String::new(),
+            tab_request: std::cell::Cell::new(None),
             policy_edit: None,
             limits_edit: None,
             browse_dir: Default::default(),
@@ -290,7 +293,11 @@ impl CoboxApp {
         // The frame's model is shared, not copied: hold it while this space is drawn.
         let model = self.model.clone();
         let Some(s) = model.spaces.iter().find(|s| Some(s.id) == self.selected) else {
-            ui.label("Choose a space on the left.");
+            if model.spaces.is_empty() && model.ready {
+                first_run(ui);
+            } else {
+                ui.label("Choose a space on the left.");
+            }
             return;
         };
         ui.heading(&s.name);
@@ -352,6 +359,9 @@ impl CoboxApp {
             ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
             ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
         });
+        if let Some(t) = self.tab_request.take() {
+            self.tab = t;
+        }
         match self.tab {
             Tab::Files => self.files(ui, s),
             Tab::Members => self.members(ui, s),
@@ -485,6 +495,23 @@ impl CoboxApp {
             last.map(|t| format!(", last audit {}", ago(t))).unwrap_or_default()
         );
         let strong = egui::RichText::new(text).size(18.0).strong();
+        // No seeder yet is where every space starts, not a fault: said calmly, with what a
+        // seeder is and how to get one.
+        let no_seeder =
+            s.agreements.iter().all(|a| a.state == "revoked" || a.state == "expired" || a.state == "invalid");
+        if no_seeder && replicas < target {
+            ui.label(strong);
+            ui.label(format!(
+                "This space lives on your devices only. A seeder, an always-on computer of your collective or \
+                 a friend, can keep an encrypted copy it cannot read; CoBox checks it still holds it. This space \
+                 asks for {target} such {}.",
+                if target == 1 { "copy" } else { "copies" }
+            ));
+            if ui.button("Add a seeder").clicked() {
+                self.tab_request.set(Some(Tab::Seeders));
+            }
+            return;
+        }
         if replicas < target {
             ui.colored_label(ui.visuals().warn_fg_color, strong);
             ui.colored_label(
@@ -756,7 +783,12 @@ impl CoboxApp {
             });
         }
         ui.separator();
-        ui.strong("Propose an agreement");
+        ui.strong("Add a seeder");
+        ui.label(
+            "1. Ask the seeder's operator for its id (`cobox id` on it). 2. Choose how much it may hold and for how \
+             long, and propose. 3. Send the seed code to the operator, who runs `cobox seed CODE`; a seeder that \
+             already accepts your proposals by itself (My seeders) needs no code.",
+        );
         let l = ui.label("Seeder id");
         ui.text_edit_singleline(&mut self.seeder_id).labelled_by(l.id);
         ui.horizontal(|ui| {
@@ -1060,6 +1092,30 @@ impl CoboxApp {
             }
         });
     }
+}
+
+/// What someone opening CoBox for the first time needs: what the words mean, what to do.
+fn first_run(ui: &mut egui::Ui) {
+    ui.heading("Welcome to CoBox");
+    ui.add_space(6.0);
+    for (word, meaning) in [
+        ("A space", "is a folder your devices keep the same, encrypted from end to end, with every past version kept."),
+        (
+            "A member",
+            "is a device in a space: yours, or a collaborator's you invited. Members read, write or manage, as their role says.",
+        ),
+        (
+            "A seeder",
+            "is an always-on computer that keeps an encrypted copy of a space it cannot read, under an agreement you both sign. CoBox checks that it still holds it.",
+        ),
+    ] {
+        ui.horizontal_wrapped(|ui| {
+            ui.strong(word);
+            ui.label(meaning);
+        });
+    }
+    ui.add_space(6.0);
+    ui.label("Start on the left: make a space from a folder, or join one with an invite code someone sent you.");
 }
 
 /// Whether a seeder (hex id) is full: its last session with this device said so, or its report

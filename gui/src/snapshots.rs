@@ -140,13 +140,14 @@ fn model() -> Model {
         names: [("e548c4b2".repeat(8), "Ana's laptop".to_owned()), ("57520a5a".repeat(8), "Bo's desk".to_owned())]
             .into_iter()
             .collect(),
+        // Fixed times: the log shows clock times, which must not move the image.
         activity: [
             (
-                now - 3 * 3600 * 1000,
+                1_795_950_000_000,
                 "Seeder 1c0ffee1 is full: it takes no more of your data until its operator frees space.",
             ),
             (
-                now - 20 * 60_000,
+                1_795_960_000_000,
                 "New conflict in Garden co-op: accounts/budget.txt was changed on two devices while apart.",
             ),
         ]

@@ -439,3 +439,37 @@ fn a_new_conflict_raises_a_notice_in_the_activity_log() {
     h.get_by_label(&text);
     h.get_by_label("Activity (1)");
 }
+
+/// A first run: the words explained, a space made from a folder, the calm "no seeder yet" with
+/// what a seeder is, and the guided way to one: propose, and the seed code to send.
+#[test]
+fn the_first_run_explains_creates_a_space_and_proposes_to_a_seeder() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("minutes.txt"), "general assembly\n").unwrap();
+    let seeder_home = tempfile::tempdir().unwrap();
+    let seeder = Home::open(seeder_home.path()).unwrap().device_id().to_string();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.get_by_label("Welcome to CoBox");
+    h.get_by_label("A seeder");
+    h.state_mut().new_name = "co-op".into();
+    h.state_mut().new_path = folder.path().display().to_string();
+    h.step();
+    h.get_by_label("Create space").click();
+    wait(&mut h, "the new space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
+    h.get_by_label("0 verified copies");
+    h.get_by_label_contains("This space lives on your devices only.");
+    h.get_by_label("Add a seeder").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().tab, Tab::Seeders);
+    h.get_by_label_contains("1. Ask the seeder's operator for its id");
+    h.state_mut().seeder_id = seeder;
+    h.step();
+    h.get_by_label("Propose").click();
+    wait(&mut h, "the proposal", |m| m.seed_code.is_some() && m.spaces[0].agreements.len() == 1);
+    h.get_by_label("Copy seed code");
+    // Proposed: no longer "no seeder", so the target speaks up.
+    h.get_by_label_contains("Below this space's target");
+}
