@@ -425,3 +425,43 @@ async fn a_file_added_after_a_removal_is_unreadable_with_every_key_the_removed_d
     let before = a.blob_ids().unwrap().into_iter().map(|id| a.read_blob(&id).unwrap());
     assert!(before.filter(|b| blob_epoch(b) == Ok(0)).all(|b| b_keys.open(blob_kind(&b).unwrap(), &b).is_ok()));
 }
+
+/// A transfer's progress is known while it runs: blobs asked for from the start, blobs and
+/// bytes in as they arrive (the app's estimate), and it is gone when the transfer ends. The
+/// receiver's download limit (1 MB/s) keeps it running long enough to look at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_reports_what_it_asked_for_and_what_arrived() {
+    // Incompressible, so the chunks are as big on the wire as on disk.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..3u32 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let ((_ha, _fa, seed_a, sa), (_hb, _fb, seed_b, sb), _) = pair(("big.bin", &big));
+    let space = sa.info().id;
+    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
+    let slow = NetConfig { limit_down: 1_000_000, ..loopback() };
+    let b = Arc::new(Node::start(seed_b, vec![sb], &slow, quiet()).await.unwrap());
+    let addr = direct(&a);
+    let syncing = {
+        let b = b.clone();
+        tokio::spawn(async move { b.sync_once(&space, addr).await })
+    };
+    let mut seen = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.is_none() && tokio::time::Instant::now() < deadline {
+        // The chunks' phase (the changes and chunk lists come first, in a phase of their own).
+        seen = b.receiving().into_iter().find(|r| r.space == space && r.got > 0 && r.got < r.wanted && r.wanted >= 3);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mid = seen.expect("a transfer in progress was reported");
+    assert!(mid.bytes > 0 && mid.eta_ms(cobox_engine::now_ms()).is_some(), "{mid:?}");
+    let stats = syncing.await.unwrap().unwrap();
+    assert!(stats.received_blobs >= mid.wanted, "the total was known before the first blob: {stats:?} {mid:?}");
+    assert!(b.receiving().is_empty(), "nothing left running");
+    a.shutdown().await;
+}

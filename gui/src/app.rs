@@ -322,6 +322,9 @@ impl CoboxApp {
                 ui.spinner();
                 ui.label(format!("Syncing: receiving {:.0} KB/s, sending {:.0} KB/s", r[2], r[1]));
             });
+            if let Some(t) = self.model.receiving.iter().find(|t| t.space == s.id) {
+                ui.label(receiving_line(t, cobox_engine::now_ms()));
+            }
         }
         if let SpaceState::Error(e) = &s.state {
             ui.colored_label(ui.visuals().error_fg_color, e);
@@ -1092,6 +1095,17 @@ impl CoboxApp {
             }
         });
     }
+}
+
+/// A transfer's progress for people: pieces left, bytes so far, and the time left at this pace.
+pub(crate) fn receiving_line(t: &cobox_engine::sync::net::ReceivingNow, now_ms: i64) -> String {
+    let left = t.wanted.saturating_sub(t.got);
+    let eta = match t.eta_ms(now_ms) {
+        Some(ms) if ms < 60_000 => format!(", about {} s left", (ms / 1000).max(1)),
+        Some(ms) => format!(", about {} min left", (ms + 59_999) / 60_000),
+        None => String::new(),
+    };
+    format!("{left} of {} pieces left, {} received so far{eta}", t.wanted, human(t.bytes))
 }
 
 /// What someone opening CoBox for the first time needs: what the words mean, what to do.

@@ -310,6 +310,26 @@ fn snapshot_activity() {
     shot("activity", |a| a.screen = Screen::Activity);
 }
 
+/// A sync's progress reads as pieces and bytes left, with the time left at the pace so far.
+#[test]
+fn sync_progress_says_what_is_left_and_how_long() {
+    let t = cobox_engine::sync::net::ReceivingNow {
+        space: SpaceId([0x9f; 32]),
+        wanted: 400,
+        got: 100,
+        bytes: 100 << 20,
+        started_ms: 1_000,
+    };
+    assert_eq!(
+        crate::app::receiving_line(&t, 21_000),
+        "300 of 400 pieces left, 100.0 MiB received so far, about 1 min left"
+    );
+    assert_eq!(
+        crate::app::receiving_line(&t, 11_000),
+        "300 of 400 pieces left, 100.0 MiB received so far, about 30 s left"
+    );
+}
+
 /// Peers are shown by the names their rosters give them, with their ids' first characters.
 #[test]
 fn peers_show_by_name_on_the_network_screen() {

@@ -16,6 +16,7 @@ use crate::space::Space;
 use crate::sync::proto::Purpose;
 use crate::sync::session::{Event, Session, SessionError, Setup};
 use cobox_agreements::{AuditRecord, Entry, State};
+use std::sync::Arc;
 
 /// What a session produced.
 #[derive(Debug, Default)]
@@ -189,7 +190,17 @@ pub(super) async fn drive(
                     // Changes are held to the roster as this session merged it.
                     let ops = session.ledger_mut().roster_ops();
                     held.set_roster(cobox_core::roster::evaluate(&session.space().0, &ops), peer.0).await;
-                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota, from_seeder).await;
+                    // Told before the first blob, so progress has its total from the start.
+                    let space = session.space();
+                    let progress = Arc::new(super::Receiving {
+                        wanted: ids.len() as u64,
+                        got: Default::default(),
+                        bytes: Default::default(),
+                        started_ms: crate::now_ms(),
+                    });
+                    sh.receiving.lock().unwrap_or_else(|p| p.into_inner()).insert(space, progress.clone());
+                    let next = transfer::receive(held, io, &ids, &mut out.stats, quota, from_seeder, &progress).await;
+                    sh.receiving.lock().unwrap_or_else(|p| p.into_inner()).remove(&space);
                     // A seeder remembers it ran out of disk: its administrators' reports say so.
                     match &next {
                         Err(Error::Refused(r)) if r == super::SEEDER_FULL => {

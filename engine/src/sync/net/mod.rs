@@ -204,6 +204,54 @@ impl Limiter {
     }
 }
 
+/// A transfer into a space while it runs: blobs asked for, blobs and bytes in so far.
+#[derive(Debug)]
+pub struct Receiving {
+    /// Blobs the session's want list named (known before the first arrives).
+    pub wanted: u64,
+    /// Blobs stored so far.
+    pub got: std::sync::atomic::AtomicU64,
+    /// Their bytes.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// When the transfer began (ms since the epoch).
+    pub started_ms: i64,
+}
+
+impl Receiving {
+    /// One more blob of `len` bytes is stored.
+    fn stored(&self, len: usize) {
+        self.got.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.bytes.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of a [`Receiving`], for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReceivingNow {
+    /// The space.
+    pub space: crate::ids::SpaceId,
+    /// Blobs asked for.
+    pub wanted: u64,
+    /// Blobs in.
+    pub got: u64,
+    /// Bytes in.
+    pub bytes: u64,
+    /// When it began (ms since the epoch).
+    pub started_ms: i64,
+}
+
+impl ReceivingNow {
+    /// Milliseconds left at the pace so far, once there is a pace to go by.
+    pub fn eta_ms(&self, now_ms: i64) -> Option<i64> {
+        let spent = now_ms.saturating_sub(self.started_ms);
+        if self.got == 0 || spent <= 0 || self.got >= self.wanted {
+            return None;
+        }
+        let left = self.wanted - self.got;
+        Some((spent as f64 * left as f64 / self.got as f64) as i64)
+    }
+}
+
 /// A peer this node had a session with.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PeerSeen {
@@ -245,6 +293,20 @@ fn reason(e: &Error) -> String {
     match e {
         Error::Refused(r) => r.clone(),
         e => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod receiving_tests {
+    use super::ReceivingNow;
+
+    #[test]
+    fn the_time_left_follows_the_pace_so_far() {
+        let r =
+            |got| ReceivingNow { space: crate::ids::SpaceId([0; 32]), wanted: 100, got, bytes: 0, started_ms: 1_000 };
+        assert_eq!(r(0).eta_ms(5_000), None, "no pace yet");
+        assert_eq!(r(25).eta_ms(11_000), Some(30_000), "a quarter in 10 s: 30 s left");
+        assert_eq!(r(100).eta_ms(11_000), None, "done");
     }
 }
 

@@ -198,6 +198,7 @@ impl Node {
             inbound: Default::default(),
             admin_log: Default::default(),
             full_since: Default::default(),
+            receiving: Default::default(),
         });
         let router = Router::builder(ep)
             .accept(ALPN, Handler { sh: sh.clone() })
@@ -365,6 +366,24 @@ impl Node {
         let r = self.sync_session(space, peer).await;
         self.sh.saw(id, &r);
         r
+    }
+
+    /// Transfers into spaces running now: blobs asked for and in, for progress and estimates.
+    pub fn receiving(&self) -> Vec<super::ReceivingNow> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.sh
+            .receiving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(space, r)| super::ReceivingNow {
+                space: *space,
+                wanted: r.wanted,
+                got: r.got.load(Relaxed),
+                bytes: r.bytes.load(Relaxed),
+                started_ms: r.started_ms,
+            })
+            .collect()
     }
 
     /// Set the device's upload and download limits (bytes per second; 0: none), at once.

@@ -32,6 +32,8 @@ pub(super) struct Shared {
     pub(super) admin_log: std::sync::Mutex<std::collections::VecDeque<crate::admin::Event>>,
     /// Since when this seeder has refused blobs for want of disk (cleared when one is stored).
     pub(super) full_since: std::sync::Mutex<Option<i64>>,
+    /// Transfers into each space while they run.
+    pub(super) receiving: std::sync::Mutex<HashMap<SpaceId, Arc<super::Receiving>>>,
 }
 
 /// Counts the sessions a node serves, in all and per peer, so one peer (or a crowd of

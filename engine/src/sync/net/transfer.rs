@@ -167,6 +167,7 @@ pub(super) async fn receive(
     stats: &mut SyncStats,
     quota: u64,
     from_seeder: bool,
+    progress: &Arc<super::Receiving>,
 ) -> Result<Msg, Error> {
     // Large transfers to a member write files while the rest arrives.
     let stream = wanted.len() >= STREAM_FROM;
@@ -175,13 +176,14 @@ pub(super) async fn receive(
     // a short queue also keeps a seeder serving several owners at once small (docs/operations.md).
     let depth = if matches!(held, Held::Seed(_)) { 8 } else { 32 };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(depth);
-    let h = held.clone();
+    let (h, counted) = (held.clone(), progress.clone());
     let store = tokio::task::spawn_blocking(move || -> Result<usize, Error> {
         match &h {
-            Held::Member(s) => receive_member(s, &mut rx, stream, from_seeder),
+            Held::Member(s) => receive_member(s, &mut rx, stream, from_seeder, &counted),
             Held::Seed(s) => {
                 while let Some((id, data)) = rx.blocking_recv() {
                     s.blocking_lock().receive_blob(&id, &data, quota).map_err(super::seeder_error)?;
+                    counted.stored(data.len());
                 }
                 // Durable before the session goes on: a write that failed (a full disk) is
                 // refused to the member now, which would otherwise count the blobs as held.
@@ -284,6 +286,7 @@ fn receive_member(
     rx: &mut tokio::sync::mpsc::Receiver<Outgoing>,
     stream: bool,
     from_seeder: bool,
+    counted: &super::Receiving,
 ) -> Result<usize, Error> {
     let mut streaming = None;
     let mut began = !stream;
@@ -295,6 +298,7 @@ fn receive_member(
             } else {
                 space.receive_blob(&id, &data)?;
             }
+            counted.stored(data.len());
             if !began && crate::crypto::is_chunk(&data) {
                 began = true;
                 // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
