@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the real desktop app under Xvfb against a prepared home and save PNGs of its main screens
-# (spaces and files, conflicts, seeders, network) in ${1:-target/screenshots}.
+# (spaces and files, conflicts, seeders, the seeders you administer, network, activity) in ${1:-target/screenshots}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-target/screenshots}"
@@ -46,7 +46,7 @@ kill "$UP"; wait "$UP" 2>/dev/null || true
 Xvfb :77 -screen 0 1100x720x24 >/dev/null 2>&1 &
 XPID=$!
 sleep 1
-for screen in spaces conflicts seeders network; do
+for screen in spaces conflicts seeders my-seeders network activity; do
   DISPLAY=:77 COBOX_GUI_SCREEN="$screen" "$GUI" >"$WORK/gui.log" 2>&1 &
   G=$!
   sleep 4

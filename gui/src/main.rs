@@ -36,6 +36,7 @@ fn main() -> eframe::Result {
                 Ok("conflicts") => app.tab = app::Tab::Conflicts,
                 Ok("seeders") => app.tab = app::Tab::Seeders,
                 Ok("activity") => app.screen = app::Screen::Activity,
+                Ok("my-seeders") => app.screen = app::Screen::Seeders,
                 _ => {}
             }
             Ok(Box::new(app))
