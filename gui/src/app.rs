@@ -67,6 +67,8 @@ pub(crate) struct CoboxApp {
     pub(crate) browse_dir: std::collections::HashMap<SpaceId, String>,
     /// The search over file names ("" shows the folder).
     pub(crate) search: String,
+    /// Put the keyboard in the search box next frame (Ctrl+F).
+    focus_search: bool,
     /// The current folder's rows (or the search's hits), kept until the model, the folder or
     /// the search changes: building them walks every file.
     listing: Option<Listing>,
@@ -131,6 +133,7 @@ impl CoboxApp {
             limits_edit: None,
             browse_dir: Default::default(),
             search: String::new(),
+            focus_search: false,
             listing: None,
             restore_at: String::new(),
             restore_into: String::new(),
@@ -199,7 +202,36 @@ impl CoboxApp {
         }
     }
 
+    /// Shortcuts, so every screen and the search are a key away: Alt+1..4 pick a screen, Ctrl+F
+    /// goes to the search (on the Files tab), Escape leaves the search.
+    fn shortcuts(&mut self, ui: &mut egui::Ui) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let screens = [
+            (Key::Num1, Screen::Spaces),
+            (Key::Num2, Screen::Seeders),
+            (Key::Num3, Screen::Network),
+            (Key::Num4, Screen::Activity),
+        ];
+        for (key, screen) in screens {
+            if ui.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::ALT, key))) {
+                self.screen = screen;
+                if screen == Screen::Seeders {
+                    self.send(Cmd::AskSeeders);
+                }
+            }
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::F))) {
+            self.screen = Screen::Spaces;
+            self.tab = Tab::Files;
+            self.focus_search = true;
+        }
+        if !self.search.is_empty() && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
+            self.search.clear();
+        }
+    }
+
     fn top_bar(&mut self, ui: &mut egui::Ui) {
+        self.shortcuts(ui);
         ui.horizontal(|ui| {
             ui.heading("CoBox");
             ui.separator();
@@ -559,8 +591,14 @@ impl CoboxApp {
         let dir = self.browse_dir.get(&s.id).cloned().unwrap_or_default();
         ui.horizontal(|ui| {
             let l = ui.label("Search");
-            ui.add(egui::TextEdit::singleline(&mut self.search).hint_text("a file name").desired_width(240.0))
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.search).hint_text("a file name (Ctrl+F)").desired_width(240.0),
+                )
                 .labelled_by(l.id);
+            if std::mem::take(&mut self.focus_search) {
+                field.request_focus();
+            }
             if !self.search.is_empty() && ui.button("Clear search").clicked() {
                 self.search.clear();
             }

@@ -473,3 +473,36 @@ fn the_first_run_explains_creates_a_space_and_proposes_to_a_seeder() {
     // Proposed: no longer "no seeder", so the target speaks up.
     h.get_by_label_contains("Below this space's target");
 }
+
+/// Every screen and the search are a key away: Alt+2 opens My seeders, Alt+1 goes back,
+/// Ctrl+F puts typing into the search, Escape leaves it.
+#[test]
+fn screens_and_search_are_reachable_by_keyboard() {
+    use eframe::egui::{Key, Modifiers};
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("minutes.txt"), "general assembly\n").unwrap();
+    std::fs::write(folder.path().join("budget.csv"), "a,b\n").unwrap();
+    Home::open(home.path()).unwrap().create_space("co-op", folder.path()).unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the files", |m| m.spaces.first().is_some_and(|s| s.files.len() == 2));
+    h.key_press_modifiers(Modifiers::ALT, Key::Num2);
+    h.step();
+    h.step();
+    assert_eq!(h.state().screen, crate::app::Screen::Seeders);
+    h.key_press_modifiers(Modifiers::ALT, Key::Num1);
+    h.step();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::F);
+    h.step();
+    h.step();
+    // Typed to the window, not to a node: it lands in the search only if Ctrl+F put focus there.
+    h.event(eframe::egui::Event::Text("minu".into()));
+    h.step();
+    h.step();
+    assert_eq!(h.state().search, "minu");
+    h.get_by_label("1 file named like \"minu\"");
+    h.key_press(Key::Escape);
+    h.step();
+    h.step();
+    assert!(h.state().search.is_empty());
+}
