@@ -100,6 +100,41 @@ pub struct Daemon {
     changed: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<SpaceId>>>,
     activity: UnboundedSender<Activity>,
     log: Log,
+    /// Scans running now, with their progress.
+    scanning: std::sync::Mutex<std::collections::HashMap<SpaceId, Arc<Scanning>>>,
+}
+
+/// A scan's progress while it runs: the phase, and bytes of it done.
+#[derive(Debug, Default)]
+pub struct Scanning {
+    phase: std::sync::Mutex<String>,
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl crate::Progress for Scanning {
+    fn start(&self, phase: &str, total_bytes: u64) {
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase.to_owned();
+        self.total.store(total_bytes, std::sync::atomic::Ordering::Relaxed);
+        self.done.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn advance(&self, bytes: u64) {
+        self.done.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn warn(&self, _: &str) {}
+}
+
+/// A scan running now, for people: its phase and bytes of it done of its total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanningNow {
+    /// The space.
+    pub space: SpaceId,
+    /// What it is doing ("scanning": reading and hashing changed files).
+    pub phase: String,
+    /// Bytes of the phase done.
+    pub done: u64,
+    /// Bytes of the phase in all.
+    pub total: u64,
 }
 
 impl Daemon {
@@ -153,8 +188,29 @@ impl Daemon {
             changed: tokio::sync::Mutex::new(changed),
             activity,
             log,
+            scanning: Default::default(),
         };
         Ok((Arc::new(d), rx))
+    }
+
+    /// Scans running now: which phase, bytes done of its total (a scan that found nothing
+    /// changed has no phase).
+    pub fn scanning(&self) -> Vec<ScanningNow> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.scanning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(space, p)| {
+                let phase = p.phase.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                (!phase.is_empty()).then(|| ScanningNow {
+                    space: *space,
+                    phase,
+                    done: p.done.load(Relaxed),
+                    total: p.total.load(Relaxed),
+                })
+            })
+            .collect()
     }
 
     /// The network node.
@@ -239,12 +295,16 @@ impl Daemon {
     /// any. Runs on a blocking thread.
     pub async fn scan(&self, id: &SpaceId, full: bool) {
         let Some(s) = self.node.space(id) else { return };
-        let work = move |s: &mut Space| if full { s.scan(&crate::NoProgress).map(Some) } else { s.scan_if_changed() };
+        let progress = Arc::new(Scanning::default());
+        self.scanning.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, progress.clone());
+        let p = progress.clone();
+        let work = move |s: &mut Space| if full { s.scan(&*p).map(Some) } else { s.scan_if_changed_with(&*p) };
         let scanned = if self.schedule.low_priority {
             crate::handle::on_space_low(&s, work).await
         } else {
             crate::handle::on_space(&s, work).await
         };
+        self.scanning.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         match scanned {
             Ok(Some(r)) if r.snapshot.is_some() => {
                 self.tell(Activity::Log(format!(
@@ -414,4 +474,22 @@ pub async fn audit_seeders(node: &Node, id: &SpaceId, targets: &[String], count:
         out.push(SeederAudit { target: t.clone(), synced, result });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Progress;
+
+    #[test]
+    fn a_scan_reports_its_phase_and_bytes() {
+        let p = Scanning::default();
+        p.start("scanning", 100);
+        p.advance(30);
+        p.advance(20);
+        assert_eq!(*p.phase.lock().unwrap(), "scanning");
+        assert_eq!(p.done.load(std::sync::atomic::Ordering::Relaxed), 50);
+        p.start("scanning", 10);
+        assert_eq!(p.done.load(std::sync::atomic::Ordering::Relaxed), 0, "a new phase starts from nothing");
+    }
 }

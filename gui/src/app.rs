@@ -358,6 +358,13 @@ impl CoboxApp {
                 ui.label(receiving_line(t, cobox_engine::now_ms()));
             }
         }
+        if let Some(sc) = self.model.scanning.iter().find(|x| x.space == s.id) {
+            ui.horizontal(|ui| {
+                let part = if sc.total == 0 { 0.0 } else { sc.done as f32 / sc.total as f32 };
+                ui.add(egui::ProgressBar::new(part.min(1.0)).desired_width(160.0));
+                ui.label(scanning_line(sc));
+            });
+        }
         if let SpaceState::Error(e) = &s.state {
             ui.colored_label(ui.visuals().error_fg_color, e);
         }
@@ -1133,6 +1140,11 @@ impl CoboxApp {
             }
         });
     }
+}
+
+/// A scan's progress for people.
+pub(crate) fn scanning_line(sc: &cobox_engine::daemon::ScanningNow) -> String {
+    format!("Checking the folder: {} of {} read", human(sc.done), human(sc.total))
 }
 
 /// A transfer's progress for people: pieces left, bytes so far, and the time left at this pace.

@@ -183,6 +183,8 @@ pub(crate) struct Model {
     pub(crate) limits: (u64, u64),
     /// What happened that a member should hear of, newest last: (when, words).
     pub(crate) activity: VecDeque<(i64, String)>,
+    /// Scans running now, for progress.
+    pub(crate) scanning: Vec<cobox_engine::daemon::ScanningNow>,
     /// Transfers into spaces running now (pieces asked for and in), for progress.
     pub(crate) receiving: Vec<cobox_engine::sync::net::ReceivingNow>,
     /// Devices' names (hex id to name), from every space's roster.
@@ -364,15 +366,17 @@ fn run(
             last_traffic = t;
             let peers = eng.daemon.node().peers_seen();
             let receiving = eng.daemon.node().receiving();
+            let scanning = eng.daemon.scanning();
             // The rate plot ticks every second without a repaint of its own: the Network screen,
             // when shown, asks for one each second; other screens do not change with it, so an
             // idle app draws nothing. Peers changing is news for every screen.
             let news = {
                 let m = eng.model.lock().unwrap_or_else(|p| p.into_inner());
-                m.peers != peers || m.receiving != receiving
+                m.peers != peers || m.receiving != receiving || m.scanning != scanning
             };
             let change = |m: &mut Model| {
                 m.receiving = receiving;
+                m.scanning = scanning;
                 m.rates.push_back([start.elapsed().as_secs_f64(), up, down]);
                 while m.rates.len() > 300 {
                     m.rates.pop_front();

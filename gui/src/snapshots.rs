@@ -310,6 +310,24 @@ fn snapshot_activity() {
     shot("activity", |a| a.screen = Screen::Activity);
 }
 
+/// A scan in progress shows a bar and what is read of what there is to read.
+#[test]
+fn scan_progress_shows_under_the_space() {
+    let mut m = model();
+    m.scanning = vec![cobox_engine::daemon::ScanningNow {
+        space: SpaceId([0x9f; 32]),
+        phase: "scanning".into(),
+        done: 1 << 20,
+        total: 4 << 20,
+    }];
+    let app = CoboxApp::new(EngineHandle::fixed(m));
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label("Checking the folder: 1.0 MiB of 4.0 MiB read");
+}
+
 /// A sync's progress reads as pieces and bytes left, with the time left at the pace so far.
 #[test]
 fn sync_progress_says_what_is_left_and_how_long() {
