@@ -110,6 +110,7 @@ fn routes() -> Router<Api> {
         .route("/api/seed/fetch", post(seed_fetch))
         .route("/api/seed/accept", post(seed_accept))
         .route("/api/seed/cancel", post(seed_cancel))
+        .route("/api/seeders/ask", post(seeder_ask))
         .route("/api/spaces/{space}/status", get(status))
         .route("/api/spaces/{space}/scan", post(scan))
         .route("/api/spaces/{space}/history", get(history))
@@ -380,6 +381,23 @@ async fn with_progress<R: serde::Serialize + Send + 'static>(
         Some((Ok::<_, std::convert::Infallible>(format!("{v}\n")), rx))
     });
     ([(axum::http::header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(lines)).into_response()
+}
+
+/// One `cobox/admin/1` request to a seeder, sent from the daemon's own endpoint (so a command
+/// beside it opens no second endpoint with the device's key): `{"seeder": "ID@ADDR,...",
+/// "request": Request}`; the answer is the seeder's `Response` (a refusal included).
+async fn seeder_ask(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    #[derive(Deserialize)]
+    struct B {
+        seeder: String,
+        request: cobox_engine::admin::Request,
+    }
+    let b: B = body(&bytes)?;
+    let peer: cobox_engine::codes::PeerAddr =
+        b.seeder.parse().map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let addr = dial_addr(&peer)?;
+    let r = api.node.admin(addr, &b.request).await?;
+    to_json(&r)
 }
 
 async fn scan(

@@ -60,9 +60,20 @@ pub(crate) enum SeederCmd {
     },
 }
 
-/// A bare node with this device's key, beside a running daemon too: the seeder knows an
-/// administrator by the key its connection proves.
-async fn client(ctx: &Ctx, net: &NetArgs) -> Result<Node> {
+/// Who sends the requests: the running daemon's endpoint when one holds the home (a second
+/// endpoint with the same key would contend with it on a relay), else a node of our own.
+enum Client {
+    Daemon(crate::control::Daemon),
+    Own(Node),
+}
+
+/// A client with this device's key: the seeder knows an administrator by the key its
+/// connection proves.
+async fn client(ctx: &Ctx, net: &NetArgs) -> Result<Client> {
+    if let Some(d) = crate::control::daemon(&ctx.home) {
+        net.beside_daemon();
+        return Ok(Client::Daemon(d));
+    }
     let seed = match Home::peek_device_seed(&ctx.home)? {
         Some(s) => s,
         None => ctx.open_home()?.device_seed(),
@@ -70,12 +81,26 @@ async fn client(ctx: &Ctx, net: &NetArgs) -> Result<Node> {
     let mut cfg = net.config(None)?;
     // Dialed by the address the code or the list gives; nothing to announce on the LAN.
     cfg.lan_discovery = false;
-    Ok(Node::start_with(seed, NodeSetup::default(), &cfg, std::sync::Arc::new(|_: &str| {})).await?)
+    Ok(Client::Own(Node::start_with(seed, NodeSetup::default(), &cfg, std::sync::Arc::new(|_: &str| {})).await?))
 }
 
-async fn ask(node: &Node, seeder: &PeerAddr, req: &Request) -> Result<Response> {
-    let addr = dial_addr(seeder)?;
-    match node.admin(addr, req).await? {
+impl Client {
+    async fn shutdown(self) {
+        if let Client::Own(node) = self {
+            node.shutdown().await;
+        }
+    }
+}
+
+async fn ask(client: &Client, seeder: &PeerAddr, req: &Request) -> Result<Response> {
+    let answer = match client {
+        Client::Own(node) => node.admin(dial_addr(seeder)?, req).await?,
+        Client::Daemon(d) => {
+            let body = serde_json::json!({ "seeder": seeder.to_string(), "request": req }).to_string();
+            d.call_with("POST", "/api/seeders/ask", &body)?
+        }
+    };
+    match answer {
         Response::Refused(why) => bail!("seeder {} refused: {why}", seeder.device.short()),
         r => Ok(r),
     }

@@ -262,6 +262,16 @@ fn a_paired_device_administers_a_seeder_and_an_unpaired_one_is_refused() {
     assert!(actions.iter().any(|a| a.contains("refused")), "{actions:?}");
     let text = owner.ok(&["seeder", "status", "--no-relay"]);
     assert!(text.contains("agreement") && text.contains("active") && text.contains("1.0 GiB"), "{text}");
+    // Beside the owner's own daemon the request goes out from the daemon's endpoint (no second
+    // endpoint with the same key): the same report, and the note that says whose settings apply.
+    let od = Daemon::start(&owner);
+    let out = owner.run(&["seeder", "status", "--no-relay", "--json"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("apply only without it"), "{said}");
+    let through: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(through[0]["device"], seeder_id.as_str(), "{through}");
+    assert_eq!(through[0]["spaces"][0]["agreements"][0]["id"], agreement.as_str(), "{through}");
+    od.stop();
     let log = d.stop();
     assert!(log.contains("cobox seeder pair cobox-pair-"), "a seeder with no administrator prints a code: {log}");
     assert!(log.contains(&format!("admin: refused an admin request from {}", &stranger.ok(&["id"])[..8])), "{log}");
