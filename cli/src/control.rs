@@ -26,6 +26,21 @@ impl Daemon {
 
     /// [`Daemon::call`] with a JSON body.
     pub(crate) fn call_with<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: &str) -> Result<T> {
+        let mut s = self.send(method, path, body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).context("reading the running daemon's answer")?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, body) = text.split_once("\r\n\r\n").context("the running daemon's answer has no body")?;
+        let (code, chunked) = status(head);
+        let body = if chunked { unchunk(body) } else { body.to_owned() };
+        if !(200..300).contains(&code) {
+            return Err(refusal(body));
+        }
+        serde_json::from_str(&body).context("the running daemon's answer is not what this command reads")
+    }
+
+    /// Write one request on a new connection to the socket.
+    fn send(&self, method: &str, path: &str, body: &str) -> Result<UnixStream> {
         let mut s = UnixStream::connect(&self.path).context("reaching the running daemon's control socket")?;
         write!(
             s,
@@ -33,28 +48,9 @@ impl Daemon {
             body.len()
         )
         .context("asking the running daemon")?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).context("reading the running daemon's answer")?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text.split_once("\r\n\r\n").context("the running daemon's answer has no body")?;
-        let code: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            unchunk(body)
-        } else {
-            body.to_owned()
-        };
-        if !(200..300).contains(&code) {
-            let why = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or(body);
-            bail!("{why} (answered by the running daemon)");
-        }
-        serde_json::from_str(&body).context("the running daemon's answer is not what this command reads")
+        Ok(s)
     }
-}
 
-impl Daemon {
     /// A request whose answer streams progress (`?progress=1`: JSON lines `start`, `advance`,
     /// `warn`, then `result` or `error`), drawn on `progress` as it arrives.
     pub(crate) fn call_progress<T: serde::de::DeserializeOwned>(
@@ -65,14 +61,7 @@ impl Daemon {
         progress: &dyn cobox_engine::Progress,
     ) -> Result<T> {
         use std::io::BufRead;
-        let mut s = UnixStream::connect(&self.path).context("reaching the running daemon's control socket")?;
-        write!(
-            s,
-            "{method} {path}?progress=1 HTTP/1.1\r\nHost: cobox\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .context("asking the running daemon")?;
-        let mut r = std::io::BufReader::new(s);
+        let mut r = std::io::BufReader::new(self.send(method, &format!("{path}?progress=1"), body)?);
         let mut head = String::new();
         loop {
             let mut l = String::new();
@@ -81,17 +70,11 @@ impl Daemon {
             }
             head.push_str(&l);
         }
-        let code: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        let (code, chunked) = status(&head);
         if !(200..300).contains(&code) {
             let mut rest = String::new();
             r.read_to_string(&mut rest).context("reading the running daemon's answer")?;
-            let rest = if chunked { unchunk(&rest) } else { rest };
-            let why = serde_json::from_str::<serde_json::Value>(&rest)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or(rest);
-            bail!("{why} (answered by the running daemon)");
+            return Err(refusal(if chunked { unchunk(&rest) } else { rest }));
         }
         let mut pending = String::new();
         let mut result = None;
@@ -145,6 +128,21 @@ impl Daemon {
         let v = result.context("the running daemon ended without a result")?;
         serde_json::from_value(v).context("the running daemon's answer is not what this command reads")
     }
+}
+
+/// The status code of an answer's head, and whether its body is chunked.
+fn status(head: &str) -> (u16, bool) {
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, head.to_ascii_lowercase().contains("transfer-encoding: chunked"))
+}
+
+/// The daemon's refusal as an error: its `error` field, or the body as it came.
+fn refusal(body: String) -> anyhow::Error {
+    let why = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    anyhow::anyhow!("{why} (answered by the running daemon)")
 }
 
 /// A chunked HTTP body, joined.

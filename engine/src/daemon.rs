@@ -299,11 +299,7 @@ impl Daemon {
         self.scanning.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, progress.clone());
         let p = progress.clone();
         let work = move |s: &mut Space| if full { s.scan(&*p).map(Some) } else { s.scan_if_changed_with(&*p) };
-        let scanned = if self.schedule.low_priority {
-            crate::handle::on_space_low(&s, work).await
-        } else {
-            crate::handle::on_space(&s, work).await
-        };
+        let scanned = crate::handle::on_space_at(&s, self.schedule.low_priority, work).await;
         self.scanning.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         match scanned {
             Ok(Some(r)) if r.snapshot.is_some() => {

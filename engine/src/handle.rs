@@ -12,20 +12,19 @@ pub async fn on_space<R: Send + 'static>(
     space: &Arc<Mutex<Space>>,
     f: impl FnOnce(&mut Space) -> Result<R, Error> + Send + 'static,
 ) -> Result<R, Error> {
-    let s = space.clone();
-    tokio::task::spawn_blocking(move || f(&mut s.blocking_lock()))
-        .await
-        .map_err(|e| Error::Net(format!("space work stopped: {e}")))?
+    on_space_at(space, false, f).await
 }
 
-/// [`on_space`] at background priority: on the low-priority pool, so the scan's hashing yields
-/// the CPU and the disk to the machine's user (a daemon's scans).
-pub async fn on_space_low<R: Send + 'static>(
+/// [`on_space`], at background priority when `background`: on the low-priority pool, so the
+/// work (a daemon's scan and its hashing) yields the CPU and the disk to the machine's user.
+pub async fn on_space_at<R: Send + 'static>(
     space: &Arc<Mutex<Space>>,
+    background: bool,
     f: impl FnOnce(&mut Space) -> Result<R, Error> + Send + 'static,
 ) -> Result<R, Error> {
     let s = space.clone();
-    tokio::task::spawn_blocking(move || match crate::priority::background_pool() {
+    let pool = if background { crate::priority::background_pool() } else { None };
+    tokio::task::spawn_blocking(move || match pool {
         Some(pool) => pool.install(|| f(&mut s.blocking_lock())),
         None => f(&mut s.blocking_lock()),
     })

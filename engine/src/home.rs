@@ -112,7 +112,7 @@ fn resolve_in<'a>(spaces: &'a [SpaceInfo], query: &str) -> Result<&'a SpaceInfo,
 }
 
 /// Read a JSON file, or the default when it does not exist.
-fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
     match fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
@@ -685,7 +685,7 @@ impl Home {
     }
 
     /// Addresses the running daemon listens on (empty when none runs).
-    pub(crate) fn listening_at(root: &Path) -> Result<Vec<String>, Error> {
+    pub fn listening_at(root: &Path) -> Result<Vec<String>, Error> {
         read_json(&paths::listening(root))
     }
 }

@@ -112,32 +112,40 @@ impl LogFile {
     }
 }
 
-/// The last `n` lines of the log, oldest first, across rotated files. A line that is not JSON
-/// (a torn write at a crash) is shown as its text.
-pub fn tail(root: &Path, n: usize) -> Result<Vec<Line>, Error> {
-    let mut files: Vec<PathBuf> = (1..=KEEP).rev().map(|k| rotated(root, k)).collect();
-    files.push(live(root));
-    let mut out: std::collections::VecDeque<Line> = Default::default();
-    for path in files {
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).at(&path),
-        };
-        for l in text.lines().filter(|l| !l.trim().is_empty()) {
-            out.push_back(parse(l));
-            if out.len() > n {
-                out.pop_front();
-            }
-        }
-    }
-    Ok(out.into())
+/// The log's files, newest first: the live one, then `.1` to `.5`.
+fn newest_first(root: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    std::iter::once(live(root)).chain((1..=KEEP).map(move |k| rotated(root, k)))
 }
 
-/// The newest warning in the log (a refusal or a failure), for health reports.
+/// The lines of one log file, or none when it does not exist.
+fn lines_of(path: &Path) -> Result<Vec<Line>, Error> {
+    match fs::read_to_string(path) {
+        Ok(t) => Ok(t.lines().filter(|l| !l.trim().is_empty()).map(parse).collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).at(path),
+    }
+}
+
+/// The last `n` lines of the log, oldest first, across rotated files. A line that is not JSON
+/// (a torn write at a crash) is shown as its text. Older files are read only when the newer
+/// ones hold fewer than `n` lines.
+pub fn tail(root: &Path, n: usize) -> Result<Vec<Line>, Error> {
+    let mut newest: Vec<Line> = Vec::new();
+    for path in newest_first(root) {
+        if newest.len() >= n {
+            break;
+        }
+        let want = n - newest.len();
+        newest.extend(lines_of(&path)?.into_iter().rev().take(want));
+    }
+    newest.reverse();
+    Ok(newest)
+}
+
+/// The newest warning in the log (a refusal or a failure), for health reports: files are read
+/// newest first, and reading stops at the first that holds one.
 pub fn last_warning(root: &Path) -> Option<Line> {
-    // The last thousand lines are enough: a warning older than that is not "last" news.
-    tail(root, 1000).ok()?.into_iter().rev().find(|l| l.level == "warn")
+    newest_first(root).find_map(|p| lines_of(&p).ok()?.into_iter().rev().find(|l| l.level == "warn"))
 }
 
 /// One line of the file.

@@ -5,6 +5,7 @@
 use crate::admin::{PairCode, Policy};
 use crate::codes::PeerAddr;
 use crate::error::{Error, IoContext};
+use crate::home::read_json;
 use crate::ids::DeviceId;
 use crate::util::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -54,23 +55,13 @@ fn seeders_path(root: &Path) -> PathBuf {
     root.join("seeders.json")
 }
 
-fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).at(path),
-    }
-}
-
 fn write<T: Serialize>(path: &Path, v: &T) -> Result<(), Error> {
     write_atomic(path, &crate::error::json("an administration file", v)?)
 }
 
 /// This seeder's administrators.
 pub fn admins(root: &Path) -> Result<Vec<Admin>, Error> {
-    Ok(read(&admins_path(root))?.unwrap_or_default())
+    read_json(&admins_path(root))
 }
 
 /// Whether `device` may administer this seeder.
@@ -107,7 +98,7 @@ pub fn new_pairing(root: &Path, me: DeviceId, addrs: Vec<String>, now_ms: i64) -
 
 /// Pair `device` if `secret` is the pending code's, within its day; the code is used up.
 pub fn redeem_pairing(root: &Path, secret: &[u8; 32], device: DeviceId, name: &str, now_ms: i64) -> Result<(), Error> {
-    let Some(p) = read::<Pending>(&pairing_path(root))? else {
+    let Some(p) = read_json::<Option<Pending>>(&pairing_path(root))? else {
         return Err(Error::Refused("this seeder has no pairing code open; its operator makes one".into()));
     };
     // Compared as hashes of the secret, so the check takes the same time whatever was sent.
@@ -124,14 +115,19 @@ pub fn redeem_pairing(root: &Path, secret: &[u8; 32], device: DeviceId, name: &s
 /// The largest quota countersigned by itself when nobody said (`--max-quota`).
 pub const DEFAULT_MAX_QUOTA: u64 = 10 << 30;
 
-/// The policy a daemon starts from: the standing one, or countersign for nobody by itself.
+/// The policy of a seeder nobody set one for: countersign for nobody by itself.
+pub fn default_policy() -> Policy {
+    Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA }
+}
+
+/// The policy a daemon starts from: the standing one, or the default.
 pub fn standing_policy(root: &Path) -> Result<Policy, Error> {
-    Ok(policy(root)?.unwrap_or(Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA }))
+    Ok(policy(root)?.unwrap_or_else(default_policy))
 }
 
 /// The standing policy set by an administrator or `cobox up`, if any was.
 pub fn policy(root: &Path) -> Result<Option<Policy>, Error> {
-    read(&policy_path(root))
+    read_json(&policy_path(root))
 }
 
 /// Record the standing policy (the next `cobox up` starts from it).
@@ -141,7 +137,7 @@ pub fn set_policy(root: &Path, p: &Policy) -> Result<(), Error> {
 
 /// The seeders this device administers.
 pub fn seeders(root: &Path) -> Result<Vec<PairedSeeder>, Error> {
-    Ok(read(&seeders_path(root))?.unwrap_or_default())
+    read_json(&seeders_path(root))
 }
 
 /// Remember a seeder this device paired with (its addresses refreshed when paired again).

@@ -24,6 +24,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::rename(&tmp, path).at(path)
 }
 
+/// Bytes free to this user on the filesystem holding `path` (`None`: it could not be read).
+pub fn disk_free(path: &Path) -> Option<u64> {
+    rustix::fs::statvfs(path).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+}
+
 /// `text` (a file name from the manifest, a peer's words) fit for a terminal or a log line:
 /// control characters (escape sequences, carriage returns, newlines) are shown as `\u{..}`, so
 /// a name another device chose cannot rewrite what the user sees or forge log lines.

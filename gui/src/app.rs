@@ -86,7 +86,9 @@ const SEARCH_MAX: usize = 1000;
 
 /// A folder's rows, and what they were built from.
 struct Listing {
-    model: *const Model,
+    /// Held weakly: the model's memory goes when the engine replaces it, but its address is not
+    /// reused for a newer model while this is held, so a match is the same model.
+    model: std::sync::Weak<Model>,
     space: SpaceId,
     dir: String,
     search: String,
@@ -700,10 +702,10 @@ impl CoboxApp {
     /// The rows shown: the search's hits, or the folder's listing; rebuilt only when what they
     /// come from changed.
     fn rows(&mut self, s: &SpaceView, dir: &str) -> Arc<Vec<crate::browse::Row>> {
-        let model = Arc::as_ptr(&self.model);
+        let model = Arc::downgrade(&self.model);
         let search = self.search.trim().to_owned();
         if let Some(l) = &self.listing
-            && l.model == model
+            && l.model.ptr_eq(&model)
             && l.space == s.id
             && l.dir == dir
             && l.search == search

@@ -195,14 +195,15 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     // The standing policy (an administrator may have set it), with what this command line says
     // on top; recorded, so an administrator reads what is in force.
     let standing = seeder_admin::policy(&ctx.home)?;
-    let mut p = seeder_admin::standing_policy(&ctx.home)?;
+    let mut p = standing.clone().unwrap_or_else(seeder_admin::default_policy);
+    let given = !owners.is_empty() || a.max_quota.is_some();
     if !owners.is_empty() {
         p.seed_for = owners;
     }
     if let Some(q) = a.max_quota {
         p.max_quota = q;
     }
-    if standing.as_ref() != Some(&p) && (standing.is_some() || !a.seed_for.is_empty() || a.max_quota.is_some()) {
+    if given && standing.as_ref() != Some(&p) {
         seeder_admin::set_policy(&ctx.home, &p)?;
     }
     let policy = SeedPolicy { owners: p.seed_for.clone(), max_quota: p.max_quota, accept: Vec::new() };

@@ -239,10 +239,8 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
                 Some(id) => id,
                 None => ctx.open_home()?.device_id(),
             };
-            let addrs: Vec<String> = std::fs::read(cobox_engine::home::paths::listening(&root))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
+            // Where the running daemon listens (none: the code carries the id alone).
+            let addrs = Home::listening_at(&root)?;
             let code = seeder_admin::new_pairing(&root, home_id, addrs, now_ms())?;
             if ctx.json {
                 return ctx.print_json(&serde_json::json!({ "code": code }));

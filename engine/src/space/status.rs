@@ -121,7 +121,7 @@ impl Space {
                 .map(|v| crate::ledger::summary(v, Some(&self.info.name), "member", now))
                 .collect(),
             quarantined: self.quarantined.iter().map(|(id, why)| format!("{id}: {why}")).collect(),
-            disk_free: rustix::fs::statvfs(&self.dir).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize)),
+            disk_free: crate::util::disk_free(&self.dir),
             peers: Vec::new(),
             // Filled by whoever knows the home (the CLI, the daemon's API): a space does not.
             last_error: None,

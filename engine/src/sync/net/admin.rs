@@ -189,8 +189,7 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
         })
         .collect();
     errors.sort_by_key(|e| e.at_ms);
-    let disk_free =
-        sh.home.as_ref().and_then(|r| rustix::fs::statvfs(r).ok()).map(|v| v.f_bavail.saturating_mul(v.f_frsize));
+    let disk_free = sh.home.as_deref().and_then(crate::util::disk_free);
     Ok(Report {
         device: sh.me,
         held_bytes: spaces.iter().map(|s| s.bytes).sum(),

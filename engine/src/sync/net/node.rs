@@ -498,11 +498,6 @@ impl Node {
         super::admin::ask(self.router.endpoint(), peer, req, &self.sh.log).await
     }
 
-    /// What this node holds as a seeder, as its administrators see it.
-    pub async fn seeder_report(&self) -> Result<crate::admin::Report, Error> {
-        super::admin::report(&self.sh).await
-    }
-
     /// Close connections and the endpoint. A graceful close waits for peers to acknowledge; a
     /// dead peer never does, so give up after a few seconds.
     pub async fn shutdown(self) {
