@@ -436,6 +436,10 @@ impl Space {
                 Ok((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })))
             })
             .collect::<Result<_, Error>>()?;
+        // The rows say "this device holds these files' blobs": the blobs go to disk first. A
+        // kill between a row and its pack (still in the writer's buffer) left verify calling
+        // the blobs missing (a CI run of the kill -9 sync test caught it).
+        self.store.flush()?;
         self.write_scan_cache(&rows)?;
         Ok(s.changes)
     }
