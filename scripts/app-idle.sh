@@ -38,13 +38,18 @@ sleep 1
 DISPLAY=:78 COBOX_GUI_SCREEN="$SCREEN_NAME" "$GUI" >"$WORK/gui.log" 2>&1 &
 GPID=$!
 ticks() { awk '{print $14 + $15}' "/proc/$GPID/stat"; }
-# Start, open the space, scan it at start (the daemon does), settle.
-sleep 40
+# Start, open the space, scan it at start (the daemon does), settle; the daemon lets an idle
+# space's manifest go after one to two minutes unused (Schedule::release_idle).
+sleep 150
 kill -0 "$GPID" || { cat "$WORK/gui.log" >&2; exit 1; }
 t0="$(ticks)"
 sleep 30
 t1="$(ticks)"
 rss_kib="$(awk '/VmRSS/ {print $2}' "/proc/$GPID/status")"
+grep -h "released" "$WORK/home/logs/"*.log 2>/dev/null | tail -1 || echo "(the manifest was not released)"
+if [ -n "${SMAPS:-}" ]; then
+  awk '/^[0-9a-f]+-/ {name=$6} /^Rss:/ {rss[name]+=$2} END {for (n in rss) if (rss[n] > 4096) printf "%8d KiB %s\n", rss[n], n}' "/proc/$GPID/smaps" | sort -rn | head -12
+fi
 hz="$(getconf CLK_TCK)"
 awk -v a="$t0" -v b="$t1" -v hz="$hz" -v rss="$rss_kib" -v n="$N" -v s="$SCREEN_NAME" 'BEGIN {
   printf "cobox-gui idle on the %s screen over a %d-file space: %.2f%% of a core over 30 s, %.0f MiB resident\n",

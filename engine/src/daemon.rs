@@ -39,6 +39,9 @@ pub struct Schedule {
     pub seed_grace: Duration,
     /// Scan and hash at background CPU and I/O priority (`priority`).
     pub low_priority: bool,
+    /// A space's manifest unused for one to two of these is let go until next needed
+    /// (about 80 MB at 100,000 files; it loads again in a tenth of a second).
+    pub release_idle: Duration,
 }
 
 impl Default for Schedule {
@@ -49,6 +52,7 @@ impl Default for Schedule {
             audit_every: Duration::from_secs(3600),
             seed_grace: Duration::from_millis(cobox_agreements::GRACE_MS as u64),
             low_priority: true,
+            release_idle: Duration::from_secs(60),
         }
     }
 }
@@ -256,6 +260,8 @@ impl Daemon {
         let mut tick = tokio::time::interval(self.schedule.interval.max(Duration::from_secs(1)));
         let every = self.schedule.audit_every.max(Duration::from_secs(1));
         let mut audit_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let idle = self.schedule.release_idle.max(Duration::from_millis(100));
+        let mut release_tick = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
         tokio::pin!(stop);
         // The first tick fires at once: catch up with known peers on start.
         loop {
@@ -278,6 +284,10 @@ impl Daemon {
                     self.audit_all(&mut syncs).await;
                     (Vec::new(), false)
                 }
+                _ = release_tick.tick() => {
+                    self.release_unused().await;
+                    (Vec::new(), false)
+                }
             };
             for id in todo {
                 self.scan(&id, full).await;
@@ -289,6 +299,22 @@ impl Daemon {
         }
         syncs.shutdown().await;
         let _ = Home::set_listening_at(&self.root, &[]);
+    }
+
+    /// Let go of the manifests no one used since the last call. A space busy now (a scan or a
+    /// session holds it) is skipped: it is in use.
+    async fn release_unused(&self) {
+        for (id, held) in self.node.held() {
+            let crate::sync::net::Held::Member(s) = held else { continue };
+            let Ok(mut guard) = s.clone().try_lock_owned() else { continue };
+            let released = tokio::task::spawn_blocking(move || guard.release_if_unused()).await;
+            match released {
+                Ok(Ok(true)) => (self.log)(&format!("space {}: manifest released while idle", id.short())),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => self.tell(Activity::Log(format!("space {}: cannot release its manifest: {e}", id.short()))),
+                Err(e) => self.tell(Activity::Log(format!("space {}: releasing its manifest failed: {e}", id.short()))),
+            }
+        }
     }
 
     /// Record a space's local changes: all of them with `full`, else only if its watcher saw

@@ -67,6 +67,19 @@ pub fn small_footprint() {
     }
 }
 
+/// Hand freed heap pages back to the system now: after a large structure (a released
+/// manifest) is dropped, glibc keeps its small blocks' pages in the arenas until trimmed.
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes an integer and only returns free pages to the system.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
 /// A pool of threads at background priority for scans: rayon work started inside
 /// `install` (the scan's parallel hashing) runs on these threads too.
 pub fn background_pool() -> Option<&'static rayon::ThreadPool> {

@@ -39,22 +39,64 @@ async fn a_folder_edit_is_scanned_without_being_asked() {
     let home = Home::open(root.path()).unwrap();
     let info = home.create_space("s", folder.path()).unwrap();
     home.open_space("s").unwrap().scan(&NoProgress).unwrap();
-    let schedule = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
+    // Manifests unused for 300 ms are let go; the edits below load them again.
+    let schedule =
+        Schedule { interval: Duration::from_secs(3600), release_idle: Duration::from_millis(300), ..Schedule::default() };
     let (d, mut activity) =
         Daemon::start(&home, &loopback(), SeedPolicy::default(), schedule, Arc::new(|_: &str| {})).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(d.clone().run(async move {
         let _ = stopped.await;
     }));
+    let s = d.node().space(&info.id).unwrap();
     // The first tick's full rescan finds nothing new; then an edit arrives through the watcher.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    std::fs::write(folder.path().join("b.txt"), b"second").unwrap();
-    let a = wait_for(&mut activity, 20, |a| matches!(a, Activity::Scanned { .. })).await;
-    assert!(matches!(a, Activity::Scanned { space, added: 1, .. } if space == info.id), "{a:?}");
-    let s = d.node().space(&info.id).unwrap();
-    assert!(s.lock().await.files().iter().any(|(p, _)| p == "b.txt"));
+    for (name, expect) in [("b.txt", vec!["a.txt", "b.txt"]), ("c.txt", vec!["a.txt", "b.txt", "c.txt"])] {
+        // Idle: the manifest goes.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while s.lock().await.manifest_loaded() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("an idle daemon keeps its manifest");
+        std::fs::write(folder.path().join(name), name.as_bytes()).unwrap();
+        let a = wait_for(&mut activity, 20, |a| matches!(a, Activity::Scanned { .. })).await;
+        assert!(matches!(a, Activity::Scanned { space, added: 1, .. } if space == info.id), "{a:?}");
+        let files: Vec<String> = s.lock().await.files().unwrap().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(files, expect);
+    }
+    assert!(s.lock().await.verify(&NoProgress).unwrap().ok());
     let _ = stop.send(());
     run.await.unwrap();
+}
+
+#[test]
+fn a_released_manifest_loads_again_on_use() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("a.txt"), b"first").unwrap();
+    let home = Home::open(root.path()).unwrap();
+    home.create_space("s", folder.path()).unwrap();
+    let mut s = home.open_space("s").unwrap();
+    s.scan(&NoProgress).unwrap();
+    // Used since the last call: kept; then unused: released, and loaded again on use.
+    assert!(!s.release_if_unused().unwrap());
+    assert!(s.release_if_unused().unwrap());
+    assert!(!s.manifest_loaded());
+    assert_eq!(s.files().unwrap().len(), 1);
+    assert!(s.manifest_loaded());
+    std::fs::write(folder.path().join("b.txt"), b"second").unwrap();
+    let r = s.scan(&NoProgress).unwrap();
+    assert_eq!(r.added, 1);
+    assert!(s.release_manifest().unwrap());
+    assert_eq!(s.files().unwrap().len(), 2);
+    // What was recorded while the manifest came and went is what the next process reads.
+    drop(s);
+    let again = home.open_space("s").unwrap();
+    let files: Vec<String> = again.files().unwrap().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(files, ["a.txt", "b.txt"]);
+    assert!(again.verify(&NoProgress).unwrap().ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ fn write(p: &Path, data: &[u8]) {
 }
 
 fn live_paths(s: &Space) -> Vec<String> {
-    s.files().into_iter().map(|(p, _)| p).collect()
+    s.files().unwrap().into_iter().map(|(p, _)| p).collect()
 }
 
 /// Every blob `from` holds, handed to `to` as a sync would.

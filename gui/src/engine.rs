@@ -497,11 +497,14 @@ impl Engine {
         for info in infos {
             let Some(s) = self.daemon.node().space(&info.id) else { continue };
             let s = s.blocking_lock();
-            let (status, error) = match s.status() {
+            let (status, mut error) = match s.status() {
                 Ok(st) => (Some(st), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            let entries = s.files();
+            let entries = s.files().unwrap_or_else(|e| {
+                error = Some(e.to_string());
+                Vec::new()
+            });
             let names = s.device_names();
             let size_of =
                 |p: &str| entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns)));

@@ -213,6 +213,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         audit_every: Duration::from_secs(a.audit_every),
         seed_grace: Duration::from_secs(a.seed_grace),
         low_priority: !a.normal_priority,
+        ..Schedule::default()
     };
     let mut cfg = a.net.config(a.bind)?;
     // Limits set in the app hold for the daemon too, unless this command line says otherwise.

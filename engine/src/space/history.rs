@@ -42,7 +42,7 @@ impl Space {
 
     /// Past states, newest first; with `path`, only those that changed it.
     pub fn history(&self, path: Option<&str>) -> Result<Vec<HistoryItem>, Error> {
-        let snaps = self.manifest.snapshots();
+        let snaps = self.manifest()?.snapshots();
         let mut out = Vec::new();
         let mut prev: Option<Entry> = None;
         // States `gc` pruned cannot be restored, so they are not offered.
@@ -51,8 +51,8 @@ impl Space {
         for s in &snaps {
             let mut action = None;
             if let Some(p) = path {
-                let heads = self.manifest.heads_at_time_in(&snaps, s.time_ms).unwrap_or_default();
-                let now = self.manifest.get_at(p, &heads)?;
+                let heads = self.manifest()?.heads_at_time_in(&snaps, s.time_ms).unwrap_or_default();
+                let now = self.manifest()?.get_at(p, &heads)?;
                 let was_live = prev.as_ref().is_some_and(Entry::is_live);
                 action = match (&now, was_live) {
                     (Some(e), false) if e.is_live() => Some("added"),
@@ -89,7 +89,7 @@ impl Space {
     /// Find a snapshot by id or unique id prefix.
     pub(crate) fn find_snapshot(&self, query: &str) -> Result<Snapshot, Error> {
         let q = query.to_ascii_lowercase();
-        let hits: Vec<Snapshot> = self.manifest.snapshots().into_iter().filter(|s| s.id().starts_with(&q)).collect();
+        let hits: Vec<Snapshot> = self.manifest()?.snapshots().into_iter().filter(|s| s.id().starts_with(&q)).collect();
         match hits.len() {
             1 => Ok(hits.into_iter().next().unwrap_or_else(|| unreachable!())),
             0 => Err(Error::NoHistory(format!("no history entry {query:?}; `cobox history` lists them"))),
@@ -110,17 +110,18 @@ impl Space {
     }
 
     /// Every current live entry (for front ends that list files).
-    pub fn files(&self) -> Vec<(String, Entry)> {
-        let mut v: Vec<(String, Entry)> = self.manifest.entries().into_iter().filter(|(_, e)| e.is_live()).collect();
+    pub fn files(&self) -> Result<Vec<(String, Entry)>, Error> {
+        let mut v: Vec<(String, Entry)> = self.manifest()?.entries().into_iter().filter(|(_, e)| e.is_live()).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        Ok(v)
     }
 
     /// Entries of the state at `heads` (all current entries with `None`).
-    pub(crate) fn entries(&self, heads: Option<&ShardHeads>) -> Vec<(String, Entry)> {
-        match heads {
-            Some(h) => self.manifest.entries_at(h),
-            None => self.manifest.entries(),
-        }
+    pub(crate) fn entries(&self, heads: Option<&ShardHeads>) -> Result<Vec<(String, Entry)>, Error> {
+        let m = self.manifest()?;
+        Ok(match heads {
+            Some(h) => m.entries_at(h),
+            None => m.entries(),
+        })
     }
 }

@@ -48,19 +48,19 @@ impl Space {
     /// Returns the conflict copies created.
     pub(crate) fn resolve_conflicts(&mut self) -> Result<Vec<String>, Error> {
         let mut copies = Vec::new();
-        let paths: Vec<String> = self.manifest.entries().into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<String> = self.manifest()?.entries().into_iter().map(|(p, _)| p).collect();
         for path in paths {
-            let all = self.manifest.get_all(&path)?;
-            let Some(current) = self.manifest.get(&path)? else { continue };
+            let all = self.manifest()?.get_all(&path)?;
+            let Some(current) = self.manifest()?.get(&path)? else { continue };
             let Some(settled) = cobox_core::settle::settle(&path, &all, &current) else { continue };
             for (name, v) in &settled.copies {
-                if self.manifest.get(name)?.is_none_or(|e| !e.is_live()) {
-                    self.manifest.set(name, v)?;
+                if self.manifest()?.get(name)?.is_none_or(|e| !e.is_live()) {
+                    self.manifest_mut()?.set(name, v)?;
                     copies.push(name.clone());
                 }
             }
             // One new value supersedes the concurrent ones, so the path stops being a conflict.
-            self.manifest.set(&path, &settled.winner)?;
+            self.manifest_mut()?.set(&path, &settled.winner)?;
         }
         let snap = Snapshot {
             time_ms: crate::now_ms(),
@@ -71,7 +71,7 @@ impl Space {
             renamed: 0,
             heads: Vec::new(),
         };
-        if let Some((body, _)) = self.manifest.commit(snap) {
+        if let Some((body, _)) = self.manifest_mut()?.commit(snap) {
             self.persist_change(body)?;
         }
         Ok(copies)
@@ -93,7 +93,7 @@ impl Space {
         let root = self.info.path.clone();
         let folder = Folder::open(&root).at(&root)?;
         let cache = self.load_scan_cache()?;
-        let mut entries = self.manifest.entries();
+        let mut entries = self.manifest()?.entries();
         // Parents before children when creating; children before parents when deleting.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut updates: Vec<crate::space::scan::CacheRow> = Vec::new();
@@ -484,15 +484,16 @@ mod tests {
         let e =
             Entry { kind: Kind::File { size: 0, content: Content::Empty }, mtime_ns: 0, mode: 0o644, device: [1; 8] };
         for bad in ["../evil.txt", "/etc/evil", "a/../../evil"] {
-            s.manifest.set(bad, &e).unwrap();
+            s.manifest_mut().unwrap().set(bad, &e).unwrap();
         }
         // A folder link pointing outside, then a file "through" it.
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), folder.path().join("link")).unwrap();
-        s.manifest.set("link/inside.txt", &e).unwrap();
-        s.manifest.commit(Snapshot {
+        s.manifest_mut().unwrap().set("link/inside.txt", &e).unwrap();
+        let device = s.device;
+        s.manifest_mut().unwrap().commit(Snapshot {
             time_ms: 1,
-            device: s.device,
+            device,
             added: 4,
             changed: 0,
             deleted: 0,
@@ -517,15 +518,15 @@ mod tests {
         std::os::unix::fs::symlink("f", outside.path().join("l")).unwrap();
         let with = |kind, mode| Entry { kind, mtime_ns: 0, mode, device: [1; 8] };
         let link = Kind::Symlink { target: outside.path().to_str().unwrap().to_owned() };
-        s.manifest.set("x", &with(link, 0o777)).unwrap();
-        s.manifest.set("x/f", &with(Kind::File { size: 0, content: Content::Empty }, 0o644)).unwrap();
-        s.manifest.set("x/empty", &with(Kind::Deleted, 0)).unwrap();
-        s.manifest.set("x/l", &with(Kind::Deleted, 0)).unwrap();
-        s.manifest.set("setuid", &with(Kind::File { size: 0, content: Content::Empty }, 0o6777)).unwrap();
-        s.manifest.set("open", &with(Kind::Dir, 0o1777)).unwrap();
+        s.manifest_mut().unwrap().set("x", &with(link, 0o777)).unwrap();
+        s.manifest_mut().unwrap().set("x/f", &with(Kind::File { size: 0, content: Content::Empty }, 0o644)).unwrap();
+        s.manifest_mut().unwrap().set("x/empty", &with(Kind::Deleted, 0)).unwrap();
+        s.manifest_mut().unwrap().set("x/l", &with(Kind::Deleted, 0)).unwrap();
+        s.manifest_mut().unwrap().set("setuid", &with(Kind::File { size: 0, content: Content::Empty }, 0o6777)).unwrap();
+        s.manifest_mut().unwrap().set("open", &with(Kind::Dir, 0o1777)).unwrap();
         let snap =
             Snapshot { time_ms: 1, device: s.device, added: 6, changed: 0, deleted: 0, renamed: 0, heads: vec![] };
-        s.manifest.commit(snap);
+        s.manifest_mut().unwrap().commit(snap);
         let r = s.materialize().unwrap();
         assert!(folder.path().join("x").is_symlink(), "the link itself is made: {r:?}");
         let names: std::collections::BTreeSet<_> =
@@ -548,10 +549,10 @@ mod tests {
             Entry { kind: Kind::File { size: 0, content: Content::Empty }, mtime_ns: 0, mode: 0o644, device: [1; 8] };
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), folder.path().join("link")).unwrap();
-        s.manifest.set("link/inside.txt", &e).unwrap();
+        s.manifest_mut().unwrap().set("link/inside.txt", &e).unwrap();
         let snap =
             Snapshot { time_ms: 1, device: s.device, added: 1, changed: 0, deleted: 0, renamed: 0, heads: vec![] };
-        let (body, _) = s.manifest.commit(snap).unwrap();
+        let (body, _) = s.manifest_mut().unwrap().commit(snap).unwrap();
         s.persist_change(body).unwrap();
         assert_eq!(s.materialize().unwrap().refused.len(), 1);
         let reopen = |s: Space| {
@@ -699,7 +700,7 @@ mod tests {
         let a = Home::open(home.path()).unwrap().open_space("s").unwrap();
         let view = a.ledger().roster().unwrap();
         assert_eq!(view.role(&me), Some(Role::Manage), "a genesis made it the manager");
-        assert!(a.manifest.entries().iter().any(|(p, _)| p == "old.txt"), "its history opens");
+        assert!(a.manifest().unwrap().entries().iter().any(|(p, _)| p == "old.txt"), "its history opens");
         let changes: Vec<Vec<u8>> = a
             .store
             .list()

@@ -81,8 +81,9 @@ impl Space {
             At::Latest => Ok(None),
             At::Time(t) => {
                 check_pruned(*t)?;
-                self.manifest.heads_at_time(*t).map(Some).ok_or_else(|| {
-                    let first = self.manifest.snapshots().first().map(|s| rfc3339(s.time_ms));
+                let m = self.manifest()?;
+                m.heads_at_time(*t).map(Some).ok_or_else(|| {
+                    let first = m.snapshots().first().map(|s| rfc3339(s.time_ms));
                     Error::NoHistory(match first {
                         Some(f) => format!(
                             "nothing was recorded at or before {}; the first history entry is at {f}",
@@ -96,7 +97,7 @@ impl Space {
                 let s = self.find_snapshot(id)?;
                 check_pruned(s.time_ms)?;
                 // A history entry stands for the state as of its time, merged across devices.
-                Ok(self.manifest.heads_at_time(s.time_ms))
+                Ok(self.manifest()?.heads_at_time(s.time_ms))
             }
         }
     }
@@ -118,7 +119,7 @@ impl Space {
             validate_path(p).map_err(Error::InvalidPath)?;
         }
         let mut entries: Vec<(String, Entry)> = self
-            .entries(heads.as_ref())
+            .entries(heads.as_ref())?
             .into_iter()
             .filter(|(p, e)| e.is_live() && only.is_none_or(|o| p == o || p.starts_with(&format!("{o}/"))))
             .collect();

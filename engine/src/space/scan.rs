@@ -367,7 +367,7 @@ impl Space {
         // materialiser keeps treating them as edits it must not overwrite.
         let read_only = self.roster.role(&self.device.0) == Some(cobox_core::roster::Role::Read);
         let mut local_only: HashSet<String> = HashSet::new();
-        let current = by_path(self.manifest.entries());
+        let current = by_path(self.manifest()?.entries());
         let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
         for (path, e) in &new_entries {
@@ -386,7 +386,7 @@ impl Space {
                         local_only.insert(path.clone());
                         continue;
                     }
-                    self.manifest.set(path, e)?;
+                    self.manifest_mut()?.set(path, e)?;
                 }
             }
         }
@@ -418,7 +418,7 @@ impl Space {
                 continue;
             }
             let tomb = Entry { kind: Kind::Deleted, mtime_ns: now_ns, mode: 0, device: self.device_short() };
-            self.manifest.set(path, &tomb)?;
+            self.manifest_mut()?.set(path, &tomb)?;
             deleted_paths.push(path.clone());
         }
         if !local_only.is_empty() {
@@ -443,7 +443,7 @@ impl Space {
             renamed: report.renamed as u32,
             heads: Vec::new(),
         };
-        if let Some((body, snap)) = self.manifest.commit(snap) {
+        if let Some((body, snap)) = self.manifest_mut()?.commit(snap) {
             self.persist_change(body)?;
             report.snapshot = Some(snap.id());
         } else {
@@ -597,7 +597,7 @@ impl Space {
     pub fn pending(&self) -> Result<Pending, Error> {
         let (ignores, _) = crate::util::read_ignores(&self.info.path)?;
         let w = walk(&self.info.path, &ignores);
-        let current = by_path(self.manifest.entries());
+        let current = by_path(self.manifest()?.entries());
         let cache = self.load_scan_cache()?;
         let mut p = Pending::default();
         for f in &w.found {

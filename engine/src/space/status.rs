@@ -79,7 +79,7 @@ impl Space {
     pub fn status(&self) -> Result<Status, Error> {
         let (mut files, mut dirs, mut symlinks, mut bytes) = (0, 0, 0, 0);
         let mut conflicts = Vec::new();
-        for (path, e) in self.manifest.entries() {
+        for (path, e) in self.manifest()?.entries() {
             match &e.kind {
                 Kind::File { size, .. } => {
                     files += 1;
@@ -89,7 +89,7 @@ impl Space {
                 Kind::Symlink { .. } => symlinks += 1,
                 Kind::Deleted => continue,
             }
-            if path.contains(".sync-conflict-") || self.manifest.get_all(&path)?.len() > 1 {
+            if path.contains(".sync-conflict-") || self.manifest()?.get_all(&path)?.len() > 1 {
                 conflicts.push(path);
             }
         }
@@ -109,7 +109,7 @@ impl Space {
             bytes,
             blobs,
             stored_bytes,
-            snapshots: self.manifest.snapshots().len() as u64,
+            snapshots: self.manifest()?.snapshots().len() as u64,
             last_scan,
             pending: self.pending()?,
             conflicts,

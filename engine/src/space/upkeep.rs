@@ -63,7 +63,7 @@ impl Space {
         // A file whose version this device wrote or scanned had its blobs here; any other came
         // from another device and may simply not have arrived yet.
         let cache = self.load_scan_cache()?;
-        for (path, e) in self.manifest.entries() {
+        for (path, e) in self.manifest()?.entries() {
             let Kind::File { content, .. } = &e.kind else { continue };
             let mut need = Vec::new();
             match content {
@@ -109,7 +109,7 @@ impl Space {
     /// is retained (only blobs of interrupted scans go); with it, states older than the window
     /// are dropped except the last one before it, so any moment inside the window restores.
     pub fn gc(&mut self, keep_within_ms: Option<i64>) -> Result<GcReport, Error> {
-        let snaps = self.manifest.snapshots();
+        let snaps = self.manifest()?.snapshots();
         let now = crate::now_ms();
         let cutoff = keep_within_ms.map(|w| now - w);
         let mut states: Vec<Option<ShardHeads>> = vec![None];
@@ -122,7 +122,7 @@ impl Space {
             let within = cutoff.is_none_or(|c| s.time_ms >= c);
             // The newest snapshot per device at or before the cutoff anchors the window's start.
             if within || devices.insert(s.device) {
-                states.push(self.manifest.heads_at_time_in(&snaps, s.time_ms));
+                states.push(self.manifest()?.heads_at_time_in(&snaps, s.time_ms));
                 kept += 1;
             }
             if within {
@@ -131,7 +131,7 @@ impl Space {
         }
         let mut contents: HashSet<Content> = HashSet::new();
         for heads in &states {
-            for (_, e) in self.entries(heads.as_ref()) {
+            for (_, e) in self.entries(heads.as_ref())? {
                 if let Kind::File { content, .. } = e.kind {
                     contents.insert(content);
                 }
@@ -186,7 +186,7 @@ impl Space {
         let tmp = mdir.join(format!(".gen-{gen_n}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).at(&tmp)?;
-        let (shards, history) = self.manifest.save_all();
+        let (shards, history) = self.manifest_mut()?.save_all();
         for (i, s) in shards.iter().enumerate() {
             write_atomic(&tmp.join(format!("shard-{i:04}.am")), s)?;
         }
