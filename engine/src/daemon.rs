@@ -311,7 +311,9 @@ impl Daemon {
             match released {
                 Ok(Ok(true)) => (self.log)(&format!("space {}: manifest released while idle", id.short())),
                 Ok(Ok(false)) => {}
-                Ok(Err(e)) => self.tell(Activity::Log(format!("space {}: cannot release its manifest: {e}", id.short()))),
+                Ok(Err(e)) => {
+                    self.tell(Activity::Log(format!("space {}: cannot release its manifest: {e}", id.short())))
+                }
                 Err(e) => self.tell(Activity::Log(format!("space {}: releasing its manifest failed: {e}", id.short()))),
             }
         }

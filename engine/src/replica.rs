@@ -32,7 +32,7 @@ pub trait Replica: Send {
     }
 
     /// Sort blobs for sending (see [`BlobStore::send_order`]).
-    fn send_order(&self, ids: &mut [BlobId]) -> Result<(), Error> {
+    fn send_order(&self, ids: &mut [BlobId]) -> Result<usize, Error> {
         Ok(self.blobs().send_order(ids)?)
     }
 

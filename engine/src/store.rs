@@ -541,8 +541,10 @@ impl BlobStore {
 
     /// Sort `ids` for sending: manifest changes, then chunk lists, then chunks (so a receiver
     /// knows what to write before the content arrives), each in pack order (sequential reads).
-    /// Ids not indexed go last.
-    pub fn send_order(&self, ids: &mut [BlobId]) -> Result<(), StoreError> {
+    /// Ids not indexed go last. Returns how many lead with changes and chunk lists (a seeder's
+    /// index, holding padded blobs, cannot tell a chunk list from a chunk and counts it with
+    /// the chunks).
+    pub fn send_order(&self, ids: &mut [BlobId]) -> Result<usize, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(BLOBS)?;
         let mut keyed = Vec::with_capacity(ids.len());
@@ -561,10 +563,11 @@ impl BlobStore {
             keyed.push((key, *id));
         }
         keyed.sort_unstable();
+        let first = keyed.iter().take_while(|((rank, _, _), _)| *rank < 2).count();
         for (slot, (_, id)) in ids.iter_mut().zip(keyed) {
             *slot = id;
         }
-        Ok(())
+        Ok(first)
     }
 
     /// Every indexed blob.

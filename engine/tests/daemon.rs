@@ -40,8 +40,11 @@ async fn a_folder_edit_is_scanned_without_being_asked() {
     let info = home.create_space("s", folder.path()).unwrap();
     home.open_space("s").unwrap().scan(&NoProgress).unwrap();
     // Manifests unused for 300 ms are let go; the edits below load them again.
-    let schedule =
-        Schedule { interval: Duration::from_secs(3600), release_idle: Duration::from_millis(300), ..Schedule::default() };
+    let schedule = Schedule {
+        interval: Duration::from_secs(3600),
+        release_idle: Duration::from_millis(300),
+        ..Schedule::default()
+    };
     let (d, mut activity) =
         Daemon::start(&home, &loopback(), SeedPolicy::default(), schedule, Arc::new(|_: &str| {})).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

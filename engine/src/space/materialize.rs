@@ -522,7 +522,10 @@ mod tests {
         s.manifest_mut().unwrap().set("x/f", &with(Kind::File { size: 0, content: Content::Empty }, 0o644)).unwrap();
         s.manifest_mut().unwrap().set("x/empty", &with(Kind::Deleted, 0)).unwrap();
         s.manifest_mut().unwrap().set("x/l", &with(Kind::Deleted, 0)).unwrap();
-        s.manifest_mut().unwrap().set("setuid", &with(Kind::File { size: 0, content: Content::Empty }, 0o6777)).unwrap();
+        s.manifest_mut()
+            .unwrap()
+            .set("setuid", &with(Kind::File { size: 0, content: Content::Empty }, 0o6777))
+            .unwrap();
         s.manifest_mut().unwrap().set("open", &with(Kind::Dir, 0o1777)).unwrap();
         let snap =
             Snapshot { time_ms: 1, device: s.device, added: 6, changed: 0, deleted: 0, renamed: 0, heads: vec![] };
@@ -602,7 +605,7 @@ mod tests {
         for id in first {
             let data = a.store.get(id).unwrap();
             b.receive_blob(id, &data).unwrap();
-            if streaming.is_none() && crate::crypto::is_chunk(&data) {
+            if streaming.is_none() && b.keys.peek_kind(&data) == Ok(BlobKind::Chunk) {
                 streaming = Some(b.begin_streaming().unwrap());
             }
             // Changes and chunk lists come first; they are applied when the first chunk comes.

@@ -24,6 +24,12 @@ impl Space {
         else {
             return Ok(false);
         };
+        // A padded blob shows a chunk list as content; the index wants its kind, so it is sent
+        // before the chunks (a blob under an epoch not held yet keeps what it shows).
+        let kind = match kind {
+            BlobKind::Change => kind,
+            _ => self.keys.peek_kind(data).unwrap_or(kind),
+        };
         Ok(self.store.put(*id, kind, data)?)
     }
 

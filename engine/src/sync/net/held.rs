@@ -73,7 +73,7 @@ impl Held {
     }
 
     /// Sort blobs for sending (see [`crate::store::BlobStore::send_order`]).
-    pub(super) fn send_order_blocking(&self, ids: &mut [BlobId]) -> Result<(), Error> {
+    pub(super) fn send_order_blocking(&self, ids: &mut [BlobId]) -> Result<usize, Error> {
         self.replica_blocking(|r| r.send_order(ids))
     }
 

@@ -21,6 +21,10 @@ const LANES: u8 = crate::sync::proto::MAX_LANES;
 /// A blob on its way, with its id.
 type Outgoing = (BlobId, Vec<u8>);
 
+/// A blob read for sending, and whether it goes first on the session's stream (a change or a
+/// chunk list) rather than over a lane.
+type Read = (BlobId, Vec<u8>, bool);
+
 /// The lanes of a transfer: one queue they all take from (a free lane takes the next blob, so
 /// a slow one holds up no other), and the tasks writing them (each returns the bytes it sent).
 struct Lanes {
@@ -35,15 +39,16 @@ pub(super) async fn send_blobs(
     stats: &mut SyncStats,
 ) -> Result<(), Error> {
     // Blobs are read on a blocking thread a few dozen ahead of the network.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(32);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Read>(32);
     let (h, mut ids) = (held.clone(), ids.to_vec());
     let reader = tokio::task::spawn_blocking(move || {
         // Unsorted still works: the receiver then writes files only after the session.
-        let _ = h.send_order_blocking(&mut ids);
-        for id in ids {
+        let first = h.send_order_blocking(&mut ids).ok();
+        for (i, id) in ids.into_iter().enumerate() {
             // Asked for something we do not hold (or hold damaged): skip it, the peer keeps wanting it.
             let Ok(data) = h.read_blob_blocking(&id) else { continue };
-            if tx.blocking_send((id, data)).is_err() {
+            let early = first.map_or_else(|| !crate::crypto::is_chunk(&data), |n| i < n);
+            if tx.blocking_send((id, data, early)).is_err() {
                 break;
             }
         }
@@ -52,10 +57,10 @@ pub(super) async fn send_blobs(
     // the files; the chunks go over the lanes, each taking the next as it is free.
     let mut lanes: Option<Lanes> = None;
     let mut result = Ok(());
-    while let Some((id, data)) = rx.recv().await {
+    while let Some((id, data, early)) = rx.recv().await {
         stats.sent_blobs += 1;
         stats.sent_bytes += data.len() as u64;
-        if lanes.is_none() && !crate::crypto::is_chunk(&data) {
+        if lanes.is_none() && early {
             if let Err(e) = io.out.send_blob(&id, data).await {
                 result = Err(e);
                 break;
@@ -299,7 +304,7 @@ fn receive_member(
                 space.receive_blob(&id, &data)?;
             }
             counted.stored(data.len());
-            if !began && crate::crypto::is_chunk(&data) {
+            if !began && space.keys.peek_kind(&data) == Ok(crate::crypto::BlobKind::Chunk) {
                 began = true;
                 // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
                 streaming = space.begin_streaming().ok();
