@@ -21,7 +21,7 @@ fn pipeline(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("memcpy", |b| b.iter(|| black_box(input.clone())));
     g.bench_function("blake3", |b| b.iter(|| black_box(blake3::hash(&input))));
-    g.bench_function("chunk (keyed fastcdc)", |b| b.iter(|| black_box(chunker.chunks(&input).count())));
+    g.bench_function("chunk (hash then encrypt)", |b| b.iter(|| black_box(chunker.chunks(&input).count())));
     g.bench_function("chunk+seal+id (one core)", |b| {
         b.iter(|| {
             for ch in chunker.chunks(&input) {

@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// Blobs challenged per scheduled audit (and per `cobox audit` without `--all`).
+/// Blobs challenged per scheduled audit (and per `cobox audit` without `--all`) unless set:
+/// a seeder missing 10% of the blobs is caught with probability `1 - 0.9^32` = 96.6% per audit
+/// (`cobox_agreements::audit::detection_probability`; docs/security.md).
 pub const AUDIT_SAMPLE: usize = 32;
 
 /// How long one session with a peer may take before the daemon gives up on it.
@@ -35,6 +37,8 @@ pub struct Schedule {
     pub rescan: Duration,
     /// Between audits of this device's seeders.
     pub audit_every: Duration,
+    /// Blobs challenged per audit.
+    pub audit_sample: usize,
     /// How long a seeder keeps a space's blobs after its agreements end.
     pub seed_grace: Duration,
     /// Scan and hash at background CPU and I/O priority (`priority`).
@@ -50,6 +54,7 @@ impl Default for Schedule {
             interval: Duration::from_secs(60),
             rescan: Duration::from_secs(3600),
             audit_every: Duration::from_secs(3600),
+            audit_sample: AUDIT_SAMPLE,
             seed_grace: Duration::from_millis(cobox_agreements::GRACE_MS as u64),
             low_priority: true,
             release_idle: Duration::from_secs(60),
@@ -432,7 +437,7 @@ impl Daemon {
             }
             let d = self.clone();
             tasks.spawn(async move {
-                for a in audit_seeders(&d.node, &id, &targets, AUDIT_SAMPLE).await {
+                for a in audit_seeders(&d.node, &id, &targets, d.schedule.audit_sample).await {
                     let seeder = a.target.split('@').next().unwrap_or(&a.target).to_owned();
                     let short = seeder.chars().take(8).collect::<String>();
                     if let Err(e) = &a.synced {

@@ -42,7 +42,7 @@ pub struct SeedInfo {
 pub struct Seed {
     pub(crate) info: SeedInfo,
     pub(crate) dir: PathBuf,
-    pub(crate) store: BlobStore,
+    pub(crate) store: std::sync::Arc<BlobStore>,
     pub(crate) device: DeviceId,
     /// Stored bytes, kept current as blobs arrive (quota checks run per blob).
     used: u64,
@@ -57,7 +57,7 @@ impl Seed {
         let store = BlobStore::open(&dir)?.with_pack_target(SEED_PACK_TARGET);
         let used = store.usage()?.1;
         let roster = crate::ledger::LedgerFile::new(info.space, &dir).roster()?;
-        Ok(Self { info, dir, store, device, used, roster, roster_from: None })
+        Ok(Self { info, dir, store: std::sync::Arc::new(store), device, used, roster, roster_from: None })
     }
 
     /// The space seeded.

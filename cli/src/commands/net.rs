@@ -165,6 +165,10 @@ pub(crate) struct UpArgs {
     /// Seconds between audits of this device's seeders.
     #[arg(long, default_value_t = 3600)]
     audit_every: u64,
+    /// Blobs challenged per audit: a seeder missing a share f of them is caught with
+    /// probability 1 - (1 - f)^N per audit.
+    #[arg(long, default_value_t = cobox_engine::daemon::AUDIT_SAMPLE)]
+    audit_sample: usize,
     /// Seconds a seeder keeps a space's blobs after its agreements end.
     #[arg(long, default_value_t = 7 * 86400)]
     seed_grace: u64,
@@ -211,6 +215,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         interval: Duration::from_secs(a.interval),
         rescan: Duration::from_secs(a.rescan),
         audit_every: Duration::from_secs(a.audit_every),
+        audit_sample: a.audit_sample.max(1),
         seed_grace: Duration::from_secs(a.seed_grace),
         low_priority: !a.normal_priority,
         ..Schedule::default()

@@ -267,9 +267,13 @@ fn ask(yes: bool) -> Result<(), cobox_engine::Error> {
 pub(crate) struct AuditArgs {
     /// Space name or id.
     space: String,
-    /// Challenge every blob (default: 32 at random).
-    #[arg(long)]
+    /// Challenge every blob the space names.
+    #[arg(long, conflicts_with = "sample")]
     all: bool,
+    /// Blobs to challenge, drawn at random: a seeder missing a share f of them is caught with
+    /// probability 1 - (1 - f)^N.
+    #[arg(long, default_value_t = AUDIT_SAMPLE)]
+    sample: usize,
     /// Audit only this seeder: ID@IP:PORT (default: every seeder with an active agreement).
     #[arg(long)]
     peer: Vec<String>,
@@ -355,7 +359,7 @@ fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     if targets.is_empty() {
         bail!("space {:?} has no seeder with an active agreement to audit", a.space);
     }
-    let count = if a.all { usize::MAX } else { AUDIT_SAMPLE };
+    let count = if a.all { usize::MAX } else { a.sample.max(1) };
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let results = rt.block_on(async {

@@ -218,7 +218,10 @@ fn an_interrupted_transfer_resumes_without_resending() {
     d.stop();
     assert_eq!(snapshot(fa.path()), snapshot(fb.path()));
     let again = s[0]["stats"]["received_bytes"].as_u64().unwrap();
-    assert!(again + kept <= total + (1 << 20), "the resumed sync re-sent finished blobs: {again} + {kept} of {total}");
+    // Sealed blobs are padded to Padmé sizes: at most 3.1% on megabyte chunks, 1.2% here. The
+    // cut may leave one chunk half-sent (1 MiB); re-sending the quarter kept would be 24 MiB.
+    let stored = total * 102 / 100 + (1 << 20);
+    assert!(again + kept <= stored, "the resumed sync re-sent finished blobs: {again} + {kept} of {stored}");
 }
 
 #[test]

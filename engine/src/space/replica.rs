@@ -74,3 +74,25 @@ impl Space {
         Ok((n, self.materialize_and_plan()?.0))
     }
 }
+
+impl Space {
+    /// Every blob the space names now, for audits: its change blobs, and each current file's
+    /// chunk list and chunks. Needs only the change blobs and chunk lists, not the content, so
+    /// a device that holds no chunks audits as well as one that does. A chunk list this device
+    /// cannot read is audited by itself.
+    pub fn audit_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        let mut ids: std::collections::BTreeSet<BlobId> =
+            self.store.list()?.into_iter().filter(|(_, l)| l.kind == BlobKind::Change).map(|(id, _)| id).collect();
+        for (_, e) in self.manifest()?.entries() {
+            let Kind::File { content, .. } = &e.kind else { continue };
+            if let Content::List { list, .. } = content {
+                ids.insert(*list);
+            }
+            match self.content_blobs(content) {
+                Ok(chunks) => ids.extend(chunks.into_iter().map(|(id, _)| id)),
+                Err(_) => continue,
+            }
+        }
+        Ok(ids)
+    }
+}

@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/6`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/7`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -31,7 +31,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/6";
+pub const ALPN: &[u8] = b"cobox/sync/7";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.
@@ -96,7 +96,8 @@ pub enum Msg {
     /// What of the sender's ledger the peer lacks, by the heads in the peer's `Hello` (an
     /// Automerge save, or the changes after those heads): empty when it lacks nothing.
     Ledger(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// Prove you hold these blobs: answer BLAKE3(nonce ‖ ciphertext) for each.
+    /// Prove you hold these blobs: for each, the BLAKE3 verified ranges the nonce picks
+    /// ([`cobox_agreements::audit`]), which anyone knowing the ids checks.
     AuditChallenge {
         /// Fresh random nonce.
         nonce: [u8; 32],
@@ -105,8 +106,8 @@ pub enum Msg {
     },
     /// One answer per challenged blob, `None` where the blob is missing or damaged.
     AuditAnswer {
-        /// The answers, in challenge order.
-        answers: Vec<Option<[u8; 32]>>,
+        /// The proofs, in challenge order (`None`: missing or damaged).
+        answers: Vec<Option<cobox_agreements::audit::Proof>>,
         /// Bytes the seeder holds for the space.
         stored_bytes: u64,
     },

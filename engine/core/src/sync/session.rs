@@ -119,8 +119,8 @@ pub enum Event {
     },
     /// The seeder answered the audit; the session is over.
     Answered {
-        /// One answer per challenged blob.
-        answers: Vec<Option<[u8; 32]>>,
+        /// One proof per challenged blob.
+        answers: Vec<Option<cobox_agreements::audit::Proof>>,
         /// Bytes the seeder says it holds.
         stored_bytes: u64,
     },
@@ -928,7 +928,11 @@ impl Session {
     }
 
     /// Answer the audit of [`Event::Challenged`].
-    pub fn answer(&mut self, answers: Vec<Option<[u8; 32]>>, stored_bytes: u64) -> Result<(), SessionError> {
+    pub fn answer(
+        &mut self,
+        answers: Vec<Option<cobox_agreements::audit::Proof>>,
+        stored_bytes: u64,
+    ) -> Result<(), SessionError> {
         if self.phase != Phase::Answering {
             return Err(SessionError::Misuse("answer outside its turn"));
         }

@@ -92,7 +92,7 @@ pub(crate) struct Side<'a> {
     pub(crate) quota: Option<u64>,
     pub(crate) inbox: VecDeque<Wire>,
     pub(crate) received: u64,
-    pub(crate) answered: Option<(Vec<Option<[u8; 32]>>, u64)>,
+    pub(crate) answered: Option<(Vec<Option<cobox_agreements::audit::Proof>>, u64)>,
     pub(crate) notes: Vec<String>,
     pub(crate) done: bool,
     /// A hostile peer: what arrives here is first changed by this.
@@ -131,7 +131,16 @@ impl<'a> Side<'a> {
                     s.challenge([9; 32], ids)?;
                 }
                 Event::Challenged { ids, .. } => {
-                    let answers = ids.iter().map(|id| self.dev.blobs.contains(id).then_some(id.0)).collect();
+                    // In memory a blob is its id: the proof is of those bytes.
+                    let answers = ids
+                        .iter()
+                        .map(|id| {
+                            self.dev
+                                .blobs
+                                .contains(id)
+                                .then(|| cobox_agreements::audit::Proof { size: 32, ranges: id.0.to_vec() })
+                        })
+                        .collect();
                     s.answer(answers, self.dev.blobs.len() as u64)?;
                 }
                 Event::Answered { answers, stored_bytes } => self.answered = Some((answers, stored_bytes)),
@@ -203,7 +212,7 @@ pub(crate) struct Outcome {
     pub(crate) listener: Result<(), SessionError>,
     pub(crate) dialer_received: u64,
     pub(crate) listener_received: u64,
-    pub(crate) answered: Option<(Vec<Option<[u8; 32]>>, u64)>,
+    pub(crate) answered: Option<(Vec<Option<cobox_agreements::audit::Proof>>, u64)>,
     pub(crate) not_pushed: u64,
     /// The dialer's session, once over.
     pub(crate) dialer_session: Option<Session>,

@@ -11,7 +11,6 @@ use crate::error::Error;
 use crate::handle::on_space;
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
-use crate::replica::Replica;
 use crate::space::Space;
 use crate::sync::proto::Purpose;
 use crate::sync::session::{Event, Session, SessionError, Setup};
@@ -69,10 +68,11 @@ pub(super) async fn fail(io: &mut Framed, session: &mut Session, e: SessionError
     }
 }
 
-/// An audit this device started: the blobs challenged and its own answers, computed meanwhile.
+/// An audit this device started: the agreement, the nonce and the blobs challenged.
 struct Challenge {
     agreement: cobox_agreements::AgreementId,
-    mine: tokio::task::JoinHandle<Vec<Option<[u8; 32]>>>,
+    nonce: [u8; 32],
+    ids: Vec<BlobId>,
 }
 
 /// Run `session` to its end. `audit_count`: blobs to challenge when this device audits.
@@ -146,12 +146,14 @@ pub(super) async fn drive(
                         })
                         .map(|a| a.id)
                         .ok_or_else(|| Error::Refused(format!("no agreement names {} as a seeder", peer.short())))?;
-                    let ids = sample(on_space(space, |s| s.blob_ids()).await?.into_iter().collect(), audit_count);
+                    // Drawn from what the space names, not what this device's store holds:
+                    // proofs are checked against the ids alone.
+                    // At most what a seeder answers in one session; `--all` of more is a sample.
+                    let n = audit_count.min(cobox_core::sync::session::MAX_AUDIT_IDS);
+                    let ids = sample(on_space(space, |s| s.audit_ids()).await?.into_iter().collect(), n);
                     let mut nonce = [0u8; 32];
                     crate::random_bytes(&mut nonce);
-                    // Compute our own answers while the seeder computes its.
-                    let mine = audit_answers(held, nonce, ids.clone());
-                    challenge = Some(Challenge { agreement, mine });
+                    challenge = Some(Challenge { agreement, nonce, ids: ids.clone() });
                     session.challenge(nonce, ids)
                 }
                 Event::Challenged { nonce, ids } => {
@@ -164,19 +166,17 @@ pub(super) async fn drive(
                     let (Some(c), Held::Member(space)) = (challenge.take(), held) else {
                         return Err(net("an audit answer without a challenge"));
                     };
-                    let mine = c.mine.await.map_err(net)?;
-                    // Blobs we cannot read ourselves are not counted either way.
-                    let (expected, theirs): (Vec<[u8; 32]>, Vec<Option<[u8; 32]>>) = mine
-                        .iter()
-                        .zip(answers.iter().copied().chain(std::iter::repeat(None)))
-                        .filter_map(|(m, t)| m.map(|m| (m, t)))
-                        .unzip();
+                    let ids: Vec<[u8; 32]> = c.ids.iter().map(|id| id.0).collect();
+                    let passed =
+                        tokio::task::spawn_blocking(move || cobox_agreements::audit::score(&c.nonce, &ids, &answers))
+                            .await
+                            .map_err(net)?;
                     let record = AuditRecord {
                         agreement: c.agreement,
                         auditor: sh.me.0,
                         time_ms: crate::now_ms(),
-                        challenged: expected.len() as u32,
-                        passed: cobox_agreements::audit::score(&expected, &theirs),
+                        challenged: c.ids.len() as u32,
+                        passed,
                         stored_bytes,
                     };
                     let entry = Entry::audit(record.clone(), &sh.key, space.lock().await.space_key());
@@ -245,13 +245,19 @@ pub(super) async fn drive(
     Ok(out)
 }
 
-/// BLAKE3(nonce ‖ blob) for each challenged blob this device holds (`None` where it cannot read
-/// it), on a blocking thread: the auditor's expected answers and the seeder's replies alike.
-fn audit_answers(held: &Held, nonce: [u8; 32], ids: Vec<BlobId>) -> tokio::task::JoinHandle<Vec<Option<[u8; 32]>>> {
+/// A seeder's proofs for the challenged blobs (`None` where it cannot read one), on a blocking
+/// thread: each blob is read and hashed whole.
+fn audit_answers(
+    held: &Held,
+    nonce: [u8; 32],
+    ids: Vec<BlobId>,
+) -> tokio::task::JoinHandle<Vec<Option<cobox_agreements::audit::Proof>>> {
     let h = held.clone();
     tokio::task::spawn_blocking(move || {
         h.replica_blocking(|r| {
-            ids.iter().map(|id| r.read_blob(id).ok().map(|b| cobox_agreements::audit::answer(&nonce, &b))).collect()
+            ids.iter()
+                .map(|id| r.read_blob(id).ok().and_then(|b| cobox_agreements::audit::prove(&nonce, &id.0, &b)))
+                .collect()
         })
     })
 }

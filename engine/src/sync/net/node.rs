@@ -504,3 +504,87 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.router.shutdown()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::BlobKind;
+    use crate::replica::Replica;
+    use cobox_agreements::{Agreement, Entry};
+
+    fn loopback() -> NetConfig {
+        NetConfig { bind: Some("127.0.0.1:0".parse().unwrap()), no_relay: true, ..Default::default() }
+    }
+
+    fn addr_of(node: &Node) -> EndpointAddr {
+        node.router.endpoint().addr()
+    }
+
+    /// An owner audits its seeder from ids alone: with every chunk gone from its own store it
+    /// still checks the seeder's proofs of chunks, and a chunk the seeder lost fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_owner_without_the_content_audits_its_seeder_by_ids() {
+        let (owner_home, folder, seeder_home) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut big = vec![0u8; 3 << 20];
+        blake3::Hasher::new_keyed(&[4; 32]).finalize_xof().fill(&mut big);
+        std::fs::write(folder.path().join("big.bin"), &big).unwrap();
+        std::fs::write(folder.path().join("small.txt"), b"small").unwrap();
+        let home = crate::Home::open(owner_home.path()).unwrap();
+        let info = home.create_space("s", folder.path()).unwrap();
+        let mut space = home.open_space("s").unwrap();
+        space.scan(&crate::NoProgress).unwrap();
+        let seeder = crate::Home::open(seeder_home.path()).unwrap();
+        let now = crate::now_ms();
+        let agreement = Agreement {
+            space: info.id.0,
+            owner: space.device().0,
+            seeder: seeder.device_id().0,
+            quota: 1 << 30,
+            start_ms: now - 1000,
+            end_ms: now + 86_400_000,
+            terms: String::new(),
+            nonce: [3; 16],
+        };
+        let proposal = Entry::propose(agreement.clone(), &space.device_key, space.space_key());
+        let accepted = Entry::accept(&agreement, seeder.device_key());
+        let seed = seeder.open_seed(&info.id, true).unwrap();
+        for l in [space.ledger(), seed.ledger()] {
+            l.insert(&proposal).unwrap();
+            l.insert(&accepted).unwrap();
+        }
+        let store = space.store.clone();
+        let seed_store = seed.store.clone();
+        let (owner_seed, seeder_seed) = (home.device_seed(), seeder.device_seed());
+        drop((home, seeder));
+        let s_node = Node::start_with(
+            seeder_seed,
+            NodeSetup { seeds: vec![seed], ..Default::default() },
+            &loopback(),
+            Arc::new(|_: &str| {}),
+        )
+        .await
+        .unwrap();
+        let o_node = Node::start(owner_seed, vec![space], &loopback(), Arc::new(|_: &str| {})).await.unwrap();
+        o_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
+
+        // The owner lets go of every chunk it held; change blobs and chunk lists stay.
+        let chunks: std::collections::HashSet<crate::BlobId> =
+            store.list().unwrap().into_iter().filter(|(_, l)| l.kind == BlobKind::Chunk).map(|(id, _)| id).collect();
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        store.remove(&chunks).unwrap();
+        let named = o_node.space(&info.id).unwrap().lock().await.audit_ids().unwrap();
+        assert!(chunks.iter().all(|c| named.contains(c)), "the chunks are still named by the space");
+        let record = o_node.audit(&info.id, addr_of(&s_node), usize::MAX).await.unwrap();
+        assert_eq!(record.challenged as usize, named.len());
+        assert_eq!(record.passed, record.challenged, "an honest seeder passes");
+
+        // The seeder loses one chunk: challenged with all, exactly that one fails.
+        let lost = *chunks.iter().next().unwrap();
+        seed_store.remove(&[lost].into_iter().collect()).unwrap();
+        let record = o_node.audit(&info.id, addr_of(&s_node), usize::MAX).await.unwrap();
+        assert_eq!(record.passed + 1, record.challenged, "{record:?}");
+        o_node.shutdown().await;
+        s_node.shutdown().await;
+    }
+}
