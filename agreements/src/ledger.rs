@@ -20,7 +20,7 @@ pub enum LedgerError {
     /// ([`Ledger::merge_changes`]); nothing was parsed or merged.
     #[error("the peer's ledger changes: {0}")]
     Changes(String),
-    /// Bytes offered as a roster operation do not begin with [`ROSTER_TAG`].
+    /// Bytes offered as a roster operation or heads note begin with neither tag.
     #[error("not a roster operation")]
     NotRosterOp,
 }
@@ -83,6 +83,10 @@ fn uleb(b: &[u8]) -> Option<(u64, usize)> {
 /// [`crate::evaluate`] passes over it (an entry's first byte is its format version, 1).
 pub const ROSTER_TAG: u8 = 0xA1;
 
+/// The first byte of a member's signed note of the manifest heads it holds (`cobox_core::heads`),
+/// kept in the ledger so a restore from a seeder can tell when it got less than members had.
+pub const HEADS_TAG: u8 = 0xA2;
+
 /// The Automerge ledger of one space.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
@@ -115,10 +119,11 @@ impl Ledger {
         Ok(true)
     }
 
-    /// Add a roster operation's bytes (they begin with [`ROSTER_TAG`]) under the hash of its
-    /// bytes, as entries are; returns false when the ledger already held it.
+    /// Add a roster operation's bytes (they begin with [`ROSTER_TAG`]), or a heads note's
+    /// ([`HEADS_TAG`]), under the hash of its bytes, as entries are; returns false when the
+    /// ledger already held it.
     pub fn insert_roster_op(&mut self, bytes: &[u8]) -> Result<bool, LedgerError> {
-        if bytes.first() != Some(&ROSTER_TAG) {
+        if bytes.first() != Some(&ROSTER_TAG) && bytes.first() != Some(&HEADS_TAG) {
             return Err(LedgerError::NotRosterOp);
         }
         let key = blake3::hash(bytes).to_hex().to_string();
@@ -127,6 +132,11 @@ impl Ledger {
         }
         self.doc.put(ROOT, key, ScalarValue::Bytes(bytes.to_vec()))?;
         Ok(true)
+    }
+
+    /// The heads notes held, as stored.
+    pub fn heads_notes(&self) -> Vec<Vec<u8>> {
+        self.raw_entries().into_iter().map(|(_, b)| b).filter(|b| b.first() == Some(&HEADS_TAG)).collect()
     }
 
     /// The roster operations held, as stored.

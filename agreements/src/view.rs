@@ -186,8 +186,8 @@ pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, 
         *h.finalize().as_bytes()
     };
     for (key, bytes) in entries {
-        if bytes.first() == Some(&crate::ROSTER_TAG) {
-            continue; // the roster's, evaluated by cobox_core::roster
+        if bytes.first() == Some(&crate::ROSTER_TAG) || bytes.first() == Some(&crate::HEADS_TAG) {
+            continue; // the roster's (cobox_core::roster) and heads notes (cobox_core::heads)
         }
         match Entry::decode(bytes) {
             Ok(e) if e.key() == *key => decoded.push((key.clone(), e, verdict_key(bytes))),

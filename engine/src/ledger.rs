@@ -123,6 +123,17 @@ impl LedgerFile {
         Ok(op_id(&bytes))
     }
 
+    /// Record a signed heads note ([`cobox_core::heads`]).
+    pub fn add_heads_note(&self, bytes: &[u8]) -> Result<bool, Error> {
+        let path = self.path.clone();
+        self.update(|l| l.insert_roster_op(bytes).map_err(|e| ledger_err(&path, e)))
+    }
+
+    /// The heads notes held, as stored.
+    pub fn heads_notes(&self) -> Result<Vec<Vec<u8>>, Error> {
+        Ok(self.read()?.heads_notes())
+    }
+
     /// Merge a ledger held in memory (a session's) into the file; returns how many entries
     /// were new here.
     pub fn merge_from(&self, other: &mut Ledger) -> Result<usize, Error> {

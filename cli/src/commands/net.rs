@@ -66,6 +66,15 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
                         stats.changes_applied
                     );
                 }
+                if let Some(st) = stats.stale {
+                    eprintln!(
+                        "warning: seeder {} handed over less than members had: device {} noted {} heads on {} that                          this device lacks. Its copy is stale; sync with another seeder or a member.",
+                        &p[..8.min(p.len())],
+                        st.device.short(),
+                        st.missing,
+                        chrono::DateTime::from_timestamp_millis(st.time_ms).map(|t| t.to_rfc3339()).unwrap_or_default()
+                    );
+                }
             }
             Err(e) => {
                 eprintln!("warning: sync with {p} failed: {e}");

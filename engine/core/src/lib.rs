@@ -24,6 +24,7 @@ pub mod codes;
 pub mod crypto;
 pub mod entry;
 pub mod epoch;
+pub mod heads;
 pub mod ids;
 pub mod ignores;
 pub mod manifest;

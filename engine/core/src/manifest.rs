@@ -382,6 +382,19 @@ impl Manifest {
         Some(self.heads_of(&list))
     }
 
+    /// How many of `heads` (per shard, as a heads note names them) this manifest lacks. A note
+    /// naming another number of shards lacks them all.
+    pub fn missing_heads(&mut self, heads: &[Vec<[u8; 32]>]) -> usize {
+        if heads.len() != self.shards.len() {
+            return heads.iter().map(Vec::len).sum::<usize>().max(1);
+        }
+        self.shards
+            .iter_mut()
+            .zip(heads)
+            .map(|(doc, hs)| hs.iter().filter(|h| doc.get_change_by_hash(&ChangeHash(**h)).is_none()).count())
+            .sum()
+    }
+
     /// Heads of the current state.
     pub fn current_heads(&mut self) -> ShardHeads {
         self.shards.iter_mut().map(|d| d.get_heads()).collect()

@@ -27,6 +27,7 @@ mod upkeep;
 
 pub use conflicts::Keep;
 pub use history::HistoryItem;
+pub use replica::Stale;
 pub use status::{PeerHealth, Pending, Status};
 pub use upkeep::{BadBlob, GcReport, VerifyReport};
 

@@ -96,3 +96,56 @@ impl Space {
         Ok(ids)
     }
 }
+
+/// What a restore got less of than members had: the newest heads note it lacks heads of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    /// The device whose note names heads this device lacks.
+    pub device: DeviceId,
+    /// When that device noted them.
+    pub time_ms: i64,
+    /// How many of the note's heads are missing here.
+    pub missing: usize,
+}
+
+impl Space {
+    /// Note in the ledger the manifest heads this device holds, signed by it, unless its newest
+    /// note already names them (members do before each sync, so seeders carry the note with the
+    /// changes). Returns whether a note was added.
+    pub fn note_heads(&mut self) -> Result<bool, Error> {
+        let heads: Vec<Vec<[u8; 32]>> =
+            self.manifest_mut()?.current_heads().into_iter().map(|hs| hs.into_iter().map(|h| h.0).collect()).collect();
+        if heads.iter().all(Vec::is_empty) {
+            return Ok(false);
+        }
+        let ledger = self.ledger();
+        let raw = ledger.heads_notes()?;
+        let me = self.device.0;
+        let mine = cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| *d == me);
+        if mine.first().is_some_and(|n| n.heads == heads) {
+            return Ok(false);
+        }
+        let note = cobox_core::heads::HeadsNote { space: self.info.id.0, device: me, time_ms: crate::now_ms(), heads };
+        let bytes =
+            note.sign(&self.device_key).map_err(|e| Error::Encode { what: "a heads note", reason: e.to_string() })?;
+        ledger.add_heads_note(&bytes)
+    }
+
+    /// Whether this device lacks heads that the newest note of some device on the roster
+    /// names (the newest such note): after a sync with a seeder, that the seeder handed over
+    /// less than members had.
+    pub fn stale(&mut self) -> Result<Option<Stale>, Error> {
+        let raw = self.ledger().heads_notes()?;
+        let roster = self.roster.clone();
+        let notes =
+            cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| roster.role(d).is_some());
+        let mut worst: Option<Stale> = None;
+        for note in notes {
+            let missing = self.manifest_mut()?.missing_heads(&note.heads);
+            if missing > 0 && worst.as_ref().is_none_or(|w| w.time_ms < note.time_ms) {
+                worst = Some(Stale { device: DeviceId(note.device), time_ms: note.time_ms, missing });
+            }
+        }
+        Ok(worst)
+    }
+}

@@ -104,6 +104,21 @@ pub struct SyncStats {
     pub session_ms: u64,
     /// Milliseconds applying received changes and writing the folder afterwards.
     pub apply_ms: u64,
+    /// After a sync with a seeder: the newest heads note of a member names changes this device
+    /// still lacks, so the seeder's copy is older than the space (`None`: it is not).
+    #[serde(default)]
+    pub stale: Option<StaleHeads>,
+}
+
+/// A seeder handed over less than a member had noted ([`crate::space::Stale`]).
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StaleHeads {
+    /// The member whose note names what is missing.
+    pub device: crate::ids::DeviceId,
+    /// When it noted its heads.
+    pub time_ms: i64,
+    /// Heads of that note missing here.
+    pub missing: u32,
 }
 
 /// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id

@@ -319,6 +319,12 @@ impl Node {
         if let Held::Member(s) = &held {
             // Our own work, before anyone waits on us.
             crate::handle::on_space(s, Space::scan_if_changed).await?;
+            // What this device holds goes into the ledger, so seeders carry it with the changes.
+            if purpose == Purpose::Sync
+                && let Err(e) = crate::handle::on_space(s, Space::note_heads).await
+            {
+                (self.sh.log)(&format!("cannot note this device's heads in the ledger: {e}"));
+            }
         }
         let ledger = held.ledger().await;
         let setup = driver::setup(&self.sh, &held, *space, peer_id, purpose).await;
@@ -419,6 +425,24 @@ impl Node {
         let applying = std::time::Instant::now();
         stats.changes_applied += held.settle().await?.0 as u64;
         stats.apply_ms = applying.elapsed().as_millis() as u64;
+        if let Held::Member(s) = &held
+            && session.peer_role() == Some(Role::Seeder)
+        {
+            // A seeder that withheld the newest changes (or lost them) shows here: a member
+            // noted heads that did not come.
+            if let Some(st) = crate::handle::on_space(s, Space::stale).await? {
+                (self.sh.log)(&format!(
+                    "seeder {} handed over less than members had: device {} noted {} heads on {} that this device                      lacks; its copy of space {} is stale, so sync with another seeder or a member",
+                    peer_id.short(),
+                    st.device.short(),
+                    st.missing,
+                    crate::util::rfc3339(st.time_ms),
+                    space.short()
+                ));
+                stats.stale =
+                    Some(super::StaleHeads { device: st.device, time_ms: st.time_ms, missing: st.missing as u32 });
+            }
+        }
         if stats.not_pushed > 0 {
             let states: Vec<&str> = session
                 .view()
@@ -586,5 +610,97 @@ mod tests {
         assert_eq!(record.passed + 1, record.challenged, "{record:?}");
         o_node.shutdown().await;
         s_node.shutdown().await;
+    }
+
+    /// A seeder that withholds the newest change: the member restoring from it is told, with
+    /// the seeder named in the log and the note's device in the stats; before, it is not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restore_from_a_seeder_missing_the_newest_change_names_it() {
+        let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+        let (a_home, fa, s_home, b_home, fb) = (&dirs[0], &dirs[1], &dirs[2], &dirs[3], &dirs[4]);
+        std::fs::write(fa.path().join("first.txt"), b"first").unwrap();
+        let home = crate::Home::open(a_home.path()).unwrap();
+        let info = home.create_space("s", fa.path()).unwrap();
+        home.open_space("s").unwrap().scan(&crate::NoProgress).unwrap();
+        let a_seed = home.device_seed();
+        drop(home);
+        let invite = crate::Home::invite(a_home.path(), "s", &crate::home::InviteRequest::writer()).unwrap();
+        let home = crate::Home::open(a_home.path()).unwrap();
+        let space = home.open_space("s").unwrap();
+        let seeder = crate::Home::open(s_home.path()).unwrap();
+        let now = crate::now_ms();
+        let agreement = Agreement {
+            space: info.id.0,
+            owner: space.device().0,
+            seeder: seeder.device_id().0,
+            quota: 1 << 30,
+            start_ms: now - 1000,
+            end_ms: now + 86_400_000,
+            terms: String::new(),
+            nonce: [5; 16],
+        };
+        let proposal = Entry::propose(agreement.clone(), &space.device_key, space.space_key());
+        let accepted = Entry::accept(&agreement, seeder.device_key());
+        let seed = seeder.open_seed(&info.id, true).unwrap();
+        for l in [space.ledger(), seed.ledger()] {
+            l.insert(&proposal).unwrap();
+            l.insert(&accepted).unwrap();
+        }
+        let (a_store, seed_store, s_seed) = (space.store.clone(), seed.store.clone(), seeder.device_seed());
+        let a_device = space.device();
+        drop((home, seeder));
+        let quiet = || -> crate::sync::net::Log { Arc::new(|_: &str| {}) };
+        let s_node =
+            Node::start_with(s_seed, NodeSetup { seeds: vec![seed], ..Default::default() }, &loopback(), quiet())
+                .await
+                .unwrap();
+        let a_node = Node::start(a_seed, vec![space], &loopback(), quiet()).await.unwrap();
+        a_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
+
+        // A second device restores from the seeder: all there, nothing said.
+        let b = crate::Home::open(b_home.path()).unwrap();
+        b.join(&invite, fb.path(), None).unwrap();
+        let (b_space, b_seed) = (b.open_space("s").unwrap(), b.device_seed());
+        drop(b);
+        let logged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let l = logged.clone();
+        let b_node = Node::start(
+            b_seed,
+            vec![b_space],
+            &loopback(),
+            Arc::new(move |m: &str| l.lock().unwrap().push(m.to_owned())),
+        )
+        .await
+        .unwrap();
+        let st = b_node.sync_once(&info.id, addr_of(&s_node)).await.unwrap();
+        assert_eq!(st.stale, None);
+        assert_eq!(std::fs::read(fb.path().join("first.txt")).unwrap(), b"first");
+
+        // The owner writes again and pushes; the seeder drops the new change blob.
+        let changes = |store: &crate::store::BlobStore| -> std::collections::HashSet<crate::BlobId> {
+            store.list().unwrap().into_iter().filter(|(_, l)| l.kind == BlobKind::Change).map(|(id, _)| id).collect()
+        };
+        let before = changes(&a_store);
+        std::fs::write(fa.path().join("second.txt"), b"second").unwrap();
+        a_node.space(&info.id).unwrap().lock().await.scan(&crate::NoProgress).unwrap();
+        a_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
+        let new: std::collections::HashSet<crate::BlobId> = changes(&a_store).difference(&before).copied().collect();
+        assert!(!new.is_empty());
+        seed_store.remove(&new).unwrap();
+
+        let st = b_node.sync_once(&info.id, addr_of(&s_node)).await.unwrap();
+        let stale = st.stale.expect("the stale seeder is noticed");
+        assert_eq!(stale.device, a_device);
+        assert!(stale.missing >= 1);
+        assert!(!fb.path().join("second.txt").exists());
+        let s_short = s_node.device().short();
+        assert!(
+            logged.lock().unwrap().iter().any(|m| m.contains(&format!("seeder {s_short} handed over less"))),
+            "{:?}",
+            logged.lock().unwrap()
+        );
+        for n in [b_node, a_node, s_node] {
+            n.shutdown().await;
+        }
     }
 }
