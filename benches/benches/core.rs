@@ -136,5 +136,43 @@ fn roster(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, entries, roster);
+/// An audit of 1,000 blobs of 1 MiB with range proofs: the seeder proves (reads and hashes each
+/// blob whole), the owner checks against the ids alone. Prints the bytes a proof set moves.
+fn audit(c: &mut Criterion) {
+    use cobox_engine::agreements::audit::{check, prove};
+    let blobs: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| {
+            let mut v = vec![0u8; 1 << 20];
+            blake3::Hasher::new().update(&i.to_le_bytes()).finalize_xof().fill(&mut v);
+            v
+        })
+        .collect();
+    let ids: Vec<[u8; 32]> = blobs.iter().map(|b| *blake3::hash(b).as_bytes()).collect();
+    let nonce = [7u8; 32];
+    let proofs: Vec<_> = blobs.iter().zip(&ids).map(|(b, id)| prove(&nonce, id, b).expect("a proof")).collect();
+    let bytes: usize = proofs.iter().map(|p| p.ranges.len() + 8).sum();
+    eprintln!(
+        "audit of 1,000 blobs of 1 MiB: {bytes} bytes of proofs ({} per blob), 32,000 bytes of ids",
+        bytes / 1000
+    );
+    let mut g = c.benchmark_group("audit-1000x1MiB");
+    g.sample_size(10);
+    g.bench_function("seeder proves", |b| {
+        b.iter(|| {
+            for (blob, id) in blobs.iter().zip(&ids) {
+                black_box(prove(&nonce, id, blob));
+            }
+        })
+    });
+    g.bench_function("owner checks", |b| {
+        b.iter(|| {
+            for (p, id) in proofs.iter().zip(&ids) {
+                assert!(check(&nonce, id, p));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, entries, roster, audit);
 criterion_main!(benches);

@@ -9,6 +9,7 @@
 use arbitrary::Unstructured;
 use cobox_agreements::{Entry as LedgerEntry, Ledger};
 use cobox_core::codes::{Invite, PeerAddr, SeedCode};
+use cobox_core::crypto::BlobKind;
 use cobox_core::entry::{Entry, decode_chunk_list, validate_path};
 use cobox_core::ignores::Ignores;
 use cobox_core::manifest::{ChangeBody, Manifest};
@@ -34,6 +35,9 @@ pub const TARGETS: &[Target] = &[
     ("ignore_rules", ignore_rules),
     ("http_bodies", http_bodies),
     ("roster", roster),
+    ("sealed_blob", sealed_blob),
+    ("audit_proof", audit_proof),
+    ("heads_note", heads_note),
 ];
 
 /// Invite codes, seed codes and `ID@IP:PORT` peer addresses, as a user pastes them.
@@ -194,4 +198,35 @@ pub fn roster(data: &[u8]) {
     }
     let view = cobox_core::roster::evaluate(&[7; 32], &ops);
     assert!(view.members.keys().all(|k| !view.removed.contains(k)));
+}
+
+/// A sealed blob from a peer or a seeder: its kind read, peeked, authenticated and opened as
+/// each kind (versions 1 to 3, padding checked).
+pub fn sealed_blob(data: &[u8]) {
+    let keys = cobox_core::crypto::SpaceKeys::derive(&[3; 32]);
+    let _ = cobox_core::crypto::blob_kind(data);
+    let _ = keys.peek_kind(data);
+    let _ = keys.authenticate(data);
+    for kind in [BlobKind::Chunk, BlobKind::ChunkList, BlobKind::Change] {
+        let _ = keys.open(kind, data);
+    }
+}
+
+/// A seeder's audit proof: a size and range bytes checked against an id.
+pub fn audit_proof(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let (Ok(size), Ok(id)) = (u.arbitrary::<u64>(), u.arbitrary::<[u8; 32]>()) else { return };
+    let proof = cobox_agreements::audit::Proof { size, ranges: u.take_rest().to_vec() };
+    let _ = cobox_agreements::audit::check(&[9; 32], &id, &proof);
+}
+
+/// A heads note from the ledger, and a manifest asked which of its heads it lacks.
+pub fn heads_note(data: &[u8]) {
+    let space = SpaceId([7; 32]);
+    let _ = cobox_core::heads::HeadsNote::open(data, &space);
+    if let Ok(n) = postcard::from_bytes::<cobox_core::heads::HeadsNote>(data)
+        && n.heads.len() <= cobox_core::heads::MAX_SHARDS
+    {
+        let _ = Manifest::new(4, [5; 32], &[6; 16]).missing_heads(&n.heads);
+    }
 }

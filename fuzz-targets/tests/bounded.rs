@@ -160,6 +160,39 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             }
             vec![out]
         }
+        "sealed_blob" => {
+            // Sealed with the key the target opens with: each kind, compressed and not, and an
+            // unpadded version 1 blob.
+            let keys = cobox_core::crypto::SpaceKeys::derive(&[3; 32]);
+            use cobox_core::crypto::BlobKind;
+            vec![
+                keys.seal(BlobKind::Chunk, b"a small chunk"),
+                keys.seal(BlobKind::ChunkList, &[7; 72]),
+                keys.seal(BlobKind::Chunk, "compressible text ".repeat(40).as_bytes()),
+                keys.seal_change(&SigningKey::from_bytes(&[4; 32]), [1; 24], b"a change"),
+                keys.seal_unpadded(BlobKind::Chunk, 0, [2; 24], b"old"),
+            ]
+        }
+        "audit_proof" => {
+            // A valid proof, laid out as the target reads it: size, id, then the ranges.
+            let blob: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
+            let id = *blake3::hash(&blob).as_bytes();
+            let p = cobox_agreements::audit::prove(&[9; 32], &id, &blob).expect("a proof");
+            let mut out = p.size.to_le_bytes().to_vec();
+            out.extend_from_slice(&id);
+            out.extend(p.ranges);
+            vec![out]
+        }
+        "heads_note" => {
+            let key = SigningKey::from_bytes(&[4; 32]);
+            let note = cobox_core::heads::HeadsNote {
+                space: [7; 32],
+                device: key.verifying_key().to_bytes(),
+                time_ms: 1_000,
+                heads: vec![vec![[1; 32]], vec![], vec![[2; 32], [3; 32]], vec![]],
+            };
+            vec![note.sign(&key).expect("a note")]
+        }
         other => panic!("no seeds for target {other}"),
     }
 }

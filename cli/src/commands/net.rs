@@ -68,7 +68,8 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
                 }
                 if let Some(st) = stats.stale {
                     eprintln!(
-                        "warning: seeder {} handed over less than members had: device {} noted {} heads on {} that                          this device lacks. Its copy is stale; sync with another seeder or a member.",
+                        "warning: seeder {} handed over less than members had: device {} noted {} heads on {} that \
+                         this device lacks. Its copy is stale; sync with another seeder or a member.",
                         &p[..8.min(p.len())],
                         st.device.short(),
                         st.missing,

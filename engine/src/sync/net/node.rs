@@ -432,7 +432,8 @@ impl Node {
             // noted heads that did not come.
             if let Some(st) = crate::handle::on_space(s, Space::stale).await? {
                 (self.sh.log)(&format!(
-                    "seeder {} handed over less than members had: device {} noted {} heads on {} that this device                      lacks; its copy of space {} is stale, so sync with another seeder or a member",
+                    "seeder {} handed over less than members had: device {} noted {} heads on {} that this device \
+                     lacks; its copy of space {} is stale, so sync with another seeder or a member",
                     peer_id.short(),
                     st.device.short(),
                     st.missing,
@@ -506,6 +507,8 @@ impl Node {
             total.changes_applied += s.changes_applied;
             total.session_ms += s.session_ms;
             total.apply_ms += s.apply_ms;
+            // Whether the peer's copy is stale is what the last session found.
+            total.stale = s.stale;
             if s.sent_blobs == 0 && s.received_blobs == 0 {
                 return Ok(total);
             }
@@ -591,6 +594,17 @@ mod tests {
         .unwrap();
         let o_node = Node::start(owner_seed, vec![space], &loopback(), Arc::new(|_: &str| {})).await.unwrap();
         o_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
+
+        // What the seeder holds: every blob a Padmé size, and no chunk list told from a chunk
+        // (the owner's 3 MiB file has one).
+        assert!(store.list().unwrap().iter().any(|(_, l)| l.kind == BlobKind::ChunkList));
+        let held = seed_store.list().unwrap();
+        assert_eq!(held.len(), store.list().unwrap().len());
+        for (id, l) in &held {
+            let len = seed_store.get(id).unwrap().len() as u64;
+            assert_eq!(cobox_core::crypto::padme(len), len, "{id}: {len} bytes");
+            assert_ne!(l.kind, BlobKind::ChunkList, "the seeder tells a chunk list apart");
+        }
 
         // The owner lets go of every chunk it held; change blobs and chunk lists stay.
         let chunks: std::collections::HashSet<crate::BlobId> =
