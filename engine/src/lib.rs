@@ -7,7 +7,7 @@
 //!   [`manifest::Manifest`]. Its methods are the operations the CLI and GUI expose:
 //!   [`space::Space::scan`], [`space::Space::restore`], [`space::Space::history`],
 //!   [`space::Space::verify`], [`space::Space::gc`], [`space::Space::status`].
-//! - Pure cores, free of I/O: [`chunk`] (keyed FastCDC), [`crypto`] (key derivation, sealing),
+//! - Pure cores, free of I/O: [`chunk`] (hash then encrypt), [`crypto`] (key derivation, sealing),
 //!   [`entry`] (the per-path scalar), [`manifest`] (Automerge documents and history).
 //! - Edges: [`store`] (packs + redb index), `scan` (folder → manifest), `restore`
 //!   (manifest → folder).

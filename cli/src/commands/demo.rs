@@ -174,7 +174,7 @@ async fn story(dir: &Path) -> Result<()> {
     }
     println!("    the seeder's files contain no file name and no plaintext (checked byte by byte)");
 
-    step(5, "the desk audits the seeder: BLAKE3(nonce ‖ blob) for every blob, nothing downloaded");
+    step(5, "the desk audits the seeder: a verified range of every blob, checked against its id, nothing downloaded");
     let rec = desk_node.audit(&id, peer(&seeder_node)?, usize::MAX).await?;
     ensure!(rec.ok(), "the audit failed: {}/{}", rec.passed, rec.challenged);
     let status = desk_node.space(&id).context("space")?.lock().await.status()?;
