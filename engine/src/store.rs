@@ -210,6 +210,8 @@ pub struct BlobStore {
 pub(crate) struct Faults {
     armed_at: AtomicU64,
     seen: AtomicU64,
+    /// Fail only pack writes (a disk whose packs directory filled while the index still takes writes).
+    packs_only: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -220,13 +222,20 @@ impl Faults {
 
     /// Fail the `n`th write point from now (0 is the next) and every one after it.
     pub(crate) fn from_point(n: u64) -> Arc<Self> {
-        Arc::new(Self { armed_at: AtomicU64::new(n), seen: AtomicU64::new(0) })
+        Arc::new(Self { armed_at: AtomicU64::new(n), seen: AtomicU64::new(0), packs_only: Default::default() })
     }
 
     /// From now: fail the `n`th write point from here on.
     #[cfg(test)]
     pub(crate) fn arm(&self, n: u64) {
         self.armed_at.store(self.points().saturating_add(n), Ordering::SeqCst);
+    }
+
+    /// From now on fail every pack write, and nothing else.
+    #[cfg(test)]
+    pub(crate) fn fail_packs(&self) {
+        self.packs_only.store(true, Ordering::SeqCst);
+        self.armed_at.store(0, Ordering::SeqCst);
     }
 
     /// Write points reached so far.
@@ -237,6 +246,9 @@ impl Faults {
 
     fn hit(&self, what: &str) -> io::Result<()> {
         let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        if self.packs_only.load(Ordering::SeqCst) && !what.starts_with("pack") {
+            return Ok(());
+        }
         if n >= self.armed_at.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::StorageFull, format!("injected write fault {n} at {what}")));
         }

@@ -578,6 +578,49 @@ mod tests {
         assert_eq!(s.apply_and_materialize().unwrap().1.written, 0);
     }
 
+    /// The end of a streamed sync records the files it wrote in the scan cache ("this device
+    /// holds their blobs") only once their blobs are on disk. Its packs failing to write (a
+    /// disk full for packs, the index still writable) leaves no row naming a blob that is not
+    /// there: verify passes after it. Recording the rows first failed this (and a CI kill test).
+    #[test]
+    fn a_streamed_sync_records_its_files_only_after_their_blobs_are_on_disk() {
+        use crate::store::{Faults, NEXT_FAULTS};
+        let (home_a, folder_a, mut a) = space();
+        let mut big = vec![0u8; 3 << 20];
+        crate::random_bytes(&mut big);
+        std::fs::write(folder_a.path().join("big.bin"), &big).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let (home_b, folder_b, b) = joined(home_a.path(), &mut a);
+        drop(b);
+        let faults = Faults::never();
+        NEXT_FAULTS.with(|n| *n.borrow_mut() = Some(faults.clone()));
+        let mut b = Home::open(home_b.path()).unwrap().open_space("s").unwrap();
+        NEXT_FAULTS.with(|n| n.borrow_mut().take());
+        let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
+        a.store.send_order(&mut ids).unwrap();
+        let mut streaming = None;
+        for id in &ids {
+            let data = a.store.get(id).unwrap();
+            b.receive_blob(id, &data).unwrap();
+            if streaming.is_none() && b.keys.peek_kind(&data) == Ok(BlobKind::Chunk) {
+                streaming = Some(b.begin_streaming().unwrap());
+            }
+            if let Some(st) = streaming.as_mut() {
+                for f in st.arrived(id) {
+                    st.files().advance(f);
+                }
+            }
+        }
+        assert_eq!(std::fs::read(folder_b.path().join("big.bin")).unwrap(), big, "written as it arrived");
+        // The blobs are still in the pack writer's buffer; the packs directory is now full.
+        faults.fail_packs();
+        assert!(b.end_streaming(streaming.unwrap()).is_err(), "the failed pack is reported");
+        drop(b);
+        let b = Home::open(home_b.path()).unwrap().open_space("s").unwrap();
+        let v = b.verify(&crate::NoProgress).unwrap();
+        assert!(v.ok(), "a scan-cache row names a blob not on disk: {v:?}");
+    }
+
     /// A large file is written in order while its chunks arrive; a transfer cut before its
     /// last chunk leaves no temp file behind, and the pass after the rest arrives writes it.
     #[test]
