@@ -203,6 +203,8 @@ struct Told {
     removed: std::collections::HashMap<SpaceId, std::collections::BTreeSet<String>>,
     /// Seeders that said they were full.
     full: std::collections::BTreeSet<String>,
+    /// Seeders whose copy of a space was behind at their last session.
+    stale: std::collections::BTreeSet<(String, SpaceId)>,
     /// False until the first refresh: what is there at start is no news.
     primed: bool,
 }
@@ -410,6 +412,38 @@ fn run(
     Ok(())
 }
 
+/// News about seeders from their last sessions: one that said it was full, one whose copy of a
+/// space was behind what a member had noted. Each is told once until it changes.
+fn peer_news(m: &Model, told: &mut Told) -> Vec<String> {
+    let mut news = Vec::new();
+    for p in &m.peers {
+        let full = p.error.as_deref().is_some_and(cobox_engine::sync::net::is_seeder_full);
+        let short = p.device.get(..8).unwrap_or(&p.device).to_owned();
+        if full && told.full.insert(p.device.clone()) {
+            news.push(format!("Seeder {short} is full: it takes no more of your data until its operator frees space."));
+        } else if !full {
+            told.full.remove(&p.device);
+        }
+        match &p.stale {
+            Some((space, st)) if told.stale.insert((p.device.clone(), *space)) => {
+                let name = m.spaces.iter().find(|s| s.id == *space).map_or_else(|| space.short(), |s| s.name.clone());
+                let who = st.device.to_string();
+                let who = m.names.get(&who).cloned().unwrap_or_else(|| st.device.short());
+                news.push(format!(
+                    "Seeder {short} holds an old copy of {name}: it lacks changes {who} had made by {}. Sync \
+                     with another seeder or a member before restoring from it.",
+                    rfc3339_ns(st.time_ms.saturating_mul(1_000_000))
+                ));
+            }
+            Some(_) => {}
+            None => {
+                told.stale.retain(|(d, _)| d != &p.device);
+            }
+        }
+    }
+    news
+}
+
 /// Change the model from a background task and ask for a repaint.
 fn update_model(model: &Mutex<Arc<Model>>, repaint: &(dyn Fn() + Send + Sync), f: impl FnOnce(&mut Model)) {
     f(Arc::make_mut(&mut model.lock().unwrap_or_else(|p| p.into_inner())));
@@ -458,17 +492,7 @@ impl Engine {
                 news.push(format!("{d} was removed from {}.", s.name));
             }
         }
-        for p in &m.peers {
-            let full = p.error.as_deref().is_some_and(cobox_engine::sync::net::is_seeder_full);
-            let short = p.device.get(..8).unwrap_or(&p.device).to_owned();
-            if full && self.told.full.insert(p.device.clone()) {
-                news.push(format!(
-                    "Seeder {short} is full: it takes no more of your data until its operator frees space."
-                ));
-            } else if !full {
-                self.told.full.remove(&p.device);
-            }
-        }
+        news.extend(peer_news(&m, &mut self.told));
         if std::mem::replace(&mut self.told.primed, true) {
             for n in news {
                 self.news(n);
@@ -1017,4 +1041,39 @@ impl Engine {
 
 fn hex_short(b: &[u8; 8]) -> String {
     b[..4].iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod news_tests {
+    use super::*;
+    use cobox_engine::sync::net::{PeerSeen, StaleHeads};
+
+    /// A seeder whose copy was behind is news once, by the name of the member whose changes it
+    /// lacks; again only after a session found it caught up and then behind once more.
+    #[test]
+    fn a_stale_seeder_is_news_once() {
+        let space = SpaceId([4; 32]);
+        let ana = cobox_engine::DeviceId([9; 32]);
+        let behind = StaleHeads { device: ana, time_ms: 1_800_000_000_000, missing: 2 };
+        let seeder = |stale: Option<StaleHeads>| PeerSeen {
+            device: "5eed".repeat(16),
+            last_ms: 1_800_000_100_000,
+            ok: true,
+            error: None,
+            stale: stale.map(|s| (space, s)),
+        };
+        let mut m = Model::default();
+        m.names.insert(ana.to_string(), "Ana's laptop".into());
+        m.peers = vec![seeder(Some(behind))];
+        let mut told = Told::default();
+        let news = peer_news(&m, &mut told);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert!(news[0].starts_with("Seeder 5eed5eed holds an old copy of"), "{}", news[0]);
+        assert!(news[0].contains("Ana's laptop had made by"), "{}", news[0]);
+        assert!(peer_news(&m, &mut told).is_empty(), "told once");
+        m.peers = vec![seeder(None)];
+        assert!(peer_news(&m, &mut told).is_empty());
+        m.peers = vec![seeder(Some(behind))];
+        assert_eq!(peer_news(&m, &mut told).len(), 1, "behind again is news again");
+    }
 }

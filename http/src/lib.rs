@@ -314,7 +314,7 @@ async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply 
 }
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
-    let (_, s) = member_space(&api, &q)?;
+    let (id, s) = member_space(&api, &q)?;
     let mut st = cobox_engine::handle::on_space(&s, move |s| s.status()).await?;
     // Health only the running daemon knows: each peer's last session.
     st.peers = api
@@ -326,6 +326,10 @@ async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
             last: cobox_engine::util::rfc3339(p.last_ms),
             ok: p.ok,
             error: p.error,
+            behind_since: p
+                .stale
+                .filter(|(space, _)| *space == id)
+                .map(|(_, st)| cobox_engine::util::rfc3339(st.time_ms)),
         })
         .collect();
     st.last_error = cobox_engine::logfile::last_warning(&api.root);

@@ -56,6 +56,11 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
             (false, None) => "failed".to_owned(),
         };
         println!("peer      {} last session {} {how}", &p.device[..8.min(p.device.len())], p.last);
+        if let Some(t) = &p.behind_since {
+            println!(
+                "          its copy is behind: it lacks changes a member had made by {t}; do not restore from it alone"
+            );
+        }
     }
     if let Some(e) = &s.last_error {
         println!("last error {} {}", e.time, e.msg);

@@ -72,6 +72,10 @@ pub struct PeerHealth {
     pub ok: bool,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// A seeder whose copy of this space is behind: it lacks changes a member had made by this
+    /// time (RFC 3339; docs/security.md, "fresh restores").
+    #[serde(default)]
+    pub behind_since: Option<String>,
 }
 
 impl Space {

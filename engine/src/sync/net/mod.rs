@@ -18,6 +18,7 @@ mod transfer;
 
 use crate::codes::PeerAddr;
 use crate::error::Error;
+use crate::ids::SpaceId;
 pub use cobox_core::sync::session::SeedPolicy;
 pub use endpoint::endpoint;
 pub use held::Held;
@@ -278,6 +279,9 @@ pub struct PeerSeen {
     pub ok: bool,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// After a sync with a seeder: the space whose copy there is behind what a member noted
+    /// ([`SyncStats::stale`]).
+    pub stale: Option<(SpaceId, StaleHeads)>,
 }
 
 /// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.

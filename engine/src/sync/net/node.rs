@@ -371,6 +371,9 @@ impl Node {
         let id = DeviceId(*peer.id.as_bytes());
         let r = self.sync_session(space, peer).await;
         self.sh.saw(id, &r);
+        if let Ok(st) = &r {
+            self.sh.saw_stale(id, *space, st.stale);
+        }
         r
     }
 
@@ -705,6 +708,9 @@ mod tests {
         let st = b_node.sync_once(&info.id, addr_of(&s_node)).await.unwrap();
         let stale = st.stale.expect("the stale seeder is noticed");
         assert_eq!(stale.device, a_device);
+        let seen = b_node.peers_seen();
+        let s_seen = seen.iter().find(|p| p.device == s_node.device().to_string()).unwrap();
+        assert_eq!(s_seen.stale, Some((info.id, stale)), "the app hears of it too");
         assert!(stale.missing >= 1);
         assert!(!fb.path().join("second.txt").exists());
         let s_short = s_node.device().short();

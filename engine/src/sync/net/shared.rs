@@ -84,8 +84,16 @@ impl Shared {
             last_ms: crate::now_ms(),
             ok: r.is_ok(),
             error: r.as_ref().err().map(ToString::to_string),
+            stale: None,
         };
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, seen);
+    }
+
+    /// The last session with `peer` found its copy of `space` behind (or not, with `None`).
+    pub(super) fn saw_stale(&self, peer: DeviceId, space: SpaceId, stale: Option<super::StaleHeads>) {
+        if let Some(p) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&peer) {
+            p.stale = stale.map(|s| (space, s));
+        }
     }
 
     pub(super) fn get(&self, id: &SpaceId) -> Option<Held> {
