@@ -141,3 +141,27 @@ async fn a_seed_whose_agreements_ended_is_deleted() {
     let _ = stop.send(());
     run.await.unwrap();
 }
+
+/// Noting the heads and checking members' notes, as every sync does, leaves a released manifest
+/// released while nothing changed: a daemon syncing with its peers each minute still lets it go.
+#[test]
+fn heads_notes_leave_an_unchanged_manifest_released() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("a.txt"), b"first").unwrap();
+    let home = Home::open(root.path()).unwrap();
+    home.create_space("s", folder.path()).unwrap();
+    let mut s = home.open_space("s").unwrap();
+    s.scan(&NoProgress).unwrap();
+    assert!(s.note_heads().unwrap(), "the first note");
+    assert_eq!(s.stale().unwrap(), None);
+    assert!(s.release_manifest().unwrap());
+    assert!(!s.note_heads().unwrap(), "nothing new to note");
+    assert_eq!(s.stale().unwrap(), None);
+    assert!(!s.manifest_loaded(), "noting and checking did not load it");
+    // A change is noted again.
+    std::fs::write(folder.path().join("b.txt"), b"second").unwrap();
+    s.scan(&NoProgress).unwrap();
+    assert!(s.note_heads().unwrap());
+    assert_eq!(s.ledger().heads_notes().unwrap().len(), 2);
+}

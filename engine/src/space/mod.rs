@@ -85,6 +85,11 @@ pub struct Space {
     manifest: std::sync::OnceLock<Manifest>,
     /// Set by every use of the manifest; [`Space::release_if_unused`] clears it.
     used: std::sync::atomic::AtomicBool,
+    /// The manifest is unchanged since its heads were last noted ([`Space::note_heads`]) and
+    /// checked against members' notes (the count of notes then, and the finding): a daemon's
+    /// periodic sync then touches neither, so an idle manifest stays released.
+    pub(crate) heads_noted: bool,
+    pub(crate) stale_checked: Option<(usize, Option<Stale>)>,
     pub(crate) device: DeviceId,
     pub(crate) chunker: Chunker,
     /// Change blobs already folded into the on-disk manifest cache.
@@ -131,6 +136,8 @@ impl Space {
             store,
             manifest: std::sync::OnceLock::from(manifest),
             used: std::sync::atomic::AtomicBool::new(true),
+            heads_noted: false,
+            stale_checked: None,
             device,
             device_key,
             roster: Default::default(),
@@ -196,6 +203,14 @@ impl Space {
 
     /// [`Space::manifest`], to edit.
     pub(crate) fn manifest_mut(&mut self) -> Result<&mut Manifest, Error> {
+        // It may change: its heads are to be noted and checked again.
+        (self.heads_noted, self.stale_checked) = (false, None);
+        self.manifest_unchanged()
+    }
+
+    /// [`Space::manifest_mut`] for what needs `&mut` but leaves the content as it is (saving it,
+    /// reading its heads).
+    pub(crate) fn manifest_unchanged(&mut self) -> Result<&mut Manifest, Error> {
         self.used.store(true, std::sync::atomic::Ordering::Relaxed);
         if self.manifest.get().is_none() {
             self.manifest = std::sync::OnceLock::from(self.reload_manifest()?);
@@ -323,6 +338,10 @@ impl Space {
         self.epoch_missing = missing;
         if gained {
             self.quarantined.clear();
+        }
+        if view != self.roster {
+            // Whose heads notes count may have changed.
+            self.stale_checked = None;
         }
         (self.roster, self.roster_from) = (view, from);
     }

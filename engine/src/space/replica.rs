@@ -113,8 +113,15 @@ impl Space {
     /// note already names them (members do before each sync, so seeders carry the note with the
     /// changes). Returns whether a note was added.
     pub fn note_heads(&mut self) -> Result<bool, Error> {
-        let heads: Vec<Vec<[u8; 32]>> =
-            self.manifest_mut()?.current_heads().into_iter().map(|hs| hs.into_iter().map(|h| h.0).collect()).collect();
+        if self.heads_noted {
+            return Ok(false);
+        }
+        let heads: Vec<Vec<[u8; 32]>> = self
+            .manifest_unchanged()?
+            .current_heads()
+            .into_iter()
+            .map(|hs| hs.into_iter().map(|h| h.0).collect())
+            .collect();
         if heads.iter().all(Vec::is_empty) {
             return Ok(false);
         }
@@ -123,12 +130,15 @@ impl Space {
         let me = self.device.0;
         let mine = cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| *d == me);
         if mine.first().is_some_and(|n| n.heads == heads) {
+            self.heads_noted = true;
             return Ok(false);
         }
         let note = cobox_core::heads::HeadsNote { space: self.info.id.0, device: me, time_ms: crate::now_ms(), heads };
         let bytes =
             note.sign(&self.device_key).map_err(|e| Error::Encode { what: "a heads note", reason: e.to_string() })?;
-        ledger.add_heads_note(&bytes)
+        let added = ledger.add_heads_note(&bytes)?;
+        self.heads_noted = true;
+        Ok(added)
     }
 
     /// Whether this device lacks heads that the newest note of some device on the roster
@@ -136,16 +146,22 @@ impl Space {
     /// less than members had.
     pub fn stale(&mut self) -> Result<Option<Stale>, Error> {
         let raw = self.ledger().heads_notes()?;
+        if let Some((n, found)) = &self.stale_checked
+            && *n == raw.len()
+        {
+            return Ok(found.clone());
+        }
         let roster = self.roster.clone();
         let notes =
             cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| roster.role(d).is_some());
         let mut worst: Option<Stale> = None;
         for note in notes {
-            let missing = self.manifest_mut()?.missing_heads(&note.heads);
+            let missing = self.manifest_unchanged()?.missing_heads(&note.heads);
             if missing > 0 && worst.as_ref().is_none_or(|w| w.time_ms < note.time_ms) {
                 worst = Some(Stale { device: DeviceId(note.device), time_ms: note.time_ms, missing });
             }
         }
+        self.stale_checked = Some((raw.len(), worst.clone()));
         Ok(worst)
     }
 }

@@ -186,7 +186,7 @@ impl Space {
         let tmp = mdir.join(format!(".gen-{gen_n}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).at(&tmp)?;
-        let (shards, history) = self.manifest_mut()?.save_all();
+        let (shards, history) = self.manifest_unchanged()?.save_all();
         for (i, s) in shards.iter().enumerate() {
             write_atomic(&tmp.join(format!("shard-{i:04}.am")), s)?;
         }
