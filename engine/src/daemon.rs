@@ -86,6 +86,10 @@ pub enum Activity {
         space: SpaceId,
         /// Why every peer failed, if each did.
         error: Option<String>,
+        /// Whether any session moved something (blobs, changes, ledger entries) or found a
+        /// seeder behind: front ends rebuild what they show only then, so an idle space's
+        /// manifest stays released between the daemon's periodic syncs.
+        moved: bool,
     },
     /// A seeder was audited.
     Audited {
@@ -374,17 +378,21 @@ impl Daemon {
             let node = self.node.clone();
             sessions.spawn(async move {
                 let r = match tokio::time::timeout(SESSION_LIMIT, node.sync_once(&id, p)).await {
-                    Ok(Ok(_)) => Ok(()),
+                    Ok(Ok(st)) => Ok(st.sent_blobs + st.received_blobs + st.changes_applied + st.ledger_new > 0
+                        || st.stale.is_some()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err("the peer did not answer in time".to_owned()),
                 };
                 (short, r)
             });
         }
-        let (mut ok, mut last) = (false, None);
+        let (mut ok, mut last, mut moved) = (false, None, false);
         while let Some(r) = sessions.join_next().await {
             match r {
-                Ok((_, Ok(()))) => ok = true,
+                Ok((_, Ok(m))) => {
+                    ok = true;
+                    moved |= m;
+                }
                 Ok((short, Err(e))) => {
                     self.tell(Activity::Log(format!("sync of {} with {short} failed: {e}", id.short())));
                     last = Some(e);
@@ -392,7 +400,7 @@ impl Daemon {
                 Err(e) => last = Some(e.to_string()),
             }
         }
-        self.tell(Activity::SyncEnded { space: id, error: if ok { None } else { last } });
+        self.tell(Activity::SyncEnded { space: id, error: if ok { None } else { last }, moved });
     }
 
     /// Delete seeds whose agreements all ended longer than the grace period ago.

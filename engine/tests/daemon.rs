@@ -165,3 +165,50 @@ fn heads_notes_leave_an_unchanged_manifest_released() {
     assert!(s.note_heads().unwrap());
     assert_eq!(s.ledger().heads_notes().unwrap().len(), 2);
 }
+
+/// A periodic sync that moves nothing says so (`moved: false`), so the app does not rebuild
+/// its model, which would load every released manifest again each minute; one that brings a
+/// file says it moved something.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_periodic_sync_that_moves_nothing_says_so() {
+    let (root_a, folder_a, root_b, folder_b) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    std::fs::write(folder_a.path().join("a.txt"), b"from a").unwrap();
+    let home_a = Home::open(root_a.path()).unwrap();
+    let info = home_a.create_space("s", folder_a.path()).unwrap();
+    home_a.open_space("s").unwrap().scan(&NoProgress).unwrap();
+    let invite = Home::invite(root_a.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
+    let home_b = Home::open(root_b.path()).unwrap();
+    home_b.join(&invite, folder_b.path(), None).unwrap();
+    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    let idle = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
+    let (da, _activity_a) =
+        Daemon::start(&home_a, &loopback(), SeedPolicy::default(), idle, quiet.clone()).await.unwrap();
+    Home::remember_peer_at(root_b.path(), &info.id, &home_a.device_id(), &da.node().addrs()).unwrap();
+    let every_second = Schedule { interval: Duration::from_secs(1), ..Schedule::default() };
+    let (db, mut activity) =
+        Daemon::start(&home_b, &loopback(), SeedPolicy::default(), every_second, quiet).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runs: Vec<_> = [da.clone(), db.clone()]
+        .into_iter()
+        .map(|d| {
+            let mut s = stopped.clone();
+            tokio::spawn(d.run(async move {
+                let _ = s.wait_for(|v| *v).await;
+            }))
+        })
+        .collect();
+    let first = wait_for(&mut activity, 30, |a| matches!(a, Activity::SyncEnded { .. })).await;
+    assert!(matches!(first, Activity::SyncEnded { error: None, moved: true, .. }), "{first:?}");
+    assert_eq!(std::fs::read(folder_b.path().join("a.txt")).unwrap(), b"from a");
+    let next = wait_for(&mut activity, 30, |a| matches!(a, Activity::SyncEnded { .. })).await;
+    assert!(matches!(next, Activity::SyncEnded { error: None, moved: false, .. }), "{next:?}");
+    let _ = stop.send(true);
+    for r in runs {
+        r.await.unwrap();
+    }
+}

@@ -645,14 +645,23 @@ impl Engine {
                         s.state = SpaceState::Syncing;
                     }
                 }),
-                Activity::SyncEnded { space, error } => {
+                Activity::SyncEnded { space, error, moved } => {
+                    // A failure, or anything that moved, changes what the screens show; a
+                    // periodic sync that moved nothing only updates its time and state.
+                    refresh |= moved || error.is_some();
                     self.update(|m| {
                         m.syncing.retain(|s| *s != space);
                         if let Some(s) = m.spaces.iter_mut().find(|s| s.id == space) {
                             s.last_sync = Some((cobox_engine::now_ms(), error));
+                            if s.state == SpaceState::Syncing {
+                                s.state = if s.conflicts.is_empty() {
+                                    SpaceState::InSync
+                                } else {
+                                    SpaceState::Conflicts(s.conflicts.len())
+                                };
+                            }
                         }
                     });
-                    refresh = true;
                 }
             }
         }

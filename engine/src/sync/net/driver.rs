@@ -107,7 +107,7 @@ pub(super) async fn drive(
                 }
                 // Persisted before anything that depends on it is sent.
                 Event::LedgerChanged => {
-                    ledger.merge_from(session.ledger_mut())?;
+                    out.stats.ledger_new += ledger.merge_from(session.ledger_mut())? as u64;
                     // A manager's device hands the current key to members that joined without
                     // it, or draws a new one if it reached a removed device.
                     if let (Held::Member(_), Some(home)) = (held, sh.home.clone()) {

@@ -105,6 +105,9 @@ pub struct SyncStats {
     pub session_ms: u64,
     /// Milliseconds applying received changes and writing the folder afterwards.
     pub apply_ms: u64,
+    /// Ledger entries (agreements, roster operations, heads notes) new to this device.
+    #[serde(default)]
+    pub ledger_new: u64,
     /// After a sync with a seeder: the newest heads note of a member names changes this device
     /// still lacks, so the seeder's copy is older than the space (`None`: it is not).
     #[serde(default)]

@@ -510,6 +510,7 @@ impl Node {
             total.changes_applied += s.changes_applied;
             total.session_ms += s.session_ms;
             total.apply_ms += s.apply_ms;
+            total.ledger_new += s.ledger_new;
             // Whether the peer's copy is stale is what the last session found.
             total.stale = s.stale;
             if s.sent_blobs == 0 && s.received_blobs == 0 {
