@@ -27,7 +27,7 @@ pub struct Proof {
     /// The blob's length (bound by the proof of its last chunk).
     pub size: u64,
     /// The verified ranges: parent hashes and chunk bytes in pre-order, as `bao-tree` encodes them.
-    #[serde(with = "serde_bytes_vec")]
+    #[serde(with = "serde_bytes")]
     pub ranges: Vec<u8>,
 }
 
@@ -91,29 +91,6 @@ pub fn score(nonce: &[u8; 32], ids: &[[u8; 32]], proofs: &[Option<Proof>]) -> u3
 /// a `missing` share of them: `1 - (1 - missing)^challenges`.
 pub fn detection_probability(missing: f64, challenges: u32) -> f64 {
     1.0 - (1.0 - missing.clamp(0.0, 1.0)).powi(challenges.min(i32::MAX as u32) as i32)
-}
-
-/// Bytes as a byte string in postcard (not a sequence of integers).
-mod serde_bytes_vec {
-    pub(super) fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V)
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,18 @@ async fn wait_for(activity: &mut UnboundedReceiver<Activity>, secs: u64, want: i
     .expect("the daemon did not report it in time")
 }
 
+/// A home holding space "s" over a folder with `a.txt`, scanned: (home dir, folder, home, space).
+fn scanned_space() -> (tempfile::TempDir, tempfile::TempDir, Home, cobox_engine::Space) {
+    let root = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("a.txt"), b"first").unwrap();
+    let home = Home::open(root.path()).unwrap();
+    home.create_space("s", folder.path()).unwrap();
+    let mut s = home.open_space("s").unwrap();
+    s.scan(&NoProgress).unwrap();
+    (root, folder, home, s)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_edit_is_scanned_without_being_asked() {
     let root = tempfile::tempdir().unwrap();
@@ -76,13 +88,7 @@ async fn a_folder_edit_is_scanned_without_being_asked() {
 
 #[test]
 fn a_released_manifest_loads_again_on_use() {
-    let root = tempfile::tempdir().unwrap();
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("a.txt"), b"first").unwrap();
-    let home = Home::open(root.path()).unwrap();
-    home.create_space("s", folder.path()).unwrap();
-    let mut s = home.open_space("s").unwrap();
-    s.scan(&NoProgress).unwrap();
+    let (_root, folder, home, mut s) = scanned_space();
     // Used since the last call: kept; then unused: released, and loaded again on use.
     assert!(!s.release_if_unused().unwrap());
     assert!(s.release_if_unused().unwrap());
@@ -146,13 +152,7 @@ async fn a_seed_whose_agreements_ended_is_deleted() {
 /// released while nothing changed: a daemon syncing with its peers each minute still lets it go.
 #[test]
 fn heads_notes_leave_an_unchanged_manifest_released() {
-    let root = tempfile::tempdir().unwrap();
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("a.txt"), b"first").unwrap();
-    let home = Home::open(root.path()).unwrap();
-    home.create_space("s", folder.path()).unwrap();
-    let mut s = home.open_space("s").unwrap();
-    s.scan(&NoProgress).unwrap();
+    let (_root, folder, _home, mut s) = scanned_space();
     assert!(s.note_heads().unwrap(), "the first note");
     assert_eq!(s.stale().unwrap(), None);
     assert!(s.release_manifest().unwrap());

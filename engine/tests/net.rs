@@ -433,15 +433,8 @@ async fn a_file_added_after_a_removal_is_unreadable_with_every_key_the_removed_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_reports_what_it_asked_for_and_what_arrived() {
     // Incompressible, so the chunks are as big on the wire as on disk.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..3u32 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut big = vec![0u8; 3 << 20];
+    blake3::Hasher::new().update(b"transfer").finalize_xof().fill(&mut big);
     let ((_ha, _fa, seed_a, sa), (_hb, _fb, seed_b, sb), _) = pair(("big.bin", &big));
     let space = sa.info().id;
     let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();

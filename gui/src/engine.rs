@@ -1055,7 +1055,8 @@ fn hex_short(b: &[u8; 8]) -> String {
 #[cfg(test)]
 mod news_tests {
     use super::*;
-    use cobox_engine::sync::net::{PeerSeen, StaleHeads};
+    use cobox_engine::space::Stale;
+    use cobox_engine::sync::net::PeerSeen;
 
     /// A seeder whose copy was behind is news once, by the name of the member whose changes it
     /// lacks; again only after a session found it caught up and then behind once more.
@@ -1063,8 +1064,8 @@ mod news_tests {
     fn a_stale_seeder_is_news_once() {
         let space = SpaceId([4; 32]);
         let ana = cobox_engine::DeviceId([9; 32]);
-        let behind = StaleHeads { device: ana, time_ms: 1_800_000_000_000, missing: 2 };
-        let seeder = |stale: Option<StaleHeads>| PeerSeen {
+        let behind = Stale { device: ana, time_ms: 1_800_000_000_000, missing: 2 };
+        let seeder = |stale: Option<Stale>| PeerSeen {
             device: "5eed".repeat(16),
             last_ms: 1_800_000_100_000,
             ok: true,

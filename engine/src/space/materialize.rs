@@ -578,6 +578,25 @@ mod tests {
         assert_eq!(s.apply_and_materialize().unwrap().1.written, 0);
     }
 
+    /// `ids` from `a` into `b` as a session receives them: changes and chunk lists first,
+    /// applied when the first chunk comes, then files written as their chunks arrive.
+    fn stream(a: &Space, b: &mut Space, ids: &[BlobId]) -> Option<Streaming> {
+        let mut streaming = None;
+        for id in ids {
+            let data = a.store.get(id).unwrap();
+            b.receive_blob(id, &data).unwrap();
+            if streaming.is_none() && b.keys.peek_kind(&data) == Ok(BlobKind::Chunk) {
+                streaming = Some(b.begin_streaming().unwrap());
+            }
+            if let Some(st) = streaming.as_mut() {
+                for f in st.arrived(id) {
+                    st.files().advance(f);
+                }
+            }
+        }
+        streaming
+    }
+
     /// The end of a streamed sync records the files it wrote in the scan cache ("this device
     /// holds their blobs") only once their blobs are on disk. Its packs failing to write (a
     /// disk full for packs, the index still writable) leaves no row naming a blob that is not
@@ -598,19 +617,7 @@ mod tests {
         NEXT_FAULTS.with(|n| n.borrow_mut().take());
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
         a.store.send_order(&mut ids).unwrap();
-        let mut streaming = None;
-        for id in &ids {
-            let data = a.store.get(id).unwrap();
-            b.receive_blob(id, &data).unwrap();
-            if streaming.is_none() && b.keys.peek_kind(&data) == Ok(BlobKind::Chunk) {
-                streaming = Some(b.begin_streaming().unwrap());
-            }
-            if let Some(st) = streaming.as_mut() {
-                for f in st.arrived(id) {
-                    st.files().advance(f);
-                }
-            }
-        }
+        let streaming = stream(&a, &mut b, &ids);
         assert_eq!(std::fs::read(folder_b.path().join("big.bin")).unwrap(), big, "written as it arrived");
         // The blobs are still in the pack writer's buffer; the packs directory is now full.
         faults.fail_packs();
@@ -644,20 +651,7 @@ mod tests {
                 .map(|e| e.path())
                 .collect()
         };
-        let mut streaming = None;
-        for id in first {
-            let data = a.store.get(id).unwrap();
-            b.receive_blob(id, &data).unwrap();
-            if streaming.is_none() && b.keys.peek_kind(&data) == Ok(BlobKind::Chunk) {
-                streaming = Some(b.begin_streaming().unwrap());
-            }
-            // Changes and chunk lists come first; they are applied when the first chunk comes.
-            if let Some(st) = streaming.as_mut() {
-                for f in st.arrived(id) {
-                    st.files().advance(f);
-                }
-            }
-        }
+        let streaming = stream(&a, &mut b, first);
         let tmp = temps();
         assert_eq!(tmp.len(), 1, "one file under way: {tmp:?}");
         let partial = std::fs::read(&tmp[0]).unwrap();

@@ -98,14 +98,15 @@ impl Space {
 }
 
 /// What a restore got less of than members had: the newest heads note it lacks heads of.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Also what a sync with a stale seeder reports (`SyncStats::stale`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stale {
     /// The device whose note names heads this device lacks.
     pub device: DeviceId,
     /// When that device noted them.
     pub time_ms: i64,
     /// How many of the note's heads are missing here.
-    pub missing: usize,
+    pub missing: u32,
 }
 
 impl Space {
@@ -149,7 +150,7 @@ impl Space {
         if let Some((n, found)) = &self.stale_checked
             && *n == raw.len()
         {
-            return Ok(found.clone());
+            return Ok(*found);
         }
         let roster = self.roster.clone();
         let notes =
@@ -158,10 +159,10 @@ impl Space {
         for note in notes {
             let missing = self.manifest_unchanged()?.missing_heads(&note.heads);
             if missing > 0 && worst.as_ref().is_none_or(|w| w.time_ms < note.time_ms) {
-                worst = Some(Stale { device: DeviceId(note.device), time_ms: note.time_ms, missing });
+                worst = Some(Stale { device: DeviceId(note.device), time_ms: note.time_ms, missing: missing as u32 });
             }
         }
-        self.stale_checked = Some((raw.len(), worst.clone()));
+        self.stale_checked = Some((raw.len(), worst));
         Ok(worst)
     }
 }

@@ -111,18 +111,7 @@ pub struct SyncStats {
     /// After a sync with a seeder: the newest heads note of a member names changes this device
     /// still lacks, so the seeder's copy is older than the space (`None`: it is not).
     #[serde(default)]
-    pub stale: Option<StaleHeads>,
-}
-
-/// A seeder handed over less than a member had noted ([`crate::space::Stale`]).
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct StaleHeads {
-    /// The member whose note names what is missing.
-    pub device: crate::ids::DeviceId,
-    /// When it noted its heads.
-    pub time_ms: i64,
-    /// Heads of that note missing here.
-    pub missing: u32,
+    pub stale: Option<crate::space::Stale>,
 }
 
 /// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id
@@ -284,7 +273,7 @@ pub struct PeerSeen {
     pub error: Option<String>,
     /// After a sync with a seeder: the space whose copy there is behind what a member noted
     /// ([`SyncStats::stale`]).
-    pub stale: Option<(SpaceId, StaleHeads)>,
+    pub stale: Option<(SpaceId, crate::space::Stale)>,
 }
 
 /// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.

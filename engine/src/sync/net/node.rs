@@ -443,8 +443,7 @@ impl Node {
                     crate::util::rfc3339(st.time_ms),
                     space.short()
                 ));
-                stats.stale =
-                    Some(super::StaleHeads { device: st.device, time_ms: st.time_ms, missing: st.missing as u32 });
+                stats.stale = Some(st);
             }
         }
         if stats.not_pushed > 0 {
@@ -551,6 +550,29 @@ mod tests {
         node.router.endpoint().addr()
     }
 
+    /// `seeder`'s copy of `space`, under an agreement in force that both ledgers hold.
+    fn seeding(space: &Space, seeder: &crate::Home) -> crate::seed::Seed {
+        let now = crate::now_ms();
+        let agreement = Agreement {
+            space: space.info().id.0,
+            owner: space.device().0,
+            seeder: seeder.device_id().0,
+            quota: 1 << 30,
+            start_ms: now - 1000,
+            end_ms: now + 86_400_000,
+            terms: String::new(),
+            nonce: [3; 16],
+        };
+        let proposal = Entry::propose(agreement.clone(), &space.device_key, space.space_key());
+        let accepted = Entry::accept(&agreement, seeder.device_key());
+        let seed = seeder.open_seed(&space.info().id, true).unwrap();
+        for l in [space.ledger(), seed.ledger()] {
+            l.insert(&proposal).unwrap();
+            l.insert(&accepted).unwrap();
+        }
+        seed
+    }
+
     /// An owner audits its seeder from ids alone: with every chunk gone from its own store it
     /// still checks the seeder's proofs of chunks, and a chunk the seeder lost fails.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,24 +588,7 @@ mod tests {
         let mut space = home.open_space("s").unwrap();
         space.scan(&crate::NoProgress).unwrap();
         let seeder = crate::Home::open(seeder_home.path()).unwrap();
-        let now = crate::now_ms();
-        let agreement = Agreement {
-            space: info.id.0,
-            owner: space.device().0,
-            seeder: seeder.device_id().0,
-            quota: 1 << 30,
-            start_ms: now - 1000,
-            end_ms: now + 86_400_000,
-            terms: String::new(),
-            nonce: [3; 16],
-        };
-        let proposal = Entry::propose(agreement.clone(), &space.device_key, space.space_key());
-        let accepted = Entry::accept(&agreement, seeder.device_key());
-        let seed = seeder.open_seed(&info.id, true).unwrap();
-        for l in [space.ledger(), seed.ledger()] {
-            l.insert(&proposal).unwrap();
-            l.insert(&accepted).unwrap();
-        }
+        let seed = seeding(&space, &seeder);
         let store = space.store.clone();
         let seed_store = seed.store.clone();
         let (owner_seed, seeder_seed) = (home.device_seed(), seeder.device_seed());
@@ -646,24 +651,7 @@ mod tests {
         let home = crate::Home::open(a_home.path()).unwrap();
         let space = home.open_space("s").unwrap();
         let seeder = crate::Home::open(s_home.path()).unwrap();
-        let now = crate::now_ms();
-        let agreement = Agreement {
-            space: info.id.0,
-            owner: space.device().0,
-            seeder: seeder.device_id().0,
-            quota: 1 << 30,
-            start_ms: now - 1000,
-            end_ms: now + 86_400_000,
-            terms: String::new(),
-            nonce: [5; 16],
-        };
-        let proposal = Entry::propose(agreement.clone(), &space.device_key, space.space_key());
-        let accepted = Entry::accept(&agreement, seeder.device_key());
-        let seed = seeder.open_seed(&info.id, true).unwrap();
-        for l in [space.ledger(), seed.ledger()] {
-            l.insert(&proposal).unwrap();
-            l.insert(&accepted).unwrap();
-        }
+        let seed = seeding(&space, &seeder);
         let (a_store, seed_store, s_seed) = (space.store.clone(), seed.store.clone(), seeder.device_seed());
         let a_device = space.device();
         drop((home, seeder));

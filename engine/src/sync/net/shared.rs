@@ -90,7 +90,7 @@ impl Shared {
     }
 
     /// The last session with `peer` found its copy of `space` behind (or not, with `None`).
-    pub(super) fn saw_stale(&self, peer: DeviceId, space: SpaceId, stale: Option<super::StaleHeads>) {
+    pub(super) fn saw_stale(&self, peer: DeviceId, space: SpaceId, stale: Option<crate::space::Stale>) {
         if let Some(p) = self.seen.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&peer) {
             p.stale = stale.map(|s| (space, s));
         }
