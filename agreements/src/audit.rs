@@ -81,10 +81,17 @@ pub fn check(nonce: &[u8; 32], id: &[u8; 32], proof: &Proof) -> bool {
 
 /// How many proofs pass (a missing one never does).
 pub fn score(nonce: &[u8; 32], ids: &[[u8; 32]], proofs: &[Option<Proof>]) -> u32 {
+    ids.len() as u32 - failures(nonce, ids, proofs).len() as u32
+}
+
+/// The places in `ids` whose proof is missing or does not pass: the blobs to name.
+pub fn failures(nonce: &[u8; 32], ids: &[[u8; 32]], proofs: &[Option<Proof>]) -> Vec<usize> {
     ids.iter()
         .zip(proofs.iter().chain(std::iter::repeat(&None)))
-        .filter(|(id, p)| p.as_ref().is_some_and(|p| check(nonce, id, p)))
-        .count() as u32
+        .enumerate()
+        .filter(|(_, (id, p))| !p.as_ref().is_some_and(|p| check(nonce, id, p)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The chance that `challenges` blobs drawn at random (with replacement) catch a seeder missing

@@ -268,6 +268,7 @@ impl Home {
         let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
         let genesis = cobox_core::roster::Action::Genesis;
         ledger.add_roster_op(&self.signer, genesis, Some(&space_signing_key(&secret)))?;
+        crate::members::carry_device_name(&self.root, &info.id, None)?;
         Ok(info)
     }
 
@@ -292,7 +293,8 @@ impl Home {
         let key = SigningKey::from_bytes(&invite.key);
         let redeemed =
             ledger.add_roster_op_after(&self.signer, vec![cobox_core::roster::OpId(invite.op)], redeem, Some(&key));
-        if let Err(e) = redeemed {
+        let named = redeemed.and_then(|op| crate::members::carry_device_name(&self.root, &info.id, Some(op)));
+        if let Err(e) = named {
             let _ = fs::remove_dir_all(self.space_dir(&info.id));
             return Err(e);
         }

@@ -6,7 +6,7 @@
 use crate::crypto::SpaceKeys;
 use crate::error::Error;
 use crate::home::Home;
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, SpaceId};
 use crate::ledger::LedgerFile;
 use cobox_core::roster::{Action, Key32, Role, RosterView};
 use ed25519_dalek::SigningKey;
@@ -218,14 +218,23 @@ pub fn remove(root: &Path, space: &str, query: &str) -> Result<String, Error> {
     }
     let name = c.name_of(&view, &device);
     c.ledger.add_roster_op(&c.device, Action::Remove { device }, None)?;
-    // A new key epoch for everyone who stays: what is written from now on is sealed under a
-    // key the removed device never gets.
+    // A new key epoch for everyone who stays (and every invite still open, a recovery code
+    // among them): what is written from now on is sealed under a key the removed device
+    // never gets. Its own open invites die with it (it made them, it cannot be trusted).
     let after = c.ledger.roster()?;
-    let stay: Vec<Key32> = after.members.keys().copied().collect();
+    let stay = staying(&after, crate::now_ms());
     let mut fresh = [0u8; 32];
     crate::random_bytes(&mut fresh);
     hand_keys(&c, &stay, Some(fresh))?;
     Ok(name)
+}
+
+/// Who a new key epoch is sealed to: every member, and every invite still open whose maker
+/// is not removed.
+fn staying(view: &RosterView, now_ms: i64) -> Vec<Key32> {
+    let mut to: Vec<Key32> = view.members.keys().copied().collect();
+    to.extend(view.open_invites(now_ms).filter(|(_, i)| !view.removed.contains(&i.by)).map(|(k, _)| *k));
+    to
 }
 
 /// Record a key hand-out: every epoch key this device holds (and `fresh`, a new epoch, which
@@ -267,7 +276,7 @@ pub fn upkeep(root: &Path, space: &str) -> Result<Option<String>, Error> {
     }
     let holders = view.holders(current);
     if holders.iter().any(|d| view.removed.contains(d)) {
-        let stay: Vec<Key32> = view.members.keys().copied().collect();
+        let stay = staying(&view, crate::now_ms());
         let mut fresh = [0u8; 32];
         crate::random_bytes(&mut fresh);
         let epoch = hand_keys(&c, &stay, Some(fresh))?;
@@ -276,7 +285,9 @@ pub fn upkeep(root: &Path, space: &str) -> Result<Option<String>, Error> {
             c.name
         )));
     }
-    let lacking: Vec<Key32> = view.members.keys().filter(|d| !holders.contains(*d)).copied().collect();
+    let lacking: Vec<Key32> = staying(&view, crate::now_ms()).into_iter().filter(|d| !holders.contains(d)).collect();
+    let lacking: Vec<Key32> =
+        lacking.into_iter().filter(|d| view.invites.get(d).is_none_or(|i| i.epoch != current)).collect();
     if lacking.is_empty() {
         return Ok(None);
     }
@@ -357,16 +368,39 @@ pub fn cancel_invite(root: &Path, space: &str, query: &str) -> Result<(), Error>
 /// keeps the name in `$COBOX_HOME/device-name`). Returns how many rosters changed.
 pub fn name_device(root: &Path, name: &str) -> Result<usize, Error> {
     let name = check_name(name)?;
+    // The first command on a new machine may be this one.
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
     crate::util::write_atomic(&root.join(DEVICE_NAME), name.as_bytes())?;
     let mut n = 0;
     for info in Home::spaces_at(root)? {
         let c = Ctx::open(root, &info.id.to_string())?;
-        if c.roster().is_ok() {
+        // A member, or a device that joined and has not met the space yet (its redemption
+        // is its own operation): the name follows it there.
+        let view = c.ledger.roster()?;
+        if view.role(&c.me()).is_some() || (view.authors.contains(&c.me()) && !view.removed.contains(&c.me())) {
             c.ledger.add_roster_op(&c.device, Action::Rename { device: c.me(), name: c.keys.seal_name(name) }, None)?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Give a space this device has just created or joined the name the device was given
+/// ([`name_device`]), so it shows by name there from its first operation. `after`: the
+/// device's redemption, which a joining device's roster cannot place yet.
+pub(crate) fn carry_device_name(
+    root: &Path,
+    space: &SpaceId,
+    after: Option<cobox_core::roster::OpId>,
+) -> Result<(), Error> {
+    let Some(name) = device_name(root) else { return Ok(()) };
+    let c = Ctx::open(root, &space.to_string())?;
+    let rename = Action::Rename { device: c.me(), name: c.keys.seal_name(&name) };
+    match after {
+        Some(op) => c.ledger.add_roster_op_after(&c.device, vec![op], rename, None)?,
+        None => c.ledger.add_roster_op(&c.device, rename, None)?,
+    };
+    Ok(())
 }
 
 /// This device's name, if it was given one.

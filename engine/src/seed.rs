@@ -38,6 +38,20 @@ pub struct SeedInfo {
     pub created_ms: i64,
 }
 
+/// Blobs a seeder found lost on its disk, and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lost {
+    /// When found (ms since the epoch).
+    pub at_ms: i64,
+    /// How many blobs.
+    pub blobs: u64,
+    /// Their bytes, as indexed.
+    pub bytes: u64,
+}
+
+const LOST: &str = "lost.json";
+const MAX_LOST: usize = 32;
+
 /// One seeded space, open.
 pub struct Seed {
     pub(crate) info: SeedInfo,
@@ -96,6 +110,34 @@ impl Seed {
             self.used += data.len() as u64;
         }
         Ok(new)
+    }
+
+    /// Re-hash every blob held and drop from the index each one missing or corrupt on disk,
+    /// so the next session asks the owners for it again instead of claiming to hold it (an
+    /// audit found it lost). What was lost, and when, is kept in `lost.json` for the
+    /// administrator's report. Returns the blobs dropped.
+    pub fn forget_lost(&mut self, now_ms: i64) -> Result<Vec<BlobId>, Error> {
+        let check = self.store.check(&|_| {})?;
+        let dead: std::collections::HashSet<BlobId> = check.missing.iter().chain(&check.corrupt).copied().collect();
+        if dead.is_empty() {
+            return Ok(Vec::new());
+        }
+        let removed = self.store.remove(&dead)?;
+        self.used = self.store.usage()?.1;
+        let mut lost: Vec<Lost> = self.lost()?;
+        lost.push(Lost { at_ms: now_ms, blobs: dead.len() as u64, bytes: removed.bytes });
+        // The newest few are what an administrator needs.
+        lost.drain(..lost.len().saturating_sub(MAX_LOST));
+        let json = crate::error::json(LOST, &lost)?;
+        crate::util::write_atomic(&self.dir.join(LOST), &json)?;
+        let mut ids: Vec<BlobId> = dead.into_iter().collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The losses [`Seed::forget_lost`] found, oldest first.
+    pub fn lost(&self) -> Result<Vec<Lost>, Error> {
+        crate::home::read_json(&self.dir.join(LOST))
     }
 
     /// Whether every agreement this device countersigned ended (revoked or expired) more than

@@ -91,6 +91,16 @@ pub(crate) fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
     String::from_utf8(text).map(Some).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))
 }
 
+/// At most `n` of `items`, comma-separated, and how many more there were.
+pub(crate) fn list_some(items: impl Iterator<Item = String>, n: usize) -> String {
+    let all: Vec<String> = items.collect();
+    let shown = all[..all.len().min(n)].join(", ");
+    match all.len().saturating_sub(n) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Any time a peer can write prints as a date (a far end once printed as "" and a slice of

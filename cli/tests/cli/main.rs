@@ -9,3 +9,4 @@ mod members;
 mod operations;
 mod seeding;
 mod sync;
+mod week;

@@ -108,15 +108,16 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     dm.stop();
     // Written after the removal: sealed under the new key epoch, which the reader holds.
     write(&f("m").join("after-removal.txt"), b"for those who stay\n");
+    write(&f("m").join("hello.txt"), b"from the manager, again\n");
     m.ok(&["scan", "team"]);
     m.ok(&["sync", "team", "--peer", &ds.addr, "--no-relay"]);
     let dm = Daemon::start(&m);
     sync_with(&r, "team", &dm);
     assert_eq!(roster(&r, "team").1, 1, "the reader knows of the removal");
     assert_eq!(read(&f("r").join("after-removal.txt")), "for those who stay\n");
-    // The next pass that brought changes put the space's version back and kept the reader's
-    // edit beside it as a conflict copy: on its disk, unshared.
-    assert_eq!(read(&f("r").join("hello.txt")), "from the manager\n");
+    // The space's next version of the file it edited came in: the reader's edit is kept
+    // beside it as a conflict copy, on its disk, unshared.
+    assert_eq!(read(&f("r").join("hello.txt")), "from the manager, again\n");
     let kept: Vec<String> = std::fs::read_dir(f("r"))
         .unwrap()
         .flatten()

@@ -161,11 +161,16 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     let err = owner.fails(&["audit", "docs", "--all", "--peer", &d1.addr, "--no-relay"]);
     assert!(err.contains("failed"), "{err}");
     assert_eq!(replicas(&owner, "docs"), 1);
+    // The seeder, unable to prove the blob, stops claiming what it lost; the owner's next
+    // round (a sync, then the audit) sends it again, and the audit passes. Before: the sync
+    // said "in sync" and the audit kept failing.
+    owner.ok(&["audit", "docs", "--all", "--peer", &d1.addr, "--no-relay"]);
+    assert_eq!(replicas(&owner, "docs"), 2, "repaired in one round");
 
-    // Revoking s2's agreements drops it too; its daemon deletes the blobs after the grace period.
+    // Revoking s2's agreements drops it; its daemon deletes the blobs after the grace period.
     owner.ok(&["agreement", "revoke", &big[..10]]);
     owner.ok(&["agreement", "revoke", &small[..10]]);
-    assert_eq!(replicas(&owner, "docs"), 0);
+    assert_eq!(replicas(&owner, "docs"), 1);
     // The next session carries the revocations to s2 (its ledger can be read while it runs).
     owner.ok(&["sync", "docs", "--peer", &d2.addr, "--no-relay"]);
     let listed = s2.json(&["agreement", "list"]);
@@ -180,7 +185,8 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     assert_eq!(snapshot(&dir.path().join("restored")), snapshot(&folder));
 
     // Share ratio, each side.
-    d1.stop();
+    let s1_log = d1.stop();
+    assert!(s1_log.contains("lost on this disk"), "the seeder's log says what it lost: {s1_log}");
     d2.stop();
     let st = s2.json(&["stats"]);
     assert!(st["seeded_for_others"].as_u64().unwrap() > 3 << 20, "{st}");

@@ -113,7 +113,9 @@ pub enum OpenError {
     Signature,
     /// Sealed under a key epoch this device does not hold (drawn after it was removed, or not
     /// yet granted to it).
-    #[error("blob is sealed under key epoch {0:08x}, which this device does not hold")]
+    #[error(
+        "blob is sealed under key epoch {0:08x}, which this device does not hold: a manager seals it to this device (or to the invite it joined by) at their next sync; sync again with any member or seeder after that"
+    )]
     UnknownEpoch(u32),
 }
 

@@ -4,8 +4,12 @@
 //! out; every rule that protects a user's files is here, pure and tested:
 //!
 //! - an ignored path is never written, replaced or deleted;
+//! - only a path whose manifest entry differs from what this device last recorded there is
+//!   touched: a local save, delete or rename made since the last scan, where no incoming change
+//!   touched the path, is left for the next scan to record (as Syncthing does);
 //! - a file edited since the last scan is never overwritten or deleted: a new version moves it
-//!   aside under a conflict name first;
+//!   aside under a conflict name first, unless the file already holds that version (a file the
+//!   engine itself wrote, or the same edit made on two devices), which is only recorded;
 //! - something in the way (a folder where a file goes, a file where a folder goes, an edited
 //!   file where a link goes) is refused, not removed;
 //! - a folder is removed only when empty (the engine removes deepest first).
@@ -78,6 +82,8 @@ pub enum Action {
         /// Whether it may be written while the transfer goes on.
         plan: bool,
     },
+    /// The file already holds the entry's content: record it as written, touch nothing.
+    Adopt,
     /// Write the file; first move the local edit aside under this name, when there is one.
     Write {
         /// The conflict name the local edit is kept under.
@@ -85,22 +91,51 @@ pub enum Action {
     },
 }
 
+/// What [`decide`] may ask the engine, each only where the answer matters (a store look-up or
+/// a read of the file per path on every pass would cost more than the pass).
+pub trait Ask {
+    /// What asking can fail with.
+    type Error;
+    /// Every blob of the entry's content is stored.
+    fn content_here(&mut self) -> Result<bool, Self::Error>;
+    /// The regular file at the path holds exactly the entry's content (asked only when the
+    /// content is here and the file changed since the last scan).
+    fn holds_content(&mut self) -> Result<bool, Self::Error>;
+}
+
+/// [`Ask`] from two closures.
+pub struct Asking<C, H>(pub C, pub H);
+
+impl<E, C: FnMut() -> Result<bool, E>, H: FnMut() -> Result<bool, E>> Ask for Asking<C, H> {
+    type Error = E;
+    fn content_here(&mut self) -> Result<bool, E> {
+        (self.0)()
+    }
+    fn holds_content(&mut self) -> Result<bool, E> {
+        (self.1)()
+    }
+}
+
 /// Decide what to do at `path` (already validated) for `entry`. `device` names this device in
-/// a conflict copy of a local edit. `content_here` says whether every blob of a file's content
-/// is stored; it is asked only for a file that is not up to date (a store look-up per file on
-/// every pass would cost more than the pass).
-pub fn decide<E>(
+/// a conflict copy of a local edit.
+pub fn decide<A: Ask>(
     path: &str,
     entry: &Entry,
     seen: &Seen,
     ignores: &Ignores,
     device: &[u8; 8],
-    content_here: impl FnOnce() -> Result<bool, E>,
-) -> Result<Action, E> {
+    ask: &mut A,
+) -> Result<Action, A::Error> {
     let local = &seen.local;
     let is_dir = matches!(entry.kind, Kind::Dir) || local.is_dir();
     if ignores.covers(path, is_dir) {
         return Ok(Action::Ignored);
+    }
+    if seen.recorded_same {
+        // No incoming change touched this path since this device recorded it: whatever is
+        // there now (a save, a delete, a rename made since the scan, or nothing new) is the
+        // next scan's to record, not the materialiser's to undo.
+        return Ok(Action::Nothing);
     }
     Ok(match &entry.kind {
         Kind::Deleted => match local {
@@ -121,15 +156,14 @@ pub fn decide<E>(
             _ => Action::MakeLink,
         },
         Kind::File { .. } => {
-            let up_to_date = matches!(local, Local::File { edited: false, .. }) && seen.recorded_same;
-            if up_to_date {
-                return Ok(Action::Nothing);
-            }
-            if !content_here()? {
+            if !ask.content_here()? {
                 let plan = matches!(local, Local::Absent | Local::File { edited: false, .. });
                 return Ok(Action::Wait { plan });
             }
             match local {
+                // Compared by content, not times: a file another pass or session of this
+                // device wrote meanwhile, or the same edit made elsewhere, is no conflict.
+                Local::File { edited: true, .. } if ask.holds_content()? => Action::Adopt,
                 Local::File { edited: true, mtime_ns } => {
                     Action::Write { keep_local_as: Some(conflict_name(path, *mtime_ns, device)) }
                 }
@@ -166,9 +200,14 @@ mod tests {
         Seen { local, recorded_same: false }
     }
 
-    /// [`decide`] with the content here or not.
+    /// [`decide`] with the content here or not (a file on disk never holds it).
     fn decide_with(path: &str, entry: &Entry, seen: &Seen, ignores: &Ignores, here: bool) -> Action {
-        decide(path, entry, seen, ignores, &DEV, || Ok::<_, ()>(here)).unwrap()
+        decide_asking(path, entry, seen, ignores, here, false)
+    }
+
+    fn decide_asking(path: &str, entry: &Entry, seen: &Seen, ignores: &Ignores, here: bool, holds: bool) -> Action {
+        let mut ask = Asking(|| Ok::<_, ()>(here), || Ok::<_, ()>(holds));
+        decide(path, entry, seen, ignores, &DEV, &mut ask).unwrap_or_else(|()| unreachable!())
     }
 
     fn d(path: &str, entry: &Entry, seen: &Seen, ignores: &Ignores, _dev: &[u8; 8]) -> Action {
@@ -221,6 +260,35 @@ mod tests {
         assert_eq!(d("build/a", &file(), &seen(Local::Absent), &rules, &DEV), Action::Ignored);
     }
 
+    #[test]
+    fn a_local_change_where_no_incoming_change_touched_the_path_stands() {
+        let none = Ignores::none();
+        // The manifest holds what this device last recorded: a save, delete or rename made
+        // since is left for the next scan, never undone or moved aside.
+        for local in [edited(), Local::Absent, Local::Dir, Local::Other { link_target: None }] {
+            let s = Seen { local: local.clone(), recorded_same: true };
+            for kind in [file().kind, Kind::Dir, Kind::Deleted, Kind::Symlink { target: "t".into() }] {
+                assert_eq!(
+                    decide_with("a/b.txt", &with(kind.clone()), &s, &none, true),
+                    Action::Nothing,
+                    "{local:?} {kind:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_that_already_holds_the_new_version_is_recorded_not_kept_aside() {
+        let none = Ignores::none();
+        assert_eq!(decide_asking("f", &file(), &seen(edited()), &none, true, true), Action::Adopt);
+        // Not asked while the content is missing: it waits, and is not written meanwhile.
+        assert_eq!(decide_asking("f", &file(), &seen(edited()), &none, false, true), Action::Wait { plan: false });
+        assert!(matches!(
+            decide_asking("f", &file(), &seen(edited()), &none, true, false),
+            Action::Write { keep_local_as: Some(_) }
+        ));
+    }
+
     fn any_local() -> impl Strategy<Value = Local> {
         prop_oneof![
             Just(Local::Absent),
@@ -249,6 +317,19 @@ mod tests {
             prop_assert!(!matches!(a, Action::RemoveFile | Action::RemoveDir | Action::MakeLink | Action::MakeDir | Action::Write { keep_local_as: None } | Action::Wait { plan: true }), "{:?}", a);
         }
 
+        /// Whatever interleaving of passes, sessions and scans left the folder as it is: a file
+        /// that holds the manifest's content never becomes a conflict copy, and a path whose
+        /// entry this device recorded is never touched.
+        #[test]
+        fn no_phantom_conflicts(kind in any_kind(), local in any_local(), recorded_same in any::<bool>(), content_here in any::<bool>()) {
+            let s = Seen { local, recorded_same };
+            let a = decide_asking("p/q.txt", &with(kind), &s, &Ignores::none(), content_here, true);
+            prop_assert!(!matches!(a, Action::Write { keep_local_as: Some(_) }), "{:?}", a);
+            if recorded_same {
+                prop_assert_eq!(a, Action::Nothing);
+            }
+        }
+
         /// Nothing ignored is ever touched, whatever is there and whatever the manifest says.
         #[test]
         fn ignored_is_never_touched(kind in any_kind(), local in any_local(), recorded_same in any::<bool>(), content_here in any::<bool>()) {
@@ -264,7 +345,8 @@ mod tests {
             let s = Seen { local: Local::Dir, recorded_same };
             let a = decide_with("d", &with(kind), &s, &Ignores::none(), content_here);
             prop_assert!(!matches!(a, Action::RemoveFile | Action::MakeLink | Action::MakeDir | Action::Write { .. } | Action::Wait { plan: true }), "{:?}", a);
-            prop_assert_eq!(a == Action::RemoveDir, deleted);
+            // Removed only for a delete this device has not recorded yet.
+            prop_assert_eq!(a == Action::RemoveDir, deleted && !recorded_same);
         }
     }
 }

@@ -388,8 +388,18 @@ impl RosterView {
     pub fn holders(&self, epoch: u32) -> BTreeSet<Key32> {
         let mut out: BTreeSet<Key32> =
             self.keys.iter().filter(|k| k.epoch == epoch).flat_map(|k| k.sealed.keys().copied()).collect();
+        // A sealing to an invite's key reached whoever redeemed it.
+        let via: Vec<Key32> = out.iter().filter_map(|k| self.invites.get(k).and_then(|i| i.redeemed_by)).collect();
+        out.extend(via);
         out.extend(self.invites.values().filter(|i| i.epoch == epoch).filter_map(|i| i.redeemed_by));
         out
+    }
+
+    /// Invites that may still be redeemed at `now_ms`: not used, not cancelled, not expired.
+    /// A manager seals each new key epoch to them too, so a recovery code kept offline for
+    /// years still reads what was written after the last removal.
+    pub fn open_invites(&self, now_ms: i64) -> impl Iterator<Item = (&Key32, &InviteView)> {
+        self.invites.iter().filter(move |(_, i)| i.redeemed_by.is_none() && !i.cancelled && i.expires_ms > now_ms)
     }
 
     /// Every epoch key `device` can open: those handed to it, and those in the invite whose
@@ -404,11 +414,21 @@ impl RosterView {
                 out.extend(keys);
             }
         }
-        if let Some(inv) = invite
-            && let Some(i) = self.invites.get(&inv.verifying_key().to_bytes())
-            && let Ok(keys) = crate::epoch::open_keys(inv, &i.keys, &crate::epoch::context(space, i.epoch))
-        {
-            out.extend(keys);
+        if let Some(inv) = invite {
+            let key = inv.verifying_key().to_bytes();
+            if let Some(i) = self.invites.get(&key)
+                && let Ok(keys) = crate::epoch::open_keys(inv, &i.keys, &crate::epoch::context(space, i.epoch))
+            {
+                out.extend(keys);
+            }
+            // Epochs drawn after the invite was made, sealed to it by a manager.
+            for k in &self.keys {
+                if let Some(sealed) = k.sealed.get(&key)
+                    && let Ok(keys) = crate::epoch::open_keys(inv, sealed, &crate::epoch::context(space, k.epoch))
+                {
+                    out.extend(keys);
+                }
+            }
         }
         out
     }

@@ -98,7 +98,8 @@ impl Space {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut updates: Vec<crate::space::scan::CacheRow> = Vec::new();
         let mut dir_deletes = Vec::new();
-        let mut to_write: Vec<(String, Entry)> = Vec::new();
+        // What to write, and what the target was when decided (`None`: absent).
+        let mut to_write: Vec<(String, Entry, Option<Meta>)> = Vec::new();
         for (path, entry) in &entries {
             if let Err(why) = validate_path(path) {
                 report.refused.push(format!("{path:?}: {why}"));
@@ -138,17 +139,29 @@ impl Space {
                 },
                 recorded_same: cached.and_then(|r| Entry::decode(&r.entry).ok()).is_some_and(|r| r.same_state(entry)),
             };
-            let content_here = || match &entry.kind {
-                Kind::File { content, .. } => self.has_content(content),
-                _ => Ok(true),
-            };
-            match cobox_core::plan::decide(path, entry, &seen, &self.ignores, &self.device_short(), content_here)? {
+            let writer = self.file_writer();
+            let mut ask = cobox_core::plan::Asking(
+                || match &entry.kind {
+                    Kind::File { content, .. } => self.has_content(content),
+                    _ => Ok(true),
+                },
+                // Unreadable counts as different: the edit is then kept aside, never lost.
+                || Ok::<_, Error>(target.as_ref().is_some_and(|t| writer.holds(t, entry).unwrap_or(false))),
+            );
+            let now = local.as_ref().map(Meta::of);
+            match cobox_core::plan::decide(path, entry, &seen, &self.ignores, &self.device_short(), &mut ask)? {
                 Action::Nothing => {}
                 Action::Ignored => report.ignored += 1,
                 Action::Refuse(why) => report.refused.push(why),
                 Action::RemoveDir => dir_deletes.push(path.clone()),
+                Action::Adopt => {
+                    if let Some(meta) = now {
+                        updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
+                    }
+                }
                 Action::RemoveFile => {
-                    if target.as_ref().is_some_and(|t| t.remove_file().is_ok()) {
+                    // Looked at again just before: a save made since the decision stands.
+                    if target.as_ref().is_some_and(|t| unchanged_since(t, now).is_ok() && t.remove_file().is_ok()) {
                         report.deleted += 1;
                         updates.push((path.clone(), None));
                     }
@@ -193,8 +206,10 @@ impl Space {
                             continue;
                         }
                         report.conflicts.push(name);
+                        to_write.push((path.clone(), entry.clone(), None));
+                    } else {
+                        to_write.push((path.clone(), entry.clone(), now));
                     }
-                    to_write.push((path.clone(), entry.clone()));
                 }
             }
         }
@@ -204,10 +219,14 @@ impl Space {
             let writer = self.file_writer();
             to_write
                 .par_iter()
-                .map(|(p, e)| (p.clone(), writer.write_entry(&folder, p, e, &crate::NoProgress)))
+                .map(|(p, e, was)| {
+                    // A save made since the decision is not replaced: the next scan records it.
+                    let check = |t: &crate::beneath::Entry| unchanged_since(t, *was);
+                    (p.clone(), writer.write_entry_checked(&folder, p, e, &crate::NoProgress, &check))
+                })
                 .collect()
         };
-        for ((path, entry), (_, r)) in to_write.iter().zip(written) {
+        for ((path, entry, _), (_, r)) in to_write.iter().zip(written) {
             match r {
                 Ok(meta) => {
                     report.written += 1;
@@ -254,6 +273,13 @@ impl Space {
 
 /// A file to write once its content is here: path, entry, the target's metadata when planned.
 type Planned = (String, Entry, Option<Meta>);
+
+/// The target is as it was when the materialiser decided (`None`: absent), so replacing or
+/// removing it loses no save made meanwhile.
+fn unchanged_since(t: &crate::beneath::Entry, was: Option<Meta>) -> Result<(), String> {
+    let now = t.stat().map_err(|e| format!("{}: {e}", t.rel()))?.map(|m| Meta::of(&m));
+    if now == was { Ok(()) } else { Err(format!("{}: changed while syncing; kept for the next scan", t.rel())) }
+}
 
 /// Files a sync session under way is still receiving blobs for: each is written while the
 /// transfer goes on, instead of all of them after it. A small file is written when its last blob
@@ -351,11 +377,7 @@ impl StreamFiles {
         self.open.fetch_sub(1, Ordering::SeqCst);
         part.over = true;
         // A file edited since the plan is not replaced here: the final pass keeps the edit.
-        let unchanged = |t: &crate::beneath::Entry| {
-            let now = t.stat().ok().flatten().map(|m| Meta::of(&m));
-            if now == *planned { Ok(()) } else { Err(format!("{path}: changed while syncing")) }
-        };
-        let meta = (*out).finish(&unchanged)?;
+        let meta = (*out).finish(&|t| unchanged_since(t, *planned))?;
         self.written.lock().unwrap_or_else(|p| p.into_inner()).push((i, meta));
         Ok(())
     }
@@ -666,6 +688,142 @@ mod tests {
         b.receive_blob(last, &a.store.get(last).unwrap()).unwrap();
         b.apply_and_materialize().unwrap();
         assert!(std::fs::read(folder_b.path().join("big.bin")).unwrap() == big, "written whole after the rest came");
+    }
+
+    /// Every blob `from` holds that `to` lacks, received as a session would.
+    fn send(from: &Space, to: &Space) {
+        for (id, _) in from.store.list().unwrap() {
+            if !to.store.contains(&id).unwrap() {
+                to.receive_blob(&id, &from.store.get(&id).unwrap()).unwrap();
+            }
+        }
+    }
+
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// A save, a delete and a rename made since the last scan, on paths no incoming change
+    /// touched, stand through a pass that applies another device's change; the next scan
+    /// records them. Before: the save went into a conflict copy named after this device and
+    /// the file went back to the version it replaced, the delete and the rename were undone.
+    #[test]
+    fn local_changes_made_during_a_sync_stand() {
+        let (home_a, folder_a, mut a) = space();
+        let pa = folder_a.path();
+        for (n, text) in [("f.txt", "first"), ("g.txt", "g"), ("d.txt", "delete me"), ("r.txt", "rename me")] {
+            std::fs::write(pa.join(n), text).unwrap();
+        }
+        a.scan(&crate::NoProgress).unwrap();
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+        send(&a, &b);
+        b.apply_and_materialize().unwrap();
+        std::fs::write(folder_b.path().join("g.txt"), "g, edited on b").unwrap();
+        b.scan(&crate::NoProgress).unwrap();
+
+        // Not scanned yet on a: the sync runs meanwhile.
+        std::fs::write(pa.join("f.txt"), "second save, on a").unwrap();
+        std::fs::remove_file(pa.join("d.txt")).unwrap();
+        std::fs::rename(pa.join("r.txt"), pa.join("r2.txt")).unwrap();
+        send(&b, &a);
+        let (n, r) = a.apply_and_materialize().unwrap();
+        assert!(n > 0, "b's change applied");
+        assert!(r.conflicts.is_empty(), "no conflict copy: {r:?}");
+        assert_eq!(names_in(pa), ["f.txt", "g.txt", "r2.txt"]);
+        assert_eq!(std::fs::read_to_string(pa.join("f.txt")).unwrap(), "second save, on a", "the save stands");
+        assert_eq!(std::fs::read_to_string(pa.join("g.txt")).unwrap(), "g, edited on b");
+
+        let scan = a.scan(&crate::NoProgress).unwrap();
+        assert_eq!((scan.changed, scan.deleted, scan.renamed), (1, 2, 1), "{scan:?}");
+        send(&a, &b);
+        let r = b.apply_and_materialize().unwrap().1;
+        assert!(r.conflicts.is_empty(), "{r:?}");
+        assert_eq!(names_in(folder_b.path()), ["f.txt", "g.txt", "r2.txt"]);
+        assert_eq!(std::fs::read_to_string(folder_b.path().join("f.txt")).unwrap(), "second save, on a");
+    }
+
+    /// A file already holding the incoming version (written by another session of this
+    /// device, whose scan-cache row is not there yet) is recorded, not kept aside as a
+    /// conflict copy; one holding other content still is.
+    #[test]
+    fn a_file_that_already_holds_the_incoming_version_is_no_conflict() {
+        let (home_a, folder_a, mut a) = space();
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+        let mut big = vec![0u8; 3 << 20];
+        crate::random_bytes(&mut big);
+        std::fs::write(folder_a.path().join("same.bin"), &big).unwrap();
+        std::fs::write(folder_a.path().join("other.txt"), "a's").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        std::fs::write(folder_b.path().join("same.bin"), &big).unwrap();
+        std::fs::write(folder_b.path().join("other.txt"), "b's own").unwrap();
+        send(&a, &b);
+        let r = b.apply_and_materialize().unwrap().1;
+        assert_eq!(r.conflicts.len(), 1, "only the file with other content: {r:?}");
+        assert!(r.conflicts[0].starts_with("other.sync-conflict-"), "{r:?}");
+        assert_eq!(std::fs::read(folder_b.path().join("same.bin")).unwrap(), big);
+        let scan = b.scan(&crate::NoProgress).unwrap();
+        assert_eq!((scan.added, scan.changed), (1, 0), "only the conflict copy is new: {scan:?}");
+    }
+
+    /// Two sessions on one space at once (a daemon's own sync and one asked for): the second
+    /// begins while the first has written files whose scan-cache rows it records only at its
+    /// end. Before: the second took each of those files for a local edit and kept it aside as
+    /// a conflict copy identical to the original, which the next scan shared with everyone.
+    #[test]
+    fn a_second_session_does_not_take_the_firsts_writes_for_edits() {
+        let (home_a, folder_a, mut a) = space();
+        for i in 0..40 {
+            std::fs::write(folder_a.path().join(format!("f{i:02}.txt")), format!("file {i}\n")).unwrap();
+        }
+        let mut big = vec![0u8; 24 << 20];
+        crate::random_bytes(&mut big);
+        std::fs::write(folder_a.path().join("zz-big.bin"), &big).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+        let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
+        a.store.send_order(&mut ids).unwrap();
+        let (last, first) = ids.split_last().unwrap();
+        let one = stream(&a, &mut b, first).unwrap();
+        assert!(folder_b.path().join("f00.txt").is_file(), "the first session wrote the small files");
+        let two = b.begin_streaming().unwrap();
+        b.receive_blob(last, &a.store.get(last).unwrap()).unwrap();
+        b.end_streaming(one).unwrap();
+        b.end_streaming(two).unwrap();
+        let r = b.apply_and_materialize().unwrap().1;
+        let copies: Vec<String> =
+            names_in(folder_b.path()).into_iter().filter(|n| n.contains("sync-conflict")).collect();
+        assert!(copies.is_empty() && r.conflicts.is_empty(), "phantom conflict copies: {copies:?} {r:?}");
+        assert_eq!(std::fs::read(folder_b.path().join("zz-big.bin")).unwrap(), big);
+        let scan = b.scan(&crate::NoProgress).unwrap();
+        assert!(scan.snapshot.is_none(), "b records nothing it did not make: {scan:?}");
+    }
+
+    /// Changes sealed under a key epoch drawn at a removal apply when the space is opened
+    /// again (by a restarted daemon): before, they were set aside, the files they wrote came
+    /// back as pending additions and history said they were never there.
+    #[test]
+    fn changes_sealed_after_a_removal_apply_when_the_space_opens_again() {
+        let (home_a, folder_a, mut a) = space();
+        std::fs::write(folder_a.path().join("before.txt"), "before").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let (_home_b, _folder_b, b) = joined(home_a.path(), &mut a);
+        let b_id = b.device.to_string();
+        crate::members::remove(home_a.path(), "s", &b_id[..16]).unwrap();
+        std::fs::write(folder_a.path().join("after.txt"), "after the removal").unwrap();
+        std::fs::write(folder_a.path().join("before.txt"), "edited after").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        assert_ne!(a.roster.current_epoch, 0, "the removal drew a new key epoch");
+        drop(a);
+        let a = Home::open(home_a.path()).unwrap().open_space("s").unwrap();
+        assert!(a.quarantined().is_empty(), "{:?}", a.quarantined());
+        let m = a.manifest().unwrap();
+        assert!(m.get("after.txt").unwrap().is_some_and(|e| e.is_live()), "written after the removal");
+        let st = a.status().unwrap();
+        assert_eq!((st.pending.added, st.pending.changed), (0, 0), "{:?}", st.pending);
+        assert!(a.history(Some("after.txt")).unwrap().len() == 1);
     }
 
     #[test]

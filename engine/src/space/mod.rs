@@ -151,10 +151,13 @@ impl Space {
             ignores: Ignores::none(),
             quarantined: Default::default(),
         };
-        space.apply_stored_changes()?;
+        // Every epoch key the roster hands this device first: a change sealed under a later
+        // epoch applied before them would be set aside, and the folder's files it wrote taken
+        // for new local files by the next scan.
         space.join_roster_if_older()?;
         let view = space.ledger().roster()?;
         space.set_roster(view, None);
+        space.apply_stored_changes()?;
         // Unusable rules are reported by the next scan or pass, which read them again.
         space.ignores = read_ignores(&space.info.path).map(|(r, _)| r).unwrap_or_default();
         // A pass of an earlier process over the same changes and rules left the folder current.
@@ -328,8 +331,8 @@ impl Space {
 
     /// Hold received changes to `view` (a session's merged roster, from peer `from`) and take
     /// the key epochs it hands this device. Changes set aside are tried again when new keys
-    /// came (one sealed under an epoch not held yet waits for it).
-    pub(crate) fn set_roster(&mut self, view: cobox_core::roster::RosterView, from: Option<[u8; 32]>) {
+    /// came (one sealed under an epoch not held yet waits for it). Returns whether keys came.
+    pub(crate) fn set_roster(&mut self, view: cobox_core::roster::RosterView, from: Option<[u8; 32]>) -> bool {
         let invite = crate::ledger::invite_key_at(&self.dir);
         let (keys, missing) = crate::ledger::space_keys(&self.secret, &view, &self.device_key, invite.as_ref());
         let gained = keys.epoch_ids() != self.keys.epoch_ids();
@@ -344,6 +347,7 @@ impl Space {
             self.stale_checked = None;
         }
         (self.roster, self.roster_from) = (view, from);
+        gained
     }
 
     /// Change blobs set aside because they do not open, decode or apply, and why.

@@ -303,6 +303,33 @@ impl FileWriter {
         })
     }
 
+    /// Whether the regular file at `target` holds exactly file entry `e`'s content (its
+    /// content must be stored). Read chunk by chunk, and stops at the first difference.
+    pub(crate) fn holds(&self, target: &beneath::Entry, e: &Entry) -> Result<bool, String> {
+        use std::io::Read;
+        let rel = target.rel();
+        let Kind::File { size, content } = &e.kind else { return Ok(false) };
+        let mut f = target.open_read().map_err(|err| format!("cannot read {rel}: {err}"))?;
+        let len = f.metadata().map_err(|err| format!("cannot read {rel}: {err}"))?.len();
+        if len != *size {
+            return Ok(false);
+        }
+        let chunks = match content {
+            Content::Empty => Vec::new(),
+            c => self.content_blobs(c).map_err(|err| format!("{rel}: {err}"))?,
+        };
+        let mut buf = Vec::new();
+        for (id, _) in &chunks {
+            let plain = self.chunk(rel, id)?;
+            buf.resize(plain.len(), 0);
+            if f.read_exact(&mut buf).is_err() || buf != plain {
+                return Ok(false);
+            }
+        }
+        // Nothing past the recorded size (it grew since the length was read).
+        Ok(matches!(f.read(&mut [0u8; 1]), Ok(0)))
+    }
+
     /// One chunk of the file at `rel`, read (its id checked) and decrypted (its content checked).
     pub(crate) fn chunk(&self, rel: &str, id: &BlobId) -> Result<Vec<u8>, String> {
         let blob = self.store.get(id).map_err(|err| format!("{rel}: {err}"))?;

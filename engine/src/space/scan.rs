@@ -255,7 +255,12 @@ impl Space {
         // The roster as it is now (a removal from the command line, or keys handed over, while
         // a daemon holds this space): content is sealed under the current epoch.
         let view = self.ledger().roster()?;
-        self.set_roster(view, self.roster_from);
+        let waiting = !self.quarantined.is_empty();
+        if self.set_roster(view, self.roster_from) && waiting {
+            // Changes waiting for these keys go into the manifest and the folder first: a
+            // scan with the manifest behind the folder would record the folder's files again.
+            self.apply_and_materialize()?;
+        }
         if let Some(epoch) = self.epoch_missing {
             // Sealed under an older key, new content would be readable by a removed device:
             // nothing is read or recorded until a manager hands this device the current key.

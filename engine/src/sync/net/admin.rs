@@ -146,11 +146,23 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
         .cloned()
         .collect();
     let mut spaces = Vec::new();
+    let mut lost = Vec::new();
     for h in seeds {
         let Held::Seed(s) = &h else { continue };
         let (space, bytes, blobs, ledger) = {
             let s = s.lock().await;
             let (blobs, _) = s.store.usage()?;
+            for l in s.lost()? {
+                lost.push(Event {
+                    at_ms: l.at_ms,
+                    text: format!(
+                        "space {}: {} blob(s), {}, lost on this disk (missing or corrupt); dropped so owners send them again",
+                        s.space().short(),
+                        l.blobs,
+                        crate::units::format_bytes(l.bytes)
+                    ),
+                });
+            }
             (s.space(), s.used(), blobs, crate::ledger::LedgerFile::new(s.space(), &s.dir))
         };
         let view = tokio::task::spawn_blocking(move || ledger.view(now)).await.map_err(net)??;
@@ -188,6 +200,7 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
             Some(Event { at_ms: p.last_ms, text: format!("session with {}: {e}", &p.device[..8.min(p.device.len())]) })
         })
         .collect();
+    errors.extend(lost);
     errors.sort_by_key(|e| e.at_ms);
     let disk_free = sh.home.as_deref().and_then(crate::util::disk_free);
     Ok(Report {

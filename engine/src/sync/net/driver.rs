@@ -159,6 +159,30 @@ pub(super) async fn drive(
                 Event::Challenged { nonce, ids } => {
                     let Held::Seed(seed) = held else { return Err(net("only a seeder is audited")) };
                     let answers = audit_answers(held, nonce, ids).await.map_err(net)?;
+                    if answers.iter().any(Option::is_none) {
+                        // It cannot prove what it claims: find everything lost, and stop
+                        // claiming it, so the owners send it again at their next sync.
+                        let seed = seed.clone();
+                        let space = session.space();
+                        let lost =
+                            tokio::task::spawn_blocking(move || seed.blocking_lock().forget_lost(crate::now_ms()))
+                                .await
+                                .map_err(net)?;
+                        match lost {
+                            Ok(ids) if !ids.is_empty() => (sh.log)(&format!(
+                                "space {}: {} blob(s) lost on this disk (missing or corrupt), found answering an audit by {}; dropped from the index, so owners send them again: {}",
+                                space.short(),
+                                ids.len(),
+                                peer.short(),
+                                crate::util::list_some(ids.iter().map(|id| id.short()), 8)
+                            )),
+                            Ok(_) => {}
+                            Err(e) => (sh.log)(&format!(
+                                "space {}: checking the store after a failed proof: {e}",
+                                space.short()
+                            )),
+                        }
+                    }
                     let stored = seed.lock().await.used();
                     session.answer(answers, stored)
                 }
@@ -167,10 +191,22 @@ pub(super) async fn drive(
                         return Err(net("an audit answer without a challenge"));
                     };
                     let ids: Vec<[u8; 32]> = c.ids.iter().map(|id| id.0).collect();
-                    let passed =
-                        tokio::task::spawn_blocking(move || cobox_agreements::audit::score(&c.nonce, &ids, &answers))
-                            .await
-                            .map_err(net)?;
+                    let (passed, failed) = tokio::task::spawn_blocking(move || {
+                        let failed = cobox_agreements::audit::failures(&c.nonce, &ids, &answers);
+                        (ids.len() as u32 - failed.len() as u32, failed)
+                    })
+                    .await
+                    .map_err(net)?;
+                    if !failed.is_empty() {
+                        let failed: Vec<BlobId> = failed.into_iter().map(|i| c.ids[i]).collect();
+                        (sh.log)(&format!(
+                            "audit of seeder {}: {} of {} blobs not proven: {}; they are sent again at the next sync if the seeder no longer claims them",
+                            peer.short(),
+                            failed.len(),
+                            c.ids.len(),
+                            crate::util::list_some(failed.iter().map(|id| id.short()), 8)
+                        ));
+                    }
                     let record = AuditRecord {
                         agreement: c.agreement,
                         auditor: sh.me.0,

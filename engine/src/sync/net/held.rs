@@ -48,7 +48,10 @@ impl Held {
     /// they come from.
     pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView, from: [u8; 32]) {
         match self {
-            Held::Member(s) => s.lock().await.set_roster(view, Some(from)),
+            Held::Member(s) => {
+                // Changes that waited for keys it brings are applied with the session's own.
+                s.lock().await.set_roster(view, Some(from));
+            }
             Held::Seed(s) => {
                 let mut s = s.lock().await;
                 (s.roster, s.roster_from) = (view, Some(from));

@@ -428,6 +428,15 @@ impl Node {
         let applying = std::time::Instant::now();
         stats.changes_applied += held.settle().await?.0 as u64;
         stats.apply_ms = applying.elapsed().as_millis() as u64;
+        if let Held::Member(s) = &held {
+            let waiting = s.lock().await.quarantined().len();
+            if waiting > 0 {
+                (self.sh.log)(&format!(
+                    "space {}: {waiting} change(s) set aside (cobox status lists them); one sealed under a key                      epoch this device lacks is applied once a manager hands it over",
+                    space.short()
+                ));
+            }
+        }
         if let Held::Member(s) = &held
             && session.peer_role() == Some(Role::Seeder)
         {
