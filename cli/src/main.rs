@@ -104,7 +104,25 @@ impl Ctx {
     }
 }
 
+/// Whether standard output is a pipe whose reader has gone (`cobox logs | head -1`).
+fn stdout_closed() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let out = std::io::stdout();
+    let mut fds = [PollFd::new(&out, PollFlags::OUT)];
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+}
+
 fn main() -> ExitCode {
+    // Output to a closed pipe ends the command quietly with success, as other Unix tools'
+    // output does, instead of a panic from println! and exit code 101.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if stdout_closed() {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
     let cli = Cli::parse();
     let ctx = Ctx { home: cli.home.clone().unwrap_or_else(cobox_engine::Home::default_root), json: cli.json };
     let result = match cli.cmd {

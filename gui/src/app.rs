@@ -347,6 +347,11 @@ impl CoboxApp {
                     .map(|t| t.get(..16).unwrap_or(t).replace('T', " "))
                     .unwrap_or_else(|| "never".into())
             ));
+            if !st.quarantined.is_empty() {
+                // Changes waiting for a key epoch (or unreadable): their files are not shown yet.
+                ui.colored_label(ui.visuals().warn_fg_color, set_aside_line(st.quarantined.len()))
+                    .on_hover_text(st.quarantined.join("\n"));
+            }
         }
         let (badge, color) = state_badge(&s.state, ui);
         ui.colored_label(color, badge);
@@ -1213,4 +1218,11 @@ impl eframe::App for CoboxApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         CoboxApp::ui(self, ui);
     }
+}
+
+/// What the space screen says of changes set aside.
+fn set_aside_line(n: usize) -> String {
+    format!(
+        "{n} change(s) set aside: sealed under a key this device does not hold yet, or unreadable; a manager hands keys over at their next sync"
+    )
 }

@@ -294,3 +294,25 @@ fn a_full_disk_stops_the_scan_and_the_store_still_verifies() {
     dev.ok(&["restore", "s", out.path().to_str().unwrap()]);
     assert_eq!(snapshot(out.path()), snapshot(folder.path()));
 }
+
+/// `cobox … | head -1`: output to a pipe whose reader has gone ends quietly with success, as
+/// other Unix tools' does. Before: a panic from println! and exit code 101.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dev = Device::new();
+    let folder = tempfile::tempdir().unwrap();
+    create_space(&dev, "s", folder.path());
+    for args in [&["id"][..], &["status", "s"], &["member", "list", "s"]] {
+        let mut child = dev
+            .cmd(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start cobox");
+        // The reader goes before the command writes a line.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !err.contains("panicked"), "cobox {args:?}: {:?} {err}", out.status);
+    }
+}

@@ -1,7 +1,8 @@
 //! Key derivation and blob sealing. Pure: no I/O.
 //!
-//! Sealed blob layout (version 3, written since seeders learn less):
-//! `3 | class(1) | flags(1) | epoch(4) | nonce(24) | ciphertext | tag(16) [| trailer]`, where the
+//! Sealed blob layout (version 4, written since nonces cover the bytes sealed; version 3 has
+//! the same layout):
+//! `4 | class(1) | flags(1) | epoch(4) | nonce(24) | ciphertext | tag(16) [| trailer]`, where the
 //! ciphertext holds `kind(1) | inner flags(1) | length(4) | body | zeros` and the whole blob is
 //! padded to a Padmé size ([`padme`]). The class says only whether the blob is a manifest change
 //! (seeders check a change's signature, so it must show); a chunk and a chunk list look alike
@@ -13,9 +14,13 @@
 //! sealed under the space's first key (epoch 0); version 2 names the key epoch (u32 LE) they
 //! were sealed under, one a manager drew when a member was removed ([`crate::epoch`]).
 //!
-//! Chunk and chunk-list blobs use a nonce derived from the plaintext with a keyed BLAKE3, so
-//! equal content seals to equal bytes (dedup) and opening re-derives the nonce to check the
-//! content. Change blobs use a random nonce and end with `device(32) | signature(64)`: the
+//! Chunk and chunk-list blobs use a synthetic nonce (as SIV modes do): in version 4 a keyed
+//! BLAKE3 of exactly the bytes sealed, the header before the nonce and the whole framed,
+//! compressed and padded plaintext, so equal content seals to equal bytes (dedup), different
+//! sealed bytes never share a nonce (whatever the compression level, zstd build or format
+//! version), and opening re-derives the nonce to check the content. Versions 1 to 3 derived it
+//! from the uncompressed plaintext, so one chunk sealed twice with different compression would
+//! have reused a keystream; they are still opened, never written. Change blobs use a random nonce and end with `device(32) | signature(64)`: the
 //! writing device's id and its ed25519 signature over everything before the signature (flag
 //! [`FLAG_DEVICE`]), which anyone can check, so members and seeders hold a change to its
 //! author's role on the roster. Change blobs written before rosters carry only the space key's
@@ -29,8 +34,12 @@ use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
 pub const BLOB_VERSION: u8 = 1;
 /// Sealed-blob format version of blobs under a later key epoch (the header names it).
 pub const BLOB_VERSION_EPOCH: u8 = 2;
-/// Sealed-blob format version of padded blobs, whose kind is inside the ciphertext.
+/// Sealed-blob format version of padded blobs, whose kind is inside the ciphertext, with the
+/// nonce derived from the uncompressed plaintext (still opened, no longer written).
 pub const BLOB_VERSION_PADDED: u8 = 3;
+/// Sealed-blob format version written now: version 3's layout, the nonce derived from exactly
+/// the bytes sealed.
+pub const BLOB_VERSION_SIV: u8 = 4;
 /// The framing inside a version 3 ciphertext: kind, flags and the body's length.
 const INNER_LEN: usize = 6;
 /// Bytes of a version 1 header before the ciphertext.
@@ -123,7 +132,10 @@ pub enum OpenError {
 #[derive(Clone)]
 struct EpochSeal {
     seal: [u8; 32],
+    /// Versions 1 to 3: keys the hash of the uncompressed plaintext.
     nonce: [u8; 32],
+    /// Version 4: keys the hash of the bytes sealed.
+    siv: [u8; 32],
 }
 
 impl EpochSeal {
@@ -131,6 +143,7 @@ impl EpochSeal {
         Self {
             seal: blake3::derive_key("cobox 2026-11 blob seal key v1", key),
             nonce: blake3::derive_key("cobox 2026-11 deterministic nonce key v1", key),
+            siv: blake3::derive_key("cobox 2026-12 synthetic nonce of the sealed bytes v4", key),
         }
     }
 }
@@ -198,37 +211,41 @@ impl SpaceKeys {
     /// Seal content deterministically: equal plaintext gives equal bytes within this space
     /// and epoch.
     pub fn seal(&self, kind: BlobKind, plaintext: &[u8]) -> Vec<u8> {
-        let mut h = blake3::Hasher::new_keyed(&self.now().nonce);
-        h.update(&[kind as u8]);
-        h.update(plaintext);
-        let mut nonce = [0u8; 24];
-        nonce.copy_from_slice(&h.finalize().as_bytes()[..24]);
         let compressed = compress_if_smaller(plaintext);
         let (flags, body) = match &compressed {
             Some(c) => (FLAG_ZSTD, c.as_slice()),
             None => (0, plaintext),
         };
-        self.seal_with(kind, flags, nonce, body)
+        self.seal_with(kind, flags, None, body)
     }
 
-    /// A version 3 blob: `flags` carries [`FLAG_ZSTD`] (kept inside) and [`FLAG_DEVICE`] (shown,
+    /// A version 4 blob: `flags` carries [`FLAG_ZSTD`] (kept inside) and [`FLAG_DEVICE`] (shown,
     /// as the trailer that follows depends on it). Padded so the whole blob, trailer included,
-    /// is a Padmé size.
-    fn seal_with(&self, kind: BlobKind, flags: u8, nonce: [u8; 24], body: &[u8]) -> Vec<u8> {
+    /// is a Padmé size. `nonce`: the caller's (a change's random one), else the synthetic one.
+    fn seal_with(&self, kind: BlobKind, flags: u8, nonce: Option<[u8; 24]>, body: &[u8]) -> Vec<u8> {
+        self.seal_framed(BLOB_VERSION_SIV, kind, flags, nonce, body)
+    }
+
+    /// [`SpaceKeys::seal_with`] in version 3 or 4 (version 3 only with the caller's nonce:
+    /// tests of old stores).
+    fn seal_framed(&self, version: u8, kind: BlobKind, flags: u8, nonce: Option<[u8; 24]>, body: &[u8]) -> Vec<u8> {
         let trailer = if kind == BlobKind::Change { trailer_len(flags) } else { 0 };
         let class = if kind == BlobKind::Change { BlobKind::Change as u8 } else { BlobKind::Chunk as u8 };
         let unpadded = HEADER_LEN_EPOCH + INNER_LEN + body.len() + TAG_LEN + trailer;
         let total = padme(unpadded as u64) as usize;
         let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&[BLOB_VERSION_PADDED, class, flags & FLAG_DEVICE]);
+        out.extend_from_slice(&[version, class, flags & FLAG_DEVICE]);
         out.extend_from_slice(&self.current.to_le_bytes());
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&[0u8; 24]);
         out.push(kind as u8);
         out.push(flags & FLAG_ZSTD);
         // Bodies are bounded far below 4 GiB (chunks 8 MiB, change parts 16 MiB).
         out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_le_bytes());
         out.extend_from_slice(body);
         out.resize(total - TAG_LEN - trailer, 0);
+        let nonce =
+            nonce.unwrap_or_else(|| synthetic_nonce(&self.now().siv, &out[..NONCE_AT], &out[HEADER_LEN_EPOCH..]));
+        out[NONCE_AT..HEADER_LEN_EPOCH].copy_from_slice(&nonce);
         self.encrypt(out, HEADER_LEN_EPOCH, &nonce)
     }
 
@@ -264,7 +281,7 @@ impl SpaceKeys {
     /// Seal a manifest change under `nonce` (the caller's fresh random bytes: change blobs are
     /// not deduplicated, so two changes must never share one) and sign it as the writing device.
     pub fn seal_change(&self, device: &SigningKey, nonce: [u8; 24], plaintext: &[u8]) -> Vec<u8> {
-        let mut out = self.seal_with(BlobKind::Change, FLAG_DEVICE, nonce, plaintext);
+        let mut out = self.seal_with(BlobKind::Change, FLAG_DEVICE, Some(nonce), plaintext);
         out.extend_from_slice(&device.verifying_key().to_bytes());
         let sig = device.sign(&change_sig_message(&out));
         out.extend_from_slice(&sig.to_bytes());
@@ -349,6 +366,13 @@ impl SpaceKeys {
             _ => blob.len(),
         };
         let buf = self.decrypt(blob, end, &h)?;
+        if h.version == BLOB_VERSION_SIV && h.kind != BlobKind::Change {
+            // The nonce is the hash of what was sealed: re-derived, it checks the content.
+            let keys = self.epochs.get(&h.epoch).ok_or(OpenError::UnknownEpoch(h.epoch))?;
+            if synthetic_nonce(&keys.siv, &blob[..NONCE_AT], &buf) != h.nonce {
+                return Err(OpenError::ContentHash);
+            }
+        }
         let (kind, flags, buf) = if h.padded { unframe(buf)? } else { (h.kind, h.flags, buf) };
         if (kind == BlobKind::Change) != (h.kind == BlobKind::Change) {
             return Err(OpenError::Malformed);
@@ -358,12 +382,9 @@ impl SpaceKeys {
         }
         let plain =
             if flags & FLAG_ZSTD != 0 { decompress(&buf, MAX_PLAINTEXT).ok_or(OpenError::Decompress)? } else { buf };
-        if kind != BlobKind::Change {
+        if kind != BlobKind::Change && h.version < BLOB_VERSION_SIV {
             let keys = self.epochs.get(&h.epoch).ok_or(OpenError::UnknownEpoch(h.epoch))?;
-            let mut hash = blake3::Hasher::new_keyed(&keys.nonce);
-            hash.update(&[kind as u8]);
-            hash.update(&plain);
-            if hash.finalize().as_bytes()[..24] != h.nonce {
+            if plaintext_nonce(&keys.nonce, kind, &plain) != h.nonce {
                 return Err(OpenError::ContentHash);
             }
         }
@@ -404,6 +425,30 @@ fn xchacha_key(key: &[u8; 32], nonce: &[u8; 24]) -> (LessSafeKey, Nonce) {
     (key, Nonce::assume_unique_for_key(ietf))
 }
 
+/// Where the nonce starts in a version 2 to 4 header (after version, class, flags, epoch).
+const NONCE_AT: usize = 7;
+
+/// A version 4 content blob's nonce: a keyed hash of the header before the nonce and of the
+/// framed, padded plaintext, exactly what is sealed.
+fn synthetic_nonce(key: &[u8; 32], head: &[u8], sealed: &[u8]) -> [u8; 24] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(head);
+    h.update(sealed);
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&h.finalize().as_bytes()[..24]);
+    nonce
+}
+
+/// A version 1 to 3 content blob's nonce: a keyed hash of its kind and uncompressed plaintext.
+fn plaintext_nonce(key: &[u8; 32], kind: BlobKind, plain: &[u8]) -> [u8; 24] {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(&[kind as u8]);
+    h.update(plain);
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&h.finalize().as_bytes()[..24]);
+    nonce
+}
+
 fn change_sig_message(signed_part: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(CHANGE_SIG_DOMAIN.len() + signed_part.len());
     m.extend_from_slice(CHANGE_SIG_DOMAIN);
@@ -415,8 +460,10 @@ fn change_sig_message(signed_part: &[u8]) -> Vec<u8> {
 struct Header {
     /// In a version 3 header, [`BlobKind::Chunk`] stands for any content blob.
     kind: BlobKind,
-    /// Version 3: padded, the kind and flags inside.
+    /// Version 3 or 4: padded, the kind and flags inside.
     padded: bool,
+    /// The format version.
+    version: u8,
     flags: u8,
     epoch: u32,
     nonce: [u8; 24],
@@ -426,10 +473,12 @@ struct Header {
 fn parse_header(blob: &[u8]) -> Result<Header, OpenError> {
     let (len, epoch, padded) = match blob.first() {
         Some(&BLOB_VERSION) => (HEADER_LEN, 0, false),
-        Some(&v @ (BLOB_VERSION_EPOCH | BLOB_VERSION_PADDED)) if blob.len() >= HEADER_LEN_EPOCH => {
-            (HEADER_LEN_EPOCH, u32::from_le_bytes([blob[3], blob[4], blob[5], blob[6]]), v == BLOB_VERSION_PADDED)
+        Some(&v @ (BLOB_VERSION_EPOCH | BLOB_VERSION_PADDED | BLOB_VERSION_SIV)) if blob.len() >= HEADER_LEN_EPOCH => {
+            (HEADER_LEN_EPOCH, u32::from_le_bytes([blob[3], blob[4], blob[5], blob[6]]), v >= BLOB_VERSION_PADDED)
         }
-        Some(&(BLOB_VERSION_EPOCH | BLOB_VERSION_PADDED)) | None => return Err(OpenError::Truncated(blob.len())),
+        Some(&(BLOB_VERSION_EPOCH | BLOB_VERSION_PADDED | BLOB_VERSION_SIV)) | None => {
+            return Err(OpenError::Truncated(blob.len()));
+        }
         Some(&v) => return Err(OpenError::Version(v)),
     };
     let inner = if padded { INNER_LEN } else { 0 };
@@ -443,7 +492,7 @@ fn parse_header(blob: &[u8]) -> Result<Header, OpenError> {
     };
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&blob[len - 24..len]);
-    Ok(Header { kind, padded, flags: blob[2], epoch, nonce, len })
+    Ok(Header { kind, padded, version: blob[0], flags: blob[2], epoch, nonce, len })
 }
 
 /// A version 3 plaintext's kind, flags and body, its padding checked to be zeros.
@@ -623,6 +672,69 @@ mod tests {
         let other = SpaceKeys::derive(&[8u8; 32]);
         assert_ne!(a, other.seal(BlobKind::Chunk, b"same content"));
         assert_eq!(other.open(BlobKind::Chunk, &a), Err(OpenError::Auth));
+    }
+
+    /// A version 3 content blob, as stores written before version 4 hold it.
+    fn seal_v3(k: &SpaceKeys, kind: BlobKind, plain: &[u8], body: Option<&[u8]>) -> Vec<u8> {
+        let nonce = plaintext_nonce(&k.now().nonce, kind, plain);
+        let (flags, body) = match body {
+            Some(c) => (FLAG_ZSTD, c),
+            None => (0, plain),
+        };
+        k.seal_framed(BLOB_VERSION_PADDED, kind, flags, Some(nonce), body)
+    }
+
+    fn nonce_of(blob: &[u8]) -> &[u8] {
+        &blob[NONCE_AT..HEADER_LEN_EPOCH]
+    }
+
+    #[test]
+    fn version_3_blobs_still_open_and_version_4_is_written() {
+        let k = keys();
+        let plain = b"written by an older version ".repeat(40);
+        let old = seal_v3(&k, BlobKind::Chunk, &plain, compress(&plain, 3).as_deref());
+        assert_eq!(old[0], BLOB_VERSION_PADDED);
+        assert_eq!(k.open(BlobKind::Chunk, &old), Ok(plain.clone()));
+        let new = k.seal(BlobKind::Chunk, &plain);
+        assert_eq!(new[0], BLOB_VERSION_SIV);
+        assert_eq!(k.open(BlobKind::Chunk, &new), Ok(plain));
+        // A version 4 blob whose nonce does not hash what it seals is refused.
+        let mut moved = new.clone();
+        moved[0] = BLOB_VERSION_PADDED;
+        assert!(k.open(BlobKind::Chunk, &moved).is_err(), "the version is authenticated");
+    }
+
+    proptest! {
+        /// The same chunk sealed with two compression levels, and under two format versions,
+        /// gives different sealed bytes under different nonces, and each opens to the chunk:
+        /// no keystream is ever used twice (before version 4 the first two shared a nonce, so
+        /// a seeder holding both XORed them to read the chunk).
+        #[test]
+        fn different_sealed_bytes_never_share_a_nonce(text in proptest::collection::vec(0u8..4, 64..4096)) {
+            let k = keys();
+            let fast = compress(&text, 1);
+            let strong = compress(&text, 19);
+            let mut new = vec![k.seal(BlobKind::Chunk, &text), k.seal_with(BlobKind::Chunk, 0, None, &text)];
+            let mut old = vec![seal_v3(&k, BlobKind::Chunk, &text, None)];
+            for c in [&fast, &strong].into_iter().flatten() {
+                new.push(k.seal_with(BlobKind::Chunk, FLAG_ZSTD, None, c));
+                old.push(seal_v3(&k, BlobKind::Chunk, &text, Some(c)));
+            }
+            for b in new.iter().chain(&old) {
+                prop_assert_eq!(k.open(BlobKind::Chunk, b), Ok(text.clone()));
+            }
+            for a in &new {
+                for b in new.iter().chain(&old) {
+                    // Only a byte-identical blob may share a nonce (dedup).
+                    prop_assert!(a == b || nonce_of(a) != nonce_of(b), "two sealings share a nonce");
+                }
+            }
+            // The flaw version 4 removes: version 3 sealed different bytes under one nonce.
+            if let (Some(f), Some(s)) = (&fast, &strong) && f != s {
+                let (a, b) = (seal_v3(&k, BlobKind::Chunk, &text, Some(f)), seal_v3(&k, BlobKind::Chunk, &text, Some(s)));
+                prop_assert!(a != b && nonce_of(&a) == nonce_of(&b));
+            }
+        }
     }
 
     #[test]
