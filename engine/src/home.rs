@@ -112,6 +112,11 @@ fn resolve_in<'a>(spaces: &'a [SpaceInfo], query: &str) -> Result<&'a SpaceInfo,
 }
 
 /// Read a JSON file, or the default when it does not exist.
+/// Whether `dir` is a CoBox home (it holds a device key and a spaces folder).
+pub(crate) fn is_home(dir: &Path) -> bool {
+    paths::device_key(dir).is_file() && paths::spaces(dir).is_dir()
+}
+
 pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
     match fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() }),
@@ -224,6 +229,19 @@ impl Home {
 
     fn space_dir(&self, id: &SpaceId) -> PathBuf {
         paths::space(&self.root, id)
+    }
+
+    /// Forget a space on this device: its keys, store, manifest and ledger go; its folder and
+    /// every other device's copy stay. A member should `leave` first so peers stop waiting for
+    /// it. Returns what it was.
+    pub fn remove_space(&self, query: &str) -> Result<SpaceInfo, Error> {
+        let info = self.resolve(query)?;
+        let dir = self.space_dir(&info.id);
+        // The registration goes first: a removal cut halfway leaves no half-open space.
+        let cfg = dir.join("space.json");
+        fs::remove_file(&cfg).at(&cfg)?;
+        fs::remove_dir_all(&dir).at(&dir)?;
+        Ok(info)
     }
 
     /// Every space on this device, by name.

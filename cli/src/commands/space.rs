@@ -15,6 +15,12 @@ pub(crate) enum SpaceCmd {
     },
     /// List this device's spaces.
     List,
+    /// Forget a space on this device (its keys, store and history here); the folder stays, and
+    /// so does every other device's copy. Run `cobox member leave` first to tell the others.
+    Remove {
+        /// Space name or id.
+        space: String,
+    },
     /// Set how many verified copies (seeders) a space should have; `status` warns below it.
     Target {
         /// Space name or id.
@@ -36,6 +42,12 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
                 return target_said(ctx, v["name"].as_str().unwrap_or(space), *copies);
             }
         }
+        SpaceCmd::Remove { .. } if crate::control::daemon(&ctx.home).is_some() => {
+            anyhow::bail!(
+                "a daemon holds this device's spaces: stop it (cobox up, or the app) first, then remove the space"
+            );
+        }
+        SpaceCmd::Remove { .. } => {}
         SpaceCmd::Create { name, path } => {
             if let Some(d) = crate::control::daemon(&ctx.home) {
                 let abs = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
@@ -64,6 +76,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
             target_said(ctx, &s.info().name, copies)
         }
         SpaceCmd::List => list(ctx),
+        SpaceCmd::Remove { space } => {
+            let info = home.remove_space(&space).with_context(|| format!("removing space {space:?}"))?;
+            eprintln!("removed space {:?} from this device; its folder {} stays", info.name, info.path.display());
+            Ok(())
+        }
     }
 }
 

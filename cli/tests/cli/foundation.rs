@@ -316,3 +316,22 @@ fn output_to_a_closed_pipe_ends_quietly() {
         assert!(out.status.success() && !err.contains("panicked"), "cobox {args:?}: {:?} {err}", out.status);
     }
 }
+
+/// `cobox space remove` forgets a space on this device and leaves its folder; a daemon running
+/// is told to stop first.
+#[test]
+fn a_space_is_removed_and_its_folder_stays() {
+    let dev = Device::new();
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("keep.txt"), b"mine\n");
+    create_space(&dev, "s", folder.path());
+    dev.ok(&["scan", "s"]);
+    let d = Daemon::start(&dev);
+    assert!(dev.fails(&["space", "remove", "s"]).contains("stop it"), "refused beside a daemon");
+    d.stop();
+    dev.ok(&["space", "remove", "s"]);
+    assert_eq!(dev.json(&["space", "list"]), serde_json::json!([]));
+    assert_eq!(read(&folder.path().join("keep.txt")), "mine\n", "the folder stays");
+    assert!(dev.fails(&["status", "s"]).contains("s"), "gone from this device");
+    create_space(&dev, "s", folder.path());
+}

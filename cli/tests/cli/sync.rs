@@ -384,3 +384,67 @@ fn paths_in_coboxignore_stay_on_their_device() {
     assert!(!pa.join("b.tmp").exists() && !pa.join("cache/local.bin").exists());
     assert_eq!(read(&pa.join("draft.tmp")), "A's scratch\n", "A's ignored files are untouched");
 }
+
+/// A path changes kind on one device (folder → file → link → folder), each carried to the
+/// other; an unsynced file inside a folder that becomes a file elsewhere is kept in a conflict
+/// copy of the folder. Before: the receiver kept an empty folder, said "1 changes applied",
+/// and its next scan pushed the folder back over the writer's file.
+#[test]
+fn a_change_of_kind_applies_both_ways() {
+    let (a, b) = (Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (fa.path(), fb.path());
+    write(&pa.join("notes/a.txt"), b"in the folder\n");
+    create_space(&a, "team", pa);
+    pause();
+    a.ok(&["scan", "team"]);
+    let code = a.ok(&["invite", "team"]).trim().to_owned();
+    b.ok(&["join", &code, "--path", pb.to_str().unwrap()]);
+    let d = Daemon::start(&a);
+    sync_with(&b, "team", &d);
+    assert_eq!(snapshot(pa), snapshot(pb));
+    let settle = |step: &str| {
+        sync_with(&b, "team", &d);
+        assert_eq!(snapshot(pa), snapshot(pb), "{step}: both folders agree");
+        let scan = b.json(&["scan", "team"]);
+        assert!(scan["snapshot"].is_null(), "{step}: the receiver pushes nothing back: {scan}");
+    };
+
+    // A: the folder becomes a file.
+    fs::remove_dir_all(pa.join("notes")).unwrap();
+    write(&pa.join("notes"), b"now a file\n");
+    a.ok(&["scan", "team"]);
+    settle("folder to file");
+    assert_eq!(read(&pb.join("notes")), "now a file\n");
+
+    // B: the file becomes a link.
+    fs::remove_file(pb.join("notes")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", pb.join("notes")).unwrap();
+    b.ok(&["scan", "team"]);
+    settle("file to link");
+    assert_eq!(fs::read_link(pa.join("notes")).unwrap().to_str(), Some("elsewhere"));
+
+    // A: the link becomes a folder again.
+    fs::remove_file(pa.join("notes")).unwrap();
+    write(&pa.join("notes/b.txt"), b"a folder again\n");
+    a.ok(&["scan", "team"]);
+    settle("link to folder");
+    assert_eq!(read(&pb.join("notes/b.txt")), "a folder again\n");
+
+    // A makes it a file while B adds a file inside: B's file is kept, in a copy of its folder.
+    pause();
+    write(&pb.join("notes/mine.txt"), b"B's unsynced note\n");
+    b.ok(&["scan", "team"]);
+    fs::remove_dir_all(pa.join("notes")).unwrap();
+    write(&pa.join("notes"), b"a file once more\n");
+    a.ok(&["scan", "team"]);
+    sync_with(&b, "team", &d);
+    sync_with(&b, "team", &d);
+    d.stop();
+    assert_eq!(snapshot(pa), snapshot(pb), "both end identical");
+    assert_eq!(read(&pa.join("notes")), "a file once more\n");
+    let kept: Vec<String> =
+        snapshot(pa).into_keys().filter(|p| p.contains(".sync-conflict-") && p.ends_with("/mine.txt")).collect();
+    assert_eq!(kept.len(), 1, "B's note is kept: {:?}", snapshot(pa).keys().collect::<Vec<_>>());
+    assert_eq!(read(&pa.join(&kept[0])), "B's unsynced note\n");
+}

@@ -10,8 +10,10 @@
 //! - a file edited since the last scan is never overwritten or deleted: a new version moves it
 //!   aside under a conflict name first, unless the file already holds that version (a file the
 //!   engine itself wrote, or the same edit made on two devices), which is only recorded;
-//! - something in the way (a folder where a file goes, a file where a folder goes, an edited
-//!   file where a link goes) is refused, not removed;
+//! - a change of kind applies (file, folder and link become one another): what is in the way is
+//!   removed when nothing of it is unsynced (an unedited file, a link, an empty folder), and
+//!   moved aside under a conflict name when it holds an edit (an edited file, a folder with
+//!   anything left in it once the pass's deletions are done);
 //! - a folder is removed only when empty (the engine removes deepest first).
 
 use crate::entry::{Entry, Kind};
@@ -72,10 +74,22 @@ pub enum Action {
     RemoveFile,
     /// Remove the folder if it is empty, after its children.
     RemoveDir,
-    /// Create the folder with the entry's mode.
-    MakeDir,
-    /// Replace what is there (not a folder, not an edited file) with the link.
-    MakeLink,
+    /// Create the folder with the entry's mode; a file or link there goes first: an edited
+    /// file is moved aside under this name, anything else removed.
+    MakeDir {
+        /// The conflict name an edited file in the way is kept under.
+        keep_local_as: Option<String>,
+    },
+    /// Replace what is there (not a folder) with the link; an edited file is moved aside under
+    /// this name first.
+    MakeLink {
+        /// The conflict name an edited file in the way is kept under.
+        keep_local_as: Option<String>,
+    },
+    /// A folder is in the way of a file or link: once the pass's deletions are done, remove it
+    /// if empty, else move it aside under a conflict name (it holds what was not deleted
+    /// everywhere); then write the file or make the link.
+    ClearDir,
     /// The content has not arrived: wait. With `plan`, the file may be written during the
     /// transfer (nothing is there, or an unedited file); else the pass after it decides.
     Wait {
@@ -146,14 +160,12 @@ pub fn decide<A: Ask>(
         },
         Kind::Dir => match local {
             Local::Dir => Action::Nothing,
-            Local::Absent => Action::MakeDir,
-            _ => Action::Refuse(format!("{path}: a local file is in the way of a folder")),
+            _ => Action::MakeDir { keep_local_as: kept(path, local, device) },
         },
         Kind::Symlink { target } => match local {
             Local::Other { link_target: Some(t) } if t == target => Action::Nothing,
-            Local::Dir => Action::Refuse(format!("{path}: a local file or folder is in the way of a link")),
-            l if l.edited() => Action::Refuse(format!("{path}: a local file or folder is in the way of a link")),
-            _ => Action::MakeLink,
+            Local::Dir => Action::ClearDir,
+            _ => Action::MakeLink { keep_local_as: kept(path, local, device) },
         },
         Kind::File { .. } => {
             if !ask.content_here()? {
@@ -167,11 +179,19 @@ pub fn decide<A: Ask>(
                 Local::File { edited: true, mtime_ns } => {
                     Action::Write { keep_local_as: Some(conflict_name(path, *mtime_ns, device)) }
                 }
-                Local::Dir => Action::Refuse(format!("{path}: a local folder is in the way of a file")),
+                Local::Dir => Action::ClearDir,
                 _ => Action::Write { keep_local_as: None },
             }
         }
     })
+}
+
+/// The conflict name an edited file in the way is kept under.
+fn kept(path: &str, local: &Local, device: &[u8; 8]) -> Option<String> {
+    match local {
+        Local::File { edited: true, mtime_ns } => Some(conflict_name(path, *mtime_ns, device)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -241,14 +261,28 @@ mod tests {
         assert_eq!(missing(unedited), Action::Wait { plan: true });
         assert_eq!(missing(edited()), Action::Wait { plan: false });
         assert_eq!(missing(Local::Dir), Action::Wait { plan: false });
-        assert!(matches!(d("f", &file(), &seen(Local::Dir), &none, &DEV), Action::Refuse(_)));
+        // Kind changes: a folder in the way is cleared (removed, or moved aside if not empty).
+        assert_eq!(d("f", &file(), &seen(Local::Dir), &none, &DEV), Action::ClearDir);
         let link = with(Kind::Symlink { target: "t".into() });
-        assert!(matches!(d("l", &link, &seen(Local::Dir), &none, &DEV), Action::Refuse(_)));
-        assert!(matches!(d("l", &link, &seen(edited()), &none, &DEV), Action::Refuse(_)));
+        assert_eq!(d("l", &link, &seen(Local::Dir), &none, &DEV), Action::ClearDir);
+        assert!(matches!(d("l", &link, &seen(edited()), &none, &DEV), Action::MakeLink { keep_local_as: Some(_) }));
         assert_eq!(d("l", &link, &seen(Local::Other { link_target: Some("t".into()) }), &none, &DEV), Action::Nothing);
-        assert_eq!(d("l", &link, &seen(Local::Other { link_target: Some("u".into()) }), &none, &DEV), Action::MakeLink);
+        let relinked = d("l", &link, &seen(Local::Other { link_target: Some("u".into()) }), &none, &DEV);
+        assert_eq!(relinked, Action::MakeLink { keep_local_as: None });
         assert_eq!(d("d", &with(Kind::Dir), &seen(Local::Dir), &none, &DEV), Action::Nothing);
-        assert_eq!(d("d", &with(Kind::Dir), &seen(Local::Absent), &none, &DEV), Action::MakeDir);
+        assert_eq!(
+            d("d", &with(Kind::Dir), &seen(Local::Absent), &none, &DEV),
+            Action::MakeDir { keep_local_as: None }
+        );
+        let unedited_file = Local::File { edited: false, mtime_ns: 0 };
+        assert_eq!(
+            d("d", &with(Kind::Dir), &seen(unedited_file), &none, &DEV),
+            Action::MakeDir { keep_local_as: None }
+        );
+        assert!(matches!(
+            d("d", &with(Kind::Dir), &seen(edited()), &none, &DEV),
+            Action::MakeDir { keep_local_as: Some(_) }
+        ));
         assert_eq!(d("d", &with(Kind::Deleted), &seen(Local::Dir), &none, &DEV), Action::RemoveDir);
     }
 
@@ -314,7 +348,7 @@ mod tests {
         fn an_edit_is_never_lost(kind in any_kind(), recorded_same in any::<bool>(), content_here in any::<bool>(), mtime in any::<i64>()) {
             let s = Seen { local: Local::File { edited: true, mtime_ns: mtime }, recorded_same };
             let a = decide_with("p/q.txt", &with(kind), &s, &Ignores::none(), content_here);
-            prop_assert!(!matches!(a, Action::RemoveFile | Action::RemoveDir | Action::MakeLink | Action::MakeDir | Action::Write { keep_local_as: None } | Action::Wait { plan: true }), "{:?}", a);
+            prop_assert!(!matches!(a, Action::RemoveFile | Action::RemoveDir | Action::MakeLink { keep_local_as: None } | Action::MakeDir { keep_local_as: None } | Action::Write { keep_local_as: None } | Action::Wait { plan: true }), "{:?}", a);
         }
 
         /// Whatever interleaving of passes, sessions and scans left the folder as it is: a file
@@ -338,13 +372,14 @@ mod tests {
             prop_assert_eq!(decide_with("p/q.txt", &with(kind), &s, &rules, content_here), Action::Ignored);
         }
 
-        /// A folder is never written over or replaced; it is only ever removed when deleted.
+        /// A folder is never written over: it is removed only when deleted, or cleared (removed
+        /// if empty, else moved aside) when the entry is now a file or a link.
         #[test]
         fn a_folder_is_only_removed_by_a_delete(kind in any_kind(), recorded_same in any::<bool>(), content_here in any::<bool>()) {
             let deleted = kind == Kind::Deleted;
             let s = Seen { local: Local::Dir, recorded_same };
             let a = decide_with("d", &with(kind), &s, &Ignores::none(), content_here);
-            prop_assert!(!matches!(a, Action::RemoveFile | Action::MakeLink | Action::MakeDir | Action::Write { .. } | Action::Wait { plan: true }), "{:?}", a);
+            prop_assert!(!matches!(a, Action::RemoveFile | Action::MakeLink { .. } | Action::MakeDir { .. } | Action::Write { .. } | Action::Wait { plan: true }), "{:?}", a);
             // Removed only for a delete this device has not recorded yet.
             prop_assert_eq!(a == Action::RemoveDir, deleted && !recorded_same);
         }

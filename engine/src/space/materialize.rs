@@ -98,6 +98,8 @@ impl Space {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut updates: Vec<crate::space::scan::CacheRow> = Vec::new();
         let mut dir_deletes = Vec::new();
+        // Folders in the way of a file or link: cleared after the pass's deletions.
+        let mut clear_dirs: Vec<(String, Entry)> = Vec::new();
         // What to write, and what the target was when decided (`None`: absent).
         let mut to_write: Vec<(String, Entry, Option<Meta>)> = Vec::new();
         for (path, entry) in &entries {
@@ -154,6 +156,7 @@ impl Space {
                 Action::Ignored => report.ignored += 1,
                 Action::Refuse(why) => report.refused.push(why),
                 Action::RemoveDir => dir_deletes.push(path.clone()),
+                Action::ClearDir => clear_dirs.push((path.clone(), entry.clone())),
                 Action::Adopt => {
                     if let Some(meta) = now {
                         updates.push((path.clone(), Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
@@ -166,13 +169,26 @@ impl Space {
                         updates.push((path.clone(), None));
                     }
                 }
-                Action::MakeDir | Action::MakeLink => {
+                Action::MakeDir { keep_local_as } | Action::MakeLink { keep_local_as } => {
+                    // A file or link in the way goes first: an edited file aside, else removed.
+                    if let (Some(t), Some(m)) = (&target, &local)
+                        && !m.is_dir()
+                    {
+                        let cleared = match &keep_local_as {
+                            Some(name) => folder.entry(name, false).and_then(|to| t.rename(&to)),
+                            None => {
+                                unchanged_since(t, now).map_err(std::io::Error::other).and_then(|()| t.remove_file())
+                            }
+                        };
+                        if let Err(e) = cleared {
+                            report.refused.push(format!("{path}: cannot clear the way: {e}"));
+                            continue;
+                        }
+                        report.conflicts.extend(keep_local_as);
+                    }
                     let made = folder.entry(path, true).and_then(|t| {
                         match &entry.kind {
-                            Kind::Symlink { target: to } => {
-                                let _ = t.remove_file();
-                                t.symlink(to)?;
-                            }
+                            Kind::Symlink { target: to } => t.symlink(to)?,
                             // The recorded mode (masked), so the next scan sees no change.
                             _ => t.create_dir(safe_mode(entry.mode))?,
                         }
@@ -242,6 +258,16 @@ impl Space {
                 updates.push((path.clone(), None));
             }
         }
+        for (path, entry) in clear_dirs {
+            match self.clear_dir_for(&folder, &path, &entry) {
+                Ok((meta, kept)) => {
+                    report.written += 1;
+                    report.conflicts.extend(kept);
+                    updates.push((path, Some(CacheRec { meta, entry: entry.encode()?, trusted: true })));
+                }
+                Err(why) => report.refused.push(why),
+            }
+        }
         self.write_scan_cache(&updates)?;
         // Until changes arrive, another pass would find nothing to do; remembered on disk, so
         // the next process need not walk the folder either (a million files: 5.7 s).
@@ -250,6 +276,39 @@ impl Space {
         self.store.meta_set(crate::space::MATERIALIZED, &marker)?;
         self.folder_current = current;
         Ok((report, planned))
+    }
+
+    /// A folder is in the way of file or link `entry` at `path`: remove it if empty, else move
+    /// it aside under a conflict name (what is left in it was not deleted everywhere: an edit
+    /// not synced yet), then write the file or make the link. Returns what was made and the
+    /// conflict name used, if any.
+    fn clear_dir_for(&self, folder: &Folder, path: &str, entry: &Entry) -> Result<(Meta, Option<String>), String> {
+        let t = folder.entry(path, false).map_err(|e| format!("{path}: {e}"))?;
+        let mut kept = None;
+        if t.remove_dir().is_err() {
+            let mtime_ns = t.stat().ok().flatten().map_or(0, |m| Meta::of(&m).mtime_ns);
+            let name = conflict_name(path, mtime_ns, &self.device_short());
+            folder
+                .entry(&name, false)
+                .and_then(|to| t.rename(&to))
+                .map_err(|e| format!("{path}: a folder is in the way and cannot be moved aside: {e}"))?;
+            kept = Some(name);
+        }
+        let meta = match &entry.kind {
+            Kind::File { .. } => {
+                let absent = |t: &crate::beneath::Entry| unchanged_since(t, None);
+                self.file_writer().write_entry_checked(folder, path, entry, &crate::NoProgress, &absent)?
+            }
+            Kind::Symlink { target: to } => folder
+                .entry(path, true)
+                .and_then(|t| {
+                    t.symlink(to)?;
+                    t.stat()?.map(|m| Meta::of(&m)).ok_or_else(|| std::io::ErrorKind::NotFound.into())
+                })
+                .map_err(|e| format!("{path}: {e}"))?,
+            _ => return Err(format!("{path}: not a file or link")),
+        };
+        Ok((meta, kept))
     }
 
     fn has_content(&self, content: &Content) -> Result<bool, Error> {
@@ -766,6 +825,33 @@ mod tests {
         assert_eq!(std::fs::read(folder_b.path().join("same.bin")).unwrap(), big);
         let scan = b.scan(&crate::NoProgress).unwrap();
         assert_eq!((scan.added, scan.changed), (1, 0), "only the conflict copy is new: {scan:?}");
+    }
+
+    /// A change whose content has not arrived waits; a scan meanwhile does not record the
+    /// file's older version over it (which would undo the other device's edit everywhere).
+    #[test]
+    fn a_scan_does_not_undo_a_change_still_waiting_for_its_content() {
+        let (home_a, folder_a, mut a) = space();
+        std::fs::write(folder_a.path().join("f.txt"), "first version").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+        send(&a, &b);
+        b.apply_and_materialize().unwrap();
+        std::fs::write(folder_a.path().join("f.txt"), "second version, on a").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        // Only the change arrives (a session cut before the content).
+        for (id, loc) in a.store.list().unwrap() {
+            if loc.kind == BlobKind::Change && !b.store.contains(&id).unwrap() {
+                b.receive_blob(&id, &a.store.get(&id).unwrap()).unwrap();
+            }
+        }
+        let r = b.apply_and_materialize().unwrap().1;
+        assert_eq!(r.waiting, ["f.txt"], "{r:?}");
+        let scan = b.scan(&crate::NoProgress).unwrap();
+        assert!(scan.snapshot.is_none(), "the old version was recorded again: {scan:?}");
+        send(&a, &b);
+        b.apply_and_materialize().unwrap();
+        assert_eq!(std::fs::read_to_string(folder_b.path().join("f.txt")).unwrap(), "second version, on a");
     }
 
     /// Two sessions on one space at once (a daemon's own sync and one asked for): the second

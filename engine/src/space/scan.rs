@@ -152,6 +152,14 @@ fn walk(root: &Path, ignores: &Ignores) -> Walk {
             }
             continue;
         }
+        // A device's keys never enter a shared folder, wherever someone put a home.
+        if ent.file_type().is_dir() && crate::home::is_home(ent.path()) {
+            w.warnings.push(format!(
+                "skipping {rel}: it holds a CoBox home (a device's keys), which never enters a shared folder; move it out"
+            ));
+            it.skip_current_dir();
+            continue;
+        }
         // An ignored folder is not entered: nothing below it is looked at.
         if ignores.ignores(rel, ent.file_type().is_dir()) {
             w.ignored += 1;
@@ -375,9 +383,20 @@ impl Space {
         let current = by_path(self.manifest()?.entries());
         let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
+        // What each path held on disk when this device last recorded or wrote it.
+        let found_meta: HashMap<&str, Meta> = w.found.iter().map(|f| (f.path.as_str(), f.meta)).collect();
+        let as_recorded = |path: &str, e: &Entry| {
+            cache.get(path).is_some_and(|r| {
+                found_meta.get(path) == Some(&r.meta) && Entry::decode(&r.entry).is_ok_and(|c| c.same_state(e))
+            })
+        };
         for (path, e) in &new_entries {
             match current.get(path) {
                 Some(old) if old.is_live() && old.same_state(e) => report.unchanged += 1,
+                // Untouched here since this device recorded or wrote it: the manifest moved on
+                // by another device's change not written here yet (its content still coming, or
+                // refused). Recording the folder now would undo that change everywhere.
+                Some(_) if as_recorded(path, e) => report.unchanged += 1,
                 old => {
                     if old.is_some_and(Entry::is_live) {
                         report.changed += 1;
@@ -667,5 +686,22 @@ mod tests {
         assert!(r.is_err(), "refused: {r:?}");
         assert_eq!(counters.read.load(Ordering::Relaxed), 0, "not a byte read through the link");
         assert!(s.store.list().unwrap().is_empty(), "nothing stored");
+    }
+
+    /// A CoBox home someone put inside a space's folder is skipped, said so, and its device
+    /// key never recorded or stored.
+    #[test]
+    fn a_home_inside_the_folder_is_skipped() {
+        let home = tempfile::tempdir().unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let h = crate::Home::open(home.path()).unwrap();
+        h.create_space("s", folder.path()).unwrap();
+        let mut s = h.open_space("s").unwrap();
+        std::fs::write(folder.path().join("mine.txt"), b"shared").unwrap();
+        drop(crate::Home::open(&folder.path().join("other-home")).unwrap());
+        let r = s.scan(&crate::NoProgress).unwrap();
+        assert!(r.warnings.iter().any(|w| w.contains("other-home") && w.contains("CoBox home")), "{r:?}");
+        let paths: Vec<String> = s.manifest().unwrap().entries().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["mine.txt"]);
     }
 }
