@@ -9,7 +9,7 @@ use crate::error::{Error, IoContext};
 use crate::ids::{DeviceId, SpaceId};
 use crate::space::Space;
 pub use crate::space::SpaceInfo;
-use crate::util::write_atomic;
+use crate::util::{read_json, write_atomic};
 use ed25519_dalek::SigningKey;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -30,11 +30,11 @@ pub mod paths {
     }
     /// This device's ed25519 seed (0600).
     pub fn device_key(root: &Path) -> PathBuf {
-        root.join("device.key")
+        root.join(crate::util::HOME_KEY)
     }
     /// The folder of every member space.
     pub fn spaces(root: &Path) -> PathBuf {
-        root.join("spaces")
+        root.join(crate::util::HOME_SPACES)
     }
     /// One member space's folder.
     pub fn space(root: &Path, id: &SpaceId) -> PathBuf {
@@ -112,17 +112,12 @@ fn resolve_in<'a>(spaces: &'a [SpaceInfo], query: &str) -> Result<&'a SpaceInfo,
 }
 
 /// Read a JSON file, or the default when it does not exist.
-/// Whether `dir` is a CoBox home (it holds a device key and a spaces folder).
-pub(crate) fn is_home(dir: &Path) -> bool {
-    paths::device_key(dir).is_file() && paths::spaces(dir).is_dir()
-}
+/// The file in a home holding the name `cobox device name` gave this device.
+pub(crate) const DEVICE_NAME: &str = "device-name";
 
-pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
-    match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(Error::io(path, e)),
-    }
+/// This device's name, if it was given one.
+pub(crate) fn device_name_at(root: &Path) -> Option<String> {
+    fs::read_to_string(root.join(DEVICE_NAME)).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
 /// Make a key file readable by its owner only again (a copy, a restore from a backup or an
@@ -231,6 +226,30 @@ impl Home {
         paths::space(&self.root, id)
     }
 
+    /// Give a space this device has just created or joined the name the device was given
+    /// (`cobox device name`), so it shows by name there from its first operation. `after`: the
+    /// device's redemption, which a joining device's roster cannot place yet.
+    fn carry_device_name(
+        &self,
+        info: &SpaceInfo,
+        secret: &[u8; 64],
+        after: Option<cobox_core::roster::OpId>,
+    ) -> Result<(), Error> {
+        let Some(name) = device_name_at(&self.root) else { return Ok(()) };
+        let dir = self.space_dir(&info.id);
+        let ledger = crate::ledger::LedgerFile::new(info.id, &dir);
+        let view = ledger.roster()?;
+        let invite = crate::ledger::invite_key_at(&dir);
+        let (keys, _) = crate::ledger::space_keys(secret, &view, &self.signer, invite.as_ref());
+        let me = self.signer.verifying_key().to_bytes();
+        let rename = cobox_core::roster::Action::Rename { device: me, name: keys.seal_name(&name) };
+        match after {
+            Some(op) => ledger.add_roster_op_after(&self.signer, vec![op], rename, None)?,
+            None => ledger.add_roster_op(&self.signer, rename, None)?,
+        };
+        Ok(())
+    }
+
     /// Forget a space on this device: its keys, store, manifest and ledger go; its folder and
     /// every other device's copy stay. A member should `leave` first so peers stop waiting for
     /// it. Returns what it was.
@@ -286,7 +305,7 @@ impl Home {
         let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
         let genesis = cobox_core::roster::Action::Genesis;
         ledger.add_roster_op(&self.signer, genesis, Some(&space_signing_key(&secret)))?;
-        crate::members::carry_device_name(&self.root, &info.id, None)?;
+        self.carry_device_name(&info, &secret, None)?;
         Ok(info)
     }
 
@@ -311,7 +330,7 @@ impl Home {
         let key = SigningKey::from_bytes(&invite.key);
         let redeemed =
             ledger.add_roster_op_after(&self.signer, vec![cobox_core::roster::OpId(invite.op)], redeem, Some(&key));
-        let named = redeemed.and_then(|op| crate::members::carry_device_name(&self.root, &info.id, Some(op)));
+        let named = redeemed.and_then(|op| self.carry_device_name(&info, &secret, Some(op)));
         if let Err(e) = named {
             let _ = fs::remove_dir_all(self.space_dir(&info.id));
             return Err(e);

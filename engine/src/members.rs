@@ -6,7 +6,7 @@
 use crate::crypto::SpaceKeys;
 use crate::error::Error;
 use crate::home::Home;
-use crate::ids::{DeviceId, SpaceId};
+use crate::ids::DeviceId;
 use crate::ledger::LedgerFile;
 use cobox_core::roster::{Action, Key32, Role, RosterView};
 use ed25519_dalek::SigningKey;
@@ -370,7 +370,7 @@ pub fn name_device(root: &Path, name: &str) -> Result<usize, Error> {
     let name = check_name(name)?;
     // The first command on a new machine may be this one.
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-    crate::util::write_atomic(&root.join(DEVICE_NAME), name.as_bytes())?;
+    crate::util::write_atomic(&root.join(crate::home::DEVICE_NAME), name.as_bytes())?;
     let mut n = 0;
     for info in Home::spaces_at(root)? {
         let c = Ctx::open(root, &info.id.to_string())?;
@@ -385,27 +385,9 @@ pub fn name_device(root: &Path, name: &str) -> Result<usize, Error> {
     Ok(n)
 }
 
-/// Give a space this device has just created or joined the name the device was given
-/// ([`name_device`]), so it shows by name there from its first operation. `after`: the
-/// device's redemption, which a joining device's roster cannot place yet.
-pub(crate) fn carry_device_name(
-    root: &Path,
-    space: &SpaceId,
-    after: Option<cobox_core::roster::OpId>,
-) -> Result<(), Error> {
-    let Some(name) = device_name(root) else { return Ok(()) };
-    let c = Ctx::open(root, &space.to_string())?;
-    let rename = Action::Rename { device: c.me(), name: c.keys.seal_name(&name) };
-    match after {
-        Some(op) => c.ledger.add_roster_op_after(&c.device, vec![op], rename, None)?,
-        None => c.ledger.add_roster_op(&c.device, rename, None)?,
-    };
-    Ok(())
-}
-
 /// This device's name, if it was given one.
 pub fn device_name(root: &Path) -> Option<String> {
-    std::fs::read_to_string(root.join(DEVICE_NAME)).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    crate::home::device_name_at(root)
 }
 
 /// The names a space's roster gives its devices (for "changed by" and peer lists).
@@ -414,8 +396,6 @@ pub fn names(root: &Path, space: &str) -> Result<BTreeMap<DeviceId, String>, Err
     let view = c.ledger.roster()?;
     Ok(view.members.iter().filter_map(|(d, m)| c.keys.open_name(&m.name).map(|n| (DeviceId(*d), n))).collect())
 }
-
-const DEVICE_NAME: &str = "device-name";
 
 fn check_name(name: &str) -> Result<&str, Error> {
     let name = name.trim();

@@ -137,7 +137,7 @@ impl Seed {
 
     /// The losses [`Seed::forget_lost`] found, oldest first.
     pub fn lost(&self) -> Result<Vec<Lost>, Error> {
-        crate::home::read_json(&self.dir.join(LOST))
+        crate::util::read_json(&self.dir.join(LOST))
     }
 
     /// Whether every agreement this device countersigned ended (revoked or expired) more than

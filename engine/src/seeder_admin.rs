@@ -5,8 +5,8 @@
 use crate::admin::{PairCode, Policy};
 use crate::codes::PeerAddr;
 use crate::error::{Error, IoContext};
-use crate::home::read_json;
 use crate::ids::DeviceId;
+use crate::util::read_json;
 use crate::util::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

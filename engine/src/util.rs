@@ -91,6 +91,24 @@ pub(crate) fn read_rules_text(root: &Path) -> Result<Option<String>, Error> {
     String::from_utf8(text).map(Some).map_err(|_| bad("not UTF-8 text; save it as UTF-8".into()))
 }
 
+/// A home's device key file and spaces folder (`home::paths` names them from these).
+pub(crate) const HOME_KEY: &str = "device.key";
+pub(crate) const HOME_SPACES: &str = "spaces";
+
+/// Whether `dir` is a CoBox home (it holds a device key and a spaces folder).
+pub(crate) fn is_home(dir: &Path) -> bool {
+    dir.join(HOME_KEY).is_file() && dir.join(HOME_SPACES).is_dir()
+}
+
+/// A JSON file, or the default when it does not exist; a damaged one is an error.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, Error> {
+    match fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Config { path: path.to_owned(), reason: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// At most `n` of `items`, comma-separated, and how many more there were.
 pub(crate) fn list_some(items: impl Iterator<Item = String>, n: usize) -> String {
     let all: Vec<String> = items.collect();

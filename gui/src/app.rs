@@ -347,6 +347,13 @@ impl CoboxApp {
                     .map(|t| t.get(..16).unwrap_or(t).replace('T', " "))
                     .unwrap_or_else(|| "never".into())
             ));
+            if !st.not_written.is_empty() {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("{} files not written, retried at the next sync", st.not_written.len()),
+                )
+                .on_hover_text(st.not_written.join("\n"));
+            }
             if !st.quarantined.is_empty() {
                 // Changes waiting for a key epoch (or unreadable): their files are not shown yet.
                 ui.colored_label(ui.visuals().warn_fg_color, set_aside_line(st.quarantined.len()))

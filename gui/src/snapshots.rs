@@ -64,6 +64,7 @@ fn model() -> Model {
         replicas_target: 2,
         agreements: agreements.clone(),
         quarantined: Vec::new(),
+        not_written: Vec::new(),
         disk_free: None,
         peers: Vec::new(),
         last_error: None,

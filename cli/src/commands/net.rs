@@ -50,10 +50,12 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     let mut ok = 0;
     let mut last_err = None;
     let mut report = Vec::new();
+    let mut not_written = 0;
     for (p, r) in results {
         match r {
             Ok(stats) => {
                 ok += 1;
+                not_written = not_written.max(stats.not_written);
                 report.push(serde_json::json!({ "peer": p, "stats": stats }));
                 if !ctx.json {
                     println!(
@@ -88,6 +90,12 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     }
     match (ok, last_err) {
         (0, Some(e)) => Err(e.context(format!("syncing {:?}", a.space))),
+        // Received but not in the folder: not a success, whatever moved.
+        _ if not_written > 0 => bail!(
+            "{not_written} path(s) could not be written into the folder of {:?} (`cobox status {}` says which and why: a full disk, a read-only folder, something in the way); they stay pending and are written at the next sync once that is fixed",
+            a.space,
+            a.space
+        ),
         _ => Ok(()),
     }
 }

@@ -65,6 +65,12 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     if let Some(e) = &s.last_error {
         println!("last error {} {}", e.time, e.msg);
     }
+    if !s.not_written.is_empty() {
+        println!("not written {} path(s), retried at the next sync:", s.not_written.len());
+        for w in &s.not_written {
+            println!("  {w}");
+        }
+    }
     for q in &s.quarantined {
         println!("set aside change {q} (not applied: a newer CoBox may read it; the rest of the space is fine)");
     }

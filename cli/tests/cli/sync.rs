@@ -448,3 +448,49 @@ fn a_change_of_kind_applies_both_ways() {
     assert_eq!(kept.len(), 1, "B's note is kept: {:?}", snapshot(pa).keys().collect::<Vec<_>>());
     assert_eq!(read(&pa.join(&kept[0])), "B's unsynced note\n");
 }
+
+/// A sync into a folder on a full disk, and into a read-only folder, says which files were
+/// not written and exits non-zero; `status` lists them; the next sync writes them once there is
+/// room. Before: "12 changes applied", exit 0, and the files were not there.
+#[test]
+fn a_sync_that_could_not_write_the_folder_says_so_and_retries() {
+    let Some(disk) = SmallDisk::new("1m") else {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs this as root)");
+        return;
+    };
+    let (a, b) = (Device::new(), Device::new());
+    let fa = tempfile::tempdir().unwrap();
+    write(&fa.path().join("big.bin"), &random_bytes(3 << 20, 9));
+    write(&fa.path().join("small.txt"), b"fits\n");
+    create_space(&a, "team", fa.path());
+    pause();
+    a.ok(&["scan", "team"]);
+    let code = a.ok(&["invite", "team"]).trim().to_owned();
+    let pb = disk.0.path().join("b");
+    b.ok(&["join", &code, "--path", pb.to_str().unwrap()]);
+    let d = Daemon::start(&a);
+    let err = b.fails(&["sync", "team", "--peer", &d.addr, "--no-relay"]);
+    assert!(err.contains("could not be written"), "{err}");
+    let st = b.json(&["status", "team"]);
+    let listed = st["not_written"].as_array().expect("not_written").clone();
+    assert!(listed.iter().any(|w| w.as_str().is_some_and(|w| w.contains("big.bin"))), "{st}");
+    assert!(!pb.join("big.bin").exists());
+
+    // Room again: the next sync writes what waited, and says all is well.
+    disk.resize("16m");
+    b.ok(&["sync", "team", "--peer", &d.addr, "--no-relay"]);
+    assert_eq!(snapshot(&pb), snapshot(fa.path()));
+    assert_eq!(b.json(&["status", "team"])["not_written"], serde_json::json!([]));
+
+    // A read-only mount: the same, until it is writable again.
+    write(&fa.path().join("later.txt"), b"written later\n");
+    a.ok(&["scan", "team"]);
+    disk.remount("ro");
+    let err = b.fails(&["sync", "team", "--peer", &d.addr, "--no-relay"]);
+    assert!(err.contains("could not be written"), "{err}");
+    disk.remount("rw");
+    b.ok(&["sync", "team", "--peer", &d.addr, "--no-relay"]);
+    d.stop();
+    assert_eq!(read(&pb.join("later.txt")), "written later\n");
+    assert_eq!(snapshot(&pb), snapshot(fa.path()));
+}

@@ -280,6 +280,23 @@ impl SmallDisk {
     }
 }
 
+impl SmallDisk {
+    /// Give it a new size (freeing space, as a person would by deleting elsewhere).
+    pub(crate) fn resize(&self, size: &str) {
+        self.remount(&format!("size={size}"));
+    }
+
+    /// Remount with `options` (`ro`, `rw`, `size=…`).
+    pub(crate) fn remount(&self, options: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(self.0.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remounting the tmpfs {options}");
+    }
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(self.0.path()).status();

@@ -117,7 +117,10 @@ impl Space {
                         continue;
                     }
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+                // A parent that is a file now (a folder became a file): nothing is here.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                    (None, None)
+                }
                 Err(e) => {
                     report.refused.push(format!("{path}: not beneath the folder without a link: {e}"));
                     continue;
@@ -269,6 +272,7 @@ impl Space {
             }
         }
         self.write_scan_cache(&updates)?;
+        self.store.meta_set(NOT_WRITTEN, &crate::error::json("paths not written", &report.refused)?)?;
         // Until changes arrive, another pass would find nothing to do; remembered on disk, so
         // the next process need not walk the folder either (a million files: 5.7 s).
         let current = report.waiting.is_empty() && report.refused.is_empty();
@@ -311,6 +315,13 @@ impl Space {
         Ok((meta, kept))
     }
 
+    /// What the last pass could not write into the folder, and why.
+    pub fn not_written(&self) -> Result<Vec<String>, Error> {
+        let Some(json) = self.store.meta_get(NOT_WRITTEN)? else { return Ok(Vec::new()) };
+        serde_json::from_slice(&json)
+            .map_err(|e| Error::Config { path: self.dir.join("index.redb"), reason: format!("{NOT_WRITTEN}: {e}") })
+    }
+
     fn has_content(&self, content: &Content) -> Result<bool, Error> {
         match content {
             Content::Empty => Ok(true),
@@ -329,6 +340,9 @@ impl Space {
         }
     }
 }
+
+/// Store meta key: the paths the last pass could not write, and why (JSON).
+const NOT_WRITTEN: &str = "not_written";
 
 /// A file to write once its content is here: path, entry, the target's metadata when planned.
 type Planned = (String, Entry, Option<Meta>);
@@ -618,7 +632,7 @@ mod tests {
         assert_eq!(names.len(), 3, "nothing renamed, added or removed outside: {names:?}");
         assert_eq!(std::fs::read(outside.path().join("f")).unwrap(), b"theirs");
         assert!(outside.path().join("empty").is_dir() && outside.path().join("l").is_symlink());
-        assert!(r.refused.iter().any(|why| why.starts_with("x/f")), "{r:?}");
+        assert!(r.refused.iter().any(|why| why.contains("x/f")), "{r:?}");
         let mode = |p: &str| std::fs::symlink_metadata(folder.path().join(p)).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode("setuid"), 0o775, "no setuid, setgid or world-write");
         assert_eq!(mode("open"), 0o775, "no sticky bit or world-write");

@@ -153,7 +153,7 @@ fn walk(root: &Path, ignores: &Ignores) -> Walk {
             continue;
         }
         // A device's keys never enter a shared folder, wherever someone put a home.
-        if ent.file_type().is_dir() && crate::home::is_home(ent.path()) {
+        if ent.file_type().is_dir() && crate::util::is_home(ent.path()) {
             w.warnings.push(format!(
                 "skipping {rel}: it holds a CoBox home (a device's keys), which never enters a shared folder; move it out"
             ));

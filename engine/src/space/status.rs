@@ -50,6 +50,10 @@ pub struct Status {
     pub agreements: Vec<crate::ledger::AgreementSummary>,
     /// Change blobs set aside because they do not read here: "BLOB: why".
     pub quarantined: Vec<String>,
+    /// Paths the last materialiser pass could not write into the folder, and why (a full
+    /// disk, a read-only folder, something in the way): pending, retried at the next sync.
+    #[serde(default)]
+    pub not_written: Vec<String>,
     /// Bytes free on the disk holding the space's store (`None`: it could not be read).
     #[serde(default)]
     pub disk_free: Option<u64>,
@@ -125,6 +129,7 @@ impl Space {
                 .map(|v| crate::ledger::summary(v, Some(&self.info.name), "member", now))
                 .collect(),
             quarantined: self.quarantined.iter().map(|(id, why)| format!("{id}: {why}")).collect(),
+            not_written: self.not_written()?,
             disk_free: crate::util::disk_free(&self.dir),
             peers: Vec::new(),
             // Filled by whoever knows the home (the CLI, the daemon's API): a space does not.

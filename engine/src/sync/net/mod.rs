@@ -112,6 +112,10 @@ pub struct SyncStats {
     /// still lacks, so the seeder's copy is older than the space (`None`: it is not).
     #[serde(default)]
     pub stale: Option<crate::space::Stale>,
+    /// Paths the folder could not take after the last session (a full disk, a read-only
+    /// folder, something in the way): pending, retried at the next sync; `status` says why.
+    #[serde(default)]
+    pub not_written: u64,
 }
 
 /// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id

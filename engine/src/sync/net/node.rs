@@ -426,13 +426,23 @@ impl Node {
         let mut stats = out.stats;
         stats.session_ms = started.elapsed().as_millis() as u64;
         let applying = std::time::Instant::now();
-        stats.changes_applied += held.settle().await?.0 as u64;
+        let (applied, report) = held.settle().await?;
+        stats.changes_applied += applied as u64;
         stats.apply_ms = applying.elapsed().as_millis() as u64;
+        if let Some(m) = report.filter(|m| !m.refused.is_empty()) {
+            stats.not_written = m.refused.len() as u64;
+            (self.sh.log)(&format!(
+                "space {}: {} path(s) not written into the folder, kept pending and retried at the next sync: {}",
+                space.short(),
+                m.refused.len(),
+                crate::util::list_some(m.refused.iter().cloned(), 5)
+            ));
+        }
         if let Held::Member(s) = &held {
             let waiting = s.lock().await.quarantined().len();
             if waiting > 0 {
                 (self.sh.log)(&format!(
-                    "space {}: {waiting} change(s) set aside (cobox status lists them); one sealed under a key                      epoch this device lacks is applied once a manager hands it over",
+                    "space {}: {waiting} change(s) set aside (cobox status lists them); one sealed under a key epoch this device lacks is applied once a manager hands it over",
                     space.short()
                 ));
             }
@@ -519,8 +529,10 @@ impl Node {
             total.session_ms += s.session_ms;
             total.apply_ms += s.apply_ms;
             total.ledger_new += s.ledger_new;
-            // Whether the peer's copy is stale is what the last session found.
+            // Whether the peer's copy is stale, and what the folder could not take, is what
+            // the last session found.
             total.stale = s.stale;
+            total.not_written = s.not_written;
             if s.sent_blobs == 0 && s.received_blobs == 0 {
                 return Ok(total);
             }
