@@ -43,6 +43,9 @@ enum Cmd {
     Restore(commands::restore::Args),
     /// Re-hash every stored blob and report what is corrupt or missing.
     Verify(commands::SpaceArg),
+    /// Heal a damaged store: drop what is missing or corrupt, fetch good copies from the
+    /// space's members and seeders, verify again.
+    Repair(commands::net::SyncArgs),
     /// Remove blobs that no retained state references.
     Gc(commands::gc::Args),
     /// Make a member invite code for a space (works once, until it expires); list or cancel invites.
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
         Cmd::History(a) => commands::history::run(&ctx, a),
         Cmd::Restore(a) => commands::restore::run(&ctx, a),
         Cmd::Verify(a) => commands::verify::run(&ctx, a),
+        Cmd::Repair(a) => commands::repair::run(&ctx, a),
         Cmd::Gc(a) => commands::gc::run(&ctx, a),
         Cmd::Invite(a) => commands::invite::invite(&ctx, a),
         Cmd::Join(a) => commands::invite::join(&ctx, a),

@@ -117,21 +117,17 @@ impl Seed {
     /// audit found it lost). What was lost, and when, is kept in `lost.json` for the
     /// administrator's report. Returns the blobs dropped.
     pub fn forget_lost(&mut self, now_ms: i64) -> Result<Vec<BlobId>, Error> {
-        let check = self.store.check(&|_| {})?;
-        let dead: std::collections::HashSet<BlobId> = check.missing.iter().chain(&check.corrupt).copied().collect();
-        if dead.is_empty() {
-            return Ok(Vec::new());
+        let (ids, bytes) = self.store.drop_bad()?;
+        if ids.is_empty() {
+            return Ok(ids);
         }
-        let removed = self.store.remove(&dead)?;
         self.used = self.store.usage()?.1;
         let mut lost: Vec<Lost> = self.lost()?;
-        lost.push(Lost { at_ms: now_ms, blobs: dead.len() as u64, bytes: removed.bytes });
+        lost.push(Lost { at_ms: now_ms, blobs: ids.len() as u64, bytes });
         // The newest few are what an administrator needs.
         lost.drain(..lost.len().saturating_sub(MAX_LOST));
         let json = crate::error::json(LOST, &lost)?;
         crate::util::write_atomic(&self.dir.join(LOST), &json)?;
-        let mut ids: Vec<BlobId> = dead.into_iter().collect();
-        ids.sort();
         Ok(ids)
     }
 

@@ -638,6 +638,21 @@ impl BlobStore {
         Ok(report)
     }
 
+    /// Re-hash every blob and drop from the index each one missing or corrupt on disk, so a
+    /// peer that holds a good copy sends it again (nothing of it was readable here). Returns
+    /// them, sorted, and their indexed bytes.
+    pub fn drop_bad(&self) -> Result<(Vec<BlobId>, u64), StoreError> {
+        let check = self.check(&|_| {})?;
+        let dead: HashSet<BlobId> = check.missing.iter().chain(&check.corrupt).copied().collect();
+        if dead.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let removed = self.remove(&dead)?;
+        let mut ids: Vec<BlobId> = dead.into_iter().collect();
+        ids.sort();
+        Ok((ids, removed.bytes))
+    }
+
     /// Drop the given blobs: packs holding only dead blobs are deleted, packs holding some are
     /// rewritten with their live blobs. Also deletes pack files nothing indexes.
     pub fn remove(&self, dead: &HashSet<BlobId>) -> Result<RemoveStats, StoreError> {

@@ -13,10 +13,10 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub(crate) struct SyncArgs {
     /// Space name or id.
-    space: String,
+    pub(crate) space: String,
     /// The peer: ID@IP:PORT (several addresses separated by commas). Default: every peer in the address book.
     #[arg(long)]
-    peer: Vec<String>,
+    pub(crate) peer: Vec<String>,
     #[command(flatten)]
     net: NetArgs,
 }

@@ -494,3 +494,54 @@ fn a_sync_that_could_not_write_the_folder_says_so_and_retries() {
     assert_eq!(read(&pb.join("later.txt")), "written later\n");
     assert_eq!(snapshot(&pb), snapshot(fa.path()));
 }
+
+/// A flipped byte in a member's pack is healed from another member, and one in the owner's
+/// pack from a seeder: `cobox repair` drops what is corrupt, fetches a good copy, verifies.
+/// Before: verify named the blob, and no sync, rescan or command ever fetched it again.
+#[test]
+fn a_corrupt_blob_is_healed_from_a_peer_and_from_a_seeder() {
+    let flip = |dev: &Device| {
+        let packs = dev.pack_files();
+        let biggest = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+        let mut bytes = fs::read(biggest).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(biggest, bytes).unwrap();
+    };
+    let (a, b, s) = (Device::new(), Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(&fa.path().join("data.bin"), &random_bytes(3 << 20, 5));
+    write(&fa.path().join("note.txt"), b"a note\n");
+    create_space(&a, "team", fa.path());
+    a.ok(&["scan", "team"]);
+    let code = a.ok(&["invite", "team"]).trim().to_owned();
+    b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
+    let da = Daemon::start(&a);
+    sync_with(&b, "team", &da);
+
+    // B's copy is damaged; A holds a good one.
+    flip(&b);
+    assert!(!b.run(&["verify", "team"]).status.success());
+    let out = b.ok(&["repair", "team", "--peer", &da.addr, "--no-relay"]);
+    assert!(out.contains("healed 1 of 1"), "{out}");
+    assert!(b.ok(&["verify", "team"]).contains("all blobs intact"));
+    let restored = tempfile::tempdir().unwrap();
+    b.ok(&["restore", "team", restored.path().join("r").to_str().unwrap()]);
+    assert_eq!(snapshot(&restored.path().join("r")), snapshot(fa.path()));
+
+    // The owner's copy is damaged; a seeder holds a good one.
+    let s_id = s.ok(&["id"]).trim().to_owned();
+    let v = a.json(&["agreement", "propose", "team", "--seeder", &s_id, "--quota", "100M", "--days", "30"]);
+    s.ok(&["seed", v["seed_code"].as_str().unwrap(), "--no-relay", "--yes"]);
+    da.stop();
+    let ds = Daemon::start(&s);
+    flip(&a);
+    let out = a.ok(&["repair", "team", "--peer", &ds.addr, "--no-relay"]);
+    assert!(out.contains("healed 1 of 1"), "{out}");
+    assert!(a.ok(&["verify", "team"]).contains("all blobs intact"));
+    ds.stop();
+    // With no peer holding a good copy, repair says so and fails.
+    flip(&a);
+    let err = a.fails(&["repair", "team", "--peer", b.ok(&["id"]).trim(), "--no-relay", "--no-mdns"]);
+    assert!(err.contains("still missing"), "{err}");
+}

@@ -51,6 +51,12 @@ pub struct GcReport {
 }
 
 impl Space {
+    /// Drop from the store every blob missing or corrupt on disk, so the next sync fetches a
+    /// good copy from any member or seeder that holds one (`cobox repair`). Returns them.
+    pub fn drop_bad_blobs(&self) -> Result<Vec<BlobId>, Error> {
+        Ok(self.store.drop_bad()?.0)
+    }
+
     /// Re-hash every stored blob; check every blob the current state needs is present.
     pub fn verify(&self, progress: &dyn crate::Progress) -> Result<VerifyReport, Error> {
         let (_, total) = self.store.usage()?;
