@@ -178,6 +178,12 @@ fn one_line(e: &anyhow::Error) -> String {
             out.push_str(part);
         }
     }
+    // A pasted 10,000-character input is not repeated whole.
+    let out: String = out
+        .split(' ')
+        .map(|w| if w.len() > 200 { cobox_engine::util::shortened(w) } else { w.to_owned() })
+        .collect::<Vec<_>>()
+        .join(" ");
     cobox_engine::util::printable(&out.replace('\n', " ")).into_owned()
 }
 

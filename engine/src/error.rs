@@ -64,7 +64,7 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     /// A member or device name that cannot be used.
-    #[error("invalid name {0:?}: use 1-64 characters without control characters")]
+    #[error("invalid name {0:?}: use 1-64 bytes without control or text-direction characters")]
     InvalidMemberName(String),
     /// An invite code that decodes but cannot be used.
     #[error("the invite cannot be used: {0}")]

@@ -567,7 +567,15 @@ impl Home {
             seed,
         )
         .map_err(|e| Error::Refused(format!("sealing the keys to the invite: {e}")))?;
-        let name = request.name.as_deref().map(|n| keys.seal_name(n)).unwrap_or_default();
+        // Names follow one rule everywhere: the joiner's name lands on the roster as is.
+        let name = match request.name.as_deref() {
+            Some(n) => {
+                let n =
+                    crate::util::valid_name(n).ok_or_else(|| Error::InvalidMemberName(crate::util::shortened(n)))?;
+                keys.seal_name(n)
+            }
+            None => Vec::new(),
+        };
         let action = cobox_core::roster::Action::Invite {
             key: invite_public(&key),
             role: request.role,

@@ -398,9 +398,5 @@ pub fn names(root: &Path, space: &str) -> Result<BTreeMap<DeviceId, String>, Err
 }
 
 fn check_name(name: &str) -> Result<&str, Error> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(Error::InvalidMemberName(name.to_owned()));
-    }
-    Ok(name)
+    crate::util::valid_name(name).ok_or_else(|| Error::InvalidMemberName(crate::util::shortened(name)))
 }

@@ -33,18 +33,41 @@ pub fn disk_free(path: &Path) -> Option<u64> {
 /// control characters (escape sequences, carriage returns, newlines) are shown as `\u{..}`, so
 /// a name another device chose cannot rewrite what the user sees or forge log lines.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if hidden(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// A character that changes how text around it shows: a control character, or a
+/// bidirectional override or isolate (a name with U+202E shows its end reversed, so
+/// `doc\u{202e}fdp.exe` reads as "docexe.pdf").
+fn hidden(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A name a person gives (a device, a member, an invite): trimmed, at most 64 bytes, with no
+/// control or bidirectional formatting characters. `None`: not one.
+pub fn valid_name(name: &str) -> Option<&str> {
+    let name = name.trim();
+    (!name.is_empty() && name.len() <= 64 && !name.chars().any(hidden)).then_some(name)
+}
+
+/// Text a person typed, cut to a length an error message can repeat.
+pub fn shortened(text: &str) -> String {
+    const MAX: usize = 80;
+    match text.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}… ({} characters)", &text[..at], text.chars().count()),
+        None => text.to_owned(),
+    }
 }
 
 /// A time (ms since the epoch) as RFC 3339 in UTC, to the millisecond.
@@ -135,5 +158,10 @@ mod tests {
     fn control_characters_are_shown_not_obeyed() {
         assert_eq!(super::printable("plain/näme.txt"), "plain/näme.txt");
         assert_eq!(super::printable("a\x1b[2Jb\r\nc"), "a\\u{1b}[2Jb\\u{d}\\u{a}c");
+        // A right-to-left override would show "docexe.pdf".
+        assert_eq!(super::printable("doc\u{202e}fdp.exe"), "doc\\u{202e}fdp.exe");
+        assert_eq!(super::valid_name("Bo\u{2066}b"), None);
+        assert_eq!(super::valid_name("  Ana's desk "), Some("Ana's desk"));
+        assert!(super::shortened(&"x".repeat(10_000)).len() < 120);
     }
 }

@@ -35,7 +35,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
         .context("reading the log (logs/cobox.log in the home)")?;
     let lines: Vec<_> = lines.into_iter().filter(|l| keep(l)).collect();
     let skip = lines.len().saturating_sub(a.lines);
-    if lines.is_empty() && !a.follow && !ctx.json {
+    if lines.is_empty() && !a.follow && !ctx.json && a.lines > 0 {
         eprintln!("no log yet: `cobox up` (or the app) writes it while it runs");
     }
     for l in &lines[skip..] {

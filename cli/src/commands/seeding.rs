@@ -244,11 +244,17 @@ async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), c
     ask(yes)
 }
 
-/// At a terminal without `--yes`, ask before countersigning.
+/// Without `--yes`, ask before countersigning; with no terminal to ask at, refuse (a script
+/// accepts terms only by saying so).
 fn ask(yes: bool) -> Result<(), cobox_engine::Error> {
     let refused = |why: String| cobox_engine::Error::Refused(why);
-    if yes || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    if yes {
         return Ok(());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(refused(
+            "not countersigned: there is no terminal to ask at; pass --yes to accept these terms".into(),
+        ));
     }
     eprint!("countersign and hold this space's encrypted blobs? [y/N] ");
     let mut answer = String::new();

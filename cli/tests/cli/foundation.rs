@@ -335,3 +335,25 @@ fn a_space_is_removed_and_its_folder_stays() {
     assert!(dev.fails(&["status", "s"]).contains("s"), "gone from this device");
     create_space(&dev, "s", folder.path());
 }
+
+/// Names of devices, members and invites follow one rule (1-64 bytes, no control or
+/// text-direction characters); an error does not repeat a pasted 10,000-character input; a
+/// name that slipped in shows its hidden characters escaped; `logs -n 0` prints nothing.
+#[test]
+fn names_follow_one_rule_and_errors_stay_short() {
+    let dev = Device::new();
+    let folder = tempfile::tempdir().unwrap();
+    create_space(&dev, "s", folder.path());
+    let long = "x".repeat(10_000);
+    for bad in [long.as_str(), "bo\u{202e}fdp.exe", "tab\there", ""] {
+        let err = dev.fails(&["invite", "s", "--name", bad]);
+        assert!(err.contains("invalid name") && err.len() < 400, "{err}");
+        let err = dev.fails(&["device", "name", bad]);
+        assert!(err.contains("invalid name") && err.len() < 400, "{err}");
+    }
+    let err = dev.fails(&["join", &long, "--path", folder.path().join("j").to_str().unwrap()]);
+    assert!(err.len() < 600, "the input is not repeated whole: {} bytes", err.len());
+    dev.ok(&["invite", "s", "--name", "Ana's laptop"]);
+    let out = dev.run(&["logs", "-n", "0"]);
+    assert!(out.status.success() && out.stderr.is_empty() && out.stdout.is_empty(), "{out:?}");
+}

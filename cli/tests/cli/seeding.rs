@@ -71,7 +71,10 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     assert!(s1.fails(&["seed", &typo.iter().collect::<String>()]).contains("mistyped"));
     assert!(s1.fails(&["seed", &invite]).contains("not a CoBox seed code"));
     // The seeder is shown the terms before it countersigns from the code, then takes the blobs.
-    let out = s1.run(&["seed", &code1, "--no-relay", "--json"]);
+    // Without a terminal to ask at, terms are accepted only with --yes.
+    let err = s1.fails(&["seed", &code1, "--no-relay"]);
+    assert!(err.contains("pass --yes"), "{err}");
+    let out = s1.run(&["seed", &code1, "--no-relay", "--json", "--yes"]);
     let shown = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && shown.contains("hold up to 100.0 MiB for space"), "{shown}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
