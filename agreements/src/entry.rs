@@ -186,6 +186,14 @@ pub enum EntryError {
     /// Signed by a device that is not a party to the agreement.
     #[error("signed by {0}, which is not a party to the agreement")]
     NotAParty(String),
+    /// Signed by a device the space's roster does not give the power.
+    #[error("signed by device {device}, which the space's roster does not allow to {power}")]
+    NoPower {
+        /// The signing device (first bytes, hex).
+        device: String,
+        /// What it would need to be allowed.
+        power: &'static str,
+    },
 }
 
 fn sign(key: &SigningKey, tag: &[u8], body: &[u8]) -> Vec<u8> {
@@ -359,6 +367,8 @@ impl Entry {
             Entry::Revocation { revocation: r, sig, space_sig } => {
                 let b = encode(r);
                 verify(&r.device, TAG_REVOKE, &b, sig, "revoking device")?;
+                // A party's own device, or (owner's side) one holding the space key; whether
+                // that device may revoke at all is the roster's to say ([`crate::Authority`]).
                 let is_party = match r.party {
                     Party::Seeder => r.device == agreement.seeder,
                     Party::Owner => {

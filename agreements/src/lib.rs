@@ -30,5 +30,28 @@ pub const GRACE_MS: i64 = 7 * 86_400_000;
 
 pub use view::{AgreementView, InvalidEntry, LedgerView, MAX_CLOCK_SKEW_MS, State, Verified, evaluate, evaluate_with};
 
+/// Who may act on a space's agreements, as its roster says: the caller evaluates the roster
+/// and passes its verdict in, so this crate stays pure. The shared space key grants nothing.
+pub trait Authority {
+    /// Whether `device` may propose agreements and revoke them on the owner's side (a manager).
+    fn manages(&self, device: &Key32) -> bool;
+    /// Whether `device` is a member (audit records count only from members' devices).
+    fn member(&self, device: &Key32) -> bool;
+}
+
+/// Every device may do everything: for tools that read a ledger whose roster is not at hand
+/// (fuzzing its decoder, benchmarks). Never for deciding what a space honours.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyDevice;
+
+impl Authority for AnyDevice {
+    fn manages(&self, _: &Key32) -> bool {
+        true
+    }
+    fn member(&self, _: &Key32) -> bool {
+        true
+    }
+}
+
 /// A 32-byte public key (a device id or a space id), as raw bytes.
 pub type Key32 = [u8; 32];

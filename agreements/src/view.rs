@@ -1,8 +1,8 @@
 //! Evaluate a ledger: verify every entry, derive each agreement's state. Nothing unverified
 //! is honoured; everything that fails is reported with its reason.
 
-use crate::Key32;
 use crate::entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, Revocation};
+use crate::{Authority, Key32};
 use std::collections::{BTreeMap, HashMap};
 
 /// Where an agreement stands at a moment.
@@ -138,8 +138,8 @@ impl LedgerView {
 }
 
 /// Verify every entry of a space's ledger and derive each agreement's state at `now_ms`.
-pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64) -> LedgerView {
-    evaluate_with(space, entries, now_ms, &mut Verified::default())
+pub fn evaluate(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, authority: &dyn Authority) -> LedgerView {
+    evaluate_with(space, entries, now_ms, &mut Verified::default(), authority)
 }
 
 /// Signature checks already made. An entry's verdict depends only on its bytes and the space
@@ -176,7 +176,16 @@ impl Verified {
 pub const MAX_CLOCK_SKEW_MS: i64 = 15 * 60 * 1000;
 
 /// [`evaluate`], reusing and adding to `verified`.
-pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, verified: &mut Verified) -> LedgerView {
+pub fn evaluate_with(
+    space: &Key32,
+    entries: &[(String, Vec<u8>)],
+    now_ms: i64,
+    verified: &mut Verified,
+    authority: &dyn Authority,
+) -> LedgerView {
+    // The roster's verdicts are not remembered with the signatures: they change with it.
+    let no_power =
+        |device: &Key32, power: &'static str| EntryError::NoPower { device: hex::encode(&device[..4]), power };
     let mut invalid = Vec::new();
     let mut decoded = Vec::new();
     let verdict_key = |bytes: &[u8]| {
@@ -204,7 +213,14 @@ pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, 
     for (key, e, vk) in &decoded {
         let Entry::Proposal { agreement, owner_sig, space_sig } = e else { continue };
         let id = agreement.id();
-        let verdict = verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space_sig, space));
+        let verdict =
+            verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space_sig, space)).and_then(|()| {
+                if authority.manages(&agreement.owner) {
+                    Ok(())
+                } else {
+                    Err(no_power(&agreement.owner, "propose agreements (a manager)"))
+                }
+            });
         let valid_exists = views.get(&id).is_some_and(|v| v.state != State::Invalid);
         match verdict {
             Ok(()) if !valid_exists => {
@@ -230,7 +246,18 @@ pub fn evaluate_with(space: &Key32, entries: &[(String, Vec<u8>)], now_ms: i64, 
             });
             continue;
         };
-        if let Err(err) = verified.check(*vk, || e.verify_against(&v.agreement)) {
+        let power = match e {
+            Entry::Revocation { revocation: r, .. }
+                if r.party == crate::Party::Owner && !authority.manages(&r.device) =>
+            {
+                Err(no_power(&r.device, "revoke agreements (a manager)"))
+            }
+            Entry::Audit { record, .. } if !authority.member(&record.auditor) => {
+                Err(no_power(&record.auditor, "record audits (a member)"))
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = verified.check(*vk, || e.verify_against(&v.agreement)).and(power) {
             invalid.push(InvalidEntry { key: key.clone(), agreement: Some(id), reason: err.to_string() });
             if matches!(e, Entry::Acceptance { .. }) {
                 v.signatures_ok = v.accepted;
@@ -306,8 +333,63 @@ mod tests {
     use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
 
+    /// The roster's verdict in these tests: the owner of [`keys`] manages, and a reader
+    /// (`[8; 32]`) is a member; nobody else is either.
+    struct Roster;
+
+    const READER: [u8; 32] = [8; 32];
+
+    impl Authority for Roster {
+        fn manages(&self, device: &Key32) -> bool {
+            *device == keys().1.verifying_key().to_bytes()
+        }
+        fn member(&self, device: &Key32) -> bool {
+            self.manages(device) || *device == SigningKey::from_bytes(&READER).verifying_key().to_bytes()
+        }
+    }
+
     fn eval(l: &Ledger, space: &SigningKey, now: i64) -> LedgerView {
-        evaluate(&space.verifying_key().to_bytes(), &l.raw_entries(), now)
+        evaluate(&space.verifying_key().to_bytes(), &l.raw_entries(), now, &Roster)
+    }
+
+    /// Only what the roster allows counts: a reader's revocation, a proposal by a device that
+    /// manages nothing and an audit by a non-member are invalid, whatever keys signed them
+    /// (the shared space key among them). Before: a reader holding the space secret revoked
+    /// the co-op's agreements, and seeders deleted the backups after the grace period.
+    #[test]
+    fn only_the_roster_grants_power_over_agreements() {
+        let (s, o, d) = keys();
+        let reader = SigningKey::from_bytes(&READER);
+        let stranger = SigningKey::from_bytes(&[9; 32]);
+        let a = sample(&s, &o, &d);
+        let mut l = Ledger::new();
+        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::accept(&a, &d)).unwrap();
+        let by = |k: &SigningKey| Revocation {
+            agreement: a.id(),
+            device: k.verifying_key().to_bytes(),
+            party: Party::Owner,
+            time_ms: 1_000,
+        };
+        l.insert(&Entry::revoke(by(&reader), &reader, Some(&s))).unwrap();
+        l.insert(&audit(&a, &stranger, &s, 1_500, 4)).unwrap();
+        let mut theirs = sample(&s, &reader, &d);
+        theirs.nonce = [2; 16];
+        l.insert(&Entry::propose(theirs.clone(), &reader, &s)).unwrap();
+        let v = eval(&l, &s, 2_000);
+        let ours = v.agreements.iter().find(|x| x.id == a.id()).unwrap();
+        assert_eq!(ours.state, State::Active, "the reader's revocation counts for nothing");
+        assert!(ours.audits.is_empty(), "nor the stranger's audit");
+        assert_eq!(v.agreements.iter().find(|x| x.id == theirs.id()).unwrap().state, State::Invalid);
+        assert_eq!(
+            v.invalid.iter().filter(|i| i.reason.contains("roster does not allow")).count(),
+            3,
+            "{:#?}",
+            v.invalid
+        );
+        // A manager's revocation counts.
+        l.insert(&Entry::revoke(by(&o), &o, None)).unwrap();
+        assert_eq!(eval(&l, &s, 2_000).agreements.iter().find(|x| x.id == a.id()).unwrap().state, State::Revoked);
     }
 
     #[test]
@@ -417,14 +499,14 @@ mod tests {
         // Remembered verdicts give the same view, forgeries included.
         let mut verified = Verified::default();
         let space = s.verifying_key().to_bytes();
-        assert_eq!(evaluate_with(&space, &l.raw_entries(), 2_000, &mut verified), v);
+        assert_eq!(evaluate_with(&space, &l.raw_entries(), 2_000, &mut verified, &Roster), v);
         assert_eq!(verified.len(), 6, "one verdict per entry");
-        assert_eq!(evaluate_with(&space, &l.raw_entries(), 2_000, &mut verified), v);
+        assert_eq!(evaluate_with(&space, &l.raw_entries(), 2_000, &mut verified, &Roster), v);
         // A verdict is bound to its space: the same entries judged for another space.
         let other_space = other.verifying_key().to_bytes();
         assert_eq!(
-            evaluate_with(&other_space, &l.raw_entries(), 2_000, &mut verified),
-            evaluate(&other_space, &l.raw_entries(), 2_000)
+            evaluate_with(&other_space, &l.raw_entries(), 2_000, &mut verified, &Roster),
+            evaluate(&other_space, &l.raw_entries(), 2_000, &Roster)
         );
     }
 
@@ -439,14 +521,14 @@ mod tests {
             let b = &mut raw[which].1;
             let i = pos % b.len();
             b[i] ^= 1 << bit;
-            let v = evaluate(&s.verifying_key().to_bytes(), &raw, 2_000);
+            let v = evaluate(&s.verifying_key().to_bytes(), &raw, 2_000, &Roster);
             prop_assert_eq!(v.replicas(2_000, 10_000), 0);
             prop_assert!(!v.invalid.is_empty());
             // With the good entries' verdicts remembered first, the flipped one is still caught.
             let mut verified = Verified::default();
             let good_raw: Vec<(String, Vec<u8>)> = good.iter().map(|e| (e.key(), e.encode())).collect();
-            evaluate_with(&s.verifying_key().to_bytes(), &good_raw, 2_000, &mut verified);
-            prop_assert_eq!(evaluate_with(&s.verifying_key().to_bytes(), &raw, 2_000, &mut verified), v);
+            evaluate_with(&s.verifying_key().to_bytes(), &good_raw, 2_000, &mut verified, &Roster);
+            prop_assert_eq!(evaluate_with(&s.verifying_key().to_bytes(), &raw, 2_000, &mut verified, &Roster), v);
         }
     }
 }

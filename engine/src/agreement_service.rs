@@ -68,6 +68,7 @@ pub fn propose(
 ) -> Result<(AgreementSummary, SeedCode), Error> {
     let (info, dir, secret) = Home::space_files(root, space)?;
     let device = Home::device_key_at(root)?;
+    must_manage(&LedgerFile::new(info.id, &dir), &device, &info.name, "proposes agreements")?;
     let space_key = space_signing_key(&secret);
     let now = crate::now_ms();
     let mut nonce = [0u8; 16];
@@ -120,6 +121,17 @@ pub fn list(root: &Path, now: i64) -> Result<AgreementList, Error> {
     Ok(out)
 }
 
+/// Refused, before anything is signed, unless the roster makes `device` a manager of the space
+/// (every member and seeder would refuse the entry otherwise).
+fn must_manage(ledger: &LedgerFile, device: &ed25519_dalek::SigningKey, space: &str, what: &str) -> Result<(), Error> {
+    let role = ledger.roster()?.role(&device.verifying_key().to_bytes());
+    match role {
+        Some(cobox_core::roster::Role::Manage) => Ok(()),
+        Some(r) => Err(Error::Refused(format!("only a manager of space {space:?} {what}; this device's role is {r}"))),
+        None => Err(Error::Refused(format!("only a manager of space {space:?} {what}; this device is not a member"))),
+    }
+}
+
 /// Revoke an agreement (by id or prefix) as whichever party this device is.
 pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
     let device = Home::device_key_at(root)?;
@@ -146,6 +158,7 @@ pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
     }
     let entry = match &info {
         Some(i) => {
+            must_manage(&ledger, &device, &i.name, "revokes agreements")?;
             let (_, _, secret) = Home::space_files(root, &i.id.to_string())?;
             let r = Revocation { agreement: v.id, device: me, party: Party::Owner, time_ms: now };
             Entry::revoke(r, &device, Some(&space_signing_key(&secret)))

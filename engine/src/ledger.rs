@@ -29,7 +29,7 @@ pub fn evaluate_verified(space: &SpaceId, entries: &[(String, Vec<u8>)], now_ms:
     if verified.len() > 4_000_000 {
         verified.clear();
     }
-    cobox_agreements::evaluate_with(&space.0, entries, now_ms, &mut verified)
+    cobox_core::roster::ledger_view(space, entries, now_ms, &mut verified)
 }
 
 /// The ledger file of one space on this device.

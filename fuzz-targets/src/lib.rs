@@ -145,7 +145,12 @@ pub fn ledger_entry(data: &[u8]) {
     let space = [7u8; 32];
     if let Ok(e) = LedgerEntry::decode(data) {
         assert_eq!(LedgerEntry::decode(&e.encode()).ok().as_ref(), Some(&e));
-        let _ = cobox_agreements::evaluate(&space, &[(e.key(), data.to_vec())], 1_800_000_000_000);
+        let _ = cobox_agreements::evaluate(
+            &space,
+            &[(e.key(), data.to_vec())],
+            1_800_000_000_000,
+            &cobox_agreements::AnyDevice,
+        );
     }
     let _ = LedgerEntry::check_credential(data, &space, &[8; 32]);
 }

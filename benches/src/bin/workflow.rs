@@ -738,6 +738,18 @@ fn ledger(n: usize) -> Result<()> {
     let owner = SigningKey::from_bytes(&[2; 32]);
     let seeder = SigningKey::from_bytes(&[3; 32]);
     let mut l = Ledger::new();
+    // The owner manages the space: its roster's genesis (agreements count only as it allows).
+    use cobox_engine::roster::{Action, Op, SignedOp};
+    let genesis = Op {
+        space: space.verifying_key().to_bytes(),
+        author: owner.verifying_key().to_bytes(),
+        deps: Vec::new(),
+        action: Action::Genesis,
+    };
+    let op = SignedOp::sign(genesis, &owner, Some(&space))
+        .and_then(|o| o.encode())
+        .map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    l.insert_roster_op(&op).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     let t0 = Instant::now();
     let mut i = 0u64;
     while (l.len()) < n {
@@ -773,7 +785,8 @@ fn ledger(n: usize) -> Result<()> {
     let loaded = Ledger::load(&bytes)?;
     let open = t1.elapsed();
     let t2 = Instant::now();
-    let view = evaluate(&space.verifying_key().to_bytes(), &loaded.raw_entries(), 1);
+    let view =
+        evaluate(&space.verifying_key().to_bytes(), &loaded.raw_entries(), 1, &cobox_engine::agreements::AnyDevice);
     let verify = t2.elapsed();
     // What each later sync session pays: one more audit, re-evaluated with the verdicts a
     // long-running process remembers (`cobox_engine::ledger::evaluate_verified`).

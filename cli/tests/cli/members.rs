@@ -102,6 +102,14 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     let code = v["seed_code"].as_str().expect("seed code").to_owned();
     s.ok(&["seed", &code, "--no-relay", "--yes"]);
     let ds = Daemon::start(&s);
+    // The space secret the reader holds grants no power over agreements: its revocation and
+    // proposal are refused before anything is signed, naming the role needed.
+    sync_with(&r, "team", &dm);
+    let id = v["agreement"]["id"].as_str().expect("agreement id").to_owned();
+    let err = r.fails(&["agreement", "revoke", &id[..12]]);
+    assert!(err.contains("only a manager") && err.contains("read"), "{err}");
+    let err = r.fails(&["agreement", "propose", "team", "--seeder", &s_id, "--quota", "1M", "--days", "1"]);
+    assert!(err.contains("only a manager"), "{err}");
 
     // The writer is removed; the manager tells the seeder and the reader.
     m.ok(&["member", "remove", "team", "Bo's laptop"]);

@@ -800,6 +800,37 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
     }
 }
 
+/// The agreements of a ledger as this roster allows them: only managers propose and revoke on
+/// the owner's side, only members' audits count. A ledger with no roster at all (a space from
+/// before rosters, which gains one when a member opens it) keeps the old rule: the proposal's
+/// and audit's space signature. Every space made since has its creator on the roster.
+impl cobox_agreements::Authority for RosterView {
+    fn manages(&self, device: &Key32) -> bool {
+        self.members.is_empty() || self.role(device) == Some(Role::Manage)
+    }
+    fn member(&self, device: &Key32) -> bool {
+        self.members.is_empty() || self.role(device).is_some()
+    }
+}
+
+/// A space's ledger evaluated: its roster from the roster operations among `entries`, then
+/// every agreement entry held to that roster's verdict (the space key grants nothing).
+/// `verified` remembers signature verdicts across calls.
+pub fn ledger_view(
+    space: &crate::ids::SpaceId,
+    entries: &[(String, Vec<u8>)],
+    now_ms: i64,
+    verified: &mut cobox_agreements::Verified,
+) -> cobox_agreements::LedgerView {
+    let ops: Vec<Vec<u8>> = entries
+        .iter()
+        .filter(|(_, b)| b.first() == Some(&cobox_agreements::ROSTER_TAG))
+        .map(|(_, b)| b.clone())
+        .collect();
+    let roster = evaluate(&space.0, &ops);
+    cobox_agreements::evaluate_with(&space.0, entries, now_ms, verified, &roster)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,7 @@ pub type Evaluate = fn(&SpaceId, &[(String, Vec<u8>)], i64) -> LedgerView;
 
 /// [`Evaluate`] without memory.
 pub fn evaluate(space: &SpaceId, entries: &[(String, Vec<u8>)], now_ms: i64) -> LedgerView {
-    cobox_agreements::evaluate(&space.0, entries, now_ms)
+    crate::roster::ledger_view(space, entries, now_ms, &mut cobox_agreements::Verified::default())
 }
 
 /// What a session starts from: who is talking, about what, and the caller's time and nonce.
