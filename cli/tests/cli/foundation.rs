@@ -166,12 +166,7 @@ fn a_flipped_byte_fails_verify_and_restore_naming_the_blob() {
     dev.ok(&["scan", "s"]);
     assert!(dev.ok(&["verify", "s"]).contains("all blobs intact"));
 
-    let packs = dev.pack_files();
-    let biggest = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
-    let mut bytes = fs::read(biggest).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    fs::write(biggest, bytes).unwrap();
+    dev.flip_a_byte();
 
     let out = dev.run(&["verify", "s"]);
     assert!(!out.status.success());

@@ -16,7 +16,7 @@ fn invite(dev: &Device, args: &[&str]) -> String {
 }
 
 /// `cobox member list --json`: (name, role) of each member, and the removed devices.
-fn roster(dev: &Device, space: &str) -> (Vec<(String, String)>, usize) {
+pub(crate) fn roster(dev: &Device, space: &str) -> (Vec<(String, String)>, usize) {
     let v = dev.json(&["member", "list", space]);
     let mut members: Vec<(String, String)> = v["members"]
         .as_array()

@@ -28,18 +28,6 @@ fn contains_bytes(dir: &Path, needle: &[u8]) -> Vec<String> {
     hits
 }
 
-fn seed_packs(dev: &Device) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for s in fs::read_dir(dev.home.path().join("seeds")).expect("seeds").flatten() {
-        for p in fs::read_dir(s.path().join("packs")).expect("packs").flatten() {
-            if p.path().extension().is_some_and(|x| x == "pack") {
-                out.push(p.path());
-            }
-        }
-    }
-    out
-}
-
 fn propose(owner: &Device, seeder: &str, quota: &str) -> (String, String) {
     let v = owner.json(&["agreement", "propose", "docs", "--seeder", seeder, "--quota", quota, "--days", "30"]);
     (v["agreement"]["id"].as_str().expect("id").to_owned(), v["seed_code"].as_str().expect("code").to_owned())
@@ -156,7 +144,7 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     }
 
     // Corrupt one of s1's blobs: its audit fails and the count drops.
-    let pack = &seed_packs(&s1)[0];
+    let pack = &s1.seed_packs()[0];
     let mut bytes = fs::read(pack).expect("pack");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
@@ -199,11 +187,11 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     // With no grace period, s2's daemon deletes the revoked space's blobs.
     let d2 = Daemon::start_with(&s2, &["--seed-grace", "0", "--interval", "1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !seed_packs(&s2).is_empty() && std::time::Instant::now() < deadline {
+    while !s2.seed_packs().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let log = d2.stop();
-    assert!(seed_packs(&s2).is_empty(), "{log}");
+    assert!(s2.seed_packs().is_empty(), "{log}");
 }
 
 #[test]

@@ -500,14 +500,6 @@ fn a_sync_that_could_not_write_the_folder_says_so_and_retries() {
 /// Before: verify named the blob, and no sync, rescan or command ever fetched it again.
 #[test]
 fn a_corrupt_blob_is_healed_from_a_peer_and_from_a_seeder() {
-    let flip = |dev: &Device| {
-        let packs = dev.pack_files();
-        let biggest = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
-        let mut bytes = fs::read(biggest).unwrap();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x01;
-        fs::write(biggest, bytes).unwrap();
-    };
     let (a, b, s) = (Device::new(), Device::new(), Device::new());
     let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write(&fa.path().join("data.bin"), &random_bytes(3 << 20, 5));
@@ -520,7 +512,7 @@ fn a_corrupt_blob_is_healed_from_a_peer_and_from_a_seeder() {
     sync_with(&b, "team", &da);
 
     // B's copy is damaged; A holds a good one.
-    flip(&b);
+    b.flip_a_byte();
     assert!(!b.run(&["verify", "team"]).status.success());
     let out = b.ok(&["repair", "team", "--peer", &da.addr, "--no-relay"]);
     assert!(out.contains("healed 1 of 1"), "{out}");
@@ -535,13 +527,13 @@ fn a_corrupt_blob_is_healed_from_a_peer_and_from_a_seeder() {
     s.ok(&["seed", v["seed_code"].as_str().unwrap(), "--no-relay", "--yes"]);
     da.stop();
     let ds = Daemon::start(&s);
-    flip(&a);
+    a.flip_a_byte();
     let out = a.ok(&["repair", "team", "--peer", &ds.addr, "--no-relay"]);
     assert!(out.contains("healed 1 of 1"), "{out}");
     assert!(a.ok(&["verify", "team"]).contains("all blobs intact"));
     ds.stop();
     // With no peer holding a good copy, repair says so and fails.
-    flip(&a);
+    a.flip_a_byte();
     let err = a.fails(&["repair", "team", "--peer", b.ok(&["id"]).trim(), "--no-relay", "--no-mdns"]);
     assert!(err.contains("still missing"), "{err}");
 }

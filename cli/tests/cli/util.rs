@@ -60,6 +60,30 @@ impl Device {
         String::from_utf8(out.stderr).expect("utf-8 stderr")
     }
 
+    /// The packs of the spaces this device seeds.
+    pub(crate) fn seed_packs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for s in fs::read_dir(self.home.path().join("seeds")).expect("seeds").flatten() {
+            for p in fs::read_dir(s.path().join("packs")).expect("packs").flatten() {
+                if p.path().extension().is_some_and(|x| x == "pack") {
+                    out.push(p.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Flip one bit in the middle of this device's biggest pack.
+    pub(crate) fn flip_a_byte(&self) {
+        let packs = self.pack_files();
+        let biggest = packs.iter().max_by_key(|p| fs::metadata(p).expect("pack").len()).expect("a pack");
+        let mut bytes = fs::read(biggest).expect("read pack");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(biggest, bytes).expect("write pack");
+    }
+
     pub(crate) fn pack_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for space in fs::read_dir(self.home.path().join("spaces")).expect("spaces dir").flatten() {

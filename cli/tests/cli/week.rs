@@ -15,19 +15,6 @@ fn join(dev: &Device, code: &str, folder: &Path) {
     dev.ok(&["join", code, "--path", folder.to_str().expect("utf-8")]);
 }
 
-/// (name, role) of each member, as `member list --json` has them.
-fn members(dev: &Device, space: &str) -> Vec<(String, String)> {
-    let v = dev.json(&["member", "list", space]);
-    let mut m: Vec<(String, String)> = v["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .map(|m| (m["name"].as_str().expect("name").to_owned(), m["role"].as_str().expect("role").to_owned()))
-        .collect();
-    m.sort();
-    m
-}
-
 /// A new member joins, starts its daemon (which syncs with the inviter at start) and at once
 /// asks it for a sync with the same peer: the two sessions run side by side on one space.
 /// Before: hundreds of conflict copies of files nobody edited, identical to their originals,
@@ -161,9 +148,9 @@ fn a_device_named_first_shows_by_name_in_every_space() {
     join(&b, &code, &root.path().join("b"));
     sync_with(&b, "team", &da);
     da.stop();
-    let names: Vec<String> = members(&a, "team").into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = crate::members::roster(&a, "team").0.into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"Bo's laptop".to_owned()), "{names:?}");
-    assert_eq!(members(&b, "team"), members(&a, "team"));
+    assert_eq!(crate::members::roster(&b, "team").0, crate::members::roster(&a, "team").0);
 }
 
 /// `cobox status --json`'s pending changes: (added, changed, deleted).
@@ -171,19 +158,6 @@ fn pending(dev: &Device, space: &str) -> (u64, u64, u64) {
     let p = dev.json(&["status", space])["pending"].clone();
     let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("pending.{k}: {p}"));
     (n("added"), n("changed"), n("deleted"))
-}
-
-fn seed_packs(dev: &Device) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for s in fs::read_dir(dev.home.path().join("seeds")).expect("seeds").flatten() {
-        for p in fs::read_dir(s.path().join("packs")).expect("packs").flatten() {
-            if p.path().extension().is_some_and(|x| x == "pack") {
-                out.push(p.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The co-op's week, as a standing test: a manager, a writer and a reader; two seeders;
@@ -288,7 +262,7 @@ fn the_coops_week() {
 
     // Day 5: a seeder loses a pack. Its audit fails; one repair round (the owner's next audit
     // syncs first) brings it back, and the next audit passes.
-    let lost = &seed_packs(&s1)[0];
+    let lost = &s1.seed_packs()[0];
     fs::remove_file(lost).expect("lose a pack");
     let err = a.fails(&["audit", "coop", "--all", "--peer", &seeders[0].addr, "--no-relay"]);
     assert!(err.contains("failed"), "{err}");
@@ -303,7 +277,7 @@ fn the_coops_week() {
     n.ok(&["sync", "coop", "--peer", &seeders[0].addr, "--no-relay"]);
     n.ok(&["sync", "coop", "--peer", &seeders[1].addr, "--no-relay"]);
     assert_eq!(snapshot(&f("n")), snapshot(&f("a")), "recovered byte for byte from the seeders");
-    let roles = members(&n, "coop");
+    let roles = crate::members::roster(&n, "coop").0;
     assert!(roles.contains(&("recovery".to_owned(), "manage".to_owned())), "{roles:?}");
     let h = n.json(&["history", "coop"]);
     assert!(h.as_array().is_some_and(|v| v.len() as u32 >= 2 + rounds), "history came back too: {h}");
