@@ -3,4 +3,4 @@
 #   scripts/week.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-COBOX_WEEK_ROUNDS="${1:-8}" cargo test --release -p cobox --test cli -- --exact week::the_coops_week --nocapture
+COBOX_WEEK_ROUNDS="${1:-8}" cargo test -p cobox --test cli -- --exact week::the_coops_week --nocapture
