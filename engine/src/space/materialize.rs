@@ -102,6 +102,8 @@ impl Space {
         let mut clear_dirs: Vec<(String, Entry)> = Vec::new();
         // What to write, and what the target was when decided (`None`: absent).
         let mut to_write: Vec<(String, Entry, Option<Meta>)> = Vec::new();
+        // Reads files that changed since the scan, to compare them with what comes in.
+        let writer = self.file_writer();
         for (path, entry) in &entries {
             if let Err(why) = validate_path(path) {
                 report.refused.push(format!("{path:?}: {why}"));
@@ -144,7 +146,6 @@ impl Space {
                 },
                 recorded_same: cached.and_then(|r| Entry::decode(&r.entry).ok()).is_some_and(|r| r.same_state(entry)),
             };
-            let writer = self.file_writer();
             let mut ask = cobox_core::plan::Asking(
                 || match &entry.kind {
                     Kind::File { content, .. } => self.has_content(content),
