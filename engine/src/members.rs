@@ -285,9 +285,11 @@ pub fn upkeep(root: &Path, space: &str) -> Result<Option<String>, Error> {
             c.name
         )));
     }
-    let lacking: Vec<Key32> = staying(&view, crate::now_ms()).into_iter().filter(|d| !holders.contains(d)).collect();
-    let lacking: Vec<Key32> =
-        lacking.into_iter().filter(|d| view.invites.get(d).is_none_or(|i| i.epoch != current)).collect();
+    // An invite made under the current epoch carries it already.
+    let lacking: Vec<Key32> = staying(&view, crate::now_ms())
+        .into_iter()
+        .filter(|d| !holders.contains(d) && view.invites.get(d).is_none_or(|i| i.epoch != current))
+        .collect();
     if lacking.is_empty() {
         return Ok(None);
     }

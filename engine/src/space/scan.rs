@@ -306,7 +306,12 @@ impl Space {
         // Cache rows for paths recorded without reading them (folders, links, renamed or
         // re-stamped files whose entry is reused).
         let mut unread_rows: Vec<CacheRow> = Vec::new();
-        let mut new_entries: Vec<(String, Entry)> = Vec::new();
+        // Each path found, its entry now, and whether the folder holds there just what this
+        // device last recorded or wrote (its scan-cache row, same metadata and state).
+        let mut new_entries: Vec<(String, Entry, bool)> = Vec::new();
+        let as_recorded = |path: &str, meta: &Meta, e: &Entry| {
+            cache.get(path).is_some_and(|r| r.meta == *meta && Entry::decode(&r.entry).is_ok_and(|c| c.same_state(e)))
+        };
         let mut to_read: Vec<&Found> = Vec::new();
         // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
         // cached under the old path instead of reading the file again.
@@ -331,7 +336,8 @@ impl Space {
                     unread_rows
                         .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
                 }
-                new_entries.push((f.path.clone(), e));
+                let recorded = as_recorded(&f.path, &f.meta, &e);
+                new_entries.push((f.path.clone(), e, recorded));
                 continue;
             }
             let cached = match cache.get(&f.path) {
@@ -344,7 +350,9 @@ impl Space {
                         unread_rows
                             .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
                     }
-                    new_entries.push((f.path.clone(), e));
+                    // From this path's own row (else a renamed file's): recorded as it is.
+                    let recorded = cache.get(&f.path).is_some_and(|r| r.trusted && r.meta == f.meta);
+                    new_entries.push((f.path.clone(), e, recorded));
                 }
                 _ => to_read.push(f),
             }
@@ -364,7 +372,8 @@ impl Space {
                     let window = if meta.mtime_ns % 1_000_000_000 == 0 { 2_000_000_000 } else { 100_000_000 };
                     let trusted = meta.mtime_ns < start_ns - window;
                     cache_updates.push((f.path.clone(), Some(CacheRec { meta, entry: e.encode()?, trusted })));
-                    new_entries.push((f.path.clone(), e));
+                    let recorded = as_recorded(&f.path, &meta, &e);
+                    new_entries.push((f.path.clone(), e, recorded));
                 }
                 Err(msg) => {
                     progress.warn(&msg);
@@ -383,20 +392,13 @@ impl Space {
         let current = by_path(self.manifest()?.entries());
         let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
-        // What each path held on disk when this device last recorded or wrote it.
-        let found_meta: HashMap<&str, Meta> = w.found.iter().map(|f| (f.path.as_str(), f.meta)).collect();
-        let as_recorded = |path: &str, e: &Entry| {
-            cache.get(path).is_some_and(|r| {
-                found_meta.get(path) == Some(&r.meta) && Entry::decode(&r.entry).is_ok_and(|c| c.same_state(e))
-            })
-        };
-        for (path, e) in &new_entries {
+        for (path, e, recorded) in &new_entries {
             match current.get(path) {
                 Some(old) if old.is_live() && old.same_state(e) => report.unchanged += 1,
                 // Untouched here since this device recorded or wrote it: the manifest moved on
                 // by another device's change not written here yet (its content still coming, or
                 // refused). Recording the folder now would undo that change everywhere.
-                Some(_) if as_recorded(path, e) => report.unchanged += 1,
+                Some(_) if *recorded => report.unchanged += 1,
                 old => {
                     if old.is_some_and(Entry::is_live) {
                         report.changed += 1;
