@@ -703,6 +703,13 @@ impl Home {
         Space::open(info, dir, &secret, self.signer.clone())
     }
 
+    /// Set a space's damaged blob index aside and rebuild it from its packs (`cobox repair`,
+    /// when the space cannot open). Opening then applies every change the packs hold.
+    pub fn rebuild_index(&self, query: &str) -> Result<crate::store::Reindex, Error> {
+        let info = self.resolve(query)?;
+        Ok(crate::store::BlobStore::rebuild(&self.space_dir(&info.id))?)
+    }
+
     /// Spaces (by query) with their directory and secret, read without the lock: for commands
     /// that only touch the ledger and may run beside the daemon.
     pub(crate) fn space_files(root: &Path, query: &str) -> Result<(SpaceInfo, PathBuf, [u8; 64]), Error> {

@@ -9,7 +9,7 @@
 use crate::crypto::BlobKind;
 use crate::direct::ALIGN;
 use crate::ids::BlobId;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -56,6 +56,16 @@ pub enum StoreError {
     /// A pack's index trailer could not be encoded (nothing was written).
     #[error("cannot encode a pack trailer: {0}")]
     Encode(String),
+    /// The index database cannot be read; the packs still describe themselves.
+    #[error(
+        "the blob index {path} is damaged ({reason}): run `cobox repair` on this space to rebuild it from the packs"
+    )]
+    DamagedIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What the database said.
+        reason: String,
+    },
 }
 
 macro_rules! db_err {
@@ -77,6 +87,9 @@ impl StoreError {
             StoreError::Corrupt(id) => StoreError::Corrupt(*id),
             StoreError::Missing(id) => StoreError::Missing(*id),
             StoreError::Encode(e) => StoreError::Encode(e.clone()),
+            StoreError::DamagedIndex { path, reason } => {
+                StoreError::DamagedIndex { path: path.clone(), reason: reason.clone() }
+            }
         }
     }
 }
@@ -153,6 +166,25 @@ pub struct StoreCheck {
     pub corrupt: Vec<BlobId>,
     /// Indexed blobs whose pack is missing or too short.
     pub missing: Vec<BlobId>,
+    /// Pack files the index names no blob in (a lost index, or a crash before indexing):
+    /// `cobox repair` indexes what they hold.
+    pub unindexed_packs: Vec<PathBuf>,
+}
+
+/// What indexing packs from their own trailers found.
+#[derive(Debug, Default, Clone)]
+pub struct Reindex {
+    /// Packs read.
+    pub packs: u64,
+    /// Blobs the index did not name and now does.
+    pub blobs: u64,
+    /// Blobs a trailer lists whose bytes no longer match their id (left out, so a peer's good
+    /// copy is fetched).
+    pub corrupt: u64,
+    /// Packs whose trailer cannot be read: left in place, never deleted.
+    pub unreadable: Vec<PathBuf>,
+    /// Where a damaged index was set aside.
+    pub set_aside: Option<PathBuf>,
 }
 
 /// Results of removing blobs.
@@ -200,6 +232,8 @@ pub struct BlobStore {
     faults: Arc<Faults>,
     /// A pack is written once its buffer holds this many bytes.
     pack_target: usize,
+    /// Set when this open indexed the packs again (the index was lost).
+    opened_from_packs: Option<Reindex>,
 }
 
 /// Write faults injected into a store, for tests: every write point is counted (a pack's data,
@@ -339,7 +373,7 @@ impl BlobStore {
         }
         let db_path = dir.join("index.redb");
         let db = match &faults {
-            None => Database::create(&db_path).map_err(StoreError::from)?,
+            None => Database::create(&db_path).map_err(|e| open_err(&db_path, e))?,
             Some(f) => {
                 let file = fs::OpenOptions::new()
                     .read(true)
@@ -355,10 +389,10 @@ impl BlobStore {
             }
         };
         let w = db.begin_write()?;
-        w.open_table(BLOBS)?;
+        let empty = w.open_table(BLOBS)?.is_empty()?;
         w.open_table(META)?;
         w.commit()?;
-        Ok(Self {
+        let mut store = Self {
             packs,
             db: Arc::new(db),
             state: Arc::new(Mutex::new(State::default())),
@@ -367,7 +401,37 @@ impl BlobStore {
             handles: Mutex::new(HashMap::new()),
             faults: faults.unwrap_or_else(Faults::never),
             pack_target: PACK_TARGET,
-        })
+            opened_from_packs: None,
+        };
+        // An index that names nothing beside packs on disk was lost (deleted, or truncated to
+        // nothing): the packs say what they hold, so nothing is taken for absent (and sent for,
+        // or collected) meanwhile.
+        if empty && !store.pack_files()?.is_empty() {
+            store.opened_from_packs = Some(store.adopt_packs()?);
+        }
+        Ok(store)
+    }
+
+    /// Set a damaged index aside and index every pack again from its own trailer (`cobox
+    /// repair`), as restic's `repair index` does: the index only caches what the packs say.
+    /// Facts kept only in the index (the scan cache, the last scan time) start over.
+    pub fn rebuild(dir: &Path) -> Result<Reindex, StoreError> {
+        let db = dir.join("index.redb");
+        let aside = dir.join(format!("index.redb.damaged-{}", crate::now_ms()));
+        let set_aside = match fs::rename(&db, &aside) {
+            Ok(()) => Some(aside),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&db)(e)),
+        };
+        let mut store = Self::open(dir)?;
+        let mut r = store.opened_from_packs.take().unwrap_or_default();
+        r.set_aside = set_aside;
+        Ok(r)
+    }
+
+    /// What opening found when the index named nothing but packs were on disk.
+    pub fn opened_from_packs(&self) -> Option<&Reindex> {
+        self.opened_from_packs.as_ref()
     }
 
     /// Write packs of `bytes` instead of [`PACK_TARGET`]. A store holds up to four pack
@@ -609,6 +673,8 @@ impl BlobStore {
             by_pack.entry(loc.pack).or_default().push((id, loc));
         }
         let mut report = StoreCheck::default();
+        report.unindexed_packs =
+            self.pack_files()?.into_iter().filter(|(p, _)| !by_pack.contains_key(p)).map(|(_, path)| path).collect();
         for (pack, blobs) in by_pack {
             let path = self.pack_path(pack);
             let data = match File::open(&path) {
@@ -653,6 +719,57 @@ impl BlobStore {
         Ok((ids, removed.bytes))
     }
 
+    /// Every pack file on disk, by number.
+    fn pack_files(&self) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.packs).map_err(io_err(&self.packs))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(hexid) = name.strip_suffix(".pack")
+                && let Ok(p) = u64::from_str_radix(hexid, 16)
+            {
+                out.push((p, e.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Index the blobs of every pack the index names nothing in, as the pack's own trailer
+    /// lists them: each is re-hashed first, and one already indexed elsewhere keeps its place.
+    pub fn adopt_packs(&self) -> Result<Reindex, StoreError> {
+        self.flush()?;
+        let indexed: HashSet<u64> = self.list()?.iter().map(|(_, l)| l.pack).collect();
+        let mut r = Reindex::default();
+        for (pack, path) in self.pack_files()? {
+            if indexed.contains(&pack) {
+                continue;
+            }
+            let data = fs::read(&path).map_err(io_err(&path))?;
+            r.packs += 1;
+            let Some(entries) = pack_entries(&data) else {
+                r.unreadable.push(path);
+                continue;
+            };
+            let w = self.db.begin_write()?;
+            {
+                let mut t = w.open_table(BLOBS)?;
+                for (id, offset, len, kind) in entries {
+                    if BlobId::of(&data[offset as usize..(offset + len as u64) as usize]) != id {
+                        r.corrupt += 1;
+                        continue;
+                    }
+                    let known = t.get(id.as_bytes())?.is_some();
+                    if !known {
+                        t.insert(id.as_bytes(), Loc { pack, offset, len, kind }.encode().as_slice())?;
+                        r.blobs += 1;
+                    }
+                }
+            }
+            w.commit()?;
+        }
+        Ok(r)
+    }
+
     /// Drop the given blobs: packs holding only dead blobs are deleted, packs holding some are
     /// rewritten with their live blobs. Also deletes pack files nothing indexes.
     pub fn remove(&self, dead: &HashSet<BlobId>) -> Result<RemoveStats, StoreError> {
@@ -695,17 +812,29 @@ impl BlobStore {
             self.handles.lock().unwrap_or_else(|p| p.into_inner()).remove(pack);
             let _ = fs::remove_file(self.pack_path(*pack));
         }
-        // Packs written but never indexed (a crash between rename and index commit).
+        // Packs no index entry names (a crash between rename and index commit, or a rewrite
+        // whose old pack outlived its entries) go once every good blob they list is indexed
+        // elsewhere; a pack whose trailer cannot be read, or that holds a blob nothing else
+        // does, stays for `cobox repair` (never delete what was not judged).
         let indexed: HashSet<u64> = self.list()?.iter().map(|(_, l)| l.pack).collect();
-        for e in fs::read_dir(&self.packs).map_err(io_err(&self.packs))?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(hexid) = name.strip_suffix(".pack")
-                && let Ok(p) = u64::from_str_radix(hexid, 16)
-                && !indexed.contains(&p)
-            {
-                stats.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+        for (pack, path) in self.pack_files()? {
+            if indexed.contains(&pack) {
+                continue;
+            }
+            let data = fs::read(&path).map_err(io_err(&path))?;
+            let Some(entries) = pack_entries(&data) else { continue };
+            let mut redundant = true;
+            for (id, off, len, _) in entries {
+                let good = BlobId::of(&data[off as usize..(off + len as u64) as usize]) == id;
+                if good && !dead.contains(&id) && self.locate(&id)?.is_none() {
+                    redundant = false;
+                    break;
+                }
+            }
+            if redundant {
+                stats.bytes += data.len() as u64;
                 stats.packs += 1;
-                let _ = fs::remove_file(e.path());
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(stats)
@@ -761,6 +890,38 @@ fn claim_pack_id(packs: &Path, mut id: u64) -> u64 {
         if LAST.compare_exchange(last, id, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             return id;
         }
+    }
+}
+
+/// A pack's own list of its blobs (its trailer), each checked to lie inside the pack's data;
+/// `None` when the pack is cut short or its trailer is damaged.
+fn pack_entries(data: &[u8]) -> Option<Vec<(BlobId, u64, u32, BlobKind)>> {
+    let n = data.len();
+    if n < PACK_MAGIC.len() + 12 || &data[..8] != PACK_MAGIC || &data[n - 8..] != PACK_END {
+        return None;
+    }
+    let tlen = u32::from_le_bytes(data[n - 12..n - 8].try_into().ok()?) as usize;
+    let tstart = (n - 12).checked_sub(tlen)?;
+    let raw: Vec<([u8; 32], u64, u32, u8)> = postcard::from_bytes(&data[tstart..n - 12]).ok()?;
+    raw.into_iter()
+        .map(|(id, off, len, kind)| {
+            let end = off.checked_add(u64::from(len))?;
+            (off >= PACK_MAGIC.len() as u64 && end <= tstart as u64).then_some(())?;
+            Some((BlobId(id), off, len, BlobKind::from_u8(kind)?))
+        })
+        .collect()
+}
+
+/// An index that cannot be opened: damage (a truncated or scribbled file) says how to rebuild
+/// it; a lock or an I/O failure is reported as what it is.
+fn open_err(path: &Path, e: redb::DatabaseError) -> StoreError {
+    use redb::{DatabaseError as D, StorageError as S};
+    match e {
+        D::Storage(S::Io(source)) if source.kind() != io::ErrorKind::UnexpectedEof => io_err(path)(source),
+        D::Storage(S::Corrupted(_) | S::Io(_)) | D::UpgradeRequired(_) | D::RepairAborted => {
+            StoreError::DamagedIndex { path: path.to_owned(), reason: e.to_string() }
+        }
+        e => StoreError::from(e),
     }
 }
 
@@ -919,5 +1080,60 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         assert!(matches!(s.get(&id), Err(StoreError::Corrupt(x)) if x == id));
         assert_eq!(s.check(&|_| {}).unwrap().corrupt, vec![id]);
+    }
+
+    /// A pack the index does not name (a crash between writing it and indexing it) is
+    /// reported, kept by `remove`, and indexed again from its trailer; one whose trailer is
+    /// damaged is never deleted.
+    #[test]
+    fn unindexed_packs_are_reported_kept_and_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let (a, b) = (vec![1u8; 3000], vec![2u8; 4000]);
+        let (ia, ib) = (BlobId::of(&a), BlobId::of(&b));
+        s.put(ia, BlobKind::Chunk, &a).unwrap();
+        s.flush().unwrap();
+        s.put(ib, BlobKind::Change, &b).unwrap();
+        s.flush().unwrap();
+        let lb = s.locate(&ib).unwrap().unwrap();
+        let w = s.db.begin_write().unwrap();
+        w.open_table(BLOBS).unwrap().remove(ib.as_bytes()).unwrap();
+        w.commit().unwrap();
+        let check = s.check(&|_| {}).unwrap();
+        assert_eq!(check.unindexed_packs, vec![s.pack_path(lb.pack)]);
+        s.remove(&[ia].into_iter().collect()).unwrap();
+        assert!(s.pack_path(lb.pack).exists(), "a pack holding a blob nothing else does stays");
+        let r = s.adopt_packs().unwrap();
+        assert_eq!((r.packs, r.blobs, r.corrupt), (1, 1, 0));
+        assert_eq!(s.get(&ib).unwrap(), b);
+        assert_eq!(s.locate(&ib).unwrap().unwrap().kind, BlobKind::Change);
+        assert!(s.check(&|_| {}).unwrap().unindexed_packs.is_empty());
+
+        // A copy of an indexed pack is redundant and goes; a pack with a cut trailer stays.
+        let copy = s.pack_path(lb.pack + 1);
+        fs::copy(s.pack_path(lb.pack), &copy).unwrap();
+        let cut = s.pack_path(lb.pack + 2);
+        let bytes = fs::read(s.pack_path(lb.pack)).unwrap();
+        fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+        s.remove(&HashSet::new()).unwrap();
+        assert!(!copy.exists() && cut.exists());
+        assert_eq!(s.adopt_packs().unwrap().unreadable, vec![cut]);
+        drop(s);
+
+        // The index deleted: opening indexes every pack again.
+        fs::remove_file(dir.path().join("index.redb")).unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(s.opened_from_packs().map(|r| r.blobs), Some(1));
+        assert_eq!(s.get(&ib).unwrap(), b);
+        drop(s);
+        // Truncated: opening says to repair; rebuilding sets it aside and indexes the packs.
+        let index = dir.path().join("index.redb");
+        let len = fs::metadata(&index).unwrap().len();
+        fs::OpenOptions::new().write(true).open(&index).unwrap().set_len(len / 2).unwrap();
+        let err = BlobStore::open(dir.path()).err().expect("a damaged index");
+        assert!(matches!(err, StoreError::DamagedIndex { .. }), "{err}");
+        let r = BlobStore::rebuild(dir.path()).unwrap();
+        assert!(r.set_aside.as_ref().is_some_and(|p| p.exists()));
+        assert_eq!(BlobStore::open(dir.path()).unwrap().get(&ib).unwrap(), b);
     }
 }

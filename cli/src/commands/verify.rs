@@ -28,6 +28,13 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
             }
         }
         println!("checked {} blobs ({})", r.blobs_checked, bytes(r.bytes_checked));
+        if let Some(first) = r.unindexed_packs.first() {
+            println!(
+                "{} pack(s) the index does not name (first: {first}): `cobox repair {}` indexes what they hold",
+                r.unindexed_packs.len(),
+                a.space
+            );
+        }
         if let Some(first) = r.not_yet_received.first() {
             let files: usize = r.not_yet_received.iter().map(|b| b.files.len()).sum();
             println!(
@@ -41,9 +48,11 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     if !r.ok() {
         let first = r.corrupt.first().or(r.missing.first()).map(|b| b.blob.clone()).unwrap_or_default();
         bail!(
-            "verify found {} corrupt and {} missing blobs (first: {first}); restore affected files from another copy",
+            "verify found {} corrupt and {} missing blobs (first: {first}); `cobox repair {}` fetches good copies \
+             from the space's members and seeders",
             r.corrupt.len(),
-            r.missing.len()
+            r.missing.len(),
+            a.space
         );
     }
     if !ctx.json {

@@ -26,6 +26,9 @@ pub struct VerifyReport {
     /// Blobs not received yet: needed by files that came from other devices and have not
     /// arrived here (an interrupted or pending sync). Nothing is lost; the next sync brings them.
     pub not_yet_received: Vec<BadBlob>,
+    /// Pack files the index names no blob in: `cobox repair` indexes what they hold.
+    #[serde(default)]
+    pub unindexed_packs: Vec<String>,
 }
 
 impl VerifyReport {
@@ -51,6 +54,21 @@ pub struct GcReport {
 }
 
 impl Space {
+    /// Index the blobs of packs the index does not name (from each pack's own list) and apply
+    /// the changes among them: what a lost index or a crash before indexing left unnamed.
+    pub fn adopt_packs(&mut self) -> Result<crate::store::Reindex, Error> {
+        let r = self.store.adopt_packs()?;
+        if r.blobs > 0 {
+            self.apply_stored_changes()?;
+        }
+        Ok(r)
+    }
+
+    /// What opening this space found when its index was lost and the packs were indexed again.
+    pub fn reindexed_on_open(&self) -> Option<&crate::store::Reindex> {
+        self.store.opened_from_packs()
+    }
+
     /// Drop from the store every blob missing or corrupt on disk, so the next sync fetches a
     /// good copy from any member or seeder that holds one (`cobox repair`). Returns them.
     pub fn drop_bad_blobs(&self) -> Result<Vec<BlobId>, Error> {
@@ -108,6 +126,7 @@ impl Space {
             corrupt: named(&check.corrupt, &users),
             missing,
             not_yet_received: pending.into_iter().map(|(id, files)| BadBlob { blob: id.to_string(), files }).collect(),
+            unindexed_packs: check.unindexed_packs.iter().map(|p| p.display().to_string()).collect(),
         })
     }
 
@@ -115,6 +134,8 @@ impl Space {
     /// is retained (only blobs of interrupted scans go); with it, states older than the window
     /// are dropped except the last one before it, so any moment inside the window restores.
     pub fn gc(&mut self, keep_within_ms: Option<i64>) -> Result<GcReport, Error> {
+        // Blobs of packs the index lost are judged like any other, never deleted unread.
+        self.adopt_packs()?;
         let snaps = self.manifest()?.snapshots();
         let now = crate::now_ms();
         let cutoff = keep_within_ms.map(|w| now - w);
