@@ -43,6 +43,8 @@ pub struct Schedule {
     pub seed_grace: Duration,
     /// Scan and hash at background CPU and I/O priority (`priority`).
     pub low_priority: bool,
+    /// Between full re-hashes of each space's store (blobs a read found bad are healed at once).
+    pub check_every: Duration,
     /// A space's manifest unused for one to two of these is let go until next needed
     /// (about 80 MB at 100,000 files; it loads again in a tenth of a second).
     pub release_idle: Duration,
@@ -57,6 +59,7 @@ impl Default for Schedule {
             audit_sample: AUDIT_SAMPLE,
             seed_grace: Duration::from_millis(cobox_agreements::GRACE_MS as u64),
             low_priority: true,
+            check_every: Duration::from_secs(7 * 86400),
             release_idle: Duration::from_secs(60),
         }
     }
@@ -283,6 +286,7 @@ impl Daemon {
                     self.node.advertise();
                     let _ = Home::set_listening_at(&self.root, &self.node.addrs());
                     self.expire_seeds().await;
+                    self.heal_all().await;
                     let full = last_rescan.is_none_or(|t| t.elapsed() >= self.schedule.rescan);
                     if full {
                         last_rescan = Some(tokio::time::Instant::now());
@@ -401,6 +405,33 @@ impl Daemon {
             }
         }
         self.tell(Activity::SyncEnded { space: id, error: if ok { None } else { last }, moved });
+    }
+
+    /// Drop every blob found corrupt or gone (a read met it, or the periodic full check), so
+    /// the sync that follows fetches good copies from peers that hold them.
+    async fn heal_all(&self) {
+        let now = crate::now_ms();
+        let every = i64::try_from(self.schedule.check_every.as_millis()).unwrap_or(i64::MAX);
+        for (id, h) in self.node.held() {
+            let healed = match h {
+                Held::Member(s) => {
+                    crate::handle::on_space_at(&s, self.schedule.low_priority, move |s| s.heal(now, every)).await
+                }
+                Held::Seed(s) => tokio::task::spawn_blocking(move || s.blocking_lock().heal(now))
+                    .await
+                    .unwrap_or_else(|e| Err(Error::Net(format!("healing stopped: {e}")))),
+            };
+            match healed {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => self.tell(Activity::Log(format!(
+                    "space {}: {} corrupt or missing blob(s) dropped (first: {}); fetching good copies from peers",
+                    id.short(),
+                    ids.len(),
+                    ids[0]
+                ))),
+                Err(e) => self.tell(Activity::Log(format!("space {}: checking the store failed: {e}", id.short()))),
+            }
+        }
     }
 
     /// Delete seeds whose agreements all ended longer than the grace period ago.

@@ -234,7 +234,13 @@ pub struct BlobStore {
     pack_target: usize,
     /// Set when this open indexed the packs again (the index was lost).
     opened_from_packs: Option<Reindex>,
+    /// Blobs a read found corrupt or gone since the last [`BlobStore::take_suspects`]: the
+    /// daemon checks them again and drops the bad ones, so the next sync fetches good copies.
+    suspects: Mutex<HashSet<BlobId>>,
 }
+
+/// Reads found bad, remembered for healing; beyond this a full check finds the rest.
+const MAX_SUSPECTS: usize = 10_000;
 
 /// Write faults injected into a store, for tests: every write point is counted (a pack's data,
 /// its fsync, its rename, the directory's fsync, and each write, resize and sync of the index
@@ -402,6 +408,7 @@ impl BlobStore {
             faults: faults.unwrap_or_else(Faults::never),
             pack_target: PACK_TARGET,
             opened_from_packs: None,
+            suspects: Mutex::new(HashSet::new()),
         };
         // An index that names nothing beside packs on disk was lost (deleted, or truncated to
         // nothing): the packs say what they hold, so nothing is taken for absent (and sent for,
@@ -585,6 +592,48 @@ impl BlobStore {
             }
         }
         let loc = self.locate(id)?.ok_or(StoreError::Missing(*id))?;
+        let r = self.read_at(id, loc);
+        if let Err(StoreError::Corrupt(_) | StoreError::Missing(_)) = &r {
+            let mut s = self.suspects.lock().unwrap_or_else(|p| p.into_inner());
+            if s.len() < MAX_SUSPECTS {
+                s.insert(*id);
+            }
+        }
+        r
+    }
+
+    /// Indexed blobs that a read since the last call found corrupt or gone.
+    pub fn take_suspects(&self) -> HashSet<BlobId> {
+        std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Check the given blobs again and drop from the index each one still corrupt or gone (a
+    /// passing I/O error drops nothing), so a peer holding a good copy sends it. Returns them.
+    pub fn drop_if_bad(&self, ids: &HashSet<BlobId>) -> Result<Vec<BlobId>, StoreError> {
+        let mut bad = Vec::new();
+        for id in ids {
+            let Some(loc) = self.locate(id)? else { continue };
+            if let Err(StoreError::Corrupt(_) | StoreError::Missing(_)) = self.read_at(id, loc) {
+                bad.push(*id);
+            }
+        }
+        if !bad.is_empty() {
+            // Only the entries go: the pack's other blobs stay where they are, and the bad
+            // bytes leave with the pack's next rewrite.
+            let w = self.db.begin_write()?;
+            {
+                let mut t = w.open_table(BLOBS)?;
+                for id in &bad {
+                    t.remove(id.as_bytes())?;
+                }
+            }
+            w.commit()?;
+            bad.sort();
+        }
+        Ok(bad)
+    }
+
+    fn read_at(&self, id: &BlobId, loc: Loc) -> Result<Vec<u8>, StoreError> {
         let path = self.pack_path(loc.pack);
         let f = self.pack_handle(loc.pack).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::Missing(*id),
@@ -1080,6 +1129,18 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         assert!(matches!(s.get(&id), Err(StoreError::Corrupt(x)) if x == id));
         assert_eq!(s.check(&|_| {}).unwrap().corrupt, vec![id]);
+        // The read is remembered; checked again, the blob is dropped so a peer sends it.
+        let suspects = s.take_suspects();
+        assert_eq!(suspects, [id].into_iter().collect());
+        assert!(s.take_suspects().is_empty());
+        assert_eq!(s.drop_if_bad(&suspects).unwrap(), vec![id]);
+        assert!(!s.contains(&id).unwrap());
+        // A good blob named as a suspect stays.
+        let b = vec![3u8; 700];
+        s.put(BlobId::of(&b), BlobKind::Chunk, &b).unwrap();
+        s.flush().unwrap();
+        assert!(s.drop_if_bad(&[BlobId::of(&b)].into_iter().collect()).unwrap().is_empty());
+        assert_eq!(s.get(&BlobId::of(&b)).unwrap(), b);
     }
 
     /// A pack the index does not name (a crash between writing it and indexing it) is

@@ -187,6 +187,10 @@ pub(crate) struct UpArgs {
     /// probability 1 - (1 - f)^N per audit.
     #[arg(long, default_value_t = cobox_engine::daemon::AUDIT_SAMPLE)]
     audit_sample: usize,
+    /// Seconds between full re-hashes of each space's store; a corrupt or missing blob found
+    /// is fetched again from peers (one a read meets is healed at once).
+    #[arg(long, default_value_t = 7 * 86400)]
+    check_every: u64,
     /// Seconds a seeder keeps a space's blobs after its agreements end.
     #[arg(long, default_value_t = 7 * 86400)]
     seed_grace: u64,
@@ -236,6 +240,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         audit_sample: a.audit_sample.max(1),
         seed_grace: Duration::from_secs(a.seed_grace),
         low_priority: !a.normal_priority,
+        check_every: Duration::from_secs(a.check_every),
         ..Schedule::default()
     };
     let mut cfg = a.net.config(a.bind)?;

@@ -495,6 +495,32 @@ fn a_sync_that_could_not_write_the_folder_says_so_and_retries() {
     assert_eq!(snapshot(&pb), snapshot(fa.path()));
 }
 
+/// A running daemon heals on its own: its periodic check finds a flipped byte, drops the blob
+/// and the next sync fetches a good copy from a peer. Before: only `cobox repair` healed.
+#[test]
+fn a_running_daemon_heals_a_corrupt_blob_on_its_own() {
+    let (a, b) = (Device::new(), Device::new());
+    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write(&fa.path().join("data.bin"), &random_bytes(3 << 20, 6));
+    create_space(&a, "team", fa.path());
+    a.ok(&["scan", "team"]);
+    let code = a.ok(&["invite", "team"]).trim().to_owned();
+    b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
+    let da = Daemon::start(&a);
+    sync_with(&b, "team", &da);
+    b.flip_a_byte();
+    let db = Daemon::start_with(&b, &["--interval", "1", "--check-every", "1"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !b.run(&["verify", "team"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "not healed in a minute");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let log = db.stop();
+    assert!(log.contains("corrupt or missing blob(s) dropped"), "{log}");
+    assert!(b.ok(&["verify", "team"]).contains("all blobs intact"));
+    assert_eq!(snapshot(fb.path()), snapshot(fa.path()));
+}
+
 /// A flipped byte in a member's pack is healed from another member, and one in the owner's
 /// pack from a seeder: `cobox repair` drops what is corrupt, fetches a good copy, verifies.
 /// Before: verify named the blob, and no sync, rescan or command ever fetched it again.

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// `meta` key: when the daemon last re-hashed every blob (i64 ms).
+const LAST_CHECK: &str = "last_check";
+
 /// One bad blob and the files that need it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BadBlob {
@@ -67,6 +70,26 @@ impl Space {
     /// What opening this space found when its index was lost and the packs were indexed again.
     pub fn reindexed_on_open(&self) -> Option<&crate::store::Reindex> {
         self.store.opened_from_packs()
+    }
+
+    /// The daemon's self-healing: every blob a read found corrupt or gone since the last call
+    /// (checked again first) and, once `every_ms` passed since the last full check, every blob
+    /// in the store, is dropped from the index, so the sync that follows fetches a good copy
+    /// from any member or seeder that holds one. Returns what was dropped.
+    pub fn heal(&self, now_ms: i64, every_ms: i64) -> Result<Vec<BlobId>, Error> {
+        let last = self.store.meta_get(LAST_CHECK)?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes);
+        let Some(last) = last else {
+            // The first sight starts the clock: a daemon's start is no time to read every pack.
+            self.store.meta_set(LAST_CHECK, &now_ms.to_le_bytes())?;
+            return Ok(self.store.drop_if_bad(&self.store.take_suspects())?);
+        };
+        if now_ms.saturating_sub(last) >= every_ms {
+            self.store.take_suspects();
+            let bad = self.drop_bad_blobs()?;
+            self.store.meta_set(LAST_CHECK, &now_ms.to_le_bytes())?;
+            return Ok(bad);
+        }
+        Ok(self.store.drop_if_bad(&self.store.take_suspects())?)
     }
 
     /// Drop from the store every blob missing or corrupt on disk, so the next sync fetches a
