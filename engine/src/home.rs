@@ -157,6 +157,11 @@ impl Home {
         if let Some(h) = std::env::var_os("COBOX_HOME").filter(|h| !h.is_empty()) {
             return PathBuf::from(h);
         }
+        Self::platform_root()
+    }
+
+    /// The home `cobox` uses without `$COBOX_HOME`: the platform data directory.
+    fn platform_root() -> PathBuf {
         if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|h| !h.is_empty()) {
             return PathBuf::from(x).join("cobox");
         }
@@ -164,8 +169,44 @@ impl Home {
         PathBuf::from(home).join(".local/share/cobox")
     }
 
+    /// A new home inside the folder of a space (one of the platform home's, or its own) would
+    /// put its device key into the shared folder: refused before anything is created.
+    fn refuse_inside_a_folder(root: &Path) -> Result<(), Error> {
+        // The nearest existing ancestor, resolved, with the rest of the path on top.
+        let mut existing = root.to_path_buf();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            let Some(name) = existing.file_name().map(ToOwned::to_owned) else { break };
+            rest.push(name);
+            if !existing.pop() {
+                break;
+            }
+        }
+        let Ok(mut at) = fs::canonicalize(if existing.as_os_str().is_empty() { Path::new(".") } else { &existing })
+        else {
+            return Ok(());
+        };
+        at.extend(rest.iter().rev());
+        let platform = Self::platform_root();
+        // Another home's spaces are read as they are; one that cannot be read refuses nothing.
+        let spaces = Self::list_spaces(&platform).unwrap_or_default();
+        if let Some(s) = spaces.iter().find(|s| at.starts_with(&s.path)) {
+            return Err(Error::InvalidPath(format!(
+                "{} is inside the folder of space {:?} ({}): its device key would be shared with everyone in \
+                 the space; set COBOX_HOME to a directory outside it",
+                root.display(),
+                s.name,
+                s.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Open (creating if needed) and lock a home. Fails if another process holds it.
     pub fn open(root: &Path) -> Result<Self, Error> {
+        if !paths::device_key(root).exists() {
+            Self::refuse_inside_a_folder(root)?;
+        }
         fs::create_dir_all(root).at(root)?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
         let lock_path = paths::lock(root);

@@ -384,3 +384,32 @@ fn the_control_socket_streams_progress_then_the_result() {
     let last = lines.last().unwrap();
     assert!(last["result"]["blobs_checked"].as_u64().unwrap() > 0, "{answer}");
 }
+
+/// A home set inside a space's folder is refused before anything (its device key above all) is
+/// created there. Before: the home was made, and the running daemon recorded the key into the
+/// space's shared history.
+#[test]
+fn a_home_inside_a_spaces_folder_is_refused_before_anything_is_created() {
+    let data = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("a.txt"), b"shared\n");
+    // The platform home (no COBOX_HOME) holds the space.
+    let run = |home: Option<&std::path::Path>, args: &[&str]| {
+        let mut c = std::process::Command::new(BIN);
+        c.env_remove("COBOX_HOME").env("XDG_DATA_HOME", data.path()).args(args);
+        if let Some(h) = home {
+            c.env("COBOX_HOME", h);
+        }
+        c.output().unwrap()
+    };
+    let out = run(None, &["space", "create", "s", "--path", folder.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inner = folder.path().join(".config/cobox");
+    let out = run(Some(&inner), &["id"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("inside the folder of space \"s\""), "{err}");
+    assert!(!folder.path().join(".config").exists(), "nothing created in the folder");
+    // Beside it, a home of its own is fine.
+    let beside = data.path().join("other");
+    assert!(run(Some(&beside), &["id"]).status.success());
+}
