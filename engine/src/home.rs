@@ -379,6 +379,9 @@ impl Home {
         for p in &invite.peers {
             self.remember_peer(&info.id, &p.device, &p.addrs)?;
         }
+        // Until a peer first accepts it, a refusal of the invite may remove the space again.
+        let mark = self.space_dir(&info.id).join(crate::space::UNCONFIRMED);
+        fs::write(&mark, b"").at(&mark)?;
         Ok(info)
     }
 

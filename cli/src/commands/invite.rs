@@ -130,7 +130,7 @@ pub(crate) fn join(ctx: &Ctx, a: JoinArgs) -> Result<()> {
     }
     println!("{id}");
     eprintln!(
-        "joined space {:?}; the invite is checked, and the folder fills, on the first sync (`cobox sync {} --peer ID@IP:PORT` or `cobox up`)",
+        "joined space {:?}; the invite is checked, and the folder fills, on the first sync (`cobox sync {} --peer ID@IP:PORT` or `cobox up`); if the inviter refuses the invite, the space is removed again",
         name, name
     );
     Ok(())

@@ -21,6 +21,9 @@ pub(crate) struct SyncArgs {
     net: NetArgs,
 }
 
+/// What a peer says when it turns down this device's invite (`RosterView::why_not`).
+const INVITE_REFUSED: &str = "this device's invite was refused";
+
 pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     // Beside a running daemon, it syncs (with its own network settings) and answers.
     let results = match crate::control::daemon(&ctx.home) {
@@ -89,6 +92,20 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
         ctx.print_json(&report)?;
     }
     match (ok, last_err) {
+        (0, Some(e)) if format!("{e:#}").contains(INVITE_REFUSED) && crate::control::daemon(&ctx.home).is_none() => {
+            // A joined space no peer ever accepted holds nothing shared: it goes, the folder stays.
+            let home = ctx.open_home()?;
+            let s = ctx.open_space(&home, &a.space)?;
+            if !s.unconfirmed() {
+                return Err(e.context(format!("syncing {:?}", a.space)));
+            }
+            drop(s);
+            home.remove_space(&a.space).with_context(|| format!("removing space {:?}", a.space))?;
+            Err(e.context(format!(
+                "the space {:?} was removed from this device (its folder stays): ask a manager for a new invite",
+                a.space
+            )))
+        }
         (0, Some(e)) => Err(e.context(format!("syncing {:?}", a.space))),
         // Received but not in the folder: not a success, whatever moved.
         _ if not_written > 0 => bail!(

@@ -60,6 +60,11 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     join(&x, &writer, &f("x"));
     let err = x.fails(&["sync", "team", "--peer", &dm.addr, "--no-relay"]);
     assert!(err.contains("already used"), "{err}");
+    // The refused space, never accepted, goes (the folder stays); a second try says so.
+    assert!(err.contains("was removed from this device"), "{err}");
+    assert!(x.json(&["space", "list"]).as_array().is_some_and(|l| l.is_empty()));
+    assert!(f("x").exists());
+    assert!(x.fails(&["status", "team"]).contains("team"));
     let cancelled = invite(&m, &["team", "--role", "read"]);
     let pending = m.json(&["invite", "list", "team"]);
     let id = pending.as_array().expect("invites").iter().find(|i| i["state"] == "pending").expect("pending")["id"]
@@ -76,7 +81,7 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     let z = Device::new();
     join(&z, &short, &f("z"));
     let err = z.fails(&["sync", "team", "--peer", &dm.addr, "--no-relay"]);
-    assert!(err.contains("expired"), "{err}");
+    assert!(err.contains("expired") && err.contains("was removed"), "{err}");
     assert_eq!(roster(&m, "team").0.len(), 3, "none of them joined");
 
     // The reader's edit stays on its disk, said so; the writer's reaches the manager.

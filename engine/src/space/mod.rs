@@ -375,6 +375,21 @@ impl Space {
         Ok(())
     }
 
+    /// Whether this device joined the space and no peer has accepted it yet (a first sync
+    /// refused for its invite may then remove the space: nothing of it was ever shared).
+    pub fn unconfirmed(&self) -> bool {
+        self.dir.join(UNCONFIRMED).exists()
+    }
+
+    /// A peer accepted this device: the space is its own from now on.
+    pub(crate) fn confirm_joined(&self) -> Result<(), Error> {
+        let mark = self.dir.join(UNCONFIRMED);
+        match fs::remove_file(&mark) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(mark, e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Set how many verified copies the space should have (kept in `space.json`).
     pub fn set_replicas_target(&mut self, n: u32) -> Result<(), Error> {
         self.info.replicas_target = n;
@@ -413,6 +428,9 @@ impl Space {
         d
     }
 }
+
+/// Marks a joined space no peer has accepted yet.
+pub(crate) const UNCONFIRMED: &str = "unconfirmed";
 
 fn read_current(mdir: &std::path::Path) -> Result<Option<u64>, Error> {
     let p = mdir.join("CURRENT");

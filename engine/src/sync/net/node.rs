@@ -373,6 +373,12 @@ impl Node {
         self.sh.saw(id, &r);
         if let Ok(st) = &r {
             self.sh.saw_stale(id, *space, st.stale);
+            // A space busy elsewhere (a scan) is confirmed by a later session.
+            if let Some(s) = self.space(space)
+                && let Ok(s) = s.try_lock()
+            {
+                s.confirm_joined()?;
+            }
         }
         r
     }
