@@ -413,3 +413,15 @@ fn a_home_inside_a_spaces_folder_is_refused_before_anything_is_created() {
     let beside = data.path().join("other");
     assert!(run(Some(&beside), &["id"]).status.success());
 }
+
+/// `--bind 127.0.0.1:P` listens there and nowhere else. Before: the endpoint's own sockets on
+/// 0.0.0.0 and [::] listened beside it, on every interface.
+#[test]
+fn bind_listens_only_where_asked() {
+    let dev = Device::new();
+    let d = Daemon::start_with(&dev, &["--no-mdns"]);
+    let socks = d.udp_sockets();
+    assert!(!socks.is_empty());
+    assert!(socks.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST), "{socks:?}");
+    assert!(socks.iter().any(|a| d.addr.ends_with(&a.to_string())), "{socks:?} vs {}", d.addr);
+}

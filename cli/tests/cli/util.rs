@@ -245,6 +245,46 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// The local addresses of the daemon's UDP sockets (from /proc).
+    pub(crate) fn udp_sockets(&self) -> Vec<std::net::SocketAddr> {
+        let pid = self.child.id();
+        let mut inodes = std::collections::HashSet::new();
+        for fd in fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").flatten() {
+            if let Some(i) = fs::read_link(fd.path()).ok().and_then(|l| {
+                l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
+            }) {
+                inodes.insert(i);
+            }
+        }
+        let mut out = Vec::new();
+        for table in ["udp", "udp6"] {
+            let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(inode)) = (cols.get(1), cols.get(9).and_then(|i| i.parse::<u64>().ok())) else {
+                    continue;
+                };
+                if !inodes.contains(&inode) {
+                    continue;
+                }
+                let (ip, port) = local.split_once(':').expect("addr:port");
+                let port = u16::from_str_radix(port, 16).expect("port");
+                let ip: std::net::IpAddr = if ip.len() == 8 {
+                    std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).expect("ip").swap_bytes()).into()
+                } else {
+                    let mut b = [0u8; 16];
+                    for (i, w) in b.chunks_mut(4).enumerate() {
+                        let v = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).expect("ip6").swap_bytes();
+                        w.copy_from_slice(&v.to_be_bytes());
+                    }
+                    std::net::Ipv6Addr::from(b).into()
+                };
+                out.push(std::net::SocketAddr::new(ip, port));
+            }
+        }
+        out
+    }
+
     pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -41,7 +41,9 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig, log: &Log) -> Resu
         b = b.ca_tls_config(iroh::tls::CaTlsConfig::embedded().with_extra_roots(roots));
     }
     if let Some(addr) = cfg.bind {
-        b = b.bind_addr(addr).map_err(net_err)?;
+        // Only the address asked for: the builder's own sockets on 0.0.0.0 and [::] would
+        // otherwise listen on every interface beside it.
+        b = b.clear_ip_transports().bind_addr(addr).map_err(net_err)?;
     }
     let ep = b.bind().await.map_err(net_err)?;
     if cfg.lan_discovery {
