@@ -563,3 +563,25 @@ fn a_corrupt_blob_is_healed_from_a_peer_and_from_a_seeder() {
     let err = a.fails(&["repair", "team", "--peer", b.ok(&["id"]).trim(), "--no-relay", "--no-mdns"]);
     assert!(err.contains("still missing"), "{err}");
 }
+
+/// A failed dial says what to check. Before: "invalid peer certificate: UnknownIssuer" three
+/// times for the wrong device at a live address, "timed out: timed out: timed out" for none.
+#[test]
+fn a_failed_dial_says_what_to_check() {
+    let (a, b, stranger) = (Device::new(), Device::new(), Device::new());
+    let folder = tempfile::tempdir().unwrap();
+    create_space(&b, "s", folder.path());
+    let da = Daemon::start(&a);
+    let at = da.addr.split_once('@').unwrap().1.to_owned();
+    let other = stranger.ok(&["id"]).trim().to_owned();
+    let err = b.fails(&["sync", "s", "--peer", &format!("{other}@{at}"), "--no-relay", "--no-mdns"]);
+    assert!(err.contains("is not") && err.contains("check the id"), "{err}");
+    assert!(!err.contains("UnknownIssuer"), "{err}");
+    let a_id = da.addr.split_once('@').unwrap().0.to_owned();
+    da.stop();
+    let started = std::time::Instant::now();
+    let err = b.fails(&["sync", "s", "--peer", &format!("{a_id}@{at}"), "--no-relay", "--no-mdns"]);
+    assert!(err.contains("no answer from"), "{err}");
+    assert!(!err.contains("timed out: timed out"), "{err}");
+    eprintln!("nothing listening took {:?}", started.elapsed());
+}

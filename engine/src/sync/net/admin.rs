@@ -225,7 +225,7 @@ pub(super) async fn ask(
 ) -> Result<Response, Error> {
     let id = DeviceId(*peer.id.as_bytes());
     let go = async {
-        let conn = ep.connect(peer, ALPN).await.map_err(net_err)?;
+        let conn = ep.connect(peer, ALPN).await.map_err(|e| super::dial_err(&id, e))?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(net_err)?;
         send.write_all(&req.encode()).await.map_err(net_err)?;
         send.finish().map_err(net)?;

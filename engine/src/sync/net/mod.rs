@@ -52,13 +52,39 @@ fn net(e: impl std::fmt::Display) -> Error {
 /// (a timeout, the peer's close code, a transport error) in its source.
 fn net_err(e: impl std::error::Error) -> Error {
     let mut msg = e.to_string();
+    let mut last = msg.clone();
     let mut cause = e.source();
     while let Some(c) = cause {
-        msg.push_str(": ");
-        msg.push_str(&c.to_string());
+        // Layers often repeat their source's words ("timed out: timed out: timed out").
+        let text = c.to_string();
+        if text != last && !last.ends_with(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        last = text;
         cause = c.source();
     }
     Error::Net(msg)
+}
+
+/// A failed dial in words a person can act on: the TLS layer's "UnknownIssuer" means the device
+/// answering is not the one named, and a timeout that nothing answered.
+fn dial_err(peer: &crate::ids::DeviceId, e: impl std::error::Error) -> Error {
+    let e = net_err(e);
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+        Error::Net(format!(
+            "the device answering at that address is not {}: check the id (`cobox id` on the device you mean)",
+            peer.short()
+        ))
+    } else if text.contains("timed out") {
+        Error::Net(format!(
+            "no answer from {}: is `cobox up` (or the app) running there, and is the address right? ({text})",
+            peer.short()
+        ))
+    } else {
+        e
+    }
 }
 
 /// Where the endpoint listens and which relays it uses.

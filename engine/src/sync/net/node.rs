@@ -331,7 +331,7 @@ impl Node {
         let mut session = Session::dial(setup, ledger.read()?);
         let known = !peer.addrs.is_empty();
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(|e| {
-            let e = net_err(e);
+            let e = super::dial_err(&peer_id, e);
             if known || !e.to_string().contains("addressing information") {
                 return e;
             }
