@@ -30,7 +30,13 @@ impl Line {
     /// A line for `msg` at `ms`; refusals and failures are warnings.
     pub fn new(ms: i64, msg: &str) -> Self {
         let lower = msg.to_ascii_lowercase();
-        let warn = ["refused", "failed", "error", "cannot", "full"].iter().any(|w| lower.contains(w));
+        // Whole words only: "successfully", "fully" and "0 errors" are ordinary reports.
+        let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        let warn = words.iter().enumerate().any(|(i, w)| match *w {
+            "refused" | "failed" | "error" | "cannot" | "full" | "corrupt" | "lost" | "stale" => true,
+            "errors" => i == 0 || words[i - 1] != "0",
+            _ => false,
+        });
         Self {
             time: crate::util::rfc3339(ms),
             ms,
@@ -166,6 +172,21 @@ pub fn live_file(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ordinary reports are not warnings because a word holds a warning's letters.
+    #[test]
+    fn levels_go_by_whole_words() {
+        for (msg, level) in [
+            ("space 1a2b: synced successfully, 0 errors", "info"),
+            ("space 1a2b: rescanned fully: 2 added, 1 changed", "info"),
+            ("restore: 3 errors", "warn"),
+            ("disk full while writing a pack", "warn"),
+            ("sync of 1a2b with 3c4d failed: no answer", "warn"),
+            ("space 1a2b: 2 corrupt or missing blob(s) dropped", "warn"),
+        ] {
+            assert_eq!(Line::new(0, msg).level, level, "{msg}");
+        }
+    }
 
     #[test]
     fn lines_rotate_and_the_tail_reads_across_files() {
