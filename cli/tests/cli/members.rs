@@ -91,7 +91,8 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     let out = r.run(&["scan", "team"]);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && said.contains("stay on this device only"), "{said}");
-    sync_with(&r, "team", &dm);
+    let v = sync_with(&r, "team", &dm);
+    assert_eq!(v[0]["stats"]["sent_blobs"], 0, "nothing of the reader's edit is sent: {v}");
     write(&f("w").join("writer.txt"), b"a writer's note\n");
     w.ok(&["scan", "team"]);
     sync_with(&w, "team", &dm);

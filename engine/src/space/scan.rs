@@ -359,8 +359,11 @@ impl Space {
         }
         progress.start("scanning", to_read.iter().map(|f| f.meta.size).sum());
         let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
+        // A reader's edits stay on its disk (below): their blobs are not stored either, so no
+        // sync offers them to a peer.
+        let keep = self.roster.role(&self.device.0) != Some(cobox_core::roster::Role::Read);
         let results: Vec<Result<Ingested, Error>> =
-            to_read.par_iter().map(|f| self.ingest(&folder, f, &counters, progress)).collect();
+            to_read.par_iter().map(|f| self.ingest(&folder, f, &counters, progress, keep)).collect();
         let mut protected_now: HashSet<String> = HashSet::new();
         let mut cache_updates = unread_rows;
         for (f, r) in to_read.iter().zip(results) {
@@ -523,6 +526,7 @@ impl Space {
         f: &Found,
         counters: &Counters,
         progress: &dyn Progress,
+        keep: bool,
     ) -> Result<Ingested, Error> {
         let mut meta = f.meta;
         for _attempt in 0..3 {
@@ -576,7 +580,7 @@ impl Space {
                     })
                     .collect();
                 for (id, b, n) in sealed {
-                    if self.store.put(id, BlobKind::Chunk, &b)? {
+                    if keep && self.store.put(id, BlobKind::Chunk, &b)? {
                         counters.new_blobs.fetch_add(1, Ordering::Relaxed);
                         counters.new_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
                     }
@@ -601,7 +605,7 @@ impl Space {
                 n => {
                     let list = self.keys.seal(BlobKind::ChunkList, &encode_chunk_list(&chunks));
                     let id = BlobId::of(&list);
-                    if self.store.put(id, BlobKind::ChunkList, &list)? {
+                    if keep && self.store.put(id, BlobKind::ChunkList, &list)? {
                         counters.new_blobs.fetch_add(1, Ordering::Relaxed);
                         counters.new_bytes.fetch_add(list.len() as u64, Ordering::Relaxed);
                     }
@@ -684,7 +688,7 @@ mod tests {
         let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
         let dir = crate::beneath::Folder::open(folder.path()).unwrap();
         let found = Found { path: "f".into(), meta, kind: FoundKind::File };
-        let r = s.ingest(&dir, &found, &counters, &crate::NoProgress).unwrap();
+        let r = s.ingest(&dir, &found, &counters, &crate::NoProgress, true).unwrap();
         assert!(r.is_err(), "refused: {r:?}");
         assert_eq!(counters.read.load(Ordering::Relaxed), 0, "not a byte read through the link");
         assert!(s.store.list().unwrap().is_empty(), "nothing stored");
