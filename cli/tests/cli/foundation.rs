@@ -244,6 +244,9 @@ fn gc_keeps_history_unless_told_to_prune() {
     assert!(r["bytes_freed"].as_u64().unwrap() >= 4 << 20, "{r}");
     let err = dev.fails(&["restore", "s", out.path().to_str().unwrap(), "--at", &first]);
     assert!(err.contains("pruned"), "{err}");
+    // `status` counts the states `history` offers.
+    let offered = dev.json(&["history", "s"]).as_array().unwrap().len() as u64;
+    assert_eq!(dev.json(&["status", "s"])["snapshots"], offered);
     dev.ok(&["verify", "s"]);
     let out = tempfile::tempdir().unwrap();
     dev.ok(&["restore", "s", out.path().to_str().unwrap()]);

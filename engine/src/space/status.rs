@@ -117,7 +117,11 @@ impl Space {
             bytes,
             blobs,
             stored_bytes,
-            snapshots: self.manifest()?.snapshots().len() as u64,
+            // What `history` offers: states `gc` pruned cannot be restored.
+            snapshots: {
+                let pruned = self.pruned_before()?.unwrap_or(i64::MIN);
+                self.manifest()?.snapshots().iter().filter(|s| s.time_ms >= pruned).count() as u64
+            },
             last_scan,
             pending: self.pending()?,
             conflicts,
