@@ -14,6 +14,10 @@ const TAG_PROPOSE: &[u8] = b"cobox agreement proposal v1\0";
 const TAG_ACCEPT: &[u8] = b"cobox agreement acceptance v1\0";
 const TAG_REVOKE: &[u8] = b"cobox agreement revocation v1\0";
 const TAG_AUDIT: &[u8] = b"cobox audit result v1\0";
+const TAG_ANSWER: &[u8] = b"cobox agreement answer v1\0";
+
+/// The longest reason a seeder's [`Answer`] may give.
+pub const MAX_ANSWER: usize = 512;
 /// Longest free-text terms accepted, in bytes.
 pub const MAX_TERMS: usize = 2000;
 
@@ -91,6 +95,19 @@ pub struct Revocation {
     pub time_ms: i64,
 }
 
+/// A seeder's answer to a proposal it does not take by itself: the policy it breaks. The
+/// proposal stays open (its operator may still countersign it with `cobox seed CODE`), and the
+/// owner reads why it waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The agreement answered.
+    pub agreement: AgreementId,
+    /// When, milliseconds since the epoch (the newest answer is the one shown).
+    pub time_ms: i64,
+    /// Why it waits, in words (at most [`MAX_ANSWER`] bytes).
+    pub reason: String,
+}
+
 /// A signed audit result: how many challenged blobs a seeder proved it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -159,6 +176,13 @@ pub enum Entry {
         sig: Vec<u8>,
         /// The space key's signature.
         space_sig: Vec<u8>,
+    },
+    /// The seeder says why a proposal waits; signed by the seeder device.
+    Answer {
+        /// The answer.
+        answer: Answer,
+        /// The seeder device's signature.
+        sig: Vec<u8>,
     },
 }
 
@@ -278,6 +302,12 @@ impl Entry {
         }
     }
 
+    /// The seeder answers a proposal it does not take by itself.
+    pub fn answer(answer: Answer, seeder: &SigningKey) -> Self {
+        let b = encode(&answer);
+        Entry::Answer { sig: sign(seeder, TAG_ANSWER, &b), answer }
+    }
+
     /// A member records an audit result.
     pub fn audit(record: AuditRecord, auditor: &SigningKey, space: &SigningKey) -> Self {
         let b = encode(&record);
@@ -318,6 +348,7 @@ impl Entry {
             Entry::Acceptance { agreement, .. } => *agreement,
             Entry::Revocation { revocation, .. } => revocation.agreement,
             Entry::Audit { record, .. } => record.agreement,
+            Entry::Answer { answer, .. } => answer.agreement,
         }
     }
 
@@ -382,6 +413,12 @@ impl Entry {
                 let b = encode(record);
                 verify(&record.auditor, TAG_AUDIT, &b, sig, "auditor")?;
                 verify(&agreement.space, TAG_AUDIT, &b, space_sig, "space")
+            }
+            Entry::Answer { answer, sig } => {
+                if answer.reason.len() > MAX_ANSWER {
+                    return Err(EntryError::Malformed(format!("an answer of {} bytes", answer.reason.len())));
+                }
+                verify(&agreement.seeder, TAG_ANSWER, &encode(answer), sig, "seeder")
             }
         }
     }

@@ -20,8 +20,8 @@ mod ledger;
 mod view;
 
 pub use entry::{
-    Agreement, AgreementId, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_CREDENTIAL, MAX_END_MS, MAX_TERMS,
-    Party, Revocation,
+    Agreement, AgreementId, Answer, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_ANSWER, MAX_CREDENTIAL,
+    MAX_END_MS, MAX_TERMS, Party, Revocation,
 };
 pub use ledger::{HEADS_TAG, Ledger, LedgerError, MAX_INFLATED, ROSTER_TAG};
 /// How long a seeder keeps a space's blobs after its agreements ended (revoked or expired), and

@@ -50,6 +50,8 @@ pub struct AgreementView {
     pub revoked: Option<Revocation>,
     /// Valid audit results, oldest first.
     pub audits: Vec<AuditRecord>,
+    /// The seeder's newest answer to a proposal it did not take by itself (why it waits).
+    pub answer: Option<crate::entry::Answer>,
     /// Why it is invalid, when it is.
     pub problem: Option<String>,
 }
@@ -288,6 +290,11 @@ pub fn evaluate_with(
                 }
             }
             Entry::Audit { record, .. } => v.audits.push(record.clone()),
+            Entry::Answer { answer, .. } => {
+                if v.answer.as_ref().is_none_or(|a| (a.time_ms, &a.reason) < (answer.time_ms, &answer.reason)) {
+                    v.answer = Some(answer.clone());
+                }
+            }
             Entry::Proposal { .. } => {}
         }
     }
@@ -320,6 +327,7 @@ fn view_of(id: AgreementId, agreement: Agreement, problem: Option<EntryError>) -
         accepted: false,
         revoked: None,
         audits: Vec::new(),
+        answer: None,
         problem: problem.map(|p| p.to_string()),
     }
 }
@@ -390,6 +398,28 @@ mod tests {
         // A manager's revocation counts.
         l.insert(&Entry::revoke(by(&o), &o, None)).unwrap();
         assert_eq!(eval(&l, &s, 2_000).agreements.iter().find(|x| x.id == a.id()).unwrap().state, State::Revoked);
+    }
+
+    /// A seeder's answer says why a proposal waits, and leaves it open; only the seeder's
+    /// signature counts, the newest answer is shown, and a long one is refused.
+    #[test]
+    fn a_seeders_answer_leaves_the_proposal_open() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut l = Ledger::new();
+        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        let said = |t: i64, why: &str| crate::entry::Answer { agreement: a.id(), time_ms: t, reason: why.into() };
+        l.insert(&Entry::answer(said(1_500, "over the limit of 1 GiB"), &d)).unwrap();
+        l.insert(&Entry::answer(said(1_600, "over the limit of 2 GiB"), &d)).unwrap();
+        l.insert(&Entry::answer(said(1_700, "forged by the owner"), &o)).unwrap();
+        l.insert(&Entry::answer(said(1_800, &"x".repeat(crate::MAX_ANSWER + 1)), &d)).unwrap();
+        let v = eval(&l, &s, 2_000);
+        assert_eq!(v.agreements[0].state, State::Proposed);
+        assert_eq!(v.agreements[0].answer.as_ref().map(|x| x.reason.as_str()), Some("over the limit of 2 GiB"));
+        assert_eq!(v.invalid.len(), 2, "{:#?}", v.invalid);
+        // The operator takes it after all.
+        l.insert(&Entry::accept(&a, &d)).unwrap();
+        assert_eq!(eval(&l, &s, 2_000).agreements[0].state, State::Active);
     }
 
     #[test]

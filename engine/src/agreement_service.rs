@@ -87,6 +87,14 @@ pub fn propose(
     let id = agreement.id();
     let ledger = LedgerFile::new(info.id, &dir);
     ledger.insert(&Entry::propose(agreement, &device, &space_key))?;
+    // Named by id alone: where it was last reached (the address book, or pairing with it), so
+    // the daemon's next round contacts it and the seeder countersigns there, as the guide says.
+    let mut seeder = Home::with_known_addrs(root, seeder.clone())?;
+    if seeder.addrs.is_empty()
+        && let Some(paired) = crate::seeder_admin::seeders(root)?.into_iter().find(|p| p.seeder.device == seeder.device)
+    {
+        seeder = crate::seeder_admin::reach(root, &paired.seeder);
+    }
     if !seeder.addrs.is_empty() {
         Home::remember_peer_at(root, &info.id, &seeder.device, &seeder.addrs)?;
     }

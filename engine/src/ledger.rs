@@ -236,6 +236,9 @@ pub struct AgreementSummary {
     pub signatures_ok: bool,
     /// Why it is invalid.
     pub problem: Option<String>,
+    /// The seeder's answer to a proposal it did not take by itself (why it waits).
+    #[serde(default)]
+    pub answer: Option<String>,
     /// The newest audit.
     pub last_audit: Option<AuditSummary>,
     /// Counts towards the replication count now.
@@ -271,6 +274,8 @@ pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str,
         state: v.state.as_str().into(),
         signatures_ok: v.signatures_ok,
         problem: v.problem.clone(),
+        // Only while it waits: once taken or ended, the answer is history.
+        answer: v.answer.as_ref().filter(|_| v.state == cobox_agreements::State::Proposed).map(|a| a.reason.clone()),
         last_audit: v.last_audit().map(audit_summary),
         verified: v.verified(now, AUDIT_WINDOW_MS),
     }

@@ -817,7 +817,10 @@ impl CoboxApp {
                     ui.monospace(&a.seeder[..8]);
                     ui.label(human(a.quota));
                     ui.label(a.end.get(..10).unwrap_or(&a.end));
-                    ui.label(&a.state);
+                    match &a.answer {
+                        Some(why) => ui.label(&a.state).on_hover_text(format!("the seeder answered: {why}")),
+                        None => ui.label(&a.state),
+                    };
                     if a.signatures_ok {
                         ui.label("verified");
                     } else {

@@ -32,6 +32,9 @@ fn model() -> Model {
         state: state.into(),
         signatures_ok: ok,
         problem: (!ok).then(|| "the seeder signature does not verify".into()),
+        answer: (state == "proposed").then(|| {
+            "20 GiB is over this seeder's limit of 10 GiB (--max-quota); its operator may still take it".into()
+        }),
         last_audit: (state == "active").then(|| audit.clone()),
         verified: state == "active",
     };

@@ -107,6 +107,9 @@ fn list(ctx: &Ctx) -> Result<()> {
             if a.signatures_ok { "ok" } else { "INVALID" },
             a.problem.as_deref().map(|p| format!(" ({p})")).unwrap_or_default()
         );
+        if let Some(why) = &a.answer {
+            println!("              the seeder answered: {}", cobox_engine::util::printable(why));
+        }
         if let Some(x) = &a.last_audit {
             println!(
                 "              last audit {}: {}/{} blobs {}",

@@ -425,3 +425,57 @@ fn bind_listens_only_where_asked() {
     assert!(socks.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST), "{socks:?}");
     assert!(socks.iter().any(|a| d.addr.ends_with(&a.to_string())), "{socks:?} vs {}", d.addr);
 }
+
+/// docs/operations.md's five steps, as written: a seeder with a standing policy, paired by
+/// its owner, countersigns an in-policy proposal at the owner's next contact with no command
+/// at either end; a proposal over the policy is answered with the limit it breaks, which the
+/// owner reads in `agreement list`, and stays open for the operator's `cobox seed CODE`.
+#[test]
+fn the_operations_guides_five_steps_work_as_written() {
+    let (owner, seeder) = (Device::new(), Device::new());
+    let folder = tempfile::tempdir().unwrap();
+    write(&folder.path().join("a.txt"), b"kept by a seeder\n");
+    create_space(&owner, "docs", folder.path());
+    owner.ok(&["scan", "docs"]);
+    let owner_id = owner.ok(&["id"]).trim().to_owned();
+    let seeder_id = seeder.ok(&["id"]).trim().to_owned();
+    // 2. Who it seeds for, and how much.
+    let sd = Daemon::start_with(&seeder, &["--seed-for", &owner_id, "--max-quota", "500M"]);
+    // 3. Pairing.
+    let code = seeder.ok(&["seeder", "pairing-code"]).trim().to_owned();
+    owner.ok(&["seeder", "pair", &code, "--no-relay"]);
+    let od = Daemon::start_with(&owner, &["--interval", "1"]);
+    let state = |id: &str| -> serde_json::Value {
+        let l = owner.json(&["agreement", "list"]);
+        l["agreements"].as_array().unwrap().iter().find(|a| a["id"] == id).cloned().unwrap_or_default()
+    };
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    // 4. Within the policy: countersigned by itself at the owner's next contact.
+    let v = owner.json(&["agreement", "propose", "docs", "--seeder", &seeder_id, "--quota", "200M", "--days", "365"]);
+    let inside = v["agreement"]["id"].as_str().unwrap().to_owned();
+    wait_for("the in-policy proposal is countersigned", &|| state(&inside)["state"] == "active");
+    // Over it: answered with the limit it breaks, and still open.
+    let v = owner.json(&["agreement", "propose", "docs", "--seeder", &seeder_id, "--quota", "2G", "--days", "365"]);
+    let over = v["agreement"]["id"].as_str().unwrap().to_owned();
+    let seed_code = v["seed_code"].as_str().unwrap().to_owned();
+    wait_for("the seeder's answer reaches the owner", &|| state(&over)["answer"].is_string());
+    let a = state(&over);
+    assert_eq!(a["state"], "proposed", "{a}");
+    assert!(a["answer"].as_str().unwrap().contains("--max-quota"), "{a}");
+    let text = owner.ok(&["agreement", "list"]);
+    assert!(text.contains("over this seeder's limit"), "{text}");
+    // The operator takes it after all; the running service holds it from then on.
+    seeder.ok(&["seed", &seed_code, "--yes", "--no-relay"]);
+    wait_for("the operator's countersignature reaches the owner", &|| state(&over)["state"] == "active");
+    // 5. Check: an audit counts a verified copy.
+    owner.ok(&["audit", "docs", "--no-relay"]);
+    assert_eq!(owner.json(&["status", "docs"])["replicas"], 1);
+    od.stop();
+    sd.stop();
+}

@@ -250,9 +250,10 @@ impl Daemon {
         let pid = self.child.id();
         let mut inodes = std::collections::HashSet::new();
         for fd in fs::read_dir(format!("/proc/{pid}/fd")).expect("fds").flatten() {
-            if let Some(i) = fs::read_link(fd.path()).ok().and_then(|l| {
-                l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
-            }) {
+            if let Some(i) = fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok())
+            {
                 inodes.insert(i);
             }
         }

@@ -97,11 +97,18 @@ fn a_seeder_takes_nothing_over_its_policy() {
     assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
     assert!(s.blobs.is_empty());
     assert_eq!(o.not_pushed, 20);
-    // It declines in the ledger, so the owner sees the proposal ended, not "proposed" forever.
+    // It answers in the ledger with the limit it breaks: the owner reads why the proposal
+    // waits, and it stays open for the operator's `cobox seed CODE`.
     for l in [&owner.ledger, &s.ledger] {
         let view = evaluate(&owner.space, &l.raw_entries(), NOW);
-        assert!(view.agreements.iter().all(|a| a.state == State::Revoked), "{view:?}");
+        assert!(view.agreements.iter().all(|a| a.state == State::Proposed), "{view:?}");
+        let why = view.agreements[0].answer.as_ref().map(|a| a.reason.clone()).unwrap_or_default();
+        assert!(why.contains("over this seeder's limit") && why.contains("--max-quota"), "{why}");
     }
+    // Said once: a second session adds nothing to the ledger.
+    let before = s.ledger.raw_entries().len();
+    run(&mut owner, &mut s, Purpose::Sync);
+    assert_eq!(s.ledger.raw_entries().len(), before);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Rol
 use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::roster::{self, OpId};
-use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, Party, Revocation, State};
+use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, State};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -674,18 +674,26 @@ impl Session {
                     Err(e) => notes.push(format!("cannot countersign agreement {}: {e}", a.id.short())),
                 }
             } else if a.agreement.in_term(now) && policy.owners.iter().any(|o| o.0 == a.agreement.owner) {
-                // An owner this seeder serves asked for more than its standing limit: decline in
-                // the ledger (a revocation by the seeder), so the owner sees it ended instead of
-                // a proposal that stays "proposed" forever. Dated when the proposal began (never
-                // later than now), so the owner's clock, a moment behind, already sees it.
-                let when = a.agreement.start_ms.min(now);
-                let r = Revocation { agreement: a.id, device: me.0, party: Party::Seeder, time_ms: when };
-                match self.ledger.insert(&Entry::revoke(r, &self.setup.device_key, None)) {
+                // An owner this seeder serves asked for more than its standing limit: answer in
+                // the ledger with the limit it breaks, so the owner reads why it waits; the
+                // proposal stays open for the operator's `cobox seed CODE`.
+                let reason = format!(
+                    "{} is over this seeder's limit of {} (--max-quota); its operator may still take it with `cobox seed CODE`",
+                    crate::units::format_bytes(a.agreement.quota),
+                    crate::units::format_bytes(policy.max_quota)
+                );
+                // Said once per policy, not at every session.
+                if a.answer.as_ref().is_some_and(|x| x.reason == reason) {
+                    continue;
+                }
+                let answer = cobox_agreements::Answer { agreement: a.id, time_ms: now, reason };
+                match self.ledger.insert(&Entry::answer(answer, &self.setup.device_key)) {
                     Ok(added) => changed |= added,
-                    Err(e) => notes.push(format!("cannot decline agreement {}: {e}", a.id.short())),
+                    Err(e) => notes.push(format!("cannot answer agreement {}: {e}", a.id.short())),
                 }
                 notes.push(format!(
-                    "declined agreement {}: {} is over this seeder's limit of {} (--max-quota)",
+                    "not taking agreement {} by itself: {} is over this seeder's limit of {} (--max-quota); \
+                     `cobox seed CODE` takes it",
                     a.id.short(),
                     crate::units::format_bytes(a.agreement.quota),
                     crate::units::format_bytes(policy.max_quota)

@@ -472,20 +472,30 @@ impl Node {
             }
         }
         if stats.not_pushed > 0 {
-            let states: Vec<&str> = session
-                .view()
-                .map(|v| {
-                    v.agreements.iter().filter(|a| a.agreement.seeder == peer_id.0).map(|a| a.state.as_str()).collect()
-                })
+            let mine = |v: &cobox_agreements::LedgerView| -> Vec<cobox_agreements::AgreementView> {
+                v.agreements.iter().filter(|a| a.agreement.seeder == peer_id.0).cloned().collect()
+            };
+            let agreements = session.view().map(mine).unwrap_or_default();
+            let states: Vec<&str> = agreements.iter().map(|a| a.state.as_str()).collect();
+            // The seeder's own words on a proposal it left waiting.
+            let answered = agreements
+                .iter()
+                .filter(|a| a.state == cobox_agreements::State::Proposed)
+                .find_map(|a| a.answer.as_ref())
+                .map(|a| format!("; it answered: {}", crate::util::printable(&a.reason)))
                 .unwrap_or_default();
             // What was pulled is applied above; only the push is refused.
             return Err(Error::Refused(format!(
-                "seeder {} has no active agreement for space {} (its agreements: {}), so {} blobs were not pushed; \
-                 a proposal it has not countersigned may be over its quota limit",
+                "seeder {} has no active agreement for space {} (its agreements: {}), so {} blobs were not pushed{}",
                 peer_id.short(),
                 space.short(),
                 states.join(", "),
-                stats.not_pushed
+                stats.not_pushed,
+                if answered.is_empty() {
+                    "; a proposal it has not countersigned may be over its quota limit".to_owned()
+                } else {
+                    answered
+                }
             )));
         }
         (self.sh.log)(&format!(
