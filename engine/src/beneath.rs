@@ -193,6 +193,12 @@ impl Entry {
         Ok(rustix::fs::renameat(&*self.dir, &self.name, &*to.dir, &to.name)?)
     }
 
+    /// Rename, failing with `AlreadyExists` rather than replacing what is at `to`.
+    pub(crate) fn rename_noreplace(&self, to: &Entry) -> io::Result<()> {
+        let flags = rustix::fs::RenameFlags::NOREPLACE;
+        Ok(rustix::fs::renameat_with(&*self.dir, &self.name, &*to.dir, &to.name, flags)?)
+    }
+
     /// Open the file here for reading, never through a symlink (one swapped in since the
     /// folder was walked fails with `ELOOP` instead of being read).
     pub(crate) fn open_read(&self) -> io::Result<File> {

@@ -83,9 +83,14 @@ impl Entry {
         !matches!(self.kind, Kind::Deleted)
     }
 
-    /// Same folder state, ignoring which device recorded it.
+    /// Same folder state, ignoring which device recorded it. A link is its target: its own
+    /// time is whenever a device wrote it (the materialiser cannot carry it), so comparing it made
+    /// every device that wrote a link see an edit, and two of them a conflict, over and over.
     pub fn same_state(&self, other: &Entry) -> bool {
-        self.kind == other.kind && self.mode == other.mode && self.mtime_ns == other.mtime_ns
+        match self.kind {
+            Kind::Symlink { .. } => self.kind == other.kind,
+            _ => self.kind == other.kind && self.mode == other.mode && self.mtime_ns == other.mtime_ns,
+        }
     }
 
     /// File size, or 0 for anything else.

@@ -60,13 +60,33 @@ pub fn conflict_name(path: &str, mtime_ns: i64, device: &[u8; 8]) -> String {
     format!("{dir}{stem}.sync-conflict-{}-{}{ext}", stamp(mtime_ns), hex::encode(&device[..4]))
 }
 
+/// The `n`th conflict-copy name (n ≥ 2) when [`conflict_name`]'s is taken by another version:
+/// `a/b.sync-conflict-20251124-160000-abcdef01-2.txt`.
+pub fn numbered(copy: &str, n: u32) -> String {
+    const TAG: &str = ".sync-conflict-";
+    let Some(i) = copy.rfind(TAG) else { return format!("{copy}-{n}") };
+    let at = (i + TAG.len() + 24).min(copy.len());
+    format!("{}-{n}{}", &copy[..at], &copy[at..])
+}
+
 /// The path a conflict copy was made for: `a/b.sync-conflict-20251124-160000-abcdef01.txt` → `a/b.txt`.
 pub fn conflict_original(copy: &str) -> Option<String> {
     const TAG: &str = ".sync-conflict-";
     let i = copy.rfind(TAG)?;
     let rest = &copy[i + TAG.len()..];
-    // YYYYMMDD-HHMMSS-DEV8HEX is 24 characters; anything after is the extension.
-    let (stamp, ext) = (rest.get(..24)?, rest.get(24..)?);
+    // YYYYMMDD-HHMMSS-DEV8HEX is 24 characters; then a copy's number (`-2`), if any, and the
+    // extension.
+    let (stamp, mut ext) = (rest.get(..24)?, rest.get(24..)?);
+    if let Some(num) = ext.strip_prefix('-') {
+        let digits = num.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        ext = &num[digits..];
+    }
+    if !(ext.is_empty() || ext.starts_with('.')) {
+        return None;
+    }
     let ok = stamp.bytes().enumerate().all(|(k, b)| if k == 8 || k == 15 { b == b'-' } else { b.is_ascii_hexdigit() });
     (ok && !ext.contains('/')).then(|| format!("{}{ext}", &copy[..i]))
 }
@@ -147,7 +167,8 @@ mod tests {
         ) {
             let path = format!("{dir}{stem}{}", ext.map(|e| format!(".{e}")).unwrap_or_default());
             let name = conflict_name(&path, ns, &dev);
-            prop_assert_eq!(conflict_original(&name), Some(path));
+            prop_assert_eq!(conflict_original(&name), Some(path.clone()));
+            prop_assert_eq!(conflict_original(&numbered(&name, 7)), Some(path));
         }
 
         #[test]

@@ -41,6 +41,9 @@ pub struct MaterializeReport {
 }
 
 use cobox_core::plan::{Action, Local, Seen};
+
+/// Numbered conflict copies tried for one version before it is left as a conflict at its path.
+const MAX_COPY_NUMBER: u32 = 100;
 pub use cobox_core::settle::{conflict_name, conflict_original};
 
 impl Space {
@@ -54,9 +57,19 @@ impl Space {
             let Some(current) = self.manifest()?.get(&path)? else { continue };
             let Some(settled) = cobox_core::settle::settle(&path, &all, &current) else { continue };
             for (name, v) in &settled.copies {
-                if self.manifest()?.get(name)?.is_none_or(|e| !e.is_live()) {
-                    self.manifest_mut()?.set(name, v)?;
-                    copies.push(name.clone());
+                // A name taken by another version (the same device lost twice within a second)
+                // gets a numbered one: a copy is never dropped for its name.
+                for n in 1..=MAX_COPY_NUMBER {
+                    let name = if n == 1 { name.clone() } else { cobox_core::settle::numbered(name, n) };
+                    match self.manifest()?.get(&name)? {
+                        Some(e) if e.is_live() && e.same_state(v) => break,
+                        Some(e) if e.is_live() => continue,
+                        _ => {
+                            self.manifest_mut()?.set(&name, v)?;
+                            copies.push(name);
+                            break;
+                        }
+                    }
                 }
             }
             // One new value supersedes the concurrent ones, so the path stops being a conflict.
@@ -179,16 +192,19 @@ impl Space {
                         && !m.is_dir()
                     {
                         let cleared = match &keep_local_as {
-                            Some(name) => folder.entry(name, false).and_then(|to| t.rename(&to)),
-                            None => {
-                                unchanged_since(t, now).map_err(std::io::Error::other).and_then(|()| t.remove_file())
-                            }
+                            Some(name) => self.move_aside(&folder, t, name).map(Some),
+                            None => unchanged_since(t, now)
+                                .map_err(std::io::Error::other)
+                                .and_then(|()| t.remove_file())
+                                .map(|()| None),
                         };
-                        if let Err(e) = cleared {
-                            report.refused.push(format!("{path}: cannot clear the way: {e}"));
-                            continue;
+                        match cleared {
+                            Ok(kept) => report.conflicts.extend(kept),
+                            Err(e) => {
+                                report.refused.push(format!("{path}: cannot clear the way: {e}"));
+                                continue;
+                            }
                         }
-                        report.conflicts.extend(keep_local_as);
                     }
                     let made = folder.entry(path, true).and_then(|t| {
                         match &entry.kind {
@@ -216,16 +232,17 @@ impl Space {
                 Action::Write { keep_local_as } => {
                     if let Some(name) = keep_local_as {
                         // Keep the local edit under a conflict name; the next scan records it.
-                        let kept = match (&target, folder.entry(&name, false)) {
-                            (Some(t), Ok(to)) => t.rename(&to),
-                            (None, _) => Err(std::io::ErrorKind::NotFound.into()),
-                            (_, Err(e)) => Err(e),
+                        let kept = match &target {
+                            Some(t) => self.move_aside(&folder, t, &name),
+                            None => Err(std::io::ErrorKind::NotFound.into()),
                         };
-                        if let Err(e) = kept {
-                            report.refused.push(format!("{path}: cannot keep the local edit aside: {e}"));
-                            continue;
+                        match kept {
+                            Ok(name) => report.conflicts.push(name),
+                            Err(e) => {
+                                report.refused.push(format!("{path}: cannot keep the local edit aside: {e}"));
+                                continue;
+                            }
                         }
-                        report.conflicts.push(name);
                         to_write.push((path.clone(), entry.clone(), None));
                     } else {
                         to_write.push((path.clone(), entry.clone(), now));
@@ -283,6 +300,30 @@ impl Space {
         Ok((report, planned))
     }
 
+    /// Move `t` aside under `name`, or under the first numbered name free both on disk and in
+    /// the manifest: a local edit moved aside never replaces another copy (the same device can
+    /// lose twice within a second). Returns the name used.
+    fn move_aside(&self, folder: &Folder, t: &crate::beneath::Entry, name: &str) -> std::io::Result<String> {
+        for n in 1..=MAX_COPY_NUMBER {
+            let candidate = if n == 1 { name.to_owned() } else { cobox_core::settle::numbered(name, n) };
+            let taken = self
+                .manifest()
+                .map_err(std::io::Error::other)?
+                .get(&candidate)
+                .map_err(std::io::Error::other)?
+                .is_some_and(|e| e.is_live());
+            if taken {
+                continue;
+            }
+            match t.rename_noreplace(&folder.entry(&candidate, false)?) {
+                Ok(()) => return Ok(candidate),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other(format!("every conflict-copy name for {name} up to {MAX_COPY_NUMBER} is taken")))
+    }
+
     /// A folder is in the way of file or link `entry` at `path`: remove it if empty, else move
     /// it aside under a conflict name (what is left in it was not deleted everywhere: an edit
     /// not synced yet), then write the file or make the link. Returns what was made and the
@@ -293,9 +334,8 @@ impl Space {
         if t.remove_dir().is_err() {
             let mtime_ns = t.stat().ok().flatten().map_or(0, |m| Meta::of(&m).mtime_ns);
             let name = conflict_name(path, mtime_ns, &self.device_short());
-            folder
-                .entry(&name, false)
-                .and_then(|to| t.rename(&to))
+            let name = self
+                .move_aside(folder, &t, &name)
                 .map_err(|e| format!("{path}: a folder is in the way and cannot be moved aside: {e}"))?;
             kept = Some(name);
         }
@@ -778,6 +818,131 @@ mod tests {
             std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
+    }
+
+    /// One device's change to the path `x` in a round of [`kind_changes_converge_and_lose_no_edit`].
+    #[derive(Debug, Clone, Copy)]
+    enum KindOp {
+        Nothing,
+        Remove,
+        File,
+        Dir,
+        Link,
+        /// Edit the file inside, when `x` is a folder.
+        Inside,
+    }
+
+    fn kind_op() -> impl proptest::strategy::Strategy<Value = KindOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(KindOp::Nothing),
+            Just(KindOp::Remove),
+            Just(KindOp::File),
+            Just(KindOp::Dir),
+            Just(KindOp::Link),
+            Just(KindOp::Inside)
+        ]
+    }
+
+    /// Do `op` to `x` in `dir`; returns the text it wrote, if any (an edit that must survive).
+    fn do_kind_op(dir: &std::path::Path, op: KindOp, marker: &str) -> Option<String> {
+        let x = dir.join("x");
+        let clear = || match std::fs::symlink_metadata(&x) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&x).unwrap(),
+            Ok(_) => std::fs::remove_file(&x).unwrap(),
+            Err(_) => {}
+        };
+        match op {
+            KindOp::Nothing => None,
+            KindOp::Remove => {
+                clear();
+                None
+            }
+            KindOp::File => {
+                clear();
+                std::fs::write(&x, marker).unwrap();
+                Some(marker.to_owned())
+            }
+            KindOp::Dir => {
+                clear();
+                std::fs::create_dir(&x).unwrap();
+                std::fs::write(x.join("c"), marker).unwrap();
+                Some(marker.to_owned())
+            }
+            KindOp::Link => {
+                clear();
+                std::os::unix::fs::symlink(marker.replace(' ', "-"), &x).unwrap();
+                None
+            }
+            KindOp::Inside if std::fs::symlink_metadata(&x).is_ok_and(|m| m.is_dir()) => {
+                std::fs::write(x.join("c"), marker).unwrap();
+                Some(marker.to_owned())
+            }
+            KindOp::Inside => None,
+        }
+    }
+
+    /// path -> what is there: "dir", "link:TARGET" or the file's text.
+    fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+        fn walk(root: &std::path::Path, at: &std::path::Path, out: &mut std::collections::BTreeMap<String, String>) {
+            for e in std::fs::read_dir(at).unwrap().flatten() {
+                let p = e.path();
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let m = std::fs::symlink_metadata(&p).unwrap();
+                if m.file_type().is_symlink() {
+                    out.insert(rel, format!("link:{}", std::fs::read_link(&p).unwrap().display()));
+                } else if m.is_dir() {
+                    out.insert(rel, "dir".into());
+                    walk(root, &p, out);
+                } else {
+                    out.insert(rel, std::fs::read_to_string(&p).unwrap());
+                }
+            }
+        }
+        let mut out = std::collections::BTreeMap::new();
+        walk(dir, dir, &mut out);
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+        /// Rounds of kind changes (file, folder, link, removal) to one path on two devices,
+        /// each round made apart and then synced: both folders end identical, and every file
+        /// either device wrote in the round (at the path or inside it) is still in them, at
+        /// the path or in a conflict copy.
+        #[test]
+        fn kind_changes_converge_and_lose_no_edit(
+            rounds in proptest::collection::vec((kind_op(), kind_op()), 1..5),
+        ) {
+            let (home_a, folder_a, mut a) = space();
+            let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+            for (r, (op_a, op_b)) in rounds.iter().enumerate() {
+                let wrote: Vec<String> = [
+                    do_kind_op(folder_a.path(), *op_a, &format!("round {r} on a")),
+                    do_kind_op(folder_b.path(), *op_b, &format!("round {r} on b")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                for _ in 0..4 {
+                    a.scan(&crate::NoProgress).unwrap();
+                    b.scan(&crate::NoProgress).unwrap();
+                    send(&a, &b);
+                    b.apply_and_materialize().unwrap();
+                    send(&b, &a);
+                    a.apply_and_materialize().unwrap();
+                }
+                let (ta, tb) = (tree(folder_a.path()), tree(folder_b.path()));
+                proptest::prop_assert_eq!(&ta, &tb, "round {} ({:?}, {:?}): the folders differ", r, op_a, op_b);
+                for text in &wrote {
+                    proptest::prop_assert!(
+                        ta.values().any(|v| v == text),
+                        "round {} ({:?}, {:?}): {:?} was lost: {:?}", r, op_a, op_b, text, ta
+                    );
+                }
+            }
+        }
     }
 
     /// A save, a delete and a rename made since the last scan, on paths no incoming change
