@@ -35,6 +35,32 @@ pub fn settle(path: &str, versions: &[Entry], current: &Entry) -> Option<Settlem
     Some(Settlement { winner, copies })
 }
 
+/// Paths whose names normalise alike (Unicode NFC) but differ byte for byte, which show as two
+/// identical-looking files: for each group, the path that keeps the name (the one in NFC form,
+/// else the smallest) and the others, which become conflict copies of it. The same on every
+/// device. ASCII paths, nearly all of them, are passed over without normalising.
+pub fn lookalikes<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<(String, Vec<String>)> {
+    use unicode_normalization::UnicodeNormalization;
+    let mut groups: std::collections::BTreeMap<String, Vec<&str>> = std::collections::BTreeMap::new();
+    for p in paths {
+        if !p.is_ascii() {
+            groups.entry(p.nfc().collect()).or_default().push(p);
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, g)| g.len() > 1)
+        .map(|(nfc, mut g)| {
+            g.sort_unstable();
+            g.dedup();
+            let keep = g.iter().position(|p| *p == nfc).unwrap_or(0);
+            let keeper = g.remove(keep).to_owned();
+            (keeper, g.into_iter().map(str::to_owned).collect::<Vec<_>>())
+        })
+        .filter(|(_, others)| !others.is_empty())
+        .collect()
+}
+
 /// The versions that really differ (not the same state written twice), first seen first.
 fn distinct(versions: &[Entry]) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
@@ -136,6 +162,19 @@ mod tests {
         // 2000-02-29T23:59:59Z, a leap day
         assert_eq!(stamp(951_868_799 * 1_000_000_000), "20000229-235959");
         assert_eq!(stamp(-1_000_000_000), "19691231-235959");
+    }
+
+    #[test]
+    fn names_that_normalise_alike_are_one_name() {
+        let (nfc, nfd) = ("d/caf\u{e9}.txt", "d/cafe\u{301}.txt");
+        let g = lookalikes([nfd, "plain.txt", nfc, "d/other\u{e9}.txt"]);
+        assert_eq!(g, vec![(nfc.to_owned(), vec![nfd.to_owned()])]);
+        // Without the NFC form, the smallest keeps the name; the order never matters.
+        // The Angstrom sign and A with a combining ring both normalise to U+00C5.
+        let (a, b) = ("x/\u{212b}", "x/A\u{30a}");
+        assert_eq!(lookalikes([a, b]), vec![(b.to_owned(), vec![a.to_owned()])]);
+        assert_eq!(lookalikes([a, b]), lookalikes([b, a]));
+        assert!(lookalikes(["a.txt", "b.txt"]).is_empty());
     }
 
     #[test]

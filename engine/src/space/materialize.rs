@@ -51,7 +51,12 @@ impl Space {
     /// Returns the conflict copies created.
     pub(crate) fn resolve_conflicts(&mut self) -> Result<Vec<String>, Error> {
         let mut copies = Vec::new();
-        let paths: Vec<String> = self.manifest()?.entries().into_iter().map(|(p, _)| p).collect();
+        let entries = self.manifest()?.entries();
+        // Names that normalise alike, found in the same walk (nearly every path is ASCII).
+        let groups = cobox_core::settle::lookalikes(
+            entries.iter().filter(|(_, e)| e.is_live() && !matches!(e.kind, Kind::Dir)).map(|(p, _)| p.as_str()),
+        );
+        let paths: Vec<String> = entries.into_iter().map(|(p, _)| p).collect();
         for path in paths {
             let all = self.manifest()?.get_all(&path)?;
             let Some(current) = self.manifest()?.get(&path)? else { continue };
@@ -74,6 +79,31 @@ impl Space {
             }
             // One new value supersedes the concurrent ones, so the path stops being a conflict.
             self.manifest_mut()?.set(&path, &settled.winner)?;
+        }
+        // Names that normalise alike (NFC/NFD) are one name: the others become conflict copies
+        // of it, with values every device computes alike (so settling twice is no conflict).
+        for (keeper, others) in groups {
+            for other in others {
+                let Some(v) = self.manifest()?.get(&other)?.filter(|e| e.is_live() && !matches!(e.kind, Kind::Dir))
+                else {
+                    continue;
+                };
+                let name = conflict_name(&keeper, v.mtime_ns, &v.device);
+                for n in 1..=MAX_COPY_NUMBER {
+                    let name = if n == 1 { name.clone() } else { cobox_core::settle::numbered(&name, n) };
+                    match self.manifest()?.get(&name)? {
+                        Some(e) if e.is_live() && !e.same_state(&v) => continue,
+                        Some(e) if e.is_live() => {}
+                        _ => {
+                            self.manifest_mut()?.set(&name, &v)?;
+                            copies.push(name);
+                        }
+                    }
+                    break;
+                }
+                let gone = Entry { kind: Kind::Deleted, mtime_ns: v.mtime_ns, mode: 0, device: v.device };
+                self.manifest_mut()?.set(&other, &gone)?;
+            }
         }
         let snap = Snapshot {
             time_ms: crate::now_ms(),
@@ -818,6 +848,33 @@ mod tests {
             std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
+    }
+
+    /// Two devices add files whose names differ only in Unicode normalisation (NFC on one,
+    /// NFD on the other): one name is kept, the other file becomes a conflict copy of it, and
+    /// both folders end identical. Before: two identical-looking files on every device.
+    #[test]
+    fn names_that_normalise_alike_become_one_name_and_a_conflict_copy() {
+        let (home_a, folder_a, mut a) = space();
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+        let (nfc, nfd) = ("caf\u{e9}.txt", "cafe\u{301}.txt");
+        std::fs::write(folder_a.path().join(nfc), "written on a").unwrap();
+        std::fs::write(folder_b.path().join(nfd), "written on b").unwrap();
+        for _ in 0..3 {
+            a.scan(&crate::NoProgress).unwrap();
+            b.scan(&crate::NoProgress).unwrap();
+            send(&a, &b);
+            b.apply_and_materialize().unwrap();
+            send(&b, &a);
+            a.apply_and_materialize().unwrap();
+        }
+        let (ta, tb) = (tree(folder_a.path()), tree(folder_b.path()));
+        assert_eq!(ta, tb);
+        assert_eq!(ta.get(nfc).map(String::as_str), Some("written on a"), "{ta:?}");
+        assert!(!ta.contains_key(nfd), "{ta:?}");
+        let copy: Vec<_> = ta.iter().filter(|(p, _)| conflict_original(p).as_deref() == Some(nfc)).collect();
+        assert_eq!(copy.len(), 1, "{ta:?}");
+        assert_eq!(copy[0].1, "written on b");
     }
 
     /// One device's change to the path `x` in a round of [`kind_changes_converge_and_lose_no_edit`].
