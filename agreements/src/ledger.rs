@@ -66,6 +66,22 @@ fn check_changes(mut bytes: &[u8], cap: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Why an operation is not the one kind a ledger change may hold, a new bytes value under a
+/// key of the root map that overwrites nothing; `None` when it is.
+fn not_an_addition(op: &automerge::legacy::Op) -> Option<&'static str> {
+    use automerge::ScalarValue;
+    use automerge::legacy::{Key, ObjectId, OpType};
+    if !matches!(op.obj, ObjectId::Root) || !matches!(op.key, Key::Map(_)) || op.insert {
+        return Some("change something other than the root map of entries");
+    }
+    match &op.action {
+        OpType::Delete => Some("delete an entry"),
+        OpType::Put(ScalarValue::Bytes(_)) if op.pred.is_empty() => None,
+        OpType::Put(ScalarValue::Bytes(_)) => Some("overwrite an entry"),
+        _ => Some("hold something other than an entry's bytes"),
+    }
+}
+
 /// An unsigned LEB128 number and the bytes it took (at most 10).
 fn uleb(b: &[u8]) -> Option<(u64, usize)> {
     let mut v = 0u64;
@@ -174,7 +190,22 @@ impl Ledger {
     /// Take `next` (this ledger with changes merged in) if it only adds entries, each under the
     /// hash of its bytes; returns how many it added. A seeder that deleted its own revocation,
     /// or rewrote an audit, is refused here before anything is kept.
-    fn accept(&mut self, next: Ledger) -> Result<usize, LedgerError> {
+    fn accept(&mut self, mut next: Ledger) -> Result<usize, LedgerError> {
+        // On the changes themselves, not only on what they leave visible: a change that deletes
+        // or overwrites an entry is refused even when another in the same merge added it, or
+        // the ledgers of the devices that took it and of those that did not would differ for good.
+        let heads = self.doc.get_heads();
+        for change in next.doc.get_changes(&heads) {
+            let expanded = change.decode();
+            for op in &expanded.operations {
+                if let Some(what) = not_an_addition(op) {
+                    return Err(LedgerError::Rewrite(format!(
+                        "{what} (change {})",
+                        short(&hex::encode(change.hash().0))
+                    )));
+                }
+            }
+        }
         let before: std::collections::HashMap<String, Vec<u8>> = self.raw_entries().into_iter().collect();
         let after = next.raw_entries();
         let mut added = 0;
@@ -361,10 +392,34 @@ mod tests {
         let heads = owner.heads_and_parents();
         seeder.doc.delete(ROOT, revocation.as_str()).unwrap();
         let err = owner.merge_bytes(&seeder.changes_since(&heads)).unwrap_err();
-        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("remove 1")), "{err}");
+        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("delete an entry")), "{err}");
         assert_eq!(owner.len(), 3, "the revocation stays");
         assert!(owner.merge(&mut seeder).is_err(), "nor through merge");
         assert_eq!(owner.len(), 3);
+    }
+
+    /// Append-only is judged on the changes, not on what they leave visible: one merge holding
+    /// a change that adds an entry and one that deletes it is refused whole. Before: the
+    /// visible state lost nothing and the merge passed, and the ledgers split for good.
+    #[test]
+    fn a_merge_that_adds_an_entry_and_deletes_it_is_refused() {
+        let (mut owner, mut seeder, _) = revoked();
+        let heads = owner.heads_and_parents();
+        let (s, o, d) = keys();
+        let mut late = sample(&s, &o, &d);
+        late.nonce = [5; 16];
+        let entry = Entry::propose(late, &o, &s);
+        seeder.insert(&entry).unwrap();
+        seeder.doc.commit();
+        seeder.doc.delete(ROOT, entry.key().as_str()).unwrap();
+        let err = owner.merge_bytes(&seeder.changes_since(&heads)).unwrap_err();
+        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("delete an entry")), "{err}");
+        assert!(owner.merge(&mut seeder).is_err(), "nor through merge");
+        assert_eq!(owner.len(), 3);
+        // The same addition without its deletion merges.
+        let (mut owner, mut seeder, _) = revoked();
+        seeder.insert(&entry).unwrap();
+        assert_eq!(owner.merge(&mut seeder).unwrap(), 1);
     }
 
     #[test]
@@ -373,7 +428,7 @@ mod tests {
         let heads = owner.heads_and_parents();
         seeder.doc.put(ROOT, revocation.as_str(), ScalarValue::Bytes(b"not a revocation".to_vec())).unwrap();
         let err = owner.merge_bytes(&seeder.changes_since(&heads)).unwrap_err();
-        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("rewrite")), "{err}");
+        assert!(matches!(err, LedgerError::Rewrite(ref m) if m.contains("overwrite an entry")), "{err}");
         let (mut owner, mut seeder, _) = revoked();
         seeder.doc.put(ROOT, "0000", ScalarValue::Bytes(b"junk".to_vec())).unwrap();
         let err = owner.merge_bytes(&seeder.save()).unwrap_err();
