@@ -149,7 +149,12 @@ fn audit(c: &mut Criterion) {
         .collect();
     let ids: Vec<[u8; 32]> = blobs.iter().map(|b| *blake3::hash(b).as_bytes()).collect();
     let nonce = [7u8; 32];
-    let proofs: Vec<_> = blobs.iter().zip(&ids).map(|(b, id)| prove(&nonce, id, b).expect("a proof")).collect();
+    let proofs: Vec<_> = blobs
+        .iter()
+        .zip(&ids)
+        .enumerate()
+        .map(|(i, (b, id))| prove(&nonce, id, i as u32, b).expect("a proof"))
+        .collect();
     let bytes: usize = proofs.iter().map(|p| p.ranges.len() + 8).sum();
     eprintln!(
         "audit of 1,000 blobs of 1 MiB: {bytes} bytes of proofs ({} per blob), 32,000 bytes of ids",
@@ -159,15 +164,15 @@ fn audit(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("seeder proves", |b| {
         b.iter(|| {
-            for (blob, id) in blobs.iter().zip(&ids) {
-                black_box(prove(&nonce, id, blob));
+            for (i, (blob, id)) in blobs.iter().zip(&ids).enumerate() {
+                black_box(prove(&nonce, id, i as u32, blob));
             }
         })
     });
     g.bench_function("owner checks", |b| {
         b.iter(|| {
-            for (p, id) in proofs.iter().zip(&ids) {
-                assert!(check(&nonce, id, p));
+            for (i, (p, id)) in proofs.iter().zip(&ids).enumerate() {
+                assert!(check(&nonce, id, i as u32, p));
             }
         })
     });

@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// Blobs challenged per scheduled audit (and per `cobox audit` without `--all`) unless set:
-/// a seeder missing 10% of the blobs is caught with probability `1 - 0.9^32` = 96.6% per audit
-/// (`cobox_agreements::audit::detection_probability`; docs/security.md).
-pub const AUDIT_SAMPLE: usize = 32;
+/// Chunk proofs per scheduled audit (and per `cobox audit` without `--all`) unless set, drawn
+/// over the bytes: a seeder missing 1% of the data is caught with probability 99% per audit
+/// (`cobox_agreements::audit::DEFAULT_CHALLENGES`; docs/security.md).
+pub const AUDIT_SAMPLE: usize = cobox_agreements::audit::DEFAULT_CHALLENGES as usize;
 
 /// How long one session with a peer may take before the daemon gives up on it.
 const SESSION_LIMIT: Duration = Duration::from_secs(120);
@@ -476,11 +476,11 @@ impl Daemon {
             }
             let d = self.clone();
             tasks.spawn(async move {
-                for a in audit_seeders(&d.node, &id, &targets, d.schedule.audit_sample).await {
+                for a in audit_seeders(&d.node, &id, &targets, d.schedule.audit_sample, true).await {
                     let seeder = a.target.split('@').next().unwrap_or(&a.target).to_owned();
                     let short = seeder.chars().take(8).collect::<String>();
                     if let Err(e) = &a.synced {
-                        d.tell(Activity::Log(format!("syncing with {short} before the audit failed: {e}")));
+                        d.tell(Activity::Log(format!("syncing with {short} after the audit failed: {e}")));
                     }
                     let r = a.result;
                     let line = match &r {
@@ -516,26 +516,36 @@ pub fn audit_targets(view: &LedgerView, book: &BTreeMap<String, Vec<String>>) ->
         .collect()
 }
 
-/// One seeder's audit: the target as given, the sync before it, and the audit itself.
+/// One seeder's audit: the target as given, the audit itself, and the sync after it.
 #[derive(Debug)]
 pub struct SeederAudit {
     /// `ID@addresses`, as given.
     pub target: String,
-    /// The sync run first (so blobs the seeder was never sent do not count against it); its
-    /// failure is not fatal, the audit still shows what the seeder holds.
+    /// The sync run after the audit in a scheduled round (it sends again what an audit found
+    /// lost); `Ok` when none ran. Its failure does not change the audit's result.
     pub synced: Result<(), Error>,
     /// The signed result.
     pub result: Result<AuditRecord, Error>,
 }
 
-/// Sync with each seeder, then audit it.
-pub async fn audit_seeders(node: &Node, id: &SpaceId, targets: &[String], count: usize) -> Vec<SeederAudit> {
+/// Audit each seeder, then (`then_sync`, the daemon's rounds) sync with it. The audit comes
+/// first: it challenges only blobs the seeder acknowledged holding at its last complete sync, so
+/// a sync just before would let a seeder that dropped data ask for it again unseen. A manual
+/// audit (`cobox audit`, the app) does not sync, so it never downloads content.
+pub async fn audit_seeders(
+    node: &Node,
+    id: &SpaceId,
+    targets: &[String],
+    count: usize,
+    then_sync: bool,
+) -> Vec<SeederAudit> {
     let mut out = Vec::new();
     for t in targets {
         let (synced, result) = match parse_peer(t) {
             Ok(p) => {
-                let synced = node.sync_once(id, p.clone()).await.map(|_| ());
-                (synced, node.audit(id, p, count).await)
+                let result = node.audit(id, p.clone(), count).await;
+                let synced = if then_sync { node.sync_once(id, p).await.map(|_| ()) } else { Ok(()) };
+                (synced, result)
             }
             Err(e) => (Ok(()), Err(e)),
         };

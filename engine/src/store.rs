@@ -721,9 +721,9 @@ impl BlobStore {
         for (id, loc) in self.list()? {
             by_pack.entry(loc.pack).or_default().push((id, loc));
         }
-        let mut report = StoreCheck::default();
-        report.unindexed_packs =
+        let unindexed_packs =
             self.pack_files()?.into_iter().filter(|(p, _)| !by_pack.contains_key(p)).map(|(_, path)| path).collect();
+        let mut report = StoreCheck { unindexed_packs, ..StoreCheck::default() };
         for (pack, blobs) in by_pack {
             let path = self.pack_path(pack);
             let data = match File::open(&path) {
@@ -922,6 +922,12 @@ fn next_pack_id(packs: &Path) -> u64 {
     crate::random_bytes(&mut raw);
     // 43 bits of milliseconds last until the year 2248; the top bit stays clear.
     claim_pack_id(packs, ((ms & ((1 << 43) - 1)) << 20) | (u64::from_le_bytes(raw) & ((1 << 20) - 1)))
+}
+
+/// When a pack was written (ms since the epoch), from its number ([`next_pack_id`]): a blob in
+/// a pack written before a time was in this store then.
+pub fn pack_time_ms(pack: u64) -> i64 {
+    (pack >> 20) as i64
 }
 
 /// The first number from `id` on that is above every one given before and names no pack.

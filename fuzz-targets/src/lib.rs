@@ -222,7 +222,7 @@ pub fn audit_proof(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let (Ok(size), Ok(id)) = (u.arbitrary::<u64>(), u.arbitrary::<[u8; 32]>()) else { return };
     let proof = cobox_agreements::audit::Proof { size, ranges: u.take_rest().to_vec() };
-    let _ = cobox_agreements::audit::check(&[9; 32], &id, &proof);
+    let _ = cobox_agreements::audit::check(&[9; 32], &id, 0, &proof);
 }
 
 /// A heads note from the ledger, and a manifest asked which of its heads it lacks.

@@ -177,7 +177,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             // A valid proof, laid out as the target reads it: size, id, then the ranges.
             let blob: Vec<u8> = (0..5000u32).map(|i| i as u8).collect();
             let id = *blake3::hash(&blob).as_bytes();
-            let p = cobox_agreements::audit::prove(&[9; 32], &id, &blob).expect("a proof");
+            let p = cobox_agreements::audit::prove(&[9; 32], &id, 0, &blob).expect("a proof");
             let mut out = p.size.to_le_bytes().to_vec();
             out.extend_from_slice(&id);
             out.extend(p.ranges);

@@ -1034,7 +1034,7 @@ impl Engine {
                 let node = self.daemon.node().clone();
                 let results: Vec<_> = self
                     .rt
-                    .block_on(async move { audit_seeders(&node, &id, &seeders, AUDIT_SAMPLE).await })
+                    .block_on(async move { audit_seeders(&node, &id, &seeders, AUDIT_SAMPLE, false).await })
                     .into_iter()
                     .map(|a| a.result)
                     .collect();

@@ -554,7 +554,7 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
         if body.peers.is_empty() { audit_targets(&view, &Home::peers_at(&api.root)?) } else { body.peers.clone() };
     let count = if body.all { usize::MAX } else { AUDIT_SAMPLE };
     let mut out = Vec::new();
-    for a in audit_seeders(&api.node, &id, &targets, count).await {
+    for a in audit_seeders(&api.node, &id, &targets, count, false).await {
         let synced = a.synced.err().map(|e| e.to_string());
         out.push(match a.result {
             Ok(rec) => {

@@ -323,7 +323,7 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
     for (t, synced, r) in results {
         let short = &t[..8.min(t.len())];
         if let Some(e) = &synced {
-            eprintln!("warning: syncing with {short} before the audit failed: {e}");
+            eprintln!("warning: syncing with {short} after the audit failed: {e}");
         }
         match r {
             Ok(s) => {
@@ -373,7 +373,7 @@ fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     let rt = runtime()?;
     let results = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
-        let out = audit_seeders(&node, &id, &targets, count).await;
+        let out = audit_seeders(&node, &id, &targets, count, false).await;
         node.shutdown().await;
         Ok::<_, cobox_engine::Error>(out)
     })?;

@@ -153,9 +153,14 @@ fn seeders_store_blindly_within_quota_pass_audits_and_restore_a_lost_space() {
     let err = owner.fails(&["audit", "docs", "--all", "--peer", &d1.addr, "--no-relay"]);
     assert!(err.contains("failed"), "{err}");
     assert_eq!(replicas(&owner, "docs"), 1);
-    // The seeder, unable to prove the blob, stops claiming what it lost; the owner's next
-    // round (a sync, then the audit) sends it again, and the audit passes. Before: the sync
-    // said "in sync" and the audit kept failing.
+    // The seeder, unable to prove the blob, stops claiming what it lost; the owner's next sync
+    // sends it again (the seeder asking again for what it had acknowledged is a failed audit
+    // too, with the blob named), and the next audit passes. Before: the sync said "in sync"
+    // and the audit kept failing.
+    let out = owner.run(&["sync", "docs", "--peer", &d1.addr, "--no-relay"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("asked again for 1 blob(s) it acknowledged holding"));
+    assert_eq!(replicas(&owner, "docs"), 1);
     owner.ok(&["audit", "docs", "--all", "--peer", &d1.addr, "--no-relay"]);
     assert_eq!(replicas(&owner, "docs"), 2, "repaired in one round");
 

@@ -260,12 +260,13 @@ fn the_coops_week() {
     }
     assert!(!f("w").join("after-removal.txt").exists());
 
-    // Day 5: a seeder loses a pack. Its audit fails; one repair round (the owner's next audit
-    // syncs first) brings it back, and the next audit passes.
+    // Day 5: a seeder loses a pack. Its audit fails; the next sync sends what it lost again,
+    // and the next audit passes.
     let lost = &s1.seed_packs()[0];
     fs::remove_file(lost).expect("lose a pack");
     let err = a.fails(&["audit", "coop", "--all", "--peer", &seeders[0].addr, "--no-relay"]);
     assert!(err.contains("failed"), "{err}");
+    a.ok(&["sync", "coop", "--peer", &seeders[0].addr, "--no-relay"]);
     a.ok(&["audit", "coop", "--all", "--peer", &seeders[0].addr, "--no-relay"]);
     assert_eq!(a.json(&["status", "coop"])["replicas"], 2, "repaired");
 

@@ -76,24 +76,80 @@ impl Space {
 }
 
 impl Space {
-    /// Every blob the space names now, for audits: its change blobs, and each current file's
-    /// chunk list and chunks. Needs only the change blobs and chunk lists, not the content, so
-    /// a device that holds no chunks audits as well as one that does. A chunk list this device
-    /// cannot read is audited by itself.
-    pub fn audit_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
-        let mut ids: std::collections::BTreeSet<BlobId> =
-            self.store.list()?.into_iter().filter(|(_, l)| l.kind == BlobKind::Change).map(|(id, _)| id).collect();
+    /// What an audit of `seeder` draws from, each blob with its size. With a complete sync
+    /// behind it: every blob this store held when that sync began (what the seeder acknowledged
+    /// holding, history included: the sync offered everything held then), and every blob the
+    /// space names now that this device does not hold (a device that let go of its content, or
+    /// holds none, still audits it). Never synced with in full: what the space names now. Sizes
+    /// of blobs not held come from the chunk lists, so no content is needed.
+    pub fn audit_population(&self, seeder: &DeviceId) -> Result<Vec<(BlobId, u64)>, Error> {
+        let named = self.named_now()?;
+        let Some(acked) = self.seeder_acked(seeder)? else { return Ok(named.into_iter().collect()) };
+        let held = self.store.list()?;
+        let held_ids: HashSet<BlobId> = held.iter().map(|(id, _)| *id).collect();
+        let mut out: std::collections::BTreeMap<BlobId, u64> = held
+            .into_iter()
+            .filter(|(_, l)| crate::store::pack_time_ms(l.pack) <= acked)
+            .map(|(id, l)| (id, u64::from(l.len)))
+            .collect();
+        out.extend(named.into_iter().filter(|(id, _)| !held_ids.contains(id)));
+        Ok(out.into_iter().collect())
+    }
+
+    /// Every blob the space names now, with its size: its change blobs, and each current file's
+    /// chunk list and chunks (sized from the chunk lists; a list it cannot read stands alone).
+    fn named_now(&self) -> Result<std::collections::BTreeMap<BlobId, u64>, Error> {
+        let mut sizes: std::collections::BTreeMap<BlobId, u64> = self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|(_, l)| l.kind == BlobKind::Change)
+            .map(|(id, l)| (id, u64::from(l.len)))
+            .collect();
         for (_, e) in self.manifest()?.entries() {
-            let Kind::File { content, .. } = &e.kind else { continue };
-            if let Content::List { list, .. } = content {
-                ids.insert(*list);
-            }
-            match self.content_blobs(content) {
-                Ok(chunks) => ids.extend(chunks.into_iter().map(|(id, _)| id)),
-                Err(_) => continue,
+            let Kind::File { content, size } = &e.kind else { continue };
+            match content {
+                Content::Empty => {}
+                Content::Single(id) => {
+                    sizes.insert(*id, (*size).max(1));
+                }
+                Content::List { list, chunks } => {
+                    let held = self.store.locate(list)?.map(|l| u64::from(l.len));
+                    sizes.insert(*list, held.unwrap_or(u64::from(*chunks) * 36));
+                    if let Ok(parts) = self.content_blobs(content) {
+                        sizes.extend(parts.into_iter().map(|(id, n)| (id, u64::from(n).max(1))));
+                    }
+                }
             }
         }
-        Ok(ids)
+        Ok(sizes)
+    }
+
+    /// Which of `ids` `seeder` acknowledged holding (held here when its last complete sync began).
+    pub fn acknowledged_among(&self, seeder: &DeviceId, ids: &[BlobId]) -> Result<Vec<BlobId>, Error> {
+        let Some(acked) = self.seeder_acked(seeder)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for id in ids {
+            if self.store.locate(id)?.is_some_and(|l| crate::store::pack_time_ms(l.pack) <= acked) {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// When `seeder` last completed a sync with this device: it then held every blob this store
+    /// held at the session's start.
+    pub fn seeder_acked(&self, seeder: &DeviceId) -> Result<Option<i64>, Error> {
+        let key = format!("acked:{seeder}");
+        Ok(self.store.meta_get(&key)?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes))
+    }
+
+    /// Record that `seeder` completed a sync that began at `ms`.
+    pub(crate) fn set_seeder_acked(&self, seeder: &DeviceId, ms: i64) -> Result<(), Error> {
+        if self.seeder_acked(seeder)?.is_some_and(|t| t >= ms) {
+            return Ok(());
+        }
+        Ok(self.store.meta_set(&format!("acked:{seeder}"), &ms.to_le_bytes())?)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/7`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/8`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -31,7 +31,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/7";
+pub const ALPN: &[u8] = b"cobox/sync/8";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.

@@ -136,21 +136,14 @@ pub(super) async fn drive(
                 Event::AuditReady => {
                     let Held::Member(space) = held else { return Err(net("only a member audits")) };
                     let view = session.view().ok_or_else(|| net("no ledger view"))?;
-                    let agreement = view
-                        .active_for(&peer.0)
-                        .or_else(|| {
-                            view.agreements
-                                .iter()
-                                .filter(|a| a.state != State::Invalid && a.agreement.seeder == peer.0)
-                                .max_by_key(|a| a.agreement.start_ms)
-                        })
-                        .map(|a| a.id)
+                    let agreement = agreement_naming(view, &peer)
                         .ok_or_else(|| Error::Refused(format!("no agreement names {} as a seeder", peer.short())))?;
-                    // Drawn from what the space names, not what this device's store holds:
-                    // proofs are checked against the ids alone.
-                    // At most what a seeder answers in one session; `--all` of more is a sample.
-                    let n = audit_count.min(cobox_core::sync::session::MAX_AUDIT_IDS);
-                    let ids = sample(on_space(space, |s| s.audit_ids()).await?.into_iter().collect(), n);
+                    // Drawn over the bytes of what the seeder acknowledged holding (proofs are
+                    // checked against the ids alone, so no content is needed here). At most what
+                    // a seeder answers in one session; `--all` of more is a sample.
+                    let who = peer;
+                    let population = on_space(space, move |s| s.audit_population(&who)).await?;
+                    let ids = draw(population, audit_count);
                     let mut nonce = [0u8; 32];
                     crate::random_bytes(&mut nonce);
                     challenge = Some(Challenge { agreement, nonce, ids: ids.clone() });
@@ -251,6 +244,34 @@ pub(super) async fn drive(
                     session.receive(next?)
                 }
                 Event::Send(ids) => {
+                    if let Held::Member(space) = held
+                        && session.peer_role() == Some(crate::sync::proto::Role::Seeder)
+                        && !ids.is_empty()
+                        && let Some(agreement) = session.view().and_then(|v| agreement_naming(v, &peer))
+                    {
+                        // A seeder asking again for what it acknowledged holding lost it: a
+                        // failed audit, with the blobs named, whatever its next audit says.
+                        let (who, wanted) = (peer, ids.clone());
+                        let again = on_space(space, move |s| s.acknowledged_among(&who, &wanted)).await?;
+                        if !again.is_empty() {
+                            (sh.log)(&format!(
+                                "seeder {} asked again for {} blob(s) it acknowledged holding: {}; recorded as a failed audit",
+                                peer.short(),
+                                again.len(),
+                                crate::util::list_some(again.iter().map(|id| id.short()), 8)
+                            ));
+                            let record = AuditRecord {
+                                agreement,
+                                auditor: sh.me.0,
+                                time_ms: crate::now_ms(),
+                                challenged: again.len() as u32,
+                                passed: 0,
+                                stored_bytes: 0,
+                            };
+                            let entry = Entry::audit(record, &sh.key, space.lock().await.space_key());
+                            ledger.insert(&entry)?;
+                        }
+                    }
                     transmit(io, session).await?;
                     transfer::send_blobs(held, io, &ids, &mut out.stats).await?;
                     session.sent()
@@ -281,8 +302,21 @@ pub(super) async fn drive(
     Ok(out)
 }
 
-/// A seeder's proofs for the challenged blobs (`None` where it cannot read one), on a blocking
-/// thread: each blob is read and hashed whole.
+/// The agreement an audit of `seeder` is recorded under: its active one, else its newest.
+fn agreement_naming(view: &cobox_agreements::LedgerView, seeder: &DeviceId) -> Option<cobox_agreements::AgreementId> {
+    view.active_for(&seeder.0)
+        .or_else(|| {
+            view.agreements
+                .iter()
+                .filter(|a| a.state != State::Invalid && a.agreement.seeder == seeder.0)
+                .max_by_key(|a| a.agreement.start_ms)
+        })
+        .map(|a| a.id)
+}
+
+/// A seeder's proofs for the challenged places (`None` where it cannot read the blob), on a
+/// blocking thread and off the seed's lock (only the store's handle is taken under it, so
+/// sessions and sync go on meanwhile): each distinct blob is read and hashed once.
 fn audit_answers(
     held: &Held,
     nonce: [u8; 32],
@@ -290,23 +324,42 @@ fn audit_answers(
 ) -> tokio::task::JoinHandle<Vec<Option<cobox_agreements::audit::Proof>>> {
     let h = held.clone();
     tokio::task::spawn_blocking(move || {
-        h.replica_blocking(|r| {
-            ids.iter()
-                .map(|id| r.read_blob(id).ok().and_then(|b| cobox_agreements::audit::prove(&nonce, &id.0, &b)))
-                .collect()
-        })
+        let store = h.store_blocking_handle();
+        let mut places: std::collections::BTreeMap<BlobId, Vec<u32>> = std::collections::BTreeMap::new();
+        for (at, id) in ids.iter().enumerate() {
+            places.entry(*id).or_default().push(at as u32);
+        }
+        let mut out: Vec<Option<cobox_agreements::audit::Proof>> = vec![None; ids.len()];
+        for (id, at) in places {
+            let Some(store) = store.as_ref() else { break };
+            let Ok(blob) = store.get(&id) else { continue };
+            for (k, proof) in at.iter().zip(cobox_agreements::audit::prove_places(&nonce, &id.0, &at, &blob)) {
+                out[*k as usize] = proof;
+            }
+        }
+        out
     })
 }
 
-/// Pick `n` of `ids` at random (all of them when `n` is at least their number).
-fn sample(mut ids: Vec<BlobId>, n: usize) -> Vec<BlobId> {
-    let n = n.min(ids.len());
-    for i in 0..n {
-        let mut r = [0u8; 8];
-        crate::random_bytes(&mut r);
-        let j = i + (u64::from_le_bytes(r) % (ids.len() - i) as u64) as usize;
-        ids.swap(i, j);
+/// The challenge: `n` places drawn over the bytes of `population` (with replacement, so a blob
+/// is named in proportion to its size and a large one at several places). With `n` at least the
+/// number of blobs and unbounded (`--all`), every blob once. At most what a seeder answers.
+fn draw(population: Vec<(BlobId, u64)>, n: usize) -> Vec<BlobId> {
+    let cap = cobox_core::sync::session::MAX_AUDIT_IDS;
+    if n == usize::MAX && population.len() <= cap {
+        return population.into_iter().map(|(id, _)| id).collect();
     }
-    ids.truncate(n);
-    ids
+    let mut cumulative = Vec::with_capacity(population.len());
+    let mut total = 0u64;
+    for (_, size) in &population {
+        total = total.saturating_add(*size);
+        cumulative.push(total);
+    }
+    (0..n.min(cap))
+        .filter_map(|_| {
+            let mut r = [0u8; 8];
+            crate::random_bytes(&mut r);
+            cobox_agreements::audit::pick_by_weight(&cumulative, u64::from_le_bytes(r)).map(|i| population[i].0)
+        })
+        .collect()
 }

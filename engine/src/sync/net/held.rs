@@ -44,6 +44,15 @@ impl Held {
         }
     }
 
+    /// The blob store's handle, taken under the lock only for the moment of cloning it (proofs
+    /// are computed after, without holding the space or seed).
+    pub(super) fn store_blocking_handle(&self) -> Option<std::sync::Arc<crate::store::BlobStore>> {
+        match self {
+            Held::Member(s) => Some(s.blocking_lock().store.clone()),
+            Held::Seed(s) => Some(s.blocking_lock().store.clone()),
+        }
+    }
+
     /// The roster received changes are held to (the session's, once merged), and the peer
     /// they come from.
     pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView, from: [u8; 32]) {

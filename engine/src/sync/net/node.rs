@@ -126,6 +126,7 @@ impl Handler {
         hello: Msg,
     ) -> Result<String, Error> {
         let sh = &self.sh;
+        let started_ms = crate::now_ms();
         let ledger = held.ledger().await;
         let setup = driver::setup(sh, held, space, peer, purpose).await;
         let (mut session, accepted) = Session::accept(setup, ledger.read()?, hello);
@@ -136,6 +137,13 @@ impl Handler {
         io.finish().await;
         if purpose == Purpose::Audit {
             return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
+        }
+        // A seeder that dialed and took everything on offer holds it (its audits draw from it).
+        if let Held::Member(s) = held
+            && session.peer_role() == Some(Role::Seeder)
+            && stats.not_pushed == 0
+        {
+            s.lock().await.set_seeder_acked(&peer, started_ms)?;
         }
         if let (_, Some(m)) = held.settle().await?
             && (m.written + m.deleted > 0 || !m.waiting.is_empty() || !m.refused.is_empty() || !m.conflicts.is_empty())
@@ -427,6 +435,9 @@ impl Node {
 
     async fn sync_session(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
         let started = std::time::Instant::now();
+        // Everything this store held now is offered in the session: a seeder that completes it
+        // holds it all (what its audits draw from, `Space::audit_population`).
+        let started_ms = crate::now_ms();
         let peer_id = DeviceId(*peer.id.as_bytes());
         let (held, session, out) = self.dial(space, peer, Purpose::Sync, 0).await?;
         let mut stats = out.stats;
@@ -497,6 +508,11 @@ impl Node {
                     answered
                 }
             )));
+        }
+        if let Held::Member(s) = &held
+            && session.peer_role() == Some(Role::Seeder)
+        {
+            s.lock().await.set_seeder_acked(&peer_id, started_ms)?;
         }
         (self.sh.log)(&format!(
             "synced with {}: received {} blobs ({}), sent {} blobs ({})",
@@ -657,7 +673,17 @@ mod tests {
             store.list().unwrap().into_iter().filter(|(_, l)| l.kind == BlobKind::Chunk).map(|(id, _)| id).collect();
         assert!(chunks.len() >= 3, "{} chunks", chunks.len());
         store.remove(&chunks).unwrap();
-        let named = o_node.space(&info.id).unwrap().lock().await.audit_ids().unwrap();
+        let seeder = DeviceId(*addr_of(&s_node).id.as_bytes());
+        let named: std::collections::BTreeSet<crate::BlobId> = o_node
+            .space(&info.id)
+            .unwrap()
+            .lock()
+            .await
+            .audit_population(&seeder)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert!(chunks.iter().all(|c| named.contains(c)), "the chunks are still named by the space");
         let record = o_node.audit(&info.id, addr_of(&s_node), usize::MAX).await.unwrap();
         assert_eq!(record.challenged as usize, named.len());
