@@ -86,16 +86,24 @@ fn message(signed: &[u8]) -> Vec<u8> {
     m
 }
 
+/// How far ahead of the judging device's clock a note may be dated and still count: a note from
+/// the far future would stay the newest, and flag every seeder stale, for good.
+pub const MAX_NOTE_SKEW_MS: i64 = 15 * 60 * 1000;
+
 /// Each device's newest valid note of `space` among `raw` ledger values, for devices `counts`
-/// accepts (those on the roster), in device order. Every device's, not only the newest of all:
-/// the restoring device's own note is newer than what it lacks.
+/// accepts (the writers on the roster), dated no later than `now_ms` plus [`MAX_NOTE_SKEW_MS`],
+/// in device order. Every device's, not only the newest of all: the restoring device's own note
+/// is newer than what it lacks.
 pub fn newest<'a>(
     space: &SpaceId,
     raw: impl IntoIterator<Item = &'a [u8]>,
     counts: impl Fn(&[u8; 32]) -> bool,
+    now_ms: i64,
 ) -> Vec<HeadsNote> {
     let mut by_device: std::collections::BTreeMap<[u8; 32], HeadsNote> = Default::default();
-    for n in raw.into_iter().filter_map(|b| HeadsNote::open(b, space).ok()).filter(|n| counts(&n.device)) {
+    let in_time = |n: &HeadsNote| n.time_ms <= now_ms.saturating_add(MAX_NOTE_SKEW_MS);
+    for n in raw.into_iter().filter_map(|b| HeadsNote::open(b, space).ok()).filter(|n| counts(&n.device) && in_time(n))
+    {
         match by_device.get(&n.device) {
             Some(old) if (old.time_ms, &old.heads) >= (n.time_ms, &n.heads) => {}
             _ => {
@@ -136,9 +144,13 @@ mod tests {
         let all = [na.as_slice(), nb.as_slice(), forged.as_slice(), b"\xa2junk".as_slice(), a_later.as_slice()];
         let mut both = vec![note(&a, 15), note(&b, 20)];
         both.sort_by_key(|n| n.device);
-        assert_eq!(newest(&space, all, |_| true), both);
+        assert_eq!(newest(&space, all, |_| true, 100), both);
         let only_a = a.verifying_key().to_bytes();
-        assert_eq!(newest(&space, all, |d| *d == only_a), vec![note(&a, 15)]);
-        assert!(newest(&space, all, |_| false).is_empty());
+        assert_eq!(newest(&space, all, |d| *d == only_a, 100), vec![note(&a, 15)]);
+        assert!(newest(&space, all, |_| false, 100).is_empty());
+        // A note dated past the allowed skew does not count (nor hide the device's real one).
+        let future = note(&a, 100 + MAX_NOTE_SKEW_MS + 1).sign(&a).unwrap();
+        let with_future = [na.as_slice(), future.as_slice()];
+        assert_eq!(newest(&space, with_future, |d| *d == only_a, 100), vec![note(&a, 10)]);
     }
 }

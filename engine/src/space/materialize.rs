@@ -850,6 +850,38 @@ mod tests {
         v
     }
 
+    /// Only writers' notes of heads count, and none dated past the clock skew: a note by a
+    /// device that is not a writer, or from the far future, naming heads no one has, flags
+    /// nothing stale. Before: a reader's note made every restore warn about a stale seeder.
+    #[test]
+    fn only_writers_heads_notes_within_the_skew_count() {
+        let (home_a, folder_a, mut a) = space();
+        std::fs::write(folder_a.path().join("f.txt"), "x").unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let (_home_b, _folder_b, mut b) = joined(home_a.path(), &mut a);
+        let (space_id, shards) = (a.info.id.0, a.info.shards as usize);
+        let note = |key: &ed25519_dalek::SigningKey, t: i64| {
+            cobox_core::heads::HeadsNote {
+                space: space_id,
+                device: key.verifying_key().to_bytes(),
+                time_ms: t,
+                heads: vec![vec![[7; 32]]; shards],
+            }
+            .sign(key)
+            .unwrap()
+        };
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+        a.ledger().add_heads_note(&note(&stranger, crate::now_ms())).unwrap();
+        a.ledger().add_heads_note(&note(&b.device_key, crate::now_ms() + 10 * 365 * 86_400_000)).unwrap();
+        a.stale_checked = None;
+        assert_eq!(a.stale().unwrap(), None);
+        // A writer's note within the skew does count.
+        a.ledger().add_heads_note(&note(&b.device_key, crate::now_ms())).unwrap();
+        a.stale_checked = None;
+        assert!(a.stale().unwrap().is_some_and(|s| s.device == b.device));
+        b.scan(&crate::NoProgress).unwrap();
+    }
+
     /// Two devices add files whose names differ only in Unicode normalisation (NFC on one,
     /// NFD on the other): one name is kept, the other file becomes a conflict copy of it, and
     /// both folders end identical. Before: two identical-looking files on every device.

@@ -185,7 +185,7 @@ impl Space {
         let ledger = self.ledger();
         let raw = ledger.heads_notes()?;
         let me = self.device.0;
-        let mine = cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| *d == me);
+        let mine = cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| *d == me, i64::MAX);
         if mine.first().is_some_and(|n| n.heads == heads) {
             self.heads_noted = true;
             return Ok(false);
@@ -209,8 +209,12 @@ impl Space {
             return Ok(*found);
         }
         let roster = self.roster.clone();
-        let notes =
-            cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), |d| roster.role(d).is_some());
+        // Only writers' notes count: a reader (or a removed device) could otherwise note heads
+        // no one has and have every seeder flagged stale.
+        let writes = |d: &[u8; 32]| {
+            matches!(roster.role(d), Some(cobox_core::roster::Role::Write | cobox_core::roster::Role::Manage))
+        };
+        let notes = cobox_core::heads::newest(&self.info.id, raw.iter().map(Vec::as_slice), writes, crate::now_ms());
         let mut worst: Option<Stale> = None;
         for note in notes {
             let missing = self.manifest_unchanged()?.missing_heads(&note.heads);
