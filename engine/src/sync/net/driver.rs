@@ -122,6 +122,7 @@ pub(super) async fn drive(
                     Ok(())
                 }
                 Event::Authenticated { listen } => {
+                    sh.inbound.proven(peer);
                     sh.remember(&session.space(), peer, &listen);
                     Ok(())
                 }

@@ -57,19 +57,25 @@ impl std::fmt::Debug for Handler {
 impl ProtocolHandler for Handler {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = DeviceId(*conn.remote_id().as_bytes());
-        let Some(_slot) = self.sh.inbound.admit(peer, super::MAX_INBOUND, super::MAX_INBOUND_PER_PEER) else {
+        let Some(slot) = self.sh.inbound.admit(peer, super::MAX_INBOUND, super::MAX_INBOUND_PER_PEER) else {
             (self.sh.log)(&format!("refused a session from {}: too many sessions at once", peer.short()));
             conn.close(2u32.into(), b"too many sessions at once");
             return Ok(());
         };
         let (send, recv) = conn.accept_bi().await?;
         let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
-        let r = match tokio::time::timeout(super::SESSION_DEADLINE, self.serve(&mut io, peer)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Net(format!(
-                "the session with {} ran past its {:?} deadline; the next one goes on from what arrived",
-                peer.short(),
-                super::SESSION_DEADLINE
+        let r = tokio::select! {
+            r = tokio::time::timeout(super::SESSION_DEADLINE, self.serve(&mut io, peer)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(Error::Net(format!(
+                    "the session with {} ran past its {:?} deadline; the next one goes on from what arrived",
+                    peer.short(),
+                    super::SESSION_DEADLINE
+                ))),
+            },
+            () = slot.ended() => Err(Error::Net(format!(
+                "the session with {} was ended for a newer one (the device came back, or every slot was taken)",
+                peer.short()
             ))),
         };
         self.sh.saw(peer, &r);

@@ -36,46 +36,90 @@ pub(super) struct Shared {
     pub(super) receiving: std::sync::Mutex<HashMap<SpaceId, Arc<super::Receiving>>>,
 }
 
-/// Counts the sessions a node serves, in all and per peer, so one peer (or a crowd of
-/// strangers) cannot hold every session slot, task and buffer.
+/// The sessions a node serves, in all and per peer, so one peer (or a crowd of strangers)
+/// cannot hold every session slot, task and buffer, and a device that comes back is never
+/// locked out by its own stale sessions: a peer at its cap gets a new session by ending its
+/// oldest, and with every slot taken a newcomer ends the oldest session whose peer has not
+/// proven itself (a stranger); sessions of proven peers are only ended by their own peer.
 #[derive(Default)]
 pub(super) struct Admission {
-    counts: std::sync::Mutex<(usize, HashMap<DeviceId, usize>)>,
+    state: std::sync::Mutex<AdmissionState>,
 }
 
-/// One admitted session; dropping it frees the slot.
+#[derive(Default)]
+struct AdmissionState {
+    next: u64,
+    /// Oldest first; at most the node's cap of them.
+    sessions: Vec<Admitted>,
+    /// Peers that proved membership (or an agreement) in a session since they connected.
+    proven: std::collections::HashSet<DeviceId>,
+}
+
+struct Admitted {
+    key: u64,
+    peer: DeviceId,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+/// One admitted session; dropping it frees the slot. [`Slot::ended`] resolves when a newer
+/// session took its place.
 pub(super) struct Slot {
     admission: Arc<Admission>,
-    peer: DeviceId,
+    key: u64,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl Admission {
-    /// A slot for a session from `peer`, or `None` when `total` sessions in all or `per_peer`
-    /// from it run already.
+    /// A slot for a session from `peer` (its id is the connection's, which TLS proved), or
+    /// `None` when `total` sessions of proven peers run already.
     pub(super) fn admit(self: &Arc<Self>, peer: DeviceId, total: usize, per_peer: usize) -> Option<Slot> {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = c.1.get(&peer).copied().unwrap_or(0);
-        if c.0 >= total || mine >= per_peer {
-            return None;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = st.sessions.iter().filter(|a| a.peer == peer).count();
+        let evict = if mine >= per_peer.max(1) {
+            st.sessions.iter().position(|a| a.peer == peer)
+        } else if st.sessions.len() >= total {
+            let proven = &st.proven;
+            Some(st.sessions.iter().position(|a| !proven.contains(&a.peer))?)
+        } else {
+            None
+        };
+        if let Some(i) = evict {
+            st.sessions.remove(i).stop.notify_one();
         }
-        c.0 += 1;
-        c.1.insert(peer, mine + 1);
-        Some(Slot { admission: self.clone(), peer })
+        st.next += 1;
+        let (key, stop) = (st.next, Arc::new(tokio::sync::Notify::new()));
+        st.sessions.push(Admitted { key, peer, stop: stop.clone() });
+        Some(Slot { admission: self.clone(), key, stop })
+    }
+
+    /// `peer` proved itself in a session: its sessions are no longer ended for strangers.
+    pub(super) fn proven(&self, peer: DeviceId) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded by the peers with a session now.
+        if st.sessions.iter().any(|a| a.peer == peer) {
+            st.proven.insert(peer);
+        }
+    }
+}
+
+impl Slot {
+    /// Resolves when a newer session ended this one.
+    pub(super) async fn ended(&self) {
+        self.stop.notified().await;
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut c = self.admission.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.0 = c.0.saturating_sub(1);
-        if let Some(n) = c.1.get_mut(&self.peer) {
-            *n -= 1;
-            if *n == 0 {
-                c.1.remove(&self.peer);
-            }
-        }
+        let mut st = self.admission.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.sessions.retain(|a| a.key != self.key);
+        let live: std::collections::HashSet<DeviceId> = st.sessions.iter().map(|a| a.peer).collect();
+        st.proven.retain(|p| live.contains(p));
     }
 }
+
+/// Peers remembered for health reports.
+const MAX_SEEN: usize = 1024;
 
 impl Shared {
     pub(super) fn saw<T>(&self, peer: DeviceId, r: &Result<T, Error>) {
@@ -86,7 +130,15 @@ impl Shared {
             error: r.as_ref().err().map(ToString::to_string),
             stale: None,
         };
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, seen);
+        let mut all = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: strangers' ids are free to make; the longest unseen goes.
+        if all.len() >= MAX_SEEN
+            && !all.contains_key(&peer)
+            && let Some(oldest) = all.iter().min_by_key(|(_, p)| p.last_ms).map(|(d, _)| *d)
+        {
+            all.remove(&oldest);
+        }
+        all.insert(peer, seen);
     }
 
     /// The last session with `peer` found its copy of `space` behind (or not, with `None`).
@@ -150,22 +202,39 @@ impl Shared {
 mod tests {
     use super::*;
 
+    fn ended(slot: &Slot) -> bool {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async { tokio::time::timeout(std::time::Duration::from_millis(1), slot.ended()).await.is_ok() })
+    }
+
+    /// A peer at its cap gets a new session by ending its own oldest (a device killed
+    /// mid-sync a few times is never locked out by its stale sessions); with every slot taken,
+    /// a newcomer ends the oldest stranger's, never a proven peer's; all proven: refused.
+    /// Before: "too many sessions at once" for the returning device, and 16 stranger ids held
+    /// all 64 slots.
     #[test]
-    fn sessions_are_capped_per_peer_and_in_all() {
+    fn sessions_are_capped_and_a_newer_one_replaces_a_stale_one() {
         let a = Arc::new(Admission::default());
         let (p, q) = (DeviceId([1; 32]), DeviceId([2; 32]));
-        let slots: Vec<Slot> = (0..3).filter_map(|_| a.admit(p, 5, 3)).collect();
-        assert_eq!(slots.len(), 3);
-        assert!(a.admit(p, 5, 3).is_none(), "a fourth from one peer waits");
-        let q1 = a.admit(q, 5, 3).expect("another peer gets one");
-        let q2 = a.admit(q, 5, 3).expect("and a second");
-        assert!(a.admit(DeviceId([3; 32]), 5, 3).is_none(), "five in all");
-        drop(q1);
-        assert!(a.admit(p, 5, 3).is_none(), "still three from p");
-        let p4 = a.admit(DeviceId([3; 32]), 5, 3);
-        assert!(p4.is_some(), "a freed slot is taken again");
-        drop((slots, q2, p4));
-        assert_eq!(a.counts.lock().unwrap().0, 0);
-        assert!(a.counts.lock().unwrap().1.is_empty());
+        let old: Vec<Slot> = (0..3).filter_map(|_| a.admit(p, 5, 3)).collect();
+        assert_eq!(old.len(), 3);
+        let newer = a.admit(p, 5, 3).expect("the device that came back gets a session");
+        assert!(ended(&old[0]), "its oldest session was ended for it");
+        assert!(!ended(&old[1]) && !ended(&newer));
+        // q proves itself; the slots fill with strangers.
+        let q1 = a.admit(q, 5, 3).unwrap();
+        a.proven(q);
+        let s1 = a.admit(DeviceId([3; 32]), 5, 3).unwrap();
+        // Full (p: 3 live, q: 1, stranger: 1): a newcomer ends the oldest unproven session,
+        // p's second (p never proved itself), not q's.
+        let s2 = a.admit(DeviceId([4; 32]), 5, 3).unwrap();
+        assert!(ended(&old[1]) && !ended(&q1) && !ended(&s1) && !ended(&s2));
+        a.proven(p);
+        a.proven(DeviceId([3; 32]));
+        a.proven(DeviceId([4; 32]));
+        assert!(a.admit(DeviceId([5; 32]), 5, 3).is_none(), "every slot proven: refused");
+        drop((old, newer, q1, s1, s2));
+        let st = a.state.lock().unwrap();
+        assert!(st.sessions.is_empty() && st.proven.is_empty(), "nothing kept after the sessions");
     }
 }
