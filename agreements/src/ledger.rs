@@ -30,8 +30,10 @@ pub enum LedgerError {
 pub const MAX_INFLATED: u64 = 64 << 20;
 
 /// Check that `bytes` are Automerge change chunks (magic, checksum, type 1 or 2, a LEB128
-/// length, that many bytes) whose compressed ones inflate to at most `cap` bytes in all.
-fn check_changes(mut bytes: &[u8], cap: u64) -> Result<(), String> {
+/// length, that many bytes) whose compressed ones inflate to at most `cap` bytes in all; the
+/// inflation is counted, not kept. Used for ledger changes and for manifest change bodies alike,
+/// before Automerge parses a byte.
+pub fn check_changes(mut bytes: &[u8], cap: u64) -> Result<(), String> {
     const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
     let mut inflated = 0u64;
     while !bytes.is_empty() {

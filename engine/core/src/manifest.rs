@@ -138,6 +138,11 @@ impl ChangeBody {
     }
 }
 
+/// The most one document's changes in a change body may inflate to. A body holds at most a
+/// 16 MiB part (`ChangeBody::split`), a document's changes compress about 5:1, so honest ones
+/// stay far below; the bound is also what applying one may cost in memory beyond its parts.
+pub const MAX_DOC_INFLATED: u64 = 256 << 20;
+
 /// Heads per shard: the state to read at.
 pub type ShardHeads = Vec<Vec<ChangeHash>>;
 
@@ -312,6 +317,12 @@ impl Manifest {
 
     /// Apply a change body (ours or another device's). Idempotent and order-independent.
     pub fn apply(&mut self, body: &ChangeBody) -> Result<(), ManifestError> {
+        // Each document's bytes are change chunks inflating to a bounded size, checked before
+        // Automerge parses a byte (as the ledger's are): a writer's change cannot make every
+        // device that applies it inflate a small blob into gigabytes.
+        for (_, bytes) in &body.docs {
+            cobox_agreements::check_changes(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)?;
+        }
         for (doc, bytes) in &body.docs {
             let target = if *doc == HISTORY_DOC {
                 &mut self.history
@@ -479,6 +490,41 @@ mod tests {
         assert_eq!(a.len(), 200);
         assert_eq!(a, b);
         assert_eq!(r.snapshots()[0].id(), s.id());
+    }
+
+    /// A change body whose document is a deflate bomb (a compressed change chunk of 512 MiB
+    /// of zeros, a few hundred kilobytes) is refused before Automerge parses it, without
+    /// inflating it in memory; an honest body applies.
+    #[test]
+    fn a_change_that_inflates_past_the_cap_is_refused() {
+        use std::io::Write;
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..512 {
+            z.write_all(&zeros).unwrap();
+        }
+        let data = z.finish().unwrap();
+        let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+        let mut n = data.len();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            chunk.push(if n == 0 { b } else { b | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+        chunk.extend(data);
+        assert!(chunk.len() < 1 << 20);
+        let mut m = Manifest::new(4, [1; 32], &[1; 16]);
+        let err = m.apply(&ChangeBody { docs: vec![(0, chunk)] }).unwrap_err();
+        assert!(err.to_string().contains("inflate past"), "{err}");
+        // An honest change from another device applies.
+        let mut other = Manifest::new(4, [1; 32], &[2; 16]);
+        other.set("a.txt", &file(1)).unwrap();
+        let (body, _) = other.commit(snap(1, 2)).unwrap();
+        m.apply(&body).unwrap();
+        assert!(m.get("a.txt").unwrap().is_some());
     }
 
     #[test]
