@@ -202,4 +202,19 @@ fn two_managers_removing_different_devices_while_apart_converge() {
     let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.len(), 2, "{members:?}");
     assert!(names.contains(&"m2"), "{members:?}");
+
+    // A removed manager's pending invites die with it: m2 invites, m1 hears of it, then
+    // removes m2; the code no longer lets anyone in. Before: it stayed valid.
+    let code = invite(&m2, &["s", "--name", "c"]);
+    let d1 = Daemon::start(&m1);
+    sync_with(&m2, "s", &d1);
+    d1.stop();
+    m1.ok(&["member", "remove", "s", "m2"]);
+    let d1 = Daemon::start(&m1);
+    let c = Device::new();
+    join(&c, &code, &f("c"));
+    let err = c.fails(&["sync", "s", "--peer", &d1.addr, "--no-relay"]);
+    assert!(err.contains("made the invite was removed"), "{err}");
+    d1.stop();
+    assert_eq!(roster(&m1, "s").0.len(), 1, "only m1 is left");
 }

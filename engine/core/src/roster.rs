@@ -727,10 +727,15 @@ fn step(s: &mut State, g: &Graph, i: usize) {
         Action::Redeem { invite, .. } => {
             let cancelled = s.cancels.iter().any(|&(c, k)| k == *invite && concurrent(i, c));
             let Some(inv) = s.invites.get_mut(invite) else {
-                s.lost.insert(i, "the invite's maker was removed from the space".into());
+                s.lost.insert(i, MAKER_REMOVED.into());
                 return;
             };
-            if let Some(first) = inv.redeemed_by.filter(|d| *d != op.author) {
+            // A removed manager's pending invites die with it: a redemption not in the past of
+            // the maker's removal (made after it, or without having seen it) counts for nothing.
+            let maker_removed = s.standing.iter().any(|&(r, t)| t == inv.by && !before(i, r));
+            if maker_removed {
+                s.lost.insert(i, MAKER_REMOVED.into());
+            } else if let Some(first) = inv.redeemed_by.filter(|d| *d != op.author) {
                 s.lost.insert(i, format!("the invite was already used by device {}", hex8(&first)));
             } else if inv.cancelled || cancelled {
                 s.lost.insert(i, "the invite was cancelled".into());
@@ -746,6 +751,9 @@ fn step(s: &mut State, g: &Graph, i: usize) {
         s.ever_wrote.extend(writers);
     }
 }
+
+/// Why a redemption of a removed manager's invite counts for nothing.
+const MAKER_REMOVED: &str = "the manager who made the invite was removed from the space";
 
 fn hex8(k: &Key32) -> String {
     k[..4].iter().map(|b| format!("{b:02x}")).collect()
@@ -764,6 +772,7 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
         Action::Redeem { invite, at_ms } => match s.invites.get(invite) {
             None => Err("redeems an invite this roster does not hold".into()),
             Some(i) if i.cancelled => Err("the invite was cancelled".into()),
+            Some(i) if s.removed.contains(&i.by) => Err(MAKER_REMOVED.into()),
             Some(i) if i.redeemed_by.is_some() => Err("the invite was already used".into()),
             Some(i) if *at_ms > i.expires_ms => Err("the invite had expired".into()),
             Some(_) => Ok(()),
@@ -973,6 +982,32 @@ mod tests {
 
     fn redeem(n: u8, at_ms: i64) -> Action {
         Action::Redeem { invite: pk(200 + n), at_ms }
+    }
+
+    /// A removed manager's pending invites die with it, whether the redemption came after the
+    /// removal or concurrently with it; one redeemed before the removal stands. Before: they
+    /// stayed valid, so a removed manager's leaked code still let devices in.
+    #[test]
+    fn a_removed_managers_invites_die_with_it() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let m = w.op(1, &[g], add(2, Role::Manage));
+        let i1 = w.op(2, &[m], invite(1, Role::Write, 10_000));
+        let i2 = w.op(2, &[i1], invite(2, Role::Write, 10_000));
+        let i3 = w.op(2, &[i2], invite(3, Role::Write, 10_000));
+        let early = w.op(6, &[i3], redeem(3, 100));
+        let r = w.op(1, &[early], Action::Remove { device: pk(2) });
+        // After the removal, and concurrently with it.
+        w.op(4, &[r], redeem(1, 200));
+        w.op(5, &[i3], redeem(2, 200));
+        let v = w.view();
+        assert_eq!(v.role(&pk(4)), None);
+        assert_eq!(v.role(&pk(5)), None);
+        assert!(v.why_not(&pk(4)).contains("made the invite was removed"), "{}", v.why_not(&pk(4)));
+        assert!(v.why_not(&pk(5)).contains("made the invite was removed"), "{}", v.why_not(&pk(5)));
+        assert_eq!(v.role(&pk(6)), Some(Role::Write), "redeemed before the removal: stands");
+        // The same for the reference fold.
+        assert_eq!(evaluate_with(&w.space(), &w.log, false).members, v.members);
     }
 
     #[test]

@@ -741,6 +741,9 @@ impl Session {
                     Some("the invite was already used".into())
                 }
                 (_, Some(b)) if b.cancelled => Some("the invite was cancelled".into()),
+                (_, Some(b)) if self.roster_view_before.removed.contains(&b.by) => {
+                    Some("the manager who made the invite was removed from the space".into())
+                }
                 (Some(i), _) if i.expires_ms < now => {
                     Some(format!("the invite expired {} s ago", (now - i.expires_ms) / 1000))
                 }
