@@ -465,6 +465,24 @@ impl Graph {
     }
 }
 
+/// The most roster operations one device may have signed in a space's ledger. A long-lived
+/// cooperative's managers make a few hundred (adds, renames, removals, invites, key hand-outs);
+/// a device past this is flooding the roster, whose evaluation costs grow with concurrency.
+pub const MAX_OPS_PER_DEVICE: usize = 10_000;
+
+/// The first device (in key order) that, by what `encoded` operations claim, signed more than
+/// [`MAX_OPS_PER_DEVICE`] of them, and how many. Decoded, not verified, so it is cheap (250,000
+/// operations in well under a second): sessions refuse such a ledger before evaluating it.
+pub fn over_cap(encoded: &[Vec<u8>]) -> Option<(Key32, usize)> {
+    let mut counts: BTreeMap<Key32, usize> = BTreeMap::new();
+    for bytes in encoded {
+        if let Ok(op) = SignedOp::decode(bytes) {
+            *counts.entry(op.op.author).or_default() += 1;
+        }
+    }
+    counts.into_iter().find(|(_, n)| *n > MAX_OPS_PER_DEVICE)
+}
+
 /// Evaluate a roster from its encoded operations (any order, duplicates allowed).
 ///
 /// Each operation is judged in the state of its own past. When that past is everything before
@@ -480,9 +498,24 @@ pub fn evaluate(space: &Key32, encoded: &[Vec<u8>]) -> RosterView {
 fn evaluate_with(space: &Key32, encoded: &[Vec<u8>], running: bool) -> RosterView {
     let mut view = RosterView::default();
     let mut ops = HashMap::new();
+    // A device past the cap counts for nothing, and its operations are not even verified (a
+    // ledger from before sessions refused such floods, or one written by hand).
+    let mut per_author: HashMap<Key32, usize> = HashMap::new();
+    for bytes in encoded {
+        if let Ok(op) = SignedOp::decode(bytes) {
+            *per_author.entry(op.op.author).or_default() += 1;
+        }
+    }
     for bytes in encoded {
         let id = op_id(bytes);
-        match SignedOp::decode(bytes).and_then(|op| op.verify(space).map(|()| op)) {
+        let decoded = SignedOp::decode(bytes);
+        if let Ok(op) = &decoded
+            && per_author.get(&op.op.author).is_some_and(|n| *n > MAX_OPS_PER_DEVICE)
+        {
+            view.invalid.insert(id, format!("its device signed over {MAX_OPS_PER_DEVICE} roster operations"));
+            continue;
+        }
+        match decoded.and_then(|op| op.verify(space).map(|()| op)) {
             Ok(op) => {
                 view.authors.insert(op.op.author);
                 ops.insert(id, op);

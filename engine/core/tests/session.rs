@@ -440,6 +440,40 @@ mod roster {
         (a, b)
     }
 
+    /// A device that floods the roster (more operations than a device may sign: here 10,001
+    /// concurrent renames of itself) is refused at the ledger exchange, before anything
+    /// evaluates the roster, and nothing of its ledger is kept; the evaluation itself also
+    /// counts none of its operations. Before: every member stalled evaluating it at each open.
+    #[test]
+    fn a_ledger_that_floods_the_roster_is_refused_before_evaluation() {
+        let (mut a, mut b) = manager_and_joiner(3, R::Read, NOW + 1000);
+        assert_eq!(run(&mut b, &mut a, Purpose::Sync).dialer, Ok(()));
+        let base = cobox_core::roster::evaluate(&b.space.0, &b.ledger.roster_ops()).heads;
+        let me = b.id().0;
+        for i in 0..=cobox_core::roster::MAX_OPS_PER_DEVICE {
+            let name = (i as u32).to_le_bytes().to_vec();
+            let op = cobox_core::roster::Op {
+                space: b.space.0,
+                author: me,
+                deps: base.clone(),
+                action: Action::Rename { device: me, name },
+            };
+            let bytes = cobox_core::roster::SignedOp::sign(op, &b.key, None).unwrap().encode().unwrap();
+            b.ledger.insert_roster_op(&bytes).unwrap();
+        }
+        let before = a.ledger.len();
+        let o = run(&mut b, &mut a, Purpose::Sync);
+        assert!(
+            matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("over the cap of 10000")),
+            "{:?}",
+            o.listener
+        );
+        assert_eq!(a.ledger.len(), before, "nothing of the flood is kept");
+        let v = cobox_core::roster::evaluate(&b.space.0, &b.ledger.roster_ops());
+        assert_eq!(v.role(&b.id().0), None, "its operations count for nothing, its redemption included");
+        assert_eq!(v.role(&a.id().0), Some(R::Manage));
+    }
+
     #[test]
     fn an_invited_device_joins_and_a_removed_one_is_refused_at_once() {
         let (mut a, mut b) = manager_and_joiner(1, R::Write, NOW + 1000);

@@ -553,9 +553,19 @@ impl Session {
         if bytes.is_empty() {
             return Ok(()); // the peer had nothing we lack
         }
-        match self.ledger.merge_changes(bytes) {
+        // Into a copy: a ledger that floods the roster is refused before anything evaluates it.
+        let mut copy = self.ledger.clone();
+        match copy.merge_changes(bytes) {
             Ok(0) => Ok(()),
             Ok(_) => {
+                if let Some((device, n)) = roster::over_cap(&copy.roster_ops()) {
+                    return self.refuse(format!(
+                        "the peer's ledger holds {n} roster operations by device {}, over the cap of {}",
+                        hex::encode(&device[..4]),
+                        roster::MAX_OPS_PER_DEVICE
+                    ));
+                }
+                self.ledger = copy;
                 self.dirty = true;
                 Ok(())
             }
@@ -581,6 +591,13 @@ impl Session {
                 // names leaves nothing in our ledger.
                 let mut copy = self.ledger.clone();
                 let added = if bytes.is_empty() { Ok(0) } else { copy.merge_changes(&bytes) };
+                if let Some((device, n)) = roster::over_cap(&copy.roster_ops()) {
+                    return self.refuse(format!(
+                        "the peer's ledger holds {n} roster operations by device {}, over the cap of {}",
+                        hex::encode(&device[..4]),
+                        roster::MAX_OPS_PER_DEVICE
+                    ));
+                }
                 let named =
                     added.is_ok() && (self.setup.evaluate)(&space, &copy.raw_entries(), now).names_seeder(&peer_id.0);
                 if !named {
