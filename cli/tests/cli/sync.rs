@@ -495,19 +495,27 @@ fn a_sync_that_could_not_write_the_folder_says_so_and_retries() {
     assert_eq!(snapshot(&pb), snapshot(fa.path()));
 }
 
-/// A running daemon heals on its own: its periodic check finds a flipped byte, drops the blob
-/// and the next sync fetches a good copy from a peer. Before: only `cobox repair` healed.
-#[test]
-fn a_running_daemon_heals_a_corrupt_blob_on_its_own() {
+/// A with a 3 MiB file and a note in space "team", its daemon running, and B joined and synced
+/// through it: both devices, both folders and A's daemon.
+fn joined_pair(seed: u64) -> (Device, Device, tempfile::TempDir, tempfile::TempDir, Daemon) {
     let (a, b) = (Device::new(), Device::new());
     let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write(&fa.path().join("data.bin"), &random_bytes(3 << 20, 6));
+    write(&fa.path().join("data.bin"), &random_bytes(3 << 20, seed));
+    write(&fa.path().join("note.txt"), b"a note\n");
     create_space(&a, "team", fa.path());
     a.ok(&["scan", "team"]);
     let code = a.ok(&["invite", "team"]).trim().to_owned();
     b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
     let da = Daemon::start(&a);
     sync_with(&b, "team", &da);
+    (a, b, fa, fb, da)
+}
+
+/// A running daemon heals on its own: its periodic check finds a flipped byte, drops the blob
+/// and the next sync fetches a good copy from a peer. Before: only `cobox repair` healed.
+#[test]
+fn a_running_daemon_heals_a_corrupt_blob_on_its_own() {
+    let (_a, b, fa, fb, _da) = joined_pair(6);
     b.flip_a_byte();
     let db = Daemon::start_with(&b, &["--interval", "1", "--check-every", "1"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -526,16 +534,8 @@ fn a_running_daemon_heals_a_corrupt_blob_on_its_own() {
 /// Before: verify named the blob, and no sync, rescan or command ever fetched it again.
 #[test]
 fn a_corrupt_blob_is_healed_from_a_peer_and_from_a_seeder() {
-    let (a, b, s) = (Device::new(), Device::new(), Device::new());
-    let (fa, fb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    write(&fa.path().join("data.bin"), &random_bytes(3 << 20, 5));
-    write(&fa.path().join("note.txt"), b"a note\n");
-    create_space(&a, "team", fa.path());
-    a.ok(&["scan", "team"]);
-    let code = a.ok(&["invite", "team"]).trim().to_owned();
-    b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
-    let da = Daemon::start(&a);
-    sync_with(&b, "team", &da);
+    let (a, b, fa, _fb, da) = joined_pair(5);
+    let s = Device::new();
 
     // B's copy is damaged; A holds a good one.
     b.flip_a_byte();

@@ -843,6 +843,18 @@ mod tests {
         }
     }
 
+    /// `rounds` times: both devices scan, then each takes what the other holds, as sessions would.
+    fn settle_pair(a: &mut Space, b: &mut Space, rounds: usize) {
+        for _ in 0..rounds {
+            a.scan(&crate::NoProgress).unwrap();
+            b.scan(&crate::NoProgress).unwrap();
+            send(a, b);
+            b.apply_and_materialize().unwrap();
+            send(b, a);
+            a.apply_and_materialize().unwrap();
+        }
+    }
+
     fn names_in(dir: &std::path::Path) -> Vec<String> {
         let mut v: Vec<String> =
             std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
@@ -892,14 +904,7 @@ mod tests {
         let (nfc, nfd) = ("caf\u{e9}.txt", "cafe\u{301}.txt");
         std::fs::write(folder_a.path().join(nfc), "written on a").unwrap();
         std::fs::write(folder_b.path().join(nfd), "written on b").unwrap();
-        for _ in 0..3 {
-            a.scan(&crate::NoProgress).unwrap();
-            b.scan(&crate::NoProgress).unwrap();
-            send(&a, &b);
-            b.apply_and_materialize().unwrap();
-            send(&b, &a);
-            a.apply_and_materialize().unwrap();
-        }
+        settle_pair(&mut a, &mut b, 3);
         let (ta, tb) = (tree(folder_a.path()), tree(folder_b.path()));
         assert_eq!(ta, tb);
         assert_eq!(ta.get(nfc).map(String::as_str), Some("written on a"), "{ta:?}");
@@ -1014,14 +1019,7 @@ mod tests {
                 .into_iter()
                 .flatten()
                 .collect();
-                for _ in 0..4 {
-                    a.scan(&crate::NoProgress).unwrap();
-                    b.scan(&crate::NoProgress).unwrap();
-                    send(&a, &b);
-                    b.apply_and_materialize().unwrap();
-                    send(&b, &a);
-                    a.apply_and_materialize().unwrap();
-                }
+                settle_pair(&mut a, &mut b, 4);
                 let (ta, tb) = (tree(folder_a.path()), tree(folder_b.path()));
                 proptest::prop_assert_eq!(&ta, &tb, "round {} ({:?}, {:?}): the folders differ", r, op_a, op_b);
                 for text in &wrote {
