@@ -440,7 +440,7 @@ mod roster {
         (a, b)
     }
 
-    /// A device that floods the roster (more operations than a device may sign: here 10,001
+    /// A device that floods the roster (more operations than a device may sign: here 20,001
     /// concurrent renames of itself) is refused at the ledger exchange, before anything
     /// evaluates the roster, and nothing of its ledger is kept; the evaluation itself also
     /// counts none of its operations. Before: every member stalled evaluating it at each open.
@@ -464,7 +464,7 @@ mod roster {
         let before = a.ledger.len();
         let o = run(&mut b, &mut a, Purpose::Sync);
         assert!(
-            matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("over the cap of 10000")),
+            matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("over the cap of 20000")),
             "{:?}",
             o.listener
         );
