@@ -125,14 +125,8 @@ impl Seed {
     /// audit) are checked again, and the bad ones dropped and recorded as [`Seed::forget_lost`]
     /// does, so the owners' next session sends them again.
     pub fn heal(&mut self, now_ms: i64) -> Result<Vec<BlobId>, Error> {
-        let suspects = self.store.take_suspects();
-        if suspects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let before = self.store.usage()?.1;
-        let ids = self.store.drop_if_bad(&suspects)?;
-        let after = self.store.usage()?.1;
-        self.record_lost(now_ms, ids, before.saturating_sub(after))
+        let (ids, bytes) = self.store.drop_if_bad(&self.store.take_suspects())?;
+        self.record_lost(now_ms, ids, bytes)
     }
 
     fn record_lost(&mut self, now_ms: i64, ids: Vec<BlobId>, bytes: u64) -> Result<Vec<BlobId>, Error> {

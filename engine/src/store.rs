@@ -608,13 +608,15 @@ impl BlobStore {
     }
 
     /// Check the given blobs again and drop from the index each one still corrupt or gone (a
-    /// passing I/O error drops nothing), so a peer holding a good copy sends it. Returns them.
-    pub fn drop_if_bad(&self, ids: &HashSet<BlobId>) -> Result<Vec<BlobId>, StoreError> {
-        let mut bad = Vec::new();
+    /// passing I/O error drops nothing), so a peer holding a good copy sends it. Returns them,
+    /// sorted, and their indexed bytes (as [`BlobStore::drop_bad`]).
+    pub fn drop_if_bad(&self, ids: &HashSet<BlobId>) -> Result<(Vec<BlobId>, u64), StoreError> {
+        let (mut bad, mut bytes) = (Vec::new(), 0u64);
         for id in ids {
             let Some(loc) = self.locate(id)? else { continue };
             if let Err(StoreError::Corrupt(_) | StoreError::Missing(_)) = self.read_at(id, loc) {
                 bad.push(*id);
+                bytes += u64::from(loc.len);
             }
         }
         if !bad.is_empty() {
@@ -630,7 +632,7 @@ impl BlobStore {
             w.commit()?;
             bad.sort();
         }
-        Ok(bad)
+        Ok((bad, bytes))
     }
 
     fn read_at(&self, id: &BlobId, loc: Loc) -> Result<Vec<u8>, StoreError> {
@@ -793,17 +795,16 @@ impl BlobStore {
             if indexed.contains(&pack) {
                 continue;
             }
-            let data = fs::read(&path).map_err(io_err(&path))?;
             r.packs += 1;
-            let Some(entries) = pack_entries(&data) else {
+            let Some(entries) = read_pack_entries(&path)? else {
                 r.unreadable.push(path);
                 continue;
             };
             let w = self.db.begin_write()?;
             {
                 let mut t = w.open_table(BLOBS)?;
-                for (id, offset, len, kind) in entries {
-                    if BlobId::of(&data[offset as usize..(offset + len as u64) as usize]) != id {
+                for (id, offset, len, kind, good) in entries {
+                    if !good {
                         r.corrupt += 1;
                         continue;
                     }
@@ -870,18 +871,16 @@ impl BlobStore {
             if indexed.contains(&pack) {
                 continue;
             }
-            let data = fs::read(&path).map_err(io_err(&path))?;
-            let Some(entries) = pack_entries(&data) else { continue };
+            let Some(entries) = read_pack_entries(&path)? else { continue };
             let mut redundant = true;
-            for (id, off, len, _) in entries {
-                let good = BlobId::of(&data[off as usize..(off + len as u64) as usize]) == id;
+            for (id, _, _, _, good) in entries {
                 if good && !dead.contains(&id) && self.locate(&id)?.is_none() {
                     redundant = false;
                     break;
                 }
             }
             if redundant {
-                stats.bytes += data.len() as u64;
+                stats.bytes += fs::metadata(&path).map_or(0, |m| m.len());
                 stats.packs += 1;
                 let _ = fs::remove_file(&path);
             }
@@ -965,6 +964,23 @@ fn pack_entries(data: &[u8]) -> Option<Vec<(BlobId, u64, u32, BlobKind)>> {
             Some((BlobId(id), off, len, BlobKind::from_u8(kind)?))
         })
         .collect()
+}
+
+/// A blob a pack lists: id, offset, length, kind, and whether its bytes still hash to its id.
+type Listed = (BlobId, u64, u32, BlobKind, bool);
+
+/// The blobs a pack file lists; `None` when the pack's own list cannot be read.
+fn read_pack_entries(path: &Path) -> Result<Option<Vec<Listed>>, StoreError> {
+    let data = fs::read(path).map_err(io_err(path))?;
+    Ok(pack_entries(&data).map(|entries| {
+        entries
+            .into_iter()
+            .map(|(id, off, len, kind)| {
+                let good = BlobId::of(&data[off as usize..(off + u64::from(len)) as usize]) == id;
+                (id, off, len, kind, good)
+            })
+            .collect()
+    }))
 }
 
 /// An index that cannot be opened: damage (a truncated or scribbled file) says how to rebuild
@@ -1139,13 +1155,13 @@ mod tests {
         let suspects = s.take_suspects();
         assert_eq!(suspects, [id].into_iter().collect());
         assert!(s.take_suspects().is_empty());
-        assert_eq!(s.drop_if_bad(&suspects).unwrap(), vec![id]);
+        assert_eq!(s.drop_if_bad(&suspects).unwrap(), (vec![id], 500));
         assert!(!s.contains(&id).unwrap());
         // A good blob named as a suspect stays.
         let b = vec![3u8; 700];
         s.put(BlobId::of(&b), BlobKind::Chunk, &b).unwrap();
         s.flush().unwrap();
-        assert!(s.drop_if_bad(&[BlobId::of(&b)].into_iter().collect()).unwrap().is_empty());
+        assert!(s.drop_if_bad(&[BlobId::of(&b)].into_iter().collect()).unwrap().0.is_empty());
         assert_eq!(s.get(&BlobId::of(&b)).unwrap(), b);
     }
 

@@ -21,9 +21,6 @@ pub(crate) struct SyncArgs {
     net: NetArgs,
 }
 
-/// What a peer says when it turns down this device's invite (`RosterView::why_not`).
-const INVITE_REFUSED: &str = "this device's invite was refused";
-
 pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     // Beside a running daemon, it syncs (with its own network settings) and answers.
     let results = match crate::control::daemon(&ctx.home) {
@@ -92,7 +89,10 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
         ctx.print_json(&report)?;
     }
     match (ok, last_err) {
-        (0, Some(e)) if format!("{e:#}").contains(INVITE_REFUSED) && crate::control::daemon(&ctx.home).is_none() => {
+        (0, Some(e))
+            if format!("{e:#}").contains(cobox_engine::roster::INVITE_REFUSED)
+                && crate::control::daemon(&ctx.home).is_none() =>
+        {
             // A joined space no peer ever accepted holds nothing shared: it goes, the folder stays.
             let home = ctx.open_home()?;
             let s = ctx.open_space(&home, &a.space)?;

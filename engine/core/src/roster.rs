@@ -438,7 +438,7 @@ impl RosterView {
         if self.removed.contains(device) {
             "this device was removed from the space by a manager".into()
         } else if let Some(why) = self.turned_away.get(device) {
-            format!("this device's invite was refused: {why}")
+            format!("{INVITE_REFUSED}: {why}")
         } else {
             "this device is not on the space's roster (join with an invite from a manager)".into()
         }
@@ -811,6 +811,10 @@ fn step(s: &mut State, g: &Graph, i: usize) {
         s.ever_wrote.extend(writers);
     }
 }
+
+/// How a refused invite is told to its device (a peer's refusal and the local roster alike), so
+/// the joining device can tell this refusal from others.
+pub const INVITE_REFUSED: &str = "this device's invite was refused";
 
 /// Why a redemption of a removed manager's invite counts for nothing.
 const MAKER_REMOVED: &str = "the manager who made the invite was removed from the space";

@@ -62,20 +62,7 @@ impl Space {
             let Some(current) = self.manifest()?.get(&path)? else { continue };
             let Some(settled) = cobox_core::settle::settle(&path, &all, &current) else { continue };
             for (name, v) in &settled.copies {
-                // A name taken by another version (the same device lost twice within a second)
-                // gets a numbered one: a copy is never dropped for its name.
-                for n in 1..=MAX_COPY_NUMBER {
-                    let name = if n == 1 { name.clone() } else { cobox_core::settle::numbered(name, n) };
-                    match self.manifest()?.get(&name)? {
-                        Some(e) if e.is_live() && e.same_state(v) => break,
-                        Some(e) if e.is_live() => continue,
-                        _ => {
-                            self.manifest_mut()?.set(&name, v)?;
-                            copies.push(name);
-                            break;
-                        }
-                    }
-                }
+                self.keep_copy(name, v, &mut copies)?;
             }
             // One new value supersedes the concurrent ones, so the path stops being a conflict.
             self.manifest_mut()?.set(&path, &settled.winner)?;
@@ -88,19 +75,7 @@ impl Space {
                 else {
                     continue;
                 };
-                let name = conflict_name(&keeper, v.mtime_ns, &v.device);
-                for n in 1..=MAX_COPY_NUMBER {
-                    let name = if n == 1 { name.clone() } else { cobox_core::settle::numbered(&name, n) };
-                    match self.manifest()?.get(&name)? {
-                        Some(e) if e.is_live() && !e.same_state(&v) => continue,
-                        Some(e) if e.is_live() => {}
-                        _ => {
-                            self.manifest_mut()?.set(&name, &v)?;
-                            copies.push(name);
-                        }
-                    }
-                    break;
-                }
+                self.keep_copy(&conflict_name(&keeper, v.mtime_ns, &v.device), &v, &mut copies)?;
                 let gone = Entry { kind: Kind::Deleted, mtime_ns: v.mtime_ns, mode: 0, device: v.device };
                 self.manifest_mut()?.set(&other, &gone)?;
             }
@@ -118,6 +93,25 @@ impl Space {
             self.persist_change(body)?;
         }
         Ok(copies)
+    }
+
+    /// Keep version `v` as a conflict copy named `name` in the manifest, or, when another version
+    /// holds that name (the same device lost twice within a second), under the first numbered
+    /// name free: a copy is never dropped for its name. One already there is not added twice.
+    fn keep_copy(&mut self, name: &str, v: &Entry, copies: &mut Vec<String>) -> Result<(), Error> {
+        for n in 1..=MAX_COPY_NUMBER {
+            let name = if n == 1 { name.to_owned() } else { cobox_core::settle::numbered(name, n) };
+            match self.manifest()?.get(&name)? {
+                Some(e) if e.is_live() && e.same_state(v) => return Ok(()),
+                Some(e) if e.is_live() => {}
+                _ => {
+                    self.manifest_mut()?.set(&name, v)?;
+                    copies.push(name);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Write the manifest's current state into the folder. Call right after [`Space::scan`].

@@ -83,9 +83,9 @@ impl Space {
     /// holds none, still audits it). Never synced with in full: what the space names now. Sizes
     /// of blobs not held come from the chunk lists, so no content is needed.
     pub fn audit_population(&self, seeder: &DeviceId) -> Result<Vec<(BlobId, u64)>, Error> {
-        let named = self.named_now()?;
-        let Some(acked) = self.seeder_acked(seeder)? else { return Ok(named.into_iter().collect()) };
         let held = self.store.list()?;
+        let named = self.named_now(&held)?;
+        let Some(acked) = self.seeder_acked(seeder)? else { return Ok(named.into_iter().collect()) };
         let held_ids: HashSet<BlobId> = held.iter().map(|(id, _)| *id).collect();
         let mut out: std::collections::BTreeMap<BlobId, u64> = held
             .into_iter()
@@ -98,14 +98,12 @@ impl Space {
 
     /// Every blob the space names now, with its size: its change blobs, and each current file's
     /// chunk list and chunks (sized from the chunk lists; a list it cannot read stands alone).
-    fn named_now(&self) -> Result<std::collections::BTreeMap<BlobId, u64>, Error> {
-        let mut sizes: std::collections::BTreeMap<BlobId, u64> = self
-            .store
-            .list()?
-            .into_iter()
-            .filter(|(_, l)| l.kind == BlobKind::Change)
-            .map(|(id, l)| (id, u64::from(l.len)))
-            .collect();
+    fn named_now(
+        &self,
+        held: &[(BlobId, crate::store::Loc)],
+    ) -> Result<std::collections::BTreeMap<BlobId, u64>, Error> {
+        let mut sizes: std::collections::BTreeMap<BlobId, u64> =
+            held.iter().filter(|(_, l)| l.kind == BlobKind::Change).map(|(id, l)| (*id, u64::from(l.len))).collect();
         for (_, e) in self.manifest()?.entries() {
             let Kind::File { content, size } = &e.kind else { continue };
             match content {
@@ -114,8 +112,8 @@ impl Space {
                     sizes.insert(*id, (*size).max(1));
                 }
                 Content::List { list, chunks } => {
-                    let held = self.store.locate(list)?.map(|l| u64::from(l.len));
-                    sizes.insert(*list, held.unwrap_or(u64::from(*chunks) * 36));
+                    let stored = self.store.locate(list)?.map(|l| u64::from(l.len));
+                    sizes.insert(*list, stored.unwrap_or(u64::from(*chunks) * 36));
                     if let Ok(parts) = self.content_blobs(content) {
                         sizes.extend(parts.into_iter().map(|(id, n)| (id, u64::from(n).max(1))));
                     }

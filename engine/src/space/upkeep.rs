@@ -77,19 +77,16 @@ impl Space {
     /// in the store, is dropped from the index, so the sync that follows fetches a good copy
     /// from any member or seeder that holds one. Returns what was dropped.
     pub fn heal(&self, now_ms: i64, every_ms: i64) -> Result<Vec<BlobId>, Error> {
+        let suspects = self.store.take_suspects();
         let last = self.store.meta_get(LAST_CHECK)?.and_then(|b| b.try_into().ok()).map(i64::from_le_bytes);
-        let Some(last) = last else {
-            // The first sight starts the clock: a daemon's start is no time to read every pack.
+        // The first sight starts the clock: a daemon's start is no time to read every pack.
+        let full = last.is_some_and(|t| now_ms.saturating_sub(t) >= every_ms);
+        // A full check re-hashes the suspects with everything else; the clock moves once it ran.
+        let bad = if full { self.drop_bad_blobs()? } else { self.store.drop_if_bad(&suspects)?.0 };
+        if last.is_none() || full {
             self.store.meta_set(LAST_CHECK, &now_ms.to_le_bytes())?;
-            return Ok(self.store.drop_if_bad(&self.store.take_suspects())?);
-        };
-        if now_ms.saturating_sub(last) >= every_ms {
-            self.store.take_suspects();
-            let bad = self.drop_bad_blobs()?;
-            self.store.meta_set(LAST_CHECK, &now_ms.to_le_bytes())?;
-            return Ok(bad);
         }
-        Ok(self.store.drop_if_bad(&self.store.take_suspects())?)
+        Ok(bad)
     }
 
     /// Drop from the store every blob missing or corrupt on disk, so the next sync fetches a

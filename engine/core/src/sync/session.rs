@@ -767,7 +767,7 @@ impl Session {
                 _ => None,
             };
             if let Some(why) = why {
-                return self.refuse(format!("device {}: this device's invite was refused: {why}", peer.short()));
+                return self.refuse(format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED));
             }
         }
         self.peer_member = Some(role);

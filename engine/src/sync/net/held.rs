@@ -46,10 +46,10 @@ impl Held {
 
     /// The blob store's handle, taken under the lock only for the moment of cloning it (proofs
     /// are computed after, without holding the space or seed).
-    pub(super) fn store_blocking_handle(&self) -> Option<std::sync::Arc<crate::store::BlobStore>> {
+    pub(super) fn store_blocking_handle(&self) -> std::sync::Arc<crate::store::BlobStore> {
         match self {
-            Held::Member(s) => Some(s.blocking_lock().store.clone()),
-            Held::Seed(s) => Some(s.blocking_lock().store.clone()),
+            Held::Member(s) => s.blocking_lock().store.clone(),
+            Held::Seed(s) => s.blocking_lock().store.clone(),
         }
     }
 
