@@ -15,7 +15,7 @@ fn data(n: usize) -> Vec<u8> {
 fn pipeline(c: &mut Criterion) {
     let input = data(32 << 20);
     let keys = SpaceKeys::derive(&[1; 32]);
-    let chunker = Chunker::new(&keys.gear);
+    let chunker = Chunker::new(&keys.chunker_key());
     let mut g = c.benchmark_group("pipeline-32MiB");
     g.throughput(Throughput::Bytes(input.len() as u64));
     g.sample_size(10);

@@ -6,6 +6,7 @@
 //! target/release/workflow rescan N       # unchanged rescan of an N-file folder (vs restic)
 //! target/release/workflow manifest N     # manifest at N files vs a bare Automerge document
 //! target/release/workflow dedup          # one byte inserted at the start of a 64 MiB file
+//! target/release/workflow insert [KIB..] # 100 KiB inserted into a 100 MiB file: bytes added, per minimum chunk size
 //! target/release/workflow sync DIR       # two devices on loopback vs one raw iroh stream of the same bytes
 //! target/release/workflow sync-small N   # the same for N small files
 //! target/release/workflow reconcile N D  # two N-id sets differing by D: bytes and time
@@ -32,6 +33,7 @@ fn main() -> Result<()> {
         Some("manifest") => manifest(n_arg(1, 100_000)),
         Some("manifest-child") => manifest_child(args.get(1).map(String::as_str).unwrap_or("cobox"), n_arg(2, 1000)),
         Some("dedup") => dedup(),
+        Some("insert") => insert(&args[1..]),
         Some("sync") => sync(Path::new(args.get(1).context("sync DIR")?)),
         Some("sync-small") => {
             let work = tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?;
@@ -64,7 +66,7 @@ fn main() -> Result<()> {
             args.get(3).is_some_and(|d| d == "down"),
         ),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
+            "usage: workflow ingest DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
         ),
     }
 }
@@ -418,6 +420,55 @@ fn dedup() -> Result<()> {
         first["new_blobs"].as_u64().unwrap_or(0).saturating_sub(1),
         second["new_blob_bytes"]
     );
+    Ok(())
+}
+
+/// Bytes a 100 KiB insert into a 100 MiB file adds beyond the inserted bytes, averaged over 24
+/// places, and the chunker's speed on that file, for each minimum chunk size given (KiB; the
+/// chunker's own when none is). Pure computation: what the chunker alone decides.
+fn insert(mins: &[String]) -> Result<()> {
+    use cobox_engine::chunk::{Chunker, MIN_SIZE};
+    use std::collections::HashSet;
+    let mut mins: Vec<usize> = mins.iter().map(|m| m.parse::<usize>().map(|k| k << 10)).collect::<Result<_, _>>()?;
+    if mins.is_empty() {
+        mins.push(MIN_SIZE);
+    }
+    let mut file = vec![0u8; 100 << 20];
+    blake3::Hasher::new().update(b"insert file").finalize_xof().fill(&mut file);
+    let mut added = vec![0u8; 100 << 10];
+    blake3::Hasher::new().update(b"insert bytes").finalize_xof().fill(&mut added);
+    let places: Vec<usize> = (0..24u64)
+        .map(|i| {
+            let h = blake3::hash(&i.to_le_bytes());
+            (u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default()) % file.len() as u64) as usize
+        })
+        .collect();
+    println!("| minimum | chunks | chunking (one core) | added beyond the 100 KiB, mean | worst |");
+    println!("|---|---|---|---|---|");
+    for min in mins {
+        let c = Chunker::with_min_size(&[7; 32], min);
+        let t = Instant::now();
+        let n = std::hint::black_box(c.chunks(&file).count());
+        let speed = file.len() as f64 / t.elapsed().as_secs_f64() / f64::from(1 << 30);
+        let before: HashSet<blake3::Hash> = c.chunks(&file).map(blake3::hash).collect();
+        let mut extra = Vec::new();
+        for &at in &places {
+            let mut edited = Vec::with_capacity(file.len() + added.len());
+            edited.extend_from_slice(&file[..at]);
+            edited.extend_from_slice(&added);
+            edited.extend_from_slice(&file[at..]);
+            let new: usize = c.chunks(&edited).filter(|ch| !before.contains(&blake3::hash(ch))).map(<[u8]>::len).sum();
+            extra.push(new.saturating_sub(added.len()));
+        }
+        let mib = |b: usize| b as f64 / f64::from(1 << 20);
+        println!(
+            "| {} KiB | {} | {speed:.2} GiB/s | {:.2} MiB | {:.2} MiB |",
+            min >> 10,
+            n,
+            mib(extra.iter().sum::<usize>() / extra.len()),
+            mib(extra.iter().copied().max().unwrap_or(0))
+        );
+    }
     Ok(())
 }
 

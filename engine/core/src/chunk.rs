@@ -15,20 +15,26 @@
 //!   tried cost 8.9 ns a byte here). Rolled in two interleaved lanes (even and odd positions, each
 //!   two bytes a step) so the multiplications overlap; each value is the window's alone, taken
 //!   to its canonical form before it is encrypted, so boundaries resynchronise after an edit.
-//! - PRF: AES-128 under a secret key, on the hash as a block, batched so AES-NI pipelines it.
+//!   Two independent points, both hashes in the one block the cipher encrypts, so two windows
+//!   collide with probability at most 2^-104 (one point's bound, 2^-52, was thinner than the
+//!   paper's); the second point costs a multiplication a byte and no cipher work.
+//! - PRF: AES-128 under a secret key, on the two hashes as a block, batched so AES-NI pipelines it.
 //! - Cut after the first position at or past [`MIN_SIZE`] whose output's low 64 bits fall below
 //!   `2^64 / (AVG_SIZE - MIN_SIZE)`; at [`MAX_SIZE`] if none does.
 //!
-//! Both secrets derive from the space's chunker key, so boundaries differ between spaces and
-//! stay the same within one (dedup).
+//! The secrets derive from the chunker key of the space's current key epoch, so boundaries differ
+//! between spaces, stay the same within one epoch (dedup), and change when a removal draws a new
+//! epoch: a removed device cannot compute where new uploads are cut.
 
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 
-/// Smallest chunk (except a file's last). Bytes before it are not looked at, which is what makes
-/// an AES block per position affordable: seven eighths of the average, so an eighth of the bytes
-/// are looked at (at half, this chunker cost the ingest of the mixed folder 2.5 s of 4.4; at a
-/// quarter, 1.2 s of 3.1).
-pub const MIN_SIZE: usize = 896 * 1024;
+/// Smallest chunk (except a file's last). Bytes before it are not looked at, so it sets the
+/// chunker's cost (a position looked at costs two hash steps and an AES block), and how far an
+/// edit's damage cascades: after an insert, the positions the old cuts skipped are looked at, and a
+/// cut among them shifts every later chunk until the two sequences meet again. Measured with
+/// `workflow insert` (100 KiB into a 100 MiB file, docs/benchmarks.md): at 896 KiB, 2.8 MiB added
+/// on average and 28 MiB at worst; at 640 KiB, 1.3 and 2.5, at a third of the speed.
+pub const MIN_SIZE: usize = 640 * 1024;
 /// Target average chunk size.
 pub const AVG_SIZE: usize = 1024 * 1024;
 /// Largest chunk.
@@ -62,65 +68,101 @@ fn mul(a: u64, b: u64) -> u64 {
     canon(fold(u128::from(a) * u128::from(b)))
 }
 
-/// A hash-then-encrypt chunker keyed per space.
+/// A hash-then-encrypt chunker keyed per space and key epoch.
 pub struct Chunker {
     aes: aes::Aes128,
-    /// The universal hash's secret evaluation point `k`.
-    point: u64,
-    /// `k^2`: a lane steps two bytes at a time.
-    point2: u64,
-    /// Per byte `b`: `b*k` (the byte between a lane's steps), and `p - b*k^64` and `p - b*k^65`
-    /// (the two bytes leaving the window), as one table of three.
-    steps: Box<[[u64; 3]; 256]>,
+    /// The universal hash's two secret evaluation points `k1`, `k2`.
+    points: [u64; 2],
+    /// `k1^2`, `k2^2`: a lane steps two bytes at a time.
+    squares: [u64; 2],
+    /// Per byte `b`, for each point `k`: `b*k` (the byte between a lane's steps), and `p - b*k^64`
+    /// and `p - b*k^65` (the two bytes leaving the window), as one table of six.
+    steps: Box<[[u64; 6]; 256]>,
     threshold: u64,
+    min: usize,
+}
+
+/// The two independent points of the polynomial hash, drawn from the chunker key: each the next
+/// candidate whose square is below 2^58, so a lane takes one fold a step (`roll`). One in eight
+/// qualifies; each point alone bounds a collision of two windows at 64/2^58 = 2^-52, the pair (the
+/// cipher sees both values) at 2^-104.
+fn points(key: &[u8; 32]) -> [u64; 2] {
+    let mut candidates = blake3::Hasher::new_derive_key("cobox 2026-12 chunker hash points v3");
+    let mut xof = candidates.update(key).finalize_xof();
+    let mut next = || loop {
+        let mut w = [0u8; 16];
+        xof.fill(&mut w);
+        // A 122-bit value reduced mod p is as good as uniform; 0 and 1 would hash every window alike.
+        let k = canon(fold(u128::from_le_bytes(w) & ((1 << 122) - 1)));
+        if k > 1 && mul(k, k) < 1 << 58 {
+            break k;
+        }
+    };
+    let first = next();
+    let second = loop {
+        let k = next();
+        if k != first {
+            break k;
+        }
+    };
+    [first, second]
 }
 
 impl Chunker {
-    /// Derive the evaluation point and the AES key from a 32-byte chunker key.
+    /// Derive the evaluation points and the AES key from a 32-byte chunker key.
     pub fn new(key: &[u8; 32]) -> Self {
-        let aes_key = blake3::derive_key("cobox 2026-11 chunker prf key v2", key);
-        // The first candidate point whose square is below 2^58, so a lane takes one fold a step
-        // (`roll`); one in eight qualifies, which leaves the hash's collision bound at 2^-52.
-        let mut candidates = blake3::Hasher::new_derive_key("cobox 2026-11 chunker hash point v2");
-        let mut xof = candidates.update(key).finalize_xof();
-        let point = loop {
-            let mut w = [0u8; 16];
-            xof.fill(&mut w);
-            // A 122-bit value reduced mod p is as good as uniform; 0 and 1 would hash every window alike.
-            let k = canon(fold(u128::from_le_bytes(w) & ((1 << 122) - 1)));
-            if k > 1 && mul(k, k) < 1 << 58 {
-                break k;
+        Self::with_min_size(key, MIN_SIZE)
+    }
+
+    /// The same with another minimum chunk size (for measuring the trade-off; every device of
+    /// a space must cut with [`MIN_SIZE`]). The average stays [`AVG_SIZE`].
+    #[doc(hidden)]
+    pub fn with_min_size(key: &[u8; 32], min: usize) -> Self {
+        let min = min.clamp(2 * WINDOW, AVG_SIZE / 8 * 7);
+        let aes_key = blake3::derive_key("cobox 2026-12 chunker prf key v3", key);
+        let points = points(key);
+        let mut steps = Box::new([[0u64; 6]; 256]);
+        for (j, &k) in points.iter().enumerate() {
+            let mut k_w = 1u64;
+            for _ in 0..WINDOW {
+                k_w = mul(k_w, k);
             }
-        };
-        let mut k_w = 1u64;
-        for _ in 0..WINDOW {
-            k_w = mul(k_w, point);
-        }
-        let k_w1 = mul(k_w, point);
-        let mut steps = Box::new([[0u64; 3]; 256]);
-        for (b, slot) in steps.iter_mut().enumerate() {
-            let b = b as u64;
-            *slot = [mul(b, point), P - mul(b, k_w), P - mul(b, k_w1)];
+            let k_w1 = mul(k_w, k);
+            for (b, slot) in steps.iter_mut().enumerate() {
+                let b = b as u64;
+                slot[3 * j..3 * j + 3].copy_from_slice(&[mul(b, k), P - mul(b, k_w), P - mul(b, k_w1)]);
+            }
         }
         Self {
             aes: aes::Aes128::new(GenericArray::from_slice(&aes_key[..16])),
-            point,
-            point2: mul(point, point),
+            points,
+            squares: points.map(|k| mul(k, k)),
             steps,
-            threshold: u64::MAX / (AVG_SIZE - MIN_SIZE) as u64,
+            threshold: u64::MAX / (AVG_SIZE - min) as u64,
+            min,
         }
     }
 
-    /// The universal hash of `window` (exactly [`WINDOW`] bytes), from scratch.
-    fn hash(&self, window: &[u8]) -> u64 {
-        window.iter().fold(0, |h, &b| canon(fold(u128::from(h) * u128::from(self.point) + u128::from(b))))
+    /// The universal hash of `window` (exactly [`WINDOW`] bytes) at point `k`, from scratch.
+    fn hash(window: &[u8], k: u64) -> u64 {
+        window.iter().fold(0, |h, &b| canon(fold(u128::from(h) * u128::from(k) + u128::from(b))))
+    }
+
+    /// Both hashes of `window`, from scratch.
+    fn hashes(&self, window: &[u8]) -> [u64; 2] {
+        self.points.map(|k| Self::hash(window, k))
+    }
+
+    /// The cipher's block for a window's two hashes (canonical, so equal windows give equal blocks).
+    #[inline(always)]
+    fn block(h: [u64; 2]) -> [u8; 16] {
+        (u128::from(canon(h[1])) << 64 | u128::from(canon(h[0]))).to_le_bytes()
     }
 
     /// Whether a cut follows the last byte of `window` (exactly [`WINDOW`] bytes), from scratch.
     #[cfg(test)]
     fn cuts_after(&self, window: &[u8]) -> bool {
-        let mut block = GenericArray::default();
-        block[..8].copy_from_slice(&self.hash(window).to_le_bytes());
+        let mut block = GenericArray::from(Self::block(self.hashes(window)));
         self.aes.encrypt_block(&mut block);
         let mut out = [0u8; 8];
         out.copy_from_slice(&block[..8]);
@@ -130,32 +172,39 @@ impl Chunker {
     /// Length of the next chunk at the start of `data`. The caller must pass at least
     /// `MAX_SIZE` bytes unless `data` runs to the end of the file.
     pub fn next_len(&self, data: &[u8]) -> usize {
-        if data.len() <= MIN_SIZE {
+        if data.len() <= self.min {
             return data.len();
         }
         let end = data.len().min(MAX_SIZE);
-        // The hash of the window ending at position `at` (inclusive) decides a cut after `at`;
-        // the first position looked at is `MIN_SIZE - 1`. Lane `t % 2` holds the hash of the
+        // The hashes of the window ending at position `at` (inclusive) decide a cut after `at`;
+        // the first position looked at is `min - 1`. Lane `t % 2` holds the hashes of the
         // window two positions before the `t`-th position looked at.
-        let first = MIN_SIZE - 1;
-        let mut lane0 = self.hash(&data[first - 1 - WINDOW..first - 1]);
-        let mut lane1 = self.hash(&data[first - WINDOW..first]);
-        // The hashes go in the low 8 bytes of zeroed blocks; the cipher writes elsewhere.
+        let first = self.min - 1;
+        let mut lane0 = self.hashes(&data[first - 1 - WINDOW..first - 1]);
+        let mut lane1 = self.hashes(&data[first - WINDOW..first]);
         let mut blocks = [GenericArray::default(); BATCH];
         let mut outs = [GenericArray::default(); BATCH];
         let mut at = first;
         while at < end {
             let n = BATCH.min(end - at);
-            // Two positions a step, one per lane, kept in registers so the two multiplications
+            // Two positions a step, one per lane, kept in registers so the four multiplications
             // overlap (through an array indexed by parity they did not).
-            for (pair, out) in blocks[..n].chunks_mut(2).enumerate() {
-                let i = at + 2 * pair;
-                lane0 = self.roll(lane0, data, i);
-                out[0][..8].copy_from_slice(&canon(lane0).to_le_bytes());
-                if let Some(b) = out.get_mut(1) {
-                    lane1 = self.roll(lane1, data, i + 1);
-                    b[..8].copy_from_slice(&canon(lane1).to_le_bytes());
+            // The four byte streams a step reads: two leaving the window, two entering it.
+            let src = &data[at - WINDOW - 1..at + n];
+            let (gone0, gone1, prev, new) = (&src[..n], &src[1..=n], &src[WINDOW..WINDOW + n], &src[WINDOW + 1..]);
+            let mut raw = [[0u64; 2]; BATCH];
+            for (((pair, g0), g1), (p, b)) in
+                raw[..n].chunks_mut(2).zip(gone0.chunks(2)).zip(gone1.chunks(2)).zip(prev.chunks(2).zip(new.chunks(2)))
+            {
+                lane0 = self.roll(lane0, [g0[0], g1[0], p[0], b[0]]);
+                pair[0] = lane0;
+                if let (Some(out), [_, g0], [_, g1], [_, p], [_, b]) = (pair.get_mut(1), g0, g1, p, b) {
+                    lane1 = self.roll(lane1, [*g0, *g1, *p, *b]);
+                    *out = lane1;
                 }
+            }
+            for (block, h) in blocks[..n].iter_mut().zip(&raw[..n]) {
+                *block = GenericArray::from(Self::block(*h));
             }
             self.aes
                 .encrypt_blocks_b2b(&blocks[..n], &mut outs[..n])
@@ -176,18 +225,21 @@ impl Chunker {
         end
     }
 
-    /// The hash of the window ending at `i` from that of the window ending at `i - 2`:
-    /// `H(i) = k^2 H(i-2) + b(i) + k b(i-1) - k^64 b(i-64) - k^65 b(i-65)`. Each term is below
-    /// 2^61, so their sum is below 2^63; with the lane below 2^63 and `k^2` below 2^58 the
-    /// product is below 2^121, and one fold leaves the lane below 2^62 + 1.
+    /// The hashes of the window ending at `i` from those of the window ending at `i - 2`:
+    /// `H(i) = k^2 H(i-2) + b(i) + k b(i-1) - k^64 b(i-64) - k^65 b(i-65)` at each point. Each
+    /// term is below 2^61, so their sum is below 2^63; with the lane below 2^63 and `k^2` below
+    /// 2^58 the product is below 2^121, and one fold leaves the lane below 2^62 + 1.
     #[inline(always)]
-    fn roll(&self, lane: u64, data: &[u8], i: usize) -> u64 {
-        let w = &data[i - WINDOW - 1..=i];
-        let step = u64::from(w[WINDOW + 1])
-            + self.steps[usize::from(w[WINDOW])][0]
-            + self.steps[usize::from(w[1])][1]
-            + self.steps[usize::from(w[0])][2];
-        fold_once(u128::from(lane) * u128::from(self.point2) + u128::from(step))
+    fn roll(&self, lane: [u64; 2], bytes: [u8; 4]) -> [u64; 2] {
+        let [gone0, gone1, prev, new] = bytes;
+        let (new, prev) = (u64::from(new), &self.steps[usize::from(prev)]);
+        let (out1, out0) = (&self.steps[usize::from(gone1)], &self.steps[usize::from(gone0)]);
+        let a = new + prev[0] + out1[1] + out0[2];
+        let b = new + prev[3] + out1[4] + out0[5];
+        [
+            fold_once(u128::from(lane[0]) * u128::from(self.squares[0]) + u128::from(a)),
+            fold_once(u128::from(lane[1]) * u128::from(self.squares[1]) + u128::from(b)),
+        ]
     }
 
     /// Split a whole in-memory file into chunks.
@@ -279,7 +331,7 @@ mod tests {
         let data = pseudo_random(16 << 20, 7);
         let cuts = |root: [u8; 32]| -> Vec<usize> {
             let keys = crate::crypto::SpaceKeys::derive(&root);
-            Chunker::new(&keys.gear).chunks(&data).map(<[u8]>::len).collect()
+            Chunker::new(&keys.chunker_key()).chunks(&data).map(<[u8]>::len).collect()
         };
         let (a, b) = (cuts([1; 32]), cuts([2; 32]));
         assert_ne!(a, b);
@@ -293,6 +345,21 @@ mod tests {
         };
         let shared = ends(&a).intersection(&ends(&b)).count();
         assert!(shared <= 1, "{shared} boundaries in common besides the end");
+    }
+
+    /// A new key epoch (drawn at a removal) brings a new chunker key and new boundaries.
+    #[test]
+    fn a_new_key_epoch_cuts_differently() {
+        let data = pseudo_random(16 << 20, 8);
+        let mut keys = crate::crypto::SpaceKeys::derive(&[1; 32]);
+        let cut = |keys: &crate::crypto::SpaceKeys| -> Vec<usize> {
+            Chunker::new(&keys.chunker_key()).chunks(&data).map(<[u8]>::len).collect()
+        };
+        let first = cut(&keys);
+        keys.add_epoch(7, &[2; 32]);
+        assert_eq!(cut(&keys), first, "holding a later epoch changes nothing until it is current");
+        assert!(keys.set_current(7));
+        assert_ne!(cut(&keys), first);
     }
 
     #[test]

@@ -136,6 +136,8 @@ struct EpochSeal {
     nonce: [u8; 32],
     /// Version 4: keys the hash of the bytes sealed.
     siv: [u8; 32],
+    /// The chunker's key while this epoch is current.
+    chunker: [u8; 32],
 }
 
 impl EpochSeal {
@@ -144,19 +146,18 @@ impl EpochSeal {
             seal: blake3::derive_key("cobox 2026-11 blob seal key v1", key),
             nonce: blake3::derive_key("cobox 2026-11 deterministic nonce key v1", key),
             siv: blake3::derive_key("cobox 2026-12 synthetic nonce of the sealed bytes v4", key),
+            chunker: blake3::derive_key("cobox 2026-11 chunker gear table v1", key),
         }
     }
 }
 
-/// The keys of one space, each derived for one purpose: from the space's root secret (the
-/// chunker's gear table and the manifest's path key never change, so dedup and sharding stay
-/// stable) and, for sealing, from each key epoch this device holds.
+/// The keys of one space, each derived for one purpose: for sealing and chunking, from each key
+/// epoch this device holds; the manifest's path key from the space's root secret (it never
+/// changes, so sharding stays stable; docs/security.md says why that leaks nothing).
 #[derive(Clone)]
 pub struct SpaceKeys {
     epochs: std::collections::BTreeMap<u32, EpochSeal>,
     current: u32,
-    /// Seeds the chunker's gear table.
-    pub gear: [u8; 32],
     /// Keys the hash that assigns paths to manifest shards.
     pub path: [u8; 32],
 }
@@ -167,7 +168,6 @@ impl SpaceKeys {
         Self {
             epochs: [(0, EpochSeal::derive(root))].into_iter().collect(),
             current: 0,
-            gear: blake3::derive_key("cobox 2026-11 chunker gear table v1", root),
             path: blake3::derive_key("cobox 2026-11 manifest path shard key v1", root),
         }
     }
@@ -191,6 +191,12 @@ impl SpaceKeys {
     /// The epoch new blobs are sealed under.
     pub fn current(&self) -> u32 {
         self.current
+    }
+
+    /// The chunker key of the current epoch: a removal draws a new epoch, and with it new
+    /// boundaries, so a removed device cannot tell new uploads' files by their chunk sizes.
+    pub fn chunker_key(&self) -> [u8; 32] {
+        self.now().chunker
     }
 
     /// The epochs held.

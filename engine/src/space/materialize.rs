@@ -1173,6 +1173,41 @@ mod tests {
         assert!(a.history(Some("after.txt")).unwrap().len() == 1);
     }
 
+    /// A removal draws a new key epoch and with it new chunker keys: the same file added again
+    /// is cut at other boundaries, so a removed device cannot tell which file a new upload is
+    /// from its chunks' sizes.
+    #[test]
+    fn after_a_removal_the_same_file_is_cut_at_other_boundaries() {
+        fn ends(s: &Space, path: &str) -> Vec<u64> {
+            let e = s.manifest().unwrap().get(path).unwrap().unwrap();
+            let Kind::File { content, .. } = e.kind else { panic!("{path}: {e:?}") };
+            let sizes = s.content_blobs(&content).unwrap();
+            sizes
+                .iter()
+                .scan(0, |end, (_, n)| {
+                    *end += u64::from(*n);
+                    Some(*end)
+                })
+                .collect()
+        }
+        let (home_a, folder_a, mut a) = space();
+        let mut data = vec![0u8; 12 << 20];
+        blake3::Hasher::new().update(b"cut twice").finalize_xof().fill(&mut data);
+        std::fs::write(folder_a.path().join("before.bin"), &data).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let before = ends(&a, "before.bin");
+        let (_home_b, _folder_b, b) = joined(home_a.path(), &mut a);
+        crate::members::remove(home_a.path(), "s", &b.device.to_string()[..16]).unwrap();
+        std::fs::write(folder_a.path().join("after.bin"), &data).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        assert_ne!(a.roster.current_epoch, 0, "the removal drew a new key epoch");
+        let after = ends(&a, "after.bin");
+        assert!(before.len() >= 8 && after.len() >= 8, "{before:?} {after:?}");
+        assert_eq!((before.last(), after.last()), (Some(&(12 << 20)), Some(&(12 << 20))));
+        let shared = before.iter().filter(|e| after.contains(e)).count();
+        assert_eq!(shared, 1, "only the file's end in common: {before:?} {after:?}");
+    }
+
     #[test]
     fn tampered_and_unsigned_blobs_are_refused_and_not_stored() {
         let (_h, _f, s) = space();

@@ -128,7 +128,7 @@ impl Space {
             .map_err(|e| Error::Config { path: dir.join("space.json"), reason: format!("actor: {e}") })?;
         let (manifest, included) = load_cache(&dir, &info, &keys, &actor)?;
         let mut space = Self {
-            chunker: Chunker::new(&keys.gear),
+            chunker: Chunker::new(&keys.chunker_key()),
             info,
             dir,
             keys,
@@ -336,7 +336,10 @@ impl Space {
         let invite = crate::ledger::invite_key_at(&self.dir);
         let (keys, missing) = crate::ledger::space_keys(&self.secret, &view, &self.device_key, invite.as_ref());
         let gained = keys.epoch_ids() != self.keys.epoch_ids();
-        // The gear and path keys never change; only the sealing epochs grow.
+        // New content is cut under the current epoch's chunker key (the path key never changes).
+        if keys.chunker_key() != self.keys.chunker_key() {
+            self.chunker = Chunker::new(&keys.chunker_key());
+        }
         self.keys = keys;
         self.epoch_missing = missing;
         if gained {
