@@ -206,7 +206,7 @@ pub fn roster(data: &[u8]) {
 }
 
 /// A sealed blob from a peer or a seeder: its kind read, peeked, authenticated and opened as
-/// each kind (versions 1 to 3, padding checked).
+/// each kind (versions 1 to 4, padding and the synthetic nonce checked).
 pub fn sealed_blob(data: &[u8]) {
     let keys = cobox_core::crypto::SpaceKeys::derive(&[3; 32]);
     let _ = cobox_core::crypto::blob_kind(data);

@@ -350,6 +350,42 @@ fn a_step_that_would_make_the_peer_list_its_set_many_times_is_refused() {
     assert!(matches!(r, Err(SessionError::Refused(ref m)) if m.contains("overlap")), "{r:?}");
 }
 
+/// A peer that never lets reconciliation end (each step asks about the whole id space again) is
+/// refused after `MAX_ROUNDS` steps, not answered forever.
+#[test]
+fn a_reconciliation_that_never_ends_is_refused() {
+    use cobox_core::sync::session::MAX_ROUNDS;
+    let k = space_key();
+    let a = member(1, &k, 0..3);
+    let b = member(2, &k, 5..8);
+    let mut listener = Session::accept(a.setup(b.id(), Purpose::Sync, 1), Ledger::new(), {
+        let mut hello = Session::dial(b.setup(a.id(), Purpose::Sync, 2), Ledger::new());
+        hello.poll_transmit().expect("a Hello")
+    })
+    .0;
+    while listener.poll_transmit().is_some() {}
+    let proof = cobox_core::sync::proto::prove(&k, &a.space, &b.id(), &a.id(), &[1; 32]);
+    listener.receive(proof).unwrap();
+    listener.receive(Msg::Ledger(Vec::new())).unwrap();
+    listener.receive(Msg::Ledger(Vec::new())).unwrap();
+    while let Some(ev) = listener.poll_event() {
+        if ev == Event::NeedBlobs {
+            listener.reconcile(a.blobs.clone()).unwrap();
+        }
+    }
+    while listener.poll_transmit().is_some() {}
+    let whole = cobox_core::sync::reconcile::Item::Fingerprint { lo: [0; 32], hi: None, count: 1, fp: [7; 16] };
+    for round in 1..=MAX_ROUNDS {
+        let r = listener.receive(Msg::Reconcile { items: vec![whole.clone()], more: false });
+        assert_eq!(r, Ok(()), "round {round} is answered");
+        let reply = listener.poll_transmit();
+        assert!(matches!(reply, Some(Msg::Reconcile { .. })), "round {round}: {reply:?}");
+        while listener.poll_transmit().is_some() {}
+    }
+    let r = listener.receive(Msg::Reconcile { items: vec![whole], more: false });
+    assert!(matches!(r, Err(SessionError::Refused(ref m)) if m.contains("rounds")), "{r:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 

@@ -141,6 +141,11 @@ pub enum Event {
 /// Most blobs one audit may challenge (each costs the seeder a read and a hash).
 pub const MAX_AUDIT_IDS: usize = 4096;
 
+/// Most reconciliation steps one side answers in a session. Each step splits the ranges that
+/// differ sixteen ways until they are listed, so honest sets of millions of ids take under ten;
+/// without a cap a peer could keep a session (and the ids it makes us want) going forever.
+pub const MAX_ROUNDS: usize = 64;
+
 /// The session's place in the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -199,6 +204,8 @@ pub struct Session {
     /// A reconciliation step or want list being read, and its ids so far.
     step: Vec<Item>,
     step_ids: usize,
+    /// Reconciliation steps answered so far.
+    rounds: usize,
     wanted_by_peer: Vec<BlobId>,
     /// What this side asks for and may hold.
     want: Vec<BlobId>,
@@ -250,6 +257,7 @@ impl Session {
             rec: None,
             step: Vec::new(),
             step_ids: 0,
+            rounds: 0,
             wanted_by_peer: Vec::new(),
             want: Vec::new(),
             quota: None,
@@ -867,6 +875,10 @@ impl Session {
         }
         let items = std::mem::take(&mut self.step);
         self.step_ids = 0;
+        self.rounds += 1;
+        if self.rounds > MAX_ROUNDS {
+            return self.refuse(format!("a reconciliation of over {MAX_ROUNDS} rounds"));
+        }
         if let Err(why) = super::reconcile::check_step(&items) {
             return self.refuse(format!("a reconciliation step where {why}"));
         }
@@ -875,6 +887,10 @@ impl Session {
             return self.reconciled();
         }
         let out = rec.respond(&items);
+        // The ids we come to want grow over the steps; what a want list may carry bounds them.
+        if rec.want.len() > MAX_STEP_IDS {
+            return self.refuse(format!("a reconciliation that would make us want over {MAX_STEP_IDS} blobs"));
+        }
         let done = out.is_empty();
         self.out.extend(Msg::reconcile_step(out));
         if done { self.reconciled() } else { Ok(()) }
@@ -964,6 +980,15 @@ impl Session {
         self.out.push_back(Msg::AuditAnswer { answers, stored_bytes });
         self.finish();
         Ok(())
+    }
+
+    /// Decline the audit of [`Event::Challenged`] with `why` (the seeder's audit budget for
+    /// this peer is spent): the peer hears the reason, and no answer, so no result is recorded.
+    pub fn decline(&mut self, why: String) -> Result<(), SessionError> {
+        if self.phase != Phase::Answering {
+            return Err(SessionError::Misuse("decline outside its turn"));
+        }
+        self.refuse(why)
     }
 
     fn finish(&mut self) {

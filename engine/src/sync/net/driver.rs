@@ -152,33 +152,45 @@ pub(super) async fn drive(
                 }
                 Event::Challenged { nonce, ids } => {
                     let Held::Seed(seed) = held else { return Err(net("only a seeder is audited")) };
-                    let answers = audit_answers(held, nonce, ids).await.map_err(net)?;
-                    if answers.iter().any(Option::is_none) {
-                        // It cannot prove what it claims: find everything lost, and stop
-                        // claiming it, so the owners send it again at their next sync.
-                        let seed = seed.clone();
-                        let space = session.space();
-                        let lost =
-                            tokio::task::spawn_blocking(move || seed.blocking_lock().forget_lost(crate::now_ms()))
-                                .await
-                                .map_err(net)?;
-                        match lost {
-                            Ok(ids) if !ids.is_empty() => (sh.log)(&format!(
-                                "space {}: {} blob(s) lost on this disk (missing or corrupt), found answering an audit by {}; dropped from the index, so owners send them again: {}",
-                                space.short(),
-                                ids.len(),
-                                peer.short(),
-                                crate::util::list_some(ids.iter().map(|id| id.short()), 8)
-                            )),
-                            Ok(_) => {}
-                            Err(e) => (sh.log)(&format!(
-                                "space {}: checking the store after a failed proof: {e}",
-                                space.short()
-                            )),
+                    let work = audit_work(held, ids.clone()).await.map_err(net)?;
+                    let budget =
+                        sh.audit_budget.lock().unwrap_or_else(|p| p.into_inner()).take(peer, work, crate::now_ms());
+                    if let Err(why) = budget {
+                        (sh.log)(&format!(
+                            "space {}: declined an audit by {}: {why}",
+                            session.space().short(),
+                            peer.short()
+                        ));
+                        session.decline(why)
+                    } else {
+                        let answers = audit_answers(held, nonce, ids).await.map_err(net)?;
+                        if answers.iter().any(Option::is_none) {
+                            // It cannot prove what it claims: find everything lost, and stop
+                            // claiming it, so the owners send it again at their next sync.
+                            let seed = seed.clone();
+                            let space = session.space();
+                            let lost =
+                                tokio::task::spawn_blocking(move || seed.blocking_lock().forget_lost(crate::now_ms()))
+                                    .await
+                                    .map_err(net)?;
+                            match lost {
+                                Ok(ids) if !ids.is_empty() => (sh.log)(&format!(
+                                    "space {}: {} blob(s) lost on this disk (missing or corrupt), found answering an audit by {}; dropped from the index, so owners send them again: {}",
+                                    space.short(),
+                                    ids.len(),
+                                    peer.short(),
+                                    crate::util::list_some(ids.iter().map(|id| id.short()), 8)
+                                )),
+                                Ok(_) => {}
+                                Err(e) => (sh.log)(&format!(
+                                    "space {}: checking the store after a failed proof: {e}",
+                                    space.short()
+                                )),
+                            }
                         }
+                        let stored = seed.lock().await.used();
+                        session.answer(answers, stored)
                     }
-                    let stored = seed.lock().await.used();
-                    session.answer(answers, stored)
                 }
                 Event::Answered { answers, stored_bytes } => {
                     let (Some(c), Held::Member(space)) = (challenge.take(), held) else {
@@ -313,6 +325,16 @@ fn agreement_naming(view: &cobox_agreements::LedgerView, seeder: &DeviceId) -> O
                 .max_by_key(|a| a.agreement.start_ms)
         })
         .map(|a| a.id)
+}
+
+/// Bytes an audit's answer reads: each distinct challenged blob held, once.
+fn audit_work(held: &Held, ids: Vec<BlobId>) -> tokio::task::JoinHandle<u64> {
+    let h = held.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = h.store_blocking_handle();
+        let distinct: std::collections::BTreeSet<BlobId> = ids.into_iter().collect();
+        distinct.iter().filter_map(|id| store.locate(id).ok().flatten()).map(|l| u64::from(l.len)).sum()
+    })
 }
 
 /// A seeder's proofs for the challenged places (`None` where it cannot read the blob), on a

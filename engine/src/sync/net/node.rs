@@ -211,6 +211,7 @@ impl Node {
             space_keys: std::sync::RwLock::new(keys),
             inbound: Default::default(),
             admin_log: Default::default(),
+            audit_budget: Default::default(),
             full_since: Default::default(),
             receiving: Default::default(),
         });

@@ -34,6 +34,53 @@ pub(super) struct Shared {
     pub(super) full_since: std::sync::Mutex<Option<i64>>,
     /// Transfers into each space while they run.
     pub(super) receiving: std::sync::Mutex<HashMap<SpaceId, Arc<super::Receiving>>>,
+    /// Audit work this seeder still does for each device.
+    pub(super) audit_budget: std::sync::Mutex<AuditBudget>,
+}
+
+/// Bytes of blobs a seeder reads and hashes answering one device's audits at once: the largest
+/// honest audit (`cobox audit --all` of 4,096 blobs of about 1 MiB, or a default one of 459
+/// places in 8 MiB chunks) fits, so one audit of a proven peer cannot make it hash the 32 GiB
+/// that 4,096 of the largest blobs hold.
+pub(super) const AUDIT_BURST: u64 = 8 << 30;
+/// What the budget regains a minute: honest daemons audit a seeder every few hours.
+pub(super) const AUDIT_REFILL_PER_MIN: u64 = 512 << 20;
+
+/// Each device's audit budget, a bucket of [`AUDIT_BURST`] bytes refilled at
+/// [`AUDIT_REFILL_PER_MIN`]; devices whose bucket is full again are forgotten.
+#[derive(Default)]
+pub(super) struct AuditBudget {
+    /// Per device: when its budget was last taken from, and what was left then.
+    per_peer: HashMap<DeviceId, (i64, u64)>,
+}
+
+impl AuditBudget {
+    /// Take `bytes` of audit work for `peer` at `now_ms`, or say in how many seconds it fits.
+    pub(super) fn take(&mut self, peer: DeviceId, bytes: u64, now_ms: i64) -> Result<(), String> {
+        if bytes > AUDIT_BURST {
+            return Err(format!(
+                "an audit of {} of blobs, over the {} this seeder answers at once: audit with a smaller --sample",
+                crate::units::format_bytes(bytes),
+                crate::units::format_bytes(AUDIT_BURST)
+            ));
+        }
+        let left = |(at, left): (i64, u64)| {
+            let ms = u64::try_from(now_ms.saturating_sub(at)).unwrap_or(0);
+            left.saturating_add(ms.saturating_mul(AUDIT_REFILL_PER_MIN / 60_000)).min(AUDIT_BURST)
+        };
+        // Bounded: a device whose bucket refilled is as if never seen.
+        self.per_peer.retain(|_, b| left(*b) < AUDIT_BURST);
+        let now = self.per_peer.get(&peer).map_or(AUDIT_BURST, |b| left(*b));
+        if now < bytes {
+            let secs = (bytes - now).div_ceil(AUDIT_REFILL_PER_MIN / 60).max(1);
+            return Err(format!(
+                "this seeder answers {} of audits a minute per device and the budget is spent: try again in {secs} s",
+                crate::units::format_bytes(AUDIT_REFILL_PER_MIN)
+            ));
+        }
+        self.per_peer.insert(peer, (now_ms, now - bytes));
+        Ok(())
+    }
 }
 
 /// The sessions a node serves, in all and per peer, so one peer (or a crowd of strangers)
@@ -205,6 +252,26 @@ mod tests {
     fn ended(slot: &Slot) -> bool {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async { tokio::time::timeout(std::time::Duration::from_millis(1), slot.ended()).await.is_ok() })
+    }
+
+    /// A device's audits are answered up to a budget: the largest honest audit at once, then
+    /// what a minute refills; an audit over the burst is declined outright. Before, a proven
+    /// peer could make a seeder read and hash 4,096 blobs of 8 MiB per session, session after
+    /// session.
+    #[test]
+    fn audit_work_is_budgeted_per_device() {
+        let mut b = AuditBudget::default();
+        let (p, q) = (DeviceId([1; 32]), DeviceId([2; 32]));
+        let gib = 1u64 << 30;
+        assert!(b.take(p, 33 * gib, 0).unwrap_err().contains("smaller --sample"));
+        assert_eq!(b.take(p, 4 * gib, 0), Ok(()));
+        assert_eq!(b.take(p, 4 * gib, 1_000), Ok(()), "the burst: two large audits at once");
+        let spent = b.take(p, gib, 2_000).unwrap_err();
+        assert!(spent.contains("try again in 119 s") && spent.contains("512.0 MiB"), "{spent}");
+        assert_eq!(b.take(q, 4 * gib, 2_000), Ok(()), "another device has its own budget");
+        assert_eq!(b.take(p, gib, 2_000 + 121_000), Ok(()), "two minutes refill a GiB");
+        assert_eq!(b.take(q, gib, 60 * 60_000), Ok(()));
+        assert!(b.per_peer.len() == 1 && b.per_peer.contains_key(&q), "full buckets are forgotten");
     }
 
     /// A peer at its cap gets a new session by ending its own oldest (a device killed
