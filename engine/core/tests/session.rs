@@ -324,19 +324,16 @@ fn messages_out_of_turn_are_refused() {
     assert!(s.is_over());
 }
 
-#[test]
-fn a_step_that_would_make_the_peer_list_its_set_many_times_is_refused() {
-    let k = space_key();
-    let a = member(1, &k, 0..3);
-    let b = member(2, &k, 0..3);
-    // B dials and proves itself; then, instead of one summary, it asks for the whole space twice.
+/// A's session listening to B, which dialed and proved itself: at reconciliation, with the
+/// messages A queued so far dropped, so the test plays B's steps by hand.
+fn listening_at_reconciliation(k: &SigningKey, a: &Device, b: &Device) -> Session {
     let mut listener = Session::accept(a.setup(b.id(), Purpose::Sync, 1), Ledger::new(), {
         let mut hello = Session::dial(b.setup(a.id(), Purpose::Sync, 2), Ledger::new());
         hello.poll_transmit().expect("a Hello")
     })
     .0;
     while listener.poll_transmit().is_some() {}
-    let proof = cobox_core::sync::proto::prove(&k, &a.space, &b.id(), &a.id(), &[1; 32]);
+    let proof = cobox_core::sync::proto::prove(k, &a.space, &b.id(), &a.id(), &[1; 32]);
     listener.receive(proof).unwrap();
     listener.receive(Msg::Ledger(Vec::new())).unwrap();
     listener.receive(Msg::Ledger(Vec::new())).unwrap();
@@ -345,6 +342,17 @@ fn a_step_that_would_make_the_peer_list_its_set_many_times_is_refused() {
             listener.reconcile(a.blobs.clone()).unwrap();
         }
     }
+    while listener.poll_transmit().is_some() {}
+    listener
+}
+
+#[test]
+fn a_step_that_would_make_the_peer_list_its_set_many_times_is_refused() {
+    let k = space_key();
+    let a = member(1, &k, 0..3);
+    let b = member(2, &k, 0..3);
+    // B dials and proves itself; then, instead of one summary, it asks for the whole space twice.
+    let mut listener = listening_at_reconciliation(&k, &a, &b);
     let whole = cobox_core::sync::reconcile::Item::Fingerprint { lo: [0; 32], hi: None, count: 0, fp: [0; 16] };
     let r = listener.receive(Msg::Reconcile { items: vec![whole.clone(), whole], more: false });
     assert!(matches!(r, Err(SessionError::Refused(ref m)) if m.contains("overlap")), "{r:?}");
@@ -358,22 +366,7 @@ fn a_reconciliation_that_never_ends_is_refused() {
     let k = space_key();
     let a = member(1, &k, 0..3);
     let b = member(2, &k, 5..8);
-    let mut listener = Session::accept(a.setup(b.id(), Purpose::Sync, 1), Ledger::new(), {
-        let mut hello = Session::dial(b.setup(a.id(), Purpose::Sync, 2), Ledger::new());
-        hello.poll_transmit().expect("a Hello")
-    })
-    .0;
-    while listener.poll_transmit().is_some() {}
-    let proof = cobox_core::sync::proto::prove(&k, &a.space, &b.id(), &a.id(), &[1; 32]);
-    listener.receive(proof).unwrap();
-    listener.receive(Msg::Ledger(Vec::new())).unwrap();
-    listener.receive(Msg::Ledger(Vec::new())).unwrap();
-    while let Some(ev) = listener.poll_event() {
-        if ev == Event::NeedBlobs {
-            listener.reconcile(a.blobs.clone()).unwrap();
-        }
-    }
-    while listener.poll_transmit().is_some() {}
+    let mut listener = listening_at_reconciliation(&k, &a, &b);
     let whole = cobox_core::sync::reconcile::Item::Fingerprint { lo: [0; 32], hi: None, count: 1, fp: [7; 16] };
     for round in 1..=MAX_ROUNDS {
         let r = listener.receive(Msg::Reconcile { items: vec![whole.clone()], more: false });
