@@ -166,7 +166,10 @@ impl Daemon {
         let mut folders = Vec::new();
         for info in home.spaces()? {
             let mut s = home.open_space(&info.id.to_string())?;
-            folders.push((info.id, s.info().path.clone(), s.scan_when_flagged()));
+            // A space kept to audit has no folder to watch.
+            if !info.audit_only {
+                folders.push((info.id, s.info().path.clone(), s.scan_when_flagged()));
+            }
             setup.spaces.push(s);
         }
         for s in home.seeds()? {
@@ -248,6 +251,10 @@ impl Daemon {
 
     /// Serve and watch a space opened while running (created or joined).
     pub fn add_space(&self, mut s: Space) {
+        if s.info().audit_only {
+            self.node.add_space(s);
+            return;
+        }
         let (id, path, flag) = (s.info().id, s.info().path.clone(), s.scan_when_flagged());
         let watched = match self.watcher.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             Some(w) => w.add(id, path, flag),
@@ -339,7 +346,9 @@ impl Daemon {
         let progress = Arc::new(Scanning::default());
         self.scanning.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, progress.clone());
         let p = progress.clone();
-        let work = move |s: &mut Space| if full { s.scan(&*p).map(Some) } else { s.scan_if_changed_with(&*p) };
+        let work = move |s: &mut Space| {
+            if full && !s.info().audit_only { s.scan(&*p).map(Some) } else { s.scan_if_changed_with(&*p) }
+        };
         let scanned = crate::handle::on_space_at(&s, self.schedule.low_priority, work).await;
         self.scanning.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         match scanned {
@@ -540,8 +549,16 @@ pub async fn audit_seeders(
     then_sync: bool,
 ) -> Vec<SeederAudit> {
     let mut out = Vec::new();
+    let audit_only = node.audit_only(id);
     for t in targets {
         let (synced, result) = match parse_peer(t) {
+            // A device that holds no content first fetches the changes and chunk lists (never
+            // content) to draw the sample from; the seeder takes nothing in that session, so it
+            // cannot ask again for what it dropped.
+            Ok(p) if audit_only => {
+                let fetched = node.sync_once(id, p.clone()).await.map(|_| ());
+                (fetched, node.audit(id, p, count).await)
+            }
             Ok(p) => {
                 let result = node.audit(id, p.clone(), count).await;
                 let synced = if then_sync { node.sync_once(id, p).await.map(|_| ()) } else { Ok(()) };

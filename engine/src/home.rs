@@ -341,7 +341,7 @@ impl Home {
     pub fn create_space(&self, name: &str, path: &Path) -> Result<SpaceInfo, Error> {
         let mut secret = [0u8; 64];
         crate::random_bytes(&mut secret);
-        let info = self.register_space(name, path, &secret)?;
+        let info = self.register_space(name, Some(path), &secret)?;
         // The creator is the first manager.
         let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
         let genesis = cobox_core::roster::Action::Genesis;
@@ -353,6 +353,21 @@ impl Home {
     /// Join a space from an invite: register it over `path` (created if missing). The folder
     /// fills on the first sync. `name` defaults to the inviter's name for the space.
     pub fn join(&self, invite: &crate::codes::Invite, path: &Path, name: Option<&str>) -> Result<SpaceInfo, Error> {
+        self.join_into(invite, Some(path), name)
+    }
+
+    /// Join to audit the space's seeders only: no folder, and sessions that fetch the
+    /// manifest's changes and chunk lists, never content (`Purpose::Metadata`).
+    pub fn join_audit_only(&self, invite: &crate::codes::Invite, name: Option<&str>) -> Result<SpaceInfo, Error> {
+        self.join_into(invite, None, name)
+    }
+
+    fn join_into(
+        &self,
+        invite: &crate::codes::Invite,
+        path: Option<&Path>,
+        name: Option<&str>,
+    ) -> Result<SpaceInfo, Error> {
         if self.spaces()?.iter().any(|s| s.id == invite.space) {
             return Err(Error::SpaceExists(format!("this device already holds space {}", invite.space.short())));
         }
@@ -385,7 +400,8 @@ impl Home {
         Ok(info)
     }
 
-    fn register_space(&self, name: &str, path: &Path, secret: &[u8; 64]) -> Result<SpaceInfo, Error> {
+    /// Record a space: over the folder at `path`, or with none (audit only).
+    fn register_space(&self, name: &str, path: Option<&Path>, secret: &[u8; 64]) -> Result<SpaceInfo, Error> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.contains('/') || name.chars().any(char::is_control) {
             return Err(Error::InvalidName(name.to_owned()));
@@ -394,6 +410,7 @@ impl Home {
         if spaces.iter().any(|s| s.name == name) {
             return Err(Error::SpaceExists(format!("a space named {name:?} already exists on this device")));
         }
+        let Some(path) = path else { return self.write_space_info(name, PathBuf::new(), true, secret) };
         // Made here if missing, and removed again if the space is then refused.
         let created = !path.exists();
         fs::create_dir_all(path).at(path)?;
@@ -431,6 +448,16 @@ impl Home {
                 return Err(e);
             }
         };
+        self.write_space_info(name, path, false, secret)
+    }
+
+    fn write_space_info(
+        &self,
+        name: &str,
+        path: PathBuf,
+        audit_only: bool,
+        secret: &[u8; 64],
+    ) -> Result<SpaceInfo, Error> {
         let id = SpaceId(space_signing_key(secret).verifying_key().to_bytes());
         let mut actor = [0u8; 16];
         crate::random_bytes(&mut actor);
@@ -442,6 +469,7 @@ impl Home {
             actor: hex::encode(actor),
             shards: DEFAULT_SHARDS,
             replicas_target: crate::space::default_replicas_target(),
+            audit_only,
         };
         let dir = self.space_dir(&id);
         fs::create_dir_all(&dir).at(&dir)?;

@@ -26,6 +26,14 @@ pub trait Replica: Send {
         Ok(self.blobs().list()?.into_iter().map(|(id, _)| id).collect())
     }
 
+    /// What describes the space, no content: the stored manifest changes and chunk lists (a
+    /// seeder knows only which blobs are changes; a chunk list looks like a chunk to it).
+    fn metadata_ids(&self) -> Result<BTreeSet<BlobId>, Error> {
+        self.blobs().flush()?;
+        let list = self.blobs().list()?;
+        Ok(list.into_iter().filter(|(_, l)| l.kind != crate::crypto::BlobKind::Chunk).map(|(id, _)| id).collect())
+    }
+
     /// A stored blob's bytes (checked against its id).
     fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
         Ok(self.blobs().get(id)?)

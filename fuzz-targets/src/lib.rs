@@ -104,13 +104,18 @@ pub fn session(data: &[u8]) {
         now_ms: 1_800_000_000_000,
         policy: SeedPolicy::default(),
         evaluate,
+        metadata_only: u.arbitrary::<bool>().unwrap_or(false),
     };
     let hello = Msg::Hello {
         space,
         device: peer,
         nonce: [4; 32],
         role: if u.arbitrary::<bool>().unwrap_or(true) { Role::Member } else { Role::Seeder },
-        purpose: Purpose::Sync,
+        purpose: match u.arbitrary::<u8>().unwrap_or(0) % 3 {
+            0 => Purpose::Sync,
+            1 => Purpose::Audit,
+            _ => Purpose::Metadata,
+        },
         listen: Vec::new(),
         ledger: Vec::new(),
     };

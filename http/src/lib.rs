@@ -221,18 +221,27 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     #[derive(Deserialize)]
     struct B {
         code: String,
-        path: PathBuf,
+        path: Option<PathBuf>,
         name: Option<String>,
+        #[serde(default)]
+        audit_only: bool,
     }
     let b: B = body(&bytes)?;
-    if !b.path.is_absolute() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "path must be an absolute path".into()));
-    }
+    let path = match (b.path, b.audit_only) {
+        (Some(p), false) if p.is_absolute() => Some(p),
+        (None, true) => None,
+        (Some(_), false) => return Err(ApiError(StatusCode::BAD_REQUEST, "path must be an absolute path".into())),
+        (Some(_), true) => return Err(ApiError(StatusCode::BAD_REQUEST, "an audit-only join takes no path".into())),
+        (None, false) => return Err(ApiError(StatusCode::BAD_REQUEST, "a path, or audit_only, is needed".into())),
+    };
     let invite = cobox_engine::codes::Invite::parse(&b.code)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the invite code: {e}")))?;
     let (daemon, home) = holder(&api)?;
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let info = home.join(&invite, &b.path, b.name.as_deref())?;
+        let info = match &path {
+            Some(p) => home.join(&invite, p, b.name.as_deref())?,
+            None => home.join_audit_only(&invite, b.name.as_deref())?,
+        };
         take_on(&daemon, &home, &info.id)?;
         Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path }))
     })

@@ -96,8 +96,12 @@ pub(crate) struct JoinArgs {
     /// The invite code (`cobox invite SPACE` on a manager's device).
     code: String,
     /// The folder to keep the space in (created if missing).
-    #[arg(long)]
-    path: PathBuf,
+    #[arg(long, required_unless_present = "audit_only")]
+    path: Option<PathBuf>,
+    /// Keep no folder: only audit the space's seeders. This device then fetches the manifest's
+    /// changes and chunk lists, never content (a few MB for a space of many GB).
+    #[arg(long, conflicts_with = "path")]
+    audit_only: bool,
     /// A local name for the space (default: the inviter's name).
     #[arg(long)]
     name: Option<String>,
@@ -105,22 +109,25 @@ pub(crate) struct JoinArgs {
 
 pub(crate) fn join(ctx: &Ctx, a: JoinArgs) -> Result<()> {
     let inv = Invite::parse(&a.code).context("reading the invite code")?;
+    let path = a.path.as_ref().map(std::path::absolute).transpose().context("resolving the folder's path")?;
+    let into = path.as_ref().map_or_else(|| "no folder (audit only)".to_owned(), |p| p.display().to_string());
     let (id, name) = match crate::control::daemon(&ctx.home) {
         // The running daemon takes the space on and syncs it on its schedule.
         Some(d) => {
-            let abs = std::path::absolute(&a.path).with_context(|| format!("resolving {}", a.path.display()))?;
-            let body = serde_json::json!({ "code": a.code, "path": abs, "name": a.name }).to_string();
-            let v: serde_json::Value = d
-                .call_with("POST", "/api/join", &body)
-                .with_context(|| format!("joining into {}", a.path.display()))?;
+            let body = serde_json::json!({ "code": a.code, "path": path, "name": a.name, "audit_only": a.audit_only })
+                .to_string();
+            let v: serde_json::Value =
+                d.call_with("POST", "/api/join", &body).with_context(|| format!("joining into {into}"))?;
             let path = std::path::PathBuf::from(v["path"].as_str().unwrap_or_default());
             (v["id"].as_str().unwrap_or_default().to_owned(), (v["name"].as_str().unwrap_or_default().to_owned(), path))
         }
         None => {
             let home = ctx.open_home()?;
-            let info = home
-                .join(&inv, &a.path, a.name.as_deref())
-                .with_context(|| format!("joining into {}", a.path.display()))?;
+            let info = match &path {
+                Some(p) => home.join(&inv, p, a.name.as_deref()),
+                None => home.join_audit_only(&inv, a.name.as_deref()),
+            }
+            .with_context(|| format!("joining into {into}"))?;
             (info.id.to_string(), (info.name, info.path))
         }
     };
@@ -129,6 +136,12 @@ pub(crate) fn join(ctx: &Ctx, a: JoinArgs) -> Result<()> {
         return ctx.print_json(&serde_json::json!({ "id": id, "name": name, "path": path }));
     }
     println!("{id}");
+    if a.audit_only {
+        eprintln!(
+            "joined space {name:?} to audit its seeders: `cobox audit {name}` fetches the manifest's changes and chunk lists (never content) from each seeder, then challenges it"
+        );
+        return Ok(());
+    }
     eprintln!(
         "joined space {:?}; the invite is checked, and the folder fills, on the first sync (`cobox sync {} --peer ID@IP:PORT` or `cobox up`); if the inviter refuses the invite, the space is removed again",
         name, name

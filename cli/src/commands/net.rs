@@ -127,7 +127,9 @@ fn sync_here(
     // Local edits go out in this sync, and the materialiser knows the folder as it is. Its
     // sessions do not scan again (the flag is never raised): one scan per command.
     let _scanned = space.scan_when_flagged();
-    space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
+    if !space.info().audit_only {
+        space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
+    }
     let id = space.info().id;
     let peers: Vec<String> = if a.peer.is_empty() {
         Home::peer_addrs_at(home.root(), &id)?.iter().map(ToString::to_string).collect()

@@ -323,7 +323,7 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
     for (t, synced, r) in results {
         let short = &t[..8.min(t.len())];
         if let Some(e) = &synced {
-            eprintln!("warning: syncing with {short} after the audit failed: {e}");
+            eprintln!("warning: syncing with {short} failed: {e}");
         }
         match r {
             Ok(s) => {

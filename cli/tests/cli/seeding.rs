@@ -294,3 +294,60 @@ fn demo_runs_the_whole_story() {
     assert!(out.contains("demo finished: every step checked"), "{out}");
     assert!(out.contains("sync-conflict") && out.contains("byte-identical"), "{out}");
 }
+
+/// Bytes of every file under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let meta = e.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// A device that joins only to audit (`join --audit-only`) fetches the manifest's changes and
+/// chunk lists from the seeder it audits, never content, and audits it: it holds well under
+/// 10 MB of a 50 MB space. It has no folder to scan, and its audit counts like any member's.
+#[test]
+fn a_device_that_joins_to_audit_holds_no_content_and_audits_the_seeder() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let folder = dir.path().join("docs");
+    for i in 0..25u64 {
+        write(&folder.join(format!("part-{i}.bin")), &random_bytes(2 << 20, 40 + i));
+    }
+    write(&folder.join("notes/readme.md"), b"what the co-op keeps\n");
+    let owner = Device::new();
+    create_space(&owner, "docs", &folder);
+    owner.ok(&["scan", "docs"]);
+    let seeder = Device::new();
+    let seeder_id = seeder.ok(&["id"]).trim().to_owned();
+    // The invite is in the ledger the seeder takes, so the seeder knows it when the auditor comes.
+    let invite = owner.ok(&["invite", "docs", "--role", "read"]).trim().to_owned();
+    let od = Daemon::start(&owner);
+    let (_, code) = propose(&owner, &seeder_id, "200M");
+    seeder.ok(&["seed", &code, "--no-relay", "--yes"]);
+    od.stop();
+    let sd = Daemon::start(&seeder);
+
+    let auditor = Device::new();
+    auditor.ok(&["join", &invite, "--audit-only", "--name", "docs"]);
+    assert!(auditor.fails(&["scan", "docs"]).contains("audit its seeders only"));
+    let out = auditor.ok(&["audit", "docs", "--peer", &sd.addr, "--no-relay"]);
+    assert!(out.contains("passed"), "{out}");
+    let held = du(auditor.home.path());
+    assert!(held < 10 << 20, "the auditor holds {held} bytes of a 50 MB space");
+    assert!(du(seeder.home.path()) > 50 << 20, "the seeder holds the content");
+    // Its audit is in the ledger, passed, over the blobs the space names (content included).
+    let v = auditor.json(&["agreement", "list"]);
+    let last = &v["agreements"][0]["last_audit"];
+    assert_eq!(last["ok"], true, "{v}");
+    assert!(last["challenged"].as_u64().is_some_and(|n| n >= 400), "{v}");
+    sd.stop();
+}

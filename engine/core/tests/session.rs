@@ -290,6 +290,51 @@ fn a_hostile_peer_bending_one_message_is_refused() {
     assert!(o.answered.is_none(), "no result recorded from a bent answer");
 }
 
+/// A device that joined to audit fetches only what describes the space: from a member its
+/// changes and chunk lists, from a seeder its changes and the chunk lists it names (a seeder
+/// cannot tell them from chunks). It sends nothing, and a `Sync` dialed at it moves nothing.
+#[test]
+fn an_audit_only_device_takes_changes_chunk_lists_and_what_it_names() {
+    let k = space_key();
+    // Blobs 0..5 are changes, 5..10 chunk lists, 10..20 chunks.
+    let (changes, lists): (BTreeSet<BlobId>, BTreeSet<BlobId>) =
+        ((0..5).map(blob).collect(), (5..10).map(blob).collect());
+    let mut owner = member(1, &k, 0..20);
+    owner.metadata = Some(changes.union(&lists).copied().collect());
+    let mut auditor = member(2, &k, [100]);
+    auditor.metadata_only = true;
+    let o = run(&mut auditor, &mut owner, Purpose::Metadata);
+    assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
+    let mut expect: BTreeSet<BlobId> = changes.union(&lists).copied().collect();
+    expect.insert(blob(100));
+    assert_eq!(auditor.blobs, expect, "changes and lists, no chunk");
+    assert!(!owner.blobs.contains(&blob(100)), "the auditor sends nothing");
+
+    // A seeder holding everything, sealed alike: its changes show, the lists are named.
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+    let mut s = seeder(9, owner.space, policy);
+    propose(&mut owner, s.id(), 1000);
+    owner.metadata = None;
+    assert_eq!(run(&mut owner, &mut s, Purpose::Sync).dialer, Ok(()));
+    assert_eq!(s.blobs.len(), 20, "the seeder holds all");
+    s.metadata = Some(changes.clone());
+    let mut fresh = member(3, &k, []);
+    fresh.ledger = owner.ledger.clone();
+    fresh.named = lists.clone();
+    let o = run(&mut fresh, &mut s, Purpose::Metadata);
+    assert_eq!(o.dialer, Ok(()), "{o:?}");
+    assert_eq!(fresh.blobs, changes.union(&lists).copied().collect::<BTreeSet<_>>());
+
+    // A member's ordinary sync with the audit-only device moves nothing either way.
+    let mut other = member(4, &k, 30..35);
+    let o = run(&mut other, &mut auditor, Purpose::Sync);
+    assert_eq!((&o.dialer, &o.listener), (&Ok(()), &Ok(())), "{o:?}");
+    assert_eq!((o.dialer_received, o.listener_received), (0, 0));
+    // And a seeder cannot ask for metadata.
+    let o = run(&mut s, &mut owner, Purpose::Metadata);
+    assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("only a member")), "{o:?}");
+}
+
 #[test]
 fn two_seeders_never_talk() {
     let space = SpaceId(space_key().verifying_key().to_bytes());

@@ -49,6 +49,10 @@ pub struct SpaceInfo {
     /// Verified copies (seeders) the space should have; fewer is shown as a warning.
     #[serde(default = "default_replicas_target")]
     pub replicas_target: u32,
+    /// This device keeps no folder for the space: it joined to audit the seeders, and holds
+    /// only the roster, the ledger, the manifest's changes and its chunk lists (`path` is empty).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit_only: bool,
 }
 
 pub(crate) fn default_replicas_target() -> u32 {
@@ -188,6 +192,9 @@ impl Space {
 
     /// [`Space::scan_if_changed`], reporting the scan's progress.
     pub fn scan_if_changed_with(&mut self, progress: &dyn crate::Progress) -> Result<Option<crate::ScanReport>, Error> {
+        if self.info.audit_only {
+            return Ok(None);
+        }
         match &self.changed {
             Some(flag) if !flag.load(std::sync::atomic::Ordering::SeqCst) => Ok(None),
             _ => self.scan(progress).map(Some),

@@ -66,6 +66,10 @@ impl Space {
     /// session of an idle daemon).
     pub fn apply_and_materialize(&mut self) -> Result<(usize, crate::MaterializeReport), Error> {
         let n = self.apply_received()?;
+        if self.info.audit_only {
+            // No folder: the manifest is what an audit draws from.
+            return Ok((n, materialize::MaterializeReport::default()));
+        }
         // Read before the check: changed rules make the folder not current.
         self.load_ignores()?;
         if n == 0 && self.folder_current {
@@ -94,6 +98,20 @@ impl Space {
             .collect();
         out.extend(named.into_iter().filter(|(id, _)| !held_ids.contains(id)));
         Ok(out.into_iter().collect())
+    }
+
+    /// The chunk lists the manifest's current files name that this store lacks: what an
+    /// audit-only device asks for by name (a seeder cannot tell them from chunks).
+    pub(crate) fn lists_missing(&mut self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        let mut out = std::collections::BTreeSet::new();
+        for (_, e) in self.manifest()?.entries() {
+            if let Kind::File { content: Content::List { list, .. }, .. } = &e.kind
+                && !self.store.contains(list)?
+            {
+                out.insert(*list);
+            }
+        }
+        Ok(out)
     }
 
     /// Every blob the space names now, with its size: its change blobs, and each current file's

@@ -258,6 +258,12 @@ impl Space {
     /// Record the folder's local changes in the manifest.
     pub fn scan(&mut self, progress: &dyn Progress) -> Result<crate::ScanReport, Error> {
         use std::sync::atomic::Ordering::SeqCst;
+        if self.info.audit_only {
+            return Err(Error::Refused(format!(
+                "space {:?} is kept on this device to audit its seeders only: it has no folder to scan",
+                self.info.name
+            )));
+        }
         // Lowered first: a change seen while this scan runs may be missed by it, and raises
         // the flag again for the next.
         // The roster as it is now (a removal from the command line, or keys handed over, while

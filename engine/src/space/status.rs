@@ -110,7 +110,11 @@ impl Space {
         Ok(Status {
             id: self.info.id.to_string(),
             name: self.info.name.clone(),
-            path: self.info.path.display().to_string(),
+            path: if self.info.audit_only {
+                "none: kept on this device to audit the seeders".to_owned()
+            } else {
+                self.info.path.display().to_string()
+            },
             files,
             dirs,
             symlinks,

@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/8`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/9`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -23,6 +23,8 @@
 //!    blobs, then its own `Want`; the dialer sends those blobs and `Done`. Blobs are sent manifest changes and
 //!    chunk lists first, on the session's stream; then `Lanes(n)` and the chunks spread over
 //!    `n` unidirectional streams, each ending with `Done`.
+//!    Purpose `Metadata` (member dialer): the same, the listener reconciling only its changes
+//!    (and, a member, its chunk lists); only the dialer takes blobs, also those it names.
 //!    Purpose `Audit` (member dialer, seeder listener): `AuditChallenge`, then `AuditAnswer`.
 
 use super::reconcile::Item;
@@ -31,7 +33,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/8";
+pub const ALPN: &[u8] = b"cobox/sync/9";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.
@@ -58,6 +60,12 @@ pub enum Purpose {
     Sync,
     /// Challenge a seeder to prove it holds blobs.
     Audit,
+    /// Reconcile only what describes the space, no content: the dialer (a member that holds no
+    /// folder and joined to audit) takes the listener's manifest changes and chunk lists and the
+    /// blobs it names, and sends nothing; the listener reconciles its changes (a seeder, which
+    /// cannot tell a chunk list from a chunk) or its changes and chunk lists (a member), and
+    /// takes nothing.
+    Metadata,
 }
 
 /// A protocol message.

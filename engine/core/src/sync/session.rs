@@ -67,6 +67,9 @@ pub struct Setup {
     pub policy: SeedPolicy,
     /// How the ledger is evaluated.
     pub evaluate: Evaluate,
+    /// This device holds no content (it joined to audit): as the listener of a `Sync` it takes
+    /// and sends nothing (it dials with [`Purpose::Metadata`] to fetch what it needs).
+    pub metadata_only: bool,
 }
 
 /// Why a session stopped short.
@@ -206,6 +209,8 @@ pub struct Session {
     step_ids: usize,
     /// Reconciliation steps answered so far.
     rounds: usize,
+    /// Blobs asked for whatever the reconciliation finds ([`Session::want_also`]).
+    also_want: BTreeSet<BlobId>,
     wanted_by_peer: Vec<BlobId>,
     /// What this side asks for and may hold.
     want: Vec<BlobId>,
@@ -258,6 +263,7 @@ impl Session {
             step: Vec::new(),
             step_ids: 0,
             rounds: 0,
+            also_want: BTreeSet::new(),
             wanted_by_peer: Vec::new(),
             want: Vec::new(),
             quota: None,
@@ -308,6 +314,9 @@ impl Session {
         }
         if self.setup.purpose == Purpose::Audit && (self.setup.role != Role::Seeder || role != Role::Member) {
             return self.refuse("only a member audits, and only a seeder is audited");
+        }
+        if self.setup.purpose == Purpose::Metadata && role != Role::Member {
+            return self.refuse("only a member asks for a space's changes and chunk lists alone");
         }
         self.peer = Some(PeerHello { role, nonce, listen, ledger: cap(ledger) });
         self.send_hello();
@@ -800,7 +809,7 @@ impl Session {
         let peer = self.peer()?.clone();
         self.events.push_back(Event::Authenticated { listen: peer.listen });
         match (self.setup.purpose, self.setup.role) {
-            (Purpose::Sync, _) => {
+            (Purpose::Sync | Purpose::Metadata, _) => {
                 self.phase = Phase::Blobs;
                 self.events.push_back(Event::NeedBlobs);
             }
@@ -811,6 +820,30 @@ impl Session {
             (Purpose::Audit, Role::Seeder) if !self.dialer => self.phase = Phase::Challenge,
             (Purpose::Audit, _) => return self.refuse("only a member audits, and only a seeder is audited"),
         }
+        Ok(())
+    }
+
+    /// Why this session runs (a listener's is the dialer's).
+    pub fn purpose(&self) -> Purpose {
+        self.setup.purpose
+    }
+
+    /// Whether this side dialed.
+    pub fn is_dialer(&self) -> bool {
+        self.dialer
+    }
+
+    /// Ask for `ids` too, whatever the reconciliation finds (those held are dropped): the chunk
+    /// lists an audit-only device's manifest names, which a seeder cannot tell from chunks, so
+    /// they never come up in a `Metadata` reconciliation with one. Before [`Session::reconcile`].
+    pub fn want_also(&mut self, ids: BTreeSet<BlobId>) -> Result<(), SessionError> {
+        if self.phase == Phase::Over || self.rec.is_some() {
+            return Err(SessionError::Misuse("want_also after reconciliation began"));
+        }
+        if ids.len() > MAX_STEP_IDS {
+            return Err(SessionError::Misuse("more blobs named than a want list carries"));
+        }
+        self.also_want = ids;
         Ok(())
     }
 
@@ -835,7 +868,18 @@ impl Session {
             }
             (Role::Member, Role::Member) => (Some(u64::MAX), true),
         };
+        // Only the dialer of a `Metadata` session takes blobs, and it sends none; a device holding
+        // no content neither takes nor sends in a `Sync` it did not start.
+        let metadata = self.setup.purpose == Purpose::Metadata;
+        let (quota, may_send) = match (metadata, self.dialer) {
+            (true, true) => (quota, false),
+            (true, false) => (None, may_send),
+            (false, _) if self.setup.metadata_only => (None, false),
+            (false, _) => (quota, may_send),
+        };
+        self.also_want.retain(|id| !held.contains(id));
         let note = match (self.setup.role, may_send, quota.is_some()) {
+            _ if metadata || self.setup.metadata_only => None,
             (Role::Member, false, true) => Some(format!(
                 "seeder {} has no active agreement for space {}: nothing is pushed to it (what it still holds \
                  in its grace period may be taken)",
@@ -900,7 +944,10 @@ impl Session {
     fn reconciled(&mut self) -> Result<(), SessionError> {
         let rec = self.rec.take().ok_or(SessionError::Misuse("no reconciler"))?;
         // A seeder with no agreement reconciles all the same but asks for nothing.
-        self.want = if self.quota.is_some() { rec.want.iter().copied().collect() } else { Vec::new() };
+        self.want = match self.quota {
+            Some(_) => rec.want.union(&self.also_want).copied().collect(),
+            None => Vec::new(),
+        };
         if !self.may_send {
             self.not_pushed = rec.peer_lacks.len() as u64;
         }

@@ -23,6 +23,13 @@ pub(crate) struct Device {
     pub(crate) ledger: Ledger,
     pub(crate) policy: SeedPolicy,
     pub(crate) listen: Vec<String>,
+    /// What it reconciles listening to a `Metadata` session (its changes, and a member's chunk
+    /// lists); `None`: everything it holds.
+    pub(crate) metadata: Option<BTreeSet<BlobId>>,
+    /// Blobs it names dialing a `Metadata` session (the chunk lists its manifest names).
+    pub(crate) named: BTreeSet<BlobId>,
+    /// It holds no content (joined to audit).
+    pub(crate) metadata_only: bool,
 }
 
 impl Device {
@@ -44,6 +51,7 @@ impl Device {
             now_ms: NOW,
             policy: self.policy.clone(),
             evaluate,
+            metadata_only: self.metadata_only,
         }
     }
 }
@@ -58,6 +66,9 @@ pub(crate) fn member(seed: u8, space_key: &SigningKey, blobs: impl IntoIterator<
         ledger: Ledger::new(),
         policy: SeedPolicy::default(),
         listen: vec![format!("127.0.0.1:{seed}")],
+        metadata: None,
+        named: BTreeSet::new(),
+        metadata_only: false,
     }
 }
 
@@ -71,6 +82,9 @@ pub(crate) fn seeder(seed: u8, space: SpaceId, policy: SeedPolicy) -> Device {
         ledger: Ledger::new(),
         policy,
         listen: Vec::new(),
+        metadata: None,
+        named: BTreeSet::new(),
+        metadata_only: false,
     }
 }
 
@@ -125,7 +139,14 @@ impl<'a> Side<'a> {
                     self.dev.ledger.merge(s.ledger_mut()).map_err(|_| SessionError::Misuse("merge"))?;
                 }
                 Event::Authenticated { .. } => {}
-                Event::NeedBlobs => s.reconcile(self.dev.blobs.clone())?,
+                Event::NeedBlobs => match (s.purpose(), s.is_dialer(), &self.dev.metadata) {
+                    (Purpose::Metadata, false, Some(subset)) => s.reconcile(subset.clone())?,
+                    (Purpose::Metadata, true, _) => {
+                        s.want_also(self.dev.named.clone())?;
+                        s.reconcile(self.dev.blobs.clone())?
+                    }
+                    _ => s.reconcile(self.dev.blobs.clone())?,
+                },
                 Event::AuditReady => {
                     let ids: Vec<BlobId> = self.dev.blobs.iter().copied().collect();
                     s.challenge([9; 32], ids)?;

@@ -46,6 +46,7 @@ pub(super) async fn setup(sh: &Shared, held: &Held, space: SpaceId, peer: Device
         now_ms: crate::now_ms(),
         policy: sh.policy(),
         evaluate: crate::ledger::evaluate_verified,
+        metadata_only: sh.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(&space),
     }
 }
 
@@ -132,7 +133,16 @@ pub(super) async fn drive(
                         // scanned before dialing: this finds nothing new then).
                         on_space(s, Space::scan_if_changed).await?;
                     }
-                    session.reconcile(held.blob_ids().await?)
+                    match (session.purpose(), session.is_dialer(), held) {
+                        // Asked for metadata: only the changes (and, a member, the chunk lists).
+                        (Purpose::Metadata, false, _) => session.reconcile(held.metadata_ids().await?),
+                        (Purpose::Metadata, true, Held::Member(s)) => {
+                            let named = on_space(s, Space::lists_missing).await?;
+                            let held_ids = held.blob_ids().await?;
+                            session.want_also(named).and_then(|()| session.reconcile(held_ids))
+                        }
+                        _ => session.reconcile(held.blob_ids().await?),
+                    }
                 }
                 Event::AuditReady => {
                     let Held::Member(space) = held else { return Err(net("only a member audits")) };

@@ -80,6 +80,14 @@ impl Held {
             .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
     }
 
+    /// [`crate::replica::Replica::metadata_ids`], off the async threads.
+    pub(super) async fn metadata_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
+        let h = self.clone();
+        tokio::task::spawn_blocking(move || h.replica_blocking(|r| r.metadata_ids()))
+            .await
+            .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
+    }
+
     pub(super) fn read_blob_blocking(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
         self.replica_blocking(|r| r.read_blob(id))
     }

@@ -188,6 +188,7 @@ impl Node {
         let me = DeviceId(*ep.id().as_bytes());
         let keys: HashMap<SpaceId, SigningKey> =
             setup.spaces.iter().map(|s| (s.info().id, s.space_key().clone())).collect();
+        let audit_only = setup.spaces.iter().filter(|s| s.info().audit_only).map(|s| s.info().id).collect();
         let mut held: HashMap<SpaceId, Held> =
             setup.spaces.into_iter().map(|s| (s.info().id, Held::Member(Arc::new(Mutex::new(s))))).collect();
         for s in setup.seeds {
@@ -209,6 +210,7 @@ impl Node {
             },
             seen: std::sync::Mutex::new(HashMap::new()),
             space_keys: std::sync::RwLock::new(keys),
+            audit_only: std::sync::RwLock::new(audit_only),
             inbound: Default::default(),
             admin_log: Default::default(),
             audit_budget: Default::default(),
@@ -291,10 +293,18 @@ impl Node {
         self.sh.held.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (*k, v.clone())).collect()
     }
 
+    /// Whether this device holds no content of space `id` (it joined to audit).
+    pub fn audit_only(&self, id: &SpaceId) -> bool {
+        self.sh.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
     /// Start serving a member space opened after the node started (created or joined).
     pub fn add_space(&self, space: Space) {
         let id = space.info().id;
         self.sh.space_keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, space.space_key().clone());
+        if space.info().audit_only {
+            self.sh.audit_only.write().unwrap_or_else(|p| p.into_inner()).insert(id);
+        }
         self.sh.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
     }
 
@@ -363,7 +373,7 @@ impl Node {
         let r = tokio::time::timeout(super::SESSION_DEADLINE, drive).await.unwrap_or_else(|_| {
             Err(Error::Net(format!("the session ran past its {:?} deadline", super::SESSION_DEADLINE)))
         });
-        if r.is_ok() && purpose == Purpose::Sync {
+        if r.is_ok() && purpose != Purpose::Audit {
             io.finish().await;
             // Closing now could drop the Done in flight: wait until the listener ends its side,
             // which it does once it has read everything, or refuses what we sent (a seeder's quota).
@@ -446,12 +456,27 @@ impl Node {
         // holds it all (what its audits draw from, `Space::audit_population`).
         let started_ms = crate::now_ms();
         let peer_id = DeviceId(*peer.id.as_bytes());
-        let (held, session, out) = self.dial(space, peer, Purpose::Sync, 0).await?;
+        // A device that holds no content fetches only the changes and chunk lists.
+        let audit_only = self.sh.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(space);
+        let purpose = if audit_only { Purpose::Metadata } else { Purpose::Sync };
+        let (held, session, out) = self.dial(space, peer.clone(), purpose, 0).await?;
         let mut stats = out.stats;
         stats.session_ms = started.elapsed().as_millis() as u64;
         let applying = std::time::Instant::now();
         let (applied, report) = held.settle().await?;
         stats.changes_applied += applied as u64;
+        if let Held::Member(s) = &held
+            && audit_only
+            && applied > 0
+            && !crate::handle::on_space(s, Space::lists_missing).await?.is_empty()
+        {
+            // The changes named chunk lists a seeder could not tell from chunks: ask by name.
+            let (_, _, again) = self.dial(space, peer, purpose, 0).await?;
+            stats.changes_applied += held.settle().await?.0 as u64;
+            stats.received_blobs += again.stats.received_blobs;
+            stats.received_bytes += again.stats.received_bytes;
+            stats.wire_bytes += again.stats.wire_bytes;
+        }
         stats.apply_ms = applying.elapsed().as_millis() as u64;
         if let Some(m) = report.filter(|m| !m.refused.is_empty()) {
             stats.not_written = m.refused.len() as u64;
@@ -516,8 +541,10 @@ impl Node {
                 }
             )));
         }
+        // The seeder acknowledged what this store held only if the session offered it.
         if let Held::Member(s) = &held
             && session.peer_role() == Some(Role::Seeder)
+            && purpose == Purpose::Sync
         {
             s.lock().await.set_seeder_acked(&peer_id, started_ms)?;
         }

@@ -26,6 +26,8 @@ pub(super) struct Shared {
     /// Each member space's key, so a session's setup need not wait on the space's lock (a
     /// scan may hold it) before the peer has proven anything.
     pub(super) space_keys: std::sync::RwLock<HashMap<SpaceId, SigningKey>>,
+    /// Member spaces this device holds no content of (joined to audit).
+    pub(super) audit_only: std::sync::RwLock<std::collections::HashSet<SpaceId>>,
     /// Sessions served now.
     pub(super) inbound: Arc<Admission>,
     /// Recent administration requests, answered or refused (`admin`), newest last.
