@@ -7,6 +7,7 @@
 //! target/release/workflow manifest N     # manifest at N files vs a bare Automerge document
 //! target/release/workflow dedup          # one byte inserted at the start of a 64 MiB file
 //! target/release/workflow insert [KIB..] # 100 KiB inserted into a 100 MiB file: bytes added, per minimum chunk size
+//! target/release/workflow update DIR     # a copy of DIR stored, edited, stored again: bytes added vs restic
 //! target/release/workflow sync DIR       # two devices on loopback vs one raw iroh stream of the same bytes
 //! target/release/workflow sync-small N   # the same for N small files
 //! target/release/workflow reconcile N D  # two N-id sets differing by D: bytes and time
@@ -34,6 +35,7 @@ fn main() -> Result<()> {
         Some("manifest-child") => manifest_child(args.get(1).map(String::as_str).unwrap_or("cobox"), n_arg(2, 1000)),
         Some("dedup") => dedup(),
         Some("insert") => insert(&args[1..]),
+        Some("update") => update(Path::new(args.get(1).context("update DIR")?)),
         Some("sync") => sync(Path::new(args.get(1).context("sync DIR")?)),
         Some("sync-small") => {
             let work = tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?;
@@ -66,7 +68,7 @@ fn main() -> Result<()> {
             args.get(3).is_some_and(|d| d == "down"),
         ),
         _ => bail!(
-            "usage: workflow ingest DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
+            "usage: workflow ingest DIR | update DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
         ),
     }
 }
@@ -421,6 +423,89 @@ fn dedup() -> Result<()> {
         second["new_blob_bytes"]
     );
     Ok(())
+}
+
+/// Bytes an update adds: a copy of `data` is stored by cobox and by restic, edited (100 KiB of
+/// new bytes inserted in every fifth large file, 1 MiB appended to every tenth, one small file in
+/// fifty rewritten, 100 new small files), and stored again; what each store grew by.
+fn update(data: &Path) -> Result<()> {
+    let data = std::fs::canonicalize(data)?;
+    let work = work_dir(&data)?;
+    let folder = work.path().join("folder");
+    let copied = Command::new("cp").arg("-a").arg(&data).arg(&folder).status()?;
+    anyhow::ensure!(copied.success(), "copying {} failed", data.display());
+    let path = folder.to_str().context("utf-8 path")?;
+    let c = Cobox::new(work.path().join("cobox"))?;
+    c.run(&["space", "create", "bench", "--path", path])?;
+    c.run(&["scan", "bench"])?;
+    let before = packs_bytes(&c.home);
+    let repo = work.path().join("restic");
+    let with_restic = have("restic");
+    let mut rbefore = 0;
+    if with_restic {
+        measure(&mut restic(&repo, &["init"]))?;
+        measure(&mut restic(&repo, &["backup", path]))?;
+        rbefore = dir_bytes(&repo);
+    }
+    let edited = edit_folder(&folder)?;
+    settle(false);
+    let (_, m) = c.run(&["scan", "bench"])?;
+    let added = packs_bytes(&c.home) - before;
+    println!("edit: {edited}");
+    row("cobox scan (update)", dir_bytes(&folder), &m, Some(added));
+    if with_restic {
+        let (_, rm) = measure(&mut restic(&repo, &["backup", path]))?;
+        let radded = dir_bytes(&repo) - rbefore;
+        row("restic backup (update)", dir_bytes(&folder), &rm, Some(radded));
+        println!("  ratio: cobox adds {:.3}x restic's bytes", added as f64 / radded.max(1) as f64);
+    }
+    Ok(())
+}
+
+/// The update `update` makes, deterministic; says what it did.
+fn edit_folder(folder: &Path) -> Result<String> {
+    let fill = |seed: u64, n: usize| {
+        let mut v = vec![0u8; n];
+        blake3::Hasher::new().update(&seed.to_le_bytes()).finalize_xof().fill(&mut v);
+        v
+    };
+    let mut big: Vec<PathBuf> = std::fs::read_dir(folder.join("big"))?.flatten().map(|e| e.path()).collect();
+    big.sort();
+    let (mut inserted, mut appended) = (0, 0);
+    for (i, p) in big.iter().enumerate() {
+        let i = i as u64;
+        if i % 5 == 0 {
+            let mut bytes = std::fs::read(p)?;
+            let at = (u64::from_le_bytes(fill(i, 8).try_into().unwrap_or([0; 8])) % bytes.len().max(1) as u64) as usize;
+            bytes.splice(at..at, fill(1000 + i, 100 << 10));
+            std::fs::write(p, bytes)?;
+            inserted += 1;
+        } else if i % 10 == 3 {
+            let mut f = std::fs::OpenOptions::new().append(true).open(p)?;
+            std::io::Write::write_all(&mut f, &fill(2000 + i, 1 << 20))?;
+            appended += 1;
+        }
+    }
+    let mut small: Vec<PathBuf> = Vec::new();
+    for d in std::fs::read_dir(folder.join("small"))?.flatten() {
+        small.extend(std::fs::read_dir(d.path())?.flatten().map(|e| e.path()));
+    }
+    small.sort();
+    let mut rewritten = 0;
+    for p in small.iter().step_by(50) {
+        let mut text = std::fs::read(p)?;
+        text.extend_from_slice(b"\nedited in the update\n");
+        std::fs::write(p, text)?;
+        rewritten += 1;
+    }
+    let new = folder.join("small/new");
+    std::fs::create_dir_all(&new)?;
+    for k in 0..100u64 {
+        std::fs::write(new.join(format!("new{k:03}.txt")), fill(3000 + k, 2048).iter().map(|b| format!("{b:02x}")).collect::<String>())?;
+    }
+    Ok(format!(
+        "100 KiB inserted in {inserted} large files, 1 MiB appended to {appended}, {rewritten} small files rewritten, 100 added"
+    ))
 }
 
 /// Bytes a 100 KiB insert into a 100 MiB file adds beyond the inserted bytes, averaged over 24
