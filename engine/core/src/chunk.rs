@@ -227,8 +227,9 @@ impl Chunker {
 
     /// The hashes of the window ending at `i` from those of the window ending at `i - 2`:
     /// `H(i) = k^2 H(i-2) + b(i) + k b(i-1) - k^64 b(i-64) - k^65 b(i-65)` at each point. Each
-    /// term is below 2^61, so their sum is below 2^63; with the lane below 2^63 and `k^2` below
-    /// 2^58 the product is below 2^121, and one fold leaves the lane below 2^62 + 1.
+    /// term is below 2^61, so their sum is below 2^63; with the lane below 2^64 and `k^2` below
+    /// 2^58 the product is below 2^122, one fold leaves it below 2^61 + 2^61, and the lane stays
+    /// below 2^61 + 2^61 + 2^63 (`canon` takes any u64).
     #[inline(always)]
     fn roll(&self, lane: [u64; 2], bytes: [u8; 4]) -> [u64; 2] {
         let [gone0, gone1, prev, new] = bytes;
@@ -236,9 +237,11 @@ impl Chunker {
         let (out1, out0) = (&self.steps[usize::from(gone1)], &self.steps[usize::from(gone0)]);
         let a = new + prev[0] + out1[1] + out0[2];
         let b = new + prev[3] + out1[4] + out0[5];
+        // The step is added after the fold, in 64 bits: the lane's chain is then a multiply,
+        // a fold and an add, with no 128-bit carry on it.
         [
-            fold_once(u128::from(lane[0]) * u128::from(self.squares[0]) + u128::from(a)),
-            fold_once(u128::from(lane[1]) * u128::from(self.squares[1]) + u128::from(b)),
+            fold_once(u128::from(lane[0]) * u128::from(self.squares[0])) + a,
+            fold_once(u128::from(lane[1]) * u128::from(self.squares[1])) + b,
         ]
     }
 
