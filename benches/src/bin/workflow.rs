@@ -501,7 +501,10 @@ fn edit_folder(folder: &Path) -> Result<String> {
     let new = folder.join("small/new");
     std::fs::create_dir_all(&new)?;
     for k in 0..100u64 {
-        std::fs::write(new.join(format!("new{k:03}.txt")), fill(3000 + k, 2048).iter().map(|b| format!("{b:02x}")).collect::<String>())?;
+        std::fs::write(
+            new.join(format!("new{k:03}.txt")),
+            fill(3000 + k, 2048).iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        )?;
     }
     Ok(format!(
         "100 KiB inserted in {inserted} large files, 1 MiB appended to {appended}, {rewritten} small files rewritten, 100 added"

@@ -8,9 +8,15 @@
 //! these rules, identically on every device:
 //!
 //! - **A removal cancels what the removed device did concurrently** (not in the removal's past),
-//!   including a removal of its own: of two managers removing each other while apart, the
-//!   removal that comes first in the deterministic order (causal order, then operation id)
-//!   stands and the other is cancelled.
+//!   including a removal of its own. Of two managers removing each other while apart, the
+//!   senior's removal stands: the one made a manager first, by an operation it did not sign
+//!   (the genesis, another manager's `Add` or `SetRole`, the `Invite` it redeemed), which was
+//!   fixed before the conflict. The removed manager never hears of its removal, so it can always
+//!   make its own concurrent; an order by operation id would let it grind the ids until its
+//!   removal came first.
+//! - **An epoch that reached a removed device is never current** (`RosterView::current_epoch`
+//!   is the newest epoch drawn that no removed device was handed), so a manager that had not
+//!   heard of a removal and sealed a new key to the removed device does not make it current.
 //! - **A removal beats a concurrent add or role change** of the same device; an add made after
 //!   the removal (it has the removal in its past) brings the device back.
 //! - **`Genesis`** (signed by the author and by the shared space key) makes its author a
@@ -395,6 +401,20 @@ impl RosterView {
         out
     }
 
+    /// The epoch drawn last, in the fold's order, that no removed device was handed: an epoch that
+    /// reached a removed device (a manager that had not heard of the removal sealed it to that
+    /// device, or the removed manager drew it) is never current again. `None`: every epoch
+    /// drawn reached one (a manager's device draws a new one at its next upkeep).
+    fn newest_unreached(&self) -> Option<u32> {
+        let mut drawn: Vec<u32> = Vec::new();
+        for k in &self.keys {
+            if k.epoch != 0 && !drawn.contains(&k.epoch) {
+                drawn.push(k.epoch);
+            }
+        }
+        drawn.into_iter().rev().find(|&e| self.holders(e).is_disjoint(&self.removed))
+    }
+
     /// Invites that may still be redeemed at `now_ms`: not used, not cancelled, not expired.
     /// A manager seals each new key epoch to them too, so a recovery code kept offline for
     /// years still reads what was written after the last removal.
@@ -612,8 +632,8 @@ fn evaluate_with(space: &Key32, encoded: &[Vec<u8>], running: bool) -> RosterVie
     view.removed = now.removed;
     view.ever_wrote = now.ever_wrote;
     view.keys = now.keys;
-    view.current_epoch = now.current_epoch;
     view.invites = now.invites;
+    view.current_epoch = view.newest_unreached().unwrap_or(now.current_epoch);
     let followed: HashSet<&OpId> = g.ops.iter().flat_map(|o| o.op.deps.iter()).collect();
     view.heads = g.ids.iter().filter(|id| !followed.contains(id)).copied().collect();
     view
@@ -684,9 +704,15 @@ struct State {
 fn fold(g: &Graph, valid: &[bool], within: impl Fn(usize) -> bool) -> State {
     let ids: Vec<usize> = (0..g.ids.len()).filter(|&i| valid[i] && within(i)).collect();
     let mut s = State::default();
-    // Removals that stand: one by a device that a standing removal (earlier in the order)
-    // removed concurrently is cancelled.
-    for &i in &ids {
+    // Removals that stand, settled most senior author first: one by a device that a standing
+    // removal removed concurrently is cancelled. Seniority was fixed before any conflict (see
+    // `seniority`), so of two managers removing each other while apart, the one made a manager
+    // first stays, whatever ids the other grinds.
+    let senior = seniority(g, &ids);
+    let mut removals: Vec<usize> =
+        ids.iter().copied().filter(|&i| matches!(g.ops[i].op.action, Action::Remove { .. })).collect();
+    removals.sort_by_key(|&i| (senior.get(&g.ops[i].op.author).copied().unwrap_or(usize::MAX), i));
+    for i in removals {
         let op = &g.ops[i].op;
         if let Action::Remove { device } = op.action {
             let cancelled = s.standing.iter().any(|&(r, t)| t == op.author && !g.before(i, r) && i != r);
@@ -694,7 +720,9 @@ fn fold(g: &Graph, valid: &[bool], within: impl Fn(usize) -> bool) -> State {
                 s.standing.push((i, device));
             }
         }
-        if let Action::Cancel { invite } = op.action {
+    }
+    for &i in &ids {
+        if let Action::Cancel { invite } = g.ops[i].op.action {
             s.cancels.push((i, invite));
         }
     }
@@ -702,6 +730,34 @@ fn fold(g: &Graph, valid: &[bool], within: impl Fn(usize) -> bool) -> State {
         step(&mut s, g, i);
     }
     s
+}
+
+/// Each manager's seniority: the position of the first operation that made it one, an operation
+/// the manager did not sign and so could not choose (a `Genesis`, the space's first; an `Add` or
+/// `SetRole` to manage, by another manager; for a redemption, the manager's `Invite` it
+/// redeemed). Of concurrent grants, the order's tie-break (their ids) comes from the grantors.
+fn seniority(g: &Graph, ids: &[usize]) -> HashMap<Key32, usize> {
+    let mut invites: HashMap<Key32, usize> = HashMap::new();
+    let mut out: HashMap<Key32, usize> = HashMap::new();
+    for &i in ids {
+        let op = &g.ops[i].op;
+        let made = match &op.action {
+            Action::Genesis => Some((op.author, i)),
+            Action::Add { device, role: Role::Manage, .. } | Action::SetRole { device, role: Role::Manage } => {
+                Some((*device, i))
+            }
+            Action::Invite { key, role: Role::Manage, .. } => {
+                invites.entry(*key).or_insert(i);
+                None
+            }
+            Action::Redeem { invite, .. } => invites.get(invite).map(|&at| (op.author, at)),
+            _ => None,
+        };
+        if let Some((device, at)) = made {
+            out.entry(device).or_insert(at);
+        }
+    }
+    out
 }
 
 /// `s` with the operation at `i` added, when every operation in `s` is in its past: nothing in
@@ -990,16 +1046,53 @@ mod tests {
         assert_eq!(w.view().role(&pk(2)), Some(Role::Read));
     }
 
+    /// Of two managers removing each other while apart, the senior (made a manager first, by an
+    /// operation it did not sign) stays, whatever the order or ids: here the creator.
     #[test]
-    fn two_managers_removing_each_other_converge_on_one() {
+    fn two_managers_removing_each_other_leave_the_senior() {
         let mut w = World::new();
         let g = w.op(1, &[], Action::Genesis);
         let a = w.op(1, &[g], add(2, Role::Manage));
         w.op(1, &[a], Action::Remove { device: pk(2) });
         w.op(2, &[a], Action::Remove { device: pk(1) });
         let v = w.view();
-        assert_eq!(v.members.len(), 1, "exactly one stands: {v:?}");
-        assert_eq!(v.removed.len(), 1);
+        assert_eq!(v.members.keys().collect::<Vec<_>>(), vec![&pk(1)], "the senior stands: {v:?}");
+        assert_eq!(v.removed, [pk(2)].into_iter().collect());
+    }
+
+    /// A manager that had not heard of a removal draws an epoch and seals it to the removed
+    /// device: that epoch is never current, even where it comes last in the order.
+    #[test]
+    fn an_epoch_that_reached_a_removed_device_is_never_current() {
+        use crate::epoch::{EpochKeys, context, epoch_id, seal_keys};
+        let mut came_last = 0;
+        for n in 0..24u8 {
+            let mut w = World::new();
+            let space = w.space();
+            let draw = |w: &mut World, who: u8, after: usize, fresh: [u8; 32], to: &[u8]| {
+                let id = epoch_id(&fresh);
+                let keys: EpochKeys = [(id, fresh)].into_iter().collect();
+                let sealed = to
+                    .iter()
+                    .map(|&d| (pk(d), seal_keys(&pk(d), &keys, &context(&space, id), [d; 32]).unwrap()))
+                    .collect();
+                w.op(who, &[after], Action::Keys { epoch: id, sealed });
+                id
+            };
+            let g = w.op(1, &[], Action::Genesis);
+            let a = w.op(1, &[g], add(2, Role::Manage));
+            let b = w.op(1, &[a], add(3, Role::Write));
+            // Other ids in each variant, so the order places the two draws either way.
+            let named = w.op(1, &[b], Action::Rename { device: pk(1), name: vec![n] });
+            let r = w.op(1, &[named], Action::Remove { device: pk(3) });
+            let kept = draw(&mut w, 1, r, [1 + n; 32], &[1, 2]);
+            let leaked = draw(&mut w, 2, b, [100 + n; 32], &[1, 2, 3]);
+            let v = w.view();
+            came_last += usize::from(v.keys.last().map(|k| k.epoch) == Some(leaked));
+            assert_eq!(v.current_epoch, kept, "variant {n}");
+            assert!(v.holders(leaked).contains(&pk(3)));
+        }
+        assert!(came_last > 0, "some variant puts the leaked epoch last in the order");
     }
 
     /// A removed device holds the old shared key: a genesis it signs later grants nothing.
@@ -1227,6 +1320,60 @@ mod tests {
     }
 
     proptest! {
+        /// Two managers (made by the creator, in either order) remove each other while apart and
+        /// each draws a key epoch sealed to itself and the creator; the one removed first grinds
+        /// its operations' ids (renames with any bytes before it acts). Whatever the ids and the
+        /// order the log arrives in, the junior is removed, and no epoch it was handed is current.
+        /// Before: the removal first by id stood, so the junior could choose to stay.
+        #[test]
+        fn the_junior_of_two_managers_removing_each_other_is_removed_and_its_epoch_is_never_current(
+            junior_first in any::<bool>(),
+            grind in proptest::collection::vec(any::<u8>(), 0..4),
+            rotate_senior in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            use crate::epoch::{EpochKeys, context, epoch_id, seal_keys};
+            let mut w = World::new();
+            let space = w.space();
+            let g = w.op(1, &[], Action::Genesis);
+            let (senior, junior) = if junior_first { (3u8, 2u8) } else { (2u8, 3u8) };
+            let first = w.op(1, &[g], add(senior, Role::Manage));
+            let both = w.op(1, &[first], add(junior, Role::Manage));
+            let draw = |w: &mut World, who: u8, after: usize, n: u8| {
+                let fresh = [n; 32];
+                let id = epoch_id(&fresh);
+                let keys: EpochKeys = [(id, fresh)].into_iter().collect();
+                let sealed = [1, who]
+                    .iter()
+                    .map(|&d| (pk(d), seal_keys(&pk(d), &keys, &context(&space, id), [d; 32]).unwrap()))
+                    .collect();
+                (w.op(who, &[after], Action::Keys { epoch: id, sealed }), id)
+            };
+            // The junior grinds: any renames of itself before it removes the senior.
+            let mut last = both;
+            for b in &grind {
+                last = w.op(junior, &[last], Action::Rename { device: pk(junior), name: vec![*b] });
+            }
+            let jr = w.op(junior, &[last], Action::Remove { device: pk(senior) });
+            let (_, junior_epoch) = draw(&mut w, junior, jr, 7);
+            let sr = w.op(senior, &[both], Action::Remove { device: pk(junior) });
+            let senior_epoch = if rotate_senior { Some(draw(&mut w, senior, sr, 8).1) } else { None };
+            let mut log = w.log.clone();
+            let mut s = seed;
+            for i in (1..log.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                log.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let v = evaluate(&space, &log);
+            prop_assert_eq!(v.role(&pk(senior)), Some(Role::Manage));
+            prop_assert!(v.removed.contains(&pk(junior)), "{:?}", v);
+            prop_assert!(v.current_epoch != junior_epoch);
+            prop_assert!(!v.holders(v.current_epoch).contains(&pk(junior)) || v.current_epoch == 0);
+            if let Some(e) = senior_epoch {
+                prop_assert_eq!(v.current_epoch, e);
+            }
+        }
+
         /// Operations applied in any order give the same members, roles and removals.
         #[test]
         fn any_order_gives_the_same_roster(script in proptest::collection::vec(any::<(u8, u8, u8, u8)>(), 0..24), seed in any::<u64>()) {
