@@ -12,6 +12,7 @@
 //! target/release/workflow sync-small N   # the same for N small files
 //! target/release/workflow reconcile N D  # two N-id sets differing by D: bytes and time
 //! target/release/workflow idle N         # daemons idle with an N-file space, alone and paired: CPU and RSS
+//! target/release/workflow flood N        # N concurrent renames by one reader: how fast the roster refuses them
 //! ```
 
 use anyhow::{Context, Result, bail};
@@ -60,6 +61,7 @@ fn main() -> Result<()> {
         Some("reconcile") => reconcile(n_arg(1, 1_000_000), n_arg(2, 10)),
         Some("idle") => idle(n_arg(1, 100_000)),
         Some("ledger") => ledger(n_arg(1, 10_000)),
+        Some("flood") => flood(n_arg(1, 250_000)),
         Some("audit") => audit(n_arg(1, 1_000)),
         Some("seeder") => seeder(Path::new(args.get(1).context("seeder DIR")?), n_arg(2, 2)),
         Some("limit") => limit(
@@ -68,7 +70,7 @@ fn main() -> Result<()> {
             args.get(3).is_some_and(|d| d == "down"),
         ),
         _ => bail!(
-            "usage: workflow ingest DIR | update DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
+            "usage: workflow ingest DIR | update DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | flood N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
         ),
     }
 }
@@ -870,6 +872,53 @@ fn idle_cpu(ups: &[&Up], secs: u64) -> (Vec<f64>, Vec<String>) {
 }
 
 /// A ledger of `n` entries (agreements with acceptance and audits): open and verify time.
+/// A reader floods the roster with `n` concurrent renames of itself (none follows another, the
+/// worst case for evaluation): how long the cap check takes to refuse them, how long an open of
+/// the roster holding them takes, and the process's peak memory.
+fn flood(n: usize) -> Result<()> {
+    use cobox_engine::roster::{Action, MAX_OPS_PER_DEVICE, Op, Role, SignedOp, evaluate, op_id, over_cap};
+    use ed25519_dalek::SigningKey;
+    let space_key = SigningKey::from_bytes(&[9; 32]);
+    let space = space_key.verifying_key().to_bytes();
+    let (manager, reader) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+    let sign = |author: &SigningKey, deps: Vec<cobox_engine::roster::OpId>, action: Action, co: Option<&SigningKey>| {
+        let op = Op { space, author: author.verifying_key().to_bytes(), deps, action };
+        SignedOp::sign(op, author, co).and_then(|s| s.encode()).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let genesis = sign(&manager, vec![], Action::Genesis, Some(&space_key))?;
+    let device = reader.verifying_key().to_bytes();
+    let add = sign(&manager, vec![op_id(&genesis)], Action::Add { device, role: Role::Read, name: vec![] }, None)?;
+    let after = vec![op_id(&add)];
+    let started = Instant::now();
+    let mut log = vec![genesis, add];
+    for i in 0..n {
+        let name = (i as u64).to_le_bytes().to_vec();
+        log.push(sign(&reader, after.clone(), Action::Rename { device, name }, None)?);
+    }
+    println!(
+        "{n} renames signed in {:.1} s ({} MB)",
+        started.elapsed().as_secs_f64(),
+        log.iter().map(Vec::len).sum::<usize>() >> 20
+    );
+    let t = Instant::now();
+    let over = over_cap(&log);
+    println!(
+        "cap check ({MAX_OPS_PER_DEVICE} per device): {:?} in {:.0} ms",
+        over.map(|(_, k)| k),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let v = evaluate(&space, &log);
+    println!(
+        "open: {} members, {} operations not counted, in {:.0} ms",
+        v.members.len(),
+        v.invalid.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    println!("peak RSS {} MiB (the signed log itself included)", self_rss_kib().1 / 1024);
+    Ok(())
+}
+
 fn ledger(n: usize) -> Result<()> {
     use cobox_engine::agreements::{Agreement, AuditRecord, Entry, Ledger, evaluate};
     use ed25519_dalek::SigningKey;
