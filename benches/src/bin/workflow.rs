@@ -476,7 +476,7 @@ fn edit_folder(folder: &Path) -> Result<String> {
     let (mut inserted, mut appended) = (0, 0);
     for (i, p) in big.iter().enumerate() {
         let i = i as u64;
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             let mut bytes = std::fs::read(p)?;
             let at = (u64::from_le_bytes(fill(i, 8).try_into().unwrap_or([0; 8])) % bytes.len().max(1) as u64) as usize;
             bytes.splice(at..at, fill(1000 + i, 100 << 10));
