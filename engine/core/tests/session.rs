@@ -504,6 +504,34 @@ mod roster {
     }
 
     /// A manager with a genesis, and a device holding the space key that redeemed invite `n`.
+    /// A removed manager keeps the space secret: not knowing of its removal, it proposes an
+    /// agreement naming a second endpoint of its own, signed with its device key and the space
+    /// key, and that "seeder" takes the proposal. Every informed member refuses it, whichever side
+    /// dials: the roster no longer makes the proposer a manager, so no valid agreement names it.
+    #[test]
+    fn a_removed_managers_own_seeder_is_refused_by_informed_members() {
+        let k = space_key();
+        let mut a = member(1, &k, 0..3);
+        roster_op(&mut a, Action::Genesis, Some(&k));
+        let mut m = member(2, &k, 5..7);
+        roster_op(&mut a, Action::Add { device: m.id().0, role: R::Manage, name: vec![] }, None);
+        m.ledger.merge(&mut a.ledger.clone()).expect("merge");
+        roster_op(&mut a, Action::Remove { device: m.id().0 }, None);
+        let policy = SeedPolicy { owners: vec![m.id()], max_quota: 1000, accept: vec![] };
+        let mut s = seeder(9, a.space, policy);
+        propose(&mut m, s.id(), 1000);
+        assert_eq!(run(&mut m, &mut s, Purpose::Sync).dialer, Ok(()), "its own seeder takes it");
+        assert!(!s.blobs.is_empty());
+        let o = run(&mut s, &mut a, Purpose::Sync);
+        assert!(
+            matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("no agreement names it")),
+            "{o:?}"
+        );
+        let o = run(&mut a, &mut s, Purpose::Sync);
+        assert!(matches!(o.dialer, Err(SessionError::Refused(ref r)) if r.contains("no agreement names it")), "{o:?}");
+        assert!(!a.blobs.iter().any(|b| (5..7).map(blob).any(|x| x == *b)), "nothing of the removed device's taken");
+    }
+
     fn manager_and_joiner(n: u8, role: R, expires_ms: i64) -> (Device, Device) {
         let k = space_key();
         let mut a = member(1, &k, 0..3);
