@@ -125,7 +125,7 @@ fn roster(c: &mut Criterion) {
     let view = cobox_engine::roster::evaluate(&space, &log);
     let writer = *view.members.keys().next().expect("a member");
     g.bench_function("check one change's author", |b| {
-        b.iter(|| black_box(view.may_write(Some(&writer), Some(&[3; 32])).is_ok()))
+        b.iter(|| black_box(view.may_write(Some(&writer), Some(&[3; 32]), &[4; 32]).is_ok()))
     });
     for n in [1_000usize, 10_000] {
         let (space, log) = roster_log(n);

@@ -71,7 +71,7 @@ pub fn check_blob(
             ChangeAuthor::Device(d) => Some(d),
             ChangeAuthor::Space => None,
         };
-        if roster.may_write(device, from).is_err() {
+        if roster.may_write(device, from, &id.0).is_err() {
             return Ok(None);
         }
     }

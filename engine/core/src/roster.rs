@@ -159,6 +159,16 @@ pub enum Action {
         /// Each device and its sealed keys.
         sealed: Vec<(Key32, Vec<u8>)>,
     },
+    /// A manager names the manifest changes of a device it removes that it had taken: once a
+    /// device is removed, only those (and what other such lists name) are taken from anyone
+    /// who passes them on, so what it writes after its removal reaches no informed member,
+    /// relayed or not.
+    KeepChanges {
+        /// The removed device.
+        device: Key32,
+        /// Ids of its change blobs the remover held, sorted.
+        changes: Vec<[u8; 32]>,
+    },
 }
 
 /// An operation's id: BLAKE3 of its encoding.
@@ -335,6 +345,9 @@ pub struct RosterView {
     pub authors: BTreeSet<Key32>,
     /// Every device that could write at some point (a writer or manager then, whatever now).
     pub ever_wrote: BTreeSet<Key32>,
+    /// For a removed device, the ids of its change blobs its removers had taken: the only ones
+    /// of its changes that count ([`Action::KeepChanges`]).
+    pub kept_changes: BTreeMap<Key32, BTreeSet<[u8; 32]>>,
     /// Key epochs handed out, in the order every device folds them.
     pub keys: Vec<KeysView>,
     /// The epoch new blobs are sealed under: the last one drawn, in that order (0: the
@@ -372,7 +385,10 @@ impl RosterView {
     ///   reader here;
     /// - one by a device that never could write (a reader's edits, a stranger's), never;
     /// - the shared key's, only while no device has been removed (a removed device holds it).
-    pub fn may_write(&self, author: Option<&Key32>, from: Option<&Key32>) -> Result<(), String> {
+    ///
+    /// For a removed device whose remover named the changes it had taken, history is those
+    /// changes only (`change`, the blob's id): what it wrote later is refused whoever relays it.
+    pub fn may_write(&self, author: Option<&Key32>, from: Option<&Key32>, change: &[u8; 32]) -> Result<(), String> {
         if self.is_empty() {
             return Ok(());
         }
@@ -382,6 +398,11 @@ impl RosterView {
             Some(d) => match self.role(d) {
                 Some(Role::Write | Role::Manage) => Ok(()),
                 _ if Some(d) == from => Err(format!("written by device {}, which may not write now", hex8(d))),
+                None if self.removed.contains(d)
+                    && self.kept_changes.get(d).is_some_and(|kept| !kept.contains(change)) =>
+                {
+                    Err(format!("written by device {} after its remover last heard from it", hex8(d)))
+                }
                 _ if self.ever_wrote.contains(d) => Ok(()),
                 Some(Role::Read) => Err(format!("written by device {}, which may only read", hex8(d))),
                 None => Err(format!("written by device {}, which is not on the roster", hex8(d))),
@@ -673,6 +694,7 @@ fn evaluate_with(space: &Key32, encoded: &[Vec<u8>], running: bool) -> RosterVie
     view.members = now.members;
     view.removed = now.removed;
     view.ever_wrote = now.ever_wrote;
+    view.kept_changes = now.kept;
     view.keys = now.keys;
     view.invites = now.invites;
     view.current_epoch = view.newest_unreached().unwrap_or(now.current_epoch);
@@ -733,6 +755,8 @@ struct State {
     standing: Vec<(usize, Key32)>,
     /// Cancellations of invites, by position.
     cancels: Vec<(usize, Key32)>,
+    /// Changes of removed devices that count, as their removers named them.
+    kept: BTreeMap<Key32, BTreeSet<[u8; 32]>>,
 }
 
 /// The state made by the valid operations that `within` keeps, settled by the module's rules.
@@ -870,6 +894,9 @@ fn step(s: &mut State, g: &Graph, i: usize) {
             }
             s.keys.push(KeysView { epoch: *epoch, sealed: sealed.iter().cloned().collect() });
         }
+        Action::KeepChanges { device, changes } => {
+            s.kept.entry(*device).or_default().extend(changes.iter().copied());
+        }
         Action::Cancel { invite } => {
             if let Some(inv) = s.invites.get_mut(invite).filter(|inv| inv.redeemed_by.is_none()) {
                 inv.cancelled = true;
@@ -940,9 +967,10 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
         | Action::Invite { .. }
         | Action::Cancel { .. }
         | Action::Keys { .. }
+        | Action::KeepChanges { .. }
             if !manager =>
         {
-            Err("only a manager adds members, changes roles, makes and cancels invites or hands out keys".into())
+            Err("only a manager adds members, changes roles, makes and cancels invites, hands out keys or names a removed device's changes".into())
         }
         Action::Invite { key, .. } if s.invites.contains_key(key) => Err("reuses an invite key".into()),
         Action::Cancel { invite } => match s.invites.get(invite) {
@@ -1275,17 +1303,37 @@ mod tests {
         let a = w.op(1, &[g], add(2, Role::Write));
         let b = w.op(1, &[a], add(3, Role::Read));
         let v = w.view();
-        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(2))), Ok(()));
-        assert!(v.may_write(Some(&pk(3)), Some(&pk(3))).is_err(), "a reader's own edit");
-        assert!(v.may_write(Some(&pk(3)), Some(&pk(1))).is_err(), "nor passed on: it never could write");
-        assert!(v.may_write(Some(&pk(9)), Some(&pk(1))).is_err(), "a stranger's");
-        assert_eq!(v.may_write(None, None), Ok(()), "the shared key, before any removal");
+        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(2)), &[0; 32]), Ok(()));
+        assert!(v.may_write(Some(&pk(3)), Some(&pk(3)), &[0; 32]).is_err(), "a reader's own edit");
+        assert!(v.may_write(Some(&pk(3)), Some(&pk(1)), &[0; 32]).is_err(), "nor passed on: it never could write");
+        assert!(v.may_write(Some(&pk(9)), Some(&pk(1)), &[0; 32]).is_err(), "a stranger's");
+        assert_eq!(v.may_write(None, None, &[0; 32]), Ok(()), "the shared key, before any removal");
         w.op(1, &[b], Action::Remove { device: pk(2) });
         let v = w.view();
-        assert!(v.may_write(Some(&pk(2)), Some(&pk(2))).is_err(), "the removed writer itself");
-        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(1))), Ok(()), "its history, passed on by a member");
-        assert!(v.may_write(None, Some(&pk(1))).is_err(), "the shared key, after a removal");
-        assert_eq!(RosterView::default().may_write(Some(&pk(9)), None), Ok(()), "no roster yet");
+        assert!(v.may_write(Some(&pk(2)), Some(&pk(2)), &[0; 32]).is_err(), "the removed writer itself");
+        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(1)), &[0; 32]), Ok(()), "its history, passed on by a member");
+        assert!(v.may_write(None, Some(&pk(1)), &[0; 32]).is_err(), "the shared key, after a removal");
+        assert_eq!(RosterView::default().may_write(Some(&pk(9)), None, &[0; 32]), Ok(()), "no roster yet");
+    }
+
+    /// The remover names the removed device's changes it had taken: those still pass on as
+    /// history; a change the device wrote after (not named) is refused whoever relays it. A
+    /// non-manager cannot name them.
+    #[test]
+    fn a_removed_devices_later_changes_are_refused_when_relayed() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Write));
+        let b = w.op(1, &[a], add(3, Role::Write));
+        let r = w.op(1, &[b], Action::Remove { device: pk(2) });
+        w.op(1, &[r], Action::KeepChanges { device: pk(2), changes: vec![[7; 32]] });
+        let forged = w.op(3, &[r], Action::KeepChanges { device: pk(2), changes: vec![[8; 32]] });
+        let v = w.view();
+        assert!(v.invalid.contains_key(&op_id(&w.log[forged])), "a writer cannot name them");
+        assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(3)), &[7; 32]), Ok(()), "taken before: history");
+        let later = v.may_write(Some(&pk(2)), Some(&pk(3)), &[8; 32]);
+        assert!(later.is_err_and(|e| e.contains("after its remover")), "written after, relayed");
+        assert_eq!(v.may_write(Some(&pk(3)), Some(&pk(3)), &[8; 32]), Ok(()), "others write on");
     }
 
     /// A rotation after a removal reaches the remaining devices only; the newest epoch is

@@ -1208,6 +1208,39 @@ mod tests {
         assert_eq!(shared, 1, "only the file's end in common: {before:?} {after:?}");
     }
 
+    /// A removed writer's later changes do not reach an informed member, even relayed by a
+    /// member that has not heard of the removal; what it wrote before still does. Before, a
+    /// relayed change of a device that could once write was always taken as its history.
+    #[test]
+    fn a_removed_writers_later_changes_are_refused_even_relayed() {
+        let (home_a, folder_a, mut a) = space();
+        let (_home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+        let (_home_c, folder_c, mut c) = joined(home_a.path(), &mut a);
+        std::fs::write(folder_b.path().join("before.txt"), "written while a member").unwrap();
+        b.scan(&crate::NoProgress).unwrap();
+        send(&b, &a);
+        a.apply_and_materialize().unwrap();
+        send(&b, &c);
+        c.apply_and_materialize().unwrap();
+        crate::members::remove(home_a.path(), "s", &b.device.to_string()[..16]).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        let kept = a.roster.kept_changes.get(&b.device.0).expect("the remover named b's changes");
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        // B does not know; C has not heard of the removal and takes B's new change.
+        std::fs::write(folder_b.path().join("after.txt"), "written after the removal").unwrap();
+        b.scan(&crate::NoProgress).unwrap();
+        c.roster_from = Some(b.device.0);
+        send(&b, &c);
+        c.apply_and_materialize().unwrap();
+        assert!(folder_c.path().join("after.txt").exists(), "the uninformed member took it");
+        // C passes everything it holds on to A, which knows of the removal.
+        a.roster_from = Some(c.device.0);
+        send(&c, &a);
+        a.apply_and_materialize().unwrap();
+        assert!(!folder_a.path().join("after.txt").exists(), "the removed writer's later edit is refused");
+        assert_eq!(std::fs::read_to_string(folder_a.path().join("before.txt")).unwrap(), "written while a member");
+    }
+
     #[test]
     fn tampered_and_unsigned_blobs_are_refused_and_not_stored() {
         let (_h, _f, s) = space();

@@ -100,6 +100,49 @@ impl Space {
         Ok(out.into_iter().collect())
     }
 
+    /// On a manager's device: for each removed device no manager has named the changes of yet,
+    /// name those this store holds (a `KeepChanges` roster operation). From then on, every
+    /// informed member and seeder takes only those of its changes from anyone relaying them, so
+    /// what it writes after its removal goes nowhere. Once per removed device, at the first
+    /// sync or scan after the removal (a removal from the command line beside a running daemon
+    /// cannot open this store).
+    pub(crate) fn keep_removed_changes(&mut self) -> Result<(), Error> {
+        use cobox_core::roster::{Action, Role};
+        if self.roster.role(&self.device.0) != Some(Role::Manage) {
+            return Ok(());
+        }
+        let mut named: BTreeMap<[u8; 32], Vec<[u8; 32]>> = self
+            .roster
+            .removed
+            .iter()
+            .filter(|d| !self.roster.kept_changes.contains_key(*d))
+            .map(|d| (*d, Vec::new()))
+            .collect();
+        if named.is_empty() {
+            return Ok(());
+        }
+        for (id, loc) in self.store.list()? {
+            if loc.kind != BlobKind::Change {
+                continue;
+            }
+            let blob = self.store.get(&id)?;
+            if let Ok(crate::crypto::ChangeAuthor::Device(d)) =
+                crate::crypto::verify_change_signature(&self.info.id, &blob)
+                && let Some(ids) = named.get_mut(&d)
+            {
+                ids.push(id.0);
+            }
+        }
+        let ledger = self.ledger();
+        for (device, mut changes) in named {
+            changes.sort_unstable();
+            ledger.add_roster_op(&self.device_key, Action::KeepChanges { device, changes }, None)?;
+        }
+        let view = ledger.roster()?;
+        self.set_roster(view, self.roster_from);
+        Ok(())
+    }
+
     /// The chunk lists the manifest's current files name that this store lacks: what an
     /// audit-only device asks for by name (a seeder cannot tell them from chunks).
     pub(crate) fn lists_missing(&mut self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
@@ -186,6 +229,7 @@ impl Space {
     /// note already names them (members do before each sync, so seeders carry the note with the
     /// changes). Returns whether a note was added.
     pub fn note_heads(&mut self) -> Result<bool, Error> {
+        self.keep_removed_changes()?;
         if self.heads_noted {
             return Ok(false);
         }

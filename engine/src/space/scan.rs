@@ -270,7 +270,9 @@ impl Space {
         // a daemon holds this space): content is sealed under the current epoch.
         let view = self.ledger().roster()?;
         let waiting = !self.quarantined.is_empty();
-        if self.set_roster(view, self.roster_from) && waiting {
+        let gained = self.set_roster(view, self.roster_from);
+        self.keep_removed_changes()?;
+        if gained && waiting {
             // Changes waiting for these keys go into the manifest and the folder first: a
             // scan with the manifest behind the folder would record the folder's files again.
             self.apply_and_materialize()?;
