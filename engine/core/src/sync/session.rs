@@ -209,6 +209,9 @@ pub struct Session {
     step_ids: usize,
     /// Reconciliation steps answered so far.
     rounds: usize,
+    /// The peer is removed by this side's roster: nothing of our ledger goes to it until its
+    /// own ledger shows that removal did not stand (the roster check refuses it otherwise).
+    suspect: bool,
     /// Blobs asked for whatever the reconciliation finds ([`Session::want_also`]).
     also_want: BTreeSet<BlobId>,
     wanted_by_peer: Vec<BlobId>,
@@ -263,6 +266,7 @@ impl Session {
             step: Vec::new(),
             step_ids: 0,
             rounds: 0,
+            suspect: false,
             also_want: BTreeSet::new(),
             wanted_by_peer: Vec::new(),
             want: Vec::new(),
@@ -422,12 +426,13 @@ impl Session {
             (Phase::Proof, msg) => {
                 let s = &self.setup;
                 if matches!(msg, Msg::Proof { sig } if check_proof(&s.space, &s.peer, &s.me, &s.nonce, &sig)) {
-                    // A device this side knows was removed gets nothing of the ledger.
+                    // A device this side holds removed gets nothing of the ledger, but its own is
+                    // read (into a copy, never kept unless it shows the removal did not stand):
+                    // a removed manager may have told this device of a removal of its own that
+                    // loses to the peer's, and refusing the peer unheard would keep them apart
+                    // for good. The roster check after the exchange decides.
                     let view = roster::evaluate(&s.space.0, &self.ledger.roster_ops());
-                    if view.removed.contains(&s.peer.0) {
-                        let why = view.why_not(&s.peer.0);
-                        return self.refuse(format!("device {}: {why}", s.peer.short()));
-                    }
+                    self.suspect = view.removed.contains(&s.peer.0);
                     self.begin_ledger()
                 } else {
                     let why =
@@ -511,7 +516,9 @@ impl Session {
         let peer = self.peer()?.clone();
         match (self.setup.role, peer.role) {
             (Role::Member, Role::Member) if self.dialer => {
-                let first = if peer.ledger.iter().all(|h| self.ledger.has_change(h)) {
+                let first = if self.suspect {
+                    Vec::new()
+                } else if peer.ledger.iter().all(|h| self.ledger.has_change(h)) {
                     self.ahead = true;
                     self.bytes_since(&peer.ledger)
                 } else {
@@ -669,7 +676,11 @@ impl Session {
     /// last send.
     fn merge_and_reply(&mut self, bytes: &[u8], theirs: &[[u8; 32]]) -> Result<(), SessionError> {
         self.merge(bytes)?;
-        let reply = self.bytes_since(theirs);
+        if self.suspect {
+            let view = roster::evaluate(&self.setup.space.0, &self.ledger.roster_ops());
+            self.suspect = view.removed.contains(&self.setup.peer.0);
+        }
+        let reply = if self.suspect { Vec::new() } else { self.bytes_since(theirs) };
         self.out.push_back(Msg::Ledger(reply));
         self.phase = Phase::Ledger(1);
         Ok(())
