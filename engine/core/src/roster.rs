@@ -1064,6 +1064,16 @@ mod tests {
         fn view(&self) -> RosterView {
             evaluate(&self.space(), &self.log)
         }
+        /// `who` draws the epoch of key `fresh` after op `after`, sealed to devices `to`: the
+        /// op's index and the epoch.
+        fn draw(&mut self, who: u8, after: usize, fresh: [u8; 32], to: &[u8]) -> (usize, u32) {
+            use crate::epoch::{EpochKeys, context, epoch_id, seal_keys};
+            let (space, id) = (self.space(), epoch_id(&fresh));
+            let keys: EpochKeys = [(id, fresh)].into_iter().collect();
+            let sealed =
+                to.iter().map(|&d| (pk(d), seal_keys(&pk(d), &keys, &context(&space, id), [d; 32]).unwrap())).collect();
+            (self.op(who, &[after], Action::Keys { epoch: id, sealed }), id)
+        }
     }
 
     fn add(n: u8, role: Role) -> Action {
@@ -1127,29 +1137,17 @@ mod tests {
     /// device: that epoch is never current, even where it comes last in the order.
     #[test]
     fn an_epoch_that_reached_a_removed_device_is_never_current() {
-        use crate::epoch::{EpochKeys, context, epoch_id, seal_keys};
         let mut came_last = 0;
         for n in 0..24u8 {
             let mut w = World::new();
-            let space = w.space();
-            let draw = |w: &mut World, who: u8, after: usize, fresh: [u8; 32], to: &[u8]| {
-                let id = epoch_id(&fresh);
-                let keys: EpochKeys = [(id, fresh)].into_iter().collect();
-                let sealed = to
-                    .iter()
-                    .map(|&d| (pk(d), seal_keys(&pk(d), &keys, &context(&space, id), [d; 32]).unwrap()))
-                    .collect();
-                w.op(who, &[after], Action::Keys { epoch: id, sealed });
-                id
-            };
             let g = w.op(1, &[], Action::Genesis);
             let a = w.op(1, &[g], add(2, Role::Manage));
             let b = w.op(1, &[a], add(3, Role::Write));
             // Other ids in each variant, so the order places the two draws either way.
             let named = w.op(1, &[b], Action::Rename { device: pk(1), name: vec![n] });
             let r = w.op(1, &[named], Action::Remove { device: pk(3) });
-            let kept = draw(&mut w, 1, r, [1 + n; 32], &[1, 2]);
-            let leaked = draw(&mut w, 2, b, [100 + n; 32], &[1, 2, 3]);
+            let kept = w.draw(1, r, [1 + n; 32], &[1, 2]).1;
+            let leaked = w.draw(2, b, [100 + n; 32], &[1, 2, 3]).1;
             let v = w.view();
             came_last += usize::from(v.keys.last().map(|k| k.epoch) == Some(leaked));
             assert_eq!(v.current_epoch, kept, "variant {n}");
@@ -1415,32 +1413,21 @@ mod tests {
             rotate_senior in any::<bool>(),
             seed in any::<u64>(),
         ) {
-            use crate::epoch::{EpochKeys, context, epoch_id, seal_keys};
             let mut w = World::new();
             let space = w.space();
             let g = w.op(1, &[], Action::Genesis);
             let (senior, junior) = if junior_first { (3u8, 2u8) } else { (2u8, 3u8) };
             let first = w.op(1, &[g], add(senior, Role::Manage));
             let both = w.op(1, &[first], add(junior, Role::Manage));
-            let draw = |w: &mut World, who: u8, after: usize, n: u8| {
-                let fresh = [n; 32];
-                let id = epoch_id(&fresh);
-                let keys: EpochKeys = [(id, fresh)].into_iter().collect();
-                let sealed = [1, who]
-                    .iter()
-                    .map(|&d| (pk(d), seal_keys(&pk(d), &keys, &context(&space, id), [d; 32]).unwrap()))
-                    .collect();
-                (w.op(who, &[after], Action::Keys { epoch: id, sealed }), id)
-            };
             // The junior grinds: any renames of itself before it removes the senior.
             let mut last = both;
             for b in &grind {
                 last = w.op(junior, &[last], Action::Rename { device: pk(junior), name: vec![*b] });
             }
             let jr = w.op(junior, &[last], Action::Remove { device: pk(senior) });
-            let (_, junior_epoch) = draw(&mut w, junior, jr, 7);
+            let (_, junior_epoch) = w.draw(junior, jr, [7; 32], &[1, junior]);
             let sr = w.op(senior, &[both], Action::Remove { device: pk(junior) });
-            let senior_epoch = if rotate_senior { Some(draw(&mut w, senior, sr, 8).1) } else { None };
+            let senior_epoch = if rotate_senior { Some(w.draw(senior, sr, [8; 32], &[1, senior]).1) } else { None };
             let mut log = w.log.clone();
             let mut s = seed;
             for i in (1..log.len()).rev() {
