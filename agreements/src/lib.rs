@@ -37,6 +37,12 @@ pub trait Authority {
     fn manages(&self, device: &Key32) -> bool;
     /// Whether `device` is a member (audit records count only from members' devices).
     fn member(&self, device: &Key32) -> bool;
+    /// Whether `device`'s proposals stand: it manages now, or managed once and was not removed
+    /// (a manager later made a writer or reader keeps the agreements it proposed; a removed
+    /// one's die with it). Defaults to [`Authority::manages`].
+    fn proposes(&self, device: &Key32) -> bool {
+        self.manages(device)
+    }
 }
 
 /// Every device may do everything: for tools that read a ledger whose roster is not at hand

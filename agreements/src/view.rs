@@ -217,7 +217,7 @@ pub fn evaluate_with(
         let id = agreement.id();
         let verdict =
             verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space_sig, space)).and_then(|()| {
-                if authority.manages(&agreement.owner) {
+                if authority.proposes(&agreement.owner) {
                     Ok(())
                 } else {
                     Err(no_power(&agreement.owner, "propose agreements (a manager)"))

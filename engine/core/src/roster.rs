@@ -345,6 +345,8 @@ pub struct RosterView {
     pub authors: BTreeSet<Key32>,
     /// Every device that could write at some point (a writer or manager then, whatever now).
     pub ever_wrote: BTreeSet<Key32>,
+    /// Every device that managed at some point: its agreements stand after a demotion.
+    pub ever_managed: BTreeSet<Key32>,
     /// For a removed device, the ids of its change blobs its removers had taken: the only ones
     /// of its changes that count ([`Action::KeepChanges`]).
     pub kept_changes: BTreeMap<Key32, BTreeSet<[u8; 32]>>,
@@ -694,6 +696,7 @@ fn evaluate_with(space: &Key32, encoded: &[Vec<u8>], running: bool) -> RosterVie
     view.members = now.members;
     view.removed = now.removed;
     view.ever_wrote = now.ever_wrote;
+    view.ever_managed = now.ever_managed;
     view.kept_changes = now.kept;
     view.keys = now.keys;
     view.invites = now.invites;
@@ -749,6 +752,7 @@ struct State {
     /// Valid redemptions that lost (to an earlier one, or a concurrent cancellation), and why.
     lost: BTreeMap<usize, String>,
     ever_wrote: BTreeSet<Key32>,
+    ever_managed: BTreeSet<Key32>,
     keys: Vec<KeysView>,
     current_epoch: u32,
     /// Removals that stand, by position, and whom they removed.
@@ -927,6 +931,8 @@ fn step(s: &mut State, g: &Graph, i: usize) {
     if matches!(op.action, Action::Genesis | Action::Add { .. } | Action::SetRole { .. } | Action::Redeem { .. }) {
         let writers: Vec<Key32> = s.members.iter().filter(|(_, m)| m.role >= Role::Write).map(|(d, _)| *d).collect();
         s.ever_wrote.extend(writers);
+        let managers: Vec<Key32> = s.members.iter().filter(|(_, m)| m.role == Role::Manage).map(|(d, _)| *d).collect();
+        s.ever_managed.extend(managers);
     }
 }
 
@@ -1002,6 +1008,9 @@ impl cobox_agreements::Authority for RosterView {
     }
     fn member(&self, device: &Key32) -> bool {
         self.members.is_empty() || self.role(device).is_some()
+    }
+    fn proposes(&self, device: &Key32) -> bool {
+        self.manages(device) || (self.ever_managed.contains(device) && !self.removed.contains(device))
     }
 }
 
@@ -1312,6 +1321,24 @@ mod tests {
         assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(1)), &[0; 32]), Ok(()), "its history, passed on by a member");
         assert!(v.may_write(None, Some(&pk(1)), &[0; 32]).is_err(), "the shared key, after a removal");
         assert_eq!(RosterView::default().may_write(Some(&pk(9)), None, &[0; 32]), Ok(()), "no roster yet");
+    }
+
+    /// A manager made a writer keeps the agreements it proposed (a co-op that demotes its
+    /// founder keeps its backups); a removed one's die with it; one who never managed proposes
+    /// nothing. Before, demoting the proposer voided every agreement it had made.
+    #[test]
+    fn a_demoted_manager_keeps_its_proposals_and_a_removed_one_does_not() {
+        use cobox_agreements::Authority;
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let a = w.op(1, &[g], add(2, Role::Manage));
+        let b = w.op(1, &[a], add(3, Role::Read));
+        let d = w.op(2, &[b], Action::SetRole { device: pk(1), role: Role::Write });
+        let v = w.view();
+        assert!(!v.manages(&pk(1)) && v.proposes(&pk(1)), "demoted: its proposals stand, it revokes nothing");
+        assert!(!v.proposes(&pk(3)), "a reader never proposed");
+        w.op(2, &[d], Action::Remove { device: pk(1) });
+        assert!(!w.view().proposes(&pk(1)), "removed: its proposals die");
     }
 
     /// The remover names the removed device's changes it had taken: those still pass on as

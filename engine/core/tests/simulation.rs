@@ -376,12 +376,6 @@ impl World {
         if k == i && !matches!(action, Action::Rename { .. }) {
             return Ok(());
         }
-        // Member 0 proposed the seeders' agreements, and a proposal is judged by the roster as it
-        // is now, not at its place in the causal order (issue 31 item 1, open): demoting member 0
-        // would void them. Not done here until that is fixed.
-        if k == 0 && matches!(action, Action::SetRole { .. }) {
-            return Ok(());
-        }
         roster_op(&mut self.nodes[i].dev, action, None);
         Ok(())
     }
