@@ -860,6 +860,9 @@ fn step(s: &mut State, g: &Graph, i: usize) {
             let beaten = s.standing.iter().any(|&(r, t)| t == *device && concurrent(i, r));
             if !beaten {
                 s.removed.remove(device);
+                // Back on the roster: its old list no longer bounds what it writes (a later
+                // removal gets a list of its own).
+                s.kept.remove(device);
                 s.members.insert(*device, Member { role: *role, name: name.clone() });
             }
         }
@@ -924,6 +927,7 @@ fn step(s: &mut State, g: &Graph, i: usize) {
             } else if !s.members.contains_key(&op.author) {
                 inv.redeemed_by = Some(op.author);
                 s.removed.remove(&op.author);
+                s.kept.remove(&op.author);
                 s.members.insert(op.author, Member { role: inv.role, name: inv.name.clone() });
             }
         }
@@ -1351,7 +1355,7 @@ mod tests {
         let a = w.op(1, &[g], add(2, Role::Write));
         let b = w.op(1, &[a], add(3, Role::Write));
         let r = w.op(1, &[b], Action::Remove { device: pk(2) });
-        w.op(1, &[r], Action::KeepChanges { device: pk(2), changes: vec![[7; 32]] });
+        let keep = w.op(1, &[r], Action::KeepChanges { device: pk(2), changes: vec![[7; 32]] });
         let forged = w.op(3, &[r], Action::KeepChanges { device: pk(2), changes: vec![[8; 32]] });
         let v = w.view();
         assert!(v.invalid.contains_key(&op_id(&w.log[forged])), "a writer cannot name them");
@@ -1359,6 +1363,11 @@ mod tests {
         let later = v.may_write(Some(&pk(2)), Some(&pk(3)), &[8; 32]);
         assert!(later.is_err_and(|e| e.contains("after its remover")), "written after, relayed");
         assert_eq!(v.may_write(Some(&pk(3)), Some(&pk(3)), &[8; 32]), Ok(()), "others write on");
+        // Added back, then removed again: the old list no longer bounds it until a new one comes.
+        let back = w.op(1, &[keep], add(2, Role::Write));
+        w.op(1, &[back], Action::Remove { device: pk(2) });
+        let v = w.view();
+        assert!(v.removed.contains(&pk(2)) && !v.kept_changes.contains_key(&pk(2)), "{:?}", v.kept_changes);
     }
 
     /// A rotation after a removal reaches the remaining devices only; the newest epoch is

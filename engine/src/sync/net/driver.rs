@@ -46,7 +46,7 @@ pub(super) async fn setup(sh: &Shared, held: &Held, space: SpaceId, peer: Device
         now_ms: crate::now_ms(),
         policy: sh.policy(),
         evaluate: crate::ledger::evaluate_verified,
-        metadata_only: sh.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(&space),
+        metadata_only: sh.audit_only(&space),
     }
 }
 

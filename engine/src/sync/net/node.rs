@@ -295,7 +295,7 @@ impl Node {
 
     /// Whether this device holds no content of space `id` (it joined to audit).
     pub fn audit_only(&self, id: &SpaceId) -> bool {
-        self.sh.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(id)
+        self.sh.audit_only(id)
     }
 
     /// Start serving a member space opened after the node started (created or joined).
@@ -457,7 +457,7 @@ impl Node {
         let started_ms = crate::now_ms();
         let peer_id = DeviceId(*peer.id.as_bytes());
         // A device that holds no content fetches only the changes and chunk lists.
-        let audit_only = self.sh.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(space);
+        let audit_only = self.sh.audit_only(space);
         let purpose = if audit_only { Purpose::Metadata } else { Purpose::Sync };
         let (held, session, out) = self.dial(space, peer.clone(), purpose, 0).await?;
         let mut stats = out.stats;

@@ -171,6 +171,11 @@ impl Drop for Slot {
 const MAX_SEEN: usize = 1024;
 
 impl Shared {
+    /// Whether this device holds no content of `space` (it joined to audit).
+    pub(super) fn audit_only(&self, space: &SpaceId) -> bool {
+        self.audit_only.read().unwrap_or_else(|p| p.into_inner()).contains(space)
+    }
+
     pub(super) fn saw<T>(&self, peer: DeviceId, r: &Result<T, Error>) {
         let seen = PeerSeen {
             device: peer.to_string(),
