@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Version of the agreement and entry encodings.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version of the agreement and entry encodings (2: entries carry device signatures only; the
+/// space key's second signature of version 1 is gone).
+pub const FORMAT_VERSION: u8 = 2;
 /// Domain-separation tags: a signature made for one purpose never verifies for another.
 const TAG_AGREEMENT: &[u8] = b"cobox agreement v1\0";
 const TAG_PROPOSE: &[u8] = b"cobox agreement proposal v1\0";
@@ -143,14 +144,12 @@ pub const MAX_CREDENTIAL: usize = 16 * 1024;
 /// One ledger entry with its signatures (64-byte Ed25519 each).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
-    /// The owner proposes; signed by the owner device and by the space key (proving membership).
+    /// The owner proposes; signed by the owner device (whether it may is the roster's to say).
     Proposal {
         /// The terms.
         agreement: Agreement,
         /// The owner device's signature.
         owner_sig: Vec<u8>,
-        /// The space key's signature.
-        space_sig: Vec<u8>,
     },
     /// The seeder countersigns: the agreement becomes active.
     Acceptance {
@@ -165,17 +164,13 @@ pub enum Entry {
         revocation: Revocation,
         /// The revoking device's signature.
         sig: Vec<u8>,
-        /// For a member other than the owner: the space key's signature (else empty).
-        space_sig: Vec<u8>,
     },
-    /// An audit result; signed by the auditor device and the space key.
+    /// An audit result; signed by the auditor device.
     Audit {
         /// The result.
         record: AuditRecord,
         /// The auditor device's signature.
         sig: Vec<u8>,
-        /// The space key's signature.
-        space_sig: Vec<u8>,
     },
     /// The seeder says why a proposal waits; signed by the seeder device.
     Answer {
@@ -192,8 +187,10 @@ pub enum EntryError {
     /// The bytes do not decode.
     #[error("malformed: {0}")]
     Malformed(String),
-    /// Written by a newer CoBox.
-    #[error("entry format version {0} is newer than this CoBox understands")]
+    /// Written by another version of CoBox.
+    #[error(
+        "entry format version {0}: this CoBox reads version 2 only (a space made before version 2 must be created anew)"
+    )]
     Version(u8),
     /// A signature does not verify.
     #[error("the {0} signature does not verify")]
@@ -280,10 +277,10 @@ impl Agreement {
 }
 
 impl Entry {
-    /// The owner proposes: signs with its device key and the space key.
-    pub fn propose(agreement: Agreement, owner: &SigningKey, space: &SigningKey) -> Self {
+    /// The owner proposes: signs with its device key.
+    pub fn propose(agreement: Agreement, owner: &SigningKey) -> Self {
         let c = agreement.canonical();
-        Entry::Proposal { owner_sig: sign(owner, TAG_PROPOSE, &c), space_sig: sign(space, TAG_PROPOSE, &c), agreement }
+        Entry::Proposal { owner_sig: sign(owner, TAG_PROPOSE, &c), agreement }
     }
 
     /// The seeder countersigns.
@@ -292,14 +289,10 @@ impl Entry {
         Entry::Acceptance { agreement: id, seeder_sig: sign(seeder, TAG_ACCEPT, &id.0) }
     }
 
-    /// A party revokes. A member that is not the owner device passes the space key too.
-    pub fn revoke(revocation: Revocation, device: &SigningKey, space: Option<&SigningKey>) -> Self {
+    /// A party revokes with its device key.
+    pub fn revoke(revocation: Revocation, device: &SigningKey) -> Self {
         let b = encode(&revocation);
-        Entry::Revocation {
-            sig: sign(device, TAG_REVOKE, &b),
-            space_sig: space.map(|k| sign(k, TAG_REVOKE, &b)).unwrap_or_default(),
-            revocation,
-        }
+        Entry::Revocation { sig: sign(device, TAG_REVOKE, &b), revocation }
     }
 
     /// The seeder answers a proposal it does not take by itself.
@@ -309,9 +302,9 @@ impl Entry {
     }
 
     /// A member records an audit result.
-    pub fn audit(record: AuditRecord, auditor: &SigningKey, space: &SigningKey) -> Self {
+    pub fn audit(record: AuditRecord, auditor: &SigningKey) -> Self {
         let b = encode(&record);
-        Entry::Audit { sig: sign(auditor, TAG_AUDIT, &b), space_sig: sign(space, TAG_AUDIT, &b), record }
+        Entry::Audit { sig: sign(auditor, TAG_AUDIT, &b), record }
     }
 
     /// Versioned bytes, as stored in the ledger.
@@ -353,16 +346,17 @@ impl Entry {
     }
 
     /// A seeder's credential: the encoded proposal of an agreement that names `seeder` in space
-    /// `space`, signed by an owner device and the space key. A member checks it before it reads
-    /// anything else a would-be seeder sends (its terms may have ended or been revoked since:
-    /// it proves a right to talk, not to be pushed to).
+    /// `space`, signed by an owner device (the member checking it asks its roster whether that
+    /// device may propose). A member checks it before it reads anything else a would-be seeder
+    /// sends (its terms may have ended or been revoked since: it proves a right to talk, not to
+    /// be pushed to).
     pub fn check_credential(bytes: &[u8], space: &Key32, seeder: &Key32) -> Result<Agreement, EntryError> {
         if bytes.len() > MAX_CREDENTIAL {
             return Err(EntryError::Malformed(format!("a credential of {} bytes", bytes.len())));
         }
         match Entry::decode(bytes)? {
-            Entry::Proposal { agreement, owner_sig, space_sig } => {
-                Entry::verify_proposal(&agreement, &owner_sig, &space_sig, space)?;
+            Entry::Proposal { agreement, owner_sig } => {
+                Entry::verify_proposal(&agreement, &owner_sig, space)?;
                 if agreement.seeder != *seeder {
                     return Err(EntryError::NotAParty("the agreement names another seeder".into()));
                 }
@@ -372,20 +366,13 @@ impl Entry {
         }
     }
 
-    /// Check a proposal on its own: terms, space, both signatures.
-    pub(crate) fn verify_proposal(
-        agreement: &Agreement,
-        owner_sig: &[u8],
-        space_sig: &[u8],
-        space: &Key32,
-    ) -> Result<(), EntryError> {
+    /// Check a proposal on its own: terms, space, the owner's signature.
+    pub(crate) fn verify_proposal(agreement: &Agreement, owner_sig: &[u8], space: &Key32) -> Result<(), EntryError> {
         if agreement.space != *space {
             return Err(EntryError::OtherSpace);
         }
         agreement.check_terms()?;
-        let c = agreement.canonical();
-        verify(&agreement.owner, TAG_PROPOSE, &c, owner_sig, "owner")?;
-        verify(&agreement.space, TAG_PROPOSE, &c, space_sig, "space")
+        verify(&agreement.owner, TAG_PROPOSE, &agreement.canonical(), owner_sig, "owner")
     }
 
     /// Check an entry that refers to `agreement` (already verified).
@@ -395,25 +382,16 @@ impl Entry {
             Entry::Acceptance { agreement: id, seeder_sig } => {
                 verify(&agreement.seeder, TAG_ACCEPT, &id.0, seeder_sig, "seeder")
             }
-            Entry::Revocation { revocation: r, sig, space_sig } => {
-                let b = encode(r);
-                verify(&r.device, TAG_REVOKE, &b, sig, "revoking device")?;
-                // A party's own device, or (owner's side) one holding the space key; whether
-                // that device may revoke at all is the roster's to say ([`crate::Authority`]).
-                let is_party = match r.party {
-                    Party::Seeder => r.device == agreement.seeder,
-                    Party::Owner => {
-                        r.device == agreement.owner
-                            || verify(&agreement.space, TAG_REVOKE, &b, space_sig, "space").is_ok()
-                    }
-                };
-                if is_party { Ok(()) } else { Err(EntryError::NotAParty(hex::encode(&r.device[..4]))) }
+            Entry::Revocation { revocation: r, sig } => {
+                verify(&r.device, TAG_REVOKE, &encode(r), sig, "revoking device")?;
+                // The seeder's side is its own device's; the owner's side any device's, which
+                // counts only where the roster lets that device revoke ([`crate::Authority`]).
+                if r.party == Party::Seeder && r.device != agreement.seeder {
+                    return Err(EntryError::NotAParty(hex::encode(&r.device[..4])));
+                }
+                Ok(())
             }
-            Entry::Audit { record, sig, space_sig } => {
-                let b = encode(record);
-                verify(&record.auditor, TAG_AUDIT, &b, sig, "auditor")?;
-                verify(&agreement.space, TAG_AUDIT, &b, space_sig, "space")
-            }
+            Entry::Audit { record, sig } => verify(&record.auditor, TAG_AUDIT, &encode(record), sig, "auditor"),
             Entry::Answer { answer, sig } => {
                 if answer.reason.len() > MAX_ANSWER {
                     return Err(EntryError::Malformed(format!("an answer of {} bytes", answer.reason.len())));
@@ -446,7 +424,7 @@ pub(crate) mod tests {
     }
 
     /// A signed audit of `a` at `t`: 4 blobs challenged, `passed` proven.
-    pub(crate) fn audit(a: &Agreement, auditor: &SigningKey, space: &SigningKey, t: i64, passed: u32) -> Entry {
+    pub(crate) fn audit(a: &Agreement, auditor: &SigningKey, t: i64, passed: u32) -> Entry {
         let r = AuditRecord {
             agreement: a.id(),
             auditor: auditor.verifying_key().to_bytes(),
@@ -455,7 +433,7 @@ pub(crate) mod tests {
             passed,
             stored_bytes: 10,
         };
-        Entry::audit(r, auditor, space)
+        Entry::audit(r, auditor)
     }
 
     /// `cobox agreement propose --days 1000000000` once made an end no calendar prints, and every
@@ -467,10 +445,10 @@ pub(crate) mod tests {
         let mut a = sample(&s, &o, &d);
         a.end_ms = a.start_ms + 1_000_000_000 * 86_400_000;
         assert!(matches!(a.check_terms(), Err(EntryError::Terms(m)) if m.contains("9999")));
-        let e = Entry::propose(a, &o, &s).encode();
+        let e = Entry::propose(a, &o).encode();
         let (space, seeder) = (s.verifying_key().to_bytes(), d.verifying_key().to_bytes());
         assert!(Entry::check_credential(&e, &space, &seeder).is_err());
-        let ok = Entry::propose(sample(&s, &o, &d), &o, &s).encode();
+        let ok = Entry::propose(sample(&s, &o, &d), &o).encode();
         assert!(Entry::check_credential(&ok, &space, &seeder).is_ok());
         assert!(Entry::check_credential(&ok, &space, &[0; 32]).is_err(), "names another seeder");
     }
@@ -489,7 +467,7 @@ pub(crate) mod tests {
     #[test]
     fn entries_round_trip_and_refuse_other_versions() {
         let (s, o, d) = keys();
-        let e = Entry::propose(sample(&s, &o, &d), &o, &s);
+        let e = Entry::propose(sample(&s, &o, &d), &o);
         assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
         let mut b = e.encode();
         b[0] = 9;
@@ -504,7 +482,7 @@ pub(crate) mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         // The owner's proposal signature over the same bytes is not an acceptance.
-        let Entry::Proposal { owner_sig, .. } = Entry::propose(a.clone(), &d, &s) else { unreachable!() };
+        let Entry::Proposal { owner_sig, .. } = Entry::propose(a.clone(), &d) else { unreachable!() };
         let forged = Entry::Acceptance { agreement: a.id(), seeder_sig: owner_sig };
         assert!(forged.verify_against(&a).is_err());
         assert!(Entry::accept(&a, &d).verify_against(&a).is_ok());

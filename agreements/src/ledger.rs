@@ -327,7 +327,7 @@ mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         let mut owner = Ledger::new();
-        owner.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        owner.insert(&Entry::propose(a.clone(), &o)).unwrap();
         owner.insert(&Entry::accept(&a, &d)).unwrap();
         let r = crate::Revocation {
             agreement: a.id(),
@@ -335,7 +335,7 @@ mod tests {
             party: crate::Party::Owner,
             time_ms: 5,
         };
-        let revocation = Entry::revoke(r, &o, Some(&s));
+        let revocation = Entry::revoke(r, &o);
         owner.insert(&revocation).unwrap();
         let seeder = Ledger::load(&owner.save()).unwrap();
         (owner, seeder, revocation.key())
@@ -410,7 +410,7 @@ mod tests {
         let (s, o, d) = keys();
         let mut late = sample(&s, &o, &d);
         late.nonce = [5; 16];
-        let entry = Entry::propose(late, &o, &s);
+        let entry = Entry::propose(late, &o);
         seeder.insert(&entry).unwrap();
         seeder.doc.commit();
         seeder.doc.delete(ROOT, entry.key().as_str()).unwrap();
@@ -443,8 +443,8 @@ mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         let mut l1 = Ledger::new();
-        assert!(l1.insert(&Entry::propose(a.clone(), &o, &s)).unwrap());
-        assert!(!l1.insert(&Entry::propose(a.clone(), &o, &s)).unwrap(), "stored once");
+        assert!(l1.insert(&Entry::propose(a.clone(), &o)).unwrap());
+        assert!(!l1.insert(&Entry::propose(a.clone(), &o)).unwrap(), "stored once");
         let mut l2 = Ledger::load(&l1.save()).unwrap();
         l2.insert(&Entry::accept(&a, &d)).unwrap();
         assert_eq!(l1.merge_bytes(&l2.save()).unwrap(), 1);
@@ -459,7 +459,7 @@ mod tests {
         let a = sample(&s, &o, &d);
         let (mut l1, mut l2) = (Ledger::new(), Ledger::new());
         assert_eq!(l1.digest(), l2.digest());
-        l1.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l1.insert(&Entry::propose(a.clone(), &o)).unwrap();
         assert_ne!(l1.digest(), l2.digest());
         l2.merge_bytes(&l1.save()).unwrap();
         assert_eq!(l1.digest(), l2.digest(), "after a merge");
@@ -481,13 +481,13 @@ mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         let mut base = Ledger::new();
-        base.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        base.insert(&Entry::propose(a.clone(), &o)).unwrap();
         for t in 0..50 {
-            base.insert(&audit(&a, &o, &s, t, 4)).unwrap();
+            base.insert(&audit(&a, &o, t, 4)).unwrap();
         }
         let (mut l1, mut l2) = (Ledger::load(&base.save()).unwrap(), Ledger::load(&base.save()).unwrap());
-        l1.insert(&audit(&a, &o, &s, 100, 4)).unwrap();
-        l2.insert(&audit(&a, &o, &s, 200, 4)).unwrap();
+        l1.insert(&audit(&a, &o, 100, 4)).unwrap();
+        l2.insert(&audit(&a, &o, 200, 4)).unwrap();
         let (h1, h2) = (l1.heads_and_parents(), l2.heads_and_parents());
         assert!(!l1.changes_since(&l2.heads()).is_empty(), "the head alone is unknown to l1");
         let (d1, d2) = (l1.changes_since(&h2), l2.changes_since(&h1));
@@ -512,9 +512,9 @@ mod tests {
         let a = sample(&s, &o, &d);
         let mut owner = Ledger::new();
         assert!(owner.changes_since(&[]).is_empty(), "an empty ledger has nothing to send");
-        owner.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        owner.insert(&Entry::propose(a.clone(), &o)).unwrap();
         for t in 0..50 {
-            owner.insert(&audit(&a, &o, &s, t, 4)).unwrap();
+            owner.insert(&audit(&a, &o, t, 4)).unwrap();
         }
         let mut seeder = Ledger::load(&owner.save()).unwrap();
         assert!(owner.changes_since(&seeder.heads()).is_empty(), "the seeder lacks nothing");

@@ -213,16 +213,15 @@ pub fn evaluate_with(
     // Proposals first: every other entry is checked against the agreement it names.
     let mut views: BTreeMap<AgreementId, AgreementView> = BTreeMap::new();
     for (key, e, vk) in &decoded {
-        let Entry::Proposal { agreement, owner_sig, space_sig } = e else { continue };
+        let Entry::Proposal { agreement, owner_sig } = e else { continue };
         let id = agreement.id();
-        let verdict =
-            verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space_sig, space)).and_then(|()| {
-                if authority.proposes(&agreement.owner) {
-                    Ok(())
-                } else {
-                    Err(no_power(&agreement.owner, "propose agreements (a manager)"))
-                }
-            });
+        let verdict = verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space)).and_then(|()| {
+            if authority.proposes(&agreement.owner) {
+                Ok(())
+            } else {
+                Err(no_power(&agreement.owner, "propose agreements (a manager)"))
+            }
+        });
         let valid_exists = views.get(&id).is_some_and(|v| v.state != State::Invalid);
         match verdict {
             Ok(()) if !valid_exists => {
@@ -371,7 +370,7 @@ mod tests {
         let stranger = SigningKey::from_bytes(&[9; 32]);
         let a = sample(&s, &o, &d);
         let mut l = Ledger::new();
-        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::propose(a.clone(), &o)).unwrap();
         l.insert(&Entry::accept(&a, &d)).unwrap();
         let by = |k: &SigningKey| Revocation {
             agreement: a.id(),
@@ -379,11 +378,11 @@ mod tests {
             party: Party::Owner,
             time_ms: 1_000,
         };
-        l.insert(&Entry::revoke(by(&reader), &reader, Some(&s))).unwrap();
-        l.insert(&audit(&a, &stranger, &s, 1_500, 4)).unwrap();
+        l.insert(&Entry::revoke(by(&reader), &reader)).unwrap();
+        l.insert(&audit(&a, &stranger, 1_500, 4)).unwrap();
         let mut theirs = sample(&s, &reader, &d);
         theirs.nonce = [2; 16];
-        l.insert(&Entry::propose(theirs.clone(), &reader, &s)).unwrap();
+        l.insert(&Entry::propose(theirs.clone(), &reader)).unwrap();
         let v = eval(&l, &s, 2_000);
         let ours = v.agreements.iter().find(|x| x.id == a.id()).unwrap();
         assert_eq!(ours.state, State::Active, "the reader's revocation counts for nothing");
@@ -396,7 +395,7 @@ mod tests {
             v.invalid
         );
         // A manager's revocation counts.
-        l.insert(&Entry::revoke(by(&o), &o, None)).unwrap();
+        l.insert(&Entry::revoke(by(&o), &o)).unwrap();
         assert_eq!(eval(&l, &s, 2_000).agreements.iter().find(|x| x.id == a.id()).unwrap().state, State::Revoked);
     }
 
@@ -407,7 +406,7 @@ mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         let mut l = Ledger::new();
-        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::propose(a.clone(), &o)).unwrap();
         let said = |t: i64, why: &str| crate::entry::Answer { agreement: a.id(), time_ms: t, reason: why.into() };
         l.insert(&Entry::answer(said(1_500, "over the limit of 1 GiB"), &d)).unwrap();
         l.insert(&Entry::answer(said(1_600, "over the limit of 2 GiB"), &d)).unwrap();
@@ -427,17 +426,17 @@ mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         let mut l = Ledger::new();
-        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::propose(a.clone(), &o)).unwrap();
         assert_eq!(eval(&l, &s, 2_000).agreements[0].state, State::Proposed);
         l.insert(&Entry::accept(&a, &d)).unwrap();
         let v = eval(&l, &s, 2_000);
         assert_eq!(v.agreements[0].state, State::Active);
         assert!(v.agreements[0].signatures_ok);
         assert_eq!(v.replicas(2_000, 1_000), 0, "no audit yet");
-        l.insert(&audit(&a, &o, &s, 2_000, 4)).unwrap();
+        l.insert(&audit(&a, &o, 2_000, 4)).unwrap();
         assert_eq!(eval(&l, &s, 2_500).replicas(2_500, 1_000), 1);
         assert_eq!(eval(&l, &s, 9_000).replicas(9_000, 1_000), 0, "the audit is too old");
-        l.insert(&audit(&a, &o, &s, 3_000, 3)).unwrap();
+        l.insert(&audit(&a, &o, 3_000, 3)).unwrap();
         assert_eq!(eval(&l, &s, 3_000).replicas(3_000, 1_000), 0, "the newest audit failed");
         assert_eq!(eval(&l, &s, 2_000_000).agreements[0].state, State::Expired);
         let r = Revocation {
@@ -446,7 +445,7 @@ mod tests {
             party: Party::Seeder,
             time_ms: 5_000,
         };
-        l.insert(&Entry::revoke(r, &d, None)).unwrap();
+        l.insert(&Entry::revoke(r, &d)).unwrap();
         assert_eq!(eval(&l, &s, 4_000).agreements[0].state, State::Active);
         assert_eq!(eval(&l, &s, 5_000).agreements[0].state, State::Revoked);
         assert!(eval(&l, &s, 5_000).invalid.is_empty());
@@ -457,7 +456,7 @@ mod tests {
         let (s, o, d) = keys();
         let a = sample(&s, &o, &d);
         let mut l = Ledger::new();
-        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::propose(a.clone(), &o)).unwrap();
         l.insert(&Entry::accept(&a, &d)).unwrap();
         // The seeder dates its revocation a year ahead.
         let year = 365 * 86_400_000;
@@ -467,7 +466,7 @@ mod tests {
             party: Party::Seeder,
             time_ms: 2_000 + year,
         };
-        l.insert(&Entry::revoke(late, &d, None)).unwrap();
+        l.insert(&Entry::revoke(late, &d)).unwrap();
         let v = eval(&l, &s, 2_000);
         assert!(v.agreements[0].revoked.is_none(), "not a revocation the owner must wait for");
         assert!(v.invalid.iter().any(|i| i.reason.contains("ahead of this device's clock")), "{:?}", v.invalid);
@@ -478,7 +477,7 @@ mod tests {
             party: Party::Owner,
             time_ms: 2_000 + MAX_CLOCK_SKEW_MS,
         };
-        l.insert(&Entry::revoke(soon, &o, Some(&s))).unwrap();
+        l.insert(&Entry::revoke(soon, &o)).unwrap();
         let v = eval(&l, &s, 2_000);
         assert_eq!(v.agreements[0].revoked.as_ref().map(|r| r.party), Some(Party::Owner));
         assert_eq!(v.agreements[0].state, State::Active);
@@ -494,13 +493,13 @@ mod tests {
         // The wrong signer: an outsider signs as the owner, without the space key.
         let mut forged = a.clone();
         forged.nonce = [1; 16];
-        l.insert(&Entry::propose(forged.clone(), &outsider, &outsider)).unwrap();
+        l.insert(&Entry::propose(forged.clone(), &outsider)).unwrap();
         // Replayed for another space: a valid proposal of another space's ledger.
         let other = SigningKey::from_bytes(&[5; 32]);
         let elsewhere = sample(&other, &o, &d);
-        l.insert(&Entry::propose(elsewhere.clone(), &o, &other)).unwrap();
+        l.insert(&Entry::propose(elsewhere.clone(), &o)).unwrap();
         // An acceptance signed by someone else than the seeder.
-        l.insert(&Entry::propose(a.clone(), &o, &s)).unwrap();
+        l.insert(&Entry::propose(a.clone(), &o)).unwrap();
         l.insert(&Entry::accept(&a, &outsider)).unwrap();
         // A revocation by a non-party.
         let r = Revocation {
@@ -509,11 +508,11 @@ mod tests {
             party: Party::Owner,
             time_ms: 1,
         };
-        l.insert(&Entry::revoke(r, &outsider, None)).unwrap();
-        // An audit result without the space key.
-        let mut fake = audit(&a, &o, &s, 2_000, 4);
-        if let Entry::Audit { space_sig, .. } = &mut fake {
-            space_sig[0] ^= 1;
+        l.insert(&Entry::revoke(r, &outsider)).unwrap();
+        // An audit result whose auditor's signature does not verify.
+        let mut fake = audit(&a, &o, 2_000, 4);
+        if let Entry::Audit { sig, .. } = &mut fake {
+            sig[0] ^= 1;
         }
         l.insert(&fake).unwrap();
         let v = eval(&l, &s, 2_000);
@@ -546,7 +545,7 @@ mod tests {
         fn a_flipped_byte_is_never_honoured(which in 0usize..3, pos in any::<usize>(), bit in 0u8..8) {
             let (s, o, d) = keys();
             let a = sample(&s, &o, &d);
-            let good = [Entry::propose(a.clone(), &o, &s), Entry::accept(&a, &d), audit(&a, &o, &s, 2_000, 4)];
+            let good = [Entry::propose(a.clone(), &o), Entry::accept(&a, &d), audit(&a, &o, 2_000, 4)];
             let mut raw: Vec<(String, Vec<u8>)> = good.iter().map(|e| (e.key(), e.encode())).collect();
             let b = &mut raw[which].1;
             let i = pos % b.len();

@@ -60,15 +60,15 @@ fn roster_log(n: usize) -> (cobox_engine::roster::Key32, Vec<Vec<u8>>) {
     use cobox_engine::roster::{Action, Op, Role, SignedOp, op_id};
     use ed25519_dalek::SigningKey;
     let space_key = SigningKey::from_bytes(&[9; 32]);
-    let space = space_key.verifying_key().to_bytes();
     let me = SigningKey::from_bytes(&[1; 32]);
+    let (genesis, space) = cobox_engine::roster::genesis(&space_key, &me).expect("genesis");
     let mut log = Vec::with_capacity(n + 1);
-    let mut last = Vec::new();
+    let mut last = vec![op_id(&genesis)];
+    log.push(genesis);
     let mut members = std::collections::BTreeSet::new();
-    for i in 0..=n {
+    for i in 1..=n {
         let device = SigningKey::from_bytes(&[(i % 50 + 2) as u8; 32]).verifying_key().to_bytes();
         let action = match i {
-            0 => Action::Genesis,
             _ if !members.contains(&device) => {
                 members.insert(device);
                 Action::Add { device, role: Role::Write, name: vec![i as u8; 40] }
@@ -80,8 +80,7 @@ fn roster_log(n: usize) -> (cobox_engine::roster::Key32, Vec<Vec<u8>>) {
             _ => Action::Rename { device, name: vec![i as u8; 40] },
         };
         let op = Op { space, author: me.verifying_key().to_bytes(), deps: last.clone(), action };
-        let co = (i == 0).then_some(&space_key);
-        let bytes = SignedOp::sign(op, &me, co).expect("sign").encode().expect("encode");
+        let bytes = SignedOp::sign(op, &me, None).expect("sign").encode().expect("encode");
         last = vec![op_id(&bytes)];
         log.push(bytes);
     }

@@ -3,7 +3,6 @@
 //! lock), so they work while the daemon runs.
 
 use crate::codes::{PeerAddr, SeedCode};
-use crate::crypto::space_signing_key;
 use crate::error::Error;
 use crate::home::Home;
 use crate::ids::{DeviceId, SpaceId};
@@ -66,10 +65,9 @@ pub fn propose(
     days: u32,
     terms: &str,
 ) -> Result<(AgreementSummary, SeedCode), Error> {
-    let (info, dir, secret) = Home::space_files(root, space)?;
+    let (info, dir, _) = Home::space_files(root, space)?;
     let device = Home::device_key_at(root)?;
     must_manage(&LedgerFile::new(info.id, &dir), &device, &info.name, "proposes agreements")?;
-    let space_key = space_signing_key(&secret);
     let now = crate::now_ms();
     let mut nonce = [0u8; 16];
     crate::random_bytes(&mut nonce);
@@ -86,7 +84,7 @@ pub fn propose(
     agreement.check_terms().map_err(|e| Error::Refused(e.to_string()))?;
     let id = agreement.id();
     let ledger = LedgerFile::new(info.id, &dir);
-    ledger.insert(&Entry::propose(agreement, &device, &space_key))?;
+    ledger.insert(&Entry::propose(agreement, &device))?;
     // Named by id alone: where it was last reached (the address book, or pairing with it), so
     // the daemon's next round contacts it and the seeder countersigns there, as the guide says.
     let mut seeder = Home::with_known_addrs(root, seeder.clone())?;
@@ -167,13 +165,12 @@ pub fn revoke(root: &Path, query: &str) -> Result<AgreementSummary, Error> {
     let entry = match &info {
         Some(i) => {
             must_manage(&ledger, &device, &i.name, "revokes agreements")?;
-            let (_, _, secret) = Home::space_files(root, &i.id.to_string())?;
             let r = Revocation { agreement: v.id, device: me, party: Party::Owner, time_ms: now };
-            Entry::revoke(r, &device, Some(&space_signing_key(&secret)))
+            Entry::revoke(r, &device)
         }
         None if v.agreement.seeder == me => {
             let r = Revocation { agreement: v.id, device: me, party: Party::Seeder, time_ms: now };
-            Entry::revoke(r, &device, None)
+            Entry::revoke(r, &device)
         }
         None => return Err(Error::Refused("this device is not a party to that agreement".into())),
     };

@@ -281,7 +281,7 @@ impl Home {
         let ledger = crate::ledger::LedgerFile::new(info.id, &dir);
         let view = ledger.roster()?;
         let invite = crate::ledger::invite_key_at(&dir);
-        let (keys, _) = crate::ledger::space_keys(secret, &view, &self.signer, invite.as_ref());
+        let (keys, _) = crate::ledger::space_keys(&info.id, secret, &view, &self.signer, invite.as_ref());
         let me = self.signer.verifying_key().to_bytes();
         let rename = cobox_core::roster::Action::Rename { device: me, name: keys.seal_name(&name) };
         match after {
@@ -341,11 +341,12 @@ impl Home {
     pub fn create_space(&self, name: &str, path: &Path) -> Result<SpaceInfo, Error> {
         let mut secret = [0u8; 64];
         crate::random_bytes(&mut secret);
-        let info = self.register_space(name, Some(path), &secret)?;
-        // The creator is the first manager.
+        // The creator is the first manager, by the one genesis the space's id is made from.
+        let (genesis, id) = cobox_core::roster::genesis(&space_signing_key(&secret), &self.signer)
+            .map_err(|e| Error::Refused(format!("cannot sign the space's genesis: {e}")))?;
+        let info = self.register_space(SpaceId(id), name, Some(path), &secret)?;
         let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
-        let genesis = cobox_core::roster::Action::Genesis;
-        ledger.add_roster_op(&self.signer, genesis, Some(&space_signing_key(&secret)))?;
+        ledger.add_signed(&genesis)?;
         self.carry_device_name(&info, &secret, None)?;
         Ok(info)
     }
@@ -376,7 +377,7 @@ impl Home {
             .as_slice()
             .try_into()
             .map_err(|_| Error::BadInvite("its space secret is not 64 bytes".into()))?;
-        let info = self.register_space(name.unwrap_or(&invite.name), path, &secret)?;
+        let info = self.register_space(invite.space, name.unwrap_or(&invite.name), path, &secret)?;
         // The invite's key opens the key epochs it carries (kept like the space secret).
         write_secret(&self.space_dir(&info.id).join(crate::ledger::INVITE_KEY), &invite.key)?;
         // Redeemed here, before the space is first opened (which would otherwise make this
@@ -401,7 +402,13 @@ impl Home {
     }
 
     /// Record a space: over the folder at `path`, or with none (audit only).
-    fn register_space(&self, name: &str, path: Option<&Path>, secret: &[u8; 64]) -> Result<SpaceInfo, Error> {
+    fn register_space(
+        &self,
+        id: SpaceId,
+        name: &str,
+        path: Option<&Path>,
+        secret: &[u8; 64],
+    ) -> Result<SpaceInfo, Error> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.contains('/') || name.chars().any(char::is_control) {
             return Err(Error::InvalidName(name.to_owned()));
@@ -410,7 +417,7 @@ impl Home {
         if spaces.iter().any(|s| s.name == name) {
             return Err(Error::SpaceExists(format!("a space named {name:?} already exists on this device")));
         }
-        let Some(path) = path else { return self.write_space_info(name, PathBuf::new(), true, secret) };
+        let Some(path) = path else { return self.write_space_info(id, name, PathBuf::new(), true, secret) };
         // Made here if missing, and removed again if the space is then refused.
         let created = !path.exists();
         fs::create_dir_all(path).at(path)?;
@@ -448,17 +455,17 @@ impl Home {
                 return Err(e);
             }
         };
-        self.write_space_info(name, path, false, secret)
+        self.write_space_info(id, name, path, false, secret)
     }
 
     fn write_space_info(
         &self,
+        id: SpaceId,
         name: &str,
         path: PathBuf,
         audit_only: bool,
         secret: &[u8; 64],
     ) -> Result<SpaceInfo, Error> {
-        let id = SpaceId(space_signing_key(secret).verifying_key().to_bytes());
         let mut actor = [0u8; 16];
         crate::random_bytes(&mut actor);
         let info = SpaceInfo {
@@ -622,13 +629,13 @@ impl Home {
         // The joiner gets every key epoch this device holds, sealed to the invite's key, so it
         // reads the space (also from a seeder) before any manager is online again.
         let invite_key = crate::ledger::invite_key_at(&dir);
-        let (keys, missing) = crate::ledger::space_keys(&secret, &view, &device_key, invite_key.as_ref());
+        let (keys, missing) = crate::ledger::space_keys(&info.id, &secret, &view, &device_key, invite_key.as_ref());
         if let Some(epoch) = missing {
             return Err(Error::Refused(format!(
                 "this device does not hold the space's current key (epoch {epoch:08x}) yet; sync with another manager first"
             )));
         }
-        let all = crate::ledger::epoch_keys(&secret, &view, &device_key, invite_key.as_ref());
+        let all = crate::ledger::epoch_keys(&info.id, &secret, &view, &device_key, invite_key.as_ref());
         let mut seed = [0u8; 32];
         crate::random_bytes(&mut seed);
         let epoch = keys.current();

@@ -123,8 +123,9 @@ impl LedgerFile {
         Ok(op_id(&bytes))
     }
 
-    /// Record a signed heads note ([`cobox_core::heads`]).
-    pub fn add_heads_note(&self, bytes: &[u8]) -> Result<bool, Error> {
+    /// Record a signed roster operation made elsewhere (a new space's genesis) or a signed
+    /// heads note ([`cobox_core::heads`]), as encoded; false if already held.
+    pub fn add_signed(&self, bytes: &[u8]) -> Result<bool, Error> {
         let path = self.path.clone();
         self.update(|l| l.insert_roster_op(bytes).map_err(|e| ledger_err(&path, e)))
     }
@@ -146,6 +147,7 @@ impl LedgerFile {
 /// every later one the roster hands it (or the invite it joined by carried), and the current
 /// epoch set when held. Returns the keys and, when the current epoch is not held yet, its id.
 pub fn space_keys(
+    space: &SpaceId,
     secret: &[u8; 64],
     view: &cobox_core::roster::RosterView,
     device: &ed25519_dalek::SigningKey,
@@ -154,8 +156,7 @@ pub fn space_keys(
     let mut root = [0u8; 32];
     root.copy_from_slice(&secret[32..]);
     let mut keys = crate::crypto::SpaceKeys::derive(&root);
-    let space = crate::crypto::space_signing_key(secret).verifying_key().to_bytes();
-    for (id, key) in view.keys_for(&space, device, invite) {
+    for (id, key) in view.keys_for(&space.0, device, invite) {
         keys.add_epoch(id, &key);
     }
     let missing = (!keys.set_current(view.current_epoch)).then_some(view.current_epoch);
@@ -165,13 +166,13 @@ pub fn space_keys(
 /// Every epoch key `keys` was built from, for sealing to another device: the first from the
 /// secret, the rest from the roster.
 pub fn epoch_keys(
+    space: &SpaceId,
     secret: &[u8; 64],
     view: &cobox_core::roster::RosterView,
     device: &ed25519_dalek::SigningKey,
     invite: Option<&ed25519_dalek::SigningKey>,
 ) -> cobox_core::epoch::EpochKeys {
-    let space = crate::crypto::space_signing_key(secret).verifying_key().to_bytes();
-    let mut all = view.keys_for(&space, device, invite);
+    let mut all = view.keys_for(&space.0, device, invite);
     let mut root = [0u8; 32];
     root.copy_from_slice(&secret[32..]);
     all.insert(0, root);

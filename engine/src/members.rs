@@ -84,8 +84,8 @@ impl Ctx {
         let device = Home::device_key_at(root)?;
         let invite = crate::ledger::invite_key_at(&dir);
         let view = ledger.roster()?;
-        let (keys, _) = crate::ledger::space_keys(&secret, &view, &device, invite.as_ref());
-        let all = crate::ledger::epoch_keys(&secret, &view, &device, invite.as_ref());
+        let (keys, _) = crate::ledger::space_keys(&info.id, &secret, &view, &device, invite.as_ref());
+        let all = crate::ledger::epoch_keys(&info.id, &secret, &view, &device, invite.as_ref());
         Ok(Self { name: info.name, space: info.id.0, ledger, keys, all, device })
     }
 

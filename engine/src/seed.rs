@@ -1,7 +1,7 @@
 //! A seeder's copy of a space: sealed blobs and the ledger, and nothing else. A seeder holds
 //! no space key, so it never sees a file name or a byte of plaintext; it can still check every
-//! blob against its id and every manifest change against the space's signature (the space id
-//! is the space's public key).
+//! blob against its id and every manifest change against its writer's signature and the roster
+//! (whose genesis the space id derives from).
 
 use crate::error::Error;
 use crate::ids::{BlobId, DeviceId, SpaceId};

@@ -27,7 +27,7 @@ fn a_seeders_revocation_not_yet_in_effect_does_not_block_the_owners() {
         party: Party::Seeder,
         time_ms: cobox_engine::now_ms() + 10 * 60 * 1000,
     };
-    ledger.insert(&Entry::revoke(later, &seeder, None)).unwrap();
+    ledger.insert(&Entry::revoke(later, &seeder)).unwrap();
     assert_eq!(agreement_service::list(root.path(), cobox_engine::now_ms()).unwrap().agreements[0].state, "active");
     let revoked = agreement_service::revoke(root.path(), &proposed.id).unwrap();
     assert_eq!(revoked.state, "revoked", "the owner's own revocation, dated now, takes effect at once");

@@ -127,7 +127,7 @@ async fn a_seed_whose_agreements_ended_is_deleted() {
         nonce: [1; 16],
     };
     let seed = home.open_seed(&space, true).unwrap();
-    seed.ledger().insert(&Entry::propose(agreement.clone(), &owner, &space_key)).unwrap();
+    seed.ledger().insert(&Entry::propose(agreement.clone(), &owner)).unwrap();
     seed.ledger().insert(&Entry::accept(&agreement, home.device_key())).unwrap();
     drop(seed);
     let seed_dir = root.path().join("seeds").join(space.to_string());

@@ -181,7 +181,7 @@ async fn ledgers_send_only_what_the_peer_lacks() {
             },
             nonce: [i; 16],
         };
-        cobox_agreements::Entry::propose(agreement, &key, &key)
+        cobox_agreements::Entry::propose(agreement, &key)
     };
     for i in 0..60 {
         sa.ledger().insert(&propose(i)).unwrap();
@@ -272,7 +272,7 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
         };
         send_msg(&mut s, &hello).await;
         let Msg::Hello { nonce, .. } = recv_msg(&mut r).await else { panic!("no Hello") };
-        send_msg(&mut s, &prove(&space_key, &space, &me, &a.device(), &nonce)).await;
+        send_msg(&mut s, &prove(&space_key, &space, &me, &a.device(), &nonce, Vec::new())).await;
         assert!(matches!(recv_msg(&mut r).await, Msg::Proof { .. }));
         // Member to member, the ledger goes dialer, listener, dialer; ours is empty.
         send_msg(&mut s, &Msg::Ledger(Vec::new())).await;
@@ -382,11 +382,12 @@ async fn a_file_added_after_a_removal_is_unreadable_with_every_key_the_removed_d
     let secret: [u8; 64] = std::fs::read(b_dir.join("secret.key")).unwrap().try_into().unwrap();
     let invite = cobox_engine::ledger::invite_key_at(&b_dir);
     assert!(invite.is_some(), "it joined by an invite, whose key it kept");
-    let held = cobox_engine::ledger::epoch_keys(&secret, &view, &b_key, invite.as_ref());
+    let held = cobox_engine::ledger::epoch_keys(&space, &secret, &view, &b_key, invite.as_ref());
     assert!(!held.contains_key(&epoch), "no sealing of the new epoch opens for it");
-    let (b_keys, missing) = cobox_engine::ledger::space_keys(&secret, &view, &b_key, invite.as_ref());
+    let (b_keys, missing) = cobox_engine::ledger::space_keys(&space, &secret, &view, &b_key, invite.as_ref());
     assert_eq!(missing, Some(epoch));
     let (a_keys, _) = cobox_engine::ledger::space_keys(
+        &space,
         &std::fs::read(cobox_engine::home::paths::space(ha.path(), &space).join("secret.key"))
             .unwrap()
             .try_into()

@@ -39,7 +39,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         terms: "keep it".into(),
         nonce: [3; 16],
     };
-    let proposal = LedgerEntry::propose(agreement, &SigningKey::from_bytes(&[1; 32]), &space_key);
+    let proposal = LedgerEntry::propose(agreement, &SigningKey::from_bytes(&[1; 32]));
     let frame_body = |m: &Msg| m.frame().expect("frame")[4..].to_vec();
     match target {
         "codes" => {
@@ -67,7 +67,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                     listen: vec!["127.0.0.1:1".into()],
                     ledger: vec![[2; 32]],
                 }),
-                frame_body(&Msg::Proof { sig: vec![7; 64] }),
+                frame_body(&Msg::Proof { sig: vec![7; 64], genesis: Vec::new() }),
                 frame_body(&Msg::Credential(proposal.encode())),
                 frame_body(&Msg::Ledger(vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0])),
                 frame_body(&Msg::Reconcile { items: step, more: false }),
@@ -127,24 +127,16 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             .expect("json"),
         ],
         "roster" => {
-            use cobox_core::roster::{Action, Op, Role, SignedOp, op_id};
+            use cobox_core::roster::{Action, Op, Role, SignedOp, genesis, op_id};
             let space = SigningKey::from_bytes(&[7; 32]);
             let creator = SigningKey::from_bytes(&[1; 32]);
             let sign = |op: Op, space_key: Option<&SigningKey>| {
                 SignedOp::sign(op, &creator, space_key).expect("sign").encode().expect("encode")
             };
-            let genesis = sign(
-                Op {
-                    space: [7; 32],
-                    author: creator.verifying_key().to_bytes(),
-                    deps: vec![],
-                    action: Action::Genesis,
-                },
-                Some(&space),
-            );
+            let (genesis, space_id) = genesis(&space, &creator).expect("genesis");
             let add = sign(
                 Op {
-                    space: [7; 32],
+                    space: space_id,
                     author: creator.verifying_key().to_bytes(),
                     deps: vec![op_id(&genesis)],
                     action: Action::Add { device: [2; 32], role: Role::Write, name: b"laptop".to_vec() },

@@ -879,13 +879,12 @@ fn flood(n: usize) -> Result<()> {
     use cobox_engine::roster::{Action, MAX_OPS_PER_DEVICE, Op, Role, SignedOp, evaluate, op_id, over_cap};
     use ed25519_dalek::SigningKey;
     let space_key = SigningKey::from_bytes(&[9; 32]);
-    let space = space_key.verifying_key().to_bytes();
     let (manager, reader) = (SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]));
+    let (genesis, space) = cobox_engine::roster::genesis(&space_key, &manager).map_err(|e| anyhow::anyhow!("{e}"))?;
     let sign = |author: &SigningKey, deps: Vec<cobox_engine::roster::OpId>, action: Action, co: Option<&SigningKey>| {
         let op = Op { space, author: author.verifying_key().to_bytes(), deps, action };
         SignedOp::sign(op, author, co).and_then(|s| s.encode()).map_err(|e| anyhow::anyhow!("{e}"))
     };
-    let genesis = sign(&manager, vec![], Action::Genesis, Some(&space_key))?;
     let device = reader.verifying_key().to_bytes();
     let add = sign(&manager, vec![op_id(&genesis)], Action::Add { device, role: Role::Read, name: vec![] }, None)?;
     let after = vec![op_id(&add)];
@@ -927,22 +926,13 @@ fn ledger(n: usize) -> Result<()> {
     let seeder = SigningKey::from_bytes(&[3; 32]);
     let mut l = Ledger::new();
     // The owner manages the space: its roster's genesis (agreements count only as it allows).
-    use cobox_engine::roster::{Action, Op, SignedOp};
-    let genesis = Op {
-        space: space.verifying_key().to_bytes(),
-        author: owner.verifying_key().to_bytes(),
-        deps: Vec::new(),
-        action: Action::Genesis,
-    };
-    let op = SignedOp::sign(genesis, &owner, Some(&space))
-        .and_then(|o| o.encode())
-        .map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    let (op, space_id) = cobox_engine::roster::genesis(&space, &owner).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     l.insert_roster_op(&op).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     let t0 = Instant::now();
     let mut i = 0u64;
     while (l.len()) < n {
         let a = Agreement {
-            space: space.verifying_key().to_bytes(),
+            space: space_id,
             owner: owner.verifying_key().to_bytes(),
             seeder: seeder.verifying_key().to_bytes(),
             quota: 1 << 30,
@@ -951,7 +941,7 @@ fn ledger(n: usize) -> Result<()> {
             terms: format!("agreement {i}"),
             nonce: [0; 16],
         };
-        l.insert(&Entry::propose(a.clone(), &owner, &space))?;
+        l.insert(&Entry::propose(a.clone(), &owner))?;
         l.insert(&Entry::accept(&a, &seeder))?;
         for t in 0..2 {
             let r = AuditRecord {
@@ -962,7 +952,7 @@ fn ledger(n: usize) -> Result<()> {
                 passed: 32,
                 stored_bytes: 1 << 20,
             };
-            l.insert(&Entry::audit(r, &owner, &space))?;
+            l.insert(&Entry::audit(r, &owner))?;
         }
         i += 1;
     }
@@ -973,12 +963,11 @@ fn ledger(n: usize) -> Result<()> {
     let loaded = Ledger::load(&bytes)?;
     let open = t1.elapsed();
     let t2 = Instant::now();
-    let view =
-        evaluate(&space.verifying_key().to_bytes(), &loaded.raw_entries(), 1, &cobox_engine::agreements::AnyDevice);
+    let view = evaluate(&space_id, &loaded.raw_entries(), 1, &cobox_engine::agreements::AnyDevice);
     let verify = t2.elapsed();
     // What each later sync session pays: one more audit, re-evaluated with the verdicts a
     // long-running process remembers (`cobox_engine::ledger::evaluate_verified`).
-    let space_id = cobox_engine::SpaceId(space.verifying_key().to_bytes());
+    let space_id = cobox_engine::SpaceId(space_id);
     cobox_engine::ledger::evaluate_verified(&space_id, &loaded.raw_entries(), 1);
     let mut grown = loaded.clone();
     let r = AuditRecord {
@@ -989,7 +978,7 @@ fn ledger(n: usize) -> Result<()> {
         passed: 32,
         stored_bytes: 1 << 20,
     };
-    grown.insert(&Entry::audit(r, &owner, &space))?;
+    grown.insert(&Entry::audit(r, &owner))?;
     let t3 = Instant::now();
     let again = cobox_engine::ledger::evaluate_verified(&space_id, &grown.raw_entries(), 1);
     let reverify = t3.elapsed();

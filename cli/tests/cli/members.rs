@@ -163,6 +163,41 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     dm.stop();
 }
 
+/// The space secret a reader holds makes no genesis that counts (issue 31 item 2). Before, a
+/// reader that dropped its ledger and opened the space again signed a genesis with the shared
+/// key (the upgrade for spaces made before rosters), became a manager, and could remove the
+/// creator; now the space's id derives from the creator's genesis and nothing else makes one.
+#[test]
+fn a_reader_that_drops_its_ledger_is_still_a_reader() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = |n: &str| dir.path().join(n);
+    let (m, r) = (Device::new(), Device::new());
+    write(&f("m").join("hello.txt"), b"from the manager\n");
+    let id = create_space(&m, "team", &f("m"));
+    m.ok(&["device", "name", "Ana's desk"]);
+    let dm = Daemon::start(&m);
+    let code = invite(&m, &["team", "--role", "read", "--name", "Cy's tablet"]);
+    join(&r, &code, &f("r"));
+    sync_with(&r, "team", &dm);
+    let before = roster(&m, "team");
+    assert_eq!(before.0.len(), 2, "{before:?}");
+
+    // It drops its ledger and opens the space again: no roster, so no power at all.
+    std::fs::remove_file(r.home.path().join("spaces").join(&id).join("ledger.am")).expect("the reader's ledger");
+    r.ok(&["status", "team"]);
+    assert!(r.fails(&["member", "remove", "team", &m.ok(&["id"]).trim()[..16]]).contains("manage"));
+    // Synced again, it is the reader it was, at the manager and at home.
+    sync_with(&r, "team", &dm);
+    assert_eq!(roster(&m, "team"), before, "the manager's roster is unchanged");
+    assert_eq!(roster(&r, "team"), before, "the reader's roster is the manager's");
+    let err = r.fails(&["member", "remove", "team", "Ana's desk"]);
+    assert!(err.contains("only a manager") && err.contains("read"), "{err}");
+    // And the manager still manages: it removes the reader.
+    m.ok(&["member", "remove", "team", "Cy's tablet"]);
+    assert_eq!(roster(&m, "team").1, 1);
+    dm.stop();
+}
+
 #[test]
 fn two_managers_removing_different_devices_while_apart_converge() {
     let dir = tempfile::tempdir().expect("tmp");

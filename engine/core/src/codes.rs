@@ -164,13 +164,10 @@ impl Invite {
     /// Parse a code, with an error that says what to do.
     pub fn parse(text: &str) -> Result<Self, CodeError> {
         let inv: Invite = parse_code(text, "invite", INVITE_PREFIX, KIND_INVITE)?;
+        // Whether the secret belongs to the space shows at the first sync: the space's id
+        // derives from its genesis, which the joining device does not hold yet.
         if inv.secret.len() != 64 {
             return Err(CodeError::Malformed("the space secret has the wrong length".into()));
-        }
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(&inv.secret[..32]);
-        if ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes() != inv.space.0 {
-            return Err(CodeError::Malformed("the space secret does not belong to the space id".into()));
         }
         Ok(inv)
     }
@@ -231,8 +228,7 @@ mod tests {
     fn sample() -> Invite {
         let mut secret = vec![5u8; 64];
         secret[40] = 9;
-        let seed: [u8; 32] = secret[..32].try_into().unwrap();
-        let space = SpaceId(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes());
+        let space = SpaceId([8; 32]);
         Invite {
             space,
             secret,

@@ -19,10 +19,10 @@
 //!   heard of a removal and sealed a new key to the removed device does not make it current.
 //! - **A removal beats a concurrent add or role change** of the same device; an add made after
 //!   the removal (it has the removal in its past) brings the device back.
-//! - **`Genesis`** (signed by the author and by the shared space key) makes its author a
-//!   manager: the creator of a new space, or each device of a space made before rosters. Once a
-//!   removal exists, a genesis not in that removal's past counts for nothing, so the old shared
-//!   key, which a removed device still holds, grants nothing any more.
+//! - **One `Genesis` per space, fixed at creation**: the creator signs it (and the shared space
+//!   key, whose public half it names, co-signs it), and the space's id is derived from its
+//!   operation id ([`space_of_genesis`]). So no other genesis can ever count, whoever holds the
+//!   shared key: a reader that drops its ledger and signs one has made another space's.
 //!
 //! - **Invites work once.** A manager's `Invite` names a one-use key; a device joins by a
 //!   `Redeem` signed by itself and by that key. Of two redemptions of one invite, the first in
@@ -48,6 +48,37 @@ pub use cobox_agreements::ROSTER_TAG;
 const TAG_OP: &[u8] = b"cobox roster op v1\0";
 const TAG_GENESIS: &[u8] = b"cobox roster genesis v1\0";
 const TAG_REDEEM: &[u8] = b"cobox roster redeem v1\0";
+const SPACE_ID_CONTEXT: &str = "cobox 2026-12 space id from its genesis v1";
+
+/// The id of the space a genesis operation (by its id) makes: a one-way function of the
+/// creator's signed genesis, so nobody can make another genesis for the same space.
+pub fn space_of_genesis(genesis: &OpId) -> Key32 {
+    blake3::derive_key(SPACE_ID_CONTEXT, &genesis.0)
+}
+
+/// A new space's genesis, signed by `creator` and co-signed by the shared space key: its
+/// encoding and the space id it makes.
+pub fn genesis(space_key: &SigningKey, creator: &SigningKey) -> Result<(Vec<u8>, Key32), RosterError> {
+    let op = Op {
+        space: space_key.verifying_key().to_bytes(),
+        author: creator.verifying_key().to_bytes(),
+        deps: Vec::new(),
+        action: Action::Genesis,
+    };
+    let bytes = SignedOp::sign(op, creator, Some(space_key))?.encode()?;
+    let id = space_of_genesis(&op_id(&bytes));
+    Ok((bytes, id))
+}
+
+/// The shared space key's public half, from the space's genesis (`encoded`, checked to be the
+/// one `space` was made from and validly signed): how a device without the shared key (a
+/// seeder) checks a member's proof.
+pub fn space_public_key(space: &Key32, encoded: &[u8]) -> Option<Key32> {
+    let op = SignedOp::decode(encoded).ok()?;
+    let id = op_id(encoded);
+    (matches!(op.op.action, Action::Genesis) && space_of_genesis(&id) == *space && op.verify(space).is_ok())
+        .then_some(op.op.space)
+}
 
 /// What a member may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -269,14 +300,17 @@ impl SignedOp {
         }
     }
 
-    /// Its signatures, for `space`.
+    /// Its signatures, for `space`. A genesis names the shared key in place of the space (whose
+    /// id derives from the genesis): whether it made `space` is checked by its id, which the
+    /// caller has ([`space_of_genesis`]).
     pub fn verify(&self, space: &Key32) -> Result<(), RosterError> {
-        if self.op.space != *space {
+        let genesis = matches!(self.op.action, Action::Genesis);
+        if self.op.space != *space && !genesis {
             return Err(RosterError::OtherSpace);
         }
         verify(&self.op.author, &signed_bytes(TAG_OP, &self.op)?, &self.sig, "author")?;
         match &self.op.action {
-            Action::Genesis => verify(space, &signed_bytes(TAG_GENESIS, &self.op)?, &self.co_sig, "space"),
+            Action::Genesis => verify(&self.op.space, &signed_bytes(TAG_GENESIS, &self.op)?, &self.co_sig, "space"),
             Action::Redeem { invite, .. } => {
                 verify(invite, &signed_bytes(TAG_REDEEM, &self.op)?, &self.co_sig, "invite")
             }
@@ -369,15 +403,15 @@ impl RosterView {
         self.members.get(device).map(|m| m.role)
     }
 
-    /// Whether the roster has no members at all: a space made before rosters that no device
-    /// has upgraded yet.
+    /// Whether the roster has no members at all: the ledger lacks the space's genesis (a joining
+    /// device before its first sync).
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.removed.is_empty()
     }
 
     /// Whether a manifest change signed by `author` (`None`: by the shared space key, as
-    /// before rosters) may be taken from peer `from` (`None`: no peer, this device's own
-    /// store). A space without a roster takes any. Otherwise:
+    /// before rosters: never now) may be taken from peer `from` (`None`: no peer, this device's
+    /// own store). A roster without the space's genesis takes none. Otherwise:
     ///
     /// - a writer's or manager's change, always;
     /// - one by a device that could write once and no longer can (removed, or made a reader),
@@ -386,17 +420,16 @@ impl RosterView {
     ///   copies apart for good. The device itself is refused: a removed one at the session, a
     ///   reader here;
     /// - one by a device that never could write (a reader's edits, a stranger's), never;
-    /// - the shared key's, only while no device has been removed (a removed device holds it).
+    /// - the shared key's, never (every reader and removed device holds it).
     ///
     /// For a removed device whose remover named the changes it had taken, history is those
     /// changes only (`change`, the blob's id): what it wrote later is refused whoever relays it.
     pub fn may_write(&self, author: Option<&Key32>, from: Option<&Key32>, change: &[u8; 32]) -> Result<(), String> {
         if self.is_empty() {
-            return Ok(());
+            return Err("this device holds no roster for the space yet (it has not synced with a member)".into());
         }
         match author {
-            None if self.removed.is_empty() => Ok(()),
-            None => Err("signed with the shared space key, which grants nothing once a device was removed".into()),
+            None => Err("signed with the shared space key, which grants no power".into()),
             Some(d) => match self.role(d) {
                 Some(Role::Write | Role::Manage) => Ok(()),
                 _ if Some(d) == from => Err(format!("written by device {}, which may not write now", hex8(d))),
@@ -577,8 +610,13 @@ static VERIFIED: std::sync::Mutex<Option<HashSet<[u8; 32]>>> = std::sync::Mutex:
 
 /// [`SignedOp::verify`], remembered when it passes (a failure is checked again: it is rare).
 fn verify_remembered(space: &Key32, id: &OpId, op: &SignedOp) -> Result<(), RosterError> {
-    // The id hashes the signed bytes, space included: checked here, it is the whole key.
-    if op.op.space != *space {
+    // The id hashes the signed bytes, space included: checked here, it is the whole key. A
+    // genesis belongs to the space its id makes, and to no other.
+    let ours = match op.op.action {
+        Action::Genesis => space_of_genesis(id) == *space,
+        _ => op.op.space == *space,
+    };
+    if !ours {
         return Err(RosterError::OtherSpace);
     }
     let key = id.0;
@@ -851,10 +889,8 @@ fn step(s: &mut State, g: &Graph, i: usize) {
     }
     match &op.action {
         Action::Genesis => {
-            // The shared key grants nothing outside the past of a removal.
-            if s.standing.iter().all(|&(r, _)| before(i, r)) {
-                s.members.insert(op.author, Member { role: Role::Manage, name: Vec::new() });
-            }
+            // The one genesis this space's id was made from (any other is another space's).
+            s.members.insert(op.author, Member { role: Role::Manage, name: Vec::new() });
         }
         Action::Add { device, role, name } => {
             let beaten = s.standing.iter().any(|&(r, t)| t == *device && concurrent(i, r));
@@ -1007,11 +1043,13 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
 /// before rosters, which gains one when a member opens it) keeps the old rule: the proposal's
 /// and audit's space signature. Every space made since has its creator on the roster.
 impl cobox_agreements::Authority for RosterView {
+    // No roster (a ledger without the space's genesis, as a joining device holds before its
+    // first sync) grants nothing to anyone.
     fn manages(&self, device: &Key32) -> bool {
-        self.members.is_empty() || self.role(device) == Some(Role::Manage)
+        self.role(device) == Some(Role::Manage)
     }
     fn member(&self, device: &Key32) -> bool {
-        self.members.is_empty() || self.role(device).is_some()
+        self.role(device).is_some()
     }
     fn proposes(&self, device: &Key32) -> bool {
         self.manages(device) || (self.ever_managed.contains(device) && !self.removed.contains(device))
@@ -1044,6 +1082,8 @@ mod tests {
     struct World {
         space: SigningKey,
         log: Vec<Vec<u8>>,
+        /// The space's id: made by the first genesis (by device 1, unless a test says).
+        id: Option<Key32>,
     }
 
     fn key(n: u8) -> SigningKey {
@@ -1056,13 +1096,19 @@ mod tests {
 
     impl World {
         fn new() -> Self {
-            Self { space: key(99), log: Vec::new() }
+            Self { space: key(99), log: Vec::new(), id: None }
         }
         fn space(&self) -> Key32 {
-            self.space.verifying_key().to_bytes()
+            self.id.unwrap_or_else(|| genesis(&self.space, &key(1)).expect("genesis").1)
         }
         /// `author` makes `action` having seen `seen` (the ops of the log by index).
         fn op(&mut self, author: u8, seen: &[usize], action: Action) -> usize {
+            if let Action::Genesis = action {
+                let (bytes, id) = genesis(&self.space, &key(author)).unwrap();
+                self.id.get_or_insert(id);
+                self.log.push(bytes);
+                return self.log.len() - 1;
+            }
             let deps = seen.iter().map(|i| op_id(&self.log[*i])).collect();
             let op = Op { space: self.space(), author: pk(author), deps, action };
             let co = match op.action {
@@ -1169,17 +1215,29 @@ mod tests {
         assert!(came_last > 0, "some variant puts the leaked epoch last in the order");
     }
 
-    /// A removed device holds the old shared key: a genesis it signs later grants nothing.
+    /// Every member holds the shared key, so a genesis signed with it grants nothing but the
+    /// one the space's id was made from: a reader (or a removed device) that signs another, with
+    /// or without a removal in the roster, stays what it was. Before, a genesis signed with the
+    /// shared key made its author a manager while no removal stood.
     #[test]
-    fn the_shared_key_grants_nothing_after_a_removal() {
+    fn only_the_genesis_the_space_id_was_made_from_counts() {
         let mut w = World::new();
         let g = w.op(1, &[], Action::Genesis);
-        let a = w.op(1, &[g], add(2, Role::Write));
-        w.op(1, &[a], Action::Remove { device: pk(2) });
+        w.op(1, &[g], add(2, Role::Read));
         w.op(2, &[], Action::Genesis);
         let v = w.view();
-        assert_eq!(v.role(&pk(2)), None);
-        assert_eq!(v.members.len(), 1);
+        assert_eq!(v.role(&pk(2)), Some(Role::Read), "{v:?}");
+        assert_eq!(v.invalid.len(), 1, "it belongs to another space: {:?}", v.invalid);
+        // Its removal of the creator, made as if it managed, counts for nothing either.
+        let last = w.log.len() - 1;
+        w.op(2, &[last], Action::Remove { device: pk(1) });
+        let v = w.view();
+        assert_eq!(v.role(&pk(1)), Some(Role::Manage));
+        // A genesis made with the shared key and another creator makes another space.
+        let (other, id) = genesis(&key(99), &key(2)).unwrap();
+        assert_ne!(id, w.space());
+        assert_eq!(space_public_key(&id, &other), Some(pk(99)));
+        assert_eq!(space_public_key(&w.space(), &other), None, "not this space's genesis");
     }
 
     #[test]
@@ -1318,13 +1376,13 @@ mod tests {
         assert!(v.may_write(Some(&pk(3)), Some(&pk(3)), &[0; 32]).is_err(), "a reader's own edit");
         assert!(v.may_write(Some(&pk(3)), Some(&pk(1)), &[0; 32]).is_err(), "nor passed on: it never could write");
         assert!(v.may_write(Some(&pk(9)), Some(&pk(1)), &[0; 32]).is_err(), "a stranger's");
-        assert_eq!(v.may_write(None, None, &[0; 32]), Ok(()), "the shared key, before any removal");
+        assert!(v.may_write(None, None, &[0; 32]).is_err(), "the shared key grants nothing");
         w.op(1, &[b], Action::Remove { device: pk(2) });
         let v = w.view();
         assert!(v.may_write(Some(&pk(2)), Some(&pk(2)), &[0; 32]).is_err(), "the removed writer itself");
         assert_eq!(v.may_write(Some(&pk(2)), Some(&pk(1)), &[0; 32]), Ok(()), "its history, passed on by a member");
         assert!(v.may_write(None, Some(&pk(1)), &[0; 32]).is_err(), "the shared key, after a removal");
-        assert_eq!(RosterView::default().may_write(Some(&pk(9)), None, &[0; 32]), Ok(()), "no roster yet");
+        assert!(RosterView::default().may_write(Some(&pk(9)), None, &[0; 32]).is_err(), "no roster: nothing");
     }
 
     /// A manager made a writer keeps the agreements it proposed (a co-op that demotes its

@@ -127,6 +127,11 @@ impl World {
             let device = nodes[k].dev.id().0;
             roster_op(&mut nodes[0].dev, Action::Add { device, role: RosterRole::Write, name: vec![k as u8] }, None);
         }
+        // Each joined at a session with the creator: it holds the roster so far.
+        for k in 1..MEMBERS {
+            let mut creator = nodes[0].dev.ledger.clone();
+            nodes[k].dev.ledger.merge(&mut creator).expect("merge");
+        }
         let mut outcast = member(203, &signer, []);
         let device = outcast.id().0;
         roster_op(&mut nodes[0].dev, Action::Add { device, role: RosterRole::Manage, name: vec![] }, None);

@@ -609,7 +609,7 @@ impl Space {
 mod tests {
     use super::*;
     use crate::Home;
-    use crate::crypto::{BlobKind, verify_change_signature};
+    use crate::crypto::BlobKind;
     use std::os::unix::fs::PermissionsExt;
 
     fn space() -> (tempfile::TempDir, tempfile::TempDir, Space) {
@@ -877,12 +877,12 @@ mod tests {
             .unwrap()
         };
         let stranger = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-        a.ledger().add_heads_note(&note(&stranger, crate::now_ms())).unwrap();
-        a.ledger().add_heads_note(&note(&b.device_key, crate::now_ms() + 10 * 365 * 86_400_000)).unwrap();
+        a.ledger().add_signed(&note(&stranger, crate::now_ms())).unwrap();
+        a.ledger().add_signed(&note(&b.device_key, crate::now_ms() + 10 * 365 * 86_400_000)).unwrap();
         a.stale_checked = None;
         assert_eq!(a.stale().unwrap(), None);
         // A writer's note within the skew does count.
-        a.ledger().add_heads_note(&note(&b.device_key, crate::now_ms())).unwrap();
+        a.ledger().add_signed(&note(&b.device_key, crate::now_ms())).unwrap();
         a.stale_checked = None;
         assert!(a.stale().unwrap().is_some_and(|s| s.device == b.device));
         b.scan(&crate::NoProgress).unwrap();
@@ -1282,66 +1282,19 @@ mod tests {
         assert_eq!(s.scan(&crate::NoProgress).unwrap().added, 1);
     }
 
-    /// A space from before rosters (its changes signed with the shared key, no roster in its
-    /// ledger) opens as before: the device becomes its manager by a genesis and signs its old
-    /// changes again with its own key, so they still reach devices that join after a removal,
-    /// when the shared key's signature no longer counts.
+    /// A space made by an earlier CoBox (its id the shared key's public half, which let any
+    /// holder of the key sign a genesis and manage it) is refused at open with what to do, not
+    /// upgraded: nothing was released, and the upgrade was the way around the roster.
     #[test]
-    fn a_space_from_before_rosters_upgrades_on_first_open() {
-        use cobox_core::roster::{Action, Role};
-        let (home, folder, mut a) = space();
-        std::fs::write(folder.path().join("old.txt"), b"from before rosters").unwrap();
-        a.scan(&crate::NoProgress).unwrap();
-        // Make it old: every change signed with the space key only, and no roster.
-        let mut device_signed = std::collections::HashSet::new();
-        for (id, loc) in a.store.list().unwrap() {
-            if loc.kind == BlobKind::Change {
-                let plain = a.keys.open(BlobKind::Change, &a.store.get(&id).unwrap()).unwrap();
-                let legacy = a.keys.seal_legacy_change(&a.signer, [id.0[0]; 24], &plain);
-                a.store.put(BlobId::of(&legacy), BlobKind::Change, &legacy).unwrap();
-                device_signed.insert(id);
-            }
-        }
-        a.store.flush().unwrap();
-        a.store.remove(&device_signed).unwrap();
-        // The manifest cache names the removed changes: gone, it is rebuilt from the store.
-        let _ = std::fs::remove_dir_all(a.dir.join("manifest"));
-        std::fs::remove_file(a.dir.join("ledger.am")).unwrap();
-        let me = a.device.0;
+    fn a_space_made_before_ids_came_from_the_genesis_is_refused_with_what_to_do() {
+        let (home, _folder, a) = space();
+        let (info, dir, secret) = Home::space_files(home.path(), "s").unwrap();
         drop(a);
-
-        let a = Home::open(home.path()).unwrap().open_space("s").unwrap();
-        let view = a.ledger().roster().unwrap();
-        assert_eq!(view.role(&me), Some(Role::Manage), "a genesis made it the manager");
-        assert!(a.manifest().unwrap().entries().iter().any(|(p, _)| p == "old.txt"), "its history opens");
-        let changes: Vec<Vec<u8>> = a
-            .store
-            .list()
-            .unwrap()
-            .into_iter()
-            .filter(|(_, l)| l.kind == BlobKind::Change)
-            .map(|(id, _)| a.store.get(&id).unwrap())
-            .collect();
-        let by = |author| changes.iter().filter(|b| verify_change_signature(&a.info.id, b) == Ok(author)).count();
-        let (legacy, resigned) = (by(crate::crypto::ChangeAuthor::Space), by(crate::crypto::ChangeAuthor::Device(me)));
-        assert!(legacy >= 1 && resigned == legacy, "each old change signed again: {legacy} {resigned}");
-        // After a removal a joining device takes the signed-again changes, not the old ones.
-        let x = [7u8; 32];
-        let x = ed25519_dalek::SigningKey::from_bytes(&x).verifying_key().to_bytes();
-        a.ledger()
-            .add_roster_op(&a.device_key, Action::Add { device: x, role: Role::Write, name: vec![] }, None)
-            .unwrap();
-        a.ledger().add_roster_op(&a.device_key, Action::Remove { device: x }, None).unwrap();
-        let after = a.ledger().roster().unwrap();
-        for b in &changes {
-            let took = crate::replica::check_blob(&a.info.id, &BlobId::of(b), b, &after, Some(&me)).unwrap().is_some();
-            let signed_by_me = verify_change_signature(&a.info.id, b) == Ok(crate::crypto::ChangeAuthor::Device(me));
-            assert_eq!(took, signed_by_me);
-        }
-        // A second open changes nothing more.
-        drop(a);
-        let a = Home::open(home.path()).unwrap().open_space("s").unwrap();
-        assert_eq!(a.ledger().roster().unwrap().members.len(), 1);
+        let old = crate::ids::SpaceId(crate::crypto::space_signing_key(&secret).verifying_key().to_bytes());
+        let info = crate::home::SpaceInfo { id: old, ..info };
+        let key = Home::device_key_at(home.path()).unwrap();
+        let e = Space::open(info, dir, &secret, key).err().expect("refused");
+        assert!(e.to_string().contains("create the space anew"), "{e}");
     }
 
     /// Blobs of files from another device that have not arrived are "not received yet", not

@@ -124,6 +124,14 @@ impl Space {
         device_key: SigningKey,
     ) -> Result<Self, Error> {
         let device = DeviceId(device_key.verifying_key().to_bytes());
+        // Spaces made before a space's id derived from its genesis used the shared key's
+        // public half as the id, and let any holder of that key make itself a manager.
+        if info.id.0 == crate::crypto::space_signing_key(secret).verifying_key().to_bytes() {
+            return Err(Error::Refused(format!(
+                "space {:?} was made by an earlier CoBox, whose shared secret granted every member the power to manage it; create the space anew (cobox create) and copy its folder in",
+                info.name
+            )));
+        }
         let mut root = [0u8; 32];
         root.copy_from_slice(&secret[32..]);
         let keys = SpaceKeys::derive(&root);
@@ -158,7 +166,6 @@ impl Space {
         // Every epoch key the roster hands this device first: a change sealed under a later
         // epoch applied before them would be set aside, and the folder's files it wrote taken
         // for new local files by the next scan.
-        space.join_roster_if_older()?;
         let view = space.ledger().roster()?;
         space.set_roster(view, None);
         space.apply_stored_changes()?;
@@ -305,43 +312,13 @@ impl Space {
         Ok(())
     }
 
-    /// A space made before rosters, on a device that has signed no roster operation: it
-    /// becomes a manager by a genesis signed with the space key it holds (which counts only
-    /// while no device has been removed, docs/security.md), and signs again with its own key
-    /// every change blob it holds that only the shared key signed, so devices that join later
-    /// still receive the history written before rosters.
-    fn join_roster_if_older(&mut self) -> Result<(), Error> {
-        let ledger = self.ledger();
-        if ledger.roster()?.authors.contains(&self.device.0) {
-            return Ok(());
-        }
-        for (id, loc) in self.store.list()? {
-            if loc.kind != BlobKind::Change || self.quarantined.contains_key(&id) {
-                continue;
-            }
-            let blob = self.store.get(&id)?;
-            if verify_change_signature(&self.info.id, &blob) != Ok(crate::crypto::ChangeAuthor::Space) {
-                continue;
-            }
-            let Ok(plain) = self.keys.open(BlobKind::Change, &blob) else { continue };
-            let mut nonce = [0u8; 24];
-            crate::random_bytes(&mut nonce);
-            let again = self.keys.seal_change(&self.device_key, nonce, &plain);
-            let new = BlobId::of(&again);
-            self.store.put(new, BlobKind::Change, &again)?;
-            self.applied.insert(new);
-        }
-        self.store.flush()?;
-        ledger.add_roster_op(&self.device_key, cobox_core::roster::Action::Genesis, Some(&self.signer))?;
-        Ok(())
-    }
-
     /// Hold received changes to `view` (a session's merged roster, from peer `from`) and take
     /// the key epochs it hands this device. Changes set aside are tried again when new keys
     /// came (one sealed under an epoch not held yet waits for it). Returns whether keys came.
     pub(crate) fn set_roster(&mut self, view: cobox_core::roster::RosterView, from: Option<[u8; 32]>) -> bool {
         let invite = crate::ledger::invite_key_at(&self.dir);
-        let (keys, missing) = crate::ledger::space_keys(&self.secret, &view, &self.device_key, invite.as_ref());
+        let (keys, missing) =
+            crate::ledger::space_keys(&self.info.id, &self.secret, &view, &self.device_key, invite.as_ref());
         let gained = keys.epoch_ids() != self.keys.epoch_ids();
         // New content is cut under the current epoch's chunker key (the path key never changes).
         if keys.chunker_key() != self.keys.chunker_key() {

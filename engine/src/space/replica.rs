@@ -253,7 +253,7 @@ impl Space {
         let note = cobox_core::heads::HeadsNote { space: self.info.id.0, device: me, time_ms: crate::now_ms(), heads };
         let bytes =
             note.sign(&self.device_key).map_err(|e| Error::Encode { what: "a heads note", reason: e.to_string() })?;
-        let added = ledger.add_heads_note(&bytes)?;
+        let added = ledger.add_signed(&bytes)?;
         self.heads_noted = true;
         Ok(added)
     }

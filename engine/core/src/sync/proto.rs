@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/9`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/10`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -33,7 +33,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/9";
+pub const ALPN: &[u8] = b"cobox/sync/10";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.
@@ -95,6 +95,11 @@ pub enum Msg {
         /// Ed25519 signature bytes.
         #[serde(with = "serde_bytes")]
         sig: Vec<u8>,
+        /// The space's genesis operation, as the prover holds it (empty: none yet), from which
+        /// a peer without the space key (a seeder) takes the key's public half: the space id
+        /// is derived from it, so it cannot name another key.
+        #[serde(with = "serde_bytes")]
+        genesis: Vec<u8>,
     },
     /// The sender will not go on, and why.
     Refused {
@@ -277,14 +282,29 @@ fn proof_message(space: &SpaceId, prover: &DeviceId, verifier: &DeviceId, nonce:
 }
 
 /// Prove membership: sign the verifier's nonce with the space key.
-pub fn prove(space_key: &SigningKey, space: &SpaceId, prover: &DeviceId, verifier: &DeviceId, nonce: &[u8; 32]) -> Msg {
+pub fn prove(
+    space_key: &SigningKey,
+    space: &SpaceId,
+    prover: &DeviceId,
+    verifier: &DeviceId,
+    nonce: &[u8; 32],
+    genesis: Vec<u8>,
+) -> Msg {
     let sig = space_key.sign(&proof_message(space, prover, verifier, nonce));
-    Msg::Proof { sig: sig.to_bytes().to_vec() }
+    Msg::Proof { sig: sig.to_bytes().to_vec(), genesis }
 }
 
-/// Check a peer's membership proof for the nonce we sent it.
-pub fn check_proof(space: &SpaceId, prover: &DeviceId, verifier: &DeviceId, nonce: &[u8; 32], sig: &[u8]) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(space.as_bytes()) else { return false };
+/// Check a peer's membership proof for the nonce we sent it, against the space key's public
+/// half `key`.
+pub fn check_proof(
+    key: &[u8; 32],
+    space: &SpaceId,
+    prover: &DeviceId,
+    verifier: &DeviceId,
+    nonce: &[u8; 32],
+    sig: &[u8],
+) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(key) else { return false };
     let Ok(sig) = <[u8; 64]>::try_from(sig) else { return false };
     key.verify_strict(&proof_message(space, prover, verifier, nonce), &Signature::from_bytes(&sig)).is_ok()
 }
@@ -297,17 +317,19 @@ mod tests {
     #[test]
     fn proofs_bind_key_nonce_and_devices() {
         let key = SigningKey::from_bytes(&[1; 32]);
-        let space = SpaceId(key.verifying_key().to_bytes());
+        let pk = key.verifying_key().to_bytes();
+        let space = SpaceId([5; 32]);
         let (a, b) = (DeviceId([2; 32]), DeviceId([3; 32]));
         let nonce = [9u8; 32];
-        let Msg::Proof { sig } = prove(&key, &space, &a, &b, &nonce) else { panic!() };
-        assert!(check_proof(&space, &a, &b, &nonce, &sig));
-        assert!(!check_proof(&space, &a, &b, &[8; 32], &sig), "another nonce");
-        assert!(!check_proof(&space, &b, &a, &nonce, &sig), "reflected");
+        let Msg::Proof { sig, .. } = prove(&key, &space, &a, &b, &nonce, Vec::new()) else { panic!() };
+        assert!(check_proof(&pk, &space, &a, &b, &nonce, &sig));
+        assert!(!check_proof(&pk, &space, &a, &b, &[8; 32], &sig), "another nonce");
+        assert!(!check_proof(&pk, &space, &b, &a, &nonce, &sig), "reflected");
+        assert!(!check_proof(&pk, &SpaceId([6; 32]), &a, &b, &nonce, &sig), "another space");
         let outsider = SigningKey::from_bytes(&[7; 32]);
-        let Msg::Proof { sig: bad } = prove(&outsider, &space, &a, &b, &nonce) else { panic!() };
-        assert!(!check_proof(&space, &a, &b, &nonce, &bad), "not the space key");
-        assert!(!check_proof(&space, &a, &b, &nonce, &sig[..10]));
+        let Msg::Proof { sig: bad, .. } = prove(&outsider, &space, &a, &b, &nonce, Vec::new()) else { panic!() };
+        assert!(!check_proof(&pk, &space, &a, &b, &nonce, &bad), "not the space key");
+        assert!(!check_proof(&pk, &space, &a, &b, &nonce, &sig[..10]));
     }
 
     #[test]

@@ -424,8 +424,15 @@ impl Session {
             }
             (Phase::Hello, _) => self.refuse("expected Hello"),
             (Phase::Proof, msg) => {
+                let proven = match msg {
+                    Msg::Proof { sig, genesis } => self.space_public(&genesis).is_some_and(|key| {
+                        let s = &self.setup;
+                        check_proof(&key, &s.space, &s.peer, &s.me, &s.nonce, &sig)
+                    }),
+                    _ => false,
+                };
                 let s = &self.setup;
-                if matches!(msg, Msg::Proof { sig } if check_proof(&s.space, &s.peer, &s.me, &s.nonce, &sig)) {
+                if proven {
                     // A device this side holds removed gets nothing of the ledger, but its own is
                     // read (into a copy, never kept unless it shows the removal did not stand):
                     // a removed manager may have told this device of a removal of its own that
@@ -488,8 +495,9 @@ impl Session {
             return self.refuse("two seeders have nothing to sync");
         }
         if let Some(key) = &self.setup.space_key {
+            let genesis = self.genesis().unwrap_or_default();
             let s = &self.setup;
-            self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce));
+            self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce, genesis));
         }
         if peer.role == Role::Member {
             self.phase = Phase::Proof;
@@ -497,6 +505,25 @@ impl Session {
         } else {
             self.begin_ledger()
         }
+    }
+
+    /// The space's genesis as this side's ledger holds it (one its id was made from).
+    fn genesis(&self) -> Option<Vec<u8>> {
+        let space = self.setup.space.0;
+        self.ledger.roster_ops().into_iter().find(|op| roster::space_public_key(&space, op).is_some())
+    }
+
+    /// The space key's public half, to check a member's proof with: the one the space's genesis
+    /// names (the genesis this side holds, else the one the prover sent, `theirs`: either is
+    /// taken only if the space id derives from it), else a member's own. The genesis decides
+    /// over a member's own key, so a device holding a wrong secret is refused by the peer, which
+    /// says why, rather than refusing the peer.
+    fn space_public(&self, theirs: &[u8]) -> Option<[u8; 32]> {
+        let space = self.setup.space.0;
+        self.genesis()
+            .and_then(|g| roster::space_public_key(&space, &g))
+            .or_else(|| roster::space_public_key(&space, theirs))
+            .or_else(|| self.setup.space_key.as_ref().map(|k| k.verifying_key().to_bytes()))
     }
 
     /// What of our ledger a peer that named `theirs` lacks.
@@ -554,12 +581,19 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// A would-be seeder's credential: nothing more it sends is read unless the credential,
-    /// or this member's own ledger, shows an agreement proposed by a member naming it. A
-    /// stranger that knows the space id gets a refusal, and costs a signature check.
+    /// A would-be seeder's credential: nothing more it sends is read unless the credential (a
+    /// proposal naming it, by a device this member's roster lets propose), or this member's own
+    /// ledger, shows an agreement naming it. A stranger that knows the space id gets a refusal,
+    /// and costs a signature check. A member without a roster yet (it holds only an invite, and
+    /// restores from seeders) takes a credential by its signature and reads the seeder's ledger
+    /// into a copy, where the space's genesis decides whether the proposer could propose.
     fn on_credential(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        use cobox_agreements::Authority;
         let (space, peer, now) = (self.setup.space, self.setup.peer, self.setup.now_ms);
-        let proven = (!bytes.is_empty() && Entry::check_credential(bytes, &space.0, &peer.0).is_ok())
+        let roster = roster::evaluate(&space.0, &self.ledger.roster_ops());
+        let proven = (!bytes.is_empty()
+            && Entry::check_credential(bytes, &space.0, &peer.0)
+                .is_ok_and(|a| roster.is_empty() || roster.proposes(&a.owner)))
             || (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now).names_seeder(&peer.0);
         if !proven {
             return self.refuse(format!(

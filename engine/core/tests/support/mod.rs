@@ -56,12 +56,48 @@ impl Device {
     }
 }
 
+/// The device that made every test space (a space's id derives from its creator's genesis).
+pub(crate) const CREATOR: u8 = 1;
+
+/// The genesis of the test space with shared key `space_key`, by [`CREATOR`], and the id it makes.
+pub(crate) fn genesis_of(space_key: &SigningKey) -> (Vec<u8>, SpaceId) {
+    let (bytes, id) = cobox_core::roster::genesis(space_key, &SigningKey::from_bytes(&[CREATOR; 32])).expect("genesis");
+    (bytes, SpaceId(id))
+}
+
+/// The creator's ledger holding only the genesis of the space with shared key `space_key`:
+/// one Automerge change every device of the space takes (two devices putting the same entry
+/// separately would make two changes for one key, which a merge refuses as an overwrite).
+fn base_ledger(space_key: &SigningKey) -> Ledger {
+    thread_local! {
+        static BASE: std::cell::RefCell<std::collections::HashMap<[u8; 32], Ledger>> = Default::default();
+    }
+    BASE.with(|b| {
+        b.borrow_mut()
+            .entry(space_key.to_bytes())
+            .or_insert_with(|| {
+                let mut l = Ledger::new();
+                l.insert_roster_op(&genesis_of(space_key).0).expect("insert");
+                l.save();
+                l
+            })
+            .clone()
+    })
+}
+
+/// `dev` holds the space's genesis (the creator's, as every member has it after a sync).
+pub(crate) fn founded(dev: &mut Device) {
+    let k = dev.space_key.clone().expect("a member");
+    dev.ledger.merge(&mut base_ledger(&k)).expect("merge");
+    dev.ledger.save();
+}
+
 pub(crate) fn member(seed: u8, space_key: &SigningKey, blobs: impl IntoIterator<Item = u32>) -> Device {
     Device {
         key: SigningKey::from_bytes(&[seed; 32]),
         role: Role::Member,
         space_key: Some(space_key.clone()),
-        space: SpaceId(space_key.verifying_key().to_bytes()),
+        space: genesis_of(space_key).1,
         blobs: blobs.into_iter().map(blob).collect(),
         ledger: Ledger::new(),
         policy: SeedPolicy::default(),
@@ -70,6 +106,26 @@ pub(crate) fn member(seed: u8, space_key: &SigningKey, blobs: impl IntoIterator<
         named: BTreeSet::new(),
         metadata_only: false,
     }
+}
+
+/// A member on the test space's roster: the creator (holding the genesis), or a writer the
+/// creator added (its ledger holds the genesis and the `Add`, which every other writer's merge
+/// brings the creator), as a device of a real space would be once it joined.
+pub(crate) fn writer(seed: u8, space_key: &SigningKey, blobs: impl IntoIterator<Item = u32>) -> Device {
+    use cobox_core::roster::{Action, Op, Role as R, SignedOp, op_id};
+    let mut dev = member(seed, space_key, blobs);
+    let (genesis, space) = genesis_of(space_key);
+    founded(&mut dev);
+    if seed != CREATOR {
+        let creator = SigningKey::from_bytes(&[CREATOR; 32]);
+        let add = Action::Add { device: dev.id().0, role: R::Write, name: vec![seed] };
+        let op =
+            Op { space: space.0, author: creator.verifying_key().to_bytes(), deps: vec![op_id(&genesis)], action: add };
+        let bytes = SignedOp::sign(op, &creator, None).expect("sign").encode().expect("encode");
+        dev.ledger.insert_roster_op(&bytes).expect("insert");
+    }
+    dev.ledger.save();
+    dev
 }
 
 pub(crate) fn seeder(seed: u8, space: SpaceId, policy: SeedPolicy) -> Device {
@@ -380,8 +436,10 @@ pub(crate) fn propose(owner: &mut Device, seeder: DeviceId, quota: u64) -> Agree
         terms: String::new(),
         nonce: [1; 16],
     };
-    let space_key = owner.space_key.clone().expect("a member");
-    owner.ledger.insert(&Entry::propose(a.clone(), &owner.key, &space_key)).expect("insert");
+    if owner.key.to_bytes() == [CREATOR; 32] {
+        founded(owner);
+    }
+    owner.ledger.insert(&Entry::propose(a.clone(), &owner.key)).expect("insert");
     // Commit it, as a saved ledger file is: a clone taken later must not share an open change.
     owner.ledger.save();
     a
@@ -406,7 +464,14 @@ pub(crate) fn roster_op_after(
     action: cobox_core::roster::Action,
     co: Option<&SigningKey>,
 ) -> cobox_core::roster::OpId {
-    use cobox_core::roster::{Op, SignedOp, op_id};
+    use cobox_core::roster::{Action, Op, SignedOp, genesis, op_id};
+    if let Action::Genesis = action {
+        // A genesis makes a space of its own: the creator's is the test space's.
+        let (bytes, _) = genesis(co.expect("the space key"), &dev.key).expect("genesis");
+        dev.ledger.insert_roster_op(&bytes).expect("insert");
+        dev.ledger.save();
+        return op_id(&bytes);
+    }
     let op = Op { space: dev.space.0, author: dev.id().0, deps, action };
     let bytes = SignedOp::sign(op, &dev.key, co).expect("sign").encode().expect("encode");
     dev.ledger.insert_roster_op(&bytes).expect("insert");

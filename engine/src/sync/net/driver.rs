@@ -203,7 +203,7 @@ pub(super) async fn drive(
                     }
                 }
                 Event::Answered { answers, stored_bytes } => {
-                    let (Some(c), Held::Member(space)) = (challenge.take(), held) else {
+                    let (Some(c), Held::Member(_)) = (challenge.take(), held) else {
                         return Err(net("an audit answer without a challenge"));
                     };
                     let ids: Vec<[u8; 32]> = c.ids.iter().map(|id| id.0).collect();
@@ -231,7 +231,7 @@ pub(super) async fn drive(
                         passed,
                         stored_bytes,
                     };
-                    let entry = Entry::audit(record.clone(), &sh.key, space.lock().await.space_key());
+                    let entry = Entry::audit(record.clone(), &sh.key);
                     ledger.insert(&entry)?;
                     out.audit = Some(record);
                     Ok(())
@@ -291,7 +291,7 @@ pub(super) async fn drive(
                                 passed: 0,
                                 stored_bytes: 0,
                             };
-                            let entry = Entry::audit(record, &sh.key, space.lock().await.space_key());
+                            let entry = Entry::audit(record, &sh.key);
                             ledger.insert(&entry)?;
                         }
                     }

@@ -650,7 +650,7 @@ mod tests {
             terms: String::new(),
             nonce: [3; 16],
         };
-        let proposal = Entry::propose(agreement.clone(), &space.device_key, space.space_key());
+        let proposal = Entry::propose(agreement.clone(), &space.device_key);
         let accepted = Entry::accept(&agreement, seeder.device_key());
         let seed = seeder.open_seed(&space.info().id, true).unwrap();
         for l in [space.ledger(), seed.ledger()] {
