@@ -37,10 +37,13 @@ pub trait Authority {
     fn manages(&self, device: &Key32) -> bool;
     /// Whether `device` is a member (audit records count only from members' devices).
     fn member(&self, device: &Key32) -> bool;
-    /// Whether `device`'s proposals stand: it manages now, or managed once and was not removed
-    /// (a manager later made a writer or reader keeps the agreements it proposed; a removed
-    /// one's die with it). Defaults to [`Authority::manages`].
-    fn proposes(&self, device: &Key32) -> bool {
+    /// Whether `device`'s proposal of agreement `agreement` stands: it manages now, or managed
+    /// once and was not removed (a manager later made a writer or reader keeps the agreements
+    /// it proposed), or it was removed and its remover named this agreement among those it held
+    /// then (a co-op that removes its founder keeps its backups; what the removed device
+    /// proposes later counts nowhere). Defaults to [`Authority::manages`].
+    fn proposes(&self, device: &Key32, agreement: &AgreementId) -> bool {
+        let _ = agreement;
         self.manages(device)
     }
 }

@@ -216,7 +216,7 @@ pub fn evaluate_with(
         let Entry::Proposal { agreement, owner_sig } = e else { continue };
         let id = agreement.id();
         let verdict = verified.check(*vk, || Entry::verify_proposal(agreement, owner_sig, space)).and_then(|()| {
-            if authority.proposes(&agreement.owner) {
+            if authority.proposes(&agreement.owner, &id) {
                 Ok(())
             } else {
                 Err(no_power(&agreement.owner, "propose agreements (a manager)"))

@@ -190,14 +190,15 @@ pub enum Action {
         /// Each device and its sealed keys.
         sealed: Vec<(Key32, Vec<u8>)>,
     },
-    /// A manager names the manifest changes of a device it removes that it had taken: once a
-    /// device is removed, only those (and what other such lists name) are taken from anyone
-    /// who passes them on, so what it writes after its removal reaches no informed member,
-    /// relayed or not.
+    /// A manager names the manifest changes of a device it removes that it had taken, and the
+    /// agreements it had proposed: once a device is removed, only those changes (and what
+    /// other such lists name) are taken from anyone who passes them on, so what it writes after
+    /// its removal reaches no informed member, relayed or not; and only those of its agreements
+    /// stand, so the co-op keeps its backups and the removed device proposes nothing more.
     KeepChanges {
         /// The removed device.
         device: Key32,
-        /// Ids of its change blobs the remover held, sorted.
+        /// Ids of its change blobs and of the agreements it proposed that the remover held, sorted.
         changes: Vec<[u8; 32]>,
     },
 }
@@ -381,8 +382,9 @@ pub struct RosterView {
     pub ever_wrote: BTreeSet<Key32>,
     /// Every device that managed at some point: its agreements stand after a demotion.
     pub ever_managed: BTreeSet<Key32>,
-    /// For a removed device, the ids of its change blobs its removers had taken: the only ones
-    /// of its changes that count ([`Action::KeepChanges`]).
+    /// For a removed device, the ids of its change blobs its removers had taken, and of the
+    /// agreements it had proposed that they held: the only ones that count
+    /// ([`Action::KeepChanges`]).
     pub kept_changes: BTreeMap<Key32, BTreeSet<[u8; 32]>>,
     /// Key epochs handed out, in the order every device folds them.
     pub keys: Vec<KeysView>,
@@ -1051,8 +1053,11 @@ impl cobox_agreements::Authority for RosterView {
     fn member(&self, device: &Key32) -> bool {
         self.role(device).is_some()
     }
-    fn proposes(&self, device: &Key32) -> bool {
-        self.manages(device) || (self.ever_managed.contains(device) && !self.removed.contains(device))
+    fn proposes(&self, device: &Key32, agreement: &cobox_agreements::AgreementId) -> bool {
+        if self.removed.contains(device) {
+            return self.kept_changes.get(device).is_some_and(|kept| kept.contains(&agreement.0));
+        }
+        self.manages(device) || self.ever_managed.contains(device)
     }
 }
 
@@ -1386,21 +1391,27 @@ mod tests {
     }
 
     /// A manager made a writer keeps the agreements it proposed (a co-op that demotes its
-    /// founder keeps its backups); a removed one's die with it; one who never managed proposes
-    /// nothing. Before, demoting the proposer voided every agreement it had made.
+    /// founder keeps its backups); a removed one keeps those its remover named, and no other;
+    /// one who never managed proposes nothing. Before, demoting the proposer voided every
+    /// agreement it had made, and then removing it did.
     #[test]
-    fn a_demoted_manager_keeps_its_proposals_and_a_removed_one_does_not() {
-        use cobox_agreements::Authority;
+    fn a_demoted_manager_keeps_its_proposals_and_a_removed_one_those_its_remover_named() {
+        use cobox_agreements::{AgreementId, Authority};
+        let (held, later) = (AgreementId([7; 32]), AgreementId([8; 32]));
         let mut w = World::new();
         let g = w.op(1, &[], Action::Genesis);
         let a = w.op(1, &[g], add(2, Role::Manage));
         let b = w.op(1, &[a], add(3, Role::Read));
         let d = w.op(2, &[b], Action::SetRole { device: pk(1), role: Role::Write });
         let v = w.view();
-        assert!(!v.manages(&pk(1)) && v.proposes(&pk(1)), "demoted: its proposals stand, it revokes nothing");
-        assert!(!v.proposes(&pk(3)), "a reader never proposed");
-        w.op(2, &[d], Action::Remove { device: pk(1) });
-        assert!(!w.view().proposes(&pk(1)), "removed: its proposals die");
+        assert!(!v.manages(&pk(1)) && v.proposes(&pk(1), &held), "demoted: its proposals stand, it revokes nothing");
+        assert!(!v.proposes(&pk(3), &held), "a reader never proposed");
+        let r = w.op(2, &[d], Action::Remove { device: pk(1) });
+        assert!(!w.view().proposes(&pk(1), &held), "removed, before its remover names what it held");
+        w.op(2, &[r], Action::KeepChanges { device: pk(1), changes: vec![held.0] });
+        let v = w.view();
+        assert!(v.proposes(&pk(1), &held), "named by its remover: the co-op keeps its backups");
+        assert!(!v.proposes(&pk(1), &later), "what it proposes after its removal counts nowhere");
     }
 
     /// The remover names the removed device's changes it had taken: those still pass on as

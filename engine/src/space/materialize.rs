@@ -1241,6 +1241,31 @@ mod tests {
         assert_eq!(std::fs::read_to_string(folder_a.path().join("before.txt")).unwrap(), "written while a member");
     }
 
+    /// A removed manager's agreements that its remover held stand (the co-op keeps its
+    /// backups); one it proposes after its removal counts nowhere, relayed or not (issue 31
+    /// item 1). Before, removing the proposer voided every agreement it had made.
+    #[test]
+    fn a_removed_managers_agreements_stand_and_later_ones_count_nowhere() {
+        use cobox_agreements::State;
+        let (home_a, _folder_a, mut a) = space();
+        let (home_b, _folder_b, b) = joined(home_a.path(), &mut a);
+        let b_id = b.device.to_string();
+        crate::members::set_role(home_a.path(), "s", &b_id[..16], cobox_core::roster::Role::Manage).unwrap();
+        b.ledger().merge_from(&mut a.ledger().read().unwrap()).unwrap();
+        let seeder = |n: u8| crate::codes::PeerAddr { device: crate::ids::DeviceId([n; 32]), addrs: vec![] };
+        let (held, _) = crate::agreement_service::propose(home_b.path(), "s", &seeder(5), 1 << 20, 30, "").unwrap();
+        a.ledger().merge_from(&mut b.ledger().read().unwrap()).unwrap();
+        crate::members::remove(home_a.path(), "s", &b_id[..16]).unwrap();
+        a.scan(&crate::NoProgress).unwrap();
+        // B has not heard of its removal and proposes again; the proposal reaches A.
+        let (later, _) = crate::agreement_service::propose(home_b.path(), "s", &seeder(6), 1 << 20, 30, "").unwrap();
+        a.ledger().merge_from(&mut b.ledger().read().unwrap()).unwrap();
+        let view = a.ledger().view(crate::now_ms()).unwrap();
+        let state = |id: &str| view.agreements.iter().find(|v| v.id.to_string() == id).map(|v| v.state);
+        assert_eq!(state(&held.id), Some(State::Proposed), "named by its remover, it stands: {view:?}");
+        assert_eq!(state(&later.id), Some(State::Invalid), "proposed after its removal");
+    }
+
     #[test]
     fn tampered_and_unsigned_blobs_are_refused_and_not_stored() {
         let (_h, _f, s) = space();

@@ -101,9 +101,10 @@ impl Space {
     }
 
     /// On a manager's device: for each removed device no manager has named the changes of yet,
-    /// name those this store holds (a `KeepChanges` roster operation). From then on, every
-    /// informed member and seeder takes only those of its changes from anyone relaying them, so
-    /// what it writes after its removal goes nowhere. Once per removed device, at the first
+    /// name those this store holds, and the agreements it proposed that the ledger holds (a
+    /// `KeepChanges` roster operation). From then on, every informed member and seeder takes
+    /// only those of its changes from anyone relaying them, so what it writes after its removal
+    /// goes nowhere, and only those of its agreements stand. Once per removed device, at the first
     /// sync or scan after the removal (a removal from the command line beside a running daemon
     /// cannot open this store).
     pub(crate) fn keep_removed_changes(&mut self) -> Result<(), Error> {
@@ -134,6 +135,15 @@ impl Space {
             }
         }
         let ledger = self.ledger();
+        // And the agreements it proposed that this device holds: they stand (its signature is
+        // still checked where they are evaluated); none it proposes later does.
+        for bytes in ledger.read()?.raw_entries().into_iter().map(|(_, b)| b) {
+            if let Ok(cobox_agreements::Entry::Proposal { agreement, .. }) = cobox_agreements::Entry::decode(&bytes)
+                && let Some(ids) = named.get_mut(&agreement.owner)
+            {
+                ids.push(agreement.id().0);
+            }
+        }
         for (device, mut changes) in named {
             changes.sort_unstable();
             ledger.add_roster_op(&self.device_key, Action::KeepChanges { device, changes }, None)?;

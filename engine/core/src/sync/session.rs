@@ -593,7 +593,7 @@ impl Session {
         let roster = roster::evaluate(&space.0, &self.ledger.roster_ops());
         let proven = (!bytes.is_empty()
             && Entry::check_credential(bytes, &space.0, &peer.0)
-                .is_ok_and(|a| roster.is_empty() || roster.proposes(&a.owner)))
+                .is_ok_and(|a| roster.is_empty() || roster.proposes(&a.owner, &a.id())))
             || (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now).names_seeder(&peer.0);
         if !proven {
             return self.refuse(format!(
