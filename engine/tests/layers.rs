@@ -130,7 +130,7 @@ fn uses(text: &str) -> Vec<String> {
                 for (k, t) in all.iter().enumerate() {
                     match t {
                         T::Group(g) => scan(g.stream(), out),
-                        T::Ident(i) if i.to_string() == "crate" => {
+                        T::Ident(i) if *i == "crate" => {
                             let colons = |at: usize| matches!((all.get(at), all.get(at + 1)), (Some(T::Punct(a)), Some(T::Punct(b))) if a.as_char() == ':' && b.as_char() == ':');
                             if colons(k + 1)
                                 && let Some(T::Ident(name)) = all.get(k + 3)
