@@ -329,19 +329,20 @@ pub(crate) fn http(addr: &str, method: &str, path: &str, token: Option<&str>, bo
     (status, body)
 }
 
-/// Mounts a small tmpfs (needs root); unmounts on drop.
+/// Mounts a small tmpfs (needs root: its tests are `#[ignore]`d, and CI runs them as root);
+/// unmounts on drop.
 pub(crate) struct SmallDisk(pub(crate) tempfile::TempDir);
 
 impl SmallDisk {
-    pub(crate) fn new(size: &str) -> Option<Self> {
-        let d = tempfile::tempdir().ok()?;
+    pub(crate) fn new(size: &str) -> Self {
+        let d = tempfile::tempdir().expect("a temp dir");
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(d.path())
-            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        ok.then_some(Self(d))
+        assert!(ok, "mounting a {size} tmpfs failed: this test needs root (cargo test -- --ignored, as root)");
+        Self(d)
     }
 }
 
