@@ -6,18 +6,42 @@ use crate::util::*;
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
 
-/// Random moments to kill at: seeded from the clock, so every run tries other ones.
-struct Moments(u64);
+/// Random moments to kill at: seeded from the clock, so every run tries other ones; the seed is
+/// printed, and `COBOX_CRASH_SEED` replays it. It also counts the kills that hit a running
+/// process: a kill after the process ended tests nothing.
+struct Moments {
+    state: u64,
+    seed: u64,
+    live: u32,
+}
 
 impl Moments {
     fn new() -> Self {
-        Self(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64)
+        let seed = std::env::var("COBOX_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+        });
+        eprintln!("crash moments from seed {seed} (replay: COBOX_CRASH_SEED={seed})");
+        Self { state: seed, seed, live: 0 }
+    }
+
+    /// Count a kill that hit a running process.
+    fn killed(&mut self, alive: bool) {
+        self.live += u32::from(alive);
+    }
+
+    /// At least one kill hit a running process.
+    fn assert_some_hit(&self) {
+        assert!(
+            self.live > 0,
+            "every kill came after its process had ended, so nothing was tested (seed {})",
+            self.seed
+        );
     }
 
     /// A delay in `lo..hi` ms.
     fn next(&mut self, lo: u64, hi: u64) -> Duration {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        Duration::from_millis(lo + (self.0 >> 33) % (hi - lo))
+        self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        Duration::from_millis(lo + (self.state >> 33) % (hi - lo))
     }
 }
 
@@ -26,11 +50,13 @@ fn spawn_quiet(dev: &Device, args: &[&str]) -> Child {
     dev.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
 }
 
-/// kill -9 after `wait`.
-fn kill_9_after(mut child: Child, wait: Duration) {
+/// kill -9 after `wait`; whether the process was still running then.
+fn kill_9_after(mut child: Child, wait: Duration) -> bool {
     std::thread::sleep(wait);
+    let alive = matches!(child.try_wait(), Ok(None));
     let _ = child.kill();
     let _ = child.wait();
+    alive
 }
 
 /// `verify` passes on `dev`; `what` says which kill it followed.
@@ -61,9 +87,10 @@ fn kill_9_during_scan_leaves_a_store_that_verifies() {
         // Change some content so every scan has work to do.
         write(&f.join(format!("big{}.bin", round % 4)), &random_bytes(24 << 20, 100 + round));
         let wait = moments.next(20, 620);
-        kill_9_after(spawn_quiet(&dev, &["scan", "s"]), wait);
+        moments.killed(kill_9_after(spawn_quiet(&dev, &["scan", "s"]), wait));
         assert_verifies(&dev, &format!("a scan killed at {wait:?}"));
     }
+    moments.assert_some_hit();
     dev.ok(&["scan", "s"]);
     dev.ok(&["verify", "s"]);
     let out = tempfile::tempdir().unwrap();
@@ -101,16 +128,17 @@ fn kill_9_of_either_side_mid_sync_loses_nothing() {
         let sync = spawn_quiet(dialing, &["sync", "s", "--peer", &d.addr, "--no-relay"]);
         if trial == 1 {
             std::thread::sleep(wait);
-            d.kill9();
+            moments.killed(d.kill9());
             kill_9_after(sync, Duration::ZERO);
         } else {
-            kill_9_after(sync, wait);
+            moments.killed(kill_9_after(sync, wait));
             d.stop();
         }
         for dev in [&a, &b] {
             assert_verifies(dev, &format!("trial {trial}, a kill at {wait:?}"));
         }
     }
+    moments.assert_some_hit();
     let d = Daemon::start(&a);
     b.ok(&["sync", "s", "--peer", &d.addr, "--no-relay"]);
     d.stop();
@@ -126,15 +154,25 @@ fn kill_9_during_gc_leaves_a_store_that_verifies() {
     let f = folder.path();
     create_space(&dev, "s", f);
     let mut moments = Moments::new();
-    for round in 0..3u64 {
+    // How long a gc of one round takes here: the kills fall inside it (before, they were drawn
+    // up to 400 ms, and a gc often had ended by then, which tested nothing).
+    let mut took = Duration::ZERO;
+    for round in 0..4u64 {
         for v in 0..3u64 {
             write(&f.join(format!("v{v}.bin")), &random_bytes(8 << 20, round * 10 + v));
             dev.ok(&["scan", "s"]);
         }
-        let wait = moments.next(5, 400);
-        kill_9_after(spawn_quiet(&dev, &["gc", "s", "--keep-within", "0"]), wait);
+        if round == 0 {
+            let t = std::time::Instant::now();
+            dev.ok(&["gc", "s", "--keep-within", "0"]);
+            took = t.elapsed();
+            continue;
+        }
+        let wait = moments.next(1, (took.as_millis() as u64).max(2));
+        moments.killed(kill_9_after(spawn_quiet(&dev, &["gc", "s", "--keep-within", "0"]), wait));
         assert_verifies(&dev, &format!("a gc killed at {wait:?}"));
     }
+    moments.assert_some_hit();
     dev.ok(&["gc", "s", "--keep-within", "0"]);
     dev.ok(&["verify", "s"]);
     let out = tempfile::tempdir().unwrap();

@@ -194,7 +194,7 @@ fn an_interrupted_transfer_resumes_without_resending() {
     // The sender vanishes without a word (kill -9). The receiver notices by itself once no
     // packet came for the idle timeout (12 s; iroh's default was 30 s) and stops. What reached
     // its packs is durable; the rest must come on the next sync, and only the rest.
-    d.kill9();
+    assert!(d.kill9(), "the sender was running when killed");
     let died = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         assert!(died.elapsed() < std::time::Duration::from_secs(25), "the receiver did not notice the sender vanish");

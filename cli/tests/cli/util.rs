@@ -286,9 +286,12 @@ impl Daemon {
         out
     }
 
-    pub(crate) fn kill9(mut self) {
+    /// kill -9; whether the daemon was still running then.
+    pub(crate) fn kill9(mut self) -> bool {
+        let alive = matches!(self.child.try_wait(), Ok(None));
         let _ = self.child.kill();
         let _ = self.child.wait();
+        alive
     }
 }
 
