@@ -69,6 +69,9 @@ pub(crate) struct CoboxApp {
     pub(crate) search: String,
     /// Put the keyboard in the search box next frame (Ctrl+F).
     focus_search: bool,
+    /// The invite code last put on the clipboard: it is copied once when it arrives, not on
+    /// every repaint (which overwrote whatever the person copied since).
+    pub(crate) copied_invite: Option<String>,
     /// The current folder's rows (or the search's hits), kept until the model, the folder or
     /// the search changes: building them walks every file.
     listing: Option<Listing>,
@@ -136,6 +139,7 @@ impl CoboxApp {
             browse_dir: Default::default(),
             search: String::new(),
             focus_search: false,
+            copied_invite: None,
             listing: None,
             restore_at: String::new(),
             restore_into: String::new(),
@@ -266,7 +270,9 @@ impl CoboxApp {
 
     fn space_list(&mut self, ui: &mut egui::Ui) {
         ui.heading("Your spaces");
-        if self.model.spaces.is_empty() && self.model.ready {
+        if let Some(why) = &self.model.spaces_error {
+            ui.colored_label(ui.visuals().error_fg_color, format!("Problem: {why}"));
+        } else if self.model.spaces.is_empty() && self.model.ready {
             ui.label("No spaces yet. Make one from a folder, or join one with an invite code.");
         }
         for s in &self.model.spaces {
@@ -401,9 +407,11 @@ impl CoboxApp {
                 let _ = std::process::Command::new("xdg-open").arg(&s.path).spawn();
             }
         });
-        if let Some((id, code)) = self.model.invite.clone().filter(|(id, _)| *id == s.id) {
-            ui.ctx().copy_text(code.clone());
-            let _ = id;
+        if let Some((_, code)) = self.model.invite.clone().filter(|(id, _)| *id == s.id) {
+            if self.copied_invite.as_ref() != Some(&code) {
+                ui.ctx().copy_text(code.clone());
+                self.copied_invite = Some(code.clone());
+            }
             ui.label("Invite code (copied). It lets a device into this space: send it privately.");
             ui.add(egui::TextEdit::singleline(&mut code.as_str()).desired_width(f32::INFINITY));
         }

@@ -189,6 +189,8 @@ pub(crate) struct Model {
     pub(crate) receiving: Vec<cobox_engine::sync::net::ReceivingNow>,
     /// Devices' names (hex id to name), from every space's roster.
     pub(crate) names: std::collections::BTreeMap<String, String>,
+    /// Why the list of spaces could not be read (the spaces shown are the last ones read).
+    pub(crate) spaces_error: Option<String>,
 }
 
 /// Entries the activity log keeps.
@@ -513,7 +515,19 @@ impl Engine {
     /// Rebuild the model from the engine.
     fn refresh(&self) {
         let mut spaces = Vec::new();
-        let infos = self.home.spaces().unwrap_or_default();
+        // A home whose spaces cannot be listed is not a home without spaces: keep what was
+        // shown and say why, rather than show the first-run screen.
+        let infos = match self.home.spaces() {
+            Ok(i) => i,
+            Err(e) => {
+                let why = format!("could not read this device's spaces in {}: {e}", self.home.root().display());
+                self.update(|m| {
+                    m.spaces_error = Some(why);
+                    m.ready = true;
+                });
+                return;
+            }
+        };
         let (last_syncs, syncing) = {
             let m = self.model.lock().unwrap_or_else(|p| p.into_inner());
             (m.spaces.iter().map(|s| (s.id, s.last_sync.clone())).collect::<Vec<_>>(), m.syncing.clone())
@@ -607,6 +621,7 @@ impl Engine {
         self.update(|m| {
             m.names = names;
             m.spaces = spaces;
+            m.spaces_error = None;
             m.seeds = seeds;
             m.stats = stats;
             m.ready = true;

@@ -59,6 +59,34 @@ fn create_a_space_and_see_its_files() {
     h.get_by_label("agenda.txt");
 }
 
+/// A home whose list of spaces cannot be read is not a first run: the app says what is wrong
+/// and keeps showing the spaces it had, instead of "No spaces yet" (before, the error was
+/// dropped and the first-run screen shown).
+#[test]
+fn a_home_whose_spaces_cannot_be_read_says_so() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.state_mut().new_name = "co-op".into();
+    h.state_mut().new_path = folder.path().display().to_string();
+    h.step();
+    h.get_by_label("Create space").click();
+    wait(&mut h, "the space", |m| m.spaces.len() == 1);
+    let space = h.state().model.spaces[0].id;
+    let bad = home.path().join("spaces").join("9f".repeat(32));
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("space.json"), b"{ not json").unwrap();
+    h.state().send_for_test(crate::engine::Cmd::Scan(space));
+    wait(&mut h, "the error", |m| m.spaces_error.is_some());
+    h.step();
+    let why = h.state().model.spaces_error.clone().unwrap();
+    assert!(why.contains("space.json"), "the problem names the file: {why}");
+    assert_eq!(h.state().model.spaces.len(), 1, "the space shown stays");
+    h.get_by_label_contains("could not read this device's spaces");
+    assert!(h.query_by_label("No spaces yet. Make one from a folder, or join one with an invite code.").is_none());
+}
+
 #[test]
 fn a_bad_invite_code_gets_a_clear_error() {
     let home = tempfile::tempdir().unwrap();
@@ -205,7 +233,24 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     h.step();
     h.get_by_label("Make invite code").click();
     wait(&mut h, "the invite", |m| m.invite.is_some());
+    // The code goes to the clipboard once, not at every repaint (which overwrote whatever the
+    // person copied next).
+    let copies = |h: &Harness<'_, CoboxApp>| {
+        h.output()
+            .platform_output
+            .commands
+            .iter()
+            .filter(|c| matches!(c, eframe::egui::OutputCommand::CopyText(_)))
+            .count()
+    };
+    let mut copied = 0;
+    for _ in 0..5 {
+        h.step();
+        copied += copies(&h);
+    }
+    assert!(copied <= 1, "the invite code is copied once, not at each of 5 repaints: {copied}");
     let code = h.state().model.invite.clone().unwrap().1;
+    assert_eq!(h.state().copied_invite.as_ref(), Some(&code), "and it was copied");
     let invite = cobox_engine::codes::Invite::parse(&code).unwrap();
     // A device redeems it, as its first sync would bring the redemption here.
     let space = h.state().model.spaces[0].id;
