@@ -162,6 +162,17 @@ impl Daemon {
         schedule: Schedule,
         log: Log,
     ) -> Result<(Arc<Self>, UnboundedReceiver<Activity>), Error> {
+        // Limits saved in the home (the app's Network screen, `cobox up --limit-*` never writes
+        // them) hold for every daemon, `cobox up` and the app alike, unless `net` sets its own.
+        let saved = Home::limits_at(home.root())?;
+        let mut net = net.clone();
+        if net.limit_up == 0 {
+            net.limit_up = saved.up;
+        }
+        if net.limit_down == 0 {
+            net.limit_down = saved.down;
+        }
+        let net = &net;
         let mut setup = NodeSetup { policy, home: Some(home.root().to_owned()), ..NodeSetup::default() };
         let mut folders = Vec::new();
         for info in home.spaces()? {

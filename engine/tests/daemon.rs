@@ -212,3 +212,21 @@ async fn a_periodic_sync_that_moves_nothing_says_so() {
         r.await.unwrap();
     }
 }
+
+/// Limits saved in the home hold for every daemon that starts on it: the app (which saved
+/// them from its Network screen and never read them back at start) as `cobox up`; limits the
+/// caller sets win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_limits_hold_for_every_daemon_unless_it_sets_its_own() {
+    let (root, _folder, home, s) = scanned_space();
+    drop(s);
+    Home::set_limits_at(root.path(), &cobox_engine::home::Limits { up: 300_000, down: 2_000_000 }).unwrap();
+    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    let (d, _activity) =
+        Daemon::start(&home, &loopback(), SeedPolicy::default(), Schedule::default(), quiet.clone()).await.unwrap();
+    assert_eq!(d.node().limits(), (300_000, 2_000_000));
+    drop(d);
+    let own = NetConfig { limit_up: 100_000, ..loopback() };
+    let (d, _activity) = Daemon::start(&home, &own, SeedPolicy::default(), Schedule::default(), quiet).await.unwrap();
+    assert_eq!(d.node().limits(), (100_000, 2_000_000), "the caller's own limit wins");
+}

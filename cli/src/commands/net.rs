@@ -262,15 +262,8 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
         check_every: Duration::from_secs(a.check_every),
         ..Schedule::default()
     };
-    let mut cfg = a.net.config(a.bind)?;
-    // Limits set in the app hold for the daemon too, unless this command line says otherwise.
-    let saved = Home::limits_at(&ctx.home)?;
-    if cfg.limit_up == 0 {
-        cfg.limit_up = saved.up;
-    }
-    if cfg.limit_down == 0 {
-        cfg.limit_down = saved.down;
-    }
+    // Limits saved in the home apply unless this command line sets its own (`Daemon::start`).
+    let cfg = a.net.config(a.bind)?;
     let rt = runtime()?;
     rt.block_on(async {
         let log = daemon_log(&ctx.home)?;
