@@ -439,7 +439,7 @@ impl Daemon {
                 }
                 Held::Seed(s) => tokio::task::spawn_blocking(move || s.blocking_lock().heal(now))
                     .await
-                    .unwrap_or_else(|e| Err(Error::Net(format!("healing stopped: {e}")))),
+                    .unwrap_or_else(|e| Err(Error::Internal("healing the seed", e.to_string()))),
             };
             match healed {
                 Ok(ids) if ids.is_empty() => {}

@@ -87,6 +87,12 @@ pub enum Error {
     /// The network failed.
     #[error("network: {0}")]
     Net(String),
+    /// Work on this device stopped unexpectedly (a bug, not the network or a peer): what it
+    /// was doing and how it stopped.
+    #[error(
+        "{0} stopped unexpectedly on this device ({1}); nothing was changed past that point. This is a bug in CoBox: please report it with the log"
+    )]
+    Internal(&'static str, String),
     /// A folder's ignore rules file exists but cannot be used; nothing is scanned until it can.
     #[error("cannot use the ignore rules in {path}: {reason}")]
     Ignores {

@@ -29,5 +29,26 @@ pub async fn on_space_at<R: Send + 'static>(
         None => f(&mut s.blocking_lock()),
     })
     .await
-    .map_err(|e| Error::Net(format!("space work stopped: {e}")))?
+    .map_err(|e| Error::Internal("work on the space", e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic in space work is the device's own failure, not the network's (the HTTP API
+    /// answered it with 502 Bad Gateway, as if a peer had failed).
+    #[tokio::test]
+    async fn a_panic_in_space_work_is_reported_as_this_devices_failure() {
+        let home = tempfile::tempdir().unwrap();
+        let folder = tempfile::tempdir().unwrap();
+        let h = crate::Home::open(home.path()).unwrap();
+        h.create_space("s", folder.path()).unwrap();
+        let space = Arc::new(Mutex::new(h.open_space("s").unwrap()));
+        let e = on_space(&space, |_| -> Result<(), Error> { panic!("a bug") }).await.unwrap_err();
+        assert!(matches!(e, Error::Internal(..)), "{e:?}");
+        assert!(e.to_string().contains("stopped unexpectedly") && e.to_string().contains("bug"), "{e}");
+        // The space's lock was released: the next piece of work runs.
+        assert!(on_space(&space, |s| Ok(s.info().name.clone())).await.is_ok());
+    }
 }

@@ -77,7 +77,7 @@ impl Held {
         let h = self.clone();
         tokio::task::spawn_blocking(move || h.replica_blocking(|r| r.blob_ids()))
             .await
-            .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
+            .map_err(|e| Error::Internal("listing blobs", e.to_string()))?
     }
 
     /// [`crate::replica::Replica::metadata_ids`], off the async threads.
@@ -85,7 +85,7 @@ impl Held {
         let h = self.clone();
         tokio::task::spawn_blocking(move || h.replica_blocking(|r| r.metadata_ids()))
             .await
-            .map_err(|e| Error::Net(format!("listing blobs stopped: {e}")))?
+            .map_err(|e| Error::Internal("listing blobs", e.to_string()))?
     }
 
     pub(super) fn read_blob_blocking(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
