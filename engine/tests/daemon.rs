@@ -218,15 +218,20 @@ async fn a_periodic_sync_that_moves_nothing_says_so() {
 /// caller sets win.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_limits_hold_for_every_daemon_unless_it_sets_its_own() {
+    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    let saved = cobox_engine::home::Limits { up: 300_000, down: 2_000_000 };
+    // Two homes (a daemon's stores stay open while its tasks wind down).
     let (root, _folder, home, s) = scanned_space();
     drop(s);
-    Home::set_limits_at(root.path(), &cobox_engine::home::Limits { up: 300_000, down: 2_000_000 }).unwrap();
-    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    Home::set_limits_at(root.path(), &saved).unwrap();
     let (d, _activity) =
         Daemon::start(&home, &loopback(), SeedPolicy::default(), Schedule::default(), quiet.clone()).await.unwrap();
     assert_eq!(d.node().limits(), (300_000, 2_000_000));
-    drop(d);
+    let (root2, _folder2, home2, s2) = scanned_space();
+    drop(s2);
+    Home::set_limits_at(root2.path(), &saved).unwrap();
     let own = NetConfig { limit_up: 100_000, ..loopback() };
-    let (d, _activity) = Daemon::start(&home, &own, SeedPolicy::default(), Schedule::default(), quiet).await.unwrap();
-    assert_eq!(d.node().limits(), (100_000, 2_000_000), "the caller's own limit wins");
+    let (d2, _activity2) =
+        Daemon::start(&home2, &own, SeedPolicy::default(), Schedule::default(), quiet).await.unwrap();
+    assert_eq!(d2.node().limits(), (100_000, 2_000_000), "the caller's own limit wins");
 }
