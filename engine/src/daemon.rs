@@ -102,6 +102,8 @@ pub enum Activity {
         seeder: String,
         /// The signed result, or why the audit could not run.
         result: Result<AuditRecord, String>,
+        /// When the audit could not run because the seeder refused: what kind of refusal.
+        refusal: Option<crate::sync::proto::Refusal>,
     },
     /// A seed's agreements ended longer than the grace period ago: its blobs were deleted.
     SeedExpired(SpaceId),
@@ -514,7 +516,8 @@ impl Daemon {
                         Err(e) => format!("audit of {short} for space {} could not run: {e}", id.short()),
                     };
                     d.tell(Activity::Log(line));
-                    d.tell(Activity::Audited { space: id, seeder, result: r.map_err(|e| e.to_string()) });
+                    let refusal = r.as_ref().err().and_then(Error::refusal);
+                    d.tell(Activity::Audited { space: id, seeder, result: r.map_err(|e| e.to_string()), refusal });
                 }
             });
         }

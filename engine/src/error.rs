@@ -6,6 +6,11 @@ use crate::manifest::ManifestError;
 use crate::store::StoreError;
 use std::path::PathBuf;
 
+/// What a seeder out of disk tells the member pushing to it (and the member shows as "seeder
+/// full", not as a failed sync or audit). Its paths stay its own.
+pub const SEEDER_FULL: &str = "seeder full: its disk has no space left, so it took no more blobs and keeps what it \
+     holds; its operator frees space, or the owner proposes to another seeder";
+
 /// Engine errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -87,6 +92,17 @@ pub enum Error {
     /// The network failed.
     #[error("network: {0}")]
     Net(String),
+    /// The peer refused, and what kind of refusal it said it was.
+    #[error("refused: the peer refused: {reason}")]
+    PeerRefused {
+        /// The kind, for code to act on.
+        code: cobox_core::sync::proto::Refusal,
+        /// The peer's words.
+        reason: String,
+    },
+    /// This seeder's disk is full: it took no more blobs and keeps what it holds.
+    #[error("{}", SEEDER_FULL)]
+    SeederFull,
     /// Work on this device stopped unexpectedly (a bug, not the network or a peer): what it
     /// was doing and how it stopped.
     #[error(
@@ -120,6 +136,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kind of refusal this error is, when a peer refused or this seeder is full.
+    pub fn refusal(&self) -> Option<cobox_core::sync::proto::Refusal> {
+        match self {
+            Error::PeerRefused { code, .. } => Some(*code),
+            Error::SeederFull => Some(cobox_core::sync::proto::Refusal::SeederFull),
+            _ => None,
+        }
+    }
+
     /// Wrap an I/O error with its path, recognising a full disk.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();

@@ -304,7 +304,7 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
             send_msg(&mut lane, &junk).await;
         }
         let answer = tokio::time::timeout(Duration::from_secs(20), recv_msg(&mut r)).await.unwrap();
-        let Msg::Refused { reason } = answer else { panic!("not refused: {answer:?}") };
+        let Msg::Refused { reason, .. } = answer else { panic!("not refused: {answer:?}") };
         assert!(reason.contains(expect), "{reason}");
         conn.close(0u32.into(), b"done");
         rogue.close().await;

@@ -1210,10 +1210,8 @@ fn first_run(ui: &mut egui::Ui) {
 /// Whether a seeder (hex id) is full: its last session with this device said so, or its report
 /// to this device (when this device administers it) does.
 pub(crate) fn seeder_full(m: &Model, seeder: &str) -> bool {
-    let said = m
-        .peers
-        .iter()
-        .any(|p| p.device == seeder && p.error.as_deref().is_some_and(cobox_engine::sync::net::is_seeder_full));
+    let said =
+        m.peers.iter().any(|p| p.device == seeder && p.refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull));
     let reported = m
         .seeders
         .iter()

@@ -419,7 +419,7 @@ fn run(
 fn peer_news(m: &Model, told: &mut Told) -> Vec<String> {
     let mut news = Vec::new();
     for p in &m.peers {
-        let full = p.error.as_deref().is_some_and(cobox_engine::sync::net::is_seeder_full);
+        let full = p.refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull);
         let short = p.device.get(..8).unwrap_or(&p.device).to_owned();
         if full && told.full.insert(p.device.clone()) {
             news.push(format!("Seeder {short} is full: it takes no more of your data until its operator frees space."));
@@ -635,7 +635,7 @@ impl Engine {
         while let Ok(a) = self.activity.try_recv() {
             match a {
                 Activity::Log(_) => {}
-                Activity::Audited { space, seeder, result } => {
+                Activity::Audited { space, seeder, result, refusal } => {
                     let name =
                         self.home.spaces().ok().and_then(|v| v.into_iter().find(|i| i.id == space)).map(|i| i.name);
                     let name = name.unwrap_or_else(|| space.short());
@@ -645,7 +645,7 @@ impl Engine {
                             "Seeder {short} failed an audit of {name}: it proved {} of {} blobs.",
                             r.passed, r.challenged
                         )),
-                        Err(e) if cobox_engine::sync::net::is_seeder_full(e) => {}
+                        Err(_) if refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull) => {}
                         Err(e) => self.news(format!("Seeder {short} could not be audited for {name}: {e}")),
                         Ok(_) => {}
                     }
@@ -1085,6 +1085,7 @@ mod news_tests {
             last_ms: 1_800_000_100_000,
             ok: true,
             error: None,
+            refusal: None,
             stale: stale.map(|s| (space, s)),
         };
         let mut m = Model::default();

@@ -132,6 +132,7 @@ fn model() -> Model {
                 last_ms: now - 5 * 60_000,
                 ok: true,
                 error: None,
+                refusal: None,
                 stale: None,
             },
             cobox_engine::sync::net::PeerSeen {
@@ -139,6 +140,7 @@ fn model() -> Model {
                 last_ms: now - 20 * 60_000,
                 ok: false,
                 error: Some(format!("the peer refused: {}", cobox_engine::sync::net::SEEDER_FULL)),
+                refusal: Some(cobox_engine::sync::proto::Refusal::SeederFull),
                 stale: None,
             },
         ],

@@ -59,6 +59,8 @@ impl From<cobox_engine::Error> for ApiError {
         let code = match &e {
             E::SpaceNotFound(_) => StatusCode::NOT_FOUND,
             E::Refused(_)
+            | E::PeerRefused { .. }
+            | E::SeederFull
             | E::Ambiguous(_)
             | E::InvalidPath(_)
             | E::SpaceExists(_)

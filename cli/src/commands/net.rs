@@ -90,7 +90,8 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     }
     match (ok, last_err) {
         (0, Some(e))
-            if format!("{e:#}").contains(cobox_engine::roster::INVITE_REFUSED)
+            if e.downcast_ref::<cobox_engine::Error>().and_then(cobox_engine::Error::refusal)
+                == Some(cobox_engine::sync::proto::Refusal::InviteRefused)
                 && crate::control::daemon(&ctx.home).is_none() =>
         {
             // A joined space no peer ever accepted holds nothing shared: it goes, the folder stays.

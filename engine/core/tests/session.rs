@@ -599,6 +599,9 @@ mod roster {
         b.blobs.insert(blob(99));
         let o = run(&mut b, &mut a, Purpose::Sync);
         assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("removed")), "{o:?}");
+        // The kind travels with the words, so the removed device's code need not read them.
+        let refusal = o.dialer_session.as_ref().and_then(Session::refusal);
+        assert_eq!(refusal, Some(cobox_core::sync::proto::Refusal::Removed));
         assert_eq!(a.ledger.len(), before, "nothing of the removed device's ledger is kept");
         assert!(!a.blobs.contains(&blob(99)));
         let o = run(&mut b, &mut s, Purpose::Sync);
@@ -637,6 +640,8 @@ mod roster {
         let (mut a, mut b) = manager_and_joiner(1, R::Write, NOW - 1);
         let o = run(&mut b, &mut a, Purpose::Sync);
         assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("expired")), "{o:?}");
+        let refusal = o.dialer_session.as_ref().and_then(Session::refusal);
+        assert_eq!(refusal, Some(cobox_core::sync::proto::Refusal::InviteRefused));
         assert_eq!(role_on(&a, &b), None);
         // Used once, then a second device tries the same invite.
         let (mut a, mut b) = manager_and_joiner(2, R::Read, NOW + 1000);

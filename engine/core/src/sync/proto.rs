@@ -68,6 +68,22 @@ pub enum Purpose {
     Metadata,
 }
 
+/// Why a side refused, for the peer's code to act on (the reason beside it is for people): a
+/// full seeder is shown as such, a refused invite removes the joined space again, and so on,
+/// without reading the reason's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Anything else.
+    #[default]
+    Other,
+    /// A seeder out of disk: it took no more blobs and keeps what it holds.
+    SeederFull,
+    /// The device's invite was refused (used, expired, cancelled, or its maker removed).
+    InviteRefused,
+    /// The device was removed from the space.
+    Removed,
+}
+
 /// A protocol message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Msg {
@@ -105,6 +121,8 @@ pub enum Msg {
     Refused {
         /// Plain words.
         reason: String,
+        /// What kind of refusal, for the peer's code.
+        code: Refusal,
     },
     /// What of the sender's ledger the peer lacks, by the heads in the peer's `Hello` (an
     /// Automerge save, or the changes after those heads): empty when it lacks nothing.

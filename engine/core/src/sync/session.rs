@@ -9,7 +9,7 @@
 //! evaluated once, and that view decides what may move. No clock or random source is read:
 //! the time and the nonce come in through [`Setup`].
 
-use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Role, check_proof, prove};
+use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Refusal, Role, check_proof, prove};
 use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
 use crate::roster::{self, OpId};
@@ -212,6 +212,8 @@ pub struct Session {
     /// The peer is removed by this side's roster: nothing of our ledger goes to it until its
     /// own ledger shows that removal did not stand (the roster check refuses it otherwise).
     suspect: bool,
+    /// The kind of refusal that ended the session, once one did.
+    refusal: Option<Refusal>,
     /// Blobs asked for whatever the reconciliation finds ([`Session::want_also`]).
     also_want: BTreeSet<BlobId>,
     wanted_by_peer: Vec<BlobId>,
@@ -267,6 +269,7 @@ impl Session {
             step_ids: 0,
             rounds: 0,
             suspect: false,
+            refusal: None,
             also_want: BTreeSet::new(),
             wanted_by_peer: Vec::new(),
             want: Vec::new(),
@@ -343,10 +346,20 @@ impl Session {
 
     /// Queue a refusal and end the session.
     fn refuse<T>(&mut self, reason: impl Into<String>) -> Result<T, SessionError> {
+        self.refuse_as(Refusal::Other, reason)
+    }
+
+    fn refuse_as<T>(&mut self, code: Refusal, reason: impl Into<String>) -> Result<T, SessionError> {
         let reason = reason.into();
-        self.out.push_back(Msg::Refused { reason: reason.clone() });
+        self.out.push_back(Msg::Refused { reason: reason.clone(), code });
         self.phase = Phase::Over;
+        self.refusal = Some(code);
         Err(SessionError::Refused(reason))
+    }
+
+    /// The kind of refusal that ended the session, this side's or the peer's.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal
     }
 
     fn peer(&self) -> Result<&PeerHello, SessionError> {
@@ -410,8 +423,9 @@ impl Session {
 
     /// Handle one control message from the peer (never a `Blob` or `Lanes`: the driver's).
     pub fn receive(&mut self, msg: Msg) -> Result<(), SessionError> {
-        if let Msg::Refused { reason } = msg {
+        if let Msg::Refused { reason, code } = msg {
             self.phase = Phase::Over;
+            self.refusal = Some(code);
             return Err(SessionError::PeerRefused(reason));
         }
         match (self.phase, msg) {
@@ -802,7 +816,14 @@ impl Session {
         }
         let Some(role) = view.role(&peer.0) else {
             let why = view.why_not(&peer.0);
-            return self.refuse(format!("device {}: {why}", peer.short()));
+            let code = if view.removed.contains(&peer.0) {
+                Refusal::Removed
+            } else if view.turned_away.contains_key(&peer.0) {
+                Refusal::InviteRefused
+            } else {
+                Refusal::Other
+            };
+            return self.refuse_as(code, format!("device {}: {why}", peer.short()));
         };
         for bytes in &ops {
             if self.roster_before.contains(&roster::op_id(bytes)) {
@@ -829,7 +850,10 @@ impl Session {
                 _ => None,
             };
             if let Some(why) = why {
-                return self.refuse(format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED));
+                return self.refuse_as(
+                    Refusal::InviteRefused,
+                    format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED),
+                );
             }
         }
         self.peer_member = Some(role);

@@ -64,7 +64,7 @@ pub(super) async fn fail(io: &mut Framed, session: &mut Session, e: SessionError
     io.finish().await;
     match e {
         SessionError::Refused(r) => Error::Refused(r),
-        SessionError::PeerRefused(r) => Error::Refused(format!("the peer refused: {r}")),
+        SessionError::PeerRefused(r) => Error::PeerRefused { code: session.refusal().unwrap_or_default(), reason: r },
         SessionError::Misuse(m) => Error::Net(format!("session: {m}")),
     }
 }
@@ -255,7 +255,7 @@ pub(super) async fn drive(
                     sh.receiving.lock().unwrap_or_else(|p| p.into_inner()).remove(&space);
                     // A seeder remembers it ran out of disk: its administrators' reports say so.
                     match &next {
-                        Err(Error::Refused(r)) if r == super::SEEDER_FULL => {
+                        Err(Error::SeederFull) => {
                             let mut full = sh.full_since.lock().unwrap_or_else(|p| p.into_inner());
                             full.get_or_insert(crate::now_ms());
                         }

@@ -212,7 +212,7 @@ impl<R: ByteSource> Reader<R> {
         self.traffic.received.fetch_add(4 + n as u64, std::sync::atomic::Ordering::Relaxed);
         self.traffic.down.take(4 + n).await;
         match msg {
-            Msg::Refused { reason } => Err(Error::Refused(format!("the peer refused: {reason}"))),
+            Msg::Refused { reason, code } => Err(Error::PeerRefused { code, reason }),
             m => Ok(m),
         }
     }
@@ -263,7 +263,7 @@ impl Framed {
     }
 
     pub(super) async fn refuse(&mut self, reason: String) -> Error {
-        let _ = self.send(&Msg::Refused { reason: reason.clone() }).await;
+        let _ = self.send(&Msg::Refused { reason: reason.clone(), code: crate::sync::proto::Refusal::Other }).await;
         self.finish().await;
         Error::Refused(reason)
     }
@@ -330,7 +330,10 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_reads_as_the_peers_words() {
         let (mut w, mut r) = ends(1 << 16);
-        w.send(&Msg::Refused { reason: "over quota".into() }).await.unwrap();
-        assert!(matches!(r.recv().await, Err(Error::Refused(m)) if m == "the peer refused: over quota"));
+        let full = crate::sync::proto::Refusal::SeederFull;
+        w.send(&Msg::Refused { reason: "over quota".into(), code: full }).await.unwrap();
+        let e = r.recv().await.unwrap_err();
+        assert_eq!(e.to_string(), "refused: the peer refused: over quota");
+        assert_eq!(e.refusal(), Some(full), "the kind travels with the words");
     }
 }

@@ -301,6 +301,8 @@ pub struct PeerSeen {
     pub ok: bool,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// When the peer refused: what kind of refusal (a full seeder, a refused invite, ...).
+    pub refusal: Option<crate::sync::proto::Refusal>,
     /// After a sync with a seeder: the space whose copy there is behind what a member noted
     /// ([`SyncStats::stale`]).
     pub stale: Option<(SpaceId, crate::space::Stale)>,
@@ -309,24 +311,19 @@ pub struct PeerSeen {
 /// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// What a seeder out of disk tells the member pushing to it (and the member shows as "seeder
-/// full", not as a failed sync or audit). Its paths stay its own.
-pub const SEEDER_FULL: &str = "seeder full: its disk has no space left, so it took no more blobs and keeps what it \
-     holds; its operator frees space, or the owner proposes to another seeder";
+pub use crate::error::SEEDER_FULL;
 
-/// Whether a session's error says the seeder was full.
-pub fn is_seeder_full(error: &str) -> bool {
-    error.contains("seeder full:")
-}
-
-/// A seeder's store error as its peer hears it: a full disk is `SEEDER_FULL`.
+/// A seeder's store error as its peer hears it: a full disk is [`Error::SeederFull`].
 fn seeder_error(e: Error) -> Error {
     match e {
-        Error::DiskFull { .. } | Error::Store(crate::store::StoreError::DiskFull { .. }) => {
-            Error::Refused(SEEDER_FULL.to_owned())
-        }
+        Error::DiskFull { .. } | Error::Store(crate::store::StoreError::DiskFull { .. }) => Error::SeederFull,
         e => e,
     }
+}
+
+/// The kind of refusal a peer hears for `e`.
+fn refusal_of(e: &Error) -> crate::sync::proto::Refusal {
+    e.refusal().unwrap_or_default()
 }
 
 /// The words of an error, for a `Refused` frame (without the "refused:" prefix).

@@ -377,7 +377,9 @@ impl Node {
             io.finish().await;
             // Closing now could drop the Done in flight: wait until the listener ends its side,
             // which it does once it has read everything, or refuses what we sent (a seeder's quota).
-            if let Ok(Err(e @ Error::Refused(_))) = tokio::time::timeout(STALL, io.recv()).await {
+            if let Ok(Err(e @ (Error::Refused(_) | Error::PeerRefused { .. }))) =
+                tokio::time::timeout(STALL, io.recv()).await
+            {
                 conn.close(0u32.into(), b"refused");
                 return Err(e);
             }

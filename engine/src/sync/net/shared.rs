@@ -182,6 +182,7 @@ impl Shared {
             last_ms: crate::now_ms(),
             ok: r.is_ok(),
             error: r.as_ref().err().map(ToString::to_string),
+            refusal: r.as_ref().err().and_then(Error::refusal),
             stale: None,
         };
         let mut all = self.seen.lock().unwrap_or_else(|p| p.into_inner());

@@ -259,7 +259,7 @@ pub(super) async fn receive(
         // What was stored before the refusal stays: nothing is lost on either side.
         let _ = held.flush().await;
         let why = reason(&e);
-        let _ = io.send(&Msg::Refused { reason: why.clone() }).await;
+        let _ = io.send(&Msg::Refused { reason: why.clone(), code: super::refusal_of(&e) }).await;
         io.finish().await;
         // Read on (and drop) what the peer is still sending, so its writes complete and it reads
         // the refusal rather than a broken connection. Bounded: a peer cannot keep us here.
@@ -271,7 +271,12 @@ pub(super) async fn receive(
             }
         })
         .await;
-        return Err(Error::Refused(why));
+        // A full seeder knows itself so (its administrators' reports say it); any other store
+        // error is the refusal the peer heard.
+        return Err(match e {
+            Error::SeederFull => Error::SeederFull,
+            _ => Error::Refused(why),
+        });
     }
     match net_result {
         Ok(Some(next)) => Ok(next),
