@@ -19,6 +19,15 @@ pub(crate) fn harness(app: CoboxApp) -> Harness<'static, CoboxApp> {
     Harness::builder().with_size([1100.0, 750.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app)
 }
 
+/// Type a name and the folder into the new-space form and press "Create space", as a person
+/// would on the first screen.
+pub(crate) fn create_space(h: &mut Harness<'_, CoboxApp>, folder: &Path) {
+    h.state_mut().new_name = "co-op".into();
+    h.state_mut().new_path = folder.display().to_string();
+    h.step();
+    h.get_by_label("Create space").click();
+}
+
 /// Step frames until the engine's model satisfies `cond`.
 pub(crate) fn wait(h: &mut Harness<'_, CoboxApp>, what: &str, cond: impl Fn(&Model) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -44,10 +53,7 @@ fn create_a_space_and_see_its_files() {
     let mut h = harness(app(home.path()));
     wait(&mut h, "the engine", |m| m.ready);
     h.get_by_label("No spaces yet. Make one from a folder, or join one with an invite code.");
-    h.state_mut().new_name = "co-op".into();
-    h.state_mut().new_path = folder.path().display().to_string();
-    h.step();
-    h.get_by_label("Create space").click();
+    create_space(&mut h, folder.path());
     wait(&mut h, "the new space's files", |m| m.spaces.first().is_some_and(|s| s.files.len() == 2));
     h.get_by_label("budget/");
     h.get_by_label("minutes.txt");
@@ -68,10 +74,7 @@ fn a_home_whose_spaces_cannot_be_read_says_so() {
     let folder = tempfile::tempdir().unwrap();
     let mut h = harness(app(home.path()));
     wait(&mut h, "the engine", |m| m.ready);
-    h.state_mut().new_name = "co-op".into();
-    h.state_mut().new_path = folder.path().display().to_string();
-    h.step();
-    h.get_by_label("Create space").click();
+    create_space(&mut h, folder.path());
     wait(&mut h, "the space", |m| m.spaces.len() == 1);
     let space = h.state().model.spaces[0].id;
     let bad = home.path().join("spaces").join("9f".repeat(32));
@@ -220,10 +223,7 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     std::fs::write(folder.path().join("minutes.txt"), "general assembly\n").unwrap();
     let mut h = harness(app(home.path()));
     wait(&mut h, "the engine", |m| m.ready);
-    h.state_mut().new_name = "co-op".into();
-    h.state_mut().new_path = folder.path().display().to_string();
-    h.step();
-    h.get_by_label("Create space").click();
+    create_space(&mut h, folder.path());
     wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.roster.is_some()));
     h.get_by_label("Members").click();
     h.step();
@@ -498,10 +498,7 @@ fn the_first_run_explains_creates_a_space_and_proposes_to_a_seeder() {
     wait(&mut h, "the engine", |m| m.ready);
     h.get_by_label("Welcome to CoBox");
     h.get_by_label("A seeder");
-    h.state_mut().new_name = "co-op".into();
-    h.state_mut().new_path = folder.path().display().to_string();
-    h.step();
-    h.get_by_label("Create space").click();
+    create_space(&mut h, folder.path());
     wait(&mut h, "the new space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
     h.get_by_label("0 verified copies");
     h.get_by_label_contains("This space lives on your devices only.");
