@@ -33,9 +33,16 @@ pub const MAX_INFLATED: u64 = 64 << 20;
 /// length, that many bytes) whose compressed ones inflate to at most `cap` bytes in all; the
 /// inflation is counted, not kept. Used for ledger changes and for manifest change bodies alike,
 /// before Automerge parses a byte.
-pub fn check_changes(mut bytes: &[u8], cap: u64) -> Result<(), String> {
+pub fn check_changes(bytes: &[u8], cap: u64) -> Result<(), String> {
+    change_chunks(bytes, cap).map(|_| ())
+}
+
+/// [`check_changes`], returning each change chunk (header included) for a caller that reads
+/// the changes' operations.
+pub fn change_chunks(mut bytes: &[u8], cap: u64) -> Result<Vec<&[u8]>, String> {
     const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
     let mut inflated = 0u64;
+    let mut chunks = Vec::new();
     while !bytes.is_empty() {
         if bytes.len() < 9 || bytes[..4] != MAGIC {
             return Err("not an Automerge change chunk".into());
@@ -63,9 +70,10 @@ pub fn check_changes(mut bytes: &[u8], cap: u64) -> Result<(), String> {
         if inflated > cap {
             return Err(format!("changes that inflate past {cap} bytes"));
         }
+        chunks.push(&bytes[..end]);
         bytes = &bytes[end..];
     }
-    Ok(())
+    Ok(chunks)
 }
 
 /// Why an operation is not the one kind a ledger change may hold, a new bytes value under a

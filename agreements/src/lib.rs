@@ -23,7 +23,7 @@ pub use entry::{
     Agreement, AgreementId, Answer, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_ANSWER, MAX_CREDENTIAL,
     MAX_END_MS, MAX_TERMS, Party, Revocation,
 };
-pub use ledger::{HEADS_TAG, Ledger, LedgerError, MAX_INFLATED, ROSTER_TAG, check_changes};
+pub use ledger::{HEADS_TAG, Ledger, LedgerError, MAX_INFLATED, ROSTER_TAG, change_chunks, check_changes};
 /// How long a seeder keeps a space's blobs after its agreements ended (revoked or expired), and
 /// members may still recover from it: seven days.
 pub const GRACE_MS: i64 = 7 * 86_400_000;

@@ -172,6 +172,20 @@ fn entry_from_ref(v: &ValueRef<'_>) -> Option<Entry> {
     }
 }
 
+/// Every bytes value one change chunk puts decodes as an [`Entry`].
+fn check_entries(chunk: &[u8]) -> Result<(), ManifestError> {
+    use automerge::legacy::{Key, OpType};
+    let change = automerge::Change::try_from(chunk).map_err(|e| ManifestError::Body(format!("a change: {e}")))?;
+    for op in change.decode().operations {
+        if let (OpType::Put(ScalarValue::Bytes(b)), Key::Map(path)) = (&op.action, &op.key)
+            && let Err(e) = Entry::decode(b)
+        {
+            return Err(ManifestError::Body(format!("the entry it puts for {path:?} does not decode: {e}")));
+        }
+    }
+    Ok(())
+}
+
 impl Manifest {
     /// An empty manifest with `n` shards.
     pub fn new(n: u16, path_key: [u8; 32], actor: &[u8]) -> Self {
@@ -320,8 +334,16 @@ impl Manifest {
         // Each document's bytes are change chunks inflating to a bounded size, checked before
         // Automerge parses a byte (as the ledger's are): a writer's change cannot make every
         // device that applies it inflate a small blob into gigabytes.
-        for (_, bytes) in &body.docs {
-            cobox_agreements::check_changes(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)?;
+        for (doc, bytes) in &body.docs {
+            let chunks = cobox_agreements::change_chunks(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)?;
+            // Every entry a change puts in a shard must decode: one that does not would hide
+            // its path from listings and fail every read of it, on every device that applied
+            // it. Refused here, the whole change is set aside instead (`Space::quarantined`).
+            if *doc != HISTORY_DOC {
+                for chunk in chunks {
+                    check_entries(chunk)?;
+                }
+            }
         }
         for (doc, bytes) in &body.docs {
             let target = if *doc == HISTORY_DOC {
@@ -495,6 +517,22 @@ mod tests {
     /// A change body whose document is a deflate bomb (a compressed change chunk of 512 MiB
     /// of zeros, a few hundred kilobytes) is refused before Automerge parses it, without
     /// inflating it in memory; an honest body applies.
+    #[test]
+    fn a_change_whose_entry_does_not_decode_is_refused_whole() {
+        // A writer's change with one entry that is not an entry, beside a good one: before,
+        // it applied, the path vanished from listings and every read of it failed.
+        let mut other = Manifest::new(4, [1; 32], &[2; 16]);
+        other.set("good.txt", &file(1)).unwrap();
+        let s = other.shard_of("bad.txt");
+        other.shards[s].put(ROOT, "bad.txt", ScalarValue::Bytes(vec![0xff; 7])).unwrap();
+        other.pending[s].get_or_insert_with(Vec::new);
+        let (body, _) = other.commit(snap(1, 2)).unwrap();
+        let mut m = Manifest::new(4, [1; 32], &[1; 16]);
+        let err = m.apply(&body).unwrap_err();
+        assert!(err.to_string().contains("\"bad.txt\"") && err.to_string().contains("does not decode"), "{err}");
+        assert!(m.entries().is_empty() && m.get("good.txt").unwrap().is_none(), "nothing of it applied");
+    }
+
     #[test]
     fn a_change_that_inflates_past_the_cap_is_refused() {
         use std::io::Write;
