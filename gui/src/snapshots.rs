@@ -71,6 +71,7 @@ fn model() -> Model {
         disk_free: None,
         peers: Vec::new(),
         last_error: None,
+        waiting_changes: 0,
     };
     let space = SpaceView {
         id: SpaceId([0x9f; 32]),

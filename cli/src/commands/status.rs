@@ -71,6 +71,13 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
             println!("  {w}");
         }
     }
+    if s.waiting_changes > 0 {
+        println!(
+            "waiting: {} missing change(s) hold back edits this device received; they show once those arrive \
+             (if a removed device wrote them, they never will: docs/security.md, \"Whose changes are taken\")",
+            s.waiting_changes
+        );
+    }
     for q in &s.quarantined {
         println!("set aside change {q} (not applied: a newer CoBox may read it; the rest of the space is fine)");
     }

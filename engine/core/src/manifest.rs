@@ -153,6 +153,8 @@ pub struct Manifest {
     path_key: [u8; 32],
     /// Heads of each shard before the pending edits; `Some` marks a shard as touched.
     pending: Vec<Option<Vec<ChangeHash>>>,
+    /// Changes applied last that Automerge holds back for changes this manifest lacks.
+    waiting: usize,
 }
 
 fn entry_from_value(v: &Value<'_>) -> Result<Option<Entry>, EntryError> {
@@ -190,7 +192,13 @@ impl Manifest {
     /// An empty manifest with `n` shards.
     pub fn new(n: u16, path_key: [u8; 32], actor: &[u8]) -> Self {
         let mk = || AutoCommit::new().with_actor(ActorId::from(actor));
-        Self { shards: (0..n).map(|_| mk()).collect(), history: mk(), path_key, pending: vec![None; n as usize] }
+        Self {
+            shards: (0..n).map(|_| mk()).collect(),
+            history: mk(),
+            path_key,
+            pending: vec![None; n as usize],
+            waiting: 0,
+        }
     }
 
     /// Load from full saves (one per shard, then the history document).
@@ -205,6 +213,7 @@ impl Manifest {
             history: AutoCommit::load(history)?.with_actor(ActorId::from(actor)),
             path_key,
             pending: vec![None; n],
+            waiting: 0,
         })
     }
 
@@ -353,7 +362,16 @@ impl Manifest {
             };
             target.load_incremental(bytes)?;
         }
+        // A change whose dependencies are missing is held back, not applied, and says nothing:
+        // counted, so the space can say so.
+        self.waiting = self.shards.iter_mut().map(|d| d.get_missing_deps(&[]).len()).sum();
         Ok(())
+    }
+
+    /// How many changes the last apply left waiting for changes this manifest lacks (Automerge
+    /// holds them back until those arrive).
+    pub fn waiting(&self) -> usize {
+        self.waiting
     }
 
     /// Full saves of every shard and the history document (for the local cache).

@@ -1239,6 +1239,15 @@ mod tests {
         a.apply_and_materialize().unwrap();
         assert!(!folder_a.path().join("after.txt").exists(), "the removed writer's later edit is refused");
         assert_eq!(std::fs::read_to_string(folder_a.path().join("before.txt")).unwrap(), "written while a member");
+        assert_eq!(a.status().unwrap().waiting_changes, 0);
+        // Still open (docs/security.md): C's own later edit of that path follows the refused
+        // change, so A holds it back. At least A says so now, rather than nothing.
+        std::fs::write(folder_c.path().join("after.txt"), "C edits it").unwrap();
+        c.scan(&crate::NoProgress).unwrap();
+        send(&c, &a);
+        a.apply_and_materialize().unwrap();
+        assert!(!folder_a.path().join("after.txt").exists());
+        assert!(a.status().unwrap().waiting_changes > 0, "the held-back edit is reported");
     }
 
     /// A removed manager's agreements that its remover held stand (the co-op keeps its

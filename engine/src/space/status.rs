@@ -63,6 +63,10 @@ pub struct Status {
     /// The newest warning in this device's log (a refusal or a failure), if any.
     #[serde(default)]
     pub last_error: Option<crate::logfile::Line>,
+    /// Manifest changes held here that wait for changes this device lacks: their edits do not
+    /// show until those arrive (one may be a removed device's change that was refused here).
+    #[serde(default)]
+    pub waiting_changes: usize,
 }
 
 /// A peer's last session with the running daemon.
@@ -142,6 +146,7 @@ impl Space {
             peers: Vec::new(),
             // Filled by whoever knows the home (the CLI, the daemon's API): a space does not.
             last_error: None,
+            waiting_changes: self.manifest()?.waiting(),
         })
     }
 }
