@@ -174,18 +174,30 @@ fn entry_from_ref(v: &ValueRef<'_>) -> Option<Entry> {
     }
 }
 
-/// Every bytes value one change chunk puts decodes as an [`Entry`].
-fn check_entries(chunk: &[u8]) -> Result<(), ManifestError> {
+/// What [`Manifest::apply`] did with a change body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Every change in it is part of the manifest.
+    Taken,
+    /// Some change in it waits for changes this manifest lacks (Automerge holds it back); it
+    /// takes effect once they arrive in this process, and must be applied again after a reopen.
+    HeldBack,
+}
+
+/// One change chunk's hash; with `entries`, every bytes value it puts must decode as an [`Entry`].
+fn check_change(chunk: &[u8], entries: bool) -> Result<ChangeHash, ManifestError> {
     use automerge::legacy::{Key, OpType};
     let change = automerge::Change::try_from(chunk).map_err(|e| ManifestError::Body(format!("a change: {e}")))?;
-    for op in change.decode().operations {
-        if let (OpType::Put(ScalarValue::Bytes(b)), Key::Map(path)) = (&op.action, &op.key)
-            && let Err(e) = Entry::decode(b)
-        {
-            return Err(ManifestError::Body(format!("the entry it puts for {path:?} does not decode: {e}")));
+    if entries {
+        for op in change.decode().operations {
+            if let (OpType::Put(ScalarValue::Bytes(b)), Key::Map(path)) = (&op.action, &op.key)
+                && let Err(e) = Entry::decode(b)
+            {
+                return Err(ManifestError::Body(format!("the entry it puts for {path:?} does not decode: {e}")));
+            }
         }
     }
-    Ok(())
+    Ok(change.hash())
 }
 
 impl Manifest {
@@ -339,19 +351,18 @@ impl Manifest {
     }
 
     /// Apply a change body (ours or another device's). Idempotent and order-independent.
-    pub fn apply(&mut self, body: &ChangeBody) -> Result<(), ManifestError> {
+    pub fn apply(&mut self, body: &ChangeBody) -> Result<Applied, ManifestError> {
         // Each document's bytes are change chunks inflating to a bounded size, checked before
         // Automerge parses a byte (as the ledger's are): a writer's change cannot make every
         // device that applies it inflate a small blob into gigabytes.
+        let mut hashes = Vec::new();
         for (doc, bytes) in &body.docs {
             let chunks = cobox_agreements::change_chunks(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)?;
             // Every entry a change puts in a shard must decode: one that does not would hide
             // its path from listings and fail every read of it, on every device that applied
             // it. Refused here, the whole change is set aside instead (`Space::quarantined`).
-            if *doc != HISTORY_DOC {
-                for chunk in chunks {
-                    check_entries(chunk)?;
-                }
+            for chunk in chunks {
+                hashes.push((*doc, check_change(chunk, *doc != HISTORY_DOC)?));
             }
         }
         for (doc, bytes) in &body.docs {
@@ -363,9 +374,16 @@ impl Manifest {
             target.load_incremental(bytes)?;
         }
         // A change whose dependencies are missing is held back, not applied, and says nothing:
-        // counted, so the space can say so.
+        // counted, so the space can say so, and told to the caller, which must offer it again
+        // after a reopen (a saved document drops what it held back).
         self.waiting = self.shards.iter_mut().map(|d| d.get_missing_deps(&[]).len()).sum();
-        Ok(())
+        for (doc, hash) in hashes {
+            let target = if doc == HISTORY_DOC { Some(&mut self.history) } else { self.shards.get_mut(doc as usize) };
+            if target.is_some_and(|t| t.get_change_by_hash(&hash).is_none()) {
+                return Ok(Applied::HeldBack);
+            }
+        }
+        Ok(Applied::Taken)
     }
 
     /// How many changes the last apply left waiting for changes this manifest lacks (Automerge

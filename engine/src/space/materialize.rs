@@ -1248,6 +1248,13 @@ mod tests {
         a.apply_and_materialize().unwrap();
         assert!(!folder_a.path().join("after.txt").exists());
         assert!(a.status().unwrap().waiting_changes > 0, "the held-back edit is reported");
+        // Compacted and opened again, A still holds that edit back and says so. Before, the
+        // blob counted as applied, a saved manifest dropped what Automerge held back, and the
+        // edit was gone from A for good.
+        assert!(a.release_manifest().unwrap());
+        drop(a);
+        let a = Home::open(home_a.path()).unwrap().open_space("s").unwrap();
+        assert!(a.status().unwrap().waiting_changes > 0, "offered again after a reopen");
     }
 
     /// A removed manager's agreements that its remover held stand (the co-op keeps its

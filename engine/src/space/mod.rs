@@ -111,6 +111,9 @@ pub struct Space {
     /// reported, not applied, so one bad change cannot stop the space opening on every device.
     /// Kept in the store and tried again by the next process (a newer version may read them).
     pub(crate) quarantined: std::collections::BTreeMap<BlobId, String>,
+    /// Change blobs whose changes Automerge holds back in this process for changes this device
+    /// lacks: not applied (the next process offers them again), and not offered again here.
+    held_back: HashSet<BlobId>,
 }
 
 /// Raised by whoever watches a space's folder when it may have changed since the last scan.
@@ -162,6 +165,7 @@ impl Space {
             folder_current: false,
             ignores: Ignores::none(),
             quarantined: Default::default(),
+            held_back: HashSet::new(),
         };
         // Every epoch key the roster hands this device first: a change sealed under a later
         // epoch applied before them would be set aside, and the folder's files it wrote taken
@@ -289,7 +293,11 @@ impl Space {
     /// or apply is quarantined ([`Space::quarantined`]) and the rest go on.
     fn apply_stored_changes(&mut self) -> Result<(), Error> {
         for (id, loc) in self.store.list()? {
-            if loc.kind != BlobKind::Change || self.applied.contains(&id) || self.quarantined.contains_key(&id) {
+            if loc.kind != BlobKind::Change
+                || self.applied.contains(&id)
+                || self.held_back.contains(&id)
+                || self.quarantined.contains_key(&id)
+            {
                 continue;
             }
             let blob = self.store.get(&id)?;
@@ -301,8 +309,13 @@ impl Space {
                     self.manifest_mut().map_err(|e| e.to_string())?.apply(&body).map_err(|e| e.to_string())
                 });
             match applied {
-                Ok(()) => {
+                Ok(crate::manifest::Applied::Taken) => {
                     self.applied.insert(id);
+                }
+                // Held back for changes this device lacks: offered again by the next process (a
+                // saved manifest drops it), and not again by this one, whose document holds it.
+                Ok(crate::manifest::Applied::HeldBack) => {
+                    self.held_back.insert(id);
                 }
                 Err(why) => {
                     self.quarantined.insert(id, why);
