@@ -214,6 +214,8 @@ pub struct Session {
     suspect: bool,
     /// The kind of refusal that ended the session, once one did.
     refusal: Option<Refusal>,
+    /// The space's genesis in this side's ledger, once looked up (`Some(None)`: it holds none).
+    genesis: Option<Option<Vec<u8>>>,
     /// Blobs asked for whatever the reconciliation finds ([`Session::want_also`]).
     also_want: BTreeSet<BlobId>,
     wanted_by_peer: Vec<BlobId>,
@@ -270,6 +272,7 @@ impl Session {
             rounds: 0,
             suspect: false,
             refusal: None,
+            genesis: None,
             also_want: BTreeSet::new(),
             wanted_by_peer: Vec::new(),
             want: Vec::new(),
@@ -508,10 +511,12 @@ impl Session {
         if self.setup.role == Role::Seeder && peer.role == Role::Seeder {
             return self.refuse("two seeders have nothing to sync");
         }
-        if let Some(key) = &self.setup.space_key {
+        if self.setup.space_key.is_some() {
             let genesis = self.genesis().unwrap_or_default();
             let s = &self.setup;
-            self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce, genesis));
+            if let Some(key) = &s.space_key {
+                self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce, genesis));
+            }
         }
         if peer.role == Role::Member {
             self.phase = Phase::Proof;
@@ -521,10 +526,16 @@ impl Session {
         }
     }
 
-    /// The space's genesis as this side's ledger holds it (one its id was made from).
-    fn genesis(&self) -> Option<Vec<u8>> {
-        let space = self.setup.space.0;
-        self.ledger.roster_ops().into_iter().find(|op| roster::space_public_key(&space, op).is_some())
+    /// The space's genesis as this side's ledger holds it (one its id was made from). Looked up
+    /// once a session: the proof sent and the proof checked both need it, and the ledger does
+    /// not change between them.
+    fn genesis(&mut self) -> Option<Vec<u8>> {
+        if self.genesis.is_none() {
+            let space = self.setup.space.0;
+            let found = self.ledger.roster_ops().into_iter().find(|op| roster::space_public_key(&space, op).is_some());
+            self.genesis = Some(found);
+        }
+        self.genesis.clone().flatten()
     }
 
     /// The space key's public half, to check a member's proof with: the one the space's genesis
@@ -532,7 +543,7 @@ impl Session {
     /// taken only if the space id derives from it), else a member's own. The genesis decides
     /// over a member's own key, so a device holding a wrong secret is refused by the peer, which
     /// says why, rather than refusing the peer.
-    fn space_public(&self, theirs: &[u8]) -> Option<[u8; 32]> {
+    fn space_public(&mut self, theirs: &[u8]) -> Option<[u8; 32]> {
         let space = self.setup.space.0;
         self.genesis()
             .and_then(|g| roster::space_public_key(&space, &g))
@@ -604,10 +615,12 @@ impl Session {
     fn on_credential(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         use cobox_agreements::Authority;
         let (space, peer, now) = (self.setup.space, self.setup.peer, self.setup.now_ms);
-        let roster = roster::evaluate(&space.0, &self.ledger.roster_ops());
+        // The roster is evaluated only for a credential whose signature holds.
         let proven = (!bytes.is_empty()
-            && Entry::check_credential(bytes, &space.0, &peer.0)
-                .is_ok_and(|a| roster.is_empty() || roster.proposes(&a.owner, &a.id())))
+            && Entry::check_credential(bytes, &space.0, &peer.0).is_ok_and(|a| {
+                let roster = roster::evaluate(&space.0, &self.ledger.roster_ops());
+                roster.is_empty() || roster.proposes(&a.owner, &a.id())
+            }))
             || (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now).names_seeder(&peer.0);
         if !proven {
             return self.refuse(format!(
