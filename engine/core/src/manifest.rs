@@ -127,6 +127,17 @@ impl ChangeBody {
         parts
     }
 
+    /// Each of its changes, as (document, hash): what [`Manifest::drop_changes`] keeps or drops.
+    pub fn change_hashes(&self) -> Result<Unit, ManifestError> {
+        let mut out = Vec::new();
+        for (doc, bytes) in &self.docs {
+            for chunk in cobox_agreements::change_chunks(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)? {
+                out.push((*doc, check_change(chunk, false)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Decode, checking the version byte.
     pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
         match bytes.split_first() {
@@ -172,6 +183,22 @@ fn entry_from_ref(v: &ValueRef<'_>) -> Option<Entry> {
         ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => Entry::decode(b).ok(),
         _ => None,
     }
+}
+
+/// One change body's changes, as (document, hash): changes are kept or dropped a body at a time
+/// ([`Manifest::drop_changes`]), as they are stored and shared.
+pub type Unit = Vec<(u16, ChangeHash)>;
+
+/// What [`Manifest::drop_changes`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Dropped {
+    /// The units dropped (indices into those given): the refused ones, and each one holding a
+    /// change that follows a dropped change.
+    pub units: Vec<usize>,
+    /// Paths that showed a refused change's value and show another now, with that value.
+    pub reverted: Vec<(String, Entry)>,
+    /// How many edits (of dropped changes that were not refused) were put again.
+    pub replayed: usize,
 }
 
 /// What [`Manifest::apply`] did with a change body.
@@ -390,6 +417,131 @@ impl Manifest {
         Ok(Applied::Taken)
     }
 
+    /// Take out the changes of the `refused` units, as if they had never been applied, and
+    /// every change that follows one of them (with the rest of its unit: a unit is kept or
+    /// dropped whole, so the units kept are exactly what the other devices can apply). The edits
+    /// of dropped changes that were not refused (a member's edits made on top of a refused
+    /// change) are put again, as this manifest's pending edits, for the caller to commit: they
+    /// no longer depend on the refused change, so every device can take them.
+    ///
+    /// Automerge cannot take a change back, so each document holding a dropped change is built
+    /// anew from the changes kept. This manifest writes as `actor` from then on: the dropped
+    /// changes used sequence numbers of the old actor that other devices still hold, and
+    /// Automerge refuses a second change under one. Without `replay` (a device that may not
+    /// write), the edits are dropped too: their writers put them again. Fails with uncommitted
+    /// edits.
+    pub fn drop_changes(
+        &mut self,
+        units: &[Unit],
+        refused: &[bool],
+        actor: &[u8],
+        replay_edits: bool,
+    ) -> Result<Dropped, ManifestError> {
+        use automerge::legacy::{Key, ObjectId, OpType};
+        use std::collections::HashSet;
+        if self.has_pending() {
+            return Err(ManifestError::Body("uncommitted edits: commit them before dropping changes".into()));
+        }
+        let mut dropped: Vec<bool> = (0..units.len()).map(|i| refused.get(i).copied().unwrap_or(false)).collect();
+        let mut tainted: HashSet<(u16, ChangeHash)> =
+            units.iter().zip(&dropped).filter(|(_, d)| **d).flat_map(|(u, _)| u.iter().copied()).collect();
+        if tainted.is_empty() {
+            return Ok(Dropped::default());
+        }
+        let docs: Vec<u16> = (0..self.shards.len() as u16).chain([HISTORY_DOC]).collect();
+        // Every change, per document, in causal order.
+        let all: Vec<(u16, Vec<automerge::Change>)> =
+            docs.iter().map(|d| (*d, self.doc_mut(*d).get_changes(&[]))).collect();
+        loop {
+            let before = tainted.len();
+            for (d, changes) in &all {
+                for c in changes {
+                    if c.deps().iter().any(|dep| tainted.contains(&(*d, *dep))) {
+                        tainted.insert((*d, c.hash()));
+                    }
+                }
+            }
+            for (u, gone) in units.iter().zip(dropped.iter_mut()) {
+                if !*gone && u.iter().any(|c| tainted.contains(c)) {
+                    *gone = true;
+                    tainted.extend(u.iter().copied());
+                }
+            }
+            if tainted.len() == before {
+                break;
+            }
+        }
+        let refused_changes: HashSet<(u16, ChangeHash)> = units
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| refused.get(*i).copied().unwrap_or(false))
+            .flat_map(|(_, u)| u.iter().copied())
+            .collect();
+        // The values refused changes put, and what each of those paths shows now.
+        let mut refused_puts: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut replay: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        for (d, changes) in all.iter().filter(|(d, _)| *d != HISTORY_DOC) {
+            for c in changes.iter().filter(|c| tainted.contains(&(*d, c.hash()))) {
+                let mine = refused_changes.contains(&(*d, c.hash()));
+                for op in c.decode().operations {
+                    let (ObjectId::Root, Key::Map(path)) = (&op.obj, &op.key) else { continue };
+                    match (&op.action, mine) {
+                        (OpType::Put(ScalarValue::Bytes(b)), true) => refused_puts.push((path.to_string(), b.clone())),
+                        (OpType::Put(ScalarValue::Bytes(b)), false) => replay.push((path.to_string(), Some(b.clone()))),
+                        (OpType::Delete, false) => replay.push((path.to_string(), None)),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let shown: Vec<Option<Entry>> = refused_puts.iter().map(|(p, _)| self.get(p)).collect::<Result<_, _>>()?;
+        for (d, changes) in all {
+            if !changes.iter().any(|c| tainted.contains(&(d, c.hash()))) {
+                continue;
+            }
+            let mut fresh = AutoCommit::new();
+            fresh.apply_changes(changes.into_iter().filter(|c| !tainted.contains(&(d, c.hash()))))?;
+            *self.doc_mut(d) = fresh;
+        }
+        for doc in self.shards.iter_mut().chain([&mut self.history]) {
+            doc.set_actor(ActorId::from(actor));
+        }
+        if !replay_edits {
+            replay.clear();
+        }
+        let replayed = replay.len();
+        for (path, value) in replay {
+            let s = self.shard_of(&path);
+            if self.pending[s].is_none() {
+                self.pending[s] = Some(self.shards[s].get_heads());
+            }
+            match value {
+                Some(b) => self.shards[s].put(ROOT, path.as_str(), ScalarValue::Bytes(b))?,
+                None => self.shards[s].delete(ROOT, path.as_str())?,
+            }
+        }
+        let mut reverted: Vec<(String, Entry)> = Vec::new();
+        for ((path, bytes), was) in refused_puts.into_iter().zip(shown) {
+            let Some(was) = was else { continue };
+            if was.encode()? != bytes || self.get(&path)?.as_ref() == Some(&was) {
+                continue;
+            }
+            if !reverted.iter().any(|(p, _)| *p == path) {
+                reverted.push((path, was));
+            }
+        }
+        self.waiting = self.shards.iter_mut().map(|d| d.get_missing_deps(&[]).len()).sum();
+        let units = dropped.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+        Ok(Dropped { units, reverted, replayed })
+    }
+
+    fn doc_mut(&mut self, doc: u16) -> &mut AutoCommit {
+        match self.shards.get_mut(doc as usize) {
+            Some(d) => d,
+            None => &mut self.history,
+        }
+    }
+
     /// How many changes the last apply left waiting for changes this manifest lacks (Automerge
     /// holds them back until those arrive).
     pub fn waiting(&self) -> usize {
@@ -603,6 +755,51 @@ mod tests {
         let (body, _) = other.commit(snap(1, 2)).unwrap();
         m.apply(&body).unwrap();
         assert!(m.get("a.txt").unwrap().is_some());
+    }
+
+    /// A member that took a change later refused (a removed writer's, relayed) and edited on
+    /// top of it drops it: its own edits stay, as a change every device can take, and the
+    /// paths only the refused change set go back (issue 31 item 4).
+    #[test]
+    fn dropping_a_refused_change_keeps_the_edits_made_on_top_of_it() {
+        let mut w = Manifest::new(4, [1; 32], &[1; 16]);
+        w.set("a", &file(1)).unwrap();
+        w.set("c", &file(1)).unwrap();
+        let (base, _) = w.commit(snap(1000, 1)).unwrap();
+        w.set("a", &file(2)).unwrap();
+        w.set("c", &file(2)).unwrap();
+        let (refused, _) = w.commit(snap(2000, 1)).unwrap();
+        let mut m = Manifest::new(4, [1; 32], &[2; 16]);
+        let mut informed = Manifest::new(4, [1; 32], &[3; 16]);
+        for body in [&base, &refused] {
+            m.apply(body).unwrap();
+        }
+        informed.apply(&base).unwrap();
+        m.set("a", &file(3)).unwrap();
+        m.set("b", &file(3)).unwrap();
+        let (on_top, _) = m.commit(snap(3000, 2)).unwrap();
+        assert_eq!(informed.apply(&on_top).unwrap(), Applied::HeldBack, "the split: it follows the refused change");
+        let units: Vec<Unit> = [&base, &refused, &on_top].iter().map(|b| b.change_hashes().unwrap()).collect();
+        let d = m.drop_changes(&units, &[false, true, false], &[4; 16], true).unwrap();
+        assert_eq!(d.units, vec![1, 2]);
+        assert_eq!(d.replayed, 2, "a and b");
+        assert_eq!(d.reverted, vec![("c".to_string(), file(2))], "only the path still showing the refused value");
+        assert_eq!(m.get("c").unwrap(), Some(file(1)));
+        assert_eq!((m.get("a").unwrap(), m.get("b").unwrap()), (Some(file(3)), Some(file(3))));
+        let (again, _) = m.commit(snap(4000, 2)).unwrap();
+        // The informed member takes the edits put again, and both show the same state.
+        assert_eq!(informed.apply(&again).unwrap(), Applied::Taken);
+        for p in ["a", "b", "c"] {
+            assert_eq!(informed.get(p).unwrap(), m.get(p).unwrap(), "{p}");
+        }
+        // Saved and loaded, nothing of the dropped changes comes back.
+        let (shards, history) = m.save_all();
+        let back = Manifest::load(&shards, &history, [1; 32], &[4; 16]).unwrap();
+        assert_eq!(back.get("c").unwrap(), Some(file(1)));
+        assert!(
+            m.drop_changes(&units, &[false, false, false], &[5; 16], true).unwrap().units.is_empty(),
+            "nothing refused"
+        );
     }
 
     #[test]

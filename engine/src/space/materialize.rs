@@ -98,7 +98,7 @@ impl Space {
     /// Keep version `v` as a conflict copy named `name` in the manifest, or, when another version
     /// holds that name (the same device lost twice within a second), under the first numbered
     /// name free: a copy is never dropped for its name. One already there is not added twice.
-    fn keep_copy(&mut self, name: &str, v: &Entry, copies: &mut Vec<String>) -> Result<(), Error> {
+    pub(crate) fn keep_copy(&mut self, name: &str, v: &Entry, copies: &mut Vec<String>) -> Result<(), Error> {
         for n in 1..=MAX_COPY_NUMBER {
             let name = if n == 1 { name.to_owned() } else { cobox_core::settle::numbered(name, n) };
             match self.manifest()?.get(&name)? {
@@ -1228,6 +1228,7 @@ mod tests {
         assert_eq!(kept.len(), 1, "{kept:?}");
         // B does not know; C has not heard of the removal and takes B's new change.
         std::fs::write(folder_b.path().join("after.txt"), "written after the removal").unwrap();
+        std::fs::write(folder_b.path().join("only-b.txt"), "B's alone").unwrap();
         b.scan(&crate::NoProgress).unwrap();
         c.roster_from = Some(b.device.0);
         send(&b, &c);
@@ -1240,8 +1241,8 @@ mod tests {
         assert!(!folder_a.path().join("after.txt").exists(), "the removed writer's later edit is refused");
         assert_eq!(std::fs::read_to_string(folder_a.path().join("before.txt")).unwrap(), "written while a member");
         assert_eq!(a.status().unwrap().waiting_changes, 0);
-        // Still open (docs/security.md): C's own later edit of that path follows the refused
-        // change, so A holds it back. At least A says so now, rather than nothing.
+        // C's own later edit of that path follows the refused change, so A holds it back,
+        // and says so.
         std::fs::write(folder_c.path().join("after.txt"), "C edits it").unwrap();
         c.scan(&crate::NoProgress).unwrap();
         send(&c, &a);
@@ -1253,8 +1254,35 @@ mod tests {
         // edit was gone from A for good.
         assert!(a.release_manifest().unwrap());
         drop(a);
-        let a = Home::open(home_a.path()).unwrap().open_space("s").unwrap();
+        let mut a = Home::open(home_a.path()).unwrap().open_space("s").unwrap();
         assert!(a.status().unwrap().waiting_changes > 0, "offered again after a reopen");
+        // C hears of the removal: it drops B's later change and puts its own edit again, on a
+        // past every informed device holds. What B wrote that C's folder showed and C did not
+        // edit stays as a conflict copy; nothing is deleted from C's folder.
+        c.ledger().merge_from(&mut a.ledger().read().unwrap()).unwrap();
+        let view = c.ledger().roster().unwrap();
+        c.set_roster(view, Some(a.device.0));
+        c.apply_and_materialize().unwrap();
+        assert_eq!(std::fs::read_to_string(folder_c.path().join("after.txt")).unwrap(), "C edits it");
+        assert!(!folder_c.path().join("only-b.txt").exists(), "B's later file leaves its name");
+        let copies: Vec<String> =
+            names_in(folder_c.path()).into_iter().filter(|n| n.starts_with("only-b.sync-conflict-")).collect();
+        assert_eq!(copies.len(), 1, "{:?}", names_in(folder_c.path()));
+        assert_eq!(std::fs::read_to_string(folder_c.path().join(&copies[0])).unwrap(), "B's alone");
+        // (A file written within the clock's granularity is read again, and cut under the new
+        // epoch's chunker key may count as changed: only additions and deletions would be wrong.)
+        let c_scan = c.scan(&crate::NoProgress).unwrap();
+        assert_eq!((c_scan.added, c_scan.deleted), (0, 0), "the folder is as the manifest says: {c_scan:?}");
+        // A takes C's edit now, and C no longer passes on B's refused change.
+        a.roster_from = Some(c.device.0);
+        send(&c, &a);
+        a.apply_and_materialize().unwrap();
+        assert_eq!(std::fs::read_to_string(folder_a.path().join("after.txt")).unwrap(), "C edits it");
+        assert!(!folder_a.path().join("only-b.txt").exists());
+        let (_, mut c) = (drop(c), Home::open(_home_c.path()).unwrap().open_space("s").unwrap());
+        c.scan(&crate::NoProgress).unwrap();
+        assert_eq!(std::fs::read_to_string(folder_c.path().join("after.txt")).unwrap(), "C edits it", "after a reopen");
+        assert!(!folder_c.path().join("only-b.txt").exists(), "nothing dropped comes back");
     }
 
     /// A removed manager's agreements that its remover held stand (the co-op keeps its

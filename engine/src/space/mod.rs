@@ -292,6 +292,7 @@ impl Space {
     /// Apply every stored change blob not yet in the manifest. One that does not open, decode
     /// or apply is quarantined ([`Space::quarantined`]) and the rest go on.
     fn apply_stored_changes(&mut self) -> Result<(), Error> {
+        self.drop_refused_changes()?;
         for (id, loc) in self.store.list()? {
             if loc.kind != BlobKind::Change
                 || self.applied.contains(&id)

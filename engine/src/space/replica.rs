@@ -2,6 +2,7 @@
 //! received changes applied and written to the folder.
 
 use super::*;
+use std::collections::BTreeSet;
 
 impl crate::replica::Replica for Space {
     fn space_id(&self) -> SpaceId {
@@ -16,6 +17,10 @@ impl crate::replica::Replica for Space {
         Space::ledger(self)
     }
 }
+
+/// Store meta key: the removed devices whose changes beyond what their removers kept this device
+/// has dropped ([`Space::drop_refused_changes`]).
+const DROPPED_FOR: &str = "dropped-refused";
 
 impl Space {
     /// Accept a blob from a peer ([`crate::replica::check_blob`]); anything refused is not stored.
@@ -50,11 +55,12 @@ impl Space {
         self.store.flush()?;
         let before = self.applied.len();
         self.apply_stored_changes()?;
-        let n = self.applied.len() - before;
+        // Fewer when changes were dropped ([`Space::drop_refused_changes`], which compacts).
+        let n = self.applied.len().saturating_sub(before);
         if n > 0 {
             self.folder_current = false;
         }
-        if self.applied.len() - self.included.len() >= COMPACT_AFTER {
+        if self.applied.len().saturating_sub(self.included.len()) >= COMPACT_AFTER {
             self.compact()?;
         }
         Ok(n)
@@ -150,6 +156,122 @@ impl Space {
         }
         let view = ledger.roster()?;
         self.set_roster(view, self.roster_from);
+        Ok(())
+    }
+
+    /// Once a removal's `KeepChanges` names what its remover had taken from the removed device,
+    /// drop from this device what it took beyond that (relayed before it heard of the removal):
+    /// those changes leave the store and the manifest, and so does every change made on top of
+    /// them, whose edits this device puts again when it may write (so they no longer follow a
+    /// change every informed device refuses, and reach them all). A path the refused change had
+    /// written into the folder keeps that version as a conflict copy: nothing on disk is lost.
+    /// Done once per removed device (store meta [`DROPPED_FOR`]).
+    pub(crate) fn drop_refused_changes(&mut self) -> Result<(), Error> {
+        use crate::crypto::ChangeAuthor;
+        if self.roster.kept_changes.is_empty() || self.roster.removed.contains(&self.device.0) {
+            return Ok(());
+        }
+        let mut done: BTreeSet<[u8; 32]> = self
+            .store
+            .meta_get(DROPPED_FOR)?
+            .unwrap_or_default()
+            .chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+            .collect();
+        let new: BTreeSet<[u8; 32]> = self.roster.kept_changes.keys().filter(|d| !done.contains(*d)).copied().collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        if self.manifest()?.has_pending() {
+            return Ok(()); // tried again at the next apply, once committed
+        }
+        let (mut units, mut refused, mut ids, mut stray) = (Vec::new(), Vec::new(), Vec::new(), HashSet::new());
+        for (id, loc) in self.store.list()? {
+            if loc.kind != BlobKind::Change || self.quarantined.contains_key(&id) {
+                continue;
+            }
+            let blob = self.store.get(&id)?;
+            let is_refused = match crate::crypto::verify_change_signature(&self.info.id, &blob) {
+                Ok(ChangeAuthor::Device(d)) => {
+                    new.contains(&d) && self.roster.kept_changes.get(&d).is_some_and(|kept| !kept.contains(&id.0))
+                }
+                _ => false,
+            };
+            if !self.applied.contains(&id) {
+                if is_refused {
+                    stray.insert(id);
+                }
+                continue;
+            }
+            // An applied change opened and decoded when it was applied.
+            let Ok(body) = self
+                .keys
+                .open(BlobKind::Change, &blob)
+                .map_err(|e| e.to_string())
+                .and_then(|plain| ChangeBody::decode(&plain).map_err(|e| e.to_string()))
+            else {
+                continue;
+            };
+            units.push(body.change_hashes()?);
+            refused.push(is_refused);
+            ids.push(id);
+        }
+        if refused.contains(&true) {
+            let may_write = matches!(
+                self.roster.role(&self.device.0),
+                Some(cobox_core::roster::Role::Write | cobox_core::roster::Role::Manage)
+            );
+            // A new actor, saved before any change is written under it: the dropped changes
+            // used the old one's sequence numbers, which other devices still hold.
+            let mut actor = [0u8; 16];
+            crate::random_bytes(&mut actor);
+            self.info.actor = hex::encode(actor);
+            write_atomic(&self.dir.join("space.json"), &crate::error::json("space.json", &self.info)?)?;
+            let on_disk = self.load_scan_cache()?;
+            let dropped = self.manifest_mut()?.drop_changes(&units, &refused, &actor, may_write)?;
+            let gone: HashSet<BlobId> = dropped.units.iter().filter_map(|i| ids.get(*i).copied()).collect();
+            self.applied.retain(|id| !gone.contains(id));
+            let mut copies = Vec::new();
+            if may_write {
+                for (path, v) in &dropped.reverted {
+                    let written =
+                        on_disk.get(path).is_some_and(|r| Entry::decode(&r.entry).is_ok_and(|e| e.same_state(v)));
+                    if !written {
+                        continue;
+                    }
+                    let name = crate::space::materialize::conflict_name(path, v.mtime_ns, &v.device);
+                    self.keep_copy(&name, v, &mut copies)?;
+                    // A path the refused change made: gone from the folder (its copy holds it),
+                    // or the next scan would take the file back under its name.
+                    if self.manifest()?.get(path)?.is_none() {
+                        let gone =
+                            Entry { kind: Kind::Deleted, mtime_ns: v.mtime_ns, mode: 0, device: self.device_short() };
+                        self.manifest_mut()?.set(path, &gone)?;
+                    }
+                }
+            }
+            let snap = crate::manifest::Snapshot {
+                time_ms: crate::now_ms(),
+                device: self.device,
+                added: copies.len() as u32,
+                changed: dropped.replayed as u32,
+                deleted: 0,
+                renamed: 0,
+                heads: Vec::new(),
+            };
+            if let Some((body, _)) = self.manifest_mut()?.commit(snap) {
+                self.persist_change(body)?;
+            }
+            // The cache no longer holds them before the store lets them go.
+            self.compact()?;
+            stray.extend(gone);
+            self.folder_current = false;
+        }
+        if !stray.is_empty() {
+            self.store.remove(&stray)?;
+        }
+        done.extend(new);
+        self.store.meta_set(DROPPED_FOR, &done.iter().flatten().copied().collect::<Vec<u8>>())?;
         Ok(())
     }
 
