@@ -258,7 +258,12 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     let reader = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let key = ed25519_dalek::SigningKey::from_bytes(&invite.key);
     let redeem = Action::Redeem { invite: key.verifying_key().to_bytes(), at_ms: cobox_engine::now_ms() };
-    ledger.add_roster_op_after(&reader, vec![OpId(invite.op)], redeem, Some(&key)).unwrap();
+    let redeem = ledger.add_roster_op_after(&reader, vec![OpId(invite.op)], redeem, Some(&key)).unwrap();
+    // And this device's countersignature, as that session would make it.
+    let seed: [u8; 32] = std::fs::read(cobox_engine::home::paths::device_key(home.path())).unwrap().try_into().unwrap();
+    let me = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let admit = Action::Admit { redeem, at_ms: cobox_engine::now_ms(), credential: vec![] };
+    ledger.add_roster_op(&me, admit, None).unwrap();
     let name = reader.verifying_key().to_bytes();
     let short = cobox_engine::DeviceId(name).short();
     // Any command refreshes the model.

@@ -25,10 +25,12 @@
 //!   shared key: a reader that drops its ledger and signs one has made another space's.
 //!
 //! - **Invites work once.** A manager's `Invite` names a one-use key; a device joins by a
-//!   `Redeem` signed by itself and by that key. Of two redemptions of one invite, the first in
-//!   the order stands; a `Cancel` beats a concurrent redemption; a redemption dated after the
-//!   invite's expiry counts for nothing (the peer that takes a redemption from its device also
-//!   checks the date against its own clock, which this pure module has not got).
+//!   `Redeem` signed by itself and by that key, which counts only once a member countersigns it
+//!   (`Admit`), having judged it by its own clock in the session that brought it (this pure
+//!   module has no clock): the joiner's own date decides nothing. Of two countersigned
+//!   redemptions of one invite, the first countersigned in the order stands; a `Cancel` beats a
+//!   concurrent countersignature; a countersignature dated after the invite's expiry, or by a
+//!   member whose role is below the invite's, counts for nothing.
 //!
 //! Pure: no I/O, no clock; names are opaque bytes here (the engine seals them to members).
 //! Evaluation is quadratic in the number of operations (each one's validity is judged in the
@@ -200,6 +202,21 @@ pub enum Action {
         device: Key32,
         /// Ids of its change blobs and of the agreements it proposed that the remover held, sorted.
         changes: Vec<[u8; 32]>,
+    },
+    /// A member countersigns a redemption it took from the joining device in a session, having
+    /// judged it by its own roster and clock (open, not used, not cancelled, its maker not
+    /// removed, not expired at `at_ms`). A redemption counts only from its first countersignature
+    /// by a member whose role is at least the invite's: the joiner's own `at_ms` decides nothing,
+    /// and single use is settled by who countersigned first.
+    Admit {
+        /// The `Redeem` operation countersigned (in this operation's past).
+        redeem: OpId,
+        /// When the countersigner took it, by its clock (ms since the epoch).
+        at_ms: i64,
+        /// Empty from a member. From a seeder (on no roster): the proposal naming it, which
+        /// must be by a manager at this point and in term at `at_ms`; it then counts as that
+        /// manager's role (a seeder restores a device when no member is online).
+        credential: Vec<u8>,
     },
 }
 
@@ -376,6 +393,9 @@ pub struct RosterView {
     pub invites: BTreeMap<Key32, InviteView>,
     /// Devices whose redemption of an invite did not count, and why.
     pub turned_away: BTreeMap<Key32, String>,
+    /// Devices whose redemption is valid so far and waits for a member's countersignature
+    /// ([`Action::Admit`]), with that redemption.
+    pub awaiting: BTreeMap<Key32, OpId>,
     /// Every device that signed an operation that verifies, whether it counts or not.
     pub authors: BTreeSet<Key32>,
     /// Every device that could write at some point (a writer or manager then, whatever now).
@@ -527,6 +547,8 @@ impl RosterView {
 /// device folds in), each with its causal past as a bit set of positions in that order.
 struct Graph {
     ids: Vec<OpId>,
+    /// Each operation's position.
+    index: HashMap<OpId, usize>,
     ops: Vec<SignedOp>,
     past: Vec<Past>,
 }
@@ -718,10 +740,14 @@ fn evaluate_with(space: &Key32, encoded: &[Vec<u8>], running: bool) -> RosterVie
         {
             continue;
         }
+        if now.awaiting.get(&device) == Some(&i) {
+            continue;
+        }
         let why = view.invalid.get(&g.ids[i]).or_else(|| now.lost.get(&i)).cloned();
         let why = why.unwrap_or_else(|| "its invite was not redeemed".into());
         view.turned_away.insert(device, why);
     }
+    view.awaiting = now.awaiting.iter().map(|(d, &i)| (*d, g.ids[i])).collect();
     // Redemptions still waiting for their invite.
     for id in &view.pending {
         if let Some(op) = encoded.iter().find(|b| op_id(b) == *id).and_then(|b| SignedOp::decode(b).ok())
@@ -760,7 +786,7 @@ fn graph(mut ops: HashMap<OpId, SignedOp>, pending: &mut BTreeSet<OpId>) -> Grap
     }
     let mut queue: BTreeSet<OpId> = indegree.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
     let mut pos: HashMap<OpId, usize> = HashMap::new();
-    let mut g = Graph { ids: Vec::new(), ops: Vec::new(), past: Vec::new() };
+    let mut g = Graph { ids: Vec::new(), index: HashMap::new(), ops: Vec::new(), past: Vec::new() };
     while let Some(id) = queue.pop_first() {
         let Some(op) = ops.remove(&id) else { continue };
         let i = g.ids.len();
@@ -780,6 +806,7 @@ fn graph(mut ops: HashMap<OpId, SignedOp>, pending: &mut BTreeSet<OpId>) -> Grap
         }
     }
     pending.extend(ops.into_keys());
+    g.index = pos;
     g
 }
 
@@ -804,6 +831,11 @@ struct State {
     cancels: Vec<(usize, Key32)>,
     /// Changes of removed devices that count, as their removers named them.
     kept: BTreeMap<Key32, BTreeSet<[u8; 32]>>,
+    /// Valid redemptions not countersigned yet: the device, and the redemption's position.
+    awaiting: BTreeMap<Key32, usize>,
+    /// The name a device awaiting its countersignature gave itself (a joiner names itself
+    /// right after its redemption, before any member has seen it).
+    awaiting_names: BTreeMap<Key32, Vec<u8>>,
 }
 
 /// The state made by the valid operations that `within` keeps, settled by the module's rules.
@@ -927,6 +959,8 @@ fn step(s: &mut State, g: &Graph, i: usize) {
         Action::Rename { device, name } => {
             if let Some(m) = s.members.get_mut(device) {
                 m.name = name.clone();
+            } else if s.awaiting.contains_key(device) {
+                s.awaiting_names.insert(*device, name.clone());
             }
         }
         Action::Remove { device } => {
@@ -962,32 +996,57 @@ fn step(s: &mut State, g: &Graph, i: usize) {
             }
         }
         Action::Redeem { invite, .. } => {
-            let cancelled = s.cancels.iter().any(|&(c, k)| k == *invite && concurrent(i, c));
-            let Some(inv) = s.invites.get_mut(invite) else {
-                s.lost.insert(i, MAKER_REMOVED.into());
-                return;
-            };
-            // A removed manager's pending invites die with it: a redemption not in the past of
-            // the maker's removal (made after it, or without having seen it) counts for nothing.
-            let maker_removed = s.standing.iter().any(|&(r, t)| t == inv.by && !before(i, r));
-            if maker_removed {
-                s.lost.insert(i, MAKER_REMOVED.into());
-            } else if let Some(first) = inv.redeemed_by.filter(|d| *d != op.author) {
-                s.lost.insert(i, format!("the invite was already used by device {}", hex8(&first)));
-            } else if inv.cancelled || cancelled {
-                s.lost.insert(i, "the invite was cancelled".into());
+            if let Err(why) = redeemable(s, g, i, *invite, i) {
+                s.lost.insert(i, why);
             } else if !s.members.contains_key(&op.author) {
-                inv.redeemed_by = Some(op.author);
-                s.removed.remove(&op.author);
-                s.kept.remove(&op.author);
-                s.members.insert(op.author, Member { role: inv.role, name: inv.name.clone() });
+                // It counts once a member countersigns it.
+                s.awaiting.insert(op.author, i);
+            }
+        }
+        Action::Admit { redeem, at_ms, credential } => {
+            let Some(&r) = g.index.get(redeem).filter(|&&r| before(r, i)) else { return };
+            let (joiner, Action::Redeem { invite, .. }) = (g.ops[r].op.author, &g.ops[r].op.action) else { return };
+            let admitter = if credential.is_empty() {
+                s.members.get(&op.author).map(|m| m.role)
+            } else {
+                seeder_role(s, &op.space, &op.author, credential, *at_ms)
+            };
+            let judged = redeemable(s, g, r, *invite, i).and_then(|()| match s.invites.get(invite) {
+                Some(inv) if admitter < Some(inv.role) => {
+                    Err("countersigned by a member whose role is below the invite's".to_string())
+                }
+                Some(inv) if *at_ms > inv.expires_ms => {
+                    Err("the invite had expired when a member countersigned it".to_string())
+                }
+                _ => Ok(()),
+            });
+            // A removed device rejoins only by a redemption made after its removal.
+            let removed_then = s.targets.contains(&joiner)
+                && s.standing.iter().any(|&(rm, t)| t == joiner && !before(r, rm) && !before(rm, r));
+            match (judged, s.invites.get_mut(invite)) {
+                (Err(why), _) => {
+                    // Turned away, by the first member that judged it (another may still admit
+                    // it, if the invite allows).
+                    s.awaiting.remove(&joiner);
+                    s.lost.insert(r, why);
+                }
+                (Ok(()), Some(inv)) if inv.redeemed_by.is_none() && !removed_then => {
+                    inv.redeemed_by = Some(joiner);
+                    s.awaiting.remove(&joiner);
+                    s.removed.remove(&joiner);
+                    s.kept.remove(&joiner);
+                    let name = s.awaiting_names.remove(&joiner).unwrap_or_else(|| inv.name.clone());
+                    s.members.insert(joiner, Member { role: inv.role, name });
+                }
+                _ => {}
             }
         }
     }
     // Only the device the operation names can have gained a role (not every member: a roster
     // of 10,000 operations spent a fifth of its open re-inserting all of them).
     let gained = match &op.action {
-        Action::Genesis | Action::Redeem { .. } => Some(op.author),
+        Action::Genesis => Some(op.author),
+        Action::Admit { redeem, .. } => g.index.get(redeem).map(|&r| g.ops[r].op.author),
         Action::Add { device, .. } | Action::SetRole { device, .. } => Some(*device),
         _ => None,
     };
@@ -1001,6 +1060,35 @@ fn step(s: &mut State, g: &Graph, i: usize) {
             s.ever_managed.insert(d);
         }
     }
+}
+
+/// The role a seeder's countersignature counts as: that of the manager whose proposal naming
+/// it (`credential`) is in term at `at_ms`; `None` for anything else.
+fn seeder_role(s: &State, space: &Key32, seeder: &Key32, credential: &[u8], at_ms: i64) -> Option<Role> {
+    let a = cobox_agreements::Entry::check_credential(credential, space, seeder).ok()?;
+    let role = s.members.get(&a.owner).map(|m| m.role);
+    (role == Some(Role::Manage) && a.in_term(at_ms)).then_some(Role::Manage)
+}
+
+/// Whether the redemption at `r` of `invite` may count when judged at position `at` (the
+/// redemption itself, or its countersignature): the invite is known, its maker was not removed
+/// before `at` saw it, it was not used by another device, nor cancelled.
+fn redeemable(s: &State, g: &Graph, r: usize, invite: Key32, at: usize) -> Result<(), String> {
+    let concurrent = |a: usize, b: usize| a != b && !g.before(a, b) && !g.before(b, a);
+    let Some(inv) = s.invites.get(&invite) else { return Err(MAKER_REMOVED.into()) };
+    let joiner = g.ops[r].op.author;
+    // A removed manager's pending invites die with it: one not in the past of the maker's
+    // removal (made after it, or without having seen it) counts for nothing.
+    if s.standing.iter().any(|&(rm, t)| t == inv.by && !g.before(at, rm)) {
+        return Err(MAKER_REMOVED.into());
+    }
+    if let Some(first) = inv.redeemed_by.filter(|d| *d != joiner) {
+        return Err(format!("the invite was already used by device {}", hex8(&first)));
+    }
+    if inv.cancelled || s.cancels.iter().any(|&(c, k)| k == invite && concurrent(at, c)) {
+        return Err("the invite was cancelled".into());
+    }
+    Ok(())
 }
 
 /// How a refused invite is told to its device (a peer's refusal and the local roster alike), so
@@ -1054,12 +1142,16 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
         Action::SetRole { device, .. } if !s.members.contains_key(device) => {
             Err("changes the role of a device that is not a member".into())
         }
+        // A joiner names itself before a member countersigned it.
+        Action::Rename { device, .. } if op.author == *device && s.awaiting.contains_key(device) => Ok(()),
         Action::Rename { device, .. } | Action::Remove { device } if !(manager || op.author == *device) => {
             Err("only a manager, or the device itself, renames or removes a member".into())
         }
         Action::Rename { device, .. } | Action::Remove { device } if !s.members.contains_key(device) => {
             Err("names a device that is not a member".into())
         }
+        // A seeder's countersignature: its credential is judged in the fold.
+        Action::Admit { credential, .. } if !credential.is_empty() => Ok(()),
         _ if role.is_none() => Err("its author is not a member at that point".into()),
         _ => Ok(()),
     }
@@ -1303,6 +1395,12 @@ mod tests {
         Action::Redeem { invite: pk(200 + n), at_ms }
     }
 
+    /// `by` countersigns the redemption at log position `r`, at its clock's `at_ms`.
+    fn admit(w: &mut World, by: u8, r: usize, at_ms: i64) -> usize {
+        let redeem = op_id(&w.log[r]);
+        w.op(by, &[r], Action::Admit { redeem, at_ms, credential: vec![] })
+    }
+
     /// A removed manager's pending invites die with it, whether the redemption came after the
     /// removal or concurrently with it; one redeemed before the removal stands. Before: they
     /// stayed valid, so a removed manager's leaked code still let devices in.
@@ -1315,10 +1413,13 @@ mod tests {
         let i2 = w.op(2, &[i1], invite(2, Role::Write, 10_000));
         let i3 = w.op(2, &[i2], invite(3, Role::Write, 10_000));
         let early = w.op(6, &[i3], redeem(3, 100));
+        let early = admit(&mut w, 2, early, 100);
         let r = w.op(1, &[early], Action::Remove { device: pk(2) });
-        // After the removal, and concurrently with it.
-        w.op(4, &[r], redeem(1, 200));
-        w.op(5, &[i3], redeem(2, 200));
+        // After the removal, and concurrently with it, each countersigned.
+        let after = w.op(4, &[r], redeem(1, 200));
+        admit(&mut w, 1, after, 200);
+        let apart = w.op(5, &[i3], redeem(2, 200));
+        admit(&mut w, 2, apart, 200);
         let v = w.view();
         assert_eq!(v.role(&pk(4)), None);
         assert_eq!(v.role(&pk(5)), None);
@@ -1335,9 +1436,19 @@ mod tests {
         let g = w.op(1, &[], Action::Genesis);
         let i = w.op(1, &[g], invite(1, Role::Write, 1_000));
         let r = w.op(2, &[i], redeem(1, 500));
+        // Not before a member countersigns it.
+        let v = w.view();
+        assert_eq!(v.role(&pk(2)), None);
+        assert_eq!(v.awaiting.get(&pk(2)), Some(&op_id(&w.log[r])));
+        assert!(!v.turned_away.contains_key(&pk(2)), "waiting is not turned away");
+        // It names itself meanwhile (as `cobox join` does): the name counts once admitted.
+        w.op(2, &[r], Action::Rename { device: pk(2), name: vec![42] });
+        let r = admit(&mut w, 1, r, 600);
         let v = w.view();
         assert_eq!(v.role(&pk(2)), Some(Role::Write));
-        assert_eq!(v.members[&pk(2)].name, vec![1]);
+        assert!(v.awaiting.is_empty());
+        assert_eq!(v.members[&pk(2)].name, vec![42]);
+        assert_eq!(evaluate_with(&w.space(), &w.log, false).members, v.members, "the reference fold agrees");
         assert_eq!(v.invites[&pk(201)].redeemed_by, Some(pk(2)));
         // A second redemption that saw the first is invalid; the device is turned away.
         let again = w.op(3, &[r], redeem(1, 600));
@@ -1351,6 +1462,24 @@ mod tests {
         let v = w.view();
         assert_eq!(v.role(&pk(4)), None);
         assert!(v.why_not(&pk(4)).contains("expired"));
+        // Nor one the joiner dates in time (a backdated one) when a member took it after the
+        // expiry by its own clock: the countersignature decides. Before, the self-declared
+        // date did.
+        let late = w.op(1, &[j], invite(4, Role::Read, 1_000));
+        let backdated = w.op(6, &[late], redeem(4, 10));
+        admit(&mut w, 1, backdated, 1_001);
+        let v = w.view();
+        assert_eq!(v.role(&pk(6)), None);
+        assert!(v.why_not(&pk(6)).contains("expired when a member countersigned"), "{}", v.why_not(&pk(6)));
+        // A member grants no more than its own role: a writer's countersignature of a manager's
+        // invite counts for nothing, a manager's then does.
+        let high = w.op(1, &[late], invite(5, Role::Manage, 1_000));
+        let asks = w.op(7, &[high], redeem(5, 10));
+        let by_writer = admit(&mut w, 2, asks, 20);
+        assert_eq!(w.view().role(&pk(7)), None);
+        assert!(w.view().why_not(&pk(7)).contains("below the invite's"));
+        w.op(1, &[by_writer], Action::Admit { redeem: op_id(&w.log[asks]), at_ms: 30, credential: vec![] });
+        assert_eq!(w.view().role(&pk(7)), Some(Role::Manage));
         // A redemption signed without the invite's key does not verify.
         let k = w.op(1, &[j], invite(3, Role::Read, 1_000));
         let op = Op { space: w.space(), author: pk(5), deps: vec![op_id(&w.log[k])], action: redeem(3, 10) };
@@ -1364,8 +1493,10 @@ mod tests {
         let mut w = World::new();
         let g = w.op(1, &[], Action::Genesis);
         let i = w.op(1, &[g], invite(1, Role::Read, 1_000));
-        w.op(2, &[i], redeem(1, 10));
-        w.op(3, &[i], redeem(1, 10));
+        let a = w.op(2, &[i], redeem(1, 10));
+        let b = w.op(3, &[i], redeem(1, 10));
+        admit(&mut w, 1, a, 20);
+        admit(&mut w, 1, b, 20);
         let v = w.view();
         let joined = [pk(2), pk(3)].iter().filter(|d| v.members.contains_key(*d)).count();
         assert_eq!(joined, 1, "{v:?}");
@@ -1381,7 +1512,10 @@ mod tests {
         let g = w.op(1, &[], Action::Genesis);
         let i = w.op(1, &[g], invite(1, Role::Write, 1_000));
         let c = w.op(1, &[i], Action::Cancel { invite: pk(201) });
-        w.op(2, &[i], redeem(1, 10));
+        let r = w.op(2, &[i], redeem(1, 10));
+        // Countersigned by a member that had not heard of the cancellation.
+        w.op(4, &[g], add(4, Role::Manage));
+        admit(&mut w, 4, r, 20);
         let v = w.view();
         assert_eq!(v.role(&pk(2)), None);
         assert!(v.invites[&pk(201)].cancelled);
@@ -1513,6 +1647,11 @@ mod tests {
                     epoch: 0,
                 },
                 4 => Action::Redeem { invite: pk(200 + target % 3), at_ms: i64::from(sync) },
+                6 => Action::Admit {
+                    redeem: op_id(&w.log[target as usize % w.log.len()]),
+                    at_ms: i64::from(sync),
+                    credential: vec![],
+                },
                 5 => Action::Cancel { invite: pk(200 + target % 3) },
                 _ => Action::Rename { device: pk(device), name: vec![what] },
             };

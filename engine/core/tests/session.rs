@@ -586,6 +586,9 @@ mod roster {
         assert_eq!((o.dialer, o.listener), (Ok(()), Ok(())));
         assert_eq!(role_on(&a, &b), Some(R::Write));
         assert_eq!(role_on(&b, &a), Some(R::Manage));
+        // Within that one session, the joiner holds the manager's countersignature: it is a
+        // member on its own roster too.
+        assert_eq!(role_on(&b, &b), Some(R::Write));
         assert_eq!(a.blobs, b.blobs);
         // A seeder under an agreement holds the roster too.
         let mut s = seeder(9, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
@@ -665,5 +668,34 @@ mod roster {
             assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("already used")), "{o:?}");
         }
         assert_eq!(role_on(&a, &b), Some(R::Read), "the first stays");
+    }
+
+    /// A redemption counts only with a countersignature: a member whose role is below the
+    /// invite's does not give one, and says the joiner waits (not a refused invite, which would
+    /// make the joiner drop its space); a seeder under a manager's agreement gives one (a device
+    /// restores from seeders while no member is online).
+    #[test]
+    fn only_a_member_at_the_invites_role_or_a_seeder_countersigns_a_redemption() {
+        let (mut a, mut b) = manager_and_joiner(4, R::Manage, NOW + 1000);
+        let mut w = member(5, &space_key(), []);
+        roster_op(&mut a, Action::Add { device: w.id().0, role: R::Write, name: vec![] }, None);
+        assert_eq!(run(&mut w, &mut a, Purpose::Sync).dialer, Ok(()));
+        let o = run(&mut b, &mut w, Purpose::Sync);
+        assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("waits for a member")), "{o:?}");
+        assert_eq!(o.dialer_session.as_ref().and_then(Session::refusal), Some(cobox_core::sync::proto::Refusal::Other));
+        assert_eq!(role_on(&w, &b), None);
+        let mut s = seeder(9, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
+        propose(&mut a, s.id(), 1 << 20);
+        assert_eq!(run(&mut a, &mut s, Purpose::Sync).dialer, Ok(()));
+        assert_eq!(run(&mut b, &mut s, Purpose::Sync).dialer, Ok(()));
+        assert_eq!(role_on(&b, &b), Some(R::Manage), "the seeder's countersignature counts");
+        assert_eq!(run(&mut b, &mut a, Purpose::Sync).dialer, Ok(()));
+        assert_eq!(role_on(&a, &b), Some(R::Manage));
+        // A seeder no agreement names countersigns nothing.
+        let (mut a, mut b) = manager_and_joiner(6, R::Read, NOW + 1000);
+        let mut stray = seeder(10, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
+        assert!(run(&mut b, &mut stray, Purpose::Sync).dialer.is_err());
+        assert_eq!(role_on(&b, &b), None);
+        assert_eq!(run(&mut b, &mut a, Purpose::Sync).dialer, Ok(()));
     }
 }

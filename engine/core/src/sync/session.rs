@@ -12,10 +12,10 @@
 use super::proto::{MAX_FRAME, MAX_OPENING_FRAME, MAX_STEP_IDS, Msg, Purpose, Refusal, Role, check_proof, prove};
 use super::reconcile::{Item, Reconciler};
 use crate::ids::{BlobId, DeviceId, SpaceId};
-use crate::roster::{self, OpId};
+use crate::roster;
 use cobox_agreements::{AgreementId, Entry, Ledger, LedgerView, State};
 use ed25519_dalek::SigningKey;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// Most ledger heads (with their parents) a `Hello` carries; a handful is usual.
 pub const MAX_HEADS: usize = 64;
@@ -233,9 +233,8 @@ pub struct Session {
     /// The ledger gained entries not yet announced: [`Event::LedgerChanged`] waits until the
     /// handshake is done, so a peer refused on the roster leaves nothing in our file.
     dirty: bool,
-    /// The roster operations held when the session began, and their evaluation: a redemption
-    /// new in this session is checked against them and this device's clock.
-    roster_before: HashSet<OpId>,
+    /// The roster as evaluated when the session began: a redemption waiting for a
+    /// countersignature is judged against it and this device's clock.
     roster_view_before: roster::RosterView,
     /// The peer member's role on the roster (`None`: a seeder, or a space without a roster).
     peer_member: Option<roster::Role>,
@@ -256,7 +255,6 @@ impl std::fmt::Debug for Session {
 impl Session {
     fn new(setup: Setup, ledger: Ledger, dialer: bool) -> Self {
         let ops = ledger.roster_ops();
-        let roster_before = ops.iter().map(|b| roster::op_id(b)).collect();
         let roster_view_before = roster::evaluate(&setup.space.0, &ops);
         Self {
             setup,
@@ -283,7 +281,6 @@ impl Session {
             out: VecDeque::new(),
             events: VecDeque::new(),
             dirty: false,
-            roster_before,
             roster_view_before,
             peer_member: None,
         }
@@ -573,6 +570,11 @@ impl Session {
                 } else if peer.ledger.iter().all(|h| self.ledger.has_change(h)) {
                     self.ahead = true;
                     self.bytes_since(&peer.ledger)
+                } else if self.roster_view_before.role(&self.setup.me.0).is_none() {
+                    // A joining device: its ledger is its redemption (and its name), which the
+                    // peer judges and countersigns before its reply, so the reply makes this
+                    // device a member within this session.
+                    self.bytes_since(&[])
                 } else {
                     Vec::new()
                 };
@@ -664,8 +666,9 @@ impl Session {
         match (self.setup.role, peer.role, self.dialer, n) {
             (Role::Member, Role::Member, true, 0) => {
                 self.merge(&bytes)?;
-                self.check_roster()?;
+                // What the peer holds, taken before a countersignature this side may add.
                 let theirs = if self.ahead { self.heads_capped() } else { peer.ledger.clone() };
+                self.check_roster()?;
                 let last = self.bytes_since(&theirs);
                 self.out.push_back(Msg::Ledger(last));
                 self.handshake_done(None)
@@ -709,9 +712,10 @@ impl Session {
             }
             (Role::Seeder, Role::Member, _, _) => {
                 self.merge(&bytes)?;
-                self.check_roster()?;
-                // Both sides now hold the same changes: the last send is only what we add here.
+                // Both sides now hold the same changes: the last send is only what we add here
+                // (a joiner's countersignature, agreements countersigned).
                 let merged = self.heads_capped();
+                self.check_roster()?;
                 let mut view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
                 if self.countersign(&view) {
                     view = (self.setup.evaluate)(&space, &self.ledger.raw_entries(), now);
@@ -737,6 +741,8 @@ impl Session {
     /// last send.
     fn merge_and_reply(&mut self, bytes: &[u8], theirs: &[[u8; 32]]) -> Result<(), SessionError> {
         self.merge(bytes)?;
+        // A joining peer's redemption is judged, and countersigned, before it reads anything.
+        self.admit_peer()?;
         if self.suspect {
             let view = roster::evaluate(&self.setup.space.0, &self.ledger.roster_ops());
             self.suspect = view.removed.contains(&self.setup.peer.0);
@@ -818,59 +824,102 @@ impl Session {
     /// rosters, no device upgraded), and a redemption it brings in this session must be within
     /// its invite's time by this device's clock. Refused, nothing merged is kept.
     fn check_roster(&mut self) -> Result<(), SessionError> {
-        let (space, peer, now) = (self.setup.space, self.setup.peer, self.setup.now_ms);
+        let peer = self.setup.peer;
         if self.peer()?.role != Role::Member {
             return Ok(());
         }
-        let ops = self.ledger.roster_ops();
-        let view = roster::evaluate(&space.0, &ops);
+        self.admit_peer()?;
+        let view = roster::evaluate(&self.setup.space.0, &self.ledger.roster_ops());
         if view.is_empty() {
             return Ok(());
         }
         let Some(role) = view.role(&peer.0) else {
             let why = view.why_not(&peer.0);
-            let code = if view.removed.contains(&peer.0) {
-                Refusal::Removed
+            let (code, why) = if view.removed.contains(&peer.0) {
+                (Refusal::Removed, why)
             } else if view.turned_away.contains_key(&peer.0) {
-                Refusal::InviteRefused
+                (Refusal::InviteRefused, why)
+            } else if view.awaiting.contains_key(&peer.0) {
+                // Not the invite's fault: this side cannot take it (a seeder, a member whose
+                // role is below the invite's). The joining device tries its other peers.
+                (Refusal::Other, "its invite waits for a member whose role is at least the invite's to accept it: sync with such a member first".into())
             } else {
-                Refusal::Other
+                (Refusal::Other, why)
             };
             return self.refuse_as(code, format!("device {}: {why}", peer.short()));
         };
-        for bytes in &ops {
-            if self.roster_before.contains(&roster::op_id(bytes)) {
-                continue;
-            }
-            let Ok(op) = roster::SignedOp::decode(bytes) else { continue };
-            let (true, roster::Action::Redeem { invite, .. }) = (op.op.author == peer.0, &op.op.action) else {
-                continue;
-            };
-            // Judged by what this device knew before: a second redemption that did not see
-            // the first would otherwise be concurrent with it, and might win.
-            let before = self.roster_view_before.invites.get(invite);
-            let why = match (view.invites.get(invite), before) {
-                (_, Some(b)) if b.redeemed_by.is_some_and(|d| d != peer.0) => {
-                    Some("the invite was already used".into())
-                }
-                (_, Some(b)) if b.cancelled => Some("the invite was cancelled".into()),
-                (_, Some(b)) if self.roster_view_before.removed.contains(&b.by) => {
-                    Some("the manager who made the invite was removed from the space".into())
-                }
-                (Some(i), _) if i.expires_ms < now => {
-                    Some(format!("the invite expired {} s ago", (now - i.expires_ms) / 1000))
-                }
-                _ => None,
-            };
-            if let Some(why) = why {
-                return self.refuse_as(
-                    Refusal::InviteRefused,
-                    format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED),
-                );
-            }
-        }
         self.peer_member = Some(role);
         Ok(())
+    }
+
+    /// A member peer whose redemption of an invite waits for a countersignature: judged by
+    /// what this device knew before the session (a second redemption that did not see the
+    /// first would otherwise be concurrent with it, and might win) and by its own clock, and,
+    /// when this device is a member whose role is at least the invite's, countersigned
+    /// ([`roster::Action::Admit`]), so the joiner is a member in the ledger this device sends
+    /// it. Refused: the session ends, nothing merged is kept.
+    fn admit_peer(&mut self) -> Result<(), SessionError> {
+        let (space, me, peer, now) = (self.setup.space, self.setup.me, self.setup.peer, self.setup.now_ms);
+        let ops = self.ledger.roster_ops();
+        let view = roster::evaluate(&space.0, &ops);
+        let Some(redeem) = view.awaiting.get(&peer.0).copied() else { return Ok(()) };
+        let Some(invite) = ops.iter().filter(|b| roster::op_id(b) == redeem).find_map(|b| {
+            match roster::SignedOp::decode(b).map(|o| o.op.action) {
+                Ok(roster::Action::Redeem { invite, .. }) => Some(invite),
+                _ => None,
+            }
+        }) else {
+            return Ok(());
+        };
+        let before = self.roster_view_before.invites.get(&invite);
+        let why = match (view.invites.get(&invite), before) {
+            (_, Some(b)) if b.redeemed_by.is_some_and(|d| d != peer.0) => Some("the invite was already used".into()),
+            (_, Some(b)) if b.cancelled => Some("the invite was cancelled".into()),
+            (_, Some(b)) if self.roster_view_before.removed.contains(&b.by) => {
+                Some("the manager who made the invite was removed from the space".into())
+            }
+            (Some(i), _) if i.expires_ms < now => {
+                Some(format!("the invite expired {} s ago", (now - i.expires_ms) / 1000))
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            return self.refuse_as(
+                Refusal::InviteRefused,
+                format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED),
+            );
+        }
+        // A seeder countersigns by the proposal naming it, as its proposer's role.
+        let credential = if self.setup.role == Role::Seeder { self.credential() } else { Vec::new() };
+        let mine = match self.setup.role {
+            Role::Member => view.role(&me.0),
+            Role::Seeder => cobox_agreements::Entry::check_credential(&credential, &space.0, &me.0)
+                .ok()
+                .filter(|a| a.in_term(now) && view.role(&a.owner) == Some(roster::Role::Manage))
+                .map(|_| roster::Role::Manage),
+        };
+        let may = view.invites.get(&invite).is_some_and(|i| mine.is_some_and(|r| r >= i.role));
+        if !may {
+            return Ok(()); // refused by the roster check, as waiting for another member
+        }
+        let op = roster::Op {
+            space: space.0,
+            author: me.0,
+            deps: view.heads.clone(),
+            action: roster::Action::Admit { redeem, at_ms: now, credential },
+        };
+        let added = roster::SignedOp::sign(op, &self.setup.device_key, None)
+            .and_then(|o| o.encode())
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| self.ledger.insert_roster_op(&bytes).map_err(|e| e.to_string()));
+        match added {
+            Ok(_) => {
+                self.dirty = true;
+                self.events.push_back(Event::Note(format!("accepted device {}'s invite", peer.short())));
+                Ok(())
+            }
+            Err(e) => self.refuse(format!("cannot countersign device {}'s invite: {e}", peer.short())),
+        }
     }
 
     /// The peer member's role on the roster, once the handshake checked it (`None` for a
