@@ -7,7 +7,9 @@
 //! agreement keep trying to get in. So does a manager member 0 removed at once, which keeps the
 //! space key: its second endpoint poses as a seeder under its own proposal, and it removes member
 //! 0 while apart, grinding its operations' ids, its ledger reaching members that had not heard
-//! of its removal. After the faults stop and everyone syncs, the invariants:
+//! of its removal. A reader holding the space key signs itself power (a manager's role, the
+//! creator's removal, an invite and countersignature of a device of its own, a genesis of its
+//! own) and its ledger reaches members. After the faults stop and everyone syncs, the invariants:
 //!
 //! - members converge: the same entries and the same blobs on every member;
 //! - no edit a device recorded is lost: every change blob and every content blob any member
@@ -15,7 +17,8 @@
 //! - seeders hold only ciphertext: every blob they hold is sealed under the space key or is a
 //!   signed change, none is a plaintext;
 //! - the replication count is true: each seeder the ledger calls active holds every blob;
-//! - the removed manager stays removed, and no informed member takes its seeder.
+//! - the removed manager stays removed, and no informed member takes its seeder;
+//! - the reader is still a reader, and no device is on the roster that a manager did not put there.
 //!
 //! `COBOX_SIM_SEEDS=N` runs seeds 0..N (default 200, CI); `COBOX_SIM_SEED=K` replays one seed
 //! exactly; a failure names its seed. `scripts/simulate.sh` runs tens of thousands.
@@ -92,6 +95,8 @@ struct World {
     outcast: Device,
     /// A second endpoint of the outcast's, posing as a seeder under its own proposal.
     outcast_seeder: Device,
+    /// A reader member 0 added, holding the space key: it signs itself more power.
+    insider: Device,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -137,6 +142,10 @@ impl World {
         roster_op(&mut nodes[0].dev, Action::Add { device, role: RosterRole::Manage, name: vec![] }, None);
         outcast.ledger.merge(&mut nodes[0].dev.ledger.clone()).expect("merge");
         roster_op(&mut nodes[0].dev, Action::Remove { device }, None);
+        let mut insider = member(205, &signer, []);
+        let device = insider.id().0;
+        roster_op(&mut nodes[0].dev, Action::Add { device, role: RosterRole::Read, name: vec![] }, None);
+        insider.ledger.merge(&mut nodes[0].dev.ledger.clone()).expect("merge");
         let owner = nodes[0].dev.id();
         let space = nodes[0].dev.space;
         let policy = SeedPolicy { owners: vec![outcast.id()], max_quota: u64::MAX, accept: vec![] };
@@ -162,6 +171,7 @@ impl World {
             faults: true,
             outcast,
             outcast_seeder,
+            insider,
         }
     }
 
@@ -284,9 +294,10 @@ impl World {
     fn hostile(&mut self, i: usize) -> Result<(), String> {
         self.stats.hostile += 1;
         let space = self.nodes[i].dev.space;
-        match self.rng.below(5) {
+        match self.rng.below(6) {
             3 => return self.outcasts_seeder(i),
             4 => return self.outcast_grinds(i),
+            5 => return self.insider_reaches_for_power(i),
             _ => {}
         }
         let mut stranger = match self.rng.below(3) {
@@ -358,6 +369,81 @@ impl World {
         let creator = self.nodes[0].dev.id().0;
         roster_op_after(&mut self.outcast, last, Action::Remove { device: creator }, None);
         self.nodes[i].dev.ledger.merge(&mut self.outcast.ledger.clone()).map_err(|e| format!("merge: {e:?}"))?;
+        Ok(())
+    }
+
+    /// The reader signs itself power (makes itself a manager, removes the creator, invites and
+    /// countersigns a device of its own, or signs a genesis with the space key) and its ledger
+    /// reaches member `i`, as a reader's does at any session. `check` holds it a reader, the
+    /// creator on the roster and no device on it that a manager did not put there.
+    fn insider_reaches_for_power(&mut self, i: usize) -> Result<(), String> {
+        let me = self.insider.id().0;
+        let creator = self.nodes[0].dev.id().0;
+        let heads = roster_of(&self.insider).heads;
+        match self.rng.below(5) {
+            0 => {
+                roster_op_after(
+                    &mut self.insider,
+                    heads,
+                    Action::SetRole { device: me, role: RosterRole::Manage },
+                    None,
+                );
+            }
+            1 => {
+                roster_op_after(&mut self.insider, heads, Action::Remove { device: creator }, None);
+            }
+            2 => {
+                let sock = member(206, &self.signer, []);
+                let key = SigningKey::from_bytes(&[66; 32]);
+                let invite = Action::Invite {
+                    key: key.verifying_key().to_bytes(),
+                    role: RosterRole::Manage,
+                    name: vec![],
+                    expires_ms: NOW + 1_000_000,
+                    keys: vec![],
+                    epoch: 0,
+                };
+                let inv = roster_op_after(&mut self.insider, heads, invite, None);
+                let redeem = Action::Redeem { invite: key.verifying_key().to_bytes(), at_ms: NOW };
+                let op = cobox_core::roster::Op {
+                    space: sock.space.0,
+                    author: sock.id().0,
+                    deps: vec![inv],
+                    action: redeem,
+                };
+                let bytes = cobox_core::roster::SignedOp::sign(op, &sock.key, Some(&key))
+                    .and_then(|o| o.encode())
+                    .map_err(|e| e.to_string())?;
+                self.insider.ledger.insert_roster_op(&bytes).map_err(|e| format!("{e:?}"))?;
+                let admit = Action::Admit { redeem: cobox_core::roster::op_id(&bytes), at_ms: NOW, credential: vec![] };
+                roster_op_after(&mut self.insider, vec![cobox_core::roster::op_id(&bytes)], admit, None);
+            }
+            3 => {
+                roster_op_after(
+                    &mut self.insider,
+                    heads,
+                    Action::Add { device: [206; 32], role: RosterRole::Write, name: vec![] },
+                    None,
+                );
+            }
+            _ => {
+                // A genesis of its own, with the space key: another space's, whatever it names.
+                let op = cobox_core::roster::Op {
+                    space: self.signer.verifying_key().to_bytes(),
+                    author: me,
+                    deps: vec![],
+                    action: Action::Genesis,
+                };
+                let bytes = cobox_core::roster::SignedOp::sign(op, &self.insider.key, Some(&self.signer))
+                    .and_then(|o| o.encode())
+                    .map_err(|e| e.to_string())?;
+                self.insider.ledger.insert_roster_op(&bytes).map_err(|e| format!("{e:?}"))?;
+            }
+        }
+        // Committed before it is copied: a copy would otherwise commit the same sequence
+        // number as a later, longer change of the insider's.
+        self.insider.ledger.save();
+        self.nodes[i].dev.ledger.merge(&mut self.insider.ledger.clone()).map_err(|e| format!("merge: {e:?}"))?;
         Ok(())
     }
 
@@ -456,6 +542,16 @@ impl World {
         // A removed manager never undoes its removal, whatever ids it ground.
         if roster.role(&self.outcast.id().0).is_some() || !roster.removed.contains(&self.outcast.id().0) {
             return Err("the removed manager is back on the roster".into());
+        }
+        // The reader gained nothing it signed itself, and no device is on the roster that a
+        // manager did not put there.
+        if roster.role(&self.insider.id().0) != Some(RosterRole::Read) {
+            return Err(format!("the reader's role became {:?}", roster.role(&self.insider.id().0)));
+        }
+        let placed: BTreeSet<[u8; 32]> =
+            self.nodes[..MEMBERS].iter().map(|n| n.dev.id().0).chain([self.insider.id().0]).collect();
+        if let Some(extra) = roster.members.keys().find(|d| !placed.contains(*d)) {
+            return Err(format!("device {} is on the roster without a manager's signature", hex::encode(&extra[..4])));
         }
         for (i, n) in self.nodes[..MEMBERS].iter().enumerate() {
             if roster.role(&n.dev.id().0).is_none_or(|r| r < RosterRole::Write) {
