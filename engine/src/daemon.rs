@@ -11,7 +11,7 @@ use crate::home::Home;
 use crate::ids::SpaceId;
 use crate::replica::Replica;
 use crate::space::Space;
-use crate::sync::net::{EndpointAddr, Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, dial_addr, parse_peer};
+use crate::sync::net::{Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, parse_peer};
 use crate::watch::Watcher;
 use cobox_agreements::{AuditRecord, LedgerView, State};
 use std::collections::BTreeMap;
@@ -24,9 +24,6 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 /// over the bytes: a seeder missing 1% of the data is caught with probability 99% per audit
 /// (`cobox_agreements::audit::DEFAULT_CHALLENGES`; docs/security.md).
 pub const AUDIT_SAMPLE: usize = cobox_agreements::audit::DEFAULT_CHALLENGES as usize;
-
-/// How long one session with a peer may take before the daemon gives up on it.
-const SESSION_LIMIT: Duration = Duration::from_secs(120);
 
 /// The daemon's schedule.
 #[derive(Debug, Clone)]
@@ -380,51 +377,46 @@ impl Daemon {
         }
     }
 
-    /// The known peers, from the address book.
-    fn peers(&self, space: &SpaceId) -> Vec<(String, EndpointAddr)> {
-        match Home::peer_addrs_at(&self.root, space) {
-            Ok(book) => book.iter().filter_map(|p| Some((p.device.short(), dial_addr(p).ok()?))).collect(),
-            Err(e) => {
-                self.tell(Activity::Log(format!("cannot read the address book: {e}")));
-                Vec::new()
-            }
-        }
+    /// Sync a space with every known peer ([`crate::ops::sync`], as scheduled: each peer within
+    /// a time limit), telling when it starts and ends and each peer that failed.
+    pub async fn sync_with_peers(&self, id: SpaceId) {
+        self.sync_as(id, crate::ops::SyncOptions::scheduled()).await;
     }
 
-    /// Sync a space with every known peer, one session each, at once: dialing a peer that is
-    /// off must not hold up the others.
-    pub async fn sync_with_peers(&self, id: SpaceId) {
-        let peers = self.peers(&id);
+    /// [`Daemon::sync_with_peers`] as a person asked for it (the app's "Sync now"): until
+    /// each peer converges, with no time limit, as `cobox sync` does.
+    pub async fn sync_now(&self, id: SpaceId) {
+        self.sync_as(id, crate::ops::SyncOptions::asked(Vec::new())).await;
+    }
+
+    async fn sync_as(&self, id: SpaceId, opts: crate::ops::SyncOptions) {
+        let peers = match Home::peer_addrs_at(&self.root, &id) {
+            Ok(p) => p,
+            Err(e) => {
+                self.tell(Activity::Log(format!("cannot read the address book: {e}")));
+                return;
+            }
+        };
         if peers.is_empty() {
             return;
         }
         self.tell(Activity::SyncStarted(id));
-        let mut sessions = tokio::task::JoinSet::new();
-        for (short, p) in peers {
-            let node = self.node.clone();
-            sessions.spawn(async move {
-                let r = match tokio::time::timeout(SESSION_LIMIT, node.sync_once(&id, p)).await {
-                    Ok(Ok(st)) => Ok(st.sent_blobs + st.received_blobs + st.changes_applied + st.ledger_new > 0
-                        || st.stale.is_some()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("the peer did not answer in time".to_owned()),
-                };
-                (short, r)
-            });
-        }
         let (mut ok, mut last, mut moved) = (false, None, false);
-        while let Some(r) = sessions.join_next().await {
-            match r {
-                Ok((_, Ok(m))) => {
-                    ok = true;
-                    moved |= m;
+        match crate::ops::sync(&self.node, &self.root, &id, &opts).await {
+            Ok(runs) => {
+                for run in runs {
+                    moved |= run.moved();
+                    match run.result {
+                        Ok(_) => ok = true,
+                        Err(e) => {
+                            let short = run.peer.device.short();
+                            self.tell(Activity::Log(format!("sync of {} with {short} failed: {e}", id.short())));
+                            last = Some(e.to_string());
+                        }
+                    }
                 }
-                Ok((short, Err(e))) => {
-                    self.tell(Activity::Log(format!("sync of {} with {short} failed: {e}", id.short())));
-                    last = Some(e);
-                }
-                Err(e) => last = Some(e.to_string()),
             }
+            Err(e) => last = Some(e.to_string()),
         }
         self.tell(Activity::SyncEnded { space: id, error: if ok { None } else { last }, moved });
     }

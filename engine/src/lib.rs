@@ -27,6 +27,7 @@ pub mod home;
 pub mod ledger;
 pub mod logfile;
 pub mod members;
+pub mod ops;
 pub mod priority;
 pub mod replica;
 pub mod seed;

@@ -460,3 +460,52 @@ async fn a_transfer_reports_what_it_asked_for_and_what_arrived() {
     assert!(b.receiving().is_empty(), "nothing left running");
     a.shutdown().await;
 }
+
+/// A sync a person asks for converges in one call ([`cobox_engine::ops::sync`], which `cobox
+/// sync`, the API, the app's "Sync now" and the daemon's schedule all call). Both devices edit
+/// one file apart; the session that brings each the other's edit makes each settle the conflict
+/// in a change of its own, which only a further session carries across. One call ends with both
+/// holding the same history. Before: the app's "Sync now" and the daemon ran one session, so
+/// the peer got the settled conflict only at the next scheduled sync (issue 34).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_asked_for_converges_in_one_call() {
+    use cobox_engine::ops::{SyncOptions, sync};
+    let ((_ha, fa, seed_a, sa), (hb, fb, seed_b, sb), _) = pair(("x.txt", b"base"));
+    let id = sa.info().id;
+    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &loopback(), quiet()).await.unwrap();
+    let peer_a = cobox_engine::codes::PeerAddr {
+        device: a.device(),
+        addrs: a.bound().iter().map(ToString::to_string).collect(),
+    };
+    let asked = SyncOptions::asked(vec![peer_a]);
+    let first = sync(&b, hb.path(), &id, &asked).await.unwrap();
+    assert!(first[0].result.is_ok(), "{first:?}");
+    assert_eq!(std::fs::read(fb.path().join("x.txt")).unwrap(), b"base");
+    std::fs::write(fa.path().join("x.txt"), b"A's edit").unwrap();
+    std::fs::write(fb.path().join("x.txt"), b"B's edit, longer").unwrap();
+    for (node, _) in [(&a, 0), (&b, 1)] {
+        node.space(&id).unwrap().lock().await.scan(&NoProgress).unwrap();
+    }
+    let runs = sync(&b, hb.path(), &id, &asked).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].result.is_ok() && runs[0].moved(), "{runs:?}");
+    let history = |node: &Node| {
+        let s = node.space(&id).unwrap();
+        let ids: std::collections::BTreeSet<String> =
+            s.blocking_lock().history(None).unwrap().into_iter().map(|h| h.id).collect();
+        ids
+    };
+    let (ha, hb2) = tokio::task::block_in_place(|| (history(&a), history(&b)));
+    assert_eq!(ha, hb2, "both hold every settling change after one call");
+    let copies = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("sync-conflict"))
+            .count()
+    };
+    assert_eq!((copies(fa.path()), copies(fb.path())), (1, 1), "one conflict copy on each, the same");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -746,11 +746,11 @@ impl Engine {
         self.daemon.add_space(s);
     }
 
-    /// Sync one space with every known peer on the runtime; the daemon's activity says when it
-    /// starts and ends.
+    /// Sync one space with every known peer on the runtime, until each converges as `cobox
+    /// sync` does (a person asked for it); the daemon's activity says when it starts and ends.
     fn sync_background(&self, id: SpaceId) {
         let d = self.daemon.clone();
-        self.rt.spawn(async move { d.sync_with_peers(id).await });
+        self.rt.spawn(async move { d.sync_now(id).await });
     }
 
     fn handle(&mut self, cmd: Cmd) {

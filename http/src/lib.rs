@@ -510,35 +510,23 @@ async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::
     }
     let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
     let (id, _) = member_space(&api, &q)?;
-    let peers: Vec<String> = if b.peers.is_empty() {
-        Home::peer_addrs_at(&api.root, &id)?.iter().map(ToString::to_string).collect()
-    } else {
-        b.peers
-    };
-    let mut out = Vec::new();
-    for p in peers {
-        let peer = p
-            .parse::<cobox_engine::codes::PeerAddr>()
-            .map_err(cobox_engine::Error::Refused)
-            .and_then(|peer| Home::with_known_addrs(&api.root, peer));
-        let r = match peer {
-            Ok(peer) => match dial_addr(&peer) {
-                Ok(addr) => {
-                    let r = api.node.sync_until_converged(&id, addr, 6).await;
-                    if r.is_ok() && !peer.addrs.is_empty() {
-                        Home::remember_peer_at(&api.root, &id, &peer.device, &peer.addrs)?;
-                    }
-                    r
-                }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        out.push(match r {
-            Ok(st) => json!({ "peer": p, "stats": st }),
-            Err(e) => json!({ "peer": p, "error": e.to_string() }),
-        });
-    }
+    let peers = b
+        .peers
+        .iter()
+        .map(|p| {
+            p.parse::<cobox_engine::codes::PeerAddr>()
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs =
+        cobox_engine::ops::sync(&api.node, &api.root, &id, &cobox_engine::ops::SyncOptions::asked(peers)).await?;
+    let out: Vec<Value> = runs
+        .into_iter()
+        .map(|r| match r.result {
+            Ok(st) => json!({ "peer": r.peer.to_string(), "stats": st }),
+            Err(e) => json!({ "peer": r.peer.to_string(), "error": e.to_string() }),
+        })
+        .collect();
     Ok(Json(Value::Array(out)))
 }
 

@@ -2,10 +2,9 @@ use crate::Ctx;
 use crate::args::{NetArgs, daemon_log, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
-use cobox_engine::Home;
 use cobox_engine::daemon::{Daemon, Schedule};
 use cobox_engine::seeder_admin;
-use cobox_engine::sync::net::{Node, SeedPolicy, dial_addr};
+use cobox_engine::sync::net::{Node, SeedPolicy};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,46 +131,24 @@ fn sync_here(
         space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
     }
     let id = space.info().id;
-    let peers: Vec<String> = if a.peer.is_empty() {
-        Home::peer_addrs_at(home.root(), &id)?.iter().map(ToString::to_string).collect()
-    } else {
-        a.peer.clone()
-    };
-    if peers.is_empty() {
-        bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
-    }
+    let peers = a
+        .peer
+        .iter()
+        .map(|p| p.parse::<cobox_engine::codes::PeerAddr>().map_err(|e| anyhow::anyhow!("--peer {p}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
-    let results = rt.block_on(async {
+    let runs = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
-        let mut out = Vec::new();
-        for p in &peers {
-            // `--peer ID` alone: the addresses the address book has for it.
-            let addr = p
-                .parse::<cobox_engine::codes::PeerAddr>()
-                .map_err(cobox_engine::Error::Refused)
-                .and_then(|peer| Home::with_known_addrs(home.root(), peer))
-                .and_then(|peer| dial_addr(&peer));
-            let r = match addr {
-                Ok(addr) => node.sync_until_converged(&id, addr, 6).await,
-                Err(e) => Err(e),
-            };
-            out.push((p.clone(), r));
-        }
+        let runs =
+            cobox_engine::ops::sync(&node, home.root(), &id, &cobox_engine::ops::SyncOptions::asked(peers)).await;
         node.shutdown().await;
-        Ok::<_, cobox_engine::Error>(out)
+        runs
     })?;
-    let mut out = Vec::new();
-    for (p, r) in results {
-        if r.is_ok()
-            && let Some((dev, addrs)) = p.split_once('@')
-            && let Ok(d) = dev.parse()
-        {
-            home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
-        }
-        out.push((p, r.map_err(anyhow::Error::new)));
+    if runs.is_empty() {
+        bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
     }
-    Ok(out)
+    Ok(runs.into_iter().map(|r| (r.peer.to_string(), r.result.map_err(anyhow::Error::new))).collect())
 }
 
 #[derive(clap::Args)]
