@@ -5,25 +5,20 @@
 //! it did from its [`Activity`] channel; they add only their own surfaces (the HTTP API, the
 //! window).
 
-use crate::codes::PeerAddr;
 use crate::error::Error;
 use crate::home::Home;
 use crate::ids::SpaceId;
 use crate::replica::Replica;
 use crate::space::Space;
-use crate::sync::net::{Held, Log, NetConfig, Node, NodeSetup, SeedPolicy, parse_peer};
+use crate::sync::net::{Held, Log, NetConfig, Node, NodeSetup, SeedPolicy};
 use crate::watch::Watcher;
-use cobox_agreements::{AuditRecord, LedgerView, State};
-use std::collections::BTreeMap;
+use cobox_agreements::AuditRecord;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-/// Chunk proofs per scheduled audit (and per `cobox audit` without `--all`) unless set, drawn
-/// over the bytes: a seeder missing 1% of the data is caught with probability 99% per audit
-/// (`cobox_agreements::audit::DEFAULT_CHALLENGES`; docs/security.md).
-pub const AUDIT_SAMPLE: usize = cobox_agreements::audit::DEFAULT_CHALLENGES as usize;
+pub use crate::ops::AUDIT_SAMPLE;
 
 /// The daemon's schedule.
 #[derive(Debug, Clone)]
@@ -478,21 +473,24 @@ impl Daemon {
         }
     }
 
-    /// Audit every seeder of every member space, in the background.
+    /// Audit every seeder of every member space, in the background ([`crate::ops::audit`], as
+    /// scheduled: each seeder synced with after its audit).
     async fn audit_all(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
-        let book = Home::peers_at(&self.root).unwrap_or_default();
         for (id, h) in self.node.held() {
-            let Held::Member(s) = h else { continue };
-            let Ok(view) = s.lock().await.ledger().view(crate::now_ms()) else { continue };
-            let targets = audit_targets(&view, &book);
-            if targets.is_empty() {
-                continue;
-            }
+            let Held::Member(_) = h else { continue };
             let d = self.clone();
             tasks.spawn(async move {
-                for a in audit_seeders(&d.node, &id, &targets, d.schedule.audit_sample, true).await {
-                    let seeder = a.target.split('@').next().unwrap_or(&a.target).to_owned();
-                    let short = seeder.chars().take(8).collect::<String>();
+                let opts = crate::ops::AuditOptions::scheduled(d.schedule.audit_sample);
+                let audits = match crate::ops::audit(&d.node, &d.root, &id, &opts).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        d.tell(Activity::Log(format!("space {}: cannot audit its seeders: {e}", id.short())));
+                        return;
+                    }
+                };
+                for a in audits {
+                    let seeder = a.seeder.device.to_string();
+                    let short = a.seeder.device.short();
                     if let Err(e) = &a.synced {
                         d.tell(Activity::Log(format!("syncing with {short} after the audit failed: {e}")));
                     }
@@ -514,67 +512,6 @@ impl Daemon {
             });
         }
     }
-}
-
-/// Every seeder with an active agreement, as `ID@addresses` from the address book.
-pub fn audit_targets(view: &LedgerView, book: &BTreeMap<String, Vec<String>>) -> Vec<String> {
-    let mut seeders: Vec<String> =
-        view.agreements.iter().filter(|v| v.state == State::Active).map(|v| hex::encode(v.agreement.seeder)).collect();
-    seeders.sort();
-    seeders.dedup();
-    seeders
-        .into_iter()
-        .filter_map(|s| {
-            let device = s.parse().ok()?;
-            Some(PeerAddr { device, addrs: book.get(&s).cloned().unwrap_or_default() }.to_string())
-        })
-        .collect()
-}
-
-/// One seeder's audit: the target as given, the audit itself, and the sync after it.
-#[derive(Debug)]
-pub struct SeederAudit {
-    /// `ID@addresses`, as given.
-    pub target: String,
-    /// The sync run after the audit in a scheduled round (it sends again what an audit found
-    /// lost); `Ok` when none ran. Its failure does not change the audit's result.
-    pub synced: Result<(), Error>,
-    /// The signed result.
-    pub result: Result<AuditRecord, Error>,
-}
-
-/// Audit each seeder, then (`then_sync`, the daemon's rounds) sync with it. The audit comes
-/// first: it challenges only blobs the seeder acknowledged holding at its last complete sync, so
-/// a sync just before would let a seeder that dropped data ask for it again unseen. A manual
-/// audit (`cobox audit`, the app) does not sync, so it never downloads content.
-pub async fn audit_seeders(
-    node: &Node,
-    id: &SpaceId,
-    targets: &[String],
-    count: usize,
-    then_sync: bool,
-) -> Vec<SeederAudit> {
-    let mut out = Vec::new();
-    let audit_only = node.audit_only(id);
-    for t in targets {
-        let (synced, result) = match parse_peer(t) {
-            // A device that holds no content first fetches the changes and chunk lists (never
-            // content) to draw the sample from; the seeder takes nothing in that session, so it
-            // cannot ask again for what it dropped.
-            Ok(p) if audit_only => {
-                let fetched = node.sync_once(id, p.clone()).await.map(|_| ());
-                (fetched, node.audit(id, p, count).await)
-            }
-            Ok(p) => {
-                let result = node.audit(id, p.clone(), count).await;
-                let synced = if then_sync { node.sync_once(id, p).await.map(|_| ()) } else { Ok(()) };
-                (synced, result)
-            }
-            Err(e) => (Ok(()), Err(e)),
-        };
-        out.push(SeederAudit { target: t.clone(), synced, result });
-    }
-    out
 }
 
 #[cfg(test)]

@@ -93,3 +93,107 @@ pub async fn sync(node: &Node, root: &Path, space: &SpaceId, opts: &SyncOptions)
     }
     Ok(out)
 }
+
+/// Chunk proofs per audit unless asked for more, drawn over the bytes: a seeder missing 1% of
+/// the data is caught with probability 99% per audit (`cobox_agreements::audit::DEFAULT_CHALLENGES`;
+/// docs/security.md).
+pub const AUDIT_SAMPLE: usize = cobox_agreements::audit::DEFAULT_CHALLENGES as usize;
+
+/// What an audit is asked for.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// The seeders to audit, addresses filled from the address book; empty: every seeder with
+    /// an active agreement for the space.
+    pub seeders: Vec<PeerAddr>,
+    /// Chunk proofs asked of each (`usize::MAX`: every blob).
+    pub sample: usize,
+    /// Sync with each seeder after its audit (the schedule: it sends again what an audit found
+    /// lost). An audit a person asks for does not, so it never downloads content.
+    pub then_sync: bool,
+}
+
+impl AuditOptions {
+    /// An audit a person or script asked for: of `seeders` (none: every active one), with
+    /// `sample` proofs each ([`AUDIT_SAMPLE`] by default, `usize::MAX` for `--all`).
+    pub fn asked(seeders: Vec<PeerAddr>, sample: usize) -> Self {
+        Self { seeders, sample: sample.max(1), then_sync: false }
+    }
+
+    /// The daemon's periodic audit of every active seeder.
+    pub fn scheduled(sample: usize) -> Self {
+        Self { seeders: Vec::new(), sample: sample.max(1), then_sync: true }
+    }
+}
+
+/// One seeder's audit.
+#[derive(Debug)]
+pub struct SeederAudit {
+    /// The seeder, with the addresses dialed.
+    pub seeder: PeerAddr,
+    /// The sync run with it around the audit (after it on a schedule; before it on a device
+    /// that holds no content, which fetches what to draw from); `Ok` when none ran. Its
+    /// failure does not change the audit's result.
+    pub synced: Result<(), Error>,
+    /// The signed result.
+    pub result: Result<cobox_agreements::AuditRecord, Error>,
+}
+
+/// Every seeder with an active agreement in `view`, addresses from the address book `book`.
+pub fn audit_targets(
+    view: &cobox_agreements::LedgerView,
+    book: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Vec<PeerAddr> {
+    let mut seeders: Vec<[u8; 32]> = view
+        .agreements
+        .iter()
+        .filter(|v| v.state == cobox_agreements::State::Active)
+        .map(|v| v.agreement.seeder)
+        .collect();
+    seeders.sort();
+    seeders.dedup();
+    seeders
+        .into_iter()
+        .map(|s| {
+            let device = crate::ids::DeviceId(s);
+            PeerAddr { addrs: book.get(&device.to_string()).cloned().unwrap_or_default(), device }
+        })
+        .collect()
+}
+
+/// Audit the seeders of `space`, one after another. The audit comes before any sync with the
+/// seeder: it challenges only blobs the seeder acknowledged holding at its last complete sync,
+/// so a sync just before would let a seeder that dropped data ask for it again unseen. A device
+/// that holds no content first fetches the changes and chunk lists (never content) to draw the
+/// sample from; the seeder takes nothing in that session. A seeder that answers is remembered
+/// for the space with the addresses it answered at. One entry per seeder; none when the space
+/// has no active seeder and none was named.
+pub async fn audit(node: &Node, root: &Path, space: &SpaceId, opts: &AuditOptions) -> Result<Vec<SeederAudit>, Error> {
+    let seeders = if opts.seeders.is_empty() {
+        let held = node.space(space).ok_or_else(|| Error::NotFound(format!("space {}", space.short())))?;
+        let view = held.lock().await.ledger().view(crate::now_ms())?;
+        audit_targets(&view, &Home::peers_at(root)?)
+    } else {
+        opts.seeders.iter().cloned().map(|p| Home::with_known_addrs(root, p)).collect::<Result<_, _>>()?
+    };
+    let audit_only = node.audit_only(space);
+    let mut out = Vec::new();
+    for seeder in seeders {
+        let (synced, result) = match dial_addr(&seeder) {
+            Ok(p) if audit_only => {
+                let fetched = node.sync_once(space, p.clone()).await.map(|_| ());
+                (fetched, node.audit(space, p, opts.sample).await)
+            }
+            Ok(p) => {
+                let result = node.audit(space, p.clone(), opts.sample).await;
+                let synced = if opts.then_sync { node.sync_once(space, p).await.map(|_| ()) } else { Ok(()) };
+                (synced, result)
+            }
+            Err(e) => (Ok(()), Err(e)),
+        };
+        if result.is_ok() && !seeder.addrs.is_empty() {
+            Home::remember_peer_at(root, space, &seeder.device, &seeder.addrs)?;
+        }
+        out.push(SeederAudit { seeder, synced, result });
+    }
+    Ok(out)
+}

@@ -4,7 +4,7 @@
 
 use cobox_engine::agreement_service::{self, AgreementSummary, Stats};
 use cobox_engine::codes::{Invite, PeerAddr};
-use cobox_engine::daemon::{AUDIT_SAMPLE, Activity, Daemon, Schedule, audit_seeders, audit_targets};
+use cobox_engine::daemon::{AUDIT_SAMPLE, Activity, Daemon, Schedule};
 use cobox_engine::sync::net::{Held, NetConfig, PeerSeen, SeedPolicy, parse_peer};
 use cobox_engine::{HistoryItem, Home, Keep, SpaceId, Status};
 use std::collections::VecDeque;
@@ -1039,20 +1039,15 @@ impl Engine {
                 Err(e) => self.notice(true, format!("Could not revoke: {e}")),
             },
             Cmd::Audit(id) => {
-                let Some(s) = self.space(&id) else { return };
-                let view = s.blocking_lock().ledger().view(cobox_engine::now_ms());
-                let Ok(view) = view else { return self.notice(true, "Cannot read the agreements.") };
-                let seeders = audit_targets(&view, &self.home.peers().unwrap_or_default());
-                if seeders.is_empty() {
-                    return self.notice(true, "No seeder with an active agreement to check.");
-                }
                 let node = self.daemon.node().clone();
-                let results: Vec<_> = self
-                    .rt
-                    .block_on(async move { audit_seeders(&node, &id, &seeders, AUDIT_SAMPLE, false).await })
-                    .into_iter()
-                    .map(|a| a.result)
-                    .collect();
+                let root = self.home.root().to_owned();
+                let opts = cobox_engine::ops::AuditOptions::asked(Vec::new(), AUDIT_SAMPLE);
+                let audits = self.rt.block_on(async move { cobox_engine::ops::audit(&node, &root, &id, &opts).await });
+                let results: Vec<_> = match audits {
+                    Ok(a) if a.is_empty() => return self.notice(true, "No seeder with an active agreement to check."),
+                    Ok(a) => a.into_iter().map(|a| a.result).collect(),
+                    Err(e) => return self.notice(true, format!("Could not check the seeders: {e}")),
+                };
                 let passed = results.iter().filter(|r| r.as_ref().is_ok_and(|x| x.ok())).count();
                 self.notice(
                     passed < results.len(),

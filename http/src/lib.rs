@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
+use cobox_engine::ops::{AUDIT_SAMPLE, AuditOptions};
 use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{Held, Node, dial_addr};
 use cobox_engine::{Home, SpaceId, agreement_service};
@@ -547,31 +547,25 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
         serde_json::from_slice(&body)
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
     };
-    let (id, s) = member_space(&api, &q)?;
-    let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
-    let targets =
-        if body.peers.is_empty() { audit_targets(&view, &Home::peers_at(&api.root)?) } else { body.peers.clone() };
-    let count = if body.all { usize::MAX } else { AUDIT_SAMPLE };
+    let (id, _) = member_space(&api, &q)?;
+    let seeders = body
+        .peers
+        .iter()
+        .map(|p| {
+            p.parse::<cobox_engine::codes::PeerAddr>()
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = AuditOptions::asked(seeders, if body.all { usize::MAX } else { AUDIT_SAMPLE });
     let mut out = Vec::new();
-    for a in audit_seeders(&api.node, &id, &targets, count, false).await {
+    for a in cobox_engine::ops::audit(&api.node, &api.root, &id, &opts).await? {
         let synced = a.synced.err().map(|e| e.to_string());
+        let seeder = a.seeder.to_string();
         out.push(match a.result {
             Ok(rec) => {
-                // Where a seeder named by address answered, the daemon's scheduled audits reach it.
-                if let Some((dev, addrs)) = a.target.split_once('@')
-                    && let Ok(d) = dev.parse()
-                    && !addrs.is_empty()
-                {
-                    Home::remember_peer_at(
-                        &api.root,
-                        &id,
-                        &d,
-                        &addrs.split(',').map(str::to_owned).collect::<Vec<_>>(),
-                    )?;
-                }
-                json!({ "seeder": a.target, "result": agreement_service::audit_summary(&rec), "sync_error": synced })
+                json!({ "seeder": seeder, "result": agreement_service::audit_summary(&rec), "sync_error": synced })
             }
-            Err(e) => json!({ "seeder": a.target, "error": e.to_string(), "sync_error": synced }),
+            Err(e) => json!({ "seeder": seeder, "error": e.to_string(), "sync_error": synced }),
         });
     }
     Ok(Json(Value::Array(out)))

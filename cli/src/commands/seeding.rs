@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use cobox_engine::agreement_service;
 use cobox_engine::agreements::AgreementId;
 use cobox_engine::codes::{PeerAddr, SeedCode};
-use cobox_engine::daemon::{AUDIT_SAMPLE, audit_seeders, audit_targets};
+use cobox_engine::ops::{AUDIT_SAMPLE, AuditOptions};
 use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{Node, NodeSetup, dial_addr, parse_peer};
 
@@ -362,35 +362,30 @@ fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     let home = ctx.open_home()?;
     let space = ctx.open_space(&home, &a.space)?;
     let id = space.info().id;
-    let now = cobox_engine::now_ms();
-    let view = space.ledger().view(now)?;
-    let targets = if a.peer.is_empty() { audit_targets(&view, &home.peers()?) } else { a.peer.clone() };
-    if targets.is_empty() {
-        bail!("space {:?} has no seeder with an active agreement to audit", a.space);
-    }
-    let count = if a.all { usize::MAX } else { a.sample.max(1) };
+    let seeders = a
+        .peer
+        .iter()
+        .map(|p| p.parse::<cobox_engine::codes::PeerAddr>().map_err(|e| anyhow::anyhow!("--peer {p}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = AuditOptions::asked(seeders, if a.all { usize::MAX } else { a.sample });
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let results = rt.block_on(async {
         let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
-        let out = audit_seeders(&node, &id, &targets, count, false).await;
+        let out = cobox_engine::ops::audit(&node, home.root(), &id, &opts).await;
         node.shutdown().await;
-        Ok::<_, cobox_engine::Error>(out)
+        out
     })?;
-    let mut out = Vec::new();
-    for a in results {
-        if a.result.is_ok()
-            && let Some((dev, addrs)) = a.target.split_once('@')
-            && let Ok(d) = dev.parse()
-            && !addrs.is_empty()
-        {
-            // Remember where the seeder answered, so the daemon's scheduled audits reach it.
-            home.remember_peer(&id, &d, &addrs.split(',').map(str::to_owned).collect::<Vec<_>>())?;
-        }
-        let r = a.result.map(|rec| cobox_engine::agreement_service::audit_summary(&rec)).map_err(|e| e.to_string());
-        out.push((a.target, a.synced.err().map(|e| e.to_string()), r));
+    if results.is_empty() {
+        bail!("space {:?} has no seeder with an active agreement to audit", a.space);
     }
-    Ok(out)
+    Ok(results
+        .into_iter()
+        .map(|a| {
+            let r = a.result.map(|rec| cobox_engine::agreement_service::audit_summary(&rec)).map_err(|e| e.to_string());
+            (a.seeder.to_string(), a.synced.err().map(|e| e.to_string()), r)
+        })
+        .collect())
 }
 
 pub(crate) fn stats(ctx: &Ctx) -> Result<()> {
