@@ -12,6 +12,14 @@ pub(crate) fn bytes(n: u64) -> String {
     cobox_engine::units::format_bytes(n)
 }
 
+/// The peers `--peer` names (`ID[@IP:PORT,...]`), refused whole at the first malformed one.
+pub(crate) fn peer_addrs(peers: &[String]) -> Result<Vec<cobox_engine::codes::PeerAddr>> {
+    peers
+        .iter()
+        .map(|p| p.parse::<cobox_engine::codes::PeerAddr>().map_err(|e| anyhow::anyhow!("--peer {p}: {e}")))
+        .collect()
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }

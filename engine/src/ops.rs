@@ -7,6 +7,7 @@ use crate::codes::PeerAddr;
 use crate::error::Error;
 use crate::home::Home;
 use crate::ids::SpaceId;
+use crate::replica::Replica;
 use crate::sync::net::{Node, SyncStats, dial_addr};
 use std::path::Path;
 use std::time::Duration;
@@ -196,4 +197,83 @@ pub async fn audit(node: &Node, root: &Path, space: &SpaceId, opts: &AuditOption
         out.push(SeederAudit { seeder, synced, result });
     }
     Ok(out)
+}
+
+/// A seed code's agreement as the owner's ledger states it, fetched before anything is
+/// countersigned or stored ([`seed_fetch`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeedTerms {
+    /// The agreement in one line, for a person to agree to.
+    pub terms: String,
+    /// Whether the seed was registered by this fetch (then [`seed_cancel`] forgets it).
+    pub fresh: bool,
+}
+
+/// What seeding a space took ([`seed_accept`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeedReport {
+    /// The space seeded.
+    pub space: String,
+    /// The agreement now active for this device (`None`: expired, revoked or not for it).
+    pub agreement: Option<String>,
+    /// What the sync moved.
+    pub stats: SyncStats,
+    /// Bytes held for the space.
+    pub stored_bytes: u64,
+}
+
+/// Seeding from a seed code, first step: register the seed if new, fetch the owner's ledger
+/// (a session that takes and stores no blob) and state the agreement's terms. A seed this
+/// step registered is forgotten again if it fails.
+pub async fn seed_fetch(node: &Node, root: &Path, code: &crate::codes::SeedCode) -> Result<SeedTerms, Error> {
+    if code.owner.addrs.is_empty() {
+        return Err(Error::Refused(
+            "the seed code carries no address for the owner: ask them to start `cobox up` and propose again".into(),
+        ));
+    }
+    let fresh =
+        node.seed(&code.space).is_none() && !crate::home::paths::seed(root, &code.space).join("seed.json").exists();
+    if node.seed(&code.space).is_none() {
+        node.add_seed(Home::open_seed_at(root, node.device(), &code.space, true)?, None);
+    }
+    let terms = async {
+        node.sync_once(&code.space, dial_addr(&code.owner)?).await?;
+        let seed = node.seed(&code.space).ok_or_else(|| Error::SpaceNotFound(code.space.to_string()))?;
+        let view = seed.lock().await.ledger().view(crate::now_ms())?;
+        crate::agreement_service::terms_line(&view, code)
+    }
+    .await;
+    match terms {
+        Ok(terms) => Ok(SeedTerms { terms, fresh }),
+        Err(e) => {
+            if fresh {
+                seed_cancel(node, root, code)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Seeding, once the terms were agreed to: countersign the agreement and take the space's
+/// blobs until in sync with the owner, who is remembered for the space.
+pub async fn seed_accept(node: &Node, root: &Path, code: &crate::codes::SeedCode) -> Result<SeedReport, Error> {
+    let seed = node
+        .seed(&code.space)
+        .ok_or_else(|| Error::NotFound(format!("a seed of space {}: fetch its terms first", code.space.short())))?;
+    node.accept_agreement(cobox_agreements::AgreementId(code.agreement));
+    let stats = node.sync_until_converged(&code.space, dial_addr(&code.owner)?, SYNC_ROUNDS).await?;
+    Home::remember_peer_at(root, &code.space, &code.owner.device, &code.owner.addrs)?;
+    let (stored_bytes, ledger) = {
+        let s = seed.lock().await;
+        (s.used(), s.ledger())
+    };
+    let view = ledger.view(crate::now_ms())?;
+    let agreement = view.active_for(node.device().as_bytes()).map(|v| v.id.to_string());
+    Ok(SeedReport { space: code.space.to_string(), agreement, stats, stored_bytes })
+}
+
+/// Seeding declined: forget the seed a [`seed_fetch`] registered (its files go).
+pub fn seed_cancel(node: &Node, root: &Path, code: &crate::codes::SeedCode) -> Result<(), Error> {
+    node.forget(&code.space);
+    Home::remove_seed(root, &code.space)
 }

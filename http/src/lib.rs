@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cobox_engine::ops::{AUDIT_SAMPLE, AuditOptions};
-use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{Held, Node, dial_addr};
 use cobox_engine::{Home, SpaceId, agreement_service};
 use serde::Deserialize;
@@ -252,6 +251,17 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     Ok(Json(out))
 }
 
+/// Peers named in a request body (`ID[@IP:PORT,...]`); a malformed one is the caller's error.
+fn peer_addrs(peers: &[String]) -> Result<Vec<cobox_engine::codes::PeerAddr>, ApiError> {
+    peers
+        .iter()
+        .map(|p| {
+            p.parse::<cobox_engine::codes::PeerAddr>()
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
+        })
+        .collect()
+}
+
 /// A seed code from a request body.
 fn seed_code(bytes: &[u8]) -> Result<cobox_engine::codes::SeedCode, ApiError> {
     #[derive(Deserialize)]
@@ -267,60 +277,22 @@ fn seed_code(bytes: &[u8]) -> Result<cobox_engine::codes::SeedCode, ApiError> {
 /// terms; nothing is countersigned or stored yet. `{"terms","fresh"}`.
 async fn seed_fetch(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
-    let (_, home) = holder(&api)?;
-    let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
-    if api.node.seed(&code.space).is_none() {
-        api.node.add_seed(home.open_seed(&code.space, true)?, None);
-    }
-    let fetched = match dial_addr(&code.owner) {
-        Ok(owner) => api.node.sync_once(&code.space, owner).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    let seed = api.node.seed(&code.space).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "the seed went away".into()));
-    let terms = match (fetched, seed) {
-        (Ok(()), Ok(s)) => {
-            let view = s.lock().await.ledger().view(cobox_engine::now_ms())?;
-            cobox_engine::agreement_service::terms_line(&view, &code).map_err(ApiError::from)
-        }
-        (Err(e), _) => Err(ApiError::from(e)),
-        (_, Err(e)) => Err(e),
-    };
-    match terms {
-        Ok(t) => Ok(Json(json!({ "terms": t, "fresh": fresh }))),
-        Err(e) => {
-            if fresh {
-                api.node.forget(&code.space);
-                let _ = Home::remove_seed(&api.root, &code.space);
-            }
-            Err(e)
-        }
-    }
+    holder(&api)?;
+    let terms = cobox_engine::ops::seed_fetch(&api.node, &api.root, &code).await?;
+    Ok(Json(json!({ "terms": terms.terms, "fresh": terms.fresh })))
 }
 
 /// `{"code"}`: countersign the agreement and take the space's blobs, until in sync.
 async fn seed_accept(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
-    let s = api
-        .node
-        .seed(&code.space)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no seed for that space: fetch its terms first".into()))?;
-    api.node.accept_agreement(cobox_engine::agreements::AgreementId(code.agreement));
-    let stats = api.node.sync_until_converged(&code.space, dial_addr(&code.owner)?, 6).await?;
-    Home::remember_peer_at(&api.root, &code.space, &code.owner.device, &code.owner.addrs)?;
-    let (used, ledger) = {
-        let s = s.lock().await;
-        (s.used(), s.ledger())
-    };
-    let view = ledger.view(cobox_engine::now_ms())?;
-    let active = view.active_for(api.node.device().as_bytes()).map(|v| v.id.to_string());
-    Ok(Json(json!({ "space": code.space.to_string(), "agreement": active, "stats": stats, "stored_bytes": used })))
+    let report = cobox_engine::ops::seed_accept(&api.node, &api.root, &code).await?;
+    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
 }
 
 /// `{"code"}`: forget a seed registered by a fetch that was not agreed to.
 async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
-    api.node.forget(&code.space);
-    Home::remove_seed(&api.root, &code.space)?;
+    cobox_engine::ops::seed_cancel(&api.node, &api.root, &code)?;
     Ok(Json(json!({ "forgotten": code.space.to_string() })))
 }
 
@@ -510,14 +482,7 @@ async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::
     }
     let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
     let (id, _) = member_space(&api, &q)?;
-    let peers = b
-        .peers
-        .iter()
-        .map(|p| {
-            p.parse::<cobox_engine::codes::PeerAddr>()
-                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let peers = peer_addrs(&b.peers)?;
     let runs =
         cobox_engine::ops::sync(&api.node, &api.root, &id, &cobox_engine::ops::SyncOptions::asked(peers)).await?;
     let out: Vec<Value> = runs
@@ -548,14 +513,7 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
     };
     let (id, _) = member_space(&api, &q)?;
-    let seeders = body
-        .peers
-        .iter()
-        .map(|p| {
-            p.parse::<cobox_engine::codes::PeerAddr>()
-                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let seeders = peer_addrs(&body.peers)?;
     let opts = AuditOptions::asked(seeders, if body.all { usize::MAX } else { AUDIT_SAMPLE });
     let mut out = Vec::new();
     for a in cobox_engine::ops::audit(&api.node, &api.root, &id, &opts).await? {

@@ -131,11 +131,7 @@ fn sync_here(
         space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
     }
     let id = space.info().id;
-    let peers = a
-        .peer
-        .iter()
-        .map(|p| p.parse::<cobox_engine::codes::PeerAddr>().map_err(|e| anyhow::anyhow!("--peer {p}: {e}")))
-        .collect::<Result<Vec<_>>>()?;
+    let peers = crate::args::peer_addrs(&a.peer)?;
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let runs = rt.block_on(async {

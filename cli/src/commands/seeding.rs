@@ -5,11 +5,10 @@ use crate::args::bytes;
 use crate::args::{NetArgs, runtime, stderr_log};
 use anyhow::{Context, Result, bail};
 use cobox_engine::agreement_service;
-use cobox_engine::agreements::AgreementId;
 use cobox_engine::codes::{PeerAddr, SeedCode};
+use cobox_engine::ops;
 use cobox_engine::ops::{AUDIT_SAMPLE, AuditOptions};
-use cobox_engine::replica::Replica;
-use cobox_engine::sync::net::{Node, NodeSetup, dial_addr, parse_peer};
+use cobox_engine::sync::net::{Node, NodeSetup, parse_peer};
 
 #[derive(clap::Subcommand)]
 pub(crate) enum AgreementCmd {
@@ -148,61 +147,40 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
         return seed_through(ctx, &d, &a, &code);
     }
     let home = ctx.open_home()?;
-    let fresh = !home.seeds()?.iter().any(|s| s.space == code.space);
-    let seed = home.open_seed(&code.space, true).context("registering the seed")?;
-    let owner = dial_addr(&code.owner)?;
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg, stderr_log()).await?;
-        node.add_seed(seed, None);
         // A first session only fetches the owner's ledger, so the terms can be shown (and
         // agreed to) before anything is countersigned or stored.
-        let r = match node.sync_once(&code.space, owner.clone()).await {
-            Ok(_) => match agree_to_terms(&node, &code, a.yes).await {
-                Ok(()) => {
-                    node.accept_agreement(AgreementId(code.agreement));
-                    node.sync_until_converged(&code.space, owner, 6).await
-                }
+        let r = async {
+            let terms = ops::seed_fetch(&node, home.root(), &code).await?;
+            eprintln!("{}", terms.terms);
+            let taken = match ask(a.yes) {
+                Ok(()) => ops::seed_accept(&node, home.root(), &code).await,
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        let held = match node.seed(&code.space) {
-            Some(s) => {
-                let s = s.lock().await;
-                Some((s.used(), s.ledger()))
+            };
+            // Nothing is kept of a seed this command registered and did not take.
+            if taken.is_err() && terms.fresh {
+                ops::seed_cancel(&node, home.root(), &code)?;
             }
-            None => None,
-        };
-        node.shutdown().await;
-        let (used, ledger) = held.ok_or_else(|| cobox_engine::Error::SpaceNotFound(code.space.to_string()))?;
-        r.map(|st| (st, used, ledger))
-    });
-    let (stats, used, ledger) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            if fresh {
-                let _ = cobox_engine::Home::remove_seed(&ctx.home, &code.space);
-            }
-            return Err(anyhow::Error::new(e).context("seeding from the owner"));
+            taken
         }
-    };
-    home.remember_peer(&code.space, &code.owner.device, &code.owner.addrs)?;
-    let view = ledger.view(cobox_engine::now_ms())?;
-    let active = view.active_for(home.device_id().as_bytes()).map(|v| v.id.to_string());
+        .await;
+        node.shutdown().await;
+        r
+    });
+    let report = result.map_err(|e| anyhow::Error::new(e).context("seeding from the owner"))?;
     if ctx.json {
-        return ctx.print_json(&serde_json::json!({
-            "space": code.space.to_string(), "agreement": active, "stats": stats, "stored_bytes": used
-        }));
+        return ctx.print_json(&report);
     }
-    match active {
+    match &report.agreement {
         Some(id) => println!(
             "seeding space {} under agreement {}: holding {} ({} blobs received); `cobox up` keeps it current",
             code.space.short(),
             &id[..12],
-            bytes(used),
-            stats.received_blobs
+            bytes(report.stored_bytes),
+            report.stats.received_blobs
         ),
         None => bail!("the agreement is not active (expired, revoked or not for this device); nothing is seeded"),
     }
@@ -240,13 +218,6 @@ fn seed_through(ctx: &Ctx, d: &crate::control::Daemon, a: &SeedArgs, code: &Seed
 
 /// Print the seed code's agreement as the owner's ledger states it and, at a terminal without
 /// `--yes`, ask before countersigning.
-async fn agree_to_terms(node: &Node, code: &SeedCode, yes: bool) -> Result<(), cobox_engine::Error> {
-    let seed = node.seed(&code.space).ok_or_else(|| cobox_engine::Error::SpaceNotFound(code.space.to_string()))?;
-    let view = seed.lock().await.ledger().view(cobox_engine::now_ms())?;
-    eprintln!("{}", cobox_engine::agreement_service::terms_line(&view, code)?);
-    ask(yes)
-}
-
 /// Without `--yes`, ask before countersigning; with no terminal to ask at, refuse (a script
 /// accepts terms only by saying so).
 fn ask(yes: bool) -> Result<(), cobox_engine::Error> {
@@ -362,11 +333,7 @@ fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     let home = ctx.open_home()?;
     let space = ctx.open_space(&home, &a.space)?;
     let id = space.info().id;
-    let seeders = a
-        .peer
-        .iter()
-        .map(|p| p.parse::<cobox_engine::codes::PeerAddr>().map_err(|e| anyhow::anyhow!("--peer {p}: {e}")))
-        .collect::<Result<Vec<_>>>()?;
+    let seeders = crate::args::peer_addrs(&a.peer)?;
     let opts = AuditOptions::asked(seeders, if a.all { usize::MAX } else { a.sample });
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
