@@ -44,11 +44,27 @@ impl Api {
 }
 
 /// An error as JSON, with its status.
-struct ApiError(StatusCode, String);
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    /// What kind of refusal a peer gave, when one did (`refusal` in the body), so a client
+    /// tells a full seeder or a refused invite from other failures without reading words.
+    refusal: Option<cobox_engine::sync::proto::Refusal>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: String) -> Self {
+        Self { status, message, refusal: None }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let body = match self.refusal {
+            Some(r) => json!({ "error": self.message, "refusal": r }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -57,9 +73,9 @@ impl From<cobox_engine::Error> for ApiError {
         use cobox_engine::Error as E;
         let code = match &e {
             E::SpaceNotFound(_) => StatusCode::NOT_FOUND,
+            // The request was fine; the peer it went to refused it.
+            E::PeerRefused { .. } | E::SeederFull => StatusCode::BAD_GATEWAY,
             E::Refused(_)
-            | E::PeerRefused { .. }
-            | E::SeederFull
             | E::Ambiguous(_)
             | E::InvalidPath(_)
             | E::SpaceExists(_)
@@ -71,14 +87,14 @@ impl From<cobox_engine::Error> for ApiError {
             E::Net(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError(code, e.to_string())
+        Self { status: code, message: e.to_string(), refusal: e.refusal() }
     }
 }
 
 type Reply = Result<Json<Value>, ApiError>;
 
 fn to_json<T: serde::Serialize>(v: &T) -> Reply {
-    serde_json::to_value(v).map(Json).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    serde_json::to_value(v).map(Json).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
@@ -89,7 +105,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if blake3::hash(given.trim().as_bytes()) != api.token_hash {
-        return ApiError(
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from $COBOX_HOME/api-token"
                 .into(),
@@ -130,7 +146,7 @@ fn routes() -> Router<Api> {
         .route("/api/agreements/{id}/revoke", post(revoke))
         .route("/api/audits", get(audits))
         .route("/api/stats", get(stats))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route; see docs/http-api.md".into()) })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see docs/http-api.md".into()) })
 }
 
 /// The control socket in the home: the CLI asks the running daemon over it, so commands work
@@ -163,8 +179,10 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) {
 
 fn member_space(api: &Api, q: &str) -> Result<(SpaceId, Arc<tokio::sync::Mutex<cobox_engine::Space>>), ApiError> {
     let info = Home::resolve_at(&api.root, q)?;
-    let s =
-        api.node.space(&info.id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("space {q:?} is not open")))?;
+    let s = api
+        .node
+        .space(&info.id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("space {q:?} is not open")))?;
     Ok((info.id, s))
 }
 
@@ -183,7 +201,7 @@ async fn spaces(State(api): State<Api>) -> Reply {
 
 /// The daemon and its home, for routes that register a space.
 fn holder(api: &Api) -> Result<(Arc<cobox_engine::daemon::Daemon>, Arc<Home>), ApiError> {
-    api.daemon.clone().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no daemon holds this home".into()))
+    api.daemon.clone().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no daemon holds this home".into()))
 }
 
 /// Open a space just registered and hand it to the daemon (watched, synced, served).
@@ -202,7 +220,7 @@ async fn create_space(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply
     }
     let b: B = body(&bytes)?;
     if !b.path.is_absolute() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "path must be an absolute path".into()));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "path must be an absolute path".into()));
     }
     let (daemon, home) = holder(&api)?;
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
@@ -212,7 +230,7 @@ async fn create_space(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply
         Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "created_folder": created }))
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(out))
 }
 
@@ -231,12 +249,14 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let path = match (b.path, b.audit_only) {
         (Some(p), false) if p.is_absolute() => Some(p),
         (None, true) => None,
-        (Some(_), false) => return Err(ApiError(StatusCode::BAD_REQUEST, "path must be an absolute path".into())),
-        (Some(_), true) => return Err(ApiError(StatusCode::BAD_REQUEST, "an audit-only join takes no path".into())),
-        (None, false) => return Err(ApiError(StatusCode::BAD_REQUEST, "a path, or audit_only, is needed".into())),
+        (Some(_), false) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "path must be an absolute path".into())),
+        (Some(_), true) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "an audit-only join takes no path".into()));
+        }
+        (None, false) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "a path, or audit_only, is needed".into())),
     };
     let invite = cobox_engine::codes::Invite::parse(&b.code)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the invite code: {e}")))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the invite code: {e}")))?;
     let (daemon, home) = holder(&api)?;
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let info = match &path {
@@ -247,7 +267,7 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
         Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path }))
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(Json(out))
 }
 
@@ -257,7 +277,7 @@ fn peer_addrs(peers: &[String]) -> Result<Vec<cobox_engine::codes::PeerAddr>, Ap
         .iter()
         .map(|p| {
             p.parse::<cobox_engine::codes::PeerAddr>()
-                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("peer {p:?}: {e}")))
         })
         .collect()
 }
@@ -270,7 +290,7 @@ fn seed_code(bytes: &[u8]) -> Result<cobox_engine::codes::SeedCode, ApiError> {
     }
     let b: B = body(bytes)?;
     cobox_engine::codes::SeedCode::parse(&b.code)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("reading the seed code: {e}")))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the seed code: {e}")))
 }
 
 /// `{"code"}`: register the seed (if new), fetch the owner's ledger, and say the agreement's
@@ -286,7 +306,7 @@ async fn seed_fetch(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
 async fn seed_accept(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
     let report = cobox_engine::ops::seed_accept(&api.node, &api.root, &code).await?;
-    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
 }
 
 /// `{"code"}`: forget a seed registered by a fetch that was not agreed to.
@@ -381,7 +401,7 @@ async fn seeder_ask(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     }
     let b: B = body(&bytes)?;
     let peer: cobox_engine::codes::PeerAddr =
-        b.seeder.parse().map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, e))?;
+        b.seeder.parse().map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let addr = dial_addr(&peer)?;
     let r = api.node.admin(addr, &b.request).await?;
     to_json(&r)
@@ -451,10 +471,10 @@ async fn restore(
     }
     let b: B = body(&bytes)?;
     if !b.dir.is_absolute() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "dir must be an absolute path".into()));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "dir must be an absolute path".into()));
     }
     let at = match &b.at {
-        Some(s) => cobox_engine::At::parse(s).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
+        Some(s) => cobox_engine::At::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
         None => cobox_engine::At::Latest,
     };
     let (_, s) = member_space(&api, &q)?;
@@ -510,7 +530,7 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
         AuditBody::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
     };
     let (id, _) = member_space(&api, &q)?;
     let seeders = peer_addrs(&body.peers)?;
@@ -540,7 +560,7 @@ async fn remove_member(State(api): State<Api>, UrlPath((space, device)): UrlPath
 
 /// A JSON body, or a 400 that says what was wrong with it.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("the request body: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the request body: {e}")))
 }
 
 async fn member_role(
@@ -553,7 +573,7 @@ async fn member_role(
         role: String,
     }
     let b: B = body(&bytes)?;
-    let role = b.role.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let role = b.role.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let name = cobox_engine::members::set_role(&api.root, &space, &device, role)?;
     Ok(Json(json!({ "member": name, "role": b.role })))
 }
@@ -571,11 +591,11 @@ async fn invite(State(api): State<Api>, UrlPath(space): UrlPath<String>, bytes: 
         7 * 24
     }
     let b: B = body(&bytes)?;
-    let role = b.role.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let role = b.role.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let expires_ms = cobox_engine::now_ms() + i64::from(b.expires_hours) * 3_600_000;
     let request = cobox_engine::home::InviteRequest { role, expires_ms, name: b.name };
     let inv = cobox_engine::Home::invite(&api.root, &space, &request)?;
-    let code = inv.encode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let code = inv.encode().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "code": code, "role": b.role, "expires": cobox_engine::util::rfc3339(expires_ms) })))
 }
 
@@ -590,9 +610,9 @@ async fn agreements(State(api): State<Api>) -> Reply {
 
 async fn propose(State(api): State<Api>, body: axum::body::Bytes) -> Reply {
     let (b, seeder) =
-        cobox_engine::codes::ProposeRequest::parse(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+        cobox_engine::codes::ProposeRequest::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let (s, code) = agreement_service::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
-    let code = code.encode().map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let code = code.encode().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({ "agreement": s, "seed_code": code })))
 }
 
@@ -612,4 +632,39 @@ async fn stats(State(api): State<Api>) -> Reply {
         }
     }
     to_json(&agreement_service::stats(&api.root, cobox_engine::now_ms(), &|id| used.get(id).copied())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(e: cobox_engine::Error) -> (StatusCode, Value) {
+        let r = ApiError::from(e).into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    /// A peer's refusal is a gateway error with its kind in the body, so a client tells a full
+    /// seeder or a refused invite from other failures without reading the words. Before: 400,
+    /// as if the request were wrong, and only the words.
+    #[tokio::test]
+    async fn a_peers_refusal_answers_502_with_its_kind() {
+        use cobox_engine::sync::proto::Refusal;
+        let (status, body) = answer(cobox_engine::Error::SeederFull).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body["refusal"], "SeederFull", "{body}");
+        let refused = cobox_engine::Error::PeerRefused {
+            code: Refusal::InviteRefused,
+            reason: "the invite was already used".into(),
+        };
+        let (status, body) = answer(refused).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body["refusal"], "InviteRefused", "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("already used")), "{body}");
+        // A request this side refuses stays a 400, with no refusal kind.
+        let (status, body) = answer(cobox_engine::Error::Refused("no".into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.get("refusal").is_none(), "{body}");
+    }
 }
