@@ -742,7 +742,7 @@ impl Session {
     fn merge_and_reply(&mut self, bytes: &[u8], theirs: &[[u8; 32]]) -> Result<(), SessionError> {
         self.merge(bytes)?;
         // A joining peer's redemption is judged, and countersigned, before it reads anything.
-        self.admit_peer()?;
+        let _ = self.admit_peer()?;
         if self.suspect {
             let view = roster::evaluate(&self.setup.space.0, &self.ledger.roster_ops());
             self.suspect = view.removed.contains(&self.setup.peer.0);
@@ -828,8 +828,11 @@ impl Session {
         if self.peer()?.role != Role::Member {
             return Ok(());
         }
-        self.admit_peer()?;
-        let view = roster::evaluate(&self.setup.space.0, &self.ledger.roster_ops());
+        // The roster as it stands, evaluated again only when a countersignature was added.
+        let view = match self.admit_peer()? {
+            Some(view) => view,
+            None => roster::evaluate(&self.setup.space.0, &self.ledger.roster_ops()),
+        };
         if view.is_empty() {
             return Ok(());
         }
@@ -857,19 +860,20 @@ impl Session {
     /// first would otherwise be concurrent with it, and might win) and by its own clock, and,
     /// when this device is a member whose role is at least the invite's, countersigned
     /// ([`roster::Action::Admit`]), so the joiner is a member in the ledger this device sends
-    /// it. Refused: the session ends, nothing merged is kept.
-    fn admit_peer(&mut self) -> Result<(), SessionError> {
+    /// it. Refused: the session ends, nothing merged is kept. Returns the roster it evaluated
+    /// when it added nothing (`None`: it countersigned, so the roster changed).
+    fn admit_peer(&mut self) -> Result<Option<roster::RosterView>, SessionError> {
         let (space, me, peer, now) = (self.setup.space, self.setup.me, self.setup.peer, self.setup.now_ms);
         let ops = self.ledger.roster_ops();
         let view = roster::evaluate(&space.0, &ops);
-        let Some(redeem) = view.awaiting.get(&peer.0).copied() else { return Ok(()) };
+        let Some(redeem) = view.awaiting.get(&peer.0).copied() else { return Ok(Some(view)) };
         let Some(invite) = ops.iter().filter(|b| roster::op_id(b) == redeem).find_map(|b| {
             match roster::SignedOp::decode(b).map(|o| o.op.action) {
                 Ok(roster::Action::Redeem { invite, .. }) => Some(invite),
                 _ => None,
             }
         }) else {
-            return Ok(());
+            return Ok(Some(view));
         };
         let before = self.roster_view_before.invites.get(&invite);
         let why = match (view.invites.get(&invite), before) {
@@ -884,10 +888,12 @@ impl Session {
             _ => None,
         };
         if let Some(why) = why {
-            return self.refuse_as(
-                Refusal::InviteRefused,
-                format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED),
-            );
+            return self
+                .refuse_as(
+                    Refusal::InviteRefused,
+                    format!("device {}: {}: {why}", peer.short(), roster::INVITE_REFUSED),
+                )
+                .map(|()| None);
         }
         // A seeder countersigns by the proposal naming it, as its proposer's role.
         let credential = if self.setup.role == Role::Seeder { self.credential() } else { Vec::new() };
@@ -900,7 +906,7 @@ impl Session {
         };
         let may = view.invites.get(&invite).is_some_and(|i| mine.is_some_and(|r| r >= i.role));
         if !may {
-            return Ok(()); // refused by the roster check, as waiting for another member
+            return Ok(Some(view)); // refused by the roster check, as waiting for another member
         }
         let op = roster::Op {
             space: space.0,
@@ -916,9 +922,9 @@ impl Session {
             Ok(_) => {
                 self.dirty = true;
                 self.events.push_back(Event::Note(format!("accepted device {}'s invite", peer.short())));
-                Ok(())
+                Ok(None)
             }
-            Err(e) => self.refuse(format!("cannot countersign device {}'s invite: {e}", peer.short())),
+            Err(e) => self.refuse(format!("cannot countersign device {}'s invite: {e}", peer.short())).map(|()| None),
         }
     }
 
