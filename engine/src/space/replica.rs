@@ -185,7 +185,9 @@ impl Space {
         if self.manifest()?.has_pending() {
             return Ok(()); // tried again at the next apply, once committed
         }
-        let (mut units, mut refused, mut ids, mut stray) = (Vec::new(), Vec::new(), Vec::new(), HashSet::new());
+        // First by signature alone: most removals leave nothing to drop, and then no change
+        // blob is opened.
+        let mut judged = Vec::new();
         for (id, loc) in self.store.list()? {
             if loc.kind != BlobKind::Change || self.quarantined.contains_key(&id) {
                 continue;
@@ -197,13 +199,22 @@ impl Space {
                 }
                 _ => false,
             };
+            judged.push((id, is_refused));
+        }
+        let (mut units, mut refused, mut ids, mut stray) = (Vec::new(), Vec::new(), Vec::new(), HashSet::new());
+        let any_applied = judged.iter().any(|(id, r)| *r && self.applied.contains(id));
+        for (id, is_refused) in judged {
             if !self.applied.contains(&id) {
                 if is_refused {
                     stray.insert(id);
                 }
                 continue;
             }
+            if !any_applied {
+                continue;
+            }
             // An applied change opened and decoded when it was applied.
+            let blob = self.store.get(&id)?;
             let Ok(body) = self
                 .keys
                 .open(BlobKind::Change, &blob)
@@ -216,7 +227,7 @@ impl Space {
             refused.push(is_refused);
             ids.push(id);
         }
-        if refused.contains(&true) {
+        if any_applied {
             let may_write = matches!(
                 self.roster.role(&self.device.0),
                 Some(cobox_core::roster::Role::Write | cobox_core::roster::Role::Manage)
