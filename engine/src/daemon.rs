@@ -170,6 +170,10 @@ impl Daemon {
         let mut setup = NodeSetup { policy, home: Some(home.root().to_owned()), ..NodeSetup::default() };
         let mut folders = Vec::new();
         for info in home.spaces()? {
+            // A space joined by an invite is taken on once a peer accepts it (`sync_as`).
+            if Home::join_pending_at(home.root(), &info.id) {
+                continue;
+            }
             let mut s = home.open_space(&info.id.to_string())?;
             // A space kept to audit has no folder to watch.
             if !info.audit_only {
@@ -303,7 +307,9 @@ impl Daemon {
                     if full {
                         last_rescan = Some(tokio::time::Instant::now());
                     }
-                    (self.node.held().into_iter().map(|(id, _)| id).collect(), full)
+                    let mut todo: Vec<SpaceId> = self.node.held().into_iter().map(|(id, _)| id).collect();
+                    todo.extend(self.pending_joins());
+                    (todo, full)
                 }
                 _ = audit_tick.tick() => {
                     self.audit_all(&mut syncs).await;
@@ -324,6 +330,33 @@ impl Daemon {
         }
         syncs.shutdown().await;
         let _ = Home::set_listening_at(&self.root, &[]);
+    }
+
+    /// A space joined by an invite and not yet held: joined with `peers` ([`crate::ops::join`])
+    /// and taken on (served and watched). `Ok` once the space is held (or was never pending);
+    /// `Err`: each peer's answer.
+    pub async fn join_pending(
+        &self,
+        id: &SpaceId,
+        peers: &[crate::codes::PeerAddr],
+        limit: Option<Duration>,
+    ) -> Result<(), Vec<crate::ops::PeerSync>> {
+        if self.node.space(id).is_some() || !Home::join_pending_at(&self.root, id) {
+            return Ok(());
+        }
+        let s = crate::ops::join(&self.node, &self.root, id, peers, limit).await?;
+        self.tell(Activity::Log(format!("space {}: this device's invite was accepted", id.short())));
+        self.add_space(s);
+        Ok(())
+    }
+
+    /// Spaces joined by an invite that no peer has accepted yet.
+    fn pending_joins(&self) -> Vec<SpaceId> {
+        let spaces = Home::spaces_at(&self.root).unwrap_or_else(|e| {
+            self.tell(Activity::Log(format!("cannot list the spaces: {e}")));
+            Vec::new()
+        });
+        spaces.into_iter().map(|s| s.id).filter(|id| Home::join_pending_at(&self.root, id)).collect()
     }
 
     /// Let go of the manifests no one used since the last call. A space busy now (a scan or a
@@ -397,6 +430,16 @@ impl Daemon {
         }
         self.tell(Activity::SyncStarted(id));
         let (mut ok, mut last, mut moved) = (false, None, false);
+        if let Err(runs) = self.join_pending(&id, &peers, opts.peer_limit).await {
+            for run in runs {
+                let e = run.result.err().map(|e| e.to_string()).unwrap_or_default();
+                let short = run.peer.device.short();
+                self.tell(Activity::Log(format!("joining {} with {short} failed: {e}", id.short())));
+                last = Some(e);
+            }
+            self.tell(Activity::SyncEnded { space: id, error: last, moved });
+            return;
+        }
         match crate::ops::sync(&self.node, &self.root, &id, &opts).await {
             Ok(runs) => {
                 for run in runs {

@@ -56,6 +56,12 @@ pub enum Error {
     /// No space has that name or id.
     #[error("no space named {0:?}; `cobox space list` shows the spaces on this device")]
     SpaceNotFound(String),
+    /// A space joined by an invite whose first sync has not happened: no member or seeder
+    /// has accepted the invite yet, so this device holds no key of it.
+    #[error(
+        "space {0:?} waits for its first sync: a member or seeder must accept this device's invite (cobox sync {0}, or start cobox up)"
+    )]
+    JoinPending(String),
     /// A name or id prefix matches several spaces.
     #[error("{0:?} matches several spaces; use the full space id")]
     Ambiguous(String),

@@ -131,9 +131,16 @@ fn keep_private(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_secret(dir: &Path) -> Result<[u8; 64], Error> {
+fn read_secret(dir: &Path, name: &str) -> Result<[u8; 64], Error> {
     let secret_path = dir.join("secret.key");
-    let secret = fs::read(&secret_path).at(&secret_path)?;
+    let secret = match fs::read(&secret_path) {
+        Ok(s) => s,
+        // A space joined by an invite gets its secret at its first sync.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.join(crate::ledger::INVITE_KEY).exists() => {
+            return Err(Error::JoinPending(name.to_owned()));
+        }
+        Err(e) => return Err(Error::io(&secret_path, e)),
+    };
     keep_private(&secret_path)?;
     secret.try_into().map_err(|_| Error::Config { path: secret_path.clone(), reason: "expected 64 bytes".into() })
 }
@@ -268,27 +275,78 @@ impl Home {
     }
 
     /// Give a space this device has just created or joined the name the device was given
-    /// (`cobox device name`), so it shows by name there from its first operation. `after`: the
-    /// device's redemption, which a joining device's roster cannot place yet.
-    fn carry_device_name(
-        &self,
-        info: &SpaceInfo,
-        secret: &[u8; 64],
-        after: Option<cobox_core::roster::OpId>,
-    ) -> Result<(), Error> {
-        let Some(name) = device_name_at(&self.root) else { return Ok(()) };
-        let dir = self.space_dir(&info.id);
+    /// (`cobox device name`), so it shows by name there from its first operation.
+    fn carry_device_name(root: &Path, signer: &SigningKey, info: &SpaceInfo, secret: &[u8; 64]) -> Result<(), Error> {
+        let Some(name) = device_name_at(root) else { return Ok(()) };
+        let dir = paths::space(root, &info.id);
         let ledger = crate::ledger::LedgerFile::new(info.id, &dir);
         let view = ledger.roster()?;
         let invite = crate::ledger::invite_key_at(&dir);
-        let (keys, _) = crate::ledger::space_keys(&info.id, secret, &view, &self.signer, invite.as_ref());
-        let me = self.signer.verifying_key().to_bytes();
+        let (keys, _) = crate::ledger::space_keys(&info.id, secret, &view, signer, invite.as_ref());
+        let me = signer.verifying_key().to_bytes();
         let rename = cobox_core::roster::Action::Rename { device: me, name: keys.seal_name(&name) };
-        match after {
-            Some(op) => ledger.add_roster_op_after(&self.signer, vec![op], rename, None)?,
-            None => ledger.add_roster_op(&self.signer, rename, None)?,
-        };
+        ledger.add_roster_op(signer, rename, None)?;
         Ok(())
+    }
+
+    /// What a `Join` session does, done through two homes on one machine (tests, and tools that
+    /// set devices up side by side): the home at `inviter` takes the redemption of the device
+    /// at `joiner` and countersigns it, the joiner takes the inviter's ledger, and its join
+    /// completes ([`Home::complete_join`]).
+    #[doc(hidden)]
+    pub fn join_beside(inviter: &Path, joiner: &Path, space: &SpaceId) -> Result<(), Error> {
+        let theirs = crate::ledger::LedgerFile::new(*space, &paths::space(inviter, space));
+        let mine = crate::ledger::LedgerFile::new(*space, &paths::space(joiner, space));
+        theirs.merge_from(&mut mine.read()?)?;
+        let me = Self::device_key_at(joiner)?.verifying_key().to_bytes();
+        if let Some(redeem) = theirs.roster()?.awaiting.get(&me).copied() {
+            let admit = cobox_core::roster::Action::Admit { redeem, at_ms: crate::now_ms(), credential: Vec::new() };
+            theirs.add_roster_op(&Self::device_key_at(inviter)?, admit, None)?;
+        }
+        mine.merge_from(&mut theirs.read()?)?;
+        Self::complete_join(joiner, space)
+    }
+
+    /// Whether `space` was joined by an invite and waits for its first sync (no secret yet).
+    pub fn join_pending_at(root: &Path, space: &SpaceId) -> bool {
+        let dir = paths::space(root, space);
+        !dir.join("secret.key").exists() && dir.join(crate::ledger::INVITE_KEY).exists()
+    }
+
+    /// Finish joining `space` once a peer accepted this device's invite (its ledger, merged by a
+    /// `Join` session, makes this device a member): open the space secret the invite's
+    /// operation carries sealed to the invite's key, check that its public half is the key the
+    /// space's genesis names (the space id commits to it, so no peer can hand over another),
+    /// and keep it. The device's name goes on the roster then. Nothing to do for a space that
+    /// holds its secret.
+    pub fn complete_join(root: &Path, space: &SpaceId) -> Result<(), Error> {
+        if !Self::join_pending_at(root, space) {
+            return Ok(());
+        }
+        let info = resolve_in(&Self::list_spaces(root)?, &space.to_string())?.clone();
+        let dir = paths::space(root, space);
+        let refused = |why: String| Error::Refused(format!("joining space {:?}: {why}", info.name));
+        let signer = Self::device_key_at(root)?;
+        let invite = crate::ledger::invite_key_at(&dir).ok_or_else(|| refused("its invite key is missing".into()))?;
+        let ledger = crate::ledger::LedgerFile::new(*space, &dir);
+        let ops = ledger.read()?.roster_ops();
+        let view = cobox_core::roster::evaluate(&space.0, &ops);
+        if view.role(&signer.verifying_key().to_bytes()).is_none() {
+            return Err(Error::JoinPending(info.name.clone()));
+        }
+        let sealed = view
+            .invites
+            .get(&invite.verifying_key().to_bytes())
+            .map(|i| i.secret.clone())
+            .ok_or_else(|| refused("the ledger does not hold its invite".into()))?;
+        let secret = cobox_core::epoch::open_secret(&invite, &sealed, &space.0)
+            .map_err(|e| refused(format!("the space secret in its invite: {e}")))?;
+        let named = ops.iter().find_map(|op| cobox_core::roster::space_public_key(&space.0, op));
+        if named != Some(space_signing_key(&secret).verifying_key().to_bytes()) {
+            return Err(refused("the space secret in its invite is not the one the space's genesis names".into()));
+        }
+        write_secret(&dir.join("secret.key"), &secret)?;
+        Self::carry_device_name(root, &signer, &info, &secret)
     }
 
     /// Forget a space on this device: its keys, store, manifest and ledger go; its folder and
@@ -344,15 +402,17 @@ impl Home {
         // The creator is the first manager, by the one genesis the space's id is made from.
         let (genesis, id) = cobox_core::roster::genesis(&space_signing_key(&secret), &self.signer)
             .map_err(|e| Error::Refused(format!("cannot sign the space's genesis: {e}")))?;
-        let info = self.register_space(SpaceId(id), name, Some(path), &secret)?;
+        let info = self.register_space(SpaceId(id), name, Some(path), Some(&secret))?;
         let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
         ledger.add_signed(&genesis)?;
-        self.carry_device_name(&info, &secret, None)?;
+        Self::carry_device_name(&self.root, &self.signer, &info, &secret)?;
         Ok(info)
     }
 
-    /// Join a space from an invite: register it over `path` (created if missing). The folder
-    /// fills on the first sync. `name` defaults to the inviter's name for the space.
+    /// Join a space from an invite: register it over `path` (created if missing), pending: the
+    /// code holds no secret, so the first sync (with a member or seeder that accepts the invite)
+    /// brings it, and the folder fills then ([`Home::complete_join`]). `name` defaults to the
+    /// inviter's name for the space.
     pub fn join(&self, invite: &crate::codes::Invite, path: &Path, name: Option<&str>) -> Result<SpaceInfo, Error> {
         self.join_into(invite, Some(path), name)
     }
@@ -372,23 +432,18 @@ impl Home {
         if self.spaces()?.iter().any(|s| s.id == invite.space) {
             return Err(Error::SpaceExists(format!("this device already holds space {}", invite.space.short())));
         }
-        let secret: [u8; 64] = invite
-            .secret
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::BadInvite("its space secret is not 64 bytes".into()))?;
-        let info = self.register_space(invite.space, name.unwrap_or(&invite.name), path, &secret)?;
-        // The invite's key opens the key epochs it carries (kept like the space secret).
-        write_secret(&self.space_dir(&info.id).join(crate::ledger::INVITE_KEY), &invite.key)?;
-        // Redeemed here, before the space is first opened (which would otherwise make this
-        // device a manager as a space from before rosters); the peers judge it when they meet.
-        let redeem = cobox_core::roster::Action::Redeem { invite: invite_public(&invite.key), at_ms: crate::now_ms() };
-        let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
-        let key = SigningKey::from_bytes(&invite.key);
+        let info = self.register_space(invite.space, name.unwrap_or(&invite.name), path, None)?;
+        // The invite's key opens the space secret and the key epochs its operation carries.
         let redeemed =
-            ledger.add_roster_op_after(&self.signer, vec![cobox_core::roster::OpId(invite.op)], redeem, Some(&key));
-        let named = redeemed.and_then(|op| self.carry_device_name(&info, &secret, Some(op)));
-        if let Err(e) = named {
+            write_secret(&self.space_dir(&info.id).join(crate::ledger::INVITE_KEY), &invite.key).and_then(|()| {
+                // Redeemed here; the peer of the first sync judges it and countersigns it.
+                let redeem =
+                    cobox_core::roster::Action::Redeem { invite: invite_public(&invite.key), at_ms: crate::now_ms() };
+                let ledger = crate::ledger::LedgerFile::new(info.id, &self.space_dir(&info.id));
+                let key = SigningKey::from_bytes(&invite.key);
+                ledger.add_roster_op_after(&self.signer, vec![cobox_core::roster::OpId(invite.op)], redeem, Some(&key))
+            });
+        if let Err(e) = redeemed {
             let _ = fs::remove_dir_all(self.space_dir(&info.id));
             return Err(e);
         }
@@ -407,7 +462,7 @@ impl Home {
         id: SpaceId,
         name: &str,
         path: Option<&Path>,
-        secret: &[u8; 64],
+        secret: Option<&[u8; 64]>,
     ) -> Result<SpaceInfo, Error> {
         let name = name.trim();
         if name.is_empty() || name.len() > 100 || name.contains('/') || name.chars().any(char::is_control) {
@@ -464,7 +519,7 @@ impl Home {
         name: &str,
         path: PathBuf,
         audit_only: bool,
-        secret: &[u8; 64],
+        secret: Option<&[u8; 64]>,
     ) -> Result<SpaceInfo, Error> {
         let mut actor = [0u8; 16];
         crate::random_bytes(&mut actor);
@@ -480,7 +535,9 @@ impl Home {
         };
         let dir = self.space_dir(&id);
         fs::create_dir_all(&dir).at(&dir)?;
-        write_secret(&dir.join("secret.key"), secret)?;
+        if let Some(secret) = secret {
+            write_secret(&dir.join("secret.key"), secret)?;
+        }
         let json = crate::error::json("space.json", &info)?;
         write_atomic(&dir.join("space.json"), &json)?;
         Ok(info)
@@ -655,6 +712,10 @@ impl Home {
             }
             None => Vec::new(),
         };
+        let mut seed = [0u8; 32];
+        crate::random_bytes(&mut seed);
+        let sealed_secret = cobox_core::epoch::seal_secret(&invite_public(&key), &secret, &info.id.0, seed)
+            .map_err(|e| Error::Refused(format!("sealing the space secret to the invite: {e}")))?;
         let action = cobox_core::roster::Action::Invite {
             key: invite_public(&key),
             role: request.role,
@@ -662,19 +723,13 @@ impl Home {
             expires_ms: request.expires_ms,
             keys: sealed,
             epoch,
+            secret: sealed_secret,
         };
         let op = ledger.add_roster_op(&device_key, action, None)?;
         let addrs: Vec<String> = read_json(&paths::listening(root))?;
         let mut peers = vec![crate::codes::PeerAddr { device, addrs }];
         peers.extend(Self::ledger_peers(root, &info.id, &device)?);
-        Ok(crate::codes::Invite {
-            space: info.id,
-            secret: secret.to_vec(),
-            name: info.name.clone(),
-            peers,
-            key,
-            op: op.0,
-        })
+        Ok(crate::codes::Invite { space: info.id, name: info.name.clone(), peers, key, op: op.0 })
     }
 
     /// The devices this space's ledger names in active agreements (seeders, and the member
@@ -778,8 +833,15 @@ impl Home {
     pub fn open_space(&self, query: &str) -> Result<Space, Error> {
         let info = self.resolve(query)?;
         let dir = self.space_dir(&info.id);
-        let secret = read_secret(&dir)?;
+        let secret = read_secret(&dir, &info.name)?;
         Space::open(info, dir, &secret, self.signer.clone())
+    }
+
+    /// [`Home::open_space`] for the process that owns the home and keeps only its path (a
+    /// space whose join a sync finished).
+    pub(crate) fn open_space_at(root: &Path, space: &SpaceId) -> Result<Space, Error> {
+        let (info, dir, secret) = Self::space_files(root, &space.to_string())?;
+        Space::open(info, dir, &secret, Self::device_key_at(root)?)
     }
 
     /// Set a space's damaged blob index aside and rebuild it from its packs (`cobox repair`,
@@ -795,7 +857,7 @@ impl Home {
         let spaces = Self::list_spaces(root)?;
         let info = resolve_in(&spaces, query)?.clone();
         let dir = paths::space(root, &info.id);
-        let secret = read_secret(&dir)?;
+        let secret = read_secret(&dir, &info.name)?;
         Ok((info, dir, secret))
     }
 

@@ -65,12 +65,18 @@ impl PeerSync {
 /// a session moves nothing either way ([`SYNC_ROUNDS`] at most). A peer that answers is
 /// remembered for the space with the addresses it answered at. One entry per peer, in order;
 /// none when no peer is given or known.
+///
+/// A space joined by an invite and not yet held is joined first ([`join`]): the first peer to
+/// accept the invite hands over the ledger and with it the space's secret; when none does, the
+/// peers' answers are the result.
 pub async fn sync(node: &Node, root: &Path, space: &SpaceId, opts: &SyncOptions) -> Result<Vec<PeerSync>, Error> {
-    let peers = if opts.peers.is_empty() {
-        Home::peer_addrs_at(root, space)?
-    } else {
-        opts.peers.iter().cloned().map(|p| Home::with_known_addrs(root, p)).collect::<Result<_, _>>()?
-    };
+    let peers = peers_for(root, space, &opts.peers)?;
+    if node.space(space).is_none() && Home::join_pending_at(root, space) {
+        match join(node, root, space, &peers, opts.peer_limit).await {
+            Ok(s) => node.add_space(s),
+            Err(refused) => return Ok(refused),
+        }
+    }
     let runs = peers.into_iter().map(|peer| async move {
         let run = async {
             let addr = dial_addr(&peer)?;
@@ -93,6 +99,62 @@ pub async fn sync(node: &Node, root: &Path, space: &SpaceId, opts: &SyncOptions)
         Home::remember_peer_at(root, space, &p.peer.device, &p.peer.addrs)?;
     }
     Ok(out)
+}
+
+/// The peers to dial for `space`: those `asked` for, with the addresses the address book
+/// knows when one names none, else every peer met in the space.
+pub fn peers_for(root: &Path, space: &SpaceId, asked: &[PeerAddr]) -> Result<Vec<PeerAddr>, Error> {
+    if asked.is_empty() {
+        Home::peer_addrs_at(root, space)
+    } else {
+        asked.iter().cloned().map(|p| Home::with_known_addrs(root, p)).collect()
+    }
+}
+
+/// Finish joining `space`, which this device joined by an invite and holds no secret of: a
+/// `Join` session with each of `peers` in turn until one accepts the invite (a member whose
+/// role is at least the invite's, or a seeder under a manager's agreement, judging it by its
+/// own roster and clock), then open the space secret from the ledger it sent
+/// ([`Home::complete_join`]) and the space. Its first sync follows. `Err`: each peer's answer
+/// (a refused invite among them, [`crate::sync::proto::Refusal::InviteRefused`]: the caller
+/// may then remove the space, which never held anything shared).
+pub async fn join(
+    node: &Node,
+    root: &Path,
+    space: &SpaceId,
+    peers: &[PeerAddr],
+    limit: Option<Duration>,
+) -> Result<crate::space::Space, Vec<PeerSync>> {
+    let mut tried = Vec::new();
+    for peer in peers {
+        let run = async {
+            node.join_once(root, space, dial_addr(peer)?).await?;
+            let root = root.to_owned();
+            let id = *space;
+            tokio::task::spawn_blocking(move || {
+                Home::complete_join(&root, &id)?;
+                Home::open_space_at(&root, &id)
+            })
+            .await
+            .map_err(|e| Error::Internal("finishing a join", e.to_string()))?
+        };
+        let result = match limit {
+            None => run.await,
+            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+                Err(Error::Net(format!("device {} did not answer within {} s", peer.device.short(), limit.as_secs())))
+            }),
+        };
+        match result {
+            Ok(s) => {
+                if !peer.addrs.is_empty() {
+                    let _ = Home::remember_peer_at(root, space, &peer.device, &peer.addrs);
+                }
+                return Ok(s);
+            }
+            Err(e) => tried.push(PeerSync { peer: peer.clone(), result: Err(e) }),
+        }
+    }
+    Err(tried)
 }
 
 /// Chunk proofs per audit unless asked for more, drawn over the bytes: a seeder missing 1% of

@@ -75,8 +75,8 @@ fn a_scan_never_deletes_what_this_device_has_not_materialised() {
     let inv = Home::invite(ha.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
     let b = Home::open(hb.path()).unwrap();
     b.join(&inv, fb.path(), None).unwrap();
-    // The roster first, as a session merges it before any blob.
-    b.open_space("s").unwrap().ledger().merge_from(&mut sa.ledger().read().unwrap()).unwrap();
+    // The roster first, as the join session brings it before any blob.
+    Home::join_beside(ha.path(), hb.path(), &inv.space).unwrap();
     let mut sb = b.open_space("s").unwrap();
     for id in sa.blob_ids().unwrap() {
         sb.receive_blob(&id, &sa.read_blob(&id).unwrap()).unwrap();

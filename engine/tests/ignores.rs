@@ -74,10 +74,10 @@ fn the_materialiser_leaves_ignored_paths_alone_until_the_rules_change() {
     write(&fb.path().join(".coboxignore"), b"*.log\n.coboxignore\n");
     write(&fb.path().join("x.log"), b"B's own x, never synced");
     let b = Home::open(hb.path()).unwrap();
-    b.join(&Home::invite(ha.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap(), fb.path(), None)
-        .unwrap();
-    // The roster first, as a session merges it before any blob.
-    b.open_space("s").unwrap().ledger().merge_from(&mut sa.ledger().read().unwrap()).unwrap();
+    let inv = Home::invite(ha.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
+    b.join(&inv, fb.path(), None).unwrap();
+    // The roster first, as the join session brings it before any blob.
+    Home::join_beside(ha.path(), hb.path(), &inv.space).unwrap();
     let mut sb = b.open_space("s").unwrap();
     sb.scan(&NoProgress).unwrap();
     assert!(live_paths(&sb).is_empty(), "B's rules ignore its logs and themselves: {:?}", live_paths(&sb));

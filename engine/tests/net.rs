@@ -14,7 +14,7 @@ fn quiet() -> cobox_engine::sync::net::Log {
 /// A home with one space over a folder holding `files`; returns (home dir, folder, seed, space).
 fn device(
     files: &[(&str, &[u8])],
-    invite_from: Option<&cobox_engine::codes::Invite>,
+    invite_from: Option<(&std::path::Path, &cobox_engine::codes::Invite)>,
 ) -> (tempfile::TempDir, tempfile::TempDir, [u8; 32], Space) {
     let home = tempfile::tempdir().unwrap();
     let folder = tempfile::tempdir().unwrap();
@@ -23,8 +23,12 @@ fn device(
     }
     let h = Home::open(home.path()).unwrap();
     match invite_from {
-        Some(inv) => h.join(inv, folder.path(), None).unwrap(),
-        None => h.create_space("s", folder.path()).unwrap(),
+        // The inviter accepts the invite as its first session would.
+        Some((inviter, inv)) => {
+            h.join(inv, folder.path(), None).unwrap();
+            Home::join_beside(inviter, home.path(), &inv.space).unwrap()
+        }
+        None => drop(h.create_space("s", folder.path()).unwrap()),
     };
     let mut s = h.open_space("s").unwrap();
     s.scan(&NoProgress).unwrap();
@@ -43,7 +47,7 @@ type Device = (tempfile::TempDir, tempfile::TempDir, [u8; 32], Space);
 fn pair(file: (&str, &[u8])) -> (Device, Device, cobox_engine::codes::Invite) {
     let a = device(&[file], None);
     let inv = Home::invite(a.0.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
-    let b = device(&[], Some(&inv));
+    let b = device(&[], Some((a.0.path(), &inv)));
     (a, b, inv)
 }
 
@@ -245,9 +249,10 @@ async fn recv_msg(r: &mut iroh::endpoint::RecvStream) -> cobox_engine::sync::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_breaking_the_lane_rules_is_refused() {
     use cobox_engine::sync::proto::{ALPN, Msg, Purpose, Role, prove};
-    let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), inv) = pair(("kept.txt", b"still served\n"));
+    let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), _) = pair(("kept.txt", b"still served\n"));
     let space = sa.info().id;
-    let space_key = ed25519_dalek::SigningKey::from_bytes(&inv.secret[..32].try_into().unwrap());
+    let secret = std::fs::read(cobox_engine::home::paths::space(_ha.path(), &space).join("secret.key")).unwrap();
+    let space_key = ed25519_dalek::SigningKey::from_bytes(&secret[..32].try_into().unwrap());
     let cfg = loopback();
     // A member on the roster (A's manager added it), so only the transfer rules stop it.
     let rogue_id = ed25519_dalek::SigningKey::from_bytes(&[66; 32]).verifying_key().to_bytes();
@@ -335,7 +340,7 @@ async fn thousands_of_small_files_sync_in_one_go() {
     let seed_a = h.device_seed();
     drop(h);
     let inv = Home::invite(home_a.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
-    let (_hb, fb, seed_b, sb) = device(&[], Some(&inv));
+    let (_hb, fb, seed_b, sb) = device(&[], Some((home_a.path(), &inv)));
     let space = sa.info().id;
     let cfg = loopback();
     let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();

@@ -43,10 +43,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     let frame_body = |m: &Msg| m.frame().expect("frame")[4..].to_vec();
     match target {
         "codes" => {
-            let mut secret = space_key.to_bytes().to_vec();
-            secret.extend_from_slice(&[5; 32]);
-            let invite =
-                Invite { space, name: "garden".into(), secret, peers: vec![peer.clone()], key: [5; 32], op: [6; 32] };
+            let invite = Invite { space, name: "garden".into(), peers: vec![peer.clone()], key: [5; 32], op: [6; 32] };
             let seed = SeedCode { space, agreement: [4; 32], owner: peer.clone() };
             vec![
                 invite.encode().expect("invite").into_bytes(),
@@ -75,6 +72,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 frame_body(&Msg::AuditChallenge { nonce: [1; 32], ids }),
                 frame_body(&Msg::Blob { id: BlobId([1; 32]), data: vec![1, 2, 3] }),
                 frame_body(&Msg::Lanes(8)),
+                frame_body(&Msg::Redeem(vec![9; 40])),
             ]
         }
         "reconcile" => {

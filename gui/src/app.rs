@@ -1222,6 +1222,7 @@ pub(crate) fn seeder_full(m: &Model, seeder: &str) -> bool {
 fn state_badge(s: &SpaceState, ui: &egui::Ui) -> (String, egui::Color32) {
     let v = ui.visuals();
     match s {
+        SpaceState::Joining => ("Waiting to be let in".into(), v.weak_text_color()),
         SpaceState::InSync => ("In sync".into(), egui::Color32::from_rgb(40, 150, 70)),
         SpaceState::Syncing => ("Syncing...".into(), v.hyperlink_color),
         SpaceState::Offline => ("Offline".into(), v.weak_text_color()),

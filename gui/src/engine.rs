@@ -109,6 +109,8 @@ pub(crate) struct SeederView {
 /// A space's state, as the list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SpaceState {
+    /// Joined by an invite; no member or seeder has accepted it yet (nothing is held).
+    Joining,
     InSync,
     Syncing,
     Offline,
@@ -533,7 +535,25 @@ impl Engine {
             (m.spaces.iter().map(|s| (s.id, s.last_sync.clone())).collect::<Vec<_>>(), m.syncing.clone())
         };
         for info in infos {
-            let Some(s) = self.daemon.node().space(&info.id) else { continue };
+            let Some(s) = self.daemon.node().space(&info.id) else {
+                if cobox_engine::Home::join_pending_at(self.home.root(), &info.id) {
+                    let last_sync = last_syncs.iter().find(|(id, _)| *id == info.id).and_then(|(_, l)| l.clone());
+                    spaces.push(SpaceView {
+                        id: info.id,
+                        name: info.name.clone(),
+                        path: info.path.clone(),
+                        status: None,
+                        files: Vec::new(),
+                        conflicts: Vec::new(),
+                        agreements: Vec::new(),
+                        state: SpaceState::Joining,
+                        last_sync,
+                        ignores: String::new(),
+                        roster: None,
+                    });
+                }
+                continue;
+            };
             let s = s.blocking_lock();
             let (status, mut error) = match s.status() {
                 Ok(st) => (Some(st), None),
@@ -788,13 +808,14 @@ impl Engine {
                     Ok(i) => i,
                     Err(e) => return self.notice(true, format!("That invite code does not work: {e}")),
                 };
-                match self.home.join(&inv, &path, None).and_then(|i| {
-                    let s = self.home.open_space(&i.id.to_string())?;
-                    self.add_space(s);
-                    Ok(i)
-                }) {
+                // The code holds no secret: the space opens when a peer accepts the invite, tried
+                // now and at every scheduled sync until one does.
+                match self.home.join(&inv, &path, None) {
                     Ok(info) => {
-                        self.notice(false, format!("Joined '{}'. The folder fills as it syncs.", info.name));
+                        self.notice(
+                            false,
+                            format!("Joined '{}'. The folder fills once a member accepts the invite.", info.name),
+                        );
                         self.sync_background(info.id);
                     }
                     Err(e) => self.notice(true, format!("Could not join: {e}")),

@@ -263,11 +263,16 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
             Some(p) => home.join(&invite, p, b.name.as_deref())?,
             None => home.join_audit_only(&invite, b.name.as_deref())?,
         };
-        take_on(&daemon, &home, &info.id)?;
-        Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path }))
+        Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "pending": true }))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    // The code holds no secret: the space is taken on when a peer accepts the invite, which
+    // is tried now (and on the daemon's schedule until one does).
+    if let Some(id) = out["id"].as_str().and_then(|i| i.parse::<SpaceId>().ok()) {
+        let d = daemon.clone();
+        tokio::spawn(async move { d.sync_now(id).await });
+    }
     Ok(Json(out))
 }
 
@@ -501,10 +506,25 @@ async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::
         peers: Vec<String>,
     }
     let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
-    let (id, _) = member_space(&api, &q)?;
     let peers = peer_addrs(&b.peers)?;
-    let runs =
-        cobox_engine::ops::sync(&api.node, &api.root, &id, &cobox_engine::ops::SyncOptions::asked(peers)).await?;
+    let id = Home::resolve_at(&api.root, &q)?.id;
+    let runs = match &api.daemon {
+        // A space joined by an invite: the daemon takes it on once a peer accepts it.
+        Some((d, _)) if Home::join_pending_at(&api.root, &id) => {
+            let to = cobox_engine::ops::peers_for(&api.root, &id, &peers)?;
+            d.join_pending(&id, &to, None).await.err()
+        }
+        _ => None,
+    };
+    let runs = match runs {
+        Some(refused) => refused,
+        None => {
+            if !Home::join_pending_at(&api.root, &id) {
+                member_space(&api, &q)?;
+            }
+            cobox_engine::ops::sync(&api.node, &api.root, &id, &cobox_engine::ops::SyncOptions::asked(peers)).await?
+        }
+    };
     let out: Vec<Value> = runs
         .into_iter()
         .map(|r| match r.result {

@@ -51,6 +51,23 @@ fn peer(node: &Node) -> Result<cobox_engine::sync::net::EndpointAddr> {
     Ok(parse_peer(&node.addr_string())?)
 }
 
+/// A device that joined `id` by an invite (the code holds no secret) redeems it with `with`,
+/// which accepts it and hands over the ledger holding the space's secret; then it syncs.
+async fn join_and_sync(
+    node: &Node,
+    root: &Path,
+    id: &SpaceId,
+    with: &Node,
+) -> Result<cobox_engine::sync::net::SyncStats> {
+    let at = PeerAddr { device: with.device(), addrs: with.addrs() };
+    let space = cobox_engine::ops::join(node, root, id, &[at], None).await.map_err(|runs| {
+        let why: Vec<String> = runs.into_iter().filter_map(|r| r.result.err()).map(|e| e.to_string()).collect();
+        anyhow::anyhow!("the invite was not accepted: {}", why.join("; "))
+    })?;
+    node.add_space(space);
+    Ok(node.sync_until_converged(id, peer(with)?, 6).await?)
+}
+
 pub(crate) fn run(a: DemoArgs) -> Result<()> {
     let dir = tempfile_dir()?;
     println!("CoBox demo in {} (two devices and a seeder on loopback, relays off)", dir.display());
@@ -114,8 +131,8 @@ async fn story(dir: &Path) -> Result<()> {
     let recovery = Home::invite(&desk_root, "coop", &recovery)?.encode()?;
     let laptop = Home::open(&laptop_root)?;
     laptop.join(&Invite::parse(&invite)?, &laptop_dir, None)?;
-    let laptop_node = Node::start(laptop.device_seed(), vec![laptop.open_space("coop")?], &cfg, quiet()).await?;
-    let st = laptop_node.sync_until_converged(&id, peer(&desk_node)?, 6).await?;
+    let laptop_node = Node::start(laptop.device_seed(), Vec::new(), &cfg, quiet()).await?;
+    let st = join_and_sync(&laptop_node, &laptop_root, &id, &desk_node).await?;
     println!(
         "    laptop received {} blobs ({}); its folder has {} files",
         st.received_blobs,
@@ -199,8 +216,8 @@ async fn story(dir: &Path) -> Result<()> {
     );
     let fresh = Home::open(&new_root)?;
     fresh.join(&Invite::parse(&recovery)?, &new_dir, None)?;
-    let new_node = Node::start(fresh.device_seed(), vec![fresh.open_space("coop")?], &cfg, quiet()).await?;
-    let st = new_node.sync_until_converged(&id, peer(&seeder_node)?, 6).await?;
+    let new_node = Node::start(fresh.device_seed(), Vec::new(), &cfg, quiet()).await?;
+    let st = join_and_sync(&new_node, &new_root, &id, &seeder_node).await?;
     let got = tree(&new_dir)?;
     if got != expected {
         bail!("the restored folder differs from the lost one");

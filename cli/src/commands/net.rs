@@ -95,11 +95,11 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
         {
             // A joined space no peer ever accepted holds nothing shared: it goes, the folder stays.
             let home = ctx.open_home()?;
-            let s = ctx.open_space(&home, &a.space)?;
-            if !s.unconfirmed() {
+            let info = home.resolve(&a.space).with_context(|| format!("finding space {:?}", a.space))?;
+            let pending = cobox_engine::Home::join_pending_at(home.root(), &info.id);
+            if !pending && !ctx.open_space(&home, &a.space)?.unconfirmed() {
                 return Err(e.context(format!("syncing {:?}", a.space)));
             }
-            drop(s);
             home.remove_space(&a.space).with_context(|| format!("removing space {:?}", a.space))?;
             Err(e.context(format!(
                 "the space {:?} was removed from this device (its folder stays): ask a manager for a new invite",
@@ -123,19 +123,29 @@ fn sync_here(
     a: &SyncArgs,
 ) -> Result<Vec<(String, Result<cobox_engine::sync::net::SyncStats, anyhow::Error>)>> {
     let home = ctx.open_home()?;
-    let mut space = ctx.open_space(&home, &a.space)?;
-    // Local edits go out in this sync, and the materialiser knows the folder as it is. Its
-    // sessions do not scan again (the flag is never raised): one scan per command.
-    let _scanned = space.scan_when_flagged();
-    if !space.info().audit_only {
-        space.scan(&cobox_engine::NoProgress).with_context(|| format!("scanning {}", space.info().path.display()))?;
-    }
-    let id = space.info().id;
+    let id = home.resolve(&a.space).with_context(|| format!("finding space {:?}", a.space))?.id;
+    let mut spaces = Vec::new();
+    // A space joined by an invite is opened once a peer accepts it, in the sync.
+    let _scanned = if cobox_engine::Home::join_pending_at(home.root(), &id) {
+        None
+    } else {
+        let mut space = ctx.open_space(&home, &a.space)?;
+        // Local edits go out in this sync, and the materialiser knows the folder as it is. Its
+        // sessions do not scan again (the flag is never raised): one scan per command.
+        let scanned = space.scan_when_flagged();
+        if !space.info().audit_only {
+            space
+                .scan(&cobox_engine::NoProgress)
+                .with_context(|| format!("scanning {}", space.info().path.display()))?;
+        }
+        spaces.push(space);
+        Some(scanned)
+    };
     let peers = crate::args::peer_addrs(&a.peer)?;
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let runs = rt.block_on(async {
-        let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
+        let node = Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?;
         let runs =
             cobox_engine::ops::sync(&node, home.root(), &id, &cobox_engine::ops::SyncOptions::asked(peers)).await;
         node.shutdown().await;

@@ -2,7 +2,7 @@
 //! (invite) or a seeder (seed code: no secret) needs.
 //!
 //! `cobox-invite-` or `cobox-seed-` followed by lowercase RFC 4648 base32 (no padding) of
-//! `version (1) | kind (1 = old member invite, 2 = seed code, 3 = member invite, 4 = pairing code) | postcard(payload) | checksum`, where the
+//! `version (1) | kind (1, 3 = older member invites, refused; 2 = seed code; 4 = pairing code; 5 = member invite) | postcard(payload) | checksum`, where the
 //! checksum is the first 4 bytes of BLAKE3 over everything before it. Whitespace and case are
 //! ignored when parsing, so a code survives being wrapped or retyped in capitals.
 
@@ -14,10 +14,11 @@ pub const INVITE_PREFIX: &str = "cobox-invite-";
 /// Text every seed code starts with.
 pub const SEED_PREFIX: &str = "cobox-seed-";
 const CODE_VERSION: u8 = 1;
-/// Invites made before rosters: the space secret alone, refused now.
-const KIND_OLD_INVITE: u8 = 1;
+/// Invites made before rosters (the space secret alone), and before codes held no secret (the
+/// secret beside the invite's key): refused now.
+const KIND_OLD_INVITES: [u8; 2] = [1, 3];
 const KIND_SEED: u8 = 2;
-const KIND_INVITE: u8 = 3;
+const KIND_INVITE: u8 = 5;
 /// A seeder's pairing code (`admin::PairCode`).
 pub(crate) const KIND_PAIR: u8 = 4;
 
@@ -65,13 +66,13 @@ impl std::str::FromStr for PeerAddr {
     }
 }
 
-/// What a member invite carries.
+/// What a member invite carries: no secret. The space secret is sealed to the invite's key
+/// in the `Invite` roster operation, which the joining device reads from the ledger a member
+/// or seeder hands over once it has accepted the redemption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     /// The space.
     pub space: SpaceId,
-    /// The space secret: signing seed (32) then root key (32).
-    pub secret: Vec<u8>,
     /// The inviter's name for the space, suggested to the new device.
     pub name: String,
     /// Devices to sync with first.
@@ -97,9 +98,10 @@ pub enum CodeError {
     /// Made by a newer CoBox.
     #[error("the code was made by a newer CoBox (code version {0}); update CoBox to use it")]
     Version(u8),
-    /// An invite made before rosters: it names no role and could be used forever.
+    /// An invite made by an older CoBox: before rosters (it names no role and could be used
+    /// forever), or carrying the space secret (a leaked copy would read the space for good).
     #[error(
-        "this invite code was made by an older CoBox and grants no role; ask a manager of the space for a new one (cobox invite SPACE --role ROLE)"
+        "this invite code was made by an older CoBox and is no longer accepted; ask a manager of the space for a new one (cobox invite SPACE --role ROLE)"
     )]
     OldInvite,
     /// Right checksum, wrong content.
@@ -142,7 +144,7 @@ pub(crate) fn parse_code<T: serde::de::DeserializeOwned>(
     if payload[0] != CODE_VERSION {
         return Err(CodeError::Version(payload[0]));
     }
-    if kind == KIND_INVITE && payload[1] == KIND_OLD_INVITE {
+    if kind == KIND_INVITE && KIND_OLD_INVITES.contains(&payload[1]) {
         return Err(CodeError::OldInvite);
     }
     if payload[1] != kind {
@@ -163,13 +165,7 @@ impl Invite {
 
     /// Parse a code, with an error that says what to do.
     pub fn parse(text: &str) -> Result<Self, CodeError> {
-        let inv: Invite = parse_code(text, "invite", INVITE_PREFIX, KIND_INVITE)?;
-        // Whether the secret belongs to the space shows at the first sync: the space's id
-        // derives from its genesis, which the joining device does not hold yet.
-        if inv.secret.len() != 64 {
-            return Err(CodeError::Malformed("the space secret has the wrong length".into()));
-        }
-        Ok(inv)
+        parse_code(text, "invite", INVITE_PREFIX, KIND_INVITE)
     }
 }
 
@@ -226,12 +222,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn sample() -> Invite {
-        let mut secret = vec![5u8; 64];
-        secret[40] = 9;
         let space = SpaceId([8; 32]);
         Invite {
             space,
-            secret,
             name: "co-op files".into(),
             peers: vec![PeerAddr { device: DeviceId([1; 32]), addrs: vec!["127.0.0.1:4433".into()] }],
             key: [3; 32],
@@ -239,9 +232,10 @@ mod tests {
         }
     }
 
-    /// A code from before rosters (the secret alone) is refused with what to do.
+    /// A code from before rosters (the secret alone), and one from before codes held no secret
+    /// (the secret beside the invite's key), are refused with what to do.
     #[test]
-    fn an_invite_from_before_rosters_is_refused() {
+    fn invites_that_carry_the_secret_are_refused() {
         #[derive(Serialize)]
         struct Old {
             space: SpaceId,
@@ -249,9 +243,22 @@ mod tests {
             name: String,
             peers: Vec<PeerAddr>,
         }
+        #[derive(Serialize)]
+        struct WithSecret {
+            space: SpaceId,
+            secret: Vec<u8>,
+            name: String,
+            peers: Vec<PeerAddr>,
+            key: [u8; 32],
+            op: [u8; 32],
+        }
         let i = sample();
-        let old = Old { space: i.space, secret: i.secret, name: i.name, peers: i.peers };
-        let code = encode_code(INVITE_PREFIX, KIND_OLD_INVITE, &old).unwrap();
+        let old = Old { space: i.space, secret: vec![5; 64], name: i.name.clone(), peers: i.peers.clone() };
+        let code = encode_code(INVITE_PREFIX, 1, &old).unwrap();
+        assert_eq!(Invite::parse(&code), Err(CodeError::OldInvite));
+        let with =
+            WithSecret { space: i.space, secret: vec![5; 64], name: i.name, peers: i.peers, key: i.key, op: i.op };
+        let code = encode_code(INVITE_PREFIX, 3, &with).unwrap();
         assert_eq!(Invite::parse(&code), Err(CodeError::OldInvite));
     }
 

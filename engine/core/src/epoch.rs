@@ -87,18 +87,24 @@ fn recipient(public: &[u8; 32]) -> Result<<X25519HkdfSha256 as hpke::Kem>::Publi
 /// Seal `keys` to the device (or invite) whose ed25519 public key is `to`, for use in
 /// `context` (the space and roster operation it belongs to, bound as associated data).
 pub fn seal_keys(to: &[u8; 32], keys: &EpochKeys, context: &[u8], seed: [u8; 32]) -> Result<Vec<u8>, EpochError> {
-    let pk = recipient(to)?;
     let mut plain = Vec::with_capacity(keys.len() * 36);
     for (id, key) in keys {
         plain.extend_from_slice(&id.to_le_bytes());
         plain.extend_from_slice(key);
     }
+    seal(to, &plain, context, seed)
+}
+
+/// HPKE base mode to the X25519 form of the ed25519 key `to`: the encapsulated key, then the
+/// ciphertext.
+fn seal(to: &[u8; 32], plain: &[u8], context: &[u8], seed: [u8; 32]) -> Result<Vec<u8>, EpochError> {
+    let pk = recipient(to)?;
     let mut rng = SeedRng(blake3::Hasher::new_keyed(&seed).update(to).finalize_xof());
     let (enc, ct) = hpke::single_shot_seal_with_rng::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
         &OpModeS::Base,
         &pk,
         INFO,
-        &plain,
+        plain,
         context,
         &mut rng,
     )
@@ -108,8 +114,8 @@ pub fn seal_keys(to: &[u8; 32], keys: &EpochKeys, context: &[u8], seed: [u8; 32]
     Ok(out)
 }
 
-/// Open keys sealed to `me` (a device key, or an invite's) by [`seal_keys`].
-pub fn open_keys(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<EpochKeys, EpochError> {
+/// Open what [`seal`] sealed to `me`.
+fn open(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, EpochError> {
     if sealed.len() < 32 {
         return Err(EpochError::Open);
     }
@@ -117,7 +123,7 @@ pub fn open_keys(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<Epoch
     let sk =
         <X25519HkdfSha256 as hpke::Kem>::PrivateKey::from_bytes(&me.to_scalar_bytes()).map_err(|_| EpochError::Open)?;
     let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| EpochError::Open)?;
-    let plain = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
         &OpModeR::Base,
         &sk,
         &enc,
@@ -125,7 +131,30 @@ pub fn open_keys(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<Epoch
         ct,
         context,
     )
-    .map_err(|_| EpochError::Open)?;
+    .map_err(|_| EpochError::Open)
+}
+
+/// Seal the space secret (64 bytes: signing seed, root key) to an invite's key `to`, for the
+/// `Invite` operation that carries it: only the code's holder opens it, from a ledger that a
+/// member or seeder hands over only once it has accepted the redemption.
+pub fn seal_secret(to: &[u8; 32], secret: &[u8; 64], space: &[u8; 32], seed: [u8; 32]) -> Result<Vec<u8>, EpochError> {
+    seal(to, secret, &secret_context(space), seed)
+}
+
+/// Open a space secret sealed by [`seal_secret`] with the invite's key.
+pub fn open_secret(me: &SigningKey, sealed: &[u8], space: &[u8; 32]) -> Result<[u8; 64], EpochError> {
+    open(me, sealed, &secret_context(space))?.try_into().map_err(|_| EpochError::Malformed)
+}
+
+fn secret_context(space: &[u8; 32]) -> Vec<u8> {
+    let mut c = b"cobox space secret\0".to_vec();
+    c.extend_from_slice(space);
+    c
+}
+
+/// Open keys sealed to `me` (a device key, or an invite's) by [`seal_keys`].
+pub fn open_keys(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<EpochKeys, EpochError> {
+    let plain = open(me, sealed, context)?;
     if plain.len() % 36 != 0 || plain.len() / 36 > MAX_EPOCHS {
         return Err(EpochError::Malformed);
     }
@@ -153,6 +182,21 @@ mod tests {
 
     fn keys() -> EpochKeys {
         [(0u32, [1u8; 32]), (epoch_id(&[2; 32]), [2u8; 32])].into_iter().collect()
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_with_the_invite_key_and_for_its_space() {
+        let invite = SigningKey::from_bytes(&[7; 32]);
+        let mut secret = [4u8; 64];
+        secret[63] = 9;
+        let sealed = seal_secret(&invite.verifying_key().to_bytes(), &secret, &[3; 32], [5; 32]).unwrap();
+        assert_eq!(open_secret(&invite, &sealed, &[3; 32]), Ok(secret));
+        assert_eq!(open_secret(&SigningKey::from_bytes(&[8; 32]), &sealed, &[3; 32]), Err(EpochError::Open));
+        assert_eq!(open_secret(&invite, &sealed, &[2; 32]), Err(EpochError::Open), "another space's");
+        // Epoch keys sealed to the same invite are not a secret, nor the other way round.
+        let keys = seal_keys(&invite.verifying_key().to_bytes(), &keys(), &context(&[3; 32], 0), [5; 32]).unwrap();
+        assert_eq!(open_secret(&invite, &keys, &[3; 32]), Err(EpochError::Open));
+        assert_eq!(open_keys(&invite, &sealed, &context(&[3; 32], 0)), Err(EpochError::Open));
     }
 
     #[test]

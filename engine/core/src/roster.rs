@@ -170,6 +170,10 @@ pub enum Action {
         keys: Vec<u8>,
         /// The newest epoch in `keys`.
         epoch: u32,
+        /// The space secret sealed to the invite's key ([`crate::epoch::seal_secret`]): the
+        /// code carries none, so the joiner opens it from the ledger a member or seeder hands
+        /// over once it has accepted the redemption.
+        secret: Vec<u8>,
     },
     /// The author joins by an invite; also signed by the invite's key.
     Redeem {
@@ -371,6 +375,8 @@ pub struct InviteView {
     pub keys: Vec<u8>,
     /// The newest epoch in `keys`.
     pub epoch: u32,
+    /// The space secret, sealed to the invite's key.
+    pub secret: Vec<u8>,
 }
 
 /// A hand-out of key epochs (a [`Action::Keys`] that counts).
@@ -969,7 +975,7 @@ fn step(s: &mut State, g: &Graph, i: usize) {
                 s.removed.insert(*device);
             }
         }
-        Action::Invite { key, role, name, expires_ms, keys, epoch } => {
+        Action::Invite { key, role, name, expires_ms, keys, epoch, secret } => {
             s.invites.entry(*key).or_insert(InviteView {
                 by: op.author,
                 role: *role,
@@ -979,6 +985,7 @@ fn step(s: &mut State, g: &Graph, i: usize) {
                 cancelled: false,
                 keys: keys.clone(),
                 epoch: *epoch,
+                secret: secret.clone(),
             });
         }
         Action::Keys { epoch, sealed } => {
@@ -1388,7 +1395,7 @@ mod tests {
     }
 
     fn invite(n: u8, role: Role, expires_ms: i64) -> Action {
-        Action::Invite { key: pk(200 + n), role, name: vec![n], expires_ms, keys: vec![], epoch: 0 }
+        Action::Invite { key: pk(200 + n), role, name: vec![n], expires_ms, keys: vec![], epoch: 0, secret: vec![] }
     }
 
     fn redeem(n: u8, at_ms: i64) -> Action {
@@ -1645,6 +1652,7 @@ mod tests {
                     expires_ms: 100,
                     keys: vec![],
                     epoch: 0,
+                    secret: vec![],
                 },
                 4 => Action::Redeem { invite: pk(200 + target % 3), at_ms: i64::from(sync) },
                 6 => Action::Admit {

@@ -499,6 +499,7 @@ mod roster {
             expires_ms,
             keys: vec![],
             epoch: 0,
+            secret: vec![],
         }
     }
 
@@ -543,6 +544,111 @@ mod roster {
         let mut b = member(2, &k, 10..12);
         roster_op_after(&mut b, vec![i], redeem(n, NOW - 5), Some(&invite_key(n)));
         (a, b)
+    }
+
+    /// A manager holding invite `n` for `role` until `expires_ms`, whose operation carries the
+    /// space secret sealed to the invite's key, and a maker of joiners: devices that hold only
+    /// the code (no space key) and redeemed it (at `NOW - 5` by their clock). The secret too.
+    fn manager_with_sealed_invite(n: u8, role: R, expires_ms: i64) -> (Device, impl Fn(u8) -> Device, [u8; 64]) {
+        let k = space_key();
+        let mut secret = [9u8; 64];
+        secret[..32].copy_from_slice(&k.to_bytes());
+        let mut a = member(1, &k, 0..3);
+        roster_op(&mut a, Action::Genesis, Some(&k));
+        let key = invite_key(n).verifying_key().to_bytes();
+        let sealed = cobox_core::epoch::seal_secret(&key, &secret, &a.space.0, [3; 32]).unwrap();
+        let act = Action::Invite { key, role, name: vec![], expires_ms, keys: vec![], epoch: 0, secret: sealed };
+        let i = roster_op(&mut a, act, None);
+        let joiner = move |seed: u8| {
+            let mut b = member(seed, &k, []);
+            b.space_key = None;
+            roster_op_after(&mut b, vec![i], redeem(n, NOW - 5), Some(&invite_key(n)));
+            b
+        };
+        (a, joiner, secret)
+    }
+
+    /// A device that holds only an invite's key (the code carries no secret) joins in a `Join`
+    /// session: its redemption is its proof, the manager countersigns it before sending anything,
+    /// and the ledger it then gets holds the space secret sealed to the invite's key, which it
+    /// opens. No blob moves in a `Join`.
+    #[test]
+    fn a_device_with_only_an_invite_joins_and_opens_the_secret_from_the_ledger() {
+        let (mut a, joiner, secret) = manager_with_sealed_invite(7, R::Write, NOW + 1000);
+        let mut b = joiner(2);
+        let o = run(&mut b, &mut a, Purpose::Join);
+        assert_eq!((o.dialer, o.listener), (Ok(()), Ok(())));
+        assert_eq!(role_on(&a, &b), Some(R::Write), "countersigned at the manager");
+        assert_eq!(role_on(&b, &b), Some(R::Write), "and the joiner holds the countersignature");
+        assert!(b.blobs.is_empty() && o.dialer_received == 0, "a Join moves no blobs");
+        let view = cobox_core::roster::evaluate(&b.space.0, &b.ledger.roster_ops());
+        let sealed = &view.invites[&invite_key(7).verifying_key().to_bytes()].secret;
+        assert_eq!(cobox_core::epoch::open_secret(&invite_key(7), sealed, &b.space.0), Ok(secret));
+        // Its next session (it broke off before opening the secret, say) is taken again.
+        assert_eq!(run(&mut b, &mut a, Purpose::Join).dialer, Ok(()));
+    }
+
+    /// The code used, past its expiry by the listener's clock (whatever time the redemption
+    /// names), or unknown to the peer: refused before the peer sends anything of its ledger, so
+    /// the sealed secret never reaches the device; only an unknown invite leaves the joiner
+    /// trying its other peers (a refused one removes its pending space).
+    #[test]
+    fn a_used_expired_or_unknown_invite_gets_nothing_of_the_ledger() {
+        use cobox_core::sync::proto::Refusal;
+        let (mut a, joiner, _) = manager_with_sealed_invite(7, R::Write, NOW + 1000);
+        let mut b = joiner(2);
+        assert_eq!(run(&mut b, &mut a, Purpose::Join).dialer, Ok(()));
+        let mut c = joiner(3);
+        let before = c.ledger.roster_ops().len();
+        let o = run(&mut c, &mut a, Purpose::Join);
+        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("already used")), "{o:?}");
+        assert_eq!(o.dialer_session.as_ref().and_then(Session::refusal), Some(Refusal::InviteRefused));
+        assert_eq!(c.ledger.roster_ops().len(), before, "nothing of the ledger, so not the sealed secret");
+        assert_eq!(role_on(&a, &c), None);
+
+        let (mut a, joiner, _) = manager_with_sealed_invite(8, R::Read, NOW - 1);
+        let mut late = joiner(4);
+        let before = late.ledger.roster_ops().len();
+        let o = run(&mut late, &mut a, Purpose::Join);
+        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("expired")), "{o:?}");
+        assert_eq!(o.dialer_session.as_ref().and_then(Session::refusal), Some(Refusal::InviteRefused));
+        assert_eq!(late.ledger.roster_ops().len(), before);
+
+        // A member that has not heard of the invite yet.
+        let (_, joiner, _) = manager_with_sealed_invite(9, R::Write, NOW + 1000);
+        let mut w = writer(5, &space_key(), []);
+        let mut d = joiner(6);
+        let before = d.ledger.roster_ops().len();
+        let o = run(&mut d, &mut w, Purpose::Join);
+        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("not known here yet")), "{o:?}");
+        assert_eq!(o.dialer_session.as_ref().and_then(Session::refusal), Some(Refusal::Other));
+        assert_eq!(d.ledger.roster_ops().len(), before);
+    }
+
+    thread_local! {
+        static STOLEN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A `Join` whose redemption is another device's (copied from a ledger, where every member
+    /// and seeder reads it): refused, nothing sent, and the copy counts for no one.
+    #[test]
+    fn a_redemption_proves_only_its_own_device() {
+        let (mut a, joiner, _) = manager_with_sealed_invite(7, R::Write, NOW + 1000);
+        let b = joiner(2);
+        let mut thief = joiner(3);
+        let stolen = b.ledger.roster_ops().into_iter().find(|op| {
+            cobox_core::roster::SignedOp::decode(op).is_ok_and(|o| matches!(o.op.action, Action::Redeem { .. }))
+        });
+        STOLEN.with(|s| *s.borrow_mut() = stolen.unwrap());
+        let before = thief.ledger.roster_ops().len();
+        let swap = |m: Msg| match m {
+            Msg::Redeem(_) => Msg::Redeem(STOLEN.with(|s| s.borrow().clone())),
+            m => m,
+        };
+        let o = run_hostile(&mut thief, &mut a, Purpose::Join, None, Some(swap));
+        assert!(matches!(o.listener, Err(SessionError::Refused(ref r)) if r.contains("sent no redemption")), "{o:?}");
+        assert_eq!(thief.ledger.roster_ops().len(), before);
+        assert_eq!((role_on(&a, &b), role_on(&a, &thief)), (None, None));
     }
 
     /// A device that floods the roster (more operations than a device may sign: here 20,001

@@ -402,6 +402,7 @@ impl World {
                     expires_ms: NOW + 1_000_000,
                     keys: vec![],
                     epoch: 0,
+                    secret: vec![],
                 };
                 let inv = roster_op_after(&mut self.insider, heads, invite, None);
                 let redeem = Action::Redeem { invite: key.verifying_key().to_bytes(), at_ms: NOW };

@@ -628,14 +628,9 @@ mod tests {
         let (home_b, folder_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let hb = Home::open(home_b.path()).unwrap();
         hb.join(&invite, folder_b.path(), None).unwrap();
-        let mut b = hb.open_space("s").unwrap();
-        b.ledger().merge_from(&mut a.ledger().read().unwrap()).unwrap();
-        a.ledger().merge_from(&mut b.ledger().read().unwrap()).unwrap();
         // A countersigns b's redemption, as a session does, and b hears of it.
-        let redeem = a.ledger().roster().unwrap().awaiting[&b.device.0];
-        let admit = cobox_core::roster::Action::Admit { redeem, at_ms: crate::now_ms(), credential: vec![] };
-        a.ledger().add_roster_op(&a.device_key, admit, None).unwrap();
-        b.ledger().merge_from(&mut a.ledger().read().unwrap()).unwrap();
+        Home::join_beside(home_a, home_b.path(), &invite.space).unwrap();
+        let mut b = hb.open_space("s").unwrap();
         for s in [&mut *a, &mut b] {
             s.roster = s.ledger().roster().unwrap();
         }

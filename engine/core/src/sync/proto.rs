@@ -1,6 +1,6 @@
 //! Sync protocol messages and framing. Pure: encoding, decoding and the membership proof.
 //!
-//! ALPN `cobox/sync/10`. One bidirectional QUIC stream per space per connection; every message
+//! ALPN `cobox/sync/11`. One bidirectional QUIC stream per space per connection; every message
 //! is a frame `length (u32 LE) | postcard(Msg)`. Frames over [`MAX_FRAME`] are refused, so a
 //! hostile peer cannot make us allocate without bound.
 //!
@@ -8,6 +8,10 @@
 //!    heads); a side without the space answers `Refused`. Two seeders never talk.
 //! 2. Each member sends `Proof`: the space key's signature over the *peer's* nonce and both
 //!    device ids, which only a member can make. A bad proof gets `Refused`. A seeder sends none.
+//!    A joining device (purpose `Join`: it holds an invite's key and no space secret) sends
+//!    `Redeem` instead: its redemption, signed by its device key (the one the connection
+//!    authenticated) and the invite's key. The peer judges it by its own roster and clock and
+//!    countersigns it (`Admit`) before anything of its ledger goes out, or refuses.
 //! 3. Ledgers: member and member: the dialer sends its `Ledger`, the listener answers with the
 //!    merge. Member and seeder: the seeder sends its `Credential` (a proposal naming it, signed
 //!    with the space key) and then its ledger (its peer has proven membership); the member reads
@@ -26,6 +30,8 @@
 //!    Purpose `Metadata` (member dialer): the same, the listener reconciling only its changes
 //!    (and, a member, its chunk lists); only the dialer takes blobs, also those it names.
 //!    Purpose `Audit` (member dialer, seeder listener): `AuditChallenge`, then `AuditAnswer`.
+//!    Purpose `Join`: the session ends after the ledgers (the joining device then opens the
+//!    space secret sealed to its invite's key in the ledger, and syncs as a member).
 
 use super::reconcile::Item;
 use crate::ids::{BlobId, DeviceId, SpaceId};
@@ -33,7 +39,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 /// The sync protocol's ALPN (its version is part of it).
-pub const ALPN: &[u8] = b"cobox/sync/10";
+pub const ALPN: &[u8] = b"cobox/sync/11";
 /// Largest frame accepted: a sealed 8 MiB chunk, or a 16 MiB change blob, fits.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Ids per `Reconcile` or `Want` frame; longer steps and lists go over several frames.
@@ -66,6 +72,8 @@ pub enum Purpose {
     /// cannot tell a chunk list from a chunk) or its changes and chunk lists (a member), and
     /// takes nothing.
     Metadata,
+    /// A device that holds only an invite's key redeems it: the ledgers only, no blobs.
+    Join,
 }
 
 /// Why a side refused, for the peer's code to act on (the reason beside it is for people): a
@@ -174,6 +182,8 @@ pub enum Msg {
     /// an agreement naming it (at most [`cobox_agreements::MAX_CREDENTIAL`] bytes), or empty
     /// when it holds none (the member's own ledger must then name it).
     Credential(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A joining device's proof in place of `Proof`: its signed `Redeem` roster operation.
+    Redeem(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Largest frame accepted before the peer has proven its right to the space (`Hello`,

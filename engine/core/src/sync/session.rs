@@ -325,6 +325,9 @@ impl Session {
         if self.setup.purpose == Purpose::Metadata && role != Role::Member {
             return self.refuse("only a member asks for a space's changes and chunk lists alone");
         }
+        if self.setup.purpose == Purpose::Join && role != Role::Member {
+            return self.refuse("only a device with an invite joins");
+        }
         self.peer = Some(PeerHello { role, nonce, listen, ledger: cap(ledger) });
         self.send_hello();
         self.after_hello()
@@ -437,6 +440,9 @@ impl Session {
                 self.after_hello()
             }
             (Phase::Hello, _) => self.refuse("expected Hello"),
+            (Phase::Proof, Msg::Redeem(bytes)) if self.setup.purpose == Purpose::Join && !self.dialer => {
+                self.on_redeem(&bytes)
+            }
             (Phase::Proof, msg) => {
                 let proven = match msg {
                     Msg::Proof { sig, genesis } => self.space_public(&genesis).is_some_and(|key| {
@@ -514,6 +520,12 @@ impl Session {
             if let Some(key) = &s.space_key {
                 self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce, genesis));
             }
+        } else if self.setup.purpose == Purpose::Join && self.dialer {
+            // No space secret yet: the redemption, signed by the invite's key, is the proof.
+            let Some(redeem) = self.own_redemption() else {
+                return self.refuse("this device holds no redemption of an invite to join with");
+            };
+            self.out.push_back(Msg::Redeem(redeem));
         }
         if peer.role == Role::Member {
             self.phase = Phase::Proof;
@@ -595,6 +607,72 @@ impl Session {
         }
         self.phase = Phase::Ledger(0);
         Ok(())
+    }
+
+    /// This joining device's redemption: its `Redeem` operation, the latest if it made several.
+    fn own_redemption(&self) -> Option<Vec<u8>> {
+        let me = self.setup.me.0;
+        self.ledger.roster_ops().into_iter().rev().find(|b| {
+            roster::SignedOp::decode(b)
+                .is_ok_and(|o| o.op.author == me && matches!(o.op.action, roster::Action::Redeem { .. }))
+        })
+    }
+
+    /// A joining device's redemption, in place of a membership proof: taken only if its
+    /// signatures hold (its device's, the one the connection authenticated, and the invite's),
+    /// the invite is one this device's roster holds, and this device can countersign it now
+    /// (open, unused, uncancelled and unexpired by this device's clock, its maker not removed,
+    /// and this device a member whose role is at least the invite's, or a seeder by a manager's
+    /// proposal). Only then does anything of this device's ledger (which holds the space secret
+    /// sealed to the invite's key) go out; a redemption already countersigned is taken again,
+    /// so a joiner whose first session broke off finishes with its next.
+    fn on_redeem(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        let (space, peer) = (self.setup.space, self.setup.peer);
+        let is_redeem = roster::SignedOp::decode(bytes).is_ok_and(|o| {
+            o.op.space == space.0 && o.op.author == peer.0 && matches!(o.op.action, roster::Action::Redeem { .. })
+        });
+        if !is_redeem {
+            return self.refuse(format!(
+                "device {} sent no redemption of an invite to space {}",
+                peer.short(),
+                space.short()
+            ));
+        }
+        let id = roster::op_id(bytes);
+        let mut copy = self.ledger.clone();
+        let added = match copy.insert_roster_op(bytes) {
+            Ok(added) => added,
+            Err(e) => return self.refuse(format!("device {}'s redemption: {e}", peer.short())),
+        };
+        let view = roster::evaluate(&space.0, &copy.roster_ops());
+        if view.role(&peer.0).is_none() && view.awaiting.get(&peer.0) != Some(&id) {
+            // Not the invite's fault when this device has not heard of it yet: the joiner tries
+            // its other peers, and keeps its space.
+            let (code, why) = if view.pending.contains(&id) {
+                (
+                    Refusal::Other,
+                    "its invite is not known here yet: the manager who made it must sync with this device first".into(),
+                )
+            } else if view.removed.contains(&peer.0) {
+                (Refusal::Removed, view.why_not(&peer.0))
+            } else {
+                (Refusal::InviteRefused, view.why_not(&peer.0))
+            };
+            return self.refuse_as(code, format!("device {}: {why}", peer.short()));
+        }
+        self.ledger = copy;
+        self.dirty |= added;
+        let view = match self.admit_peer()? {
+            Some(view) => view,
+            None => roster::evaluate(&space.0, &self.ledger.roster_ops()),
+        };
+        if view.role(&peer.0).is_none() {
+            return self.refuse(format!(
+                "device {}: its invite waits for a member whose role is at least the invite's to accept it: sync with such a member first",
+                peer.short()
+            ));
+        }
+        self.begin_ledger()
     }
 
     /// This seeder's credential: the first proposal in its ledger that names it (empty: none).
@@ -956,6 +1034,9 @@ impl Session {
             }
             (Purpose::Audit, Role::Seeder) if !self.dialer => self.phase = Phase::Challenge,
             (Purpose::Audit, _) => return self.refuse("only a member audits, and only a seeder is audited"),
+            // The joining device now holds the ledger and, in it, the space secret sealed to
+            // its invite's key: it opens that and syncs as a member in a session of its own.
+            (Purpose::Join, _) => self.finish(),
         }
         Ok(())
     }

@@ -31,6 +31,18 @@ pub(super) async fn setup(sh: &Shared, held: &Held, space: SpaceId, peer: Device
         Held::Member(_) => sh.space_keys.read().unwrap_or_else(|p| p.into_inner()).get(&space).cloned(),
         Held::Seed(_) => None,
     };
+    setup_as(sh, held.role(), space_key, space, peer, purpose)
+}
+
+/// [`setup`] for a role and space key given (a joining device holds no space yet).
+pub(super) fn setup_as(
+    sh: &Shared,
+    role: crate::sync::proto::Role,
+    space_key: Option<ed25519_dalek::SigningKey>,
+    space: SpaceId,
+    peer: DeviceId,
+    purpose: Purpose,
+) -> Setup {
     let mut nonce = [0u8; 32];
     crate::random_bytes(&mut nonce);
     Setup {
@@ -38,7 +50,7 @@ pub(super) async fn setup(sh: &Shared, held: &Held, space: SpaceId, peer: Device
         me: sh.me,
         device_key: sh.key.clone(),
         peer,
-        role: held.role(),
+        role,
         space_key,
         purpose,
         nonce,
@@ -305,24 +317,70 @@ pub(super) async fn drive(
                 return Err(fail(io, session, e).await);
             }
         }
-        transmit(io, session).await?;
-        if session.is_over() {
+        if !next(io, session, proof_by, peer).await? {
             break;
-        }
-        let max = session.max_frame();
-        let m = if max == crate::sync::proto::MAX_OPENING_FRAME {
-            tokio::time::timeout_at(proof_by, io.recv_within(max)).await.map_err(|_| {
-                net(format!("{} did not prove its right to the space within {:?}", peer.short(), super::HANDSHAKE))
-            })??
-        } else {
-            io.recv_within(max).await?
-        };
-        if let Err(e) = session.receive(m) {
-            return Err(fail(io, session, e).await);
         }
     }
     out.stats.not_pushed = session.not_pushed();
     Ok(out)
+}
+
+/// Send what the session queued and hand it the next message: false once it is over. Until
+/// the peer has proven its right to the space, its frames are small and due by `proof_by`.
+async fn next(
+    io: &mut Framed,
+    session: &mut Session,
+    proof_by: tokio::time::Instant,
+    peer: DeviceId,
+) -> Result<bool, Error> {
+    transmit(io, session).await?;
+    if session.is_over() {
+        return Ok(false);
+    }
+    let max = session.max_frame();
+    let m = if max == crate::sync::proto::MAX_OPENING_FRAME {
+        tokio::time::timeout_at(proof_by, io.recv_within(max)).await.map_err(|_| {
+            net(format!("{} did not prove its right to the space within {:?}", peer.short(), super::HANDSHAKE))
+        })??
+    } else {
+        io.recv_within(max).await?
+    };
+    match session.receive(m) {
+        Ok(()) => Ok(true),
+        Err(e) => Err(fail(io, session, e).await),
+    }
+}
+
+/// Run a joining device's `Join` session (the ledgers only) to its end, persisting what the
+/// peer's ledger brings.
+pub(super) async fn drive_join(
+    sh: &Shared,
+    io: &mut Framed,
+    session: &mut Session,
+    ledger: &LedgerFile,
+    peer: DeviceId,
+) -> Result<(), Error> {
+    let proof_by = tokio::time::Instant::now() + super::HANDSHAKE;
+    loop {
+        while let Some(ev) = session.poll_event() {
+            match ev {
+                Event::Note(n) => (sh.log)(&n),
+                Event::LedgerChanged => {
+                    ledger.merge_from(session.ledger_mut())?;
+                }
+                Event::Authenticated { listen } => sh.remember(&session.space(), peer, &listen),
+                Event::Finished => {}
+                other => {
+                    let e = SessionError::Misuse("a join session asked for more than its ledgers");
+                    (sh.log)(&format!("join session: unexpected {other:?}"));
+                    return Err(fail(io, session, e).await);
+                }
+            }
+        }
+        if !next(io, session, proof_by, peer).await? {
+            return Ok(());
+        }
+    }
 }
 
 /// The agreement an audit of `seeder` is recorded under: its active one, else its newest.

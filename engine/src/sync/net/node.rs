@@ -144,6 +144,9 @@ impl Handler {
         if purpose == Purpose::Audit {
             return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
         }
+        if purpose == Purpose::Join {
+            return Ok(format!("accepted {}'s invite to space {}", peer.short(), space.short()));
+        }
         // A seeder that dialed and took everything on offer holds it (its audits draw from it).
         if let Held::Member(s) = held
             && session.peer_role() == Some(Role::Seeder)
@@ -390,6 +393,31 @@ impl Node {
         let mut out = r?;
         out.stats.wire_bytes = wire;
         Ok((held, session, out))
+    }
+
+    /// Redeem this device's invite to `space` with `peer`: a `Join` session, which proves the
+    /// invite with the redemption in the space's ledger (under `root`) and exchanges ledgers
+    /// only. When the peer accepts, the ledger it sends makes this device a member and holds
+    /// the space secret for [`crate::Home::complete_join`].
+    pub async fn join_once(&self, root: &std::path::Path, space: &SpaceId, peer: EndpointAddr) -> Result<(), Error> {
+        let peer_id = DeviceId(*peer.id.as_bytes());
+        let ledger = crate::ledger::LedgerFile::new(*space, &crate::home::paths::space(root, space));
+        let setup = driver::setup_as(&self.sh, Role::Member, None, *space, peer_id, Purpose::Join);
+        let mut session = Session::dial(setup, ledger.read()?);
+        let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(|e| super::dial_err(&peer_id, e))?;
+        let (send, recv) = conn.open_bi().await.map_err(net_err)?;
+        let mut io = Framed::new(&conn, send, recv, &self.sh.traffic);
+        let drive = driver::drive_join(&self.sh, &mut io, &mut session, &ledger, peer_id);
+        let r = tokio::time::timeout(super::SESSION_DEADLINE, drive).await.unwrap_or_else(|_| {
+            Err(Error::Net(format!("the session ran past its {:?} deadline", super::SESSION_DEADLINE)))
+        });
+        io.finish().await;
+        if r.is_ok() {
+            // Let the listener read our last ledger before the connection goes.
+            let _ = tokio::time::timeout(STALL, io.recv()).await;
+        }
+        conn.close(0u32.into(), b"done");
+        r
     }
 
     /// One sync session with `peer` for a space: scan, prove, exchange ledgers, reconcile,
@@ -765,18 +793,21 @@ mod tests {
         // A second device restores from the seeder: all there, nothing said.
         let b = crate::Home::open(b_home.path()).unwrap();
         b.join(&invite, fb.path(), None).unwrap();
-        let (b_space, b_seed) = (b.open_space("s").unwrap(), b.device_seed());
+        let b_seed = b.device_seed();
         drop(b);
         let logged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let l = logged.clone();
-        let b_node = Node::start(
-            b_seed,
-            vec![b_space],
-            &loopback(),
-            Arc::new(move |m: &str| l.lock().unwrap().push(m.to_owned())),
-        )
-        .await
-        .unwrap();
+        let b_node =
+            Node::start(b_seed, Vec::new(), &loopback(), Arc::new(move |m: &str| l.lock().unwrap().push(m.to_owned())))
+                .await
+                .unwrap();
+        // The code holds no secret: the seeder accepts the invite (under the owner's agreement)
+        // and its ledger brings the secret.
+        let at = crate::codes::PeerAddr { device: s_node.device(), addrs: s_node.addrs() };
+        match crate::ops::join(&b_node, b_home.path(), &info.id, &[at], None).await {
+            Ok(space) => b_node.add_space(space),
+            Err(runs) => panic!("{:?}", runs.into_iter().map(|r| r.result.err()).collect::<Vec<_>>()),
+        }
         let st = b_node.sync_once(&info.id, addr_of(&s_node)).await.unwrap();
         assert_eq!(st.stale, None);
         assert_eq!(std::fs::read(fb.path().join("first.txt")).unwrap(), b"first");
