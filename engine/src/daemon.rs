@@ -112,6 +112,9 @@ pub struct Daemon {
     log: Log,
     /// Scans running now, with their progress.
     scanning: std::sync::Mutex<std::collections::HashMap<SpaceId, Arc<Scanning>>>,
+    /// Member spaces taken on (watched, or with no folder to watch); a space a peer's session
+    /// let in (joined by an invite) is held by the node first and taken on at the next tick.
+    taken_on: std::sync::Mutex<std::collections::BTreeSet<SpaceId>>,
 }
 
 /// A scan's progress while it runs: the phase, and bytes of it done.
@@ -208,8 +211,10 @@ impl Daemon {
                 (None, None)
             }
         };
+        let taken_on = node.held().into_iter().map(|(id, _)| id).collect();
         let d = Self {
             node,
+            taken_on: std::sync::Mutex::new(taken_on),
             root: home.root().to_owned(),
             schedule,
             watcher: Mutex::new(watcher),
@@ -260,8 +265,14 @@ impl Daemon {
 
     /// Serve and watch a space opened while running (created or joined).
     pub fn add_space(&self, mut s: Space) {
+        self.take_on(&mut s);
+        self.node.add_space(s);
+    }
+
+    /// Watch the folder of a space this daemon serves from now on (unless it has none).
+    fn take_on(&self, s: &mut Space) {
+        self.taken_on.lock().unwrap_or_else(|p| p.into_inner()).insert(s.info().id);
         if s.info().audit_only {
-            self.node.add_space(s);
             return;
         }
         let (id, path, flag) = (s.info().id, s.info().path.clone(), s.scan_when_flagged());
@@ -273,7 +284,19 @@ impl Daemon {
             self.tell(Activity::Log(format!("space {}: {why}; rescanned before every sync instead", id.short())));
             s.scan_always();
         }
-        self.node.add_space(s);
+    }
+
+    /// Take on the spaces the node came to hold by a join (this device's, or a peer's session
+    /// that let it in): their folders watched from now on.
+    async fn watch_joined(&self) {
+        for (id, held) in self.node.held() {
+            let crate::sync::net::Held::Member(s) = held else { continue };
+            if self.taken_on.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+                continue;
+            }
+            self.take_on(&mut *s.lock().await);
+            self.tell(Activity::Log(format!("space {}: this device's invite was accepted", id.short())));
+        }
     }
 
     /// Run until `stop` completes: the schedule, the watcher's changes, then a clean shutdown
@@ -307,6 +330,7 @@ impl Daemon {
                     if full {
                         last_rescan = Some(tokio::time::Instant::now());
                     }
+                    self.watch_joined().await;
                     let mut todo: Vec<SpaceId> = self.node.held().into_iter().map(|(id, _)| id).collect();
                     todo.extend(self.pending_joins());
                     (todo, full)
@@ -341,12 +365,8 @@ impl Daemon {
         peers: &[crate::codes::PeerAddr],
         limit: Option<Duration>,
     ) -> Result<(), Vec<crate::ops::PeerSync>> {
-        if self.node.space(id).is_some() || !Home::join_pending_at(&self.root, id) {
-            return Ok(());
-        }
-        let s = crate::ops::join(&self.node, &self.root, id, peers, limit).await?;
-        self.tell(Activity::Log(format!("space {}: this device's invite was accepted", id.short())));
-        self.add_space(s);
+        crate::ops::join(&self.node, &self.root, id, peers, limit).await?;
+        self.watch_joined().await;
         Ok(())
     }
 

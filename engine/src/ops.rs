@@ -56,7 +56,9 @@ impl PeerSync {
     /// Whether anything moved either way, or the peer's copy showed stale.
     pub fn moved(&self) -> bool {
         self.result.as_ref().is_ok_and(|st| {
-            st.sent_blobs + st.received_blobs + st.changes_applied + st.ledger_new > 0 || st.stale.is_some()
+            st.sent_blobs + st.received_blobs + st.changes_applied + st.ledger_new > 0
+                || st.stale.is_some()
+                || st.let_in
         })
     }
 }
@@ -71,11 +73,8 @@ impl PeerSync {
 /// peers' answers are the result.
 pub async fn sync(node: &Node, root: &Path, space: &SpaceId, opts: &SyncOptions) -> Result<Vec<PeerSync>, Error> {
     let peers = peers_for(root, space, &opts.peers)?;
-    if node.space(space).is_none() && Home::join_pending_at(root, space) {
-        match join(node, root, space, &peers, opts.peer_limit).await {
-            Ok(s) => node.add_space(s),
-            Err(refused) => return Ok(refused),
-        }
+    if let Err(refused) = join(node, root, space, &peers, opts.peer_limit).await {
+        return Ok(refused);
     }
     let runs = peers.into_iter().map(|peer| async move {
         let run = async {
@@ -111,33 +110,26 @@ pub fn peers_for(root: &Path, space: &SpaceId, asked: &[PeerAddr]) -> Result<Vec
     }
 }
 
-/// Finish joining `space`, which this device joined by an invite and holds no secret of: a
-/// `Join` session with each of `peers` in turn until one accepts the invite (a member whose
-/// role is at least the invite's, or a seeder under a manager's agreement, judging it by its
-/// own roster and clock), then open the space secret from the ledger it sent
-/// ([`Home::complete_join`]) and the space. Its first sync follows. `Err`: each peer's answer
-/// (a refused invite among them, [`crate::sync::proto::Refusal::InviteRefused`]: the caller
-/// may then remove the space, which never held anything shared).
+/// Finish joining `space` if this device joined it by an invite and holds no secret of it yet
+/// (else nothing to do): a `Join` session with each of `peers` in turn until one accepts the
+/// invite (a member whose role is at least the invite's, or a seeder under a manager's
+/// agreement, judging it by its own roster and clock); the space secret then comes from the
+/// ledger it sent ([`Home::complete_join`]) and the node serves the space. `Err`: each peer's
+/// answer (a refused invite among them, [`crate::sync::proto::Refusal::InviteRefused`]: the
+/// caller may then remove the space, which never held anything shared).
 pub async fn join(
     node: &Node,
     root: &Path,
     space: &SpaceId,
     peers: &[PeerAddr],
     limit: Option<Duration>,
-) -> Result<crate::space::Space, Vec<PeerSync>> {
+) -> Result<(), Vec<PeerSync>> {
+    if node.space(space).is_some() || !Home::join_pending_at(root, space) {
+        return Ok(());
+    }
     let mut tried = Vec::new();
     for peer in peers {
-        let run = async {
-            node.join_once(root, space, dial_addr(peer)?).await?;
-            let root = root.to_owned();
-            let id = *space;
-            tokio::task::spawn_blocking(move || {
-                Home::complete_join(&root, &id)?;
-                Home::open_space_at(&root, &id)
-            })
-            .await
-            .map_err(|e| Error::Internal("finishing a join", e.to_string()))?
-        };
+        let run = async { node.join_once(root, space, dial_addr(peer)?).await };
         let result = match limit {
             None => run.await,
             Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
@@ -145,12 +137,14 @@ pub async fn join(
             }),
         };
         match result {
-            Ok(s) => {
+            Ok(()) => {
                 if !peer.addrs.is_empty() {
                     let _ = Home::remember_peer_at(root, space, &peer.device, &peer.addrs);
                 }
-                return Ok(s);
+                return Ok(());
             }
+            // Let in meanwhile by a peer that dialed this device.
+            Err(_) if node.space(space).is_some() => return Ok(()),
             Err(e) => tried.push(PeerSync { peer: peer.clone(), result: Err(e) }),
         }
     }
@@ -231,6 +225,16 @@ pub fn audit_targets(
 /// for the space with the addresses it answered at. One entry per seeder; none when the space
 /// has no active seeder and none was named.
 pub async fn audit(node: &Node, root: &Path, space: &SpaceId, opts: &AuditOptions) -> Result<Vec<SeederAudit>, Error> {
+    // A device that joined by an invite (to audit, say) is let in by the first seeder or member
+    // that accepts it.
+    let to = peers_for(root, space, &opts.seeders)?;
+    if let Err(refused) = join(node, root, space, &to, None).await {
+        let failed = |r: PeerSync| {
+            let e = r.result.err().unwrap_or_else(|| Error::JoinPending(space.short()));
+            SeederAudit { seeder: r.peer, synced: Ok(()), result: Err(e) }
+        };
+        return Ok(refused.into_iter().map(failed).collect());
+    }
     let seeders = if opts.seeders.is_empty() {
         let held = node.space(space).ok_or_else(|| Error::NotFound(format!("space {}", space.short())))?;
         let view = held.lock().await.ledger().view(crate::now_ms())?;

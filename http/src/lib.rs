@@ -211,6 +211,19 @@ fn take_on(daemon: &cobox_engine::daemon::Daemon, home: &Home, id: &SpaceId) -> 
     Ok(())
 }
 
+/// A space joined by an invite and not let in yet: let in by the first of `peers` (else every
+/// peer met in it) that accepts the invite, and taken on by the daemon (watched, served).
+/// `Some`: every peer's refusal; `None`: held now, or never pending.
+async fn let_in(
+    api: &Api,
+    id: &SpaceId,
+    peers: &[cobox_engine::codes::PeerAddr],
+) -> Result<Option<Vec<cobox_engine::ops::PeerSync>>, ApiError> {
+    let Some((d, _)) = api.daemon.as_ref().filter(|_| Home::join_pending_at(&api.root, id)) else { return Ok(None) };
+    let to = cobox_engine::ops::peers_for(&api.root, id, peers)?;
+    Ok(d.join_pending(id, &to, None).await.err())
+}
+
 /// `{"name","path"}`: a new space over `path` (absolute; made if missing), taken on by the daemon.
 async fn create_space(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     #[derive(Deserialize)]
@@ -508,17 +521,10 @@ async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::
     let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
     let peers = peer_addrs(&b.peers)?;
     let id = Home::resolve_at(&api.root, &q)?.id;
-    let runs = match &api.daemon {
-        // A space joined by an invite: the daemon takes it on once a peer accepts it.
-        Some((d, _)) if Home::join_pending_at(&api.root, &id) => {
-            let to = cobox_engine::ops::peers_for(&api.root, &id, &peers)?;
-            d.join_pending(&id, &to, None).await.err()
-        }
-        _ => None,
-    };
-    let runs = match runs {
+    let runs = match let_in(&api, &id, &peers).await? {
         Some(refused) => refused,
         None => {
+            // Without a daemon, `ops::sync` lets a pending space in itself.
             if !Home::join_pending_at(&api.root, &id) {
                 member_space(&api, &q)?;
             }
@@ -552,8 +558,18 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
     };
-    let (id, _) = member_space(&api, &q)?;
     let seeders = peer_addrs(&body.peers)?;
+    let id = Home::resolve_at(&api.root, &q)?.id;
+    if let Some(refused) = let_in(&api, &id, &seeders).await? {
+        let out = refused.into_iter().map(|r| {
+            let e = r.result.err().map(|e| e.to_string()).unwrap_or_default();
+            json!({ "seeder": r.peer.to_string(), "error": e, "sync_error": null })
+        });
+        return Ok(Json(Value::Array(out.collect())));
+    }
+    if !Home::join_pending_at(&api.root, &id) {
+        member_space(&api, &q)?;
+    }
     let opts = AuditOptions::asked(seeders, if body.all { usize::MAX } else { AUDIT_SAMPLE });
     let mut out = Vec::new();
     for a in cobox_engine::ops::audit(&api.node, &api.root, &id, &opts).await? {

@@ -60,11 +60,10 @@ async fn join_and_sync(
     with: &Node,
 ) -> Result<cobox_engine::sync::net::SyncStats> {
     let at = PeerAddr { device: with.device(), addrs: with.addrs() };
-    let space = cobox_engine::ops::join(node, root, id, &[at], None).await.map_err(|runs| {
+    cobox_engine::ops::join(node, root, id, &[at], None).await.map_err(|runs| {
         let why: Vec<String> = runs.into_iter().filter_map(|r| r.result.err()).map(|e| e.to_string()).collect();
         anyhow::anyhow!("the invite was not accepted: {}", why.join("; "))
     })?;
-    node.add_space(space);
     Ok(node.sync_until_converged(id, peer(with)?, 6).await?)
 }
 

@@ -331,14 +331,19 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
 /// `cobox audit` with no daemon running: open the space and audit from here.
 fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     let home = ctx.open_home()?;
-    let space = ctx.open_space(&home, &a.space)?;
-    let id = space.info().id;
+    let id = home.resolve(&a.space).with_context(|| format!("finding space {:?}", a.space))?.id;
+    // A space joined by an invite opens once a seeder or member lets it in, in the audit.
+    let spaces = if cobox_engine::Home::join_pending_at(home.root(), &id) {
+        Vec::new()
+    } else {
+        vec![ctx.open_space(&home, &a.space)?]
+    };
     let seeders = crate::args::peer_addrs(&a.peer)?;
     let opts = AuditOptions::asked(seeders, if a.all { usize::MAX } else { a.sample });
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let results = rt.block_on(async {
-        let node = Node::start(home.device_seed(), vec![space], &cfg, stderr_log()).await?;
+        let node = Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?;
         let out = cobox_engine::ops::audit(&node, home.root(), &id, &opts).await;
         node.shutdown().await;
         out

@@ -115,6 +115,10 @@ fn kill_9_of_either_side_mid_sync_loses_nothing() {
     create_space(&a, "s", fa.path());
     let code = a.ok(&["invite", "s"]).trim().to_owned();
     b.ok(&["join", &code, "--path", fb.path().to_str().unwrap()]);
+    // B is let in first, so every kill below hits a sync of content.
+    let d = Daemon::start(&a);
+    b.ok(&["sync", "s", "--peer", &d.addr, "--no-relay"]);
+    d.stop();
     let mut moments = Moments::new();
     for trial in 0..3u64 {
         // New content each trial, so each sync has work when it is killed.

@@ -34,7 +34,7 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     let f = |n: &str| dir.path().join(n);
     let (m, w, r, s) = (Device::new(), Device::new(), Device::new(), Device::new());
     write(&f("m").join("hello.txt"), b"from the manager\n");
-    create_space(&m, "team", &f("m"));
+    let id = create_space(&m, "team", &f("m"));
     m.ok(&["device", "name", "Ana's desk"]);
     m.ok(&["scan", "team"]);
     let dm = Daemon::start(&m);
@@ -58,12 +58,19 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     // manager with a reason the joining device shows.
     let x = Device::new();
     join(&x, &writer, &f("x"));
+    // The code gave it nothing to open the space with: it holds no secret, and only a peer that
+    // lets the device in sends the ledger, where the secret is sealed to the invite.
+    let secret = std::fs::read(m.home.path().join("spaces").join(&id).join("secret.key")).expect("secret");
+    let holds_secret = |d: &Device| secret.chunks(32).any(|half| find_bytes(d.home.path(), half).is_some());
+    assert!(!holds_secret(&x), "a joined device holds the space secret before anyone let it in");
+    assert!(holds_secret(&w), "the device let in does");
     let err = x.fails(&["sync", "team", "--peer", &dm.addr, "--no-relay"]);
     assert!(err.contains("already used"), "{err}");
     // The refused space, never accepted, goes (the folder stays); a second try says so.
     assert!(err.contains("was removed from this device"), "{err}");
     assert!(x.json(&["space", "list"]).as_array().is_some_and(|l| l.is_empty()));
     assert!(f("x").exists());
+
     assert!(x.fails(&["status", "team"]).contains("team"));
     let cancelled = invite(&m, &["team", "--role", "read"]);
     let pending = m.json(&["invite", "list", "team"]);

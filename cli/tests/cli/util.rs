@@ -371,3 +371,19 @@ impl Drop for SmallDisk {
         let _ = std::process::Command::new("umount").arg(self.0.path()).status();
     }
 }
+
+/// The first file under `dir` whose bytes contain `needle`.
+pub(crate) fn find_bytes(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("a readable directory").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}

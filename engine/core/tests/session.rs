@@ -588,6 +588,34 @@ mod roster {
         assert_eq!(run(&mut b, &mut a, Purpose::Join).dialer, Ok(()));
     }
 
+    /// The manager may be the one that dials (it runs no daemon; the new device does): the
+    /// joining device, listening, answers `Join` to its sync, is let in the same way, and the
+    /// manager's next sync moves the blobs.
+    #[test]
+    fn a_manager_dialing_a_joining_device_lets_it_in_then_syncs() {
+        let (mut a, joiner, secret) = manager_with_sealed_invite(7, R::Write, NOW + 1000);
+        let mut b = joiner(2);
+        b.joining = true;
+        let o = run(&mut a, &mut b, Purpose::Sync);
+        assert_eq!((o.dialer, o.listener), (Ok(()), Ok(())));
+        assert_eq!(o.dialer_session.as_ref().map(Session::purpose), Some(Purpose::Join), "the dialer followed");
+        assert_eq!((role_on(&a, &b), role_on(&b, &b)), (Some(R::Write), Some(R::Write)));
+        assert!(b.blobs.is_empty(), "no blobs before the device holds its keys");
+        let view = cobox_core::roster::evaluate(&b.space.0, &b.ledger.roster_ops());
+        let sealed = &view.invites[&invite_key(7).verifying_key().to_bytes()].secret;
+        assert_eq!(cobox_core::epoch::open_secret(&invite_key(7), sealed, &b.space.0), Ok(secret));
+        // Let in, it holds the space key and syncs as any member.
+        b.joining = false;
+        b.space_key = Some(space_key());
+        assert_eq!(run(&mut a, &mut b, Purpose::Sync).dialer, Ok(()));
+        assert_eq!(b.blobs, a.blobs);
+        // A device that dials an audit or a metadata fetch of a joining device is refused.
+        let mut c = joiner(3);
+        c.joining = true;
+        assert!(run(&mut a, &mut c, Purpose::Metadata).dialer.is_err());
+        assert_eq!(role_on(&a, &c), None);
+    }
+
     /// The code used, past its expiry by the listener's clock (whatever time the redemption
     /// names), or unknown to the peer: refused before the peer sends anything of its ledger, so
     /// the sealed secret never reaches the device; only an unknown invite leaves the joiner

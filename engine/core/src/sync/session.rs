@@ -295,19 +295,24 @@ impl Session {
 
     /// Start a session as the listener, from the dialer's `Hello`; this side's `Hello` (or a
     /// refusal, with the error beside the session) is queued.
+    /// A listener that is joining (its setup says `Join`, and it holds no space key) answers
+    /// `Join` whatever the dialer asked, and the dialer follows: the device that invited it may
+    /// be the one that dials (a manager with no daemon running syncs with the new device's).
     pub fn accept(mut setup: Setup, ledger: Ledger, hello: Msg) -> (Self, Result<(), SessionError>) {
         let purpose = match &hello {
             Msg::Hello { purpose, .. } => *purpose,
             _ => setup.purpose,
         };
-        setup.purpose = purpose;
+        if !(setup.purpose == Purpose::Join && setup.space_key.is_none()) {
+            setup.purpose = purpose;
+        }
         let mut s = Self::new(setup, ledger, false);
         let r = s.accept_hello(hello);
         (s, r)
     }
 
     fn accept_hello(&mut self, hello: Msg) -> Result<(), SessionError> {
-        let Msg::Hello { space, device, nonce, role, purpose: _, listen, ledger } = hello else {
+        let Msg::Hello { space, device, nonce, role, purpose, listen, ledger } = hello else {
             return self.refuse("expected Hello");
         };
         if device != self.setup.peer {
@@ -325,8 +330,11 @@ impl Session {
         if self.setup.purpose == Purpose::Metadata && role != Role::Member {
             return self.refuse("only a member asks for a space's changes and chunk lists alone");
         }
-        if self.setup.purpose == Purpose::Join && role != Role::Member {
+        if self.setup.purpose == Purpose::Join && !self.joining() && role != Role::Member {
             return self.refuse("only a device with an invite joins");
+        }
+        if self.joining() && role == Role::Member && purpose != Purpose::Sync && purpose != Purpose::Join {
+            return self.refuse(format!("this device waits to join space {}: sync with it first", space.short()));
         }
         self.peer = Some(PeerHello { role, nonce, listen, ledger: cap(ledger) });
         self.send_hello();
@@ -432,15 +440,23 @@ impl Session {
             return Err(SessionError::PeerRefused(reason));
         }
         match (self.phase, msg) {
-            (Phase::Hello, Msg::Hello { space, device, nonce, role, listen, ledger, .. }) => {
+            (Phase::Hello, Msg::Hello { space, device, nonce, role, listen, ledger, purpose }) => {
                 if space != self.setup.space || device != self.setup.peer {
                     return self.refuse("the peer answered for another space or device");
+                }
+                if purpose != self.setup.purpose {
+                    // Only a joining listener answers another purpose, and only to a sync: the
+                    // session then lets it in, and the dialer syncs again once it is a member.
+                    if purpose != Purpose::Join || self.setup.purpose != Purpose::Sync {
+                        return self.refuse("the peer answered for another purpose");
+                    }
+                    self.setup.purpose = Purpose::Join;
                 }
                 self.peer = Some(PeerHello { role, nonce, listen, ledger: cap(ledger) });
                 self.after_hello()
             }
             (Phase::Hello, _) => self.refuse("expected Hello"),
-            (Phase::Proof, Msg::Redeem(bytes)) if self.setup.purpose == Purpose::Join && !self.dialer => {
+            (Phase::Proof, Msg::Redeem(bytes)) if self.setup.purpose == Purpose::Join && !self.joining() => {
                 self.on_redeem(&bytes)
             }
             (Phase::Proof, msg) => {
@@ -520,7 +536,7 @@ impl Session {
             if let Some(key) = &s.space_key {
                 self.out.push_back(prove(key, &s.space, &s.me, &s.peer, &peer.nonce, genesis));
             }
-        } else if self.setup.purpose == Purpose::Join && self.dialer {
+        } else if self.joining() {
             // No space secret yet: the redemption, signed by the invite's key, is the proof.
             let Some(redeem) = self.own_redemption() else {
                 return self.refuse("this device holds no redemption of an invite to join with");
@@ -607,6 +623,11 @@ impl Session {
         }
         self.phase = Phase::Ledger(0);
         Ok(())
+    }
+
+    /// This device joins in this session: it holds an invite's redemption and no space key.
+    fn joining(&self) -> bool {
+        self.setup.purpose == Purpose::Join && self.setup.role == Role::Member && self.setup.space_key.is_none()
     }
 
     /// This joining device's redemption: its `Redeem` operation, the latest if it made several.

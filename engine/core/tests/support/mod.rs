@@ -30,6 +30,8 @@ pub(crate) struct Device {
     pub(crate) named: BTreeSet<BlobId>,
     /// It holds no content (joined to audit).
     pub(crate) metadata_only: bool,
+    /// It joined by an invite and was not let in yet: listening, it answers as the joiner.
+    pub(crate) joining: bool,
 }
 
 impl Device {
@@ -45,7 +47,7 @@ impl Device {
             peer,
             role: self.role,
             space_key: self.space_key.clone(),
-            purpose,
+            purpose: if self.joining { Purpose::Join } else { purpose },
             nonce: [nonce; 32],
             listen: self.listen.clone(),
             now_ms: NOW,
@@ -105,6 +107,7 @@ pub(crate) fn member(seed: u8, space_key: &SigningKey, blobs: impl IntoIterator<
         metadata: None,
         named: BTreeSet::new(),
         metadata_only: false,
+        joining: false,
     }
 }
 
@@ -141,6 +144,7 @@ pub(crate) fn seeder(seed: u8, space: SpaceId, policy: SeedPolicy) -> Device {
         metadata: None,
         named: BTreeSet::new(),
         metadata_only: false,
+        joining: false,
     }
 }
 

@@ -142,6 +142,10 @@ pub struct SyncStats {
     /// folder, something in the way): pending, retried at the next sync; `status` says why.
     #[serde(default)]
     pub not_written: u64,
+    /// The peer had joined by an invite and this session let it in (no blobs move in such a
+    /// session; the next one syncs).
+    #[serde(default)]
+    pub let_in: bool,
 }
 
 /// Parse `ID@ADDR[,ADDR...]`, each ADDR an `IP:PORT` or a relay URL (`https://…`), or a bare id

@@ -112,7 +112,14 @@ impl Handler {
             Some(h) => (h, false),
             None => match sh.adopt(&space, peer, role) {
                 Some(h) => (h, true),
-                None => return Err(io.refuse(format!("this device does not hold space {}", space.short())).await),
+                None => match sh.home.clone().filter(|h| crate::home::Home::join_pending_at(h, &space)) {
+                    // Joined by an invite, not yet let in: a member (or seeder) that dials it
+                    // lets it in.
+                    Some(root) => return self.serve_joining(io, &root, space, peer, hello).await,
+                    None => {
+                        return Err(io.refuse(format!("this device does not hold space {}", space.short())).await);
+                    }
+                },
             },
         };
         let r = self.serve_held(io, &held, space, purpose, peer, hello).await;
@@ -120,6 +127,33 @@ impl Handler {
             sh.drop_seed(&space);
         }
         r
+    }
+
+    /// A session for a space this device joined by an invite and was not let in yet: it answers
+    /// as the joining side (its redemption for a proof, the ledgers only), and once let in opens
+    /// the space and serves it. The dialer syncs again then.
+    async fn serve_joining(
+        &self,
+        io: &mut Framed,
+        root: &std::path::Path,
+        space: SpaceId,
+        peer: DeviceId,
+        hello: Msg,
+    ) -> Result<String, Error> {
+        let sh = &self.sh;
+        let ledger = crate::ledger::LedgerFile::new(space, &crate::home::paths::space(root, &space));
+        let setup = driver::setup_as(sh, Role::Member, None, space, peer, Purpose::Join);
+        let (mut session, accepted) = Session::accept(setup, ledger.read()?, hello);
+        if let Err(e) = accepted {
+            return Err(driver::fail(io, &mut session, e).await);
+        }
+        driver::drive_join(sh, io, &mut session, &ledger, peer).await?;
+        // Finished before our side of the stream ends, which the dialer waits for: its next
+        // session then finds the space held.
+        let finished = sh.finish_join(root, space).await;
+        io.finish().await;
+        finished?;
+        Ok(format!("space {}: {} let this device in", space.short(), peer.short()))
     }
 
     async fn serve_held(
@@ -219,6 +253,7 @@ impl Node {
             audit_budget: Default::default(),
             full_since: Default::default(),
             receiving: Default::default(),
+            finishing_join: Mutex::new(()),
         });
         let router = Router::builder(ep)
             .accept(ALPN, Handler { sh: sh.clone() })
@@ -303,12 +338,7 @@ impl Node {
 
     /// Start serving a member space opened after the node started (created or joined).
     pub fn add_space(&self, space: Space) {
-        let id = space.info().id;
-        self.sh.space_keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, space.space_key().clone());
-        if space.info().audit_only {
-            self.sh.audit_only.write().unwrap_or_else(|p| p.into_inner()).insert(id);
-        }
-        self.sh.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
+        self.sh.add_space(space);
     }
 
     /// Start seeding a space (after `cobox seed`), countersigning this agreement when offered.
@@ -398,7 +428,8 @@ impl Node {
     /// Redeem this device's invite to `space` with `peer`: a `Join` session, which proves the
     /// invite with the redemption in the space's ledger (under `root`) and exchanges ledgers
     /// only. When the peer accepts, the ledger it sends makes this device a member and holds
-    /// the space secret for [`crate::Home::complete_join`].
+    /// the space secret: the join is finished ([`crate::Home::complete_join`]) and the space
+    /// served.
     pub async fn join_once(&self, root: &std::path::Path, space: &SpaceId, peer: EndpointAddr) -> Result<(), Error> {
         let peer_id = DeviceId(*peer.id.as_bytes());
         let ledger = crate::ledger::LedgerFile::new(*space, &crate::home::paths::space(root, space));
@@ -417,7 +448,8 @@ impl Node {
             let _ = tokio::time::timeout(STALL, io.recv()).await;
         }
         conn.close(0u32.into(), b"done");
-        r
+        r?;
+        self.sh.finish_join(root, *space).await.map(|_| ())
     }
 
     /// One sync session with `peer` for a space: scan, prove, exchange ledgers, reconcile,
@@ -491,6 +523,8 @@ impl Node {
         let purpose = if audit_only { Purpose::Metadata } else { Purpose::Sync };
         let (held, session, out) = self.dial(space, peer.clone(), purpose, 0).await?;
         let mut stats = out.stats;
+        // The peer had joined by an invite and this session let it in: it syncs next.
+        stats.let_in = session.purpose() == Purpose::Join;
         stats.session_ms = started.elapsed().as_millis() as u64;
         let applying = std::time::Instant::now();
         let (applied, report) = held.settle().await?;
@@ -629,7 +663,7 @@ impl Node {
             // the last session found.
             total.stale = s.stale;
             total.not_written = s.not_written;
-            if s.sent_blobs == 0 && s.received_blobs == 0 {
+            if s.sent_blobs == 0 && s.received_blobs == 0 && !s.let_in {
                 return Ok(total);
             }
         }
@@ -804,10 +838,10 @@ mod tests {
         // The code holds no secret: the seeder accepts the invite (under the owner's agreement)
         // and its ledger brings the secret.
         let at = crate::codes::PeerAddr { device: s_node.device(), addrs: s_node.addrs() };
-        match crate::ops::join(&b_node, b_home.path(), &info.id, &[at], None).await {
-            Ok(space) => b_node.add_space(space),
-            Err(runs) => panic!("{:?}", runs.into_iter().map(|r| r.result.err()).collect::<Vec<_>>()),
+        if let Err(runs) = crate::ops::join(&b_node, b_home.path(), &info.id, &[at], None).await {
+            panic!("{:?}", runs.into_iter().map(|r| r.result.err()).collect::<Vec<_>>());
         }
+        assert!(b_node.space(&info.id).is_some(), "the seeder let it in");
         let st = b_node.sync_once(&info.id, addr_of(&s_node)).await.unwrap();
         assert_eq!(st.stale, None);
         assert_eq!(std::fs::read(fb.path().join("first.txt")).unwrap(), b"first");

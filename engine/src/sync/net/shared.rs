@@ -38,6 +38,9 @@ pub(super) struct Shared {
     pub(super) receiving: std::sync::Mutex<HashMap<SpaceId, Arc<super::Receiving>>>,
     /// Audit work this seeder still does for each device.
     pub(super) audit_budget: std::sync::Mutex<AuditBudget>,
+    /// Held while a join is finished (its secret opened, its space opened and taken on), so a
+    /// join this device dialed and one a peer's session made never open the space twice.
+    pub(super) finishing_join: Mutex<()>,
 }
 
 /// Bytes of blobs a seeder reads and hashes answering one device's audits at once: the largest
@@ -54,6 +57,37 @@ pub(super) const AUDIT_REFILL_PER_MIN: u64 = 512 << 20;
 pub(super) struct AuditBudget {
     /// Per device: when its budget was last taken from, and what was left then.
     per_peer: HashMap<DeviceId, (i64, u64)>,
+}
+
+impl Shared {
+    /// Serve a member space opened after the node started (created or joined).
+    pub(super) fn add_space(&self, space: crate::space::Space) {
+        let id = space.info().id;
+        self.space_keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, space.space_key().clone());
+        if space.info().audit_only {
+            self.audit_only.write().unwrap_or_else(|p| p.into_inner()).insert(id);
+        }
+        self.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
+    }
+
+    /// A `Join` session let this device in: open the space secret its ledger now holds
+    /// ([`crate::Home::complete_join`]) and serve the space. False when it was held already.
+    pub(super) async fn finish_join(&self, root: &std::path::Path, space: SpaceId) -> Result<bool, Error> {
+        let _one = self.finishing_join.lock().await;
+        if self.get(&space).is_some() {
+            return Ok(false);
+        }
+        let root = root.to_owned();
+        let opened = tokio::task::spawn_blocking(move || {
+            crate::home::Home::complete_join(&root, &space)?;
+            crate::home::Home::open_space_at(&root, &space)
+        })
+        .await
+        .map_err(|e| Error::Internal("finishing a join", e.to_string()))??;
+        self.add_space(opened);
+        (self.log)(&format!("space {}: this device's invite was accepted; it is a member now", space.short()));
+        Ok(true)
+    }
 }
 
 impl AuditBudget {
