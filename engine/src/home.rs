@@ -577,8 +577,8 @@ impl Home {
         write_atomic(&path, &json)
     }
 
-    /// The address book: device id → addresses it was reached at.
-    pub fn peers(&self) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
+    /// The address book: device → addresses it was reached at, newest first.
+    pub fn peers(&self) -> Result<AddressBook, Error> {
         Self::peers_at(&self.root)
     }
 
@@ -589,11 +589,11 @@ impl Home {
         let met: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
             read_json(&paths::peer_spaces(root))?;
         let mut out = Vec::new();
-        for (dev, addrs) in Self::peers_at(root)? {
-            if met.get(&dev).is_some_and(|spaces| !spaces.is_empty() && !spaces.contains(&space.to_string())) {
+        for (device, addrs) in Self::peers_at(root)? {
+            let met_in = met.get(&device.to_string());
+            if met_in.is_some_and(|spaces| !spaces.is_empty() && !spaces.contains(&space.to_string())) {
                 continue;
             }
-            let device = dev.parse().map_err(|e| Error::Config { path: paths::peers(root), reason: format!("{e}") })?;
             out.push(crate::codes::PeerAddr { device, addrs });
         }
         Ok(out)
@@ -603,16 +603,26 @@ impl Home {
     /// device reached before is found again with relays and LAN discovery off.
     pub fn with_known_addrs(root: &Path, mut peer: crate::codes::PeerAddr) -> Result<crate::codes::PeerAddr, Error> {
         if peer.addrs.is_empty()
-            && let Some(addrs) = Self::peers_at(root)?.remove(&peer.device.to_string())
+            && let Some(addrs) = Self::peers_at(root)?.remove(&peer.device)
         {
             peer.addrs = addrs;
         }
         Ok(peer)
     }
 
-    /// [`Home::peers`] without the lock.
-    pub fn peers_at(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>, Error> {
-        read_json(&paths::peers(root))
+    /// [`Home::peers`] without the lock. A device id that does not parse is the file's fault,
+    /// said with its path, not a peer silently left out.
+    pub fn peers_at(root: &Path) -> Result<AddressBook, Error> {
+        let path = paths::peers(root);
+        let raw: std::collections::BTreeMap<String, Vec<String>> = read_json(&path)?;
+        raw.into_iter()
+            .map(|(dev, addrs)| {
+                let device = dev
+                    .parse()
+                    .map_err(|e| Error::Config { path: path.clone(), reason: format!("device {dev:?}: {e}") })?;
+                Ok((device, addrs))
+            })
+            .collect()
     }
 
     /// The HTTP API's bearer token (`api-token`, 0600), created on first use.
@@ -754,7 +764,7 @@ impl Home {
             if device == *me || out.iter().any(|p| p.device == device) {
                 continue;
             }
-            if let Some(addrs) = book.get(&device.to_string()).filter(|a| !a.is_empty()) {
+            if let Some(addrs) = book.get(&device).filter(|a| !a.is_empty()) {
                 out.push(crate::codes::PeerAddr { device, addrs: addrs.iter().take(3).cloned().collect() });
             }
         }
@@ -884,6 +894,9 @@ impl Home {
         read_json(&paths::listening(root))
     }
 }
+
+/// The address book: each device met, with the addresses it was reached at, newest first.
+pub type AddressBook = std::collections::BTreeMap<DeviceId, Vec<String>>;
 
 /// What a manager chooses for an invite.
 #[derive(Debug, Clone)]

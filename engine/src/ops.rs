@@ -196,10 +196,7 @@ pub struct SeederAudit {
 }
 
 /// Every seeder with an active agreement in `view`, addresses from the address book `book`.
-pub fn audit_targets(
-    view: &cobox_agreements::LedgerView,
-    book: &std::collections::BTreeMap<String, Vec<String>>,
-) -> Vec<PeerAddr> {
+pub fn audit_targets(view: &cobox_agreements::LedgerView, book: &crate::home::AddressBook) -> Vec<PeerAddr> {
     let mut seeders: Vec<[u8; 32]> = view
         .agreements
         .iter()
@@ -212,7 +209,7 @@ pub fn audit_targets(
         .into_iter()
         .map(|s| {
             let device = crate::ids::DeviceId(s);
-            PeerAddr { addrs: book.get(&device.to_string()).cloned().unwrap_or_default(), device }
+            PeerAddr { addrs: book.get(&device).cloned().unwrap_or_default(), device }
         })
         .collect()
 }

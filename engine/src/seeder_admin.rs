@@ -153,7 +153,7 @@ pub fn remember_seeder(root: &Path, seeder: PeerAddr, now_ms: i64) -> Result<(),
 pub fn reach(root: &Path, seeder: &PeerAddr) -> PeerAddr {
     let mut p = seeder.clone();
     if let Ok(book) = crate::home::Home::peers_at(root)
-        && let Some(known) = book.get(&seeder.device.to_string())
+        && let Some(known) = book.get(&seeder.device)
     {
         let mut addrs = known.clone();
         addrs.extend(p.addrs.into_iter().filter(|a| !known.contains(a)));

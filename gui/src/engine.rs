@@ -861,8 +861,12 @@ impl Engine {
                 }
             }
             Cmd::Sync(id) => {
-                if self.home.peers().unwrap_or_default().is_empty() {
-                    self.notice(true, "No other device is known yet: invite one, or join with a code.");
+                match self.home.peers() {
+                    Ok(book) if book.is_empty() => {
+                        self.notice(true, "No other device is known yet: invite one, or join with a code.")
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.notice(true, format!("Could not read the address book: {e}")),
                 }
                 self.sync_background(id);
             }

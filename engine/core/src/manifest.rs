@@ -178,10 +178,10 @@ fn entry_from_value(v: &Value<'_>) -> Result<Option<Entry>, EntryError> {
     }
 }
 
-fn entry_from_ref(v: &ValueRef<'_>) -> Option<Entry> {
+fn entry_from_ref(v: &ValueRef<'_>) -> Result<Option<Entry>, EntryError> {
     match v {
-        ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => Entry::decode(b).ok(),
-        _ => None,
+        ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)) => Entry::decode(b).map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -305,32 +305,34 @@ impl Manifest {
     }
 
     /// Every current entry, tombstones included, in no particular order.
-    pub fn entries(&self) -> Vec<(String, Entry)> {
+    pub fn entries(&self) -> Result<Vec<(String, Entry)>, ManifestError> {
         let mut out = Vec::new();
         for doc in &self.shards {
             for item in doc.map_range(ROOT, ..) {
-                if let Some(e) = entry_from_ref(&item.value) {
+                // As `get`: an entry that does not decode is an error, not a path left out
+                // (which a scan would then record as new, or a restore skip).
+                if let Some(e) = entry_from_ref(&item.value)? {
                     out.push((item.key.into_owned(), e));
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Every entry as at the given heads.
-    pub fn entries_at(&self, heads: &ShardHeads) -> Vec<(String, Entry)> {
+    pub fn entries_at(&self, heads: &ShardHeads) -> Result<Vec<(String, Entry)>, ManifestError> {
         let mut out = Vec::new();
         for (doc, h) in self.shards.iter().zip(heads) {
             if h.is_empty() {
                 continue;
             }
             for item in doc.map_range_at(ROOT, .., h) {
-                if let Some(e) = entry_from_ref(&item.value) {
+                if let Some(e) = entry_from_ref(&item.value)? {
                     out.push((item.key.into_owned(), e));
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// One path as at the given heads.
@@ -678,7 +680,7 @@ mod tests {
 
         let (shards, hist) = r.save_all();
         let l = Manifest::load(&shards, &hist, [1; 32], &[2; 16]).unwrap();
-        let mut e = l.entries();
+        let mut e = l.entries().unwrap();
         e.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(e, vec![("a.txt".into(), file(3)), ("dir/b.txt".into(), file(2))]);
     }
@@ -698,7 +700,7 @@ mod tests {
         for p in parts.iter().rev() {
             r.apply(&ChangeBody::decode(&p.encode().unwrap()).unwrap()).unwrap();
         }
-        let (mut a, mut b) = (m.entries(), r.entries());
+        let (mut a, mut b) = (m.entries().unwrap(), r.entries().unwrap());
         a.sort_by(|x, y| x.0.cmp(&y.0));
         b.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(a.len(), 200);
@@ -722,7 +724,23 @@ mod tests {
         let mut m = Manifest::new(4, [1; 32], &[1; 16]);
         let err = m.apply(&body).unwrap_err();
         assert!(err.to_string().contains("\"bad.txt\"") && err.to_string().contains("does not decode"), "{err}");
-        assert!(m.entries().is_empty() && m.get("good.txt").unwrap().is_none(), "nothing of it applied");
+        assert!(m.entries().unwrap().is_empty() && m.get("good.txt").unwrap().is_none(), "nothing of it applied");
+    }
+
+    /// An entry that does not decode (a damaged document on disk, say) makes the listing fail,
+    /// as reading that path does; before, `entries()` left the path out, so a scan took the file
+    /// for new and a restore skipped it without a word.
+    #[test]
+    fn a_listing_with_an_entry_that_does_not_decode_fails_as_a_read_does() {
+        let mut m = Manifest::new(4, [1; 32], &[2; 16]);
+        m.set("good.txt", &file(1)).unwrap();
+        assert_eq!(m.entries().unwrap().len(), 1);
+        let s = m.shard_of("bad.txt");
+        m.shards[s].put(ROOT, "bad.txt", ScalarValue::Bytes(vec![0xff; 7])).unwrap();
+        assert!(m.get("bad.txt").is_err());
+        assert!(m.entries().is_err(), "the listing fails like the read");
+        let heads: ShardHeads = m.shards.iter_mut().map(|d| d.get_heads()).collect();
+        assert!(m.entries_at(&heads).is_err());
     }
 
     #[test]
@@ -888,8 +906,8 @@ mod tests {
             let mut b = Manifest::new(3, [1; 32], &[10; 16]);
             for &i in &order { a.apply(&bodies[i]).unwrap(); }
             for b_ in bodies.iter().rev() { b.apply(b_).unwrap(); }
-            let mut ea = a.entries(); ea.sort_by(|x, y| x.0.cmp(&y.0));
-            let mut eb = b.entries(); eb.sort_by(|x, y| x.0.cmp(&y.0));
+            let mut ea = a.entries().unwrap(); ea.sort_by(|x, y| x.0.cmp(&y.0));
+            let mut eb = b.entries().unwrap(); eb.sort_by(|x, y| x.0.cmp(&y.0));
             prop_assert_eq!(&ea, &eb);
             // No edit lost: devices never saw each other's edits, so every device's last edit of a
             // path is one of its concurrent values, and nothing else is.

@@ -187,7 +187,7 @@ impl World {
         let short = self.device_short(i);
         let live: Vec<String> = {
             let m = self.nodes[i].manifest.as_ref().ok_or("not a member")?;
-            m.entries().into_iter().filter(|(_, e)| e.is_live()).map(|(p, _)| p).collect()
+            m.entries().map_err(|e| e.to_string())?.into_iter().filter(|(_, e)| e.is_live()).map(|(p, _)| p).collect()
         };
         let what = self.rng.below(10);
         let mut sets: Vec<(String, Entry)> = Vec::new();
@@ -561,9 +561,10 @@ impl World {
         }
         let members = &self.nodes[..MEMBERS];
         let first: BTreeMap<String, Entry> =
-            members[0].manifest.as_ref().ok_or("member")?.entries().into_iter().collect();
+            members[0].manifest.as_ref().ok_or("member")?.entries().map_err(|e| e.to_string())?.into_iter().collect();
         for (i, m) in members.iter().enumerate() {
-            let mine: BTreeMap<String, Entry> = m.manifest.as_ref().ok_or("member")?.entries().into_iter().collect();
+            let mine: BTreeMap<String, Entry> =
+                m.manifest.as_ref().ok_or("member")?.entries().map_err(|e| e.to_string())?.into_iter().collect();
             if mine != first {
                 return Err(format!("member {i} did not converge: {mine:?} against {first:?}"));
             }

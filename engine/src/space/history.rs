@@ -111,7 +111,8 @@ impl Space {
 
     /// Every current live entry (for front ends that list files).
     pub fn files(&self) -> Result<Vec<(String, Entry)>, Error> {
-        let mut v: Vec<(String, Entry)> = self.manifest()?.entries().into_iter().filter(|(_, e)| e.is_live()).collect();
+        let mut v: Vec<(String, Entry)> =
+            self.manifest()?.entries()?.into_iter().filter(|(_, e)| e.is_live()).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(v)
     }
@@ -120,8 +121,8 @@ impl Space {
     pub(crate) fn entries(&self, heads: Option<&ShardHeads>) -> Result<Vec<(String, Entry)>, Error> {
         let m = self.manifest()?;
         Ok(match heads {
-            Some(h) => m.entries_at(h),
-            None => m.entries(),
+            Some(h) => m.entries_at(h)?,
+            None => m.entries()?,
         })
     }
 }

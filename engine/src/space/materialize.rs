@@ -51,7 +51,7 @@ impl Space {
     /// Returns the conflict copies created.
     pub(crate) fn resolve_conflicts(&mut self) -> Result<Vec<String>, Error> {
         let mut copies = Vec::new();
-        let entries = self.manifest()?.entries();
+        let entries = self.manifest()?.entries()?;
         // Names that normalise alike, found in the same walk (nearly every path is ASCII).
         let groups = cobox_core::settle::lookalikes(
             entries.iter().filter(|(_, e)| e.is_live() && !matches!(e.kind, Kind::Dir)).map(|(p, _)| p.as_str()),
@@ -130,7 +130,7 @@ impl Space {
         let root = self.info.path.clone();
         let folder = Folder::open(&root).at(&root)?;
         let cache = self.load_scan_cache()?;
-        let mut entries = self.manifest()?.entries();
+        let mut entries = self.manifest()?.entries()?;
         // Parents before children when creating; children before parents when deleting.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut updates: Vec<crate::space::scan::CacheRow> = Vec::new();

@@ -290,7 +290,7 @@ impl Space {
     /// audit-only device asks for by name (a seeder cannot tell them from chunks).
     pub(crate) fn lists_missing(&mut self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
         let mut out = std::collections::BTreeSet::new();
-        for (_, e) in self.manifest()?.entries() {
+        for (_, e) in self.manifest()?.entries()? {
             if let Kind::File { content: Content::List { list, .. }, .. } = &e.kind
                 && !self.store.contains(list)?
             {
@@ -308,7 +308,7 @@ impl Space {
     ) -> Result<std::collections::BTreeMap<BlobId, u64>, Error> {
         let mut sizes: std::collections::BTreeMap<BlobId, u64> =
             held.iter().filter(|(_, l)| l.kind == BlobKind::Change).map(|(id, l)| (*id, u64::from(l.len))).collect();
-        for (_, e) in self.manifest()?.entries() {
+        for (_, e) in self.manifest()?.entries()? {
             let Kind::File { content, size } = &e.kind else { continue };
             match content {
                 Content::Empty => {}

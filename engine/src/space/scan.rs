@@ -400,7 +400,7 @@ impl Space {
         // materialiser keeps treating them as edits it must not overwrite.
         let read_only = self.roster.role(&self.device.0) == Some(cobox_core::roster::Role::Read);
         let mut local_only: HashSet<String> = HashSet::new();
-        let current = by_path(self.manifest()?.entries());
+        let current = by_path(self.manifest()?.entries()?);
         let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
         for (path, e, recorded) in &new_entries {
@@ -635,7 +635,7 @@ impl Space {
     pub fn pending(&self) -> Result<Pending, Error> {
         let (ignores, _) = crate::util::read_ignores(&self.info.path)?;
         let w = walk(&self.info.path, &ignores);
-        let current = by_path(self.manifest()?.entries());
+        let current = by_path(self.manifest()?.entries()?);
         let cache = self.load_scan_cache()?;
         let mut p = Pending::default();
         for f in &w.found {
@@ -715,7 +715,7 @@ mod tests {
         drop(crate::Home::open(&folder.path().join("other-home")).unwrap());
         let r = s.scan(&crate::NoProgress).unwrap();
         assert!(r.warnings.iter().any(|w| w.contains("other-home") && w.contains("CoBox home")), "{r:?}");
-        let paths: Vec<String> = s.manifest().unwrap().entries().into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<String> = s.manifest().unwrap().entries().unwrap().into_iter().map(|(p, _)| p).collect();
         assert_eq!(paths, ["mine.txt"]);
     }
 }

@@ -91,7 +91,7 @@ impl Space {
     pub fn status(&self) -> Result<Status, Error> {
         let (mut files, mut dirs, mut symlinks, mut bytes) = (0, 0, 0, 0);
         let mut conflicts = Vec::new();
-        for (path, e) in self.manifest()?.entries() {
+        for (path, e) in self.manifest()?.entries()? {
             match &e.kind {
                 Kind::File { size, .. } => {
                     files += 1;

@@ -107,7 +107,7 @@ impl Space {
         // A file whose version this device wrote or scanned had its blobs here; any other came
         // from another device and may simply not have arrived yet.
         let cache = self.load_scan_cache()?;
-        for (path, e) in self.manifest()?.entries() {
+        for (path, e) in self.manifest()?.entries()? {
             let Kind::File { content, .. } = &e.kind else { continue };
             let mut need = Vec::new();
             match content {
