@@ -554,16 +554,20 @@ impl Engine {
                 }
                 continue;
             };
-            let s = s.blocking_lock();
-            let (status, mut error) = match s.status() {
+            // Read in one piece of work on the blocking pool; the lock is not held here after.
+            let read = self.on(&s, |s| Ok((s.status(), s.files(), s.device_names(), s.ignore_rules())));
+            let (status, files, names, ignores) = match read {
+                Ok(r) => r,
+                Err(e) => (Err(e), Ok(Vec::new()), Default::default(), Ok(String::new())),
+            };
+            let (status, mut error) = match status {
                 Ok(st) => (Some(st), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            let entries = s.files().unwrap_or_else(|e| {
+            let entries = files.unwrap_or_else(|e| {
                 error = Some(e.to_string());
                 Vec::new()
             });
-            let names = s.device_names();
             let size_of =
                 |p: &str| entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns)));
             let files: Vec<FileRow> = entries
@@ -604,7 +608,10 @@ impl Engine {
                 SpaceState::InSync
             };
             let agreements = status.as_ref().map(|st| st.agreements.clone()).unwrap_or_default();
-            let ignores = s.ignore_rules().unwrap_or_default();
+            let ignores = ignores.unwrap_or_else(|e| {
+                error.get_or_insert(e.to_string());
+                String::new()
+            });
             let roster =
                 cobox_engine::members::list(self.home.root(), &info.id.to_string(), cobox_engine::now_ms()).ok();
             spaces.push(SpaceView {
@@ -624,7 +631,7 @@ impl Engine {
         let mut seeds = Vec::new();
         for (id, h) in self.daemon.node().held() {
             if let Held::Seed(s) = h {
-                seeds.push((id, s.blocking_lock().used()));
+                seeds.push((id, self.rt.block_on(async { s.lock().await.used() })));
             }
         }
         let stats = agreement_service::stats(self.home.root(), cobox_engine::now_ms(), &|id| {
@@ -761,6 +768,17 @@ impl Engine {
         }
     }
 
+    /// Work on a space on the runtime's blocking pool ([`cobox_engine::handle::on_space`]): the
+    /// lock is taken there, never held by this thread, and a panic in the work is an error
+    /// shown, not a dead app.
+    fn on<R: Send + 'static>(
+        &self,
+        s: &Arc<tokio::sync::Mutex<cobox_engine::Space>>,
+        f: impl FnOnce(&mut cobox_engine::Space) -> Result<R, cobox_engine::Error> + Send + 'static,
+    ) -> Result<R, cobox_engine::Error> {
+        self.rt.block_on(cobox_engine::handle::on_space(s, f))
+    }
+
     /// Hand a newly opened space to the daemon (node and watcher).
     fn add_space(&mut self, s: cobox_engine::Space) {
         self.daemon.add_space(s);
@@ -796,10 +814,16 @@ impl Engine {
                 Ok(i)
             }) {
                 Ok(info) => {
-                    if let Some(s) = self.daemon.node().space(&info.id) {
-                        let _ = s.blocking_lock().scan(&cobox_engine::NoProgress);
+                    let scanned = match self.daemon.node().space(&info.id) {
+                        Some(s) => self.on(&s, |s| s.scan(&cobox_engine::NoProgress)).map(|_| ()),
+                        None => Ok(()),
+                    };
+                    match scanned {
+                        Ok(()) => self.notice(false, format!("Created '{}' over {}.", info.name, info.path.display())),
+                        Err(e) => {
+                            self.notice(true, format!("Created '{}', but could not check its folder: {e}", info.name))
+                        }
                     }
-                    self.notice(false, format!("Created '{}' over {}.", info.name, info.path.display()));
                 }
                 Err(e) => self.notice(true, format!("Could not create the space: {e}")),
             },
@@ -848,7 +872,7 @@ impl Engine {
             }
             Cmd::Scan(id) => {
                 if let Some(s) = self.space(&id) {
-                    match s.blocking_lock().scan(&cobox_engine::NoProgress) {
+                    match self.on(&s, |s| s.scan(&cobox_engine::NoProgress)) {
                         Ok(r) => self.notice(
                             false,
                             format!(
@@ -872,7 +896,8 @@ impl Engine {
             }
             Cmd::FileHistory { space, path } => {
                 if let Some(s) = self.space(&space) {
-                    match s.blocking_lock().history(Some(&path)) {
+                    let p = path.clone();
+                    match self.on(&s, move |s| s.history(Some(&p))) {
                         Ok(h) => self.update(|m| m.file_history = Some((space, path, h))),
                         Err(e) => self.notice(true, format!("Could not read the history: {e}")),
                     }
@@ -880,11 +905,14 @@ impl Engine {
             }
             Cmd::RestoreVersion { space, path, history_id } => {
                 if let Some(s) = self.space(&space) {
-                    let r = s.blocking_lock().restore_version(&path, &history_id);
+                    let (p, v) = (path.clone(), history_id.clone());
+                    let r = self.on(&s, move |s| {
+                        s.restore_version(&p, &v)?;
+                        s.history(Some(&p))
+                    });
                     match r {
-                        Ok(_) => {
+                        Ok(h) => {
                             self.notice(false, format!("Restored {path} as it was in version {history_id}."));
-                            let h = s.blocking_lock().history(Some(&path)).unwrap_or_default();
                             self.update(|m| m.file_history = Some((space, path, h)));
                         }
                         Err(e) => self.notice(true, format!("Could not restore {path}: {e}")),
@@ -893,7 +921,7 @@ impl Engine {
             }
             Cmd::Resolve { space, copy, keep } => {
                 if let Some(s) = self.space(&space) {
-                    match s.blocking_lock().resolve_conflict(&copy, keep) {
+                    match self.on(&s, move |s| s.resolve_conflict(&copy, keep)) {
                         Ok(_) => {
                             self.notice(false, "Conflict settled; other devices get the result on their next sync.")
                         }
@@ -935,16 +963,17 @@ impl Engine {
             }
             Cmd::SetTarget { space, copies } => {
                 if let Some(s) = self.space(&space)
-                    && let Err(e) = s.blocking_lock().set_replicas_target(copies)
+                    && let Err(e) = self.on(&s, move |s| s.set_replicas_target(copies))
                 {
                     self.notice(true, format!("Could not save the target: {e}"));
                 }
             }
             Cmd::SetIgnores { space, rules } => {
                 let Some(s) = self.space(&space) else { return };
-                let mut s = s.blocking_lock();
-                let saved = s.set_ignore_rules(&rules).and_then(|bad| Ok((bad, s.scan(&cobox_engine::NoProgress)?)));
-                drop(s);
+                let saved = self.on(&s, move |s| {
+                    let bad = s.set_ignore_rules(&rules)?;
+                    Ok((bad, s.scan(&cobox_engine::NoProgress)?))
+                });
                 match saved {
                     Ok((bad, _)) if !bad.is_empty() => self.notice(true, format!("Saved, but {}", bad.join("; "))),
                     Ok((_, r)) => self.notice(
@@ -1012,8 +1041,8 @@ impl Engine {
                     }
                 };
                 let Some(s) = self.space(&space) else { return };
-                let only = (!dir.is_empty()).then_some(dir.as_str());
-                let r = s.blocking_lock().restore(&into, &at, only, false, &cobox_engine::NoProgress);
+                let (only, to) = ((!dir.is_empty()).then(|| dir.clone()), into.clone());
+                let r = self.on(&s, move |s| s.restore(&to, &at, only.as_deref(), false, &cobox_engine::NoProgress));
                 let what = if dir.is_empty() { "the space".to_owned() } else { format!("'{dir}'") };
                 match r {
                     Ok(r) if r.errors.is_empty() => self.notice(
