@@ -3,7 +3,7 @@
 //! and print what they would have printed themselves.
 
 use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
+use http_body_util::BodyExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -26,29 +26,45 @@ impl Daemon {
 
     /// [`Daemon::call`] with a JSON body.
     pub(crate) fn call_with<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: &str) -> Result<T> {
-        let mut s = self.send(method, path, body)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).context("reading the running daemon's answer")?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text.split_once("\r\n\r\n").context("the running daemon's answer has no body")?;
-        let (code, chunked) = status(head);
-        let body = if chunked { unchunk(body) } else { body.to_owned() };
-        if !(200..300).contains(&code) {
-            return Err(refusal(body));
+        block_on(self.call_async(method, path, body))
+    }
+
+    /// [`Daemon::call_with`] from async code (which must not start a runtime of its own).
+    pub(crate) async fn call_async<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<T> {
+        let res = self.send(method, path, body).await?;
+        let ok = res.status().is_success();
+        let bytes = res.into_body().collect().await.context("reading the running daemon's answer")?.to_bytes();
+        let body = String::from_utf8_lossy(&bytes);
+        if !ok {
+            return Err(refusal(body.into_owned()));
         }
         serde_json::from_str(&body).context("the running daemon's answer is not what this command reads")
     }
 
-    /// Write one request on a new connection to the socket.
-    fn send(&self, method: &str, path: &str, body: &str) -> Result<UnixStream> {
-        let mut s = UnixStream::connect(&self.path).context("reaching the running daemon's control socket")?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: cobox\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .context("asking the running daemon")?;
-        Ok(s)
+    /// One request on a new connection to the socket (HTTP/1.1, by hyper), its answer's head and
+    /// the body to read.
+    async fn send(&self, method: &str, path: &str, body: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let stream = tokio::net::UnixStream::connect(&self.path)
+            .await
+            .context("reaching the running daemon's control socket")?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .context("asking the running daemon")?;
+        // The connection is driven beside the request; it ends with the answer.
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "cobox")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))
+            .context("a request to the running daemon")?;
+        sender.send_request(req).await.context("asking the running daemon")
     }
 
     /// A request whose answer streams progress (`?progress=1`: JSON lines `start`, `advance`,
@@ -60,23 +76,6 @@ impl Daemon {
         body: &str,
         progress: &dyn cobox_engine::Progress,
     ) -> Result<T> {
-        use std::io::BufRead;
-        let mut r = std::io::BufReader::new(self.send(method, &format!("{path}?progress=1"), body)?);
-        let mut head = String::new();
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l).context("reading the running daemon's answer")? == 0 || l == "\r\n" {
-                break;
-            }
-            head.push_str(&l);
-        }
-        let (code, chunked) = status(&head);
-        if !(200..300).contains(&code) {
-            let mut rest = String::new();
-            r.read_to_string(&mut rest).context("reading the running daemon's answer")?;
-            return Err(refusal(if chunked { unchunk(&rest) } else { rest }));
-        }
-        let mut pending = String::new();
         let mut result = None;
         let mut handle = |line: &str| -> Result<()> {
             if line.trim().is_empty() {
@@ -97,43 +96,39 @@ impl Daemon {
             }
             Ok(())
         };
-        loop {
-            let piece = if chunked {
-                let mut size = String::new();
-                if r.read_line(&mut size)? == 0 {
-                    break;
-                }
-                let n = usize::from_str_radix(size.trim(), 16).context("a damaged chunk from the running daemon")?;
-                if n == 0 {
-                    break;
-                }
-                let mut buf = vec![0u8; n + 2];
-                r.read_exact(&mut buf).context("reading the running daemon's progress")?;
-                buf.truncate(n);
-                String::from_utf8_lossy(&buf).into_owned()
-            } else {
-                let mut l = String::new();
-                if r.read_line(&mut l)? == 0 {
-                    break;
-                }
-                l
-            };
-            pending.push_str(&piece);
-            while let Some(i) = pending.find('\n') {
-                let line: String = pending.drain(..=i).collect();
-                handle(&line)?;
+        block_on(async {
+            let res = self.send(method, &format!("{path}?progress=1"), body).await?;
+            if !res.status().is_success() {
+                let bytes = res.into_body().collect().await.context("reading the running daemon's answer")?.to_bytes();
+                return Err(refusal(String::from_utf8_lossy(&bytes).into_owned()));
             }
-        }
-        handle(&pending)?;
+            // Lines as they come, whatever the frames they arrive in.
+            let mut body = res.into_body();
+            let mut pending: Vec<u8> = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.context("reading the running daemon's progress")?;
+                let Some(data) = frame.data_ref() else { continue };
+                pending.extend_from_slice(data);
+                while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=i).collect();
+                    handle(&String::from_utf8_lossy(&line))?;
+                }
+            }
+            handle(&String::from_utf8_lossy(&pending))
+        })?;
         let v = result.context("the running daemon ended without a result")?;
         serde_json::from_value(v).context("the running daemon's answer is not what this command reads")
     }
 }
 
-/// The status code of an answer's head, and whether its body is chunked.
-fn status(head: &str) -> (u16, bool) {
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, head.to_ascii_lowercase().contains("transfer-encoding: chunked"))
+/// Run a request to the daemon to its end on a runtime of its own (the commands that call
+/// these are not async).
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(f)
 }
 
 /// The daemon's refusal as an error: its `error` field, or the body as it came.
@@ -143,20 +138,6 @@ fn refusal(body: String) -> anyhow::Error {
         .and_then(|v| v["error"].as_str().map(str::to_owned))
         .unwrap_or(body);
     anyhow::anyhow!("{why} (answered by the running daemon)")
-}
-
-/// A chunked HTTP body, joined.
-fn unchunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// A path segment, percent-encoded.

@@ -97,7 +97,7 @@ async fn ask(client: &Client, seeder: &PeerAddr, req: &Request) -> Result<Respon
         Client::Own(node) => node.admin(dial_addr(seeder)?, req).await?,
         Client::Daemon(d) => {
             let body = serde_json::json!({ "seeder": seeder.to_string(), "request": req }).to_string();
-            d.call_with("POST", "/api/seeders/ask", &body)?
+            d.call_async("POST", "/api/seeders/ask", &body).await?
         }
     };
     match answer {
