@@ -451,11 +451,25 @@ impl Daemon {
         self.tell(Activity::SyncStarted(id));
         let (mut ok, mut last, mut moved) = (false, None, false);
         if let Err(runs) = self.join_pending(&id, &peers, opts.peer_limit).await {
+            let mut refused = false;
             for run in runs {
-                let e = run.result.err().map(|e| e.to_string()).unwrap_or_default();
+                let Err(e) = run.result else { continue };
+                refused |= e.refusal() == Some(crate::sync::proto::Refusal::InviteRefused);
                 let short = run.peer.device.short();
                 self.tell(Activity::Log(format!("joining {} with {short} failed: {e}", id.short())));
-                last = Some(e);
+                last = Some(e.to_string());
+            }
+            // As `cobox sync` does: a space no peer ever let in holds nothing shared, and its
+            // refused invite never will be let in; it goes (its folder stays), and is not tried
+            // again at every tick.
+            if refused {
+                match Home::remove_space_at(&self.root, &id.to_string()) {
+                    Ok(info) => self.tell(Activity::Log(format!(
+                        "space {:?} was removed from this device (its folder stays): its invite was refused; ask a manager for a new one",
+                        info.name
+                    ))),
+                    Err(e) => self.tell(Activity::Log(format!("cannot remove space {}: {e}", id.short()))),
+                }
             }
             self.tell(Activity::SyncEnded { space: id, error: last, moved });
             return;

@@ -353,8 +353,14 @@ impl Home {
     /// every other device's copy stay. A member should `leave` first so peers stop waiting for
     /// it. Returns what it was.
     pub fn remove_space(&self, query: &str) -> Result<SpaceInfo, Error> {
-        let info = self.resolve(query)?;
-        let dir = self.space_dir(&info.id);
+        Self::remove_space_at(&self.root, &self.resolve(query)?.id.to_string())
+    }
+
+    /// [`Home::remove_space`] for the process that owns the home and keeps only its path (the
+    /// daemon, removing a space whose invite was refused).
+    pub(crate) fn remove_space_at(root: &Path, query: &str) -> Result<SpaceInfo, Error> {
+        let info = Self::resolve_at(root, query)?;
+        let dir = paths::space(root, &info.id);
         // The registration goes first: a removal cut halfway leaves no half-open space.
         let cfg = dir.join("space.json");
         fs::remove_file(&cfg).at(&cfg)?;

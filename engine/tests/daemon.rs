@@ -213,6 +213,52 @@ async fn a_periodic_sync_that_moves_nothing_says_so() {
     }
 }
 
+/// A daemon whose pending space's invite is refused (here: the manager cancelled it) removes
+/// the space, as `cobox sync` does: it held nothing shared, its folder stays, and the daemon
+/// stops trying it at every tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_removes_a_pending_space_whose_invite_is_refused() {
+    let (root_a, folder_a, root_b, folder_b) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let home_a = Home::open(root_a.path()).unwrap();
+    let info = home_a.create_space("s", folder_a.path()).unwrap();
+    let invite = Home::invite(root_a.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
+    let public = ed25519_dalek::SigningKey::from_bytes(&invite.key).verifying_key().to_bytes();
+    cobox_engine::members::cancel_invite(root_a.path(), "s", &hex::encode(public)[..12]).unwrap();
+    let home_b = Home::open(root_b.path()).unwrap();
+    home_b.join(&invite, folder_b.path(), None).unwrap();
+    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    let idle = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
+    let (da, _activity_a) =
+        Daemon::start(&home_a, &loopback(), SeedPolicy::default(), idle, quiet.clone()).await.unwrap();
+    Home::remember_peer_at(root_b.path(), &info.id, &home_a.device_id(), &da.node().addrs()).unwrap();
+    let every_second = Schedule { interval: Duration::from_secs(1), ..Schedule::default() };
+    let (db, mut activity) =
+        Daemon::start(&home_b, &loopback(), SeedPolicy::default(), every_second, quiet).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runs: Vec<_> = [da.clone(), db.clone()]
+        .into_iter()
+        .map(|d| {
+            let mut s = stopped.clone();
+            tokio::spawn(d.run(async move {
+                let _ = s.wait_for(|v| *v).await;
+            }))
+        })
+        .collect();
+    let ended = wait_for(&mut activity, 30, |a| matches!(a, Activity::SyncEnded { .. })).await;
+    assert!(matches!(&ended, Activity::SyncEnded { error: Some(e), .. } if e.contains("cancelled")), "{ended:?}");
+    assert!(Home::spaces_at(root_b.path()).unwrap().is_empty(), "the refused space is gone");
+    assert!(folder_b.path().exists(), "its folder stays");
+    let _ = stop.send(true);
+    for r in runs {
+        r.await.unwrap();
+    }
+}
+
 /// Limits saved in the home hold for every daemon that starts on it: the app (which saved
 /// them from its Network screen and never read them back at start) as `cobox up`; limits the
 /// caller sets win.
