@@ -31,6 +31,48 @@ async fn wait_for(activity: &mut UnboundedReceiver<Activity>, secs: u64, want: i
     .expect("the daemon did not report it in time")
 }
 
+/// Two daemons running: the inviter's, idle, and the joiner's, syncing every second with the
+/// inviter (whose address it knows); the joiner's activity.
+async fn inviter_and_joiner(
+    home_a: &Home,
+    home_b: &Home,
+    root_b: &std::path::Path,
+    space: &cobox_engine::SpaceId,
+) -> (Running, UnboundedReceiver<Activity>) {
+    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
+    let idle = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
+    let (da, _) = Daemon::start(home_a, &loopback(), SeedPolicy::default(), idle, quiet.clone()).await.unwrap();
+    Home::remember_peer_at(root_b, space, &home_a.device_id(), &da.node().addrs()).unwrap();
+    let every_second = Schedule { interval: Duration::from_secs(1), ..Schedule::default() };
+    let (db, activity) = Daemon::start(home_b, &loopback(), SeedPolicy::default(), every_second, quiet).await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let runs = [da, db]
+        .into_iter()
+        .map(|d| {
+            let mut s = stopped.clone();
+            tokio::spawn(d.run(async move {
+                let _ = s.wait_for(|v| *v).await;
+            }))
+        })
+        .collect();
+    (Running { stop, runs }, activity)
+}
+
+/// Daemons running until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    runs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for r in self.runs {
+            r.await.unwrap();
+        }
+    }
+}
+
 /// A home holding space "s" over a folder with `a.txt`, scanned: (home dir, folder, home, space).
 fn scanned_space() -> (tempfile::TempDir, tempfile::TempDir, Home, cobox_engine::Space) {
     let root = tempfile::tempdir().unwrap();
@@ -184,33 +226,13 @@ async fn a_periodic_sync_that_moves_nothing_says_so() {
     let invite = Home::invite(root_a.path(), "s", &cobox_engine::home::InviteRequest::writer()).unwrap();
     let home_b = Home::open(root_b.path()).unwrap();
     home_b.join(&invite, folder_b.path(), None).unwrap();
-    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
-    let idle = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
-    let (da, _activity_a) =
-        Daemon::start(&home_a, &loopback(), SeedPolicy::default(), idle, quiet.clone()).await.unwrap();
-    Home::remember_peer_at(root_b.path(), &info.id, &home_a.device_id(), &da.node().addrs()).unwrap();
-    let every_second = Schedule { interval: Duration::from_secs(1), ..Schedule::default() };
-    let (db, mut activity) =
-        Daemon::start(&home_b, &loopback(), SeedPolicy::default(), every_second, quiet).await.unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runs: Vec<_> = [da.clone(), db.clone()]
-        .into_iter()
-        .map(|d| {
-            let mut s = stopped.clone();
-            tokio::spawn(d.run(async move {
-                let _ = s.wait_for(|v| *v).await;
-            }))
-        })
-        .collect();
+    let (running, mut activity) = inviter_and_joiner(&home_a, &home_b, root_b.path(), &info.id).await;
     let first = wait_for(&mut activity, 30, |a| matches!(a, Activity::SyncEnded { .. })).await;
     assert!(matches!(first, Activity::SyncEnded { error: None, moved: true, .. }), "{first:?}");
     assert_eq!(std::fs::read(folder_b.path().join("a.txt")).unwrap(), b"from a");
     let next = wait_for(&mut activity, 30, |a| matches!(a, Activity::SyncEnded { .. })).await;
     assert!(matches!(next, Activity::SyncEnded { error: None, moved: false, .. }), "{next:?}");
-    let _ = stop.send(true);
-    for r in runs {
-        r.await.unwrap();
-    }
+    running.stop().await;
 }
 
 /// A daemon whose pending space's invite is refused (here: the manager cancelled it) removes
@@ -231,32 +253,12 @@ async fn a_daemon_removes_a_pending_space_whose_invite_is_refused() {
     cobox_engine::members::cancel_invite(root_a.path(), "s", &hex::encode(public)[..12]).unwrap();
     let home_b = Home::open(root_b.path()).unwrap();
     home_b.join(&invite, folder_b.path(), None).unwrap();
-    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
-    let idle = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
-    let (da, _activity_a) =
-        Daemon::start(&home_a, &loopback(), SeedPolicy::default(), idle, quiet.clone()).await.unwrap();
-    Home::remember_peer_at(root_b.path(), &info.id, &home_a.device_id(), &da.node().addrs()).unwrap();
-    let every_second = Schedule { interval: Duration::from_secs(1), ..Schedule::default() };
-    let (db, mut activity) =
-        Daemon::start(&home_b, &loopback(), SeedPolicy::default(), every_second, quiet).await.unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let runs: Vec<_> = [da.clone(), db.clone()]
-        .into_iter()
-        .map(|d| {
-            let mut s = stopped.clone();
-            tokio::spawn(d.run(async move {
-                let _ = s.wait_for(|v| *v).await;
-            }))
-        })
-        .collect();
+    let (running, mut activity) = inviter_and_joiner(&home_a, &home_b, root_b.path(), &info.id).await;
     let ended = wait_for(&mut activity, 30, |a| matches!(a, Activity::SyncEnded { .. })).await;
     assert!(matches!(&ended, Activity::SyncEnded { error: Some(e), .. } if e.contains("cancelled")), "{ended:?}");
     assert!(Home::spaces_at(root_b.path()).unwrap().is_empty(), "the refused space is gone");
     assert!(folder_b.path().exists(), "its folder stays");
-    let _ = stop.send(true);
-    for r in runs {
-        r.await.unwrap();
-    }
+    running.stop().await;
 }
 
 /// Limits saved in the home hold for every daemon that starts on it: the app (which saved
