@@ -104,6 +104,22 @@ pub(crate) enum Node {
     Link(String),
 }
 
+/// Two trees are the same; on a difference, the failure names only the paths that differ
+/// (a whole snapshot of a hundred files hides the one that matters).
+#[track_caller]
+pub(crate) fn assert_same_tree(got: &Path, want: &Path, what: &str) {
+    let (g, w) = (snapshot(got), snapshot(want));
+    let differ: Vec<String> = g
+        .keys()
+        .chain(w.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| g.get(*k) != w.get(*k))
+        .map(|k| format!("{k}: got {:?}, want {:?}", g.get(k), w.get(k)))
+        .collect();
+    assert!(differ.is_empty(), "{what}: {} paths differ:\n{}", differ.len(), differ.join("\n"));
+}
+
 pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Node> {
     let mut out = BTreeMap::new();
     for e in walkdir(root) {

@@ -227,6 +227,21 @@ fn check_change(chunk: &[u8], entries: bool) -> Result<ChangeHash, ManifestError
     Ok(change.hash())
 }
 
+/// The hash of every change in `body`, each with its document, its size and entries checked.
+fn body_hashes(body: &ChangeBody) -> Result<Vec<(u16, ChangeHash)>, ManifestError> {
+    let mut hashes = Vec::new();
+    for (doc, bytes) in &body.docs {
+        let chunks = cobox_agreements::change_chunks(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)?;
+        // Every entry a change puts in a shard must decode: one that does not would hide its
+        // path from listings and fail every read of it, on every device that applied it.
+        // Refused here, the whole change is set aside instead (`Space::quarantined`).
+        for chunk in chunks {
+            hashes.push((*doc, check_change(chunk, *doc != HISTORY_DOC)?));
+        }
+    }
+    Ok(hashes)
+}
+
 impl Manifest {
     /// An empty manifest with `n` shards.
     pub fn new(n: u16, path_key: [u8; 32], actor: &[u8]) -> Self {
@@ -384,16 +399,7 @@ impl Manifest {
         // Each document's bytes are change chunks inflating to a bounded size, checked before
         // Automerge parses a byte (as the ledger's are): a writer's change cannot make every
         // device that applies it inflate a small blob into gigabytes.
-        let mut hashes = Vec::new();
-        for (doc, bytes) in &body.docs {
-            let chunks = cobox_agreements::change_chunks(bytes, MAX_DOC_INFLATED).map_err(ManifestError::Body)?;
-            // Every entry a change puts in a shard must decode: one that does not would hide
-            // its path from listings and fail every read of it, on every device that applied
-            // it. Refused here, the whole change is set aside instead (`Space::quarantined`).
-            for chunk in chunks {
-                hashes.push((*doc, check_change(chunk, *doc != HISTORY_DOC)?));
-            }
-        }
+        let hashes = body_hashes(body)?;
         for (doc, bytes) in &body.docs {
             let target = if *doc == HISTORY_DOC {
                 &mut self.history
@@ -410,13 +416,22 @@ impl Manifest {
         if self.waiting == 0 && self.history.get_missing_deps(&[]).is_empty() {
             return Ok(Applied::Taken);
         }
-        for (doc, hash) in hashes {
-            let target = if doc == HISTORY_DOC { Some(&mut self.history) } else { self.shards.get_mut(doc as usize) };
-            if target.is_some_and(|t| t.get_change_by_hash(&hash).is_none()) {
-                return Ok(Applied::HeldBack);
-            }
-        }
-        Ok(Applied::Taken)
+        Ok(if self.holds_all(&hashes) { Applied::Taken } else { Applied::HeldBack })
+    }
+
+    /// Whether every change in `body` is part of the manifest. A body held back by
+    /// [`Manifest::apply`] is taken as soon as the changes it waited for are applied, by
+    /// Automerge and without a word: this is how the caller learns it.
+    pub fn holds(&mut self, body: &ChangeBody) -> Result<bool, ManifestError> {
+        let hashes = body_hashes(body)?;
+        Ok(self.holds_all(&hashes))
+    }
+
+    fn holds_all(&mut self, hashes: &[(u16, ChangeHash)]) -> bool {
+        hashes.iter().all(|(doc, hash)| {
+            let target = if *doc == HISTORY_DOC { Some(&mut self.history) } else { self.shards.get_mut(*doc as usize) };
+            target.is_some_and(|t| t.get_change_by_hash(hash).is_some())
+        })
     }
 
     /// Take out the changes of the `refused` units, as if they had never been applied, and
@@ -773,6 +788,23 @@ mod tests {
         let (body, _) = other.commit(snap(1, 2)).unwrap();
         m.apply(&body).unwrap();
         assert!(m.get("a.txt").unwrap().is_some());
+    }
+
+    /// A change applied before the one it follows is held back, and is part of the manifest
+    /// once that one comes: `holds` says so, since `apply` said only "held back".
+    #[test]
+    fn a_change_held_back_is_held_once_the_one_it_follows_comes() {
+        let mut w = Manifest::new(4, [1; 32], &[1; 16]);
+        w.set("a", &file(1)).unwrap();
+        let (first, _) = w.commit(snap(1000, 1)).unwrap();
+        w.set("a", &file(2)).unwrap();
+        let (second, _) = w.commit(snap(2000, 1)).unwrap();
+        let mut m = Manifest::new(4, [1; 32], &[2; 16]);
+        assert_eq!(m.apply(&second).unwrap(), Applied::HeldBack);
+        assert!(!m.holds(&second).unwrap());
+        assert_eq!(m.apply(&first).unwrap(), Applied::Taken);
+        assert!(m.holds(&second).unwrap() && m.holds(&first).unwrap());
+        assert_eq!(m.get("a").unwrap(), Some(file(2)));
     }
 
     /// A member that took a change later refused (a removed writer's, relayed) and edited on

@@ -1115,6 +1115,45 @@ mod tests {
         assert_eq!(std::fs::read_to_string(folder_b.path().join("f.txt")).unwrap(), "second version, on a");
     }
 
+    /// Blobs are listed by id, not in causal order: a change listed before the one it follows
+    /// is held back, then taken with it. Before, it never counted as applied, so a folder left
+    /// current before it came passed for current still and its files were never written (a CI
+    /// run of the kill -9 sync test caught it: a receiver killed before applying).
+    #[test]
+    fn a_change_listed_before_the_one_it_follows_is_written_after_a_reopen() {
+        let changes = |s: &Space| -> Vec<BlobId> {
+            let list = s.store.list().unwrap();
+            list.into_iter().filter(|(_, l)| l.kind == BlobKind::Change).map(|(id, _)| id).collect()
+        };
+        // Until the second change's id sorts before the first's (one try in two).
+        for _ in 0..40 {
+            let (home_a, folder_a, mut a) = space();
+            std::fs::write(folder_a.path().join("f.txt"), "first version").unwrap();
+            a.scan(&crate::NoProgress).unwrap();
+            let first = changes(&a);
+            let (home_b, folder_b, mut b) = joined(home_a.path(), &mut a);
+            send(&a, &b);
+            b.apply_and_materialize().unwrap();
+            assert!(b.folder_current);
+            std::fs::write(folder_a.path().join("f.txt"), "second version").unwrap();
+            a.scan(&crate::NoProgress).unwrap();
+            let second: Vec<BlobId> = changes(&a).into_iter().filter(|id| !first.contains(id)).collect();
+            if second.iter().any(|id| first.iter().all(|f| id > f)) {
+                continue;
+            }
+            // Stored, then the receiver is killed before it applies them.
+            send(&a, &b);
+            b.store.flush().unwrap();
+            drop(b);
+            let mut b = Home::open(home_b.path()).unwrap().open_space("s").unwrap();
+            assert!(!b.folder_current, "a change came since the last pass");
+            b.apply_and_materialize().unwrap();
+            assert_eq!(std::fs::read_to_string(folder_b.path().join("f.txt")).unwrap(), "second version");
+            return;
+        }
+        panic!("no second change sorted before the first in 40 tries");
+    }
+
     /// Two sessions on one space at once (a daemon's own sync and one asked for): the second
     /// begins while the first has written files whose scan-cache rows it records only at its
     /// end. Before: the second took each of those files for a local edit and kept it aside as

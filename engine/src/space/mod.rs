@@ -293,6 +293,7 @@ impl Space {
     /// or apply is quarantined ([`Space::quarantined`]) and the rest go on.
     fn apply_stored_changes(&mut self) -> Result<(), Error> {
         self.drop_refused_changes()?;
+        let mut took = false;
         for (id, loc) in self.store.list()? {
             if loc.kind != BlobKind::Change
                 || self.applied.contains(&id)
@@ -301,17 +302,13 @@ impl Space {
             {
                 continue;
             }
-            let blob = self.store.get(&id)?;
-            let applied = verify_change_signature(&self.info.id, &blob)
-                .and_then(|_| self.keys.open(BlobKind::Change, &blob))
-                .map_err(|e| e.to_string())
-                .and_then(|plain| ChangeBody::decode(&plain).map_err(|e| e.to_string()))
-                .and_then(|body| {
-                    self.manifest_mut().map_err(|e| e.to_string())?.apply(&body).map_err(|e| e.to_string())
-                });
+            let applied = self.change_body(&id)?.and_then(|body| {
+                self.manifest_mut().map_err(|e| e.to_string())?.apply(&body).map_err(|e| e.to_string())
+            });
             match applied {
                 Ok(crate::manifest::Applied::Taken) => {
                     self.applied.insert(id);
+                    took = true;
                 }
                 // Held back for changes this device lacks: offered again by the next process (a
                 // saved manifest drops it), and not again by this one, whose document holds it.
@@ -323,7 +320,32 @@ impl Space {
                 }
             }
         }
+        // Changes held back for one taken since (listed before it: blobs are listed by id, not
+        // in causal order) are in the document now. They count as applied: else a pass's
+        // digest and the count of new changes miss them, and a folder a pass left current
+        // before they came was taken for current still, their files never written.
+        if took && !self.held_back.is_empty() {
+            let mut held: Vec<BlobId> = self.held_back.iter().copied().collect();
+            held.sort();
+            for id in held {
+                let Ok(body) = self.change_body(&id)? else { continue };
+                if self.manifest_mut()?.holds(&body)? {
+                    self.held_back.remove(&id);
+                    self.applied.insert(id);
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// A stored change blob's body: signed for this space, opened and decoded; `Err` says why
+    /// it cannot be applied (the outer error is the store's).
+    fn change_body(&self, id: &BlobId) -> Result<Result<ChangeBody, String>, Error> {
+        let blob = self.store.get(id)?;
+        Ok(verify_change_signature(&self.info.id, &blob)
+            .and_then(|_| self.keys.open(BlobKind::Change, &blob))
+            .map_err(|e| e.to_string())
+            .and_then(|plain| ChangeBody::decode(&plain).map_err(|e| e.to_string())))
     }
 
     /// Hold received changes to `view` (a session's merged roster, from peer `from`) and take
