@@ -1,11 +1,10 @@
-//! What every command shares: the network options, sizes for people, the async runtime and
-//! the log sink. Commands import from here; nothing here imports a command.
+//! What every command shares: the network options, sizes for people and the async
+//! runtime. Commands import from here; nothing here imports a command.
 
 use anyhow::{Context, Result};
 use cobox_engine::sync::congestion::Congestion;
-use cobox_engine::sync::net::{Log, NetConfig};
+use cobox_engine::sync::net::NetConfig;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// Bytes for people, in the units the app uses too.
 pub(crate) fn bytes(n: u64) -> String {
@@ -22,19 +21,6 @@ pub(crate) fn peer_addrs(peers: &[String]) -> Result<Vec<cobox_engine::codes::Pe
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
-}
-
-pub(crate) fn stderr_log() -> Log {
-    Arc::new(|m: &str| eprintln!("{}", cobox_engine::util::printable(m)))
-}
-
-/// The daemon's log: to stderr and to the home's rotated log file (`cobox logs`).
-pub(crate) fn daemon_log(home: &std::path::Path) -> Result<Log> {
-    let file = cobox_engine::logfile::LogFile::open(home).context("opening the log file in the home")?;
-    Ok(Arc::new(move |m: &str| {
-        eprintln!("{}", cobox_engine::util::printable(m));
-        file.write(cobox_engine::now_ms(), m);
-    }))
 }
 
 #[derive(clap::Args)]

@@ -10,7 +10,7 @@ use crate::home::Home;
 use crate::ids::SpaceId;
 use crate::replica::Replica;
 use crate::space::Space;
-use crate::sync::net::{Held, Log, NetConfig, Node, NodeSetup, SeedPolicy};
+use crate::sync::net::{Held, NetConfig, Node, NodeSetup, SeedPolicy};
 use crate::watch::Watcher;
 use cobox_agreements::AuditRecord;
 use std::path::PathBuf;
@@ -60,8 +60,6 @@ impl Default for Schedule {
 /// What the daemon did, for the front end to show.
 #[derive(Debug, Clone)]
 pub enum Activity {
-    /// A line for the log.
-    Log(String),
     /// A scan recorded changes.
     Scanned {
         /// The space.
@@ -109,7 +107,6 @@ pub struct Daemon {
     watcher: Mutex<Option<Watcher>>,
     changed: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<SpaceId>>>,
     activity: UnboundedSender<Activity>,
-    log: Log,
     /// Scans running now, with their progress.
     scanning: std::sync::Mutex<std::collections::HashMap<SpaceId, Arc<Scanning>>>,
     /// Member spaces taken on (watched, or with no folder to watch); a space a peer's session
@@ -157,7 +154,6 @@ impl Daemon {
         net: &NetConfig,
         policy: SeedPolicy,
         schedule: Schedule,
-        log: Log,
     ) -> Result<(Arc<Self>, UnboundedReceiver<Activity>), Error> {
         // Limits saved in the home (the app's Network screen, `cobox up --limit-*` never writes
         // them) hold for every daemon, `cobox up` and the app alike, unless `net` sets its own.
@@ -187,14 +183,14 @@ impl Daemon {
         for s in home.seeds()? {
             setup.seeds.push(home.open_seed(&s.space, false)?);
         }
-        let node = Arc::new(Node::start_with(home.device_seed(), setup, net, log.clone()).await?);
+        let node = Arc::new(Node::start_with(home.device_seed(), setup, net).await?);
         node.advertise();
         Home::set_listening_at(home.root(), &node.addrs())?;
         let (activity, rx) = unbounded_channel();
         let (watcher, changed) = match crate::watch::watch(&folders, Duration::from_secs(2)) {
             Ok(w) => {
                 for (id, why) in w.unwatched {
-                    log(&format!("space {}: {why}; its folder is rescanned before every sync instead", id.short()));
+                    tracing::warn!(space = %id.short(), "space {}: {why}; its folder is rescanned before every sync instead", id.short());
                     if let Some(s) = node.space(&id) {
                         s.lock().await.scan_always();
                     }
@@ -202,7 +198,7 @@ impl Daemon {
                 (Some(w.watcher), Some(w.changed))
             }
             Err(e) => {
-                log(&format!("cannot watch folders ({e}); each is rescanned before every sync instead"));
+                tracing::warn!("cannot watch folders ({e}); each is rescanned before every sync instead");
                 for (id, _, _) in &folders {
                     if let Some(s) = node.space(id) {
                         s.lock().await.scan_always();
@@ -220,7 +216,6 @@ impl Daemon {
             watcher: Mutex::new(watcher),
             changed: tokio::sync::Mutex::new(changed),
             activity,
-            log,
             scanning: Default::default(),
         };
         Ok((Arc::new(d), rx))
@@ -257,9 +252,6 @@ impl Daemon {
     }
 
     fn tell(&self, a: Activity) {
-        if let Activity::Log(l) = &a {
-            (self.log)(l);
-        }
         let _ = self.activity.send(a);
     }
 
@@ -281,7 +273,7 @@ impl Daemon {
             None => Err("no watcher".into()),
         };
         if let Err(why) = watched {
-            self.tell(Activity::Log(format!("space {}: {why}; rescanned before every sync instead", id.short())));
+            tracing::warn!(space = %id.short(), "space {}: {why}; rescanned before every sync instead", id.short());
             s.scan_always();
         }
     }
@@ -295,7 +287,7 @@ impl Daemon {
                 continue;
             }
             self.take_on(&mut *s.lock().await);
-            self.tell(Activity::Log(format!("space {}: this device's invite was accepted", id.short())));
+            tracing::info!("space {}: this device's invite was accepted", id.short());
         }
     }
 
@@ -303,7 +295,7 @@ impl Daemon {
     /// of the sessions in flight.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         let Some(mut changed) = self.changed.lock().await.take() else {
-            self.tell(Activity::Log("the daemon is already running".into()));
+            tracing::info!("the daemon is already running");
             return;
         };
         let mut syncs = tokio::task::JoinSet::new();
@@ -373,7 +365,7 @@ impl Daemon {
     /// Spaces joined by an invite that no peer has accepted yet.
     fn pending_joins(&self) -> Vec<SpaceId> {
         let spaces = Home::spaces_at(&self.root).unwrap_or_else(|e| {
-            self.tell(Activity::Log(format!("cannot list the spaces: {e}")));
+            tracing::warn!("cannot list the spaces: {e}");
             Vec::new()
         });
         spaces.into_iter().map(|s| s.id).filter(|id| Home::join_pending_at(&self.root, id)).collect()
@@ -387,12 +379,12 @@ impl Daemon {
             let Ok(mut guard) = s.clone().try_lock_owned() else { continue };
             let released = tokio::task::spawn_blocking(move || guard.release_if_unused()).await;
             match released {
-                Ok(Ok(true)) => (self.log)(&format!("space {}: manifest released while idle", id.short())),
+                Ok(Ok(true)) => tracing::info!("space {}: manifest released while idle", id.short()),
                 Ok(Ok(false)) => {}
                 Ok(Err(e)) => {
-                    self.tell(Activity::Log(format!("space {}: cannot release its manifest: {e}", id.short())))
+                    tracing::warn!("space {}: cannot release its manifest: {e}", id.short())
                 }
-                Err(e) => self.tell(Activity::Log(format!("space {}: releasing its manifest failed: {e}", id.short()))),
+                Err(e) => tracing::warn!("space {}: releasing its manifest failed: {e}", id.short()),
             }
         }
     }
@@ -411,17 +403,18 @@ impl Daemon {
         self.scanning.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
         match scanned {
             Ok(Some(r)) if r.snapshot.is_some() => {
-                self.tell(Activity::Log(format!(
+                tracing::info!(
+                    space = %id.short(),
                     "space {}: {} added, {} changed, {} deleted",
                     id.short(),
                     r.added,
                     r.changed,
                     r.deleted
-                )));
+                );
                 self.tell(Activity::Scanned { space: *id, added: r.added, changed: r.changed, deleted: r.deleted });
             }
             Ok(_) => {}
-            Err(e) => self.tell(Activity::Log(format!("scan of {} failed: {e}", id.short()))),
+            Err(e) => tracing::warn!(space = %id.short(), "scan of {} failed: {e}", id.short()),
         }
     }
 
@@ -441,7 +434,7 @@ impl Daemon {
         let peers = match Home::peer_addrs_at(&self.root, &id) {
             Ok(p) => p,
             Err(e) => {
-                self.tell(Activity::Log(format!("cannot read the address book: {e}")));
+                tracing::warn!("cannot read the address book: {e}");
                 return;
             }
         };
@@ -456,7 +449,7 @@ impl Daemon {
                 let Err(e) = run.result else { continue };
                 refused |= e.refusal() == Some(crate::sync::proto::Refusal::InviteRefused);
                 let short = run.peer.device.short();
-                self.tell(Activity::Log(format!("joining {} with {short} failed: {e}", id.short())));
+                tracing::warn!("joining {} with {short} failed: {e}", id.short());
                 last = Some(e.to_string());
             }
             // As `cobox sync` does: a space no peer ever let in holds nothing shared, and its
@@ -464,11 +457,11 @@ impl Daemon {
             // again at every tick.
             if refused {
                 match Home::remove_space_at(&self.root, &id.to_string()) {
-                    Ok(info) => self.tell(Activity::Log(format!(
+                    Ok(info) => tracing::warn!(
                         "space {:?} was removed from this device (its folder stays): its invite was refused; ask a manager for a new one",
                         info.name
-                    ))),
-                    Err(e) => self.tell(Activity::Log(format!("cannot remove space {}: {e}", id.short()))),
+                    ),
+                    Err(e) => tracing::warn!("cannot remove space {}: {e}", id.short()),
                 }
             }
             self.tell(Activity::SyncEnded { space: id, error: last, moved });
@@ -482,7 +475,7 @@ impl Daemon {
                         Ok(_) => ok = true,
                         Err(e) => {
                             let short = run.peer.device.short();
-                            self.tell(Activity::Log(format!("sync of {} with {short} failed: {e}", id.short())));
+                            tracing::warn!(space = %id.short(), peer = %short, "sync of {} with {short} failed: {e}", id.short());
                             last = Some(e.to_string());
                         }
                     }
@@ -509,13 +502,14 @@ impl Daemon {
             };
             match healed {
                 Ok(ids) if ids.is_empty() => {}
-                Ok(ids) => self.tell(Activity::Log(format!(
+                Ok(ids) => tracing::warn!(
+                    space = %id.short(),
                     "space {}: {} corrupt or missing blob(s) dropped (first: {}); fetching good copies from peers",
                     id.short(),
                     ids.len(),
                     ids[0]
-                ))),
-                Err(e) => self.tell(Activity::Log(format!("space {}: checking the store failed: {e}", id.short()))),
+                ),
+                Err(e) => tracing::warn!("space {}: checking the store failed: {e}", id.short()),
             }
         }
     }
@@ -537,14 +531,14 @@ impl Daemon {
             drop(s);
             match Home::remove_seed(&self.root, &id) {
                 Ok(()) => {
-                    self.tell(Activity::Log(format!(
+                    tracing::info!(
                         "space {}: agreements ended and the grace period passed; seeded blobs deleted",
                         id.short()
-                    )));
+                    );
                     self.tell(Activity::SeedExpired(id));
                 }
                 Err(e) => {
-                    self.tell(Activity::Log(format!("space {}: deleting the expired seed failed: {e}", id.short())))
+                    tracing::warn!("space {}: deleting the expired seed failed: {e}", id.short())
                 }
             }
         }
@@ -561,7 +555,7 @@ impl Daemon {
                 let audits = match crate::ops::audit(&d.node, &d.root, &id, &opts).await {
                     Ok(a) => a,
                     Err(e) => {
-                        d.tell(Activity::Log(format!("space {}: cannot audit its seeders: {e}", id.short())));
+                        tracing::warn!("space {}: cannot audit its seeders: {e}", id.short());
                         return;
                     }
                 };
@@ -569,20 +563,33 @@ impl Daemon {
                     let seeder = a.seeder.device.to_string();
                     let short = a.seeder.device.short();
                     if let Err(e) = &a.synced {
-                        d.tell(Activity::Log(format!("syncing with {short} after the audit failed: {e}")));
+                        tracing::warn!("syncing with {short} after the audit failed: {e}");
                     }
                     let r = a.result;
-                    let line = match &r {
-                        Ok(rec) => format!(
-                            "audit of {short} for space {}: {}/{} blobs proven{}",
+                    match &r {
+                        Ok(rec) if rec.ok() => tracing::info!(
+                            space = %id.short(),
+                            peer = %short,
+                            "audit of {short} for space {}: {}/{} blobs proven",
                             id.short(),
                             rec.passed,
                             rec.challenged,
-                            if rec.ok() { "" } else { " - FAILED" }
                         ),
-                        Err(e) => format!("audit of {short} for space {} could not run: {e}", id.short()),
-                    };
-                    d.tell(Activity::Log(line));
+                        Ok(rec) => tracing::warn!(
+                            space = %id.short(),
+                            peer = %short,
+                            "audit of {short} for space {}: {}/{} blobs proven - FAILED",
+                            id.short(),
+                            rec.passed,
+                            rec.challenged,
+                        ),
+                        Err(e) => tracing::warn!(
+                            space = %id.short(),
+                            peer = %short,
+                            "audit of {short} for space {} could not run: {e}",
+                            id.short()
+                        ),
+                    }
                     let refusal = r.as_ref().err().and_then(Error::refusal);
                     d.tell(Activity::Audited { space: id, seeder, result: r.map_err(|e| e.to_string()), refusal });
                 }

@@ -1,48 +1,46 @@
-//! The daemon's log file: one JSON object per line in `$COBOX_HOME/logs/cobox.log`, rotated at
-//! 10 MiB with five older files kept (`cobox.log.1` newest), read back by `cobox logs`.
+//! The log. Engine code reports through `tracing`: each call site states its level and its
+//! fields (`space`, `peer`, `bytes`), and a session runs in a span that carries its space and
+//! peer. `cobox up` and the app install [`init`], a `tracing-subscriber` layer that writes each
+//! event as one JSON object per line to `$COBOX_HOME/logs/cobox.YYYY-MM-DD.log` through
+//! `tracing-appender` (a new file each day, [`KEEP`] kept); `cobox logs` reads them back.
+//! One-shot commands install [`echo_only`]: what a daemon would log goes to stderr.
 
 use crate::error::{Error, IoContext};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
+use std::collections::BTreeMap;
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 
-/// A file is rotated once it holds this many bytes.
-pub const ROTATE_AT: u64 = 10 << 20;
-/// Rotated files kept besides the live one.
-pub const KEEP: usize = 5;
+/// Daily files kept: two weeks of what the daemon did.
+pub const KEEP: usize = 14;
 
 /// One line of the log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Line {
     /// When (RFC 3339, UTC).
     pub time: String,
     /// When (ms since the epoch).
     pub ms: i64,
-    /// `info`, or `warn` for a refusal or a failure.
+    /// `error`, `warn` (a refusal or a failure), `info` or `debug`: as the call site said.
     pub level: String,
     /// What happened.
     pub msg: String,
+    /// The event's fields and those of the spans it happened in (space, peer, bytes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 impl Line {
-    /// A line for `msg` at `ms`; refusals and failures are warnings.
-    pub fn new(ms: i64, msg: &str) -> Self {
-        let lower = msg.to_ascii_lowercase();
-        // Whole words only: "successfully", "fully" and "0 errors" are ordinary reports.
-        let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
-        let warn = words.iter().enumerate().any(|(i, w)| match *w {
-            "refused" | "failed" | "error" | "cannot" | "full" | "corrupt" | "lost" | "stale" => true,
-            "errors" => i == 0 || words[i - 1] != "0",
-            _ => false,
-        });
-        Self {
-            time: crate::util::rfc3339(ms),
-            ms,
-            level: if warn { "warn" } else { "info" }.into(),
-            msg: crate::util::printable(msg).into_owned(),
-        }
+    /// A refusal, a failure or worse.
+    pub fn is_warning(&self) -> bool {
+        matches!(self.level.as_str(), "warn" | "error")
     }
 }
 
@@ -51,76 +49,172 @@ pub fn dir(root: &Path) -> PathBuf {
     root.join("logs")
 }
 
-fn live(root: &Path) -> PathBuf {
-    dir(root).join("cobox.log")
+/// Log what this process's engine reports to the home's daily files; `echo`: to stderr too
+/// (`cobox up`). A process logs to the first home it is set up for: a second call (tests that
+/// run several daemons in one process) changes nothing.
+pub fn init(root: &Path, echo: bool) -> Result<(), Error> {
+    let d = dir(root);
+    fs::create_dir_all(&d).at(&d)?;
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("cobox")
+        .filename_suffix("log")
+        .max_log_files(KEEP)
+        .build(&d)
+        .map_err(std::io::Error::other)
+        .at(&d)?;
+    let file = Lines(Sink::File(Mutex::new(appender))).with_filter(ours());
+    let echo = echo.then(|| Echo.with_filter(ours()));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(file).with(echo));
+    Ok(())
 }
 
-fn rotated(root: &Path, n: usize) -> PathBuf {
-    dir(root).join(format!("cobox.log.{n}"))
+/// What a daemon would log goes to stderr only (one-shot commands that run a node).
+pub fn echo_only() {
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Echo.with_filter(ours())));
 }
 
-/// An open log file, appended to by the daemon.
-pub struct LogFile {
-    root: PathBuf,
-    rotate_at: u64,
-    file: Mutex<Option<(File, u64)>>,
+/// CoBox's own reports from info up; the libraries below (iroh, QUIC) only when they fail.
+fn keep(m: &tracing::Metadata<'_>) -> bool {
+    if m.target().starts_with("cobox") { *m.level() <= Level::INFO } else { *m.level() == Level::ERROR }
 }
 
-impl LogFile {
-    /// Open (or create) the home's log for appending.
-    pub fn open(root: &Path) -> Result<Self, Error> {
-        Self::open_with(root, ROTATE_AT)
-    }
+fn ours() -> tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(keep as fn(&tracing::Metadata<'_>) -> bool)
+}
 
-    /// The same, rotating at `rotate_at` bytes (tests rotate small files).
-    pub fn open_with(root: &Path, rotate_at: u64) -> Result<Self, Error> {
-        fs::create_dir_all(dir(root)).at(dir(root))?;
-        let f = Self::append(root)?;
-        Ok(Self { root: root.to_owned(), rotate_at, file: Mutex::new(Some(f)) })
-    }
+/// A layer that writes each event as a [`Line`] to the daily file (or keeps it, in tests).
+struct Lines(Sink);
 
-    fn append(root: &Path) -> Result<(File, u64), Error> {
-        let path = live(root);
-        let f = OpenOptions::new().create(true).append(true).open(&path).at(&path)?;
-        let len = f.metadata().at(&path)?.len();
-        Ok((f, len))
-    }
+enum Sink {
+    File(Mutex<tracing_appender::rolling::RollingFileAppender>),
+    #[cfg(test)]
+    Memory(std::sync::Arc<Mutex<Vec<Line>>>),
+}
 
-    /// Append one line; a line that cannot be written is dropped (the log must never stop
-    /// the daemon), and the next write tries again.
-    pub fn write(&self, ms: i64, msg: &str) {
-        let Ok(mut text) = serde_json::to_string(&Line::new(ms, msg)) else { return };
-        text.push('\n');
-        let mut g = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if g.as_ref().is_some_and(|(_, len)| *len + text.len() as u64 > self.rotate_at) {
-            *g = None;
-            self.rotate();
+/// A subscriber that keeps each line in memory, and the lines: a test sets it as its
+/// thread's default and reads what the engine logged.
+#[cfg(test)]
+pub(crate) fn capture() -> (impl Subscriber + Send + Sync, std::sync::Arc<Mutex<Vec<Line>>>) {
+    let kept = std::sync::Arc::new(Mutex::new(Vec::new()));
+    (tracing_subscriber::registry().with(Lines(Sink::Memory(kept.clone())).with_filter(ours())), kept)
+}
+
+/// A layer that prints each event's message to stderr.
+struct Echo;
+
+/// The fields a span was opened with, kept for the events inside it.
+struct SpanFields(BTreeMap<String, serde_json::Value>);
+
+#[derive(Default)]
+struct Fields {
+    msg: String,
+    map: BTreeMap<String, serde_json::Value>,
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, serde_json::Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, serde_json::Value::String(value.to_owned()));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name() == "message" {
+            self.msg = match value {
+                serde_json::Value::String(s) => s,
+                v => v.to_string(),
+            };
+        } else {
+            self.map.insert(field.name().to_owned(), value);
         }
-        if g.is_none() {
-            *g = Self::append(&self.root).ok();
-        }
-        if let Some((f, len)) = g.as_mut() {
-            if f.write_all(text.as_bytes()).is_ok() {
-                *len += text.len() as u64;
-            } else {
-                *g = None;
+    }
+}
+
+/// The line for `event`: its fields, then those of its spans that it does not set itself.
+fn line_of<S: Subscriber + for<'a> LookupSpan<'a>>(event: &Event<'_>, ctx: &Context<'_, S>) -> Line {
+    let mut f = Fields::default();
+    event.record(&mut f);
+    if let Some(scope) = ctx.event_scope(event) {
+        for span in scope {
+            if let Some(SpanFields(sf)) = span.extensions().get::<SpanFields>() {
+                for (k, v) in sf {
+                    f.map.entry(k.clone()).or_insert_with(|| v.clone());
+                }
             }
         }
     }
-
-    /// `cobox.log` becomes `.1`, `.1` becomes `.2`, ..., the oldest goes.
-    fn rotate(&self) {
-        let _ = fs::remove_file(rotated(&self.root, KEEP));
-        for n in (1..KEEP).rev() {
-            let _ = fs::rename(rotated(&self.root, n), rotated(&self.root, n + 1));
-        }
-        let _ = fs::rename(live(&self.root), rotated(&self.root, 1));
+    let ms = crate::now_ms();
+    Line {
+        time: crate::util::rfc3339(ms),
+        ms,
+        level: event.metadata().level().as_str().to_ascii_lowercase(),
+        msg: crate::util::printable(&f.msg).into_owned(),
+        fields: f.map,
     }
 }
 
-/// The log's files, newest first: the live one, then `.1` to `.5`.
-fn newest_first(root: &Path) -> impl Iterator<Item = PathBuf> + '_ {
-    std::iter::once(live(root)).chain((1..=KEEP).map(move |k| rotated(root, k)))
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Lines {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(f.map));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let line = line_of(event, &ctx);
+        match &self.0 {
+            Sink::File(f) => {
+                let Ok(mut text) = serde_json::to_string(&line) else { return };
+                text.push('\n');
+                // A line that cannot be written is dropped: the log must never stop the daemon.
+                let _ = f.lock().unwrap_or_else(|p| p.into_inner()).write_all(text.as_bytes());
+            }
+            #[cfg(test)]
+            Sink::Memory(kept) => kept.lock().unwrap_or_else(|p| p.into_inner()).push(line),
+        }
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Echo {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        eprintln!("{}", crate::util::printable(&f.msg));
+    }
+}
+
+/// The log's files, newest first: the daily files by date, then those of older versions
+/// (`cobox.log`, then `cobox.log.1` to `.5`).
+fn newest_first(root: &Path) -> Vec<PathBuf> {
+    let d = dir(root);
+    let mut daily: Vec<String> = fs::read_dir(&d)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("cobox.") && n.ends_with(".log") && n != "cobox.log")
+                .collect()
+        })
+        .unwrap_or_default();
+    // Dated names sort as their dates.
+    daily.sort_unstable_by(|a, b| b.cmp(a));
+    let mut out: Vec<PathBuf> = daily.into_iter().map(|n| d.join(n)).collect();
+    out.push(d.join("cobox.log"));
+    out.extend((1..=5).map(|k| d.join(format!("cobox.log.{k}"))));
+    out
 }
 
 /// The lines of one log file, or none when it does not exist.
@@ -132,9 +226,9 @@ fn lines_of(path: &Path) -> Result<Vec<Line>, Error> {
     }
 }
 
-/// The last `n` lines of the log, oldest first, across rotated files. A line that is not JSON
-/// (a torn write at a crash) is shown as its text. Older files are read only when the newer
-/// ones hold fewer than `n` lines.
+/// The last `n` lines of the log, oldest first, across files. A line that is not JSON (a torn
+/// write at a crash) is shown as its text. Older files are read only when the newer ones hold
+/// fewer than `n` lines.
 pub fn tail(root: &Path, n: usize) -> Result<Vec<Line>, Error> {
     let mut newest: Vec<Line> = Vec::new();
     for path in newest_first(root) {
@@ -151,7 +245,7 @@ pub fn tail(root: &Path, n: usize) -> Result<Vec<Line>, Error> {
 /// The newest warning in the log (a refusal or a failure), for health reports: files are read
 /// newest first, and reading stops at the first that holds one.
 pub fn last_warning(root: &Path) -> Option<Line> {
-    newest_first(root).find_map(|p| lines_of(&p).ok()?.into_iter().rev().find(|l| l.level == "warn"))
+    newest_first(root).iter().find_map(|p| lines_of(p).ok()?.into_iter().rev().find(Line::is_warning))
 }
 
 /// One line of the file.
@@ -161,55 +255,60 @@ pub fn parse(l: &str) -> Line {
         ms: 0,
         level: "info".into(),
         msg: crate::util::printable(l).into_owned(),
+        fields: BTreeMap::new(),
     })
 }
 
-/// The live file's path and length, for `cobox logs --follow`.
+/// The file being written now (the newest), for `cobox logs --follow`, which looks again as
+/// it goes: a new day starts a new file.
 pub fn live_file(root: &Path) -> PathBuf {
-    live(root)
+    newest_first(root).into_iter().find(|p| p.exists()).unwrap_or_else(|| dir(root).join("cobox.log"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Ordinary reports are not warnings because a word holds a warning's letters.
+    /// Each event is a line with the level its call site gave, its fields and its session
+    /// span's; the tail reads across the daily files, newest last.
     #[test]
-    fn levels_go_by_whole_words() {
-        for (msg, level) in [
-            ("space 1a2b: synced successfully, 0 errors", "info"),
-            ("space 1a2b: rescanned fully: 2 added, 1 changed", "info"),
-            ("restore: 3 errors", "warn"),
-            ("disk full while writing a pack", "warn"),
-            ("sync of 1a2b with 3c4d failed: no answer", "warn"),
-            ("space 1a2b: 2 corrupt or missing blob(s) dropped", "warn"),
-        ] {
-            assert_eq!(Line::new(0, msg).level, level, "{msg}");
-        }
-    }
-
-    #[test]
-    fn lines_rotate_and_the_tail_reads_across_files() {
+    fn events_are_lines_with_levels_and_fields_read_across_days() {
         let home = tempfile::tempdir().unwrap();
-        let log = LogFile::open_with(home.path(), 2_000).unwrap();
-        for i in 0..200 {
-            log.write(1_000 + i, &format!("event {i}"));
-        }
-        log.write(5_000, "session with 1234 refused or failed: nope");
-        // Rotated, and no more than KEEP old files.
-        assert!(rotated(home.path(), 1).exists());
-        assert!(!rotated(home.path(), KEEP + 1).exists());
-        assert!(fs::metadata(live(home.path())).unwrap().len() <= 2_000);
+        let d = dir(home.path());
+        fs::create_dir_all(&d).unwrap();
+        let old = Line {
+            time: "2026-12-05T10:00:00.000Z".into(),
+            ms: 1,
+            level: "info".into(),
+            msg: "a day before".into(),
+            fields: BTreeMap::new(),
+        };
+        fs::write(d.join("cobox.2026-12-05.log"), serde_json::to_string(&old).unwrap() + "\n").unwrap();
+        let appender = tracing_appender::rolling::RollingFileAppender::builder()
+            .filename_prefix("cobox")
+            .filename_suffix("log")
+            .rotation(tracing_appender::rolling::Rotation::DAILY)
+            .build(&d)
+            .unwrap();
+        let sub = tracing_subscriber::registry().with(Lines(Sink::File(Mutex::new(appender))).with_filter(ours()));
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::info_span!("session", space = "1a2b", peer = "3c4d");
+            let _in = span.enter();
+            tracing::info!(bytes = 42u64, "synced");
+            tracing::warn!(peer = "5e6f", "refused: not a member");
+            tracing::info!(target: "iroh", "a library's chatter");
+        });
         let t = tail(home.path(), 10).unwrap();
-        assert_eq!(t.len(), 10);
-        assert_eq!(t[9].msg, "session with 1234 refused or failed: nope");
-        assert_eq!(t[9].level, "warn");
-        assert_eq!(t[8].msg, "event 199");
-        assert_eq!(t[8].level, "info");
-        assert_eq!(t[0].msg, "event 191", "oldest first, across the rotated file");
-        assert_eq!(last_warning(home.path()).map(|l| l.ms), Some(5_000));
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(t[0].msg, "a day before", "the older day's file first");
+        assert_eq!((t[1].msg.as_str(), t[1].level.as_str()), ("synced", "info"));
+        assert_eq!(t[1].fields["bytes"], 42);
+        assert_eq!(t[1].fields["space"], "1a2b", "from the session's span");
+        assert_eq!((t[2].level.as_str(), t[2].fields["peer"].as_str()), ("warn", Some("5e6f")), "its own field wins");
+        assert_eq!(last_warning(home.path()).map(|l| l.msg), Some("refused: not a member".into()));
+        assert_ne!(live_file(home.path()), d.join("cobox.2026-12-05.log"), "today's file is written now");
         // A torn line (a crash mid-write) reads as text; control characters never reach a terminal.
-        fs::write(live(home.path()), "{\"time\":\ntorn\u{1b}[2J\n").unwrap();
+        fs::write(live_file(home.path()), "{\"time\":\ntorn\u{1b}[2J\n").unwrap();
         let t = tail(home.path(), 2).unwrap();
         assert_eq!(t[1].msg, "torn\\u{1b}[2J");
     }

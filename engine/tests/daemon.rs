@@ -8,7 +8,6 @@ use cobox_engine::replica::Replica;
 use cobox_engine::sync::net::{NetConfig, SeedPolicy};
 use cobox_engine::{Home, NoProgress, SpaceId};
 use ed25519_dalek::SigningKey;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -39,12 +38,11 @@ async fn inviter_and_joiner(
     root_b: &std::path::Path,
     space: &cobox_engine::SpaceId,
 ) -> (Running, UnboundedReceiver<Activity>) {
-    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
     let idle = Schedule { interval: Duration::from_secs(3600), ..Schedule::default() };
-    let (da, _) = Daemon::start(home_a, &loopback(), SeedPolicy::default(), idle, quiet.clone()).await.unwrap();
+    let (da, _) = Daemon::start(home_a, &loopback(), SeedPolicy::default(), idle).await.unwrap();
     Home::remember_peer_at(root_b, space, &home_a.device_id(), &da.node().addrs()).unwrap();
     let every_second = Schedule { interval: Duration::from_secs(1), ..Schedule::default() };
-    let (db, activity) = Daemon::start(home_b, &loopback(), SeedPolicy::default(), every_second, quiet).await.unwrap();
+    let (db, activity) = Daemon::start(home_b, &loopback(), SeedPolicy::default(), every_second).await.unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runs = [da, db]
         .into_iter()
@@ -99,8 +97,7 @@ async fn a_folder_edit_is_scanned_without_being_asked() {
         release_idle: Duration::from_millis(300),
         ..Schedule::default()
     };
-    let (d, mut activity) =
-        Daemon::start(&home, &loopback(), SeedPolicy::default(), schedule, Arc::new(|_: &str| {})).await.unwrap();
+    let (d, mut activity) = Daemon::start(&home, &loopback(), SeedPolicy::default(), schedule).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(d.clone().run(async move {
         let _ = stopped.await;
@@ -175,8 +172,7 @@ async fn a_seed_whose_agreements_ended_is_deleted() {
     let seed_dir = root.path().join("seeds").join(space.to_string());
     assert!(seed_dir.exists());
     let schedule = Schedule { interval: Duration::from_secs(1), seed_grace: Duration::ZERO, ..Schedule::default() };
-    let (d, mut activity) =
-        Daemon::start(&home, &loopback(), SeedPolicy::default(), schedule, Arc::new(|_: &str| {})).await.unwrap();
+    let (d, mut activity) = Daemon::start(&home, &loopback(), SeedPolicy::default(), schedule).await.unwrap();
     assert!(d.node().seed(&space).is_some());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(d.clone().run(async move {
@@ -266,20 +262,17 @@ async fn a_daemon_removes_a_pending_space_whose_invite_is_refused() {
 /// caller sets win.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_limits_hold_for_every_daemon_unless_it_sets_its_own() {
-    let quiet: cobox_engine::sync::net::Log = Arc::new(|_: &str| {});
     let saved = cobox_engine::home::Limits { up: 300_000, down: 2_000_000 };
     // Two homes (a daemon's stores stay open while its tasks wind down).
     let (root, _folder, home, s) = scanned_space();
     drop(s);
     Home::set_limits_at(root.path(), &saved).unwrap();
-    let (d, _activity) =
-        Daemon::start(&home, &loopback(), SeedPolicy::default(), Schedule::default(), quiet.clone()).await.unwrap();
+    let (d, _activity) = Daemon::start(&home, &loopback(), SeedPolicy::default(), Schedule::default()).await.unwrap();
     assert_eq!(d.node().limits(), (300_000, 2_000_000));
     let (root2, _folder2, home2, s2) = scanned_space();
     drop(s2);
     Home::set_limits_at(root2.path(), &saved).unwrap();
     let own = NetConfig { limit_up: 100_000, ..loopback() };
-    let (d2, _activity2) =
-        Daemon::start(&home2, &own, SeedPolicy::default(), Schedule::default(), quiet).await.unwrap();
+    let (d2, _activity2) = Daemon::start(&home2, &own, SeedPolicy::default(), Schedule::default()).await.unwrap();
     assert_eq!(d2.node().limits(), (100_000, 2_000_000), "the caller's own limit wins");
 }

@@ -7,10 +7,6 @@ use cobox_engine::{Home, NoProgress, Space};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn quiet() -> cobox_engine::sync::net::Log {
-    Arc::new(|_: &str| {})
-}
-
 /// A home with one space over a folder holding `files`; returns (home dir, folder, seed, space).
 fn device(
     files: &[(&str, &[u8])],
@@ -107,8 +103,8 @@ async fn two_devices_sync_through_a_local_relay_without_direct_addresses() {
         congestion: Congestion::Bbr,
         ..NetConfig::default()
     };
-    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &cfg).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg).await.unwrap();
     // Dial by id and relay URL only: no IP address of A is given to B.
     syncs_file(&b, &space, id_of(&a).with_relay_url(url.clone()), 60, fa.path(), fb.path(), "hello.txt").await;
     b.shutdown().await;
@@ -121,11 +117,11 @@ async fn garbage_and_stalling_peers_do_not_stop_the_node() {
     let ((_ha, fa, seed_a, sa), (_hb, fb, seed_b, sb), _) = pair(("doc.txt", b"still served\n"));
     let space = sa.info().id;
     let cfg = loopback();
-    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &cfg).await.unwrap();
     let a_addr = direct(&a);
 
     // A stranger connects with the right ALPN: one stalls, one claims a 4 GiB frame, one sends noise.
-    let stranger = cobox_engine::sync::net::endpoint([42; 32], &cfg, &quiet()).await.unwrap();
+    let stranger = cobox_engine::sync::net::endpoint([42; 32], &cfg).await.unwrap();
     let alpn = cobox_engine::sync::proto::ALPN;
     let stall = stranger.connect(a_addr.clone(), alpn).await.unwrap();
     let (mut s1, _r1) = stall.open_bi().await.unwrap();
@@ -140,7 +136,7 @@ async fn garbage_and_stalling_peers_do_not_stop_the_node() {
     s3.write_all(&[8, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4]).await.unwrap();
 
     // A member still syncs while the staller is connected.
-    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg).await.unwrap();
     syncs_file(&b, &space, a_addr, 30, fa.path(), fb.path(), "doc.txt").await;
     drop((stall, huge, noise));
     b.shutdown().await;
@@ -154,8 +150,8 @@ async fn devices_on_one_lan_find_each_other_by_id_alone() {
     let space = sa.info().id;
     // No relay, no address given: only mDNS can tell B where A is.
     let cfg = NetConfig { no_relay: true, lan_discovery: true, ..Default::default() };
-    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &cfg).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg).await.unwrap();
     syncs_file(&b, &space, id_of(&a), 60, fa.path(), fb.path(), "lan.txt").await;
     b.shutdown().await;
     a.shutdown().await;
@@ -193,8 +189,8 @@ async fn ledgers_send_only_what_the_peer_lacks() {
     let ledger_len = sa.ledger().read().unwrap().save().len() as u64;
     assert!(ledger_len > 50_000, "{ledger_len}");
     let (ledger_a, ledger_b) = (sa.ledger(), sb.ledger());
-    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &loopback(), quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &loopback()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &loopback()).await.unwrap();
     let a_addr = direct(&a);
     let first = b.sync_once(&space, a_addr.clone()).await.unwrap();
     assert!(first.wire_bytes > ledger_len, "the first session carries the ledger: {first:?}");
@@ -259,10 +255,10 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
     let add =
         cobox_engine::roster::Action::Add { device: rogue_id, role: cobox_engine::roster::Role::Write, name: vec![] };
     sa.ledger().add_roster_op(&ed25519_dalek::SigningKey::from_bytes(&seed_a), add, None).unwrap();
-    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &cfg).await.unwrap();
     let a_addr = direct(&a);
     for (lanes, expect) in [(200u8, "unexpected message"), (1, "unrequested blob")] {
-        let rogue = cobox_engine::sync::net::endpoint([66; 32], &cfg, &quiet()).await.unwrap();
+        let rogue = cobox_engine::sync::net::endpoint([66; 32], &cfg).await.unwrap();
         let me = cobox_engine::DeviceId(*rogue.id().as_bytes());
         let conn = rogue.connect(a_addr.clone(), ALPN).await.unwrap();
         let (mut s, mut r) = conn.open_bi().await.unwrap();
@@ -315,7 +311,7 @@ async fn a_member_breaking_the_lane_rules_is_refused() {
         rogue.close().await;
     }
     // The node still serves members.
-    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg).await.unwrap();
     syncs_file(&b, &space, a_addr, 30, fa.path(), fb.path(), "kept.txt").await;
     b.shutdown().await;
     a.shutdown().await;
@@ -343,8 +339,8 @@ async fn thousands_of_small_files_sync_in_one_go() {
     let (_hb, fb, seed_b, sb) = device(&[], Some((home_a.path(), &inv)));
     let space = sa.info().id;
     let cfg = loopback();
-    let a = Node::start(seed_a, vec![sa], &cfg, quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &cfg, quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &cfg).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &cfg).await.unwrap();
     // One session, no retries: the first must carry everything.
     let stats = tokio::time::timeout(Duration::from_secs(240), b.sync_once(&space, direct(&a))).await.unwrap().unwrap();
     assert!(stats.received_blobs > n as u64, "{stats:?}");
@@ -366,8 +362,8 @@ async fn a_file_added_after_a_removal_is_unreadable_with_every_key_the_removed_d
     use cobox_engine::replica::Replica;
     let ((ha, fa, seed_a, sa), (hb, _fb, seed_b, sb), _) = pair(("before.txt", b"written before\n"));
     let space = sa.info().id;
-    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &loopback(), quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &loopback()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &loopback()).await.unwrap();
     b.sync_until_converged(&space, direct(&a), 6).await.unwrap();
     b.shutdown().await;
     a.shutdown().await;
@@ -443,9 +439,9 @@ async fn a_transfer_reports_what_it_asked_for_and_what_arrived() {
     blake3::Hasher::new().update(b"transfer").finalize_xof().fill(&mut big);
     let ((_ha, _fa, seed_a, sa), (_hb, _fb, seed_b, sb), _) = pair(("big.bin", &big));
     let space = sa.info().id;
-    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &loopback()).await.unwrap();
     let slow = NetConfig { limit_down: 1_000_000, ..loopback() };
-    let b = Arc::new(Node::start(seed_b, vec![sb], &slow, quiet()).await.unwrap());
+    let b = Arc::new(Node::start(seed_b, vec![sb], &slow).await.unwrap());
     let addr = direct(&a);
     let syncing = {
         let b = b.clone();
@@ -477,8 +473,8 @@ async fn a_sync_asked_for_converges_in_one_call() {
     use cobox_engine::ops::{SyncOptions, sync};
     let ((_ha, fa, seed_a, sa), (hb, fb, seed_b, sb), _) = pair(("x.txt", b"base"));
     let id = sa.info().id;
-    let a = Node::start(seed_a, vec![sa], &loopback(), quiet()).await.unwrap();
-    let b = Node::start(seed_b, vec![sb], &loopback(), quiet()).await.unwrap();
+    let a = Node::start(seed_a, vec![sa], &loopback()).await.unwrap();
+    let b = Node::start(seed_b, vec![sb], &loopback()).await.unwrap();
     let peer_a = cobox_engine::codes::PeerAddr {
         device: a.device(),
         addrs: a.bound().iter().map(ToString::to_string).collect(),

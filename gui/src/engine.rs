@@ -306,17 +306,15 @@ fn run(
         .build()
         .map_err(|e| format!("Cannot start: {e}"))?;
     // The same log file `cobox up` writes, so `cobox logs` shows what the app's daemon did.
-    let log: cobox_engine::sync::net::Log = match cobox_engine::logfile::LogFile::open(home.root()) {
-        Ok(f) => Arc::new(move |m: &str| f.write(cobox_engine::now_ms(), m)),
-        Err(_) => Arc::new(|_: &str| {}),
-    };
+    // Without it the app still works; it says so once it is up.
+    let unlogged = cobox_engine::logfile::init(home.root(), false).err();
     let schedule = Schedule { interval: Duration::from_secs(cfg.interval.max(1)), ..Schedule::default() };
     // The standing policy `cobox up` also starts from (an administrator may have set it).
     let standing =
         cobox_engine::seeder_admin::standing_policy(home.root()).map_err(|e| format!("Cannot start: {e}"))?;
     let policy = SeedPolicy { owners: standing.seed_for, max_quota: standing.max_quota, accept: Vec::new() };
     let (daemon, activity) =
-        rt.block_on(Daemon::start(&home, &cfg.net, policy, schedule, log)).map_err(|e| format!("Cannot start: {e}"))?;
+        rt.block_on(Daemon::start(&home, &cfg.net, policy, schedule)).map_err(|e| format!("Cannot start: {e}"))?;
     // The control socket, as `cobox up` serves it: the CLI works beside the app.
     let control = {
         let _in_runtime = rt.enter();
@@ -348,6 +346,9 @@ fn run(
     });
     eng.refresh();
     eng.ask_seeders();
+    if let Some(e) = unlogged {
+        eng.notice(true, format!("CoBox cannot write its log, so `cobox logs` will not show this session: {e}"));
+    }
     let start = Instant::now();
     let mut last_traffic = eng.daemon.node().traffic();
     let mut next_sample = Instant::now() + Duration::from_secs(1);
@@ -661,7 +662,6 @@ impl Engine {
         let mut refresh = false;
         while let Ok(a) = self.activity.try_recv() {
             match a {
-                Activity::Log(_) => {}
                 Activity::Audited { space, seeder, result, refusal } => {
                     let name =
                         self.home.spaces().ok().and_then(|v| v.into_iter().find(|i| i.id == space)).map(|i| i.name);

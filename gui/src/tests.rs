@@ -306,9 +306,7 @@ fn pair_with_a_seeder_read_its_report_and_set_its_policy() {
         policy: cobox_engine::sync::net::SeedPolicy { max_quota: 10 << 30, ..Default::default() },
         ..cobox_engine::sync::net::NodeSetup::default()
     };
-    let node = rt
-        .block_on(cobox_engine::sync::net::Node::start_with(seeder_seed, setup, &net, Arc::new(|_: &str| {})))
-        .unwrap();
+    let node = rt.block_on(cobox_engine::sync::net::Node::start_with(seeder_seed, setup, &net)).unwrap();
     let code = cobox_engine::seeder_admin::new_pairing(
         seeder_home.path(),
         node.device(),

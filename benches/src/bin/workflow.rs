@@ -21,12 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The engine's log lines, on stderr.
-fn stderr_log() -> cobox_engine::sync::net::Log {
-    std::sync::Arc::new(|m: &str| eprintln!("{m}"))
-}
-
 fn main() -> Result<()> {
+    // The engine's log lines, on stderr.
+    cobox_engine::logfile::echo_only();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n_arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
@@ -692,8 +689,8 @@ fn congestion(arg: Option<&String>) -> Result<cobox_engine::sync::congestion::Co
 async fn raw_stream(bytes: u64, congestion: cobox_engine::sync::congestion::Congestion) -> Result<Duration> {
     use cobox_engine::sync::net::{NetConfig, endpoint};
     let cfg = NetConfig { bind: Some("127.0.0.1:0".parse()?), no_relay: true, congestion, ..Default::default() };
-    let server = endpoint([1; 32], &cfg, &stderr_log()).await?;
-    let client = endpoint([2; 32], &cfg, &stderr_log()).await?;
+    let server = endpoint([1; 32], &cfg).await?;
+    let client = endpoint([2; 32], &cfg).await?;
     let addr = iroh::EndpointAddr::new(server.id())
         .with_addrs(server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));
     let sink = tokio::spawn(raw_sink(server.clone()));
@@ -753,7 +750,7 @@ fn raw_split(args: &[String]) -> Result<()> {
         if args[0] == "raw-sink" {
             let bind = args.get(1).context("raw-sink IP:PORT")?.parse()?;
             let cfg = NetConfig { bind: Some(bind), no_relay: true, congestion: cc_at(2)?, ..Default::default() };
-            let server = endpoint([1; 32], &cfg, &stderr_log()).await?;
+            let server = endpoint([1; 32], &cfg).await?;
             println!("listening {}@{bind}", server.id());
             use std::io::Write;
             std::io::stdout().flush()?;
@@ -767,7 +764,7 @@ fn raw_split(args: &[String]) -> Result<()> {
                 congestion: cc_at(3)?,
                 ..Default::default()
             };
-            let client = endpoint([2; 32], &cfg, &stderr_log()).await?;
+            let client = endpoint([2; 32], &cfg).await?;
             let took = raw_send(&client, addr, bytes).await?;
             println!("one raw iroh stream, {bytes} bytes: {:.2} s, {:.1} MB/s", took.as_secs_f64(), mbps(bytes, took));
             client.close().await;

@@ -7,12 +7,11 @@ use crate::args::bytes;
 use crate::args::runtime;
 use anyhow::{Context, Result, bail, ensure};
 use cobox_engine::codes::{Invite, PeerAddr};
-use cobox_engine::sync::net::{Log, NetConfig, Node, NodeSetup, parse_peer};
+use cobox_engine::sync::net::{NetConfig, Node, NodeSetup, parse_peer};
 use cobox_engine::{Home, NoProgress, SpaceId, agreement_service};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub(crate) struct DemoArgs {
@@ -41,10 +40,6 @@ fn tree(root: &Path) -> Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
-}
-
-fn quiet() -> Log {
-    Arc::new(|_: &str| {})
 }
 
 fn peer(node: &Node) -> Result<cobox_engine::sync::net::EndpointAddr> {
@@ -110,7 +105,6 @@ async fn story(dir: &Path) -> Result<()> {
         desk.device_seed(),
         NodeSetup { spaces: vec![space], home: Some(desk_root.clone()), ..NodeSetup::default() },
         &cfg,
-        quiet(),
     )
     .await?;
     desk_node.advertise();
@@ -130,7 +124,7 @@ async fn story(dir: &Path) -> Result<()> {
     let recovery = Home::invite(&desk_root, "coop", &recovery)?.encode()?;
     let laptop = Home::open(&laptop_root)?;
     laptop.join(&Invite::parse(&invite)?, &laptop_dir, None)?;
-    let laptop_node = Node::start(laptop.device_seed(), Vec::new(), &cfg, quiet()).await?;
+    let laptop_node = Node::start(laptop.device_seed(), Vec::new(), &cfg).await?;
     let st = join_and_sync(&laptop_node, &laptop_root, &id, &desk_node).await?;
     println!(
         "    laptop received {} blobs ({}); its folder has {} files",
@@ -169,7 +163,6 @@ async fn story(dir: &Path) -> Result<()> {
         seeder.device_seed(),
         NodeSetup { home: Some(seeder_root.clone()), ..NodeSetup::default() },
         &cfg,
-        quiet(),
     )
     .await?;
     seeder_node.add_seed(seed, Some(cobox_engine::agreements::AgreementId(code.agreement)));
@@ -215,7 +208,7 @@ async fn story(dir: &Path) -> Result<()> {
     );
     let fresh = Home::open(&new_root)?;
     fresh.join(&Invite::parse(&recovery)?, &new_dir, None)?;
-    let new_node = Node::start(fresh.device_seed(), Vec::new(), &cfg, quiet()).await?;
+    let new_node = Node::start(fresh.device_seed(), Vec::new(), &cfg).await?;
     let st = join_and_sync(&new_node, &new_root, &id, &seeder_node).await?;
     let got = tree(&new_dir)?;
     if got != expected {

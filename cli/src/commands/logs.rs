@@ -30,9 +30,9 @@ fn show(ctx: &Ctx, l: &logfile::Line) {
 }
 
 pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
-    let keep = |l: &logfile::Line| !a.warnings || l.level == "warn";
+    let keep = |l: &logfile::Line| !a.warnings || l.is_warning();
     let lines = logfile::tail(&ctx.home, if a.warnings { usize::MAX } else { a.lines })
-        .context("reading the log (logs/cobox.log in the home)")?;
+        .context("reading the log (logs/ in the home)")?;
     let lines: Vec<_> = lines.into_iter().filter(|l| keep(l)).collect();
     let skip = lines.len().saturating_sub(a.lines);
     if lines.is_empty() && !a.follow && !ctx.json && a.lines > 0 {
@@ -44,14 +44,19 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     if !a.follow {
         return Ok(());
     }
-    let path = logfile::live_file(&ctx.home);
+    let mut path = logfile::live_file(&ctx.home);
     let mut at = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut partial = String::new();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
+        // A new day's file (or the first file) is read from its start.
+        let newest = logfile::live_file(&ctx.home);
+        if newest != path {
+            (path, at) = (newest, 0);
+            partial.clear();
+        }
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len < at {
-            // Rotated: the new file is read from its start.
             at = 0;
             partial.clear();
         }

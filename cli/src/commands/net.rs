@@ -1,5 +1,5 @@
 use crate::Ctx;
-use crate::args::{NetArgs, daemon_log, runtime, stderr_log};
+use crate::args::{NetArgs, runtime};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
 use cobox_engine::daemon::{Daemon, Schedule};
@@ -145,7 +145,9 @@ fn sync_here(
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let runs = rt.block_on(async {
-        let node = Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?;
+        // What the node logs (refusals, sessions) goes to stderr.
+        cobox_engine::logfile::echo_only();
+        let node = Node::start(home.device_seed(), spaces, &cfg).await?;
         let runs =
             cobox_engine::ops::sync(&node, home.root(), &id, &cobox_engine::ops::SyncOptions::asked(peers)).await;
         node.shutdown().await;
@@ -250,14 +252,14 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     let cfg = a.net.config(a.bind)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let log = daemon_log(&ctx.home)?;
-        log(&format!("cobox up {} starting", env!("CARGO_PKG_VERSION")));
-        let (daemon, _activity) = Daemon::start(&home, &cfg, policy, schedule, log.clone())
+        cobox_engine::logfile::init(&ctx.home, true).context("opening the log in the home (logs/)")?;
+        tracing::info!("cobox up {} starting", env!("CARGO_PKG_VERSION"));
+        let (daemon, _activity) = Daemon::start(&home, &cfg, policy, schedule)
             .await
             .context("starting the daemon (is the folder of every space still there?)")?;
         let node = daemon.node().clone();
         if !cfg.no_relay && !node.reach_relay(Duration::from_secs(5)).await {
-            log("cobox up: no relay reached yet; handing out direct addresses only for now");
+            tracing::warn!("cobox up: no relay reached yet; handing out direct addresses only for now");
         }
         node.advertise();
         let addr = node.addr_string();
@@ -313,7 +315,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             }
             None => None,
         };
-        log(&format!("cobox up: {} spaces held, listening on {addr}; Ctrl-C stops", node.held().len()));
+        tracing::info!("cobox up: {} spaces held, listening on {addr}; Ctrl-C stops", node.held().len());
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
         let stop = async move {
@@ -323,7 +325,7 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             }
         };
         daemon.clone().run(stop).await;
-        log("cobox up: shutting down");
+        tracing::info!("cobox up: shutting down");
         // Awaited, so their handles on the daemon are gone before it is taken apart.
         if let Some(h) = http {
             h.abort();

@@ -81,7 +81,7 @@ async fn client(ctx: &Ctx, net: &NetArgs) -> Result<Client> {
     let mut cfg = net.config(None)?;
     // Dialed by the address the code or the list gives; nothing to announce on the LAN.
     cfg.lan_discovery = false;
-    Ok(Client::Own(Node::start_with(seed, NodeSetup::default(), &cfg, std::sync::Arc::new(|_: &str| {})).await?))
+    Ok(Client::Own(Node::start_with(seed, NodeSetup::default(), &cfg).await?))
 }
 
 impl Client {

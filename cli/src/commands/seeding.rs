@@ -2,7 +2,7 @@
 
 use crate::Ctx;
 use crate::args::bytes;
-use crate::args::{NetArgs, runtime, stderr_log};
+use crate::args::{NetArgs, runtime};
 use anyhow::{Context, Result, bail};
 use cobox_engine::agreement_service;
 use cobox_engine::codes::{PeerAddr, SeedCode};
@@ -150,7 +150,9 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg, stderr_log()).await?;
+        // What the node logs (refusals, sessions) goes to stderr.
+        cobox_engine::logfile::echo_only();
+        let node = Node::start_with(home.device_seed(), NodeSetup::default(), &cfg).await?;
         // A first session only fetches the owner's ledger, so the terms can be shown (and
         // agreed to) before anything is countersigned or stored.
         let r = async {
@@ -343,7 +345,9 @@ fn audit_here(ctx: &Ctx, a: &AuditArgs) -> Result<Vec<AuditEntry>> {
     let cfg = a.net.config(None)?;
     let rt = runtime()?;
     let results = rt.block_on(async {
-        let node = Node::start(home.device_seed(), spaces, &cfg, stderr_log()).await?;
+        // What the node logs (refusals, sessions) goes to stderr.
+        cobox_engine::logfile::echo_only();
+        let node = Node::start(home.device_seed(), spaces, &cfg).await?;
         let out = cobox_engine::ops::audit(&node, home.root(), &id, &opts).await;
         node.shutdown().await;
         out

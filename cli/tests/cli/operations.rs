@@ -333,11 +333,14 @@ fn the_daemon_logs_to_a_file_that_cobox_logs_reads_and_follows() {
     let theirs = tempfile::tempdir().unwrap();
     create_space(&stranger, "x", theirs.path());
     stranger.fails(&["sync", "x", "--peer", &d.addr, "--no-relay"]);
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    d.stop();
+    // --follow prints what the daemon writes after it started: read until the refusal comes
+    // (the read blocks until a line does; the test's own timeout bounds it).
     let mut line = String::new();
-    followed.read_line(&mut line).unwrap();
-    assert!(!line.trim().is_empty(), "--follow printed what the daemon wrote after it started");
+    while !line.contains("does not hold space") {
+        line.clear();
+        assert!(followed.read_line(&mut line).unwrap() > 0, "--follow ended before the refusal");
+    }
+    d.stop();
     let _ = follow.kill();
     let _ = follow.wait();
 
@@ -347,6 +350,11 @@ fn the_daemon_logs_to_a_file_that_cobox_logs_reads_and_follows() {
     let json = dev.ok(&["logs", "--json"]);
     let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.iter().all(|l| l["time"].is_string() && l["ms"].is_i64() && l["level"].is_string()), "{json}");
+    // The refusal is a warning with the session's fields: the stranger as its peer.
+    let refusal = lines.iter().find(|l| l["msg"].as_str().is_some_and(|m| m.contains("does not hold space"))).unwrap();
+    assert_eq!(refusal["level"], "warn", "{refusal}");
+    let stranger_id = stranger.ok(&["id"]);
+    assert!(stranger_id.trim().starts_with(refusal["fields"]["peer"].as_str().unwrap()), "{refusal}");
     assert_eq!(dev.ok(&["logs", "-n", "1"]).lines().count(), 1);
     let warnings = dev.ok(&["logs", "--warnings"]);
     assert!(warnings.contains("does not hold space"), "{warnings}");

@@ -4,7 +4,7 @@
 
 use super::held::Held;
 use super::shared::Shared;
-use super::{Log, net, net_err};
+use super::{net, net_err};
 use crate::admin::{
     ALPN, AgreementLine, AuditLine, Event, HeldSpace, MAX_EVENTS, MAX_REQUEST, MAX_RESPONSE, Policy, Report, Request,
     Response,
@@ -57,7 +57,8 @@ impl ProtocolHandler for AdminHandler {
             Err(_) => Response::Refused("no request within 30 s".into()),
         };
         if let Response::Refused(why) = &answer {
-            self.act(format!("refused an admin request from {}: {why}", peer.short()));
+            tracing::warn!(peer = %peer.short(), "admin: refused an admin request from {}: {why}", peer.short());
+            push_event(&self.sh.admin_log, format!("refused an admin request from {}: {why}", peer.short()));
         }
         let _ = send.write_all(&answer.encode()).await;
         let _ = send.finish();
@@ -70,7 +71,7 @@ impl ProtocolHandler for AdminHandler {
 impl AdminHandler {
     /// Log a remote action (or refusal) and keep it for reports.
     fn act(&self, text: String) {
-        (self.sh.log)(&format!("admin: {text}"));
+        tracing::info!("admin: {text}");
         push_event(&self.sh.admin_log, text);
     }
 
@@ -217,12 +218,7 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
 }
 
 /// Send one request to a seeder and read its answer.
-pub(super) async fn ask(
-    ep: &iroh::Endpoint,
-    peer: iroh::EndpointAddr,
-    req: &Request,
-    log: &Log,
-) -> Result<Response, Error> {
+pub(super) async fn ask(ep: &iroh::Endpoint, peer: iroh::EndpointAddr, req: &Request) -> Result<Response, Error> {
     let id = DeviceId(*peer.id.as_bytes());
     let go = async {
         let conn = ep.connect(peer, ALPN).await.map_err(|e| super::dial_err(&id, e))?;
@@ -237,7 +233,7 @@ pub(super) async fn ask(
         .await
         .map_err(|_| Error::Net(format!("seeder {} did not answer within 30 s", id.short())))?;
     if let Err(e) = &r {
-        log(&format!("asking seeder {}: {e}", id.short()));
+        tracing::warn!(peer = %id.short(), "asking seeder {}: {e}", id.short());
     }
     r
 }

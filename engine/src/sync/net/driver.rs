@@ -105,17 +105,17 @@ pub(super) async fn drive(
         while let Some(ev) = session.poll_event() {
             let step = match ev {
                 Event::Note(n) => {
-                    (sh.log)(&n);
+                    tracing::info!("{n}");
                     Ok(())
                 }
                 Event::Countersigned { agreement, space, quota, end_ms } => {
-                    (sh.log)(&format!(
+                    tracing::info!(
                         "accepted agreement {} for space {}: {} until {}",
                         agreement.short(),
                         space.short(),
                         crate::units::format_bytes(quota),
                         crate::util::rfc3339(end_ms)
-                    ));
+                    );
                     Ok(())
                 }
                 // Persisted before anything that depends on it is sent.
@@ -127,8 +127,8 @@ pub(super) async fn drive(
                         let space = session.space().to_string();
                         let done = tokio::task::spawn_blocking(move || crate::members::upkeep(&home, &space)).await;
                         match done {
-                            Ok(Ok(Some(note))) => (sh.log)(&note),
-                            Ok(Err(e)) => (sh.log)(&format!("key upkeep: {e}")),
+                            Ok(Ok(Some(note))) => tracing::info!("{note}"),
+                            Ok(Err(e)) => tracing::warn!("key upkeep: {e}"),
                             _ => {}
                         }
                     }
@@ -178,11 +178,11 @@ pub(super) async fn drive(
                     let budget =
                         sh.audit_budget.lock().unwrap_or_else(|p| p.into_inner()).take(peer, work, crate::now_ms());
                     if let Err(why) = budget {
-                        (sh.log)(&format!(
+                        tracing::warn!(
                             "space {}: declined an audit by {}: {why}",
                             session.space().short(),
                             peer.short()
-                        ));
+                        );
                         session.decline(why)
                     } else {
                         let answers = audit_answers(held, nonce, ids).await.map_err(net)?;
@@ -196,18 +196,18 @@ pub(super) async fn drive(
                                     .await
                                     .map_err(net)?;
                             match lost {
-                                Ok(ids) if !ids.is_empty() => (sh.log)(&format!(
+                                Ok(ids) if !ids.is_empty() => tracing::warn!(
                                     "space {}: {} blob(s) lost on this disk (missing or corrupt), found answering an audit by {}; dropped from the index, so owners send them again: {}",
                                     space.short(),
                                     ids.len(),
                                     peer.short(),
                                     crate::util::list_some(ids.iter().map(|id| id.short()), 8)
-                                )),
+                                ),
                                 Ok(_) => {}
-                                Err(e) => (sh.log)(&format!(
+                                Err(e) => tracing::warn!(
                                     "space {}: checking the store after a failed proof: {e}",
                                     space.short()
-                                )),
+                                ),
                             }
                         }
                         let stored = seed.lock().await.used();
@@ -227,13 +227,13 @@ pub(super) async fn drive(
                     .map_err(net)?;
                     if !failed.is_empty() {
                         let failed: Vec<BlobId> = failed.into_iter().map(|i| c.ids[i]).collect();
-                        (sh.log)(&format!(
+                        tracing::warn!(
                             "audit of seeder {}: {} of {} blobs not proven: {}; they are sent again at the next sync if the seeder no longer claims them",
                             peer.short(),
                             failed.len(),
                             c.ids.len(),
                             crate::util::list_some(failed.iter().map(|id| id.short()), 8)
-                        ));
+                        );
                     }
                     let record = AuditRecord {
                         agreement: c.agreement,
@@ -289,12 +289,12 @@ pub(super) async fn drive(
                         let (who, wanted) = (peer, ids.clone());
                         let again = on_space(space, move |s| s.acknowledged_among(&who, &wanted)).await?;
                         if !again.is_empty() {
-                            (sh.log)(&format!(
+                            tracing::warn!(
                                 "seeder {} asked again for {} blob(s) it acknowledged holding: {}; recorded as a failed audit",
                                 peer.short(),
                                 again.len(),
                                 crate::util::list_some(again.iter().map(|id| id.short()), 8)
-                            ));
+                            );
                             let record = AuditRecord {
                                 agreement,
                                 auditor: sh.me.0,
@@ -364,7 +364,7 @@ pub(super) async fn drive_join(
     loop {
         while let Some(ev) = session.poll_event() {
             match ev {
-                Event::Note(n) => (sh.log)(&n),
+                Event::Note(n) => tracing::info!("{n}"),
                 Event::LedgerChanged => {
                     ledger.merge_from(session.ledger_mut())?;
                 }
@@ -372,7 +372,7 @@ pub(super) async fn drive_join(
                 Event::Finished => {}
                 other => {
                     let e = SessionError::Misuse("a join session asked for more than its ledgers");
-                    (sh.log)(&format!("join session: unexpected {other:?}"));
+                    tracing::warn!("join session: unexpected {other:?}");
                     return Err(fail(io, session, e).await);
                 }
             }

@@ -1,14 +1,14 @@
 //! The iroh endpoint: identity, transport settings, relays and LAN discovery.
 
-use super::{IDLE, Log, NetConfig, net_err};
+use super::{IDLE, NetConfig, net_err};
 use crate::error::Error;
 use crate::sync::proto::ALPN;
 use iroh::endpoint::presets;
 use iroh::{Endpoint, RelayMode, SecretKey};
 
 /// Bind an endpoint whose identity is this device's key; what does not work (LAN discovery on a
-/// network without multicast) is said through `log`.
-pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig, log: &Log) -> Result<Endpoint, Error> {
+/// network without multicast) is logged as a warning.
+pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig) -> Result<Endpoint, Error> {
     // A peer that vanishes (power cut, network gone) is noticed after IDLE with no packet;
     // keep-alives every third of it keep a quiet but live connection open.
     // Flow-control windows stay at noq's defaults (1.25 MB per stream): larger ones break
@@ -51,9 +51,9 @@ pub async fn endpoint(device_seed: [u8; 32], cfg: &NetConfig, log: &Log) -> Resu
         match iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("cobox").build(ep.id()) {
             Ok(mdns) => match ep.address_lookup() {
                 Ok(services) => services.add(mdns),
-                Err(e) => log(&format!("LAN discovery is off: {e}")),
+                Err(e) => tracing::warn!("LAN discovery is off: {e}"),
             },
-            Err(e) => log(&format!("LAN discovery is off: {e}")),
+            Err(e) => tracing::warn!("LAN discovery is off: {e}"),
         }
     }
     Ok(ep)

@@ -27,7 +27,6 @@ use iroh::TransportAddr;
 pub use node::{Node, NodeSetup};
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A peer that stalls longer than this between messages is dropped.
@@ -311,9 +310,6 @@ pub struct PeerSeen {
     /// ([`SyncStats::stale`]).
     pub stale: Option<(SpaceId, crate::space::Stale)>,
 }
-
-/// Log sink for the daemon (refusals, sessions); the CLI prints to stderr.
-pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub use crate::error::SEEDER_FULL;
 

@@ -5,7 +5,7 @@ use super::endpoint::endpoint;
 use super::framing::Framed;
 use super::held::Held;
 use super::shared::Shared;
-use super::{Log, NetConfig, PeerSeen, STALL, SeedPolicy, SyncStats, Traffic, net_err};
+use super::{NetConfig, PeerSeen, STALL, SeedPolicy, SyncStats, Traffic, net_err};
 use crate::error::Error;
 use crate::ids::{DeviceId, SpaceId};
 use crate::seed::Seed;
@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 /// What a node holds and how it seeds.
 #[derive(Default)]
@@ -57,8 +58,16 @@ impl std::fmt::Debug for Handler {
 impl ProtocolHandler for Handler {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = DeviceId(*conn.remote_id().as_bytes());
+        // Every line this session logs carries its peer (and says its space).
+        let span = tracing::info_span!("session", peer = %peer.short(), side = "accepted");
+        self.accept_from(conn, peer).instrument(span).await
+    }
+}
+
+impl Handler {
+    async fn accept_from(&self, conn: Connection, peer: DeviceId) -> Result<(), AcceptError> {
         let Some(slot) = self.sh.inbound.admit(peer, super::MAX_INBOUND, super::MAX_INBOUND_PER_PEER) else {
-            (self.sh.log)(&format!("refused a session from {}: too many sessions at once", peer.short()));
+            tracing::warn!(peer = %peer.short(), "refused a session from {}: too many sessions at once", peer.short());
             conn.close(2u32.into(), b"too many sessions at once");
             return Ok(());
         };
@@ -81,12 +90,12 @@ impl ProtocolHandler for Handler {
         self.sh.saw(peer, &r);
         match r {
             Ok(msg) => {
-                (self.sh.log)(&msg);
+                tracing::info!("{msg}");
                 // Let the dialer read the last frames and close; do not wait on it forever.
                 let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
             }
             Err(e) => {
-                (self.sh.log)(&format!("session with {} refused or failed: {e}", peer.short()));
+                tracing::warn!("session with {} refused or failed: {e}", peer.short());
                 // Give the peer two seconds to read the refusal and hang up, then end the
                 // connection ourselves: garbage and stalled sessions hold nothing for long.
                 let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
@@ -191,7 +200,7 @@ impl Handler {
         if let (_, Some(m)) = held.settle().await?
             && (m.written + m.deleted > 0 || !m.waiting.is_empty() || !m.refused.is_empty() || !m.conflicts.is_empty())
         {
-            (sh.log)(&format!(
+            tracing::info!(
                 "space {}: wrote {}, deleted {}, waiting for {:?}, refused {:?}, conflict copies {:?}",
                 space.short(),
                 m.written,
@@ -199,7 +208,7 @@ impl Handler {
                 m.waiting,
                 m.refused,
                 m.conflicts
-            ));
+            );
         }
         Ok(format!(
             "synced space {} with {}: received {} blobs ({}), sent {} blobs ({})",
@@ -215,13 +224,13 @@ impl Handler {
 
 impl Node {
     /// Bind the endpoint and start accepting syncs for member `spaces`.
-    pub async fn start(device_seed: [u8; 32], spaces: Vec<Space>, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
-        Self::start_with(device_seed, NodeSetup { spaces, ..NodeSetup::default() }, cfg, log).await
+    pub async fn start(device_seed: [u8; 32], spaces: Vec<Space>, cfg: &NetConfig) -> Result<Self, Error> {
+        Self::start_with(device_seed, NodeSetup { spaces, ..NodeSetup::default() }, cfg).await
     }
 
     /// Bind the endpoint and start accepting sessions for member spaces and seeds.
-    pub async fn start_with(device_seed: [u8; 32], setup: NodeSetup, cfg: &NetConfig, log: Log) -> Result<Self, Error> {
-        let ep = endpoint(device_seed, cfg, &log).await?;
+    pub async fn start_with(device_seed: [u8; 32], setup: NodeSetup, cfg: &NetConfig) -> Result<Self, Error> {
+        let ep = endpoint(device_seed, cfg).await?;
         let me = DeviceId(*ep.id().as_bytes());
         let keys: HashMap<SpaceId, SigningKey> =
             setup.spaces.iter().map(|s| (s.info().id, s.space_key().clone())).collect();
@@ -235,7 +244,6 @@ impl Node {
             held: std::sync::RwLock::new(held),
             me,
             key: SigningKey::from_bytes(&device_seed),
-            log,
             home: setup.home,
             policy: std::sync::Mutex::new(setup.policy),
             listen: std::sync::Mutex::new(Vec::new()),
@@ -381,7 +389,7 @@ impl Node {
             if purpose == Purpose::Sync
                 && let Err(e) = crate::handle::on_space(s, Space::note_heads).await
             {
-                (self.sh.log)(&format!("cannot note this device's heads in the ledger: {e}"));
+                tracing::warn!("cannot note this device's heads in the ledger: {e}");
             }
         }
         let ledger = held.ledger().await;
@@ -456,7 +464,8 @@ impl Node {
     /// transfer, then apply and materialise (a member) or flush (a seeder).
     pub async fn sync_once(&self, space: &SpaceId, peer: EndpointAddr) -> Result<SyncStats, Error> {
         let id = DeviceId(*peer.id.as_bytes());
-        let r = self.sync_session(space, peer).await;
+        let span = tracing::info_span!("session", space = %space.short(), peer = %id.short(), side = "dialed");
+        let r = self.sync_session(space, peer).instrument(span).await;
         self.sh.saw(id, &r);
         if let Ok(st) = &r {
             self.sh.saw_stale(id, *space, st.stale);
@@ -544,20 +553,20 @@ impl Node {
         stats.apply_ms = applying.elapsed().as_millis() as u64;
         if let Some(m) = report.filter(|m| !m.refused.is_empty()) {
             stats.not_written = m.refused.len() as u64;
-            (self.sh.log)(&format!(
+            tracing::warn!(
                 "space {}: {} path(s) not written into the folder, kept pending and retried at the next sync: {}",
                 space.short(),
                 m.refused.len(),
                 crate::util::list_some(m.refused.iter().cloned(), 5)
-            ));
+            );
         }
         if let Held::Member(s) = &held {
             let waiting = s.lock().await.quarantined().len();
             if waiting > 0 {
-                (self.sh.log)(&format!(
+                tracing::warn!(
                     "space {}: {waiting} change(s) set aside (cobox status lists them); one sealed under a key epoch this device lacks is applied once a manager hands it over",
                     space.short()
-                ));
+                );
             }
         }
         if let Held::Member(s) = &held
@@ -566,7 +575,7 @@ impl Node {
             // A seeder that withheld the newest changes (or lost them) shows here: a member
             // noted heads that did not come.
             if let Some(st) = crate::handle::on_space(s, Space::stale).await? {
-                (self.sh.log)(&format!(
+                tracing::warn!(
                     "seeder {} handed over less than members had: device {} noted {} heads on {} that this device \
                      lacks; its copy of space {} is stale, so sync with another seeder or a member",
                     peer_id.short(),
@@ -574,7 +583,7 @@ impl Node {
                     st.missing,
                     crate::util::rfc3339(st.time_ms),
                     space.short()
-                ));
+                );
                 stats.stale = Some(st);
             }
         }
@@ -612,14 +621,14 @@ impl Node {
         {
             s.lock().await.set_seeder_acked(&peer_id, started_ms)?;
         }
-        (self.sh.log)(&format!(
+        tracing::info!(
             "synced with {}: received {} blobs ({}), sent {} blobs ({})",
             peer_id.short(),
             stats.received_blobs,
             crate::units::format_bytes(stats.received_bytes),
             stats.sent_blobs,
             crate::units::format_bytes(stats.sent_bytes)
-        ));
+        );
         Ok(stats)
     }
 
@@ -676,7 +685,7 @@ impl Node {
         peer: EndpointAddr,
         req: &crate::admin::Request,
     ) -> Result<crate::admin::Response, Error> {
-        super::admin::ask(self.router.endpoint(), peer, req, &self.sh.log).await
+        super::admin::ask(self.router.endpoint(), peer, req).await
     }
 
     /// Close connections and the endpoint. A graceful close waits for peers to acknowledge; a
@@ -744,15 +753,10 @@ mod tests {
         let seed_store = seed.store.clone();
         let (owner_seed, seeder_seed) = (home.device_seed(), seeder.device_seed());
         drop((home, seeder));
-        let s_node = Node::start_with(
-            seeder_seed,
-            NodeSetup { seeds: vec![seed], ..Default::default() },
-            &loopback(),
-            Arc::new(|_: &str| {}),
-        )
-        .await
-        .unwrap();
-        let o_node = Node::start(owner_seed, vec![space], &loopback(), Arc::new(|_: &str| {})).await.unwrap();
+        let s_node = Node::start_with(seeder_seed, NodeSetup { seeds: vec![seed], ..Default::default() }, &loopback())
+            .await
+            .unwrap();
+        let o_node = Node::start(owner_seed, vec![space], &loopback()).await.unwrap();
         o_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
 
         // What the seeder holds: every blob a Padmé size, and no chunk list told from a chunk
@@ -816,12 +820,9 @@ mod tests {
         let (a_store, seed_store, s_seed) = (space.store.clone(), seed.store.clone(), seeder.device_seed());
         let a_device = space.device();
         drop((home, seeder));
-        let quiet = || -> crate::sync::net::Log { Arc::new(|_: &str| {}) };
         let s_node =
-            Node::start_with(s_seed, NodeSetup { seeds: vec![seed], ..Default::default() }, &loopback(), quiet())
-                .await
-                .unwrap();
-        let a_node = Node::start(a_seed, vec![space], &loopback(), quiet()).await.unwrap();
+            Node::start_with(s_seed, NodeSetup { seeds: vec![seed], ..Default::default() }, &loopback()).await.unwrap();
+        let a_node = Node::start(a_seed, vec![space], &loopback()).await.unwrap();
         a_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
 
         // A second device restores from the seeder: all there, nothing said.
@@ -829,12 +830,10 @@ mod tests {
         b.join(&invite, fb.path(), None).unwrap();
         let b_seed = b.device_seed();
         drop(b);
-        let logged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let l = logged.clone();
-        let b_node =
-            Node::start(b_seed, Vec::new(), &loopback(), Arc::new(move |m: &str| l.lock().unwrap().push(m.to_owned())))
-                .await
-                .unwrap();
+        // What this (single-threaded) test's tasks log.
+        let (sub, logged) = crate::logfile::capture();
+        let _logging = tracing::subscriber::set_default(sub);
+        let b_node = Node::start(b_seed, Vec::new(), &loopback()).await.unwrap();
         // The code holds no secret: the seeder accepts the invite (under the owner's agreement)
         // and its ledger brings the secret.
         let at = crate::codes::PeerAddr { device: s_node.device(), addrs: s_node.addrs() };
@@ -868,7 +867,9 @@ mod tests {
         assert!(!fb.path().join("second.txt").exists());
         let s_short = s_node.device().short();
         assert!(
-            logged.lock().unwrap().iter().any(|m| m.contains(&format!("seeder {s_short} handed over less"))),
+            logged.lock().unwrap().iter().any(|l| l.msg.contains(&format!("seeder {s_short} handed over less"))
+                && l.level == "warn"
+                && l.fields.get("peer").and_then(|p| p.as_str()) == Some(s_short.as_str())),
             "{:?}",
             logged.lock().unwrap()
         );

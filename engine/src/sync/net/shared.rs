@@ -2,7 +2,7 @@
 //! policy, where it listens, its traffic and the peers it has seen.
 
 use super::held::Held;
-use super::{Log, PeerSeen, SeedPolicy, Traffic};
+use super::{PeerSeen, SeedPolicy, Traffic};
 use crate::error::Error;
 use crate::ids::{DeviceId, SpaceId};
 use crate::sync::proto::Role;
@@ -17,7 +17,6 @@ pub(super) struct Shared {
     pub(super) held: std::sync::RwLock<HashMap<SpaceId, Held>>,
     pub(super) me: DeviceId,
     pub(super) key: SigningKey,
-    pub(super) log: Log,
     pub(super) home: Option<PathBuf>,
     pub(super) policy: std::sync::Mutex<SeedPolicy>,
     pub(super) listen: std::sync::Mutex<Vec<String>>,
@@ -85,7 +84,7 @@ impl Shared {
         .await
         .map_err(|e| Error::Internal("finishing a join", e.to_string()))??;
         self.add_space(opened);
-        (self.log)(&format!("space {}: this device's invite was accepted; it is a member now", space.short()));
+        tracing::info!("space {}: this device's invite was accepted; it is a member now", space.short());
         Ok(true)
     }
 }
@@ -262,7 +261,7 @@ impl Shared {
                 Some(h)
             }
             Err(e) => {
-                (self.log)(&format!("cannot take on space {} for {}: {e}", space.short(), peer.short()));
+                tracing::warn!("cannot take on space {} for {}: {e}", space.short(), peer.short());
                 None
             }
         }
@@ -282,7 +281,7 @@ impl Shared {
             && !listen.is_empty()
             && let Err(e) = crate::home::Home::remember_peer_at(home, space, &peer, listen)
         {
-            (self.log)(&format!("cannot record {}'s address: {e}", peer.short()));
+            tracing::warn!("cannot record {}'s address: {e}", peer.short());
         }
     }
 }
