@@ -1,8 +1,10 @@
 //! The CLI beside a running daemon: commands that need the home's lock ask the `cobox up`
 //! that holds it, over its control socket (`$COBOX_HOME/control.sock`, the HTTP API's routes),
-//! and print what they would have printed themselves.
+//! and print what they would have printed themselves. Requests and answers are the engine's
+//! `api` types, the ones the routes read and write.
 
 use anyhow::{Context, Result, bail};
+use cobox_engine::api;
 use http_body_util::BodyExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -19,23 +21,28 @@ pub(crate) fn daemon(home: &Path) -> Option<Daemon> {
 }
 
 impl Daemon {
-    /// One request; the answer's JSON, or its error as an error that says it came from the daemon.
+    /// One request with no body; the answer, or its error as an error that says it came from
+    /// the daemon.
     pub(crate) fn call<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str) -> Result<T> {
-        self.call_with(method, path, "")
+        block_on(self.call_raw(method, path, Vec::new()))
     }
 
-    /// [`Daemon::call`] with a JSON body.
-    pub(crate) fn call_with<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: &str) -> Result<T> {
-        block_on(self.call_async(method, path, body))
+    /// A POST with `body` as JSON.
+    pub(crate) fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        block_on(self.post_async(path, body))
     }
 
-    /// [`Daemon::call_with`] from async code (which must not start a runtime of its own).
-    pub(crate) async fn call_async<T: serde::de::DeserializeOwned>(
+    /// [`Daemon::post`] from async code (which must not start a runtime of its own).
+    pub(crate) async fn post_async<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
-        method: &str,
         path: &str,
-        body: &str,
+        body: &B,
     ) -> Result<T> {
+        let body = serde_json::to_vec(body).context("a request to the running daemon")?;
+        self.call_raw("POST", path, body).await
+    }
+
+    async fn call_raw<T: serde::de::DeserializeOwned>(&self, method: &str, path: &str, body: Vec<u8>) -> Result<T> {
         let res = self.send(method, path, body).await?;
         let ok = res.status().is_success();
         let bytes = res.into_body().collect().await.context("reading the running daemon's answer")?.to_bytes();
@@ -48,7 +55,7 @@ impl Daemon {
 
     /// One request on a new connection to the socket (HTTP/1.1, by hyper), its answer's head and
     /// the body to read.
-    async fn send(&self, method: &str, path: &str, body: &str) -> Result<hyper::Response<hyper::body::Incoming>> {
+    async fn send(&self, method: &str, path: &str, body: Vec<u8>) -> Result<hyper::Response<hyper::body::Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.path)
             .await
             .context("reaching the running daemon's control socket")?;
@@ -62,42 +69,41 @@ impl Daemon {
             .uri(path)
             .header("host", "cobox")
             .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .context("a request to the running daemon")?;
         sender.send_request(req).await.context("asking the running daemon")
     }
 
-    /// A request whose answer streams progress (`?progress=1`: JSON lines `start`, `advance`,
-    /// `warn`, then `result` or `error`), drawn on `progress` as it arrives.
-    pub(crate) fn call_progress<T: serde::de::DeserializeOwned>(
+    /// A POST whose answer streams its progress (`?progress=1`: [`api::Progressed`] lines),
+    /// drawn on `progress` as it arrives; `body` (`None`: empty) as JSON.
+    pub(crate) fn post_progress<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
-        method: &str,
         path: &str,
-        body: &str,
+        body: Option<&B>,
         progress: &dyn cobox_engine::Progress,
     ) -> Result<T> {
+        let body = match body {
+            Some(b) => serde_json::to_vec(b).context("a request to the running daemon")?,
+            None => Vec::new(),
+        };
         let mut result = None;
         let mut handle = |line: &str| -> Result<()> {
             if line.trim().is_empty() {
                 return Ok(());
             }
-            let v: serde_json::Value =
-                serde_json::from_str(line).context("the running daemon's progress is not JSON")?;
-            if let Some(st) = v.get("start") {
-                progress.start(st["phase"].as_str().unwrap_or(""), st["total"].as_u64().unwrap_or(0));
-            } else if let Some(n) = v.get("advance").and_then(serde_json::Value::as_u64) {
-                progress.advance(n);
-            } else if let Some(w) = v.get("warn").and_then(serde_json::Value::as_str) {
-                progress.warn(w);
-            } else if let Some(e) = v.get("error").and_then(serde_json::Value::as_str) {
-                bail!("{e} (answered by the running daemon)");
-            } else if let Some(x) = v.get("result") {
-                result = Some(x.clone());
+            let event: api::Progressed<T> =
+                serde_json::from_str(line).context("the running daemon's progress is not what this command reads")?;
+            match event {
+                api::Progressed::Start { phase, total } => progress.start(&phase, total),
+                api::Progressed::Advance(n) => progress.advance(n),
+                api::Progressed::Warn(w) => progress.warn(&w),
+                api::Progressed::Error(e) => bail!("{e} (answered by the running daemon)"),
+                api::Progressed::Result(r) => result = Some(r),
             }
             Ok(())
         };
         block_on(async {
-            let res = self.send(method, &format!("{path}?progress=1"), body).await?;
+            let res = self.send("POST", &format!("{path}?progress=1"), body).await?;
             if !res.status().is_success() {
                 let bytes = res.into_body().collect().await.context("reading the running daemon's answer")?.to_bytes();
                 return Err(refusal(String::from_utf8_lossy(&bytes).into_owned()));
@@ -116,8 +122,7 @@ impl Daemon {
             }
             handle(&String::from_utf8_lossy(&pending))
         })?;
-        let v = result.context("the running daemon ended without a result")?;
-        serde_json::from_value(v).context("the running daemon's answer is not what this command reads")
+        result.context("the running daemon ended without a result")
     }
 }
 
@@ -131,12 +136,9 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         .block_on(f)
 }
 
-/// The daemon's refusal as an error: its `error` field, or the body as it came.
+/// The daemon's refusal as an error: its [`api::Failed`] words, or the body as it came.
 fn refusal(body: String) -> anyhow::Error {
-    let why = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_owned))
-        .unwrap_or(body);
+    let why = serde_json::from_str::<api::Failed>(&body).map(|f| f.error).unwrap_or(body);
     anyhow::anyhow!("{why} (answered by the running daemon)")
 }
 

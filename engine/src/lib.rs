@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod agreement_service;
+pub mod api;
 mod beneath;
 pub mod daemon;
 mod direct;

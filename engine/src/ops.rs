@@ -264,7 +264,7 @@ pub async fn audit(node: &Node, root: &Path, space: &SpaceId, opts: &AuditOption
 
 /// A seed code's agreement as the owner's ledger states it, fetched before anything is
 /// countersigned or stored ([`seed_fetch`]).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeedTerms {
     /// The agreement in one line, for a person to agree to.
     pub terms: String,
@@ -273,7 +273,7 @@ pub struct SeedTerms {
 }
 
 /// What seeding a space took ([`seed_accept`]).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeedReport {
     /// The space seeded.
     pub space: String,

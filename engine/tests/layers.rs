@@ -38,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("home, folder watching, space work on blocking threads", &["home", "seeder_admin", "watch", "handle"]),
     ("agreements and members services", &["agreement_service", "members"]),
     ("network", &["sync"]),
-    ("operations as asked for, and the daemon that schedules them", &["ops", "daemon"]),
+    ("operations as asked for, and the daemon that schedules them", &["ops", "daemon", "api"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

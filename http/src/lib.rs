@@ -14,9 +14,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cobox_engine::ops::{AUDIT_SAMPLE, AuditOptions};
 use cobox_engine::sync::net::{Held, Node, dial_addr};
-use cobox_engine::{Home, SpaceId, agreement_service};
+use cobox_engine::{Home, SpaceId, agreement_service, api};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -60,11 +60,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.refusal {
-            Some(r) => json!({ "error": self.message, "refusal": r }),
-            None => json!({ "error": self.message }),
-        };
-        (self.status, Json(body)).into_response()
+        (self.status, Json(api::Failed { error: self.message, refusal: self.refusal })).into_response()
     }
 }
 
@@ -189,14 +185,14 @@ fn member_space(api: &Api, q: &str) -> Result<(SpaceId, Arc<tokio::sync::Mutex<c
 async fn spaces(State(api): State<Api>) -> Reply {
     let mut out = Vec::new();
     for info in Home::spaces_at(&api.root)? {
-        out.push(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "role": "member" }));
+        out.push(api::SpaceEntry::Member { id: info.id.to_string(), name: info.name, path: info.path });
     }
     for (id, h) in api.node.held() {
         if let Held::Seed(s) = h {
-            out.push(json!({ "id": id.to_string(), "role": "seeder", "stored_bytes": s.lock().await.used() }));
+            out.push(api::SpaceEntry::Seeder { id: id.to_string(), stored_bytes: s.lock().await.used() });
         }
     }
-    Ok(Json(Value::Array(out)))
+    to_json(&out)
 }
 
 /// The daemon and its home, for routes that register a space.
@@ -226,39 +222,26 @@ async fn let_in(
 
 /// `{"name","path"}`: a new space over `path` (absolute; made if missing), taken on by the daemon.
 async fn create_space(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(Deserialize)]
-    struct B {
-        name: String,
-        path: PathBuf,
-    }
-    let b: B = body(&bytes)?;
+    let b: api::CreateSpace = body(&bytes)?;
     if !b.path.is_absolute() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "path must be an absolute path".into()));
     }
     let (daemon, home) = holder(&api)?;
-    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+    let out = tokio::task::spawn_blocking(move || -> Result<api::SpaceCreated, ApiError> {
         let created = !b.path.exists();
         let info = home.create_space(&b.name, &b.path)?;
         take_on(&daemon, &home, &info.id)?;
-        Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "created_folder": created }))
+        Ok(api::SpaceCreated { id: info.id.to_string(), name: info.name, path: info.path, created_folder: created })
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(Json(out))
+    to_json(&out)
 }
 
 /// `{"code","path","name"?}`: join a space by an invite, taken on by the daemon (its first
 /// sync runs on the daemon's schedule, or at once with the sync route).
 async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(Deserialize)]
-    struct B {
-        code: String,
-        path: Option<PathBuf>,
-        name: Option<String>,
-        #[serde(default)]
-        audit_only: bool,
-    }
-    let b: B = body(&bytes)?;
+    let b: api::Join = body(&bytes)?;
     let path = match (b.path, b.audit_only) {
         (Some(p), false) if p.is_absolute() => Some(p),
         (None, true) => None,
@@ -271,22 +254,19 @@ async fn join(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let invite = cobox_engine::codes::Invite::parse(&b.code)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the invite code: {e}")))?;
     let (daemon, home) = holder(&api)?;
-    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let info = match &path {
+    let info = tokio::task::spawn_blocking(move || -> Result<cobox_engine::SpaceInfo, ApiError> {
+        Ok(match &path {
             Some(p) => home.join(&invite, p, b.name.as_deref())?,
             None => home.join_audit_only(&invite, b.name.as_deref())?,
-        };
-        Ok(json!({ "id": info.id.to_string(), "name": info.name, "path": info.path, "pending": true }))
+        })
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     // The code holds no secret: the space is taken on when a peer accepts the invite, which
     // is tried now (and on the daemon's schedule until one does).
-    if let Some(id) = out["id"].as_str().and_then(|i| i.parse::<SpaceId>().ok()) {
-        let d = daemon.clone();
-        tokio::spawn(async move { d.sync_now(id).await });
-    }
-    Ok(Json(out))
+    let (d, id) = (daemon.clone(), info.id);
+    tokio::spawn(async move { d.sync_now(id).await });
+    to_json(&api::Joined { id: info.id.to_string(), name: info.name, path: info.path, pending: true })
 }
 
 /// Peers named in a request body (`ID[@IP:PORT,...]`); a malformed one is the caller's error.
@@ -302,11 +282,7 @@ fn peer_addrs(peers: &[String]) -> Result<Vec<cobox_engine::codes::PeerAddr>, Ap
 
 /// A seed code from a request body.
 fn seed_code(bytes: &[u8]) -> Result<cobox_engine::codes::SeedCode, ApiError> {
-    #[derive(Deserialize)]
-    struct B {
-        code: String,
-    }
-    let b: B = body(bytes)?;
+    let b: api::SeedCode = body(bytes)?;
     cobox_engine::codes::SeedCode::parse(&b.code)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the seed code: {e}")))
 }
@@ -317,21 +293,20 @@ async fn seed_fetch(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
     holder(&api)?;
     let terms = cobox_engine::ops::seed_fetch(&api.node, &api.root, &code).await?;
-    Ok(Json(json!({ "terms": terms.terms, "fresh": terms.fresh })))
+    to_json(&terms)
 }
 
 /// `{"code"}`: countersign the agreement and take the space's blobs, until in sync.
 async fn seed_accept(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
-    let report = cobox_engine::ops::seed_accept(&api.node, &api.root, &code).await?;
-    Ok(Json(serde_json::to_value(report).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?))
+    to_json(&cobox_engine::ops::seed_accept(&api.node, &api.root, &code).await?)
 }
 
 /// `{"code"}`: forget a seed registered by a fetch that was not agreed to.
 async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
     let code = seed_code(&bytes)?;
     cobox_engine::ops::seed_cancel(&api.node, &api.root, &code)?;
-    Ok(Json(json!({ "forgotten": code.space.to_string() })))
+    to_json(&api::Forgotten { forgotten: code.space.to_string() })
 }
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
@@ -364,18 +339,26 @@ struct ProgressQuery {
     progress: Option<u8>,
 }
 
-/// The engine's progress as JSON lines on a channel.
-struct Streamed(tokio::sync::mpsc::UnboundedSender<Value>);
+/// The engine's progress as [`api::Progressed`] lines on a channel.
+struct Streamed(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl Streamed {
+    fn send<R: serde::Serialize>(&self, event: &api::Progressed<R>) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = self.0.send(line);
+        }
+    }
+}
 
 impl cobox_engine::Progress for Streamed {
     fn start(&self, phase: &str, total_bytes: u64) {
-        let _ = self.0.send(json!({ "start": { "phase": phase, "total": total_bytes } }));
+        self.send(&api::Progressed::<()>::Start { phase: phase.to_owned(), total: total_bytes });
     }
     fn advance(&self, bytes: u64) {
-        let _ = self.0.send(json!({ "advance": bytes }));
+        self.send(&api::Progressed::<()>::Advance(bytes));
     }
     fn warn(&self, message: &str) {
-        let _ = self.0.send(json!({ "warn": message }));
+        self.send(&api::Progressed::<()>::Warn(message.to_owned()));
     }
 }
 
@@ -392,14 +375,14 @@ async fn with_progress<R: serde::Serialize + Send + 'static>(
             Err(e) => ApiError::from(e).into_response(),
         };
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         let progress = Streamed(tx.clone());
         let last = match cobox_engine::handle::on_space(&s, move |s| f(s, &progress)).await {
-            Ok(r) => json!({ "result": r }),
-            Err(e) => json!({ "error": e.to_string() }),
+            Ok(r) => api::Progressed::Result(r),
+            Err(e) => api::Progressed::Error(e.to_string()),
         };
-        let _ = tx.send(last);
+        Streamed(tx).send(&last);
     });
     let lines = futures_util::stream::unfold(rx, |mut rx| async move {
         let v = rx.recv().await?;
@@ -412,12 +395,7 @@ async fn with_progress<R: serde::Serialize + Send + 'static>(
 /// beside it opens no second endpoint with the device's key): `{"seeder": "ID@ADDR,...",
 /// "request": Request}`; the answer is the seeder's `Response` (a refusal included).
 async fn seeder_ask(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(Deserialize)]
-    struct B {
-        seeder: String,
-        request: cobox_engine::admin::Request,
-    }
-    let b: B = body(&bytes)?;
+    let b: api::SeederAsk = body(&bytes)?;
     let peer: cobox_engine::codes::PeerAddr =
         b.seeder.parse().map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let addr = dial_addr(&peer)?;
@@ -450,26 +428,21 @@ async fn history(
 }
 
 async fn gc(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(Deserialize, Default)]
-    struct B {
-        keep_within_ms: Option<i64>,
-    }
-    let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
+    let b: api::Gc = if bytes.is_empty() { api::Gc::default() } else { body(&bytes)? };
     let (_, s) = member_space(&api, &q)?;
     let r = cobox_engine::handle::on_space(&s, move |s| s.gc(b.keep_within_ms)).await?;
     to_json(&r)
 }
 
 async fn target(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(Deserialize)]
-    struct B {
-        copies: u32,
-    }
-    let b: B = body(&bytes)?;
+    let b: api::Target = body(&bytes)?;
     let (_, s) = member_space(&api, &q)?;
-    let mut s = s.lock().await;
-    s.set_replicas_target(b.copies)?;
-    Ok(Json(json!({ "name": s.info().name, "replicas_target": b.copies })))
+    let set = cobox_engine::handle::on_space(&s, move |s| {
+        s.set_replicas_target(b.copies)?;
+        Ok(api::TargetSet { name: s.info().name.clone(), replicas_target: b.copies })
+    })
+    .await?;
+    to_json(&set)
 }
 
 /// Restore into `dir` (an absolute path on the daemon's machine), as `cobox restore` does.
@@ -479,15 +452,7 @@ async fn restore(
     axum::extract::Query(p): axum::extract::Query<ProgressQuery>,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    #[derive(Deserialize)]
-    struct B {
-        dir: PathBuf,
-        at: Option<String>,
-        path: Option<String>,
-        #[serde(default)]
-        overwrite: bool,
-    }
-    let b: B = body(&bytes)?;
+    let b: api::Restore = body(&bytes)?;
     if !b.dir.is_absolute() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "dir must be an absolute path".into()));
     }
@@ -513,12 +478,7 @@ async fn verify(
 /// ["ID[@IP:PORT,...]"]}`, addresses filled from the address book), else every peer met in
 /// the space. One entry per peer: its stats, or its error.
 async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(Deserialize, Default)]
-    struct B {
-        #[serde(default)]
-        peers: Vec<String>,
-    }
-    let b: B = if bytes.is_empty() { B::default() } else { body(&bytes)? };
+    let b: api::Sync = if bytes.is_empty() { api::Sync::default() } else { body(&bytes)? };
     let peers = peer_addrs(&b.peers)?;
     let id = Home::resolve_at(&api.root, &q)?.id;
     let runs = match let_in(&api, &id, &peers).await? {
@@ -531,29 +491,23 @@ async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::
             cobox_engine::ops::sync(&api.node, &api.root, &id, &cobox_engine::ops::SyncOptions::asked(peers)).await?
         }
     };
-    let out: Vec<Value> = runs
+    let out: Vec<api::SyncRun> = runs
         .into_iter()
-        .map(|r| match r.result {
-            Ok(st) => json!({ "peer": r.peer.to_string(), "stats": st }),
-            Err(e) => json!({ "peer": r.peer.to_string(), "error": e.to_string() }),
+        .map(|r| api::SyncRun {
+            peer: r.peer.to_string(),
+            ran: match r.result {
+                Ok(st) => api::Ran::Stats(st),
+                Err(e) => api::Ran::Error(e.to_string()),
+            },
         })
         .collect();
-    Ok(Json(Value::Array(out)))
-}
-
-#[derive(Deserialize, Default)]
-struct AuditBody {
-    #[serde(default)]
-    all: bool,
-    /// Seeders to audit (`ID[@IP:PORT,...]`); default: every seeder with an active agreement.
-    #[serde(default)]
-    peers: Vec<String>,
+    to_json(&out)
 }
 
 async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::body::Bytes) -> Reply {
     // An empty body is the default; a bad one gets a JSON 400 like every other error here.
-    let body: AuditBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AuditBody::default()
+    let body: api::Audit = if body.iter().all(u8::is_ascii_whitespace) {
+        api::Audit::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("the request body: {e}")))?
@@ -561,11 +515,16 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
     let seeders = peer_addrs(&body.peers)?;
     let id = Home::resolve_at(&api.root, &q)?.id;
     if let Some(refused) = let_in(&api, &id, &seeders).await? {
-        let out = refused.into_iter().map(|r| {
-            let e = r.result.err().map(|e| e.to_string()).unwrap_or_default();
-            json!({ "seeder": r.peer.to_string(), "error": e, "sync_error": null })
-        });
-        return Ok(Json(Value::Array(out.collect())));
+        let out: Vec<api::AuditRun> = refused
+            .into_iter()
+            .map(|r| api::AuditRun {
+                seeder: r.peer.to_string(),
+                result: None,
+                error: Some(r.result.err().map(|e| e.to_string()).unwrap_or_default()),
+                sync_error: None,
+            })
+            .collect();
+        return to_json(&out);
     }
     if !Home::join_pending_at(&api.root, &id) {
         member_space(&api, &q)?;
@@ -573,16 +532,18 @@ async fn audit(State(api): State<Api>, UrlPath(q): UrlPath<String>, body: axum::
     let opts = AuditOptions::asked(seeders, if body.all { usize::MAX } else { AUDIT_SAMPLE });
     let mut out = Vec::new();
     for a in cobox_engine::ops::audit(&api.node, &api.root, &id, &opts).await? {
-        let synced = a.synced.err().map(|e| e.to_string());
-        let seeder = a.seeder.to_string();
-        out.push(match a.result {
-            Ok(rec) => {
-                json!({ "seeder": seeder, "result": agreement_service::audit_summary(&rec), "sync_error": synced })
-            }
-            Err(e) => json!({ "seeder": seeder, "error": e.to_string(), "sync_error": synced }),
+        let (result, error) = match a.result {
+            Ok(rec) => (Some(agreement_service::audit_summary(&rec)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        out.push(api::AuditRun {
+            seeder: a.seeder.to_string(),
+            result,
+            error,
+            sync_error: a.synced.err().map(|e| e.to_string()),
         });
     }
-    Ok(Json(Value::Array(out)))
+    to_json(&out)
 }
 
 async fn members(State(api): State<Api>, UrlPath(space): UrlPath<String>) -> Reply {
@@ -591,7 +552,7 @@ async fn members(State(api): State<Api>, UrlPath(space): UrlPath<String>) -> Rep
 
 async fn remove_member(State(api): State<Api>, UrlPath((space, device)): UrlPath<(String, String)>) -> Reply {
     let name = cobox_engine::members::remove(&api.root, &space, &device)?;
-    Ok(Json(json!({ "removed": name })))
+    to_json(&api::Removed { removed: name })
 }
 
 /// A JSON body, or a 400 that says what was wrong with it.
@@ -604,40 +565,23 @@ async fn member_role(
     UrlPath((space, device)): UrlPath<(String, String)>,
     bytes: axum::body::Bytes,
 ) -> Reply {
-    #[derive(serde::Deserialize)]
-    struct B {
-        role: String,
-    }
-    let b: B = body(&bytes)?;
-    let role = b.role.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    let name = cobox_engine::members::set_role(&api.root, &space, &device, role)?;
-    Ok(Json(json!({ "member": name, "role": b.role })))
+    let b: api::MemberRole = body(&bytes)?;
+    let name = cobox_engine::members::set_role(&api.root, &space, &device, b.role)?;
+    to_json(&api::MemberRole { member: Some(name), role: b.role })
 }
 
 async fn invite(State(api): State<Api>, UrlPath(space): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
-    #[derive(serde::Deserialize)]
-    struct B {
-        role: String,
-        #[serde(default = "week")]
-        expires_hours: u32,
-        #[serde(default)]
-        name: Option<String>,
-    }
-    fn week() -> u32 {
-        7 * 24
-    }
-    let b: B = body(&bytes)?;
-    let role = b.role.parse().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let b: api::Invite = body(&bytes)?;
     let expires_ms = cobox_engine::now_ms() + i64::from(b.expires_hours) * 3_600_000;
-    let request = cobox_engine::home::InviteRequest { role, expires_ms, name: b.name };
+    let request = cobox_engine::home::InviteRequest { role: b.role, expires_ms, name: b.name };
     let inv = cobox_engine::Home::invite(&api.root, &space, &request)?;
     let code = inv.encode().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({ "code": code, "role": b.role, "expires": cobox_engine::util::rfc3339(expires_ms) })))
+    to_json(&api::InviteMade { code, role: b.role, expires: cobox_engine::util::rfc3339(expires_ms) })
 }
 
 async fn cancel_invite(State(api): State<Api>, UrlPath((space, id)): UrlPath<(String, String)>) -> Reply {
     cobox_engine::members::cancel_invite(&api.root, &space, &id)?;
-    Ok(Json(json!({ "cancelled": id })))
+    to_json(&api::Cancelled { cancelled: id })
 }
 
 async fn agreements(State(api): State<Api>) -> Reply {
@@ -649,7 +593,7 @@ async fn propose(State(api): State<Api>, body: axum::body::Bytes) -> Reply {
         cobox_engine::codes::ProposeRequest::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let (s, code) = agreement_service::propose(&api.root, &b.space, &seeder, b.quota, b.days, &b.terms)?;
     let code = code.encode().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({ "agreement": s, "seed_code": code })))
+    to_json(&api::Proposed { agreement: s, seed_code: code })
 }
 
 async fn revoke(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Reply {
@@ -673,6 +617,90 @@ async fn stats(State(api): State<Api>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    /// A home with one space `s` (a file in its folder), its node, and the API with token `t`.
+    async fn api() -> (tempfile::TempDir, tempfile::TempDir, Router) {
+        let (home, folder) = (tempfile::tempdir().expect("home"), tempfile::tempdir().expect("folder"));
+        std::fs::write(folder.path().join("a.txt"), b"hello").expect("a file");
+        let h = Home::open(home.path()).expect("open home");
+        h.create_space("s", folder.path()).expect("create space");
+        let space = h.open_space("s").expect("open space");
+        let cfg = cobox_engine::sync::net::NetConfig {
+            bind: Some("127.0.0.1:0".parse().expect("addr")),
+            no_relay: true,
+            ..Default::default()
+        };
+        let node = Node::start(h.device_seed(), vec![space], &cfg).await.expect("node");
+        drop(h);
+        let api =
+            Api { node: Arc::new(node), root: home.path().to_owned(), token_hash: blake3::hash(b"t"), daemon: None };
+        (home, folder, router(api))
+    }
+
+    /// A request with the token (or without, when `token` is false); the status and the body.
+    async fn call(app: &Router, method: &str, uri: &str, body: &str, token: bool) -> (StatusCode, Vec<u8>) {
+        let mut req = axum::http::Request::builder().method(method).uri(uri);
+        if token {
+            req = req.header("authorization", "Bearer t");
+        }
+        let req = req.body(axum::body::Body::from(body.to_owned())).expect("request");
+        let res = app.clone().oneshot(req).await.expect("an answer");
+        let status = res.status();
+        (status, axum::body::to_bytes(res.into_body(), 1 << 24).await.expect("body").to_vec())
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+    }
+
+    /// The routes answer with the `api` types the CLI reads, refuse without the token, and
+    /// answer bad requests with a `Failed` that says what was wrong.
+    #[tokio::test]
+    async fn routes_answer_the_api_types() {
+        let (_home, _folder, app) = api().await;
+        let (status, _) = call(&app, "GET", "/api/spaces", "", false).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let (status, body) = call(&app, "GET", "/api/spaces", "", true).await;
+        assert_eq!(status, StatusCode::OK);
+        let spaces: Vec<api::SpaceEntry> = read(&body);
+        assert!(matches!(&spaces[..], [api::SpaceEntry::Member { name, .. }] if name == "s"), "{spaces:?}");
+
+        let (status, body) = call(&app, "POST", "/api/spaces/s/target", r#"{"copies":3}"#, true).await;
+        assert_eq!(status, StatusCode::OK);
+        let set: api::TargetSet = read(&body);
+        assert_eq!((set.name.as_str(), set.replicas_target), ("s", 3));
+
+        // Progress streams as typed lines, the result last.
+        let (status, body) = call(&app, "POST", "/api/spaces/s/scan?progress=1", "", true).await;
+        assert_eq!(status, StatusCode::OK);
+        let lines: Vec<api::Progressed<cobox_engine::ScanReport>> =
+            body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(read).collect();
+        let Some(api::Progressed::Result(scan)) = lines.last() else { panic!("no result last: {lines:?}") };
+        assert_eq!(scan.added, 1, "a.txt");
+        assert!(lines.iter().any(|l| matches!(l, api::Progressed::Start { .. })), "{lines:?}");
+
+        let (status, body) = call(&app, "POST", "/api/spaces/s/gc", "", true).await;
+        assert_eq!(status, StatusCode::OK);
+        let _: cobox_engine::GcReport = read(&body);
+
+        for (uri, body, says) in [
+            ("/api/spaces/s/invites", r#"{"role":"owner"}"#, "use read, write or manage"),
+            ("/api/spaces/s/sync", r#"{"peers":["not-a-peer"]}"#, "not-a-peer"),
+            ("/api/spaces/s/restore", r#"{"dir":"relative/dir"}"#, "absolute"),
+            ("/api/spaces/s/target", r#"{"copies":"three"}"#, "the request body"),
+        ] {
+            let (status, answer) = call(&app, "POST", uri, body, true).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            let failed: api::Failed = read(&answer);
+            assert!(failed.error.contains(says) && failed.refusal.is_none(), "{uri}: {failed:?}");
+        }
+        let (status, answer) = call(&app, "GET", "/api/spaces/nope/status", "", true).await;
+        assert!(status.is_client_error(), "{status}");
+        let failed: api::Failed = read(&answer);
+        assert!(failed.error.contains("nope"), "{failed:?}");
+    }
 
     async fn answer(e: cobox_engine::Error) -> (StatusCode, Value) {
         let r = ApiError::from(e).into_response();

@@ -24,7 +24,7 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let r: cobox_engine::GcReport = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             let path = format!("/api/spaces/{}/gc", crate::control::segment(&a.space));
-            d.call_with("POST", &path, &serde_json::json!({ "keep_within_ms": keep }).to_string())?
+            d.post(&path, &cobox_engine::api::Gc { keep_within_ms: keep })?
         }
         None => {
             let home = ctx.open_home()?;

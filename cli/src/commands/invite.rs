@@ -114,12 +114,15 @@ pub(crate) fn join(ctx: &Ctx, a: JoinArgs) -> Result<()> {
     let (id, name) = match crate::control::daemon(&ctx.home) {
         // The running daemon takes the space on and syncs it on its schedule.
         Some(d) => {
-            let body = serde_json::json!({ "code": a.code, "path": path, "name": a.name, "audit_only": a.audit_only })
-                .to_string();
-            let v: serde_json::Value =
-                d.call_with("POST", "/api/join", &body).with_context(|| format!("joining into {into}"))?;
-            let path = std::path::PathBuf::from(v["path"].as_str().unwrap_or_default());
-            (v["id"].as_str().unwrap_or_default().to_owned(), (v["name"].as_str().unwrap_or_default().to_owned(), path))
+            let body = cobox_engine::api::Join {
+                code: a.code.clone(),
+                path: path.clone(),
+                name: a.name.clone(),
+                audit_only: a.audit_only,
+            };
+            let j: cobox_engine::api::Joined =
+                d.post("/api/join", &body).with_context(|| format!("joining into {into}"))?;
+            (j.id, (j.name, j.path))
         }
         None => {
             let home = ctx.open_home()?;

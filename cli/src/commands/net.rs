@@ -25,22 +25,21 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     let results = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             a.net.beside_daemon();
-            let body = serde_json::json!({ "peers": a.peer }).to_string();
+            let body = cobox_engine::api::Sync { peers: a.peer.clone() };
             let path = format!("/api/spaces/{}/sync", crate::control::segment(&a.space));
-            let answers: Vec<serde_json::Value> =
-                d.call_with("POST", &path, &body).with_context(|| format!("syncing {:?}", a.space))?;
+            let answers: Vec<cobox_engine::api::SyncRun> =
+                d.post(&path, &body).with_context(|| format!("syncing {:?}", a.space))?;
             if answers.is_empty() {
                 bail!("no peer to sync with: pass --peer ID@IP:PORT (the other device's `cobox up` prints it)");
             }
             answers
                 .into_iter()
-                .map(|v| {
-                    let peer = v["peer"].as_str().unwrap_or_default().to_owned();
-                    let r = match v.get("stats") {
-                        Some(st) => serde_json::from_value(st.clone()).map_err(anyhow::Error::new),
-                        None => Err(anyhow::anyhow!("{}", v["error"].as_str().unwrap_or("failed"))),
+                .map(|run| {
+                    let r = match run.ran {
+                        cobox_engine::api::Ran::Stats(st) => Ok(st),
+                        cobox_engine::api::Ran::Error(e) => Err(anyhow::anyhow!("{e}")),
                     };
-                    (peer, r)
+                    (run.peer, r)
                 })
                 .collect()
         }

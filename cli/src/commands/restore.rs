@@ -31,10 +31,11 @@ pub(crate) fn run(ctx: &Ctx, a: Args) -> Result<()> {
     let r: cobox_engine::RestoreReport = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             let dir = std::path::absolute(&a.dir).with_context(|| format!("resolving {}", a.dir.display()))?;
-            let body = serde_json::json!({ "dir": dir, "at": a.at, "path": a.path, "overwrite": a.overwrite });
+            let body =
+                cobox_engine::api::Restore { dir, at: a.at.clone(), path: a.path.clone(), overwrite: a.overwrite };
             let path = format!("/api/spaces/{}/restore", crate::control::segment(&a.space));
             let bar = crate::progress::Bar::new();
-            d.call_progress("POST", &path, &body.to_string(), &bar)
+            d.post_progress(&path, Some(&body), &bar)
                 .with_context(|| format!("restoring {:?} to {}", a.space, a.dir.display()))?
         }
         None => {

@@ -96,8 +96,8 @@ async fn ask(client: &Client, seeder: &PeerAddr, req: &Request) -> Result<Respon
     let answer = match client {
         Client::Own(node) => node.admin(dial_addr(seeder)?, req).await?,
         Client::Daemon(d) => {
-            let body = serde_json::json!({ "seeder": seeder.to_string(), "request": req }).to_string();
-            d.call_async("POST", "/api/seeders/ask", &body).await?
+            let body = cobox_engine::api::SeederAsk { seeder: seeder.to_string(), request: req.clone() };
+            d.post_async("/api/seeders/ask", &body).await?
         }
     };
     match answer {

@@ -192,26 +192,26 @@ pub(crate) fn seed(ctx: &Ctx, a: SeedArgs) -> Result<()> {
 /// `cobox seed` beside a running daemon: it fetches the owner's ledger and says the terms;
 /// asked here, it countersigns and takes the blobs, or forgets a seed it had just registered.
 fn seed_through(ctx: &Ctx, d: &crate::control::Daemon, a: &SeedArgs, code: &SeedCode) -> Result<()> {
-    let body = serde_json::json!({ "code": a.code }).to_string();
-    let fetched: serde_json::Value = d.call_with("POST", "/api/seed/fetch", &body).context("seeding from the owner")?;
-    eprintln!("{}", fetched["terms"].as_str().unwrap_or_default());
+    let body = cobox_engine::api::SeedCode { code: a.code.clone() };
+    let fetched: cobox_engine::ops::SeedTerms = d.post("/api/seed/fetch", &body).context("seeding from the owner")?;
+    eprintln!("{}", fetched.terms);
     if let Err(e) = ask(a.yes) {
-        if fetched["fresh"].as_bool() == Some(true) {
-            let _: serde_json::Value = d.call_with("POST", "/api/seed/cancel", &body)?;
+        if fetched.fresh {
+            let _: cobox_engine::api::Forgotten = d.post("/api/seed/cancel", &body)?;
         }
         return Err(anyhow::Error::new(e).context("seeding from the owner"));
     }
-    let v: serde_json::Value = d.call_with("POST", "/api/seed/accept", &body).context("seeding from the owner")?;
+    let v: cobox_engine::ops::SeedReport = d.post("/api/seed/accept", &body).context("seeding from the owner")?;
     if ctx.json {
         return ctx.print_json(&v);
     }
-    match v["agreement"].as_str() {
+    match &v.agreement {
         Some(id) => println!(
             "seeding space {} under agreement {}: holding {} ({} blobs received); `cobox up` keeps it current",
             code.space.short(),
             &id[..12.min(id.len())],
-            bytes(v["stored_bytes"].as_u64().unwrap_or(0)),
-            v["stats"]["received_blobs"].as_u64().unwrap_or(0)
+            bytes(v.stored_bytes),
+            v.stats.received_blobs
         ),
         None => bail!("the agreement is not active (expired, revoked or not for this device); nothing is seeded"),
     }
@@ -270,22 +270,20 @@ pub(crate) fn audit(ctx: &Ctx, a: AuditArgs) -> Result<()> {
     let results: Vec<AuditEntry> = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             a.net.beside_daemon();
-            let body = serde_json::json!({ "all": a.all, "peers": a.peer }).to_string();
+            let body = cobox_engine::api::Audit { all: a.all, peers: a.peer.clone() };
             let path = format!("/api/spaces/{}/audit", crate::control::segment(&a.space));
-            let answers: Vec<serde_json::Value> = d.call_with("POST", &path, &body)?;
+            let answers: Vec<cobox_engine::api::AuditRun> = d.post(&path, &body)?;
             if answers.is_empty() {
                 bail!("space {:?} has no seeder with an active agreement to audit", a.space);
             }
             answers
                 .into_iter()
-                .map(|v| {
-                    let t = v["seeder"].as_str().unwrap_or_default().to_owned();
-                    let synced = v["sync_error"].as_str().map(str::to_owned);
-                    let r = match v.get("result") {
-                        Some(r) => serde_json::from_value(r.clone()).map_err(|e| e.to_string()),
-                        None => Err(v["error"].as_str().unwrap_or("failed").to_owned()),
+                .map(|run| {
+                    let r = match (run.result, run.error) {
+                        (Some(r), _) => Ok(r),
+                        (None, e) => Err(e.unwrap_or_else(|| "the daemon gave no result".to_owned())),
                     };
-                    (t, synced, r)
+                    (run.seeder, run.sync_error, r)
                 })
                 .collect()
         }

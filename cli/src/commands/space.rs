@@ -37,9 +37,9 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
         SpaceCmd::Target { space, copies } => {
             if let Some(d) = crate::control::daemon(&ctx.home) {
                 let path = format!("/api/spaces/{}/target", crate::control::segment(space));
-                let v: serde_json::Value =
-                    d.call_with("POST", &path, &serde_json::json!({ "copies": copies }).to_string())?;
-                return target_said(ctx, v["name"].as_str().unwrap_or(space), *copies);
+                let set: cobox_engine::api::TargetSet =
+                    d.post(&path, &cobox_engine::api::Target { copies: *copies })?;
+                return target_said(ctx, &set.name, set.replicas_target);
             }
         }
         SpaceCmd::Remove { .. } if crate::control::daemon(&ctx.home).is_some() => {
@@ -51,13 +51,11 @@ pub(crate) fn run(ctx: &Ctx, cmd: SpaceCmd) -> Result<()> {
         SpaceCmd::Create { name, path } => {
             if let Some(d) = crate::control::daemon(&ctx.home) {
                 let abs = std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))?;
-                let body = serde_json::json!({ "name": name, "path": abs }).to_string();
-                let v: serde_json::Value = d
-                    .call_with("POST", "/api/spaces", &body)
+                let body = cobox_engine::api::CreateSpace { name: name.clone(), path: abs };
+                let made: cobox_engine::api::SpaceCreated = d
+                    .post("/api/spaces", &body)
                     .with_context(|| format!("creating space {name:?} over {}", path.display()))?;
-                let id = v["id"].as_str().unwrap_or_default().to_owned();
-                let at = std::path::PathBuf::from(v["path"].as_str().unwrap_or_default());
-                return created(ctx, &id, name, &at, v["created_folder"].as_bool() == Some(true));
+                return created(ctx, &made.id, name, &made.path, made.created_folder);
             }
         }
     }

@@ -6,7 +6,7 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     let r: cobox_engine::space::VerifyReport = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             let bar = crate::progress::Bar::new();
-            d.call_progress("POST", &format!("/api/spaces/{}/verify", crate::control::segment(&a.space)), "", &bar)?
+            d.post_progress(&format!("/api/spaces/{}/verify", crate::control::segment(&a.space)), None::<&()>, &bar)?
         }
         None => {
             let home = ctx.open_home()?;
