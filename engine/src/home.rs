@@ -853,6 +853,19 @@ impl Home {
         Space::open(info, dir, &secret, self.signer.clone())
     }
 
+    /// [`Home::open_space`] with the store's write faults given (tests).
+    #[cfg(test)]
+    pub(crate) fn open_space_with_faults(
+        &self,
+        query: &str,
+        faults: std::sync::Arc<crate::store::Faults>,
+    ) -> Result<Space, Error> {
+        let info = self.resolve(query)?;
+        let dir = self.space_dir(&info.id);
+        let secret = read_secret(&dir, &info.name)?;
+        Space::open_with(info, dir, &secret, self.signer.clone(), Some(faults))
+    }
+
     /// [`Home::open_space`] for the process that owns the home and keeps only its path (a
     /// space whose join a sync finished).
     pub(crate) fn open_space_at(root: &Path, space: &SpaceId) -> Result<Space, Error> {

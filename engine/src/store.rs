@@ -342,12 +342,6 @@ impl redb::StorageBackend for FaultyBackend {
     }
 }
 
-#[cfg(test)]
-thread_local! {
-    /// Faults for the next store this thread opens (tests open spaces through the home).
-    pub(crate) static NEXT_FAULTS: std::cell::RefCell<Option<Arc<Faults>>> = const { std::cell::RefCell::new(None) };
-}
-
 impl Drop for BlobStore {
     fn drop(&mut self) {
         // Closing the channel ends the writer after the packs already queued.
@@ -361,14 +355,11 @@ impl Drop for BlobStore {
 impl BlobStore {
     /// Open (creating if needed) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        #[cfg(test)]
-        if let Some(f) = NEXT_FAULTS.with(|n| n.borrow_mut().take()) {
-            return Self::open_with(dir, Some(f));
-        }
         Self::open_with(dir, None)
     }
 
-    fn open_with(dir: &Path, faults: Option<Arc<Faults>>) -> Result<Self, StoreError> {
+    /// [`BlobStore::open`] with write faults injected (tests).
+    pub(crate) fn open_with(dir: &Path, faults: Option<Arc<Faults>>) -> Result<Self, StoreError> {
         let packs = dir.join("packs");
         fs::create_dir_all(&packs).map_err(io_err(&packs))?;
         // Temp files are packs whose write never finished; nothing indexes them.

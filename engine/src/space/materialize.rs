@@ -763,7 +763,7 @@ mod tests {
     /// there: verify passes after it. Recording the rows first failed this (and a CI kill test).
     #[test]
     fn a_streamed_sync_records_its_files_only_after_their_blobs_are_on_disk() {
-        use crate::store::{Faults, NEXT_FAULTS};
+        use crate::store::Faults;
         let (home_a, folder_a, mut a) = space();
         let mut big = vec![0u8; 3 << 20];
         crate::random_bytes(&mut big);
@@ -772,9 +772,7 @@ mod tests {
         let (home_b, folder_b, b) = joined(home_a.path(), &mut a);
         drop(b);
         let faults = Faults::never();
-        NEXT_FAULTS.with(|n| *n.borrow_mut() = Some(faults.clone()));
-        let mut b = Home::open(home_b.path()).unwrap().open_space("s").unwrap();
-        NEXT_FAULTS.with(|n| n.borrow_mut().take());
+        let mut b = Home::open(home_b.path()).unwrap().open_space_with_faults("s", faults.clone()).unwrap();
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
         a.store.send_order(&mut ids).unwrap();
         let streaming = stream(&a, &mut b, &ids);
@@ -1487,7 +1485,7 @@ mod tests {
     /// what arrived before verifies, and receiving again completes the folder.
     #[test]
     fn write_faults_at_every_point_lose_nothing() {
-        use crate::store::{Faults, NEXT_FAULTS};
+        use crate::store::Faults;
         let fill = |root: &std::path::Path| {
             std::fs::write(root.join("a.txt"), b"small").unwrap();
             let mut big = vec![0u8; 3 << 20];
@@ -1496,16 +1494,14 @@ mod tests {
             std::fs::create_dir_all(root.join("d")).unwrap();
             std::fs::write(root.join("d/b.txt"), b"more").unwrap();
         };
-        let attempt = |faults: Option<std::sync::Arc<Faults>>| {
+        let attempt = |faults: std::sync::Arc<Faults>| {
             let (home, folder, s) = space();
             drop(s);
             fill(folder.path());
-            NEXT_FAULTS.with(|n| *n.borrow_mut() = faults.clone());
             // Points up to the scan's return (dropping the space writes no more that matter).
             let scanned = Home::open(home.path())
-                .and_then(|h| h.open_space("s"))
-                .and_then(|mut s| s.scan(&crate::NoProgress).map(|_| faults.as_ref().map_or(0, |f| f.points())));
-            NEXT_FAULTS.with(|n| n.borrow_mut().take());
+                .and_then(|h| h.open_space_with_faults("s", faults.clone()))
+                .and_then(|mut s| s.scan(&crate::NoProgress).map(|_| faults.points()));
             let mut s = Home::open(home.path()).unwrap().open_space("s").unwrap();
             assert!(s.verify(&crate::NoProgress).unwrap().ok(), "after {scanned:?}");
             s.scan(&crate::NoProgress).unwrap();
@@ -1517,11 +1513,11 @@ mod tests {
             }
             scanned
         };
-        let points = attempt(Some(Faults::never())).expect("a scan without faults");
+        let points = attempt(Faults::never()).expect("a scan without faults");
         eprintln!("a scan reaches {points} write points; a fault at each is reported and loses nothing");
         assert!(points >= 8, "a scan reaches the pack and index writes: {points}");
         for n in 0..points {
-            let r = attempt(Some(Faults::from_point(n)));
+            let r = attempt(Faults::from_point(n));
             assert!(r.is_err(), "a fault at point {n} of {points} is reported");
         }
 
@@ -1535,9 +1531,7 @@ mod tests {
             let (home_b, folder_b, b) = joined(home_a.path(), &mut a);
             drop(b);
             let faults = Faults::never();
-            NEXT_FAULTS.with(|n| *n.borrow_mut() = Some(faults.clone()));
-            let mut b = Home::open(home_b.path()).unwrap().open_space("s").unwrap();
-            NEXT_FAULTS.with(|n| n.borrow_mut().take());
+            let mut b = Home::open(home_b.path()).unwrap().open_space_with_faults("s", faults.clone()).unwrap();
             faults.arm(full_at);
             let stopped = ids
                 .iter()

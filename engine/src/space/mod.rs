@@ -126,6 +126,18 @@ impl Space {
         secret: &[u8; 64],
         device_key: SigningKey,
     ) -> Result<Self, Error> {
+        Self::open_with(info, dir, secret, device_key, None)
+    }
+
+    /// [`Space::open`], its store's writes failing as `faults` says (tests pass it; nothing
+    /// else does).
+    pub(crate) fn open_with(
+        info: SpaceInfo,
+        dir: PathBuf,
+        secret: &[u8; 64],
+        device_key: SigningKey,
+        faults: Option<std::sync::Arc<crate::store::Faults>>,
+    ) -> Result<Self, Error> {
         let device = DeviceId(device_key.verifying_key().to_bytes());
         // Spaces made before a space's id derived from its genesis used the shared key's
         // public half as the id, and let any holder of that key make itself a manager.
@@ -138,7 +150,7 @@ impl Space {
         let mut root = [0u8; 32];
         root.copy_from_slice(&secret[32..]);
         let keys = SpaceKeys::derive(&root);
-        let store = std::sync::Arc::new(BlobStore::open(&dir)?);
+        let store = std::sync::Arc::new(BlobStore::open_with(&dir, faults)?);
         let actor = hex::decode(&info.actor)
             .map_err(|e| Error::Config { path: dir.join("space.json"), reason: format!("actor: {e}") })?;
         let (manifest, included) = load_cache(&dir, &info, &keys, &actor)?;
