@@ -6,6 +6,7 @@
 mod app;
 mod browse;
 mod engine;
+mod model;
 #[cfg(test)]
 mod snapshots;
 #[cfg(test)]

@@ -1,0 +1,195 @@
+//! A space's files: the browser, search, a file's versions and restoring a folder.
+
+use super::*;
+
+impl CoboxApp {
+    pub(super) fn files(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        if let Some((space, path, history)) = self.model.file_history.clone().filter(|(sp, _, _)| *sp == s.id) {
+            ui.horizontal(|ui| {
+                ui.strong(format!("History of {path}"));
+                if ui.button("Close history").clicked() {
+                    Arc::make_mut(&mut self.model).file_history = None;
+                    Arc::make_mut(&mut self.engine.model.lock().unwrap_or_else(|e| e.into_inner())).file_history = None;
+                }
+            });
+            egui::Grid::new("history").striped(true).show(ui, |ui| {
+                for (i, h) in history.iter().enumerate() {
+                    ui.label(h.time.get(..16).unwrap_or(&h.time).replace('T', " "));
+                    ui.label(h.action.clone().unwrap_or_default());
+                    ui.monospace(h.device.get(..8).unwrap_or(&h.device));
+                    if i == 0 {
+                        ui.label("current");
+                    } else if h.action.as_deref() != Some("deleted")
+                        && ui.button(format!("Restore version {}", &h.id[..8])).clicked()
+                    {
+                        self.send(Cmd::RestoreVersion { space, path: path.clone(), history_id: h.id.clone() });
+                    }
+                    ui.end_row();
+                }
+            });
+            ui.separator();
+        }
+        if s.files.is_empty() {
+            ui.label("No files yet. Put some in the folder; CoBox picks them up.");
+            return;
+        }
+        let dir = self.browse_dir.get(&s.id).cloned().unwrap_or_default();
+        ui.horizontal(|ui| {
+            let l = ui.label("Search");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.search).hint_text("a file name (Ctrl+F)").desired_width(240.0),
+                )
+                .labelled_by(l.id);
+            if std::mem::take(&mut self.focus_search) {
+                field.request_focus();
+            }
+            if !self.search.is_empty() && ui.button("Clear search").clicked() {
+                self.search.clear();
+            }
+        });
+        let searching = !self.search.trim().is_empty();
+        if !searching {
+            ui.horizontal_wrapped(|ui| {
+                for (i, (path, name)) in crate::browse::crumbs(&s.name, &dir).into_iter().enumerate() {
+                    if i > 0 {
+                        ui.label("/");
+                    }
+                    if path == dir {
+                        ui.strong(name);
+                    } else if ui.link(name).clicked() {
+                        self.browse_dir.insert(s.id, path);
+                    }
+                }
+            });
+            self.restore_folder(ui, s, &dir);
+        }
+        let rows = self.rows(s, &dir);
+        if searching {
+            ui.label(format!(
+                "{} file{} named like \"{}\"{}",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" },
+                self.search.trim(),
+                if rows.len() >= SEARCH_MAX { " (the first ones)" } else { "" }
+            ));
+        }
+        let row_h = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
+        let mut open_dir = None;
+        egui::ScrollArea::vertical().auto_shrink([false, false]).show_rows(ui, row_h, rows.len(), |ui, range| {
+            egui::Grid::new("files").striped(true).num_columns(5).show(ui, |ui| {
+                ui.strong("Name");
+                ui.strong("Size");
+                ui.strong("Modified");
+                ui.strong("Changed by");
+                ui.label("");
+                ui.end_row();
+                for r in &rows[range] {
+                    match r {
+                        crate::browse::Row::Folder { name, files, bytes } => {
+                            if ui.button(format!("{name}/")).on_hover_text(format!("Open the folder {name}")).clicked()
+                            {
+                                open_dir = Some(if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") });
+                            }
+                            ui.label(human(*bytes));
+                            ui.label(format!("{files} file{}", if *files == 1 { "" } else { "s" }));
+                            ui.label("");
+                            ui.label("");
+                        }
+                        crate::browse::Row::File(i) => {
+                            let Some(f) = s.files.get(*i) else { continue };
+                            let name =
+                                if searching { f.path.as_str() } else { f.path.rsplit('/').next().unwrap_or(&f.path) };
+                            ui.label(name);
+                            ui.label(human(f.size));
+                            ui.label(&f.modified);
+                            if self.model.device.starts_with(&f.device) {
+                                ui.label("this device");
+                            } else {
+                                ui.label(&f.device);
+                            }
+                            ui.horizontal(|ui| {
+                                if ui
+                                    .small_button("History")
+                                    .on_hover_text(format!("Past versions of {}", f.path))
+                                    .clicked()
+                                {
+                                    self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });
+                                }
+                                let on_disk = s.path.join(&f.path);
+                                if ui.small_button("Open").on_hover_text(format!("Open {}", f.path)).clicked() {
+                                    let _ = open::that_detached(&on_disk);
+                                }
+                                if ui.small_button("Show in folder").clicked() {
+                                    let _ = open::that_detached(on_disk.parent().unwrap_or(&s.path));
+                                }
+                            });
+                        }
+                    }
+                    ui.end_row();
+                }
+            });
+        });
+        if let Some(d) = open_dir {
+            self.browse_dir.insert(s.id, d);
+        }
+    }
+
+    /// The rows shown: the search's hits, or the folder's listing; rebuilt only when what they
+    /// come from changed.
+    pub(super) fn rows(&mut self, s: &SpaceView, dir: &str) -> Arc<Vec<crate::browse::Row>> {
+        let model = Arc::downgrade(&self.model);
+        let search = self.search.trim().to_owned();
+        if let Some(l) = &self.listing
+            && l.model.ptr_eq(&model)
+            && l.space == s.id
+            && l.dir == dir
+            && l.search == search
+        {
+            return l.rows.clone();
+        }
+        let rows = if search.is_empty() {
+            crate::browse::listing(&s.files, dir)
+        } else {
+            crate::browse::search(&s.files, &search, SEARCH_MAX).into_iter().map(crate::browse::Row::File).collect()
+        };
+        let rows = Arc::new(rows);
+        self.listing = Some(Listing { model, space: s.id, dir: dir.to_owned(), search, rows: rows.clone() });
+        rows
+    }
+
+    /// "Restore this folder as it was": into a new folder beside the space's, as of a time.
+    pub(super) fn restore_folder(&mut self, ui: &mut egui::Ui, s: &SpaceView, dir: &str) {
+        let what = if dir.is_empty() { "this space".to_owned() } else { format!("the folder {dir}") };
+        egui::CollapsingHeader::new(format!("Restore {what} as it was...")).id_salt(("restore-folder", s.id)).show(
+            ui,
+            |ui| {
+                if self.restore_at.is_empty() {
+                    self.restore_at = cobox_engine::util::rfc3339(cobox_engine::now_ms() - 86_400_000);
+                }
+                if self.restore_into.is_empty() {
+                    let base = s.path.parent().unwrap_or(&s.path);
+                    let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(&s.name);
+                    self.restore_into = base.join(format!("{name} (restored)")).display().to_string();
+                }
+                ui.horizontal(|ui| {
+                    let l = ui.label("As of");
+                    ui.text_edit_singleline(&mut self.restore_at).labelled_by(l.id);
+                    ui.weak("a time (2026-11-24T10:00:00Z) or a version id");
+                });
+                ui.horizontal(|ui| {
+                    let l = ui.label("Into the new folder");
+                    ui.text_edit_singleline(&mut self.restore_into).labelled_by(l.id);
+                });
+                if ui.button(format!("Restore {what}")).clicked() {
+                    self.send(Cmd::RestoreFolder {
+                        space: s.id,
+                        dir: dir.to_owned(),
+                        at: self.restore_at.clone(),
+                        into: PathBuf::from(self.restore_into.trim()),
+                    });
+                }
+            },
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! The app's screens. It reads snapshots of the engine's [`Model`] and sends [`Cmd`]s; nothing
+//! here touches the disk or the network.
+
+mod files;
+mod network;
+mod seeders;
+mod space;
+
+use crate::engine::{Cmd, EngineHandle, Model, SpaceState, SpaceView};
+use cobox_engine::{Keep, SpaceId};
+use eframe::egui;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Screen {
+    Spaces,
+    /// Seeders this device administers.
+    Seeders,
+    Network,
+    /// What happened that the user should hear of.
+    Activity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tab {
+    Files,
+    Members,
+    Conflicts,
+    Seeders,
+    Ignored,
+}
+
+/// Whose text an editor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edit {
+    /// The saved one: it follows the model (a sync may change it).
+    Clean,
+    /// The user's, not saved.
+    Edited,
+    /// The user's, sent to be saved: clean once the model shows it.
+    Saving,
+}
+
+/// The app.
+pub(crate) struct CoboxApp {
+    engine: EngineHandle,
+    pub(crate) model: Arc<Model>,
+    pub(crate) screen: Screen,
+    pub(crate) tab: Tab,
+    pub(crate) selected: Option<SpaceId>,
+    pub(crate) new_name: String,
+    pub(crate) new_path: String,
+    pub(crate) join_code: String,
+    pub(crate) join_path: String,
+    pub(crate) seeder_id: String,
+    pub(crate) quota_gib: f64,
+    pub(crate) days: u32,
+    /// The role the next invite grants.
+    pub(crate) invite_role: cobox_engine::roster::Role,
+    /// A removal waiting for the user's confirmation: the space, the device id, its name.
+    pub(crate) confirm_remove: Option<(SpaceId, String, String)>,
+    /// The ignore rules in the editor: the space, the text, and whether it is the user's.
+    pub(crate) ignore_edit: Option<(SpaceId, String, Edit)>,
+    /// A tab to switch to at the end of the frame (asked from code that only reads the app).
+    tab_request: std::cell::Cell<Option<Tab>>,
+    /// The pairing code (or seeder address) being typed.
+    pub(crate) pair_code: String,
+    /// A seeder policy being edited: the seeder, seeding for this device by itself, the quota.
+    pub(crate) policy_edit: Option<(cobox_engine::DeviceId, bool, f64)>,
+    /// The folder shown of each space ("" for its root).
+    pub(crate) browse_dir: std::collections::HashMap<SpaceId, String>,
+    /// The search over file names ("" shows the folder).
+    pub(crate) search: String,
+    /// Put the keyboard in the search box next frame (Ctrl+F).
+    focus_search: bool,
+    /// The invite code last put on the clipboard: it is copied once when it arrives, not on
+    /// every repaint (which overwrote whatever the person copied since).
+    pub(crate) copied_invite: Option<String>,
+    /// The current folder's rows (or the search's hits), kept until the model, the folder or
+    /// the search changes: building them walks every file.
+    listing: Option<Listing>,
+    /// "Restore this folder as it was": the time (or history id) and the new folder.
+    pub(crate) restore_at: String,
+    pub(crate) restore_into: String,
+    /// Transfer limits being edited, KB/s (0: none).
+    pub(crate) limits_edit: Option<(f64, f64)>,
+    /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
+    picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
+}
+
+/// Search hits shown at most: past this many, the name is too short to be a search.
+const SEARCH_MAX: usize = 1000;
+
+/// A folder's rows, and what they were built from.
+struct Listing {
+    /// Held weakly: the model's memory goes when the engine replaces it, but its address is not
+    /// reused for a newer model while this is held, so a match is the same model.
+    model: std::sync::Weak<Model>,
+    space: SpaceId,
+    dir: String,
+    search: String,
+    rows: Arc<Vec<crate::browse::Row>>,
+}
+
+/// Sizes in the units the CLI uses too (a 50 GiB quota shows as "50.0 GiB").
+fn human(n: u64) -> String {
+    cobox_engine::units::format_bytes(n)
+}
+
+fn ago(ms: i64) -> String {
+    let s = (cobox_engine::now_ms() - ms).max(0) / 1000;
+    match s {
+        0..60 => "just now".into(),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..86400 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
+}
+
+impl CoboxApp {
+    pub(crate) fn new(engine: EngineHandle) -> Self {
+        let model = engine.snapshot();
+        Self {
+            engine,
+            model,
+            screen: Screen::Spaces,
+            tab: Tab::Files,
+            invite_role: cobox_engine::roster::Role::Write,
+            confirm_remove: None,
+            selected: None,
+            new_name: String::new(),
+            new_path: String::new(),
+            join_code: String::new(),
+            join_path: String::new(),
+            seeder_id: String::new(),
+            quota_gib: 50.0,
+            days: 365,
+            ignore_edit: None,
+            pair_code: String::new(),
+            tab_request: std::cell::Cell::new(None),
+            policy_edit: None,
+            limits_edit: None,
+            browse_dir: Default::default(),
+            search: String::new(),
+            focus_search: false,
+            copied_invite: None,
+            listing: None,
+            restore_at: String::new(),
+            restore_into: String::new(),
+            picked: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn send(&self, c: Cmd) {
+        self.engine.send(c);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn send_for_test(&self, c: Cmd) {
+        self.send(c);
+    }
+
+    fn browse(&self, for_new: bool) {
+        let slot = self.picked.clone();
+        std::thread::spawn(move || {
+            if let Some(p) = rfd::FileDialog::new().set_title("Choose a folder").pick_folder() {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((for_new, p));
+            }
+        });
+    }
+
+    /// Draw one frame.
+    pub(crate) fn ui(&mut self, ui: &mut egui::Ui) {
+        self.model = self.engine.snapshot();
+        if let Some((for_new, p)) = self.picked.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            *(if for_new { &mut self.new_path } else { &mut self.join_path }) = p.display().to_string();
+        }
+        if self.selected.is_none() {
+            self.selected = self.model.spaces.first().map(|s| s.id);
+        }
+        egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
+        if let Some(fatal) = self.model.fatal.clone() {
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("CoBox cannot start");
+                ui.colored_label(ui.visuals().error_fg_color, fatal);
+            });
+            return;
+        }
+        match self.screen {
+            Screen::Spaces => {
+                egui::Panel::left("spaces").default_size(260.0).resizable(true).show(ui, |ui| self.space_list(ui));
+                egui::CentralPanel::default().show(ui, |ui| self.space_detail(ui));
+            }
+            Screen::Seeders => {
+                egui::CentralPanel::default()
+                    .show(ui, |ui| egui::ScrollArea::vertical().show(ui, |ui| self.my_seeders(ui)));
+            }
+            Screen::Network => {
+                egui::CentralPanel::default().show(ui, |ui| self.network(ui));
+            }
+            Screen::Activity => {
+                egui::CentralPanel::default().show(ui, |ui| self.activity(ui));
+            }
+        }
+        // Keep the rate plot and "syncing" states moving while something happens; the rate plot
+        // only while it is on screen. Otherwise nothing is drawn until the model or the user
+        // changes something (the engine asks for a repaint then).
+        if !self.model.busy.is_empty() || !self.model.syncing.is_empty() {
+            ui.ctx().request_repaint_after(std::time::Duration::from_millis(500));
+        } else if self.screen == Screen::Network {
+            ui.ctx().request_repaint_after(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// Shortcuts, so every screen and the search are a key away: Alt+1..4 pick a screen, Ctrl+F
+    /// goes to the search (on the Files tab), Escape leaves the search.
+    fn shortcuts(&mut self, ui: &mut egui::Ui) {
+        use egui::{Key, KeyboardShortcut, Modifiers};
+        let screens = [
+            (Key::Num1, Screen::Spaces),
+            (Key::Num2, Screen::Seeders),
+            (Key::Num3, Screen::Network),
+            (Key::Num4, Screen::Activity),
+        ];
+        for (key, screen) in screens {
+            if ui.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::ALT, key))) {
+                self.screen = screen;
+                if screen == Screen::Seeders {
+                    self.send(Cmd::AskSeeders);
+                }
+            }
+        }
+        if ui.input_mut(|i| i.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, Key::F))) {
+            self.screen = Screen::Spaces;
+            self.tab = Tab::Files;
+            self.focus_search = true;
+        }
+        if !self.search.is_empty() && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Escape)) {
+            self.search.clear();
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui) {
+        self.shortcuts(ui);
+        ui.horizontal(|ui| {
+            ui.heading("CoBox");
+            ui.separator();
+            ui.selectable_value(&mut self.screen, Screen::Spaces, "Spaces");
+            if ui.selectable_value(&mut self.screen, Screen::Seeders, "My seeders").clicked() {
+                self.send(Cmd::AskSeeders);
+            }
+            ui.selectable_value(&mut self.screen, Screen::Network, "Network");
+            let n = self.model.activity.len();
+            ui.selectable_value(
+                &mut self.screen,
+                Screen::Activity,
+                if n == 0 { "Activity".to_owned() } else { format!("Activity ({n})") },
+            );
+            if !self.model.ready || !self.model.busy.is_empty() {
+                ui.spinner();
+                ui.label(if self.model.ready { "Working..." } else { "Starting..." });
+            }
+        });
+        if let Some((err, text)) = self.model.notice.clone() {
+            ui.horizontal(|ui| {
+                if err {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("Problem: {text}"));
+                } else {
+                    ui.label(text.to_string());
+                }
+            });
+        }
+    }
+
+    /// A device as people know it: its name from a roster, else its id's first characters.
+    fn name_of(&self, device: &str) -> String {
+        match self.model.names.get(device) {
+            Some(n) => format!("{n} ({})", device.get(..8).unwrap_or(device)),
+            None => format!("device {}", device.get(..8).unwrap_or(device)),
+        }
+    }
+}
+
+/// A scan's progress for people.
+pub(crate) fn scanning_line(sc: &cobox_engine::daemon::ScanningNow) -> String {
+    format!("Checking the folder: {} of {} read", human(sc.done), human(sc.total))
+}
+
+/// A transfer's progress for people: pieces left, bytes so far, and the time left at this pace.
+pub(crate) fn receiving_line(t: &cobox_engine::sync::net::ReceivingNow, now_ms: i64) -> String {
+    let left = t.wanted.saturating_sub(t.got);
+    let eta = match t.eta_ms(now_ms) {
+        Some(ms) if ms < 60_000 => format!(", about {} s left", (ms / 1000).max(1)),
+        Some(ms) => format!(", about {} min left", (ms + 59_999) / 60_000),
+        None => String::new(),
+    };
+    format!("{left} of {} pieces left, {} received so far{eta}", t.wanted, human(t.bytes))
+}
+
+/// What someone opening CoBox for the first time needs: what the words mean, what to do.
+fn first_run(ui: &mut egui::Ui) {
+    ui.heading("Welcome to CoBox");
+    ui.add_space(6.0);
+    for (word, meaning) in [
+        ("A space", "is a folder your devices keep the same, encrypted from end to end, with every past version kept."),
+        (
+            "A member",
+            "is a device in a space: yours, or a collaborator's you invited. Members read, write or manage, as their role says.",
+        ),
+        (
+            "A seeder",
+            "is an always-on computer that keeps an encrypted copy of a space it cannot read, under an agreement you both sign. CoBox checks that it still holds it.",
+        ),
+    ] {
+        ui.horizontal_wrapped(|ui| {
+            ui.strong(word);
+            ui.label(meaning);
+        });
+    }
+    ui.add_space(6.0);
+    ui.label("Start on the left: make a space from a folder, or join one with an invite code someone sent you.");
+}
+
+/// Whether a seeder (hex id) is full: its last session with this device said so, or its report
+/// to this device (when this device administers it) does.
+pub(crate) fn seeder_full(m: &Model, seeder: &str) -> bool {
+    let said =
+        m.peers.iter().any(|p| p.device == seeder && p.refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull));
+    let reported = m
+        .seeders
+        .iter()
+        .any(|v| v.seeder.device.to_string() == seeder && v.report.as_ref().is_some_and(|(_, r)| r.full()));
+    said || reported
+}
+
+fn state_badge(s: &SpaceState, ui: &egui::Ui) -> (String, egui::Color32) {
+    let v = ui.visuals();
+    match s {
+        SpaceState::Joining => ("Waiting to be let in".into(), v.weak_text_color()),
+        SpaceState::InSync => ("In sync".into(), egui::Color32::from_rgb(40, 150, 70)),
+        SpaceState::Syncing => ("Syncing...".into(), v.hyperlink_color),
+        SpaceState::Offline => ("Offline".into(), v.weak_text_color()),
+        SpaceState::Conflicts(n) => (format!("{n} conflict{}", if *n == 1 { "" } else { "s" }), v.warn_fg_color),
+        SpaceState::Error(_) => ("Error".into(), v.error_fg_color),
+    }
+}
+
+impl eframe::App for CoboxApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        CoboxApp::ui(self, ui);
+    }
+}
+
+/// What the space screen says of changes set aside.
+fn set_aside_line(n: usize) -> String {
+    format!(
+        "{n} change(s) set aside: sealed under a key this device does not hold yet, or unreadable; a manager hands keys over at their next sync"
+    )
+}

@@ -1,0 +1,350 @@
+//! The Spaces screen: the list, a space's page (state, replication, members, ignored paths)
+//! and its conflicts.
+
+use super::*;
+
+impl CoboxApp {
+    pub(super) fn space_list(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Your spaces");
+        if let Some(why) = &self.model.spaces_error {
+            ui.colored_label(ui.visuals().error_fg_color, format!("Problem: {why}"));
+        } else if self.model.spaces.is_empty() && self.model.ready {
+            ui.label("No spaces yet. Make one from a folder, or join one with an invite code.");
+        }
+        for s in &self.model.spaces {
+            let (badge, color) = state_badge(&s.state, ui);
+            ui.horizontal(|ui| {
+                if ui.selectable_label(self.selected == Some(s.id), &s.name).clicked() {
+                    self.selected = Some(s.id);
+                }
+                ui.colored_label(color, badge);
+            });
+        }
+        if !self.model.seeds.is_empty() {
+            ui.separator();
+            ui.label(format!("Seeding {} spaces for others", self.model.seeds.len()));
+        }
+        ui.separator();
+        egui::CollapsingHeader::new("New space").default_open(self.model.spaces.is_empty()).show(ui, |ui| {
+            let l = ui.label("Name");
+            ui.text_edit_singleline(&mut self.new_name).labelled_by(l.id);
+            let l = ui.label("Folder");
+            ui.horizontal(|ui| {
+                ui.text_edit_singleline(&mut self.new_path).labelled_by(l.id);
+                if ui.button("Browse...").clicked() {
+                    self.browse(true);
+                }
+            });
+            let ready = !self.new_name.trim().is_empty() && !self.new_path.trim().is_empty();
+            if ui.add_enabled(ready, egui::Button::new("Create space")).clicked() {
+                self.send(Cmd::Create {
+                    name: self.new_name.trim().to_owned(),
+                    path: PathBuf::from(self.new_path.trim()),
+                });
+                self.new_name.clear();
+                self.new_path.clear();
+            }
+        });
+        egui::CollapsingHeader::new("Join a space").default_open(self.model.spaces.is_empty()).show(ui, |ui| {
+            let l = ui.label("Invite code");
+            ui.text_edit_singleline(&mut self.join_code).labelled_by(l.id);
+            let l = ui.label("Keep it in folder");
+            ui.horizontal(|ui| {
+                ui.text_edit_singleline(&mut self.join_path).labelled_by(l.id);
+                if ui.button("Browse ...").clicked() {
+                    self.browse(false);
+                }
+            });
+            let ready = !self.join_code.trim().is_empty() && !self.join_path.trim().is_empty();
+            if ui.add_enabled(ready, egui::Button::new("Join")).clicked() {
+                self.send(Cmd::Join {
+                    code: self.join_code.trim().to_owned(),
+                    path: PathBuf::from(self.join_path.trim()),
+                });
+            }
+        });
+    }
+
+    pub(super) fn space_detail(&mut self, ui: &mut egui::Ui) {
+        // The frame's model is shared, not copied: hold it while this space is drawn.
+        let model = self.model.clone();
+        let Some(s) = model.spaces.iter().find(|s| Some(s.id) == self.selected) else {
+            if model.spaces.is_empty() && model.ready {
+                first_run(ui);
+            } else {
+                ui.label("Choose a space on the left.");
+            }
+            return;
+        };
+        ui.heading(&s.name);
+        ui.label(s.path.display().to_string());
+        if let Some(st) = &s.status {
+            ui.label(format!(
+                "{} files, {}, {} past versions, last checked {}",
+                st.files,
+                human(st.bytes),
+                st.snapshots,
+                st.last_scan
+                    .as_deref()
+                    .map(|t| t.get(..16).unwrap_or(t).replace('T', " "))
+                    .unwrap_or_else(|| "never".into())
+            ));
+            if !st.not_written.is_empty() {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("{} files not written, retried at the next sync", st.not_written.len()),
+                )
+                .on_hover_text(st.not_written.join("\n"));
+            }
+            if !st.quarantined.is_empty() {
+                // Changes waiting for a key epoch (or unreadable): their files are not shown yet.
+                ui.colored_label(ui.visuals().warn_fg_color, set_aside_line(st.quarantined.len()))
+                    .on_hover_text(st.quarantined.join("\n"));
+            }
+        }
+        let (badge, color) = state_badge(&s.state, ui);
+        ui.colored_label(color, badge);
+        if s.state == SpaceState::Syncing {
+            let r = self.model.rates.back().copied().unwrap_or([0.0; 3]);
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!("Syncing: receiving {:.0} KB/s, sending {:.0} KB/s", r[2], r[1]));
+            });
+            if let Some(t) = self.model.receiving.iter().find(|t| t.space == s.id) {
+                ui.label(receiving_line(t, cobox_engine::now_ms()));
+            }
+        }
+        if let Some(sc) = self.model.scanning.iter().find(|x| x.space == s.id) {
+            ui.horizontal(|ui| {
+                let part = if sc.total == 0 { 0.0 } else { sc.done as f32 / sc.total as f32 };
+                ui.add(egui::ProgressBar::new(part.min(1.0)).desired_width(160.0));
+                ui.label(scanning_line(sc));
+            });
+        }
+        if let SpaceState::Error(e) = &s.state {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        if let Some((_, Some(e))) = &s.last_sync {
+            ui.label(format!("Last sync attempt: {e}"));
+        }
+        self.replication_line(ui, s);
+        ui.horizontal(|ui| {
+            if ui.button("Check folder now").clicked() {
+                self.send(Cmd::Scan(s.id));
+            }
+            if ui.button("Sync now").clicked() {
+                self.send(Cmd::Sync(s.id));
+            }
+            if ui.button("Copy invite code").clicked() {
+                self.send(Cmd::Invite { space: s.id, role: cobox_engine::roster::Role::Write });
+            }
+            if ui.button("Open folder").clicked() {
+                // The desktop's file manager; failing to start one is not worth an error dialog.
+                let _ = std::process::Command::new("xdg-open").arg(&s.path).spawn();
+            }
+        });
+        if let Some((_, code)) = self.model.invite.clone().filter(|(id, _)| *id == s.id) {
+            if self.copied_invite.as_ref() != Some(&code) {
+                ui.ctx().copy_text(code.clone());
+                self.copied_invite = Some(code.clone());
+            }
+            ui.label("Invite code (copied). It lets a device into this space: send it privately.");
+            ui.add(egui::TextEdit::singleline(&mut code.as_str()).desired_width(f32::INFINITY));
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.tab, Tab::Files, "Files");
+            ui.selectable_value(&mut self.tab, Tab::Members, "Members");
+            ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
+            ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
+            ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
+        });
+        if let Some(t) = self.tab_request.take() {
+            self.tab = t;
+        }
+        match self.tab {
+            Tab::Files => self.files(ui, s),
+            Tab::Members => self.members(ui, s),
+            Tab::Conflicts => self.conflicts(ui, s),
+            Tab::Seeders => self.seeders(ui, s),
+            Tab::Ignored => self.ignored(ui, s),
+        }
+    }
+
+    pub(super) fn members(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        use cobox_engine::roster::Role;
+        let Some(r) = &s.roster else {
+            ui.label("The roster cannot be read right now.");
+            return;
+        };
+        let me_manager = r.members.iter().any(|m| m.me && m.role == "manage");
+        let last_seen = |device: &str| {
+            self.model.peers.iter().find(|p| p.device == device).map(|p| ago(p.last_ms)).unwrap_or_else(|| "—".into())
+        };
+        egui::Grid::new("members").striped(true).num_columns(4).show(ui, |ui| {
+            ui.strong("Member");
+            ui.strong("Role");
+            ui.strong("Last seen");
+            ui.label("");
+            ui.end_row();
+            for m in &r.members {
+                ui.label(if m.me { format!("{} (this device)", m.name) } else { m.name.clone() });
+                ui.label(&m.role);
+                ui.label(if m.me { "now".to_owned() } else { last_seen(&m.device) });
+                if me_manager
+                    && !m.me
+                    && ui.small_button("Remove").on_hover_text(format!("Remove {}", m.name)).clicked()
+                {
+                    self.confirm_remove = Some((s.id, m.device.clone(), m.name.clone()));
+                }
+                ui.end_row();
+            }
+        });
+        if !r.removed.is_empty() {
+            ui.label(format!("Removed: {}", r.removed.join(", ")));
+        }
+        ui.separator();
+        if me_manager {
+            ui.horizontal(|ui| {
+                ui.label("Invite a device as");
+                for role in [Role::Read, Role::Write, Role::Manage] {
+                    ui.selectable_value(&mut self.invite_role, role, role.as_str());
+                }
+                if ui.button("Make invite code").clicked() {
+                    self.send(Cmd::Invite { space: s.id, role: self.invite_role });
+                }
+            });
+            ui.label("A code works once, for seven days, at any member or seeder that has heard of it.");
+        } else {
+            ui.label("Only a manager invites and removes members.");
+        }
+        let pending: Vec<_> = r.invites.iter().filter(|i| i.state == "pending").collect();
+        if !pending.is_empty() {
+            ui.strong("Pending invites");
+            for i in pending {
+                ui.horizontal(|ui| {
+                    let who = i.name.as_deref().map(|n| format!(" for {n}")).unwrap_or_default();
+                    ui.label(format!("{} invite{who}, until {}", i.role, i.expires));
+                    if me_manager && ui.small_button("Cancel invite").clicked() {
+                        self.send(Cmd::CancelInvite { space: s.id, id: i.id.clone() });
+                    }
+                });
+            }
+        }
+        if let Some((space, device, name)) = self.confirm_remove.clone().filter(|(id, _, _)| *id == s.id) {
+            egui::Window::new("Remove a member").collapsible(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(ui.ctx(), |ui| {
+                ui.label(format!("Remove {name} from {}?", s.name));
+                ui.label(
+                    "Members and seeders stop syncing with it as soon as they hear of the removal, and what is written from now on is sealed under a new key it never gets. Removal cannot take back what it already has: files it received stay readable to it.",
+                );
+                ui.horizontal(|ui| {
+                    if ui.button("Remove device").clicked() {
+                        self.send(Cmd::RemoveMember { space, device: device.clone() });
+                        self.confirm_remove = None;
+                    }
+                    if ui.button("Keep it").clicked() {
+                        self.confirm_remove = None;
+                    }
+                });
+            });
+        }
+    }
+
+    pub(super) fn ignored(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        ui.label(
+            "Paths matching these rules stay on each device: never sent, never written, never deleted by a \
+             sync. One pattern per line, as in .gitignore: *.tmp, node_modules/, /only-at-the-top, !keep.log. \
+             The rules are saved in the folder as .coboxignore and shared with the space.",
+        );
+        // The user's text stays until saved (and seen saved) or undone; otherwise the editor
+        // follows the rules on disk, which a sync may change.
+        let theirs = matches!(&self.ignore_edit, Some((id, text, edit)) if *id == s.id
+            && (*edit == Edit::Edited || (*edit == Edit::Saving && *text != s.ignores)));
+        if !theirs {
+            self.ignore_edit = Some((s.id, s.ignores.clone(), Edit::Clean));
+        }
+        let Some((_, text, edit)) = self.ignore_edit.as_mut() else { return };
+        let box_ = egui::TextEdit::multiline(text)
+            .code_editor()
+            .desired_rows(8)
+            .desired_width(f32::INFINITY)
+            .hint_text("*.tmp\nnode_modules/");
+        if ui.add(box_).changed() {
+            *edit = Edit::Edited;
+        }
+        let changed = *text != s.ignores;
+        let rules = text.clone();
+        ui.horizontal(|ui| {
+            if ui.add_enabled(changed, egui::Button::new("Save rules")).clicked() {
+                self.ignore_edit = Some((s.id, rules.clone(), Edit::Saving));
+                self.send(Cmd::SetIgnores { space: s.id, rules });
+            }
+            if ui.add_enabled(changed, egui::Button::new("Undo changes")).clicked() {
+                self.ignore_edit = Some((s.id, s.ignores.clone(), Edit::Clean));
+            }
+        });
+    }
+
+    pub(super) fn replication_line(&self, ui: &mut egui::Ui, s: &SpaceView) {
+        let replicas = s.status.as_ref().map_or(0, |st| st.replicas);
+        let target = s.status.as_ref().map_or(0, |st| st.replicas_target);
+        let last = s.agreements.iter().filter_map(|a| a.last_audit.as_ref()).map(|a| a.time_ms).max();
+        let text = format!(
+            "{replicas} verified {}{}",
+            if replicas == 1 { "copy" } else { "copies" },
+            last.map(|t| format!(", last audit {}", ago(t))).unwrap_or_default()
+        );
+        let strong = egui::RichText::new(text).size(18.0).strong();
+        // No seeder yet is where every space starts, not a fault: said calmly, with what a
+        // seeder is and how to get one.
+        let no_seeder =
+            s.agreements.iter().all(|a| a.state == "revoked" || a.state == "expired" || a.state == "invalid");
+        if no_seeder && replicas < target {
+            ui.label(strong);
+            ui.label(format!(
+                "This space lives on your devices only. A seeder, an always-on computer of your collective or \
+                 a friend, can keep an encrypted copy it cannot read; CoBox checks it still holds it. This space \
+                 asks for {target} such {}.",
+                if target == 1 { "copy" } else { "copies" }
+            ));
+            if ui.button("Add a seeder").clicked() {
+                self.tab_request.set(Some(Tab::Seeders));
+            }
+            return;
+        }
+        if replicas < target {
+            ui.colored_label(ui.visuals().warn_fg_color, strong);
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!("Below this space's target of {target}: add a seeder or check the ones you have."),
+            );
+        } else {
+            ui.label(strong);
+        }
+    }
+
+    pub(super) fn conflicts(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        if s.conflicts.is_empty() {
+            ui.label("No conflicts. When two devices change the same file while apart, both versions show up here.");
+            return;
+        }
+        for c in &s.conflicts {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.strong(&c.original);
+                ui.label(format!("This version: {}, modified {}", human(c.original_size), c.original_modified));
+                ui.label(format!("Other version: {}, modified {} ({})", human(c.copy_size), c.copy_modified, c.copy));
+                ui.horizontal_wrapped(|ui| {
+                    if ui.button("Keep this version").clicked() {
+                        self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Current });
+                    }
+                    if ui.button("Keep the other version").clicked() {
+                        self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Copy });
+                    }
+                    if ui.button("Keep both").clicked() {
+                        self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Both });
+                    }
+                });
+            });
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The app's view model: what the screens show, as the engine thread last built it. The UI
+//! reads snapshots of [`Model`] and never waits on the engine; nothing here does I/O.
+
+use cobox_engine::agreement_service::{AgreementSummary, Stats};
+use cobox_engine::codes::PeerAddr;
+use cobox_engine::sync::net::PeerSeen;
+use cobox_engine::{HistoryItem, SpaceId, Status};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+/// A seeder this device administers, as last heard from.
+#[derive(Debug, Clone)]
+pub(crate) struct SeederView {
+    pub(crate) seeder: PeerAddr,
+    /// Its last report, and when it came.
+    pub(crate) report: Option<(i64, cobox_engine::admin::Report)>,
+    /// Why the last ask failed (a seeder offline, a refusal).
+    pub(crate) error: Option<String>,
+}
+
+/// A space's state, as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SpaceState {
+    /// Joined by an invite; no member or seeder has accepted it yet (nothing is held).
+    Joining,
+    InSync,
+    Syncing,
+    Offline,
+    Conflicts(usize),
+    Error(String),
+}
+
+/// One file row.
+#[derive(Debug, Clone)]
+pub(crate) struct FileRow {
+    pub(crate) path: String,
+    pub(crate) size: u64,
+    pub(crate) modified: String,
+    pub(crate) device: String,
+}
+
+/// A conflict copy and the file it was made for.
+#[derive(Debug, Clone)]
+pub(crate) struct ConflictView {
+    pub(crate) copy: String,
+    pub(crate) original: String,
+    pub(crate) copy_size: u64,
+    pub(crate) original_size: u64,
+    pub(crate) copy_modified: String,
+    pub(crate) original_modified: String,
+}
+
+/// Everything the UI shows of one space.
+#[derive(Debug, Clone)]
+pub(crate) struct SpaceView {
+    pub(crate) id: SpaceId,
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) status: Option<Status>,
+    pub(crate) files: Vec<FileRow>,
+    pub(crate) conflicts: Vec<ConflictView>,
+    pub(crate) agreements: Vec<AgreementSummary>,
+    pub(crate) state: SpaceState,
+    /// The last sync round: when, and the failure if every peer failed.
+    pub(crate) last_sync: Option<(i64, Option<String>)>,
+    /// The folder's `.coboxignore` rules (empty when none or unreadable; the state says why).
+    pub(crate) ignores: String,
+    /// The roster: members with names and roles, removed devices, invites.
+    pub(crate) roster: Option<cobox_engine::members::Roster>,
+}
+
+/// A snapshot of everything, for the UI.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Model {
+    pub(crate) ready: bool,
+    pub(crate) fatal: Option<String>,
+    pub(crate) device: String,
+    pub(crate) address: String,
+    pub(crate) spaces: Vec<SpaceView>,
+    pub(crate) seeds: Vec<(SpaceId, u64)>,
+    pub(crate) stats: Option<Stats>,
+    pub(crate) peers: Vec<PeerSeen>,
+    /// (seconds since start, KB/s sent, KB/s received), one per second, last 5 minutes.
+    pub(crate) rates: VecDeque<[f64; 3]>,
+    /// Operations running now, in plain words.
+    pub(crate) busy: Vec<String>,
+    /// The last result: (is an error, words).
+    pub(crate) notice: Option<(bool, String)>,
+    pub(crate) invite: Option<(SpaceId, String)>,
+    pub(crate) seed_code: Option<String>,
+    pub(crate) file_history: Option<(SpaceId, String, Vec<HistoryItem>)>,
+    /// Spaces with a sync in flight.
+    pub(crate) syncing: Vec<SpaceId>,
+    /// Seeders this device administers.
+    pub(crate) seeders: Vec<SeederView>,
+    /// Upload and download limits in force, bytes per second (0: none).
+    pub(crate) limits: (u64, u64),
+    /// What happened that a member should hear of, newest last: (when, words).
+    pub(crate) activity: VecDeque<(i64, String)>,
+    /// Scans running now, for progress.
+    pub(crate) scanning: Vec<cobox_engine::daemon::ScanningNow>,
+    /// Transfers into spaces running now (pieces asked for and in), for progress.
+    pub(crate) receiving: Vec<cobox_engine::sync::net::ReceivingNow>,
+    /// Devices' names (hex id to name), from every space's roster.
+    pub(crate) names: std::collections::BTreeMap<String, String>,
+    /// Why the list of spaces could not be read (the spaces shown are the last ones read).
+    pub(crate) spaces_error: Option<String>,
+}
