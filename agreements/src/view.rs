@@ -5,8 +5,9 @@ use crate::entry::{Agreement, AgreementId, AuditRecord, Entry, EntryError, Revoc
 use crate::{Authority, Key32};
 use std::collections::{BTreeMap, HashMap};
 
-/// Where an agreement stands at a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Where an agreement stands at a moment. In JSON, its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     /// Signed by the owner, not yet by the seeder (or its term has not begun).
     Proposed,
@@ -30,6 +31,12 @@ impl State {
             State::Expired => "expired",
             State::Invalid => "invalid",
         }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -340,6 +340,13 @@ mod tests {
             serde_json::to_value(&audit).unwrap(),
             serde_json::json!({ "seeder": "ef", "error": "offline", "sync_error": null })
         );
+        // An agreement's state is an enum in the engine and its lowercase name on the wire.
+        let active = cobox_agreements::State::Active;
+        assert_eq!(serde_json::to_value(active).unwrap(), "active");
+        assert_eq!(
+            serde_json::from_str::<cobox_agreements::State>(r#""revoked""#).unwrap(),
+            cobox_agreements::State::Revoked
+        );
         let role: MemberRole = serde_json::from_str(r#"{"role":"reader"}"#).unwrap();
         assert_eq!(role.role, cobox_core::roster::Role::Read);
         let set = MemberRole { member: Some("laptop".into()), role: cobox_core::roster::Role::Manage };

@@ -231,8 +231,8 @@ pub struct AgreementSummary {
     pub end: String,
     /// Free-text terms.
     pub terms: String,
-    /// proposed, active, revoked, expired or invalid.
-    pub state: String,
+    /// Where it stands (in JSON: proposed, active, revoked, expired or invalid).
+    pub state: cobox_agreements::State,
     /// The proposal's (and acceptance's) signatures verify.
     pub signatures_ok: bool,
     /// Why it is invalid.
@@ -272,7 +272,7 @@ pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str,
         start: rfc3339(a.start_ms),
         end: rfc3339(a.end_ms),
         terms: a.terms.clone(),
-        state: v.state.as_str().into(),
+        state: v.state,
         signatures_ok: v.signatures_ok,
         problem: v.problem.clone(),
         // Only while it waits: once taken or ended, the answer is history.

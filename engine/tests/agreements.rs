@@ -28,9 +28,16 @@ fn a_seeders_revocation_not_yet_in_effect_does_not_block_the_owners() {
         time_ms: cobox_engine::now_ms() + 10 * 60 * 1000,
     };
     ledger.insert(&Entry::revoke(later, &seeder)).unwrap();
-    assert_eq!(agreement_service::list(root.path(), cobox_engine::now_ms()).unwrap().agreements[0].state, "active");
+    assert_eq!(
+        agreement_service::list(root.path(), cobox_engine::now_ms()).unwrap().agreements[0].state,
+        cobox_engine::agreements::State::Active
+    );
     let revoked = agreement_service::revoke(root.path(), &proposed.id).unwrap();
-    assert_eq!(revoked.state, "revoked", "the owner's own revocation, dated now, takes effect at once");
+    assert_eq!(
+        revoked.state,
+        cobox_engine::agreements::State::Revoked,
+        "the owner's own revocation, dated now, takes effect at once"
+    );
     // Once in effect, a second revocation is refused with a clear error.
     let again = agreement_service::revoke(root.path(), &proposed.id).unwrap_err();
     assert!(again.to_string().contains("already revoked"), "{again}");

@@ -29,7 +29,11 @@ fn model() -> Model {
         start: "2026-11-24T10:00:00.000Z".into(),
         end: "2027-11-24T10:00:00.000Z".into(),
         terms: "nightly backup".into(),
-        state: state.into(),
+        state: match state {
+            "active" => cobox_engine::agreements::State::Active,
+            "proposed" => cobox_engine::agreements::State::Proposed,
+            _ => cobox_engine::agreements::State::Invalid,
+        },
         signatures_ok: ok,
         problem: (!ok).then(|| "the seeder signature does not verify".into()),
         answer: (state == "proposed").then(|| {

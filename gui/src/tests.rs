@@ -128,11 +128,11 @@ fn propose_and_revoke_an_agreement() {
     h.step();
     h.get_by_label("Propose").click();
     wait(&mut h, "the proposal", |m| m.spaces[0].agreements.len() == 1 && m.seed_code.is_some());
-    assert_eq!(h.state().model.spaces[0].agreements[0].state, "proposed");
+    assert_eq!(h.state().model.spaces[0].agreements[0].state, cobox_engine::agreements::State::Proposed);
     h.get_by_label("verified");
     h.get_by_label("Copy seed code");
     h.get_by_label(&format!("Revoke {}", &h.state().model.spaces[0].agreements[0].id[..8])).click();
-    wait(&mut h, "the revocation", |m| m.spaces[0].agreements[0].state == "revoked");
+    wait(&mut h, "the revocation", |m| m.spaces[0].agreements[0].state == cobox_engine::agreements::State::Revoked);
     h.get_by_label("revoked");
 }
 

@@ -176,7 +176,7 @@ async fn story(dir: &Path) -> Result<()> {
         a.state,
         if a.signatures_ok { "verified" } else { "INVALID" }
     );
-    ensure!(a.state == "active", "the agreement did not become active");
+    ensure!(a.state == cobox_engine::agreements::State::Active, "the agreement did not become active");
     let names: Vec<&str> = ["budget.txt", "assembly", "minutes of the general"].to_vec();
     for n in names {
         ensure!(find_bytes(&seeder_root, n.as_bytes())?.is_none(), "the seeder's files contain {n:?}");

@@ -27,7 +27,13 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     } else {
         println!("pending   {} added, {} changed, {} deleted (run `cobox scan`)", p.added, p.changed, p.deleted);
     }
-    let live: Vec<_> = s.agreements.iter().filter(|a| a.state == "active" || a.state == "proposed").collect();
+    let live: Vec<_> = s
+        .agreements
+        .iter()
+        .filter(|a| {
+            a.state == cobox_engine::agreements::State::Active || a.state == cobox_engine::agreements::State::Proposed
+        })
+        .collect();
     println!(
         "replicas  {} verified of {} wanted ({} seeding agreements in force or proposed){}",
         s.replicas,

@@ -27,8 +27,8 @@ impl CoboxApp {
                     ui.label(human(a.quota));
                     ui.label(a.end.get(..10).unwrap_or(&a.end));
                     match &a.answer {
-                        Some(why) => ui.label(&a.state).on_hover_text(format!("the seeder answered: {why}")),
-                        None => ui.label(&a.state),
+                        Some(why) => ui.label(a.state.as_str()).on_hover_text(format!("the seeder answered: {why}")),
+                        None => ui.label(a.state.as_str()),
                     };
                     if a.signatures_ok {
                         ui.label("verified");
@@ -47,7 +47,8 @@ impl CoboxApp {
                             None => ui.label("never"),
                         };
                     }
-                    if (a.state == "active" || a.state == "proposed")
+                    if (a.state == cobox_engine::agreements::State::Active
+                        || a.state == cobox_engine::agreements::State::Proposed)
                         && ui.button(format!("Revoke {}", &a.id[..8])).clicked()
                     {
                         self.send(Cmd::Revoke(a.id.clone()));

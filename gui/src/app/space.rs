@@ -297,8 +297,11 @@ impl CoboxApp {
         let strong = egui::RichText::new(text).size(18.0).strong();
         // No seeder yet is where every space starts, not a fault: said calmly, with what a
         // seeder is and how to get one.
-        let no_seeder =
-            s.agreements.iter().all(|a| a.state == "revoked" || a.state == "expired" || a.state == "invalid");
+        let no_seeder = s.agreements.iter().all(|a| {
+            a.state == cobox_engine::agreements::State::Revoked
+                || a.state == cobox_engine::agreements::State::Expired
+                || a.state == cobox_engine::agreements::State::Invalid
+        });
         if no_seeder && replicas < target {
             ui.label(strong);
             ui.label(format!(
