@@ -200,7 +200,7 @@ pub struct MemberRole {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
     /// `read`, `write` or `manage`.
-    #[serde(with = "role_name")]
+    #[serde(with = "crate::util::role_name")]
     pub role: cobox_core::roster::Role,
 }
 
@@ -208,7 +208,7 @@ pub struct MemberRole {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invite {
     /// The role the invite grants.
-    #[serde(with = "role_name")]
+    #[serde(with = "crate::util::role_name")]
     pub role: cobox_core::roster::Role,
     /// Hours until it expires.
     #[serde(default = "a_week")]
@@ -216,21 +216,6 @@ pub struct Invite {
     /// A name for the device it admits.
     #[serde(default)]
     pub name: Option<String>,
-}
-
-/// A role by the name commands take and print (`read`, `write`, `manage`; `reader` and the
-/// like are taken too).
-mod role_name {
-    use cobox_core::roster::Role;
-
-    pub(super) fn serialize<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(role.as_str())
-    }
-
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
-        let name = <String as serde::Deserialize>::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 fn a_week() -> u32 {
@@ -243,7 +228,7 @@ pub struct InviteMade {
     /// The code to hand over.
     pub code: String,
     /// The role it grants.
-    #[serde(with = "role_name")]
+    #[serde(with = "crate::util::role_name")]
     pub role: cobox_core::roster::Role,
     /// When it expires (RFC 3339).
     pub expires: String,

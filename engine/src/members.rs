@@ -21,10 +21,36 @@ pub struct MemberSummary {
     pub device: String,
     /// Its name, or its short id when it has none.
     pub name: String,
-    /// `read`, `write` or `manage`.
-    pub role: String,
+    /// `read`, `write` or `manage` (in JSON).
+    #[serde(with = "crate::util::role_name")]
+    pub role: Role,
     /// Whether it is this device.
     pub me: bool,
+}
+
+/// Where an invite stands. In JSON, its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InviteState {
+    /// It can still be used.
+    Pending,
+    /// A device joined with it.
+    Used,
+    /// A manager cancelled it.
+    Cancelled,
+    /// Its time ran out.
+    Expired,
+}
+
+impl std::fmt::Display for InviteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            InviteState::Pending => "pending",
+            InviteState::Used => "used",
+            InviteState::Cancelled => "cancelled",
+            InviteState::Expired => "expired",
+        })
+    }
 }
 
 /// An invite as `cobox member list` and `cobox invite list` show it.
@@ -32,14 +58,15 @@ pub struct MemberSummary {
 pub struct InviteSummary {
     /// The invite key's short id (what `cobox invite cancel` takes).
     pub id: String,
-    /// The role it grants.
-    pub role: String,
+    /// The role it grants (in JSON, its name).
+    #[serde(with = "crate::util::role_name")]
+    pub role: Role,
     /// The joiner's name, if the manager gave one.
     pub name: Option<String>,
     /// When it stops working (RFC 3339).
     pub expires: String,
-    /// `pending`, `used`, `cancelled` or `expired`.
-    pub state: String,
+    /// Where it stands.
+    pub state: InviteState,
     /// The device that used it.
     pub used_by: Option<String>,
     /// The manager that made it (its name).
@@ -165,30 +192,25 @@ pub fn list(root: &Path, space: &str, now_ms: i64) -> Result<Roster, Error> {
     let mut members: Vec<MemberSummary> = view
         .members
         .iter()
-        .map(|(d, m)| MemberSummary {
-            device: hex::encode(d),
-            name: c.name_of(&view, d),
-            role: m.role.to_string(),
-            me: *d == me,
-        })
+        .map(|(d, m)| MemberSummary { device: hex::encode(d), name: c.name_of(&view, d), role: m.role, me: *d == me })
         .collect();
-    members.sort_by(|a, b| (b.role.as_str() == "manage", &a.name).cmp(&(a.role.as_str() == "manage", &b.name)));
+    members.sort_by(|a, b| (b.role == Role::Manage, &a.name).cmp(&(a.role == Role::Manage, &b.name)));
     let mut invites: Vec<(i64, InviteSummary)> = view
         .invites
         .iter()
         .map(|(k, i)| {
             let state = match (i.redeemed_by, i.cancelled) {
-                (Some(_), _) => "used",
-                (None, true) => "cancelled",
-                (None, false) if i.expires_ms < now_ms => "expired",
-                _ => "pending",
+                (Some(_), _) => InviteState::Used,
+                (None, true) => InviteState::Cancelled,
+                (None, false) if i.expires_ms < now_ms => InviteState::Expired,
+                _ => InviteState::Pending,
             };
             let summary = InviteSummary {
                 id: short(k),
-                role: i.role.to_string(),
+                role: i.role,
                 name: c.keys.open_name(&i.name),
                 expires: crate::util::rfc3339(i.expires_ms),
-                state: state.into(),
+                state,
                 used_by: i.redeemed_by.map(|d| c.name_of(&view, &d)),
                 by: c.name_of(&view, &i.by),
             };

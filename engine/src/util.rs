@@ -165,3 +165,18 @@ mod tests {
         assert!(super::shortened(&"x".repeat(10_000)).len() < 120);
     }
 }
+
+/// A role by the name commands take and print (`read`, `write`, `manage`; `reader` and the
+/// like are taken too).
+pub(crate) mod role_name {
+    use cobox_core::roster::Role;
+
+    pub(crate) fn serialize<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(role.as_str())
+    }
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}

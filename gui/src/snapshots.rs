@@ -229,7 +229,7 @@ fn roster() -> cobox_engine::members::Roster {
     let member = |device: &str, name: &str, role: &str, me: bool| MemberSummary {
         device: device.repeat(8),
         name: name.into(),
-        role: role.into(),
+        role: role.parse().expect("a role's name"),
         me,
     };
     Roster {
@@ -242,10 +242,10 @@ fn roster() -> cobox_engine::members::Roster {
         removed: vec!["77aa12cd".into()],
         invites: vec![InviteSummary {
             id: "3f9e01ab".into(),
-            role: "read".into(),
+            role: cobox_engine::roster::Role::Read,
             name: Some("Dee's phone".into()),
             expires: "2026-12-01T09:00:00.000Z".into(),
-            state: "pending".into(),
+            state: cobox_engine::members::InviteState::Pending,
             used_by: None,
             by: "Bo's desk".into(),
         }],

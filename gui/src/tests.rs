@@ -228,7 +228,7 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     h.get_by_label("Members").click();
     h.step();
     h.get_by_label_contains("(this device)");
-    assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members[0].role, "manage");
+    assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members[0].role, cobox_engine::roster::Role::Manage);
     h.get_by_label("read").click();
     h.step();
     h.get_by_label("Make invite code").click();
@@ -269,7 +269,10 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     // Any command refreshes the model.
     h.state().send_for_test(crate::engine::Cmd::Scan(space));
     wait(&mut h, "the reader on the roster", |m| {
-        m.spaces[0].roster.as_ref().is_some_and(|r| r.members.iter().any(|x| x.role == "read"))
+        m.spaces[0]
+            .roster
+            .as_ref()
+            .is_some_and(|r| r.members.iter().any(|x| x.role == cobox_engine::roster::Role::Read))
     });
     assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members.len(), 2);
     h.get_by_label(&short).hover();

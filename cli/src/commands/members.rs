@@ -103,7 +103,7 @@ fn list(ctx: &Ctx, space: &str) -> Result<()> {
     for d in &r.removed {
         println!("removed {d}");
     }
-    let pending: Vec<_> = r.invites.iter().filter(|i| i.state == "pending").collect();
+    let pending: Vec<_> = r.invites.iter().filter(|i| i.state == cobox_engine::members::InviteState::Pending).collect();
     if !pending.is_empty() {
         println!("pending invites:");
         for i in pending {

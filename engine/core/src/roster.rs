@@ -106,7 +106,8 @@ impl Role {
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so a width (`{:<7}`) lines roles up.
+        f.pad(self.as_str())
     }
 }
 

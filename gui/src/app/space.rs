@@ -177,7 +177,7 @@ impl CoboxApp {
             ui.label("The roster cannot be read right now.");
             return;
         };
-        let me_manager = r.members.iter().any(|m| m.me && m.role == "manage");
+        let me_manager = r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage);
         let last_seen = |device: &str| {
             self.model.peers.iter().find(|p| p.device == device).map(|p| ago(p.last_ms)).unwrap_or_else(|| "—".into())
         };
@@ -189,7 +189,7 @@ impl CoboxApp {
             ui.end_row();
             for m in &r.members {
                 ui.label(if m.me { format!("{} (this device)", m.name) } else { m.name.clone() });
-                ui.label(&m.role);
+                ui.label(m.role.as_str());
                 ui.label(if m.me { "now".to_owned() } else { last_seen(&m.device) });
                 if me_manager
                     && !m.me
@@ -218,7 +218,8 @@ impl CoboxApp {
         } else {
             ui.label("Only a manager invites and removes members.");
         }
-        let pending: Vec<_> = r.invites.iter().filter(|i| i.state == "pending").collect();
+        let pending: Vec<_> =
+            r.invites.iter().filter(|i| i.state == cobox_engine::members::InviteState::Pending).collect();
         if !pending.is_empty() {
             ui.strong("Pending invites");
             for i in pending {
