@@ -566,30 +566,23 @@ impl Daemon {
                         tracing::warn!("syncing with {short} after the audit failed: {e}");
                     }
                     let r = a.result;
-                    match &r {
-                        Ok(rec) if rec.ok() => tracing::info!(
-                            space = %id.short(),
-                            peer = %short,
-                            "audit of {short} for space {}: {}/{} blobs proven",
-                            id.short(),
-                            rec.passed,
-                            rec.challenged,
-                        ),
+                    // The lines below carry the audit's space and seeder.
+                    let space = id.short();
+                    tracing::info_span!("audit", space = %space, peer = %short).in_scope(|| match &r {
+                        Ok(rec) if rec.ok() => {
+                            tracing::info!(
+                                "audit of {short} for space {space}: {}/{} blobs proven",
+                                rec.passed,
+                                rec.challenged
+                            );
+                        }
                         Ok(rec) => tracing::warn!(
-                            space = %id.short(),
-                            peer = %short,
-                            "audit of {short} for space {}: {}/{} blobs proven - FAILED",
-                            id.short(),
+                            "audit of {short} for space {space}: {}/{} blobs proven - FAILED",
                             rec.passed,
-                            rec.challenged,
+                            rec.challenged
                         ),
-                        Err(e) => tracing::warn!(
-                            space = %id.short(),
-                            peer = %short,
-                            "audit of {short} for space {} could not run: {e}",
-                            id.short()
-                        ),
-                    }
+                        Err(e) => tracing::warn!("audit of {short} for space {space} could not run: {e}"),
+                    });
                     let refusal = r.as_ref().err().and_then(Error::refusal);
                     d.tell(Activity::Audited { space: id, seeder, result: r.map_err(|e| e.to_string()), refusal });
                 }

@@ -340,3 +340,27 @@ pub fn seed_cancel(node: &Node, root: &Path, code: &crate::codes::SeedCode) -> R
     node.forget(&code.space);
     Home::remove_seed(root, &code.space)
 }
+
+/// A space's status as every front end shows it: what the space holds and waits for, the
+/// newest warning in the home's log, and each peer's last session with the running daemon
+/// (`seen`: [`Node::peers_seen`]; empty without one). Run it on a blocking thread.
+pub fn status(
+    space: &crate::space::Space,
+    root: &Path,
+    seen: &[crate::sync::net::PeerSeen],
+) -> Result<crate::space::Status, Error> {
+    let id = space.info().id;
+    let mut st = space.status()?;
+    st.peers = seen
+        .iter()
+        .map(|p| crate::space::PeerHealth {
+            device: p.device.clone(),
+            last: crate::util::rfc3339(p.last_ms),
+            ok: p.ok,
+            error: p.error.clone(),
+            behind_since: p.stale.filter(|(s, _)| *s == id).map(|(_, st)| crate::util::rfc3339(st.time_ms)),
+        })
+        .collect();
+    st.last_error = crate::logfile::last_warning(root);
+    Ok(st)
+}

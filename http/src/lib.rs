@@ -310,26 +310,10 @@ async fn seed_cancel(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply 
 }
 
 async fn status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
-    let (id, s) = member_space(&api, &q)?;
-    let mut st = cobox_engine::handle::on_space(&s, move |s| s.status()).await?;
+    let (_, s) = member_space(&api, &q)?;
     // Health only the running daemon knows: each peer's last session.
-    st.peers = api
-        .node
-        .peers_seen()
-        .into_iter()
-        .map(|p| cobox_engine::PeerHealth {
-            device: p.device,
-            last: cobox_engine::util::rfc3339(p.last_ms),
-            ok: p.ok,
-            error: p.error,
-            behind_since: p
-                .stale
-                .filter(|(space, _)| *space == id)
-                .map(|(_, st)| cobox_engine::util::rfc3339(st.time_ms)),
-        })
-        .collect();
-    st.last_error = cobox_engine::logfile::last_warning(&api.root);
-    to_json(&st)
+    let (seen, root) = (api.node.peers_seen(), api.root.clone());
+    to_json(&cobox_engine::handle::on_space(&s, move |s| cobox_engine::ops::status(s, &root, &seen)).await?)
 }
 
 /// `?progress=1`: answer with progress as it happens (`docs/http-api.md`, "Progress").

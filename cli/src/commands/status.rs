@@ -7,9 +7,7 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
         Some(d) => d.call("GET", &format!("/api/spaces/{}/status", crate::control::segment(&a.space)))?,
         None => {
             let home = ctx.open_home()?;
-            let mut st = ctx.open_space(&home, &a.space)?.status()?;
-            st.last_error = cobox_engine::logfile::last_warning(&ctx.home);
-            st
+            cobox_engine::ops::status(&ctx.open_space(&home, &a.space)?, &ctx.home, &[])?
         }
     };
     if ctx.json {
