@@ -80,7 +80,9 @@ fn keep(m: &tracing::Metadata<'_>) -> bool {
 }
 
 fn ours() -> tracing_subscriber::filter::FilterFn<fn(&tracing::Metadata<'_>) -> bool> {
-    tracing_subscriber::filter::filter_fn(keep as fn(&tracing::Metadata<'_>) -> bool)
+    // The hint lets `tracing` skip the libraries' debug and trace calls (many per packet) at
+    // their call sites, before any filter is asked.
+    tracing_subscriber::filter::filter_fn(keep as fn(&tracing::Metadata<'_>) -> bool).with_max_level_hint(Level::INFO)
 }
 
 /// A layer that writes each event as a [`Line`] to the daily file (or keeps it, in tests).

@@ -440,6 +440,17 @@ impl Node {
     /// served.
     pub async fn join_once(&self, root: &std::path::Path, space: &SpaceId, peer: EndpointAddr) -> Result<(), Error> {
         let peer_id = DeviceId(*peer.id.as_bytes());
+        let span = tracing::info_span!("session", space = %space.short(), peer = %peer_id.short(), side = "dialed");
+        self.join_session(root, space, peer, peer_id).instrument(span).await
+    }
+
+    async fn join_session(
+        &self,
+        root: &std::path::Path,
+        space: &SpaceId,
+        peer: EndpointAddr,
+        peer_id: DeviceId,
+    ) -> Result<(), Error> {
         let ledger = crate::ledger::LedgerFile::new(*space, &crate::home::paths::space(root, space));
         let setup = driver::setup_as(&self.sh, Role::Member, None, *space, peer_id, Purpose::Join);
         let mut session = Session::dial(setup, ledger.read()?);
@@ -639,7 +650,8 @@ impl Node {
             return Err(Error::SpaceNotFound(format!("{} (only a member audits)", space.short())));
         }
         let peer_id = DeviceId(*peer.id.as_bytes());
-        let (_, session, out) = self.dial(space, peer, Purpose::Audit, count).await?;
+        let span = tracing::info_span!("session", space = %space.short(), peer = %peer_id.short(), side = "dialed");
+        let (_, session, out) = self.dial(space, peer, Purpose::Audit, count).instrument(span).await?;
         match out.audit {
             Some(record) => Ok(record),
             None if session.peer_role() == Some(Role::Member) => {
