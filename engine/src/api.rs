@@ -134,7 +134,7 @@ pub struct Restore {
 /// `POST /api/spaces/ID/sync`: the peers to sync with (`ID[@IP:PORT,...]`); none: every peer
 /// met in the space.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Sync {
+pub struct SyncPeers {
     /// The peers.
     #[serde(default)]
     pub peers: Vec<String>,

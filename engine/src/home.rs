@@ -847,10 +847,7 @@ impl Home {
 
     /// Open a space by name or id.
     pub fn open_space(&self, query: &str) -> Result<Space, Error> {
-        let info = self.resolve(query)?;
-        let dir = self.space_dir(&info.id);
-        let secret = read_secret(&dir, &info.name)?;
-        Space::open(info, dir, &secret, self.signer.clone())
+        self.open_space_opt(query, None)
     }
 
     /// [`Home::open_space`] with the store's write faults given (tests).
@@ -860,10 +857,18 @@ impl Home {
         query: &str,
         faults: std::sync::Arc<crate::store::Faults>,
     ) -> Result<Space, Error> {
+        self.open_space_opt(query, Some(faults))
+    }
+
+    fn open_space_opt(
+        &self,
+        query: &str,
+        faults: Option<std::sync::Arc<crate::store::Faults>>,
+    ) -> Result<Space, Error> {
         let info = self.resolve(query)?;
         let dir = self.space_dir(&info.id);
         let secret = read_secret(&dir, &info.name)?;
-        Space::open_with(info, dir, &secret, self.signer.clone(), Some(faults))
+        Space::open_with(info, dir, &secret, self.signer.clone(), faults)
     }
 
     /// [`Home::open_space`] for the process that owns the home and keeps only its path (a

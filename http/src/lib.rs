@@ -462,7 +462,7 @@ async fn verify(
 /// ["ID[@IP:PORT,...]"]}`, addresses filled from the address book), else every peer met in
 /// the space. One entry per peer: its stats, or its error.
 async fn sync(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
-    let b: api::Sync = if bytes.is_empty() { api::Sync::default() } else { body(&bytes)? };
+    let b: api::SyncPeers = if bytes.is_empty() { api::SyncPeers::default() } else { body(&bytes)? };
     let peers = peer_addrs(&b.peers)?;
     let id = Home::resolve_at(&api.root, &q)?.id;
     let runs = match let_in(&api, &id, &peers).await? {

@@ -25,7 +25,7 @@ pub(crate) fn sync(ctx: &Ctx, a: SyncArgs) -> Result<()> {
     let results = match crate::control::daemon(&ctx.home) {
         Some(d) => {
             a.net.beside_daemon();
-            let body = cobox_engine::api::Sync { peers: a.peer.clone() };
+            let body = cobox_engine::api::SyncPeers { peers: a.peer.clone() };
             let path = format!("/api/spaces/{}/sync", crate::control::segment(&a.space));
             let answers: Vec<cobox_engine::api::SyncRun> =
                 d.post(&path, &body).with_context(|| format!("syncing {:?}", a.space))?;
