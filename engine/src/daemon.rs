@@ -192,7 +192,7 @@ impl Daemon {
                 for (id, why) in w.unwatched {
                     tracing::warn!(space = %id.short(), "space {}: {why}; its folder is rescanned before every sync instead", id.short());
                     if let Some(s) = node.space(&id) {
-                        s.lock().await.scan_always();
+                        s.run(Space::scan_always).await?;
                     }
                 }
                 (Some(w.watcher), Some(w.changed))
@@ -201,7 +201,7 @@ impl Daemon {
                 tracing::warn!("cannot watch folders ({e}); each is rescanned before every sync instead");
                 for (id, _, _) in &folders {
                     if let Some(s) = node.space(id) {
-                        s.lock().await.scan_always();
+                        s.run(Space::scan_always).await?;
                     }
                 }
                 (None, None)
@@ -256,25 +256,33 @@ impl Daemon {
     }
 
     /// Serve and watch a space opened while running (created or joined).
-    pub fn add_space(&self, mut s: Space) {
-        self.take_on(&mut s);
-        self.node.add_space(s);
+    pub fn add_space(&self, mut s: Space) -> Result<(), Error> {
+        let info = s.info().clone();
+        if !self.take_on(&info, || s.scan_when_flagged()) {
+            s.scan_always();
+        }
+        self.node.add_space(s)
     }
 
-    /// Watch the folder of a space this daemon serves from now on (unless it has none).
-    fn take_on(&self, s: &mut Space) {
-        self.taken_on.lock().unwrap_or_else(|p| p.into_inner()).insert(s.info().id);
-        if s.info().audit_only {
-            return;
+    /// Watch the folder of a space this daemon serves from now on (unless it has none), with
+    /// the flag `flag` gives the space; false when it cannot be watched (the space then scans
+    /// before every sync instead).
+    fn take_on(&self, info: &crate::SpaceInfo, flag: impl FnOnce() -> crate::space::ChangeFlag) -> bool {
+        let id = info.id;
+        self.taken_on.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        if info.audit_only {
+            return true;
         }
-        let (id, path, flag) = (s.info().id, s.info().path.clone(), s.scan_when_flagged());
         let watched = match self.watcher.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            Some(w) => w.add(id, path, flag),
+            Some(w) => w.add(id, info.path.clone(), flag()),
             None => Err("no watcher".into()),
         };
-        if let Err(why) = watched {
-            tracing::warn!(space = %id.short(), "space {}: {why}; rescanned before every sync instead", id.short());
-            s.scan_always();
+        match watched {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(space = %id.short(), "space {}: {why}; rescanned before every sync instead", id.short());
+                false
+            }
         }
     }
 
@@ -286,7 +294,10 @@ impl Daemon {
             if self.taken_on.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
                 continue;
             }
-            self.take_on(&mut *s.lock().await);
+            let Ok((info, flag)) = s.run(|s| (s.info().clone(), s.scan_when_flagged())).await else { continue };
+            if !self.take_on(&info, || flag) {
+                let _ = s.run(Space::scan_always).await;
+            }
             tracing::info!("space {}: this device's invite was accepted", id.short());
         }
     }
@@ -332,7 +343,7 @@ impl Daemon {
                     (Vec::new(), false)
                 }
                 _ = release_tick.tick() => {
-                    self.release_unused().await;
+                    self.release_unused();
                     (Vec::new(), false)
                 }
             };
@@ -371,21 +382,16 @@ impl Daemon {
         spaces.into_iter().map(|s| s.id).filter(|id| Home::join_pending_at(&self.root, id)).collect()
     }
 
-    /// Let go of the manifests no one used since the last call. A space busy now (a scan or a
-    /// session holds it) is skipped: it is in use.
-    async fn release_unused(&self) {
+    /// Let go of the manifests no one used since the last call. Queued on each space without
+    /// waiting: a space busy now (a scan, a session) uses its manifest, so keeps it.
+    fn release_unused(&self) {
         for (id, held) in self.node.held() {
             let crate::sync::net::Held::Member(s) = held else { continue };
-            let Ok(mut guard) = s.clone().try_lock_owned() else { continue };
-            let released = tokio::task::spawn_blocking(move || guard.release_if_unused()).await;
-            match released {
-                Ok(Ok(true)) => tracing::info!("space {}: manifest released while idle", id.short()),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!("space {}: cannot release its manifest: {e}", id.short())
-                }
-                Err(e) => tracing::warn!("space {}: releasing its manifest failed: {e}", id.short()),
-            }
+            s.post(move |s| match s.release_if_unused() {
+                Ok(true) => tracing::info!("space {}: manifest released while idle", id.short()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("space {}: cannot release its manifest: {e}", id.short()),
+            });
         }
     }
 
@@ -496,9 +502,7 @@ impl Daemon {
                 Held::Member(s) => {
                     crate::handle::on_space_at(&s, self.schedule.low_priority, move |s| s.heal(now, every)).await
                 }
-                Held::Seed(s) => tokio::task::spawn_blocking(move || s.blocking_lock().heal(now))
-                    .await
-                    .unwrap_or_else(|e| Err(Error::Internal("healing the seed", e.to_string()))),
+                Held::Seed(s) => s.run(move |s| s.heal(now)).await.and_then(|r| r),
             };
             match healed {
                 Ok(ids) if ids.is_empty() => {}
@@ -520,10 +524,9 @@ impl Daemon {
         let grace = i64::try_from(self.schedule.seed_grace.as_millis()).unwrap_or(i64::MAX);
         for (id, h) in self.node.held() {
             let Held::Seed(s) = h else { continue };
-            let past = {
-                let s = s.lock().await;
-                s.ledger().view(now).map(|v| s.past_grace(&v, now, grace)).unwrap_or(false)
-            };
+            let past =
+                s.run(move |s| s.ledger().view(now).map(|v| s.past_grace(&v, now, grace)).unwrap_or(false)).await;
+            let past = past.unwrap_or(false);
             if !past {
                 continue;
             }

@@ -7,7 +7,6 @@ use crate::codes::PeerAddr;
 use crate::error::Error;
 use crate::home::Home;
 use crate::ids::SpaceId;
-use crate::replica::Replica;
 use crate::sync::net::{Node, SyncStats, dial_addr};
 use std::path::Path;
 use std::time::Duration;
@@ -234,7 +233,7 @@ pub async fn audit(node: &Node, root: &Path, space: &SpaceId, opts: &AuditOption
     }
     let seeders = if opts.seeders.is_empty() {
         let held = node.space(space).ok_or_else(|| Error::NotFound(format!("space {}", space.short())))?;
-        let view = held.lock().await.ledger().view(crate::now_ms())?;
+        let view = held.view().ledger.view(crate::now_ms())?;
         audit_targets(&view, &Home::peers_at(root)?)
     } else {
         opts.seeders.iter().cloned().map(|p| Home::with_known_addrs(root, p)).collect::<Result<_, _>>()?
@@ -297,12 +296,12 @@ pub async fn seed_fetch(node: &Node, root: &Path, code: &crate::codes::SeedCode)
     let fresh =
         node.seed(&code.space).is_none() && !crate::home::paths::seed(root, &code.space).join("seed.json").exists();
     if node.seed(&code.space).is_none() {
-        node.add_seed(Home::open_seed_at(root, node.device(), &code.space, true)?, None);
+        node.add_seed(Home::open_seed_at(root, node.device(), &code.space, true)?, None)?;
     }
     let terms = async {
         node.sync_once(&code.space, dial_addr(&code.owner)?).await?;
         let seed = node.seed(&code.space).ok_or_else(|| Error::SpaceNotFound(code.space.to_string()))?;
-        let view = seed.lock().await.ledger().view(crate::now_ms())?;
+        let view = seed.view().ledger.view(crate::now_ms())?;
         crate::agreement_service::terms_line(&view, code)
     }
     .await;
@@ -327,8 +326,8 @@ pub async fn seed_accept(node: &Node, root: &Path, code: &crate::codes::SeedCode
     let stats = node.sync_until_converged(&code.space, dial_addr(&code.owner)?, SYNC_ROUNDS).await?;
     Home::remember_peer_at(root, &code.space, &code.owner.device, &code.owner.addrs)?;
     let (stored_bytes, ledger) = {
-        let s = seed.lock().await;
-        (s.used(), s.ledger())
+        let s = seed.view();
+        (s.used, s.ledger.clone())
     };
     let view = ledger.view(crate::now_ms())?;
     let agreement = view.active_for(node.device().as_bytes()).map(|v| v.id.to_string());

@@ -180,3 +180,12 @@ pub(crate) mod role_name {
         name.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// What a caught panic said (its message when it had one).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => format!("panicked: {s}"),
+        (_, Some(s)) => format!("panicked: {s}"),
+        _ => "panicked".to_owned(),
+    }
+}

@@ -108,7 +108,7 @@ async fn a_folder_edit_is_scanned_without_being_asked() {
     for (name, expect) in [("b.txt", vec!["a.txt", "b.txt"]), ("c.txt", vec!["a.txt", "b.txt", "c.txt"])] {
         // Idle: the manifest goes.
         tokio::time::timeout(Duration::from_secs(10), async {
-            while s.lock().await.manifest_loaded() {
+            while s.run(|s| s.manifest_loaded()).await.unwrap() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -117,10 +117,10 @@ async fn a_folder_edit_is_scanned_without_being_asked() {
         std::fs::write(folder.path().join(name), name.as_bytes()).unwrap();
         let a = wait_for(&mut activity, 20, |a| matches!(a, Activity::Scanned { .. })).await;
         assert!(matches!(a, Activity::Scanned { space, added: 1, .. } if space == info.id), "{a:?}");
-        let files: Vec<String> = s.lock().await.files().unwrap().into_iter().map(|(p, _)| p).collect();
+        let files: Vec<String> = s.run(|s| s.files()).await.unwrap().unwrap().into_iter().map(|(p, _)| p).collect();
         assert_eq!(files, expect);
     }
-    assert!(s.lock().await.verify(&NoProgress).unwrap().ok());
+    assert!(s.run(|s| s.verify(&NoProgress)).await.unwrap().unwrap().ok());
     let _ = stop.send(());
     run.await.unwrap();
 }

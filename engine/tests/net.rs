@@ -486,7 +486,7 @@ async fn a_sync_asked_for_converges_in_one_call() {
     std::fs::write(fa.path().join("x.txt"), b"A's edit").unwrap();
     std::fs::write(fb.path().join("x.txt"), b"B's edit, longer").unwrap();
     for (node, _) in [(&a, 0), (&b, 1)] {
-        node.space(&id).unwrap().lock().await.scan(&NoProgress).unwrap();
+        node.space(&id).unwrap().run(|s| s.scan(&NoProgress)).await.unwrap().unwrap();
     }
     let runs = sync(&b, hb.path(), &id, &asked).await.unwrap();
     assert_eq!(runs.len(), 1);
@@ -494,7 +494,7 @@ async fn a_sync_asked_for_converges_in_one_call() {
     let history = |node: &Node| {
         let s = node.space(&id).unwrap();
         let ids: std::collections::BTreeSet<String> =
-            s.blocking_lock().history(None).unwrap().into_iter().map(|h| h.id).collect();
+            s.run_blocking(|s| s.history(None)).unwrap().unwrap().into_iter().map(|h| h.id).collect();
         ids
     };
     let (ha, hb2) = tokio::task::block_in_place(|| (history(&a), history(&b)));

@@ -534,7 +534,7 @@ impl Engine {
         let mut seeds = Vec::new();
         for (id, h) in self.daemon.node().held() {
             if let Held::Seed(s) = h {
-                seeds.push((id, self.rt.block_on(async { s.lock().await.used() })));
+                seeds.push((id, s.view().used));
             }
         }
         let stats = agreement_service::stats(self.home.root(), cobox_engine::now_ms(), &|id| {
@@ -675,15 +675,15 @@ impl Engine {
     /// shown, not a dead app.
     fn on<R: Send + 'static>(
         &self,
-        s: &Arc<tokio::sync::Mutex<cobox_engine::Space>>,
+        s: &cobox_engine::handle::SpaceHandle,
         f: impl FnOnce(&mut cobox_engine::Space) -> Result<R, cobox_engine::Error> + Send + 'static,
     ) -> Result<R, cobox_engine::Error> {
         self.rt.block_on(cobox_engine::handle::on_space(s, f))
     }
 
     /// Hand a newly opened space to the daemon (node and watcher).
-    fn add_space(&mut self, s: cobox_engine::Space) {
-        self.daemon.add_space(s);
+    fn add_space(&mut self, s: cobox_engine::Space) -> Result<(), cobox_engine::Error> {
+        self.daemon.add_space(s)
     }
 
     /// Sync one space with every known peer on the runtime, until each converges as `cobox
@@ -700,7 +700,7 @@ impl Engine {
         self.update(|m| m.busy.retain(|b| *b != label));
     }
 
-    fn space(&self, id: &SpaceId) -> Option<Arc<tokio::sync::Mutex<cobox_engine::Space>>> {
+    fn space(&self, id: &SpaceId) -> Option<cobox_engine::handle::SpaceHandle> {
         let s = self.daemon.node().space(id);
         if s.is_none() {
             self.notice(true, "That space is no longer open.");
@@ -712,7 +712,7 @@ impl Engine {
         match cmd {
             Cmd::Create { name, path } => match self.home.create_space(&name, &path).and_then(|i| {
                 let s = self.home.open_space(&i.id.to_string())?;
-                self.add_space(s);
+                self.add_space(s)?;
                 Ok(i)
             }) {
                 Ok(info) => {

@@ -173,7 +173,7 @@ pub async fn serve(listener: tokio::net::TcpListener, api: Api) {
     }
 }
 
-fn member_space(api: &Api, q: &str) -> Result<(SpaceId, Arc<tokio::sync::Mutex<cobox_engine::Space>>), ApiError> {
+fn member_space(api: &Api, q: &str) -> Result<(SpaceId, cobox_engine::handle::SpaceHandle), ApiError> {
     let info = Home::resolve_at(&api.root, q)?;
     let s = api
         .node
@@ -189,7 +189,7 @@ async fn spaces(State(api): State<Api>) -> Reply {
     }
     for (id, h) in api.node.held() {
         if let Held::Seed(s) = h {
-            out.push(api::SpaceEntry::Seeder { id: id.to_string(), stored_bytes: s.lock().await.used() });
+            out.push(api::SpaceEntry::Seeder { id: id.to_string(), stored_bytes: s.view().used });
         }
     }
     to_json(&out)
@@ -203,7 +203,7 @@ fn holder(api: &Api) -> Result<(Arc<cobox_engine::daemon::Daemon>, Arc<Home>), A
 /// Open a space just registered and hand it to the daemon (watched, synced, served).
 fn take_on(daemon: &cobox_engine::daemon::Daemon, home: &Home, id: &SpaceId) -> Result<(), ApiError> {
     let s = home.open_space(&id.to_string())?;
-    daemon.add_space(s);
+    daemon.add_space(s)?;
     Ok(())
 }
 
@@ -349,7 +349,7 @@ impl cobox_engine::Progress for Streamed {
 /// Run space work that reports progress: with `?progress=1`, a body of JSON lines (`start`,
 /// `advance`, `warn`, then `result` or `error`) written as it goes; else the result alone.
 async fn with_progress<R: serde::Serialize + Send + 'static>(
-    s: Arc<tokio::sync::Mutex<cobox_engine::Space>>,
+    s: cobox_engine::handle::SpaceHandle,
     stream: bool,
     f: impl FnOnce(&mut cobox_engine::Space, &dyn cobox_engine::Progress) -> Result<R, cobox_engine::Error> + Send + 'static,
 ) -> Response {
@@ -592,7 +592,7 @@ async fn stats(State(api): State<Api>) -> Reply {
     let mut used = std::collections::HashMap::new();
     for (id, h) in api.node.held() {
         if let Held::Seed(s) = h {
-            used.insert(id, s.lock().await.used());
+            used.insert(id, s.view().used);
         }
     }
     to_json(&agreement_service::stats(&api.root, cobox_engine::now_ms(), &|id| used.get(id).copied())?)

@@ -139,7 +139,7 @@ async fn story(dir: &Path) -> Result<()> {
     fs::write(laptop_dir.join("minutes/agenda.txt"), "1. seeding agreement\n")?;
     for (node, name) in [(&desk_node, "desk"), (&laptop_node, "laptop")] {
         let s = node.space(&id).context("space open")?;
-        let r = s.lock().await.scan(&NoProgress)?;
+        let r = s.run(|s| s.scan(&NoProgress)).await??;
         println!("    {name} scanned: {} added, {} changed", r.added, r.changed);
     }
     laptop_node.sync_until_converged(&id, peer(&desk_node)?, 6).await?;
@@ -165,7 +165,7 @@ async fn story(dir: &Path) -> Result<()> {
         &cfg,
     )
     .await?;
-    seeder_node.add_seed(seed, Some(cobox_engine::agreements::AgreementId(code.agreement)));
+    seeder_node.add_seed(seed, Some(cobox_engine::agreements::AgreementId(code.agreement)))?;
     let st = seeder_node.sync_until_converged(&id, peer(&desk_node)?, 6).await?;
     let list = agreement_service::list(&desk_root, cobox_engine::now_ms())?;
     let a = list.agreements.iter().find(|x| x.id == agreement.id).context("agreement in the ledger")?;
@@ -186,7 +186,7 @@ async fn story(dir: &Path) -> Result<()> {
     step(5, "the desk audits the seeder: a verified range of every blob, checked against its id, nothing downloaded");
     let rec = desk_node.audit(&id, peer(&seeder_node)?, usize::MAX).await?;
     ensure!(rec.ok(), "the audit failed: {}/{}", rec.passed, rec.challenged);
-    let status = desk_node.space(&id).context("space")?.lock().await.status()?;
+    let status = desk_node.space(&id).context("space")?.run(|s| s.status()).await??;
     println!(
         "    {}/{} blobs proven; the space now has {} verified replica",
         rec.passed, rec.challenged, status.replicas

@@ -150,22 +150,25 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
     let mut lost = Vec::new();
     for h in seeds {
         let Held::Seed(s) = &h else { continue };
-        let (space, bytes, blobs, ledger) = {
-            let s = s.lock().await;
-            let (blobs, _) = s.store.usage()?;
-            for l in s.lost()? {
+        let (space, bytes, blobs, ledger, found) = s
+            .run(|s| -> Result<_, Error> {
+                let (blobs, _) = s.store.usage()?;
+                Ok((s.space(), s.used(), blobs, crate::replica::Replica::ledger(s), s.lost()?))
+            })
+            .await??;
+        {
+            for l in found {
                 lost.push(Event {
                     at_ms: l.at_ms,
                     text: format!(
                         "space {}: {} blob(s), {}, lost on this disk (missing or corrupt); dropped so owners send them again",
-                        s.space().short(),
+                        space.short(),
                         l.blobs,
                         crate::units::format_bytes(l.bytes)
                     ),
                 });
             }
-            (s.space(), s.used(), blobs, crate::ledger::LedgerFile::new(s.space(), &s.dir))
-        };
+        }
         let view = tokio::task::spawn_blocking(move || ledger.view(now)).await.map_err(net)??;
         let mine: Vec<_> = view.agreements.iter().filter(|a| a.agreement.seeder == sh.me.0).collect();
         let last_audit = mine.iter().flat_map(|a| a.audits.iter()).max_by_key(|a| a.time_ms).map(|a| AuditLine {

@@ -189,12 +189,8 @@ pub(super) async fn drive(
                         if answers.iter().any(Option::is_none) {
                             // It cannot prove what it claims: find everything lost, and stop
                             // claiming it, so the owners send it again at their next sync.
-                            let seed = seed.clone();
                             let space = session.space();
-                            let lost =
-                                tokio::task::spawn_blocking(move || seed.blocking_lock().forget_lost(crate::now_ms()))
-                                    .await
-                                    .map_err(net)?;
+                            let lost = seed.run(|s| s.forget_lost(crate::now_ms())).await?;
                             match lost {
                                 Ok(ids) if !ids.is_empty() => tracing::warn!(
                                     "space {}: {} blob(s) lost on this disk (missing or corrupt), found answering an audit by {}; dropped from the index, so owners send them again: {}",
@@ -210,7 +206,7 @@ pub(super) async fn drive(
                                 ),
                             }
                         }
-                        let stored = seed.lock().await.used();
+                        let stored = seed.view().used;
                         session.answer(answers, stored)
                     }
                 }
@@ -253,7 +249,7 @@ pub(super) async fn drive(
                     let from_seeder = session.peer_role() == Some(crate::sync::proto::Role::Seeder);
                     // Changes are held to the roster as this session merged it.
                     let ops = session.ledger_mut().roster_ops();
-                    held.set_roster(cobox_core::roster::evaluate(&session.space().0, &ops), peer.0).await;
+                    held.set_roster(cobox_core::roster::evaluate(&session.space().0, &ops), peer.0).await?;
                     // Told before the first blob, so progress has its total from the start.
                     let space = session.space();
                     let progress = Arc::new(super::Receiving {
@@ -399,7 +395,7 @@ fn agreement_naming(view: &cobox_agreements::LedgerView, seeder: &DeviceId) -> O
 fn audit_work(held: &Held, ids: Vec<BlobId>) -> tokio::task::JoinHandle<u64> {
     let h = held.clone();
     tokio::task::spawn_blocking(move || {
-        let store = h.store_blocking_handle();
+        let store = h.store();
         let distinct: std::collections::BTreeSet<BlobId> = ids.into_iter().collect();
         distinct.iter().filter_map(|id| store.locate(id).ok().flatten()).map(|l| u64::from(l.len)).sum()
     })
@@ -415,7 +411,7 @@ fn audit_answers(
 ) -> tokio::task::JoinHandle<Vec<Option<cobox_agreements::audit::Proof>>> {
     let h = held.clone();
     tokio::task::spawn_blocking(move || {
-        let store = h.store_blocking_handle();
+        let store = h.store();
         let mut places: std::collections::BTreeMap<BlobId, Vec<u32>> = std::collections::BTreeMap::new();
         for (at, id) in ids.iter().enumerate() {
             places.entry(*id).or_default().push(at as u32);

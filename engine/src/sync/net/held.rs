@@ -1,26 +1,37 @@
 //! A space as this device holds it, member or seeder: what a session reads and stores.
 
 use crate::error::Error;
+use crate::handle::{SeedHandle, SpaceHandle};
 use crate::ids::BlobId;
 use crate::ledger::LedgerFile;
-use crate::replica::Replica;
-use crate::seed::Seed;
 use crate::space::Space;
+use crate::store::BlobStore;
 use crate::sync::proto::Role;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// A space as this device holds it: as a member (keys and folder) or as a seeder (sealed
-/// blobs and the ledger only).
+/// blobs and the ledger only), each owned by its thread ([`crate::handle`]).
 #[derive(Clone)]
 pub enum Held {
     /// A member's space.
-    Member(Arc<Mutex<Space>>),
+    Member(SpaceHandle),
     /// A seeded space.
-    Seed(Arc<Mutex<Seed>>),
+    Seed(SeedHandle),
 }
 
 impl Held {
+    /// Hand a member space to its own thread.
+    pub(crate) fn member(space: Space) -> Result<Self, Error> {
+        let name = format!("space-{}", space.info().id.short());
+        Ok(Held::Member(SpaceHandle::new(space, name)?))
+    }
+
+    /// Hand a seed to its own thread.
+    pub(crate) fn seed(seed: crate::seed::Seed) -> Result<Self, Error> {
+        let name = format!("seed-{}", seed.space().short());
+        Ok(Held::Seed(SeedHandle::new(seed, name)?))
+    }
+
     pub(super) fn role(&self) -> Role {
         match self {
             Held::Member(_) => Role::Member,
@@ -28,77 +39,68 @@ impl Held {
         }
     }
 
-    /// Use what member and seeder have in common, from async code.
-    async fn replica<R>(&self, f: impl FnOnce(&dyn Replica) -> R) -> R {
+    /// The blob store: listing, reading and proofs go through it directly, so they never wait
+    /// for a scan or a pass on the space (the store is safe to share).
+    pub(super) fn store(&self) -> Arc<BlobStore> {
         match self {
-            Held::Member(s) => f(&*s.lock().await),
-            Held::Seed(s) => f(&*s.lock().await),
-        }
-    }
-
-    /// The same from a blocking thread.
-    pub(super) fn replica_blocking<R>(&self, f: impl FnOnce(&dyn Replica) -> R) -> R {
-        match self {
-            Held::Member(s) => f(&*s.blocking_lock()),
-            Held::Seed(s) => f(&*s.blocking_lock()),
-        }
-    }
-
-    /// The blob store's handle, taken under the lock only for the moment of cloning it (proofs
-    /// are computed after, without holding the space or seed).
-    pub(super) fn store_blocking_handle(&self) -> std::sync::Arc<crate::store::BlobStore> {
-        match self {
-            Held::Member(s) => s.blocking_lock().store.clone(),
-            Held::Seed(s) => s.blocking_lock().store.clone(),
+            Held::Member(s) => s.view().store.clone(),
+            Held::Seed(s) => s.view().store.clone(),
         }
     }
 
     /// The roster received changes are held to (the session's, once merged), and the peer
     /// they come from.
-    pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView, from: [u8; 32]) {
+    pub(super) async fn set_roster(&self, view: cobox_core::roster::RosterView, from: [u8; 32]) -> Result<(), Error> {
         match self {
+            // Changes that waited for keys it brings are applied with the session's own.
             Held::Member(s) => {
-                // Changes that waited for keys it brings are applied with the session's own.
-                s.lock().await.set_roster(view, Some(from));
+                s.run(move |s| {
+                    s.set_roster(view, Some(from));
+                })
+                .await
             }
-            Held::Seed(s) => {
-                let mut s = s.lock().await;
-                (s.roster, s.roster_from) = (view, Some(from));
-            }
+            Held::Seed(s) => s.run(move |s| (s.roster, s.roster_from) = (view, Some(from))).await,
         }
     }
 
-    pub(super) async fn ledger(&self) -> LedgerFile {
-        self.replica(|r| r.ledger()).await
+    pub(super) fn ledger(&self) -> LedgerFile {
+        match self {
+            Held::Member(s) => s.view().ledger.clone(),
+            Held::Seed(s) => s.view().ledger.clone(),
+        }
     }
 
-    /// Every blob id held, listed on a blocking thread.
+    /// Every blob id held, listed on a blocking thread (after making received blobs durable).
     pub(super) async fn blob_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
-        let h = self.clone();
-        tokio::task::spawn_blocking(move || h.replica_blocking(|r| r.blob_ids()))
-            .await
-            .map_err(|e| Error::Internal("listing blobs", e.to_string()))?
+        let store = self.store();
+        tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            store.flush()?;
+            Ok(store.list()?.into_iter().map(|(id, _)| id).collect())
+        })
+        .await
+        .map_err(|e| Error::Internal("listing blobs", e.to_string()))?
     }
 
-    /// [`crate::replica::Replica::metadata_ids`], off the async threads.
+    /// What describes the space, no content (see
+    /// [`crate::replica::Replica::metadata_ids`]), off the async threads.
     pub(super) async fn metadata_ids(&self) -> Result<std::collections::BTreeSet<BlobId>, Error> {
-        let h = self.clone();
-        tokio::task::spawn_blocking(move || h.replica_blocking(|r| r.metadata_ids()))
-            .await
-            .map_err(|e| Error::Internal("listing blobs", e.to_string()))?
+        let store = self.store();
+        tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            store.flush()?;
+            let list = store.list()?;
+            Ok(list.into_iter().filter(|(_, l)| l.kind != crate::crypto::BlobKind::Chunk).map(|(id, _)| id).collect())
+        })
+        .await
+        .map_err(|e| Error::Internal("listing blobs", e.to_string()))?
     }
 
-    pub(super) fn read_blob_blocking(&self, id: &BlobId) -> Result<Vec<u8>, Error> {
-        self.replica_blocking(|r| r.read_blob(id))
-    }
-
-    /// Sort blobs for sending (see [`crate::store::BlobStore::send_order`]).
-    pub(super) fn send_order_blocking(&self, ids: &mut [BlobId]) -> Result<usize, Error> {
-        self.replica_blocking(|r| r.send_order(ids))
-    }
-
+    /// Make received blobs durable.
     pub(super) async fn flush(&self) -> Result<(), Error> {
-        self.replica(|r| r.flush_blobs()).await
+        let store = self.store();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| Error::Internal("writing blobs", e.to_string()))?
+            .map_err(Error::from)
     }
 
     /// After a session: a member applies what arrived and writes its folder (changes applied,

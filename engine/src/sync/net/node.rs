@@ -176,7 +176,7 @@ impl Handler {
     ) -> Result<String, Error> {
         let sh = &self.sh;
         let started_ms = crate::now_ms();
-        let ledger = held.ledger().await;
+        let ledger = held.ledger();
         let setup = driver::setup(sh, held, space, peer, purpose).await;
         let (mut session, accepted) = Session::accept(setup, ledger.read()?, hello);
         if let Err(e) = accepted {
@@ -195,7 +195,7 @@ impl Handler {
             && session.peer_role() == Some(Role::Seeder)
             && stats.not_pushed == 0
         {
-            s.lock().await.set_seeder_acked(&peer, started_ms)?;
+            s.run(move |s| s.set_seeder_acked(&peer, started_ms)).await??;
         }
         if let (_, Some(m)) = held.settle().await?
             && (m.written + m.deleted > 0 || !m.waiting.is_empty() || !m.refused.is_empty() || !m.conflicts.is_empty())
@@ -235,10 +235,12 @@ impl Node {
         let keys: HashMap<SpaceId, SigningKey> =
             setup.spaces.iter().map(|s| (s.info().id, s.space_key().clone())).collect();
         let audit_only = setup.spaces.iter().filter(|s| s.info().audit_only).map(|s| s.info().id).collect();
-        let mut held: HashMap<SpaceId, Held> =
-            setup.spaces.into_iter().map(|s| (s.info().id, Held::Member(Arc::new(Mutex::new(s))))).collect();
+        let mut held: HashMap<SpaceId, Held> = HashMap::new();
+        for s in setup.spaces {
+            held.insert(s.info().id, Held::member(s)?);
+        }
         for s in setup.seeds {
-            held.insert(s.space(), Held::Seed(Arc::new(Mutex::new(s))));
+            held.insert(s.space(), Held::seed(s)?);
         }
         let sh = Arc::new(Shared {
             held: std::sync::RwLock::new(held),
@@ -319,7 +321,7 @@ impl Node {
     }
 
     /// An open member space.
-    pub fn space(&self, id: &SpaceId) -> Option<Arc<Mutex<Space>>> {
+    pub fn space(&self, id: &SpaceId) -> Option<crate::handle::SpaceHandle> {
         match self.sh.get(id)? {
             Held::Member(s) => Some(s),
             Held::Seed(_) => None,
@@ -327,7 +329,7 @@ impl Node {
     }
 
     /// An open seed.
-    pub fn seed(&self, id: &SpaceId) -> Option<Arc<Mutex<Seed>>> {
+    pub fn seed(&self, id: &SpaceId) -> Option<crate::handle::SeedHandle> {
         match self.sh.get(id)? {
             Held::Seed(s) => Some(s),
             Held::Member(_) => None,
@@ -345,20 +347,19 @@ impl Node {
     }
 
     /// Start serving a member space opened after the node started (created or joined).
-    pub fn add_space(&self, space: Space) {
-        self.sh.add_space(space);
+    pub fn add_space(&self, space: Space) -> Result<(), Error> {
+        self.sh.add_space(space)
     }
 
     /// Start seeding a space (after `cobox seed`), countersigning this agreement when offered.
-    pub fn add_seed(&self, seed: Seed, accept: Option<AgreementId>) {
+    pub fn add_seed(&self, seed: Seed, accept: Option<AgreementId>) -> Result<(), Error> {
         if let Some(a) = accept {
             self.sh.policy.lock().unwrap_or_else(|p| p.into_inner()).accept.push(a);
         }
-        self.sh
-            .held
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(seed.space(), Held::Seed(Arc::new(Mutex::new(seed))));
+        let id = seed.space();
+        let held = Held::seed(seed)?;
+        self.sh.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, held);
+        Ok(())
     }
 
     /// Countersign this agreement when a session offers it (its terms were shown and agreed to).
@@ -392,7 +393,7 @@ impl Node {
                 tracing::warn!("cannot note this device's heads in the ledger: {e}");
             }
         }
-        let ledger = held.ledger().await;
+        let ledger = held.ledger();
         let setup = driver::setup(&self.sh, &held, *space, peer_id, purpose).await;
         let mut session = Session::dial(setup, ledger.read()?);
         let known = !peer.addrs.is_empty();
@@ -480,11 +481,16 @@ impl Node {
         self.sh.saw(id, &r);
         if let Ok(st) = &r {
             self.sh.saw_stale(id, *space, st.stale);
-            // A space busy elsewhere (a scan) is confirmed by a later session.
-            if let Some(s) = self.space(space)
-                && let Ok(s) = s.try_lock()
-            {
-                s.confirm_joined()?;
+            // Queued behind whatever the space is doing (a scan): the session need not wait.
+            if let Some(s) = self.space(space) {
+                s.post(|s| {
+                    if let Err(e) = s.confirm_joined() {
+                        tracing::warn!(
+                            "space {}: cannot record that a peer accepted this device: {e}",
+                            s.info().id.short()
+                        );
+                    }
+                });
             }
         }
         r
@@ -572,7 +578,7 @@ impl Node {
             );
         }
         if let Held::Member(s) = &held {
-            let waiting = s.lock().await.quarantined().len();
+            let waiting = s.view().quarantined;
             if waiting > 0 {
                 tracing::warn!(
                     "space {}: {waiting} change(s) set aside (cobox status lists them); one sealed under a key epoch this device lacks is applied once a manager hands it over",
@@ -630,7 +636,7 @@ impl Node {
             && session.peer_role() == Some(Role::Seeder)
             && purpose == Purpose::Sync
         {
-            s.lock().await.set_seeder_acked(&peer_id, started_ms)?;
+            s.run(move |s| s.set_seeder_acked(&peer_id, started_ms)).await??;
         }
         tracing::info!(
             "synced with {}: received {} blobs ({}), sent {} blobs ({})",
@@ -791,9 +797,9 @@ mod tests {
         let named: std::collections::BTreeSet<crate::BlobId> = o_node
             .space(&info.id)
             .unwrap()
-            .lock()
+            .run(move |s| s.audit_population(&seeder))
             .await
-            .audit_population(&seeder)
+            .unwrap()
             .unwrap()
             .into_iter()
             .map(|(id, _)| id)
@@ -863,7 +869,7 @@ mod tests {
         };
         let before = changes(&a_store);
         std::fs::write(fa.path().join("second.txt"), b"second").unwrap();
-        a_node.space(&info.id).unwrap().lock().await.scan(&crate::NoProgress).unwrap();
+        a_node.space(&info.id).unwrap().run(|s| s.scan(&crate::NoProgress)).await.unwrap().unwrap();
         a_node.sync_until_converged(&info.id, addr_of(&s_node), 4).await.unwrap();
         let new: std::collections::HashSet<crate::BlobId> = changes(&a_store).difference(&before).copied().collect();
         assert!(!new.is_empty());

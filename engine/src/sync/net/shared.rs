@@ -60,13 +60,15 @@ pub(super) struct AuditBudget {
 
 impl Shared {
     /// Serve a member space opened after the node started (created or joined).
-    pub(super) fn add_space(&self, space: crate::space::Space) {
+    pub(super) fn add_space(&self, space: crate::space::Space) -> Result<(), Error> {
         let id = space.info().id;
         self.space_keys.write().unwrap_or_else(|p| p.into_inner()).insert(id, space.space_key().clone());
         if space.info().audit_only {
             self.audit_only.write().unwrap_or_else(|p| p.into_inner()).insert(id);
         }
-        self.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Member(Arc::new(Mutex::new(space))));
+        let held = Held::member(space)?;
+        self.held.write().unwrap_or_else(|p| p.into_inner()).insert(id, held);
+        Ok(())
     }
 
     /// A `Join` session let this device in: open the space secret its ledger now holds
@@ -83,7 +85,7 @@ impl Shared {
         })
         .await
         .map_err(|e| Error::Internal("finishing a join", e.to_string()))??;
-        self.add_space(opened);
+        self.add_space(opened)?;
         tracing::info!("space {}: this device's invite was accepted; it is a member now", space.short());
         Ok(true)
     }
@@ -254,9 +256,8 @@ impl Shared {
         if role != Role::Member || !self.policy().owners.contains(&peer) {
             return None;
         }
-        match crate::home::Home::open_seed_at(home, self.me, space, true) {
-            Ok(seed) => {
-                let h = Held::Seed(Arc::new(Mutex::new(seed)));
+        match crate::home::Home::open_seed_at(home, self.me, space, true).and_then(Held::seed) {
+            Ok(h) => {
                 self.held.write().unwrap_or_else(|p| p.into_inner()).insert(*space, h.clone());
                 Some(h)
             }

@@ -6,7 +6,6 @@ use super::held::Held;
 use super::{STALL, SyncStats, Traffic, net, net_err, reason};
 use crate::error::Error;
 use crate::ids::BlobId;
-use crate::space::Space;
 use crate::sync::proto::Msg;
 use iroh::endpoint::Connection;
 use std::sync::Arc;
@@ -40,13 +39,13 @@ pub(super) async fn send_blobs(
 ) -> Result<(), Error> {
     // Blobs are read on a blocking thread a few dozen ahead of the network.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Read>(32);
-    let (h, mut ids) = (held.clone(), ids.to_vec());
+    let (store, mut ids) = (held.store(), ids.to_vec());
     let reader = tokio::task::spawn_blocking(move || {
         // Unsorted still works: the receiver then writes files only after the session.
-        let first = h.send_order_blocking(&mut ids).ok();
+        let first = store.send_order(&mut ids).ok();
         for (i, id) in ids.into_iter().enumerate() {
             // Asked for something we do not hold (or hold damaged): skip it, the peer keeps wanting it.
-            let Ok(data) = h.read_blob_blocking(&id) else { continue };
+            let Ok(data) = store.get(&id) else { continue };
             let early = first.map_or_else(|| !crate::crypto::is_chunk(&data), |n| i < n);
             if tx.blocking_send((id, data, early)).is_err() {
                 break;
@@ -187,12 +186,13 @@ pub(super) async fn receive(
             Held::Member(s) => receive_member(s, &mut rx, stream, from_seeder, &counted),
             Held::Seed(s) => {
                 while let Some((id, data)) = rx.blocking_recv() {
-                    s.blocking_lock().receive_blob(&id, &data, quota).map_err(super::seeder_error)?;
-                    counted.stored(data.len());
+                    let n = data.len();
+                    s.run_blocking(move |s| s.receive_blob(&id, &data, quota))?.map_err(super::seeder_error)?;
+                    counted.stored(n);
                 }
                 // Durable before the session goes on: a write that failed (a full disk) is
                 // refused to the member now, which would otherwise count the blobs as held.
-                crate::replica::Replica::flush_blobs(&*s.blocking_lock()).map_err(super::seeder_error)?;
+                s.view().store.flush().map_err(|e| super::seeder_error(e.into()))?;
                 Ok(0)
             }
         }
@@ -292,7 +292,7 @@ const STREAM_FROM: usize = 64;
 /// first chunk shows it), files are written on the thread pool as their last chunk arrives.
 /// Returns the changes applied on the way.
 fn receive_member(
-    s: &Arc<Mutex<Space>>,
+    s: &crate::handle::SpaceHandle,
     rx: &mut tokio::sync::mpsc::Receiver<Outgoing>,
     stream: bool,
     from_seeder: bool,
@@ -302,19 +302,23 @@ fn receive_member(
     let mut began = !stream;
     let result = rayon::in_place_scope(|scope| -> Result<(), Error> {
         while let Some((id, data)) = rx.blocking_recv() {
-            let mut space = s.blocking_lock();
-            if from_seeder {
-                space.receive_sealed_blob(&id, &data)?;
-            } else {
-                space.receive_blob(&id, &data)?;
-            }
-            counted.stored(data.len());
-            if !began && space.keys.peek_kind(&data) == Ok(crate::crypto::BlobKind::Chunk) {
-                began = true;
+            let n = data.len();
+            let begin = !began;
+            // Stored on the space's thread; the first chunk begins the streaming there too.
+            let (stored, st) = s.run_blocking(move |space| {
+                let stored =
+                    if from_seeder { space.receive_sealed_blob(&id, &data) } else { space.receive_blob(&id, &data) };
+                let chunk = begin && space.keys.peek_kind(&data) == Ok(crate::crypto::BlobKind::Chunk);
                 // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
-                streaming = space.begin_streaming().ok();
+                let st = if chunk && stored.is_ok() { Some(space.begin_streaming().ok()) } else { None };
+                (stored, st)
+            })?;
+            stored?;
+            counted.stored(n);
+            if let Some(st) = st {
+                began = true;
+                streaming = st;
             }
-            drop(space);
             if let Some(st) = streaming.as_mut() {
                 for f in st.arrived(&id) {
                     let files = st.files();
@@ -326,7 +330,7 @@ fn receive_member(
     });
     // Written files are recorded even when the session broke off.
     let changes = match streaming {
-        Some(st) => s.blocking_lock().end_streaming(st)?,
+        Some(st) => s.run_blocking(move |s| s.end_streaming(st))??,
         None => 0,
     };
     result.map(|()| changes)
