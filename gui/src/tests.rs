@@ -369,6 +369,88 @@ fn set_transfer_limits_from_the_network_screen() {
     h.get_by_label_contains("Upload: 976.6 KiB/s");
     let saved = Home::limits_at(home.path()).unwrap();
     assert_eq!((saved.up, saved.down), (1_000_000, 250_000));
+    // The app closed (its engine lets the home go) and opened again: its daemon starts with
+    // the saved limits.
+    drop(h);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Home::open(home.path()).is_err() {
+        assert!(Instant::now() < deadline, "the closed app still holds the home");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    assert_eq!(h.state().model.limits, (1_000_000, 250_000), "the daemon's limits after a restart");
+}
+
+/// A conflict settled in the app reaches the peer at once (the folder changed, so the daemon
+/// syncs), though the app's schedule would sync only in an hour; and "Sync now" brings what the
+/// peer changed since, as `cobox sync` does.
+#[test]
+fn a_conflict_settled_then_sync_now_reaches_the_peer() {
+    let (desk, desk_folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (laptop, laptop_folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(desk_folder.path().join("budget.txt"), "budget: 1400 (desk)\n").unwrap();
+    let copy = "budget.sync-conflict-20261124-073334-93a3f7ff.txt";
+    std::fs::write(desk_folder.path().join(copy), "budget: 1350 (laptop)\n").unwrap();
+    let space = {
+        let h = Home::open(desk.path()).unwrap();
+        let info = h.create_space("co-op", desk_folder.path()).unwrap();
+        h.open_space("co-op").unwrap().scan(&cobox_engine::NoProgress).unwrap();
+        let inv = Home::invite(desk.path(), "co-op", &cobox_engine::home::InviteRequest::writer()).unwrap();
+        Home::open(laptop.path()).unwrap().join(&inv, laptop_folder.path(), None).unwrap();
+        Home::join_beside(desk.path(), laptop.path(), &inv.space).unwrap();
+        info.id
+    };
+    // The laptop: a node serving its space on loopback, in the desk's address book.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lh = Home::open(laptop.path()).unwrap();
+    let net = NetConfig { bind: Some(([127, 0, 0, 1], 0).into()), no_relay: true, ..NetConfig::default() };
+    let node = rt
+        .block_on(cobox_engine::sync::net::Node::start(lh.device_seed(), vec![lh.open_space("co-op").unwrap()], &net))
+        .unwrap();
+    Home::remember_peer_at(desk.path(), &space, &node.device(), &node.addrs()).unwrap();
+    let laptop_has = |budget: &str, with_copy: bool| {
+        std::fs::read_to_string(laptop_folder.path().join("budget.txt")).ok().as_deref() == Some(budget)
+            && laptop_folder.path().join(copy).exists() == with_copy
+    };
+    let mut h = harness(app(desk.path()));
+    wait(&mut h, "the conflict", |m| m.spaces.first().is_some_and(|s| s.conflicts.len() == 1));
+    // The app's first sync at start brings the laptop the conflict as it stands.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !laptop_has("budget: 1400 (desk)\n", true) {
+        assert!(Instant::now() < deadline, "the first sync did not reach the laptop");
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.get_by_label("Conflicts (1)").click();
+    h.step();
+    h.get_by_label("Keep the other version").click();
+    wait(&mut h, "the conflict settled", |m| m.spaces[0].conflicts.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !laptop_has("budget: 1350 (laptop)\n", false) {
+        assert!(
+            Instant::now() < deadline,
+            "the settled conflict did not reach the laptop; {:?}",
+            h.state().model.notice
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The laptop edits; only a sync the desk asks for brings it (the laptop does not push).
+    wait(&mut h, "the syncs to end", |m| m.syncing.is_empty());
+    std::fs::write(laptop_folder.path().join("budget.txt"), "budget: 1500 (agreed)\n").unwrap();
+    let s = node.space(&space).unwrap();
+    rt.block_on(s.run(|s| s.scan(&cobox_engine::NoProgress))).unwrap().unwrap();
+    h.get_by_label("Sync now").click();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let budget = desk_folder.path().join("budget.txt");
+    while std::fs::read_to_string(&budget).unwrap() != "budget: 1500 (agreed)\n" {
+        assert!(Instant::now() < deadline, "Sync now did not bring the laptop's edit; {:?}", h.state().model.notice);
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(h);
+    rt.block_on(node.shutdown());
 }
 
 /// The app serves the control socket as `cobox up` does, so the CLI works beside it: a request

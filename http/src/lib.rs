@@ -6,6 +6,9 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod launch;
+pub use launch::{Launched, launch};
+
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;

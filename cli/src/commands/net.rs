@@ -2,9 +2,9 @@ use crate::Ctx;
 use crate::args::{NetArgs, runtime};
 use anyhow::{Context, Result, bail};
 use cobox_engine::DeviceId;
-use cobox_engine::daemon::{Daemon, Schedule};
+use cobox_engine::daemon::Schedule;
 use cobox_engine::seeder_admin;
-use cobox_engine::sync::net::{Node, SeedPolicy};
+use cobox_engine::sync::net::Node;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,7 +236,6 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     if given && standing.as_ref() != Some(&p) {
         seeder_admin::set_policy(&ctx.home, &p)?;
     }
-    let policy = SeedPolicy { owners: p.seed_for.clone(), max_quota: p.max_quota, accept: Vec::new() };
     let schedule = Schedule {
         interval: Duration::from_secs(a.interval),
         rescan: Duration::from_secs(a.rescan),
@@ -253,20 +252,22 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     rt.block_on(async {
         cobox_engine::logfile::init(&ctx.home, true).context("opening the log in the home (logs/)")?;
         tracing::info!("cobox up {} starting", env!("CARGO_PKG_VERSION"));
-        let (daemon, _activity) = Daemon::start(&home, &cfg, policy, schedule)
+        // Nothing here reads what the daemon does (the log has it): dropped, nothing is kept.
+        let (launched, _) = cobox_http::launch(home.clone(), &cfg, schedule)
             .await
             .context("starting the daemon (is the folder of every space still there?)")?;
+        if let Some(e) = &launched.control_error {
+            bail!("{e}; the CLI beside this daemon needs it");
+        }
+        let daemon = launched.daemon.clone();
         let node = daemon.node().clone();
         if !cfg.no_relay && !node.reach_relay(Duration::from_secs(5)).await {
             tracing::warn!("cobox up: no relay reached yet; handing out direct addresses only for now");
         }
+        // Once the relay is known, its address goes out too.
         node.advertise();
         let addr = node.addr_string();
         home.set_listening(&node.addrs())?;
-        // The control socket, before the address goes out: whoever waits for it may ask at once.
-        let control_api = cobox_http::Api::control(daemon.clone(), home.clone());
-        let control = cobox_http::bind_control(&ctx.home).context("binding the control socket in the home")?;
-        let control = tokio::spawn(cobox_http::serve_control(control, control_api));
         // Made before the address goes out, so a code asked for later is not replaced by it.
         // A seeder with no administrator yet says how to get one (a laptop with spaces of its
         // own and no seeds is no seeder: it stays quiet).
@@ -330,15 +331,8 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
             h.abort();
             let _ = h.await;
         }
-        control.abort();
-        let _ = control.await;
-        let _ = std::fs::remove_file(ctx.home.join(cobox_http::CONTROL_SOCKET));
-        drop(node);
-        if let Ok(d) = Arc::try_unwrap(daemon)
-            && let Ok(node) = Arc::try_unwrap(d.into_node())
-        {
-            node.shutdown().await;
-        }
+        drop((node, daemon));
+        launched.shut_down().await;
         Ok::<_, anyhow::Error>(())
     })
 }

@@ -1,0 +1,302 @@
+//! The view model: the model rebuilt from the engine, what the daemon did, and what is news
+//! to the user (told once, in the Activity feed and as a desktop notification).
+
+use super::{ConflictView, Engine, FileRow, Model, SpaceState, SpaceView, Told, hex_short, rfc3339_ns};
+use cobox_engine::agreement_service;
+use cobox_engine::daemon::Activity;
+use cobox_engine::sync::net::Held;
+
+/// News about seeders from their last sessions: one that said it was full, one whose copy of a
+/// space was behind what a member had noted. Each is told once until it changes.
+fn peer_news(m: &Model, told: &mut Told) -> Vec<String> {
+    let mut news = Vec::new();
+    for p in &m.peers {
+        let full = p.refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull);
+        let short = p.device.get(..8).unwrap_or(&p.device).to_owned();
+        if full && told.full.insert(p.device.clone()) {
+            news.push(format!("Seeder {short} is full: it takes no more of your data until its operator frees space."));
+        } else if !full {
+            told.full.remove(&p.device);
+        }
+        match &p.stale {
+            Some((space, st)) if told.stale.insert((p.device.clone(), *space)) => {
+                let name = m.spaces.iter().find(|s| s.id == *space).map_or_else(|| space.short(), |s| s.name.clone());
+                let who = st.device.to_string();
+                let who = m.names.get(&who).cloned().unwrap_or_else(|| st.device.short());
+                news.push(format!(
+                    "Seeder {short} holds an old copy of {name}: it lacks changes {who} had made by {}. Sync \
+                     with another seeder or a member before restoring from it.",
+                    rfc3339_ns(st.time_ms.saturating_mul(1_000_000))
+                ));
+            }
+            Some(_) => {}
+            None => {
+                told.stale.retain(|(d, _)| d != &p.device);
+            }
+        }
+    }
+    news
+}
+
+impl Engine {
+    /// Compare what the model shows now with what the user was told: new conflicts, removed
+    /// members and full seeders are news.
+    pub(super) fn tell_news(&mut self) {
+        let m = self.model.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut news = Vec::new();
+        for s in &m.spaces {
+            let now: std::collections::BTreeSet<String> = s.conflicts.iter().map(|c| c.original.clone()).collect();
+            let before = self.told.conflicts.insert(s.id, now.clone()).unwrap_or_default();
+            for f in now.difference(&before) {
+                news.push(format!("New conflict in {}: {f} was changed on two devices while apart.", s.name));
+            }
+            let removed: std::collections::BTreeSet<String> =
+                s.roster.as_ref().map(|r| r.removed.iter().cloned().collect()).unwrap_or_default();
+            let before = self.told.removed.insert(s.id, removed.clone()).unwrap_or_default();
+            for d in removed.difference(&before) {
+                news.push(format!("{d} was removed from {}.", s.name));
+            }
+        }
+        news.extend(peer_news(&m, &mut self.told));
+        if std::mem::replace(&mut self.told.primed, true) {
+            for n in news {
+                self.news(n);
+            }
+        }
+    }
+
+    /// Rebuild the model from the engine.
+    pub(super) fn refresh(&self) {
+        let mut spaces = Vec::new();
+        // A home whose spaces cannot be listed is not a home without spaces: keep what was
+        // shown and say why, rather than show the first-run screen.
+        let infos = match self.home.spaces() {
+            Ok(i) => i,
+            Err(e) => {
+                let why = format!("could not read this device's spaces in {}: {e}", self.home.root().display());
+                self.update(|m| {
+                    m.spaces_error = Some(why);
+                    m.ready = true;
+                });
+                return;
+            }
+        };
+        let (last_syncs, syncing) = {
+            let m = self.model.lock().unwrap_or_else(|p| p.into_inner());
+            (m.spaces.iter().map(|s| (s.id, s.last_sync.clone())).collect::<Vec<_>>(), m.syncing.clone())
+        };
+        for info in infos {
+            let Some(s) = self.daemon.node().space(&info.id) else {
+                if cobox_engine::Home::join_pending_at(self.home.root(), &info.id) {
+                    let last_sync = last_syncs.iter().find(|(id, _)| *id == info.id).and_then(|(_, l)| l.clone());
+                    spaces.push(SpaceView {
+                        id: info.id,
+                        name: info.name.clone(),
+                        path: info.path.clone(),
+                        status: None,
+                        files: Vec::new(),
+                        conflicts: Vec::new(),
+                        agreements: Vec::new(),
+                        state: SpaceState::Joining,
+                        last_sync,
+                        ignores: String::new(),
+                        roster: None,
+                    });
+                }
+                continue;
+            };
+            // Read in one piece of work on the blocking pool; the lock is not held here after.
+            let read = self.on(&s, |s| Ok((s.status(), s.files(), s.device_names(), s.ignore_rules())));
+            let (status, files, names, ignores) = match read {
+                Ok(r) => r,
+                Err(e) => (Err(e), Ok(Vec::new()), Default::default(), Ok(String::new())),
+            };
+            let (status, mut error) = match status {
+                Ok(st) => (Some(st), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let entries = files.unwrap_or_else(|e| {
+                error = Some(e.to_string());
+                Vec::new()
+            });
+            let size_of =
+                |p: &str| entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns)));
+            let files: Vec<FileRow> = entries
+                .iter()
+                .filter(|(_, e)| matches!(e.kind, cobox_engine::entry::Kind::File { .. }))
+                .map(|(p, e)| FileRow {
+                    path: p.clone(),
+                    size: e.size(),
+                    modified: rfc3339_ns(e.mtime_ns),
+                    device: names.get(&e.device[..]).cloned().unwrap_or_else(|| hex_short(&e.device)),
+                })
+                .collect();
+            let conflicts: Vec<ConflictView> = files
+                .iter()
+                .filter_map(|f| {
+                    let original = cobox_engine::conflict_original(&f.path)?;
+                    let (osize, omod) = size_of(&original).unwrap_or((0, "gone".into()));
+                    Some(ConflictView {
+                        copy: f.path.clone(),
+                        original,
+                        copy_size: f.size,
+                        original_size: osize,
+                        copy_modified: f.modified.clone(),
+                        original_modified: omod,
+                    })
+                })
+                .collect();
+            let last_sync = last_syncs.iter().find(|(id, _)| *id == info.id).and_then(|(_, l)| l.clone());
+            let state = if let Some(e) = &error {
+                SpaceState::Error(e.clone())
+            } else if syncing.contains(&info.id) {
+                SpaceState::Syncing
+            } else if !conflicts.is_empty() {
+                SpaceState::Conflicts(conflicts.len())
+            } else if matches!(&last_sync, Some((_, Some(_)))) {
+                SpaceState::Offline
+            } else {
+                SpaceState::InSync
+            };
+            let agreements = status.as_ref().map(|st| st.agreements.clone()).unwrap_or_default();
+            let ignores = ignores.unwrap_or_else(|e| {
+                error.get_or_insert(e.to_string());
+                String::new()
+            });
+            let roster =
+                cobox_engine::members::list(self.home.root(), &info.id.to_string(), cobox_engine::now_ms()).ok();
+            spaces.push(SpaceView {
+                id: info.id,
+                name: info.name.clone(),
+                path: info.path.clone(),
+                status,
+                files,
+                conflicts,
+                agreements,
+                state,
+                last_sync,
+                ignores,
+                roster,
+            });
+        }
+        let mut seeds = Vec::new();
+        for (id, h) in self.daemon.node().held() {
+            if let Held::Seed(s) = h {
+                seeds.push((id, s.view().used));
+            }
+        }
+        let stats = agreement_service::stats(self.home.root(), cobox_engine::now_ms(), &|id| {
+            seeds.iter().find(|(s, _)| s == id).map(|(_, u)| *u)
+        })
+        .ok();
+        let names = spaces
+            .iter()
+            .filter_map(|s| s.roster.as_ref())
+            .flat_map(|r| r.members.iter())
+            .filter(|m| !m.name.is_empty())
+            .map(|m| (m.device.clone(), m.name.clone()))
+            .collect();
+        self.update(|m| {
+            m.names = names;
+            m.spaces = spaces;
+            m.spaces_error = None;
+            m.seeds = seeds;
+            m.stats = stats;
+            m.ready = true;
+        });
+    }
+
+    /// Show what the daemon did: scans with changes and audits redraw the spaces; syncs mark
+    /// their space while they run.
+    pub(super) fn take_activity(&mut self) {
+        let mut refresh = false;
+        while let Ok(a) = self.activity.try_recv() {
+            match a {
+                Activity::Audited { space, seeder, result, refusal } => {
+                    let name =
+                        self.home.spaces().ok().and_then(|v| v.into_iter().find(|i| i.id == space)).map(|i| i.name);
+                    let name = name.unwrap_or_else(|| space.short());
+                    let short = seeder.get(..8).unwrap_or(&seeder).to_owned();
+                    match &result {
+                        Ok(r) if !r.ok() => self.news(format!(
+                            "Seeder {short} failed an audit of {name}: it proved {} of {} blobs.",
+                            r.passed, r.challenged
+                        )),
+                        Err(_) if refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull) => {}
+                        Err(e) => self.news(format!("Seeder {short} could not be audited for {name}: {e}")),
+                        Ok(_) => {}
+                    }
+                    refresh = true;
+                }
+                Activity::Scanned { .. } | Activity::SeedExpired(_) => refresh = true,
+                Activity::SyncStarted(id) => self.update(|m| {
+                    if !m.syncing.contains(&id) {
+                        m.syncing.push(id);
+                    }
+                    if let Some(s) = m.spaces.iter_mut().find(|s| s.id == id) {
+                        s.state = SpaceState::Syncing;
+                    }
+                }),
+                Activity::SyncEnded { space, error, moved } => {
+                    // A failure, or anything that moved, changes what the screens show; a
+                    // periodic sync that moved nothing only updates its time and state.
+                    refresh |= moved || error.is_some();
+                    self.update(|m| {
+                        m.syncing.retain(|s| *s != space);
+                        if let Some(s) = m.spaces.iter_mut().find(|s| s.id == space) {
+                            s.last_sync = Some((cobox_engine::now_ms(), error));
+                            if s.state == SpaceState::Syncing {
+                                s.state = if s.conflicts.is_empty() {
+                                    SpaceState::InSync
+                                } else {
+                                    SpaceState::Conflicts(s.conflicts.len())
+                                };
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        if refresh {
+            self.refresh();
+        }
+    }
+}
+
+#[cfg(test)]
+mod news_tests {
+    use super::*;
+    use cobox_engine::SpaceId;
+    use cobox_engine::space::Stale;
+    use cobox_engine::sync::net::PeerSeen;
+
+    /// A seeder whose copy was behind is news once, by the name of the member whose changes it
+    /// lacks; again only after a session found it caught up and then behind once more.
+    #[test]
+    fn a_stale_seeder_is_news_once() {
+        let space = SpaceId([4; 32]);
+        let ana = cobox_engine::DeviceId([9; 32]);
+        let behind = Stale { device: ana, time_ms: 1_800_000_000_000, missing: 2 };
+        let seeder = |stale: Option<Stale>| PeerSeen {
+            device: "5eed".repeat(16),
+            last_ms: 1_800_000_100_000,
+            ok: true,
+            error: None,
+            refusal: None,
+            stale: stale.map(|s| (space, s)),
+        };
+        let mut m = Model::default();
+        m.names.insert(ana.to_string(), "Ana's laptop".into());
+        m.peers = vec![seeder(Some(behind))];
+        let mut told = Told::default();
+        let news = peer_news(&m, &mut told);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert!(news[0].starts_with("Seeder 5eed5eed holds an old copy of"), "{}", news[0]);
+        assert!(news[0].contains("Ana's laptop had made by"), "{}", news[0]);
+        assert!(peer_news(&m, &mut told).is_empty(), "told once");
+        m.peers = vec![seeder(None)];
+        assert!(peer_news(&m, &mut told).is_empty());
+        m.peers = vec![seeder(Some(behind))];
+        assert_eq!(peer_news(&m, &mut told).len(), 1, "behind again is news again");
+    }
+}
