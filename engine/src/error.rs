@@ -95,9 +95,18 @@ pub enum Error {
     /// A peer's data or request was refused.
     #[error("refused: {0}")]
     Refused(String),
-    /// The network failed.
+    /// The network failed (in this device's words: a deadline, a peer that did not answer).
     #[error("network: {0}")]
     Net(String),
+    /// The QUIC transport failed: its words with their causes, and the error itself.
+    #[error("network: {message}")]
+    Transport {
+        /// What failed, with each cause's words.
+        message: String,
+        /// iroh's error, for code to look into.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The peer refused, and what kind of refusal it said it was.
     #[error("refused: the peer refused: {reason}")]
     PeerRefused {

@@ -177,10 +177,10 @@ fn seeder_view(now: i64) -> crate::engine::SeederView {
     use cobox_engine::admin::{AgreementLine, AuditLine, Event, HeldSpace, Policy, Report};
     let me = DeviceId([0x57, 0x52, 0x0a, 0x5a].repeat(8).try_into().unwrap_or([0; 32]));
     let other = DeviceId([0xe5; 32]);
-    let line = |owner, state: &str, quota| AgreementLine {
+    let line = |owner, state, quota| AgreementLine {
         id: "a1b2c3d4".repeat(8),
         owner,
-        state: state.into(),
+        state,
         quota,
         expires_ms: now + 300 * 86_400_000,
     };
@@ -189,14 +189,14 @@ fn seeder_view(now: i64) -> crate::engine::SeederView {
             space: SpaceId([0x9f; 32]),
             bytes: 3_100_000,
             blobs: 12,
-            agreements: vec![line(me, "active", 20 << 30)],
+            agreements: vec![line(me, cobox_engine::agreements::State::Active, 20 << 30)],
             last_audit: Some(AuditLine { at_ms: now - 2 * 3600 * 1000, challenged: 32, passed: 32 }),
         },
         HeldSpace {
             space: SpaceId([0x3c; 32]),
             bytes: 41_000_000_000,
             blobs: 9_800,
-            agreements: vec![line(other, "active", 50 << 30)],
+            agreements: vec![line(other, cobox_engine::agreements::State::Active, 50 << 30)],
             last_audit: None,
         },
     ];

@@ -83,7 +83,7 @@ impl From<cobox_engine::Error> for ApiError {
             | E::InvalidMemberName(_)
             | E::NoHistory(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::Net(_) => StatusCode::BAD_GATEWAY,
+            E::Net(_) | E::Transport { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self { status: code, message: e.to_string(), refusal: e.refusal() }

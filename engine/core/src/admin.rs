@@ -10,7 +10,8 @@ use crate::ids::{DeviceId, SpaceId};
 use serde::{Deserialize, Serialize};
 
 /// The admin protocol's ALPN.
-pub const ALPN: &[u8] = b"cobox/admin/1";
+/// Version 2: an agreement's state is an enum on the wire (version 1 sent its name as text).
+pub const ALPN: &[u8] = b"cobox/admin/2";
 /// Text every pairing code starts with.
 pub const PAIR_PREFIX: &str = "cobox-pair-";
 /// Longest request a seeder reads: a policy with 100 owners fits many times over.
@@ -125,8 +126,8 @@ pub struct AgreementLine {
     /// The owner device that proposed it.
     #[serde(with = "hex")]
     pub owner: DeviceId,
-    /// proposed, active, expired, revoked or invalid.
-    pub state: String,
+    /// Where it stands (in JSON, its lowercase name).
+    pub state: cobox_agreements::State,
     /// Bytes agreed.
     pub quota: u64,
     /// When it ends (ms since the epoch).
@@ -287,7 +288,7 @@ pub fn owner_use(spaces: &[HeldSpace]) -> Vec<OwnerUse> {
         let mut counted = std::collections::BTreeSet::new();
         for a in &s.agreements {
             let e = by.entry(a.owner).or_insert(OwnerUse { owner: a.owner, used: 0, quota: 0 });
-            if a.state == "active" {
+            if a.state == cobox_agreements::State::Active {
                 e.quota = e.quota.saturating_add(a.quota);
             }
             if counted.insert(a.owner) {
@@ -301,11 +302,11 @@ pub fn owner_use(spaces: &[HeldSpace]) -> Vec<OwnerUse> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cobox_agreements::State;
 
     fn report() -> Report {
         let owner = DeviceId([7; 32]);
-        let line =
-            |state: &str, quota| AgreementLine { id: "ab".into(), owner, state: state.into(), quota, expires_ms: 9 };
+        let line = |state, quota| AgreementLine { id: "ab".into(), owner, state, quota, expires_ms: 9 };
         Report {
             device: DeviceId([1; 32]),
             held_bytes: 300,
@@ -316,14 +317,14 @@ mod tests {
                     space: SpaceId([2; 32]),
                     bytes: 100,
                     blobs: 3,
-                    agreements: vec![line("active", 1000), line("expired", 50)],
+                    agreements: vec![line(State::Active, 1000), line(State::Expired, 50)],
                     last_audit: Some(AuditLine { at_ms: 5, challenged: 4, passed: 4 }),
                 },
                 HeldSpace {
                     space: SpaceId([3; 32]),
                     bytes: 200,
                     blobs: 1,
-                    agreements: vec![line("active", 500)],
+                    agreements: vec![line(State::Active, 500)],
                     last_audit: None,
                 },
             ],

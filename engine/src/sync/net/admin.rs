@@ -182,7 +182,7 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
             .map(|a| AgreementLine {
                 id: a.id.to_string(),
                 owner: DeviceId(a.agreement.owner),
-                state: a.state.as_str().to_owned(),
+                state: a.state,
                 quota: a.agreement.quota,
                 expires_ms: a.agreement.end_ms,
             })

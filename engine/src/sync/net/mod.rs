@@ -49,7 +49,7 @@ fn net(e: impl std::fmt::Display) -> Error {
 
 /// A network error with its causes: noq says only "connection lost" and keeps the reason
 /// (a timeout, the peer's close code, a transport error) in its source.
-fn net_err(e: impl std::error::Error) -> Error {
+fn net_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
     let mut msg = e.to_string();
     let mut last = msg.clone();
     let mut cause = e.source();
@@ -63,22 +63,43 @@ fn net_err(e: impl std::error::Error) -> Error {
         last = text;
         cause = c.source();
     }
-    Error::Net(msg)
+    Error::Transport { message: msg, source: Box::new(e) }
 }
 
-/// A failed dial in words a person can act on: the TLS layer's "UnknownIssuer" means the device
+/// The QUIC connection error among `e`'s causes, if there is one.
+fn connection_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a iroh::endpoint::ConnectionError> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(found) = c.downcast_ref::<iroh::endpoint::ConnectionError>() {
+            return Some(found);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// TLS alerts a dialer's handshake ends with when the certificate answering is not the key
+/// dialed (RFC 8446 6.2: bad_certificate, unsupported_certificate, certificate_unknown,
+/// unknown_ca), as QUIC crypto error codes (RFC 9001 4.8).
+const CERTIFICATE_ALERTS: [u8; 4] = [42, 43, 46, 48];
+
+/// A failed dial in words a person can act on: a certificate refused means the device
 /// answering is not the one named, and a timeout that nothing answered.
-fn dial_err(peer: &crate::ids::DeviceId, e: impl std::error::Error) -> Error {
+fn dial_err(peer: &crate::ids::DeviceId, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    use iroh::endpoint::{ConnectionError, TransportErrorCode};
+    let found = connection_error(&e);
+    let wrong_key = matches!(found, Some(ConnectionError::TransportError(t))
+        if CERTIFICATE_ALERTS.iter().any(|a| t.code == TransportErrorCode::crypto(*a)));
+    let timed_out = matches!(found, Some(ConnectionError::TimedOut));
     let e = net_err(e);
-    let text = e.to_string();
-    if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+    if wrong_key {
         Error::Net(format!(
             "the device answering at that address is not {}: check the id (`cobox id` on the device you mean)",
             peer.short()
         ))
-    } else if text.contains("timed out") {
+    } else if timed_out {
         Error::Net(format!(
-            "no answer from {}: is `cobox up` (or the app) running there, and is the address right? ({text})",
+            "no answer from {}: is `cobox up` (or the app) running there, and is the address right? ({e})",
             peer.short()
         ))
     } else {

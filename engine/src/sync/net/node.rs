@@ -398,8 +398,10 @@ impl Node {
         let mut session = Session::dial(setup, ledger.read()?);
         let known = !peer.addrs.is_empty();
         let conn = self.router.endpoint().connect(peer, ALPN).await.map_err(|e| {
+            use iroh::endpoint::{ConnectError, ConnectWithOptsError};
+            let no_address = matches!(&e, ConnectError::Connect { source: ConnectWithOptsError::NoAddress { .. }, .. });
             let e = super::dial_err(&peer_id, e);
-            if known || !e.to_string().contains("addressing information") {
+            if known || !no_address {
                 return e;
             }
             // A device named by id alone, never reached: say what to do, not iroh's words.
