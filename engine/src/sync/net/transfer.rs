@@ -185,10 +185,16 @@ pub(super) async fn receive(
         match &h {
             Held::Member(s) => receive_member(s, &mut rx, stream, from_seeder, &counted),
             Held::Seed(s) => {
-                while let Some((id, data)) = rx.blocking_recv() {
-                    let n = data.len();
-                    s.run_blocking(move |s| s.receive_blob(&id, &data, quota))?.map_err(super::seeder_error)?;
-                    counted.stored(n);
+                while let Some(batch) = next_batch(&mut rx) {
+                    let stored = s.run_blocking(move |s| -> Result<usize, Error> {
+                        let mut n = 0;
+                        for (id, data) in &batch {
+                            s.receive_blob(id, data, quota)?;
+                            n += data.len();
+                        }
+                        Ok(n)
+                    })?;
+                    counted.stored(stored.map_err(super::seeder_error)?);
                 }
                 // Durable before the session goes on: a write that failed (a full disk) is
                 // refused to the member now, which would otherwise count the blobs as held.
@@ -285,6 +291,25 @@ pub(super) async fn receive(
     }
 }
 
+/// The blobs waiting to be stored: at least one (waited for), then those already queued, up to
+/// a few MiB, handed to the space's thread in one piece of work. `None` once the queue closed.
+fn next_batch(rx: &mut tokio::sync::mpsc::Receiver<Outgoing>) -> Option<Vec<Outgoing>> {
+    const MAX_BYTES: usize = 8 << 20;
+    let first = rx.blocking_recv()?;
+    let mut bytes = first.1.len();
+    let mut batch = vec![first];
+    while bytes < MAX_BYTES {
+        match rx.try_recv() {
+            Ok(b) => {
+                bytes += b.1.len();
+                batch.push(b);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// Sessions wanting at least this many blobs write files during the transfer.
 const STREAM_FROM: usize = 64;
 
@@ -301,29 +326,44 @@ fn receive_member(
     let mut streaming = None;
     let mut began = !stream;
     let result = rayon::in_place_scope(|scope| -> Result<(), Error> {
-        while let Some((id, data)) = rx.blocking_recv() {
-            let n = data.len();
+        while let Some(batch) = next_batch(rx) {
             let begin = !began;
-            // Stored on the space's thread; the first chunk begins the streaming there too.
-            let (stored, st) = s.run_blocking(move |space| {
-                let stored =
-                    if from_seeder { space.receive_sealed_blob(&id, &data) } else { space.receive_blob(&id, &data) };
-                let chunk = begin && space.keys.peek_kind(&data) == Ok(crate::crypto::BlobKind::Chunk);
-                // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
-                let st = if chunk && stored.is_ok() { Some(space.begin_streaming().ok()) } else { None };
-                (stored, st)
+            // Stored on the space's thread, a batch at a time; the first chunk begins the
+            // streaming there too. What was stored before a failure still counts.
+            let (stored, failed, st) = s.run_blocking(move |space| {
+                let (mut stored, mut st) = (Vec::with_capacity(batch.len()), None);
+                for (id, data) in batch {
+                    let r = if from_seeder {
+                        space.receive_sealed_blob(&id, &data)
+                    } else {
+                        space.receive_blob(&id, &data)
+                    };
+                    if let Err(e) = r {
+                        return (stored, Some(e), st);
+                    }
+                    if begin && st.is_none() && space.keys.peek_kind(&data) == Ok(crate::crypto::BlobKind::Chunk) {
+                        // Cannot plan (e.g. a chunk list that does not decrypt): all is written after.
+                        st = Some(space.begin_streaming().ok());
+                    }
+                    stored.push((id, data.len()));
+                }
+                (stored, None, st)
             })?;
-            stored?;
-            counted.stored(n);
             if let Some(st) = st {
                 began = true;
                 streaming = st;
             }
-            if let Some(st) = streaming.as_mut() {
-                for f in st.arrived(&id) {
-                    let files = st.files();
-                    scope.spawn(move |_| files.advance(f));
+            for (id, n) in stored {
+                counted.stored(n);
+                if let Some(st) = streaming.as_mut() {
+                    for f in st.arrived(&id) {
+                        let files = st.files();
+                        scope.spawn(move |_| files.advance(f));
+                    }
                 }
+            }
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
         Ok(())
