@@ -74,6 +74,9 @@ enum Cmd {
     /// Administer seeders: pair, status, policy; on a seeder, pairing codes and administrators.
     #[command(subcommand)]
     Seeder(commands::seeder::SeederCmd),
+    /// Social recovery: custodians who together, and only together, give a space back.
+    #[command(subcommand)]
+    Recovery(commands::recovery::RecoveryCmd),
     /// Run `cobox up` as a systemd service: install (and enable) or uninstall.
     #[command(subcommand)]
     Service(commands::service::ServiceCmd),
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
         Cmd::Audit(a) => commands::seeding::audit(&ctx, a),
         Cmd::Logs(a) => commands::logs::run(&ctx, a),
         Cmd::Seeder(c) => commands::seeder::run(&ctx, c),
+        Cmd::Recovery(c) => commands::recovery::run(&ctx, c),
         Cmd::Service(c) => commands::service::run(&ctx, c),
         Cmd::Stats => commands::seeding::stats(&ctx),
         Cmd::Demo(a) => commands::demo::run(a),

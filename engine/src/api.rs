@@ -250,7 +250,7 @@ pub struct Proposed {
     pub seed_code: String,
 }
 
-/// `POST /api/seeders/ask`: one `cobox/admin/1` request to a seeder, sent from the daemon's
+/// `POST /api/seeders/ask`: one `cobox/admin/2` request to a seeder, sent from the daemon's
 /// endpoint; the answer is the seeder's `admin::Response` (a refusal included).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeederAsk {
@@ -258,6 +258,26 @@ pub struct SeederAsk {
     pub seeder: String,
     /// What to ask.
     pub request: crate::admin::Request,
+}
+
+/// `POST /api/spaces/{space}/recovery/setup`: a new recovery key split among custodians; the
+/// answer is an `ops::RecoveryReport`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverySetup {
+    /// The custodians, `ID[@ADDR,...]`.
+    pub custodians: Vec<String>,
+    /// How many of them rebuild the key.
+    pub threshold: usize,
+    /// The waiting period, in seconds.
+    pub wait_s: u64,
+}
+
+/// `POST /api/recovery/approve`: release this custodian's share to a request; the answer is
+/// an `ops::Approved`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoveryApprove {
+    /// The request code (`cobox-recover-...`).
+    pub code: String,
 }
 
 /// A refused or failed request's answer (with an HTTP status of 4xx or 5xx).

@@ -40,6 +40,8 @@ pub struct Schedule {
     /// A space's manifest unused for one to two of these is let go until next needed
     /// (about 80 MB at 100,000 files; it loads again in a tenth of a second).
     pub release_idle: Duration,
+    /// Between checks that each recovery custodian still holds its share (at the audits' pace).
+    pub recovery_every: Duration,
 }
 
 impl Default for Schedule {
@@ -53,6 +55,7 @@ impl Default for Schedule {
             low_priority: true,
             check_every: Duration::from_secs(7 * 86400),
             release_idle: Duration::from_secs(60),
+            recovery_every: crate::ops::RECOVERY_CHECK_EVERY,
         }
     }
 }
@@ -73,6 +76,16 @@ pub enum Activity {
     },
     /// A sync of a space with its known peers began.
     SyncStarted(SpaceId),
+    /// A recovery of a space was announced: `device` becomes a manager at `until_ms` unless a
+    /// member cancels it.
+    Recovering {
+        /// The space.
+        space: SpaceId,
+        /// The recovering device.
+        device: crate::ids::DeviceId,
+        /// When it takes effect.
+        until_ms: i64,
+    },
     /// It ended: `error` is the last failure when no peer could be synced with.
     SyncEnded {
         /// The space.
@@ -112,6 +125,8 @@ pub struct Daemon {
     /// Member spaces taken on (watched, or with no folder to watch); a space a peer's session
     /// let in (joined by an invite) is held by the node first and taken on at the next tick.
     taken_on: std::sync::Mutex<std::collections::BTreeSet<SpaceId>>,
+    /// Recoveries already told of: space, device, announcement time.
+    announced: std::sync::Mutex<std::collections::BTreeSet<(SpaceId, [u8; 32], i64)>>,
 }
 
 /// A scan's progress while it runs: the phase, and bytes of it done.
@@ -211,6 +226,7 @@ impl Daemon {
         let d = Self {
             node,
             taken_on: std::sync::Mutex::new(taken_on),
+            announced: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             root: home.root().to_owned(),
             schedule,
             watcher: Mutex::new(watcher),
@@ -334,12 +350,14 @@ impl Daemon {
                         last_rescan = Some(tokio::time::Instant::now());
                     }
                     self.watch_joined().await;
+                    self.tell_recoveries();
                     let mut todo: Vec<SpaceId> = self.node.held().into_iter().map(|(id, _)| id).collect();
                     todo.extend(self.pending_joins());
                     (todo, full)
                 }
                 _ = audit_tick.tick() => {
                     self.audit_all(&mut syncs).await;
+                    self.check_recoveries(&mut syncs);
                     (Vec::new(), false)
                 }
                 _ = release_tick.tick() => {
@@ -549,6 +567,58 @@ impl Daemon {
 
     /// Audit every seeder of every member space, in the background ([`crate::ops::audit`], as
     /// scheduled: each seeder synced with after its audit).
+    /// Ask the custodians of each space this device set recovery up for to prove their shares,
+    /// when the last check is older than the schedule's period.
+    fn check_recoveries(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
+        let every = i64::try_from(self.schedule.recovery_every.as_millis()).unwrap_or(i64::MAX);
+        let now = crate::now_ms();
+        for (id, h) in self.node.held() {
+            let Held::Member(_) = h else { continue };
+            let due = match crate::recovery::setup_of(&self.root, &id) {
+                Ok(Some(s)) => s.custodians.iter().any(|c| c.checked_ms.is_none_or(|t| now - t >= every)),
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!("space {}: cannot read its recovery setup: {e}", id.short());
+                    false
+                }
+            };
+            if !due {
+                continue;
+            }
+            let d = self.clone();
+            tasks.spawn(async move {
+                if let Err(e) = crate::ops::recovery_check(&d.node, &d.root, &id.to_string()).await {
+                    tracing::warn!("space {}: cannot check its recovery custodians: {e}", id.short());
+                }
+            });
+        }
+    }
+
+    /// Tell of each recovery announced in a held space's roster, once: a new manager in the
+    /// making, which any member may cancel while it waits.
+    fn tell_recoveries(&self) {
+        for (id, h) in self.node.held() {
+            let Held::Member(s) = h else { continue };
+            let Ok(view) = s.view().ledger.roster() else { continue };
+            for (device, r) in &view.recovering {
+                let new = self.announced.lock().unwrap_or_else(|p| p.into_inner()).insert((id, *device, r.since_ms));
+                if new {
+                    tracing::warn!(
+                        space = %id.short(),
+                        "space {}: {}",
+                        id.short(),
+                        crate::ops::recovering_lines(&view, crate::now_ms()).join("; ")
+                    );
+                    self.tell(Activity::Recovering {
+                        space: id,
+                        device: crate::ids::DeviceId(*device),
+                        until_ms: r.until_ms,
+                    });
+                }
+            }
+        }
+    }
+
     async fn audit_all(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
         for (id, h) in self.node.held() {
             let Held::Member(_) = h else { continue };

@@ -209,6 +209,16 @@ impl Home {
         Ok(())
     }
 
+    /// The home this process already holds (its daemon's), for work its network handlers do
+    /// beside the daemon (a recovery joining its space). It takes no lock: the holder's lock
+    /// stands for it, and dropping it releases nothing.
+    pub(crate) fn held_here(root: &Path) -> Result<Self, Error> {
+        let lock_path = paths::lock(root);
+        let lock = File::open(&lock_path).at(&lock_path)?;
+        let signer = Self::device_key_at(root)?;
+        Ok(Self { root: root.to_owned(), _lock: lock, signer })
+    }
+
     /// Open (creating if needed) and lock a home. Fails if another process holds it.
     pub fn open(root: &Path) -> Result<Self, Error> {
         if !paths::device_key(root).exists() {

@@ -30,6 +30,7 @@ pub mod logfile;
 pub mod members;
 pub mod ops;
 pub mod priority;
+pub mod recovery;
 pub mod replica;
 pub mod seed;
 pub mod seeder_admin;

@@ -361,5 +361,237 @@ pub fn status(
         })
         .collect();
     st.last_error = crate::logfile::last_warning(root);
+    st.recovering = recovering_lines(&space.roster, crate::now_ms());
+    let window = i64::try_from(RECOVERY_CHECK_EVERY.as_millis() * 2).unwrap_or(i64::MAX);
+    st.recovery_warning = crate::recovery::setup_of(root, &id)?.and_then(|s| s.warning(crate::now_ms(), window));
     Ok(st)
+}
+
+/// Each recovery announced in `roster` and not in effect yet, in words.
+pub fn recovering_lines(roster: &cobox_core::roster::RosterView, now_ms: i64) -> Vec<String> {
+    roster
+        .recovering
+        .iter()
+        .map(|(device, r)| {
+            let left = (r.until_ms - now_ms).max(0) / 1000;
+            format!(
+                "device {} is recovering this space as a manager: announced {}, in effect {} (in {left} s) unless a member cancels it (cobox recovery cancel)",
+                crate::ids::DeviceId(*device).short(),
+                crate::util::rfc3339(r.since_ms),
+                crate::util::rfc3339(r.until_ms)
+            )
+        })
+        .collect()
+}
+
+/// How often a daemon asks each custodian to prove its share, by default.
+pub const RECOVERY_CHECK_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A custodian as a recovery report shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct CustodianLine {
+    /// The custodian (`ID`).
+    pub device: String,
+    /// Whether it took its share.
+    pub delivered: bool,
+    /// When it last proved holding it (RFC 3339).
+    pub proved: Option<String>,
+    /// When it was last asked.
+    pub checked: Option<String>,
+    /// What went wrong last, if anything.
+    pub error: Option<String>,
+}
+
+/// A space's recovery as `cobox recovery status` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The space (id).
+    pub space: String,
+    /// Its name.
+    pub name: String,
+    /// How many shares rebuild the key.
+    pub threshold: u8,
+    /// The waiting period (s).
+    pub wait_s: i64,
+    /// When it was set up (RFC 3339).
+    pub made: String,
+    /// Each custodian.
+    pub custodians: Vec<CustodianLine>,
+    /// Said when too few custodians answer.
+    pub warning: Option<String>,
+}
+
+fn report_of(id: &SpaceId, name: &str, s: &crate::recovery::Setup, now_ms: i64) -> RecoveryReport {
+    let window = i64::try_from(RECOVERY_CHECK_EVERY.as_millis() * 2).unwrap_or(i64::MAX);
+    RecoveryReport {
+        space: id.to_string(),
+        name: name.to_owned(),
+        threshold: s.plan.threshold,
+        wait_s: s.plan.wait_ms / 1000,
+        made: crate::util::rfc3339(s.made_ms),
+        custodians: s
+            .custodians
+            .iter()
+            .map(|c| CustodianLine {
+                device: c.peer.device.to_string(),
+                delivered: c.delivered,
+                proved: c.proved_ms.map(crate::util::rfc3339),
+                checked: c.checked_ms.map(crate::util::rfc3339),
+                error: c.error.clone(),
+            })
+            .collect(),
+        warning: s.warning(now_ms, window),
+    }
+}
+
+/// Hand each custodian its deposit that has not taken it yet.
+async fn deliver(node: &Node, s: &mut crate::recovery::Setup) {
+    for c in s.custodians.iter_mut().filter(|c| !c.delivered) {
+        let ask = cobox_core::recovery::Ask::Deposit { sealed: c.sealed.clone() };
+        let answer = match dial_addr(&c.peer) {
+            Ok(addr) => node.recovery_ask(addr, &ask).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(cobox_core::recovery::Answer::Held) => {
+                c.delivered = true;
+                c.sealed.clear();
+                c.error = None;
+            }
+            Ok(cobox_core::recovery::Answer::Refused(why)) => c.error = Some(format!("refused its share: {why}")),
+            Ok(other) => c.error = Some(format!("answered {other:?} to its share")),
+            Err(e) => c.error = Some(format!("not reached to hand its share: {e}")),
+        }
+    }
+}
+
+/// Set up a space's recovery: a new key split `threshold`-of-N among `custodians` (addresses
+/// filled from the address book), recorded in the roster, each share delivered now (those not
+/// reached get theirs at the next check).
+pub async fn recovery_setup(
+    node: &Node,
+    root: &Path,
+    space: &str,
+    custodians: Vec<PeerAddr>,
+    threshold: usize,
+    wait_ms: i64,
+) -> Result<RecoveryReport, Error> {
+    let custodians = custodians.into_iter().map(|p| Home::with_known_addrs(root, p)).collect::<Result<Vec<_>, _>>()?;
+    let (r, q) = (root.to_owned(), space.to_owned());
+    let (info, mut setup) =
+        tokio::task::spawn_blocking(move || crate::recovery::setup(&r, &q, custodians, threshold, wait_ms))
+            .await
+            .map_err(|e| Error::Internal("setting up recovery", e.to_string()))??;
+    deliver(node, &mut setup).await;
+    crate::recovery::save_setup(root, &info.id, &setup)?;
+    Ok(report_of(&info.id, &info.name, &setup, crate::now_ms()))
+}
+
+/// Ask each custodian of a space's recovery to prove it still holds its share (a fresh nonce
+/// each, a Schnorr proof against the plan's check value), handing over shares not delivered
+/// yet first; the results are kept and reported.
+pub async fn recovery_check(node: &Node, root: &Path, space: &str) -> Result<RecoveryReport, Error> {
+    let info = Home::resolve_at(root, space)?;
+    let mut setup = crate::recovery::setup_of(root, &info.id)?.ok_or_else(|| {
+        Error::NotFound(format!("space {:?} has no recovery set up on this device (cobox recovery setup)", info.name))
+    })?;
+    deliver(node, &mut setup).await;
+    let now = crate::now_ms();
+    for (index, c) in setup.custodians.iter_mut().enumerate() {
+        if !c.delivered {
+            c.checked_ms = Some(now);
+            continue;
+        }
+        let mut nonce = [0u8; 32];
+        crate::random_bytes(&mut nonce);
+        let ask = cobox_core::recovery::Ask::Prove { space: info.id.0, key: setup.plan.key, nonce };
+        let answer = match dial_addr(&c.peer) {
+            Ok(addr) => node.recovery_ask(addr, &ask).await,
+            Err(e) => Err(e),
+        };
+        c.checked_ms = Some(now);
+        c.error = match answer {
+            Ok(cobox_core::recovery::Answer::Proof { index: i, proof }) if usize::from(i) == index => {
+                match cobox_core::recovery::verify_proof(&setup.plan, index, &nonce, &proof) {
+                    Ok(()) => {
+                        c.proved_ms = Some(now);
+                        None
+                    }
+                    Err(e) => Some(format!("its proof failed: {e}")),
+                }
+            }
+            Ok(cobox_core::recovery::Answer::Proof { index: i, .. }) => {
+                Some(format!("it proved share {} where it holds share {}", i + 1, index + 1))
+            }
+            Ok(cobox_core::recovery::Answer::Refused(why)) => Some(format!("missing: {why}")),
+            Ok(other) => Some(format!("answered {other:?}")),
+            Err(e) => Some(format!("not reached: {e}")),
+        };
+        match &c.error {
+            None => tracing::info!(
+                "recovery of space {}: custodian {} proved its share",
+                info.id.short(),
+                c.peer.device.short()
+            ),
+            Some(e) => tracing::warn!("recovery of space {}: custodian {} {e}", info.id.short(), c.peer.device.short()),
+        }
+    }
+    crate::recovery::save_setup(root, &info.id, &setup)?;
+    let report = report_of(&info.id, &info.name, &setup, now);
+    if let Some(w) = &report.warning {
+        tracing::warn!("space {}: {w}", info.id.short());
+    }
+    Ok(report)
+}
+
+/// A space's recovery as this device (its dealer) set it up.
+pub fn recovery_status(root: &Path, space: &str) -> Result<RecoveryReport, Error> {
+    let info = Home::resolve_at(root, space)?;
+    let setup = crate::recovery::setup_of(root, &info.id)?.ok_or_else(|| {
+        Error::NotFound(format!("space {:?} has no recovery set up on this device (cobox recovery setup)", info.name))
+    })?;
+    Ok(report_of(&info.id, &info.name, &setup, crate::now_ms()))
+}
+
+/// What a custodian's approval did: whom it released its share to, and how many the
+/// recovering device holds now.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Approved {
+    /// The space (id).
+    pub space: String,
+    /// Its name, as the dealer called it.
+    pub name: String,
+    /// The recovering device.
+    pub device: String,
+    /// The request's fingerprint.
+    pub fingerprint: String,
+    /// Shares the device holds now.
+    pub have: u8,
+    /// Shares it needs.
+    pub need: u8,
+}
+
+/// Release this custodian's share to the device whose request `code` is (the person confirmed
+/// its fingerprint): sealed to that device, bound to that request, sent to where it listens.
+pub async fn recovery_approve(node: &Node, root: &Path, code: &str) -> Result<Approved, Error> {
+    let request = cobox_core::recovery::Request::parse(code).map_err(|e| Error::Refused(e.to_string()))?;
+    let (r, q) = (root.to_owned(), request.clone());
+    let (approval, sealed) = tokio::task::spawn_blocking(move || crate::recovery::release(&r, &q))
+        .await
+        .map_err(|e| Error::Internal("approving a recovery", e.to_string()))??;
+    let to = PeerAddr { device: crate::ids::DeviceId(request.device), addrs: request.addrs.clone() };
+    match node.recovery_ask(dial_addr(&to)?, &cobox_core::recovery::Ask::Release { sealed }).await? {
+        cobox_core::recovery::Answer::Taken { have, need } => Ok(Approved {
+            space: approval.space,
+            name: approval.name,
+            device: approval.device,
+            fingerprint: approval.fingerprint,
+            have,
+            need,
+        }),
+        cobox_core::recovery::Answer::Refused(why) => {
+            Err(Error::Refused(format!("the recovering device refused the share: {why}")))
+        }
+        other => Err(Error::Refused(format!("the recovering device answered {other:?}"))),
+    }
 }

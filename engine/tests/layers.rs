@@ -36,7 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("what replicas share: blobs checked and served, the ledger", &["replica"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),
     ("home, folder watching, space work on blocking threads", &["home", "seeder_admin", "watch", "handle"]),
-    ("agreements and members services", &["agreement_service", "members"]),
+    ("agreements, members and recovery services", &["agreement_service", "members", "recovery"]),
     ("network", &["sync"]),
     ("operations as asked for, and the daemon that schedules them", &["ops", "daemon", "api"]),
 ];

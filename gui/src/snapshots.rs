@@ -76,6 +76,8 @@ fn model() -> Model {
         peers: Vec::new(),
         last_error: None,
         waiting_changes: 0,
+        recovering: Vec::new(),
+        recovery_warning: None,
     };
     let space = SpaceView {
         id: SpaceId([0x9f; 32]),

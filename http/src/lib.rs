@@ -141,6 +141,10 @@ fn routes() -> Router<Api> {
         .route("/api/spaces/{space}/members/{device}/role", post(member_role))
         .route("/api/spaces/{space}/invites", post(invite))
         .route("/api/spaces/{space}/invites/{id}/cancel", post(cancel_invite))
+        .route("/api/spaces/{space}/recovery", get(recovery_status))
+        .route("/api/spaces/{space}/recovery/setup", post(recovery_setup))
+        .route("/api/spaces/{space}/recovery/check", post(recovery_check))
+        .route("/api/recovery/approve", post(recovery_approve))
         .route("/api/agreements", get(agreements).post(propose))
         .route("/api/agreements/{id}/revoke", post(revoke))
         .route("/api/audits", get(audits))
@@ -585,6 +589,30 @@ async fn propose(State(api): State<Api>, body: axum::body::Bytes) -> Reply {
 
 async fn revoke(State(api): State<Api>, UrlPath(id): UrlPath<String>) -> Reply {
     to_json(&agreement_service::revoke(&api.root, &id)?)
+}
+
+/// A space's recovery as this device set it up.
+async fn recovery_status(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    to_json(&cobox_engine::ops::recovery_status(&api.root, &q)?)
+}
+
+/// A new recovery key split among custodians, each share delivered from the daemon's endpoint.
+async fn recovery_setup(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    let b: api::RecoverySetup = body(&bytes)?;
+    let custodians = peer_addrs(&b.custodians)?;
+    let wait_ms = i64::try_from(b.wait_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    to_json(&cobox_engine::ops::recovery_setup(&api.node, &api.root, &q, custodians, b.threshold, wait_ms).await?)
+}
+
+/// Each custodian asked to prove its share now.
+async fn recovery_check(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    to_json(&cobox_engine::ops::recovery_check(&api.node, &api.root, &q).await?)
+}
+
+/// This custodian's share released to a request (the person compared its fingerprint).
+async fn recovery_approve(State(api): State<Api>, bytes: axum::body::Bytes) -> Reply {
+    let b: api::RecoveryApprove = body(&bytes)?;
+    to_json(&cobox_engine::ops::recovery_approve(&api.node, &api.root, &b.code).await?)
 }
 
 async fn audits(State(api): State<Api>) -> Reply {

@@ -69,6 +69,12 @@ pub(crate) fn run(ctx: &Ctx, a: super::SpaceArg) -> Result<()> {
     if let Some(e) = &s.last_error {
         println!("last error {} {}", e.time, e.msg);
     }
+    for r in &s.recovering {
+        println!("recovery  {r}");
+    }
+    if let Some(w) = &s.recovery_warning {
+        println!("recovery  warning: {w}");
+    }
     if !s.not_written.is_empty() {
         println!("not written {} path(s), retried at the next sync:", s.not_written.len());
         for w in &s.not_written {

@@ -97,7 +97,7 @@ pub fn seal_keys(to: &[u8; 32], keys: &EpochKeys, context: &[u8], seed: [u8; 32]
 
 /// HPKE base mode to the X25519 form of the ed25519 key `to`: the encapsulated key, then the
 /// ciphertext.
-fn seal(to: &[u8; 32], plain: &[u8], context: &[u8], seed: [u8; 32]) -> Result<Vec<u8>, EpochError> {
+pub(crate) fn seal(to: &[u8; 32], plain: &[u8], context: &[u8], seed: [u8; 32]) -> Result<Vec<u8>, EpochError> {
     let pk = recipient(to)?;
     let mut rng = SeedRng(blake3::Hasher::new_keyed(&seed).update(to).finalize_xof());
     let (enc, ct) = hpke::single_shot_seal_with_rng::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
@@ -115,7 +115,7 @@ fn seal(to: &[u8; 32], plain: &[u8], context: &[u8], seed: [u8; 32]) -> Result<V
 }
 
 /// Open what [`seal`] sealed to `me`.
-fn open(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, EpochError> {
+pub(crate) fn open(me: &SigningKey, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, EpochError> {
     if sealed.len() < 32 {
         return Err(EpochError::Open);
     }

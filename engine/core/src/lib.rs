@@ -29,6 +29,7 @@ pub mod ids;
 pub mod ignores;
 pub mod manifest;
 pub mod plan;
+pub mod recovery;
 pub mod roster;
 pub mod settle;
 pub mod sync;

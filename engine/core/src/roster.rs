@@ -223,6 +223,22 @@ pub enum Action {
         /// manager's role (a seeder restores a device when no member is online).
         credential: Vec<u8>,
     },
+    /// A manager sets up social recovery: a manager invite whose key is split among custodians
+    /// ([`crate::recovery`]) and never expires. Its redemption takes effect in two steps: a
+    /// first countersignature announces it, and only one made `plan.wait_ms` or more after
+    /// (by the countersigner's clock) lets the device in; any member may cancel it meanwhile.
+    Recovery {
+        /// The recovery key's public half.
+        key: Key32,
+        /// Every key epoch up to `epoch`, sealed to the recovery key.
+        keys: Vec<u8>,
+        /// The newest epoch in `keys`.
+        epoch: u32,
+        /// The space secret sealed to the recovery key.
+        secret: Vec<u8>,
+        /// Who holds the shares, how many rebuild the key, the check values, the wait.
+        plan: crate::recovery::Plan,
+    },
 }
 
 /// An operation's id: BLAKE3 of its encoding.
@@ -378,6 +394,19 @@ pub struct InviteView {
     pub epoch: u32,
     /// The space secret, sealed to the invite's key.
     pub secret: Vec<u8>,
+    /// For a recovery invite, its plan (custodians, threshold, check values, waiting period).
+    pub plan: Option<crate::recovery::Plan>,
+}
+
+/// A recovery announced and not yet in effect: its redemption was countersigned once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovering {
+    /// The recovery invite redeemed.
+    pub invite: Key32,
+    /// When it was announced (the first countersignature's time, ms since the epoch).
+    pub since_ms: i64,
+    /// When a countersignature may let the device in, unless a member cancels it first.
+    pub until_ms: i64,
 }
 
 /// A hand-out of key epochs (a [`Action::Keys`] that counts).
@@ -403,6 +432,8 @@ pub struct RosterView {
     /// Devices whose redemption is valid so far and waits for a member's countersignature
     /// ([`Action::Admit`]), with that redemption.
     pub awaiting: BTreeMap<Key32, OpId>,
+    /// Devices recovering the space: announced, waiting out the plan's period.
+    pub recovering: BTreeMap<Key32, Recovering>,
     /// Every device that signed an operation that verifies, whether it counts or not.
     pub authors: BTreeSet<Key32>,
     /// Every device that could write at some point (a writer or manager then, whatever now).
@@ -755,6 +786,15 @@ fn evaluate_with(space: &Key32, encoded: &[Vec<u8>], running: bool) -> RosterVie
         view.turned_away.insert(device, why);
     }
     view.awaiting = now.awaiting.iter().map(|(d, &i)| (*d, g.ids[i])).collect();
+    view.recovering = now
+        .recovering
+        .iter()
+        .filter_map(|(d, &(r, _, since))| {
+            let Action::Redeem { invite, .. } = g.ops[r].op.action else { return None };
+            let wait = now.invites.get(&invite)?.plan.as_ref()?.wait_ms;
+            Some((*d, Recovering { invite, since_ms: since, until_ms: since.saturating_add(wait) }))
+        })
+        .collect();
     // Redemptions still waiting for their invite.
     for id in &view.pending {
         if let Some(op) = encoded.iter().find(|b| op_id(b) == *id).and_then(|b| SignedOp::decode(b).ok())
@@ -843,6 +883,9 @@ struct State {
     /// The name a device awaiting its countersignature gave itself (a joiner names itself
     /// right after its redemption, before any member has seen it).
     awaiting_names: BTreeMap<Key32, Vec<u8>>,
+    /// Recoveries announced: the device, its redemption's position, the announcement's
+    /// position and time.
+    recovering: BTreeMap<Key32, (usize, usize, i64)>,
 }
 
 /// The state made by the valid operations that `within` keeps, settled by the module's rules.
@@ -891,7 +934,7 @@ fn seniority(g: &Graph, ids: &[usize]) -> HashMap<Key32, usize> {
             Action::Add { device, role: Role::Manage, .. } | Action::SetRole { device, role: Role::Manage } => {
                 Some((*device, i))
             }
-            Action::Invite { key, role: Role::Manage, .. } => {
+            Action::Invite { key, role: Role::Manage, .. } | Action::Recovery { key, .. } => {
                 invites.entry(*key).or_insert(i);
                 None
             }
@@ -987,6 +1030,21 @@ fn step(s: &mut State, g: &Graph, i: usize) {
                 keys: keys.clone(),
                 epoch: *epoch,
                 secret: secret.clone(),
+                plan: None,
+            });
+        }
+        Action::Recovery { key, keys, epoch, secret, plan } => {
+            s.invites.entry(*key).or_insert(InviteView {
+                by: op.author,
+                role: Role::Manage,
+                name: Vec::new(),
+                expires_ms: i64::MAX,
+                redeemed_by: None,
+                cancelled: false,
+                keys: keys.clone(),
+                epoch: *epoch,
+                secret: secret.clone(),
+                plan: Some(plan.clone()),
             });
         }
         Action::Keys { epoch, sealed } => {
@@ -1001,6 +1059,19 @@ fn step(s: &mut State, g: &Graph, i: usize) {
         Action::Cancel { invite } => {
             if let Some(inv) = s.invites.get_mut(invite).filter(|inv| inv.redeemed_by.is_none()) {
                 inv.cancelled = true;
+            }
+            // A recovery cancelled in its window grants nothing.
+            let gone: Vec<Key32> = s
+                .recovering
+                .iter()
+                .filter(
+                    |(_, (r, _, _))| matches!(&g.ops[*r].op.action, Action::Redeem { invite: k, .. } if k == invite),
+                )
+                .map(|(d, _)| *d)
+                .collect();
+            for d in gone {
+                s.recovering.remove(&d);
+                s.awaiting.remove(&d);
             }
         }
         Action::Redeem { invite, .. } => {
@@ -1037,6 +1108,29 @@ fn step(s: &mut State, g: &Graph, i: usize) {
                     // it, if the invite allows).
                     s.awaiting.remove(&joiner);
                     s.lost.insert(r, why);
+                }
+                (Ok(()), Some(inv)) if inv.redeemed_by.is_none() && !removed_then && inv.plan.is_some() => {
+                    // A recovery: the first countersignature announces it; one made after the
+                    // waiting period, having seen the announcement, lets the device in.
+                    let wait = inv.plan.as_ref().map_or(0, |p| p.wait_ms);
+                    match s.recovering.get(&joiner).copied() {
+                        None => {
+                            s.recovering.insert(joiner, (r, i, *at_ms));
+                        }
+                        Some((rr, ann, since)) if rr == r && before(ann, i) && *at_ms >= since.saturating_add(wait) => {
+                            inv.redeemed_by = Some(joiner);
+                            s.recovering.remove(&joiner);
+                            s.awaiting.remove(&joiner);
+                            s.removed.remove(&joiner);
+                            s.kept.remove(&joiner);
+                            s.members.insert(
+                                joiner,
+                                Member { role: inv.role, name: s.awaiting_names.remove(&joiner).unwrap_or_default() },
+                            );
+                        }
+                        // Too early, or not having seen the announcement: nothing.
+                        Some(_) => {}
+                    }
                 }
                 (Ok(()), Some(inv)) if inv.redeemed_by.is_none() && !removed_then => {
                     inv.redeemed_by = Some(joiner);
@@ -1131,9 +1225,17 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
         Action::Add { device, .. } if s.members.contains_key(device) => {
             Err("adds a device that is already a member".into())
         }
+        // Any member cancels a recovery in its window (the person whose devices it claims may
+        // hold only a writer's device); other invites only a manager cancels.
+        Action::Cancel { invite }
+            if role.is_some() && s.invites.get(invite).is_some_and(|i| i.plan.is_some() && i.redeemed_by.is_none()) =>
+        {
+            Ok(())
+        }
         Action::Add { .. }
         | Action::SetRole { .. }
         | Action::Invite { .. }
+        | Action::Recovery { .. }
         | Action::Cancel { .. }
         | Action::Keys { .. }
         | Action::KeepChanges { .. }
@@ -1141,7 +1243,10 @@ fn allowed(s: &State, op: &Op) -> Result<(), String> {
         {
             Err("only a manager adds members, changes roles, makes and cancels invites, hands out keys or names a removed device's changes".into())
         }
-        Action::Invite { key, .. } if s.invites.contains_key(key) => Err("reuses an invite key".into()),
+        Action::Invite { key, .. } | Action::Recovery { key, .. } if s.invites.contains_key(key) => {
+            Err("reuses an invite key".into())
+        }
+        Action::Recovery { plan, .. } if plan.check().is_err() => Err("its recovery plan is malformed".into()),
         Action::Cancel { invite } => match s.invites.get(invite) {
             None => Err("cancels an invite this roster does not hold".into()),
             Some(i) if i.redeemed_by.is_some() => Err("cancels an invite already used".into()),

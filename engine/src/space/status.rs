@@ -67,6 +67,13 @@ pub struct Status {
     /// show until those arrive (one may be a removed device's change that was refused here).
     #[serde(default)]
     pub waiting_changes: usize,
+    /// Recoveries of the space announced and waiting out their period: each could make a new
+    /// manager unless a member cancels it (`cobox recovery cancel`).
+    #[serde(default)]
+    pub recovering: Vec<String>,
+    /// Said when too few recovery custodians proved their share lately.
+    #[serde(default)]
+    pub recovery_warning: Option<String>,
 }
 
 /// A peer's last session with the running daemon.
@@ -147,6 +154,8 @@ impl Space {
             // Filled by whoever knows the home (the CLI, the daemon's API): a space does not.
             last_error: None,
             waiting_changes: self.manifest()?.waiting(),
+            recovering: Vec::new(),
+            recovery_warning: None,
         })
     }
 }

@@ -229,6 +229,18 @@ impl Engine {
                     refresh = true;
                 }
                 Activity::Scanned { .. } | Activity::SeedExpired(_) => refresh = true,
+                Activity::Recovering { space, device, until_ms } => {
+                    let name =
+                        self.home.spaces().ok().and_then(|v| v.into_iter().find(|i| i.id == space)).map(|i| i.name);
+                    self.news(format!(
+                        "Device {} is recovering {} as a manager. It takes effect {} unless a member cancels it \
+                         (cobox recovery cancel). If no one you know lost their devices, cancel it now.",
+                        device.short(),
+                        name.unwrap_or_else(|| space.short()),
+                        rfc3339_ns(until_ms.saturating_mul(1_000_000))
+                    ));
+                    refresh = true;
+                }
                 Activity::SyncStarted(id) => self.update(|m| {
                     if !m.syncing.contains(&id) {
                         m.syncing.push(id);

@@ -90,6 +90,9 @@ pub enum Refusal {
     InviteRefused,
     /// The device was removed from the space.
     Removed,
+    /// The device's recovery of the space is announced and waits out its plan's period (any
+    /// member may cancel it meanwhile); it tries again later.
+    RecoveryWaiting,
 }
 
 /// A protocol message.

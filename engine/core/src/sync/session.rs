@@ -214,6 +214,8 @@ pub struct Session {
     suspect: bool,
     /// The kind of refusal that ended the session, once one did.
     refusal: Option<Refusal>,
+    /// The refusal this side sent.
+    refused_here: Option<Refusal>,
     /// The space's genesis in this side's ledger, once looked up (`Some(None)`: it holds none).
     genesis: Option<Option<Vec<u8>>>,
     /// Blobs asked for whatever the reconciliation finds ([`Session::want_also`]).
@@ -270,6 +272,7 @@ impl Session {
             rounds: 0,
             suspect: false,
             refusal: None,
+            refused_here: None,
             genesis: None,
             also_want: BTreeSet::new(),
             wanted_by_peer: Vec::new(),
@@ -365,12 +368,18 @@ impl Session {
         self.out.push_back(Msg::Refused { reason: reason.clone(), code });
         self.phase = Phase::Over;
         self.refusal = Some(code);
+        self.refused_here = Some(code);
         Err(SessionError::Refused(reason))
     }
 
     /// The kind of refusal that ended the session, this side's or the peer's.
     pub fn refusal(&self) -> Option<Refusal> {
         self.refusal
+    }
+
+    /// The kind of refusal this side sent, if it ended the session.
+    pub fn refused_here(&self) -> Option<Refusal> {
+        self.refused_here
     }
 
     fn peer(&self) -> Result<&PeerHello, SessionError> {
@@ -1007,6 +1016,23 @@ impl Session {
         if !may {
             return Ok(Some(view)); // refused by the roster check, as waiting for another member
         }
+        // A recovery: announced by a first countersignature, let in by one made after the
+        // plan's waiting period; between the two the device is told when, and waits.
+        let recovery = view.invites.get(&invite).is_some_and(|i| i.plan.is_some());
+        let waiting = view.recovering.get(&peer.0).map(|r| r.until_ms).filter(|&until| now < until);
+        if let (true, Some(until)) = (recovery, waiting) {
+            return self
+                .refuse_as(
+                    Refusal::RecoveryWaiting,
+                    format!(
+                        "device {}'s recovery of the space is announced; it takes effect {} s from now unless a member cancels it",
+                        peer.short(),
+                        (until - now + 999) / 1000
+                    ),
+                )
+                .map(|()| None);
+        }
+        let announcing = recovery && !view.recovering.contains_key(&peer.0);
         let op = roster::Op {
             space: space.0,
             author: me.0,
@@ -1018,6 +1044,25 @@ impl Session {
             .map_err(|e| e.to_string())
             .and_then(|bytes| self.ledger.insert_roster_op(&bytes).map_err(|e| e.to_string()));
         match added {
+            // Kept though the session ends here (the driver keeps the ledger of a session
+            // refused this way), so members hear of the recovery through this device.
+            Ok(_) if announcing => {
+                let wait = view.invites.get(&invite).and_then(|i| i.plan.as_ref()).map_or(0, |p| p.wait_ms);
+                self.events.push_back(Event::Note(format!(
+                    "device {} is recovering the space: announced, it takes effect in {} s unless a member cancels it",
+                    peer.short(),
+                    wait / 1000
+                )));
+                self.refuse_as(
+                    Refusal::RecoveryWaiting,
+                    format!(
+                        "device {}'s recovery of the space is announced now; it takes effect in {} s unless a member cancels it",
+                        peer.short(),
+                        wait / 1000
+                    ),
+                )
+                .map(|()| None)
+            }
             Ok(_) => {
                 self.dirty = true;
                 self.events.push_back(Event::Note(format!("accepted device {}'s invite", peer.short())));

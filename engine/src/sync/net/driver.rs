@@ -81,6 +81,16 @@ pub(super) async fn fail(io: &mut Framed, session: &mut Session, e: SessionError
     }
 }
 
+/// A session this side ended by announcing a peer's recovery keeps its ledger (the
+/// announcement and the redemption it countersigned): members hear of the recovery through
+/// this device, and the waiting period runs from it.
+pub(super) fn keep_announcement(session: &mut Session, ledger: &LedgerFile) -> Result<(), Error> {
+    if session.refused_here() == Some(crate::sync::proto::Refusal::RecoveryWaiting) {
+        ledger.merge_from(session.ledger_mut())?;
+    }
+    Ok(())
+}
+
 /// An audit this device started: the agreement, the nonce and the blobs challenged.
 struct Challenge {
     agreement: cobox_agreements::AgreementId,

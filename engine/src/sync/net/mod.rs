@@ -13,6 +13,7 @@ mod endpoint;
 mod framing;
 mod held;
 mod node;
+mod recovery;
 mod shared;
 mod transfer;
 

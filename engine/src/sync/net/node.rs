@@ -182,7 +182,9 @@ impl Handler {
         if let Err(e) = accepted {
             return Err(driver::fail(io, &mut session, e).await);
         }
-        let Outcome { stats, .. } = driver::drive(sh, held, io, &mut session, &ledger, peer, 0).await?;
+        let driven = driver::drive(sh, held, io, &mut session, &ledger, peer, 0).await;
+        driver::keep_announcement(&mut session, &ledger)?;
+        let Outcome { stats, .. } = driven?;
         io.finish().await;
         if purpose == Purpose::Audit {
             return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
@@ -268,6 +270,7 @@ impl Node {
         let router = Router::builder(ep)
             .accept(ALPN, Handler { sh: sh.clone() })
             .accept(crate::admin::ALPN, super::admin::AdminHandler { sh: sh.clone() })
+            .accept(cobox_core::recovery::ALPN, super::recovery::RecoveryHandler { sh: sh.clone() })
             .spawn();
         Ok(Self { router, sh })
     }
@@ -417,6 +420,7 @@ impl Node {
         let r = tokio::time::timeout(super::SESSION_DEADLINE, drive).await.unwrap_or_else(|_| {
             Err(Error::Net(format!("the session ran past its {:?} deadline", super::SESSION_DEADLINE)))
         });
+        driver::keep_announcement(&mut session, &ledger)?;
         if r.is_ok() && purpose != Purpose::Audit {
             io.finish().await;
             // Closing now could drop the Done in flight: wait until the listener ends its side,
@@ -706,6 +710,15 @@ impl Node {
         req: &crate::admin::Request,
     ) -> Result<crate::admin::Response, Error> {
         super::admin::ask(self.router.endpoint(), peer, req).await
+    }
+
+    /// One recovery request to a device (a deposit, a proof, a release) and its answer.
+    pub async fn recovery_ask(
+        &self,
+        peer: EndpointAddr,
+        req: &cobox_core::recovery::Ask,
+    ) -> Result<cobox_core::recovery::Answer, Error> {
+        super::recovery::ask(self.router.endpoint(), peer, req).await
     }
 
     /// Close connections and the endpoint. A graceful close waits for peers to acknowledge; a
