@@ -178,5 +178,34 @@ fn audit(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, entries, roster, audit);
+/// A recovery check of 10 custodians (a 6-of-10 plan): each custodian's Schnorr proof of its
+/// share, and the dealer's verification of all ten against the plan's commitments.
+fn recovery(c: &mut Criterion) {
+    use cobox_engine::recovery::{Plan, Proof};
+    let key = |n: u8| ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key().to_bytes();
+    let dealt = cobox_engine::recovery_core::deal(&key(1), (2..12).map(key).collect(), 6, 0, [7; 32]).expect("deal");
+    let plan: Plan = dealt.plan.clone();
+    let nonce = [9u8; 32];
+    let proofs: Vec<Proof> = (0..10)
+        .map(|i| cobox_engine::recovery_core::prove(&plan, i, &dealt.shares[i], &nonce).expect("prove"))
+        .collect();
+    let mut g = c.benchmark_group("recovery check, 10 custodians");
+    g.bench_function("custodians prove", |b| {
+        b.iter(|| {
+            for i in 0..10 {
+                black_box(cobox_engine::recovery_core::prove(&plan, i, &dealt.shares[i], &nonce).expect("prove"));
+            }
+        })
+    });
+    g.bench_function("dealer verifies", |b| {
+        b.iter(|| {
+            for (i, p) in proofs.iter().enumerate() {
+                cobox_engine::recovery_core::verify_proof(&plan, i, &nonce, p).expect("verifies");
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, entries, roster, audit, recovery);
 criterion_main!(benches);

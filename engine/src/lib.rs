@@ -41,6 +41,8 @@ pub mod util;
 pub mod watch;
 
 pub use cobox_agreements as agreements;
+/// The pure part of social recovery (the engine's files and protocol are [`recovery`]).
+pub use cobox_core::recovery as recovery_core;
 pub use cobox_core::{admin, chunk, codes, crypto, entry, epoch, ids, ignores, manifest, roster, units};
 pub use error::Error;
 pub use home::{Home, SpaceInfo};

@@ -95,9 +95,13 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// Custodians that proved their share within `window_ms` of `now_ms`.
+    /// Custodians that proved their share within `window_ms` of `now_ms` and did not fail a
+    /// check since (a share lost after its last proof is lost).
     pub fn answering(&self, now_ms: i64, window_ms: i64) -> usize {
-        self.custodians.iter().filter(|c| c.proved_ms.is_some_and(|t| now_ms - t <= window_ms)).count()
+        self.custodians
+            .iter()
+            .filter(|c| c.error.is_none() && c.proved_ms.is_some_and(|t| now_ms - t <= window_ms))
+            .count()
     }
 
     /// A warning when fewer than the threshold plus one custodians answered the last checks:

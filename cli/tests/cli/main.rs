@@ -7,6 +7,7 @@ mod crash;
 mod foundation;
 mod members;
 mod operations;
+mod recovery;
 mod seeding;
 mod sync;
 mod week;

@@ -1641,6 +1641,70 @@ mod tests {
         assert!(w.view().invalid.contains_key(&op_id(&w.log[bad])));
     }
 
+    /// A recovery invite of key `200 + n` (its plan dealt to custodians 10..13, waiting `wait_ms`).
+    fn recovery(n: u8, wait_ms: i64) -> Action {
+        let mut plan =
+            crate::recovery::deal(&pk(1), vec![pk(10), pk(11), pk(12)], 2, wait_ms, [n; 32]).expect("deal").plan;
+        // The tests sign the redemption with key(200 + n): the plan names that key.
+        plan.key = pk(200 + n);
+        Action::Recovery { key: pk(200 + n), keys: vec![], epoch: 0, secret: vec![], plan }
+    }
+
+    /// A recovery is announced by a first countersignature, lets the device in only by one made
+    /// after the waiting period that saw the announcement, and a member's cancellation in the
+    /// window grants nothing; the device is never a member before.
+    #[test]
+    fn a_recovery_takes_effect_only_after_its_wait_and_a_member_can_cancel_it() {
+        let mut w = World::new();
+        let g = w.op(1, &[], Action::Genesis);
+        let writer = w.op(1, &[g], add(3, Role::Write));
+        let i = w.op(1, &[writer], recovery(1, 1_000));
+        let r = w.op(2, &[i], redeem(1, 5));
+        let announced = admit(&mut w, 1, r, 100);
+        let v = w.view();
+        assert_eq!(v.role(&pk(2)), None, "announced, not in effect");
+        assert_eq!(v.recovering[&pk(2)], Recovering { invite: pk(201), since_ms: 100, until_ms: 1_100 });
+        let again = |at_ms| Action::Admit { redeem: op_id(&w.log[r]), at_ms, credential: vec![] };
+        let (too_early, in_time) = (again(1_099), again(1_100));
+        // Not having seen the announcement, even after the wait: nothing.
+        let blind = w.op(1, &[r], in_time.clone());
+        assert_eq!(w.view().role(&pk(2)), None);
+        // Too early, having seen it: nothing.
+        let early = w.op(1, &[announced, blind], too_early);
+        assert_eq!(w.view().role(&pk(2)), None);
+        // After the wait, having seen it: a manager.
+        w.op(1, &[early], in_time);
+        let v = w.view();
+        assert_eq!(v.role(&pk(2)), Some(Role::Manage));
+        assert!(v.recovering.is_empty());
+        assert_eq!(evaluate_with(&w.space(), &w.log, false).members, v.members, "the reference fold agrees");
+        // Recovering removed nobody.
+        assert_eq!(v.role(&pk(1)), Some(Role::Manage));
+        assert_eq!(v.role(&pk(3)), Some(Role::Write));
+
+        // A second recovery, cancelled in its window by a writer: it grants nothing, even to a
+        // countersignature after the wait that did not see the cancellation.
+        let i2 = w.op(1, &[announced], recovery(2, 1_000));
+        let r2 = w.op(4, &[i2], redeem(2, 5));
+        let a2 = admit(&mut w, 1, r2, 200);
+        assert!(w.view().recovering.contains_key(&pk(4)));
+        let cancel = w.op(3, &[a2], Action::Cancel { invite: pk(202) });
+        assert!(!w.view().invalid.contains_key(&op_id(&w.log[cancel])), "any member cancels a recovery");
+        assert!(w.view().recovering.is_empty(), "cancelled: no longer announced");
+        // Seen the announcement, not the cancellation, after the wait: still nothing.
+        w.op(1, &[a2], Action::Admit { redeem: op_id(&w.log[r2]), at_ms: 5_000, credential: vec![] });
+        let v = w.view();
+        assert_eq!(v.role(&pk(4)), None);
+        assert!(v.invites[&pk(202)].cancelled);
+        // A writer cannot cancel an ordinary invite, nor set recovery up.
+        let plain = w.op(1, &[cancel], invite(5, Role::Read, 10_000));
+        let bad_cancel = w.op(3, &[plain], Action::Cancel { invite: pk(205) });
+        let bad_setup = w.op(3, &[plain], recovery(6, 0));
+        let v = w.view();
+        assert!(v.invalid.contains_key(&op_id(&w.log[bad_cancel])));
+        assert!(v.invalid.contains_key(&op_id(&w.log[bad_setup])));
+    }
+
     /// Whose manifest changes are taken, and from whom.
     #[test]
     fn changes_are_taken_from_writers_and_as_history_from_others() {
