@@ -67,6 +67,8 @@ pub(crate) struct SpaceView {
     pub(crate) ignores: String,
     /// The roster: members with names and roles, removed devices, invites.
     pub(crate) roster: Option<cobox_engine::members::Roster>,
+    /// The space's recovery as this device set it up (custodians, their last proofs).
+    pub(crate) recovery: Option<cobox_engine::ops::RecoveryReport>,
 }
 
 /// A snapshot of everything, for the UI.
@@ -105,4 +107,8 @@ pub(crate) struct Model {
     pub(crate) names: std::collections::BTreeMap<String, String>,
     /// Why the list of spaces could not be read (the spaces shown are the last ones read).
     pub(crate) spaces_error: Option<String>,
+    /// Recovery shares this device keeps for others, as their custodian.
+    pub(crate) custody: Vec<cobox_engine::recovery::Held>,
+    /// Why the shares kept here could not be read.
+    pub(crate) custody_error: Option<String>,
 }

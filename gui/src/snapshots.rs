@@ -104,6 +104,7 @@ fn model() -> Model {
         last_sync: None,
         ignores: "*.tmp\n".into(),
         roster: Some(roster()),
+        recovery: Some(recovery()),
     };
     let mut other = space.clone();
     other.id = SpaceId([0x11; 32]);
@@ -114,6 +115,15 @@ fn model() -> Model {
     peers.insert("e548c4b2".repeat(8), PeerShare { seeded_for_them: 1_800_000, seeded_for_us: 0 });
     Model {
         ready: true,
+        custody: vec![cobox_engine::recovery::Held {
+            space: "11".repeat(32),
+            name: "Garden co-op".into(),
+            share: 1,
+            of: 3,
+            threshold: 2,
+            dealer: "e548c4b2".repeat(8),
+            made: "2026-11-20T09:12:00.000Z".into(),
+        }],
         device: "57520a5a".repeat(8),
         address: format!("{}@192.168.1.20:4433", "57520a5a".repeat(8)),
         spaces: vec![space, other],
@@ -257,8 +267,36 @@ fn roster() -> cobox_engine::members::Roster {
     }
 }
 
+/// A recovery set up 2-of-3, one custodian's share lost at the last check.
+fn recovery() -> cobox_engine::ops::RecoveryReport {
+    let custodian = |device: &str, error: Option<&str>| cobox_engine::ops::CustodianLine {
+        device: device.repeat(8),
+        delivered: true,
+        proved: Some("2026-11-30T10:00:00.000Z".into()),
+        checked: Some("2026-12-07T10:00:00.000Z".into()),
+        error: error.map(Into::into),
+    };
+    cobox_engine::ops::RecoveryReport {
+        space: SpaceId([0x9f; 32]).to_string(),
+        name: "Garden co-op".into(),
+        threshold: 2,
+        wait_s: 48 * 3600,
+        made: "2026-11-20T09:12:00.000Z".into(),
+        custodians: vec![
+            custodian("e548c4b2", None),
+            custodian("d6b7900d", None),
+            custodian("4be1f0c2", Some("missing: this device holds no share of that recovery plan")),
+        ],
+        warning: None,
+    }
+}
+
 fn shot(name: &str, setup: impl FnOnce(&mut CoboxApp)) {
-    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    shot_of(name, model(), setup);
+}
+
+fn shot_of(name: &str, model: Model, setup: impl FnOnce(&mut CoboxApp)) {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model));
     setup(&mut app);
     let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
     // A few frames settle layout; the app asks for periodic repaints, so `run` would not settle.
@@ -299,6 +337,65 @@ fn snapshot_seeders() {
 #[test]
 fn snapshot_ignored() {
     shot("ignored", |a| a.tab = Tab::Ignored);
+}
+
+/// The Recovery tab: custodians and their last proofs, the margin warned of, and a recovery
+/// announced in the space with the button that cancels it.
+#[test]
+fn snapshot_recovery() {
+    let mut m = model();
+    let st = m.spaces[0].status.as_mut().expect("the fixed space has a status");
+    st.recovering = vec![
+        "device 4be1f0c2 is recovering this space as a manager: announced 2026-12-07T08:00:00.000Z, in effect \
+         2026-12-09T08:00:00.000Z (in 172800 s) unless a member cancels it (cobox recovery cancel)"
+            .into(),
+    ];
+    st.recovery_warning = Some(
+        "only 2 of 3 recovery custodians proved their share lately, and 2 are needed: one more loss and it could \
+         not be; set recovery up again with other custodians"
+            .into(),
+    );
+    let mut app = CoboxApp::new(EngineHandle::fixed(m.clone()));
+    app.tab = Tab::Recovery;
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label("Any 2 of 3 custodians can give this space back, after a wait of 48 h.");
+    h.get_by_label("missing: this device holds no share of that recovery plan");
+    assert_eq!(h.get_all_by_label("2026-11-30 10:00").count(), 3, "each custodian's last proof");
+    h.get_by_label("Cancel this recovery");
+    h.get_by_label("Set up again");
+    drop(h);
+    shot_of("recovery", m, |a| a.tab = Tab::Recovery);
+}
+
+/// A custodian pastes a request code: the fingerprint to compare shows before anything is given;
+/// a malformed code says why.
+#[test]
+fn a_request_code_shows_its_fingerprint_before_a_share_is_given() {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    app.screen = Screen::Network;
+    let mut h = Harness::builder().with_size([1100.0, 2000.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label_contains("Share 1 of 3 (2 needed) of 'Garden co-op'");
+    let request = cobox_engine::recovery_core::Request {
+        space: [0x9f; 32],
+        device: [7; 32],
+        addrs: vec!["127.0.0.1:4433".into()],
+        nonce: [1; 16],
+    };
+    h.state_mut().approve_code = request.encode().expect("a request encodes");
+    h.step();
+    h.step();
+    h.get_by_label(&format!("Fingerprint: {}", request.fingerprint()));
+    h.get_by_label("It matches: give my share");
+    h.state_mut().approve_code = "cobox-recover-nonsense".into();
+    h.step();
+    h.step();
+    h.get_by_label_contains("That code does not work");
+    assert!(h.query_by_label("It matches: give my share").is_none(), "no share given for a bad code");
 }
 
 #[test]

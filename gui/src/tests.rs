@@ -636,3 +636,69 @@ fn screens_and_search_are_reachable_by_keyboard() {
     h.step();
     assert!(h.state().search.is_empty());
 }
+
+/// Recovery set up from the app: three custodians (real nodes with homes of their own) take
+/// their shares, the tab lists them, and a check has each prove it still holds its share.
+#[test]
+fn set_up_recovery_and_check_the_custodians_from_the_app() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let net = NetConfig { bind: Some(([127, 0, 0, 1], 0).into()), no_relay: true, ..NetConfig::default() };
+    let homes: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<cobox_engine::sync::net::Node> = homes
+        .iter()
+        .map(|home| {
+            let seed = Home::open(home.path()).unwrap().device_seed();
+            let setup = cobox_engine::sync::net::NodeSetup {
+                home: Some(home.path().to_owned()),
+                ..cobox_engine::sync::net::NodeSetup::default()
+            };
+            rt.block_on(cobox_engine::sync::net::Node::start_with(seed, setup, &net)).unwrap()
+        })
+        .collect();
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("minutes.txt"), "general assembly\n").unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    create_space(&mut h, folder.path());
+    wait(&mut h, "the space", |m| m.spaces.len() == 1);
+    // The tab's label, and the space list's badge of the same word when one shows: the tab comes first.
+    h.get_all_by_label("Recovery").next().expect("the Recovery tab").click();
+    h.step();
+    h.get_by_label("No recovery is set up from this device.");
+    // One custodian is not enough: the button waits for a second.
+    h.state_mut().recovery_custodians =
+        format!("{}\n", cobox_engine::codes::PeerAddr { device: nodes[0].device(), addrs: nodes[0].addrs() });
+    h.step();
+    h.step();
+    h.get_by_label("Name at least two custodians.");
+    h.state_mut().recovery_custodians = "not-a-device\n".into();
+    h.step();
+    h.step();
+    h.get_by_label_contains("\"not-a-device\" is not a device");
+    h.state_mut().recovery_custodians = nodes
+        .iter()
+        .map(|n| cobox_engine::codes::PeerAddr { device: n.device(), addrs: n.addrs() }.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    h.step();
+    h.step();
+    h.get_by_label("Give these custodians their shares").click();
+    wait(&mut h, "the recovery set up", |m| m.spaces[0].recovery.is_some());
+    h.get_by_label("Any 2 of 3 custodians can give this space back, after a wait of 48 h.");
+    assert_eq!(h.get_all_by_label("held").count(), 3, "every custodian took their share");
+    for c in &homes {
+        let kept = cobox_engine::recovery::custody(c.path()).unwrap();
+        assert_eq!(kept.len(), 1, "each custodian keeps one share");
+    }
+    h.get_by_label("Check custodians now").click();
+    wait(&mut h, "the custodians' proofs", |m| {
+        m.spaces[0].recovery.as_ref().is_some_and(|r| r.custodians.iter().all(|c| c.proved.is_some()))
+    });
+    let said = h.state().model.notice.clone();
+    assert_eq!(said, Some((false, "3 of 3 custodians proved they still hold their share.".into())));
+    drop(h);
+    for n in nodes {
+        rt.block_on(n.shutdown());
+    }
+}

@@ -3,6 +3,7 @@
 
 mod files;
 mod network;
+mod recovery;
 mod seeders;
 mod space;
 
@@ -29,6 +30,7 @@ pub(crate) enum Tab {
     Conflicts,
     Seeders,
     Ignored,
+    Recovery,
 }
 
 /// Whose text an editor holds.
@@ -85,6 +87,12 @@ pub(crate) struct CoboxApp {
     pub(crate) restore_into: String,
     /// Transfer limits being edited, KB/s (0: none).
     pub(crate) limits_edit: Option<(f64, f64)>,
+    /// Recovery custodians being typed (one per line), how many are needed, the wait (hours).
+    pub(crate) recovery_custodians: String,
+    pub(crate) recovery_threshold: usize,
+    pub(crate) recovery_wait_h: u32,
+    /// A recovery request code being checked before this device gives its share.
+    pub(crate) approve_code: String,
     /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
     picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
 }
@@ -148,6 +156,10 @@ impl CoboxApp {
             listing: None,
             restore_at: String::new(),
             restore_into: String::new(),
+            recovery_custodians: String::new(),
+            recovery_threshold: 2,
+            recovery_wait_h: 48,
+            approve_code: String::new(),
             picked: Arc::new(Mutex::new(None)),
         }
     }
@@ -197,7 +209,8 @@ impl CoboxApp {
                     .show(ui, |ui| egui::ScrollArea::vertical().show(ui, |ui| self.my_seeders(ui)));
             }
             Screen::Network => {
-                egui::CentralPanel::default().show(ui, |ui| self.network(ui));
+                egui::CentralPanel::default()
+                    .show(ui, |ui| egui::ScrollArea::vertical().show(ui, |ui| self.network(ui)));
             }
             Screen::Activity => {
                 egui::CentralPanel::default().show(ui, |ui| self.activity(ui));

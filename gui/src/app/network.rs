@@ -135,5 +135,7 @@ impl CoboxApp {
                 ui.end_row();
             }
         });
+        ui.separator();
+        self.custody(ui);
     }
 }

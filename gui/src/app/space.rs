@@ -158,7 +158,9 @@ impl CoboxApp {
             ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
             ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
             ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
+            ui.selectable_value(&mut self.tab, Tab::Recovery, "Recovery");
         });
+        self.recovering_banner(ui, s);
         if let Some(t) = self.tab_request.take() {
             self.tab = t;
         }
@@ -168,6 +170,7 @@ impl CoboxApp {
             Tab::Conflicts => self.conflicts(ui, s),
             Tab::Seeders => self.seeders(ui, s),
             Tab::Ignored => self.ignored(ui, s),
+            Tab::Recovery => self.recovery(ui, s),
         }
     }
 

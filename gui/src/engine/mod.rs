@@ -3,9 +3,11 @@
 //! for a repaint whenever the model changes. The UI never waits on the engine.
 //!
 //! Here: the command enum, the engine thread and its loop. `view` builds the model from the
-//! engine and tells the user what is news; `spaces`, `files` and `seeders` carry out commands.
+//! engine and tells the user what is news; `spaces`, `files`, `seeders` and `recovery` carry out
+//! commands.
 
 mod files;
+mod recovery;
 mod seeders;
 mod spaces;
 mod view;
@@ -99,6 +101,20 @@ pub(crate) enum Cmd {
         seeder: cobox_engine::DeviceId,
         policy: cobox_engine::admin::Policy,
     },
+    /// Split a new recovery key among custodians (`threshold` of them rebuild it).
+    RecoverySetup {
+        space: SpaceId,
+        custodians: Vec<cobox_engine::codes::PeerAddr>,
+        threshold: usize,
+        wait_ms: i64,
+    },
+    /// Ask each custodian to prove it still holds its share.
+    RecoveryCheck(SpaceId),
+    /// Cancel the space's recoveries announced and not in effect yet.
+    RecoveryCancel(SpaceId),
+    /// As a custodian: release this device's share to the device whose request code this is
+    /// (the person compared its fingerprint).
+    RecoveryApprove(String),
 }
 
 pub(crate) use crate::model::{ConflictView, FileRow, Model, SeederView, SpaceState, SpaceView};
@@ -409,6 +425,12 @@ impl Engine {
             Cmd::RestoreFolder { space, dir, at, into } => self.restore_folder(&space, dir, &at, into),
             Cmd::SetLimits { up, down } => self.set_limits(up, down),
             Cmd::SetSeederPolicy { seeder, policy } => self.set_seeder_policy(seeder, policy),
+            Cmd::RecoverySetup { space, custodians, threshold, wait_ms } => {
+                self.recovery_setup(space, custodians, threshold, wait_ms)
+            }
+            Cmd::RecoveryCheck(space) => self.recovery_check(space),
+            Cmd::RecoveryCancel(space) => self.recovery_cancel(&space),
+            Cmd::RecoveryApprove(code) => self.recovery_approve(code),
         };
         match outcome {
             Ok(Some(said)) => self.notice(false, said),

@@ -101,12 +101,17 @@ impl Engine {
                         last_sync,
                         ignores: String::new(),
                         roster: None,
+                        recovery: None,
                     });
                 }
                 continue;
             };
             // Read in one piece of work on the blocking pool; the lock is not held here after.
-            let read = self.on(&s, |s| Ok((s.status(), s.files(), s.device_names(), s.ignore_rules())));
+            // The status every front end shows (`ops::status`: recoveries and their warnings too).
+            let (root, seen) = (self.home.root().to_owned(), self.daemon.node().peers_seen());
+            let read = self.on(&s, move |s| {
+                Ok((cobox_engine::ops::status(s, &root, &seen), s.files(), s.device_names(), s.ignore_rules()))
+            });
             let (status, files, names, ignores) = match read {
                 Ok(r) => r,
                 Err(e) => (Err(e), Ok(Vec::new()), Default::default(), Ok(String::new())),
@@ -177,6 +182,9 @@ impl Engine {
                 last_sync,
                 ignores,
                 roster,
+                // None when this device set no recovery up (or its record cannot be read: the
+                // status's warning line says so then).
+                recovery: cobox_engine::ops::recovery_status(self.home.root(), &info.id.to_string()).ok(),
             });
         }
         let mut seeds = Vec::new();
@@ -196,7 +204,13 @@ impl Engine {
             .filter(|m| !m.name.is_empty())
             .map(|m| (m.device.clone(), m.name.clone()))
             .collect();
+        let (custody, custody_error) = match cobox_engine::recovery::custody(self.home.root()) {
+            Ok(c) => (c, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
         self.update(|m| {
+            m.custody = custody;
+            m.custody_error = custody_error;
             m.names = names;
             m.spaces = spaces;
             m.spaces_error = None;
