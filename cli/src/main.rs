@@ -82,6 +82,9 @@ enum Cmd {
     Service(commands::service::ServiceCmd),
     /// Bytes this device seeds for others and others seed for it, and the share ratio.
     Stats,
+    /// The network at a glance: verified copies per space, each seeder's and member's health
+    /// (scores, last contact, completion), what this device seeds for whom.
+    Network,
     /// The whole story in a temp dir on loopback: two devices, a seeder, a conflict, an audit, a restore.
     Demo(commands::demo::DemoArgs),
 }
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
         Cmd::Recovery(c) => commands::recovery::run(&ctx, c),
         Cmd::Service(c) => commands::service::run(&ctx, c),
         Cmd::Stats => commands::seeding::stats(&ctx),
+        Cmd::Network => commands::network::run(&ctx),
         Cmd::Demo(a) => commands::demo::run(a),
     };
     match result {

@@ -510,6 +510,7 @@ pub async fn recovery_check(node: &Node, root: &Path, space: &str) -> Result<Rec
             Err(e) => Err(e),
         };
         c.checked_ms = Some(now);
+        let reached = answer.is_ok();
         c.error = match answer {
             Ok(cobox_core::recovery::Answer::Proof { index: i, proof }) if usize::from(i) == index => {
                 match cobox_core::recovery::verify_proof(&setup.plan, index, &nonce, &proof) {
@@ -527,6 +528,8 @@ pub async fn recovery_check(node: &Node, root: &Path, space: &str) -> Result<Rec
             Ok(other) => Some(format!("answered {other:?}")),
             Err(e) => Some(format!("not reached: {e}")),
         };
+        let proved = reached && c.error.is_none();
+        node.health().record(&c.peer.device, &info.id, crate::health::Event::RecoveryCheck { reached, proved });
         match &c.error {
             None => tracing::info!(
                 "recovery of space {}: custodian {} proved its share",
@@ -536,6 +539,7 @@ pub async fn recovery_check(node: &Node, root: &Path, space: &str) -> Result<Rec
             Some(e) => tracing::warn!("recovery of space {}: custodian {} {e}", info.id.short(), c.peer.device.short()),
         }
     }
+    node.health().flush();
     crate::recovery::save_setup(root, &info.id, &setup)?;
     let report = report_of(&info.id, &info.name, &setup, now);
     if let Some(w) = &report.warning {
@@ -594,4 +598,39 @@ pub async fn recovery_approve(node: &Node, root: &Path, code: &str) -> Result<Ap
         }
         other => Err(Error::Refused(format!("the recovering device answered {other:?}"))),
     }
+}
+
+/// The co-op's network at a glance ([`crate::overview`]) from a running node: its health
+/// record as it stands, the bytes each space it holds takes.
+pub fn network(node: &Node, root: &Path) -> Result<crate::overview::NetworkReport, Error> {
+    let mut used = std::collections::HashMap::new();
+    for (id, h) in node.held() {
+        let bytes = match h {
+            crate::sync::net::Held::Member(s) => s.view().store.usage().map(|(_, b)| b)?,
+            crate::sync::net::Held::Seed(s) => s.view().used,
+        };
+        used.insert(id, bytes);
+    }
+    let health = node.health().snapshot();
+    let inputs =
+        crate::overview::Inputs { health: &health, usage: &|id| used.get(id).copied(), now_ms: crate::now_ms() };
+    crate::overview::report(root, &inputs)
+}
+
+/// The same without a running node: the health record as last saved, the stores opened here.
+pub fn network_here(home: &Home) -> Result<crate::overview::NetworkReport, Error> {
+    let mut used = std::collections::HashMap::new();
+    for info in home.spaces()? {
+        if Home::join_pending_at(home.root(), &info.id) {
+            continue;
+        }
+        used.insert(info.id, home.open_space(&info.id.to_string())?.status()?.stored_bytes);
+    }
+    for s in home.seeds()? {
+        used.insert(s.space, home.open_seed(&s.space, false)?.used());
+    }
+    let health = crate::health::read(home.root())?;
+    let inputs =
+        crate::overview::Inputs { health: &health, usage: &|id| used.get(id).copied(), now_ms: crate::now_ms() };
+    crate::overview::report(home.root(), &inputs)
 }

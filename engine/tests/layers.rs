@@ -32,13 +32,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("store", &["store"]),
     ("errors, file and time utilities, the log file", &["error", "util", "logfile"]),
+    ("the health record", &["health"]),
     ("ledger", &["ledger"]),
     ("what replicas share: blobs checked and served, the ledger", &["replica"]),
     ("replicas: a member's space, a seeder's copy", &["space", "seed"]),
     ("home, folder watching, space work on blocking threads", &["home", "seeder_admin", "watch", "handle"]),
     ("agreements, members and recovery services", &["agreement_service", "members", "recovery"]),
     ("network", &["sync"]),
-    ("operations as asked for, and the daemon that schedules them", &["ops", "daemon", "api"]),
+    ("operations as asked for, and the daemon that schedules them", &["ops", "daemon", "api", "overview"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

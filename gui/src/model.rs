@@ -111,4 +111,6 @@ pub(crate) struct Model {
     pub(crate) custody: Vec<cobox_engine::recovery::Held>,
     /// Why the shares kept here could not be read.
     pub(crate) custody_error: Option<String>,
+    /// The network at a glance (`cobox network`), or why it could not be built.
+    pub(crate) network: Option<Result<cobox_engine::overview::NetworkReport, String>>,
 }

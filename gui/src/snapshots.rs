@@ -115,6 +115,7 @@ fn model() -> Model {
     peers.insert("e548c4b2".repeat(8), PeerShare { seeded_for_them: 1_800_000, seeded_for_us: 0 });
     Model {
         ready: true,
+        network: Some(Ok(network())),
         custody: vec![cobox_engine::recovery::Held {
             space: "11".repeat(32),
             name: "Garden co-op".into(),
@@ -264,6 +265,75 @@ fn roster() -> cobox_engine::members::Roster {
         invalid: Vec::new(),
         key_epoch: "5c1e00d2".into(),
         key_held: true,
+    }
+}
+
+/// The network as `cobox network` reports it: one seeder verified and healthy, one failing
+/// audits, a member, two weeks of history.
+pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
+    use cobox_engine::overview::*;
+    let start = |i: i64| 1_796_000_000_000 - 2_592_000_000 + i * 43_200_000;
+    let history = |fall: bool| -> Vec<ScorePoint> {
+        (0..28)
+            .map(|i| ScorePoint {
+                start_ms: start(i),
+                audit: if fall && i > 20 { 1.0 - 0.08 * (i - 20) as f32 } else { 1.0 },
+                online: if i % 9 == 4 { 0.9 } else { 1.0 },
+                sessions_ok: 2,
+                failures: u32::from(fall && i > 20),
+            })
+            .collect()
+    };
+    let seeder = |device: &str, verified: bool, audit: f64| SeederHealth {
+        device: device.repeat(8),
+        state: cobox_engine::agreements::State::Active,
+        quota: 50 << 30,
+        held_bytes: Some(2_900_000),
+        completion: Some(0.97),
+        quota_used: Some(0.0001),
+        verified,
+        last_audit: Some("2026-12-07T06:00:00.000Z".into()),
+        last_audit_ok: Some(verified),
+        audit_score: audit,
+        online_score: 0.97,
+        last_seen: Some("2026-12-07T08:00:00.000Z".into()),
+        history: history(!verified),
+    };
+    NetworkReport {
+        device: "57520a5a".repeat(8),
+        at: "2026-12-07T09:00:00.000Z".into(),
+        spaces: vec![SpaceHealth {
+            space: SpaceId([0x9f; 32]).to_string(),
+            name: "Garden co-op".into(),
+            verified: 1,
+            seeders_total: 2,
+            headline: "1 of 2 seeders verified within the last day".into(),
+            needs_bytes: Some(3_001_000),
+            seeders: vec![seeder("d6b7900d", true, 1.0), seeder("1c0ffee1", false, 0.62)],
+            members: vec![MemberHealth {
+                device: "e548c4b2".repeat(8),
+                name: "Ana's laptop".into(),
+                role: cobox_engine::roster::Role::Write,
+                me: false,
+                last_sync: Some("2026-12-07T08:55:00.000Z".into()),
+                online_score: 0.93,
+                bytes_from: 3_100_000,
+                bytes_to: 1_800_000,
+                share_ratio: Some(0.58),
+            }],
+            history: (0..28)
+                .map(|i| CopiesPoint { start_ms: start(i), verified: if i > 20 { 1 } else { 2 }, bytes: 200_000 })
+                .collect(),
+        }],
+        seeding: Vec::new(),
+        measures: Measures {
+            devices: 3,
+            seeders: 2,
+            agreements: 2,
+            organisations: 2,
+            share_ratio: Some(0.58),
+            under_target: 1,
+        },
     }
 }
 
@@ -477,4 +547,22 @@ fn peers_show_by_name_on_the_network_screen() {
 #[test]
 fn snapshot_network() {
     shot("network", |a| a.screen = Screen::Network);
+}
+
+/// The Network screen reads in five seconds: the headline count, the graph's nodes (this
+/// device, the member, each seeder), the measures.
+#[test]
+fn the_network_screen_shows_the_headline_and_the_graph() {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    app.screen = Screen::Network;
+    let mut h = Harness::builder().with_size([1100.0, 1400.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label("1 of 2 seeders verified within the last day");
+    h.get_by_label("You (this device)");
+    h.get_by_label("Ana's laptop");
+    h.get_by_label("seeder device d6b7900d");
+    h.get_by_label("seeder device 1c0ffee1");
+    h.get_by_label("The network: 3 devices, 2 seeders from 2 organisations, 2 active agreements.");
 }

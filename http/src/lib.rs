@@ -149,6 +149,7 @@ fn routes() -> Router<Api> {
         .route("/api/agreements/{id}/revoke", post(revoke))
         .route("/api/audits", get(audits))
         .route("/api/stats", get(stats))
+        .route("/api/network", get(network))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see docs/http-api.md".into()) })
 }
 
@@ -617,6 +618,15 @@ async fn recovery_approve(State(api): State<Api>, bytes: axum::body::Bytes) -> R
 
 async fn audits(State(api): State<Api>) -> Reply {
     to_json(&agreement_service::audits(&api.root, cobox_engine::now_ms())?)
+}
+
+async fn network(State(api): State<Api>) -> Reply {
+    let root = api.root.clone();
+    let node = api.node.clone();
+    let r = tokio::task::spawn_blocking(move || cobox_engine::ops::network(&node, &root))
+        .await
+        .map_err(|e| cobox_engine::Error::Internal("the network report", e.to_string()))??;
+    to_json(&r)
 }
 
 async fn stats(State(api): State<Api>) -> Reply {

@@ -8,6 +8,7 @@ pub(crate) mod invite;
 pub(crate) mod logs;
 pub(crate) mod members;
 pub(crate) mod net;
+pub(crate) mod network;
 pub(crate) mod recovery;
 pub(crate) mod repair;
 pub(crate) mod restore;

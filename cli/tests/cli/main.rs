@@ -6,6 +6,7 @@ mod util;
 mod crash;
 mod foundation;
 mod members;
+mod network;
 mod operations;
 mod recovery;
 mod seeding;

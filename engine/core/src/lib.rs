@@ -10,7 +10,8 @@
 //! - [`roster`]: who belongs to a space, in what role: signed operations evaluated the same
 //!   way on every device.
 //! - [`ignores`]: a folder's `.coboxignore` rules; [`settle`]: concurrent versions into
-//!   conflict copies; [`units`]: sizes for people.
+//!   conflict copies; [`units`]: sizes for people; [`health`]: each peer's record over time and
+//!   its audit and online scores.
 //! - [`sync`]: protocol messages and framing limits, set reconciliation, and the sync
 //!   [`sync::session::Session`] as a sans-IO state machine: messages in, messages and a
 //!   transfer plan out.
@@ -25,6 +26,7 @@ pub mod crypto;
 pub mod entry;
 pub mod epoch;
 pub mod heads;
+pub mod health;
 pub mod ids;
 pub mod ignores;
 pub mod manifest;

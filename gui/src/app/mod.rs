@@ -2,6 +2,7 @@
 //! here touches the disk or the network.
 
 mod files;
+mod glance;
 mod network;
 mod recovery;
 mod seeders;

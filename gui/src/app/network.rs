@@ -53,6 +53,7 @@ impl CoboxApp {
     }
 
     pub(super) fn network(&mut self, ui: &mut egui::Ui) {
+        self.glance(ui);
         ui.heading("This device");
         ui.monospace(&self.model.address);
         if let Some(st) = &self.model.stats {

@@ -133,6 +133,8 @@ struct Told {
     full: std::collections::BTreeSet<String>,
     /// Seeders whose copy of a space was behind at their last session.
     stale: std::collections::BTreeSet<(String, SpaceId)>,
+    /// Seeders (space, device) whose health fell below the mark, told once.
+    unhealthy: std::collections::BTreeSet<(String, String)>,
     /// False until the first refresh: what is there at start is no news.
     primed: bool,
 }

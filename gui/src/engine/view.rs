@@ -58,6 +58,7 @@ impl Engine {
             }
         }
         news.extend(peer_news(&m, &mut self.told));
+        news.extend(health_news(&m, &mut self.told));
         if std::mem::replace(&mut self.told.primed, true) {
             for n in news {
                 self.news(n);
@@ -208,7 +209,9 @@ impl Engine {
             Ok(c) => (c, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
         };
+        let network = Some(cobox_engine::ops::network(self.daemon.node(), self.home.root()).map_err(|e| e.to_string()));
         self.update(|m| {
+            m.network = network;
             m.custody = custody;
             m.custody_error = custody_error;
             m.names = names;
@@ -324,5 +327,62 @@ mod news_tests {
         assert!(peer_news(&m, &mut told).is_empty());
         m.peers = vec![seeder(Some(behind))];
         assert_eq!(peer_news(&m, &mut told).len(), 1, "behind again is news again");
+    }
+}
+
+/// A peer whose audit or online score fell below the healthy mark is news once, not at every
+/// audit; once healthy again, a new fall is news again.
+fn health_news(m: &Model, told: &mut Told) -> Vec<String> {
+    let Some(Ok(net)) = &m.network else { return Vec::new() };
+    let mut news = Vec::new();
+    let mut now = std::collections::BTreeSet::new();
+    for s in &net.spaces {
+        for x in &s.seeders {
+            let (audit, online) = (x.audit_score, x.online_score);
+            if audit >= cobox_engine::overview::HEALTHY_SCORE && online >= cobox_engine::overview::HEALTHY_SCORE {
+                continue;
+            }
+            let key = (s.space.clone(), x.device.clone());
+            if !told.unhealthy.contains(&key) {
+                let who = x.device.get(..8).unwrap_or(&x.device).to_owned();
+                news.push(if audit < cobox_engine::overview::HEALTHY_SCORE {
+                    format!(
+                        "Seeder {who} is failing audits of {} (audit score {audit:.2}): it may have lost data.",
+                        s.name
+                    )
+                } else {
+                    format!("Seeder {who} of {} is often unreachable (online score {online:.2}).", s.name)
+                });
+            }
+            now.insert(key);
+        }
+    }
+    told.unhealthy = now;
+    news
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A seeder below the healthy mark is news once, not at every refresh (each audit); healthy
+    /// again and then failing again is news again.
+    #[test]
+    fn an_unhealthy_seeder_is_told_once_until_it_recovers() {
+        let mut m = Model { network: Some(Ok(crate::snapshots::network())), ..Model::default() };
+        let mut told = Told::default();
+        let news = health_news(&m, &mut told);
+        assert_eq!(news.len(), 1, "{news:?}");
+        assert!(news[0].contains("failing audits of Garden co-op"), "{news:?}");
+        assert!(health_news(&m, &mut told).is_empty(), "told once");
+        let set = |m: &mut Model, audit: f64| {
+            if let Some(Ok(n)) = &mut m.network {
+                n.spaces[0].seeders[1].audit_score = audit;
+            }
+        };
+        set(&mut m, 0.95);
+        assert!(health_news(&m, &mut told).is_empty());
+        set(&mut m, 0.5);
+        assert_eq!(health_news(&m, &mut told).len(), 1, "a new fall is news");
     }
 }

@@ -7,6 +7,7 @@ use super::held::Held;
 use super::shared::Shared;
 use super::{NetConfig, PeerSeen, STALL, SeedPolicy, SyncStats, Traffic, net_err};
 use crate::error::Error;
+use crate::health::Event;
 use crate::ids::{DeviceId, SpaceId};
 use crate::seed::Seed;
 use crate::space::Space;
@@ -135,6 +136,12 @@ impl Handler {
         if r.is_err() && fresh {
             sh.drop_seed(&space);
         }
+        // Only a session that worked is recorded here: the peer proved it belongs, where a
+        // stranger's failed attempts (its ids are free to make) would push real history out.
+        // The bytes are counted on the side that dialed.
+        if r.is_ok() {
+            sh.health.record(&peer, &space, Event::Session { ok: true, bytes_in: 0, bytes_out: 0 });
+        }
         r
     }
 
@@ -248,7 +255,7 @@ impl Node {
             held: std::sync::RwLock::new(held),
             me,
             key: SigningKey::from_bytes(&device_seed),
-            home: setup.home,
+            home: setup.home.clone(),
             policy: std::sync::Mutex::new(setup.policy),
             listen: std::sync::Mutex::new(Vec::new()),
             traffic: {
@@ -266,6 +273,7 @@ impl Node {
             full_since: Default::default(),
             receiving: Default::default(),
             finishing_join: Mutex::new(()),
+            health: crate::health::HealthBook::open(setup.home.as_deref()),
         });
         let router = Router::builder(ep)
             .accept(ALPN, Handler { sh: sh.clone() })
@@ -485,6 +493,11 @@ impl Node {
         let span = tracing::info_span!("session", space = %space.short(), peer = %id.short(), side = "dialed");
         let r = self.sync_session(space, peer).instrument(span).await;
         self.sh.saw(id, &r);
+        let event = match &r {
+            Ok(st) => Event::Session { ok: true, bytes_in: st.received_bytes, bytes_out: st.sent_bytes },
+            Err(_) => Event::Session { ok: false, bytes_in: 0, bytes_out: 0 },
+        };
+        self.sh.health.record(&id, space, event);
         if let Ok(st) = &r {
             self.sh.saw_stale(id, *space, st.stale);
             // Queued behind whatever the space is doing (a scan): the session need not wait.
@@ -662,6 +675,28 @@ impl Node {
             return Err(Error::SpaceNotFound(format!("{} (only a member audits)", space.short())));
         }
         let peer_id = DeviceId(*peer.id.as_bytes());
+        let r = self.audit_session(space, peer, count).await;
+        let event = match &r {
+            Ok(a) => Some(Event::Audit {
+                reached: true,
+                passed: a.ok(),
+                blobs_failed: a.challenged.saturating_sub(a.passed),
+            }),
+            // A member is not audited; a seeder that refuses an audit answered, and failed it.
+            Err(Error::Refused(_)) => None,
+            Err(Error::PeerRefused { .. }) => Some(Event::Audit { reached: true, passed: false, blobs_failed: 0 }),
+            Err(_) => Some(Event::Audit { reached: false, passed: false, blobs_failed: 0 }),
+        };
+        if let Some(e) = event {
+            self.sh.health.record(&peer_id, space, e);
+            // Audits are few and their results are what the record is for: saved at once.
+            self.sh.health.flush();
+        }
+        r
+    }
+
+    async fn audit_session(&self, space: &SpaceId, peer: EndpointAddr, count: usize) -> Result<AuditRecord, Error> {
+        let peer_id = DeviceId(*peer.id.as_bytes());
         let span = tracing::info_span!("session", space = %space.short(), peer = %peer_id.short(), side = "dialed");
         let (_, session, out) = self.dial(space, peer, Purpose::Audit, count).instrument(span).await?;
         match out.audit {
@@ -712,6 +747,11 @@ impl Node {
         super::admin::ask(self.router.endpoint(), peer, req).await
     }
 
+    /// The health record this node keeps (each peer's sessions, audits and checks over time).
+    pub fn health(&self) -> &crate::health::HealthBook {
+        &self.sh.health
+    }
+
     /// One recovery request to a device (a deposit, a proof, a release) and its answer.
     pub async fn recovery_ask(
         &self,
@@ -725,6 +765,7 @@ impl Node {
     /// dead peer never does, so give up after a few seconds.
     pub async fn shutdown(self) {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.router.shutdown()).await;
+        self.sh.health.flush();
     }
 }
 

@@ -40,6 +40,8 @@ pub(super) struct Shared {
     /// Held while a join is finished (its secret opened, its space opened and taken on), so a
     /// join this device dialed and one a peer's session made never open the space twice.
     pub(super) finishing_join: Mutex<()>,
+    /// Each peer's sessions, audits and recovery checks over time, saved in the home.
+    pub(super) health: crate::health::HealthBook,
 }
 
 /// Bytes of blobs a seeder reads and hashes answering one device's audits at once: the largest
