@@ -28,6 +28,8 @@ pub struct NetworkReport {
     pub device: String,
     /// When the report was made (RFC 3339).
     pub at: String,
+    /// The same, in ms since the epoch (what plots count back from).
+    pub at_ms: i64,
     /// Each space this device is a member of.
     pub spaces: Vec<SpaceHealth>,
     /// Spaces this device holds as a seeder, and for whom.
@@ -309,6 +311,7 @@ pub fn report(root: &Path, inputs: &Inputs<'_>) -> Result<NetworkReport, Error> 
     Ok(NetworkReport {
         device: hex::encode(me),
         at: rfc3339(now),
+        at_ms: now,
         spaces,
         seeding: seeding.into_values().collect(),
         measures: Measures {

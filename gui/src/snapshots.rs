@@ -302,6 +302,7 @@ pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
     NetworkReport {
         device: "57520a5a".repeat(8),
         at: "2026-12-07T09:00:00.000Z".into(),
+        at_ms: 1_796_000_000_000,
         spaces: vec![SpaceHealth {
             space: SpaceId([0x9f; 32]).to_string(),
             name: "Garden co-op".into(),

@@ -75,7 +75,8 @@ impl CoboxApp {
         ui.colored_label(colour, egui::RichText::new(&s.headline).size(18.0));
         self.graph(ui, net, s);
         ui.add_space(8.0);
-        let now = cobox_engine::now_ms();
+        // Counted back from the report's time, so a plot of one report always looks the same.
+        let now = net.at_ms;
         if !s.history.is_empty() || s.seeders.iter().any(|x| !x.history.is_empty()) {
             ui.columns(2, |cols| {
                 let copies: Vec<[f64; 2]> =
@@ -175,7 +176,7 @@ impl CoboxApp {
                         human(x.quota),
                         x.last_seen.as_deref().map_or("never", |t| t.get(..16).unwrap_or(t))
                     ));
-                    let now = cobox_engine::now_ms();
+                    let now = net.at_ms;
                     let audit: Vec<[f64; 2]> =
                         x.history.iter().map(|h| [days_ago(h.start_ms, now), f64::from(h.audit)]).collect();
                     let online: Vec<[f64; 2]> =
