@@ -13,7 +13,9 @@
 //!
 //! Pure: randomness comes in as seeds, time as arguments.
 
-use crate::roster::Key32;
+/// A 32-byte key (the roster's `Key32`, named here: the roster imports this module, so this
+/// one does not import the roster).
+type Key32 = [u8; 32];
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
