@@ -7,7 +7,7 @@
 
 use crate::agreement_service::{self, AgreementList};
 use crate::error::Error;
-use crate::health::{Health, WINDOW_MS};
+use crate::health::Health;
 use crate::home::Home;
 use crate::util::rfc3339;
 use crate::{DeviceId, SpaceId};
@@ -339,9 +339,4 @@ fn copies_history(health: &Health, space: &SpaceId, seeders: &[String]) -> Vec<C
         }
     }
     per.into_iter().map(|(start_ms, (verified, bytes))| CopiesPoint { start_ms, verified, bytes }).collect()
-}
-
-/// The start of the window holding `ms`.
-pub fn window_of(ms: i64) -> i64 {
-    ms - ms.rem_euclid(WINDOW_MS)
 }

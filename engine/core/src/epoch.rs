@@ -55,8 +55,9 @@ pub fn epoch_id(key: &[u8; 32]) -> EpochId {
     id.max(1)
 }
 
-/// A deterministic CSPRNG for HPKE's ephemeral key, from the caller's random seed.
-struct SeedRng(blake3::OutputReader);
+/// A deterministic CSPRNG from the caller's random seed: HPKE's ephemeral key here, a recovery
+/// key's polynomial in the recovery module.
+pub(crate) struct SeedRng(pub(crate) blake3::OutputReader);
 
 impl rand_core::TryRng for SeedRng {
     type Error = core::convert::Infallible;

@@ -197,28 +197,8 @@ pub fn key_of(secret: &Scalar) -> SigningKey {
     SigningKey::from_bytes(&blake3::derive_key(KEY_CONTEXT, secret.as_bytes()))
 }
 
-/// A deterministic CSPRNG from the caller's random seed (vsss-rs draws the polynomial from it).
-struct SeedRng(blake3::OutputReader);
-
-impl rand_core::TryRng for SeedRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        let mut b = [0u8; 4];
-        self.0.fill(&mut b);
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        let mut b = [0u8; 8];
-        self.0.fill(&mut b);
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.fill(dst);
-        Ok(())
-    }
-}
-
-impl rand_core::TryCryptoRng for SeedRng {}
+// vsss-rs draws the polynomial from epoch's deterministic CSPRNG over the caller's seed.
+use crate::epoch::SeedRng;
 
 /// A recovery key drawn and split: the key (to make the roster's invite with), the plan, and
 /// each custodian's share (in the plan's order).
