@@ -16,9 +16,12 @@ const TAG_ACCEPT: &[u8] = b"cobox agreement acceptance v1\0";
 const TAG_REVOKE: &[u8] = b"cobox agreement revocation v1\0";
 const TAG_AUDIT: &[u8] = b"cobox audit result v1\0";
 const TAG_ANSWER: &[u8] = b"cobox agreement answer v1\0";
+const TAG_OPERATOR: &[u8] = b"cobox agreement operator v1\0";
 
 /// The longest reason a seeder's [`Answer`] may give.
 pub const MAX_ANSWER: usize = 512;
+/// The longest operator name a seeder's [`OperatorNote`] may give, in bytes.
+pub const MAX_OPERATOR: usize = 64;
 /// Longest free-text terms accepted, in bytes.
 pub const MAX_TERMS: usize = 2000;
 
@@ -109,6 +112,19 @@ pub struct Answer {
     pub reason: String,
 }
 
+/// A seeder names who runs it (an organisation, a person), so members can tell how many
+/// distinct organisations hold their copies. Said per agreement, signed by its seeder; the
+/// newest note counts. Nothing checks the name is true: it is the seeder's word, shown as such.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorNote {
+    /// The agreement it is said under.
+    pub agreement: AgreementId,
+    /// When, milliseconds since the epoch (the newest note is the one shown).
+    pub time_ms: i64,
+    /// The operator's name (at most [`MAX_OPERATOR`] bytes, not empty).
+    pub name: String,
+}
+
 /// A signed audit result: how many challenged blobs a seeder proved it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -176,6 +192,14 @@ pub enum Entry {
     Answer {
         /// The answer.
         answer: Answer,
+        /// The seeder device's signature.
+        sig: Vec<u8>,
+    },
+    /// The seeder names its operator; signed by the seeder device. Last, so the entries before
+    /// it keep their encodings.
+    Operator {
+        /// The note.
+        note: OperatorNote,
         /// The seeder device's signature.
         sig: Vec<u8>,
     },
@@ -301,6 +325,12 @@ impl Entry {
         Entry::Answer { sig: sign(seeder, TAG_ANSWER, &b), answer }
     }
 
+    /// The seeder names its operator.
+    pub fn operator(note: OperatorNote, seeder: &SigningKey) -> Self {
+        let b = encode(&note);
+        Entry::Operator { sig: sign(seeder, TAG_OPERATOR, &b), note }
+    }
+
     /// A member records an audit result.
     pub fn audit(record: AuditRecord, auditor: &SigningKey) -> Self {
         let b = encode(&record);
@@ -342,6 +372,7 @@ impl Entry {
             Entry::Revocation { revocation, .. } => revocation.agreement,
             Entry::Audit { record, .. } => record.agreement,
             Entry::Answer { answer, .. } => answer.agreement,
+            Entry::Operator { note, .. } => note.agreement,
         }
     }
 
@@ -397,6 +428,15 @@ impl Entry {
                     return Err(EntryError::Malformed(format!("an answer of {} bytes", answer.reason.len())));
                 }
                 verify(&agreement.seeder, TAG_ANSWER, &encode(answer), sig, "seeder")
+            }
+            Entry::Operator { note, sig } => {
+                if note.name.trim().is_empty() || note.name.len() > MAX_OPERATOR {
+                    return Err(EntryError::Malformed(format!(
+                        "an operator name must be 1 to {MAX_OPERATOR} bytes, not {}",
+                        note.name.len()
+                    )));
+                }
+                verify(&agreement.seeder, TAG_OPERATOR, &encode(note), sig, "seeder")
             }
         }
     }

@@ -21,7 +21,7 @@ mod view;
 
 pub use entry::{
     Agreement, AgreementId, Answer, AuditRecord, Entry, EntryError, FORMAT_VERSION, MAX_ANSWER, MAX_CREDENTIAL,
-    MAX_END_MS, MAX_TERMS, Party, Revocation,
+    MAX_END_MS, MAX_OPERATOR, MAX_TERMS, OperatorNote, Party, Revocation,
 };
 pub use ledger::{HEADS_TAG, Ledger, LedgerError, MAX_INFLATED, ROSTER_TAG, change_chunks, check_changes};
 /// How long a seeder keeps a space's blobs after its agreements ended (revoked or expired), and

@@ -59,6 +59,8 @@ pub struct AgreementView {
     pub audits: Vec<AuditRecord>,
     /// The seeder's newest answer to a proposal it did not take by itself (why it waits).
     pub answer: Option<crate::entry::Answer>,
+    /// The seeder's newest word on who runs it.
+    pub operator: Option<crate::entry::OperatorNote>,
     /// Why it is invalid, when it is.
     pub problem: Option<String>,
 }
@@ -301,6 +303,11 @@ pub fn evaluate_with(
                     v.answer = Some(answer.clone());
                 }
             }
+            Entry::Operator { note, .. } => {
+                if v.operator.as_ref().is_none_or(|a| (a.time_ms, &a.name) < (note.time_ms, &note.name)) {
+                    v.operator = Some(note.clone());
+                }
+            }
             Entry::Proposal { .. } => {}
         }
     }
@@ -334,6 +341,7 @@ fn view_of(id: AgreementId, agreement: Agreement, problem: Option<EntryError>) -
         revoked: None,
         audits: Vec::new(),
         answer: None,
+        operator: None,
         problem: problem.map(|p| p.to_string()),
     }
 }
@@ -426,6 +434,31 @@ mod tests {
         // The operator takes it after all.
         l.insert(&Entry::accept(&a, &d)).unwrap();
         assert_eq!(eval(&l, &s, 2_000).agreements[0].state, State::Active);
+    }
+
+    /// A seeder names its operator: only its own signature counts (an owner cannot name the
+    /// seeder's organisation for it), the newest note is shown, and an empty or long name is
+    /// refused.
+    #[test]
+    fn only_the_seeder_names_its_operator() {
+        let (s, o, d) = keys();
+        let a = sample(&s, &o, &d);
+        let mut l = Ledger::new();
+        l.insert(&Entry::propose(a.clone(), &o)).unwrap();
+        l.insert(&Entry::accept(&a, &d)).unwrap();
+        let note = |t: i64, name: &str| crate::OperatorNote { agreement: a.id(), time_ms: t, name: name.into() };
+        l.insert(&Entry::operator(note(1_500, "Tech Co-op"), &d)).unwrap();
+        l.insert(&Entry::operator(note(1_600, "Rivers Tech Co-op"), &d)).unwrap();
+        l.insert(&Entry::operator(note(1_700, "The Owner Itself"), &o)).unwrap();
+        l.insert(&Entry::operator(note(1_800, ""), &d)).unwrap();
+        l.insert(&Entry::operator(note(1_900, &"x".repeat(crate::MAX_OPERATOR + 1)), &d)).unwrap();
+        let v = eval(&l, &s, 2_000);
+        assert_eq!(v.agreements[0].operator.as_ref().map(|x| x.name.as_str()), Some("Rivers Tech Co-op"));
+        assert_eq!(v.invalid.len(), 3, "{:#?}", v.invalid);
+        assert!(v.invalid.iter().any(|i| i.reason.contains("seeder signature")), "{:#?}", v.invalid);
+        // A note round-trips through the ledger's encoding.
+        let e = Entry::operator(note(1_500, "Tech Co-op"), &d);
+        assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
     }
 
     #[test]

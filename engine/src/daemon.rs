@@ -127,7 +127,12 @@ pub struct Daemon {
     taken_on: std::sync::Mutex<std::collections::BTreeSet<SpaceId>>,
     /// Recoveries already told of: space, device, announcement time.
     announced: std::sync::Mutex<std::collections::BTreeSet<(SpaceId, [u8; 32], i64)>>,
+    /// When the network's measures were last kept ([`crate::overview::remember_measures`]).
+    measured: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a running daemon keeps the network's measures (a point per 12-hour window).
+pub const MEASURE_EVERY: Duration = Duration::from_secs(3600);
 
 /// A scan's progress while it runs: the phase, and bytes of it done.
 #[derive(Debug, Default)]
@@ -233,6 +238,7 @@ impl Daemon {
             changed: tokio::sync::Mutex::new(changed),
             activity,
             scanning: Default::default(),
+            measured: Default::default(),
         };
         Ok((Arc::new(d), rx))
     }
@@ -351,6 +357,7 @@ impl Daemon {
                     }
                     self.watch_joined().await;
                     self.tell_recoveries();
+                    self.keep_measures();
                     let mut todo: Vec<SpaceId> = self.node.held().into_iter().map(|(id, _)| id).collect();
                     todo.extend(self.pending_joins());
                     (todo, full)
@@ -617,6 +624,24 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Keep the network's measures over time: a report made at most every
+    /// [`MEASURE_EVERY`] records them, so the plots fill while nobody looks.
+    fn keep_measures(self: &Arc<Self>) {
+        {
+            let mut last = self.measured.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < MEASURE_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let d = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::ops::network(&d.node, &d.root) {
+                tracing::warn!("cannot take the network's measures: {e}");
+            }
+        });
     }
 
     async fn audit_all(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {

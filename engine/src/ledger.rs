@@ -240,6 +240,9 @@ pub struct AgreementSummary {
     /// The seeder's answer to a proposal it did not take by itself (why it waits).
     #[serde(default)]
     pub answer: Option<String>,
+    /// Who runs the seeder, in its own signed words (`cobox up --operator`).
+    #[serde(default)]
+    pub operator: Option<String>,
     /// The newest audit.
     pub last_audit: Option<AuditSummary>,
     /// Counts towards the replication count now.
@@ -277,6 +280,7 @@ pub(crate) fn summary(v: &AgreementView, name: Option<&str>, role: &'static str,
         problem: v.problem.clone(),
         // Only while it waits: once taken or ended, the answer is history.
         answer: v.answer.as_ref().filter(|_| v.state == cobox_agreements::State::Proposed).map(|a| a.reason.clone()),
+        operator: v.operator.as_ref().map(|o| o.name.clone()),
         last_audit: v.last_audit().map(audit_summary),
         verified: v.verified(now, AUDIT_WINDOW_MS),
     }

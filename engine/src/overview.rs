@@ -36,6 +36,10 @@ pub struct NetworkReport {
     pub seeding: Vec<SeedingFor>,
     /// The network's measures.
     pub measures: Measures,
+    /// The measures over time: one point per 12-hour window a report was made in, the newest
+    /// last (a year kept).
+    #[serde(default)]
+    pub measures_history: Vec<MeasuresPoint>,
 }
 
 /// One space's copies and peers.
@@ -77,6 +81,8 @@ pub struct CopiesPoint {
 pub struct SeederHealth {
     /// Its device (hex id).
     pub device: String,
+    /// Who runs it, in its own signed words (`cobox up --operator`); None: it has not said.
+    pub operator: Option<String>,
     /// Its agreement's state.
     pub state: State,
     /// The agreed quota (bytes).
@@ -164,13 +170,82 @@ pub struct Measures {
     pub seeders: usize,
     /// Active agreements, either side.
     pub agreements: usize,
-    /// Distinct organisations holding copies: seeders are told apart by device, as none reports
-    /// an operator name yet.
+    /// Distinct organisations holding copies: seeders under active agreements told apart by the
+    /// operator name they give (compared without case), each seeder that gives none counted alone.
     pub organisations: usize,
     /// Bytes this device seeds for others over bytes others seed for it.
     pub share_ratio: Option<f64>,
     /// Spaces whose verified copies are below their replication target.
     pub under_target: usize,
+}
+
+/// The measures at one window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MeasuresPoint {
+    /// The window's start (ms since the epoch).
+    pub start_ms: i64,
+    /// Member devices.
+    pub devices: usize,
+    /// Seeders under active agreements.
+    pub seeders: usize,
+    /// Active agreements.
+    pub agreements: usize,
+    /// Distinct organisations holding copies.
+    pub organisations: usize,
+    /// This device's share ratio as a seeder.
+    pub share_ratio: Option<f64>,
+    /// Seeders verified within the last day, over every space.
+    pub verified: usize,
+}
+
+/// The file in the home that keeps [`MeasuresPoint`]s.
+pub const MEASURES_FILE: &str = "network-measures.json";
+
+/// Add `m` as the point of the window `now_ms` falls in (replacing the one made earlier in the
+/// same window), keep a year of windows, and return them all. A file that cannot be read is
+/// begun anew (history is not worth failing a report for); one that cannot be written is
+/// logged and the points returned anyway.
+pub fn remember_measures(root: &Path, m: &Measures, verified: usize, now_ms: i64) -> Vec<MeasuresPoint> {
+    let path = root.join(MEASURES_FILE);
+    let mut points: Vec<MeasuresPoint> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!("{} cannot be read ({e}); the measures' history begins anew", path.display());
+            Vec::new()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", path.display());
+            Vec::new()
+        }
+    };
+    let start_ms = now_ms.div_euclid(crate::health::WINDOW_MS) * crate::health::WINDOW_MS;
+    let point = MeasuresPoint {
+        start_ms,
+        devices: m.devices,
+        seeders: m.seeders,
+        agreements: m.agreements,
+        organisations: m.organisations,
+        share_ratio: m.share_ratio,
+        verified,
+    };
+    if points.last() == Some(&point) {
+        return points;
+    }
+    // A clock set back writes into an older window: the points stay in order.
+    points.retain(|p| p.start_ms != start_ms);
+    let at = points.partition_point(|p| p.start_ms < start_ms);
+    points.insert(at, point);
+    let excess = points.len().saturating_sub(cobox_core::health::WINDOWS_KEPT);
+    points.drain(..excess);
+    match serde_json::to_vec(&points) {
+        Ok(b) => {
+            if let Err(e) = crate::util::write_atomic(&path, &b) {
+                tracing::warn!("cannot keep the network's measures: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot encode the network's measures: {e}"),
+    }
+    points
 }
 
 /// What the report is built from besides the home: the health record, and the bytes held of
@@ -193,6 +268,8 @@ pub fn report(root: &Path, inputs: &Inputs<'_>) -> Result<NetworkReport, Error> 
     let mut spaces = Vec::new();
     let mut devices = BTreeSet::new();
     let mut seeders_all = BTreeSet::new();
+    // Seeder device -> the name it gives for its operator (its newest note in any space).
+    let mut operators: BTreeMap<String, (i64, String)> = BTreeMap::new();
     let mut under_target = 0;
     devices.insert(hex::encode(me));
     for info in Home::spaces_at(root)? {
@@ -225,8 +302,23 @@ pub fn report(root: &Path, inputs: &Inputs<'_>) -> Result<NetworkReport, Error> 
             if a.state == State::Active {
                 seeders_all.insert(device.clone());
             }
+            // The operator it named under any of its agreements in this space (the newest
+            // agreement's first, which carries its newest word).
+            let operator = a.operator.clone().or_else(|| {
+                agreements
+                    .iter()
+                    .filter(|x| x.space == a.space && x.seeder == *device && x.role == "member")
+                    .find_map(|x| x.operator.clone())
+            });
+            if let Some(name) = &operator {
+                let start = agreement_start(a);
+                if operators.get(device).is_none_or(|(t, _)| *t <= start) {
+                    operators.insert(device.clone(), (start, name.clone()));
+                }
+            }
             seeders.push(SeederHealth {
                 device: device.clone(),
+                operator,
                 state: a.state,
                 quota: a.quota,
                 held_bytes: held,
@@ -308,21 +400,36 @@ pub fn report(root: &Path, inputs: &Inputs<'_>) -> Result<NetworkReport, Error> 
         e.quota = e.quota.max(a.quota);
     }
     let active = agreements.iter().filter(|a| a.state == State::Active).count();
+    let organisations = seeders_all
+        .iter()
+        .map(|d| operators.get(d).map_or_else(|| format!("device {d}"), |(_, n)| format!("named {}", n.to_lowercase())))
+        .collect::<BTreeSet<_>>()
+        .len();
+    let measures = Measures {
+        devices: devices.len(),
+        seeders: seeders_all.len(),
+        agreements: active,
+        organisations,
+        share_ratio: stats.share_ratio,
+        under_target,
+    };
+    let verified_all = spaces.iter().map(|s| s.verified).sum();
+    let measures_history = remember_measures(root, &measures, verified_all, now);
     Ok(NetworkReport {
         device: hex::encode(me),
         at: rfc3339(now),
         at_ms: now,
         spaces,
         seeding: seeding.into_values().collect(),
-        measures: Measures {
-            devices: devices.len(),
-            seeders: seeders_all.len(),
-            agreements: active,
-            organisations: seeders_all.len(),
-            share_ratio: stats.share_ratio,
-            under_target,
-        },
+        measures,
+        measures_history,
     })
+}
+
+/// When an agreement starts (ms), for ordering a seeder's notes; its RFC 3339 start as a
+/// fallback order when unparsable (never, as the ledger wrote it).
+fn agreement_start(a: &crate::ledger::AgreementSummary) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&a.start).map_or(0, |t| t.timestamp_millis())
 }
 
 /// Verified copies of a space per window, from this device's audits of its seeders.
@@ -339,4 +446,41 @@ fn copies_history(health: &Health, space: &SpaceId, seeders: &[String]) -> Vec<C
         }
     }
     per.into_iter().map(|(start_ms, (verified, bytes))| CopiesPoint { start_ms, verified, bytes }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measures(devices: usize) -> Measures {
+        Measures { devices, seeders: 1, agreements: 1, organisations: 1, share_ratio: None, under_target: 0 }
+    }
+
+    /// One point per window (a later report in the same window replaces it), in order even when
+    /// the clock goes back, and a year of windows kept: the file stays bounded after a year of
+    /// hourly reports.
+    #[test]
+    fn the_measures_keep_one_point_per_window_for_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = crate::health::WINDOW_MS;
+        let t0 = 1_796_000_000_000 / w * w;
+        assert_eq!(remember_measures(dir.path(), &measures(2), 1, t0 + 5).len(), 1);
+        let p = remember_measures(dir.path(), &measures(3), 1, t0 + 3_600_000);
+        assert_eq!((p.len(), p[0].devices), (1, 3), "the same window's newer report replaces it");
+        let p = remember_measures(dir.path(), &measures(4), 1, t0 + w);
+        assert_eq!(p.iter().map(|x| x.devices).collect::<Vec<_>>(), vec![3, 4]);
+        let p = remember_measures(dir.path(), &measures(1), 1, t0 - w);
+        assert_eq!(p.iter().map(|x| x.devices).collect::<Vec<_>>(), vec![1, 3, 4], "a clock set back stays in order");
+        for h in 0..(366 * 24) {
+            remember_measures(dir.path(), &measures(5), 2, t0 + 2 * w + h * 3_600_000);
+        }
+        let p = remember_measures(dir.path(), &measures(5), 2, t0 + 2 * w + 366 * 86_400_000);
+        assert_eq!(p.len(), cobox_core::health::WINDOWS_KEPT);
+        assert!(p.windows(2).all(|x| x[0].start_ms < x[1].start_ms));
+        let bytes = std::fs::metadata(dir.path().join(MEASURES_FILE)).unwrap().len();
+        assert!(bytes < 150 * cobox_core::health::WINDOWS_KEPT as u64, "{bytes} bytes for a year");
+        // A damaged file begins anew rather than failing the report.
+        std::fs::write(dir.path().join(MEASURES_FILE), b"{not json").unwrap();
+        assert_eq!(remember_measures(dir.path(), &measures(6), 2, t0).len(), 1);
+    }
 }

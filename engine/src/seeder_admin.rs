@@ -115,9 +115,26 @@ pub fn redeem_pairing(root: &Path, secret: &[u8; 32], device: DeviceId, name: &s
 /// The largest quota countersigned by itself when nobody said (`--max-quota`).
 pub const DEFAULT_MAX_QUOTA: u64 = 10 << 30;
 
+/// An operator name as `--operator` takes it: trimmed, at most
+/// [`cobox_agreements::MAX_OPERATOR`] bytes ("" stops telling one).
+pub fn parse_operator(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.len() > cobox_agreements::MAX_OPERATOR {
+        return Err(format!(
+            "an operator name is at most {} bytes; this one is {}",
+            cobox_agreements::MAX_OPERATOR,
+            s.len()
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("an operator name has no control characters".into());
+    }
+    Ok(s.to_owned())
+}
+
 /// The policy of a seeder nobody set one for: countersign for nobody by itself.
 pub fn default_policy() -> Policy {
-    Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA }
+    Policy { seed_for: Vec::new(), max_quota: DEFAULT_MAX_QUOTA, operator: String::new() }
 }
 
 /// The policy a daemon starts from: the standing one, or the default.

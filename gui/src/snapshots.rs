@@ -39,6 +39,7 @@ fn model() -> Model {
         answer: (state == "proposed").then(|| {
             "20 GiB is over this seeder's limit of 10 GiB (--max-quota); its operator may still take it".into()
         }),
+        operator: (state == "active").then(|| "Rivers Tech Co-op".into()),
         last_audit: (state == "active").then(|| audit.clone()),
         verified: state == "active",
     };
@@ -217,7 +218,7 @@ fn seeder_view(now: i64) -> crate::engine::SeederView {
         device: DeviceId([0xd6; 32]),
         held_bytes: spaces.iter().map(|s| s.bytes).sum(),
         disk_free: Some(180 << 30),
-        policy: Policy { seed_for: vec![me], max_quota: 50 << 30 },
+        policy: Policy { seed_for: vec![me], max_quota: 50 << 30, operator: "Rivers Tech Co-op".into() },
         owners: cobox_engine::admin::owner_use(&spaces),
         spaces,
         errors: vec![Event {
@@ -272,7 +273,8 @@ fn roster() -> cobox_engine::members::Roster {
 /// audits, a member, two weeks of history.
 pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
     use cobox_engine::overview::*;
-    let start = |i: i64| 1_796_000_000_000 - 2_592_000_000 + i * 43_200_000;
+    // Two weeks of windows, the newest the report's own.
+    let start = |i: i64| 1_796_000_000_000 / 43_200_000 * 43_200_000 - (27 - i) * 43_200_000;
     let history = |fall: bool| -> Vec<ScorePoint> {
         (0..28)
             .map(|i| ScorePoint {
@@ -284,8 +286,9 @@ pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
             })
             .collect()
     };
-    let seeder = |device: &str, verified: bool, audit: f64| SeederHealth {
+    let seeder = |device: &str, operator: &str, verified: bool, audit: f64| SeederHealth {
         device: device.repeat(8),
+        operator: Some(operator.into()),
         state: cobox_engine::agreements::State::Active,
         quota: 50 << 30,
         held_bytes: Some(2_900_000),
@@ -310,7 +313,10 @@ pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
             seeders_total: 2,
             headline: "1 of 2 seeders verified within the last day".into(),
             needs_bytes: Some(3_001_000),
-            seeders: vec![seeder("d6b7900d", true, 1.0), seeder("1c0ffee1", false, 0.62)],
+            seeders: vec![
+                seeder("d6b7900d", "Rivers Tech Co-op", true, 1.0),
+                seeder("1c0ffee1", "Hill Seeds", false, 0.62),
+            ],
             members: vec![MemberHealth {
                 device: "e548c4b2".repeat(8),
                 name: "Ana's laptop".into(),
@@ -335,6 +341,24 @@ pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
             share_ratio: Some(0.58),
             under_target: 1,
         },
+        // The co-op grew: a seeder and an organisation joined ten days ago.
+        measures_history: (0..28)
+            .map(|i| MeasuresPoint {
+                start_ms: start(i),
+                devices: if i > 10 { 3 } else { 2 },
+                seeders: if i > 8 { 2 } else { 1 },
+                agreements: if i > 8 { 2 } else { 1 },
+                organisations: if i > 8 { 2 } else { 1 },
+                share_ratio: Some(0.58),
+                verified: if i > 20 {
+                    1
+                } else if i > 8 {
+                    2
+                } else {
+                    1
+                },
+            })
+            .collect(),
     }
 }
 
@@ -563,7 +587,7 @@ fn the_network_screen_shows_the_headline_and_the_graph() {
     h.get_by_label("1 of 2 seeders verified within the last day");
     h.get_by_label("You (this device)");
     h.get_by_label("Ana's laptop");
-    h.get_by_label("seeder device d6b7900d");
-    h.get_by_label("seeder device 1c0ffee1");
+    h.get_by_label("seeder device d6b7900d (Rivers Tech Co-op)");
+    h.get_by_label("seeder device 1c0ffee1 (Hill Seeds)");
     h.get_by_label("The network: 3 devices, 2 seeders from 2 organisations, 2 active agreements.");
 }

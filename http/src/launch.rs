@@ -31,7 +31,12 @@ pub async fn launch(
     schedule: Schedule,
 ) -> Result<(Launched, UnboundedReceiver<Activity>), Error> {
     let standing = cobox_engine::seeder_admin::standing_policy(home.root())?;
-    let policy = SeedPolicy { owners: standing.seed_for, max_quota: standing.max_quota, accept: Vec::new() };
+    let policy = SeedPolicy {
+        owners: standing.seed_for,
+        max_quota: standing.max_quota,
+        accept: Vec::new(),
+        operator: standing.operator,
+    };
     let (daemon, activity) = Daemon::start(&home, net, policy, schedule).await?;
     let (control, control_error) = match crate::bind_control(home.root()) {
         Ok(l) => {

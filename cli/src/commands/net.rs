@@ -177,6 +177,10 @@ pub(crate) struct UpArgs {
     /// The largest quota accepted from --seed-for owners (e.g. 500G; default 10G).
     #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size)]
     max_quota: Option<u64>,
+    /// Who runs this seeder (an organisation or a person), told to the owners it seeds for in
+    /// a signed note beside each agreement, so they can count distinct organisations ("" stops).
+    #[arg(long, value_name = "NAME", value_parser = cobox_engine::seeder_admin::parse_operator)]
+    operator: Option<String>,
     /// Let this device administer this seeder remotely (`cobox seeder status|policy`; repeat).
     /// Without it, and with no administrator yet, `cobox up` prints a pairing code.
     #[arg(long, value_name = "ID")]
@@ -226,12 +230,15 @@ pub(crate) fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     // on top; recorded, so an administrator reads what is in force.
     let standing = seeder_admin::policy(&ctx.home)?;
     let mut p = standing.clone().unwrap_or_else(seeder_admin::default_policy);
-    let given = !owners.is_empty() || a.max_quota.is_some();
+    let given = !owners.is_empty() || a.max_quota.is_some() || a.operator.is_some();
     if !owners.is_empty() {
         p.seed_for = owners;
     }
     if let Some(q) = a.max_quota {
         p.max_quota = q;
+    }
+    if let Some(o) = &a.operator {
+        p.operator = o.clone();
     }
     if given && standing.as_ref() != Some(&p) {
         seeder_admin::set_policy(&ctx.home, &p)?;

@@ -25,8 +25,9 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
         println!("space {} ({}): {}", s.name, short(&s.space), s.headline);
         for x in &s.seeders {
             println!(
-                "  seeder {}  {}  holds {} of {} ({})  quota {} used  audit {:.2}  online {:.2}  last seen {}{}",
+                "  seeder {}{}  {}  holds {} of {} ({})  quota {} used  audit {:.2}  online {:.2}  last seen {}{}",
                 short(&x.device),
+                x.operator.as_deref().map_or_else(String::new, |o| format!(" ({o})")),
                 x.state,
                 x.held_bytes.map_or_else(|| "?".into(), bytes),
                 s.needs_bytes.map_or_else(|| "?".into(), bytes),
@@ -75,5 +76,15 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
             String::new()
         }
     );
+    // The measures a week and a month ago, from the points kept.
+    for days in [7, 30] {
+        let then = r.at_ms - days * 86_400_000;
+        if let Some(p) = r.measures_history.iter().rev().find(|p| p.start_ms <= then) {
+            println!(
+                "{days} days ago: {} devices, {} seeders from {} organisations, {} active agreements",
+                p.devices, p.seeders, p.organisations, p.agreements
+            );
+        }
+    }
     Ok(())
 }

@@ -46,6 +46,10 @@ pub(crate) enum SeederCmd {
         /// The largest quota countersigned by itself (e.g. 500G).
         #[arg(long, value_name = "SIZE", value_parser = cobox_engine::units::parse_size)]
         max_quota: Option<u64>,
+        /// Who runs the seeder (an organisation or a person), told to the owners it seeds for
+        /// ("" stops telling).
+        #[arg(long, value_name = "NAME", value_parser = cobox_engine::seeder_admin::parse_operator)]
+        operator: Option<String>,
         #[command(flatten)]
         net: NetArgs,
     },
@@ -194,15 +198,15 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
                 _ => Ok(()),
             }
         }
-        SeederCmd::Policy { seeder, seed_for, no_seed_for, max_quota, net } => {
+        SeederCmd::Policy { seeder, seed_for, no_seed_for, max_quota, operator, net } => {
             let target = seeder_admin::reach(&root, &seeder_admin::find_seeder(&root, &seeder)?.seeder);
             let owners = seed_for
                 .iter()
                 .map(|s| s.parse())
                 .collect::<Result<Vec<DeviceId>, _>>()
                 .context("--seed-for takes a device id (`cobox id` on the owner's device)")?;
-            if owners.is_empty() && !no_seed_for && max_quota.is_none() {
-                bail!("nothing to change: give --seed-for ID, --no-seed-for or --max-quota SIZE");
+            if owners.is_empty() && !no_seed_for && max_quota.is_none() && operator.is_none() {
+                bail!("nothing to change: give --seed-for ID, --no-seed-for, --max-quota SIZE or --operator NAME");
             }
             let rt = runtime()?;
             let set = rt.block_on(async {
@@ -218,6 +222,9 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
                     }
                     if let Some(q) = max_quota {
                         p.max_quota = q;
+                    }
+                    if let Some(o) = &operator {
+                        p.operator = o.clone();
                     }
                     match ask(&node, &target, &Request::SetPolicy(p)).await? {
                         Response::Policy(p) => Ok(p),
@@ -284,6 +291,9 @@ fn print_policy(p: &Policy) {
         if owners.is_empty() { "no owner".to_owned() } else { owners.join(", ") },
         bytes(p.max_quota)
     );
+    if !p.operator.is_empty() {
+        println!("operator  {}", p.operator);
+    }
 }
 
 fn print_report(r: &Report) {

@@ -33,8 +33,12 @@ fn the_network_report_follows_a_stopped_and_a_corrupted_seeder_across_restarts()
     member.ok(&["join", &code, "--path", dir.path().join("member").to_str().unwrap()]);
     let seeders = [Device::new(), Device::new()];
     let ids: Vec<String> = seeders.iter().map(id_of).collect();
-    let mut sds: Vec<Daemon> =
-        seeders.iter().map(|s| Daemon::start_with(s, &["--seed-for", &id_of(&owner), "--max-quota", "1G"])).collect();
+    // Both seeders are run by one co-op, which spells its name two ways: one organisation.
+    let mut sds: Vec<Daemon> = seeders
+        .iter()
+        .zip(["Rivers Tech Co-op", "rivers tech co-op"])
+        .map(|(s, op)| Daemon::start_with(s, &["--seed-for", &id_of(&owner), "--max-quota", "1G", "--operator", op]))
+        .collect();
     for id in &ids {
         owner.ok(&["agreement", "propose", "books", "--seeder", id, "--quota", "100M", "--days", "30"]);
     }
@@ -58,9 +62,17 @@ fn the_network_report_follows_a_stopped_and_a_corrupted_seeder_across_restarts()
     let member_id = id_of(&member);
     let m = space["members"].as_array().unwrap().iter().find(|m| m["device"] == member_id.as_str()).unwrap();
     assert!(m["last_sync"].is_string(), "the member's session is recorded: {m}");
+    // The member dialed and the owner's daemon served: the served side counts the bytes too.
+    assert!(m["bytes_to"].as_u64().unwrap() > 2 << 20, "the owner sent the member the space: {m}");
     assert_eq!(net["measures"]["seeders"], 2);
     assert_eq!(net["measures"]["devices"], 2);
     assert_eq!(net["measures"]["agreements"], 2);
+    assert_eq!(seeder(&net, &ids[0])["operator"], "Rivers Tech Co-op", "{net}");
+    assert_eq!(seeder(&net, &ids[1])["operator"], "rivers tech co-op", "{net}");
+    assert_eq!(net["measures"]["organisations"], 1, "one co-op runs both seeders: {net}");
+    let kept = net["measures_history"].as_array().unwrap();
+    assert_eq!(kept.last().unwrap()["organisations"], 1, "the measures are kept over time: {net}");
+    assert_eq!(kept.last().unwrap()["verified"], 2, "{net}");
     // The seeders see what they hold, for whom.
     let held = seeders[0].json(&["network"]);
     assert_eq!(held["seeding"][0]["owners"][0], id_of(&owner), "{held}");
@@ -102,5 +114,10 @@ fn the_network_report_follows_a_stopped_and_a_corrupted_seeder_across_restarts()
     assert_eq!(bad2["audit_score"], bad["audit_score"], "{again}");
     assert!(score(off2, "online_score") <= score(off, "online_score"), "{again}");
     assert!(!off2["history"].as_array().unwrap().is_empty() && !bad2["history"].as_array().unwrap().is_empty());
+    let kept = again["measures_history"].as_array().unwrap();
+    // One point per 12-hour window (two if the test ran across a window's edge), kept across
+    // restarts, the newest report's in the last.
+    assert!((1..=2).contains(&kept.len()), "{again}");
+    assert_eq!(kept.last().unwrap()["verified"], 1, "{again}");
     od.stop();
 }

@@ -240,10 +240,24 @@ fn a_paired_device_administers_a_seeder_and_an_unpaired_one_is_refused() {
     assert!(r[0]["disk_free"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r[0]["policy"]["seed_for"].as_array().unwrap().len(), 0, "{r}");
 
-    let set =
-        owner.json(&["seeder", "policy", &seeder_id[..8], "--seed-for", &owner_id, "--max-quota", "2G", "--no-relay"]);
+    let long = "x".repeat(65);
+    let err = owner.fails(&["seeder", "policy", &seeder_id[..8], "--operator", &long, "--no-relay"]);
+    assert!(err.contains("at most 64 bytes"), "{err}");
+    let set = owner.json(&[
+        "seeder",
+        "policy",
+        &seeder_id[..8],
+        "--seed-for",
+        &owner_id,
+        "--max-quota",
+        "2G",
+        "--operator",
+        "Rivers Tech Co-op",
+        "--no-relay",
+    ]);
     assert_eq!(set["seed_for"][0], owner_id.as_str(), "{set}");
     assert_eq!(set["max_quota"], 2u64 << 30, "{set}");
+    assert_eq!(set["operator"], "Rivers Tech Co-op", "{set}");
     // In force at once: a proposal within it is countersigned with no one at the seeder.
     let v = owner.json(&["agreement", "propose", "docs", "--seeder", &seeder_id, "--quota", "1G", "--days", "30"]);
     let agreement = v["agreement"]["id"].as_str().unwrap().to_owned();
@@ -252,6 +266,9 @@ fn a_paired_device_administers_a_seeder_and_an_unpaired_one_is_refused() {
     let held = &r[0]["spaces"][0];
     assert_eq!(held["agreements"][0]["id"], agreement.as_str(), "{r}");
     assert_eq!(held["agreements"][0]["state"], "active", "{r}");
+    // The seeder named its operator in the ledger as it countersigned.
+    let net = owner.json(&["network"]);
+    assert_eq!(net["spaces"][0]["seeders"][0]["operator"], "Rivers Tech Co-op", "{net}");
     assert!(held["bytes"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r[0]["owners"][0]["owner"], owner_id.as_str(), "{r}");
     assert_eq!(r[0]["owners"][0]["quota"], 1u64 << 30, "{r}");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// The admin protocol's ALPN.
 /// Version 2: an agreement's state is an enum on the wire (version 1 sent its name as text).
-pub const ALPN: &[u8] = b"cobox/admin/2";
+pub const ALPN: &[u8] = b"cobox/admin/3";
 /// Text every pairing code starts with.
 pub const PAIR_PREFIX: &str = "cobox-pair-";
 /// Longest request a seeder reads: a policy with 100 owners fits many times over.
@@ -100,6 +100,10 @@ pub struct Policy {
     pub seed_for: Vec<DeviceId>,
     /// The largest quota countersigned by itself, in bytes (`--max-quota`).
     pub max_quota: u64,
+    /// Who runs the seeder (`--operator`), told to the owners it seeds for in a signed note
+    /// beside each agreement; empty: not told.
+    #[serde(default)]
+    pub operator: String,
 }
 
 /// A request from a device.
@@ -311,7 +315,7 @@ mod tests {
             device: DeviceId([1; 32]),
             held_bytes: 300,
             disk_free: Some(5 << 30),
-            policy: Policy { seed_for: vec![owner], max_quota: 10 },
+            policy: Policy { seed_for: vec![owner], max_quota: 10, operator: "Rivers".into() },
             spaces: vec![
                 HeldSpace {
                     space: SpaceId([2; 32]),
@@ -345,7 +349,11 @@ mod tests {
         assert_eq!(json["device"], DeviceId([1; 32]).to_string());
         assert_eq!(json["policy"]["seed_for"][0], DeviceId([7; 32]).to_string());
         assert_eq!(serde_json::from_value::<Report>(json).unwrap(), *rep);
-        let q = Request::SetPolicy(Policy { seed_for: vec![DeviceId([9; 32])], max_quota: 1 << 40 });
+        let q = Request::SetPolicy(Policy {
+            seed_for: vec![DeviceId([9; 32])],
+            max_quota: 1 << 40,
+            operator: String::new(),
+        });
         assert_eq!(Request::decode(&q.encode()), Ok(q.clone()));
         let mut long = q.encode();
         long.push(0);

@@ -63,7 +63,7 @@ fn a_device_without_the_space_key_is_refused_before_any_ledger() {
 fn a_seeder_countersigns_under_its_policy_and_takes_the_blobs() {
     let k = space_key();
     let mut owner = writer(1, &k, 0..20);
-    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![], operator: String::new() };
     let mut s = seeder(9, owner.space, policy);
     let agreement = propose(&mut owner, s.id(), 1000);
     let o = run(&mut owner, &mut s, Purpose::Sync);
@@ -84,11 +84,37 @@ fn a_seeder_countersigns_under_its_policy_and_takes_the_blobs() {
     assert_eq!(stored, 20);
 }
 
+/// A seeder whose policy names its operator says so under each agreement it holds, once per
+/// name: the owner's ledger holds the note after the session, another session adds nothing,
+/// and a new name is said again.
+#[test]
+fn a_seeder_names_its_operator_once_per_name() {
+    let k = space_key();
+    let mut owner = writer(1, &k, 0..3);
+    let policy =
+        SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![], operator: "Rivers Tech Co-op".into() };
+    let mut s = seeder(9, owner.space, policy);
+    let agreement = propose(&mut owner, s.id(), 1000);
+    let space = owner.space;
+    let operator = |l: &cobox_agreements::Ledger| {
+        let view = evaluate(&space, &l.raw_entries(), NOW);
+        view.agreements.iter().find(|v| v.id == agreement.id()).and_then(|a| a.operator.clone()).map(|o| o.name)
+    };
+    assert_eq!(run(&mut owner, &mut s, Purpose::Sync).dialer, Ok(()));
+    assert_eq!(operator(&owner.ledger).as_deref(), Some("Rivers Tech Co-op"));
+    let len = owner.ledger.len();
+    assert_eq!(run(&mut owner, &mut s, Purpose::Sync).dialer, Ok(()));
+    assert_eq!(owner.ledger.len(), len, "the same name is not said twice");
+    s.policy.operator = "Summit Seeds".into();
+    assert_eq!(run(&mut owner, &mut s, Purpose::Sync).dialer, Ok(()));
+    assert_eq!(operator(&owner.ledger).as_deref(), Some("Summit Seeds"));
+}
+
 #[test]
 fn a_seeder_takes_nothing_over_its_policy() {
     let k = space_key();
     let mut owner = writer(1, &k, 0..20);
-    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 10, accept: vec![] };
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 10, accept: vec![], operator: String::new() };
     let mut s = seeder(9, owner.space, policy);
     propose(&mut owner, s.id(), 1000);
     let o = run(&mut owner, &mut s, Purpose::Sync);
@@ -114,7 +140,11 @@ fn a_seeder_takes_nothing_over_its_policy() {
 fn a_member_refuses_a_seeder_no_agreement_names() {
     let k = space_key();
     let mut owner = writer(1, &k, 0..20);
-    let mut s = seeder(9, owner.space, SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] });
+    let mut s = seeder(
+        9,
+        owner.space,
+        SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![], operator: String::new() },
+    );
     propose(&mut owner, DeviceId([77; 32]), 1000);
     let o = run(&mut owner, &mut s, Purpose::Sync);
     // The member checks the seeder's ledger before sending its own, and refuses it.
@@ -187,7 +217,7 @@ fn a_stranger_posing_as_a_seeder_is_refused_before_its_ledger_is_read() {
 fn a_member_with_an_empty_ledger_is_let_in_by_the_seeders_credential() {
     let k = space_key();
     let mut owner = writer(1, &k, 0..6);
-    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![], operator: String::new() };
     let mut s = seeder(9, owner.space, policy);
     propose(&mut owner, s.id(), 1000);
     let o = run(&mut owner, &mut s, Purpose::Sync);
@@ -261,7 +291,7 @@ fn a_hostile_peer_bending_one_message_is_refused() {
 
     let seeded = || {
         let mut owner = writer(1, &k, 0..6);
-        let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+        let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![], operator: String::new() };
         let mut s = seeder(9, owner.space, policy);
         propose(&mut owner, s.id(), 1000);
         assert_eq!(run(&mut owner, &mut s, Purpose::Sync).dialer, Ok(()));
@@ -314,7 +344,7 @@ fn an_audit_only_device_takes_changes_chunk_lists_and_what_it_names() {
     assert!(!owner.blobs.contains(&blob(100)), "the auditor sends nothing");
 
     // A seeder holding everything, sealed alike: its changes show, the lists are named.
-    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![] };
+    let policy = SeedPolicy { owners: vec![owner.id()], max_quota: 1000, accept: vec![], operator: String::new() };
     let mut s = seeder(9, owner.space, policy);
     propose(&mut owner, s.id(), 1000);
     owner.metadata = None;
@@ -521,7 +551,7 @@ mod roster {
         roster_op(&mut a, Action::Add { device: m.id().0, role: R::Manage, name: vec![] }, None);
         m.ledger.merge(&mut a.ledger.clone()).expect("merge");
         roster_op(&mut a, Action::Remove { device: m.id().0 }, None);
-        let policy = SeedPolicy { owners: vec![m.id()], max_quota: 1000, accept: vec![] };
+        let policy = SeedPolicy { owners: vec![m.id()], max_quota: 1000, accept: vec![], operator: String::new() };
         let mut s = seeder(9, a.space, policy);
         propose(&mut m, s.id(), 1000);
         assert_eq!(run(&mut m, &mut s, Purpose::Sync).dialer, Ok(()), "its own seeder takes it");
@@ -725,7 +755,11 @@ mod roster {
         assert_eq!(role_on(&b, &b), Some(R::Write));
         assert_eq!(a.blobs, b.blobs);
         // A seeder under an agreement holds the roster too.
-        let mut s = seeder(9, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
+        let mut s = seeder(
+            9,
+            a.space,
+            SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![], operator: String::new() },
+        );
         propose(&mut a, s.id(), 1 << 20);
         assert_eq!(run(&mut a, &mut s, Purpose::Sync).dialer, Ok(()));
         // The manager removes the writer and tells the seeder; both then refuse it.
@@ -818,7 +852,11 @@ mod roster {
         assert!(matches!(o.dialer, Err(SessionError::PeerRefused(ref r)) if r.contains("waits for a member")), "{o:?}");
         assert_eq!(o.dialer_session.as_ref().and_then(Session::refusal), Some(cobox_core::sync::proto::Refusal::Other));
         assert_eq!(role_on(&w, &b), None);
-        let mut s = seeder(9, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
+        let mut s = seeder(
+            9,
+            a.space,
+            SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![], operator: String::new() },
+        );
         propose(&mut a, s.id(), 1 << 20);
         assert_eq!(run(&mut a, &mut s, Purpose::Sync).dialer, Ok(()));
         assert_eq!(run(&mut b, &mut s, Purpose::Sync).dialer, Ok(()));
@@ -827,7 +865,11 @@ mod roster {
         assert_eq!(role_on(&a, &b), Some(R::Manage));
         // A seeder no agreement names countersigns nothing.
         let (mut a, mut b) = manager_and_joiner(6, R::Read, NOW + 1000);
-        let mut stray = seeder(10, a.space, SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![] });
+        let mut stray = seeder(
+            10,
+            a.space,
+            SeedPolicy { owners: vec![a.id()], max_quota: 1 << 30, accept: vec![], operator: String::new() },
+        );
         assert!(run(&mut b, &mut stray, Purpose::Sync).dialer.is_err());
         assert_eq!(role_on(&b, &b), None);
         assert_eq!(run(&mut b, &mut a, Purpose::Sync).dialer, Ok(()));

@@ -148,10 +148,12 @@ impl World {
         insider.ledger.merge(&mut nodes[0].dev.ledger.clone()).expect("merge");
         let owner = nodes[0].dev.id();
         let space = nodes[0].dev.space;
-        let policy = SeedPolicy { owners: vec![outcast.id()], max_quota: u64::MAX, accept: vec![] };
+        let policy =
+            SeedPolicy { owners: vec![outcast.id()], max_quota: u64::MAX, accept: vec![], operator: String::new() };
         let outcast_seeder = seeder(204, space, policy);
         for s in 0..SEEDERS {
-            let policy = SeedPolicy { owners: vec![owner], max_quota: u64::MAX, accept: vec![] };
+            let policy =
+                SeedPolicy { owners: vec![owner], max_quota: u64::MAX, accept: vec![], operator: String::new() };
             let d = seeder(100 + s as u8, space, policy);
             let id = d.id();
             propose(&mut nodes[0].dev, id, 1 << 40);

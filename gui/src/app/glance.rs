@@ -46,9 +46,29 @@ impl CoboxApp {
         }
         let m = &net.measures;
         ui.label(format!(
-            "The network: {} devices, {} seeders from {} organisations, {} active agreements.",
-            m.devices, m.seeders, m.organisations, m.agreements
+            "The network: {}, {} from {}, {}.",
+            plural(m.devices, "device", "devices"),
+            plural(m.seeders, "seeder", "seeders"),
+            plural(m.organisations, "organisation", "organisations"),
+            plural(m.agreements, "active agreement", "active agreements")
         ));
+        if net.measures_history.len() > 1 {
+            let now = net.at_ms;
+            let series = |f: &dyn Fn(&cobox_engine::overview::MeasuresPoint) -> usize| -> Vec<[f64; 2]> {
+                net.measures_history.iter().map(|p| [days_ago(p.start_ms, now), f(p) as f64]).collect()
+            };
+            egui_plot::Plot::new("measures")
+                .height(110.0)
+                .legend(egui_plot::Legend::default())
+                .x_axis_label("days")
+                .include_y(0.0)
+                .show(ui, |p| {
+                    p.line(egui_plot::Line::new("devices", series(&|p| p.devices)));
+                    p.line(egui_plot::Line::new("seeders", series(&|p| p.seeders)));
+                    p.line(egui_plot::Line::new("organisations", series(&|p| p.organisations)));
+                    p.line(egui_plot::Line::new("agreements", series(&|p| p.agreements)));
+                });
+        }
         for s in &net.seeding {
             ui.label(format!(
                 "This device seeds space {} for {}: {} held of {}.",
@@ -135,7 +155,11 @@ impl CoboxApp {
             let colour = seeder_colour(x);
             let stroke = if x.verified { 3.0 } else { 1.5 };
             ui.painter().line_segment([p, centre], egui::Stroke::new(stroke, colour));
-            places.push((p, format!("seeder {}", self.name_of(&x.device)), colour, Hover::Seeder(x)));
+            let label = match &x.operator {
+                Some(o) => format!("seeder {} ({o})", self.name_of(&x.device)),
+                None => format!("seeder {}", self.name_of(&x.device)),
+            };
+            places.push((p, label, colour, Hover::Seeder(x)));
         }
         ui.put(
             egui::Rect::from_center_size(centre, node),
@@ -161,6 +185,9 @@ impl CoboxApp {
                     ));
                 }
                 Hover::Seeder(x) => {
+                    if let Some(o) = &x.operator {
+                        ui.label(format!("Run by {o} (its own word)"));
+                    }
                     ui.label(format!(
                         "{}: {}, audit score {:.2}, online score {:.2}",
                         x.state,

@@ -117,6 +117,11 @@ fn human(n: u64) -> String {
     cobox_engine::units::format_bytes(n)
 }
 
+/// "1 file", "2 files": a count with its noun.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn ago(ms: i64) -> String {
     let s = (cobox_engine::now_ms() - ms).max(0) / 1000;
     match s {

@@ -217,7 +217,11 @@ impl CoboxApp {
                 if mine && let Some(me) = me {
                     seed_for.push(me);
                 }
-                let policy = cobox_engine::admin::Policy { seed_for, max_quota: (gib * (1u64 << 30) as f64) as u64 };
+                let policy = cobox_engine::admin::Policy {
+                    seed_for,
+                    max_quota: (gib * (1u64 << 30) as f64) as u64,
+                    operator: r.policy.operator.clone(),
+                };
                 self.engine.send(Cmd::SetSeederPolicy { seeder: r.device, policy });
                 self.policy_edit = None;
             } else if ui.button("Cancel").clicked() {

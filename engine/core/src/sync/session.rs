@@ -29,6 +29,8 @@ pub struct SeedPolicy {
     pub max_quota: u64,
     /// Agreements it accepts whoever proposed them (from seed codes the user ran).
     pub accept: Vec<AgreementId>,
+    /// Who runs this seeder, told in a signed note under each agreement it holds; empty: not told.
+    pub operator: String,
 }
 
 /// Verifies a ledger's entries and derives every agreement's state. The engine passes one that
@@ -868,6 +870,7 @@ impl Session {
         let policy = &self.setup.policy;
         let mut changed = false;
         let mut notes = Vec::new();
+        let mut accepted_now = Vec::new();
         for a in &view.agreements {
             if a.state != State::Proposed || a.accepted || a.agreement.seeder != me.0 {
                 continue;
@@ -881,6 +884,7 @@ impl Session {
                 match self.ledger.insert(&entry) {
                     Ok(added) => {
                         changed |= added;
+                        accepted_now.push(a.id);
                         self.events.push_back(Event::Countersigned {
                             agreement: a.id,
                             space: SpaceId(a.agreement.space),
@@ -921,6 +925,23 @@ impl Session {
                     a.id.short(),
                     crate::units::format_bytes(a.agreement.quota)
                 ));
+            }
+        }
+        // Who runs this seeder, told once per name under each agreement it holds (the owners'
+        // network view counts organisations by it).
+        let name = policy.operator.trim();
+        if !name.is_empty() {
+            for a in &view.agreements {
+                let holds = a.agreement.seeder == me.0
+                    && ((a.accepted && a.state == State::Active) || accepted_now.contains(&a.id));
+                if !holds || a.operator.as_ref().is_some_and(|o| o.name == name) {
+                    continue;
+                }
+                let note = cobox_agreements::OperatorNote { agreement: a.id, time_ms: now, name: name.to_owned() };
+                match self.ledger.insert(&Entry::operator(note, &self.setup.device_key)) {
+                    Ok(added) => changed |= added,
+                    Err(e) => notes.push(format!("cannot name the operator under agreement {}: {e}", a.id.short())),
+                }
             }
         }
         self.events.extend(notes.into_iter().map(Event::Note));

@@ -115,7 +115,13 @@ impl AdminHandler {
         }
     }
 
-    fn set_policy(&self, root: &std::path::Path, peer: DeviceId, p: Policy) -> Response {
+    fn set_policy(&self, root: &std::path::Path, peer: DeviceId, mut p: Policy) -> Response {
+        // An administrator's name goes into signed notes every owner reads: checked as the
+        // command line checks it.
+        match crate::seeder_admin::parse_operator(&p.operator) {
+            Ok(o) => p.operator = o,
+            Err(e) => return Response::Refused(e),
+        }
         if let Err(e) = crate::seeder_admin::set_policy(root, &p) {
             return Response::Refused(format!("recording the policy: {e}"));
         }
@@ -123,6 +129,7 @@ impl AdminHandler {
             let mut live = self.sh.policy.lock().unwrap_or_else(|e| e.into_inner());
             live.owners = p.seed_for.clone();
             live.max_quota = p.max_quota;
+            live.operator = p.operator.clone();
         }
         let owners: Vec<String> = p.seed_for.iter().map(|d| d.short()).collect();
         self.act(format!(
@@ -192,7 +199,7 @@ pub(super) async fn report(sh: &Shared) -> Result<Report, Error> {
     spaces.sort_by_key(|s| s.space);
     let policy = {
         let p = sh.policy.lock().unwrap_or_else(|e| e.into_inner());
-        Policy { seed_for: p.owners.clone(), max_quota: p.max_quota }
+        Policy { seed_for: p.owners.clone(), max_quota: p.max_quota, operator: p.operator.clone() }
     };
     let mut errors: Vec<Event> = sh
         .seen

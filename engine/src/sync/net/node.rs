@@ -136,12 +136,6 @@ impl Handler {
         if r.is_err() && fresh {
             sh.drop_seed(&space);
         }
-        // Only a session that worked is recorded here: the peer proved it belongs, where a
-        // stranger's failed attempts (its ids are free to make) would push real history out.
-        // The bytes are counted on the side that dialed.
-        if r.is_ok() {
-            sh.health.record(&peer, &space, Event::Session { ok: true, bytes_in: 0, bytes_out: 0 });
-        }
         r
     }
 
@@ -192,6 +186,13 @@ impl Handler {
         let driven = driver::drive(sh, held, io, &mut session, &ledger, peer, 0).await;
         driver::keep_announcement(&mut session, &ledger)?;
         let Outcome { stats, .. } = driven?;
+        // Only a session that worked is recorded here: the peer proved it belongs, where a
+        // stranger's failed attempts (its ids are free to make) would push real history out.
+        sh.health.record(
+            &peer,
+            &space,
+            Event::Session { ok: true, bytes_in: stats.received_bytes, bytes_out: stats.sent_bytes },
+        );
         io.finish().await;
         if purpose == Purpose::Audit {
             return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
