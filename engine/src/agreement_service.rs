@@ -106,6 +106,41 @@ pub fn propose(
     Ok((summary(v, Some(&info.name), "member", now), code))
 }
 
+/// The seed code of a proposal in one of this device's spaces, again: for the seeder's operator
+/// who lost it. Only while it waits (an agreement taken or ended needs none).
+pub fn seed_code(root: &Path, query: &str) -> Result<SeedCode, Error> {
+    let now = crate::now_ms();
+    let mut found = Vec::new();
+    for (space, info, ledger) in ledgers(root)? {
+        if info.is_none() {
+            continue;
+        }
+        if let Ok(v) = ledger.view(now)?.find(query) {
+            found.push((space, v.clone()));
+        }
+    }
+    let (space, v) = match found.len() {
+        1 => found.remove(0),
+        0 => return Err(Error::Refused(format!("no agreement {query:?} in this device's spaces"))),
+        _ => return Err(Error::Refused(format!("{query:?} matches several agreements; give more characters"))),
+    };
+    if v.state != State::Proposed {
+        return Err(Error::Refused(format!(
+            "agreement {} is {}: only a proposal waiting for its seeder has a seed code",
+            v.id.short(),
+            v.state
+        )));
+    }
+    let owner = DeviceId(v.agreement.owner);
+    let addrs = if owner.0 == Home::device_key_at(root)?.verifying_key().to_bytes() {
+        Home::listening_at(root)?
+    } else {
+        // Another manager proposed it: the seeder reaches that device where it was last seen.
+        Home::with_known_addrs(root, PeerAddr { device: owner, addrs: Vec::new() })?.addrs
+    };
+    Ok(SeedCode { space, agreement: v.id.0, owner: PeerAddr { device: owner, addrs } })
+}
+
 /// Every agreement in every ledger on this device.
 pub fn list(root: &Path, now: i64) -> Result<AgreementList, Error> {
     let mut out = AgreementList::default();

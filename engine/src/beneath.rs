@@ -21,6 +21,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether `openat2` works here; cleared the first time the kernel refuses it.
 static OPENAT2: AtomicBool = AtomicBool::new(true);
+/// Whether unnamed files (`O_TMPFILE`) can be made and linked here; cleared the first time a
+/// file system refuses one.
+static UNNAMED: AtomicBool = AtomicBool::new(true);
+
+/// Whether [`Entry::create_unnamed`] is worth trying: not refused before, and `/proc` mounted
+/// (an unnamed file is linked by its `/proc/self/fd` path; without it one could be written but
+/// never named).
+pub(crate) fn unnamed_files() -> bool {
+    static PROC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    UNNAMED.load(Ordering::Relaxed) && *PROC.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
 
 /// A folder that paths are resolved beneath.
 pub(crate) struct Folder {
@@ -216,6 +227,34 @@ impl Entry {
         let fd = rustix::fs::openat(&*self.dir, &self.name, flags, Mode::from_raw_mode(0o600))?;
         Ok(File::from(fd))
     }
+
+    /// Open an unnamed file in this entry's directory (`O_TMPFILE`), to be given this name by
+    /// [`Entry::link_unnamed`] once written: one directory change per file instead of a temp
+    /// name's creation and its rename, and nothing left behind by a crash. A file system
+    /// without them answers `Unsupported`, and none is tried again.
+    pub(crate) fn create_unnamed(&self, direct: bool) -> io::Result<File> {
+        let mut flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        if direct {
+            flags |= OFlags::DIRECT;
+        }
+        match rustix::fs::openat(&*self.dir, ".", flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => Ok(File::from(fd)),
+            // EISDIR: a kernel that does not know O_TMPFILE (it reads O_DIRECTORY).
+            Err(Errno::OPNOTSUPP | Errno::ISDIR) => {
+                UNNAMED.store(false, Ordering::Relaxed);
+                Err(io::ErrorKind::Unsupported.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Give the unnamed file `f` this name, failing with `AlreadyExists` rather than replacing
+    /// anything here (a file made meanwhile is someone's, not ours to clobber).
+    pub(crate) fn link_unnamed(&self, f: &File) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", f.as_raw_fd());
+        Ok(rustix::fs::linkat(rustix::fs::CWD, path.as_str(), &*self.dir, &self.name, AtFlags::SYMLINK_FOLLOW)?)
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +319,33 @@ mod tests {
             sub.remove_dir().unwrap();
             assert!(f.stat(&format!("{base}/missing/x")).unwrap().is_none());
         }
+    }
+
+    /// An unnamed file shows nowhere until linked, is linked beneath the folder under its
+    /// name, and never replaces what is there (a file or a link made meanwhile).
+    #[test]
+    fn an_unnamed_file_is_named_once_and_never_replaces_anything() {
+        let d = tempfile::tempdir().unwrap();
+        if !unnamed_files() {
+            panic!("this test's file system ({}) should take O_TMPFILE", d.path().display());
+        }
+        let f = Folder::open(d.path()).unwrap();
+        let e = f.entry("sub/new.txt", true).unwrap();
+        let mut file = e.create_unnamed(false).unwrap();
+        std::io::Write::write_all(&mut file, b"made unnamed").unwrap();
+        assert_eq!(fs::read_dir(d.path().join("sub")).unwrap().count(), 0, "nothing shows before the link");
+        e.link_unnamed(&file).unwrap();
+        assert_eq!(fs::read(d.path().join("sub/new.txt")).unwrap(), b"made unnamed");
+        // Written since: a second unnamed file for the same name is refused, the first kept.
+        let other = e.create_unnamed(false).unwrap();
+        assert_eq!(e.link_unnamed(&other).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(d.path().join("sub/new.txt")).unwrap(), b"made unnamed");
+        // A link put where the file would go is not followed or replaced.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x"), d.path().join("sub/l")).unwrap();
+        let l = f.entry("sub/l", false).unwrap();
+        assert_eq!(l.link_unnamed(&other).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert!(!outside.path().join("x").exists());
     }
 
     use std::os::unix::fs::PermissionsExt;

@@ -88,6 +88,10 @@ pub(crate) struct Model {
     pub(crate) busy: Vec<String>,
     /// The last result: (is an error, words).
     pub(crate) notice: Option<(bool, String)>,
+    /// When the notice was given (ms since the epoch): it fades after a while.
+    pub(crate) notice_at_ms: i64,
+    /// What this device is called in its spaces (`None`: not named yet, so the app asks).
+    pub(crate) device_name: Option<String>,
     pub(crate) invite: Option<(SpaceId, String)>,
     pub(crate) seed_code: Option<String>,
     pub(crate) file_history: Option<(SpaceId, String, Vec<HistoryItem>)>,

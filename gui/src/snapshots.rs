@@ -127,6 +127,7 @@ fn model() -> Model {
             made: "2026-11-20T09:12:00.000Z".into(),
         }],
         device: "57520a5a".repeat(8),
+        device_name: Some("Bo's desk".into()),
         address: format!("{}@192.168.1.20:4433", "57520a5a".repeat(8)),
         spaces: vec![space, other],
         stats: Some(Stats {
@@ -419,6 +420,42 @@ fn snapshot_members_removal_confirmation() {
     });
 }
 
+/// A writer is offered only what it may do: no invite, no proposal or ending of agreements
+/// (each would be refused), and it is told who may.
+#[test]
+fn a_writer_is_not_offered_a_managers_actions() {
+    use egui_kittest::kittest::Queryable;
+    let mut m = model();
+    for x in &mut m.spaces[0].roster.as_mut().expect("the fixed roster").members {
+        if x.me {
+            x.role = cobox_engine::roster::Role::Write;
+        }
+    }
+    let mut app = CoboxApp::new(EngineHandle::fixed(m));
+    app.tab = Tab::Members;
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    h.get_by_label("Only a manager invites and removes members.");
+    assert!(h.query_by_label("Invite someone").is_none());
+    assert!(h.query_by_label("Make invite code").is_none());
+    assert!(h.query_by_label("Remove").is_none());
+    h.state_mut().tab = Tab::Seeders;
+    h.step();
+    h.step();
+    h.get_by_label("Only a manager proposes and ends agreements with seeders.");
+    assert!(h.query_by_label("Propose").is_none());
+    assert!(h.query_by_label("End agreement").is_none());
+    // The manager it was is offered them.
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    app.tab = Tab::Seeders;
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    h.get_by_label("Invite someone");
+    assert!(h.query_all_by_label("End agreement").count() >= 1);
+}
+
 #[test]
 fn snapshot_conflicts() {
     shot("conflicts", |a| a.tab = Tab::Conflicts);
@@ -498,7 +535,7 @@ fn snapshot_my_seeders() {
     shot("my-seeders", |a| a.screen = Screen::Seeders);
 }
 
-/// A seeder whose last session said it was full shows "seeder full", not a failed check.
+/// A seeder whose last session said it was full shows "Seeder full", not a failed check.
 #[test]
 fn a_full_seeder_shows_as_full_in_the_space() {
     let mut app = CoboxApp::new(EngineHandle::fixed(model()));
@@ -507,7 +544,7 @@ fn a_full_seeder_shows_as_full_in_the_space() {
     h.step();
     h.step();
     use egui_kittest::kittest::Queryable;
-    assert_eq!(h.get_all_by_label("seeder full").count(), 1, "only the seeder that said so");
+    assert_eq!(h.get_all_by_label("Seeder full").count(), 1, "only the seeder that said so");
     assert!(crate::app::seeder_full(&model(), &"1c0ffee1".repeat(8)));
     assert!(!crate::app::seeder_full(&model(), &"d6b7900d".repeat(8)));
 }

@@ -107,6 +107,54 @@ fn a_bad_invite_code_gets_a_clear_error() {
     assert!(h.state().model.spaces.is_empty(), "nothing half-joined");
 }
 
+/// What the app put on the clipboard in the last frame.
+fn copied_texts(h: &Harness<'_, CoboxApp>) -> Vec<String> {
+    h.output()
+        .platform_output
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            eframe::egui::OutputCommand::CopyText(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// At first start the app asks what to call this device; the name is then this device's in
+/// the spaces it makes, and a member (this device) can be renamed from the Members tab.
+#[test]
+fn the_app_asks_for_this_devices_name_and_members_can_be_renamed() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.get_by_label("What should others call this device?");
+    h.state_mut().device_name_edit = "Bo's desk".into();
+    h.step();
+    h.get_by_label("Name this device").click();
+    wait(&mut h, "the name", |m| m.device_name.as_deref() == Some("Bo's desk"));
+    h.get_by_label("This device: Bo's desk");
+    create_space(&mut h, folder.path());
+    wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.roster.is_some()));
+    let me = |h: &Harness<'_, CoboxApp>| {
+        h.state().model.spaces[0].roster.as_ref().unwrap().members.iter().find(|m| m.me).unwrap().name.clone()
+    };
+    assert_eq!(me(&h), "Bo's desk", "the space knows this device by its name");
+    h.get_by_label("Members").click();
+    h.step();
+    h.get_by_label("Rename").click();
+    h.step();
+    if let Some((_, _, name)) = h.state_mut().renaming.as_mut() {
+        *name = "Bo's old desk".into();
+    }
+    h.step();
+    h.get_by_label("Save name").click();
+    wait(&mut h, "the new name", |m| {
+        m.spaces[0].roster.as_ref().is_some_and(|r| r.members.iter().any(|x| x.me && x.name == "Bo's old desk"))
+    });
+    h.get_by_label("Bo's old desk (this device)");
+}
+
 #[test]
 fn propose_and_revoke_an_agreement() {
     let home = tempfile::tempdir().unwrap();
@@ -129,11 +177,30 @@ fn propose_and_revoke_an_agreement() {
     h.get_by_label("Propose").click();
     wait(&mut h, "the proposal", |m| m.spaces[0].agreements.len() == 1 && m.seed_code.is_some());
     assert_eq!(h.state().model.spaces[0].agreements[0].state, cobox_engine::agreements::State::Proposed);
-    h.get_by_label("verified");
-    h.get_by_label("Copy seed code");
-    h.get_by_label(&format!("Revoke {}", &h.state().model.spaces[0].agreements[0].id[..8])).click();
+    h.get_by_label("waiting for the seeder to accept");
+    // Copying the seed code puts that code, once, on the clipboard.
+    let code = h.state().model.seed_code.clone().unwrap();
+    h.get_by_label("Copy seed code").click();
+    let mut copied = Vec::new();
+    for _ in 0..5 {
+        h.step();
+        copied.extend(copied_texts(&h));
+    }
+    assert_eq!(copied, vec![code.clone()]);
+    // A second proposal to the same seeder is not offered while this one waits.
+    h.get_by_label_contains("This seeder already has an agreement for this space");
+    {
+        use egui_kittest::kittest::NodeT;
+        assert!(h.get_by_label("Propose").accesskit_node().is_disabled(), "Propose is disabled");
+    }
+    // The code again, on demand, for an operator who lost it.
+    h.get_by_label("Show seed code").click();
+    wait(&mut h, "the code again", |m| m.notice.as_ref().is_some_and(|(e, t)| !e && t.contains("seed code is below")));
+    assert_eq!(h.state().model.seed_code.as_ref(), Some(&code));
+    h.get_by_label("End agreement").click();
     wait(&mut h, "the revocation", |m| m.spaces[0].agreements[0].state == cobox_engine::agreements::State::Revoked);
-    h.get_by_label("revoked");
+    h.get_by_label("ended (revoked); the seeder keeps the copy a week");
+    assert!(h.query_by_label("Show seed code").is_none(), "an ended agreement has no seed code");
 }
 
 #[test]
@@ -229,28 +296,36 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     h.step();
     h.get_by_label_contains("(this device)");
     assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members[0].role, cobox_engine::roster::Role::Manage);
+    // The invite asks whom for, what they may do, and for how long, before the code is made.
     h.get_by_label("read").click();
+    h.state_mut().invite_name = "Ana's tablet".into();
+    h.state_mut().invite_days = 3;
     h.step();
     h.get_by_label("Make invite code").click();
     wait(&mut h, "the invite", |m| m.invite.is_some());
-    // The code goes to the clipboard once, not at every repaint (which overwrote whatever the
-    // person copied next).
-    let copies = |h: &Harness<'_, CoboxApp>| {
-        h.output()
-            .platform_output
-            .commands
-            .iter()
-            .filter(|c| matches!(c, eframe::egui::OutputCommand::CopyText(_)))
-            .count()
-    };
-    let mut copied = 0;
+    // Nothing goes to the clipboard by itself, however often the screen is drawn (which
+    // overwrote whatever the person copied meanwhile); a click on Copy puts the code there once.
+    let mut copied = Vec::new();
     for _ in 0..5 {
         h.step();
-        copied += copies(&h);
+        copied.extend(copied_texts(&h));
     }
-    assert!(copied <= 1, "the invite code is copied once, not at each of 5 repaints: {copied}");
+    assert!(copied.is_empty(), "nothing copied without a click: {copied:?}");
     let code = h.state().model.invite.clone().unwrap().1;
-    assert_eq!(h.state().copied_invite.as_ref(), Some(&code), "and it was copied");
+    h.get_by_label("Copy invite code").click();
+    let mut copied = Vec::new();
+    for _ in 0..5 {
+        h.step();
+        copied.extend(copied_texts(&h));
+    }
+    assert_eq!(copied, vec![code.clone()], "the code, once");
+    h.get_by_label("Copied.");
+    // Pending, named, and until a time three days on, in this computer's time.
+    let invite = h.state().model.spaces[0].roster.as_ref().unwrap().invites[0].clone();
+    let left =
+        chrono::DateTime::parse_from_rfc3339(&invite.expires).unwrap().timestamp_millis() - cobox_engine::now_ms();
+    assert!((3 * 86_400_000 - 120_000..=3 * 86_400_000).contains(&left), "three days: {left} ms");
+    h.get_by_label(&format!("read invite for Ana's tablet, works until {}", crate::app::local_time(&invite.expires)));
     let invite = cobox_engine::codes::Invite::parse(&code).unwrap();
     // A device redeems it, as its first sync would bring the redemption here.
     let space = h.state().model.spaces[0].id;
@@ -275,7 +350,18 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
             .is_some_and(|r| r.members.iter().any(|x| x.role == cobox_engine::roster::Role::Read))
     });
     assert_eq!(h.state().model.spaces[0].roster.as_ref().unwrap().members.len(), 2);
-    h.get_by_label(&short).hover();
+    let shown = h.state().model.spaces[0]
+        .roster
+        .as_ref()
+        .unwrap()
+        .members
+        .iter()
+        .find(|x| x.role == Role::Read)
+        .unwrap()
+        .name
+        .clone();
+    assert!(shown == "Ana's tablet" || shown == short, "{shown}");
+    h.get_by_label(&shown).hover();
     h.get_by_label("Remove").click();
     // A new window is sized on its first frame and shown on the next.
     for _ in 0..3 {
@@ -294,6 +380,19 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     assert_ne!(r.key_epoch, "00000000", "a new key epoch for those who stay");
     assert!(r.key_held);
     assert_eq!(ledger.roster().unwrap().role(&name), None::<Role>);
+    // The join was good news, kept in the Activity log, which a restart does not forget.
+    wait(&mut h, "the join in the log", |m| m.activity.iter().any(|(_, t)| t.contains("joined")));
+    drop(h);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Home::open(home.path()).is_err() {
+        assert!(Instant::now() < deadline, "the closed app still holds the home");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    let kept: Vec<String> = h.state().model.activity.iter().map(|(_, t)| t.clone()).collect();
+    assert!(kept.iter().any(|t| t.contains("joined") && t.contains("may read")), "{kept:?}");
+    assert!(kept.iter().any(|t| t.contains("was removed")), "{kept:?}");
 }
 
 /// The My seeders screen against a real seeder node: pair from its code, read its report, and
@@ -594,7 +693,7 @@ fn the_first_run_explains_creates_a_space_and_proposes_to_a_seeder() {
     h.step();
     h.step();
     assert_eq!(h.state().tab, Tab::Seeders);
-    h.get_by_label_contains("1. Ask the seeder's operator for its id");
+    h.get_by_label_contains("ask the seeder's operator for its id");
     h.state_mut().seeder_id = seeder;
     h.step();
     h.get_by_label("Propose").click();

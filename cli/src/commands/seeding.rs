@@ -16,6 +16,11 @@ pub(crate) enum AgreementCmd {
     Propose(ProposeArgs),
     /// Every agreement on this device: parties, quota, term, state, signatures.
     List,
+    /// Print a waiting proposal's seed code again (for a seeder's operator who lost it).
+    Code {
+        /// Agreement id or a prefix of it (at least 6 characters).
+        id: String,
+    },
     /// Revoke an agreement (as its owner side or as its seeder).
     Revoke {
         /// Agreement id or a prefix of it (at least 6 characters).
@@ -45,6 +50,16 @@ pub(crate) fn agreement(ctx: &Ctx, c: AgreementCmd) -> Result<()> {
     match c {
         AgreementCmd::Propose(a) => propose(ctx, a),
         AgreementCmd::List => list(ctx),
+        AgreementCmd::Code { id } => {
+            let code = agreement_service::seed_code(&ctx.home, &id)
+                .with_context(|| format!("finding the seed code of agreement {id:?}"))?;
+            let text = code.encode()?;
+            if ctx.json {
+                return ctx.print_json(&serde_json::json!({ "seed_code": text }));
+            }
+            println!("{text}");
+            Ok(())
+        }
         AgreementCmd::Revoke { id } => {
             let s = agreement_service::revoke(&ctx.home, &id).with_context(|| format!("revoking agreement {id:?}"))?;
             if ctx.json {

@@ -113,12 +113,14 @@ fn a_manager_invites_a_writer_and_a_reader_and_removes_the_writer() {
     let s_id = s.ok(&["id"]).trim().to_owned();
     let v = m.json(&["agreement", "propose", "team", "--seeder", &s_id, "--quota", "100M", "--days", "30"]);
     let code = v["seed_code"].as_str().expect("seed code").to_owned();
+    // A lost code is printed again while the proposal waits.
+    let id = v["agreement"]["id"].as_str().expect("agreement id").to_owned();
+    assert_eq!(m.ok(&["agreement", "code", &id[..12]]).trim(), code);
     s.ok(&["seed", &code, "--no-relay", "--yes"]);
     let ds = Daemon::start(&s);
     // The space secret the reader holds grants no power over agreements: its revocation and
     // proposal are refused before anything is signed, naming the role needed.
     sync_with(&r, "team", &dm);
-    let id = v["agreement"]["id"].as_str().expect("agreement id").to_owned();
     let err = r.fails(&["agreement", "revoke", &id[..12]]);
     assert!(err.contains("only a manager") && err.contains("read"), "{err}");
     let err = r.fails(&["agreement", "propose", "team", "--seeder", &s_id, "--quota", "1M", "--days", "1"]);

@@ -801,13 +801,20 @@ mod tests {
         let mut ids: Vec<BlobId> = a.store.list().unwrap().into_iter().map(|(id, _)| id).collect();
         a.store.send_order(&mut ids).unwrap();
         let (last, first) = ids.split_last().unwrap();
+        // Files under way: temp names in the folder, or unnamed files (O_TMPFILE) open in the
+        // folder, which show in /proc as "FOLDER/#INODE (deleted)".
         let temps = || -> Vec<std::path::PathBuf> {
-            std::fs::read_dir(folder_b.path())
+            let named = std::fs::read_dir(folder_b.path())
                 .unwrap()
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().starts_with(crate::util::TMP_PREFIX))
-                .map(|e| e.path())
-                .collect()
+                .map(|e| e.path());
+            let dir = folder_b.path().canonicalize().unwrap();
+            let unnamed = std::fs::read_dir("/proc/self/fd").unwrap().flatten().map(|e| e.path()).filter(|fd| {
+                std::fs::read_link(fd)
+                    .is_ok_and(|t| t.parent() == Some(dir.as_path()) && t.to_string_lossy().ends_with(" (deleted)"))
+            });
+            named.chain(unnamed).collect()
         };
         let streaming = stream(&a, &mut b, first);
         let tmp = temps();

@@ -283,17 +283,36 @@ impl FileWriter {
     pub(crate) fn begin(&self, dest: &Folder, rel: &str, e: &Entry) -> Result<PartialFile, String> {
         let Kind::File { size, .. } = &e.kind else { return Err(format!("{rel}: not a file")) };
         let target = dest.entry(rel, true).map_err(|err| format!("refusing to write {rel}: {err}"))?;
-        if target.stat().is_ok_and(|m| m.is_some_and(|m| m.is_dir())) {
-            return Err(format!("refusing to replace directory {rel} with a file"));
-        }
+        // Where nothing is yet, the file is written unnamed and linked into place at the end: one
+        // directory change instead of two (a temp name made, then renamed), nothing left behind
+        // by a crash, and a file someone makes meanwhile is never replaced.
+        let absent = match target.stat() {
+            Ok(None) => true,
+            Ok(Some(m)) if m.is_dir() => return Err(format!("refusing to replace directory {rel} with a file")),
+            _ => false,
+        };
         let mut rnd = [0u8; 8];
         crate::random_bytes(&mut rnd);
         // The pid tells a later scan whether the writer is still alive.
         let tmp = target.sibling(&format!("{TMP_PREFIX}{}-{}", std::process::id(), hex::encode(rnd)));
-        let out = crate::direct::DirectWriter::create_with(*size, |direct| tmp.create_file(direct))
-            .map_err(|err| format!("cannot write {}: {err}", tmp.rel()))?;
+        let named = std::cell::Cell::new(false);
+        let out = crate::direct::DirectWriter::create_with(*size, |direct| {
+            if absent && beneath::unnamed_files() {
+                match target.create_unnamed(direct) {
+                    Ok(f) => {
+                        named.set(false);
+                        return Ok(f);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            named.set(true);
+            tmp.create_file(direct)
+        })
+        .map_err(|err| format!("cannot write {}: {err}", tmp.rel()))?;
         Ok(PartialFile {
-            tmp: Some(tmp),
+            tmp: Some(if named.get() { Temp::Named(tmp) } else { Temp::Unnamed }),
             target,
             out: Some(out),
             written: 0,
@@ -337,11 +356,19 @@ impl FileWriter {
     }
 }
 
+/// Where a file is written before it takes its name.
+enum Temp {
+    /// A temp name beside the target, renamed over it.
+    Named(beneath::Entry),
+    /// An unnamed file in the target's directory, linked as the target (which was absent).
+    Unnamed,
+}
+
 /// A file being written in order, chunk by chunk, to a temp file beside its target. Dropped
 /// before [`PartialFile::finish`], it removes the temp file.
 pub(crate) struct PartialFile {
-    /// The temp file, until renamed into place.
-    tmp: Option<beneath::Entry>,
+    /// The temp file, until renamed or linked into place.
+    tmp: Option<Temp>,
     target: beneath::Entry,
     out: Option<crate::direct::DirectWriter>,
     written: u64,
@@ -375,24 +402,32 @@ impl PartialFile {
             .map_err(|err| format!("cannot set mode of {rel}: {err}"))?;
         let mtime = UNIX_EPOCH + Duration::from_nanos(self.mtime_ns.max(0) as u64);
         f.set_modified(mtime).map_err(|err| format!("cannot set mtime of {rel}: {err}"))?;
-        drop(f);
         before_rename(&self.target)?;
-        let tmp = self.tmp.take().ok_or_else(|| format!("{rel}: already finished"))?;
-        if let Err(err) = tmp.rename(&self.target) {
-            self.tmp = Some(tmp);
-            return Err(format!("cannot write {rel}: {err}"));
+        match self.tmp.take().ok_or_else(|| format!("{rel}: already finished"))? {
+            Temp::Named(tmp) => {
+                if let Err(err) = tmp.rename(&self.target) {
+                    self.tmp = Some(Temp::Named(tmp));
+                    return Err(format!("cannot write {rel}: {err}"));
+                }
+            }
+            Temp::Unnamed => match self.target.link_unnamed(&f) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(format!("{rel}: made here while it was written; kept for the next scan"));
+                }
+                Err(err) => return Err(format!("cannot write {rel}: {err}")),
+            },
         }
-        match self.target.stat() {
-            Ok(Some(m)) => Ok(Meta::of(&m)),
-            Ok(None) => Err(format!("{rel}: gone right after it was written")),
-            Err(err) => Err(format!("{rel}: {err}")),
-        }
+        // The file written, as it is now (renaming or linking changed its ctime): what is at
+        // the name could already be someone's newer save, which must not pass for ours.
+        f.metadata().map(|m| Meta::of(&m)).map_err(|err| format!("{rel}: {err}"))
     }
 }
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if let Some(tmp) = self.tmp.take() {
+        // An unnamed file goes with its descriptor.
+        if let Some(Temp::Named(tmp)) = self.tmp.take() {
             drop(self.out.take());
             let _ = tmp.remove_file();
         }

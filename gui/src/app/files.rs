@@ -118,10 +118,10 @@ impl CoboxApp {
                                 }
                                 let on_disk = s.path.join(&f.path);
                                 if ui.small_button("Open").on_hover_text(format!("Open {}", f.path)).clicked() {
-                                    let _ = open::that_detached(&on_disk);
+                                    self.open_path(&on_disk);
                                 }
                                 if ui.small_button("Show in folder").clicked() {
-                                    let _ = open::that_detached(on_disk.parent().unwrap_or(&s.path));
+                                    self.open_path(on_disk.parent().unwrap_or(&s.path));
                                 }
                             });
                         }

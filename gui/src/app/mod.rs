@@ -57,7 +57,8 @@ pub(crate) struct CoboxApp {
     pub(crate) join_code: String,
     pub(crate) join_path: String,
     pub(crate) seeder_id: String,
-    pub(crate) quota_gib: f64,
+    /// The quota as typed, with its unit ("50G": 50 GiB; "50GB": 50 × 10⁹ bytes).
+    pub(crate) quota_text: String,
     pub(crate) days: u32,
     /// The role the next invite grants.
     pub(crate) invite_role: cobox_engine::roster::Role,
@@ -77,9 +78,18 @@ pub(crate) struct CoboxApp {
     pub(crate) search: String,
     /// Put the keyboard in the search box next frame (Ctrl+F).
     focus_search: bool,
-    /// The invite code last put on the clipboard: it is copied once when it arrives, not on
-    /// every repaint (which overwrote whatever the person copied since).
-    pub(crate) copied_invite: Option<String>,
+    /// The code last put on the clipboard, by a click on its Copy button (once: never on a
+    /// repaint, which would overwrite what the person copied since).
+    pub(crate) copied: Option<String>,
+    /// The next invite's name for the joiner ("" none) and how many days it works.
+    pub(crate) invite_name: String,
+    pub(crate) invite_days: u32,
+    /// The notice closed by the person (its time), so it stays closed.
+    pub(crate) notice_closed: i64,
+    /// This device's name being typed (asked at first start, changed any time).
+    pub(crate) device_name_edit: String,
+    /// A member being renamed: the space, its device id, the name typed.
+    pub(crate) renaming: Option<(SpaceId, String, String)>,
     /// The current folder's rows (or the search's hits), kept until the model, the folder or
     /// the search changes: building them walks every file.
     listing: Option<Listing>,
@@ -94,9 +104,21 @@ pub(crate) struct CoboxApp {
     pub(crate) recovery_wait_h: u32,
     /// A recovery request code being checked before this device gives its share.
     pub(crate) approve_code: String,
-    /// A folder picked in the native dialog (it runs on its own thread), and which field it fills.
-    picked: Arc<Mutex<Option<(bool, PathBuf)>>>,
+    /// A folder picked in the native dialog (it runs on its own thread), and which field it
+    /// fills; `None` when no folder came back.
+    picked: Arc<Mutex<Option<Picked>>>,
+    /// What the app itself has to say (an opener or picker that did not work): words, time.
+    pub(crate) own_notice: Option<(String, i64)>,
 }
+
+/// A folder dialog's answer: whether it was for a new space (else a join), and the folder
+/// chosen, if one was.
+type Picked = (bool, Option<PathBuf>);
+
+/// Seconds good news stays on screen.
+const NOTICE_OK_S: i64 = 8;
+/// Seconds a problem stays on screen (the Activity screen keeps what matters longer).
+const NOTICE_ERR_S: i64 = 30;
 
 /// Search hits shown at most: past this many, the name is too short to be a search.
 const SEARCH_MAX: usize = 1000;
@@ -122,13 +144,22 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// An RFC 3339 time as this computer's clock shows it ("Mon 14 Dec 2026, 10:00"); the text as
+/// given if it does not parse.
+pub(crate) fn local_time(t: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(t) => t.with_timezone(&chrono::Local).format("%a %-d %b %Y, %H:%M").to_string(),
+        Err(_) => t.to_owned(),
+    }
+}
+
 fn ago(ms: i64) -> String {
     let s = (cobox_engine::now_ms() - ms).max(0) / 1000;
     match s {
         0..60 => "just now".into(),
         60..3600 => format!("{} min ago", s / 60),
         3600..86400 => format!("{} h ago", s / 3600),
-        _ => format!("{} days ago", s / 86400),
+        _ => format!("{} ago", plural((s / 86400) as usize, "day", "days")),
     }
 }
 
@@ -148,7 +179,7 @@ impl CoboxApp {
             join_code: String::new(),
             join_path: String::new(),
             seeder_id: String::new(),
-            quota_gib: 50.0,
+            quota_text: "50G".into(),
             days: 365,
             ignore_edit: None,
             pair_code: String::new(),
@@ -158,7 +189,12 @@ impl CoboxApp {
             browse_dir: Default::default(),
             search: String::new(),
             focus_search: false,
-            copied_invite: None,
+            copied: None,
+            invite_name: String::new(),
+            invite_days: 7,
+            notice_closed: 0,
+            device_name_edit: String::new(),
+            renaming: None,
             listing: None,
             restore_at: String::new(),
             restore_into: String::new(),
@@ -167,6 +203,7 @@ impl CoboxApp {
             recovery_wait_h: 48,
             approve_code: String::new(),
             picked: Arc::new(Mutex::new(None)),
+            own_notice: None,
         }
     }
 
@@ -182,17 +219,50 @@ impl CoboxApp {
     fn browse(&self, for_new: bool) {
         let slot = self.picked.clone();
         std::thread::spawn(move || {
-            if let Some(p) = rfd::FileDialog::new().set_title("Choose a folder").pick_folder() {
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((for_new, p));
-            }
+            let p = rfd::FileDialog::new().set_title("Choose a folder").pick_folder();
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((for_new, p));
         });
+    }
+
+    /// Open a file or folder with the desktop's application for it, saying so when there is none.
+    fn open_path(&mut self, path: &std::path::Path) {
+        if let Err(e) = open::that_detached(path) {
+            self.tell(format!(
+                "Could not open {}: {e}. This desktop has no application set to open it; open it from your file manager.",
+                path.display()
+            ));
+        }
+    }
+
+    /// A button that puts `text` on the clipboard when clicked (once; never on a repaint), and says so.
+    fn copy_button(&mut self, ui: &mut egui::Ui, label: &str, text: &str) {
+        let copied = self.copied.as_deref() == Some(text);
+        if ui.button(label).clicked() {
+            ui.ctx().copy_text(text.to_owned());
+            self.copied = Some(text.to_owned());
+        }
+        if copied {
+            ui.label("Copied.");
+        }
+    }
+
+    /// Something the app itself has to say, in the notice line.
+    pub(crate) fn tell(&mut self, text: String) {
+        self.own_notice = Some((text, cobox_engine::now_ms()));
     }
 
     /// Draw one frame.
     pub(crate) fn ui(&mut self, ui: &mut egui::Ui) {
         self.model = self.engine.snapshot();
-        if let Some((for_new, p)) = self.picked.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            *(if for_new { &mut self.new_path } else { &mut self.join_path }) = p.display().to_string();
+        let picked = self.picked.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match picked {
+            Some((for_new, Some(p))) => {
+                *(if for_new { &mut self.new_path } else { &mut self.join_path }) = p.display().to_string();
+            }
+            Some((_, None)) => self.tell(
+                "No folder was chosen. If no window to choose one appeared, type the folder's path instead.".into(),
+            ),
+            None => {}
         }
         if self.selected.is_none() {
             self.selected = self.model.spaces.first().map(|s| s.id);
@@ -281,15 +351,43 @@ impl CoboxApp {
                 ui.label(if self.model.ready { "Working..." } else { "Starting..." });
             }
         });
-        if let Some((err, text)) = self.model.notice.clone() {
-            ui.horizontal(|ui| {
-                if err {
-                    ui.colored_label(ui.visuals().error_fg_color, format!("Problem: {text}"));
-                } else {
-                    ui.label(text.to_string());
-                }
-            });
-        }
+        self.notice_line(ui);
+    }
+
+    /// The last result, in a line of its own that is there whether or not there is anything to
+    /// say, so nothing below moves when a notice comes or goes. Good news fades after
+    /// [`NOTICE_OK_S`] seconds and a problem after [`NOTICE_ERR_S`]; either can be closed.
+    fn notice_line(&mut self, ui: &mut egui::Ui) {
+        let height = ui.text_style_height(&egui::TextStyle::Button) + 4.0;
+        // The newer of the engine's notice and the app's own (the app's are problems).
+        let own = self.own_notice.clone().map(|(t, at)| (true, t, at));
+        let engine = self.model.notice.clone().map(|(e, t)| (e, t, self.model.notice_at_ms));
+        let newest = match (engine, own) {
+            (Some(a), Some(b)) => Some(if b.2 > a.2 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        let shown = newest.filter(|(err, _, at)| {
+            let keep = if *err { NOTICE_ERR_S } else { NOTICE_OK_S } * 1000;
+            *at != self.notice_closed && cobox_engine::now_ms() - at < keep
+        });
+        let width = ui.available_width();
+        ui.allocate_ui_with_layout(egui::vec2(width, height), egui::Layout::left_to_right(egui::Align::Center), |ui| {
+            ui.set_min_size(egui::vec2(width, height));
+            let Some((err, text, at)) = shown else { return };
+            if ui.small_button("Close").on_hover_text("Close this notice").clicked() {
+                self.notice_closed = at;
+            }
+            let line = if err {
+                egui::RichText::new(format!("Problem: {text}")).color(ui.visuals().error_fg_color)
+            } else {
+                egui::RichText::new(text.clone())
+            };
+            ui.add(egui::Label::new(line).truncate()).on_hover_text(text);
+            // Drawn again when it is time for it to fade.
+            let keep = if err { NOTICE_ERR_S } else { NOTICE_OK_S } * 1000;
+            let left = (at + keep - cobox_engine::now_ms()).max(0) as u64;
+            ui.ctx().request_repaint_after(std::time::Duration::from_millis(left + 50));
+        });
     }
 
     /// A device as people know it: its name from a roster, else its id's first characters.
@@ -373,7 +471,8 @@ impl eframe::App for CoboxApp {
 
 /// What the space screen says of changes set aside.
 fn set_aside_line(n: usize) -> String {
+    let n = plural(n, "change", "changes");
     format!(
-        "{n} change(s) set aside: sealed under a key this device does not hold yet, or unreadable; a manager hands keys over at their next sync"
+        "{n} set aside: sealed under a key this device does not hold yet, or unreadable; a manager hands keys over at their next sync"
     )
 }

@@ -14,79 +14,174 @@ impl CoboxApp {
                 self.send(Cmd::Audit(s.id));
             }
         });
+        let me_manager = s
+            .roster
+            .as_ref()
+            .is_some_and(|r| r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage));
         if s.agreements.is_empty() {
             ui.label("No seeders yet. A seeder keeps an encrypted copy it cannot read; propose one below.");
         } else {
-            egui::Grid::new("agreements").striped(true).show(ui, |ui| {
-                for h in ["Seeder", "Quota", "Until", "State", "Signatures", "Last check", ""] {
-                    ui.strong(h);
-                }
-                ui.end_row();
-                for a in &s.agreements {
-                    ui.monospace(&a.seeder[..8]);
-                    ui.label(human(a.quota));
-                    ui.label(a.end.get(..10).unwrap_or(&a.end));
-                    match &a.answer {
-                        Some(why) => ui.label(a.state.as_str()).on_hover_text(format!("the seeder answered: {why}")),
-                        None => ui.label(a.state.as_str()),
+            // One block per agreement, wrapping to the width there is (a wide table was cut off
+            // at the right, buttons and all, in a narrow window or at a large text size).
+            for a in &s.agreements {
+                ui.group(|ui| {
+                    ui.set_width(ui.available_width());
+                    let who = match &a.operator {
+                        Some(o) => format!("{} ({o})", self.name_of(&a.seeder)),
+                        None => self.name_of(&a.seeder),
                     };
-                    if a.signatures_ok {
-                        ui.label("verified");
-                    } else {
+                    ui.horizontal_wrapped(|ui| {
+                        ui.strong(who).on_hover_text(format!("seeder {}\nagreement {}", a.seeder, a.id));
+                        ui.label(format!("up to {} until {}", human(a.quota), local_time(&a.end)));
+                    });
+                    if !a.signatures_ok {
                         ui.colored_label(
                             ui.visuals().error_fg_color,
-                            format!("INVALID: {}", a.problem.clone().unwrap_or_default()),
+                            format!("Invalid, never honoured: {}", a.problem.clone().unwrap_or_default()),
                         );
-                    }
-                    // A seeder out of disk is shown as such, not as a failed check.
-                    if seeder_full(&self.model, &a.seeder) {
-                        ui.colored_label(ui.visuals().error_fg_color, "seeder full");
                     } else {
-                        match &a.last_audit {
-                            Some(x) => ui.label(format!("{} ({}/{})", ago(x.time_ms), x.passed, x.challenged)),
-                            None => ui.label("never"),
-                        };
+                        let (words, why) = agreement_words(a);
+                        let l = ui.add(egui::Label::new(words).wrap());
+                        if let Some(why) = why {
+                            l.on_hover_text(why);
+                        }
                     }
-                    if (a.state == cobox_engine::agreements::State::Active
-                        || a.state == cobox_engine::agreements::State::Proposed)
-                        && ui.button(format!("Revoke {}", &a.id[..8])).clicked()
-                    {
-                        self.send(Cmd::Revoke(a.id.clone()));
-                    }
-                    ui.end_row();
+                    ui.horizontal_wrapped(|ui| {
+                        // A seeder out of disk is shown as such, not as a failed check.
+                        if seeder_full(&self.model, &a.seeder) {
+                            ui.colored_label(ui.visuals().error_fg_color, "Seeder full");
+                        } else {
+                            match &a.last_audit {
+                                Some(x) if x.ok => {
+                                    ui.label(format!("Checked {}: all {} pieces there", ago(x.time_ms), x.challenged))
+                                }
+                                Some(x) => ui.colored_label(
+                                    ui.visuals().error_fg_color,
+                                    format!(
+                                        "Checked {}: {} of {} pieces there",
+                                        ago(x.time_ms),
+                                        x.passed,
+                                        x.challenged
+                                    ),
+                                ),
+                                None => ui.label("Not checked yet"),
+                            };
+                        }
+                        use cobox_engine::agreements::State;
+                        if me_manager && a.state == State::Proposed && ui.small_button("Show seed code").clicked() {
+                            self.send(Cmd::SeedCode(a.id.clone()));
+                        }
+                        if me_manager
+                            && matches!(a.state, State::Active | State::Proposed)
+                            && ui
+                                .small_button("End agreement")
+                                .on_hover_text(format!("Revoke agreement {}", &a.id[..8]))
+                                .clicked()
+                        {
+                            self.send(Cmd::Revoke(a.id.clone()));
+                        }
+                    });
+                });
+            }
+        }
+        // Only this space's code: a code made in another space's tab is not this one's.
+        let ours = |c: &String| cobox_engine::codes::SeedCode::parse(c).is_ok_and(|x| x.space == s.id);
+        if let Some(code) = self.model.seed_code.clone().filter(ours) {
+            ui.label("Seed code for the seeder's operator (they run `cobox seed CODE` there):");
+            ui.add(egui::TextEdit::singleline(&mut code.as_str()).desired_width(f32::INFINITY));
+            self.copy_button(ui, "Copy seed code", &code);
+        }
+        ui.separator();
+        if !me_manager {
+            ui.label("Only a manager proposes and ends agreements with seeders.");
+            return;
+        }
+        self.propose_form(ui, s);
+    }
+
+    /// Propose an agreement: a paired seeder picked, or one named by its id; the quota as a size
+    /// checked against what that seeder takes by itself; never a second one beside one in force.
+    fn propose_form(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        ui.strong("Add a seeder");
+        let paired: Vec<_> = self.model.seeders.clone();
+        if !paired.is_empty() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Seeders you administer:");
+                for v in &paired {
+                    let id = v.seeder.device.to_string();
+                    let operator = v.report.as_ref().map(|(_, r)| r.policy.operator.clone()).filter(|o| !o.is_empty());
+                    let label = match operator {
+                        Some(o) => format!("{} ({o})", self.name_of(&id)),
+                        None => self.name_of(&id),
+                    };
+                    ui.selectable_value(&mut self.seeder_id, id, label);
                 }
             });
         }
-        ui.separator();
-        ui.strong("Add a seeder");
         ui.label(
-            "1. Ask the seeder's operator for its id (`cobox id` on it). 2. Choose how much it may hold and for how \
-             long, and propose. 3. Send the seed code to the operator, who runs `cobox seed CODE`; a seeder that \
-             already accepts your proposals by itself (My seeders) needs no code.",
+            "Or ask the seeder's operator for its id (`cobox id` on it) and paste it here. Then send them the \
+             seed code, unless the seeder already takes your proposals by itself.",
         );
         let l = ui.label("Seeder id");
         ui.text_edit_singleline(&mut self.seeder_id).labelled_by(l.id);
+        let quota = cobox_engine::units::parse_size(self.quota_text.trim());
         ui.horizontal(|ui| {
-            ui.label("Quota");
-            ui.add(egui::DragValue::new(&mut self.quota_gib).range(0.001..=100_000.0).suffix(" GiB"));
-            ui.label("for");
-            ui.add(egui::DragValue::new(&mut self.days).range(1..=3650).suffix(" days"));
+            let l = ui.label("It may keep up to");
+            ui.add(egui::TextEdit::singleline(&mut self.quota_text).desired_width(80.0)).labelled_by(l.id);
+            let l = ui.label("for");
+            ui.add(egui::DragValue::new(&mut self.days).range(1..=3650)).labelled_by(l.id);
+            ui.label(if self.days == 1 { "day" } else { "days" });
         });
-        if ui.add_enabled(!self.seeder_id.trim().is_empty(), egui::Button::new("Propose")).clicked() {
+        let id = self.seeder_id.trim().split('@').next().unwrap_or("").to_owned();
+        match &quota {
+            Ok(q) => {
+                ui.label(format!("= {} (G and T are powers of 1024; GB and TB of 1000)", human(*q)));
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("Not a size: {e}. Try 50G or 2T."));
+            }
+        }
+        // What the seeder takes by itself, when this device administers it and it said.
+        let limit = paired
+            .iter()
+            .find(|v| v.seeder.device.to_string() == id)
+            .and_then(|v| v.report.as_ref())
+            .filter(|(_, r)| r.policy.seed_for.iter().any(|d| d.to_string() == self.model.device))
+            .map(|(_, r)| r.policy.max_quota);
+        if let (Some(limit), Ok(q)) = (limit, &quota)
+            && *q > limit
+        {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!(
+                    "This seeder takes up to {} from you by itself: a larger proposal waits for its operator.",
+                    human(limit)
+                ),
+            );
+        }
+        let existing = s.agreements.iter().find(|a| {
+            a.seeder == id
+                && matches!(
+                    a.state,
+                    cobox_engine::agreements::State::Active | cobox_engine::agreements::State::Proposed
+                )
+        });
+        if let Some(a) = existing {
+            ui.label(format!(
+                "This seeder already has an agreement for this space ({}): end it first to propose other terms.",
+                agreement_words(a).0
+            ));
+        }
+        let ok = !id.is_empty() && quota.is_ok() && existing.is_none();
+        if ui.add_enabled(ok, egui::Button::new("Propose")).clicked()
+            && let Ok(q) = quota
+        {
             self.send(Cmd::Propose {
                 space: s.id,
                 seeder: self.seeder_id.trim().to_owned(),
-                quota: (self.quota_gib * (1u64 << 30) as f64) as u64,
+                quota: q,
                 days: self.days,
             });
-        }
-        if let Some(code) = &self.model.seed_code {
-            ui.label("Seed code for the seeder (run `cobox seed CODE` there):");
-            let mut c = code.as_str();
-            ui.add(egui::TextEdit::singleline(&mut c).desired_width(f32::INFINITY));
-            if ui.button("Copy seed code").clicked() {
-                ui.ctx().copy_text(code.clone());
-            }
         }
     }
 
@@ -156,7 +251,7 @@ impl CoboxApp {
                 ui.end_row();
                 for sp in &r.spaces {
                     ui.monospace(sp.space.short());
-                    ui.label(format!("{} in {} blobs", human(sp.bytes), sp.blobs));
+                    ui.label(format!("{} in {}", human(sp.bytes), plural(sp.blobs as usize, "blob", "blobs")));
                     let states: Vec<String> =
                         sp.agreements.iter().map(|a| format!("{} {}", a.state, human(a.quota))).collect();
                     ui.label(states.join(", "));
@@ -228,5 +323,27 @@ impl CoboxApp {
                 self.policy_edit = None;
             }
         });
+    }
+}
+
+/// Where an agreement stands, in words, and why when the seeder said.
+pub(crate) fn agreement_words(a: &cobox_engine::ledger::AgreementSummary) -> (String, Option<String>) {
+    use cobox_engine::agreements::State;
+    match a.state {
+        State::Proposed => match &a.answer {
+            // The seeder's own reason, in full: the owner needs it to decide what to do.
+            Some(why) => (format!("waiting: the seeder did not take it by itself: {why}"), None),
+            None => (
+                "waiting for the seeder to accept".into(),
+                Some(
+                    "Signed by this space; the seeder signs when it takes it (by itself, or with the seed code)."
+                        .into(),
+                ),
+            ),
+        },
+        State::Active => ("in force: the seeder keeps a copy".into(), None),
+        State::Revoked => ("ended (revoked); the seeder keeps the copy a week".into(), None),
+        State::Expired => ("ended (its term is over)".into(), None),
+        State::Invalid => ("invalid: never honoured".into(), a.problem.clone()),
     }
 }

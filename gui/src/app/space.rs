@@ -5,6 +5,7 @@ use super::*;
 
 impl CoboxApp {
     pub(super) fn space_list(&mut self, ui: &mut egui::Ui) {
+        self.device_name_box(ui);
         ui.heading("Your spaces");
         if let Some(why) = &self.model.spaces_error {
             ui.colored_label(ui.visuals().error_fg_color, format!("Problem: {why}"));
@@ -80,10 +81,10 @@ impl CoboxApp {
         ui.label(s.path.display().to_string());
         if let Some(st) = &s.status {
             ui.label(format!(
-                "{} files, {}, {} past versions, last checked {}",
-                st.files,
+                "{}, {}, {}, last checked {}",
+                plural(st.files as usize, "file", "files"),
                 human(st.bytes),
-                st.snapshots,
+                plural(st.snapshots as usize, "past version", "past versions"),
                 st.last_scan
                     .as_deref()
                     .map(|t| t.get(..16).unwrap_or(t).replace('T', " "))
@@ -92,7 +93,7 @@ impl CoboxApp {
             if !st.not_written.is_empty() {
                 ui.colored_label(
                     ui.visuals().error_fg_color,
-                    format!("{} files not written, retried at the next sync", st.not_written.len()),
+                    format!("{} not written, retried at the next sync", plural(st.not_written.len(), "file", "files")),
                 )
                 .on_hover_text(st.not_written.join("\n"));
             }
@@ -102,6 +103,90 @@ impl CoboxApp {
                     .on_hover_text(st.quarantined.join("\n"));
             }
         }
+        // The state and what is under way, in a block of fixed height: a sync or a scan that
+        // starts or ends never moves the buttons and tabs below (a click would land elsewhere).
+        let row = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y + 4.0;
+        let width = ui.available_width();
+        ui.allocate_ui_with_layout(egui::vec2(width, 4.0 * row), egui::Layout::top_down(egui::Align::Min), |ui| {
+            ui.set_min_size(egui::vec2(width, 4.0 * row));
+            self.state_block(ui, s);
+        });
+        let me_manager = s
+            .roster
+            .as_ref()
+            .is_some_and(|r| r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage));
+        ui.horizontal(|ui| {
+            if ui.button("Check folder now").clicked() {
+                self.send(Cmd::Scan(s.id));
+            }
+            if ui.button("Sync now").clicked() {
+                self.send(Cmd::Sync(s.id));
+            }
+            // Only a manager invites: nobody else is shown a button that would be refused.
+            if me_manager && ui.button("Invite someone").clicked() {
+                self.tab = Tab::Members;
+            }
+            if ui.button("Open folder").clicked() {
+                self.open_path(&s.path);
+            }
+        });
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.tab, Tab::Files, "Files");
+            ui.selectable_value(&mut self.tab, Tab::Members, "Members");
+            ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
+            ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
+            ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
+            ui.selectable_value(&mut self.tab, Tab::Recovery, "Recovery");
+        });
+        self.recovering_banner(ui, s);
+        if let Some(t) = self.tab_request.take() {
+            self.tab = t;
+        }
+        match self.tab {
+            Tab::Files => self.files(ui, s),
+            Tab::Members => self.members(ui, s),
+            Tab::Conflicts => self.conflicts(ui, s),
+            Tab::Seeders => self.seeders(ui, s),
+            Tab::Ignored => self.ignored(ui, s),
+            Tab::Recovery => self.recovery(ui, s),
+        }
+    }
+
+    /// What this device is called: asked for until it has a name (members see it, not an id),
+    /// and changed from here after.
+    fn device_name_box(&mut self, ui: &mut egui::Ui) {
+        if !self.model.ready {
+            return;
+        }
+        match self.model.device_name.clone() {
+            Some(name) if self.device_name_edit.is_empty() => {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label(format!("This device: {name}"));
+                    if ui.small_button("Rename this device").clicked() {
+                        self.device_name_edit = name;
+                    }
+                });
+            }
+            named => {
+                if named.is_none() {
+                    ui.strong("What should others call this device?");
+                }
+                let l = ui.label("This device's name");
+                ui.add(egui::TextEdit::singleline(&mut self.device_name_edit).hint_text("e.g. Ana's laptop"))
+                    .labelled_by(l.id);
+                let name = self.device_name_edit.trim().to_owned();
+                if ui.add_enabled(!name.is_empty(), egui::Button::new("Name this device")).clicked() {
+                    self.send(Cmd::NameDevice(name));
+                    self.device_name_edit.clear();
+                }
+            }
+        }
+        ui.separator();
+    }
+
+    /// The space's state, a sync or scan under way, the last sync's error, and its copies.
+    fn state_block(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
         let (badge, color) = state_badge(&s.state, ui);
         ui.colored_label(color, badge);
         if s.state == SpaceState::Syncing {
@@ -128,50 +213,6 @@ impl CoboxApp {
             ui.label(format!("Last sync attempt: {e}"));
         }
         self.replication_line(ui, s);
-        ui.horizontal(|ui| {
-            if ui.button("Check folder now").clicked() {
-                self.send(Cmd::Scan(s.id));
-            }
-            if ui.button("Sync now").clicked() {
-                self.send(Cmd::Sync(s.id));
-            }
-            if ui.button("Copy invite code").clicked() {
-                self.send(Cmd::Invite { space: s.id, role: cobox_engine::roster::Role::Write });
-            }
-            if ui.button("Open folder").clicked() {
-                // The desktop's file manager; failing to start one is not worth an error dialog.
-                let _ = std::process::Command::new("xdg-open").arg(&s.path).spawn();
-            }
-        });
-        if let Some((_, code)) = self.model.invite.clone().filter(|(id, _)| *id == s.id) {
-            if self.copied_invite.as_ref() != Some(&code) {
-                ui.ctx().copy_text(code.clone());
-                self.copied_invite = Some(code.clone());
-            }
-            ui.label("Invite code (copied). It lets a device into this space: send it privately.");
-            ui.add(egui::TextEdit::singleline(&mut code.as_str()).desired_width(f32::INFINITY));
-        }
-        ui.separator();
-        ui.horizontal(|ui| {
-            ui.selectable_value(&mut self.tab, Tab::Files, "Files");
-            ui.selectable_value(&mut self.tab, Tab::Members, "Members");
-            ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
-            ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
-            ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
-            ui.selectable_value(&mut self.tab, Tab::Recovery, "Recovery");
-        });
-        self.recovering_banner(ui, s);
-        if let Some(t) = self.tab_request.take() {
-            self.tab = t;
-        }
-        match self.tab {
-            Tab::Files => self.files(ui, s),
-            Tab::Members => self.members(ui, s),
-            Tab::Conflicts => self.conflicts(ui, s),
-            Tab::Seeders => self.seeders(ui, s),
-            Tab::Ignored => self.ignored(ui, s),
-            Tab::Recovery => self.recovery(ui, s),
-        }
     }
 
     pub(super) fn members(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
@@ -181,8 +222,9 @@ impl CoboxApp {
             return;
         };
         let me_manager = r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage);
+        let model = self.model.clone();
         let last_seen = |device: &str| {
-            self.model.peers.iter().find(|p| p.device == device).map(|p| ago(p.last_ms)).unwrap_or_else(|| "—".into())
+            model.peers.iter().find(|p| p.device == device).map(|p| ago(p.last_ms)).unwrap_or_else(|| "—".into())
         };
         egui::Grid::new("members").striped(true).num_columns(4).show(ui, |ui| {
             ui.strong("Member");
@@ -191,15 +233,40 @@ impl CoboxApp {
             ui.label("");
             ui.end_row();
             for m in &r.members {
-                ui.label(if m.me { format!("{} (this device)", m.name) } else { m.name.clone() });
+                let editing = self.renaming.as_ref().is_some_and(|(sp, d, _)| *sp == s.id && *d == m.device);
+                if editing {
+                    if let Some((_, _, name)) = self.renaming.as_mut() {
+                        ui.add(egui::TextEdit::singleline(name).desired_width(160.0));
+                    }
+                } else {
+                    ui.label(if m.me { format!("{} (this device)", m.name) } else { m.name.clone() })
+                        .on_hover_text(format!("device {}", m.device));
+                }
                 ui.label(m.role.as_str());
                 ui.label(if m.me { "now".to_owned() } else { last_seen(&m.device) });
-                if me_manager
-                    && !m.me
-                    && ui.small_button("Remove").on_hover_text(format!("Remove {}", m.name)).clicked()
-                {
-                    self.confirm_remove = Some((s.id, m.device.clone(), m.name.clone()));
-                }
+                ui.horizontal(|ui| {
+                    if editing {
+                        if ui.small_button("Save name").clicked()
+                            && let Some((space, device, name)) = self.renaming.take()
+                            && !name.trim().is_empty()
+                        {
+                            self.send(Cmd::RenameMember { space, device, name: name.trim().to_owned() });
+                        }
+                        if ui.small_button("Keep the name").clicked() {
+                            self.renaming = None;
+                        }
+                    } else if (me_manager || m.me)
+                        && ui.small_button("Rename").on_hover_text(format!("Rename {}", m.name)).clicked()
+                    {
+                        self.renaming = Some((s.id, m.device.clone(), m.name.clone()));
+                    }
+                    if me_manager
+                        && !m.me
+                        && ui.small_button("Remove").on_hover_text(format!("Remove {}", m.name)).clicked()
+                    {
+                        self.confirm_remove = Some((s.id, m.device.clone(), m.name.clone()));
+                    }
+                });
                 ui.end_row();
             }
         });
@@ -208,16 +275,44 @@ impl CoboxApp {
         }
         ui.separator();
         if me_manager {
-            ui.horizontal(|ui| {
-                ui.label("Invite a device as");
-                for role in [Role::Read, Role::Write, Role::Manage] {
-                    ui.selectable_value(&mut self.invite_role, role, role.as_str());
-                }
-                if ui.button("Make invite code").clicked() {
-                    self.send(Cmd::Invite { space: s.id, role: self.invite_role });
+            ui.strong("Invite someone");
+            ui.horizontal_wrapped(|ui| {
+                ui.label("They may");
+                for (role, words) in
+                    [(Role::Read, "read"), (Role::Write, "read and write"), (Role::Manage, "read, write and manage")]
+                {
+                    ui.selectable_value(&mut self.invite_role, role, words)
+                        .on_hover_text(format!("the {} role", role.as_str()));
                 }
             });
-            ui.label("A code works once, for seven days, at any member or seeder that has heard of it.");
+            ui.horizontal_wrapped(|ui| {
+                let l = ui.label("Their name (shown to members)");
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.invite_name)
+                        .hint_text("e.g. Ana's laptop")
+                        .desired_width(200.0),
+                )
+                .labelled_by(l.id);
+                let l = ui.label("The code works for");
+                ui.add(egui::DragValue::new(&mut self.invite_days).range(1..=90)).labelled_by(l.id);
+                ui.label(if self.invite_days == 1 { "day" } else { "days" });
+            });
+            if ui.button("Make invite code").clicked() {
+                let name = self.invite_name.trim();
+                self.send(Cmd::Invite {
+                    space: s.id,
+                    role: self.invite_role,
+                    name: (!name.is_empty()).then(|| name.to_owned()),
+                    days: self.invite_days.max(1),
+                });
+                self.invite_name.clear();
+            }
+            if let Some((_, code)) = self.model.invite.clone().filter(|(id, _)| *id == s.id) {
+                ui.label("The invite code lets one device into this space: send it privately.");
+                ui.add(egui::TextEdit::singleline(&mut code.as_str()).desired_width(f32::INFINITY));
+                self.copy_button(ui, "Copy invite code", &code);
+            }
+            ui.label("A code works once, at any member or seeder that has heard of it.");
         } else {
             ui.label("Only a manager invites and removes members.");
         }
@@ -228,7 +323,7 @@ impl CoboxApp {
             for i in pending {
                 ui.horizontal(|ui| {
                     let who = i.name.as_deref().map(|n| format!(" for {n}")).unwrap_or_default();
-                    ui.label(format!("{} invite{who}, until {}", i.role, i.expires));
+                    ui.label(format!("{} invite{who}, works until {}", i.role.as_str(), local_time(&i.expires)));
                     if me_manager && ui.small_button("Cancel invite").clicked() {
                         self.send(Cmd::CancelInvite { space: s.id, id: i.id.clone() });
                     }

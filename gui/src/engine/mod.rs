@@ -32,9 +32,12 @@ pub(crate) enum Cmd {
         path: PathBuf,
     },
     /// Make an invite code for a role (a writer's from the space's header).
+    /// An invite: the role it grants, the joiner's name on the roster, how many days it works.
     Invite {
         space: SpaceId,
         role: cobox_engine::roster::Role,
+        name: Option<String>,
+        days: u32,
     },
     /// Remove a member (by device id); the user confirmed what removal does.
     RemoveMember {
@@ -83,6 +86,16 @@ pub(crate) enum Cmd {
     PairSeeder(String),
     /// Ask every paired seeder for its report (in the background).
     AskSeeders,
+    /// Show a waiting proposal's seed code again.
+    SeedCode(String),
+    /// Name this device in every space (and those it joins later).
+    NameDevice(String),
+    /// Rename a member of a space (a manager any, a device itself).
+    RenameMember {
+        space: SpaceId,
+        device: String,
+        name: String,
+    },
     /// Restore a folder (or the whole space, `dir` empty) as it was at `at` (a time or a
     /// history id) into a new folder `into`.
     RestoreFolder {
@@ -121,6 +134,21 @@ pub(crate) use crate::model::{ConflictView, FileRow, Model, SeederView, SpaceSta
 
 /// Entries the activity log keeps.
 const ACTIVITY_KEPT: usize = 200;
+/// The file in the home that keeps the activity log across restarts.
+const ACTIVITY_FILE: &str = "app-activity.json";
+
+/// The activity log as the last run left it (none, or unreadable: an empty one).
+fn kept_activity(root: &std::path::Path) -> std::collections::VecDeque<(i64, String)> {
+    std::fs::read(root.join(ACTIVITY_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<(i64, String)>>(&b).ok())
+        .map(|mut v| {
+            let excess = v.len().saturating_sub(ACTIVITY_KEPT);
+            v.drain(..excess);
+            v.into()
+        })
+        .unwrap_or_default()
+}
 
 /// What the app has told the user about already, so each thing is told once.
 #[derive(Default)]
@@ -129,6 +157,8 @@ struct Told {
     conflicts: std::collections::HashMap<SpaceId, std::collections::BTreeSet<String>>,
     /// Removed devices per space.
     removed: std::collections::HashMap<SpaceId, std::collections::BTreeSet<String>>,
+    /// Member devices per space (a new one joined).
+    members: std::collections::HashMap<SpaceId, std::collections::BTreeSet<String>>,
     /// Seeders that said they were full.
     full: std::collections::BTreeSet<String>,
     /// Seeders whose copy of a space was behind at their last session.
@@ -253,7 +283,11 @@ fn run(
         told: Told::default(),
         notify: cfg.notify,
     };
+    let kept = kept_activity(eng.home.root());
+    let named = cobox_engine::members::device_name(eng.home.root());
     eng.update(|m| {
+        m.activity = kept;
+        m.device_name = named;
         m.device = eng.home.device_id().to_string();
         m.address = eng.daemon.node().addr_string();
         m.limits = eng.daemon.node().limits();
@@ -348,12 +382,32 @@ impl Engine {
             // A desktop without a notification service still has the log.
             let _ = notify_rust::Notification::new().summary("CoBox").body(&text).appname("CoBox").show();
         }
+        self.log(text);
+    }
+
+    /// Good news worth keeping but not worth interrupting anyone for: into the activity log only.
+    fn good(&self, text: String) {
+        self.log(text);
+    }
+
+    /// Into the activity log, which is kept in the home so a restart forgets nothing.
+    fn log(&self, text: String) {
         self.update(|m| {
             m.activity.push_back((cobox_engine::now_ms(), text));
             while m.activity.len() > ACTIVITY_KEPT {
                 m.activity.pop_front();
             }
         });
+        let kept: Vec<(i64, String)> =
+            self.model.lock().unwrap_or_else(|p| p.into_inner()).activity.iter().cloned().collect();
+        let path = self.home.root().join(ACTIVITY_FILE);
+        let written = serde_json::to_vec(&kept)
+            .map_err(|e| e.to_string())
+            .and_then(|b| cobox_engine::util::write_atomic(&path, &b).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            // The log on screen still has it; only a restart would lose it.
+            tracing::warn!("cannot keep the app's activity in {}: {e}", path.display());
+        }
     }
 
     /// Change the model without a repaint: what changed shows at the next frame anyone asks for.
@@ -363,7 +417,10 @@ impl Engine {
 
     fn notice(&self, err: bool, text: impl Into<String>) {
         let t = text.into();
-        self.update(|m| m.notice = Some((err, t)));
+        self.update(|m| {
+            m.notice = Some((err, t));
+            m.notice_at_ms = cobox_engine::now_ms();
+        });
     }
 
     /// Work on a space on the runtime's blocking pool ([`cobox_engine::handle::on_space`]): the
@@ -403,10 +460,11 @@ impl Engine {
     /// Do what the UI asked: each command is one method (in `spaces`, `files`, `seeders`),
     /// whose outcome is shown as a notice.
     fn apply(&mut self, cmd: Cmd) {
+        let kept = matches!(cmd, Cmd::RestoreVersion { .. } | Cmd::RestoreFolder { .. } | Cmd::Resolve { .. });
         let outcome = match cmd {
             Cmd::Create { name, path } => self.create(&name, &path),
             Cmd::Join { code, path } => self.join(&code, &path),
-            Cmd::Invite { space, role } => self.invite(space, role),
+            Cmd::Invite { space, role, name, days } => self.invite(space, role, name, days),
             Cmd::RemoveMember { space, device } => self.remove_member(&space, &device),
             Cmd::CancelInvite { space, id } => self.cancel_invite(&space, &id),
             Cmd::Scan(id) => self.scan(&id),
@@ -420,6 +478,9 @@ impl Engine {
             Cmd::SetTarget { space, copies } => self.set_target(&space, copies),
             Cmd::SetIgnores { space, rules } => self.set_ignores(&space, rules),
             Cmd::PairSeeder(code) => self.pair_seeder(&code),
+            Cmd::SeedCode(id) => self.seed_code(&id),
+            Cmd::NameDevice(name) => self.name_device(&name),
+            Cmd::RenameMember { space, device, name } => self.rename_member(&space, &device, &name),
             Cmd::AskSeeders => {
                 self.ask_seeders();
                 Ok(None)
@@ -435,6 +496,11 @@ impl Engine {
             Cmd::RecoveryApprove(code) => self.recovery_approve(code),
         };
         match outcome {
+            // A restore or a settled conflict is worth finding in the log later.
+            Ok(Some(said)) if kept => {
+                self.good(said.clone());
+                self.notice(false, said);
+            }
             Ok(Some(said)) => self.notice(false, said),
             Ok(None) => {}
             Err(why) => self.notice(true, why),

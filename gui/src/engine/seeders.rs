@@ -25,6 +25,13 @@ impl Engine {
         done(format!("Proposed agreement {}. Give the seed code to the seeder.", &a.id[..12]))
     }
 
+    pub(super) fn seed_code(&self, id: &str) -> Outcome {
+        let code = agreement_service::seed_code(self.home.root(), id).map_err(|e| format!("No seed code: {e}"))?;
+        let c = code.encode().map_err(|e| format!("The seed code failed: {e}"))?;
+        self.update(|m| m.seed_code = Some(c));
+        done("The seed code is below: send it to the seeder's operator.")
+    }
+
     pub(super) fn revoke(&self, id: &str) -> Outcome {
         let a = agreement_service::revoke(self.home.root(), id).map_err(|e| format!("Could not revoke: {e}"))?;
         done(format!("Revoked agreement {}.", &a.id[..12]))

@@ -70,8 +70,15 @@ impl Engine {
         done(format!("Saved the ignore rules: {} {paths} left out.", r.ignored))
     }
 
-    pub(super) fn invite(&self, id: SpaceId, role: cobox_engine::roster::Role) -> Outcome {
-        let request = cobox_engine::home::InviteRequest { role, ..cobox_engine::home::InviteRequest::writer() };
+    pub(super) fn invite(
+        &self,
+        id: SpaceId,
+        role: cobox_engine::roster::Role,
+        name: Option<String>,
+        days: u32,
+    ) -> Outcome {
+        let expires_ms = cobox_engine::now_ms() + i64::from(days.max(1)) * 86_400_000;
+        let request = cobox_engine::home::InviteRequest { role, expires_ms, name };
         let failed = |e: &dyn std::fmt::Display| format!("Could not make an invite code: {e}");
         let invite = Home::invite(self.home.root(), &id.to_string(), &request).map_err(|e| failed(&e))?;
         let code = invite.encode().map_err(|e| failed(&e))?;
@@ -85,6 +92,28 @@ impl Engine {
         done(format!(
             "Removed {name}. Devices that hear of it stop syncing with it; what it already had stays readable to it."
         ))
+    }
+
+    pub(super) fn name_device(&self, name: &str) -> Outcome {
+        let n = cobox_engine::members::name_device(self.home.root(), name)
+            .map_err(|e| format!("Could not name this device: {e}"))?;
+        let named = cobox_engine::members::device_name(self.home.root());
+        self.update(|m| m.device_name = named);
+        self.refresh();
+        done(match n {
+            0 => format!("This device is called {name}; the spaces it joins will know it so."),
+            _ => format!(
+                "This device is called {name} in its {}.",
+                if n == 1 { "space".into() } else { format!("{n} spaces") }
+            ),
+        })
+    }
+
+    pub(super) fn rename_member(&self, id: &SpaceId, device: &str, name: &str) -> Outcome {
+        cobox_engine::members::rename(self.home.root(), &id.to_string(), device, name)
+            .map_err(|e| format!("Could not rename the member: {e}"))?;
+        self.refresh();
+        done(format!("Renamed to {name}; other devices see it at their next sync."))
     }
 
     pub(super) fn cancel_invite(&self, id: &SpaceId, invite: &str) -> Outcome {

@@ -44,11 +44,22 @@ impl Engine {
     pub(super) fn tell_news(&mut self) {
         let m = self.model.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut news = Vec::new();
+        let mut good = Vec::new();
         for s in &m.spaces {
             let now: std::collections::BTreeSet<String> = s.conflicts.iter().map(|c| c.original.clone()).collect();
             let before = self.told.conflicts.insert(s.id, now.clone()).unwrap_or_default();
             for f in now.difference(&before) {
                 news.push(format!("New conflict in {}: {f} was changed on two devices while apart.", s.name));
+            }
+            for f in before.difference(&now) {
+                good.push(format!("The conflict over {f} in {} is settled.", s.name));
+            }
+            if let Some(r) = &s.roster {
+                let now: std::collections::BTreeSet<String> = r.members.iter().map(|x| x.device.clone()).collect();
+                let before = self.told.members.insert(s.id, now.clone());
+                for x in r.members.iter().filter(|x| before.as_ref().is_some_and(|b| !b.contains(&x.device))) {
+                    good.push(format!("{} joined {} (may {}).", x.name, s.name, x.role.as_str()));
+                }
             }
             let removed: std::collections::BTreeSet<String> =
                 s.roster.as_ref().map(|r| r.removed.iter().cloned().collect()).unwrap_or_default();
@@ -62,6 +73,9 @@ impl Engine {
         if std::mem::replace(&mut self.told.primed, true) {
             for n in news {
                 self.news(n);
+            }
+            for g in good {
+                self.good(g);
             }
         }
     }
@@ -241,7 +255,10 @@ impl Engine {
                         )),
                         Err(_) if refusal == Some(cobox_engine::sync::proto::Refusal::SeederFull) => {}
                         Err(e) => self.news(format!("Seeder {short} could not be audited for {name}: {e}")),
-                        Ok(_) => {}
+                        Ok(r) => self.good(format!(
+                            "Seeder {short} proved it holds {name}: {} of {} pieces checked.",
+                            r.passed, r.challenged
+                        )),
                     }
                     refresh = true;
                 }
