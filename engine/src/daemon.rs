@@ -110,6 +110,9 @@ pub enum Activity {
     },
     /// A seed's agreements ended longer than the grace period ago: its blobs were deleted.
     SeedExpired(SpaceId),
+    /// A session a peer dialed changed a space here (blobs, changes or ledger entries taken, a
+    /// joiner let in): what front ends show of it is out of date.
+    Served(SpaceId),
 }
 
 /// A running daemon; clone the `Arc` to use it from several tasks.
@@ -339,10 +342,26 @@ impl Daemon {
         let idle = self.schedule.release_idle.max(Duration::from_millis(100));
         let mut release_tick = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
         tokio::pin!(stop);
+        let mut served = self.node.served();
+        let mut served_open = true;
         // The first tick fires at once: catch up with known peers on start.
         loop {
             let (todo, full): (Vec<SpaceId>, bool) = tokio::select! {
                 () = &mut stop => break,
+                r = served.recv(), if served_open => {
+                    match r {
+                        Ok(id) => self.tell(Activity::Served(id)),
+                        // Fell behind: every space may have changed.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            for (id, _) in self.node.held() {
+                                self.tell(Activity::Served(id));
+                            }
+                        }
+                        // The node went (it outlives the loop, so never): nothing more to hear.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => served_open = false,
+                    }
+                    (Vec::new(), false)
+                }
                 Some(id) = changed.recv() => (vec![id], false),
                 _ = tick.tick() => {
                     // Addresses change (a relay reached later, a new network): invites and

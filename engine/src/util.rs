@@ -70,6 +70,21 @@ pub fn shortened(text: &str) -> String {
     }
 }
 
+/// The name "Keep both" gives a conflict's other version: `notes (other version).md` beside
+/// `notes.md`.
+pub fn other_version_name(original: &str) -> String {
+    other_version_name_n(original, 1)
+}
+
+/// The `n`th such name (`notes (other version 2).md`), when the first is taken.
+pub fn other_version_name_n(original: &str, n: u32) -> String {
+    let (stem, ext) = match original.rfind('.').filter(|&i| i > original.rfind('/').map_or(0, |j| j + 1)) {
+        Some(i) => (&original[..i], &original[i..]),
+        None => (original, ""),
+    };
+    if n <= 1 { format!("{stem} (other version){ext}") } else { format!("{stem} (other version {n}){ext}") }
+}
+
 /// A time (ms since the epoch) as RFC 3339 in UTC, to the millisecond.
 pub fn rfc3339(ms: i64) -> String {
     // Any i64 a peer put in a ledger prints: beyond the calendar's range, its last instant.

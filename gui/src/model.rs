@@ -48,6 +48,9 @@ pub(crate) struct ConflictView {
     pub(crate) original_size: u64,
     pub(crate) copy_modified: String,
     pub(crate) original_modified: String,
+    /// Who made each version (a roster name, or the device's first characters).
+    pub(crate) copy_by: String,
+    pub(crate) original_by: String,
 }
 
 /// Everything the UI shows of one space.
@@ -90,6 +93,10 @@ pub(crate) struct Model {
     pub(crate) notice: Option<(bool, String)>,
     /// When the notice was given (ms since the epoch): it fades after a while.
     pub(crate) notice_at_ms: i64,
+    /// The text size chosen (egui's zoom factor), as kept in the home; `None`: the default.
+    pub(crate) zoom: Option<f32>,
+    /// The folder the last folder restore wrote (for "Open restored folder").
+    pub(crate) restored: Option<std::path::PathBuf>,
     /// What this device is called in its spaces (`None`: not named yet, so the app asks).
     pub(crate) device_name: Option<String>,
     pub(crate) invite: Option<(SpaceId, String)>,

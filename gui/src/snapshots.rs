@@ -97,8 +97,10 @@ fn model() -> Model {
             original: "accounts/budget.txt".into(),
             copy_size: 22,
             original_size: 23,
-            copy_modified: "2026-11-24 09:40".into(),
-            original_modified: "2026-11-24 09:41".into(),
+            copy_modified: "2026-11-24T09:40:00.000Z".into(),
+            original_modified: "2026-11-24T09:41:00.000Z".into(),
+            copy_by: "Ana's laptop".into(),
+            original_by: "Bo's desk".into(),
         }],
         agreements,
         state: SpaceState::Conflicts(1),
@@ -407,6 +409,29 @@ fn snapshot_spaces_and_files() {
     shot("spaces", |_| {});
 }
 
+/// At a large text size (the person's A+ twice), the screens wrap or scroll instead of cutting
+/// off their right side.
+fn large() -> Model {
+    let mut m = model();
+    m.zoom = Some(1.5);
+    m
+}
+
+#[test]
+fn snapshot_spaces_large_text() {
+    shot_of("spaces-large", large(), |_| {});
+}
+
+#[test]
+fn snapshot_members_large_text() {
+    shot_of("members-large", large(), |a| a.tab = Tab::Members);
+}
+
+#[test]
+fn snapshot_seeders_large_text() {
+    shot_of("seeders-large", large(), |a| a.tab = Tab::Seeders);
+}
+
 #[test]
 fn snapshot_members() {
     shot("members", |a| a.tab = Tab::Members);
@@ -624,7 +649,7 @@ fn the_network_screen_shows_the_headline_and_the_graph() {
     h.get_by_label("1 of 2 seeders verified within the last day");
     h.get_by_label("You (this device)");
     h.get_by_label("Ana's laptop");
-    h.get_by_label("seeder device d6b7900d (Rivers Tech Co-op)");
-    h.get_by_label("seeder device 1c0ffee1 (Hill Seeds)");
+    h.get_by_label("seeder run by Rivers Tech Co-op");
+    h.get_by_label("seeder run by Hill Seeds");
     h.get_by_label("The network: 3 devices, 2 seeders from 2 organisations, 2 active agreements.");
 }

@@ -155,6 +155,29 @@ fn the_app_asks_for_this_devices_name_and_members_can_be_renamed() {
     h.get_by_label("Bo's old desk (this device)");
 }
 
+/// The text size chosen with A+ is kept in the home: the app opened again shows it.
+#[test]
+fn the_text_size_is_remembered() {
+    let home = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.get_by_label("A+").click();
+    h.step();
+    h.get_by_label("A+").click();
+    wait(&mut h, "the size kept", |m| m.zoom == Some(1.5));
+    assert_eq!(h.ctx.zoom_factor(), 1.5);
+    drop(h);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Home::open(home.path()).is_err() {
+        assert!(Instant::now() < deadline, "the closed app still holds the home");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    h.step();
+    assert_eq!(h.ctx.zoom_factor(), 1.5, "the size chosen before the restart");
+}
+
 #[test]
 fn propose_and_revoke_an_agreement() {
     let home = tempfile::tempdir().unwrap();
@@ -221,8 +244,23 @@ fn restore_an_older_version_of_a_file() {
     wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
     h.get_by_label("History").click();
     wait(&mut h, "the file's history", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 2));
-    let old = h.state().model.file_history.as_ref().unwrap().2[1].id.clone();
-    h.get_by_label(&format!("Restore version {}", &old[..8])).click();
+    // Restoring asks first, saying it changes the file for every member; Cancel changes nothing.
+    h.get_by_label("Restore this version").click();
+    for _ in 0..3 {
+        h.step();
+    }
+    h.get_by_label_contains("changes the file for every member");
+    h.get_by_label("Cancel").click();
+    for _ in 0..3 {
+        h.step();
+    }
+    assert!(h.state().confirm_version.is_none());
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "budget: 1500 (amended)\n");
+    h.get_by_label("Restore this version").click();
+    for _ in 0..3 {
+        h.step();
+    }
+    h.get_by_label("Restore for everyone").click();
     wait(&mut h, "the restore", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 3));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "budget: 1200\n");
 }
@@ -484,6 +522,59 @@ fn set_transfer_limits_from_the_network_screen() {
 /// A conflict settled in the app reaches the peer at once (the folder changed, so the daemon
 /// syncs), though the app's schedule would sync only in an hour; and "Sync now" brings what the
 /// peer changed since, as `cobox sync` does.
+/// Screens follow the network: a device that joins by dialing this app's daemon appears in
+/// Members, and an edit it sends appears in the files, with no click here (the app's own syncs
+/// are an hour apart in this test, so only the served session can have told it).
+#[test]
+fn a_join_and_a_peers_edit_show_without_a_click() {
+    let (desk, desk_folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (laptop, laptop_folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(desk_folder.path().join("minutes.txt"), "general assembly\n").unwrap();
+    let (space, inv) = {
+        let h = Home::open(desk.path()).unwrap();
+        let info = h.create_space("co-op", desk_folder.path()).unwrap();
+        h.open_space("co-op").unwrap().scan(&cobox_engine::NoProgress).unwrap();
+        let request = cobox_engine::home::InviteRequest {
+            name: Some("Ana's laptop".into()),
+            ..cobox_engine::home::InviteRequest::writer()
+        };
+        (info.id, Home::invite(desk.path(), "co-op", &request).unwrap())
+    };
+    let mut h = harness(app(desk.path()));
+    wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.roster.is_some()));
+    h.get_by_label("Members").click();
+    h.step();
+    // The laptop joins, dialing the app's daemon where it listens.
+    Home::open(laptop.path()).unwrap().join(&inv, laptop_folder.path(), None).unwrap();
+    let desk_at = cobox_engine::codes::PeerAddr {
+        device: Home::peek_device_id(desk.path()).unwrap().expect("the desk's key"),
+        addrs: Home::listening_at(desk.path()).unwrap(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let lh = Home::open(laptop.path()).unwrap();
+    let net = NetConfig { bind: Some(([127, 0, 0, 1], 0).into()), no_relay: true, ..NetConfig::default() };
+    let setup = cobox_engine::sync::net::NodeSetup { home: Some(laptop.path().to_owned()), ..Default::default() };
+    let node = rt.block_on(cobox_engine::sync::net::Node::start_with(lh.device_seed(), setup, &net)).unwrap();
+    rt.block_on(cobox_engine::ops::join(&node, laptop.path(), &space, std::slice::from_ref(&desk_at), None))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    wait(&mut h, "the laptop in Members", |m| {
+        m.spaces[0].roster.as_ref().is_some_and(|r| r.members.iter().any(|x| x.name == "Ana's laptop"))
+    });
+    h.get_by_label("Ana's laptop");
+    // The laptop writes a file and syncs it to the desk: the desk's Files show it.
+    std::fs::write(laptop_folder.path().join("agenda.txt"), "1. budget\n").unwrap();
+    let s = node.space(&space).expect("the joined space, held");
+    rt.block_on(s.run(|s| s.scan(&cobox_engine::NoProgress))).unwrap().unwrap();
+    let peers = vec![desk_at];
+    let opts = cobox_engine::ops::SyncOptions { peers, peer_limit: None };
+    rt.block_on(cobox_engine::ops::sync(&node, laptop.path(), &space, &opts)).unwrap();
+    wait(&mut h, "the laptop's file", |m| m.spaces[0].files.iter().any(|f| f.path == "agenda.txt"));
+    let log: Vec<&String> = h.state().model.activity.iter().map(|(_, t)| t).collect();
+    assert!(log.iter().any(|t| t.contains("joined co-op")), "the join told as good news: {log:?}");
+    drop(h);
+    rt.block_on(node.shutdown());
+}
+
 #[test]
 fn a_conflict_settled_then_sync_now_reaches_the_peer() {
     let (desk, desk_folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -637,10 +728,14 @@ fn browse_folders_search_and_restore_a_folder_as_it_was() {
     wait(&mut h, "the restore", |m| m.notice.as_ref().is_some_and(|(_, t)| t.contains("Restored")));
     let (err, text) = h.state().model.notice.clone().unwrap();
     assert!(!err, "{text}");
-    let restored = out.path().join("old budget/budget");
+    // The folder's content lands in the folder named, not one level further down.
+    let restored = out.path().join("old budget");
     assert_eq!(std::fs::read_to_string(restored.join("notes.md")).unwrap(), "first draft\n");
     assert!(restored.join("2026/q1.csv").exists());
-    assert!(!out.path().join("old budget/minutes.txt").exists(), "only the folder");
+    assert!(!restored.join("budget").exists(), "not one level deeper");
+    assert!(!restored.join("minutes.txt").exists(), "only the folder");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1, "nothing left beside it");
+    h.get_by_label("Open restored folder");
     assert_eq!(
         std::fs::read_to_string(folder.path().join("budget/notes.md")).unwrap(),
         "amended\n",

@@ -28,15 +28,11 @@ impl Space {
             Keep::Current => copy_t.remove_file().at(root.join(copy))?,
             Keep::Copy => copy_t.rename(&orig_t).at(root.join(&original))?,
             Keep::Both => {
-                let (stem, ext) = match original.rfind('.').filter(|&i| i > original.rfind('/').map_or(0, |j| j + 1)) {
-                    Some(i) => (&original[..i], &original[i..]),
-                    None => (original.as_str(), ""),
-                };
                 let mut n = 1;
-                let mut name = format!("{stem} (other version){ext}");
+                let mut name = crate::util::other_version_name(&original);
                 while target(&name)?.stat().at(root.join(&name))?.is_some() {
                     n += 1;
-                    name = format!("{stem} (other version {n}){ext}");
+                    name = crate::util::other_version_name_n(&original, n);
                 }
                 copy_t.rename(&target(&name)?).at(root.join(&name))?;
             }

@@ -14,19 +14,45 @@ impl CoboxApp {
             });
             egui::Grid::new("history").striped(true).show(ui, |ui| {
                 for (i, h) in history.iter().enumerate() {
-                    ui.label(h.time.get(..16).unwrap_or(&h.time).replace('T', " "));
+                    ui.label(local_time(&h.time));
                     ui.label(h.action.clone().unwrap_or_default());
-                    ui.monospace(h.device.get(..8).unwrap_or(&h.device));
+                    let who = match &h.device_name {
+                        Some(n) => n.clone(),
+                        None => self.name_of(&h.device),
+                    };
+                    ui.label(format!("by {who}")).on_hover_text(format!("device {}\nversion {}", h.device, h.id));
                     if i == 0 {
                         ui.label("current");
                     } else if h.action.as_deref() != Some("deleted")
-                        && ui.button(format!("Restore version {}", &h.id[..8])).clicked()
+                        && ui.button("Restore this version").on_hover_text(format!("version {}", &h.id[..8])).clicked()
                     {
-                        self.send(Cmd::RestoreVersion { space, path: path.clone(), history_id: h.id.clone() });
+                        self.confirm_version = Some((space, path.clone(), h.id.clone(), local_time(&h.time)));
                     }
                     ui.end_row();
                 }
             });
+            // Restoring changes the file for every member: asked first, in words.
+            if let Some((sp, p, id, when)) = self.confirm_version.clone().filter(|(sp, _, _, _)| *sp == s.id) {
+                egui::Window::new("Restore a version")
+                    .collapsible(false)
+                    .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+                    .show(ui.ctx(), |ui| {
+                        ui.label(format!("Put {p} back as it was on {when}?"));
+                        ui.label(
+                            "This changes the file for every member of the space at their next sync. The version \
+                             there now stays in the history and can be restored in turn.",
+                        );
+                        ui.horizontal(|ui| {
+                            if ui.button("Restore for everyone").clicked() {
+                                self.send(Cmd::RestoreVersion { space: sp, path: p.clone(), history_id: id.clone() });
+                                self.confirm_version = None;
+                            }
+                            if ui.button("Cancel").clicked() {
+                                self.confirm_version = None;
+                            }
+                        });
+                    });
+            }
             ui.separator();
         }
         if s.files.is_empty() {
@@ -164,8 +190,9 @@ impl CoboxApp {
         egui::CollapsingHeader::new(format!("Restore {what} as it was...")).id_salt(("restore-folder", s.id)).show(
             ui,
             |ui| {
+                // Now, in this computer's time: a person moves back from there.
                 if self.restore_at.is_empty() {
-                    self.restore_at = cobox_engine::util::rfc3339(cobox_engine::now_ms() - 86_400_000);
+                    self.restore_at = chrono::Local::now().format("%Y-%m-%d %H:%M").to_string();
                 }
                 if self.restore_into.is_empty() {
                     let base = s.path.parent().unwrap_or(&s.path);
@@ -175,8 +202,12 @@ impl CoboxApp {
                 ui.horizontal(|ui| {
                     let l = ui.label("As of");
                     ui.text_edit_singleline(&mut self.restore_at).labelled_by(l.id);
-                    ui.weak("a time (2026-11-24T10:00:00Z) or a version id");
+                    ui.weak("a date and time on this computer's clock (2026-11-24 10:00), or a version id");
                 });
+                // The space's past states to pick from, newest first.
+                if let Some(st) = s.status.as_ref().filter(|st| st.snapshots > 0) {
+                    ui.weak(format!("{} kept.", plural(st.snapshots as usize, "past state is", "past states are")));
+                }
                 ui.horizontal(|ui| {
                     let l = ui.label("Into the new folder");
                     ui.text_edit_singleline(&mut self.restore_into).labelled_by(l.id);
@@ -188,6 +219,11 @@ impl CoboxApp {
                         at: self.restore_at.clone(),
                         into: PathBuf::from(self.restore_into.trim()),
                     });
+                }
+                if let Some(done) = self.model.restored.clone()
+                    && ui.button("Open restored folder").clicked()
+                {
+                    self.open_path(&done);
                 }
             },
         );

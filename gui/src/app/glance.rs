@@ -155,9 +155,11 @@ impl CoboxApp {
             let colour = seeder_colour(x);
             let stroke = if x.verified { 3.0 } else { 1.5 };
             ui.painter().line_segment([p, centre], egui::Stroke::new(stroke, colour));
-            let label = match &x.operator {
-                Some(o) => format!("seeder {} ({o})", self.name_of(&x.device)),
-                None => format!("seeder {}", self.name_of(&x.device)),
+            // A seeder by the name its operator gives, else by the roster's, else its id's start.
+            let label = match (&x.operator, self.model.names.contains_key(&x.device)) {
+                (Some(o), false) => format!("seeder run by {o}"),
+                (Some(o), true) => format!("{} ({o})", self.name_of(&x.device)),
+                (None, _) => format!("seeder {}", self.name_of(&x.device)),
             };
             places.push((p, label, colour, Hover::Seeder(x)));
         }

@@ -88,6 +88,10 @@ pub(crate) struct CoboxApp {
     pub(crate) notice_closed: i64,
     /// This device's name being typed (asked at first start, changed any time).
     pub(crate) device_name_edit: String,
+    /// The text size last applied from the model (so a change made here is not undone).
+    zoom_applied: Option<f32>,
+    /// A version restore waiting for the person's yes: space, path, version id, its time.
+    pub(crate) confirm_version: Option<(SpaceId, String, String, String)>,
     /// A member being renamed: the space, its device id, the name typed.
     pub(crate) renaming: Option<(SpaceId, String, String)>,
     /// The current folder's rows (or the search's hits), kept until the model, the folder or
@@ -195,6 +199,8 @@ impl CoboxApp {
             notice_closed: 0,
             device_name_edit: String::new(),
             renaming: None,
+            confirm_version: None,
+            zoom_applied: None,
             listing: None,
             restore_at: String::new(),
             restore_into: String::new(),
@@ -254,6 +260,14 @@ impl CoboxApp {
     /// Draw one frame.
     pub(crate) fn ui(&mut self, ui: &mut egui::Ui) {
         self.model = self.engine.snapshot();
+        // The text size the person chose, kept in the home (`app-settings.json`).
+        if let Some(z) = self.model.zoom
+            && (ui.ctx().zoom_factor() - z).abs() > 0.001
+            && self.zoom_applied != Some(z)
+        {
+            ui.ctx().set_zoom_factor(z);
+            self.zoom_applied = Some(z);
+        }
         let picked = self.picked.lock().unwrap_or_else(|e| e.into_inner()).take();
         match picked {
             Some((for_new, Some(p))) => {
@@ -277,8 +291,15 @@ impl CoboxApp {
         }
         match self.screen {
             Screen::Spaces => {
-                egui::Panel::left("spaces").default_size(260.0).resizable(true).show(ui, |ui| self.space_list(ui));
-                egui::CentralPanel::default().show(ui, |ui| self.space_detail(ui));
+                egui::Panel::left("spaces")
+                    .default_size(260.0)
+                    .size_range(160.0..=600.0)
+                    .resizable(true)
+                    .show(ui, |ui| egui::ScrollArea::vertical().show(ui, |ui| self.space_list(ui)));
+                // Scrolls rather than cutting off what does not fit (a small window, large text).
+                egui::CentralPanel::default().show(ui, |ui| {
+                    egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| self.space_detail(ui))
+                });
             }
             Screen::Seeders => {
                 egui::CentralPanel::default()
@@ -346,6 +367,23 @@ impl CoboxApp {
                 Screen::Activity,
                 if n == 0 { "Activity".to_owned() } else { format!("Activity ({n})") },
             );
+            ui.separator();
+            let zoom = ui.ctx().zoom_factor();
+            let smaller = ui.add_enabled(zoom > 0.75, egui::Button::new("A-").small()).on_hover_text("Smaller text");
+            let larger = ui.add_enabled(zoom < 2.5, egui::Button::new("A+").small()).on_hover_text("Larger text");
+            let step = if smaller.clicked() {
+                -0.25
+            } else if larger.clicked() {
+                0.25
+            } else {
+                0.0
+            };
+            if step != 0.0 {
+                let z = ((zoom + step) * 4.0).round() / 4.0;
+                ui.ctx().set_zoom_factor(z);
+                self.zoom_applied = Some(z);
+                self.send(Cmd::SetZoom(z));
+            }
             if !self.model.ready || !self.model.busy.is_empty() {
                 ui.spinner();
                 ui.label(if self.model.ready { "Working..." } else { "Starting..." });

@@ -8,14 +8,15 @@ impl CoboxApp {
         ui.heading("Activity");
         if self.model.activity.is_empty() {
             ui.label(
-                "Nothing to tell yet. New conflicts, failed audits, full seeders and removed members show up here.",
+                "Nothing to tell yet. Joins, settled and new conflicts, audits, restores, full seeders and removed \
+                 members show up here, and stay across restarts.",
             );
             return;
         }
         egui::ScrollArea::vertical().auto_shrink([false, false]).show(ui, |ui| {
             egui::Grid::new("activity").striped(true).show(ui, |ui| {
                 for (at, text) in self.model.activity.iter().rev() {
-                    ui.label(cobox_engine::util::rfc3339(*at).get(..16).unwrap_or("").replace('T', " "));
+                    ui.label(local_time(&cobox_engine::util::rfc3339(*at)));
                     ui.label(text);
                     ui.end_row();
                 }
@@ -55,7 +56,14 @@ impl CoboxApp {
     pub(super) fn network(&mut self, ui: &mut egui::Ui) {
         self.glance(ui);
         ui.heading("This device");
-        ui.monospace(&self.model.address);
+        ui.label(match &self.model.device_name {
+            Some(n) => format!("{n}, as its spaces know it"),
+            None => "Not named yet: name it on the Spaces screen, so members see a name and not an id.".into(),
+        });
+        // The id and addresses are for the few who type them: out of the way until asked for.
+        egui::CollapsingHeader::new("This device's id and addresses").show(ui, |ui| {
+            ui.monospace(&self.model.address);
+        });
         if let Some(st) = &self.model.stats {
             ui.label(format!(
                 "You seed {} for others; others seed {} for you. Share ratio: {}",

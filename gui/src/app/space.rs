@@ -426,6 +426,14 @@ impl CoboxApp {
     }
 
     pub(super) fn conflicts(&mut self, ui: &mut egui::Ui, s: &SpaceView) {
+        // "Ana's laptop and Bo's desk", or one name when both versions came from one device.
+        fn both_names(c: &crate::model::ConflictView) -> String {
+            if c.copy_by == c.original_by || c.original_by.is_empty() {
+                format!("{} (twice)", c.copy_by)
+            } else {
+                format!("{} and {}", c.original_by, c.copy_by)
+            }
+        }
         if s.conflicts.is_empty() {
             ui.label("No conflicts. When two devices change the same file while apart, both versions show up here.");
             return;
@@ -433,8 +441,22 @@ impl CoboxApp {
         for c in &s.conflicts {
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.strong(&c.original);
-                ui.label(format!("This version: {}, modified {}", human(c.original_size), c.original_modified));
-                ui.label(format!("Other version: {}, modified {} ({})", human(c.copy_size), c.copy_modified, c.copy));
+                ui.label(format!("{} changed it on two devices while they were apart.", both_names(c)));
+                let side =
+                    |ui: &mut egui::Ui, this: &mut Self, what: &str, by: &str, size: u64, when: &str, path: &str| {
+                        ui.horizontal_wrapped(|ui| {
+                            ui.label(format!("{what}: by {by}, {}, changed {}", human(size), local_time(when)));
+                            if ui.small_button("Open").on_hover_text(format!("Open {path}")).clicked() {
+                                this.open_path(&s.path.join(path));
+                            }
+                        });
+                    };
+                side(ui, self, "This version", &c.original_by, c.original_size, &c.original_modified, &c.original);
+                side(ui, self, "The other version", &c.copy_by, c.copy_size, &c.copy_modified, &c.copy);
+                ui.weak(format!(
+                    "Keep both: the other version stays beside it as {}.",
+                    cobox_engine::util::other_version_name(&c.original)
+                ));
                 ui.horizontal_wrapped(|ui| {
                     if ui.button("Keep this version").clicked() {
                         self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Current });

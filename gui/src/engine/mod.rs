@@ -90,6 +90,8 @@ pub(crate) enum Cmd {
     SeedCode(String),
     /// Name this device in every space (and those it joins later).
     NameDevice(String),
+    /// Keep the text size chosen.
+    SetZoom(f32),
     /// Rename a member of a space (a manager any, a device itself).
     RenameMember {
         space: SpaceId,
@@ -136,6 +138,34 @@ pub(crate) use crate::model::{ConflictView, FileRow, Model, SeederView, SpaceSta
 const ACTIVITY_KEPT: usize = 200;
 /// The file in the home that keeps the activity log across restarts.
 const ACTIVITY_FILE: &str = "app-activity.json";
+
+/// The file in the home with the app's own settings.
+const SETTINGS_FILE: &str = "app-settings.json";
+
+/// The app's settings kept in the home.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Settings {
+    /// The text size (egui's zoom factor).
+    zoom: Option<f32>,
+}
+
+/// The app's settings (none, or unreadable: the defaults).
+fn settings(root: &std::path::Path) -> Settings {
+    std::fs::read(root.join(SETTINGS_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+impl Engine {
+    fn set_zoom(&self, z: f32) -> Outcome {
+        let z = z.clamp(0.5, 3.0);
+        let mut s = settings(self.home.root());
+        s.zoom = Some(z);
+        let b = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
+        cobox_engine::util::write_atomic(&self.home.root().join(SETTINGS_FILE), &b)
+            .map_err(|e| format!("The text size holds until CoBox closes, but was not saved: {e}"))?;
+        self.update(|m| m.zoom = Some(z));
+        Ok(None)
+    }
+}
 
 /// The activity log as the last run left it (none, or unreadable: an empty one).
 fn kept_activity(root: &std::path::Path) -> std::collections::VecDeque<(i64, String)> {
@@ -244,6 +274,8 @@ struct Engine {
     /// What the user was told of.
     told: Told,
     notify: bool,
+    /// Spaces whose sync the person asked for ("Sync now"): its end is said in the notice line.
+    asked_sync: std::cell::RefCell<std::collections::HashSet<SpaceId>>,
 }
 
 fn run(
@@ -282,17 +314,22 @@ fn run(
         activity,
         told: Told::default(),
         notify: cfg.notify,
+        asked_sync: Default::default(),
     };
     let kept = kept_activity(eng.home.root());
     let named = cobox_engine::members::device_name(eng.home.root());
+    let zoom = settings(eng.home.root()).zoom;
     eng.update(|m| {
         m.activity = kept;
+        m.zoom = zoom;
         m.device_name = named;
         m.device = eng.home.device_id().to_string();
         m.address = eng.daemon.node().addr_string();
         m.limits = eng.daemon.node().limits();
     });
     eng.refresh();
+    // What is there at start is no news: known now, so a change a second later already is.
+    eng.tell_news();
     eng.ask_seeders();
     if let Some(e) = unlogged {
         eng.notice(true, format!("CoBox cannot write its log, so `cobox logs` will not show this session: {e}"));
@@ -480,6 +517,7 @@ impl Engine {
             Cmd::PairSeeder(code) => self.pair_seeder(&code),
             Cmd::SeedCode(id) => self.seed_code(&id),
             Cmd::NameDevice(name) => self.name_device(&name),
+            Cmd::SetZoom(z) => self.set_zoom(z),
             Cmd::RenameMember { space, device, name } => self.rename_member(&space, &device, &name),
             Cmd::AskSeeders => {
                 self.ask_seeders();

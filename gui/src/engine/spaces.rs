@@ -41,10 +41,17 @@ impl Engine {
     /// Sync in the background until converged, as `cobox sync` does (the daemon's
     /// `sync_now`); the daemon's activity says when it starts and ends.
     pub(super) fn sync(&self, id: SpaceId) -> Outcome {
-        self.sync_background(id);
         match self.home.peers() {
             Ok(book) if book.is_empty() => Err("No other device is known yet: invite one, or join with a code.".into()),
-            Ok(_) => Ok(None),
+            Ok(book) => {
+                self.asked_sync.borrow_mut().insert(id);
+                self.sync_background(id);
+                let n = book.len();
+                done(format!(
+                    "Syncing with the {} this device knows...",
+                    if n == 1 { "device".into() } else { format!("{n} devices") }
+                ))
+            }
             Err(e) => Err(format!("Could not read the address book: {e}")),
         }
     }

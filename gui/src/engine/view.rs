@@ -139,8 +139,10 @@ impl Engine {
                 error = Some(e.to_string());
                 Vec::new()
             });
-            let size_of =
-                |p: &str| entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns)));
+            let by = |d: &[u8; 8]| names.get(&d[..]).cloned().unwrap_or_else(|| hex_short(d));
+            let size_of = |p: &str| {
+                entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns), by(&e.device)))
+            };
             let files: Vec<FileRow> = entries
                 .iter()
                 .filter(|(_, e)| matches!(e.kind, cobox_engine::entry::Kind::File { .. }))
@@ -155,7 +157,7 @@ impl Engine {
                 .iter()
                 .filter_map(|f| {
                     let original = cobox_engine::conflict_original(&f.path)?;
-                    let (osize, omod) = size_of(&original).unwrap_or((0, "gone".into()));
+                    let (osize, omod, oby) = size_of(&original).unwrap_or((0, "gone".into(), String::new()));
                     Some(ConflictView {
                         copy: f.path.clone(),
                         original,
@@ -163,6 +165,8 @@ impl Engine {
                         original_size: osize,
                         copy_modified: f.modified.clone(),
                         original_modified: omod,
+                        copy_by: f.device.clone(),
+                        original_by: oby,
                     })
                 })
                 .collect();
@@ -262,7 +266,7 @@ impl Engine {
                     }
                     refresh = true;
                 }
-                Activity::Scanned { .. } | Activity::SeedExpired(_) => refresh = true,
+                Activity::Scanned { .. } | Activity::SeedExpired(_) | Activity::Served(_) => refresh = true,
                 Activity::Recovering { space, device, until_ms } => {
                     let name =
                         self.home.spaces().ok().and_then(|v| v.into_iter().find(|i| i.id == space)).map(|i| i.name);
@@ -287,6 +291,23 @@ impl Engine {
                     // A failure, or anything that moved, changes what the screens show; a
                     // periodic sync that moved nothing only updates its time and state.
                     refresh |= moved || error.is_some();
+                    // A sync the person asked for says how it ended.
+                    if self.asked_sync.borrow_mut().remove(&space) {
+                        let name = self
+                            .model
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .spaces
+                            .iter()
+                            .find(|s| s.id == space)
+                            .map(|s| s.name.clone())
+                            .unwrap_or_else(|| space.short());
+                        match &error {
+                            Some(e) => self.notice(true, format!("Could not sync {name}: {e}")),
+                            None if moved => self.notice(false, format!("Synced {name}: changes came or went.")),
+                            None => self.notice(false, format!("Synced {name}: already up to date.")),
+                        }
+                    }
                     self.update(|m| {
                         m.syncing.retain(|s| *s != space);
                         if let Some(s) = m.spaces.iter_mut().find(|s| s.id == space) {

@@ -197,7 +197,10 @@ impl Handler {
         if purpose == Purpose::Audit {
             return Ok(format!("answered an audit of space {} by {}", space.short(), peer.short()));
         }
+        // Nobody listening is no failure: the broadcast only spares front ends a wait.
+        let changed = stats.received_blobs + stats.changes_applied + stats.ledger_new > 0;
         if purpose == Purpose::Join {
+            let _ = sh.served.send(space);
             return Ok(format!("accepted {}'s invite to space {}", peer.short(), space.short()));
         }
         // A seeder that dialed and took everything on offer holds it (its audits draw from it).
@@ -219,6 +222,9 @@ impl Handler {
                 m.refused,
                 m.conflicts
             );
+        }
+        if changed {
+            let _ = sh.served.send(space);
         }
         Ok(format!(
             "synced space {} with {}: received {} blobs ({}), sent {} blobs ({})",
@@ -275,6 +281,7 @@ impl Node {
             receiving: Default::default(),
             finishing_join: Mutex::new(()),
             health: crate::health::HealthBook::open(setup.home.as_deref()),
+            served: tokio::sync::broadcast::channel(64).0,
         });
         let router = Router::builder(ep)
             .accept(ALPN, Handler { sh: sh.clone() })
@@ -751,6 +758,13 @@ impl Node {
     /// The health record this node keeps (each peer's sessions, audits and checks over time).
     pub fn health(&self) -> &crate::health::HealthBook {
         &self.sh.health
+    }
+
+    /// Told of each space a session a peer dialed changed here (it brought blobs, changes or
+    /// ledger entries, or was a joiner let in). A receiver that falls behind misses some, and
+    /// hears it lagged (redraw everything then).
+    pub fn served(&self) -> tokio::sync::broadcast::Receiver<SpaceId> {
+        self.sh.served.subscribe()
     }
 
     /// One recovery request to a device (a deposit, a proof, a release) and its answer.

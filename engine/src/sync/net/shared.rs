@@ -42,6 +42,9 @@ pub(super) struct Shared {
     pub(super) finishing_join: Mutex<()>,
     /// Each peer's sessions, audits and recovery checks over time, saved in the home.
     pub(super) health: crate::health::HealthBook,
+    /// Spaces a session a peer dialed changed (blobs, changes or ledger entries taken, a
+    /// joiner let in): front ends redraw on it instead of at their next own sync.
+    pub(super) served: tokio::sync::broadcast::Sender<SpaceId>,
 }
 
 /// Bytes of blobs a seeder reads and hashes answering one device's audits at once: the largest
