@@ -107,6 +107,29 @@ fn a_bad_invite_code_gets_a_clear_error() {
     assert!(h.state().model.spaces.is_empty(), "nothing half-joined");
 }
 
+/// Close the app (its engine lets the home go) and open it again on the same home.
+fn reopen(h: Harness<'static, CoboxApp>, home: &Path) -> Harness<'static, CoboxApp> {
+    drop(h);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Home::open(home).is_err() {
+        assert!(Instant::now() < deadline, "the closed app still holds the home");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut h = harness(app(home));
+    wait(&mut h, "the engine", |m| m.ready);
+    h
+}
+
+/// What the app put on the clipboard over five frames.
+fn copied_over_frames(h: &mut Harness<'_, CoboxApp>) -> Vec<String> {
+    let mut copied = Vec::new();
+    for _ in 0..5 {
+        h.step();
+        copied.extend(copied_texts(h));
+    }
+    copied
+}
+
 /// What the app put on the clipboard in the last frame.
 fn copied_texts(h: &Harness<'_, CoboxApp>) -> Vec<String> {
     h.output()
@@ -166,14 +189,7 @@ fn the_text_size_is_remembered() {
     h.get_by_label("A+").click();
     wait(&mut h, "the size kept", |m| m.zoom == Some(1.5));
     assert_eq!(h.ctx.zoom_factor(), 1.5);
-    drop(h);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Home::open(home.path()).is_err() {
-        assert!(Instant::now() < deadline, "the closed app still holds the home");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    let mut h = harness(app(home.path()));
-    wait(&mut h, "the engine", |m| m.ready);
+    let mut h = reopen(h, home.path());
     h.step();
     assert_eq!(h.ctx.zoom_factor(), 1.5, "the size chosen before the restart");
 }
@@ -204,11 +220,7 @@ fn propose_and_revoke_an_agreement() {
     // Copying the seed code puts that code, once, on the clipboard.
     let code = h.state().model.seed_code.clone().unwrap();
     h.get_by_label("Copy seed code").click();
-    let mut copied = Vec::new();
-    for _ in 0..5 {
-        h.step();
-        copied.extend(copied_texts(&h));
-    }
+    let copied = copied_over_frames(&mut h);
     assert_eq!(copied, vec![code.clone()]);
     // A second proposal to the same seeder is not offered while this one waits.
     h.get_by_label_contains("This seeder already has an agreement for this space");
@@ -343,19 +355,11 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     wait(&mut h, "the invite", |m| m.invite.is_some());
     // Nothing goes to the clipboard by itself, however often the screen is drawn (which
     // overwrote whatever the person copied meanwhile); a click on Copy puts the code there once.
-    let mut copied = Vec::new();
-    for _ in 0..5 {
-        h.step();
-        copied.extend(copied_texts(&h));
-    }
+    let copied = copied_over_frames(&mut h);
     assert!(copied.is_empty(), "nothing copied without a click: {copied:?}");
     let code = h.state().model.invite.clone().unwrap().1;
     h.get_by_label("Copy invite code").click();
-    let mut copied = Vec::new();
-    for _ in 0..5 {
-        h.step();
-        copied.extend(copied_texts(&h));
-    }
+    let copied = copied_over_frames(&mut h);
     assert_eq!(copied, vec![code.clone()], "the code, once");
     h.get_by_label("Copied.");
     // Pending, named, and until a time three days on, in this computer's time.
@@ -420,14 +424,7 @@ fn invite_a_reader_then_remove_it_after_a_confirmation() {
     assert_eq!(ledger.roster().unwrap().role(&name), None::<Role>);
     // The join was good news, kept in the Activity log, which a restart does not forget.
     wait(&mut h, "the join in the log", |m| m.activity.iter().any(|(_, t)| t.contains("joined")));
-    drop(h);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Home::open(home.path()).is_err() {
-        assert!(Instant::now() < deadline, "the closed app still holds the home");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    let mut h = harness(app(home.path()));
-    wait(&mut h, "the engine", |m| m.ready);
+    let h = reopen(h, home.path());
     let kept: Vec<String> = h.state().model.activity.iter().map(|(_, t)| t.clone()).collect();
     assert!(kept.iter().any(|t| t.contains("joined") && t.contains("may read")), "{kept:?}");
     assert!(kept.iter().any(|t| t.contains("was removed")), "{kept:?}");
@@ -508,14 +505,7 @@ fn set_transfer_limits_from_the_network_screen() {
     assert_eq!((saved.up, saved.down), (1_000_000, 250_000));
     // The app closed (its engine lets the home go) and opened again: its daemon starts with
     // the saved limits.
-    drop(h);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Home::open(home.path()).is_err() {
-        assert!(Instant::now() < deadline, "the closed app still holds the home");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-    let mut h = harness(app(home.path()));
-    wait(&mut h, "the engine", |m| m.ready);
+    let h = reopen(h, home.path());
     assert_eq!(h.state().model.limits, (1_000_000, 250_000), "the daemon's limits after a restart");
 }
 
