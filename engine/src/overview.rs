@@ -146,6 +146,20 @@ pub struct MemberHealth {
     pub bytes_to: u64,
     /// `bytes_to / bytes_from`: what this device gave it for what it gave (None: it gave nothing).
     pub share_ratio: Option<f64>,
+    /// The bytes each way per window (oldest first): the share ratio over time.
+    #[serde(default)]
+    pub history: Vec<SharePoint>,
+}
+
+/// Blob bytes moved with a member device in one window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SharePoint {
+    /// The window's start (ms since the epoch).
+    pub start_ms: i64,
+    /// Bytes it sent this device.
+    pub bytes_from: u64,
+    /// Bytes this device sent it.
+    pub bytes_to: u64,
 }
 
 /// A space this device seeds.
@@ -365,6 +379,18 @@ pub fn report(root: &Path, inputs: &Inputs<'_>) -> Result<NetworkReport, Error> 
                     bytes_from: from,
                     bytes_to: to,
                     share_ratio: (from > 0).then(|| to as f64 / from as f64),
+                    history: rec
+                        .map(|r| {
+                            r.windows
+                                .iter()
+                                .map(|w| SharePoint {
+                                    start_ms: w.start_ms(),
+                                    bytes_from: w.bytes_in,
+                                    bytes_to: w.bytes_out,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }
             })
             .collect();

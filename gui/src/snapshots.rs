@@ -330,6 +330,9 @@ pub(crate) fn network() -> cobox_engine::overview::NetworkReport {
                 bytes_from: 3_100_000,
                 bytes_to: 1_800_000,
                 share_ratio: Some(0.58),
+                history: (0..28)
+                    .map(|i| SharePoint { start_ms: start(i), bytes_from: 110_000, bytes_to: 64_000 })
+                    .collect(),
             }],
             history: (0..28)
                 .map(|i| CopiesPoint { start_ms: start(i), verified: if i > 20 { 1 } else { 2 }, bytes: 200_000 })

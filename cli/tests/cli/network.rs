@@ -64,6 +64,9 @@ fn the_network_report_follows_a_stopped_and_a_corrupted_seeder_across_restarts()
     assert!(m["last_sync"].is_string(), "the member's session is recorded: {m}");
     // The member dialed and the owner's daemon served: the served side counts the bytes too.
     assert!(m["bytes_to"].as_u64().unwrap() > 2 << 20, "the owner sent the member the space: {m}");
+    let windows = m["history"].as_array().unwrap();
+    let sent: u64 = windows.iter().map(|w| w["bytes_to"].as_u64().unwrap()).sum();
+    assert_eq!(sent, m["bytes_to"].as_u64().unwrap(), "the same bytes, window by window: {m}");
     assert_eq!(net["measures"]["seeders"], 2);
     assert_eq!(net["measures"]["devices"], 2);
     assert_eq!(net["measures"]["agreements"], 2);

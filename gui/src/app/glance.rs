@@ -185,6 +185,21 @@ impl CoboxApp {
                         human(m.bytes_to),
                         m.share_ratio.map_or_else(|| "-".into(), |r| format!("{r:.2}"))
                     ));
+                    // What each side gave, window by window: the share ratio over time.
+                    let now = net.at_ms;
+                    let from: Vec<[f64; 2]> =
+                        m.history.iter().map(|h| [days_ago(h.start_ms, now), h.bytes_from as f64 / 1e6]).collect();
+                    let to: Vec<[f64; 2]> =
+                        m.history.iter().map(|h| [days_ago(h.start_ms, now), h.bytes_to as f64 / 1e6]).collect();
+                    egui_plot::Plot::new(("shares", &m.device))
+                        .height(100.0)
+                        .width(280.0)
+                        .include_y(0.0)
+                        .legend(egui_plot::Legend::default())
+                        .show(ui, |p| {
+                            p.line(egui_plot::Line::new("MB it sent", from));
+                            p.line(egui_plot::Line::new("MB sent to it", to));
+                        });
                 }
                 Hover::Seeder(x) => {
                     if let Some(o) = &x.operator {
