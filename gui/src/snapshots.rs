@@ -563,6 +563,21 @@ fn snapshot_my_seeders() {
     shot("my-seeders", |a| a.screen = Screen::Seeders);
 }
 
+/// My seeders names the spaces a seeder holds where this device is a member, and says of the
+/// others that they are someone else's, not a bare id.
+#[test]
+fn my_seeders_names_the_spaces_it_holds() {
+    use egui_kittest::kittest::Queryable;
+    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
+    app.screen = Screen::Seeders;
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    h.get_by_label("Garden co-op");
+    h.get_by_label(&format!("a space you are not in ({})", SpaceId([0x3c; 32]).short()));
+    h.get_by_label("Tells owners it is run by Rivers Tech Co-op");
+}
+
 /// A seeder whose last session said it was full shows "Seeder full", not a failed check.
 #[test]
 fn a_full_seeder_shows_as_full_in_the_space() {

@@ -250,7 +250,11 @@ impl CoboxApp {
                 }
                 ui.end_row();
                 for sp in &r.spaces {
-                    ui.monospace(sp.space.short());
+                    // By its name where this device is a member (a seeder never learns names).
+                    match self.model.spaces.iter().find(|v| v.id == sp.space) {
+                        Some(v) => ui.label(&v.name).on_hover_text(format!("space {}", sp.space)),
+                        None => ui.label(format!("a space you are not in ({})", sp.space.short())),
+                    };
                     ui.label(format!("{} in {}", human(sp.bytes), plural(sp.blobs as usize, "blob", "blobs")));
                     let states: Vec<String> =
                         sp.agreements.iter().map(|a| format!("{} {}", a.state, human(a.quota))).collect();
@@ -288,9 +292,18 @@ impl CoboxApp {
         ui.label(format!(
             "Accepts by itself: proposals from {}{} up to {}",
             if for_me { "this device" } else { "no one here" },
-            if others > 0 { format!(" and {others} other devices") } else { String::new() },
+            if others > 0 {
+                format!(" and {}", plural(others, "other device", "other devices"))
+            } else {
+                String::new()
+            },
             human(r.policy.max_quota)
         ));
+        ui.label(if r.policy.operator.is_empty() {
+            "Tells owners no operator name (`cobox up --operator NAME` on it sets one)".to_owned()
+        } else {
+            format!("Tells owners it is run by {}", r.policy.operator)
+        });
         let Some((d, mut mine, mut gib)) = self.policy_edit else {
             if ui.button(format!("Change policy of {}", r.device.short())).clicked() {
                 self.policy_edit = Some((r.device, for_me, r.policy.max_quota as f64 / (1u64 << 30) as f64));
