@@ -392,6 +392,16 @@ fn recovery() -> cobox_engine::ops::RecoveryReport {
     }
 }
 
+/// The app on a fixed model, `setup` applied, drawn twice (a new layout settles on its second frame).
+fn fixed_harness(model: Model, setup: impl FnOnce(&mut CoboxApp)) -> Harness<'static, CoboxApp> {
+    let mut app = CoboxApp::new(EngineHandle::fixed(model));
+    setup(&mut app);
+    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
+    h.step();
+    h.step();
+    h
+}
+
 fn shot(name: &str, setup: impl FnOnce(&mut CoboxApp)) {
     shot_of(name, model(), setup);
 }
@@ -459,11 +469,9 @@ fn a_writer_is_not_offered_a_managers_actions() {
             x.role = cobox_engine::roster::Role::Write;
         }
     }
-    let mut app = CoboxApp::new(EngineHandle::fixed(m));
-    app.tab = Tab::Members;
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let mut h = fixed_harness(m, |a| {
+        a.tab = Tab::Members;
+    });
     h.get_by_label("Only a manager invites and removes members.");
     assert!(h.query_by_label("Invite someone").is_none());
     assert!(h.query_by_label("Make invite code").is_none());
@@ -475,11 +483,9 @@ fn a_writer_is_not_offered_a_managers_actions() {
     assert!(h.query_by_label("Propose").is_none());
     assert!(h.query_by_label("End agreement").is_none());
     // The manager it was is offered them.
-    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
-    app.tab = Tab::Seeders;
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let h = fixed_harness(model(), |a| {
+        a.tab = Tab::Seeders;
+    });
     h.get_by_label("Invite someone");
     assert!(h.query_all_by_label("End agreement").count() >= 1);
 }
@@ -515,11 +521,9 @@ fn snapshot_recovery() {
          not be; set recovery up again with other custodians"
             .into(),
     );
-    let mut app = CoboxApp::new(EngineHandle::fixed(m.clone()));
-    app.tab = Tab::Recovery;
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let h = fixed_harness(m.clone(), |a| {
+        a.tab = Tab::Recovery;
+    });
     use egui_kittest::kittest::Queryable;
     h.get_by_label("Any 2 of 3 custodians can give this space back, after a wait of 48 h.");
     h.get_by_label("missing: this device holds no share of that recovery plan");
@@ -568,11 +572,9 @@ fn snapshot_my_seeders() {
 #[test]
 fn my_seeders_names_the_spaces_it_holds() {
     use egui_kittest::kittest::Queryable;
-    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
-    app.screen = Screen::Seeders;
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let h = fixed_harness(model(), |a| {
+        a.screen = Screen::Seeders;
+    });
     h.get_by_label("Garden co-op");
     h.get_by_label(&format!("a space you are not in ({})", SpaceId([0x3c; 32]).short()));
     h.get_by_label("Tells owners it is run by Rivers Tech Co-op");
@@ -581,11 +583,9 @@ fn my_seeders_names_the_spaces_it_holds() {
 /// A seeder whose last session said it was full shows "Seeder full", not a failed check.
 #[test]
 fn a_full_seeder_shows_as_full_in_the_space() {
-    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
-    app.tab = Tab::Seeders;
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let h = fixed_harness(model(), |a| {
+        a.tab = Tab::Seeders;
+    });
     use egui_kittest::kittest::Queryable;
     assert_eq!(h.get_all_by_label("Seeder full").count(), 1, "only the seeder that said so");
     assert!(crate::app::seeder_full(&model(), &"1c0ffee1".repeat(8)));
@@ -607,10 +607,7 @@ fn scan_progress_shows_under_the_space() {
         done: 1 << 20,
         total: 4 << 20,
     }];
-    let app = CoboxApp::new(EngineHandle::fixed(m));
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let h = fixed_harness(m, |_| {});
     use egui_kittest::kittest::Queryable;
     h.get_by_label("Checking the folder: 1.0 MiB of 4.0 MiB read");
 }
@@ -638,11 +635,9 @@ fn sync_progress_says_what_is_left_and_how_long() {
 /// Peers are shown by the names their rosters give them, with their ids' first characters.
 #[test]
 fn peers_show_by_name_on_the_network_screen() {
-    let mut app = CoboxApp::new(EngineHandle::fixed(model()));
-    app.screen = Screen::Network;
-    let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
-    h.step();
-    h.step();
+    let h = fixed_harness(model(), |a| {
+        a.screen = Screen::Network;
+    });
     use egui_kittest::kittest::Queryable;
     h.get_by_label("Ana's laptop (e548c4b2)");
     h.get_by_label("device 1c0ffee1");

@@ -437,6 +437,12 @@ impl CoboxApp {
     }
 }
 
+/// Whether this device manages the space (invites, removes, proposes and ends agreements):
+/// only a manager is offered those actions.
+fn manages(s: &SpaceView) -> bool {
+    s.roster.as_ref().is_some_and(|r| r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage))
+}
+
 /// A scan's progress for people.
 pub(crate) fn scanning_line(sc: &cobox_engine::daemon::ScanningNow) -> String {
     format!("Checking the folder: {} of {} read", human(sc.done), human(sc.total))

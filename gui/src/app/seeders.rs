@@ -14,10 +14,7 @@ impl CoboxApp {
                 self.send(Cmd::Audit(s.id));
             }
         });
-        let me_manager = s
-            .roster
-            .as_ref()
-            .is_some_and(|r| r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage));
+        let me_manager = manages(s);
         if s.agreements.is_empty() {
             ui.label("No seeders yet. A seeder keeps an encrypted copy it cannot read; propose one below.");
         } else {

@@ -111,10 +111,7 @@ impl CoboxApp {
             ui.set_min_size(egui::vec2(width, 4.0 * row));
             self.state_block(ui, s);
         });
-        let me_manager = s
-            .roster
-            .as_ref()
-            .is_some_and(|r| r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage));
+        let me_manager = manages(s);
         ui.horizontal(|ui| {
             if ui.button("Check folder now").clicked() {
                 self.send(Cmd::Scan(s.id));
@@ -221,7 +218,7 @@ impl CoboxApp {
             ui.label("The roster cannot be read right now.");
             return;
         };
-        let me_manager = r.members.iter().any(|m| m.me && m.role == cobox_engine::roster::Role::Manage);
+        let me_manager = manages(s);
         let model = self.model.clone();
         let last_seen = |device: &str| {
             model.peers.iter().find(|p| p.device == device).map(|p| ago(p.last_ms)).unwrap_or_else(|| "—".into())
