@@ -39,6 +39,8 @@ enum Cmd {
     Status(commands::SpaceArg),
     /// Past states of a space, or of one path, newest first.
     History(commands::history::Args),
+    /// Put a deleted file or folder back as it was before its deletion, for every member.
+    Undelete(commands::history::UndeleteArgs),
     /// Write a space (or one path) as it is now or as it was at a time.
     Restore(commands::restore::Args),
     /// Re-hash every stored blob and report what is corrupt or missing.
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
         Cmd::Status(a) => commands::status::run(&ctx, a),
         Cmd::History(a) => commands::history::run(&ctx, a),
         Cmd::Restore(a) => commands::restore::run(&ctx, a),
+        Cmd::Undelete(a) => commands::history::undelete(&ctx, a),
         Cmd::Verify(a) => commands::verify::run(&ctx, a),
         Cmd::Repair(a) => commands::repair::run(&ctx, a),
         Cmd::Gc(a) => commands::gc::run(&ctx, a),

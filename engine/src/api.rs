@@ -131,6 +131,13 @@ pub struct Restore {
     pub overwrite: bool,
 }
 
+/// `POST /api/spaces/ID/undelete`: a deleted path back as it was before its deletion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Undelete {
+    /// The path, relative to the space's folder.
+    pub path: String,
+}
+
 /// `POST /api/spaces/ID/sync`: the peers to sync with (`ID[@IP:PORT,...]`); none: every peer
 /// met in the space.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -53,7 +53,7 @@ pub use space::Keep;
 pub use space::materialize::{MaterializeReport, conflict_name, conflict_original};
 pub use space::restore::{At, RestoreReport};
 pub use space::scan::ScanReport;
-pub use space::{ChangeFlag, GcReport, HistoryItem, PeerHealth, Pending, Space, Status, VerifyReport};
+pub use space::{ChangeFlag, DeletedFile, GcReport, HistoryItem, PeerHealth, Pending, Space, Status, VerifyReport};
 
 /// Fill `buf` from the operating system's random source.
 pub fn random_bytes(buf: &mut [u8]) {

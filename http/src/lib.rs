@@ -130,6 +130,8 @@ fn routes() -> Router<Api> {
         .route("/api/spaces/{space}/status", get(status))
         .route("/api/spaces/{space}/scan", post(scan))
         .route("/api/spaces/{space}/history", get(history))
+        .route("/api/spaces/{space}/deleted", get(deleted))
+        .route("/api/spaces/{space}/undelete", post(undelete))
         .route("/api/spaces/{space}/verify", post(verify))
         .route("/api/spaces/{space}/restore", post(restore))
         .route("/api/spaces/{space}/target", post(target))
@@ -417,6 +419,20 @@ async fn history(
     let (_, s) = member_space(&api, &q)?;
     let items = cobox_engine::handle::on_space(&s, move |s| s.history(h.path.as_deref())).await?;
     to_json(&items)
+}
+
+/// Paths deleted and not back, newest first (at most this many).
+const DELETED_MAX: usize = 10_000;
+
+async fn deleted(State(api): State<Api>, UrlPath(q): UrlPath<String>) -> Reply {
+    let (_, s) = member_space(&api, &q)?;
+    to_json(&cobox_engine::handle::on_space(&s, |s| s.deleted_files(DELETED_MAX)).await?)
+}
+
+async fn undelete(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {
+    let b: api::Undelete = body(&bytes)?;
+    let (_, s) = member_space(&api, &q)?;
+    to_json(&cobox_engine::handle::on_space(&s, move |s| s.undelete(&b.path)).await?)
 }
 
 async fn gc(State(api): State<Api>, UrlPath(q): UrlPath<String>, bytes: axum::body::Bytes) -> Reply {

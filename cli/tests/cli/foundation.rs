@@ -154,6 +154,20 @@ fn history_and_restore_at_an_earlier_time() {
     assert!(err.contains("neither an RFC 3339 time"), "{err}");
     let err = dev.fails(&["restore", "s", out.path().to_str().unwrap(), "--path", "../etc"]);
     assert!(err.contains("invalid path"), "{err}");
+
+    // Deleted files: listed newest first, and one put back as it was, through a daemon.
+    let gone = dev.json(&["history", "s", "--deleted"]);
+    let mut paths: Vec<&str> = gone.as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(paths, ["b.txt", "dir/c.txt"], "{gone}");
+    let d = Daemon::start(&dev);
+    let err = dev.fails(&["undelete", "s", "a.txt"]);
+    assert!(err.contains("is not deleted"), "{err}");
+    dev.ok(&["undelete", "s", "b.txt"]);
+    assert_eq!(fs::read(f.join("b.txt")).unwrap(), b"two");
+    let gone = dev.json(&["history", "s", "--deleted"]);
+    assert_eq!(gone.as_array().unwrap().len(), 1, "{gone}");
+    drop(d);
 }
 
 #[test]

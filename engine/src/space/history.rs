@@ -32,7 +32,64 @@ pub struct HistoryItem {
     pub action: Option<String>,
 }
 
+/// A path deleted from the space whose earlier versions are kept, as the app's Deleted files
+/// view and `cobox history --deleted` list it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DeletedFile {
+    /// The path, relative to the space's folder.
+    pub path: String,
+    /// When it was deleted as far as the deleting device knew (ms since the epoch): its scan's
+    /// time, or the last write a merge saw.
+    pub time_ms: i64,
+    /// The device that recorded the deletion (its first 8 bytes, hex).
+    pub device: String,
+    /// Its name on the roster, when it has one this device can read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
+}
+
 impl Space {
+    /// Paths deleted and not back, newest first, at most `limit`: what a person may want back.
+    pub fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>, Error> {
+        let names = self.device_names();
+        let mut out: Vec<DeletedFile> = self
+            .manifest()?
+            .entries()?
+            .into_iter()
+            .filter(|(_, e)| !e.is_live())
+            .map(|(path, e)| DeletedFile {
+                path,
+                time_ms: e.mtime_ns.div_euclid(1_000_000),
+                device: hex::encode(e.device),
+                device_name: names.get(&e.device[..]).cloned(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.time_ms.cmp(&a.time_ms).then_with(|| a.path.cmp(&b.path)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Put a deleted path back as it was just before its last deletion, for every member (a
+    /// folder with what it held). The deletion stays in the history.
+    pub fn undelete(&mut self, path: &str) -> Result<crate::ScanReport, Error> {
+        let h = self.history(Some(path))?;
+        // Newest first: the latest deletion, then the version it removed.
+        let gone = h.iter().position(|i| i.action.as_deref() == Some("deleted"));
+        let before = match gone {
+            Some(0) => h.get(1),
+            Some(_) | None => {
+                return Err(Error::NoHistory(format!("{path} is not deleted: it is in the folder now")));
+            }
+        };
+        let Some(v) = before else {
+            return Err(Error::NoHistory(format!(
+                "no earlier version of {path} is kept (history before its deletion was pruned)"
+            )));
+        };
+        let id = v.id.clone();
+        self.restore_version(path, &id)
+    }
+
     /// The names the roster gives member devices (those this device can read), by the first
     /// 8 bytes of their id, which is what manifest entries record of the device.
     pub fn device_names(&self) -> std::collections::BTreeMap<Vec<u8>, String> {
@@ -124,5 +181,40 @@ impl Space {
             Some(h) => m.entries_at(h)?,
             None => m.entries()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Home;
+
+    /// A deleted file is listed with who deleted it, and comes back as it was before the
+    /// deletion (not as an earlier version); a file in the folder is refused.
+    #[test]
+    fn a_deleted_file_is_listed_and_comes_back_as_it_was() {
+        let (home, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let h = Home::open(home.path()).unwrap();
+        h.create_space("s", folder.path()).unwrap();
+        let mut s = h.open_space("s").unwrap();
+        let (f, kept) = (folder.path().join("notes.txt"), folder.path().join("kept.txt"));
+        for text in ["first", "second"] {
+            std::fs::write(&f, text).unwrap();
+            std::fs::write(&kept, text).unwrap();
+            s.scan(&crate::NoProgress).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::fs::remove_file(&f).unwrap();
+        s.scan(&crate::NoProgress).unwrap();
+        let gone = s.deleted_files(10).unwrap();
+        assert_eq!(gone.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(), ["notes.txt"]);
+        assert_eq!(gone[0].device, hex::encode(&s.device.0[..8]));
+        assert!(s.undelete("kept.txt").is_err(), "a file in the folder is not deleted");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        s.undelete("notes.txt").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "second");
+        assert!(s.deleted_files(10).unwrap().is_empty());
+        let h = s.history(Some("notes.txt")).unwrap();
+        let actions: Vec<_> = h.iter().map(|i| i.action.clone().unwrap_or_default()).collect();
+        assert_eq!(actions, ["added", "deleted", "changed", "added"], "{h:?}");
     }
 }

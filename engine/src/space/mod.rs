@@ -26,7 +26,7 @@ mod status;
 mod upkeep;
 
 pub use conflicts::Keep;
-pub use history::HistoryItem;
+pub use history::{DeletedFile, HistoryItem};
 pub use replica::Stale;
 pub use status::{PeerHealth, Pending, Status};
 pub use upkeep::{BadBlob, GcReport, VerifyReport};
