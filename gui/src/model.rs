@@ -53,6 +53,32 @@ pub(crate) struct ConflictView {
     pub(crate) original_by: String,
 }
 
+/// A space's past as the History tab shows it: its past states and its deleted files, kept up
+/// to date while shown.
+#[derive(Debug, Clone)]
+pub(crate) struct Past {
+    pub(crate) space: SpaceId,
+    /// Past states, newest first.
+    pub(crate) states: Vec<HistoryItem>,
+    /// Paths deleted and not back, newest first.
+    pub(crate) deleted: Vec<cobox_engine::DeletedFile>,
+    /// Why they could not be read.
+    pub(crate) error: Option<String>,
+}
+
+/// The two sides of a conflict side by side.
+#[derive(Debug, Clone)]
+pub(crate) struct CompareView {
+    pub(crate) space: SpaceId,
+    /// The conflict copy.
+    pub(crate) copy: String,
+    /// What differs, line by line for text: (tag, line) with tag ' ' both, '-' only this
+    /// version, '+' only the other; for other files, one line saying how they differ.
+    pub(crate) lines: Vec<(char, String)>,
+    /// Lines the comparison left out (it shows the first ones).
+    pub(crate) more: usize,
+}
+
 /// Everything the UI shows of one space.
 #[derive(Debug, Clone)]
 pub(crate) struct SpaceView {
@@ -95,6 +121,9 @@ pub(crate) struct Model {
     pub(crate) notice_at_ms: i64,
     /// The text size chosen (egui's zoom factor), as kept in the home; `None`: the default.
     pub(crate) zoom: Option<f32>,
+    /// What closing the window does: keep syncing minimized (`Some(true)`), quit
+    /// (`Some(false)`), or ask (`None`).
+    pub(crate) keep_syncing_on_close: Option<bool>,
     /// The folder the last folder restore wrote (for "Open restored folder").
     pub(crate) restored: Option<std::path::PathBuf>,
     /// What this device is called in its spaces (`None`: not named yet, so the app asks).
@@ -102,6 +131,10 @@ pub(crate) struct Model {
     pub(crate) invite: Option<(SpaceId, String)>,
     pub(crate) seed_code: Option<String>,
     pub(crate) file_history: Option<(SpaceId, String, Vec<HistoryItem>)>,
+    /// The past of the space whose History tab (or folder restore) is open.
+    pub(crate) past: Option<Past>,
+    /// A conflict's two versions compared.
+    pub(crate) compare: Option<CompareView>,
     /// Spaces with a sync in flight.
     pub(crate) syncing: Vec<SpaceId>,
     /// Seeders this device administers.

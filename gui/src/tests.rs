@@ -254,7 +254,7 @@ fn restore_an_older_version_of_a_file() {
     }
     let mut h = harness(app(home.path()));
     wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
-    h.get_by_label("History").click();
+    h.get_by_label("Versions").click();
     wait(&mut h, "the file's history", |m| m.file_history.as_ref().is_some_and(|(_, _, v)| v.len() == 2));
     // Restoring asks first, saying it changes the file for every member; Cancel changes nothing.
     h.get_by_label("Restore this version").click();
@@ -294,6 +294,11 @@ fn settle_a_conflict_by_keeping_the_other_version() {
     assert_eq!(h.get_all_by_label("1 conflict").count(), 2);
     h.get_by_label("Conflicts (1)").click();
     h.step();
+    // Compare first: the line each side has, marked.
+    h.get_by_label("Compare").click();
+    wait(&mut h, "the comparison", |m| m.compare.is_some());
+    h.get_by_label("- budget: 1400 (desk)");
+    h.get_by_label("+ budget: 1350 (laptop)");
     h.get_by_label("Keep the other version").click();
     wait(&mut h, "the conflict settled", |m| m.spaces[0].conflicts.is_empty());
     assert_eq!(std::fs::read_to_string(folder.path().join("budget.txt")).unwrap(), "budget: 1350 (laptop)\n");
@@ -604,6 +609,11 @@ fn a_conflict_settled_then_sync_now_reaches_the_peer() {
     }
     h.get_by_label("Conflicts (1)").click();
     h.step();
+    // Compare first: the line each side has, marked.
+    h.get_by_label("Compare").click();
+    wait(&mut h, "the comparison", |m| m.compare.is_some());
+    h.get_by_label("- budget: 1400 (desk)");
+    h.get_by_label("+ budget: 1350 (laptop)");
     h.get_by_label("Keep the other version").click();
     wait(&mut h, "the conflict settled", |m| m.spaces[0].conflicts.is_empty());
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -885,4 +895,88 @@ fn set_up_recovery_and_check_the_custodians_from_the_app() {
     for n in nodes {
         rt.block_on(n.shutdown());
     }
+}
+
+/// The History tab lists the space's past states (when, who, what changed); one picked there is
+/// what a restore writes; a deleted file is listed and comes back with a click.
+#[test]
+fn restore_the_space_as_of_a_picked_past_state_and_bring_back_a_deleted_file() {
+    let (home, folder, out) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (minutes, plan) = (folder.path().join("minutes.txt"), folder.path().join("plan.txt"));
+    {
+        let h = Home::open(home.path()).unwrap();
+        h.create_space("co-op", folder.path()).unwrap();
+        let mut s = h.open_space("co-op").unwrap();
+        std::fs::write(&minutes, "first meeting\n").unwrap();
+        std::fs::write(&plan, "the plan\n").unwrap();
+        s.scan(&cobox_engine::NoProgress).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&minutes, "second meeting\n").unwrap();
+        std::fs::remove_file(&plan).unwrap();
+        s.scan(&cobox_engine::NoProgress).unwrap();
+    }
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the space", |m| m.spaces.first().is_some_and(|s| s.files.len() == 1));
+    h.get_by_label("History").click();
+    wait(&mut h, "the past states", |m| m.past.as_ref().is_some_and(|p| p.states.len() == 2));
+    h.get_by_label("1 changed, 1 deleted");
+    h.get_by_label("2 added");
+    assert_eq!(h.get_all_by_label("this device").count(), 2, "who made each state");
+    h.get_by_label_contains("by this device");
+    // Pick the first state: the restore writes it, into the folder named.
+    h.get_by_label("Pick").click();
+    h.step();
+    let first = h.state().model.past.as_ref().unwrap().states[1].id.clone();
+    assert_eq!(h.state().restore_at, first);
+    h.step();
+    h.get_by_label("picked");
+    let into = out.path().join("as it was");
+    h.state_mut().restore_into = into.display().to_string();
+    h.step();
+    h.get_by_label("Restore the space").click();
+    wait(&mut h, "the restore", |m| m.notice.as_ref().is_some_and(|(_, t)| t.contains("Restored")));
+    assert_eq!(std::fs::read_to_string(into.join("minutes.txt")).unwrap(), "first meeting\n");
+    assert_eq!(std::fs::read_to_string(into.join("plan.txt")).unwrap(), "the plan\n");
+    assert_eq!(std::fs::read_to_string(&minutes).unwrap(), "second meeting\n", "the folder untouched");
+    // Deleted files: plan.txt, brought back for everyone.
+    h.get_by_label("plan.txt");
+    h.get_by_label("Restore").click();
+    wait(&mut h, "plan.txt back", |m| m.past.as_ref().is_some_and(|p| p.deleted.is_empty()));
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), "the plan\n");
+    h.get_by_label_contains("Nothing deleted.");
+    wait(&mut h, "a third state", |m| m.past.as_ref().is_some_and(|p| p.states.len() == 3));
+    assert!(h.state().model.activity.iter().any(|(_, t)| t.contains("plan.txt is back")), "kept in Activity");
+}
+
+/// Closing the window never stops syncing silently: the app asks; "Keep syncing" keeps the app
+/// running minimized, and a remembered choice is kept across restarts.
+#[test]
+fn closing_the_window_asks_whether_to_keep_syncing() {
+    use eframe::egui::{ViewportCommand, ViewportEvent, ViewportId};
+    fn close(h: &mut Harness<'_, CoboxApp>) -> Vec<ViewportCommand> {
+        h.input_mut().viewports.entry(ViewportId::ROOT).or_default().events.push(ViewportEvent::Close);
+        h.step();
+        h.output().viewport_output.get(&ViewportId::ROOT).map(|v| v.commands.clone()).unwrap_or_default()
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut h = harness(app(home.path()));
+    wait(&mut h, "the engine", |m| m.ready);
+    let asked = close(&mut h);
+    assert!(asked.contains(&ViewportCommand::CancelClose), "{asked:?}");
+    h.step();
+    h.get_by_label_contains("While CoBox runs it keeps this device's folders in sync");
+    h.get_by_label("Remember my choice (change it on the Network screen)").click();
+    h.step();
+    h.get_by_label("Keep syncing in the background").click();
+    h.step();
+    let out = h.output().viewport_output.get(&ViewportId::ROOT).map(|v| v.commands.clone()).unwrap_or_default();
+    assert!(out.contains(&ViewportCommand::Minimized(true)), "{out:?}");
+    wait(&mut h, "the choice kept", |m| m.keep_syncing_on_close == Some(true));
+    // Asked once: the next close minimizes without a question.
+    let again = close(&mut h);
+    assert!(again.contains(&ViewportCommand::CancelClose) && again.contains(&ViewportCommand::Minimized(true)));
+    assert!(!h.state().asking_close);
+    let h = reopen(h, home.path());
+    assert_eq!(h.state().model.keep_syncing_on_close, Some(true), "kept across restarts");
 }

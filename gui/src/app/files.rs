@@ -136,7 +136,7 @@ impl CoboxApp {
                             }
                             ui.horizontal(|ui| {
                                 if ui
-                                    .small_button("History")
+                                    .small_button("Versions")
                                     .on_hover_text(format!("Past versions of {}", f.path))
                                     .clicked()
                                 {
@@ -187,45 +187,71 @@ impl CoboxApp {
     /// "Restore this folder as it was": into a new folder beside the space's, as of a time.
     pub(super) fn restore_folder(&mut self, ui: &mut egui::Ui, s: &SpaceView, dir: &str) {
         let what = if dir.is_empty() { "this space".to_owned() } else { format!("the folder {dir}") };
-        egui::CollapsingHeader::new(format!("Restore {what} as it was...")).id_salt(("restore-folder", s.id)).show(
-            ui,
-            |ui| {
-                // Now, in this computer's time: a person moves back from there.
-                if self.restore_at.is_empty() {
-                    self.restore_at = chrono::Local::now().format("%Y-%m-%d %H:%M").to_string();
-                }
-                if self.restore_into.is_empty() {
-                    let base = s.path.parent().unwrap_or(&s.path);
-                    let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(&s.name);
-                    self.restore_into = base.join(format!("{name} (restored)")).display().to_string();
-                }
-                ui.horizontal(|ui| {
-                    let l = ui.label("As of");
-                    ui.text_edit_singleline(&mut self.restore_at).labelled_by(l.id);
-                    ui.weak("a date and time on this computer's clock (2026-11-24 10:00), or a version id");
+        let header = egui::CollapsingHeader::new(format!("Restore {what} as it was..."))
+            .id_salt(("restore-folder", s.id))
+            .show(ui, |ui| {
+                let states = self.model.past.as_ref().filter(|p| p.space == s.id).map(|p| p.states.clone());
+                self.restore_form(ui, s, dir, &states.unwrap_or_default());
+            });
+        // Its past states to pick from, asked for when the form opens.
+        if header.body_returned.is_some() {
+            self.want_past(s.id);
+        }
+    }
+
+    /// The restore form: when (a past state picked from the list, or a time typed on this
+    /// computer's clock) and into which new folder.
+    pub(super) fn restore_form(&mut self, ui: &mut egui::Ui, s: &SpaceView, dir: &str, states: &[HistoryItem]) {
+        let what = if dir.is_empty() { "the space".to_owned() } else { format!("the folder {dir}") };
+        // Now, in this computer's time: a person moves back from there.
+        if self.restore_at.is_empty() {
+            self.restore_at = chrono::Local::now().format("%Y-%m-%d %H:%M").to_string();
+        }
+        if self.restore_into.is_empty() {
+            let base = s.path.parent().unwrap_or(&s.path);
+            let name = dir.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(&s.name);
+            self.restore_into = base.join(format!("{name} (restored)")).display().to_string();
+        }
+        let picked = states.iter().find(|h| h.id == self.restore_at);
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("As of the past state");
+            let shown = picked.map_or_else(|| "pick one, or type a time below".to_owned(), |h| self.state_line(h));
+            egui::ComboBox::from_id_salt(("past-state", s.id, dir.to_owned()))
+                .selected_text(shown)
+                .width(360.0)
+                .show_ui(ui, |ui| {
+                    for h in states.iter().skip(1) {
+                        let line = self.state_line(h);
+                        ui.selectable_value(&mut self.restore_at, h.id.clone(), line);
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+        });
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("or as of");
+            ui.text_edit_singleline(&mut self.restore_at).labelled_by(l.id);
+            ui.weak("a date and time on this computer's clock (2026-11-24 10:00)");
+        });
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("Into the new folder");
+            ui.text_edit_singleline(&mut self.restore_into).labelled_by(l.id);
+        });
+        ui.horizontal_wrapped(|ui| {
+            let label = if dir.is_empty() { "Restore the space".to_owned() } else { format!("Restore {what}") };
+            if ui.button(label).clicked() {
+                self.send(Cmd::RestoreFolder {
+                    space: s.id,
+                    dir: dir.to_owned(),
+                    at: self.restore_at.clone(),
+                    into: PathBuf::from(self.restore_into.trim()),
                 });
-                // The space's past states to pick from, newest first.
-                if let Some(st) = s.status.as_ref().filter(|st| st.snapshots > 0) {
-                    ui.weak(format!("{} kept.", plural(st.snapshots as usize, "past state is", "past states are")));
-                }
-                ui.horizontal(|ui| {
-                    let l = ui.label("Into the new folder");
-                    ui.text_edit_singleline(&mut self.restore_into).labelled_by(l.id);
-                });
-                if ui.button(format!("Restore {what}")).clicked() {
-                    self.send(Cmd::RestoreFolder {
-                        space: s.id,
-                        dir: dir.to_owned(),
-                        at: self.restore_at.clone(),
-                        into: PathBuf::from(self.restore_into.trim()),
-                    });
-                }
-                if let Some(done) = self.model.restored.clone()
-                    && ui.button("Open restored folder").clicked()
-                {
-                    self.open_path(&done);
-                }
-            },
-        );
+            }
+            if let Some(done) = self.model.restored.clone()
+                && ui.button("Open restored folder").clicked()
+            {
+                self.open_path(&done);
+            }
+        });
     }
 }

@@ -3,13 +3,14 @@
 
 mod files;
 mod glance;
+mod history;
 mod network;
 mod recovery;
 mod seeders;
 mod space;
 
 use crate::engine::{Cmd, EngineHandle, Model, SpaceState, SpaceView};
-use cobox_engine::{Keep, SpaceId};
+use cobox_engine::{HistoryItem, Keep, SpaceId};
 use eframe::egui;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub(crate) enum Tab {
     Files,
     Members,
     Conflicts,
+    /// Past states and deleted files.
+    History,
     Seeders,
     Ignored,
     Recovery,
@@ -100,6 +103,8 @@ pub(crate) struct CoboxApp {
     /// "Restore this folder as it was": the time (or history id) and the new folder.
     pub(crate) restore_at: String,
     pub(crate) restore_into: String,
+    /// The space whose past was last asked of the engine (it keeps it up to date after).
+    past_asked: Option<SpaceId>,
     /// Transfer limits being edited, KB/s (0: none).
     pub(crate) limits_edit: Option<(f64, f64)>,
     /// Recovery custodians being typed (one per line), how many are needed, the wait (hours).
@@ -111,6 +116,12 @@ pub(crate) struct CoboxApp {
     /// A folder picked in the native dialog (it runs on its own thread), and which field it
     /// fills; `None` when no folder came back.
     picked: Arc<Mutex<Option<Picked>>>,
+    /// The window's close button was pressed and the person is asked what to do.
+    pub(crate) asking_close: bool,
+    /// "Remember my choice" in that question.
+    pub(crate) remember_close: bool,
+    /// The person chose to quit: the next close goes through.
+    quitting: bool,
     /// What the app itself has to say (an opener or picker that did not work): words, time.
     pub(crate) own_notice: Option<(String, i64)>,
 }
@@ -204,6 +215,10 @@ impl CoboxApp {
             listing: None,
             restore_at: String::new(),
             restore_into: String::new(),
+            past_asked: None,
+            asking_close: false,
+            remember_close: false,
+            quitting: false,
             recovery_custodians: String::new(),
             recovery_threshold: 2,
             recovery_wait_h: 48,
@@ -281,6 +296,7 @@ impl CoboxApp {
         if self.selected.is_none() {
             self.selected = self.model.spaces.first().map(|s| s.id);
         }
+        self.on_close(ui);
         egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
         if let Some(fatal) = self.model.fatal.clone() {
             egui::CentralPanel::default().show(ui, |ui| {
@@ -321,6 +337,62 @@ impl CoboxApp {
         } else if self.screen == Screen::Network {
             ui.ctx().request_repaint_after(std::time::Duration::from_secs(1));
         }
+    }
+
+    /// The window's close button: syncing stops when the app quits, so a person decides once
+    /// whether closing keeps it running (minimized) or quits; never silently either.
+    fn on_close(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        if ctx.input(|i| i.viewport().close_requested()) && !self.quitting {
+            match self.model.keep_syncing_on_close {
+                Some(false) => return,
+                Some(true) => self.keep_syncing(&ctx),
+                None => {
+                    ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                    self.asking_close = true;
+                }
+            }
+        }
+        if !self.asking_close {
+            return;
+        }
+        egui::Window::new("Close CoBox?").collapsible(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(
+            &ctx,
+            |ui| {
+                ui.label(
+                    "While CoBox runs it keeps this device's folders in sync and answers members and seeders. \
+                     Quit, it stops until you start it again (or run `cobox up`).",
+                );
+                ui.checkbox(&mut self.remember_close, "Remember my choice (change it on the Network screen)");
+                ui.horizontal_wrapped(|ui| {
+                    if ui.button("Keep syncing in the background").clicked() {
+                        if self.remember_close {
+                            self.send(Cmd::SetOnClose(Some(true)));
+                        }
+                        self.asking_close = false;
+                        self.keep_syncing(&ctx);
+                    }
+                    if ui.button("Quit and stop syncing").clicked() {
+                        if self.remember_close {
+                            self.send(Cmd::SetOnClose(Some(false)));
+                        }
+                        self.asking_close = false;
+                        self.quitting = true;
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
+                    if ui.button("Cancel").clicked() {
+                        self.asking_close = false;
+                    }
+                });
+            },
+        );
+    }
+
+    /// Close the window but not the app: minimized, still syncing.
+    fn keep_syncing(&mut self, ctx: &egui::Context) {
+        ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
+        self.tell("CoBox keeps syncing in the background; its window is minimized.".into());
     }
 
     /// Shortcuts, so every screen and the search are a key away: Alt+1..4 pick a screen, Ctrl+F

@@ -73,6 +73,26 @@ impl CoboxApp {
             ));
         }
         self.limits(ui);
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("When the window closes");
+            let now = self.model.keep_syncing_on_close;
+            let words = |k: Option<bool>| match k {
+                None => "ask what to do",
+                Some(true) => "keep syncing (minimized)",
+                Some(false) => "quit and stop syncing",
+            };
+            egui::ComboBox::from_id_salt("on-close")
+                .selected_text(words(now))
+                .show_ui(ui, |ui| {
+                    for k in [None, Some(true), Some(false)] {
+                        if ui.selectable_label(now == k, words(k)).clicked() && now != k {
+                            self.engine.send(Cmd::SetOnClose(k));
+                        }
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+        });
         ui.separator();
         ui.heading("Transfer rate");
         let sent: Vec<[f64; 2]> = self.model.rates.iter().map(|r| [r[0], r[1]]).collect();

@@ -128,10 +128,12 @@ impl CoboxApp {
             }
         });
         ui.separator();
-        ui.horizontal(|ui| {
+        // Wrapped: at a large text size the tabs take two lines rather than lose the last ones.
+        ui.horizontal_wrapped(|ui| {
             ui.selectable_value(&mut self.tab, Tab::Files, "Files");
             ui.selectable_value(&mut self.tab, Tab::Members, "Members");
             ui.selectable_value(&mut self.tab, Tab::Conflicts, format!("Conflicts ({})", s.conflicts.len()));
+            ui.selectable_value(&mut self.tab, Tab::History, "History");
             ui.selectable_value(&mut self.tab, Tab::Seeders, "Seeders");
             ui.selectable_value(&mut self.tab, Tab::Ignored, "Ignored paths");
             ui.selectable_value(&mut self.tab, Tab::Recovery, "Recovery");
@@ -144,6 +146,7 @@ impl CoboxApp {
             Tab::Files => self.files(ui, s),
             Tab::Members => self.members(ui, s),
             Tab::Conflicts => self.conflicts(ui, s),
+            Tab::History => self.history(ui, s),
             Tab::Seeders => self.seeders(ui, s),
             Tab::Ignored => self.ignored(ui, s),
             Tab::Recovery => self.recovery(ui, s),
@@ -454,6 +457,15 @@ impl CoboxApp {
                     "Keep both: the other version stays beside it as {}.",
                     cobox_engine::util::other_version_name(&c.original)
                 ));
+                let shown = self.model.compare.as_ref().filter(|v| v.space == s.id && v.copy == c.copy).cloned();
+                if shown.is_none()
+                    && ui.button("Compare").on_hover_text("Show what differs between the two versions").clicked()
+                {
+                    self.send(Cmd::Compare { space: s.id, copy: c.copy.clone() });
+                }
+                if let Some(v) = shown {
+                    self.comparison(ui, &v);
+                }
                 ui.horizontal_wrapped(|ui| {
                     if ui.button("Keep this version").clicked() {
                         self.send(Cmd::Resolve { space: s.id, copy: c.copy.clone(), keep: Keep::Current });
@@ -467,5 +479,30 @@ impl CoboxApp {
                 });
             });
         }
+    }
+
+    /// What differs between a conflict's two versions: removed lines red, added green.
+    fn comparison(&mut self, ui: &mut egui::Ui, v: &crate::engine::CompareView) {
+        ui.horizontal(|ui| {
+            ui.strong("What differs");
+            ui.weak("- only in this version, + only in the other");
+            if ui.button("Close comparison").clicked() {
+                self.send(Cmd::CloseCompare);
+            }
+        });
+        let (red, green) = (ui.visuals().error_fg_color, egui::Color32::from_rgb(40, 150, 70));
+        egui::ScrollArea::both().id_salt(("compare", &v.copy)).max_height(240.0).show(ui, |ui| {
+            for (tag, line) in &v.lines {
+                let text = egui::RichText::new(format!("{tag} {line}")).monospace();
+                match tag {
+                    '-' => ui.colored_label(red, text),
+                    '+' => ui.colored_label(green, text),
+                    _ => ui.label(text),
+                };
+            }
+            if v.more > 0 {
+                ui.weak(format!("and {} more; open each version to see them all.", plural(v.more, "line", "lines")));
+            }
+        });
     }
 }

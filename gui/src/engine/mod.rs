@@ -60,6 +60,21 @@ pub(crate) enum Cmd {
         path: String,
         history_id: String,
     },
+    /// Read a space's past states and deleted files (kept up to date until another space's are
+    /// asked for).
+    Past(SpaceId),
+    /// Put a deleted path back as it was before its deletion.
+    Undelete {
+        space: SpaceId,
+        path: String,
+    },
+    /// Compare a conflict copy with the file it was made for.
+    Compare {
+        space: SpaceId,
+        copy: String,
+    },
+    /// Put the comparison away.
+    CloseCompare,
     Resolve {
         space: SpaceId,
         copy: String,
@@ -92,6 +107,8 @@ pub(crate) enum Cmd {
     NameDevice(String),
     /// Keep the text size chosen.
     SetZoom(f32),
+    /// What closing the window does from now on: keep syncing (minimized), quit, or ask.
+    SetOnClose(Option<bool>),
     /// Rename a member of a space (a manager any, a device itself).
     RenameMember {
         space: SpaceId,
@@ -132,7 +149,7 @@ pub(crate) enum Cmd {
     RecoveryApprove(String),
 }
 
-pub(crate) use crate::model::{ConflictView, FileRow, Model, SeederView, SpaceState, SpaceView};
+pub(crate) use crate::model::{CompareView, ConflictView, FileRow, Model, Past, SeederView, SpaceState, SpaceView};
 
 /// Entries the activity log keeps.
 const ACTIVITY_KEPT: usize = 200;
@@ -147,6 +164,9 @@ const SETTINGS_FILE: &str = "app-settings.json";
 struct Settings {
     /// The text size (egui's zoom factor).
     zoom: Option<f32>,
+    /// What closing the window does: keep syncing minimized (`true`), quit (`false`), or ask.
+    #[serde(default)]
+    keep_syncing_on_close: Option<bool>,
 }
 
 /// The app's settings (none, or unreadable: the defaults).
@@ -155,14 +175,26 @@ fn settings(root: &std::path::Path) -> Settings {
 }
 
 impl Engine {
+    /// Change the kept settings.
+    fn save_settings(&self, change: impl FnOnce(&mut Settings)) -> Result<(), String> {
+        let mut s = settings(self.home.root());
+        change(&mut s);
+        let b = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
+        cobox_engine::util::write_atomic(&self.home.root().join(SETTINGS_FILE), &b).map_err(|e| e.to_string())
+    }
+
     fn set_zoom(&self, z: f32) -> Outcome {
         let z = z.clamp(0.5, 3.0);
-        let mut s = settings(self.home.root());
-        s.zoom = Some(z);
-        let b = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
-        cobox_engine::util::write_atomic(&self.home.root().join(SETTINGS_FILE), &b)
-            .map_err(|e| format!("The text size holds until CoBox closes, but was not saved: {e}"))?;
         self.update(|m| m.zoom = Some(z));
+        self.save_settings(|s| s.zoom = Some(z))
+            .map_err(|e| format!("The text size holds until CoBox closes, but was not saved: {e}"))?;
+        Ok(None)
+    }
+
+    fn set_on_close(&self, keep: Option<bool>) -> Outcome {
+        self.update(|m| m.keep_syncing_on_close = keep);
+        self.save_settings(|s| s.keep_syncing_on_close = keep)
+            .map_err(|e| format!("The choice holds until CoBox closes, but was not saved: {e}"))?;
         Ok(None)
     }
 }
@@ -318,10 +350,11 @@ fn run(
     };
     let kept = kept_activity(eng.home.root());
     let named = cobox_engine::members::device_name(eng.home.root());
-    let zoom = settings(eng.home.root()).zoom;
+    let kept_settings = settings(eng.home.root());
     eng.update(|m| {
         m.activity = kept;
-        m.zoom = zoom;
+        m.zoom = kept_settings.zoom;
+        m.keep_syncing_on_close = kept_settings.keep_syncing_on_close;
         m.device_name = named;
         m.device = eng.home.device_id().to_string();
         m.address = eng.daemon.node().addr_string();
@@ -345,7 +378,8 @@ fn run(
         match rx.recv_timeout(wait) {
             Ok(cmd) => {
                 // Reading a history or an invite changes nothing the model shows elsewhere.
-                let changes = !matches!(cmd, Cmd::FileHistory { .. });
+                let changes =
+                    !matches!(cmd, Cmd::FileHistory { .. } | Cmd::Past(_) | Cmd::Compare { .. } | Cmd::CloseCompare);
                 eng.handle(cmd);
                 if changes {
                     eng.refresh();
@@ -497,7 +531,10 @@ impl Engine {
     /// Do what the UI asked: each command is one method (in `spaces`, `files`, `seeders`),
     /// whose outcome is shown as a notice.
     fn apply(&mut self, cmd: Cmd) {
-        let kept = matches!(cmd, Cmd::RestoreVersion { .. } | Cmd::RestoreFolder { .. } | Cmd::Resolve { .. });
+        let kept = matches!(
+            cmd,
+            Cmd::RestoreVersion { .. } | Cmd::RestoreFolder { .. } | Cmd::Resolve { .. } | Cmd::Undelete { .. }
+        );
         let outcome = match cmd {
             Cmd::Create { name, path } => self.create(&name, &path),
             Cmd::Join { code, path } => self.join(&code, &path),
@@ -508,6 +545,13 @@ impl Engine {
             Cmd::Sync(id) => self.sync(id),
             Cmd::FileHistory { space, path } => self.file_history(space, path),
             Cmd::RestoreVersion { space, path, history_id } => self.restore_version(space, path, history_id),
+            Cmd::Past(space) => self.past(space),
+            Cmd::Undelete { space, path } => self.undelete(space, path),
+            Cmd::Compare { space, copy } => self.compare(space, copy),
+            Cmd::CloseCompare => {
+                self.update(|m| m.compare = None);
+                Ok(None)
+            }
             Cmd::Resolve { space, copy, keep } => self.resolve(&space, copy, keep),
             Cmd::Propose { space, seeder, quota, days } => self.propose(&space, &seeder, quota, days),
             Cmd::Revoke(id) => self.revoke(&id),
@@ -518,6 +562,7 @@ impl Engine {
             Cmd::SeedCode(id) => self.seed_code(&id),
             Cmd::NameDevice(name) => self.name_device(&name),
             Cmd::SetZoom(z) => self.set_zoom(z),
+            Cmd::SetOnClose(keep) => self.set_on_close(keep),
             Cmd::RenameMember { space, device, name } => self.rename_member(&space, &device, &name),
             Cmd::AskSeeders => {
                 self.ask_seeders();

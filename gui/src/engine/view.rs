@@ -228,7 +228,13 @@ impl Engine {
             Err(e) => (Vec::new(), Some(e.to_string())),
         };
         let network = Some(cobox_engine::ops::network(self.daemon.node(), self.home.root()).map_err(|e| e.to_string()));
+        // The past shown follows the network too: a sync brings states and deletions.
+        let past_of = self.model.lock().unwrap_or_else(|p| p.into_inner()).past.as_ref().map(|p| p.space);
+        let past = past_of.map(|id| self.read_past(id));
         self.update(|m| {
+            if let Some(p) = past {
+                m.past = Some(p);
+            }
             m.network = network;
             m.custody = custody;
             m.custody_error = custody_error;
