@@ -407,6 +407,12 @@ fn shot(name: &str, setup: impl FnOnce(&mut CoboxApp)) {
 }
 
 fn shot_of(name: &str, model: Model, setup: impl FnOnce(&mut CoboxApp)) {
+    if let Err(e) = try_shot(name, model, setup) {
+        panic!("{e}");
+    }
+}
+
+fn try_shot(name: &str, model: Model, setup: impl FnOnce(&mut CoboxApp)) -> Result<(), String> {
     let mut app = CoboxApp::new(EngineHandle::fixed(model));
     setup(&mut app);
     let mut h = Harness::builder().with_size([1100.0, 720.0]).build_ui_state(|ui, app: &mut CoboxApp| app.ui(ui), app);
@@ -414,40 +420,134 @@ fn shot_of(name: &str, model: Model, setup: impl FnOnce(&mut CoboxApp)) {
     for _ in 0..4 {
         h.step();
     }
-    h.snapshot(name);
+    h.try_snapshot(name).map_err(|e| format!("{name}: {e}"))
 }
 
+/// A screen: its snapshot's name, the model it shows and how the app is set to show it.
+type Screenful = (&'static str, Model, fn(&mut CoboxApp));
+
+/// Every screen and tab of the app (and its two dialogs), with a model that fills it.
+fn every_screen() -> Vec<Screenful> {
+    let with_past = || {
+        let mut m = model();
+        m.past = Some(past());
+        m
+    };
+    let mut compared = model();
+    compared.compare = Some(crate::engine::CompareView {
+        space: SpaceId([0x9f; 32]),
+        copy: "accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt".into(),
+        lines: vec![
+            (' ', "seeds: 120".into()),
+            ('-', "budget: 1400 (desk)".into()),
+            ('+', "budget: 1350 (laptop)".into()),
+            (' ', "tools: 80".into()),
+        ],
+        more: 0,
+    });
+    let mut versions = model();
+    versions.file_history = Some((SpaceId([0x9f; 32]), "minutes/2026-11-19.txt".into(), past().states));
+    let mut first = Model { ready: true, device: "57520a5a".repeat(8), ..Model::default() };
+    first.device_name = None;
+    vec![
+        ("spaces", model(), |_| {}),
+        ("first-run", first, |_| {}),
+        ("versions", versions, |_| {}),
+        ("members", model(), |a| a.tab = Tab::Members),
+        ("conflicts", compared, |a| a.tab = Tab::Conflicts),
+        ("history", with_past(), |a| {
+            a.tab = Tab::History;
+            // The form starts at now: fixed, so the image does not change by the minute.
+            a.restore_at = "2026-11-24 10:00".into();
+        }),
+        ("seeders", model(), |a| a.tab = Tab::Seeders),
+        ("ignored", model(), |a| a.tab = Tab::Ignored),
+        ("recovery", recovering(), |a| a.tab = Tab::Recovery),
+        ("my-seeders", model(), |a| a.screen = Screen::Seeders),
+        ("network", model(), |a| a.screen = Screen::Network),
+        ("activity", model(), |a| a.screen = Screen::Activity),
+        ("close", model(), |a| a.asking_close = true),
+    ]
+}
+
+/// Snapshots of every screen at the default text size; each is compared (or written, with
+/// UPDATE_SNAPSHOTS=1) before any failure is reported.
 #[test]
-fn snapshot_spaces_and_files() {
-    shot("spaces", |_| {});
+fn snapshot_every_screen() {
+    let failed: Vec<String> =
+        every_screen().into_iter().filter_map(|(name, m, setup)| try_shot(name, m, setup).err()).collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
-/// At a large text size (the person's A+ twice), the screens wrap or scroll instead of cutting
-/// off their right side.
-fn large() -> Model {
+/// The same at a large text size (the person's A+ twice): each screen wraps or scrolls instead
+/// of cutting off its right side.
+#[test]
+fn snapshot_every_screen_large_text() {
+    let failed: Vec<String> = every_screen()
+        .into_iter()
+        .filter_map(|(name, mut m, setup)| {
+            m.zoom = Some(1.5);
+            try_shot(&format!("{name}-large"), m, setup).err()
+        })
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The model with a recovery announced in the space and too few custodians proving.
+fn recovering() -> Model {
     let mut m = model();
-    m.zoom = Some(1.5);
+    let st = m.spaces[0].status.as_mut().expect("the fixed space has a status");
+    st.recovering = vec![
+        "device 4be1f0c2 is recovering this space as a manager: announced 2026-12-07T08:00:00.000Z, in effect \
+         2026-12-09T08:00:00.000Z (in 172800 s) unless a member cancels it (cobox recovery cancel)"
+            .into(),
+    ];
+    st.recovery_warning = Some(
+        "only 2 of 3 recovery custodians proved their share lately, and 2 are needed: one more loss and it could \
+         not be; set recovery up again with other custodians"
+            .into(),
+    );
     m
 }
 
-#[test]
-fn snapshot_spaces_large_text() {
-    shot_of("spaces-large", large(), |_| {});
-}
-
-#[test]
-fn snapshot_members_large_text() {
-    shot_of("members-large", large(), |a| a.tab = Tab::Members);
-}
-
-#[test]
-fn snapshot_seeders_large_text() {
-    shot_of("seeders-large", large(), |a| a.tab = Tab::Seeders);
-}
-
-#[test]
-fn snapshot_members() {
-    shot("members", |a| a.tab = Tab::Members);
+/// A space's past: three states by two devices, two deleted files.
+fn past() -> crate::engine::Past {
+    let state = |id: &str, time: &str, dev: &str, name: Option<&str>, counts: [u32; 4]| cobox_engine::HistoryItem {
+        id: id.into(),
+        time: time.into(),
+        time_ms: chrono::DateTime::parse_from_rfc3339(time).map(|t| t.timestamp_millis()).unwrap_or(0),
+        device: dev.repeat(8),
+        device_name: name.map(str::to_owned),
+        added: counts[0],
+        changed: counts[1],
+        deleted: counts[2],
+        renamed: counts[3],
+        files_changed: counts.iter().sum(),
+        action: None,
+    };
+    crate::engine::Past {
+        space: SpaceId([0x9f; 32]),
+        states: vec![
+            state("3c4d5e6f7a8b9c0d", "2026-11-24T09:41:00Z", "57520a5a", Some("Bo's desk"), [0, 1, 2, 0]),
+            state("2b3c4d5e6f7a8b9c", "2026-11-19T16:05:00Z", "e548c4b2", Some("Ana's laptop"), [1, 0, 0, 1]),
+            state("1a2b3c4d5e6f7a8b", "2026-11-12T10:00:00Z", "57520a5a", Some("Bo's desk"), [5, 0, 0, 0]),
+        ],
+        deleted: vec![
+            cobox_engine::DeletedFile {
+                path: "minutes/draft.txt".into(),
+                time_ms: 1_795_945_260_000,
+                device: "57520a5a".into(),
+                device_name: Some("Bo's desk".into()),
+            },
+            cobox_engine::DeletedFile {
+                path: "old-logo.png".into(),
+                time_ms: 1_795_945_260_000,
+                device: "e548c4b2".into(),
+                device_name: Some("Ana's laptop".into()),
+            },
+        ],
+        error: None,
+    }
 }
 
 #[test]
@@ -490,37 +590,11 @@ fn a_writer_is_not_offered_a_managers_actions() {
     assert!(h.query_all_by_label("End agreement").count() >= 1);
 }
 
-#[test]
-fn snapshot_conflicts() {
-    shot("conflicts", |a| a.tab = Tab::Conflicts);
-}
-
-#[test]
-fn snapshot_seeders() {
-    shot("seeders", |a| a.tab = Tab::Seeders);
-}
-
-#[test]
-fn snapshot_ignored() {
-    shot("ignored", |a| a.tab = Tab::Ignored);
-}
-
 /// The Recovery tab: custodians and their last proofs, the margin warned of, and a recovery
 /// announced in the space with the button that cancels it.
 #[test]
 fn snapshot_recovery() {
-    let mut m = model();
-    let st = m.spaces[0].status.as_mut().expect("the fixed space has a status");
-    st.recovering = vec![
-        "device 4be1f0c2 is recovering this space as a manager: announced 2026-12-07T08:00:00.000Z, in effect \
-         2026-12-09T08:00:00.000Z (in 172800 s) unless a member cancels it (cobox recovery cancel)"
-            .into(),
-    ];
-    st.recovery_warning = Some(
-        "only 2 of 3 recovery custodians proved their share lately, and 2 are needed: one more loss and it could \
-         not be; set recovery up again with other custodians"
-            .into(),
-    );
+    let m = recovering();
     let h = fixed_harness(m.clone(), |a| {
         a.tab = Tab::Recovery;
     });
@@ -531,7 +605,6 @@ fn snapshot_recovery() {
     h.get_by_label("Cancel this recovery");
     h.get_by_label("Set up again");
     drop(h);
-    shot_of("recovery", m, |a| a.tab = Tab::Recovery);
 }
 
 /// A custodian pastes a request code: the fingerprint to compare shows before anything is given;
@@ -562,11 +635,6 @@ fn a_request_code_shows_its_fingerprint_before_a_share_is_given() {
     assert!(h.query_by_label("It matches: give my share").is_none(), "no share given for a bad code");
 }
 
-#[test]
-fn snapshot_my_seeders() {
-    shot("my-seeders", |a| a.screen = Screen::Seeders);
-}
-
 /// My seeders names the spaces a seeder holds where this device is a member, and says of the
 /// others that they are someone else's, not a bare id.
 #[test]
@@ -590,11 +658,6 @@ fn a_full_seeder_shows_as_full_in_the_space() {
     assert_eq!(h.get_all_by_label("Seeder full").count(), 1, "only the seeder that said so");
     assert!(crate::app::seeder_full(&model(), &"1c0ffee1".repeat(8)));
     assert!(!crate::app::seeder_full(&model(), &"d6b7900d".repeat(8)));
-}
-
-#[test]
-fn snapshot_activity() {
-    shot("activity", |a| a.screen = Screen::Activity);
 }
 
 /// A scan in progress shows a bar and what is read of what there is to read.
@@ -642,11 +705,6 @@ fn peers_show_by_name_on_the_network_screen() {
     h.get_by_label("Ana's laptop (e548c4b2)");
     h.get_by_label("device 1c0ffee1");
     h.get_by_label_contains("Ana's laptop (e548c4b2) - we seed 1.7 MiB");
-}
-
-#[test]
-fn snapshot_network() {
-    shot("network", |a| a.screen = Screen::Network);
 }
 
 /// The Network screen reads in five seconds: the headline count, the graph's nodes (this

@@ -485,6 +485,26 @@ fn pair_with_a_seeder_read_its_report_and_set_its_policy() {
     let me: cobox_engine::DeviceId = h.state().model.device.parse().unwrap();
     let standing = cobox_engine::seeder_admin::policy(seeder_home.path()).unwrap().unwrap();
     assert_eq!(standing.seed_for, vec![me], "the seeder recorded the policy its administrator set");
+    // A proposal over the limit: warned of before it is made, and the seeder's reason shown
+    // once it answered (at the next sync).
+    let folder = tempfile::tempdir().unwrap();
+    h.get_by_label("Spaces").click();
+    h.step();
+    create_space(&mut h, folder.path());
+    wait(&mut h, "the space", |m| m.spaces.len() == 1);
+    h.state_mut().tab = Tab::Seeders;
+    h.state_mut().seeder_id = node.device().to_string();
+    h.state_mut().quota_text = "20G".into();
+    h.step();
+    h.step();
+    h.get_by_label("This seeder takes up to 10.0 GiB from you by itself: a larger proposal waits for its operator.");
+    h.get_by_label("Propose").click();
+    wait(&mut h, "the proposal", |m| m.spaces[0].agreements.len() == 1);
+    h.get_by_label("Sync now").click();
+    wait(&mut h, "the seeder's answer", |m| m.spaces[0].agreements[0].answer.is_some());
+    // In the agreement's block, and in the form's note that this seeder already has one.
+    let why = "waiting: the seeder did not take it by itself: 20.0 GiB is over this seeder's limit of 10.0 GiB";
+    assert_eq!(h.get_all_by_label_contains(why).count(), 2);
     rt.block_on(node.shutdown());
 }
 
