@@ -54,6 +54,36 @@ fn policy_path(root: &Path) -> PathBuf {
 fn seeders_path(root: &Path) -> PathBuf {
     root.join("seeders.json")
 }
+fn names_path(root: &Path) -> PathBuf {
+    root.join("device-names.json")
+}
+
+/// The longest name this device gives another device, in bytes.
+pub const MAX_LOCAL_NAME: usize = 64;
+
+/// Names this device gave devices no roster names (seeders, named when paired or proposed
+/// to), by device id (hex): for this device's eyes only, never sent.
+pub fn local_names(root: &Path) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    read_json(&names_path(root))
+}
+
+/// Call `device` `name` on this device ("" forgets the name). A name is trimmed, at most
+/// [`MAX_LOCAL_NAME`] bytes, without control characters.
+pub fn set_local_name(root: &Path, device: DeviceId, name: &str) -> Result<(), Error> {
+    let name = name.trim();
+    if name.len() > MAX_LOCAL_NAME || name.chars().any(char::is_control) {
+        return Err(Error::Refused(format!(
+            "a device's name is at most {MAX_LOCAL_NAME} bytes, without control characters"
+        )));
+    }
+    let mut all = local_names(root)?;
+    if name.is_empty() {
+        all.remove(&device.to_string());
+    } else {
+        all.insert(device.to_string(), name.to_owned());
+    }
+    write(&names_path(root), &all)
+}
 
 fn write<T: Serialize>(path: &Path, v: &T) -> Result<(), Error> {
     write_atomic(path, &crate::error::json("an administration file", v)?)
@@ -197,6 +227,20 @@ pub fn find_seeder(root: &Path, query: &str) -> Result<PairedSeeder, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name given here is kept, replaced, forgotten with "", and a bad one refused.
+    #[test]
+    fn a_seeder_named_here_keeps_its_name() {
+        let root = tempfile::tempdir().unwrap();
+        let d = DeviceId([7; 32]);
+        set_local_name(root.path(), d, "  Rivers' Pi ").unwrap();
+        assert_eq!(local_names(root.path()).unwrap().get(&d.to_string()).map(String::as_str), Some("Rivers' Pi"));
+        assert!(set_local_name(root.path(), d, &"x".repeat(65)).is_err());
+        assert!(set_local_name(root.path(), d, "a\nb").is_err());
+        assert_eq!(local_names(root.path()).unwrap().get(&d.to_string()).map(String::as_str), Some("Rivers' Pi"));
+        set_local_name(root.path(), d, "").unwrap();
+        assert!(local_names(root.path()).unwrap().is_empty());
+    }
 
     #[test]
     fn a_pairing_code_pairs_once_within_its_day() {

@@ -465,10 +465,15 @@ fn pair_with_a_seeder_read_its_report_and_set_its_policy() {
     h.get_by_label("No seeder paired yet.");
     h.state_mut().pair_code = code;
     h.step();
+    // Named as it is paired: shown by that name from then on, the id only beside it.
+    h.get_by_label("Call it");
+    h.state_mut().seeder_name = "Rivers' Pi".into();
+    h.step();
     h.get_by_label("Pair").click();
     wait(&mut h, "the seeder's report", |m| m.seeders.first().is_some_and(|s| s.report.is_some()));
     let short = node.device().short();
-    h.get_by_label(&format!("Seeder {short}"));
+    wait(&mut h, "the seeder's name", |m| m.names.values().any(|n| n == "Rivers' Pi"));
+    h.get_by_label(&format!("Seeder Rivers' Pi ({short})"));
     h.get_by_label_contains("Disk: 0 B held");
     h.get_by_label("Accepts by itself: proposals from no one here up to 10.0 GiB");
     h.get_by_label(&format!("Change policy of {short}")).click();
@@ -500,6 +505,8 @@ fn pair_with_a_seeder_read_its_report_and_set_its_policy() {
     h.get_by_label("This seeder takes up to 10.0 GiB from you by itself: a larger proposal waits for its operator.");
     h.get_by_label("Propose").click();
     wait(&mut h, "the proposal", |m| m.spaces[0].agreements.len() == 1);
+    // By name in the agreement and in the picker of seeders this device administers.
+    assert_eq!(h.get_all_by_label(&format!("Rivers' Pi ({short})")).count(), 2);
     h.get_by_label("Sync now").click();
     wait(&mut h, "the seeder's answer", |m| m.spaces[0].agreements[0].answer.is_some());
     // In the agreement's block, and in the form's note that this seeder already has one.

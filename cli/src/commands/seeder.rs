@@ -25,6 +25,14 @@ pub(crate) enum SeederCmd {
     },
     /// The seeders this device administers.
     List,
+    /// Give a seeder (or any device) a name on this device, shown instead of its id ("" forgets
+    /// it); nobody else sees it.
+    Name {
+        /// The device's id.
+        device: String,
+        /// What to call it.
+        name: String,
+    },
     /// Ask seeders this device administers how they are: disk, spaces, agreements, quota per
     /// owner, last audits, recent errors and remote actions.
     Status {
@@ -140,10 +148,14 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
         }
         SeederCmd::List => {
             let all = seeder_admin::seeders(&root)?;
+            let names = seeder_admin::local_names(&root)?;
+            let name = |s: &seeder_admin::PairedSeeder| names.get(&s.seeder.device.to_string()).cloned();
             if ctx.json {
                 let v: Vec<_> = all
                     .iter()
-                    .map(|s| serde_json::json!({ "seeder": s.seeder.to_string(), "paired_ms": s.paired_ms }))
+                    .map(|s| {
+                        serde_json::json!({ "seeder": s.seeder.to_string(), "paired_ms": s.paired_ms, "name": name(s) })
+                    })
                     .collect();
                 return ctx.print_json(&v);
             }
@@ -151,7 +163,17 @@ pub(crate) fn run(ctx: &Ctx, c: SeederCmd) -> Result<()> {
                 println!("no seeders: pair with one from the code its `cobox up` prints (cobox seeder pair CODE)");
             }
             for s in all {
-                println!("{}  paired {}", s.seeder, cobox_engine::util::rfc3339(s.paired_ms));
+                let called = name(&s).map(|n| format!("  ({})", cobox_engine::util::printable(&n))).unwrap_or_default();
+                println!("{}{called}  paired {}", s.seeder, cobox_engine::util::rfc3339(s.paired_ms));
+            }
+            Ok(())
+        }
+        SeederCmd::Name { device, name } => {
+            let d: DeviceId = device.parse().map_err(|e| anyhow::anyhow!("{device:?}: {e}"))?;
+            seeder_admin::set_local_name(&root, d, &name)?;
+            match name.trim() {
+                "" => println!("{} has no name here any more", d.short()),
+                n => println!("{} is called {n} on this device", d.short()),
             }
             Ok(())
         }

@@ -223,6 +223,11 @@ fn a_paired_device_administers_a_seeder_and_an_unpaired_one_is_refused() {
     let code = seeder.ok(&["seeder", "pairing-code"]).trim().to_owned();
     assert!(code.starts_with("cobox-pair-"), "{code}");
     owner.ok(&["seeder", "pair", &code, "--name", "owner laptop", "--no-relay"]);
+    // Named here, as the app names it: the list shows the name; nobody else sees it.
+    owner.ok(&["seeder", "name", &seeder_id, "Rivers' Pi"]);
+    assert_eq!(owner.json(&["seeder", "list"])[0]["name"], "Rivers' Pi");
+    let err = owner.fails(&["seeder", "name", &seeder_id, "a\u{7}bell"]);
+    assert!(err.contains("without control characters"), "{err}");
     // The code pairs once.
     let err = stranger.fails(&["seeder", "pair", &code, "--no-relay"]);
     assert!(err.contains("no pairing code open"), "{err}");

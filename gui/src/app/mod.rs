@@ -73,6 +73,10 @@ pub(crate) struct CoboxApp {
     tab_request: std::cell::Cell<Option<Tab>>,
     /// The pairing code (or seeder address) being typed.
     pub(crate) pair_code: String,
+    /// What to call the seeder being paired or proposed to ("" no name).
+    pub(crate) seeder_name: String,
+    /// A seeder being named: its device and the name typed.
+    pub(crate) renaming_seeder: Option<(cobox_engine::DeviceId, String)>,
     /// A seeder policy being edited: the seeder, seeding for this device by itself, the quota.
     pub(crate) policy_edit: Option<(cobox_engine::DeviceId, bool, f64)>,
     /// The folder shown of each space ("" for its root).
@@ -198,6 +202,8 @@ impl CoboxApp {
             days: 365,
             ignore_edit: None,
             pair_code: String::new(),
+            seeder_name: String::new(),
+            renaming_seeder: None,
             tab_request: std::cell::Cell::new(None),
             policy_edit: None,
             limits_edit: None,

@@ -121,6 +121,17 @@ impl CoboxApp {
         );
         let l = ui.label("Seeder id");
         ui.text_edit_singleline(&mut self.seeder_id).labelled_by(l.id);
+        let typed: Option<cobox_engine::DeviceId> =
+            self.seeder_id.trim().split('@').next().and_then(|d| d.parse().ok());
+        // A seeder with no name here yet is named as it is proposed to, so it is never an id.
+        let unnamed = typed.is_some_and(|d| !self.model.names.contains_key(&d.to_string()));
+        if unnamed {
+            ui.horizontal(|ui| {
+                let l = ui.label("Call it");
+                ui.add(egui::TextEdit::singleline(&mut self.seeder_name).hint_text("e.g. Rivers' Pi").desired_width(200.0))
+                    .labelled_by(l.id);
+            });
+        }
         let quota = cobox_engine::units::parse_size(self.quota_text.trim());
         ui.horizontal(|ui| {
             let l = ui.label("It may keep up to");
@@ -173,6 +184,10 @@ impl CoboxApp {
         if ui.add_enabled(ok, egui::Button::new("Propose")).clicked()
             && let Ok(q) = quota
         {
+            if let Some(device) = typed.filter(|_| unnamed && !self.seeder_name.trim().is_empty()) {
+                let name = std::mem::take(&mut self.seeder_name).trim().to_owned();
+                self.send(Cmd::NameSeeder { device, name });
+            }
             self.send(Cmd::Propose {
                 space: s.id,
                 seeder: self.seeder_id.trim().to_owned(),
@@ -193,9 +208,13 @@ impl CoboxApp {
         ui.horizontal(|ui| {
             let l = ui.label("Pairing code");
             ui.add(egui::TextEdit::singleline(&mut self.pair_code).hint_text("cobox-pair-...")).labelled_by(l.id);
+            let l = ui.label("Call it");
+            ui.add(egui::TextEdit::singleline(&mut self.seeder_name).hint_text("e.g. Rivers' Pi").desired_width(160.0))
+                .labelled_by(l.id);
             if ui.add_enabled(!self.pair_code.trim().is_empty(), egui::Button::new("Pair")).clicked() {
                 let code = std::mem::take(&mut self.pair_code).trim().to_owned();
-                self.send(Cmd::PairSeeder(code));
+                let name = std::mem::take(&mut self.seeder_name).trim().to_owned();
+                self.send(Cmd::PairSeeder { code, name });
             }
             if ui.button("Refresh").clicked() {
                 self.send(Cmd::AskSeeders);
@@ -208,8 +227,14 @@ impl CoboxApp {
         let model = self.model.clone();
         for v in &model.seeders {
             ui.separator();
-            ui.horizontal(|ui| {
-                ui.strong(format!("Seeder {}", v.seeder.device.short()));
+            ui.horizontal_wrapped(|ui| {
+                let id = v.seeder.device.to_string();
+                match self.model.names.get(&id) {
+                    Some(n) => ui.strong(format!("Seeder {n} ({})", v.seeder.device.short())),
+                    None => ui.strong(format!("Seeder {}", v.seeder.device.short())),
+                }
+                .on_hover_text(format!("seeder {id}"));
+                self.seeder_rename(ui, v.seeder.device);
                 match (&v.report, &v.error) {
                     (_, Some(e)) => {
                         ui.colored_label(ui.visuals().warn_fg_color, format!("not reached: {e}"));
@@ -278,6 +303,29 @@ impl CoboxApp {
                         ui.label(format!("{}  {}", ago(e.at_ms), e.text));
                     }
                 });
+        }
+    }
+
+    /// Name a seeder on this device: a button, then a field while renaming.
+    fn seeder_rename(&mut self, ui: &mut egui::Ui, device: cobox_engine::DeviceId) {
+        match &mut self.renaming_seeder {
+            Some((d, text)) if *d == device => {
+                let l = ui.label("Its name here");
+                ui.add(egui::TextEdit::singleline(text).desired_width(160.0)).labelled_by(l.id);
+                if ui.button("Save name").clicked() {
+                    let name = text.trim().to_owned();
+                    self.send(Cmd::NameSeeder { device, name });
+                    self.renaming_seeder = None;
+                } else if ui.button("Cancel").clicked() {
+                    self.renaming_seeder = None;
+                }
+            }
+            _ => {
+                if ui.small_button("Name it").on_hover_text("What you call this seeder; only you see it").clicked() {
+                    let now = self.model.names.get(&device.to_string()).cloned().unwrap_or_default();
+                    self.renaming_seeder = Some((device, now));
+                }
+            }
         }
     }
 

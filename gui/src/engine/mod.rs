@@ -98,7 +98,16 @@ pub(crate) enum Cmd {
         rules: String,
     },
     /// Administer a seeder: pair from its code (or its ID@IP:PORT when it named this device).
-    PairSeeder(String),
+    PairSeeder {
+        code: String,
+        /// What to call it on this device ("" none).
+        name: String,
+    },
+    /// Call a seeder (or any device without a roster name) something on this device.
+    NameSeeder {
+        device: cobox_engine::DeviceId,
+        name: String,
+    },
     /// Ask every paired seeder for its report (in the background).
     AskSeeders,
     /// Show a waiting proposal's seed code again.
@@ -558,7 +567,8 @@ impl Engine {
             Cmd::Audit(id) => self.audit(id),
             Cmd::SetTarget { space, copies } => self.set_target(&space, copies),
             Cmd::SetIgnores { space, rules } => self.set_ignores(&space, rules),
-            Cmd::PairSeeder(code) => self.pair_seeder(&code),
+            Cmd::PairSeeder { code, name } => self.pair_seeder(&code, &name),
+            Cmd::NameSeeder { device, name } => self.name_seeder(device, &name),
             Cmd::SeedCode(id) => self.seed_code(&id),
             Cmd::NameDevice(name) => self.name_device(&name),
             Cmd::SetZoom(z) => self.set_zoom(z),

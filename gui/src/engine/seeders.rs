@@ -55,11 +55,13 @@ impl Engine {
     }
 
     /// Administer a seeder: pair from its code (or its ID@IP:PORT when it named this device).
-    pub(super) fn pair_seeder(&self, code: &str) -> Outcome {
+    pub(super) fn pair_seeder(&self, code: &str, call_it: &str) -> Outcome {
         let (seeder, req) = if code.trim().to_ascii_lowercase().starts_with(cobox_engine::admin::PAIR_PREFIX) {
             let c = cobox_engine::admin::PairCode::parse(code)
                 .map_err(|e| format!("That pairing code does not work: {e}"))?;
-            (c.seeder, cobox_engine::admin::Request::Pair { secret: c.secret, name: "CoBox app".into() })
+            // The seeder's log names its administrators: this device by its name.
+            let me = cobox_engine::members::device_name(self.home.root()).unwrap_or_else(|| "CoBox app".into());
+            (c.seeder, cobox_engine::admin::Request::Pair { secret: c.secret, name: me })
         } else {
             let p = code
                 .trim()
@@ -70,8 +72,19 @@ impl Engine {
         self.ask_seeder(&seeder, &req).map_err(|e| format!("Could not pair: {e}"))?;
         cobox_engine::seeder_admin::remember_seeder(self.home.root(), seeder.clone(), cobox_engine::now_ms())
             .map_err(|e| format!("Paired, but could not remember the seeder: {e}"))?;
+        if !call_it.trim().is_empty() {
+            cobox_engine::seeder_admin::set_local_name(self.home.root(), seeder.device, call_it)
+                .map_err(|e| format!("Paired, but could not keep its name: {e}"))?;
+        }
         self.ask_seeders();
-        done(format!("Paired with seeder {}: you administer it now.", seeder.device.short()))
+        let called = if call_it.trim().is_empty() { seeder.device.short() } else { call_it.trim().to_owned() };
+        done(format!("Paired with seeder {called}: you administer it now."))
+    }
+
+    pub(super) fn name_seeder(&self, device: cobox_engine::DeviceId, name: &str) -> Outcome {
+        cobox_engine::seeder_admin::set_local_name(self.home.root(), device, name)
+            .map_err(|e| format!("Could not name it: {e}"))?;
+        Ok(None)
     }
 
     /// Replace a paired seeder's standing policy.

@@ -216,13 +216,21 @@ impl Engine {
             seeds.iter().find(|(s, _)| s == id).map(|(_, u)| *u)
         })
         .ok();
-        let names = spaces
-            .iter()
-            .filter_map(|s| s.roster.as_ref())
-            .flat_map(|r| r.members.iter())
-            .filter(|m| !m.name.is_empty())
-            .map(|m| (m.device.clone(), m.name.clone()))
-            .collect();
+        // Names this device gave (seeders), then the rosters' (members name themselves or are
+        // named by a manager: those win).
+        let mut names: std::collections::BTreeMap<String, String> =
+            cobox_engine::seeder_admin::local_names(self.home.root()).unwrap_or_else(|e| {
+                tracing::warn!("cannot read the names given to devices here: {e}");
+                Default::default()
+            });
+        names.extend(
+            spaces
+                .iter()
+                .filter_map(|s| s.roster.as_ref())
+                .flat_map(|r| r.members.iter())
+                .filter(|m| !m.name.is_empty())
+                .map(|m| (m.device.clone(), m.name.clone())),
+        );
         let (custody, custody_error) = match cobox_engine::recovery::custody(self.home.root()) {
             Ok(c) => (c, None),
             Err(e) => (Vec::new(), Some(e.to_string())),
