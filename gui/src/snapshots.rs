@@ -459,6 +459,7 @@ fn every_screen() -> Vec<Screenful> {
             a.tab = Tab::History;
             // The form starts at now: fixed, so the image does not change by the minute.
             a.restore_at = "2026-11-24 10:00".into();
+            a.restore_day = Some((jiff::civil::date(2026, 11, 24), 10, 0));
         }),
         ("seeders", model(), |a| a.tab = Tab::Seeders),
         ("ignored", model(), |a| a.tab = Tab::Ignored),
@@ -723,4 +724,26 @@ fn the_network_screen_shows_the_headline_and_the_graph() {
     h.get_by_label("seeder run by Rivers Tech Co-op");
     h.get_by_label("seeder run by Hill Seeds");
     h.get_by_label("The network: 3 devices, 2 seeders from 2 organisations, 2 active agreements.");
+}
+
+/// A restore's day is picked from a calendar, on this computer's clock: the day after the one
+/// shown, saved, is the time the restore asks for.
+#[test]
+fn a_restore_day_is_picked_from_a_calendar() {
+    use egui_kittest::kittest::Queryable;
+    let mut m = model();
+    m.past = Some(past());
+    let mut h = fixed_harness(m, |a| {
+        a.tab = Tab::History;
+        a.restore_day = Some((jiff::civil::date(2026, 11, 24), 10, 0));
+    });
+    h.get_by_role_and_label(eframe::egui::accesskit::Role::Button, "or on").click();
+    h.step();
+    h.step();
+    h.get_by_label(">").click();
+    h.step();
+    h.get_by_label("Save").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().restore_at, "2026-11-25 10:00");
 }

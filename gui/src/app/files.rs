@@ -228,10 +228,40 @@ impl CoboxApp {
                 .response
                 .labelled_by(l.id);
         });
+        // Or a day from a calendar and a time, on this computer's clock; the text field takes
+        // either, or a version id pasted from a file's history.
+        let (mut day, mut hour, mut minute) = self.restore_day.unwrap_or_else(|| {
+            use chrono::{Datelike, Timelike};
+            let now = chrono::Local::now();
+            let day = jiff::civil::Date::new(now.year() as i16, now.month() as i8, now.day() as i8)
+                .unwrap_or(jiff::civil::date(2026, 1, 1));
+            (day, now.hour(), now.minute())
+        });
+        let before = (day, hour, minute);
         ui.horizontal_wrapped(|ui| {
-            let l = ui.label("or as of");
+            let l = ui.label("or on");
+            ui.add(
+                egui_extras::DatePickerButton::new(&mut day)
+                    .id_salt("restore-day")
+                    .calendar_week(false)
+                    .show_icon(false),
+            )
+            .labelled_by(l.id);
+            let l = ui.label("at");
+            ui.add(egui::DragValue::new(&mut hour).range(0..=23).custom_formatter(|n, _| format!("{n:02}")))
+                .labelled_by(l.id);
+            let l = ui.label(":");
+            ui.add(egui::DragValue::new(&mut minute).range(0..=59).custom_formatter(|n, _| format!("{n:02}")))
+                .labelled_by(l.id);
+        });
+        self.restore_day = Some((day, hour, minute));
+        if (day, hour, minute) != before {
+            self.restore_at = format!("{day} {hour:02}:{minute:02}");
+        }
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("As of");
             ui.text_edit_singleline(&mut self.restore_at).labelled_by(l.id);
-            ui.weak("a date and time on this computer's clock (2026-11-24 10:00)");
+            ui.weak("a date and time on this computer's clock (2026-11-24 10:00), or a version id");
         });
         ui.horizontal_wrapped(|ui| {
             let l = ui.label("Into the new folder");

@@ -107,6 +107,8 @@ pub(crate) struct CoboxApp {
     /// "Restore this folder as it was": the time (or history id) and the new folder.
     pub(crate) restore_at: String,
     pub(crate) restore_into: String,
+    /// The day and time picked for a restore (`None`: now, until the person picks).
+    pub(crate) restore_day: Option<(jiff::civil::Date, u32, u32)>,
     /// The space whose past was last asked of the engine (it keeps it up to date after).
     past_asked: Option<SpaceId>,
     /// Transfer limits being edited, KB/s (0: none).
@@ -222,6 +224,7 @@ impl CoboxApp {
             restore_at: String::new(),
             restore_into: String::new(),
             past_asked: None,
+            restore_day: None,
             asking_close: false,
             remember_close: false,
             quitting: false,

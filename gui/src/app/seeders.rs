@@ -128,8 +128,10 @@ impl CoboxApp {
         if unnamed {
             ui.horizontal(|ui| {
                 let l = ui.label("Call it");
-                ui.add(egui::TextEdit::singleline(&mut self.seeder_name).hint_text("e.g. Rivers' Pi").desired_width(200.0))
-                    .labelled_by(l.id);
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.seeder_name).hint_text("e.g. Rivers' Pi").desired_width(200.0),
+                )
+                .labelled_by(l.id);
             });
         }
         let quota = cobox_engine::units::parse_size(self.quota_text.trim());
