@@ -361,7 +361,11 @@ pub fn status(
         })
         .collect();
     st.last_error = crate::logfile::last_warning(root);
-    st.recovering = recovering_lines(&space.roster, crate::now_ms());
+    // The ledger's roster, not the one the space holds in memory: a cancel written by `cobox
+    // recovery cancel` beside a daemon reaches the space's copy only at its next scan or
+    // received transfer, so the status said "is recovering" after the cancel had gone out.
+    let roster = space.ledger().roster().unwrap_or_else(|_| space.roster.clone());
+    st.recovering = recovering_lines(&roster, crate::now_ms());
     let window = i64::try_from(RECOVERY_CHECK_EVERY.as_millis() * 2).unwrap_or(i64::MAX);
     st.recovery_warning = crate::recovery::setup_of(root, &id)?.and_then(|s| s.warning(crate::now_ms(), window));
     Ok(st)
