@@ -57,6 +57,7 @@ fn main() -> Result<()> {
         Some("raw-sink" | "raw-send") => raw_split(&args),
         Some("reconcile") => reconcile(n_arg(1, 1_000_000), n_arg(2, 10)),
         Some("idle") => idle(n_arg(1, 100_000)),
+        Some("scale") => scale(n_arg(1, 1_000_000)),
         Some("ledger") => ledger(n_arg(1, 10_000)),
         Some("flood") => flood(n_arg(1, 250_000)),
         Some("audit") => audit(n_arg(1, 1_000)),
@@ -67,7 +68,7 @@ fn main() -> Result<()> {
             args.get(3).is_some_and(|d| d == "down"),
         ),
         _ => bail!(
-            "usage: workflow ingest DIR | update DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | ledger N | flood N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
+            "usage: workflow ingest DIR | update DIR | rescan N | manifest N | dedup | insert [MIN_KIB..] | sync DIR | sync-small N | raw BYTES [CC] | raw-sink IP:PORT [CC] | raw-send ID@ADDR BYTES [CC] | reconcile N DIFF | idle N | scale N | ledger N | flood N | audit N | seeder DIR [OWNERS] | limit BYTES RATE [down]"
         ),
     }
 }
@@ -1166,5 +1167,104 @@ fn limit(bytes: u64, rate: &str, down: bool) -> Result<()> {
         100.0 * (seen - limit as f64) / limit as f64
     );
     println!("  folder {:.1} MiB; the copy holds the same files", total as f64 / 1048576.0);
+    Ok(())
+}
+
+/// One step of `scale`: its name, and its time and memory for cobox and for restic (where
+/// restic has the step).
+struct Step {
+    name: &'static str,
+    cobox: Measured,
+    restic: Option<Measured>,
+}
+
+fn step_line(s: &Step) {
+    let cell = |m: &Measured| {
+        format!("{:>7.2} s {:>7.2} CPU-s {:>6} MiB", m.wall.as_secs_f64(), m.cpu.as_secs_f64(), m.peak_rss_kib / 1024)
+    };
+    let restic = s.restic.as_ref().map_or_else(|| "-".to_owned(), cell);
+    println!("| {:<24} | {} | {} |", s.name, cell(&s.cobox), restic);
+}
+
+/// The scale workflow over `n` small files (1,000 per folder): first scan, unchanged rescan,
+/// first sync to a second device, an update of 1% of the files, and a restore, each with its
+/// wall time, CPU time and peak RSS, caches dropped before each; restic's backup, unchanged
+/// backup, update backup and restore beside them when restic is installed.
+fn scale(n: usize) -> Result<()> {
+    let work = match std::env::var_os("COBOX_BENCH_WORK") {
+        Some(base) => tempfile::tempdir_in(base)?,
+        None => tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?,
+    };
+    let folder = work.path().join("folder");
+    let t = Instant::now();
+    small_files(&folder, n)?;
+    let total = dir_bytes(&folder);
+    println!("{n} files, {:.1} MiB, made in {:.1} s", total as f64 / 1048576.0, t.elapsed().as_secs_f64());
+    let path = folder.to_str().context("utf-8 path")?.to_owned();
+    let with_restic = have("restic");
+    let repo = work.path().join("restic");
+    if with_restic {
+        measure(&mut restic(&repo, &["init"]))?;
+    }
+    let restic_step = |args: &[&str]| -> Result<Option<Measured>> {
+        if !with_restic {
+            return Ok(None);
+        }
+        settle(true);
+        Ok(Some(measure(&mut restic(&repo, args))?.1))
+    };
+    let a = Cobox::new(work.path().join("a"))?;
+    a.run(&["space", "create", "bench", "--path", &path])?;
+    let mut steps = Vec::new();
+    settle(true);
+    let (_, m) = a.run(&["scan", "bench"])?;
+    steps.push(Step { name: "first scan / backup", cobox: m, restic: restic_step(&["backup", &path])? });
+    settle(true);
+    let (_, m) = a.run(&["scan", "bench"])?;
+    steps.push(Step { name: "unchanged rescan / backup", cobox: m, restic: restic_step(&["backup", &path])? });
+
+    // A second device's first sync, from a daemon holding the space.
+    let up = Up::start(&a)?;
+    let (inv, _) = a.run(&["invite", "bench"])?;
+    let code = inv["code"].as_str().context("code")?.to_owned();
+    let b = Cobox::new(work.path().join("b"))?;
+    let dest = work.path().join("dest");
+    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    settle(true);
+    let sender = up.child.id();
+    let (_, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--no-relay"])?;
+    let sender_peak = peak_mib(sender);
+    drop(up);
+    anyhow::ensure!(same_files(&folder, &dest)? == n, "the synced copy is not the folder");
+    steps.push(Step { name: "first sync (receiver)", cobox: m, restic: None });
+    // Every hundredth file rewritten.
+    for i in (0..n).step_by(100) {
+        let f = folder.join(format!("d{:04}", i / 1000)).join(format!("f{i:07}.txt"));
+        std::fs::write(&f, format!("file number {i}, edited\n"))?;
+    }
+    settle(true);
+    let (_, m) = a.run(&["scan", "bench"])?;
+    steps.push(Step { name: "update of 1% / backup", cobox: m, restic: restic_step(&["backup", &path])? });
+    let out = work.path().join("restored");
+    settle(true);
+    let (_, m) = a.run(&["restore", "bench", out.to_str().context("utf-8")?])?;
+    let rout = work.path().join("restic-restored");
+    let rr = restic_step(&["restore", "latest", "--target", rout.to_str().context("utf-8")?])?;
+    steps.push(Step { name: "restore", cobox: m, restic: rr });
+    anyhow::ensure!(same_files(&folder, &out)? == n, "the restore is not the folder");
+    println!("| step | cobox: wall, CPU, peak RSS | restic: wall, CPU, peak RSS |");
+    println!("|---|---|---|");
+    for s in &steps {
+        step_line(s);
+    }
+    println!("first sync: the sender (a daemon holding the space) peaked at {sender_peak} MiB");
+    println!(
+        "stored: cobox {:.1} MiB (packs and index){}",
+        dir_bytes(&a.home) as f64 / 1048576.0,
+        if with_restic { format!(", restic {:.1} MiB", dir_bytes(&repo) as f64 / 1048576.0) } else { String::new() }
+    );
+    if !with_restic {
+        println!("(restic is not installed: its column is empty)");
+    }
     Ok(())
 }
