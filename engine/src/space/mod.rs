@@ -61,6 +61,10 @@ pub(crate) fn default_replicas_target() -> u32 {
 
 /// Compact the manifest cache once this many change blobs are not in it.
 const COMPACT_AFTER: usize = 16;
+/// Or once the changes not in it are this large (plaintext bytes): a first scan of a large
+/// folder is one big change, and replaying it at every open costs far more time and memory
+/// than loading the documents saved whole.
+const COMPACT_AFTER_BYTES: usize = 4 << 20;
 /// Store meta key: the applied-changes digest of the last materialiser pass that left nothing to do.
 pub(crate) const MATERIALIZED: &str = "materialized";
 /// Largest change blob a commit makes (plaintext), against the protocol's 64 MiB frames.
@@ -100,6 +104,10 @@ pub struct Space {
     included: HashSet<BlobId>,
     /// Change blobs applied to the in-memory manifest.
     applied: HashSet<BlobId>,
+    /// Plaintext bytes of the applied change blobs not in the manifest cache.
+    pub(crate) uncompacted_bytes: usize,
+    /// Compact once `uncompacted_bytes` reaches this ([`COMPACT_AFTER_BYTES`]; lower in tests).
+    pub(crate) compact_after_bytes: usize,
     /// The last materialiser pass left nothing to do (nothing waiting, nothing refused) and no
     /// change was applied since: a session that brings none need not walk the folder again.
     pub(crate) folder_current: bool,
@@ -172,6 +180,8 @@ impl Space {
             secret: *secret,
             epoch_missing: None,
             applied: included.clone(),
+            uncompacted_bytes: 0,
+            compact_after_bytes: COMPACT_AFTER_BYTES,
             included,
             changed: None,
             folder_current: false,
@@ -314,12 +324,15 @@ impl Space {
             {
                 continue;
             }
+            let mut size = 0;
             let applied = self.change_body(&id)?.and_then(|body| {
+                size = body.docs.iter().map(|(_, b)| b.len()).sum();
                 self.manifest_mut().map_err(|e| e.to_string())?.apply(&body).map_err(|e| e.to_string())
             });
             match applied {
                 Ok(crate::manifest::Applied::Taken) => {
                     self.applied.insert(id);
+                    self.uncompacted_bytes = self.uncompacted_bytes.saturating_add(size);
                     took = true;
                 }
                 // Held back for changes this device lacks: offered again by the next process (a
@@ -397,17 +410,25 @@ impl Space {
         for part in body.split(CHANGE_PART) {
             let mut nonce = [0u8; 24];
             crate::random_bytes(&mut nonce);
-            let blob = self.keys.seal_change(&self.device_key, nonce, &part.encode()?);
+            let plain = part.encode()?;
+            self.uncompacted_bytes = self.uncompacted_bytes.saturating_add(plain.len());
+            let blob = self.keys.seal_change(&self.device_key, nonce, &plain);
             let id = BlobId::of(&blob);
             self.store.put(id, BlobKind::Change, &blob)?;
             ids.push(id);
         }
         self.store.flush()?;
         self.applied.extend(ids);
-        if self.applied.len() - self.included.len() >= COMPACT_AFTER {
+        if self.compact_due() {
             self.compact()?;
         }
         Ok(())
+    }
+
+    /// Whether enough changes are outside the manifest cache to save it whole again.
+    pub(crate) fn compact_due(&self) -> bool {
+        self.applied.len().saturating_sub(self.included.len()) >= COMPACT_AFTER
+            || self.uncompacted_bytes >= self.compact_after_bytes
     }
 
     /// Whether this device joined the space and no peer has accepted it yet (a first sync

@@ -60,7 +60,7 @@ impl Space {
         if n > 0 {
             self.folder_current = false;
         }
-        if self.applied.len().saturating_sub(self.included.len()) >= COMPACT_AFTER {
+        if self.compact_due() {
             self.compact()?;
         }
         Ok(n)

@@ -251,6 +251,7 @@ impl Space {
             }
         }
         self.included = self.applied.clone();
+        self.uncompacted_bytes = 0;
         Ok(())
     }
 }
