@@ -1178,6 +1178,17 @@ struct Step {
     restic: Option<Measured>,
 }
 
+/// The steps measured so far, each printed as it comes.
+#[derive(Default)]
+struct Steps(Vec<Step>);
+
+impl Steps {
+    fn push(&mut self, s: Step) {
+        step_line(&s);
+        self.0.push(s);
+    }
+}
+
 fn step_line(s: &Step) {
     let cell = |m: &Measured| {
         format!("{:>7.2} s {:>7.2} CPU-s {:>6} MiB", m.wall.as_secs_f64(), m.cpu.as_secs_f64(), m.peak_rss_kib / 1024)
@@ -1215,7 +1226,11 @@ fn scale(n: usize) -> Result<()> {
     };
     let a = Cobox::new(work.path().join("a"))?;
     a.run(&["space", "create", "bench", "--path", &path])?;
-    let mut steps = Vec::new();
+    // Each step printed as it is measured: a step that fails (out of memory at 1M) leaves the
+    // ones before it on record.
+    println!("| step | cobox: wall, CPU, peak RSS | restic: wall, CPU, peak RSS |");
+    println!("|---|---|---|");
+    let mut steps = Steps::default();
     settle(true);
     let (_, m) = a.run(&["scan", "bench"])?;
     steps.push(Step { name: "first scan / backup", cobox: m, restic: restic_step(&["backup", &path])? });
@@ -1252,11 +1267,6 @@ fn scale(n: usize) -> Result<()> {
     let rr = restic_step(&["restore", "latest", "--target", rout.to_str().context("utf-8")?])?;
     steps.push(Step { name: "restore", cobox: m, restic: rr });
     anyhow::ensure!(same_files(&folder, &out)? == n, "the restore is not the folder");
-    println!("| step | cobox: wall, CPU, peak RSS | restic: wall, CPU, peak RSS |");
-    println!("|---|---|---|");
-    for s in &steps {
-        step_line(s);
-    }
     println!("first sync: the sender (a daemon holding the space) peaked at {sender_peak} MiB");
     println!(
         "stored: cobox {:.1} MiB (packs and index){}",
