@@ -616,6 +616,18 @@ impl Drop for Up {
     }
 }
 
+/// A daemon holding `a`'s space "bench", and a second device (home `work/b`) joined to it
+/// into the folder `work/dest`, not synced yet.
+fn second_device(a: &Cobox, work: &Path) -> Result<(Up, Cobox, PathBuf)> {
+    let up = Up::start(a)?;
+    let (inv, _) = a.run(&["invite", "bench"])?;
+    let code = inv["code"].as_str().context("code")?.to_owned();
+    let b = Cobox::new(work.join("b"))?;
+    let dest = work.join("dest");
+    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    Ok((up, b, dest))
+}
+
 fn sync(data: &Path) -> Result<()> {
     let data = std::fs::canonicalize(data)?;
     let total = dir_bytes(&data);
@@ -623,12 +635,7 @@ fn sync(data: &Path) -> Result<()> {
     let a = Cobox::new(work.path().join("a"))?;
     a.run(&["space", "create", "bench", "--path", data.to_str().context("utf-8")?])?;
     a.run(&["scan", "bench"])?;
-    let up = Up::start(&a)?;
-    let (inv, _) = a.run(&["invite", "bench"])?;
-    let code = inv["code"].as_str().context("code")?.to_owned();
-    let b = Cobox::new(work.path().join("b"))?;
-    let dest = work.path().join("dest");
-    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    let (up, b, dest) = second_device(&a, work.path())?;
     // Cold (as root): on ext4 without a journal, cached inode tables of files deleted minutes
     // before (earlier runs) make creating files 10-20x slower; dropping them makes runs comparable.
     settle(true);
@@ -1239,12 +1246,7 @@ fn scale(n: usize) -> Result<()> {
     steps.push(Step { name: "unchanged rescan / backup", cobox: m, restic: restic_step(&["backup", &path])? });
 
     // A second device's first sync, from a daemon holding the space.
-    let up = Up::start(&a)?;
-    let (inv, _) = a.run(&["invite", "bench"])?;
-    let code = inv["code"].as_str().context("code")?.to_owned();
-    let b = Cobox::new(work.path().join("b"))?;
-    let dest = work.path().join("dest");
-    b.run(&["join", &code, "--path", dest.to_str().context("utf-8")?])?;
+    let (up, b, dest) = second_device(&a, work.path())?;
     settle(true);
     let sender = up.child.id();
     let (_, m) = b.run(&["sync", "bench", "--peer", &up.addr, "--no-relay"])?;
