@@ -974,6 +974,9 @@ fn restore_the_space_as_of_a_picked_past_state_and_bring_back_a_deleted_file() {
     h.get_by_label_contains("Nothing deleted.");
     wait(&mut h, "a third state", |m| m.past.as_ref().is_some_and(|p| p.states.len() == 3));
     assert!(h.state().model.activity.iter().any(|(_, t)| t.contains("plan.txt is back")), "kept in Activity");
+    // Away from the tab, the engine stops reading the past at every refresh.
+    h.get_by_label("Files").click();
+    wait(&mut h, "the past let go", |m| m.past.is_none());
 }
 
 /// Closing the window never stops syncing silently: the app asks; "Keep syncing" keeps the app

@@ -37,6 +37,7 @@ impl CoboxApp {
 
     /// Ask the engine for the space's past once; it keeps it up to date while shown.
     pub(super) fn want_past(&mut self, id: SpaceId) {
+        self.past_shown = true;
         if self.past_asked != Some(id) {
             self.past_asked = Some(id);
             self.send(Cmd::Past(id));

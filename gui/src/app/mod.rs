@@ -111,6 +111,9 @@ pub(crate) struct CoboxApp {
     pub(crate) restore_day: Option<(jiff::civil::Date, u32, u32)>,
     /// The space whose past was last asked of the engine (it keeps it up to date after).
     past_asked: Option<SpaceId>,
+    /// A screen showed the past this frame; when none does, the engine stops keeping it (reading
+    /// it walks every entry of the manifest at each refresh).
+    past_shown: bool,
     /// Transfer limits being edited, KB/s (0: none).
     pub(crate) limits_edit: Option<(f64, f64)>,
     /// Recovery custodians being typed (one per line), how many are needed, the wait (hours).
@@ -224,6 +227,7 @@ impl CoboxApp {
             restore_at: String::new(),
             restore_into: String::new(),
             past_asked: None,
+            past_shown: false,
             restore_day: None,
             asking_close: false,
             remember_close: false,
@@ -337,6 +341,9 @@ impl CoboxApp {
             Screen::Activity => {
                 egui::CentralPanel::default().show(ui, |ui| self.activity(ui));
             }
+        }
+        if !std::mem::take(&mut self.past_shown) && self.past_asked.take().is_some() {
+            self.send(Cmd::ForgetPast);
         }
         // Keep the rate plot and "syncing" states moving while something happens; the rate plot
         // only while it is on screen. Otherwise nothing is drawn until the model or the user

@@ -63,6 +63,8 @@ pub(crate) enum Cmd {
     /// Read a space's past states and deleted files (kept up to date until another space's are
     /// asked for).
     Past(SpaceId),
+    /// Stop keeping a space's past up to date: no screen shows it.
+    ForgetPast,
     /// Put a deleted path back as it was before its deletion.
     Undelete {
         space: SpaceId,
@@ -387,8 +389,10 @@ fn run(
         match rx.recv_timeout(wait) {
             Ok(cmd) => {
                 // Reading a history or an invite changes nothing the model shows elsewhere.
-                let changes =
-                    !matches!(cmd, Cmd::FileHistory { .. } | Cmd::Past(_) | Cmd::Compare { .. } | Cmd::CloseCompare);
+                let changes = !matches!(
+                    cmd,
+                    Cmd::FileHistory { .. } | Cmd::Past(_) | Cmd::Compare { .. } | Cmd::CloseCompare | Cmd::ForgetPast
+                );
                 eng.handle(cmd);
                 if changes {
                     eng.refresh();
@@ -557,6 +561,10 @@ impl Engine {
             Cmd::Past(space) => self.past(space),
             Cmd::Undelete { space, path } => self.undelete(space, path),
             Cmd::Compare { space, copy } => self.compare(space, copy),
+            Cmd::ForgetPast => {
+                self.update(|m| m.past = None);
+                Ok(None)
+            }
             Cmd::CloseCompare => {
                 self.update(|m| m.compare = None);
                 Ok(None)
