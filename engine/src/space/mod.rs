@@ -61,10 +61,10 @@ pub(crate) fn default_replicas_target() -> u32 {
 
 /// Compact the manifest cache once this many change blobs are not in it.
 const COMPACT_AFTER: usize = 16;
-/// Or once the changes not in it are this large (plaintext bytes): a first scan of a large
-/// folder is one big change, and replaying it at every open costs far more time and memory
+/// Or once the changes not in it are this large (plaintext bytes, about 600 changed files): a
+/// first scan or a large update replayed at every later open costs far more time and memory
 /// than loading the documents saved whole.
-const COMPACT_AFTER_BYTES: usize = 4 << 20;
+const COMPACT_AFTER_BYTES: usize = 64 << 10;
 /// Store meta key: the applied-changes digest of the last materialiser pass that left nothing to do.
 pub(crate) const MATERIALIZED: &str = "materialized";
 /// Largest change blob a commit makes (plaintext), against the protocol's 64 MiB frames.
