@@ -3,13 +3,6 @@
 
 use super::*;
 
-/// An RFC 3339 time from milliseconds since the epoch, as this computer's clock shows it.
-fn local_time_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.with_timezone(&chrono::Local).format("%a %-d %b %Y, %H:%M").to_string())
-        .unwrap_or_else(|| "an unknown time".to_owned())
-}
-
 /// "3 added, 1 changed, 2 deleted": what a past state changed, in words.
 pub(crate) fn what_changed(h: &HistoryItem) -> String {
     let parts: Vec<String> =
@@ -113,7 +106,7 @@ impl CoboxApp {
                 } else {
                     d.device_name.clone().unwrap_or_else(|| self.name_of(&d.device))
                 };
-                ui.label(format!("deleted {} by {who}", local_time_ms(d.time_ms)));
+                ui.label(format!("deleted {} by {who}", local_time(&cobox_engine::util::rfc3339(d.time_ms))));
                 if ui.button("Restore").on_hover_text(format!("Put {} back in the folder", d.path)).clicked() {
                     self.send(Cmd::Undelete { space: s.id, path: d.path.clone() });
                 }
