@@ -358,19 +358,22 @@ impl Manifest {
         self.pending.iter().any(Option::is_some)
     }
 
+    /// Every current entry, tombstones included, one at a time (shard by shard, each in path
+    /// order): a walk over a large manifest that holds one entry at once.
+    pub fn iter_entries(&self) -> impl Iterator<Item = Result<(String, Entry), ManifestError>> + '_ {
+        self.shards.iter().flat_map(|doc| {
+            doc.map_range(ROOT, ..).filter_map(|item| match entry_from_ref(&item.value) {
+                Ok(Some(e)) => Some(Ok((item.key.into_owned(), e))),
+                Ok(None) => None,
+                // As `entries`: an entry that does not decode is an error, not a path left out.
+                Err(e) => Some(Err(e.into())),
+            })
+        })
+    }
+
     /// Every current entry, tombstones included, in no particular order.
     pub fn entries(&self) -> Result<Vec<(String, Entry)>, ManifestError> {
-        let mut out = Vec::new();
-        for doc in &self.shards {
-            for item in doc.map_range(ROOT, ..) {
-                // As `get`: an entry that does not decode is an error, not a path left out
-                // (which a scan would then record as new, or a restore skip).
-                if let Some(e) = entry_from_ref(&item.value)? {
-                    out.push((item.key.into_owned(), e));
-                }
-            }
-        }
-        Ok(out)
+        self.iter_entries().collect()
     }
 
     /// Every entry as at the given heads.

@@ -400,47 +400,69 @@ impl Space {
         // materialiser keeps treating them as edits it must not overwrite.
         let read_only = self.roster.role(&self.device.0) == Some(cobox_core::roster::Role::Read);
         let mut local_only: HashSet<String> = HashSet::new();
-        let current = by_path(self.manifest()?.entries()?);
+        // Looked up one path at a time and walked once below, not copied: a copy of a
+        // million-entry manifest held 250 MB.
         let seen = seen_paths;
         let mut added_content: HashMap<Content, u32> = HashMap::new();
-        for (path, e, recorded) in &new_entries {
-            match current.get(path) {
-                Some(old) if old.is_live() && old.same_state(e) => report.unchanged += 1,
-                // Untouched here since this device recorded or wrote it: the manifest moved on
-                // by another device's change not written here yet (its content still coming, or
-                // refused). Recording the folder now would undo that change everywhere.
-                Some(_) if *recorded => report.unchanged += 1,
-                old => {
-                    if old.is_some_and(Entry::is_live) {
-                        report.changed += 1;
-                    } else {
-                        report.added += 1;
-                        if let Kind::File { content, .. } = &e.kind {
-                            *added_content.entry(content.clone()).or_default() += 1;
-                        }
+        // What each path is to the manifest, looked up side by side (a byte per path).
+        #[derive(Clone, Copy)]
+        enum Was {
+            Same,
+            Changed,
+            New,
+        }
+        let manifest = self.manifest()?;
+        let was: Vec<Was> = new_entries
+            .par_iter()
+            .map(|(path, e, recorded)| {
+                Ok(match manifest.get(path)? {
+                    Some(old) if old.is_live() && old.same_state(e) => Was::Same,
+                    // Untouched here since this device recorded or wrote it: the manifest moved
+                    // on by another device's change not written here yet (its content still
+                    // coming, or refused). Recording the folder now would undo that change
+                    // everywhere.
+                    Some(_) if *recorded => Was::Same,
+                    Some(old) if old.is_live() => Was::Changed,
+                    _ => Was::New,
+                })
+            })
+            .collect::<Result<_, cobox_core::manifest::ManifestError>>()?;
+        for ((path, e, _), was) in new_entries.iter().zip(was) {
+            match was {
+                Was::Same => {
+                    report.unchanged += 1;
+                    continue;
+                }
+                Was::Changed => report.changed += 1,
+                Was::New => {
+                    report.added += 1;
+                    if let Kind::File { content, .. } = &e.kind {
+                        *added_content.entry(content.clone()).or_default() += 1;
                     }
-                    if read_only {
-                        local_only.insert(path.clone());
-                        continue;
-                    }
-                    self.manifest_mut()?.set(path, e)?;
                 }
             }
+            if read_only {
+                local_only.insert(path.clone());
+                continue;
+            }
+            self.manifest_mut()?.set(path, e)?;
         }
         let now_ns = crate::now_ms().saturating_mul(1_000_000);
         let mut deleted_paths = Vec::new();
-        for (path, old) in &current {
-            if !old.is_live() || seen.contains(path.as_str()) || w.is_protected(path) || protected_now.contains(path) {
+        for item in self.manifest()?.iter_entries() {
+            let (path, old) = item?;
+            if !old.is_live() || seen.contains(path.as_str()) || w.is_protected(&path) || protected_now.contains(&path)
+            {
                 continue;
             }
             // Ignored paths are out of this device's hands: missing here is not deleted.
-            if self.ignores.covers(path, matches!(old.kind, Kind::Dir)) {
+            if self.ignores.covers(&path, matches!(old.kind, Kind::Dir)) {
                 continue;
             }
             // Only what this device saw on disk can have been deleted here. A path it never saw
             // came from another device and is not materialised yet (a sync cut between applying
             // and writing, or a scan racing the materialiser): recording a delete would lose it.
-            if !cache.contains_key(path) {
+            if !cache.contains_key(&path) {
                 continue;
             }
             report.deleted += 1;
@@ -451,12 +473,14 @@ impl Space {
                 report.renamed += 1;
             }
             if read_only {
-                local_only.insert(path.clone());
+                local_only.insert(path);
                 continue;
             }
-            let tomb = Entry { kind: Kind::Deleted, mtime_ns: now_ns, mode: 0, device: self.device_short() };
+            deleted_paths.push(path);
+        }
+        let tomb = Entry { kind: Kind::Deleted, mtime_ns: now_ns, mode: 0, device: self.device_short() };
+        for path in &deleted_paths {
             self.manifest_mut()?.set(path, &tomb)?;
-            deleted_paths.push(path.clone());
         }
         if !local_only.is_empty() {
             report.kept_local = local_only.len() as u64;
