@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     fn row(path: &str, size: u64) -> FileRow {
-        FileRow { path: path.into(), size, modified: String::new(), device: String::new() }
+        FileRow { path: path.into(), size, mtime_ns: 0, by: 0 }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! images do not depend on temp paths, ids or the clock. `UPDATE_SNAPSHOTS=1` rewrites them.
 
 use crate::app::{CoboxApp, Screen, Tab};
-use crate::engine::{ConflictView, EngineHandle, FileRow, Model, SpaceState, SpaceView};
+use crate::engine::{ConflictView, EngineHandle, FileRow, Model, SpaceState, SpaceView, Writer};
 use cobox_engine::agreement_service::{AgreementSummary, AuditSummary, PeerShare, Stats};
 use cobox_engine::{Pending, SpaceId, Status};
 use egui_kittest::Harness;
@@ -48,12 +48,9 @@ fn model() -> Model {
         agreement("1c0ffee1", "proposed", true),
         agreement("bad0bad0", "invalid", false),
     ];
-    let file = |path: &str, size: u64, dev: &str| FileRow {
-        path: path.into(),
-        size,
-        modified: "2026-11-24 09:41".into(),
-        device: dev.into(),
-    };
+    // 2026-11-24 09:41 UTC; `by` indexes the space's writers below.
+    let file =
+        |path: &str, size: u64, by: u16| FileRow { path: path.into(), size, mtime_ns: 1_795_513_260_000_000_000, by };
     let status = Status {
         id: "9f".repeat(32),
         name: "Garden co-op".into(),
@@ -86,11 +83,15 @@ fn model() -> Model {
         path: "/home/ana/Garden co-op".into(),
         status: Some(status),
         files: vec![
-            file("accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt", 22, "Ana's laptop"),
-            file("accounts/budget.txt", 23, "57520a5a"),
-            file("minutes/2026-11-12.txt", 45, "57520a5a"),
-            file("minutes/2026-11-19.txt", 112, "Ana's laptop"),
-            file("photo-of-the-garden.jpg", 3_000_000, "57520a5a"),
+            file("accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt", 22, 0),
+            file("accounts/budget.txt", 23, 1),
+            file("minutes/2026-11-12.txt", 45, 1),
+            file("minutes/2026-11-19.txt", 112, 0),
+            file("photo-of-the-garden.jpg", 3_000_000, 1),
+        ],
+        writers: vec![
+            Writer { short: "e548c4b2".into(), label: "Ana's laptop".into() },
+            Writer { short: "57520a5a".into(), label: "57520a5a".into() },
         ],
         conflicts: vec![ConflictView {
             copy: "accounts/budget.sync-conflict-20261124-094107-e548c4b2.txt".into(),

@@ -330,8 +330,10 @@ fn ignore_rules_are_edited_saved_into_the_folder_and_applied() {
     // Applied from then on: a new log stays out, a new note goes in.
     std::fs::write(folder.path().join("debug.log"), "noise\n").unwrap();
     std::fs::write(folder.path().join("agenda.txt"), "next meeting\n").unwrap();
-    wait(&mut h, "the new note", |m| m.spaces.first().is_some_and(|s| s.files.iter().any(|f| f.path == "agenda.txt")));
-    let files: Vec<String> = h.state().model.spaces[0].files.iter().map(|f| f.path.clone()).collect();
+    wait(&mut h, "the new note", |m| {
+        m.spaces.first().is_some_and(|s| s.files.iter().any(|f| &*f.path == "agenda.txt"))
+    });
+    let files: Vec<String> = h.state().model.spaces[0].files.iter().map(|f| f.path.to_string()).collect();
     assert_eq!(files, [".coboxignore", "agenda.txt", "notes.txt"]);
 }
 
@@ -590,7 +592,7 @@ fn a_join_and_a_peers_edit_show_without_a_click() {
     let peers = vec![desk_at];
     let opts = cobox_engine::ops::SyncOptions { peers, peer_limit: None };
     rt.block_on(cobox_engine::ops::sync(&node, laptop.path(), &space, &opts)).unwrap();
-    wait(&mut h, "the laptop's file", |m| m.spaces[0].files.iter().any(|f| f.path == "agenda.txt"));
+    wait(&mut h, "the laptop's file", |m| m.spaces[0].files.iter().any(|f| &*f.path == "agenda.txt"));
     let log: Vec<&String> = h.state().model.activity.iter().map(|(_, t)| t).collect();
     assert!(log.iter().any(|t| t.contains("joined co-op")), "the join told as good news: {log:?}");
     drop(h);

@@ -165,13 +165,13 @@ impl Space {
                     continue;
                 }
             };
-            let cached = cache.get(path);
+            let cached = cache.get(path)?;
             let seen = Seen {
                 local: match &local {
                     None => Local::Absent,
                     // Changed on disk since the scan (or never scanned): never overwritten or deleted.
                     Some(m) if m.is_file() => Local::File {
-                        edited: cached.is_none_or(|r| Meta::of(m) != r.meta),
+                        edited: cached.as_ref().is_none_or(|r| Meta::of(m) != r.meta),
                         mtime_ns: Meta::of(m).mtime_ns,
                     },
                     Some(m) if m.is_dir() => Local::Dir,

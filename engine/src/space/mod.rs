@@ -11,7 +11,7 @@ use crate::store::BlobStore;
 use crate::util::{read_ignores, read_rules_text, rfc3339, too_large, write_atomic};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
 
@@ -527,9 +527,4 @@ fn load_cache(
         })
         .collect();
     Ok((Manifest::load(&shards, &history, keys.path, actor)?, included))
-}
-
-/// Group helper used by scan and status: map of current entries by path.
-pub(crate) fn by_path(entries: Vec<(String, Entry)>) -> HashMap<String, Entry> {
-    entries.into_iter().collect()
 }

@@ -246,7 +246,7 @@ impl Space {
             if may_write {
                 for (path, v) in &dropped.reverted {
                     let written =
-                        on_disk.get(path).is_some_and(|r| Entry::decode(&r.entry).is_ok_and(|e| e.same_state(v)));
+                        on_disk.get(path)?.is_some_and(|r| Entry::decode(&r.entry).is_ok_and(|e| e.same_state(v)));
                     if !written {
                         continue;
                     }

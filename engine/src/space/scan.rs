@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::ids::BlobId;
 use crate::ignores::Ignores;
 use crate::manifest::Snapshot;
-use crate::space::{Pending, Space, by_path};
+use crate::space::{Pending, Space};
 use crate::util::TMP_PREFIX;
 use rayon::prelude::*;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -226,22 +226,54 @@ struct Counters {
     new_bytes: AtomicU64,
 }
 
-impl Space {
-    pub(crate) fn load_scan_cache(&self) -> Result<HashMap<String, CacheRec>, Error> {
-        let r = self.store.db().begin_read().map_err(crate::store::StoreError::from)?;
-        let t = match r.open_table(SCAN_CACHE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-            Err(e) => return Err(crate::store::StoreError::from(e).into()),
-        };
-        let mut out = HashMap::new();
+/// The scan cache as one read transaction saw it, read a row at a time: loaded whole as a map
+/// it held about 180 bytes per file (180 MB at a million files) in every scan and materialiser
+/// pass. A row that does not decode reads as absent (the path is read again and its row
+/// rewritten); a failed read is an error.
+pub(crate) struct ScanCache {
+    table: Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>,
+}
+
+impl ScanCache {
+    /// The row of `path`.
+    pub(crate) fn get(&self, path: &str) -> Result<Option<CacheRec>, Error> {
+        let Some(t) = &self.table else { return Ok(None) };
+        let row = t.get(path).map_err(crate::store::StoreError::from)?;
+        Ok(row.and_then(|v| postcard::from_bytes::<CacheRec>(v.value()).ok()))
+    }
+
+    /// Whether `path` has a row.
+    pub(crate) fn contains_key(&self, path: &str) -> Result<bool, Error> {
+        Ok(self.get(path)?.is_some())
+    }
+
+    /// How many rows there are.
+    pub(crate) fn len(&self) -> Result<u64, Error> {
+        let Some(t) = &self.table else { return Ok(0) };
+        Ok(redb::ReadableTableMetadata::len(t).map_err(crate::store::StoreError::from)?)
+    }
+
+    /// Every row, in path order, one at a time.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str, CacheRec)) -> Result<(), Error> {
+        let Some(t) = &self.table else { return Ok(()) };
         for item in t.iter().map_err(crate::store::StoreError::from)? {
             let (k, v) = item.map_err(crate::store::StoreError::from)?;
             if let Ok(rec) = postcard::from_bytes::<CacheRec>(v.value()) {
-                out.insert(k.value().to_owned(), rec);
+                f(k.value(), rec);
             }
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+impl Space {
+    pub(crate) fn load_scan_cache(&self) -> Result<ScanCache, Error> {
+        let r = self.store.db().begin_read().map_err(crate::store::StoreError::from)?;
+        match r.open_table(SCAN_CACHE) {
+            Ok(t) => Ok(ScanCache { table: Some(t) }),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(ScanCache { table: None }),
+            Err(e) => Err(crate::store::StoreError::from(e).into()),
+        }
     }
 
     fn simple_entry(&self, f: &Found) -> Option<Entry> {
@@ -317,18 +349,14 @@ impl Space {
         // Each path found, its entry now, and whether the folder holds there just what this
         // device last recorded or wrote (its scan-cache row, same metadata and state).
         let mut new_entries: Vec<(String, Entry, bool)> = Vec::new();
-        let as_recorded = |path: &str, meta: &Meta, e: &Entry| {
-            cache.get(path).is_some_and(|r| r.meta == *meta && Entry::decode(&r.entry).is_ok_and(|c| c.same_state(e)))
+        let as_recorded = |row: Option<&CacheRec>, meta: &Meta, e: &Entry| {
+            row.is_some_and(|r| r.meta == *meta && Entry::decode(&r.entry).is_ok_and(|c| c.same_state(e)))
         };
         let mut to_read: Vec<&Found> = Vec::new();
-        // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
-        // cached under the old path instead of reading the file again.
-        let seen_paths: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
-        let moved: HashMap<(u64, u64, i64, u32), &Vec<u8>> = cache
-            .iter()
-            .filter(|(p, r)| r.trusted && !seen_paths.contains(p.as_str()))
-            .map(|(_, r)| ((r.meta.ino, r.meta.size, r.meta.mtime_ns, r.meta.mode), &r.entry))
-            .collect();
+        // Files whose own row does not vouch for them: renamed, or to be read.
+        let mut unmatched: Vec<&Found> = Vec::new();
+        // Found paths with a row: the table holding more means rows of paths gone.
+        let mut with_rows = 0u64;
         for f in &w.found {
             match f.kind {
                 FoundKind::Dir => report.dirs += 1,
@@ -338,28 +366,52 @@ impl Space {
                     report.bytes_total += f.meta.size;
                 }
             }
+            let row = cache.get(&f.path)?;
+            with_rows += u64::from(row.is_some());
             if let Some(e) = self.simple_entry(f) {
                 // Folders and links get a cache row too: it records that this device saw them.
-                if cache.get(&f.path).is_none_or(|r| r.meta != f.meta) {
+                if row.as_ref().is_none_or(|r| r.meta != f.meta) {
                     unread_rows
                         .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
                 }
-                let recorded = as_recorded(&f.path, &f.meta, &e);
+                let recorded = as_recorded(row.as_ref(), &f.meta, &e);
                 new_entries.push((f.path.clone(), e, recorded));
                 continue;
             }
-            let cached = match cache.get(&f.path) {
-                Some(r) if r.trusted && r.meta == f.meta => Some(&r.entry),
-                _ => moved.get(&(f.meta.ino, f.meta.size, f.meta.mtime_ns, f.meta.mode)).copied(),
-            };
-            match cached.map(|enc| Entry::decode(enc)) {
+            match row.filter(|r| r.trusted && r.meta == f.meta).map(|r| Entry::decode(&r.entry)) {
+                // Its own row, same metadata: recorded as it is.
+                Some(Ok(e)) => new_entries.push((f.path.clone(), e, true)),
+                Some(Err(_)) => to_read.push(f),
+                None => unmatched.push(f),
+            }
+        }
+        // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
+        // cached under the old path instead of reading the file again. The rows of paths gone
+        // from the folder are only walked when there are some, or some file has no row of its
+        // own to match.
+        let seen_paths: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
+        let mut moved: HashMap<(u64, u64, i64, u32), Vec<u8>> = HashMap::new();
+        let mut gone_rows: Vec<String> = Vec::new();
+        if !unmatched.is_empty() || cache.len()? > with_rows {
+            cache.for_each(|p, r| {
+                if seen_paths.contains(p) {
+                    return;
+                }
+                gone_rows.push(p.to_owned());
+                if r.trusted {
+                    moved.insert((r.meta.ino, r.meta.size, r.meta.mtime_ns, r.meta.mode), r.entry);
+                }
+            })?;
+        }
+        for f in unmatched {
+            match moved.get(&(f.meta.ino, f.meta.size, f.meta.mtime_ns, f.meta.mode)).map(|enc| Entry::decode(enc)) {
                 Some(Ok(e)) => {
-                    if cache.get(&f.path).is_none_or(|r| r.meta != f.meta) {
+                    let row = cache.get(&f.path)?;
+                    if row.as_ref().is_none_or(|r| r.meta != f.meta) {
                         unread_rows
                             .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
                     }
-                    // From this path's own row (else a renamed file's): recorded as it is.
-                    let recorded = cache.get(&f.path).is_some_and(|r| r.trusted && r.meta == f.meta);
+                    let recorded = row.is_some_and(|r| r.trusted && r.meta == f.meta);
                     new_entries.push((f.path.clone(), e, recorded));
                 }
                 _ => to_read.push(f),
@@ -383,7 +435,7 @@ impl Space {
                     let window = if meta.mtime_ns % 1_000_000_000 == 0 { 2_000_000_000 } else { 100_000_000 };
                     let trusted = meta.mtime_ns < start_ns - window;
                     cache_updates.push((f.path.clone(), Some(CacheRec { meta, entry: e.encode()?, trusted })));
-                    let recorded = as_recorded(&f.path, &meta, &e);
+                    let recorded = as_recorded(cache.get(&f.path)?.as_ref(), &meta, &e);
                     new_entries.push((f.path.clone(), e, recorded));
                 }
                 Err(msg) => {
@@ -462,7 +514,7 @@ impl Space {
             // Only what this device saw on disk can have been deleted here. A path it never saw
             // came from another device and is not materialised yet (a sync cut between applying
             // and writing, or a scan racing the materialiser): recording a delete would lose it.
-            if !cache.contains_key(&path) {
+            if !cache.contains_key(&path)? {
                 continue;
             }
             report.deleted += 1;
@@ -512,12 +564,8 @@ impl Space {
         }
         report.new_blobs = counters.new_blobs.load(Ordering::Relaxed);
         report.new_blob_bytes = counters.new_bytes.load(Ordering::Relaxed);
-        for p in deleted_paths
-            .iter()
-            .map(String::as_str)
-            .chain(cache.keys().map(String::as_str).filter(|p| !seen.contains(p)))
-        {
-            cache_updates.push((p.to_owned(), None));
+        for p in deleted_paths.into_iter().chain(gone_rows) {
+            cache_updates.push((p, None));
         }
         self.write_scan_cache(&cache_updates)?;
         self.store.meta_set("last_scan", &crate::now_ms().to_le_bytes())?;
@@ -659,15 +707,16 @@ impl Space {
     pub fn pending(&self) -> Result<Pending, Error> {
         let (ignores, _) = crate::util::read_ignores(&self.info.path)?;
         let w = walk(&self.info.path, &ignores);
-        let current = by_path(self.manifest()?.entries()?);
+        // As a scan: the manifest looked up a path at a time and walked once, not copied.
+        let manifest = self.manifest()?;
         let cache = self.load_scan_cache()?;
         let mut p = Pending::default();
         for f in &w.found {
-            match current.get(&f.path).filter(|e| e.is_live()) {
+            match manifest.get(&f.path)?.filter(|e| e.is_live()) {
                 None => p.added += 1,
                 Some(old) => {
                     let same = match self.simple_entry(f) {
-                        Some(e) => e.same_state(old),
+                        Some(e) => e.same_state(&old),
                         // A file counts as unchanged when size, mtime and mode match the record.
                         None => {
                             old.size() == f.meta.size
@@ -683,16 +732,17 @@ impl Space {
             }
         }
         let seen: HashSet<&str> = w.found.iter().map(|f| f.path.as_str()).collect();
-        p.deleted = current
-            .iter()
-            .filter(|(path, e)| {
-                e.is_live()
-                    && !seen.contains(path.as_str())
-                    && !w.is_protected(path)
-                    && cache.contains_key(*path)
-                    && !ignores.covers(path, matches!(e.kind, Kind::Dir))
-            })
-            .count() as u64;
+        for item in manifest.iter_entries() {
+            let (path, e) = item?;
+            if e.is_live()
+                && !seen.contains(path.as_str())
+                && !w.is_protected(&path)
+                && !ignores.covers(&path, matches!(e.kind, Kind::Dir))
+                && cache.contains_key(&path)?
+            {
+                p.deleted += 1;
+            }
+        }
         Ok(p)
     }
 }

@@ -121,7 +121,7 @@ impl Space {
                 }
             }
             let held_here = cache
-                .get(&path)
+                .get(&path)?
                 .and_then(|r| crate::entry::Entry::decode(&r.entry).ok())
                 .is_some_and(|r| r.same_state(&e));
             for id in need {

@@ -124,25 +124,24 @@ impl CoboxApp {
                         }
                         crate::browse::Row::File(i) => {
                             let Some(f) = s.files.get(*i) else { continue };
-                            let name =
-                                if searching { f.path.as_str() } else { f.path.rsplit('/').next().unwrap_or(&f.path) };
+                            let name = if searching { &*f.path } else { f.path.rsplit('/').next().unwrap_or(&f.path) };
                             ui.label(name);
                             ui.label(human(f.size));
-                            ui.label(&f.modified);
-                            if self.model.device.starts_with(&f.device) {
-                                ui.label("this device");
-                            } else {
-                                ui.label(&f.device);
-                            }
+                            ui.label(crate::engine::rfc3339_ns(f.mtime_ns));
+                            match s.writers.get(f.by as usize) {
+                                Some(w) if self.model.device.starts_with(&w.short) => ui.label("this device"),
+                                Some(w) => ui.label(&w.label),
+                                None => ui.label(""),
+                            };
                             ui.horizontal(|ui| {
                                 if ui
                                     .small_button("Versions")
                                     .on_hover_text(format!("Past versions of {}", f.path))
                                     .clicked()
                                 {
-                                    self.send(Cmd::FileHistory { space: s.id, path: f.path.clone() });
+                                    self.send(Cmd::FileHistory { space: s.id, path: f.path.to_string() });
                                 }
-                                let on_disk = s.path.join(&f.path);
+                                let on_disk = s.path.join(&*f.path);
                                 if ui.small_button("Open").on_hover_text(format!("Open {}", f.path)).clicked() {
                                     self.open_path(&on_disk);
                                 }

@@ -160,7 +160,9 @@ pub(crate) enum Cmd {
     RecoveryApprove(String),
 }
 
-pub(crate) use crate::model::{CompareView, ConflictView, FileRow, Model, Past, SeederView, SpaceState, SpaceView};
+pub(crate) use crate::model::{
+    CompareView, ConflictView, FileRow, Model, Past, SeederView, SpaceState, SpaceView, Writer,
+};
 
 /// Entries the activity log keeps.
 const ACTIVITY_KEPT: usize = 200;
@@ -450,7 +452,7 @@ fn update_model(model: &Mutex<Arc<Model>>, repaint: &(dyn Fn() + Send + Sync), f
     repaint();
 }
 
-fn rfc3339_ns(ns: i64) -> String {
+pub(crate) fn rfc3339_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M").to_string()
 }
 

@@ -1,7 +1,7 @@
 //! The view model: the model rebuilt from the engine, what the daemon did, and what is news
 //! to the user (told once, in the Activity feed and as a desktop notification).
 
-use super::{ConflictView, Engine, FileRow, Model, SpaceState, SpaceView, Told, hex_short, rfc3339_ns};
+use super::{ConflictView, Engine, FileRow, Model, SpaceState, SpaceView, Told, Writer, hex_short, rfc3339_ns};
 use cobox_engine::agreement_service;
 use cobox_engine::daemon::Activity;
 use cobox_engine::sync::net::Held;
@@ -110,6 +110,7 @@ impl Engine {
                         path: info.path.clone(),
                         status: None,
                         files: Vec::new(),
+                        writers: Vec::new(),
                         conflicts: Vec::new(),
                         agreements: Vec::new(),
                         state: SpaceState::Joining,
@@ -140,36 +141,45 @@ impl Engine {
                 Vec::new()
             });
             let by = |d: &[u8; 8]| names.get(&d[..]).cloned().unwrap_or_else(|| hex_short(d));
+            // `files()` is in path order.
             let size_of = |p: &str| {
-                entries.iter().find(|(q, _)| q == p).map(|(_, e)| (e.size(), rfc3339_ns(e.mtime_ns), by(&e.device)))
+                let i = entries.binary_search_by(|(q, _)| q.as_str().cmp(p)).ok()?;
+                let e = &entries[i].1;
+                Some((e.size(), rfc3339_ns(e.mtime_ns), by(&e.device)))
             };
-            let files: Vec<FileRow> = entries
+            let mut writers: Vec<([u8; 8], Writer)> = Vec::new();
+            let mut files: Vec<FileRow> = Vec::new();
+            for (p, e) in entries.iter().filter(|(_, e)| matches!(e.kind, cobox_engine::entry::Kind::File { .. })) {
+                let idx = match writers.iter().position(|(d, _)| *d == e.device) {
+                    Some(i) => i,
+                    None => {
+                        let short = hex_short(&e.device);
+                        writers.push((e.device, Writer { label: by(&e.device), short }));
+                        writers.len() - 1
+                    }
+                };
+                files.push(FileRow { path: p.as_str().into(), size: e.size(), mtime_ns: e.mtime_ns, by: idx as u16 });
+            }
+            files.shrink_to_fit();
+            let conflicts: Vec<ConflictView> = entries
                 .iter()
                 .filter(|(_, e)| matches!(e.kind, cobox_engine::entry::Kind::File { .. }))
-                .map(|(p, e)| FileRow {
-                    path: p.clone(),
-                    size: e.size(),
-                    modified: rfc3339_ns(e.mtime_ns),
-                    device: names.get(&e.device[..]).cloned().unwrap_or_else(|| hex_short(&e.device)),
-                })
-                .collect();
-            let conflicts: Vec<ConflictView> = files
-                .iter()
-                .filter_map(|f| {
-                    let original = cobox_engine::conflict_original(&f.path)?;
+                .filter_map(|(p, e)| {
+                    let original = cobox_engine::conflict_original(p)?;
                     let (osize, omod, oby) = size_of(&original).unwrap_or((0, "gone".into(), String::new()));
                     Some(ConflictView {
-                        copy: f.path.clone(),
+                        copy: p.clone(),
                         original,
-                        copy_size: f.size,
+                        copy_size: e.size(),
                         original_size: osize,
-                        copy_modified: f.modified.clone(),
+                        copy_modified: rfc3339_ns(e.mtime_ns),
                         original_modified: omod,
-                        copy_by: f.device.clone(),
+                        copy_by: by(&e.device),
                         original_by: oby,
                     })
                 })
                 .collect();
+            drop(entries);
             let last_sync = last_syncs.iter().find(|(id, _)| *id == info.id).and_then(|(_, l)| l.clone());
             let state = if let Some(e) = &error {
                 SpaceState::Error(e.clone())
@@ -195,6 +205,7 @@ impl Engine {
                 path: info.path.clone(),
                 status,
                 files,
+                writers: writers.into_iter().map(|(_, w)| w).collect(),
                 conflicts,
                 agreements,
                 state,
