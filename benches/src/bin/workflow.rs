@@ -446,9 +446,10 @@ fn manifest_update(n: usize, shards: u16) -> Result<()> {
     let (docs, hist) = m.save_all();
     drop(m);
     println!(
-        "{n} entries in {shards} shards: built and saved in {:.2} s, {:.1} MiB",
+        "{n} entries in {shards} shards: built and saved in {:.2} s, {:.1} MiB (peak RSS {} MiB)",
         t.elapsed().as_secs_f64(),
-        docs.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0
+        docs.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0,
+        self_rss_kib().1 / 1024
     );
     let step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         let before = self_rss_kib().0;

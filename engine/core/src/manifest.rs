@@ -168,6 +168,8 @@ pub struct Manifest {
     waiting: usize,
     /// Shards whose value column [`presplit`] has cut (or that were not loaded whole).
     split: Vec<bool>,
+    /// Edits in each shard's open transaction.
+    open_ops: Vec<usize>,
 }
 
 fn entry_from_value(v: &Value<'_>) -> Result<Option<Entry>, EntryError> {
@@ -244,6 +246,10 @@ fn body_hashes(body: &ChangeBody) -> Result<Vec<(u16, ChangeHash)>, ManifestErro
     Ok(hashes)
 }
 
+/// Edits a shard's open transaction takes before they are committed as a change (see
+/// `Manifest::count_edit`).
+const EDITS_PER_CHANGE: usize = 8192;
+
 /// Entries between the cuts [`presplit`] makes: 4-9 KiB of values (Automerge cuts slabs at 4 KiB)
 /// at the 60-150 bytes an entry takes.
 const PRESPLIT_EVERY: usize = 64;
@@ -278,6 +284,7 @@ impl Manifest {
             pending: vec![None; n as usize],
             waiting: 0,
             split: vec![true; n as usize],
+            open_ops: vec![0; n as usize],
         }
     }
 
@@ -296,7 +303,22 @@ impl Manifest {
             waiting: 0,
             // Cut when first changed: reading costs nothing more.
             split: vec![false; n],
+            open_ops: vec![0; n],
         })
+    }
+
+    /// One more edit in shard `s`'s open transaction; at [`EDITS_PER_CHANGE`] they become a
+    /// change of their own. Automerge holds a transaction's edits at several times the size
+    /// they take once committed: a first scan of a million files, one transaction per shard,
+    /// peaked at 1.2 GiB. The changes made so go out in the same body at the next commit
+    /// (each shard's body is everything after its heads before the first edit).
+    fn count_edit(&mut self, s: usize) {
+        self.open_ops[s] += 1;
+        if self.open_ops[s] >= EDITS_PER_CHANGE {
+            // Time 0: the snapshot the body ends with holds the commit's time.
+            self.shards[s].commit_with(CommitOptions::default().with_time(0));
+            self.open_ops[s] = 0;
+        }
     }
 
     /// Shard `s`, cut by [`presplit`] before its first change since it was loaded. Never with
@@ -350,6 +372,7 @@ impl Manifest {
             self.pending[s] = Some(self.shards[s].get_heads());
         }
         self.shard_to_change(s).put(ROOT, path, ScalarValue::Bytes(entry.encode()?))?;
+        self.count_edit(s);
         Ok(())
     }
 
@@ -414,6 +437,7 @@ impl Manifest {
         let mut body = ChangeBody::default();
         for (i, before) in self.pending.iter_mut().enumerate() {
             if let Some(before) = before.take() {
+                self.open_ops[i] = 0;
                 let doc = &mut self.shards[i];
                 doc.commit_with(CommitOptions::default().with_time(snap.time_ms / 1000));
                 body.docs.push((i as u16, doc.save_after(&before)));
@@ -592,6 +616,7 @@ impl Manifest {
                 Some(b) => self.shard_to_change(s).put(ROOT, path.as_str(), ScalarValue::Bytes(b))?,
                 None => self.shard_to_change(s).delete(ROOT, path.as_str())?,
             }
+            self.count_edit(s);
         }
         let mut reverted: Vec<(String, Entry)> = Vec::new();
         for ((path, bytes), was) in refused_puts.into_iter().zip(shown) {
@@ -725,6 +750,24 @@ mod tests {
             renamed: 0,
             heads: vec![],
         }
+    }
+
+    /// A commit of more edits than a change takes carries several changes per shard, and
+    /// another device applying it gets every edit.
+    #[test]
+    fn a_large_commit_goes_out_as_several_changes() {
+        let mut m = Manifest::new(1, [1; 32], &[1; 16]);
+        let n = EDITS_PER_CHANGE + 100;
+        for i in 0..n {
+            m.set(&format!("f{i:05}"), &file((i % 250) as u8)).unwrap();
+        }
+        let (body, _) = m.commit(snap(1, 1)).unwrap();
+        let shard_changes = body_hashes(&body).unwrap().iter().filter(|(d, _)| *d == 0).count();
+        assert_eq!(shard_changes, 2);
+        let mut other = Manifest::new(1, [1; 32], &[2; 16]);
+        assert_eq!(other.apply(&body).unwrap(), Applied::Taken);
+        assert_eq!(other.entries().unwrap().len(), n);
+        assert_eq!(other.get("f08291").unwrap(), Some(file((8291 % 250) as u8)));
     }
 
     /// The cuts leave no trace: the same saves, and the same change for the same edits after.
