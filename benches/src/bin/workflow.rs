@@ -304,19 +304,24 @@ fn path_of(i: usize) -> String {
     format!("projects/dir{:04}/sub{:02}/file-{i:08}.txt", i / 1000, i % 37)
 }
 
-fn manifest_child(kind: &str, n: usize) -> Result<()> {
+/// Entry `i` of a generated manifest (`edit` > 0: an edited version of it).
+fn bench_entry(i: usize, edit: u8) -> cobox_engine::entry::Entry {
     use cobox_engine::entry::{Content, Entry, Kind};
-    use cobox_engine::manifest::{Manifest, Snapshot};
-    let entry = |i: usize| Entry {
-        kind: Kind::File {
-            size: (i * 4096) as u64,
-            content: Content::Single(cobox_engine::BlobId(*blake3::hash(&i.to_le_bytes()).as_bytes())),
-        },
+    let id = if edit == 0 {
+        blake3::hash(&i.to_le_bytes())
+    } else {
+        blake3::hash(&[&i.to_le_bytes()[..], &[edit]].concat())
+    };
+    Entry {
+        kind: Kind::File { size: (i * 4096) as u64, content: Content::Single(cobox_engine::BlobId(*id.as_bytes())) },
         mtime_ns: 1_760_000_000_000_000_000 + i as i64,
         mode: 0o644,
         device: [7; 8],
-    };
-    let snap = || Snapshot {
+    }
+}
+
+fn bench_snapshot() -> cobox_engine::manifest::Snapshot {
+    cobox_engine::manifest::Snapshot {
         time_ms: 1,
         device: cobox_engine::DeviceId([1; 32]),
         added: 0,
@@ -324,7 +329,13 @@ fn manifest_child(kind: &str, n: usize) -> Result<()> {
         deleted: 0,
         renamed: 0,
         heads: vec![],
-    };
+    }
+}
+
+fn manifest_child(kind: &str, n: usize) -> Result<()> {
+    use cobox_engine::manifest::Manifest;
+    let entry = |i: usize| bench_entry(i, 0);
+    let snap = bench_snapshot;
     let edits = |off: usize| (0..1000).map(move |j| ((j * 7919 + off) % n, n + j + off));
     let v = match kind {
         "cobox" => {
@@ -414,28 +425,9 @@ fn manifest_child(kind: &str, n: usize) -> Result<()> {
 /// manifest opened from its saved documents. Each step's peak is measured above what the process
 /// held before it (`/proc/self/clear_refs` resets the high-water mark).
 fn manifest_update(n: usize, shards: u16) -> Result<()> {
-    use cobox_engine::entry::{Content, Entry, Kind};
-    use cobox_engine::manifest::{Manifest, Snapshot};
-    let entry = |i: usize, edit: u8| Entry {
-        kind: Kind::File {
-            size: (i * 4096) as u64,
-            content: Content::Single(cobox_engine::BlobId(
-                *blake3::hash(&[&i.to_le_bytes()[..], &[edit]].concat()).as_bytes(),
-            )),
-        },
-        mtime_ns: 1_760_000_000_000_000_000 + i as i64,
-        mode: 0o644,
-        device: [7; 8],
-    };
-    let snap = || Snapshot {
-        time_ms: 1,
-        device: cobox_engine::DeviceId([1; 32]),
-        added: 0,
-        changed: 0,
-        deleted: 0,
-        renamed: 0,
-        heads: vec![],
-    };
+    use cobox_engine::manifest::Manifest;
+    let entry = bench_entry;
+    let snap = bench_snapshot;
     let key = [1u8; 32];
     let t = Instant::now();
     let mut m = Manifest::new(shards, key, &[1; 16]);
@@ -1297,6 +1289,15 @@ fn scale(n: usize) -> Result<()> {
         Some(base) => tempfile::tempdir_in(base)?,
         None => tempfile::tempdir_in("/work").or_else(|_| tempfile::tempdir())?,
     };
+    let r = scale_in(&work, n);
+    // With COBOX_BENCH_KEEP the homes (and their logs) stay for a look after a failure.
+    if r.is_err() && std::env::var_os("COBOX_BENCH_KEEP").is_some() {
+        eprintln!("kept {}", work.keep().display());
+    }
+    r
+}
+
+fn scale_in(work: &tempfile::TempDir, n: usize) -> Result<()> {
     let folder = work.path().join("folder");
     let t = Instant::now();
     small_files(&folder, n)?;
