@@ -256,6 +256,10 @@ pub(super) async fn drive(
                 }
                 Event::Receive { ids, quota } => {
                     transmit(io, session).await?;
+                    if !session.is_dialer() {
+                        // The dialer writes what we sent before it answers our `Want`.
+                        io.wait_longer_once(super::ANSWER_WAIT);
+                    }
                     let from_seeder = session.peer_role() == Some(crate::sync::proto::Role::Seeder);
                     // Changes are held to the roster as this session merged it.
                     let ops = session.ledger_mut().roster_ops();

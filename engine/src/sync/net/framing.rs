@@ -3,6 +3,7 @@
 //! `DuplexStream` both implement, so the framing is tested without a network.
 
 use super::{STALL, Traffic, net, net_err};
+use std::time::Duration;
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::sync::proto::Msg;
@@ -147,6 +148,8 @@ pub(super) struct Reader<R: ByteSource = RecvStream> {
     pub(super) recv: R,
     pub(super) traffic: Arc<Traffic>,
     pub(super) bytes: u64,
+    /// The silence allowed before the next message begins, once, instead of [`STALL`].
+    pub(super) first_wait: Option<Duration>,
 }
 
 impl<R: ByteSource> Reader<R> {
@@ -155,7 +158,8 @@ impl<R: ByteSource> Reader<R> {
     pub(super) async fn read(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         let mut filled = 0;
         while filled < buf.len() {
-            match tokio::time::timeout(STALL, self.recv.read_some(&mut buf[filled..])).await {
+            let limit = if filled == 0 { self.first_wait.take().unwrap_or(STALL) } else { STALL };
+            match tokio::time::timeout(limit, self.recv.read_some(&mut buf[filled..])).await {
                 Ok(Ok(Some(n))) => filled += n,
                 Ok(Ok(None)) => return Err(net("the peer ended the stream in the middle of a message")),
                 Ok(Err(e)) => return Err(e),
@@ -232,7 +236,7 @@ impl Framed {
     pub(super) fn new(conn: &Connection, send: SendStream, recv: RecvStream, traffic: &Arc<Traffic>) -> Self {
         Self {
             out: Writer::new(send, traffic.clone()),
-            inn: Reader { recv, traffic: traffic.clone(), bytes: 0 },
+            inn: Reader { recv, traffic: traffic.clone(), bytes: 0, first_wait: None },
             conn: conn.clone(),
             lane_bytes: 0,
         }
@@ -240,6 +244,11 @@ impl Framed {
 
     pub(super) async fn send(&mut self, m: &Msg) -> Result<(), Error> {
         self.out.send(m).await
+    }
+
+    /// Allow the peer `wait` of silence before its next message, once.
+    pub(super) fn wait_longer_once(&mut self, wait: Duration) {
+        self.inn.first_wait = Some(wait);
     }
 
     pub(super) async fn recv(&mut self) -> Result<Msg, Error> {
@@ -276,7 +285,7 @@ mod tests {
     fn ends(window: usize) -> (Writer<tokio::io::DuplexStream>, Reader<tokio::io::DuplexStream>) {
         let (a, b) = tokio::io::duplex(window);
         let t = Arc::new(Traffic::default());
-        (Writer::new(a, t.clone()), Reader { recv: b, traffic: t, bytes: 0 })
+        (Writer::new(a, t.clone()), Reader { recv: b, traffic: t, bytes: 0, first_wait: None })
     }
 
     #[tokio::test]
@@ -325,6 +334,24 @@ mod tests {
         w.send.write_all(&(1u32 << 20).to_le_bytes()).await.unwrap();
         let opening = crate::sync::proto::MAX_OPENING_FRAME;
         assert!(matches!(r.recv_within(opening).await, Err(Error::Refused(m)) if m.contains("65536-byte limit")));
+    }
+
+    /// A peer silent past the stall limit fails the read, unless the reader allowed it longer
+    /// for that one message (a dialer writing what it received before it answers).
+    #[tokio::test(start_paused = true)]
+    async fn a_longer_wait_is_allowed_once() {
+        let (mut w, mut r) = ends(1 << 16);
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(STALL * 5).await;
+            w.send(&Msg::Done).await.unwrap();
+            tokio::time::sleep(STALL * 2).await;
+            w.send(&Msg::Done).await.unwrap();
+            w
+        });
+        r.first_wait = Some(STALL * 10);
+        assert_eq!(r.recv().await.unwrap(), Msg::Done, "five stall limits of silence, allowed once");
+        assert!(matches!(r.recv().await, Err(Error::Net(m)) if m.contains("stalled")), "the next read has the usual limit");
+        drop(sender.await.unwrap());
     }
 
     #[tokio::test]

@@ -32,6 +32,11 @@ use std::time::Duration;
 
 /// A peer that stalls longer than this between messages is dropped.
 const STALL: Duration = Duration::from_secs(60);
+/// How long a listener waits for the dialer's blobs after its `Want`: the dialer first finishes
+/// writing into its folder what it received (a first sync of a million small files on a slow
+/// disk took minutes), and says nothing meanwhile. No longer than a trickling peer could hold
+/// a session anyway (`SESSION_DEADLINE`).
+const ANSWER_WAIT: Duration = Duration::from_secs(30 * 60);
 /// Silence after which a connection's peer counts as gone.
 pub const IDLE: Duration = Duration::from_secs(12);
 /// Time a peer has, from the session's start, to prove its right to the space: a stranger

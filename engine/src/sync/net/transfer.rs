@@ -139,7 +139,7 @@ async fn read_lane(
         Ok(Err(e)) => return Err(format!("lane not opened: {e}")),
         Err(_) => return Err("peer stalled opening a lane".into()),
     };
-    let mut r = Reader { recv, traffic, bytes: 0 };
+    let mut r = Reader { recv, traffic, bytes: 0, first_wait: None };
     let (mut blobs, mut bytes) = (0, 0);
     let mut storing = true;
     loop {
