@@ -3,13 +3,13 @@
 //! `DuplexStream` both implement, so the framing is tested without a network.
 
 use super::{STALL, Traffic, net, net_err};
-use std::time::Duration;
 use crate::error::Error;
 use crate::ids::BlobId;
 use crate::sync::proto::Msg;
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Where frames go: bytes written in order, owned buffers without a copy where the stream can.
 pub(super) trait ByteSink: Send {
@@ -350,7 +350,10 @@ mod tests {
         });
         r.first_wait = Some(STALL * 10);
         assert_eq!(r.recv().await.unwrap(), Msg::Done, "five stall limits of silence, allowed once");
-        assert!(matches!(r.recv().await, Err(Error::Net(m)) if m.contains("stalled")), "the next read has the usual limit");
+        assert!(
+            matches!(r.recv().await, Err(Error::Net(m)) if m.contains("stalled")),
+            "the next read has the usual limit"
+        );
         drop(sender.await.unwrap());
     }
 
