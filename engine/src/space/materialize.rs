@@ -313,6 +313,8 @@ impl Space {
                 Err(why) => report.refused.push(why),
             }
         }
+        // Ended before the write: an open read keeps the pages a commit replaces from reuse.
+        drop(cache);
         self.write_scan_cache(&updates)?;
         self.store.meta_set(NOT_WRITTEN, &crate::error::json("paths not written", &report.refused)?)?;
         // Until changes arrive, another pass would find nothing to do; remembered on disk, so

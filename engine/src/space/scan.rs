@@ -352,9 +352,10 @@ impl Space {
         let as_recorded = |row: Option<&CacheRec>, meta: &Meta, e: &Entry| {
             row.is_some_and(|r| r.meta == *meta && Entry::decode(&r.entry).is_ok_and(|c| c.same_state(e)))
         };
-        let mut to_read: Vec<&Found> = Vec::new();
+        // Files to read, each with its own row (boxed: none on a first scan).
+        let mut to_read: Vec<(&Found, Option<Box<CacheRec>>)> = Vec::new();
         // Files whose own row does not vouch for them: renamed, or to be read.
-        let mut unmatched: Vec<&Found> = Vec::new();
+        let mut unmatched: Vec<(&Found, Option<Box<CacheRec>>)> = Vec::new();
         // Found paths with a row: the table holding more means rows of paths gone.
         let mut with_rows = 0u64;
         for f in &w.found {
@@ -378,11 +379,13 @@ impl Space {
                 new_entries.push((f.path.clone(), e, recorded));
                 continue;
             }
-            match row.filter(|r| r.trusted && r.meta == f.meta).map(|r| Entry::decode(&r.entry)) {
+            match row {
                 // Its own row, same metadata: recorded as it is.
-                Some(Ok(e)) => new_entries.push((f.path.clone(), e, true)),
-                Some(Err(_)) => to_read.push(f),
-                None => unmatched.push(f),
+                Some(r) if r.trusted && r.meta == f.meta => match Entry::decode(&r.entry) {
+                    Ok(e) => new_entries.push((f.path.clone(), e, true)),
+                    Err(_) => to_read.push((f, Some(Box::new(r)))),
+                },
+                row => unmatched.push((f, row.map(Box::new))),
             }
         }
         // A rename keeps the inode, size, mtime and mode (only ctime moves): reuse the entry
@@ -403,10 +406,9 @@ impl Space {
                 }
             })?;
         }
-        for f in unmatched {
+        for (f, row) in unmatched {
             match moved.get(&(f.meta.ino, f.meta.size, f.meta.mtime_ns, f.meta.mode)).map(|enc| Entry::decode(enc)) {
                 Some(Ok(e)) => {
-                    let row = cache.get(&f.path)?;
                     if row.as_ref().is_none_or(|r| r.meta != f.meta) {
                         unread_rows
                             .push((f.path.clone(), Some(CacheRec { meta: f.meta, entry: e.encode()?, trusted: true })));
@@ -414,19 +416,24 @@ impl Space {
                     let recorded = row.is_some_and(|r| r.trusted && r.meta == f.meta);
                     new_entries.push((f.path.clone(), e, recorded));
                 }
-                _ => to_read.push(f),
+                _ => to_read.push((f, row)),
             }
         }
-        progress.start("scanning", to_read.iter().map(|f| f.meta.size).sum());
+        drop(moved);
+        // The read transaction ends before anything is written: open, it would keep every page
+        // the store's commits replace from being reused (an update of 100k files doubled the
+        // index, 36 -> 71 MB).
+        drop(cache);
+        progress.start("scanning", to_read.iter().map(|(f, _)| f.meta.size).sum());
         let counters = Counters { read: AtomicU64::new(0), new_blobs: AtomicU64::new(0), new_bytes: AtomicU64::new(0) };
         // A reader's edits stay on its disk (below): their blobs are not stored either, so no
         // sync offers them to a peer.
         let keep = self.roster.role(&self.device.0) != Some(cobox_core::roster::Role::Read);
         let results: Vec<Result<Ingested, Error>> =
-            to_read.par_iter().map(|f| self.ingest(&folder, f, &counters, progress, keep)).collect();
+            to_read.par_iter().map(|(f, _)| self.ingest(&folder, f, &counters, progress, keep)).collect();
         let mut protected_now: HashSet<String> = HashSet::new();
         let mut cache_updates = unread_rows;
-        for (f, r) in to_read.iter().zip(results) {
+        for ((f, row), r) in to_read.iter().zip(results) {
             match r? {
                 Ok((e, meta)) => {
                     // A file modified within the clock's granularity of this scan could change
@@ -435,7 +442,7 @@ impl Space {
                     let window = if meta.mtime_ns % 1_000_000_000 == 0 { 2_000_000_000 } else { 100_000_000 };
                     let trusted = meta.mtime_ns < start_ns - window;
                     cache_updates.push((f.path.clone(), Some(CacheRec { meta, entry: e.encode()?, trusted })));
-                    let recorded = as_recorded(cache.get(&f.path)?.as_ref(), &meta, &e);
+                    let recorded = as_recorded(row.as_deref(), &meta, &e);
                     new_entries.push((f.path.clone(), e, recorded));
                 }
                 Err(msg) => {
@@ -501,6 +508,8 @@ impl Space {
         }
         let now_ns = crate::now_ms().saturating_mul(1_000_000);
         let mut deleted_paths = Vec::new();
+        // Rows of paths not in the folder now (all of them, when there are any).
+        let gone: HashSet<&str> = gone_rows.iter().map(String::as_str).collect();
         for item in self.manifest()?.iter_entries() {
             let (path, old) = item?;
             if !old.is_live() || seen.contains(path.as_str()) || w.is_protected(&path) || protected_now.contains(&path)
@@ -514,7 +523,7 @@ impl Space {
             // Only what this device saw on disk can have been deleted here. A path it never saw
             // came from another device and is not materialised yet (a sync cut between applying
             // and writing, or a scan racing the materialiser): recording a delete would lose it.
-            if !cache.contains_key(&path)? {
+            if !gone.contains(path.as_str()) {
                 continue;
             }
             report.deleted += 1;
