@@ -508,7 +508,7 @@ impl Space {
         }
         let now_ns = crate::now_ms().saturating_mul(1_000_000);
         let mut deleted_paths = Vec::new();
-        // Rows of paths not in the folder now (all of them, when there are any).
+        // Rows of paths not in the folder now (collected above whenever there are any).
         let gone: HashSet<&str> = gone_rows.iter().map(String::as_str).collect();
         for item in self.manifest()?.iter_entries() {
             let (path, old) = item?;
@@ -573,7 +573,8 @@ impl Space {
         }
         report.new_blobs = counters.new_blobs.load(Ordering::Relaxed);
         report.new_blob_bytes = counters.new_bytes.load(Ordering::Relaxed);
-        for p in deleted_paths.into_iter().chain(gone_rows) {
+        // Every path deleted here is among them.
+        for p in gone_rows {
             cache_updates.push((p, None));
         }
         self.write_scan_cache(&cache_updates)?;

@@ -158,7 +158,13 @@ impl Engine {
                         writers.len() - 1
                     }
                 };
-                files.push(FileRow { path: p.as_str().into(), size: e.size(), mtime_ns: e.mtime_ns, by: idx as u16 });
+                files.push(FileRow {
+                    path: p.as_str().into(),
+                    size: e.size(),
+                    mtime_ns: e.mtime_ns,
+                    // Past 65,535 writers (never, in practice) the later ones share the last index.
+                    by: u16::try_from(idx).unwrap_or(u16::MAX),
+                });
             }
             files.shrink_to_fit();
             let conflicts: Vec<ConflictView> = entries
